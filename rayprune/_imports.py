@@ -1,0 +1,32 @@
+"""Resolve ``package.module:attribute`` names written in configs (user factories, cost functions)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["import_object"]
+
+
+def import_object(path: str, *, what: str = "object") -> Any:
+    """Import ``package.module:attr`` (``attr`` may be dotted) and return it.
+
+    >>> import_object("math:sqrt", what="function")(4.0)
+    2.0
+    """
+    if not isinstance(path, str) or path.count(":") != 1 or not all(path.split(":")):
+        raise ValueError(f"The {what} must be written 'package.module:name'; got {path!r}.")
+    module_name, attr = path.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ImportError(
+            f"Cannot import module {module_name!r} for {what} {path!r}: {exc}. Is it installed or on PYTHONPATH?"
+        ) from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ImportError(f"Module {module_name!r} has no attribute {attr!r} (for {what} {path!r}).") from None
+    return obj

@@ -1,0 +1,170 @@
+"""Params and MACs as exact functions of the kept channel counts, without building the model.
+
+For every layer a group edits, the number of its input or output channels removed when the
+group drops its ``n`` least important root channels is a lookup (``removed[n]``, a cumulative sum
+along the group's ranking: one root channel can stand for several inputs of a Linear after a
+flatten). A layer's cost then follows from its new shape:
+
+* Conv: ``params = out' * in'/groups' * prod(kernel) (+ out' bias)``,
+  ``MACs = params_without_bias * H_out * W_out``;
+* Linear: ``params = out' * in' (+ out')``, ``MACs = out' * in' * tokens``;
+* per-channel layers (BatchNorm, LayerNorm, ...): params scale with the channels kept.
+
+Everything no group touches is a constant. The model checks itself against the measured
+values of one built candidate (:attr:`AnalyticCosts.exact`); a model whose layers it does not
+understand is flagged inexact and then only steers the search, never decides feasibility.
+Measured costs always decide feasibility anyway.
+
+Example::
+
+    analytic = AnalyticCosts(space, CostContext(input_shape=(3, 32, 32)))
+    analytic.params(space.keep_counts(0.5)), analytic.macs(space.keep_counts(0.5))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..pruning.space import PruningSpace
+from .context import CostContext
+from .metrics import count_macs, count_params
+
+__all__ = ["AnalyticCosts"]
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass
+class _Layer:
+    module: nn.Module
+    out_edits: list = field(default_factory=list)  # (group index, removed-by-n lookup)
+    in_edits: list = field(default_factory=list)
+    depthwise: bool = False
+    spatial: int = 1  # output positions per sample (H_out*W_out for conv, tokens for linear)
+
+
+class AnalyticCosts:
+    """Exact params/MACs of any candidate of ``space`` from its keep counts (microseconds)."""
+
+    NAMES = ("params", "macs")
+
+    def __init__(self, space: PruningSpace, context: CostContext, *, verify: bool = True) -> None:
+        self.space = space
+        self.context = context
+        base = space.base
+        self._layers: dict[str, _Layer] = {}
+        self.supported = True
+        for g in space.groups:
+            for m in g.members:
+                module = base.get_submodule(m.target) if m.kind == "module" else None
+                if module is None or module.__class__ in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
+                    self.supported = False
+                    continue
+                per_root = np.bincount(m.root_idxs, minlength=g.channels)[g.ranking]
+                removed = np.concatenate([[0], np.cumsum(per_root)]).astype(np.int64)
+                layer = self._layers.setdefault(m.target, _Layer(module))
+                layer.depthwise = layer.depthwise or m.pruner == "DEPTHWISE_CONV"
+                (layer.out_edits if m.fn == "prune_out_channels" else layer.in_edits).append((g.index, removed))
+        self._record_spatial(base)
+        modeled_params = sum(self._layer_params(l, 0, 0) for l in self._layers.values())
+        modeled_macs = sum(self._layer_macs(l, 0, 0) for l in self._layers.values())
+        self._base_params = count_params(base)
+        self._base_macs = count_macs(base, context)
+        self._fixed_params = self._base_params - modeled_params
+        self._fixed_macs = self._base_macs - modeled_macs
+        self.exact = self.supported and (not verify or self._verify())
+
+    @torch.no_grad()
+    def _record_spatial(self, base: nn.Module) -> None:
+        hooks = []
+        for layer in self._layers.values():
+            if isinstance(layer.module, (nn.Linear, *_CONV)):
+                def hook(mod, inp, out, layer=layer):
+                    channels = out.shape[-1] if isinstance(mod, nn.Linear) else out.shape[1]
+                    layer.spatial = out.numel() // max(1, channels)
+                hooks.append(layer.module.register_forward_hook(hook))
+        try:
+            base(self.context.example_inputs(batch_size=1, device=next(base.parameters()).device))
+        finally:
+            for h in hooks:
+                h.remove()
+
+    # -- per-layer formulas --------------------------------------------------------------------
+    def _layer_shape(self, layer: _Layer, removed_out: int, removed_in: int) -> tuple[int, int, int]:
+        m = layer.module
+        if isinstance(m, nn.Linear):
+            return m.out_features - removed_out, m.in_features - removed_in, 1
+        if isinstance(m, _CONV):
+            if layer.depthwise:
+                out = m.out_channels - max(removed_out, removed_in)
+                return out, out, out
+            return m.out_channels - removed_out, m.in_channels - removed_in, m.groups
+        return 0, 0, 1
+
+    def _layer_params(self, layer: _Layer, removed_out: int, removed_in: int) -> float:
+        m = layer.module
+        if isinstance(m, (nn.Linear, *_CONV)):
+            out, inp, groups = self._layer_shape(layer, removed_out, removed_in)
+            kernel = 1 if isinstance(m, nn.Linear) else math.prod(m.kernel_size)
+            return out * (inp // groups) * kernel + (out if m.bias is not None else 0)
+        # per-channel layers: every own parameter is 1-D along the pruned channels
+        own = [p for p in m.parameters(recurse=False)]
+        if not own:
+            return 0.0
+        channels = own[0].shape[0]
+        if any(p.dim() != 1 or p.shape[0] != channels for p in own):
+            self.supported = False
+            return float(sum(p.numel() for p in own))
+        return float(sum(p.numel() for p in own)) * (channels - removed_out) / channels
+
+    def _layer_macs(self, layer: _Layer, removed_out: int, removed_in: int) -> float:
+        m = layer.module
+        if not isinstance(m, (nn.Linear, *_CONV)):
+            return 0.0
+        out, inp, groups = self._layer_shape(layer, removed_out, removed_in)
+        kernel = 1 if isinstance(m, nn.Linear) else math.prod(m.kernel_size)
+        return float(out * (inp // groups) * kernel * layer.spatial)
+
+    def _removed(self, edits: list, pruned: Sequence[int]) -> int:
+        return int(sum(lookup[pruned[g]] for g, lookup in edits))
+
+    # -- public --------------------------------------------------------------------------------
+    def _total(self, counts: Sequence[int], fixed: float, per_layer) -> float:
+        pruned = [g.channels - int(k) for g, k in zip(self.space.groups, counts)]
+        total = fixed
+        for layer in self._layers.values():
+            total += per_layer(layer, self._removed(layer.out_edits, pruned), self._removed(layer.in_edits, pruned))
+        return float(total)
+
+    def params(self, counts: Sequence[int]) -> float:
+        """Parameters of the candidate that keeps ``counts[g]`` channels in group ``g``."""
+        return self._total(counts, self._fixed_params, self._layer_params)
+
+    def macs(self, counts: Sequence[int]) -> float:
+        """MACs (one sample) of the candidate that keeps ``counts[g]`` channels in group ``g``."""
+        return self._total(counts, self._fixed_macs, self._layer_macs)
+
+    def __call__(self, name: str, counts: Sequence[int]) -> float:
+        if name == "params":
+            return self.params(counts)
+        if name == "macs":
+            return self.macs(counts)
+        raise ValueError(f"Cost {name!r} has no analytic model; analytic costs are {list(self.NAMES)}.")
+
+    @property
+    def base(self) -> dict[str, float]:
+        """The unpruned model's params and MACs."""
+        return {"params": self._base_params, "macs": self._base_macs}
+
+    def _verify(self) -> bool:
+        counts = self.space.keep_counts(0.5)
+        model = self.space.build(counts and [c / g.channels for c, g in zip(counts, self.space.groups)])
+        measured = (count_params(model), count_macs(model, self.context))
+        predicted = (self.params(counts), self.macs(counts))
+        return all(abs(a - b) <= 1e-6 * max(1.0, a) for a, b in zip(measured, predicted))

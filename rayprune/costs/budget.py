@@ -1,0 +1,71 @@
+"""Budgets: an upper limit on one cost, relative to the unpruned model or absolute."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["Budget", "parse_budget", "RELATIVE_BY_DEFAULT"]
+
+#: Costs whose budget is a fraction of the base model's value unless written ``abs:``.
+RELATIVE_BY_DEFAULT = frozenset({"params", "macs", "peak_memory_mb"})
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``cost(candidate) <= limit``, where ``limit = value * base`` if ``relative`` else ``value``.
+
+    >>> Budget("params", 0.25, relative=True).limit(1_000_000)
+    250000.0
+    """
+
+    metric: str
+    value: float
+    relative: bool
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, (int, float)) or isinstance(self.value, bool) or not math.isfinite(self.value):
+            raise ValueError(f"The budget of constraint {self.metric!r} must be a finite number; got {self.value!r}.")
+        if self.relative and not 0.0 < self.value <= 1.0:
+            raise ValueError(
+                f"The budget of constraint {self.metric!r} must be in (0, 1] for a relative budget; got {self.value}."
+            )
+        if not self.relative and self.value <= 0:
+            raise ValueError(f"The budget of constraint {self.metric!r} must be > 0; got {self.value}.")
+
+    def limit(self, base_value: float) -> float:
+        """The absolute upper limit, given the unpruned model's value of this cost."""
+        return float(self.value) * float(base_value) if self.relative else float(self.value)
+
+    def __str__(self) -> str:
+        return f"{self.metric}<={self.value:g}{'x base' if self.relative else ''}"
+
+
+def parse_budget(text: str) -> Budget:
+    """Parse ``NAME=VALUE`` from the command line.
+
+    ``VALUE`` is a fraction of the base model for params, MACs and peak memory and an absolute
+    value otherwise; ``rel:``/``abs:`` prefixes or a ``%`` suffix (relative) override that.
+
+    >>> parse_budget("params=0.25")
+    Budget(metric='params', value=0.25, relative=True)
+    >>> parse_budget("latency_ms=4")
+    Budget(metric='latency_ms', value=4.0, relative=False)
+    >>> parse_budget("macs=abs:2e8").relative
+    False
+    """
+    name, sep, raw = str(text).partition("=")
+    name, raw = name.strip(), raw.strip()
+    if not sep or not name or not raw:
+        raise ValueError(f"A budget must look like NAME=VALUE (e.g. params=0.25 or latency_ms=4.0); got {text!r}.")
+    relative = name in RELATIVE_BY_DEFAULT
+    if raw.startswith(("rel:", "abs:")):
+        relative, raw = raw.startswith("rel:"), raw[4:]
+    scale = 1.0
+    if raw.endswith("%"):
+        relative, raw, scale = True, raw[:-1], 0.01
+    try:
+        value = float(raw) * scale
+    except ValueError:
+        raise ValueError(f"The value of budget {name!r} must be a number; got {raw!r} in {text!r}.") from None
+    return Budget(name, value, relative)

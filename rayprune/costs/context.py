@@ -1,0 +1,42 @@
+"""What a cost function is given besides the model: inputs, device and measurement options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+__all__ = ["CostContext", "CostFn"]
+
+
+@dataclass(frozen=True)
+class CostContext:
+    """Everything a cost needs to measure a candidate.
+
+    Attributes:
+        input_shape: one sample's shape, e.g. ``(3, 32, 32)``.
+        device: where latency and memory are measured (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+        batch_size: batch used by latency and peak memory.
+        threads: torch intra-op threads while measuring latency on CPU (``None``: leave as is).
+        warmup, repeats: latency runs discarded, then timed (the median is reported).
+        options: free-form settings for user cost functions (from the config's ``costs.options``).
+    """
+
+    input_shape: tuple[int, ...]
+    device: str = "cpu"
+    batch_size: int = 1
+    threads: int | None = None
+    warmup: int = 5
+    repeats: int = 20
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def example_inputs(self, batch_size: int | None = None, device: str | torch.device | None = None) -> torch.Tensor:
+        """A zeros batch of the configured shape."""
+        n = self.batch_size if batch_size is None else batch_size
+        return torch.zeros((n, *self.input_shape), device=device or self.device)
+
+
+#: Every cost has this signature: measured on the candidate that was actually built.
+CostFn = Callable[[nn.Module, CostContext], float]

@@ -1,0 +1,157 @@
+"""Built-in costs of a (pruned) model: parameters, MACs, latency and peak memory.
+
+Each has the signature ``f(model, context) -> float`` (:data:`~rayprune.costs.context.CostFn`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import statistics
+import time
+import weakref
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import FlopCounterMode
+
+from .context import CostContext
+
+__all__ = ["count_params", "count_macs", "measure_latency_ms", "measure_peak_memory_mb"]
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def count_params(model: nn.Module, context: CostContext | None = None) -> float:
+    """Number of parameters (every element of every ``nn.Parameter``)."""
+    return float(sum(p.numel() for p in model.parameters()))
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, context: CostContext) -> float:
+    """Multiply-accumulates of one sample's forward pass.
+
+    Counted by PyTorch's ``FlopCounterMode`` (convolutions, matrix products, attention), halved:
+    ``MACs = FLOPs / 2``. Bias additions, normalisation and activations are not counted, as is
+    usual in the pruning literature.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(context.example_inputs(batch_size=1, device=_model_device(model)))
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() / 2.0
+
+
+@contextlib.contextmanager
+def _num_threads(n: int | None):
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _on_device(model: nn.Module, device: str) -> nn.Module:
+    return model if _model_device(model) == torch.device(device) else copy.deepcopy(model).to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_latency_ms(model: nn.Module, context: CostContext) -> float:
+    """Median wall time of one forward pass in milliseconds, after ``context.warmup`` untimed runs.
+
+    Measured on ``context.device`` with ``context.batch_size`` and, on CPU, ``context.threads``.
+    """
+    device = torch.device(context.device)
+    net = _on_device(model, context.device)
+    was_training = net.training
+    net.eval()
+    x = context.example_inputs(device=device)
+    times = []
+    try:
+        with torch.inference_mode(), _num_threads(context.threads if device.type == "cpu" else None):
+            for _ in range(max(0, context.warmup)):
+                net(x)
+            _sync(device)
+            for _ in range(max(1, context.repeats)):
+                start = time.perf_counter()
+                net(x)
+                _sync(device)
+                times.append(time.perf_counter() - start)
+    finally:
+        net.train(was_training)
+    return 1000.0 * statistics.median(times)
+
+
+class _LiveTensorBytes(TorchDispatchMode):
+    """Tracks the bytes of tensors created inside the mode that are still alive, and their peak."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._storages: dict[int, int] = {}
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self.live -= nbytes
+        self._storages.pop(key, None)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                key, nbytes = storage.data_ptr(), storage.nbytes()
+                if nbytes == 0 or key in self._storages:  # views share their base's storage
+                    continue
+                self._storages[key] = nbytes
+                self.live += nbytes
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(t, self._free, key, nbytes)
+        return out
+
+
+def measure_peak_memory_mb(model: nn.Module, context: CostContext) -> float:
+    """Peak memory of an inference forward pass in MiB: weights + buffers + peak live activations.
+
+    On CUDA this is the caching allocator's peak (``torch.cuda.max_memory_allocated``) during the
+    pass, model included; elsewhere the peak bytes of live tensors created by the pass (tracked
+    with a ``TorchDispatchMode``) plus the model's parameters and buffers.
+    """
+    device = torch.device(context.device)
+    net = _on_device(model, context.device)
+    was_training = net.training
+    net.eval()
+    x = context.example_inputs(device=device)
+    try:
+        with torch.inference_mode():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+                net(x)
+                torch.cuda.synchronize(device)
+                return torch.cuda.max_memory_allocated(device) / 2**20
+            tracker = _LiveTensorBytes()
+            with tracker:
+                net(x)
+    finally:
+        net.train(was_training)
+    static = sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
+    return (static + tracker.peak) / 2**20

@@ -1,0 +1,61 @@
+"""Names of costs -> cost functions, and measuring a set of them on one model."""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+from torch import nn
+
+from .._imports import import_object
+from .context import CostContext, CostFn
+from .metrics import count_macs, count_params, measure_latency_ms, measure_peak_memory_mb
+
+__all__ = ["BUILTIN_COSTS", "ANALYTIC_COSTS", "resolve_cost", "resolve_costs", "measure_costs"]
+
+BUILTIN_COSTS: dict[str, CostFn] = {
+    "params": count_params,
+    "macs": count_macs,
+    "latency_ms": measure_latency_ms,
+    "peak_memory_mb": measure_peak_memory_mb,
+}
+
+#: Costs that are exact functions of the channel counts (see :mod:`rayprune.costs.analytic`).
+ANALYTIC_COSTS = frozenset({"params", "macs"})
+
+
+def resolve_cost(name: str, function: str | None = None) -> CostFn:
+    """The cost function called ``name``: a built-in, or ``function`` = ``'package.module:fn'``."""
+    if function is not None:
+        fn = import_object(function, what=f"cost function of {name!r}")
+        if not callable(fn):
+            raise TypeError(f"The cost function {function!r} of {name!r} is not callable; got {type(fn).__name__}.")
+        return fn
+    try:
+        return BUILTIN_COSTS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown cost {name!r}; expected one of {sorted(BUILTIN_COSTS)} or a user cost defined "
+            "with 'function: package.module:fn' under costs.custom in the config."
+        ) from None
+
+
+def resolve_costs(names, custom: Mapping[str, str] | None = None) -> dict[str, CostFn]:
+    """Resolve several names at once; ``custom`` maps user cost names to ``package.module:fn``."""
+    custom = dict(custom or {})
+    return {n: resolve_cost(n, custom.get(n)) for n in dict.fromkeys([*names, *custom])}
+
+
+def measure_costs(model: nn.Module, costs: Mapping[str, CostFn], context: CostContext) -> dict[str, float]:
+    """Measure every cost on ``model``; a cost that does not return a finite number is an error."""
+    values = {}
+    for name, fn in costs.items():
+        value = fn(model, context)
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"Cost {name!r} must return a number; {fn!r} returned {value!r}.") from None
+        if not math.isfinite(value):
+            raise ValueError(f"Cost {name!r} returned {value}, which is not finite.")
+        values[name] = value
+    return values

@@ -1,0 +1,156 @@
+"""Save a pruned model so it loads anywhere, and load it back.
+
+A pruned model directory holds
+
+* ``spec.json``: how to rebuild it: the original architecture (zoo name or ``pkg.mod:factory``
+  with its arguments) and the :class:`~rayprune.pruning.plan.PruningPlan` that replays the pruning;
+* ``weights.pt``: the pruned ``state_dict`` (tensors only: loads with ``weights_only=True``);
+* ``model.pt``: the whole pickled module (``torch.save(model)``), for environments without
+  rayprune; loading it runs pickled code, so :func:`load_pruned` only does it when asked;
+* ``model.torchscript.pt`` when the model can be traced with TorchScript.
+
+Example::
+
+    save_pruned(small, "out/best", architecture={"name": "vgg16", "num_classes": 10}, plan=plan,
+                input_shape=(3, 32, 32))
+    model = load_pruned("out/best")      # in any process: same outputs as ``small``
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .plan import PruningPlan, apply_plan
+
+__all__ = ["save_pruned", "load_pruned", "read_spec", "SPEC_FORMAT"]
+
+SPEC_FORMAT = "rayprune.pruned/1"
+SPEC_FILE, WEIGHTS_FILE, MODULE_FILE, TORCHSCRIPT_FILE = "spec.json", "weights.pt", "model.pt", "model.torchscript.pt"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_pruned(
+    model: nn.Module,
+    directory: str | os.PathLike,
+    *,
+    architecture: Optional[Mapping[str, Any]],
+    plan: PruningPlan,
+    input_shape: Sequence[int],
+    extra: Optional[Mapping[str, Any]] = None,
+    torchscript: bool = True,
+) -> Path:
+    """Write ``model`` (already pruned by ``plan``) to ``directory`` and return the directory.
+
+    ``architecture`` holds the keyword arguments of :func:`rayprune.models.load_model` that rebuild
+    the *unpruned* architecture (without its checkpoint); ``None`` if it cannot be rebuilt, in
+    which case only the pickled module can be loaded.
+    """
+    from .. import __version__
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    _atomic_torch_save(cpu_state, out / WEIGHTS_FILE)
+    module_copy = copy.deepcopy(model).to("cpu")
+    _atomic_torch_save(module_copy, out / MODULE_FILE)
+    ts_ok = False
+    if torchscript:
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(module_copy, torch.zeros(1, *input_shape))
+                tmp = out / f".{TORCHSCRIPT_FILE}.tmp"
+                torch.jit.save(traced, str(tmp))
+                os.replace(tmp, out / TORCHSCRIPT_FILE)
+                ts_ok = True
+        except Exception:  # many models cannot be traced; the other two formats remain
+            ts_ok = False
+    spec = {
+        "format": SPEC_FORMAT,
+        "rayprune_version": __version__,
+        "torch_version": torch.__version__,
+        "architecture": dict(architecture) if architecture is not None else None,
+        "input_shape": list(input_shape),
+        "files": {
+            "weights": WEIGHTS_FILE,
+            "module": MODULE_FILE,
+            "torchscript": TORCHSCRIPT_FILE if ts_ok else None,
+        },
+        "plan": plan.to_json(),
+        **(dict(extra) if extra else {}),
+    }
+    _atomic_write_text(out / SPEC_FILE, json.dumps(spec, indent=1))
+    return out
+
+
+def read_spec(directory: str | os.PathLike) -> dict:
+    """Read and check ``spec.json`` of a pruned-model directory."""
+    path = Path(directory) / SPEC_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: {directory} is not a rayprune pruned-model directory "
+            f"(expected {SPEC_FILE}, {WEIGHTS_FILE} and {MODULE_FILE})."
+        )
+    spec = json.loads(path.read_text())
+    if spec.get("format") != SPEC_FORMAT:
+        raise ValueError(f"{path}: expected format {SPEC_FORMAT!r}; got {spec.get('format')!r}.")
+    return spec
+
+
+def load_pruned(
+    directory: str | os.PathLike,
+    *,
+    map_location: str | torch.device = "cpu",
+    allow_pickle: bool = False,
+) -> nn.Module:
+    """Load a pruned model saved by :func:`save_pruned`, in eval mode.
+
+    The architecture is rebuilt from ``spec.json``, the plan replayed, and the weights loaded with
+    ``torch.load(weights_only=True)``: no pickled code runs. If the architecture cannot be
+    rebuilt here (a user factory that is not importable, say), pass ``allow_pickle=True`` to load
+    the pickled module instead, which executes code from the file: only for files you trust.
+    """
+    from ..models import load_model
+
+    directory = Path(directory)
+    spec = read_spec(directory)
+    arch = spec.get("architecture")
+    rebuild_error: Optional[Exception] = None
+    if arch is not None:
+        try:
+            model = load_model(**{**arch, "checkpoint": None})
+        except Exception as exc:  # report below, or fall back to the pickle if allowed
+            rebuild_error = exc
+        else:
+            apply_plan(model, PruningPlan.from_json(spec["plan"]))
+            state = torch.load(directory / WEIGHTS_FILE, map_location=map_location, weights_only=True)
+            model.load_state_dict(state, strict=True)
+            return model.to(map_location).eval()
+    if allow_pickle:
+        module = torch.load(directory / MODULE_FILE, map_location=map_location, weights_only=False)
+        return module.eval()
+    reason = f"rebuilding {arch!r} failed: {rebuild_error}" if arch is not None else "spec.json has no architecture"
+    raise RuntimeError(
+        f"Cannot load {directory} safely: {reason}. Pass allow_pickle=True to load the pickled module "
+        f"{MODULE_FILE} instead (this runs code from the file; only do it for files you trust)."
+    )

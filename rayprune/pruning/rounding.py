@@ -1,0 +1,48 @@
+"""Keep ratio -> channel count, rounded to a hardware-friendly multiple."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["keep_channels", "check_keep_ratio"]
+
+
+def check_keep_ratio(ratio: float, *, name: str = "keep ratio") -> float:
+    """Return ``ratio`` as a float if it lies in (0, 1], else raise ``ValueError`` naming it.
+
+    >>> check_keep_ratio(0.5)
+    0.5
+    """
+    try:
+        value = float(ratio)
+    except (TypeError, ValueError):
+        raise TypeError(f"The {name} must be a number in (0, 1]; got {ratio!r}.") from None
+    if not (0.0 < value <= 1.0) or math.isnan(value):
+        raise ValueError(f"The {name} must be in (0, 1]; got {ratio!r}.")
+    return value
+
+
+def keep_channels(ratio: float, channels: int, round_to: int = 1) -> int:
+    """Number of channels kept when keeping ``ratio`` of ``channels``.
+
+    ``k = round_to * floor(ratio * channels / round_to + 1/2)``, then clipped to
+    ``[min(round_to, channels), channels]``; a ratio of 1 always keeps every channel.
+
+    >>> keep_channels(0.5, 64, round_to=8)
+    32
+    >>> keep_channels(0.3, 64, round_to=8)   # 19.2 -> 16
+    16
+    >>> keep_channels(0.01, 64, round_to=8)  # never below one multiple
+    8
+    >>> keep_channels(1.0, 20, round_to=8)   # the full layer, not 16 or 24
+    20
+    """
+    ratio = check_keep_ratio(ratio)
+    if channels < 1:
+        raise ValueError(f"channels must be >= 1; got {channels}.")
+    if round_to < 1:
+        raise ValueError(f"round_to must be >= 1; got {round_to}.")
+    if ratio >= 1.0:
+        return channels
+    k = round_to * math.floor(ratio * channels / round_to + 0.5)
+    return int(min(max(k, min(round_to, channels), 1), channels))

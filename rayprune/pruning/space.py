@@ -1,0 +1,350 @@
+"""The pruning space of a model: its prunable groups, their channel rankings, and candidate building.
+
+Tracing a model with Torch-Pruning's dependency graph (DepGraph) is the expensive step of
+structured pruning, so :class:`PruningSpace` does it exactly once per base model. For every
+prunable group it keeps
+
+* the list of coupled layer edits (from ``DG.get_pruning_group`` with *all* root channels), each
+  index tagged with the root channel it comes from, and
+* the group's channel ranking by an importance criterion (least important first).
+
+A candidate with keep ratios ``r`` then needs no graph work at all: for group ``g`` the pruned
+root channels are ``ranking_g[: C_g - keep(r_g)]``, each layer edit keeps the indices whose root
+channel is pruned, and the resulting :class:`~rayprune.pruning.plan.PruningPlan` is applied to a
+copy of the base model. :meth:`PruningSpace.build_retrace` is the ordinary Torch-Pruning path
+(re-trace a copy, prune group by group) kept as the reference the fast path is tested against.
+
+Example::
+
+    space = PruningSpace(model, torch.randn(1, 3, 32, 32), importance="l2", round_to=8)
+    small = space.build([0.5] * space.num_groups)       # physically smaller nn.Module
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence, Union
+
+import numpy as np
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from .importance import Importance, get_importance
+from .plan import PlanEntry, PruningPlan, apply_plan, pruner_name
+from .rounding import check_keep_ratio, keep_channels
+
+__all__ = ["GroupMember", "PrunableGroup", "PruningSpace", "find_output_layers", "KeepRatios"]
+
+#: Keep ratios: one float for every group, a sequence (one per group) or ``{root name: ratio}``.
+KeepRatios = Union[float, Sequence[float], Mapping[str, float]]
+
+_ROOT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    """One coupled layer edit of a group: ``idxs[i]`` is removed when root channel ``root_idxs[i]`` is."""
+
+    target: str
+    kind: str  # "module" | "parameter"
+    pruner: str
+    fn: str
+    pruning_dim: int
+    idxs: np.ndarray
+    root_idxs: np.ndarray
+
+
+@dataclass(frozen=True)
+class PrunableGroup:
+    """A set of coupled layers that must keep the same channels: the agent's decision unit."""
+
+    index: int
+    root: str  # name of the conv/linear whose output channels define the group
+    root_type: str  # "Conv2d", "Linear", ...
+    channels: int
+    in_channels: int
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    members: tuple[GroupMember, ...]
+    ranking: np.ndarray  # root channel indices, least important first
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Names of every module or parameter this group edits."""
+        return tuple(dict.fromkeys(m.target for m in self.members))
+
+
+def _pair(value) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, str):  # padding="same"/"valid"
+        return (-1, -1)
+    value = tuple(int(v) for v in value)
+    return (value + value)[:2] if len(value) == 1 else value[:2]
+
+
+def _descriptors(module: nn.Module) -> dict:
+    if isinstance(module, nn.Linear):
+        return dict(in_channels=module.in_features, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0))
+    return dict(
+        in_channels=module.in_channels,
+        kernel_size=_pair(module.kernel_size),
+        stride=_pair(module.stride),
+        padding=_pair(module.padding),
+    )
+
+
+def _as_inputs(example_inputs) -> tuple:
+    return example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+
+
+def _flatten_tensors(obj) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, Mapping):
+        obj = list(obj.values())
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _flatten_tensors(o)]
+    return []
+
+
+@torch.no_grad()
+def _trace_layers(model: nn.Module, example_inputs) -> tuple[list[str], list[str]]:
+    """(conv/linear layer names in the order they run, names of those producing the output)."""
+    produced: list[tuple[str, torch.Tensor]] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, name=name: produced.append((name, out)))
+        for name, m in model.named_modules()
+        if isinstance(m, _ROOT_TYPES)
+    ]
+    was_training = model.training
+    try:
+        model.eval()
+        outputs = _flatten_tensors(model(*_as_inputs(example_inputs)))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    names = [name for name, out in produced if any(out is o for o in outputs)]
+    if not names and produced:
+        names = [produced[-1][0]]
+    order = list(dict.fromkeys(name for name, _ in produced))
+    return order, list(dict.fromkeys(names))
+
+
+def find_output_layers(model: nn.Module, example_inputs) -> list[str]:
+    """Names of the conv/linear layers that produce the model's output (never pruned).
+
+    A layer counts if the tensor it returns *is* one of the model's outputs; if no layer does
+    (the output went through a reshape, say), the last conv/linear layer that ran is taken.
+    """
+    return _trace_layers(model, example_inputs)[1]
+
+
+class PruningSpace:
+    """Prunable groups of a base model, ranked once, from which candidates are built without tracing.
+
+    Args:
+        model: the trained base model. It is copied; later changes to it do not leak in.
+        example_inputs: a batch (or tuple of inputs) the model accepts, used once for tracing.
+        importance: ``"l1"``, ``"l2"``, ``"bn_scale"``, ``"random"`` or a callable group -> scores.
+        round_to: kept channel counts are rounded to this multiple (8 suits GPUs).
+        ignored_layers: names of conv/linear layers whose output channels must never be pruned,
+            in addition to the layers that produce the model's output.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example_inputs,
+        *,
+        importance: Union[str, Importance] = "l2",
+        round_to: int = 1,
+        ignored_layers: Iterable[str] = (),
+    ) -> None:
+        if int(round_to) < 1:
+            raise ValueError(f"The 'round_to' of the pruning space must be >= 1; got {round_to!r}.")
+        self.round_to = int(round_to)
+        self.importance = importance if isinstance(importance, str) else getattr(importance, "__name__", "custom")
+        self.example_inputs = example_inputs
+        self.base = copy.deepcopy(model).eval()
+        names = dict(self.base.named_modules())
+        unknown = [n for n in ignored_layers if n not in names]
+        if unknown:
+            raise ValueError(f"ignored_layers names {unknown} which the model does not have.")
+        self._execution_order, self.output_layers = _trace_layers(self.base, example_inputs)
+        self.ignored_layers = tuple(dict.fromkeys([*self.output_layers, *ignored_layers]))
+        self.groups = self._discover(get_importance(importance))
+        if not self.groups:
+            raise ValueError(
+                "The model has no prunable groups: no conv/linear layer whose output channels can be "
+                f"removed (output layers {list(self.output_layers)} are never pruned)."
+            )
+        self._cache: dict[tuple[int, int], list[tuple[tuple, np.ndarray]]] = {}
+
+    # -- discovery (once) -------------------------------------------------------------------
+    def _discover(self, importance: Importance) -> list[PrunableGroup]:
+        model = self.base
+        dg = tp.DependencyGraph().build_dependency(model, example_inputs=self.example_inputs)
+        module_names = {m: n for n, m in model.named_modules()}
+        param_names = {p: n for n, p in model.named_parameters()}
+        ignored = [model.get_submodule(n) for n in self.ignored_layers]
+        groups = []
+        for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=_ROOT_TYPES):
+            root = group[0].dep.target.module
+            channels = len(group[0].idxs)
+            if channels < 2 or root not in module_names:
+                continue
+            members = []
+            for item in group.items:
+                dep, target = item.dep, item.dep.target
+                if isinstance(target.module, nn.Parameter):
+                    name, kind = param_names.get(target.module), "parameter"
+                else:
+                    name, kind = module_names.get(target.module), "module"
+                if name is None:  # tp's internal ops (add, concat, reshape): nothing to edit
+                    continue
+                members.append(
+                    GroupMember(
+                        target=name,
+                        kind=kind,
+                        pruner=pruner_name(dep.handler.__self__),
+                        fn=dep.handler.__name__,
+                        pruning_dim=int(target.pruning_dim),
+                        idxs=np.asarray(item.idxs, dtype=np.int64),
+                        root_idxs=np.asarray(item.root_idxs, dtype=np.int64),
+                    )
+                )
+            with torch.no_grad():
+                scores = importance(group)
+            if scores is None:  # tp returns None for groups the criterion does not cover
+                scores = torch.zeros(channels)
+            scores = torch.nan_to_num(scores.detach().float().cpu(), nan=0.0)
+            ranking = np.argsort(scores.numpy(), kind="stable").astype(np.int64)
+            groups.append(
+                PrunableGroup(
+                    index=-1,
+                    root=module_names[root],
+                    root_type=type(root).__name__,
+                    channels=channels,
+                    **_descriptors(root),
+                    members=tuple(members),
+                    ranking=ranking,
+                )
+            )
+        # One step per group from input to output, in the order the roots run in forward().
+        rank = {name: i for i, name in enumerate(self._execution_order)}
+        groups.sort(key=lambda g: rank.get(g.root, len(rank)))
+        return [dataclasses.replace(g, index=i) for i, g in enumerate(groups)]
+
+    # -- keep ratios -> counts -> plan -> model ------------------------------------------------
+    @property
+    def num_groups(self) -> int:
+        return len(self.groups)
+
+    def normalize_ratios(self, keep_ratios: KeepRatios) -> list[float]:
+        """Validate keep ratios in any accepted form and return one float per group."""
+        if isinstance(keep_ratios, (int, float)) and not isinstance(keep_ratios, bool):
+            return [check_keep_ratio(keep_ratios)] * self.num_groups
+        if isinstance(keep_ratios, Mapping):
+            roots = {g.root: g.index for g in self.groups}
+            unknown = sorted(set(keep_ratios) - set(roots))
+            if unknown:
+                raise ValueError(f"keep ratios name unknown groups {unknown}; groups are {sorted(roots)}.")
+            ratios = [1.0] * self.num_groups
+            for name, r in keep_ratios.items():
+                ratios[roots[name]] = check_keep_ratio(r, name=f"keep ratio of group {name!r}")
+            return ratios
+        ratios = list(keep_ratios)
+        if len(ratios) != self.num_groups:
+            raise ValueError(
+                f"Expected {self.num_groups} keep ratios (one per prunable group); got {len(ratios)}."
+            )
+        return [check_keep_ratio(r, name=f"keep ratio of group {i}") for i, r in enumerate(ratios)]
+
+    def keep_counts(self, keep_ratios: KeepRatios) -> list[int]:
+        """Channels kept per group after rounding to ``round_to``."""
+        ratios = self.normalize_ratios(keep_ratios)
+        return [keep_channels(r, g.channels, self.round_to) for r, g in zip(ratios, self.groups)]
+
+    def rounded_ratios(self, keep_ratios: KeepRatios) -> list[float]:
+        """The keep ratios that are actually realised after rounding (``keep / channels``)."""
+        return [k / g.channels for k, g in zip(self.keep_counts(keep_ratios), self.groups)]
+
+    def _group_edits(self, index: int, n_pruned: int) -> list[tuple[tuple, np.ndarray]]:
+        key = (index, n_pruned)
+        if key not in self._cache:
+            group = self.groups[index]
+            pruned_roots = group.ranking[:n_pruned]
+            edits = []
+            for m in group.members:
+                idxs = m.idxs[np.isin(m.root_idxs, pruned_roots)]
+                if idxs.size:
+                    edits.append(((m.target, m.kind, m.pruner, m.fn, m.pruning_dim), idxs))
+            self._cache[key] = edits
+        return self._cache[key]
+
+    def plan_from_counts(self, counts: Sequence[int]) -> PruningPlan:
+        """The layer edits that keep ``counts[g]`` channels of each group ``g``."""
+        merged: dict[tuple, list[np.ndarray]] = {}
+        for group, keep in zip(self.groups, counts):
+            if not 1 <= keep <= group.channels:
+                raise ValueError(f"Group {group.index} ({group.root}) has {group.channels} channels; cannot keep {keep}.")
+            for key, idxs in self._group_edits(group.index, group.channels - int(keep)):
+                merged.setdefault(key, []).append(idxs)
+        entries = []
+        for (target, kind, pruner, fn, dim), parts in merged.items():
+            idxs = np.unique(np.concatenate(parts))
+            entries.append(PlanEntry(target, kind, pruner, fn, dim, tuple(int(i) for i in idxs)))
+        return PruningPlan(entries)
+
+    def plan(self, keep_ratios: KeepRatios) -> PruningPlan:
+        """The pruning plan for ``keep_ratios`` (after rounding)."""
+        return self.plan_from_counts(self.keep_counts(keep_ratios))
+
+    def build(self, keep_ratios: KeepRatios) -> nn.Module:
+        """A physically smaller copy of the base model (fast path: no tracing)."""
+        return apply_plan(copy.deepcopy(self.base), self.plan(keep_ratios))
+
+    def build_retrace(self, keep_ratios: KeepRatios) -> nn.Module:
+        """The same candidate through plain Torch-Pruning: re-trace a copy and prune group by group.
+
+        Slow; kept as the reference for :meth:`build` and for the benchmark.
+        """
+        counts = self.keep_counts(keep_ratios)
+        model = copy.deepcopy(self.base)
+        dg = tp.DependencyGraph().build_dependency(model, example_inputs=self.example_inputs)
+        by_name = {g.root: g for g in self.groups}
+        ignored = [model.get_submodule(n) for n in self.ignored_layers]
+        pending = []
+        for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=_ROOT_TYPES):
+            name = dg._module2name.get(group[0].dep.target.module)
+            g = by_name.get(name)
+            if g is not None:
+                n_pruned = g.channels - counts[g.index]
+                if n_pruned:
+                    pending.append((group, g.ranking[:n_pruned].tolist()))
+        for group, idxs in pending:
+            group.prune(idxs=idxs)
+        return model
+
+    def describe(self) -> list[dict]:
+        """One dict per group (index, root, type, channels, descriptors, layers) for tables and specs."""
+        return [
+            dict(
+                index=g.index,
+                root=g.root,
+                type=g.root_type,
+                channels=g.channels,
+                in_channels=g.in_channels,
+                kernel_size=list(g.kernel_size),
+                stride=list(g.stride),
+                padding=list(g.padding),
+                layers=list(g.layers),
+            )
+            for g in self.groups
+        ]
