@@ -1,0 +1,92 @@
+"""The base (unpruned) model of a config: loaded from its checkpoint, or trained once and cached."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from .config import Config, default_cache_dir
+from .data import Dataset
+from .engine import evaluate, fine_tune
+from .models import load_model
+
+__all__ = ["architecture_of", "obtain_base_model", "base_cache_key"]
+
+
+def architecture_of(cfg: Config, data: Dataset) -> dict[str, Any]:
+    """Keyword arguments of :func:`rayprune.models.load_model` that rebuild the unpruned architecture."""
+    image = data.kind == "image"
+    return {
+        "name": cfg.model.name,
+        "num_classes": int(data.num_classes),
+        "in_channels": int(data.input_shape[0]) if image else 1,
+        "input_size": int(data.input_shape[-1]) if image else None,
+        "in_features": None if image else int(data.input_shape[0]),
+        "kwargs": dict(cfg.model.kwargs),
+    }
+
+
+def base_cache_key(cfg: Config) -> str:
+    """A content hash of everything that determines the trained base model."""
+    payload = {
+        "model": cfg.model.model_dump(mode="json", exclude={"checkpoint"}),
+        "data": cfg.data.model_dump(mode="json", exclude={"device"}),
+        "train": cfg.base_training.model_dump(mode="json", exclude={"cache_dir"}),
+        "seed": cfg.seed,
+        "torch": torch.__version__.split("+")[0],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def obtain_base_model(
+    cfg: Config,
+    data: Dataset,
+    *,
+    device: torch.device,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    retrain: bool = False,
+    save_to: Optional[Path] = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained base model on ``device`` and facts about it (source, accuracies, checkpoint path).
+
+    With ``model.checkpoint`` set, the weights are loaded from it (``weights_only=True``).
+    Otherwise the model is trained with ``base_training`` on first use and cached under
+    ``base_training.cache_dir`` (default ``~/.cache/rayprune``) by a hash of the model, data and
+    training settings, so later runs reuse it.
+    """
+    arch = architecture_of(cfg, data)
+    if cfg.model.checkpoint is not None and not retrain:
+        model = load_model(**arch, checkpoint=cfg.model.checkpoint).to(device)
+        return model, {"source": "checkpoint", "checkpoint": str(cfg.model.checkpoint)}
+    cache_dir = Path(cfg.base_training.cache_dir or default_cache_dir()) / "base"
+    key = base_cache_key(cfg)
+    path = Path(save_to) if save_to else cache_dir / f"{cfg.model.name.replace(':', '_')}-{data.name}-{key}.pt"
+    meta_path = path.with_suffix(".json")
+    if path.is_file() and meta_path.is_file() and not retrain:
+        model = load_model(**arch, checkpoint=path).to(device)
+        return model, {**json.loads(meta_path.read_text()), "source": "cache", "checkpoint": str(path)}
+    torch.manual_seed(cfg.seed)
+    model = load_model(**arch).to(device)
+    log(f"Training base model {cfg.model.name} on {data.name} ({cfg.base_training.epochs or cfg.base_training.iterations}"
+        f" {'epochs' if cfg.base_training.epochs is not None else 'iterations'}); cached at {path}")
+    stats = fine_tune(model, data, cfg.base_training.engine_config(), seed=cfg.seed, progress=progress)
+    meta = {
+        "val_accuracy": evaluate(model, data.x_val, data.y_val),
+        "test_accuracy": evaluate(model, data.x_test, data.y_test),
+        "train_seconds": stats.get("seconds"),
+        "cache_key": key,
+        "architecture": arch,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    os.replace(tmp, path)
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return model, {**meta, "source": "trained", "checkpoint": str(path)}

@@ -1,0 +1,370 @@
+"""Model names -> modules: the zoo, user factories, torchvision, checkpoints and input checks.
+
+A model is named in a config in one of three ways:
+
+- a zoo name (case-insensitive), see :func:`list_models`;
+- ``"package.module:factory"``: any importable callable returning an ``nn.Module``;
+- ``"torchvision:<name>"``: a torchvision classifier (optional extra ``rayprune[vision]``).
+
+Every zoo model ends in an ``nn.Linear`` producing the logits; :func:`output_layer_name` says which
+module that is (zoo models name it in their ``classifier_layer_name`` attribute), so pruning code
+can leave it out of the prunable layers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pickle
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rayprune.models.mlp import mlp
+from rayprune.models.resnet import resnet18, resnet20, resnet34, resnet56
+from rayprune.models.small_cnn import small_cnn
+from rayprune.models.vgg import vgg11, vgg13, vgg16, vgg19
+
+__all__ = ["build_model", "check_input_shape", "list_models", "load_model", "output_layer_name"]
+
+_ZOO: dict[str, Callable[..., nn.Module]] = {
+    "mlp": mlp,
+    "resnet18": resnet18,
+    "resnet20": resnet20,
+    "resnet34": resnet34,
+    "resnet56": resnet56,
+    "small_cnn": small_cnn,
+    "vgg11": vgg11,
+    "vgg13": vgg13,
+    "vgg16": vgg16,
+    "vgg19": vgg19,
+}
+
+# Keys a checkpoint dict may keep its model weights under, besides being a raw state dict.
+_STATE_DICT_KEYS = ("state_dict", "model_state")
+_TORCHVISION_PREFIX = "torchvision:"
+_SHOWN_KEYS = 5
+
+
+def list_models() -> list[str]:
+    """Names of the zoo models, sorted.
+
+    Example:
+        >>> "resnet56" in list_models()
+        True
+    """
+    return sorted(_ZOO)
+
+
+def build_model(
+    name: str,
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    input_size: int | None = None,
+    in_features: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a zoo model by name (case-insensitive), with random weights.
+
+    ``in_channels`` goes to the conv models, ``in_features`` to the MLP; a model ignores the one it
+    has no use for. Conv models accept any spatial size, so ``input_size`` is only used to infer
+    the MLP's ``in_features = in_channels * input_size**2`` when ``in_features`` is not given.
+    Remaining ``kwargs`` are model options (``width_mult``; for the MLP ``hidden_sizes``,
+    ``pre_layer``, ``activations``, ``dropout``).
+
+    Example:
+        >>> model = build_model("ResNet20", num_classes=10, width_mult=0.5)
+        >>> model(torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+    factory = _ZOO.get(name.strip().lower()) if isinstance(name, str) else None
+    if factory is None:
+        raise ValueError(_unknown_model_message(name))
+    _check_positive_int("num_classes", num_classes)
+    _check_positive_int("in_channels", in_channels)
+    _check_positive_int("input_size", input_size, optional=True)
+    _check_positive_int("in_features", in_features, optional=True)
+
+    params = inspect.signature(factory).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        options = sorted(set(params) - {"num_classes", "in_channels", "in_features"})
+        raise TypeError(
+            f"Model {name!r} does not accept option(s) {', '.join(map(repr, unknown))}; "
+            f"its options are: {', '.join(options) or 'none'}."
+        )
+    if "in_features" in params and in_features is None:
+        if input_size is None:
+            raise ValueError(
+                f"Model {name!r} needs 'in_features' (or 'input_size' and 'in_channels' to "
+                f"infer it from flattened images); got neither."
+            )
+        in_features = in_channels * input_size * input_size
+    context = {"num_classes": num_classes, "in_channels": in_channels, "in_features": in_features}
+    return factory(**{k: v for k, v in context.items() if k in params}, **kwargs)
+
+
+def load_model(
+    name: str,
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    input_size: int | None = None,
+    in_features: int | None = None,
+    checkpoint: str | Path | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """Build a model from a zoo name, a user factory or torchvision, then load its weights.
+
+    A user factory is called with ``kwargs`` plus whichever of ``num_classes``, ``in_channels``,
+    ``input_size`` and ``in_features`` (when set) its signature names as parameters. A checkpoint is
+    read with ``torch.load(weights_only=True)``; it may be a raw state dict or a dict holding one
+    under ``"state_dict"`` or ``"model_state"``. A ``module.`` prefix on every key (left by
+    ``nn.DataParallel``) is removed. The weights must match the model exactly.
+
+    Example:
+        >>> model = load_model("small_cnn", num_classes=10, in_channels=1)
+        >>> model = load_model("my_project.nets:make_net", num_classes=10,
+        ...                    checkpoint="runs/base.pt", kwargs={"depth": 4})  # doctest: +SKIP
+    """
+    options = dict(kwargs or {})
+    clashes = sorted(set(options) & {"num_classes", "in_channels", "input_size", "in_features"})
+    if clashes:
+        raise ValueError(
+            f"'kwargs' must not repeat {', '.join(map(repr, clashes))}; pass them as arguments."
+        )
+    if not isinstance(name, str):
+        raise ValueError(_unknown_model_message(name))
+    if name.startswith(_TORCHVISION_PREFIX):
+        model = _build_torchvision(
+            name[len(_TORCHVISION_PREFIX) :], num_classes=num_classes, in_channels=in_channels,
+            options=options,
+        )  # fmt: skip
+    elif ":" in name:
+        context = {
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "input_size": input_size,
+            "in_features": in_features,
+        }
+        model = _build_from_factory(name, context=context, options=options)
+    else:
+        model = build_model(
+            name, num_classes=num_classes, in_channels=in_channels, input_size=input_size,
+            in_features=in_features, **options,
+        )  # fmt: skip
+    if checkpoint is not None:
+        _load_checkpoint(model, Path(checkpoint))
+    return model
+
+
+def output_layer_name(model: nn.Module) -> str | None:
+    """Name of the module producing the logits, for excluding it from pruning.
+
+    Uses the model's ``classifier_layer_name`` attribute when it has one (every zoo model does),
+    else the last ``nn.Linear`` registered in the model, else ``None``.
+
+    Example:
+        >>> output_layer_name(build_model("vgg11", num_classes=10))
+        'classifier'
+    """
+    name = getattr(model, "classifier_layer_name", None)
+    if isinstance(name, str):
+        try:
+            model.get_submodule(name)
+        except AttributeError as err:
+            raise ValueError(
+                f"{type(model).__name__}.classifier_layer_name is {name!r}, "
+                f"which names no submodule."
+            ) from err
+        return name
+    linear_names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return linear_names[-1] if linear_names else None
+
+
+def check_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> None:
+    """Run one forward pass on a zero batch of 2 to check that the model takes ``input_shape``.
+
+    ``input_shape`` excludes the batch dimension. The pass runs in eval mode without gradients;
+    every submodule's train/eval mode is restored afterwards.
+
+    Example:
+        >>> check_input_shape(build_model("small_cnn", num_classes=10, in_channels=1), (1, 28, 28))
+    """
+    shape = tuple(input_shape)
+    if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
+        raise ValueError(
+            f"'input_shape' must be a non-empty tuple of positive integers; got {input_shape!r}."
+        )
+    reference = next(iter(model.parameters()), None)
+    device = reference.device if reference is not None else torch.device("cpu")
+    dtype = reference.dtype if reference is not None and reference.is_floating_point() else None
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros((2, *shape), device=device, dtype=dtype))
+    except Exception as err:  # noqa: BLE001 - any failure means the shape is not accepted
+        raise ValueError(
+            f"model {type(model).__name__!r} does not accept inputs of shape {shape}: {err}"
+        ) from err
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
+def _unknown_model_message(name: object) -> str:
+    return (
+        f"Unknown model {name!r}; expected one of: {', '.join(list_models())} "
+        f"or 'package.module:factory' or 'torchvision:<name>' (those two with load_model)."
+    )
+
+
+def _check_positive_int(field: str, value: object, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"'{field}' must be a positive integer; got {value!r}.")
+
+
+def _build_torchvision(
+    name: str, *, num_classes: int, in_channels: int, options: dict[str, Any]
+) -> nn.Module:
+    try:
+        import torchvision.models as tv_models  # optional extra, imported only when asked for
+    except (ImportError, OSError, RuntimeError) as err:
+        # A torchvision built for another torch fails with OSError/RuntimeError, not ImportError.
+        raise ImportError(
+            f"Model 'torchvision:{name}' needs torchvision, which could not be imported ({err}). "
+            f"It is an optional extra: pip install 'rayprune[vision]'; the torchvision version "
+            f"must match the installed torch {torch.__version__}."
+        ) from err
+    if in_channels != 3:
+        raise ValueError(
+            f"torchvision models take 3 input channels; got in_channels={in_channels} for "
+            f"'torchvision:{name}'."
+        )
+    builder = getattr(tv_models, name, None)
+    if name.startswith("_") or not callable(builder) or isinstance(builder, type):
+        raise ValueError(
+            f"torchvision.models has no model builder {name!r} (e.g. 'torchvision:resnet18')."
+        )
+    return _require_module(builder(num_classes=num_classes, **options), f"torchvision:{name}")
+
+
+def _build_from_factory(
+    spec: str, *, context: dict[str, Any], options: dict[str, Any]
+) -> nn.Module:
+    module_name, _, attr_path = spec.partition(":")
+    if not module_name or not attr_path:
+        raise ValueError(f"Model {spec!r} must look like 'package.module:factory'.")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name is not None and (module_name + ".").startswith(err.name + "."):
+            raise ModuleNotFoundError(
+                f"Cannot import module {module_name!r} for model {spec!r}: no module named "
+                f"{err.name!r}. Is it installed or on sys.path?",
+                name=err.name,
+            ) from err
+        raise ImportError(
+            f"Importing module {module_name!r} for model {spec!r} failed: {err}"
+        ) from err
+    factory: Any = module
+    for attr in attr_path.split("."):
+        if not hasattr(factory, attr):
+            raise ValueError(
+                f"Module {module_name!r} has no attribute {attr_path!r} (model {spec!r})."
+            )
+        factory = getattr(factory, attr)
+    if not callable(factory):
+        raise TypeError(
+            f"{spec!r} is a {type(factory).__name__}, not a callable returning an nn.Module."
+        )
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # some builtins have no inspectable signature
+        params = {}
+    passed = {k: v for k, v in context.items() if v is not None and k in params}
+    return _require_module(factory(**passed, **options), spec)
+
+
+def _require_module(model: object, source: str) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"Model {source!r} returned a {type(model).__module__}.{type(model).__qualname__}, "
+            f"not a torch.nn.Module."
+        )
+    return model
+
+
+def _load_checkpoint(model: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint not found: {str(path)!r}.")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise ValueError(
+            f"Cannot read checkpoint {str(path)!r} as weights (torch.load weights_only=True): "
+            f"{err}. A whole pickled model is not loaded, because unpickling runs code; "
+            f"save model.state_dict() instead."
+        ) from err
+    state = _state_dict_of(loaded, path)
+    _check_state_dict_matches(model, state, path)
+    model.load_state_dict(state, strict=True)
+
+
+def _state_dict_of(loaded: object, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict inside a loaded checkpoint, with a DataParallel ``module.`` prefix removed."""
+    if isinstance(loaded, Mapping):
+        for key in _STATE_DICT_KEYS:
+            if isinstance(loaded.get(key), Mapping):
+                loaded = loaded[key]
+                break
+    if (
+        not isinstance(loaded, Mapping)
+        or not loaded
+        or not all(isinstance(v, torch.Tensor) for v in loaded.values())
+    ):
+        found = list(loaded)[:_SHOWN_KEYS] if isinstance(loaded, Mapping) else type(loaded).__name__
+        raise ValueError(
+            f"Checkpoint {str(path)!r} holds no state dict: expected a mapping of names to tensors "
+            f"or one under {' or '.join(map(repr, _STATE_DICT_KEYS))}; found {found!r}."
+        )
+    state = dict(loaded)
+    if all(key.startswith("module.") for key in state):
+        state = {key[len("module.") :]: value for key, value in state.items()}
+    return state
+
+
+def _check_state_dict_matches(
+    model: nn.Module, state: Mapping[str, torch.Tensor], path: Path
+) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = [
+        f"{label} ({len(items)}): {', '.join(items[:_SHOWN_KEYS])}"
+        + (f" and {len(items) - _SHOWN_KEYS} more" if len(items) > _SHOWN_KEYS else "")
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+        )
+        if items
+    ]
+    if problems:
+        raise ValueError(
+            f"Checkpoint {str(path)!r} does not fit model {type(model).__name__!r}: "
+            + "; ".join(problems)
+            + "."
+        )

@@ -1,0 +1,140 @@
+"""A pruning problem: everything a config resolves to, built once per process.
+
+The dataset on its device, the trained base model, its pruning space, the cost functions with
+their measuring context, the budgets as absolute limits, and the analytic params/MACs model.
+Evaluators (local or Ray actors) hold one and evaluate many candidates against it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .base_model import architecture_of, obtain_base_model
+from .config import Config
+from .costs import ANALYTIC_COSTS, AnalyticCosts, Budget, CostContext, CostFn, measure_costs, resolve_costs
+from .data import Dataset, load_dataset
+from .engine import evaluate
+from .models import check_input_shape
+from .pruning import PruningSpace
+
+__all__ = ["PruningProblem", "resolve_device"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise ``torch.device(name)``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"data.device is {name!r} but CUDA is not available on this machine.")
+    return device
+
+
+@dataclass
+class PruningProblem:
+    """A config resolved: data, base model, pruning space, costs, budgets and limits."""
+
+    config: Config
+    data: Dataset
+    device: torch.device
+    base_model: nn.Module
+    base_info: dict[str, Any]
+    architecture: dict[str, Any]
+    space: PruningSpace
+    costs: dict[str, CostFn]
+    context: CostContext
+    budgets: list[Budget]
+    base_costs: dict[str, float]
+    analytic: AnalyticCosts
+    base_accuracy: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: Config,
+        *,
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+        device: Optional[str] = None,
+    ) -> "PruningProblem":
+        dev = resolve_device(device or cfg.data.device)
+        d = cfg.data
+        data = load_dataset(
+            d.name, root=d.root, path=d.path, label=d.label, val_fraction=d.val_fraction,
+            test_fraction=d.test_fraction, seed=cfg.seed, max_samples=d.max_samples,
+        ).to(dev)
+        model, info = obtain_base_model(cfg, data, device=dev, progress=progress, log=log)
+        check_input_shape(model, tuple(data.input_shape))
+        model.eval()
+        example = torch.zeros((1, *data.input_shape), device=dev)
+        space = PruningSpace(
+            model, example, importance=cfg.pruning.importance, round_to=cfg.pruning.round_to,
+            ignored_layers=cfg.pruning.ignored_layers,
+        )
+        lat = cfg.costs.latency
+        context = CostContext(
+            input_shape=tuple(data.input_shape), device=lat.device, batch_size=lat.batch_size,
+            threads=lat.threads, warmup=lat.warmup, repeats=lat.repeats, options=dict(cfg.costs.options),
+        )
+        costs = resolve_costs(cfg.cost_names(), cfg.costs.custom)
+        base_costs = measure_costs(space.base, costs, context)
+        analytic = AnalyticCosts(space, CostContext(input_shape=tuple(data.input_shape), device=str(dev)))
+        base_acc = {"val": evaluate(space.base, data.x_val, data.y_val), "test": evaluate(space.base, data.x_test, data.y_test)}
+        return cls(
+            config=cfg, data=data, device=dev, base_model=space.base, base_info=info,
+            architecture=architecture_of(cfg, data), space=space, costs=costs, context=context,
+            budgets=cfg.budget_list(), base_costs=base_costs, analytic=analytic, base_accuracy=base_acc,
+        )
+
+    # -- budgets -------------------------------------------------------------------------------
+    @property
+    def limits(self) -> dict[str, float]:
+        """Absolute upper limit of every budgeted cost."""
+        return {b.metric: b.limit(self.base_costs[b.metric]) for b in self.budgets}
+
+    def violations(self, costs: Mapping[str, float]) -> dict[str, float]:
+        """``cost / limit - 1`` for every budget (positive = over budget)."""
+        return {name: costs[name] / limit - 1.0 for name, limit in self.limits.items()}
+
+    def feasible(self, costs: Mapping[str, float]) -> bool:
+        """Whether measured ``costs`` meet every budget."""
+        return all(costs[name] <= limit * (1 + 1e-9) for name, limit in self.limits.items())
+
+    def analytic_limits(self) -> dict[str, float]:
+        """The limits on costs that the analytic model predicts exactly (params, MACs)."""
+        if not self.analytic.exact:
+            return {}
+        return {k: v for k, v in self.limits.items() if k in ANALYTIC_COSTS}
+
+    # -- candidates ----------------------------------------------------------------------------
+    @property
+    def min_keep_counts(self) -> list[int]:
+        """The smallest channel counts the space allows (``pruning.min_keep`` after rounding)."""
+        return self.space.keep_counts(self.config.pruning.min_keep)
+
+    def predicted_costs(self, counts: Sequence[int]) -> dict[str, float]:
+        """Analytic params/MACs of a candidate (only where the analytic model is exact)."""
+        if not self.analytic.exact:
+            return {}
+        return {name: self.analytic(name, counts) for name in ANALYTIC_COSTS}
+
+    def measure(self, model: nn.Module) -> dict[str, float]:
+        """Every configured cost of a built model."""
+        return measure_costs(model, self.costs, self.context)
+
+    def reachable(self) -> dict[str, float]:
+        """Costs of the smallest model in the space: what each budget can get down to at best."""
+        model = self.space.build([c / g.channels for c, g in zip(self.min_keep_counts, self.space.groups)])
+        return self.measure(model)
+
+    def accuracy(self, model: nn.Module, split: str = "val", max_samples: Optional[int] = None) -> float:
+        """Top-1 accuracy on ``split`` ('val' or 'test'), on the first ``max_samples`` samples."""
+        x, y = (self.data.x_val, self.data.y_val) if split == "val" else (self.data.x_test, self.data.y_test)
+        if max_samples is not None:
+            x, y = x[:max_samples], y[:max_samples]
+        return evaluate(model, x, y)
