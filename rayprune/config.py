@@ -110,7 +110,7 @@ class TrainConfig(_Section):
         """The :class:`rayprune.engine.FineTuneConfig` for this section."""
         from .engine import FineTuneConfig
 
-        return FineTuneConfig(**self.model_dump())
+        return FineTuneConfig(**self.model_dump(include=set(TrainConfig.model_fields)))
 
 
 class BaseTrainingConfig(TrainConfig):

