@@ -104,7 +104,8 @@ def cmd_train_base(args: argparse.Namespace) -> int:
     data = load_dataset(d.name, root=d.root, path=d.path, label=d.label, val_fraction=d.val_fraction,
                         test_fraction=d.test_fraction, seed=cfg.seed, max_samples=d.max_samples).to(dev)
     model, info = obtain_base_model(cfg, data, device=dev, progress=not args.quiet, retrain=args.force,
-                                    save_to=Path(args.out) if args.out else None)
+                                    save_to=Path(args.out) if args.out else None,
+                                    log=lambda m: print(m, file=sys.stderr))
     print(json.dumps({k: v for k, v in info.items() if k != "architecture"}, indent=1, default=str))
     return 0
 

@@ -125,6 +125,8 @@ def run_prune(
         f" {'iterations' if cfg.search.final_finetune.iterations is not None else 'epochs'})")
     model, final = evaluator.finalize(ratios, seed=seed, progress=progress)
     writer.add({**best.to_dict(), "stage": "final", "finetune_iterations": final["finetune_iterations"],
+                "cached": False, "t_build_s": None, "t_costs_s": None, "t_eval_s": None,
+                "t_finetune_s": final["finetune_seconds"], "t_total_s": final["finetune_seconds"],
                 "accuracy": final["accuracy_val"], "accuracy_final": final["accuracy_test"], "feasible": final["feasible"],
                 **{k: final[k] for k in problem.costs}})
     writer.flush()

@@ -56,10 +56,14 @@ def uniform_keep_ratio(problem: PruningProblem) -> tuple[float, bool]:
 
 
 def scale_to_budget(problem: PruningProblem, direction: Sequence[float]) -> Optional[list[float]]:
-    """``clip(a * direction, min_keep, 1)`` with the largest ``a`` that meets every budget (None if none does)."""
+    """``clip(a * direction, min_keep, 1)`` with the largest ``a`` that meets every budget (None if none does).
+
+    Costs grow monotonically with ``a``, so bisection finds the candidate along ``direction`` that
+    sits on the budget boundary.
+    """
     lo = problem.config.pruning.min_keep
     d = np.asarray(direction, dtype=float)
-    top = 1.0 / float(d.max())
+    top = 1.0 / float(d.min())  # beyond 1/max(d) the largest ratios saturate at 1 while the rest grow
 
     def ratios(a: float) -> list[float]:
         return list(np.clip(a * d, lo, 1.0))

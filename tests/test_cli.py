@@ -1,0 +1,117 @@
+"""Smoke tests of every CLI command, run as a user would (subprocess), on a tiny config."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+TINY = """
+name: tiny
+seed: 0
+model: {name: small_cnn, kwargs: {width_mult: 0.5}}
+data: {name: digits, device: cpu}
+base_training: {epochs: 4, lr: 0.05, batch_size: 64}
+pruning: {importance: l2, min_keep: 0.2}
+costs:
+  measure: [params, macs, latency_ms]
+  latency: {repeats: 3, warmup: 1}
+budgets: {params: 0.5}
+search:
+  finetune: {iterations: 5, batch_size: 64}
+  final_finetune: {iterations: 20, batch_size: 64}
+  eval_samples: 200
+"""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return {**os.environ, "RAYPRUNE_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def rayprune(*args, env):
+    return subprocess.run([sys.executable, "-m", "rayprune.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_train_base_trains_once_then_uses_the_cache(tiny_config, env):
+    first = rayprune("train-base", tiny_config, "-q", env=env)
+    assert first.returncode == 0, first.stderr
+    info = json.loads(first.stdout)
+    assert info["source"] == "trained" and info["val_accuracy"] > 0.5
+    second = rayprune("train-base", tiny_config, "-q", env=env)
+    assert json.loads(second.stdout)["source"] == "cache"
+
+
+def test_validate_prints_base_costs_and_smallest_reachable(tiny_config, env):
+    res = rayprune("validate", tiny_config, "-q", "--groups", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "smallest reachable" in res.stdout and "params" in res.stdout and "features.0" in res.stdout
+
+
+def test_validate_catches_an_impossible_budget(tiny_config, env):
+    res = rayprune("validate", tiny_config, "-q", "--budget", "params=0.001", env=env)
+    assert res.returncode == 3
+    assert "Budget cannot be met" in res.stderr and "min_keep" in res.stderr
+
+
+def test_prune_uniform_writes_rows_and_a_loadable_model_within_budget(tiny_config, env, tmp_path):
+    out = tmp_path / "run"
+    res = rayprune("prune", tiny_config, "--agent", "uniform", "--budget", "params=0.4", "--out", out, "-q", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "accuracy_test" in res.stdout and "pruned/base" in res.stdout
+    rows = pd.read_parquet(out / "candidates.parquet")
+    assert list(rows["stage"]) == ["search", "final"]
+    summary = json.loads((out / "best" / "summary.json").read_text())
+    assert summary["feasible"] and summary["pruned"]["params"] <= 0.4 * summary["base"]["params"]
+    for key in ("params", "macs", "latency_ms", "accuracy_test"):
+        assert key in summary["base"] and key in summary["pruned"]
+    # re-measured in a fresh process, the exported model meets the budget
+    check = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, rayprune; m = rayprune.load_pruned(sys.argv[1]); print(sum(p.numel() for p in m.parameters()))",
+         str(out / "best")], capture_output=True, text=True, env=env, timeout=300)
+    assert check.returncode == 0, check.stderr
+    assert int(check.stdout.strip()) == summary["pruned"]["params"] <= summary["budgets"]["params"]["limit"]
+
+
+def test_prune_random_evaluates_the_requested_number_of_candidates(tiny_config, env, tmp_path):
+    out = tmp_path / "rand"
+    res = rayprune("prune", tiny_config, "--agent", "random", "--evaluations", "3", "--out", out, "-q", env=env)
+    assert res.returncode == 0, res.stderr
+    rows = pd.read_parquet(out / "candidates.parquet")
+    search = rows[rows["stage"] == "search"]
+    assert len(search) == 3 and search["feasible"].all()
+    assert (search["params"] <= search["limit_params"]).all()
+    # random directions scaled to the boundary: each candidate uses most of the budget
+    assert (search["params"] >= 0.6 * search["limit_params"]).all()
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path, env):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {name: small_cnn}\nsearch: {agnt: random}\n")
+    res = rayprune("validate", bad, env=env)
+    assert res.returncode == 2 and "search.agnt: unknown key" in res.stderr
+
+
+def test_unknown_model_exits_2_listing_models(tmp_path, env):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {name: resnet99}\ndata: {name: digits}\nbudgets: {params: 0.5}\n")
+    res = rayprune("validate", bad, "-q", env=env)
+    assert res.returncode == 2 and "resnet99" in res.stderr and "vgg16" in res.stderr
+
+
+def test_bad_budget_flag_exits_2(tiny_config, env):
+    res = rayprune("validate", tiny_config, "--budget", "params=1.5", env=env)
+    assert res.returncode == 2 and "(0, 1]" in res.stderr

@@ -1,0 +1,107 @@
+"""Config validation: unknown keys, numbers as strings, budgets, duplicate keys, paths."""
+
+from pathlib import Path
+
+import pytest
+
+from rayprune.config import Config, ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_configs_validate():
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        cfg = load_config(path)
+        assert isinstance(cfg, Config), path
+
+
+def test_every_problem_reported_with_its_key_path():
+    with pytest.raises(ConfigError) as err:
+        parse_config(
+            {
+                "model": {"nmae": "vgg16"},
+                "search": {"finetune": {"iteratons": 3, "iterations": 5}},
+                "pruning": {"min_keep": 0},
+            },
+            source="bad.yaml",
+        )
+    text = str(err.value)
+    assert "bad.yaml" in text and "3 problem(s)" in text
+    assert "model.nmae: unknown key" in text
+    assert "search.finetune.iteratons: unknown key" in text
+    assert "pruning.min_keep" in text and "greater than 0" in text
+
+
+def test_misspelled_key_in_yaml_file_names_the_path(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  name: small_cnn\ndata:\n  nmae: digits\n")
+    with pytest.raises(ConfigError, match=r"data\.nmae: unknown key"):
+        load_config(path)
+
+
+def test_numbers_written_as_strings_are_converted_and_checked():
+    cfg = parse_config({"search": {"finetune": {"lr": "1e-3", "iterations": 10}}})
+    assert cfg.search.finetune.lr == pytest.approx(1e-3)
+    with pytest.raises(ConfigError, match=r"search\.finetune\.lr"):
+        parse_config({"search": {"finetune": {"lr": "fast", "iterations": 10}}})
+
+
+def test_relative_budget_out_of_range_names_constraint_and_value():
+    with pytest.raises(ConfigError, match=r"'params' must be in \(0, 1\] for a relative budget; got 1\.5"):
+        parse_config({"budgets": {"params": 1.5}})
+
+
+def test_absolute_and_explicit_budgets():
+    cfg = parse_config({"budgets": {"latency_ms": 4.0, "macs": {"value": 2e8, "relative": False}, "params": 0.5}})
+    budgets = {b.metric: b for b in cfg.budget_list()}
+    assert not budgets["latency_ms"].relative and budgets["latency_ms"].limit(123.0) == 4.0
+    assert not budgets["macs"].relative and budgets["macs"].limit(1e9) == 2e8
+    assert budgets["params"].relative and budgets["params"].limit(1000) == 500
+
+
+def test_unknown_cost_in_budgets_is_an_error_that_lists_builtins():
+    with pytest.raises(ConfigError, match=r"unknown costs \['latncy'\].*latency_ms"):
+        parse_config({"budgets": {"latncy": 3.0}})
+
+
+def test_user_cost_must_be_declared_under_costs_custom():
+    cfg = parse_config({"costs": {"custom": {"energy": "mypkg.costs:energy"}}, "budgets": {"energy": 2.0}})
+    assert cfg.cost_names() == ["params", "macs", "energy"]
+
+
+def test_exactly_one_of_iterations_and_epochs():
+    with pytest.raises(ConfigError, match="exactly one of 'iterations' and 'epochs'"):
+        parse_config({"search": {"finetune": {"iterations": 3, "epochs": 1}}})
+    with pytest.raises(ConfigError, match="exactly one of 'iterations' and 'epochs'"):
+        parse_config({"search": {"finetune": {"lr": 0.1}}})
+
+
+def test_fractions_must_leave_training_data():
+    with pytest.raises(ConfigError, match=r"val_fraction \+ test_fraction must be < 1"):
+        parse_config({"data": {"val_fraction": 0.5, "test_fraction": 0.5}})
+
+
+def test_duplicate_yaml_keys_are_rejected(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("budgets:\n  params: 0.5\n  params: 0.25\n")
+    with pytest.raises(ConfigError, match="duplicate key 'params'"):
+        load_config(path)
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "c.yaml"
+    path.write_text("model:\n  checkpoint: weights.pt\ndata:\n  name: cifar10\n  root: ../cifar\n")
+    cfg = load_config(path)
+    assert cfg.model.checkpoint == (tmp_path / "sub" / "weights.pt").resolve()
+    assert cfg.data.root == (tmp_path / "cifar").resolve()
+
+
+def test_missing_config_file():
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config("nope.yaml")
+
+
+def test_overrides_merge_deeply():
+    cfg = parse_config({"search": {"finetune": {"iterations": 7}}}, overrides={"search": {"agent": "random"}})
+    assert cfg.search.agent == "random" and cfg.search.finetune.iterations == 7
