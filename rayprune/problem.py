@@ -69,9 +69,30 @@ class PruningProblem:
             test_fraction=d.test_fraction, seed=cfg.seed, max_samples=d.max_samples,
         ).to(dev)
         model, info = obtain_base_model(cfg, data, device=dev, progress=progress, log=log)
+        return cls.from_parts(cfg, data, model, info, device=dev)
+
+    @classmethod
+    def from_parts(
+        cls,
+        cfg: Config,
+        data: Dataset,
+        model: nn.Module,
+        base_info: dict[str, Any],
+        *,
+        device: torch.device,
+        base_costs: Optional[Mapping[str, float]] = None,
+        base_accuracy: Optional[Mapping[str, float]] = None,
+    ) -> "PruningProblem":
+        """Assemble a problem from an already loaded dataset and base model (e.g. in a Ray actor).
+
+        Passing the driver's ``base_costs`` keeps every process on the same budget limits (latency
+        measured once, not once per process).
+        """
+        data = data.to(device)
+        model = model.to(device)
         check_input_shape(model, tuple(data.input_shape))
         model.eval()
-        example = torch.zeros((1, *data.input_shape), device=dev)
+        example = torch.zeros((1, *data.input_shape), device=device)
         space = PruningSpace(
             model, example, importance=cfg.pruning.importance, round_to=cfg.pruning.round_to,
             ignored_layers=cfg.pruning.ignored_layers,
@@ -82,14 +103,44 @@ class PruningProblem:
             threads=lat.threads, warmup=lat.warmup, repeats=lat.repeats, options=dict(cfg.costs.options),
         )
         costs = resolve_costs(cfg.cost_names(), cfg.costs.custom)
-        base_costs = measure_costs(space.base, costs, context)
-        analytic = AnalyticCosts(space, CostContext(input_shape=tuple(data.input_shape), device=str(dev)))
-        base_acc = {"val": evaluate(space.base, data.x_val, data.y_val), "test": evaluate(space.base, data.x_test, data.y_test)}
+        if base_costs is None:
+            base_costs = measure_costs(space.base, costs, context)
+        analytic = AnalyticCosts(space, CostContext(input_shape=tuple(data.input_shape), device=str(device)))
+        if base_accuracy is None:
+            base_accuracy = {"val": evaluate(space.base, data.x_val, data.y_val),
+                             "test": evaluate(space.base, data.x_test, data.y_test)}
         return cls(
-            config=cfg, data=data, device=dev, base_model=space.base, base_info=info,
+            config=cfg, data=data, device=device, base_model=space.base, base_info=dict(base_info),
             architecture=architecture_of(cfg, data), space=space, costs=costs, context=context,
-            budgets=cfg.budget_list(), base_costs=base_costs, analytic=analytic, base_accuracy=base_acc,
+            budgets=cfg.budget_list(), base_costs=dict(base_costs), analytic=analytic,
+            base_accuracy=dict(base_accuracy),
         )
+
+    def shareable(self) -> dict[str, Any]:
+        """What another process needs to rebuild this problem without re-training or re-measuring:
+        the config, the dataset and base weights on CPU, base costs and accuracies."""
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "data": self.data.to("cpu"),
+            "base_state": {k: v.detach().cpu() for k, v in self.base_model.state_dict().items()},
+            "base_info": self.base_info,
+            "base_costs": self.base_costs,
+            "base_accuracy": self.base_accuracy,
+        }
+
+    @classmethod
+    def from_shared(cls, shared: Mapping[str, Any], *, device: Optional[str] = None) -> "PruningProblem":
+        """Inverse of :meth:`shareable` (in an evaluator actor)."""
+        from .config import parse_config
+        from .models import load_model
+
+        cfg = parse_config(shared["config"])
+        dev = resolve_device(device or cfg.data.device)
+        data = shared["data"]
+        model = load_model(**architecture_of(cfg, data))
+        model.load_state_dict(shared["base_state"])
+        return cls.from_parts(cfg, data, model, shared["base_info"], device=dev,
+                              base_costs=shared["base_costs"], base_accuracy=shared["base_accuracy"])
 
     # -- budgets -------------------------------------------------------------------------------
     @property

@@ -1,0 +1,201 @@
+"""Ray evaluator actors and the pool that keeps them busy.
+
+Each :class:`Evaluator` actor holds one :class:`~rayprune.problem.PruningProblem`: the dataset and
+base weights (shipped once through the object store), the pruning space traced once, and the
+cost functions. :class:`EvaluatorPool` hands candidates to idle actors and gathers results with
+``ray.wait`` as they finish, so K candidates are in flight at once.
+
+Reliability: actors restart on failure (``max_restarts``) and their calls are retried
+(``max_task_retries``): *at-least-once*, so a candidate may run twice; rows carry deterministic
+keys and readers deduplicate. The problem is passed to actors as a *nested* ``ObjectRef`` (inside
+a list), which the actor resolves itself; the pool keeps the driver's ref alive so a restarted
+actor can fetch it again. A call that still fails after its retries becomes an ``error`` row.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from typing import Any, Optional, Sequence
+
+import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from ..config import TrainConfig
+from ..problem import PruningProblem
+from .candidate import CandidateEvaluator, candidate_id
+
+__all__ = ["Evaluator", "EvaluatorPool"]
+
+
+@ray.remote
+class Evaluator:
+    """A Ray actor wrapping a :class:`CandidateEvaluator` (build, fine-tune, evaluate, measure)."""
+
+    def __init__(self, shared_box: list, *, index: int, threads: int, device: Optional[str]) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))  # match the actor's CPU share: no oversubscription
+        shared = ray.get(shared_box[0])
+        self.index = index
+        self.problem = PruningProblem.from_shared(shared, device=device)
+        self.evaluator = CandidateEvaluator(self.problem)
+        self.busy_seconds = 0.0
+        self.started = time.time()
+
+    def evaluate(self, keep_ratios: Sequence[float], finetune: Optional[dict], seed: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        ft = TrainConfig(**finetune) if finetune is not None else None
+        row = self.evaluator.evaluate(list(keep_ratios), finetune=ft, seed=seed)
+        self.busy_seconds += time.perf_counter() - t0
+        ctx = ray.get_runtime_context()
+        row.update(evaluator=self.index, node_id=ctx.get_node_id(), pid=os.getpid())
+        return row
+
+    def info(self) -> dict[str, Any]:
+        import torch
+
+        return {
+            "index": self.index,
+            "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "device": str(self.problem.device),
+            "threads": torch.get_num_threads(),
+            "busy_seconds": self.busy_seconds,
+            "uptime_seconds": time.time() - self.started,
+        }
+
+
+def _finetune_dict(base: TrainConfig, iterations: Optional[int]) -> Optional[dict]:
+    if iterations is None:
+        return None
+    return {**base.model_dump(mode="json"), "iterations": int(iterations), "epochs": None}
+
+
+class EvaluatorPool:
+    """K evaluator actors for one problem; :meth:`evaluate_many` runs a batch of candidates on them.
+
+    Args:
+        problem: the driver's problem (its data and base weights are put in the object store once).
+        size: number of actors.
+        num_cpus, num_gpus: each actor's share (fractional GPUs allowed); torch's thread count in
+            the actor is set to ``max(1, int(num_cpus))``.
+        placement_group: optional placement group whose bundles ``bundle_offset ..`` hold the actors.
+        name: prefix of the actors' names in the Ray dashboard.
+    """
+
+    def __init__(
+        self,
+        problem: PruningProblem,
+        *,
+        size: int = 2,
+        num_cpus: float = 1.0,
+        num_gpus: float = 0.0,
+        max_restarts: int = 3,
+        max_task_retries: int = 3,
+        placement_group=None,
+        bundle_offset: int = 0,
+        name: str = "Evaluator",
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"The evaluator pool 'size' must be >= 1; got {size}.")
+        self.problem = problem
+        self._shared_ref = ray.put(problem.shareable())  # kept alive for actor restarts
+        device = "cuda" if num_gpus > 0 else "cpu"
+        self.actors = []
+        for i in range(size):
+            options: dict[str, Any] = dict(
+                num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
+                max_task_retries=max_task_retries, name=None,
+            )
+            if placement_group is not None:
+                options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                    placement_group=placement_group, placement_group_bundle_index=bundle_offset + i
+                )
+            actor = Evaluator.options(**options).remote([self._shared_ref], index=i, threads=num_cpus, device=device)
+            self.actors.append(actor)
+        self._label = name
+        self._cache: dict[tuple[str, Optional[int]], dict[str, Any]] = {}
+        self.evaluations = 0
+        self.cache_hits = 0
+
+    def wait_ready(self, timeout: float = 600.0) -> list[dict[str, Any]]:
+        """Block until every actor has built its problem; returns their info."""
+        return ray.get([a.info.remote() for a in self.actors], timeout=timeout)
+
+    def evaluate_many(
+        self,
+        ratios: Sequence[Sequence[float]],
+        *,
+        finetune_iterations: Optional[int] = None,
+        seeds: Optional[Sequence[int]] = None,
+    ) -> list[dict[str, Any]]:
+        """Evaluate candidates on idle actors, gathering with ``ray.wait``; rows in input order.
+
+        Identical candidates (same rounded channel counts and fine-tune length) are evaluated
+        once per pool; repeats get the first row with ``cached=True``.
+        """
+        seeds = list(seeds) if seeds is not None else [0] * len(ratios)
+        ft = _finetune_dict(self.problem.config.search.finetune, finetune_iterations)
+        keys = [(candidate_id(self.problem.space.keep_counts(list(r))), finetune_iterations) for r in ratios]
+        results: list[Optional[dict[str, Any]]] = [None] * len(ratios)
+        first_of: dict[tuple, int] = {}
+        queue: deque[int] = deque()
+        for i, key in enumerate(keys):
+            if key in self._cache:
+                results[i] = {**self._cache[key], "cached": True}
+                self.cache_hits += 1
+            elif key in first_of:
+                continue  # filled from its first occurrence below
+            else:
+                first_of[key] = i
+                queue.append(i)
+        idle = deque(range(len(self.actors)))
+        in_flight: dict[ray.ObjectRef, tuple[int, int]] = {}
+        while queue or in_flight:
+            while queue and idle:
+                i, a = queue.popleft(), idle.popleft()
+                ref = self.actors[a].evaluate.remote(list(ratios[i]), ft, int(seeds[i]))
+                in_flight[ref] = (i, a)
+            done, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in done:
+                i, a = in_flight.pop(ref)
+                idle.append(a)
+                try:
+                    row = ray.get(ref)
+                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.ObjectLostError) as exc:
+                    row = self._error_row(ratios[i], exc, a)
+                self.evaluations += 1
+                self._cache[keys[i]] = row
+                results[i] = row
+        for i, key in enumerate(keys):
+            if results[i] is None:
+                results[i] = {**self._cache[key], "cached": True}
+                self.cache_hits += 1
+        return results  # type: ignore[return-value]
+
+    def _error_row(self, ratios: Sequence[float], exc: Exception, actor: int) -> dict[str, Any]:
+        counts = self.problem.space.keep_counts(list(ratios))
+        row = {
+            "candidate_id": candidate_id(counts),
+            "keep_ratios": [c / g.channels for c, g in zip(counts, self.problem.space.groups)],
+            "keep_counts": list(counts),
+            "status": "error",
+            "error": f"{type(exc).__name__}: {exc}"[:2000],
+            "accuracy": 0.0,
+            "feasible": False,
+            "cached": False,
+            "evaluator": actor,
+        }
+        row.update({name: None for name in self.problem.costs})
+        return row
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Each actor's info (busy seconds, uptime, device, threads)."""
+        return ray.get([a.info.remote() for a in self.actors])
+
+    def shutdown(self) -> None:
+        for a in self.actors:
+            ray.kill(a, no_restart=True)
+        self.actors = []
