@@ -115,7 +115,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     quiet = args.quiet
-    summary = run_prune(cfg, args.out, agent=args.agent, progress=not quiet,
+    summary = run_prune(cfg, args.out, agent=args.agent, progress=not quiet, address=args.address,
                         log=(lambda m: None) if quiet else (lambda m: print(m, flush=True)))
     if quiet:
         from .job import summary_table
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", choices=["uniform", "random", "crl", "neon"], help="search agent (default: search.agent)")
     p.add_argument("--evaluations", type=int, help="candidates evaluated by the random agent")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--address", help="Ray cluster to run on (auto, HOST:PORT, ray://...); default: a local Ray")
     p.set_defaults(func=cmd_prune)
     return parser
 

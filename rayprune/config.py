@@ -33,6 +33,7 @@ __all__ = [
     "LatencyConfig",
     "BudgetConfig",
     "SearchConfig",
+    "CRLConfig",
     "load_config",
     "parse_config",
     "default_cache_dir",
@@ -159,6 +160,39 @@ class BudgetConfig(_Section):
     relative: Optional[bool] = None
 
 
+class CRLConfig(_Section):
+    """The constrained-RL agent (PPO-Lagrangian, METHODS.md section 1) and its evaluator pool."""
+
+    #: PPO training iterations (one rollout + update each)
+    iterations: int = Field(12, gt=0)
+    #: episodes (= candidates) per iteration; the train batch is episodes x prunable groups steps
+    episodes_per_iteration: int = Field(8, gt=0)
+    #: K episodes stepped in lockstep per env runner (K candidates in flight at once)
+    num_envs: int = Field(4, gt=0)
+    #: remote env runners (0: sample in the driver; a second axis of parallelism on big clusters)
+    env_runners: int = Field(0, ge=0)
+    evaluators: int = Field(2, gt=0)
+    evaluator_cpus: float = Field(1.0, gt=0)
+    evaluator_gpus: float = Field(0.0, ge=0)
+    evaluator_max_restarts: int = Field(3, ge=-1)
+    evaluator_max_task_retries: int = Field(3, ge=-1)
+    #: [[episodes_done, finetune_iterations], ...]: search fine-tune length grows over training
+    finetune_schedule: list[tuple[int, int]] = Field(default_factory=lambda: [(0, 0), (32, 20), (64, 50)])
+    #: AMC-style cap on each action so analytic budgets stay reachable
+    action_wall: bool = True
+    lr: float = Field(3e-4, gt=0)
+    gamma: float = Field(0.99, ge=0, le=1)
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    cost_gae_lambda: float = Field(1.0, ge=0, le=1)
+    clip_param: float = Field(0.2, gt=0)
+    num_epochs: int = Field(10, gt=0)
+    minibatch_size: int = Field(64, gt=0)
+    entropy_coeff: float = Field(0.0, ge=0)
+    hidden: list[int] = Field(default_factory=lambda: [32, 32])
+    lagrange_init: float = Field(1.0, gt=0)
+    lagrange_lr: float = Field(1.0, gt=0)
+
+
 class SearchConfig(_Section):
     """How candidates are searched and how long each is fine-tuned."""
 
@@ -171,6 +205,7 @@ class SearchConfig(_Section):
     final_finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(iterations=600))
     #: validation samples used for search-time accuracy (None: all)
     eval_samples: Optional[int] = Field(1000, gt=0)
+    crl: CRLConfig = Field(default_factory=CRLConfig)
 
 
 class Config(_Section):

@@ -35,14 +35,16 @@ class BudgetUnreachable(ValueError):
     """Even the smallest model in the pruning space misses a budget."""
 
 
-def _search_uniform(problem: PruningProblem, evaluator: CandidateEvaluator, writer: CandidateWriter, seed: int, log: Log) -> None:
+def _search_uniform(problem: PruningProblem, evaluator: CandidateEvaluator, writer: CandidateWriter, seed: int, log: Log,
+                    **_: Any) -> None:
     ratio, ok = uniform_keep_ratio(problem)
     log(f"uniform: keep ratio {ratio:.4f} for all {problem.space.num_groups} groups"
         + ("" if ok else " (budget not met even at min_keep)"))
     writer.add({**evaluator.evaluate([ratio] * problem.space.num_groups, seed=seed), "iteration": 0})
 
 
-def _search_random(problem: PruningProblem, evaluator: CandidateEvaluator, writer: CandidateWriter, seed: int, log: Log) -> None:
+def _search_random(problem: PruningProblem, evaluator: CandidateEvaluator, writer: CandidateWriter, seed: int, log: Log,
+                   **_: Any) -> None:
     rng = np.random.default_rng(seed)
     n = problem.config.search.evaluations
     best = None
@@ -57,9 +59,14 @@ def _search_random(problem: PruningProblem, evaluator: CandidateEvaluator, write
         log(f"random [{i + 1}/{n}] accuracy {row['accuracy']:.4f} feasible={row['feasible']} best={best if best is None else round(best, 4)}")
 
 
-#: Search agents by name. The constrained-RL and NEON agents register themselves here when their
-#: modules are importable (they need Ray).
-AGENTS: dict[str, Callable[..., None]] = {"uniform": _search_uniform, "random": _search_random}
+def _search_crl(*args: Any, **kwargs: Any) -> Any:
+    from .agents.crl import search_crl  # imports Ray and RLlib only when this agent runs
+
+    return search_crl(*args, **kwargs)
+
+
+#: Search agents by name: ``agent(problem, evaluator, writer, seed, log, address=...)``.
+AGENTS: dict[str, Callable[..., Any]] = {"uniform": _search_uniform, "random": _search_random, "crl": _search_crl}
 
 
 def check_reachable(problem: PruningProblem) -> dict[str, float]:
@@ -92,6 +99,7 @@ def run_prune(
     progress: bool = True,
     log: Log = print,
     problem: Optional[PruningProblem] = None,
+    address: Optional[str] = None,
 ) -> dict[str, Any]:
     """Search, fine-tune and export; returns the summary also written to ``OUT/best/summary.json``."""
     agent = agent or cfg.search.agent
@@ -112,7 +120,7 @@ def run_prune(
         constants[f"limit_{b.metric}"] = problem.limits[b.metric]
     writer = CandidateWriter(out, constants=constants, flush_every=8, name=constants["trial_id"])
     try:
-        AGENTS[agent](problem, evaluator, writer, seed, log)
+        AGENTS[agent](problem, evaluator, writer, seed, log, address=address)
     finally:
         writer.flush()
     frame = read_candidates(out)

@@ -38,7 +38,7 @@ import numpy as np
 from ..costs.analytic import AnalyticCosts
 from ..pruning.rounding import keep_channels
 
-__all__ = ["EnvSpec", "LockstepPruningEnv", "finetune_iterations_for", "FAILED_COST"]
+__all__ = ["PruningEnvSpec", "LockstepPruningEnv", "finetune_iterations_for", "FAILED_COST"]
 
 #: Normalised cost reported for a candidate whose evaluation failed (twice the budget).
 FAILED_COST = 2.0
@@ -47,7 +47,7 @@ Evaluate = Callable[..., list[dict]]
 
 
 @dataclass
-class EnvSpec:
+class PruningEnvSpec:
     """What the env needs about the problem; small enough to ship to env runners."""
 
     channels: list[int]
@@ -86,7 +86,7 @@ class EnvSpec:
         return self.analytic(name, self.counts(ratios)) / self.analytic.base[name]
 
     @classmethod
-    def from_problem(cls, problem, *, action_wall: bool = True, finetune_schedule=((0, 0),)) -> "EnvSpec":
+    def from_problem(cls, problem, *, action_wall: bool = True, finetune_schedule=((0, 0),)) -> "PruningEnvSpec":
         space = problem.space
         analytic = problem.analytic if problem.analytic.exact else None
         groups = space.groups
@@ -149,9 +149,9 @@ class LockstepPruningEnv(gym.vector.VectorEnv):
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
-    def __init__(self, spec: EnvSpec, evaluate: Evaluate, *, num_envs: int = 4,
+    def __init__(self, spec: PruningEnvSpec, evaluate: Evaluate, *, num_envs: int = 4,
                  on_rows: Optional[Callable[[list[dict]], None]] = None, seed: int = 0) -> None:
-        self.spec = spec
+        self.pspec = spec
         self.evaluate = evaluate
         self.on_rows = on_rows
         self.num_envs = int(num_envs)
@@ -177,7 +177,7 @@ class LockstepPruningEnv(gym.vector.VectorEnv):
     # -- maths -----------------------------------------------------------------------------------
     def upper_bound(self, decided: Sequence[float], t: int) -> float:
         """Largest keep ratio for group ``t`` that keeps every analytic budget reachable."""
-        s = self.spec
+        s = self.pspec
         if not s.action_wall or s.analytic is None:
             return 1.0
         analytic = [c for c in s.constraints if c in AnalyticCosts.NAMES]
@@ -200,7 +200,7 @@ class LockstepPruningEnv(gym.vector.VectorEnv):
         return lo
 
     def _observation(self, i: int) -> np.ndarray:
-        s, t = self.spec, self._t
+        s, t = self.pspec, self._t
         decided = list(self._ratios[i, :t])
         rest = s.num_groups - t
         prev = self._ratios[i, t - 1] if t > 0 else 1.0
@@ -219,7 +219,7 @@ class LockstepPruningEnv(gym.vector.VectorEnv):
 
     def action_to_ratio(self, action: float, decided: Sequence[float], t: int) -> float:
         a = float(np.clip(action, -1.0, 1.0))
-        ratio = self.spec.min_keep + (a + 1.0) / 2.0 * (1.0 - self.spec.min_keep)
+        ratio = self.pspec.min_keep + (a + 1.0) / 2.0 * (1.0 - self.pspec.min_keep)
         return min(ratio, self.upper_bound(decided, t))
 
     # -- gymnasium API --------------------------------------------------------------------------
@@ -244,17 +244,17 @@ class LockstepPruningEnv(gym.vector.VectorEnv):
         rewards = np.zeros(self.num_envs)
         terminated = np.zeros(self.num_envs, dtype=bool)
         infos: dict[str, Any] = {}
-        if self._t < self.spec.num_groups:
+        if self._t < self.pspec.num_groups:
             return self._observations(), rewards, terminated, terminated.copy(), infos
         # terminal step: evaluate the K candidates together
-        n_ft = finetune_iterations_for(self.spec.finetune_schedule, self.episodes_done)
+        n_ft = finetune_iterations_for(self.pspec.finetune_schedule, self.episodes_done)
         seeds = [self._seed * 100_003 + self.episodes_done + i for i in range(self.num_envs)]
         rows = self.evaluate([list(r) for r in self._ratios], finetune_iterations=n_ft, seeds=seeds)
         for i, row in enumerate(rows):
             ok = row.get("status") == "ok"
             rewards[i] = float(row["accuracy"]) if ok else 0.0
-            costs = {c: (float(row[c]) / self.spec.limits[c] if ok and row.get(c) is not None else FAILED_COST)
-                     for c in self.spec.constraints}
+            costs = {c: (float(row[c]) / self.pspec.limits[c] if ok and row.get(c) is not None else FAILED_COST)
+                     for c in self.pspec.constraints}
             info = {"costs": costs, "accuracy": rewards[i], "feasible": float(bool(row.get("feasible")))}
             infos = self._add_info(infos, info, i)
         if self.on_rows is not None:
@@ -268,7 +268,7 @@ class LockstepPruningEnv(gym.vector.VectorEnv):
         return self._observations_terminal(), rewards, terminated, np.zeros(self.num_envs, dtype=bool), infos
 
     def _observations_terminal(self) -> np.ndarray:
-        t, self._t = self._t, self.spec.num_groups - 1
+        t, self._t = self._t, self.pspec.num_groups - 1
         try:
             return self._observations()
         finally:

@@ -24,6 +24,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..config import TrainConfig
 from ..problem import PruningProblem
+from ..pruning.rounding import keep_channels
 from .candidate import CandidateEvaluator, candidate_id
 
 __all__ = ["Evaluator", "EvaluatorPool"]
@@ -100,7 +101,11 @@ class EvaluatorPool:
     ) -> None:
         if size < 1:
             raise ValueError(f"The evaluator pool 'size' must be >= 1; got {size}.")
-        self.problem = problem
+        # Only light facts are kept, so the pool pickles cheaply into remote env runners.
+        self._channels = [g.channels for g in problem.space.groups]
+        self._round_to = problem.space.round_to
+        self._finetune_base = problem.config.search.finetune
+        self._cost_names = list(problem.costs)
         self._shared_ref = ray.put(problem.shareable())  # kept alive for actor restarts
         device = "cuda" if num_gpus > 0 else "cpu"
         self.actors = []
@@ -137,8 +142,8 @@ class EvaluatorPool:
         once per pool; repeats get the first row with ``cached=True``.
         """
         seeds = list(seeds) if seeds is not None else [0] * len(ratios)
-        ft = _finetune_dict(self.problem.config.search.finetune, finetune_iterations)
-        keys = [(candidate_id(self.problem.space.keep_counts(list(r))), finetune_iterations) for r in ratios]
+        ft = _finetune_dict(self._finetune_base, finetune_iterations)
+        keys = [(candidate_id(self._counts(r)), finetune_iterations) for r in ratios]
         results: list[Optional[dict[str, Any]]] = [None] * len(ratios)
         first_of: dict[tuple, int] = {}
         queue: deque[int] = deque()
@@ -175,11 +180,22 @@ class EvaluatorPool:
                 self.cache_hits += 1
         return results  # type: ignore[return-value]
 
+    def _counts(self, ratios: Sequence[float]) -> list[int]:
+        return [keep_channels(min(1.0, max(float(r), 1e-9)), c, self._round_to) for r, c in zip(ratios, self._channels)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy shipped to an env runner shares the actors but not the driver's object ref
+        # (the driver keeps that alive) nor its cache.
+        state = dict(self.__dict__)
+        state["_shared_ref"] = None
+        state["_cache"] = {}
+        return state
+
     def _error_row(self, ratios: Sequence[float], exc: Exception, actor: int) -> dict[str, Any]:
-        counts = self.problem.space.keep_counts(list(ratios))
+        counts = self._counts(ratios)
         row = {
             "candidate_id": candidate_id(counts),
-            "keep_ratios": [c / g.channels for c, g in zip(counts, self.problem.space.groups)],
+            "keep_ratios": [k / c for k, c in zip(counts, self._channels)],
             "keep_counts": list(counts),
             "status": "error",
             "error": f"{type(exc).__name__}: {exc}"[:2000],
@@ -188,7 +204,7 @@ class EvaluatorPool:
             "cached": False,
             "evaluator": actor,
         }
-        row.update({name: None for name in self.problem.costs})
+        row.update({name: None for name in self._cost_names})
         return row
 
     def stats(self) -> list[dict[str, Any]]:
