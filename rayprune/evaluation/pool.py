@@ -46,12 +46,13 @@ class Evaluator:
         self.started = time.time()
 
     def evaluate(self, keep_ratios: Sequence[float], finetune: Optional[dict], seed: int) -> dict[str, Any]:
-        t0 = time.perf_counter()
+        t0, wall0 = time.perf_counter(), time.time()
         ft = TrainConfig(**finetune) if finetune is not None else None
         row = self.evaluator.evaluate(list(keep_ratios), finetune=ft, seed=seed)
         self.busy_seconds += time.perf_counter() - t0
         ctx = ray.get_runtime_context()
-        row.update(evaluator=self.index, node_id=ctx.get_node_id(), pid=os.getpid())
+        row.update(evaluator=self.index, node_id=ctx.get_node_id(), pid=os.getpid(),
+                   wall_start=wall0, wall_end=time.time())
         return row
 
     def info(self) -> dict[str, Any]:
