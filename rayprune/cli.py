@@ -162,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    import os
+
+    # like `python -m`, let configs name user code next to where the command runs (mymodule:fn)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     parser = build_parser()
     args = parser.parse_args(argv)
     from .config import ConfigError

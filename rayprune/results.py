@@ -4,9 +4,11 @@ A process killed while a ``pyarrow.parquet.ParquetWriter`` is open leaves a file
 footer and loses every row in it, so rows are never appended to an open file. Each flush writes
 ``candidates/part-<writer>-<n>.parquet`` under a hidden temporary name, fsyncs it and renames it
 into place; ``pyarrow.dataset`` ignores names starting with ``.`` or ``_``, so a leftover temp file
-is harmless. :func:`merge_candidates` reads the shards, drops duplicates on
-``(trial_id, candidate_id, finetune_iterations)`` (retried actor calls are at-least-once) and
-writes ``candidates.parquet``.
+is harmless. Every row gets a ``row_id`` (writer name, writer instance, sequence number) when it is
+added; :func:`merge_candidates` reads the shards, drops duplicate ``row_id`` (a flush written twice)
+and writes ``candidates.parquet``. Rows are written by the driver side that asked for the
+evaluation, never by the (retried, at-least-once) evaluator actors, so an actor retry cannot
+duplicate a row; the same candidate asked for twice is two rows, the second with ``cached=True``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pyarrow.parquet as pq
 __all__ = ["CandidateWriter", "write_parquet_atomic", "read_candidates", "merge_candidates", "ROW_KEY"]
 
 #: Columns that identify a row; readers drop duplicates on them.
-ROW_KEY = ("trial_id", "candidate_id", "finetune_iterations")
+ROW_KEY = ("row_id",)
 
 
 def write_parquet_atomic(table: pa.Table, path: str | os.PathLike) -> Path:
@@ -59,11 +61,15 @@ class CandidateWriter:
         self.flush_every = max(1, int(flush_every))
         self.name = name or uuid.uuid4().hex[:8]
         self._rows: list[dict[str, Any]] = []
+        self._instance = uuid.uuid4().hex[:8]
+        self._seq = 0
         self._parts = len(list(self.directory.glob(f"part-{self.name}-*.parquet"))) if self.directory.exists() else 0
         self.rows_written = 0
 
     def add(self, row: Mapping[str, Any]) -> None:
-        self._rows.append({**self.constants, **row, "timestamp": time.time()})
+        row_id = f"{self.name}/{self._instance}/{self._seq}"
+        self._seq += 1
+        self._rows.append({**self.constants, **row, "row_id": row_id, "timestamp": time.time()})
         if len(self._rows) >= self.flush_every:
             self.flush()
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 import gymnasium as gym
 import pandas as pd
+import torch
 
 from ..evaluation.pool import EvaluatorPool
 from ..problem import PruningProblem
@@ -45,7 +46,6 @@ def make_env(env_config: dict) -> LockstepPruningEnv:
     import ray
 
     ctx: EnvContext = ray.get(env_config["context"])
-    worker = int(getattr(env_config, "worker_index", 0) or 0)
     env_ref: dict[str, Any] = {}
 
     def on_rows(rows: list[dict]) -> None:
@@ -53,14 +53,14 @@ def make_env(env_config: dict) -> LockstepPruningEnv:
         writer = env_ref.setdefault(
             "writer",
             CandidateWriter(ctx.out_dir, constants=ctx.constants, flush_every=10**9,
-                            name=f"{ctx.constants.get('trial_id', 'trial')}-w{worker}-{env.id}"),
+                            name=f"{ctx.constants.get('trial_id', 'trial')}-{env.id}"),
         )
         for row in rows:
             writer.add({**row, "iteration": env.batches_done})
         writer.flush()
 
     env = LockstepPruningEnv(ctx.spec, ctx.pool.evaluate_many, num_envs=int(env_config.get("num_envs", 1)),
-                             on_rows=on_rows, seed=ctx.seed * 1000 + worker)
+                             on_rows=on_rows, seed=ctx.seed)  # RLlib reseeds with seed + worker index
     env_ref["env"] = env
     return env
 
@@ -141,7 +141,7 @@ def search_crl(problem: PruningProblem, evaluator, writer: CandidateWriter, seed
     pool = EvaluatorPool(
         problem, size=crl.evaluators, num_cpus=crl.evaluator_cpus, num_gpus=crl.evaluator_gpus,
         max_restarts=crl.evaluator_max_restarts, max_task_retries=crl.evaluator_max_task_retries,
-        name=f"Evaluator[{writer.constants.get('trial_id', 'prune')}]",
+        name=f"Evaluator[trial={writer.constants.get('trial_id', 'prune')}]",
     )
     pool.wait_ready()
     spec = PruningEnvSpec.from_problem(problem, action_wall=crl.action_wall, finetune_schedule=crl.finetune_schedule)
@@ -149,6 +149,8 @@ def search_crl(problem: PruningProblem, evaluator, writer: CandidateWriter, seed
     context_ref = ray.put(EnvContext(spec=spec, pool=pool, out_dir=out_dir, constants=dict(writer.constants), seed=seed))
     algo = build_algorithm(problem, context_ref, seed=seed)
     started = time.time()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the policy is tiny; evaluators get the cores
     last: dict[str, Any] = {}
     try:
         for it in range(1, crl.iterations + 1):
@@ -168,6 +170,7 @@ def search_crl(problem: PruningProblem, evaluator, writer: CandidateWriter, seed
                 + f", {evals_per_s:.2f} evals/s")
             last = {**prog, "lambdas": lambdas, "iteration": it}
     finally:
+        torch.set_num_threads(threads)
         algo.stop()
         pool.shutdown()
     last["seconds"] = time.time() - started

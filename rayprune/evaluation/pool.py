@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections import deque
 from typing import Any, Optional, Sequence
 
@@ -69,6 +70,27 @@ class Evaluator:
         }
 
 
+def _driver_pythonpath() -> str:
+    """The driver's import path (working directory and non-installed ``sys.path`` folders).
+
+    Given to evaluator actors as ``PYTHONPATH`` so that a user model factory or cost function the
+    driver can import (``mymodule:fn`` next to the config, say) imports in the actors too. On a
+    remote cluster ship the code with the job's ``working_dir`` instead; folders that do not exist
+    on a node are ignored there.
+    """
+    import sys
+    import sysconfig
+
+    installed = {os.path.realpath(p) for p in sysconfig.get_paths().values()}
+    entries = [os.getcwd()] + [
+        p for p in sys.path
+        if p and os.path.isdir(p) and os.path.realpath(p) not in installed and "site-packages" not in p
+        and not os.path.realpath(p).startswith(os.path.realpath(sys.base_prefix))
+    ]
+    existing = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join(dict.fromkeys([*entries, *filter(None, existing.split(os.pathsep))]))
+
+
 def _finetune_dict(base: TrainConfig, iterations: Optional[int]) -> Optional[dict]:
     if iterations is None:
         return None
@@ -110,10 +132,14 @@ class EvaluatorPool:
         self._shared_ref = ray.put(problem.shareable())  # kept alive for actor restarts
         device = "cuda" if num_gpus > 0 else "cpu"
         self.actors = []
+        run = uuid.uuid4().hex[:6]
+        pythonpath = _driver_pythonpath()
         for i in range(size):
             options: dict[str, Any] = dict(
                 num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
-                max_task_retries=max_task_retries, name=None,
+                max_task_retries=max_task_retries,
+                name=f"{name} #{i} ({run})",  # how the actor reads in the Ray dashboard
+                runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
             )
             if placement_group is not None:
                 options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(

@@ -307,8 +307,27 @@ class PruningSpace:
         return self.plan_from_counts(self.keep_counts(keep_ratios))
 
     def build(self, keep_ratios: KeepRatios) -> nn.Module:
-        """A physically smaller copy of the base model (fast path: no tracing)."""
-        return apply_plan(copy.deepcopy(self.base), self.plan(keep_ratios))
+        """A physically smaller copy of the base model (fast path: no tracing).
+
+        The module tree is copied with the base's tensors shared; Torch-Pruning's pruning
+        functions put new (index-selected) tensors in place of the ones they edit, and only the
+        tensors the plan leaves untouched are cloned. Each weight is copied once, not twice
+        (deep copy, then index_select). The candidate shares no storage with the base.
+        """
+        base = self.base
+        shared = [*base.parameters(), *base.buffers()]
+        model = copy.deepcopy(base, {id(t): t for t in shared})
+        apply_plan(model, self.plan(keep_ratios))
+        base_ids = {id(t) for t in shared}
+        with torch.no_grad():
+            for module in model.modules():
+                for name, p in module._parameters.items():
+                    if p is not None and id(p) in base_ids:
+                        module._parameters[name] = nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad)
+                for name, b in module._buffers.items():
+                    if b is not None and id(b) in base_ids:
+                        module._buffers[name] = b.clone()
+        return model
 
     def build_retrace(self, keep_ratios: KeepRatios) -> nn.Module:
         """The same candidate through plain Torch-Pruning: re-trace a copy and prune group by group.

@@ -1,0 +1,91 @@
+"""Shared test fixtures: seeded zoo models with non-trivial BatchNorm, and a tiny concat/residual net."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from rayprune.models import build_model
+
+# One intra-op thread by default: on 2 CPU cores shared with other jobs, 2 threads made a
+# ResNet56 forward pass ~50x slower (OpenMP workers wait on each other when a core is taken).
+TEST_THREADS = int(os.environ.get("RAYPRUNE_TEST_THREADS", "1"))
+torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _torch_threads():
+    """Re-apply the thread count after collection (test modules may set their own on import)."""
+    torch.set_num_threads(TEST_THREADS)
+
+
+def randomize_batchnorm_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm distinct gamma, beta and running statistics, in place.
+
+    With the defaults (gamma=1, beta=0, mean=0, var=1) BatchNorm is the identity in eval mode and
+    every channel ties under ``bn_scale``, so pruning the wrong BN channels would go unnoticed.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.weight.copy_(0.5 + torch.rand(n, generator=gen))
+                m.bias.copy_(0.4 * torch.rand(n, generator=gen) - 0.2)
+                m.running_mean.copy_(0.2 * torch.rand(n, generator=gen) - 0.1)
+                m.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+    return model
+
+
+@pytest.fixture(scope="session")
+def make_model():
+    """``make(name, seed=0, num_classes=10, **build_model_kwargs)``: a seeded zoo model in eval mode."""
+
+    def make(name: str, seed: int = 0, num_classes: int = 10, **kwargs) -> nn.Module:
+        torch.manual_seed(seed)
+        model = build_model(name, num_classes=num_classes, **kwargs)
+        return randomize_batchnorm_(model, seed).eval()
+
+    return make
+
+
+class ConcatResidualNet(nn.Module):
+    """stem -> cat(branch_a, branch_b) -> merge -> residual block -> down -> flatten -> fc1 -> head.
+
+    Covers a concatenation of two conv branches (``merge`` reads 6 + 10 channels), a residual add
+    coupling ``merge`` with ``res2``, and a flatten after a 2x2 pool (each ``down`` channel feeds 4
+    inputs of ``fc1``). Input ``(N, 3, 8, 8)``, output ``(N, 5)``.
+    """
+
+    input_shape = (3, 8, 8)
+    num_classes = 5
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.branch_a = nn.Sequential(nn.Conv2d(8, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
+        self.branch_b = nn.Sequential(nn.Conv2d(8, 10, 1), nn.BatchNorm2d(10), nn.ReLU())
+        self.merge = nn.Sequential(nn.Conv2d(16, 12, 3, padding=1, bias=False), nn.BatchNorm2d(12))
+        self.res1 = nn.Sequential(nn.Conv2d(12, 9, 3, padding=1, bias=False), nn.BatchNorm2d(9), nn.ReLU())
+        self.res2 = nn.Sequential(nn.Conv2d(9, 12, 3, padding=1, bias=False), nn.BatchNorm2d(12))
+        self.down = nn.Conv2d(12, 8, 3, stride=2, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc1 = nn.Linear(8 * 4, 20)
+        self.head = nn.Linear(20, self.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.merge(torch.cat([self.branch_a(x), self.branch_b(x)], dim=1))
+        y = torch.relu(y + self.res2(self.res1(y)))
+        y = torch.flatten(self.pool(torch.relu(self.down(y))), 1)
+        return self.head(torch.relu(self.fc1(y)))
+
+
+@pytest.fixture
+def concat_net() -> ConcatResidualNet:
+    """A seeded :class:`ConcatResidualNet` in eval mode with randomized BatchNorm."""
+    torch.manual_seed(0)
+    return randomize_batchnorm_(ConcatResidualNet(), seed=0).eval()
