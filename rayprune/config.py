@@ -196,7 +196,7 @@ class CRLConfig(_Section):
 class SearchConfig(_Section):
     """How candidates are searched and how long each is fine-tuned."""
 
-    agent: Literal["uniform", "random", "crl", "neon"] = "uniform"
+    agent: Literal["uniform", "random", "crl", "neon"] = "crl"
     #: candidates evaluated by the random agent
     evaluations: int = Field(16, gt=0)
     #: short fine-tune of each candidate before its search-time accuracy
