@@ -327,12 +327,6 @@ def test_round_to_below_one_is_rejected(concat_net):
         PruningSpace(concat_net, concat_inputs(), round_to=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="A group that spans a concatenation (residual add over torch.cat) can lose every "
-    "channel of one concat branch, leaving a Conv2d with 0 output channels; see report.",
-)
 def test_group_spanning_a_concat_never_empties_a_branch():
     class ConcatUnderResidual(nn.Module):
         """``y = cat(a(x), b(x)); y + res(y)``: the add couples res's outputs with both branches."""
@@ -407,6 +401,12 @@ def test_keep_ratio_forms_agree(concat_net):
     assert space.keep_counts(0.5) == space.keep_counts([0.5] * n) == space.keep_counts(np.full(n, 0.5))
     assert space.keep_counts({g.root: 0.5 for g in space.groups}) == space.keep_counts(0.5)
     assert space.rounded_ratios(0.5) == [k / g.channels for k, g in zip(space.keep_counts(0.5), space.groups)]
+
+
+@pytest.mark.parametrize("scalar", [np.float32(0.5), np.array(0.5), torch.tensor(0.5)], ids=["f32", "0d", "torch"])
+def test_numpy_and_torch_scalars_are_uniform_ratios(concat_net, scalar):
+    space = PruningSpace(concat_net, concat_inputs())
+    assert space.keep_counts(scalar) == space.keep_counts(0.5)
 
 
 # -- which channels go: importance ------------------------------------------------------------
@@ -542,6 +542,59 @@ def test_base_model_is_not_mutated(make_model):
         model.conv1.weight.zero_()
     assert not torch.equal(space.build(1.0).conv1.weight, model.conv1.weight)
     assert math.isclose(count_params(space.build(1.0)), count_params(model))
+
+
+class ScaledConv(nn.Module):
+    """A free per-channel ``nn.Parameter`` inside a group (Torch-Pruning prunes it as a parameter)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.scale = nn.Parameter(torch.rand(1, 8, 1, 1) + 0.5)
+        self.conv2 = nn.Conv2d(8, 6, 3)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x):
+        y = self.conv2(torch.relu(self.bn(self.conv(x)) * self.scale))
+        return self.fc(torch.relu(y).mean((2, 3)))
+
+
+@pytest.mark.filterwarnings("ignore:Unwrapped parameters detected")
+@pytest.mark.parametrize("which", ["concat", "scaled"])
+def test_candidates_share_no_storage_with_the_base(concat_net, which):
+    if which == "concat":
+        model, x = concat_net, concat_inputs()
+        settings = [0.5, {"down": 0.5}, 1.0]
+    else:
+        torch.manual_seed(0)
+        model, x = randomize_batchnorm_like(ScaledConv()), torch.randn(2, 3, 8, 8)
+        settings = [0.5, {"conv": 0.5}, 1.0]
+    space = PruningSpace(model, x)
+    reference = forward(space.base, x)
+    base_ptrs = {t.untyped_storage().data_ptr() for t in [*space.base.parameters(), *space.base.buffers()]}
+    for ratios in settings:
+        candidate = space.build(ratios)
+        tensors = [*candidate.parameters(), *candidate.buffers()]
+        assert all(isinstance(p, nn.Parameter) for p in candidate.parameters())
+        assert not base_ptrs & {t.untyped_storage().data_ptr() for t in tensors}
+        # Fine-tuning the candidate in place must not reach the base or later candidates.
+        with torch.no_grad():
+            for t in tensors:
+                t.mul_(0).add_(3)
+        torch.testing.assert_close(forward(space.base, x), reference, atol=0, rtol=0)
+    torch.testing.assert_close(forward(space.build(1.0), x), reference, atol=0, rtol=0)
+    torch.testing.assert_close(forward(space.build_retrace(1.0), x), reference, atol=0, rtol=0)
+
+
+def randomize_batchnorm_like(model: nn.Module) -> nn.Module:
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+    return model.eval()
 
 
 def test_model_without_prunable_groups_is_rejected():

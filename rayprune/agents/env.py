@@ -59,6 +59,7 @@ class PruningEnvSpec:
     base_costs: dict[str, float]
     analytic: Optional[AnalyticCosts]  # exact params/MACs model, or None
     action_wall: bool = True
+    min_channels: list[int] = field(default_factory=list)
     finetune_schedule: list[tuple[int, int]] = field(default_factory=lambda: [(0, 0)])
 
     @property
@@ -70,7 +71,9 @@ class PruningEnvSpec:
         return self.group_features.shape[1] + 1 + 3 * len(self.constraints)
 
     def counts(self, ratios: Sequence[float]) -> list[int]:
-        return [keep_channels(min(1.0, max(r, 1e-6)), c, self.round_to) for r, c in zip(ratios, self.channels)]
+        floors = self.min_channels or [1] * len(self.channels)
+        return [max(keep_channels(min(1.0, max(r, 1e-6)), c, self.round_to), f)
+                for r, c, f in zip(ratios, self.channels, floors)]
 
     def proxy_name(self, constraint: str) -> Optional[str]:
         """The analytic cost standing for ``constraint`` in observations and the action wall."""
@@ -107,6 +110,7 @@ class PruningEnvSpec:
             constraints=[b.metric for b in problem.budgets], limits=dict(problem.limits),
             base_costs=dict(problem.base_costs), analytic=analytic, action_wall=action_wall,
             finetune_schedule=[tuple(x) for x in finetune_schedule],
+            min_channels=[g.min_channels for g in groups],
         )
 
 

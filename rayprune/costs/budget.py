@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 __all__ = ["Budget", "parse_budget", "RELATIVE_BY_DEFAULT"]
@@ -24,7 +25,7 @@ class Budget:
     relative: bool
 
     def __post_init__(self) -> None:
-        if not isinstance(self.value, (int, float)) or isinstance(self.value, bool) or not math.isfinite(self.value):
+        if not isinstance(self.value, numbers.Real) or isinstance(self.value, bool) or not math.isfinite(self.value):
             raise ValueError(f"The budget of constraint {self.metric!r} must be a finite number; got {self.value!r}.")
         if self.relative and not 0.0 < self.value <= 1.0:
             raise ValueError(

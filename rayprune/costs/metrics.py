@@ -22,6 +22,18 @@ from .context import CostContext
 __all__ = ["count_params", "count_macs", "measure_latency_ms", "measure_peak_memory_mb"]
 
 
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    """Eval mode for the block; every submodule's own flag is restored afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
 def _model_device(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
@@ -41,14 +53,9 @@ def count_macs(model: nn.Module, context: CostContext) -> float:
     ``MACs = FLOPs / 2``. Bias additions, normalisation and activations are not counted, as is
     usual in the pruning literature.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        counter = FlopCounterMode(display=False)
-        with counter:
-            model(context.example_inputs(batch_size=1, device=_model_device(model)))
-    finally:
-        model.train(was_training)
+    counter = FlopCounterMode(display=False)
+    with _eval_mode(model), counter:
+        model(context.example_inputs(batch_size=1, device=_model_device(model)))
     return counter.get_total_flops() / 2.0
 
 
@@ -81,22 +88,17 @@ def measure_latency_ms(model: nn.Module, context: CostContext) -> float:
     """
     device = torch.device(context.device)
     net = _on_device(model, context.device)
-    was_training = net.training
-    net.eval()
     x = context.example_inputs(device=device)
     times = []
-    try:
-        with torch.inference_mode(), _num_threads(context.threads if device.type == "cpu" else None):
-            for _ in range(max(0, context.warmup)):
-                net(x)
+    with _eval_mode(net), torch.inference_mode(), _num_threads(context.threads if device.type == "cpu" else None):
+        for _ in range(max(0, context.warmup)):
+            net(x)
+        _sync(device)
+        for _ in range(max(1, context.repeats)):
+            start = time.perf_counter()
+            net(x)
             _sync(device)
-            for _ in range(max(1, context.repeats)):
-                start = time.perf_counter()
-                net(x)
-                _sync(device)
-                times.append(time.perf_counter() - start)
-    finally:
-        net.train(was_training)
+            times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times)
 
 
@@ -137,21 +139,16 @@ def measure_peak_memory_mb(model: nn.Module, context: CostContext) -> float:
     """
     device = torch.device(context.device)
     net = _on_device(model, context.device)
-    was_training = net.training
-    net.eval()
     x = context.example_inputs(device=device)
-    try:
-        with torch.inference_mode():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-                torch.cuda.reset_peak_memory_stats(device)
-                net(x)
-                torch.cuda.synchronize(device)
-                return torch.cuda.max_memory_allocated(device) / 2**20
-            tracker = _LiveTensorBytes()
-            with tracker:
-                net(x)
-    finally:
-        net.train(was_training)
+    with _eval_mode(net), torch.inference_mode():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            net(x)
+            torch.cuda.synchronize(device)
+            return torch.cuda.max_memory_allocated(device) / 2**20
+        tracker = _LiveTensorBytes()
+        with tracker:
+            net(x)
     static = sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
     return (static + tracker.peak) / 2**20

@@ -51,6 +51,8 @@ def measure_costs(model: nn.Module, costs: Mapping[str, CostFn], context: CostCo
     values = {}
     for name, fn in costs.items():
         value = fn(model, context)
+        if isinstance(value, (str, bytes, bool)):
+            raise TypeError(f"Cost {name!r} must return a number; {fn!r} returned {value!r}.")
         try:
             value = float(value)
         except (TypeError, ValueError):

@@ -126,6 +126,7 @@ class EvaluatorPool:
             raise ValueError(f"The evaluator pool 'size' must be >= 1; got {size}.")
         # Only light facts are kept, so the pool pickles cheaply into remote env runners.
         self._channels = [g.channels for g in problem.space.groups]
+        self._min_channels = [g.min_channels for g in problem.space.groups]
         self._round_to = problem.space.round_to
         self._finetune_base = problem.config.search.finetune
         self._cost_names = list(problem.costs)
@@ -208,7 +209,8 @@ class EvaluatorPool:
         return results  # type: ignore[return-value]
 
     def _counts(self, ratios: Sequence[float]) -> list[int]:
-        return [keep_channels(min(1.0, max(float(r), 1e-9)), c, self._round_to) for r, c in zip(ratios, self._channels)]
+        return [max(keep_channels(min(1.0, max(float(r), 1e-9)), c, self._round_to), f)
+                for r, c, f in zip(ratios, self._channels, self._min_channels)]
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy shipped to an env runner shares the actors but not the driver's object ref

@@ -68,11 +68,14 @@ def save_pruned(
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
     cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     _atomic_torch_save(cpu_state, out / WEIGHTS_FILE)
-    module_copy = copy.deepcopy(model).to("cpu")
-    _atomic_torch_save(module_copy, out / MODULE_FILE)
+    module_copy = copy.deepcopy(model).to("cpu").eval()  # the caller's model keeps its mode
+    try:  # best effort, like TorchScript: spec.json + weights.pt are what load_pruned needs
+        _atomic_torch_save(module_copy, out / MODULE_FILE)
+        module_ok = True
+    except Exception:  # lambdas, local classes: not picklable
+        module_ok = False
     ts_ok = False
     if torchscript:
         try:
@@ -93,7 +96,7 @@ def save_pruned(
         "input_shape": list(input_shape),
         "files": {
             "weights": WEIGHTS_FILE,
-            "module": MODULE_FILE,
+            "module": MODULE_FILE if module_ok else None,
             "torchscript": TORCHSCRIPT_FILE if ts_ok else None,
         },
         "plan": plan.to_json(),

@@ -13,6 +13,8 @@ def check_keep_ratio(ratio: float, *, name: str = "keep ratio") -> float:
     >>> check_keep_ratio(0.5)
     0.5
     """
+    if isinstance(ratio, (bool, str, bytes)):
+        raise TypeError(f"The {name} must be a number in (0, 1]; got {ratio!r}.")
     try:
         value = float(ratio)
     except (TypeError, ValueError):

@@ -71,6 +71,8 @@ class PrunableGroup:
     padding: tuple[int, int]
     members: tuple[GroupMember, ...]
     ranking: np.ndarray  # root channel indices, least important first
+    #: fewest channels the group may keep: one per producer layer (a concat branch may not be emptied)
+    min_channels: int = 1
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -145,6 +147,27 @@ def find_output_layers(model: nn.Module, example_inputs) -> list[str]:
     return _trace_layers(model, example_inputs)[1]
 
 
+def _protect_segments(ranking: np.ndarray, members: Sequence["GroupMember"]) -> tuple[np.ndarray, int]:
+    """Move each producer's most important channel to the end of the ranking.
+
+    A group can span several producers (conv branches joined by ``torch.cat`` under a residual
+    add); pruning the group's least important channels could remove *every* channel of one
+    branch, leaving a layer with 0 outputs. Keeping each producer's best channel last, and never
+    keeping fewer channels than there are producers, prevents that.
+    """
+    producers = {
+        frozenset(m.root_idxs.tolist()) for m in members
+        if m.fn == "prune_out_channels" and m.kind == "module" and m.pruner in ("CONV", "LINEAR", "DEPTHWISE_CONV")
+    }
+    if len(producers) <= 1:
+        return ranking, 1
+    position = {int(c): i for i, c in enumerate(ranking)}
+    keep_last = {max(seg, key=position.__getitem__) for seg in producers if seg}
+    head = [c for c in ranking if int(c) not in keep_last]
+    tail = sorted(keep_last, key=position.__getitem__)
+    return np.asarray(head + tail, dtype=np.int64), len(keep_last)
+
+
 class PruningSpace:
     """Prunable groups of a base model, ranked once, from which candidates are built without tracing.
 
@@ -173,6 +196,7 @@ class PruningSpace:
         self.example_inputs = example_inputs
         self.base = copy.deepcopy(model).eval()
         names = dict(self.base.named_modules())
+        ignored_layers = (ignored_layers,) if isinstance(ignored_layers, str) else tuple(ignored_layers)
         unknown = [n for n in ignored_layers if n not in names]
         if unknown:
             raise ValueError(f"ignored_layers names {unknown} which the model does not have.")
@@ -225,6 +249,7 @@ class PruningSpace:
                 scores = torch.zeros(channels)
             scores = torch.nan_to_num(scores.detach().float().cpu(), nan=0.0)
             ranking = np.argsort(scores.numpy(), kind="stable").astype(np.int64)
+            ranking, min_channels = _protect_segments(ranking, members)
             groups.append(
                 PrunableGroup(
                     index=-1,
@@ -234,6 +259,7 @@ class PruningSpace:
                     **_descriptors(root),
                     members=tuple(members),
                     ranking=ranking,
+                    min_channels=min_channels,
                 )
             )
         # One step per group from input to output, in the order the roots run in forward().
@@ -248,8 +274,8 @@ class PruningSpace:
 
     def normalize_ratios(self, keep_ratios: KeepRatios) -> list[float]:
         """Validate keep ratios in any accepted form and return one float per group."""
-        if isinstance(keep_ratios, (int, float)) and not isinstance(keep_ratios, bool):
-            return [check_keep_ratio(keep_ratios)] * self.num_groups
+        if not isinstance(keep_ratios, (str, bytes, Mapping)) and np.ndim(keep_ratios) == 0:
+            return [check_keep_ratio(float(keep_ratios))] * self.num_groups
         if isinstance(keep_ratios, Mapping):
             roots = {g.root: g.index for g in self.groups}
             unknown = sorted(set(keep_ratios) - set(roots))
@@ -269,7 +295,7 @@ class PruningSpace:
     def keep_counts(self, keep_ratios: KeepRatios) -> list[int]:
         """Channels kept per group after rounding to ``round_to``."""
         ratios = self.normalize_ratios(keep_ratios)
-        return [keep_channels(r, g.channels, self.round_to) for r, g in zip(ratios, self.groups)]
+        return [max(keep_channels(r, g.channels, self.round_to), g.min_channels) for r, g in zip(ratios, self.groups)]
 
     def rounded_ratios(self, keep_ratios: KeepRatios) -> list[float]:
         """The keep ratios that are actually realised after rounding (``keep / channels``)."""

@@ -1,0 +1,217 @@
+"""Tests for saving and loading pruned models (rayprune.pruning.export)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+import rayprune
+from rayprune.costs import count_params
+from rayprune.models import load_model
+from rayprune.pruning import PruningPlan, PruningSpace, load_pruned, read_spec, save_pruned
+
+CIFAR = (3, 32, 32)
+
+# name -> (architecture for load_model, keep ratios)
+CASES = {
+    "vgg11": (
+        dict(name="vgg11", num_classes=10, in_channels=3, input_size=32, in_features=None,
+             kwargs={"width_mult": 0.25}),
+        0.4,
+    ),
+    "resnet20": (
+        dict(name="resnet20", num_classes=10, in_channels=3, input_size=32, in_features=None, kwargs={}),
+        [0.3, 0.9, 0.5, 0.7, 0.25, 1.0, 0.6, 0.45, 0.8, 0.35, 0.55, 0.65],
+    ),
+}  # fmt: skip
+
+
+@torch.no_grad()
+def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.eval()(x)
+
+
+def prune_and_finetune(make_model, architecture: dict, ratios):
+    """A pruned zoo model whose weights then change (as fine-tuning would), and its plan."""
+    model = make_model(architecture["name"], num_classes=architecture["num_classes"], **architecture["kwargs"])
+    space = PruningSpace(model, torch.randn(1, *CIFAR))
+    pruned = space.build(ratios)
+    with torch.no_grad():
+        for p in pruned.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return pruned, space.plan(ratios)
+
+
+@pytest.fixture(scope="module")
+def saved(make_model, tmp_path_factory):
+    """Both cases saved to disk, plus their in-process outputs on a fixed input file."""
+    root = tmp_path_factory.mktemp("export")
+    x = torch.randn(3, *CIFAR, generator=torch.Generator().manual_seed(0))
+    torch.save(x, root / "input.pt")
+    out = {}
+    for name, (architecture, ratios) in CASES.items():
+        torch.manual_seed(1)
+        pruned, plan = prune_and_finetune(make_model, architecture, ratios)
+        directory = save_pruned(
+            pruned, root / name, architecture=architecture, plan=plan, input_shape=CIFAR, extra={"note": name}
+        )
+        out[name] = dict(model=pruned, plan=plan, dir=directory, y=forward(pruned, x))
+    return root, x, out
+
+
+def test_loads_in_a_fresh_process(saved):
+    root, _, cases = saved
+    script = textwrap.dedent(
+        """
+        import sys, torch, rayprune
+        root = sys.argv[1]
+        x = torch.load(f"{root}/input.pt", weights_only=True)
+        outputs = {}
+        for name in sys.argv[2:]:
+            model = rayprune.load_pruned(f"{root}/{name}")
+            assert not model.training
+            with torch.no_grad():
+                outputs[name] = model(x)
+            outputs[name + ".params"] = torch.tensor(sum(p.numel() for p in model.parameters()))
+        torch.save(outputs, f"{root}/outputs.pt")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(root), *cases], capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stderr
+    outputs = torch.load(root / "outputs.pt", weights_only=True)
+    for name, case in cases.items():
+        assert outputs[name].shape == (3, 10)
+        torch.testing.assert_close(outputs[name], case["y"], atol=1e-5, rtol=1e-5)
+        assert int(outputs[name + ".params"]) == count_params(case["model"])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_loaded_model_matches_the_pruned_one(saved, name):
+    _, x, cases = saved
+    case = cases[name]
+    loaded = load_pruned(case["dir"])
+    assert not loaded.training
+    assert count_params(loaded) == count_params(case["model"])
+    expected = case["model"].state_dict()
+    assert loaded.state_dict().keys() == expected.keys()
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+    torch.testing.assert_close(forward(loaded, x), case["y"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_directory_contents(saved, name):
+    _, _, cases = saved
+    case = cases[name]
+    spec = json.loads((case["dir"] / "spec.json").read_text())
+    assert spec == read_spec(case["dir"])
+    assert spec["format"] == "rayprune.pruned/1"
+    assert spec["rayprune_version"] == rayprune.__version__
+    assert spec["architecture"] == CASES[name][0]
+    assert spec["plan"] == case["plan"].to_json() and len(spec["plan"]) > 0
+    assert spec["input_shape"] == list(CIFAR)
+    assert spec["note"] == name
+    state = torch.load(case["dir"] / "weights.pt", weights_only=True)
+    expected = case["model"].state_dict()
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[k], expected[k]) for k in state)
+    # No temporary files of the atomic writes are left behind.
+    assert sorted(p.name for p in case["dir"].iterdir()) == sorted(
+        ["spec.json", "weights.pt", "model.pt", "model.torchscript.pt"]
+    )
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("name", list(CASES))
+def test_torchscript_file_gives_the_same_outputs(saved, name):
+    _, x, cases = saved
+    case = cases[name]
+    spec = read_spec(case["dir"])
+    assert spec["files"]["torchscript"] == "model.torchscript.pt"  # both zoo models can be traced
+    scripted = torch.jit.load(str(case["dir"] / spec["files"]["torchscript"]))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), case["y"], atol=1e-5, rtol=1e-5)
+
+
+def test_missing_spec_is_named(tmp_path):
+    (tmp_path / "weights.pt").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="spec.json"):
+        load_pruned(tmp_path)
+
+
+def test_wrong_format_is_rejected(saved, tmp_path):
+    _, _, cases = saved
+    spec = read_spec(cases["vgg11"]["dir"])
+    (tmp_path / "spec.json").write_text(json.dumps({**spec, "format": "something/else"}))
+    with pytest.raises(ValueError, match="rayprune.pruned/1"):
+        load_pruned(tmp_path)
+
+
+def test_unimportable_architecture_needs_allow_pickle(make_model, tmp_path):
+    architecture, ratios = CASES["vgg11"]
+    pruned, plan = prune_and_finetune(make_model, architecture, ratios)
+    gone = {**architecture, "name": "rp_package_that_is_gone.nets:make_vgg"}
+    directory = save_pruned(pruned, tmp_path / "m", architecture=gone, plan=plan, input_shape=CIFAR)
+    with pytest.raises(RuntimeError, match="allow_pickle=True") as info:
+        load_pruned(directory)
+    assert "rp_package_that_is_gone" in str(info.value)
+    loaded = load_pruned(directory, allow_pickle=True)
+    assert not loaded.training
+    x = torch.randn(2, *CIFAR)
+    torch.testing.assert_close(forward(loaded, x), forward(pruned, x), atol=1e-5, rtol=1e-5)
+
+
+def test_no_architecture_needs_allow_pickle(make_model, tmp_path):
+    architecture, ratios = CASES["vgg11"]
+    pruned, plan = prune_and_finetune(make_model, architecture, ratios)
+    directory = save_pruned(pruned, tmp_path, architecture=None, plan=plan, input_shape=CIFAR, torchscript=False)
+    assert read_spec(directory)["files"]["torchscript"] is None
+    assert not (directory / "model.torchscript.pt").exists()
+    with pytest.raises(RuntimeError, match="no architecture.*allow_pickle"):
+        load_pruned(directory)
+    assert count_params(load_pruned(directory, allow_pickle=True)) == count_params(pruned)
+
+
+class DataDependent(nn.Module):
+    """Returns a Python list for an all-zero input: ``torch.jit.trace`` refuses that output."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y if bool(x.any()) else y.tolist()
+
+
+def test_untraceable_model_is_saved_without_torchscript(tmp_path):
+    directory = save_pruned(DataDependent(), tmp_path, architecture=None, plan=PruningPlan(), input_shape=(4,))
+    assert read_spec(directory)["files"]["torchscript"] is None
+    assert not (directory / "model.torchscript.pt").exists()
+    assert (directory / "weights.pt").is_file() and (directory / "model.pt").is_file()
+
+
+def test_unpicklable_module_is_still_saved(tmp_path):
+    architecture = dict(name="mlp", num_classes=2, in_features=4, kwargs={"hidden_sizes": [3]})
+    model = load_model(**architecture).eval()
+    model.post = lambda y: y  # e.g. a model keeping a lambda: torch.save(model) cannot pickle it
+    directory = save_pruned(model, tmp_path, architecture=architecture, plan=PruningPlan(), input_shape=(4,))
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(forward(load_pruned(directory), x), forward(model, x))
+
+
+def test_save_leaves_the_model_mode_alone(make_model, tmp_path):
+    architecture, ratios = CASES["vgg11"]
+    pruned, plan = prune_and_finetune(make_model, architecture, ratios)
+    pruned.train()  # saving a checkpoint in the middle of fine-tuning
+    save_pruned(pruned, tmp_path, architecture=architecture, plan=plan, input_shape=CIFAR, torchscript=False)
+    assert pruned.training
