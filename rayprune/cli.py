@@ -125,6 +125,38 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0 if summary["feasible"] else 4
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep.driver import parse_levels, run_sweep
+
+    if args.resume:
+        summary = run_sweep(None, args.out, address=args.address, resume=True)  # type: ignore[arg-type]
+        return 0 if not summary.get("trial_errors") else 5
+    cfg = _load(args)
+    over: dict = {}
+    if args.budgets:
+        over["budgets"] = dict(parse_levels(t) for t in args.budgets)
+    if args.seeds is not None:
+        over["seeds"] = args.seeds
+    if args.max_concurrent_trials is not None:
+        over["max_concurrent_trials"] = args.max_concurrent_trials
+    if over:
+        from .config import parse_config
+
+        cfg = _resolve(parse_config(cfg.model_dump(mode="json"), source=str(args.config), overrides={"sweep": over}),
+                       args.config)
+    summary = run_sweep(cfg, args.out, address=args.address, verbose=0 if args.quiet else 1)
+    return 0 if not summary.get("trial_errors") else 5
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import make_report, summary_text
+
+    path = make_report(args.dir)
+    print(summary_text(args.dir))
+    print(f"wrote {path} and {Path(args.dir) / 'report.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -158,6 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--address", help="Ray cluster to run on (auto, HOST:PORT, ray://...); default: a local Ray")
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("sweep", help="sweep budget levels x seeds as Ray Tune trials; Pareto front in Parquet")
+    p.add_argument("config", nargs="?", help="YAML config (not needed with --resume)")
+    p.add_argument("--budgets", action="append", metavar="NAME=V1,V2,...",
+                   help="levels of one constraint (repeat for several: their product is swept)")
+    p.add_argument("--seeds", type=int, help="seeds per level (default: sweep.seeds)")
+    p.add_argument("--max-concurrent-trials", type=int, help="trials at once (default: as resources allow)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--address", help="Ray cluster (auto, HOST:PORT, ray://...); default: a local Ray")
+    p.add_argument("--resume", action="store_true", help="continue the sweep in --out after an interruption")
+    p.add_argument("--device", help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--budget", action="append", help=argparse.SUPPRESS)
+    p.add_argument("-q", "--quiet", action="store_true", help="less output")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="Pareto plot (PNG + HTML) and front table of a sweep directory")
+    p.add_argument("dir", help="the --out directory of a sweep")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -173,7 +224,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError, TypeError, ImportError) as exc:
+    except (ConfigError, FileNotFoundError, FileExistsError, ValueError, TypeError, ImportError) as exc:
         print(f"rayprune {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

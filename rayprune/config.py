@@ -33,7 +33,13 @@ __all__ = [
     "LatencyConfig",
     "BudgetConfig",
     "SearchConfig",
+    "SweepConfig",
     "CRLConfig",
+    "NeonConfig",
+    "NeonNetworksConfig",
+    "NeonPretrainConfig",
+    "NeonRetrainConfig",
+    "NeonSuiteConfig",
     "load_config",
     "parse_config",
     "default_cache_dir",
@@ -208,6 +214,144 @@ class SearchConfig(_Section):
     crl: CRLConfig = Field(default_factory=CRLConfig)
 
 
+class SweepConfig(_Section):
+    """``rayprune sweep``: budget levels x seeds as Ray Tune trials, each with its evaluators."""
+
+    #: levels per constraint, e.g. {params: [0.5, 0.25, 0.1]}; several constraints: their product.
+    #: Empty: the single level given by ``budgets``. Relative/absolute as in ``budgets``.
+    budgets: dict[str, list[float]] = Field(default_factory=dict)
+    seeds: int = Field(1, gt=0)
+    #: trials running at once (None: as many as the cluster's resources allow)
+    max_concurrent_trials: Optional[int] = Field(None, gt=0)
+    #: CPU share of the trial's own bundle (the RL driver: policy updates are tiny)
+    trial_cpus: float = Field(0.25, gt=0)
+    #: times a failed trial is restarted from its last checkpoint
+    max_failures: int = Field(1, ge=-1)
+
+
+class NeonRetrainConfig(_Section):
+    """NEON's retraining: Adam on mini-batches with early stopping on the validation loss.
+
+    Used for the layers a pruning step touched (``neon.retrain``) and, with longer defaults, for
+    the random base networks of pretraining (``neon.pretrain.networks.train``)."""
+
+    max_epochs: int = Field(8, gt=0)
+    #: epochs without a lower validation loss before stopping (the best weights are restored)
+    patience: int = Field(2, ge=0)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, gt=0)
+    #: train samples per epoch, a fixed stratified subset (None: all)
+    max_samples: Optional[int] = Field(1024, gt=1)
+
+
+class NeonSuiteConfig(_Section):
+    """Which datasets of NEON's offline suite to pretrain on (``rayprune.neon.suite``)."""
+
+    #: dataset names and/or group names (A-D); both empty: the whole suite
+    datasets: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    #: groups left out (held out for evaluation)
+    exclude_groups: list[str] = Field(default_factory=list)
+    max_samples: Optional[int] = Field(2000, gt=1)
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+
+
+class NeonNetworksConfig(_Section):
+    """NEON's random base networks (METHODS.md section 2); the paper's widths are 100, 200, ..., 1000."""
+
+    per_dataset: int = Field(3, gt=0)
+    widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
+    min_layers: int = Field(1, ge=1)
+    max_layers: int = Field(6, ge=1)
+    #: what comes before each Linear, with its probability
+    pre_layer_probs: dict[Literal["dropout", "batchnorm", "none"], float] = Field(
+        default_factory=lambda: {"dropout": 1 / 3, "batchnorm": 1 / 3, "none": 1 / 3})
+    activation_probs: dict[Literal["relu", "tanh", "sigmoid"], float] = Field(
+        default_factory=lambda: {"relu": 0.9, "tanh": 0.05, "sigmoid": 0.05})
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    train: NeonRetrainConfig = Field(default_factory=lambda: NeonRetrainConfig(max_epochs=40, patience=5, max_samples=None))
+    #: trained networks are cached here by content hash (default: <cache>/neon-networks)
+    cache_dir: Optional[Path] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "NeonNetworksConfig":
+        if self.min_layers > self.max_layers:
+            raise ValueError(f"min_layers must be <= max_layers; got {self.min_layers} > {self.max_layers}.")
+        if not self.widths or any(w < 1 for w in self.widths):
+            raise ValueError(f"widths must be positive integers; got {self.widths}.")
+        for name in ("pre_layer_probs", "activation_probs"):
+            probs = getattr(self, name)
+            if any(v < 0 for v in probs.values()) or sum(probs.values()) <= 0:
+                raise ValueError(f"{name} must be >= 0 with a positive sum; got {probs}.")
+        return self
+
+
+class NeonPretrainConfig(_Section):
+    """``rayprune pretrain``: PPO (RLlib new API stack) across the suite's random networks."""
+
+    iterations: int = Field(20, gt=0)
+    #: env steps (= pruned layers) per PPO iteration
+    steps_per_iteration: int = Field(128, gt=0)
+    #: episodes stepped in lockstep per env runner; their prune+retrain steps run as parallel Ray tasks
+    num_envs: int = Field(4, gt=0)
+    env_runners: int = Field(0, ge=0)
+    #: run each lockstep step's candidates as Ray tasks (False: one after the other in the env)
+    parallel_steps: bool = True
+    #: tolerances sampled per episode (the policy sees tau, so one agent serves them all)
+    tolerances: list[float] = Field(default_factory=lambda: [1.0, 5.0])
+    lr: float = Field(1e-3, gt=0)
+    gamma: float = Field(0.99, ge=0, le=1)
+    #: 1.0: Monte-Carlo returns, as the method's A2C
+    gae_lambda: float = Field(1.0, ge=0, le=1)
+    clip_param: float = Field(0.2, gt=0)
+    num_epochs: int = Field(6, gt=0)
+    minibatch_size: int = Field(64, gt=0)
+    entropy_coeff: float = Field(0.01, ge=0)
+    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    #: width of each feature map's own encoder
+    segment_hidden: int = Field(16, gt=0)
+    suite: NeonSuiteConfig = Field(default_factory=NeonSuiteConfig)
+    networks: NeonNetworksConfig = Field(default_factory=NeonNetworksConfig)
+
+    @field_validator("tolerances")
+    @classmethod
+    def _tolerances(cls, v: list[float]) -> list[float]:
+        if not v or any(t < 0 for t in v):
+            raise ValueError(f"tolerances must be a non-empty list of numbers >= 0; got {v}.")
+        return v
+
+
+class NeonConfig(_Section):
+    """The NEON-style agent (METHODS.md section 2): pretrained offline, applied with inference only."""
+
+    #: a ``rayprune pretrain`` output directory or a policy directory; None: the agent shipped in the package
+    checkpoint: Optional[Path] = None
+    #: tau: accuracy loss (points, validation split) the user accepts
+    tolerance: float = Field(1.0, ge=0.0)
+    #: passes over the hidden layers per episode
+    passes: int = Field(1, ge=1, le=10)
+    #: keep fractions the agent chooses from (a pretrained policy brings its own)
+    actions: list[float] = Field(default_factory=lambda: [1.0, 0.9, 0.8, 0.7, 0.6])
+    #: training samples whose activations describe each neuron (the paper: up to 3,000)
+    activation_samples: int = Field(512, gt=1)
+    retrain: NeonRetrainConfig = Field(default_factory=NeonRetrainConfig)
+    #: which network of the episode is the result: the last one within tolerance, or the final one
+    select: Literal["within_tolerance", "final"] = "within_tolerance"
+    #: episodes at prune time: the greedy one plus (rollouts - 1) sampled ones; the smallest within tolerance wins
+    rollouts: int = Field(1, ge=1)
+    #: fine-tune the whole chosen network with search.final_finetune before export
+    final_finetune: bool = False
+    pretrain: NeonPretrainConfig = Field(default_factory=NeonPretrainConfig)
+
+    @field_validator("actions")
+    @classmethod
+    def _actions(cls, v: list[float]) -> list[float]:
+        if len(v) < 2 or len(set(v)) != len(v) or any(not 0.0 < a <= 1.0 for a in v):
+            raise ValueError(f"actions must be at least two distinct keep fractions in (0, 1]; got {v}.")
+        return v
+
+
 class Config(_Section):
     """A whole rayprune run."""
 
@@ -220,6 +364,8 @@ class Config(_Section):
     costs: CostsConfig = Field(default_factory=CostsConfig)
     budgets: dict[str, Union[float, BudgetConfig]] = Field(default_factory=dict)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    neon: NeonConfig = Field(default_factory=NeonConfig)
 
     @field_validator("budgets", mode="after")
     @classmethod
@@ -234,7 +380,8 @@ class Config(_Section):
         from .costs.registry import BUILTIN_COSTS
 
         known = set(BUILTIN_COSTS) | set(self.costs.custom)
-        for where, names in (("budgets", list(self.budgets)), ("costs.measure", self.costs.measure)):
+        for where, names in (("budgets", list(self.budgets)), ("costs.measure", self.costs.measure),
+                             ("sweep.budgets", list(self.sweep.budgets))):
             unknown = [n for n in names if n not in known]
             if unknown:
                 raise ValueError(
@@ -252,8 +399,15 @@ class Config(_Section):
         return out
 
     def cost_names(self) -> list[str]:
-        """Every cost recorded per candidate: the measured ones, then any budgeted ones."""
-        return list(dict.fromkeys([*self.costs.measure, *self.budgets]))
+        """Every cost recorded per candidate: the measured ones, then any budgeted or swept ones."""
+        return list(dict.fromkeys([*self.costs.measure, *self.budgets, *self.sweep.budgets]))
+
+    def is_relative(self, name: str) -> bool:
+        """Whether a budget on cost ``name`` is relative (the ``budgets`` entry decides, else the default)."""
+        b = self.budgets.get(name)
+        if isinstance(b, BudgetConfig) and b.relative is not None:
+            return b.relative
+        return name in RELATIVE_BY_DEFAULT
 
 
 class _NoDuplicatesLoader(yaml.SafeLoader):
@@ -326,4 +480,6 @@ def _resolve_paths(cfg: Config, folder: Path) -> Config:
     cfg.model.checkpoint = fix(cfg.model.checkpoint)
     cfg.data.root = fix(cfg.data.root)
     cfg.data.path = fix(cfg.data.path)
+    cfg.neon.checkpoint = fix(cfg.neon.checkpoint)
+    cfg.neon.pretrain.networks.cache_dir = fix(cfg.neon.pretrain.networks.cache_dir)
     return cfg

@@ -61,7 +61,14 @@ class PruningProblem:
         progress: bool = True,
         log: Callable[[str], None] = print,
         device: Optional[str] = None,
+        base_costs: Optional[Mapping[str, float]] = None,
+        base_accuracy: Optional[Mapping[str, float]] = None,
     ) -> "PruningProblem":
+        """Load the data, obtain the base model (trained and cached on first use) and assemble.
+
+        ``base_costs``/``base_accuracy`` from an earlier measurement keep every process of a sweep
+        on the same budget limits.
+        """
         dev = resolve_device(device or cfg.data.device)
         d = cfg.data
         data = load_dataset(
@@ -69,7 +76,7 @@ class PruningProblem:
             test_fraction=d.test_fraction, seed=cfg.seed, max_samples=d.max_samples,
         ).to(dev)
         model, info = obtain_base_model(cfg, data, device=dev, progress=progress, log=log)
-        return cls.from_parts(cfg, data, model, info, device=dev)
+        return cls.from_parts(cfg, data, model, info, device=dev, base_costs=base_costs, base_accuracy=base_accuracy)
 
     @classmethod
     def from_parts(

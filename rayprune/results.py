@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-__all__ = ["CandidateWriter", "write_parquet_atomic", "read_candidates", "merge_candidates", "ROW_KEY"]
+__all__ = ["CandidateWriter", "write_parquet_atomic", "read_candidates", "merge_candidates", "drop_rows_after", "ROW_KEY"]
 
 #: Columns that identify a row; readers drop duplicates on them.
 ROW_KEY = ("row_id",)
@@ -101,6 +101,33 @@ def read_candidates(directory: str | os.PathLike) -> pd.DataFrame:
     if key:
         frame = frame.drop_duplicates(subset=key, keep="first")
     return frame.reset_index(drop=True)
+
+
+def drop_rows_after(directory: str | os.PathLike, trial_id: str, iteration: int) -> int:
+    """Remove ``trial_id``'s rows with ``iteration > iteration`` from the shards; returns how many.
+
+    Used when a trial resumes from the checkpoint of ``iteration``: what it evaluated after that
+    checkpoint is evaluated again, so the earlier rows would be duplicates.
+    """
+    shards = Path(directory) / "candidates"
+    removed = 0
+    if not shards.is_dir():
+        return 0
+    for path in sorted(shards.glob("*.parquet")):
+        table = pq.read_table(path)
+        if "trial_id" not in table.column_names or "iteration" not in table.column_names:
+            continue
+        frame = table.to_pandas()
+        stale = (frame["trial_id"] == trial_id) & (frame["iteration"] > iteration)
+        if not stale.any():
+            continue
+        removed += int(stale.sum())
+        keep = frame[~stale]
+        if keep.empty:
+            path.unlink()
+        else:
+            write_parquet_atomic(pa.Table.from_pandas(keep, preserve_index=False), path)
+    return removed
 
 
 def merge_candidates(directory: str | os.PathLike) -> Optional[Path]:

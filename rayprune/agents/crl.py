@@ -9,6 +9,8 @@ as a Parquet row by the env that asked for it; the driver reads them back for pr
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -21,10 +23,10 @@ import torch
 
 from ..evaluation.pool import EvaluatorPool
 from ..problem import PruningProblem
-from ..results import CandidateWriter, read_candidates
+from ..results import CandidateWriter, drop_rows_after, read_candidates
 from .env import PruningEnvSpec, LockstepPruningEnv
 
-__all__ = ["ENV_NAME", "EnvContext", "make_env", "build_algorithm", "search_crl", "ensure_ray"]
+__all__ = ["ENV_NAME", "EnvContext", "CRLSearch", "make_env", "build_algorithm", "search_crl", "ensure_ray"]
 
 ENV_NAME = "rayprune-pruning"
 
@@ -56,7 +58,7 @@ def make_env(env_config: dict) -> LockstepPruningEnv:
                             name=f"{ctx.constants.get('trial_id', 'trial')}-{env.id}"),
         )
         for row in rows:
-            writer.add({**row, "iteration": env.batches_done})
+            writer.add({**row, "iteration": env.training_iteration})
         writer.flush()
 
     env = LockstepPruningEnv(ctx.spec, ctx.pool.evaluate_many, num_envs=int(env_config.get("num_envs", 1)),
@@ -116,62 +118,158 @@ def build_algorithm(problem: PruningProblem, context_ref, *, seed: int):
 
 def _progress(frame: pd.DataFrame, problem: PruningProblem) -> dict[str, Any]:
     if frame.empty:
-        return {"evaluations": 0, "best_accuracy": None}
+        return {"evaluations": 0, "errors": 0, "best_accuracy": None}
     ok = frame[(frame["status"] == "ok") & frame["feasible"].astype(bool)]
     best = ok.sort_values("accuracy", ascending=False).iloc[0] if not ok.empty else None
     out = {
         "evaluations": int(len(frame)),
         "errors": int((frame["status"] != "ok").sum()),
         "best_accuracy": None if best is None else float(best["accuracy"]),
+        "best_candidate_id": None if best is None else str(best["candidate_id"]),
     }
     if best is not None:
         out.update({f"best_{c}": float(best[c]) for c in problem.limits})
     return out
 
 
+def _set_env_state(env_runner: Any, *, iteration: int, episodes_done: Optional[int] = None) -> None:
+    env = getattr(env_runner, "env", None)
+    if env is None:
+        return
+    env = env.unwrapped
+    if isinstance(env, LockstepPruningEnv):
+        env.training_iteration = iteration
+        if episodes_done is not None:
+            env.episodes_done = episodes_done
+
+
+def _get_episodes_done(env_runner: Any) -> int:
+    env = getattr(env_runner, "env", None)
+    return int(getattr(env.unwrapped, "episodes_done", 0)) if env is not None else 0
+
+
+class CRLSearch:
+    """The constrained-RL search, one PPO-Lagrangian iteration per :meth:`step`.
+
+    Used by ``rayprune prune`` (a loop over :meth:`step`) and by the sweep's Tune trainable
+    (:meth:`step`, then :meth:`save` for the trial checkpoint; :meth:`restore` on resume).
+    Rows land under ``out_dir/candidates/`` with ``constants`` (trial id, budgets ...) and the
+    training iteration that produced them.
+    """
+
+    def __init__(self, problem: PruningProblem, *, out_dir: str | Path, constants: dict[str, Any], seed: int,
+                 placement_group=None, bundle_offset: int = 0, log: Callable[[str], None] = print) -> None:
+        import ray
+
+        self.problem = problem
+        self.out_dir = str(out_dir)
+        self.trial_id = str(constants.get("trial_id", "prune"))
+        self.log = log
+        crl = problem.config.search.crl
+        self.pool = EvaluatorPool(
+            problem, size=crl.evaluators, num_cpus=crl.evaluator_cpus, num_gpus=crl.evaluator_gpus,
+            max_restarts=crl.evaluator_max_restarts, max_task_retries=crl.evaluator_max_task_retries,
+            placement_group=placement_group, bundle_offset=bundle_offset,
+            name=f"Evaluator[trial={self.trial_id}]",
+        )
+        self.pool.wait_ready()
+        spec = PruningEnvSpec.from_problem(problem, action_wall=crl.action_wall, finetune_schedule=crl.finetune_schedule)
+        self._context_ref = ray.put(EnvContext(spec=spec, pool=self.pool, out_dir=self.out_dir,
+                                               constants=dict(constants), seed=seed))
+        self.algo = build_algorithm(problem, self._context_ref, seed=seed)
+        self.iteration = 0
+        self._evaluations = 0
+
+    def rows(self) -> pd.DataFrame:
+        """This trial's candidate rows written so far."""
+        frame = read_candidates(self.out_dir)
+        if not frame.empty and "trial_id" in frame.columns:
+            frame = frame[frame["trial_id"] == self.trial_id]
+        return frame
+
+    def step(self) -> dict[str, Any]:
+        """One iteration: rollout of lockstep episodes (candidates evaluated on the pool), dual
+        ascent, PPO update. Returns progress metrics (see :data:`rayprune.sweep.metrics`)."""
+        from .ppo_lagrangian import EPISODE_COST_METRIC, LAGRANGE_METRIC, VIOLATION_RATE_METRIC, metric_name
+
+        self.iteration += 1
+        self.algo.env_runner_group.foreach_env_runner(functools.partial(_set_env_state, iteration=self.iteration))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the policy is tiny; evaluators get the cores
+        t0 = time.time()
+        try:
+            result = self.algo.train()
+        finally:
+            torch.set_num_threads(threads)
+        seconds = time.time() - t0
+        prog = _progress(self.rows(), self.problem)
+        new = prog["evaluations"] - self._evaluations
+        self._evaluations = prog["evaluations"]
+        limits = self.problem.limits
+        return {
+            "iteration": self.iteration,
+            **prog,
+            "evals_per_s": new / max(seconds, 1e-9),
+            "iteration_seconds": seconds,
+            **{f"lambda_{c}": result.get(metric_name(LAGRANGE_METRIC, c)) for c in limits},
+            **{f"violation_rate_{c}": result.get(metric_name(VIOLATION_RATE_METRIC, c)) for c in limits},
+            **{f"mean_cost_{c}": result.get(metric_name(EPISODE_COST_METRIC, c)) for c in limits},
+        }
+
+    def describe(self, metrics: dict[str, Any], total: Optional[int] = None) -> str:
+        """One progress line."""
+        limits = self.problem.limits
+        best = metrics.get("best_accuracy")
+        costs = ", ".join(f"{c}={metrics.get(f'best_{c}', float('nan')):.4g}" for c in limits) if best is not None else "-"
+        lam = ", ".join(f"λ[{c}]={metrics[f'lambda_{c}']:.3f}" for c in limits if metrics.get(f"lambda_{c}") is not None)
+        viol = ", ".join(f"violations[{c}]={metrics[f'violation_rate_{c}']:.2f}" for c in limits
+                         if metrics.get(f"violation_rate_{c}") is not None)
+        return (f"crl iter {metrics['iteration']}{'' if total is None else f'/{total}'}: evaluations "
+                f"{metrics['evaluations']}, best feasible accuracy {'-' if best is None else f'{best:.4f}'} ({costs}), "
+                f"{lam}, {viol}, {metrics['evals_per_s']:.2f} evals/s")
+
+    def save(self, directory: str | Path) -> None:
+        """Algorithm state (policy, optimiser, multipliers) and the search's own counters."""
+        directory = Path(directory)
+        self.algo.save_to_path(str(directory / "algo"))
+        episodes = self.algo.env_runner_group.foreach_env_runner(_get_episodes_done)
+        state = {"iteration": self.iteration, "evaluations": self._evaluations,
+                 "episodes_done": int(max(episodes) if episodes else 0)}
+        (directory / "search_state.json").write_text(json.dumps(state))
+
+    def restore(self, directory: str | Path) -> None:
+        """Continue from :meth:`save`; rows written after that checkpoint are dropped (they will be
+        produced again), so no row is lost or duplicated."""
+        directory = Path(directory)
+        self.algo.restore_from_path(str(directory / "algo"))
+        state = json.loads((directory / "search_state.json").read_text())
+        self.iteration = int(state["iteration"])
+        drop_rows_after(self.out_dir, self.trial_id, self.iteration)
+        self._evaluations = len(self.rows())
+        self.algo.env_runner_group.foreach_env_runner(
+            functools.partial(_set_env_state, iteration=self.iteration, episodes_done=int(state["episodes_done"])))
+
+    def close(self) -> None:
+        try:
+            self.algo.stop()
+        finally:
+            self.pool.shutdown()
+
+
 def search_crl(problem: PruningProblem, evaluator, writer: CandidateWriter, seed: int,
-               log: Callable[[str], None], *, address: Optional[str] = None) -> dict[str, Any]:
-    """Run the constrained-RL search; candidate rows land under ``writer``'s directory."""
-    import ray
-
-    from .ppo_lagrangian import LAGRANGE_METRIC, VIOLATION_RATE_METRIC, metric_name
-
-    crl = problem.config.search.crl
+               log: Callable[[str], None], *, address: Optional[str] = None, **_: Any) -> dict[str, Any]:
+    """Run the constrained-RL search for ``rayprune prune``; rows land under ``writer``'s directory."""
     ensure_ray(address, log=log)
-    pool = EvaluatorPool(
-        problem, size=crl.evaluators, num_cpus=crl.evaluator_cpus, num_gpus=crl.evaluator_gpus,
-        max_restarts=crl.evaluator_max_restarts, max_task_retries=crl.evaluator_max_task_retries,
-        name=f"Evaluator[trial={writer.constants.get('trial_id', 'prune')}]",
-    )
-    pool.wait_ready()
-    spec = PruningEnvSpec.from_problem(problem, action_wall=crl.action_wall, finetune_schedule=crl.finetune_schedule)
-    out_dir = str(Path(writer.directory).parent)
-    context_ref = ray.put(EnvContext(spec=spec, pool=pool, out_dir=out_dir, constants=dict(writer.constants), seed=seed))
-    algo = build_algorithm(problem, context_ref, seed=seed)
+    crl = problem.config.search.crl
+    search = CRLSearch(problem, out_dir=Path(writer.directory).parent, constants=dict(writer.constants),
+                       seed=seed, log=log)
     started = time.time()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the policy is tiny; evaluators get the cores
-    last: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
     try:
-        for it in range(1, crl.iterations + 1):
-            t0 = time.time()
-            result = algo.train()
-            frame = read_candidates(out_dir)
-            prog = _progress(frame, problem)
-            evals_per_s = (prog["evaluations"] - last.get("evaluations", 0)) / max(time.time() - t0, 1e-9)
-            lambdas = {c: result.get(metric_name(LAGRANGE_METRIC, c)) for c in problem.limits}
-            viol = {c: result.get(metric_name(VIOLATION_RATE_METRIC, c)) for c in problem.limits}
-            best = prog["best_accuracy"]
-            costs = ", ".join(f"{c}={prog.get(f'best_{c}', float('nan')):.4g}" for c in problem.limits) if best is not None else "-"
-            log(f"crl iter {it}/{crl.iterations}: evaluations {prog['evaluations']}, best feasible accuracy "
-                f"{'-' if best is None else f'{best:.4f}'} ({costs}), "
-                + ", ".join(f"λ[{c}]={v:.3f}" for c, v in lambdas.items() if v is not None)
-                + ", " + ", ".join(f"violations[{c}]={v:.2f}" for c, v in viol.items() if v is not None)
-                + f", {evals_per_s:.2f} evals/s")
-            last = {**prog, "lambdas": lambdas, "iteration": it}
+        for _ in range(crl.iterations):
+            metrics = search.step()
+            log(search.describe(metrics, crl.iterations))
     finally:
-        torch.set_num_threads(threads)
-        algo.stop()
-        pool.shutdown()
-    last["seconds"] = time.time() - started
-    return last
+        search.close()
+    metrics["seconds"] = time.time() - started
+    return metrics

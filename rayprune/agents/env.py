@@ -165,6 +165,7 @@ class LockstepPruningEnv(gym.vector.VectorEnv):
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self.multipliers: dict[str, float] = {}
+        self.training_iteration = 0  # set by the driver before each iteration; rows carry it
         self.episodes_done = 0
         self.batches_done = 0
         self._seed = seed

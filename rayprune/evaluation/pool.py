@@ -56,6 +56,19 @@ class Evaluator:
                    wall_start=wall0, wall_end=time.time())
         return row
 
+    def finalize(self, keep_ratios: Sequence[float], seed: int, export_dir: Optional[str],
+                 extra: Optional[dict] = None) -> dict[str, Any]:
+        """Long fine-tune of the chosen candidate, measured on val and test, exported to ``export_dir``."""
+        from ..pruning import save_pruned
+
+        model, summary = self.evaluator.finalize(list(keep_ratios), seed=seed)
+        if export_dir is not None:
+            save_pruned(model, export_dir, architecture=self.problem.architecture,
+                        plan=self.problem.space.plan(list(keep_ratios)), input_shape=self.problem.data.input_shape,
+                        extra={"summary": {**summary, **(extra or {})}})
+            summary["export_path"] = str(export_dir)
+        return summary
+
     def info(self) -> dict[str, Any]:
         import torch
 
@@ -235,6 +248,11 @@ class EvaluatorPool:
         }
         row.update({name: None for name in self._cost_names})
         return row
+
+    def finalize(self, keep_ratios: Sequence[float], *, seed: int = 0, export_dir: Optional[str] = None,
+                 extra: Optional[dict] = None) -> dict[str, Any]:
+        """Run :meth:`Evaluator.finalize` on an evaluator (the first one)."""
+        return ray.get(self.actors[0].finalize.remote(list(keep_ratios), int(seed), export_dir, extra))
 
     def stats(self) -> list[dict[str, Any]]:
         """Each actor's info (busy seconds, uptime, device, threads)."""

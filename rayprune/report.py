@@ -1,0 +1,120 @@
+"""The sweep report: accuracy against each cost (PNG and a self-contained HTML page) and the front table.
+
+``rayprune report DIR`` (and the end of ``rayprune sweep``) reads only files under ``DIR``:
+``sweep.json``, ``candidates.parquet`` and ``pareto.parquet``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .table import format_table, human
+
+__all__ = ["make_report", "summary_text", "front_table"]
+
+
+def _load(out: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    state_path = out / "sweep.json"
+    if not state_path.is_file():
+        raise FileNotFoundError(f"{state_path} not found: {out} is not the output of `rayprune sweep`.")
+    state = json.loads(state_path.read_text())
+    rows = pd.read_parquet(out / "candidates.parquet") if (out / "candidates.parquet").is_file() else pd.DataFrame()
+    front = pd.read_parquet(out / "pareto.parquet") if (out / "pareto.parquet").is_file() else pd.DataFrame()
+    return state, rows, front
+
+
+def _costs(state: dict[str, Any], rows: pd.DataFrame) -> list[str]:
+    base = state["setup"]["base_costs"]
+    return [c for c in base if not rows.empty and c in rows.columns]
+
+
+def front_table(state: dict[str, Any], front: pd.DataFrame) -> str:
+    """The base model and every front member: accuracy (val, test) and each cost (absolute and vs base)."""
+    base_costs, base_acc = state["setup"]["base_costs"], state["setup"]["base_accuracy"]
+    costs = list(base_costs)
+    headers = ["model", "val acc", "test acc", *[f"{c}" for c in costs], *[f"{c}/base" for c in costs]]
+    rows = [["base", f"{100 * base_acc['val']:.2f}%", f"{100 * base_acc['test']:.2f}%",
+             *[human(base_costs[c]) for c in costs], *["1.000" for _ in costs]]]
+    for _, r in front.iterrows():
+        rows.append([r.get("trial_name", r.get("trial_id")), f"{100 * r['accuracy']:.2f}%",
+                     "-" if pd.isna(r.get("accuracy_final")) else f"{100 * r['accuracy_final']:.2f}%",
+                     *[human(r[c]) for c in costs if c in r],
+                     *[f"{r[c] / base_costs[c]:.3f}" if base_costs[c] else "-" for c in costs if c in r]])
+    return format_table(headers, rows)
+
+
+def summary_text(out_dir: str | Path) -> str:
+    out = Path(out_dir)
+    state, rows, front = _load(out)
+    n_search = int((rows["stage"] == "search").sum()) if not rows.empty else 0
+    n_final = int((rows["stage"] == "final").sum()) if not rows.empty else 0
+    head = (f"sweep {state['setup']['sweep_id']}: {len(state['levels'])} budget level(s) x {state['seeds']} seed(s); "
+            f"{n_search} candidates evaluated, {n_final} models exported; Pareto front: {len(front)} model(s)")
+    return head + "\n" + front_table(state, front) + f"\nreport: {out / 'report.html'}"
+
+
+def _plot(state: dict[str, Any], rows: pd.DataFrame, front: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base_costs, base_acc = state["setup"]["base_costs"], state["setup"]["base_accuracy"]
+    costs = _costs(state, rows) or list(base_costs)
+    fig, axes = plt.subplots(1, len(costs), figsize=(5.2 * len(costs), 4.2), squeeze=False)
+    search = rows[(rows["stage"] == "search") & (rows["status"] == "ok")] if not rows.empty else rows
+    final = rows[rows["stage"] == "final"] if not rows.empty else rows
+    for ax, cost in zip(axes[0], costs):
+        scale = base_costs[cost] or 1.0
+        if not search.empty:
+            feas = search[search["feasible"].astype(bool)]
+            infeas = search[~search["feasible"].astype(bool)]
+            ax.scatter(feas[cost] / scale, 100 * feas["accuracy"], s=9, c="0.6", label="candidates (search)")
+            ax.scatter(infeas[cost] / scale, 100 * infeas["accuracy"], s=9, c="0.85", marker="x", label="over budget")
+        if not final.empty:
+            ax.scatter(final[cost] / scale, 100 * final["accuracy"], s=36, c="tab:blue", label="exported (final)")
+        if not front.empty and cost in front.columns:
+            f = front.sort_values(cost)
+            ax.plot(f[cost] / scale, 100 * f["accuracy"], "-o", c="tab:red", ms=6, label="Pareto front")
+        ax.scatter([1.0], [100 * base_acc["val"]], marker="*", s=160, c="black", label="base model", zorder=5)
+        for level in state["levels"]:
+            if cost in level:
+                rel = state["setup"]["relative"].get(cost, True)
+                x = level[cost] if rel else level[cost] / scale
+                ax.axvline(x, ls="--", lw=0.8, c="tab:green")
+        ax.set_xlabel(f"{cost} (fraction of base {human(base_costs[cost])})")
+        ax.set_ylabel("validation accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"rayprune sweep {state['setup']['sweep_id']} (dashed: budget levels)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def make_report(out_dir: str | Path) -> Path:
+    """Write ``report.png`` and ``report.html`` (PNG embedded) under ``out_dir``; returns the HTML path."""
+    out = Path(out_dir)
+    state, rows, front = _load(out)
+    png = out / "report.png"
+    _plot(state, rows, front, png)
+    image = base64.b64encode(png.read_bytes()).decode()
+    cols = [c for c in ["trial_name", "accuracy", "accuracy_final", *_costs(state, rows), "keep_counts", "export_path"]
+            if c in front.columns]
+    table = front[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}") if not front.empty else "<p>No feasible model.</p>"
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rayprune sweep {html.escape(state['setup']['sweep_id'])}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style>
+</head><body><h1>rayprune sweep {html.escape(state['setup']['sweep_id'])}</h1>
+<p>{len(state['levels'])} budget level(s) x {state['seeds']} seed(s); {len(rows)} rows in candidates.parquet.</p>
+<img alt="accuracy against each cost" src="data:image/png;base64,{image}" style="max-width:100%">
+<h2>Pareto front (exported models)</h2>{table}
+<h2>Summary</h2><pre>{html.escape(front_table(state, front))}</pre></body></html>"""
+    path = out / "report.html"
+    path.write_text(page)
+    return path
