@@ -1,4 +1,4 @@
-"""The ``rayprune`` command line: ``validate``, ``train-base``, ``prune``.
+"""The ``rayprune`` command line: ``validate``, ``train-base``, ``prune``, ``pretrain`` (NEON), ...
 
 Every command validates the config before anything heavy starts and exits with status 2 and a
 message naming the problem when the input is wrong.
@@ -32,6 +32,12 @@ def _overrides(args: argparse.Namespace) -> dict:
         over["seed"] = args.seed
     if getattr(args, "evaluations", None) is not None:
         over.setdefault("search", {})["evaluations"] = args.evaluations
+    if getattr(args, "tolerance", None) is not None:
+        over.setdefault("neon", {})["tolerance"] = args.tolerance
+    if getattr(args, "agent_checkpoint", None):  # absolute: config paths are resolved against the config's folder
+        over.setdefault("neon", {})["checkpoint"] = str(Path(args.agent_checkpoint).expanduser().resolve())
+    if getattr(args, "iterations", None) is not None:
+        over.setdefault("neon", {}).setdefault("pretrain", {})["iterations"] = args.iterations
     return over
 
 
@@ -121,8 +127,26 @@ def cmd_prune(args: argparse.Namespace) -> int:
         from .job import summary_table
 
         print(summary_table(summary))
+    if "neon" in summary:
+        n = summary["neon"]
+        print(f"\nneon (tolerance {n['tolerance']:g} pt): x{n['reduction_factor']:.2f} fewer parameters, accuracy "
+              f"{n['accuracy_change_val_points']:+.2f} pt on validation, {n['accuracy_change_test_points']:+.2f} pt on test")
     print(f"\nwrote {Path(args.out) / 'candidates.parquet'} and {Path(args.out) / 'best'}/")
     return 0 if summary["feasible"] else 4
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from .neon.pretrain import run_pretrain
+
+    cfg = _load(args)
+    report = run_pretrain(cfg, args.out, address=args.address,
+                          log=(lambda m: None) if args.quiet else (lambda m: print(m, flush=True)))
+    print(f"pretrained NEON agent: {report['iterations']} iterations, {report['episodes']} episodes on "
+          f"{len(report['datasets'])} datasets in {report['seconds']:.0f} s; mean episode reward "
+          f"{report['first_return_mean']:.3f} -> {report['last_return_mean']:.3f}")
+    print(f"wrote {Path(args.out) / 'policy'}/ (use: rayprune prune CONFIG --agent neon --agent-checkpoint {args.out}), "
+          f"{Path(args.out) / 'report.md'} and {Path(args.out) / 'curves.png'}")
+    return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -189,7 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluations", type=int, help="candidates evaluated by the random agent")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--address", help="Ray cluster to run on (auto, HOST:PORT, ray://...); default: a local Ray")
+    p.add_argument("--agent-checkpoint", metavar="DIR",
+                   help="neon: a `rayprune pretrain` output or policy directory (default: the agent shipped in the package)")
+    p.add_argument("--tolerance", type=float, metavar="POINTS",
+                   help="neon: accuracy loss (points) the agent may spend, tau (default: neon.tolerance)")
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("pretrain", help="pretrain the NEON agent offline on random networks over the dataset suite")
+    common(p)
+    p.add_argument("--out", required=True, help="output directory: policy/, rllib_checkpoint/, curves, report")
+    p.add_argument("--iterations", type=int, help="override neon.pretrain.iterations")
+    p.add_argument("--address", help="Ray cluster to run on (auto, HOST:PORT, ray://...); default: a local Ray")
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("sweep", help="sweep budget levels x seeds as Ray Tune trials; Pareto front in Parquet")
     p.add_argument("config", nargs="?", help="YAML config (not needed with --resume)")
@@ -220,6 +255,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.path.insert(0, os.getcwd())
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "address", None):
+        from ._auth import use_cluster_token
+
+        use_cluster_token()  # before anything imports ray
     from .config import ConfigError
 
     try:

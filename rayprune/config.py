@@ -235,13 +235,13 @@ class NeonRetrainConfig(_Section):
     Used for the layers a pruning step touched (``neon.retrain``) and, with longer defaults, for
     the random base networks of pretraining (``neon.pretrain.networks.train``)."""
 
-    max_epochs: int = Field(8, gt=0)
+    max_epochs: int = Field(6, gt=0)
     #: epochs without a lower validation loss before stopping (the best weights are restored)
     patience: int = Field(2, ge=0)
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, gt=0)
     #: train samples per epoch, a fixed stratified subset (None: all)
-    max_samples: Optional[int] = Field(1024, gt=1)
+    max_samples: Optional[int] = Field(512, gt=1)
 
 
 class NeonSuiteConfig(_Section):
@@ -270,7 +270,7 @@ class NeonNetworksConfig(_Section):
     activation_probs: dict[Literal["relu", "tanh", "sigmoid"], float] = Field(
         default_factory=lambda: {"relu": 0.9, "tanh": 0.05, "sigmoid": 0.05})
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
-    train: NeonRetrainConfig = Field(default_factory=lambda: NeonRetrainConfig(max_epochs=40, patience=5, max_samples=None))
+    train: NeonRetrainConfig = Field(default_factory=lambda: NeonRetrainConfig(max_epochs=60, patience=8, max_samples=None))
     #: trained networks are cached here by content hash (default: <cache>/neon-networks)
     cache_dir: Optional[Path] = None
 
@@ -291,6 +291,8 @@ class NeonPretrainConfig(_Section):
     """``rayprune pretrain``: PPO (RLlib new API stack) across the suite's random networks."""
 
     iterations: int = Field(20, gt=0)
+    #: passes over the hidden layers per training episode (the method: one, or up to four)
+    passes: int = Field(3, ge=1, le=10)
     #: env steps (= pruned layers) per PPO iteration
     steps_per_iteration: int = Field(128, gt=0)
     #: episodes stepped in lockstep per env runner; their prune+retrain steps run as parallel Ray tasks
@@ -329,8 +331,8 @@ class NeonConfig(_Section):
     checkpoint: Optional[Path] = None
     #: tau: accuracy loss (points, validation split) the user accepts
     tolerance: float = Field(1.0, ge=0.0)
-    #: passes over the hidden layers per episode
-    passes: int = Field(1, ge=1, le=10)
+    #: passes over the hidden layers per episode at prune time (None: as many as the agent was trained with)
+    passes: Optional[int] = Field(None, ge=1, le=10)
     #: keep fractions the agent chooses from (a pretrained policy brings its own)
     actions: list[float] = Field(default_factory=lambda: [1.0, 0.9, 0.8, 0.7, 0.6])
     #: training samples whose activations describe each neuron (the paper: up to 3,000)

@@ -65,8 +65,17 @@ def _search_crl(*args: Any, **kwargs: Any) -> Any:
     return search_crl(*args, **kwargs)
 
 
+def _search_neon(*args: Any, **kwargs: Any) -> Any:
+    from .neon.apply import search_neon  # the NEON package (policy, episodes) only when this agent runs
+
+    return search_neon(*args, **kwargs)
+
+
 #: Search agents by name: ``agent(problem, evaluator, writer, seed, log, address=...)``.
-AGENTS: dict[str, Callable[..., Any]] = {"uniform": _search_uniform, "random": _search_random, "crl": _search_crl}
+AGENTS: dict[str, Callable[..., Any]] = {"uniform": _search_uniform, "random": _search_random, "crl": _search_crl,
+                                         "neon": _search_neon}
+#: Agents that need no budget: NEON trades size for accuracy through its tolerance (neon.tolerance).
+BUDGETLESS_AGENTS = frozenset({"neon"})
 
 
 def check_reachable(problem: PruningProblem) -> dict[str, float]:
@@ -100,12 +109,18 @@ def run_prune(
     log: Log = print,
     problem: Optional[PruningProblem] = None,
     address: Optional[str] = None,
+    agent_options: Optional[dict[str, Any]] = None,
 ) -> dict[str, Any]:
-    """Search, fine-tune and export; returns the summary also written to ``OUT/best/summary.json``."""
+    """Search, fine-tune and export; returns the summary also written to ``OUT/best/summary.json``.
+
+    ``agent_options`` are passed to the agent as keyword arguments (NEON: ``tolerance``, ``checkpoint``).
+    An agent may return an object with ``best_row(frame)``, ``finalize(seed=, progress=)`` and
+    ``summary_extra()`` (NEON does): it then picks its own result row and builds the exported model
+    itself, instead of the best feasible row being re-built from its keep ratios and fine-tuned."""
     agent = agent or cfg.search.agent
     if agent not in AGENTS:
         raise ValueError(f"Unknown agent {agent!r}; available: {sorted(AGENTS)}.")
-    if not cfg.budgets:
+    if not cfg.budgets and agent not in BUDGETLESS_AGENTS:
         raise ValueError("No budget given: set 'budgets' in the config or pass --budget NAME=VALUE.")
     seed = cfg.seed if seed is None else seed
     out = Path(out_dir)
@@ -119,19 +134,28 @@ def run_prune(
         constants[f"budget_{b.metric}"] = b.value
         constants[f"limit_{b.metric}"] = problem.limits[b.metric]
     writer = CandidateWriter(out, constants=constants, flush_every=8, name=constants["trial_id"])
+    result = None
     try:
-        AGENTS[agent](problem, evaluator, writer, seed, log, address=address)
+        result = AGENTS[agent](problem, evaluator, writer, seed, log, address=address, **(agent_options or {}))
     finally:
         writer.flush()
     frame = read_candidates(out)
-    best = _best_row(frame[frame["stage"] == "search"]) if not frame.empty else None
+    own = result if hasattr(result, "finalize") and hasattr(result, "best_row") else None  # builds its own result
+    if own is not None:
+        best = own.best_row(frame)
+    else:
+        best = _best_row(frame[frame["stage"] == "search"]) if not frame.empty else None
     if best is None:
         merge_candidates(out)
         raise RuntimeError(f"No feasible candidate among {len(frame)} evaluated; rows are in {out / 'candidates.parquet'}.")
     ratios = [float(r) for r in best["keep_ratios"]]
-    log(f"Final fine-tune of {best['candidate_id']} ({cfg.search.final_finetune.iterations or cfg.search.final_finetune.epochs}"
-        f" {'iterations' if cfg.search.final_finetune.iterations is not None else 'epochs'})")
-    model, final = evaluator.finalize(ratios, seed=seed, progress=progress)
+    if own is not None:
+        model, final, plan = own.finalize(seed=seed, progress=progress)
+    else:
+        log(f"Final fine-tune of {best['candidate_id']} ({cfg.search.final_finetune.iterations or cfg.search.final_finetune.epochs}"
+            f" {'iterations' if cfg.search.final_finetune.iterations is not None else 'epochs'})")
+        model, final = evaluator.finalize(ratios, seed=seed, progress=progress)
+        plan = problem.space.plan(ratios)
     writer.add({**best.to_dict(), "stage": "final", "finetune_iterations": final["finetune_iterations"],
                 "cached": False, "t_build_s": None, "t_costs_s": None, "t_eval_s": None,
                 "t_finetune_s": final["finetune_seconds"], "t_total_s": final["finetune_seconds"],
@@ -162,8 +186,10 @@ def run_prune(
         "seconds": time.time() - started,
         "latency_context": {"device": lat_ctx.device, "batch_size": lat_ctx.batch_size, "threads": lat_ctx.threads},
     }
+    if own is not None and hasattr(own, "summary_extra"):
+        summary.update(own.summary_extra())
     best_dir = save_pruned(
-        model, out / "best", architecture=problem.architecture, plan=problem.space.plan(ratios),
+        model, out / "best", architecture=problem.architecture, plan=plan,
         input_shape=problem.data.input_shape, extra={"summary": summary},
     )
     (best_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float))

@@ -39,7 +39,7 @@ def tiny_crl(tmp_cache, **search_overrides):
 @pytest.fixture(scope="module")
 def ray_session():
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False)
     yield
 
 

@@ -309,7 +309,7 @@ def ray_local():
     torch.set_num_threads(1)
     started = not ray.is_initialized()  # else reuse another module's cluster and leave it up
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024)
     yield
     if started:
         ray.shutdown()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import gymnasium as gym
 import pandas as pd
 import torch
 
+from .._auth import use_cluster_token
 from ..evaluation.pool import EvaluatorPool
 from ..problem import PruningProblem
 from ..results import CandidateWriter, drop_rows_after, read_candidates
@@ -74,10 +76,15 @@ def ensure_ray(address: Optional[str] = None, *, log: Callable[[str], None] = pr
     if ray.is_initialized():
         return
     if address:
+        use_cluster_token()  # effective only if Ray was not imported yet: the CLI calls it first
         ray.init(address=address, log_to_driver=False)
         log(f"Connected to Ray at {address}: {ray.cluster_resources()}")
-    else:
+    elif os.environ.get("RAY_ADDRESS"):  # inside a Ray job (ray job submit) or set by the user
+        use_cluster_token()
         ray.init(log_to_driver=False)
+        log(f"Connected to Ray at {os.environ['RAY_ADDRESS']}: {ray.cluster_resources()}")
+    else:  # a fresh local instance, never a stale `ray start` cluster recorded on this machine
+        ray.init(address="local", log_to_driver=False)
         log(f"Started a local Ray instance: {ray.cluster_resources()}")
 
 

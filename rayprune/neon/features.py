@@ -199,7 +199,7 @@ def network_topology_features(
     Example:
         >>> f = network_topology_features([LayerTopology(4, 8), LayerTopology(8, 8, "dropout")],
         ...                               params=100, base_params=200, num_classes=2)
-        >>> dict(zip(NETWORK_TOPOLOGY_FEATURES, f.round(3)))["share_dropout"], f[-4:].round(3).tolist()
+        >>> float(f[NETWORK_TOPOLOGY_FEATURES.index("share_dropout")]), f[-4:].round(3).tolist()
         (0.5, [0.286, 0.5, 0.2, 0.1])
     """
     if not layers:

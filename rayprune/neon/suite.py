@@ -41,6 +41,7 @@ __all__ = [
     "GROUPS",
     "SUITE",
     "SuiteEntry",
+    "SuiteSplit",
     "load_suite_dataset",
     "load_suite_table",
     "resolve_datasets",
@@ -224,6 +225,26 @@ def load_suite_dataset(
     )
 
 
+@dataclass(frozen=True)
+class SuiteSplit:
+    """How suite sets are split and capped; networks and episodes of one pretraining share it."""
+
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.25
+    max_samples: int | None = 2000
+
+    @classmethod
+    def from_config(cls, suite, seed: int) -> "SuiteSplit":
+        """From a :class:`rayprune.config.NeonSuiteConfig` and the run's seed."""
+        return cls(seed=int(seed), val_fraction=suite.val_fraction, test_fraction=suite.test_fraction,
+                   max_samples=suite.max_samples)
+
+    def load(self, name: str) -> Dataset:
+        return load_suite_dataset(name, seed=self.seed, val_fraction=self.val_fraction,
+                                  test_fraction=self.test_fraction, max_samples=self.max_samples)
+
+
 def resolve_datasets(
     datasets: Iterable[str] = (), groups: Iterable[str] = (), exclude_groups: Iterable[str] = ()
 ) -> list[str]:
@@ -231,7 +252,7 @@ def resolve_datasets(
 
     Example:
         >>> resolve_datasets(groups=["A"], datasets=["wine"])
-        ['iris', 'breast_cancer', 'moons', 'clf_easy', 'hastie', 'wine']
+        ['wine', 'iris', 'breast_cancer', 'moons', 'clf_easy', 'hastie']
         >>> len(resolve_datasets(exclude_groups=["D"]))
         15
     """

@@ -1,0 +1,273 @@
+"""``--agent neon``: prune a new dense network with a pretrained NEON policy, inference only.
+
+The policy is loaded with plain PyTorch (:func:`~rayprune.neon.policy.load_policy`; the shipped
+agent unless ``neon.checkpoint`` names another) and drives one episode on the problem's base
+model and dataset: at each hidden layer it picks a keep fraction, the layer is pruned and the
+touched layers retrained (:class:`~rayprune.neon.episode.PruningEpisode`). Nothing is learnt.
+
+Every state of the episode — the unpruned network (``step = -1``) and the network after each
+step — is a candidate row (``stage = "search"``) with the usual columns plus NEON's (``rollout``,
+``step``, ``pass``, ``layer``, ``keep_fraction``, ``removed_percent``, ``accuracy_change``,
+``reward``, ``regime``, ``tolerance``, ``within_tolerance``, ``chosen``). The result is the row
+with ``chosen = True``: by default the last state whose validation accuracy is within τ of the
+unpruned network's (``neon.select = "within_tolerance"``; the unpruned one if none is), or the
+episode's final network (``"final"``, the method as published). With ``neon.rollouts = n`` the
+greedy episode is joined by ``n − 1`` episodes sampled from the policy and the smallest chosen
+network within tolerance wins.
+
+The chosen network itself (its retrained weights) is what ``rayprune prune`` exports: its kept
+neurons, in the original network's indices, become a pruning plan on the base architecture, so
+``OUT/best`` loads with :func:`rayprune.pruning.load_pruned` like any other agent's result.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from rayprune.engine import evaluate, fine_tune
+from rayprune.evaluation.candidate import candidate_id
+from rayprune.neon.env import EpisodeSettings
+from rayprune.neon.episode import PruningEpisode
+from rayprune.neon.policy import NeonPolicy, load_policy
+from rayprune.neon.training import RetrainSettings
+from rayprune.pruning import PruningPlan, PruningSpace
+
+__all__ = ["NeonResult", "kept_neurons_plan", "run_episode", "search_neon"]
+
+Log = Callable[[str], None]
+
+
+def kept_neurons_plan(base: nn.Module, example: torch.Tensor, roots: Sequence[str],
+                      kept: Sequence[np.ndarray]) -> PruningPlan:
+    """The pruning plan on ``base`` that keeps exactly neurons ``kept[i]`` of hidden layer ``roots[i]``.
+
+    Built from a :class:`PruningSpace` whose importance scores the kept neurons 1 and the rest 0,
+    so its ranking puts exactly the dropped neurons first.
+    """
+    keep_sets = {root: set(int(j) for j in k) for root, k in zip(roots, kept)}
+
+    def importance(group) -> torch.Tensor:
+        root = group[0].dep.target._name  # Torch-Pruning's node name = the module's name in `base`
+        n = len(group[0].idxs)
+        chosen = keep_sets.get(root)
+        if chosen is None:
+            return torch.ones(n)
+        return torch.tensor([1.0 if j in chosen else 0.0 for j in range(n)])
+
+    space = PruningSpace(base, example, importance=importance)
+    by_root = {g.root: g for g in space.groups}
+    missing = sorted(set(keep_sets) - set(by_root))
+    if missing:
+        raise ValueError(f"Layers {missing} are not prunable groups of the base model; groups are {sorted(by_root)}.")
+    counts = [len(keep_sets[g.root]) if g.root in keep_sets else g.channels for g in space.groups]
+    return space.plan_from_counts(counts)
+
+
+@dataclass
+class _State:
+    """A network reached by an episode, with what the row and the export need."""
+
+    row: dict[str, Any]
+    model: nn.Module
+    roots: list[str]
+    kept: list[np.ndarray]
+
+
+def run_episode(
+    policy: NeonPolicy,
+    episode: PruningEpisode,
+    *,
+    greedy: bool = True,
+    rng: np.random.Generator | None = None,
+    on_step: Callable[[dict[str, Any], PruningEpisode], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``episode`` to its end with ``policy`` (inference only); returns the step records.
+
+    Example::
+
+        records = run_episode(load_policy(), settings.episode(model, data, tolerance=1.0, seed=0))
+    """
+    records = []
+    while not episode.done:
+        action = policy.act(episode.observe(), greedy=greedy, rng=rng)
+        record = episode.step(action)
+        records.append(record)
+        if on_step is not None:
+            on_step(record, episode)
+    return records
+
+
+@dataclass
+class NeonResult:
+    """What ``search_neon`` hands back to ``run_prune``: the chosen network, which it builds and
+    exports itself instead of re-building a candidate from keep ratios."""
+
+    problem: Any
+    state: _State
+    tolerance: float
+    policy_dir: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def best_row(self, frame: pd.DataFrame) -> pd.Series:
+        """The chosen candidate's row in ``frame`` (the rows this search wrote)."""
+        chosen = frame[(frame["stage"] == "search") & frame["chosen"].fillna(False).astype(bool)]
+        if chosen.empty:
+            raise RuntimeError("The NEON search wrote no row with chosen = True.")
+        return chosen.iloc[-1]
+
+    def finalize(self, *, seed: int = 0, progress: bool = False) -> tuple[nn.Module, dict[str, Any], PruningPlan]:
+        """The chosen network (optionally fine-tuned with ``search.final_finetune``), its measured
+        costs and accuracies, and the plan that replays it on the base architecture."""
+        p = self.problem
+        model = copy.deepcopy(self.state.model).to(p.device).eval()
+        started = time.perf_counter()
+        iterations = 0
+        if p.config.neon.final_finetune:
+            stats = fine_tune(model, p.data, p.config.search.final_finetune.engine_config(), seed=seed, progress=progress)
+            iterations = int(stats["iterations"])
+            model.eval()
+        seconds = time.perf_counter() - started
+        costs = p.measure(model)
+        example = torch.zeros((1, *p.data.input_shape))
+        base = copy.deepcopy(p.base_model).to("cpu")
+        plan = kept_neurons_plan(base, example, self.state.roots, self.state.kept)
+        final = {
+            "candidate_id": self.state.row["candidate_id"], "accuracy_val": p.accuracy(model, "val"),
+            "accuracy_test": p.accuracy(model, "test"), "finetune_seconds": seconds,
+            "finetune_iterations": iterations, **costs, "feasible": p.feasible(costs),
+        }
+        base_params = p.base_costs.get("params") or float(sum(t.numel() for t in p.base_model.parameters()))
+        params = costs.get("params") or float(sum(t.numel() for t in model.parameters()))
+        self.info.update({
+            "reduction_factor": base_params / max(params, 1.0),
+            "accuracy_change_val_points": 100.0 * (final["accuracy_val"] - p.base_accuracy["val"]),
+            "accuracy_change_test_points": 100.0 * (final["accuracy_test"] - p.base_accuracy["test"]),
+            "final_finetune_iterations": iterations,
+        })
+        return model, final, plan
+
+    def summary_extra(self) -> dict[str, Any]:
+        """NEON's part of ``summary.json``."""
+        return {"neon": {"tolerance": self.tolerance, "policy": self.policy_dir, **self.info}}
+
+
+def _row(problem, episode: PruningEpisode, record: dict[str, Any] | None, rollout: int,
+         t_costs: float, costs: dict[str, float]) -> dict[str, Any]:
+    counts = episode.widths
+    space = problem.space
+    row = {
+        "candidate_id": candidate_id(counts),
+        "keep_ratios": [c / g.channels for c, g in zip(counts, space.groups)],
+        "keep_counts": list(counts),
+        "finetune_iterations": int(record["retrain_iterations"]) if record else 0,
+        "status": "ok", "error": None, "cached": False, "host": socket.gethostname(), "pid": os.getpid(),
+        **costs, "accuracy": episode.accuracy, "accuracy_final": None, "feasible": problem.feasible(costs),
+        "t_build_s": record["t_prune_s"] if record else 0.0, "t_finetune_s": record["t_retrain_s"] if record else 0.0,
+        "t_eval_s": record["t_eval_s"] if record else 0.0, "t_costs_s": t_costs,
+        "iteration": rollout, "rollout": rollout, "step": record["step"] if record else -1,
+        "pass": record["pass"] if record else -1, "layer": record["layer"] if record else -1,
+        "root": record["root"] if record else None, "keep_fraction": record["keep_fraction"] if record else 1.0,
+        "removed_percent": record["removed_percent"] if record else 0.0,
+        "reward": record["reward"] if record else 0.0, "regime": record["regime"] if record else None,
+        "accuracy_change": episode.accuracy_change, "tolerance": episode.tolerance,
+        "within_tolerance": episode.accuracy_change >= -episode.tolerance, "chosen": False,
+    }
+    row["t_total_s"] = row["t_build_s"] + row["t_finetune_s"] + row["t_eval_s"] + row["t_costs_s"]
+    return row
+
+
+def _choose(states: list[_State], select: str) -> _State:
+    if select == "final":
+        return states[-1]
+    within = [s for s in states if s.row["within_tolerance"]]
+    return within[-1] if within else states[0]
+
+
+def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **options: Any) -> NeonResult:
+    """Apply a pretrained NEON policy to ``problem`` (zero-shot); rows go to ``writer``.
+
+    ``options`` may override ``tolerance`` and ``checkpoint`` of ``problem.config.neon``;
+    anything else (``address``, ...) is accepted and ignored: NEON needs no Ray at prune time.
+    """
+    neon = problem.config.neon
+    tolerance = float(options.get("tolerance") if options.get("tolerance") is not None else neon.tolerance)
+    checkpoint = options.get("checkpoint") if options.get("checkpoint") is not None else neon.checkpoint
+    policy = load_policy(checkpoint)
+    trained = policy.meta.get("episode", {})
+    if list(neon.actions) != policy.actions:
+        log(f"neon: the agent chooses among its own keep fractions {policy.actions} (neon.actions is ignored)")
+    settings = EpisodeSettings(
+        actions=tuple(policy.actions), passes=int(neon.passes or trained.get("passes", 1)),
+        retrain=RetrainSettings.from_config(neon.retrain),
+        activation_samples=int(trained.get("activation_samples", neon.activation_samples)),
+    )
+    data = problem.data.to("cpu")
+    base = copy.deepcopy(problem.base_model).to("cpu").eval()
+    log(f"neon: agent {policy.directory} (trained on {len(policy.meta.get('training', {}).get('datasets', [])) or '?'} "
+        f"datasets), tolerance {tolerance:g} points, {settings.passes} pass(es), "
+        f"{neon.rollouts} rollout(s), select {neon.select!r}")
+    rng = np.random.default_rng(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny layers: a second thread only waits on a shared core (often 10x slower)
+    chosen: list[_State] = []
+    all_states: list[_State] = []
+    started = time.time()
+    try:
+        for r in range(neon.rollouts):
+            episode = settings.episode(base, data, tolerance=tolerance, seed=seed + r,
+                                       base_accuracy=problem.base_accuracy["val"],
+                                       importance=problem.config.pruning.importance,
+                                       ignored_layers=problem.config.pruning.ignored_layers)
+            if episode.roots != [g.root for g in problem.space.groups]:
+                raise ValueError(f"NEON's hidden layers {episode.roots} differ from the problem's prunable groups "
+                                 f"{[g.root for g in problem.space.groups]}.")
+            states: list[_State] = []
+
+            def keep_state(record: dict[str, Any] | None, ep: PruningEpisode, r=r, states=states) -> None:
+                t0 = time.perf_counter()
+                costs = problem.measure(ep.model)
+                row = _row(problem, ep, record, r, time.perf_counter() - t0, costs)
+                states.append(_State(row, copy.deepcopy(ep.model), ep.roots, [k.copy() for k in ep.kept]))
+                if record is not None:
+                    log(f"neon [rollout {r} step {record['step'] + 1}/{ep.total_steps}] layer {record['layer']} "
+                        f"keep {record['keep_fraction']:.2f}: width {record['width_before']} -> {record['width_after']}, "
+                        f"params {row.get('params', ep.params):.0f}, val accuracy {100 * ep.accuracy:.2f}% "
+                        f"({ep.accuracy_change:+.2f} pt), reward {record['reward']:.4g} ({record['regime']})")
+
+            keep_state(None, episode)
+            run_episode(policy, episode, greedy=(r == 0), rng=rng, on_step=keep_state)
+            pick = _choose(states, neon.select)
+            chosen.append(pick)
+            all_states += states
+    finally:
+        torch.set_num_threads(threads)
+    within = [s for s in chosen if s.row["within_tolerance"]]
+    winner = min(within, key=lambda s: s.row.get("params", math.inf)) if within else chosen[0]
+    winner.row["chosen"] = True
+    for state in all_states:
+        writer.add(state.row)
+    base_params = problem.base_costs.get("params")
+    info = {
+        "select": neon.select, "rollouts": neon.rollouts, "passes": settings.passes, "actions": list(policy.actions),
+        "chosen_rollout": winner.row["rollout"], "chosen_step": winner.row["step"],
+        "search_accuracy_change_points": winner.row["accuracy_change"], "search_seconds": time.time() - started,
+        "keep_counts": winner.row["keep_counts"],
+    }
+    if base_params and winner.row.get("params"):
+        info["search_reduction_factor"] = base_params / winner.row["params"]
+    log(f"neon: chose rollout {winner.row['rollout']} step {winner.row['step']}: "
+        + (f"x{info['search_reduction_factor']:.2f} fewer parameters, " if "search_reduction_factor" in info else "")
+        + f"validation accuracy {winner.row['accuracy_change']:+.2f} pt (tolerance {tolerance:g})")
+    return NeonResult(problem=problem, state=winner, tolerance=tolerance, policy_dir=str(policy.directory), info=info)

@@ -1,0 +1,279 @@
+"""One NEON episode on one dense network: observe a layer, keep a fraction of it, retrain, repeat.
+
+An episode makes ``passes`` passes over the hidden Linear layers, one step per layer. A step with
+keep fraction ``k`` on a layer of current width ``w``
+
+1. keeps ``max(1, round(k·w))`` neurons — the ones with the largest L2 group magnitude (incoming
+   and outgoing weights and BatchNorm of the neuron), chosen by a :class:`~rayprune.pruning.PruningSpace`
+   of the *current* network, which also removes the next layer's inputs and the BatchNorm entries;
+2. retrains only the touched layers (this Linear, the BatchNorm between, the next Linear) with
+   early stopping on the validation loss (:func:`~rayprune.neon.training.train_early_stopping`);
+3. measures validation accuracy and pays NEON's reward (:func:`~rayprune.neon.reward.neon_reward`)
+   with ``s`` the percentage of the layer this step removed and ``Δ`` the accuracy change in points
+   against the unpruned network.
+
+A fraction of 1.0 leaves the layer (and the network) untouched. Plain PyTorch on CPU, no Ray; the
+dataset is detachable (:meth:`PruningEpisode.detach_data`) so an episode can travel to a Ray task
+while the data travels by object reference.
+
+Example:
+    >>> import torch
+    >>> from rayprune.models import build_model
+    >>> from rayprune.neon.suite import load_suite_dataset
+    >>> data = load_suite_dataset("moons", seed=0)
+    >>> torch.manual_seed(0); net = build_model("mlp", num_classes=2, in_features=2, hidden_sizes=[16, 8])  # doctest: +ELLIPSIS
+    <...>
+    >>> ep = PruningEpisode(net, data, tolerance=5.0, retrain=RetrainSettings(max_epochs=1))
+    >>> ep.observe().shape == (observation_size(),)
+    True
+    >>> record = ep.step(ep.actions.index(0.6))
+    >>> record["width_before"], record["width_after"], record["removed_percent"]
+    (16, 10, 37.5)
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rayprune.data import Dataset, subsample_indices
+from rayprune.engine import evaluate
+from rayprune.neon.features import (
+    LayerTopology,
+    context_features,
+    layer_topology_features,
+    network_topology_features,
+    neuron_statistics,
+    observation,
+    observation_size,
+)
+from rayprune.neon.reward import neon_reward, reward_regime
+from rayprune.neon.topology import DenseLayer, dense_layers, hidden_activations, require_dense
+from rayprune.neon.training import RetrainSettings, train_early_stopping
+from rayprune.pruning import PruningSpace, keep_channels
+
+__all__ = ["DEFAULT_ACTIONS", "PruningEpisode", "RetrainSettings", "observation_size"]
+
+DEFAULT_ACTIONS: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6)
+"""The method's keep fractions."""
+
+
+def _params(model: nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+class PruningEpisode:
+    """A NEON episode: the current network, which of its original neurons survive, and the dynamics.
+
+    Args:
+        model: the trained dense network (copied to CPU; the caller's stays as it is).
+        data: its dataset (train split retrains, validation split scores; test is never used).
+        base_accuracy: validation accuracy of ``model`` if already known (else measured).
+        tolerance: τ in accuracy points.
+        actions: keep fractions; the action is an index into them.
+        passes: passes over the hidden layers.
+        retrain: how touched layers are retrained.
+        activation_samples: training samples whose activations describe neurons.
+        importance: the criterion that ranks neurons within a layer (as in ``PruningSpace``).
+        ignored_layers: Linear layers whose neurons are never pruned (as in ``PruningSpace``).
+        seed: seeds the activation sample and the retraining.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Dataset,
+        *,
+        base_accuracy: float | None = None,
+        tolerance: float = 1.0,
+        actions: Sequence[float] = DEFAULT_ACTIONS,
+        passes: int = 1,
+        retrain: RetrainSettings = RetrainSettings(),
+        activation_samples: int = 512,
+        importance: str = "l2",
+        ignored_layers: Sequence[str] = (),
+        seed: int = 0,
+    ) -> None:
+        if passes < 1:
+            raise ValueError(f"'passes' must be >= 1; got {passes!r}.")
+        if len(actions) < 1 or any(not 0.0 < a <= 1.0 for a in actions):
+            raise ValueError(f"'actions' must be keep fractions in (0, 1]; got {list(actions)!r}.")
+        if tolerance < 0:
+            raise ValueError(f"'tolerance' must be >= 0 (accuracy points); got {tolerance!r}.")
+        self.data = data.to("cpu")
+        self.model = copy.deepcopy(model).to("cpu").eval()
+        self.tolerance = float(tolerance)
+        self.actions = [float(a) for a in actions]
+        self.passes = int(passes)
+        self.retrain = retrain
+        self.importance = importance
+        self.ignored_layers = tuple(ignored_layers)
+        self.seed = int(seed)
+        self.input_shape = tuple(self.data.input_shape)
+        space = self._space()
+        require_dense(space)
+        self.layers: list[DenseLayer] = dense_layers(self.model, self._example(), space)
+        self.original_widths = [g.channels for g in space.groups]
+        #: per hidden layer, the indices (in the original network) of the neurons still there
+        self.kept = [np.arange(c) for c in self.original_widths]
+        self.num_classes = int(self.data.num_classes)
+        self.base_params = _params(self.model)
+        self.base_accuracy = float(evaluate(self.model, self.data.x_val, self.data.y_val)) if base_accuracy is None \
+            else float(base_accuracy)
+        self.accuracy = self.base_accuracy
+        y = self.data.y_train.numpy()
+        self._activation_idx = torch.from_numpy(subsample_indices(y, min(activation_samples, len(y)), seed=self.seed))
+        self.t = 0
+        self.total_reward = 0.0
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    def _example(self) -> torch.Tensor:
+        return torch.zeros((1, *self.input_shape))
+
+    def _space(self) -> PruningSpace:
+        return PruningSpace(self.model, self._example(), importance=self.importance, ignored_layers=self.ignored_layers)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def total_steps(self) -> int:
+        return self.passes * self.num_layers
+
+    @property
+    def done(self) -> bool:
+        return self.t >= self.total_steps
+
+    @property
+    def layer(self) -> int:
+        """Index of the hidden layer the next step acts on."""
+        return self.t % self.num_layers
+
+    @property
+    def pass_index(self) -> int:
+        return self.t // self.num_layers
+
+    @property
+    def widths(self) -> list[int]:
+        return [len(k) for k in self.kept]
+
+    @property
+    def params(self) -> int:
+        return _params(self.model)
+
+    @property
+    def accuracy_change(self) -> float:
+        """Validation accuracy change in points against the unpruned network."""
+        return 100.0 * (self.accuracy - self.base_accuracy)
+
+    @property
+    def keep_ratios(self) -> list[float]:
+        """Neurons left per hidden layer, as a share of the original width."""
+        return [w / o for w, o in zip(self.widths, self.original_widths)]
+
+    def detach_data(self) -> Dataset:
+        """Remove and return the dataset (to ship the episode without it); see :meth:`attach_data`."""
+        data, self.data = self.data, None
+        return data
+
+    def attach_data(self, data: Dataset) -> None:
+        self.data = data.to("cpu")
+
+    # -- observation ------------------------------------------------------------------------------
+    def topology(self) -> list[LayerTopology]:
+        widths, inputs = self.widths, [int(np.prod(self.input_shape)), *self.widths[:-1]]
+        return [
+            LayerTopology(i, w, layer.pre, layer.activation, o)
+            for i, w, o, layer in zip(inputs, widths, self.original_widths, self.layers)
+        ]
+
+    @torch.no_grad()
+    def observe(self) -> np.ndarray:
+        """The observation for the next step (for a finished episode: of its last layer)."""
+        t = min(self.t, self.total_steps - 1)
+        layer = t % self.num_layers
+        modules = dict(self.model.named_modules())
+        weight_stats = [neuron_statistics(modules[l.root].weight.detach().numpy()) for l in self.layers]
+        acts = hidden_activations(self.model, self.layers, self.data.x_train[self._activation_idx])
+        act_stats = [neuron_statistics(a.T.numpy()) for a in acts]
+        topo = self.topology()
+        return observation(
+            layer_topology=layer_topology_features(topo[layer]),
+            layer_weight_stats=weight_stats[layer],
+            layer_activation_stats=act_stats[layer],
+            network_topology=network_topology_features(topo, params=self.params, base_params=self.base_params,
+                                                       num_classes=self.num_classes),
+            network_weight_stats=np.concatenate(weight_stats),
+            network_activation_stats=np.concatenate(act_stats),
+            context=context_features(layer=layer, num_layers=self.num_layers, pass_index=t // self.num_layers,
+                                     passes=self.passes, accuracy_change=self.accuracy_change,
+                                     tolerance=self.tolerance),
+        )
+
+    # -- dynamics ---------------------------------------------------------------------------------
+    def step(self, action: int) -> dict[str, Any]:
+        """Apply keep fraction ``actions[action]`` to the current layer; returns the step's record."""
+        if self.done:
+            raise RuntimeError(f"The episode is over ({self.total_steps} steps); start a new one.")
+        if isinstance(action, (bool, np.bool_)) or not 0 <= int(action) < len(self.actions):
+            raise ValueError(f"'action' must be an index in [0, {len(self.actions)}); got {action!r}.")
+        keep = self.actions[int(action)]
+        layer, before = self.layer, self.widths[self.layer]
+        after = max(1, keep_channels(keep, before)) if keep < 1.0 else before
+        t0 = time.perf_counter()
+        retrain = {"epochs": 0, "iterations": 0, "seconds": 0.0}
+        if after < before:
+            space = self._space()
+            group = space.groups[layer]
+            pruned = group.ranking[: before - after]
+            kept_local = np.setdiff1d(np.arange(before), pruned)  # sorted: Torch-Pruning keeps order
+            counts = [g.channels for g in space.groups]
+            counts[layer] = after
+            model = space.build([c / g.channels for c, g in zip(counts, space.groups)])
+            self.kept[layer] = self.kept[layer][kept_local]
+            modules = dict(model.named_modules())
+            touched = [p for name in group.layers if name in modules for p in modules[name].parameters()]
+            t1 = time.perf_counter()
+            retrain = train_early_stopping(model, self.data, self.retrain, parameters=touched,
+                                           seed=(self.seed * 1009 + self.t) % 2**31)
+            self.model = model
+        t_prune = time.perf_counter() - t0 - retrain["seconds"]
+        t2 = time.perf_counter()
+        if after < before:
+            self.accuracy = float(evaluate(self.model, self.data.x_val, self.data.y_val))
+        removed = 100.0 * (1.0 - after / before)
+        delta = self.accuracy_change
+        reward = neon_reward(removed, delta, tolerance=self.tolerance)
+        record = {
+            "step": self.t, "pass": self.pass_index, "layer": layer, "root": self.layers[layer].root,
+            "action": int(action), "keep_fraction": keep, "width_before": before, "width_after": after,
+            "removed_percent": removed, "accuracy": self.accuracy, "accuracy_change": delta,
+            "reward": reward, "regime": reward_regime(delta, tolerance=self.tolerance),
+            "params": self.params, "retrain_epochs": retrain["epochs"], "retrain_iterations": retrain["iterations"],
+            "t_prune_s": t_prune, "t_retrain_s": retrain["seconds"], "t_eval_s": time.perf_counter() - t2,
+        }
+        self.total_reward += reward
+        self.t += 1
+        return record
+
+    @property
+    def roots(self) -> list[str]:
+        """Names of the hidden Linear layers, in the order the episode visits them."""
+        return [layer.root for layer in self.layers]
+
+    def summary(self) -> dict[str, Any]:
+        """Where the episode stands: size, accuracy, reward so far."""
+        return {
+            "steps": self.t, "params": self.params, "base_params": self.base_params,
+            "reduction": self.base_params / max(self.params, 1), "accuracy": self.accuracy,
+            "base_accuracy": self.base_accuracy, "accuracy_change": self.accuracy_change,
+            "within_tolerance": self.accuracy_change >= -self.tolerance, "return": self.total_reward,
+            "widths": self.widths, "original_widths": list(self.original_widths), "tolerance": self.tolerance,
+        }

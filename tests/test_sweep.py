@@ -1,0 +1,188 @@
+"""`rayprune sweep` end to end: results layout, resume after a killed driver, a real Ray cluster on loopback.
+
+Every test runs the CLI in a subprocess, as a user would; each sweep starts (or joins) its own Ray.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+SWEEP = """
+name: tiny-sweep
+model: {name: small_cnn, kwargs: {width_mult: 0.5}}
+data: {name: digits, device: cpu}
+base_training: {epochs: 3, lr: 0.05, batch_size: 64}
+pruning: {min_keep: 0.2}
+search:
+  finetune: {iterations: 5, batch_size: 64}
+  final_finetune: {iterations: 10, batch_size: 64}
+  eval_samples: 200
+  crl: {iterations: ITER, episodes_per_iteration: 4, num_envs: 4, evaluators: 1, evaluator_cpus: 0.75,
+        finetune_schedule: [[0, FT]]}
+sweep: {budgets: {params: [0.5, 0.3]}, seeds: 1, trial_cpus: 0.25}
+"""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    return {**os.environ, "RAYPRUNE_CACHE": str(tmp_path_factory.mktemp("cache")), "RAY_ADDRESS": "",  # never join a cluster by accident
+            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def write_config(folder: Path, iterations=2, finetune=3) -> Path:
+    path = folder / "sweep.yaml"
+    path.write_text(SWEEP.replace("ITER", str(iterations)).replace("FT", str(finetune)))
+    return path
+
+
+def rayprune(*args, env, timeout=600, **kw):
+    return subprocess.run([sys.executable, "-m", "rayprune.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout, **kw)
+
+
+def last_results(out: Path) -> dict:
+    """Each trial's last line of Tune's result.json (Tune repeats iterations after a restore)."""
+    results = {}
+    for path in (out / "tune").glob("*/result.json"):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        results[lines[-1]["trial_name"]] = lines[-1]
+    return results
+
+
+def check_sweep_outputs(out: Path) -> pd.DataFrame:
+    rows = pd.read_parquet(out / "candidates.parquet")
+    assert rows["row_id"].is_unique
+    assert pq.read_table(out / "candidates.parquet").num_rows == len(rows)
+    assert duckdb.sql(f"select count(*) from '{out / 'candidates.parquet'}'").fetchone()[0] == len(rows)
+    results = last_results(out)
+    assert set(results) == {"params=0.5,seed=0", "params=0.3,seed=0"} and all(r["done"] for r in results.values())
+    for name, result in results.items():
+        search = rows[(rows["trial_name"] == name) & (rows["stage"] == "search")]
+        assert len(search) == result["evaluations"], name  # nothing lost, nothing duplicated
+        assert (rows[rows["trial_name"] == name]["stage"] == "final").sum() == 1
+    front = pd.read_parquet(out / "pareto.parquet")
+    assert 1 <= len(front) <= 2 and front["feasible"].all()
+    for path in front["export_path"]:
+        assert (Path(path) / "spec.json").is_file()
+    assert (out / "front_history.parquet").is_file()
+    assert (out / "report.png").stat().st_size > 10_000 and "<img" in (out / "report.html").read_text()
+    return rows
+
+
+def test_two_budget_sweep_end_to_end(tmp_path, env):
+    out = tmp_path / "out"
+    res = rayprune("sweep", write_config(tmp_path), "--out", out, "-q", env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Pareto front" in res.stdout
+    rows = check_sweep_outputs(out)
+    # budgets hold on every feasible row and on the exported models, re-measured in a fresh process
+    feas = rows[rows["feasible"].astype(bool)]
+    assert (feas["params"] <= feas["limit_params"]).all()
+    front = pd.read_parquet(out / "pareto.parquet")
+    code = ("import sys, rayprune; m = rayprune.load_pruned(sys.argv[1]); "
+            "print(sum(p.numel() for p in m.parameters()))")
+    for _, member in front.iterrows():
+        n = subprocess.run([sys.executable, "-c", code, member["export_path"]], capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert n.returncode == 0, n.stderr
+        assert int(n.stdout) == member["params"] <= member["limit_params"]
+    report = rayprune("report", out, env=env, timeout=120)
+    assert report.returncode == 0 and "params=0.3,seed=0" in report.stdout
+    again = rayprune("sweep", write_config(tmp_path), "--out", out, env=env, timeout=120)
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def test_resume_after_the_driver_is_killed(tmp_path, env):
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path, iterations=4, finetune=40)
+    proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out), "-q"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline:
+            if list((out / "tune").glob("*/checkpoint_*")) and list((out / "candidates").glob("*.parquet")):
+                break
+            assert proc.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.5)
+        else:
+            pytest.fail("no checkpoint appeared")
+        time.sleep(3)  # let it get into the next iteration, past the checkpoint
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        proc.wait()
+    assert not (out / "pareto.parquet").exists()
+    res = rayprune("sweep", "--resume", "--out", out, "-q", env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    check_sweep_outputs(out)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kill_processes_mentioning(text: str) -> None:
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+        except OSError:
+            continue
+        if text in cmd:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def ray_head(env):
+    """`ray start --head` on loopback with its own ports and temp dir; token authentication stays on."""
+    temp = Path(f"/tmp/rpt-{uuid.uuid4().hex[:6]}")
+    gcs, dash = free_port(), free_port()
+    head_env = {**env, "RAY_AUTH_MODE": "token"}
+    args = ["ray", "start", "--head", "--node-ip-address", "127.0.0.1", f"--port={gcs}",
+            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}", f"--temp-dir={temp}", "--num-cpus=2", "--disable-usage-stats"]
+    started = subprocess.run(args, capture_output=True, text=True, env=head_env, timeout=180)
+    assert started.returncode == 0, started.stderr[-3000:]
+    try:
+        yield {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}", "env": head_env}
+    finally:
+        kill_processes_mentioning(str(temp))
+        kill_processes_mentioning(f"{gcs}")
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_sweep_on_a_ray_cluster_and_as_a_submitted_job(tmp_path, env, ray_head):
+    cfg = write_config(tmp_path)
+    # 1. a driver on this machine joins the cluster (RAY_AUTH_MODE is set by rayprune from the token file)
+    client_env = {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}
+    out = tmp_path / "direct"
+    res = rayprune("sweep", cfg, "--out", out, "--address", ray_head["gcs"], "-q", env=client_env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    check_sweep_outputs(out)
+    # 2. the same sweep submitted as a Ray job through the dashboard's job server
+    job_out = tmp_path / "job"
+    job = subprocess.run(
+        ["ray", "job", "submit", "--address", ray_head["dashboard"], "--working-dir", str(tmp_path), "--",
+         "rayprune", "sweep", "sweep.yaml", "--out", str(job_out), "-q"],
+        capture_output=True, text=True, env=ray_head["env"], timeout=600)
+    assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+    assert "succeeded" in job.stdout + job.stderr
+    check_sweep_outputs(job_out)
