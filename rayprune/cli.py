@@ -172,6 +172,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if not summary.get("trial_errors") else 5
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .submit import submit_sweep
+    from .sweep.driver import parse_levels
+
+    cfg = _load(args)  # validated here, before anything reaches the cluster
+    levels = dict(parse_levels(t) for t in args.budgets) if args.budgets else dict(cfg.sweep.budgets) or {
+        b.metric: [b.value] for b in cfg.budget_list()}
+    metadata = {"submitted_by": "rayprune submit", "rayprune_config": cfg.name, "config_file": str(args.config),
+                "budgets": ";".join(f"{k}={','.join(f'{v:g}' for v in vs)}" for k, vs in levels.items()),
+                "out": args.out}
+    job_id, status = submit_sweep(args.address, args.config, args.out, working_dir=args.working_dir,
+                                  budgets=args.budgets or (), seeds=args.seeds,
+                                  max_concurrent_trials=args.max_concurrent_trials, metadata=metadata,
+                                  follow=not args.no_follow)
+    if status is None:
+        return 0
+    return 0 if status.endswith("SUCCEEDED") else 1
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import make_report, summary_text
 
@@ -240,6 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", action="append", help=argparse.SUPPRESS)
     p.add_argument("-q", "--quiet", action="store_true", help="less output")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("submit", help="submit a sweep to a Ray cluster as a Ray job and follow its logs")
+    p.add_argument("config", help="YAML config, inside --working-dir")
+    p.add_argument("--address", required=True, help="the cluster's job server, e.g. http://127.0.0.1:8265")
+    p.add_argument("--out", required=True, help="output directory on the cluster (shared storage on several nodes)")
+    p.add_argument("--working-dir", default=".", help="uploaded with the job (default: current directory)")
+    p.add_argument("--budgets", action="append", metavar="NAME=V1,V2,...", help="as for `rayprune sweep`")
+    p.add_argument("--seeds", type=int)
+    p.add_argument("--max-concurrent-trials", type=int)
+    p.add_argument("--no-follow", action="store_true", help="print the job id and return")
+    p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("report", help="Pareto plot (PNG + HTML) and front table of a sweep directory")
     p.add_argument("dir", help="the --out directory of a sweep")

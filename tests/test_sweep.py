@@ -65,7 +65,7 @@ def check_sweep_outputs(out: Path) -> pd.DataFrame:
     rows = pd.read_parquet(out / "candidates.parquet")
     assert rows["row_id"].is_unique
     assert pq.read_table(out / "candidates.parquet").num_rows == len(rows)
-    assert duckdb.sql(f"select count(*) from '{out / 'candidates.parquet'}'").fetchone()[0] == len(rows)
+    assert duckdb.sql(f"select count(*) from '{out / 'candidates.parquet'}'").fetchall()[0][0] == len(rows)
     results = last_results(out)
     assert set(results) == {"params=0.5,seed=0", "params=0.3,seed=0"} and all(r["done"] for r in results.values())
     for name, result in results.items():
@@ -153,16 +153,17 @@ def kill_processes_mentioning(text: str) -> None:
 def ray_head(env):
     """`ray start --head` on loopback with its own ports and temp dir; token authentication stays on."""
     temp = Path(f"/tmp/rpt-{uuid.uuid4().hex[:6]}")
-    gcs, dash = free_port(), free_port()
+    gcs, dash, metrics = free_port(), free_port(), free_port()
     head_env = {**env, "RAY_AUTH_MODE": "token"}
     args = ["ray", "start", "--head", "--node-ip-address", "127.0.0.1", f"--port={gcs}",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--ray-client-server-port={free_port()}",
             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-            f"--metrics-export-port={free_port()}", f"--temp-dir={temp}", "--num-cpus=2", "--disable-usage-stats"]
+            f"--metrics-export-port={metrics}", f"--temp-dir={temp}", "--num-cpus=2", "--disable-usage-stats"]
     started = subprocess.run(args, capture_output=True, text=True, env=head_env, timeout=180)
     assert started.returncode == 0, started.stderr[-3000:]
     try:
-        yield {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}", "env": head_env}
+        yield {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}", "env": head_env,
+               "metrics": f"http://127.0.0.1:{metrics}/metrics"}
     finally:
         kill_processes_mentioning(str(temp))
         kill_processes_mentioning(f"{gcs}")
@@ -186,3 +187,70 @@ def test_sweep_on_a_ray_cluster_and_as_a_submitted_job(tmp_path, env, ray_head):
     assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
     assert "succeeded" in job.stdout + job.stderr
     check_sweep_outputs(job_out)
+
+
+def scrape(url: str) -> str:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read().decode()
+    except OSError:
+        return ""
+
+
+def test_submit_follows_the_job_and_every_metric_reaches_prometheus(tmp_path, env, ray_head):
+    from rayprune.telemetry import METRICS, prometheus_name
+
+    cfg = write_config(tmp_path, iterations=3, finetune=20)
+    out = tmp_path / "submitted"
+    client_env = {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}
+    proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "submit", str(cfg), "--address", ray_head["dashboard"],
+                             "--working-dir", str(tmp_path), "--out", str(out)],
+                            env=client_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = ""
+    deadline = time.time() + 600
+    while proc.poll() is None and time.time() < deadline:
+        seen += scrape(ray_head["metrics"])  # metrics live while the job runs
+        time.sleep(2)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, output[-3000:]
+    assert "submitted job" in output and "SUCCEEDED" in output
+    check_sweep_outputs(out)
+    seen += scrape(ray_head["metrics"])
+    missing = [prometheus_name(n) for n in METRICS if prometheus_name(n) not in seen]
+    assert not missing, f"not exported: {missing}"
+    for line in seen.splitlines():
+        if line.startswith("ray_rayprune_best_feasible_accuracy{"):
+            assert 'sweep="' in line and 'trial="params=' in line and 'budget="params=' in line
+            break
+    else:
+        pytest.fail("no tagged best_feasible_accuracy series")
+    # the job carries rayprune's metadata
+    status = subprocess.run(["ray", "job", "list", "--address", ray_head["dashboard"]], capture_output=True,
+                            text=True, env=ray_head["env"], timeout=60)
+    assert "rayprune submit" in status.stdout and "tiny-sweep" in status.stdout
+
+
+def test_ctrl_c_stops_following_not_the_job(tmp_path, env, ray_head):
+    cfg = write_config(tmp_path, iterations=2, finetune=3)
+    client_env = {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}
+    proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "submit", str(cfg), "--address", ray_head["dashboard"],
+                             "--working-dir", str(tmp_path), "--out", str(tmp_path / "o")],
+                            env=client_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = proc.stdout.readline()
+    assert "submitted job" in first, first
+    job_id = first.split()[2]
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0 and "stopped following" in rest
+    deadline = time.time() + 600
+    status = ""
+    while time.time() < deadline:
+        status = subprocess.run(["ray", "job", "status", job_id, "--address", ray_head["dashboard"]],
+                                capture_output=True, text=True, env=ray_head["env"], timeout=60).stdout
+        if "SUCCEEDED" in status or "FAILED" in status or "STOPPED" in status:
+            break
+        time.sleep(3)
+    assert "SUCCEEDED" in status, status

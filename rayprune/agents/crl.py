@@ -25,6 +25,7 @@ import torch
 from .._auth import use_cluster_token
 from ..evaluation.pool import EvaluatorPool
 from ..problem import PruningProblem
+from ..telemetry import Telemetry
 from ..results import CandidateWriter, drop_rows_after, read_candidates
 from .env import PruningEnvSpec, LockstepPruningEnv
 
@@ -69,22 +70,28 @@ def make_env(env_config: dict) -> LockstepPruningEnv:
     return env
 
 
-def ensure_ray(address: Optional[str] = None, *, log: Callable[[str], None] = print) -> None:
-    """Connect to ``address`` (``auto``, ``HOST:PORT``, ``ray://...``) or start a local Ray."""
+def ensure_ray(address: Optional[str] = None, *, log: Callable[[str], None] = print,
+               metadata: Optional[dict[str, str]] = None) -> None:
+    """Connect to ``address`` (``auto``, ``HOST:PORT``, ``ray://...``) or start a local Ray.
+
+    ``metadata`` (config name, budgets) becomes the Ray job's metadata, shown in the dashboard.
+    """
     import ray
+    from ray.job_config import JobConfig
 
     if ray.is_initialized():
         return
+    job = JobConfig(metadata={k: str(v) for k, v in (metadata or {}).items()})
     if address:
         use_cluster_token()  # effective only if Ray was not imported yet: the CLI calls it first
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, job_config=job)
         log(f"Connected to Ray at {address}: {ray.cluster_resources()}")
     elif os.environ.get("RAY_ADDRESS"):  # inside a Ray job (ray job submit) or set by the user
         use_cluster_token()
-        ray.init(log_to_driver=False)
+        ray.init(log_to_driver=False, job_config=job)
         log(f"Connected to Ray at {os.environ['RAY_ADDRESS']}: {ray.cluster_resources()}")
     else:  # a fresh local instance, never a stale `ray start` cluster recorded on this machine
-        ray.init(address="local", log_to_driver=False)
+        ray.init(address="local", log_to_driver=False, job_config=job)
         log(f"Started a local Ray instance: {ray.cluster_resources()}")
 
 
@@ -173,11 +180,17 @@ class CRLSearch:
         self.trial_id = str(constants.get("trial_id", "prune"))
         self.log = log
         crl = problem.config.search.crl
+        self.tags = {
+            "sweep": str(constants.get("sweep_id", "")),
+            "trial": str(constants.get("trial_name", self.trial_id)),
+            "budget": ",".join(f"{b.metric}={b.value:g}" for b in problem.budgets),
+        }
+        self.telemetry = Telemetry(self.tags)
         self.pool = EvaluatorPool(
             problem, size=crl.evaluators, num_cpus=crl.evaluator_cpus, num_gpus=crl.evaluator_gpus,
             max_restarts=crl.evaluator_max_restarts, max_task_retries=crl.evaluator_max_task_retries,
             placement_group=placement_group, bundle_offset=bundle_offset,
-            name=f"Evaluator[trial={self.trial_id}]",
+            name=self.tags["trial"], tags=self.tags,
         )
         self.pool.wait_ready()
         spec = PruningEnvSpec.from_problem(problem, action_wall=crl.action_wall, finetune_schedule=crl.finetune_schedule)
@@ -213,6 +226,11 @@ class CRLSearch:
         new = prog["evaluations"] - self._evaluations
         self._evaluations = prog["evaluations"]
         limits = self.problem.limits
+        self.telemetry.gauge("rayprune_best_feasible_accuracy", prog["best_accuracy"])
+        for c in limits:
+            self.telemetry.gauge("rayprune_lagrange_multiplier", result.get(metric_name(LAGRANGE_METRIC, c)), constraint=c)
+            self.telemetry.gauge("rayprune_constraint_violation_rate", result.get(metric_name(VIOLATION_RATE_METRIC, c)),
+                                 constraint=c)
         return {
             "iteration": self.iteration,
             **prog,
@@ -266,7 +284,8 @@ class CRLSearch:
 def search_crl(problem: PruningProblem, evaluator, writer: CandidateWriter, seed: int,
                log: Callable[[str], None], *, address: Optional[str] = None, **_: Any) -> dict[str, Any]:
     """Run the constrained-RL search for ``rayprune prune``; rows land under ``writer``'s directory."""
-    ensure_ray(address, log=log)
+    ensure_ray(address, log=log, metadata={"rayprune": "prune", "config": problem.config.name,
+                                          "budgets": ",".join(f"{b.metric}={b.value:g}" for b in problem.budgets)})
     crl = problem.config.search.crl
     search = CRLSearch(problem, out_dir=Path(writer.directory).parent, constants=dict(writer.constants),
                        seed=seed, log=log)

@@ -35,8 +35,11 @@ __all__ = ["Evaluator", "EvaluatorPool"]
 class Evaluator:
     """A Ray actor wrapping a :class:`CandidateEvaluator` (build, fine-tune, evaluate, measure)."""
 
-    def __init__(self, shared_box: list, *, index: int, threads: int, device: Optional[str]) -> None:
+    def __init__(self, shared_box: list, *, index: int, threads: int, device: Optional[str],
+                 tags: Optional[dict] = None) -> None:
         import torch
+
+        from ..telemetry import Telemetry
 
         torch.set_num_threads(max(1, int(threads)))  # match the actor's CPU share: no oversubscription
         shared = ray.get(shared_box[0])
@@ -45,6 +48,7 @@ class Evaluator:
         self.evaluator = CandidateEvaluator(self.problem)
         self.busy_seconds = 0.0
         self.started = time.time()
+        self.telemetry = Telemetry(tags or {})
 
     def evaluate(self, keep_ratios: Sequence[float], finetune: Optional[dict], seed: int) -> dict[str, Any]:
         t0, wall0 = time.perf_counter(), time.time()
@@ -54,7 +58,18 @@ class Evaluator:
         ctx = ray.get_runtime_context()
         row.update(evaluator=self.index, node_id=ctx.get_node_id(), pid=os.getpid(),
                    wall_start=wall0, wall_end=time.time())
+        self._record(row)
         return row
+
+    def _record(self, row: dict[str, Any]) -> None:
+        t = self.telemetry
+        t.count("rayprune_candidates_evaluated", status="cached" if row.get("cached") else row.get("status", "ok"))
+        if not row.get("cached"):
+            for phase, key in (("total", "t_total_s"), ("build", "t_build_s"), ("finetune", "t_finetune_s"),
+                               ("evaluate", "t_eval_s"), ("costs", "t_costs_s")):
+                t.observe("rayprune_evaluation_seconds", row.get(key), phase=phase)
+        uptime = max(time.time() - self.started, 1e-9)
+        t.gauge("rayprune_evaluator_busy_fraction", self.busy_seconds / uptime, evaluator=str(self.index))
 
     def finalize(self, keep_ratios: Sequence[float], seed: int, export_dir: Optional[str],
                  extra: Optional[dict] = None) -> dict[str, Any]:
@@ -119,7 +134,7 @@ class EvaluatorPool:
         num_cpus, num_gpus: each actor's share (fractional GPUs allowed); torch's thread count in
             the actor is set to ``max(1, int(num_cpus))``.
         placement_group: optional placement group whose bundles ``bundle_offset ..`` hold the actors.
-        name: prefix of the actors' names in the Ray dashboard.
+        name: the trial's label in the actors' names (``Evaluator[trial=<name>, #<i>] (<run id>)``).
     """
 
     def __init__(
@@ -133,7 +148,8 @@ class EvaluatorPool:
         max_task_retries: int = 3,
         placement_group=None,
         bundle_offset: int = 0,
-        name: str = "Evaluator",
+        name: str = "prune",
+        tags: Optional[dict[str, str]] = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"The evaluator pool 'size' must be >= 1; got {size}.")
@@ -152,16 +168,19 @@ class EvaluatorPool:
             options: dict[str, Any] = dict(
                 num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
                 max_task_retries=max_task_retries,
-                name=f"{name} #{i} ({run})",  # how the actor reads in the Ray dashboard
+                name=f"Evaluator[trial={name}, #{i}] ({run})",  # how the actor reads in the Ray dashboard
                 runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
             )
             if placement_group is not None:
                 options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                     placement_group=placement_group, placement_group_bundle_index=bundle_offset + i
                 )
-            actor = Evaluator.options(**options).remote([self._shared_ref], index=i, threads=num_cpus, device=device)
+            actor = Evaluator.options(**options).remote([self._shared_ref], index=i, threads=num_cpus, device=device,
+                                                        tags=dict(tags or {}))
             self.actors.append(actor)
         self._label = name
+        self._tags = dict(tags or {})
+        self._telemetry = None
         self._cache: dict[tuple[str, Optional[int]], dict[str, Any]] = {}
         self.evaluations = 0
         self.cache_hits = 0
@@ -199,11 +218,14 @@ class EvaluatorPool:
                 queue.append(i)
         idle = deque(range(len(self.actors)))
         in_flight: dict[ray.ObjectRef, tuple[int, int]] = {}
+        telemetry = self._get_telemetry()
         while queue or in_flight:
             while queue and idle:
                 i, a = queue.popleft(), idle.popleft()
                 ref = self.actors[a].evaluate.remote(list(ratios[i]), ft, int(seeds[i]))
                 in_flight[ref] = (i, a)
+            telemetry.gauge("rayprune_evaluations_in_flight", len(in_flight))
+            telemetry.gauge("rayprune_evaluations_queued", len(queue))
             done, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in done:
                 i, a = in_flight.pop(ref)
@@ -219,7 +241,19 @@ class EvaluatorPool:
             if results[i] is None:
                 results[i] = {**self._cache[key], "cached": True}
                 self.cache_hits += 1
+        cached = sum(1 for r in results if r and r.get("cached"))
+        if cached:
+            telemetry.count("rayprune_candidates_evaluated", cached, status="cached")
+        telemetry.gauge("rayprune_evaluations_in_flight", 0)
+        telemetry.gauge("rayprune_evaluations_queued", 0)
         return results  # type: ignore[return-value]
+
+    def _get_telemetry(self):
+        if self._telemetry is None:
+            from ..telemetry import Telemetry
+
+            self._telemetry = Telemetry(self._tags)
+        return self._telemetry
 
     def _counts(self, ratios: Sequence[float]) -> list[int]:
         return [max(keep_channels(min(1.0, max(float(r), 1e-9)), c, self._round_to), f)
@@ -231,6 +265,7 @@ class EvaluatorPool:
         state = dict(self.__dict__)
         state["_shared_ref"] = None
         state["_cache"] = {}
+        state["_telemetry"] = None  # Ray metric objects are per process
         return state
 
     def _error_row(self, ratios: Sequence[float], exc: Exception, actor: int) -> dict[str, Any]:

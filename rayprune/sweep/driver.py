@@ -113,7 +113,11 @@ def run_sweep(
 
     out = Path(out_dir).resolve()
     state_path = out / "sweep.json"
-    ensure_ray(address, log=log)
+    meta = {"rayprune": "sweep", "out": str(out)}
+    if cfg is not None:
+        meta.update(config=cfg.name, budgets=";".join(f"{k}={','.join(f'{v:g}' for v in vs)}"
+                                                      for k, vs in (cfg.sweep.budgets or {}).items()))
+    ensure_ray(address, log=log, metadata=meta)
     if resume:
         if not state_path.is_file():
             raise FileNotFoundError(f"--resume: {state_path} not found; is {out} the output of a sweep?")

@@ -1,0 +1,71 @@
+"""``rayprune submit``: run a sweep on a Ray cluster as a Ray job, and follow its logs.
+
+The config is validated here first; the job's working directory (default: the current
+directory) is uploaded with the config and any user code it names. Ctrl-C stops following the
+logs, never the job: ``ray job status|logs|stop JOB_ID --address ...`` take over from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+__all__ = ["submit_sweep", "sweep_entrypoint"]
+
+
+def sweep_entrypoint(config: str, out: str, *, budgets: Sequence[str] = (), seeds: Optional[int] = None,
+                     max_concurrent_trials: Optional[int] = None) -> str:
+    """The shell command the job runs (``rayprune sweep ...``)."""
+    parts = ["rayprune", "sweep", config, "--out", out, "-q"]
+    for b in budgets:
+        parts += ["--budgets", b]
+    if seeds is not None:
+        parts += ["--seeds", str(seeds)]
+    if max_concurrent_trials is not None:
+        parts += ["--max-concurrent-trials", str(max_concurrent_trials)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+async def _follow(client, job_id: str) -> None:
+    async for lines in client.tail_job_logs(job_id):
+        sys.stdout.write(lines)
+        sys.stdout.flush()
+
+
+def submit_sweep(address: str, config_path: str | Path, out: str, *, working_dir: str | Path = ".",
+                 budgets: Sequence[str] = (), seeds: Optional[int] = None, max_concurrent_trials: Optional[int] = None,
+                 metadata: Optional[dict[str, str]] = None, follow: bool = True, log=print) -> tuple[str, Optional[str]]:
+    """Submit the sweep; returns ``(job_id, final status or None if not followed to the end)``."""
+    from ._auth import use_cluster_token
+
+    use_cluster_token()
+    from ray.job_submission import JobSubmissionClient
+
+    working_dir = Path(working_dir).resolve()
+    config_path = Path(config_path).resolve()
+    try:
+        rel_config = config_path.relative_to(working_dir)
+    except ValueError:
+        raise ValueError(f"The config {config_path} must be inside the job's working directory {working_dir} "
+                         "(it is uploaded with the job); pass --working-dir.") from None
+    entrypoint = sweep_entrypoint(str(rel_config), out, budgets=budgets, seeds=seeds,
+                                  max_concurrent_trials=max_concurrent_trials)
+    client = JobSubmissionClient(address)
+    runtime_env: dict[str, Any] = {"working_dir": str(working_dir),
+                                   "excludes": [".git", "runs", "*.parquet", "__pycache__", ".whl", ".gl"]}
+    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata=dict(metadata or {}))
+    log(f"submitted job {job_id} to {address}: {entrypoint}")
+    if not follow:
+        return job_id, None
+    try:
+        asyncio.run(_follow(client, job_id))
+    except KeyboardInterrupt:
+        log(f"\nstopped following job {job_id}; it keeps running. "
+            f"`ray job status|logs|stop {job_id} --address {address}` (with RAY_AUTH_MODE=token) take over.")
+        return job_id, None
+    status = str(client.get_job_status(job_id))
+    log(f"job {job_id}: {status}")
+    return job_id, status
