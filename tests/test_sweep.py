@@ -238,7 +238,11 @@ def test_ctrl_c_stops_following_not_the_job(tmp_path, env, ray_head):
     proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "submit", str(cfg), "--address", ray_head["dashboard"],
                              "--working-dir", str(tmp_path), "--out", str(tmp_path / "o")],
                             env=client_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    first = proc.stdout.readline()
+    first = ""
+    for _ in range(50):  # Ray logs the upload first
+        first = proc.stdout.readline()
+        if "submitted job" in first or not first:
+            break
     assert "submitted job" in first, first
     job_id = first.split()[2]
     time.sleep(2)
