@@ -227,6 +227,8 @@ class SweepConfig(_Section):
     trial_cpus: float = Field(0.25, gt=0)
     #: times a failed trial is restarted from its last checkpoint
     max_failures: int = Field(1, ge=-1)
+    #: start even if no trial fits on the cluster right now (an autoscaler will add nodes)
+    wait_for_resources: bool = False
 
 
 class NeonRetrainConfig(_Section):
@@ -292,7 +294,7 @@ class NeonPretrainConfig(_Section):
 
     iterations: int = Field(20, gt=0)
     #: passes over the hidden layers per training episode (the method: one, or up to four)
-    passes: int = Field(3, ge=1, le=10)
+    passes: int = Field(4, ge=1, le=10)
     #: env steps (= pruned layers) per PPO iteration
     steps_per_iteration: int = Field(128, gt=0)
     #: episodes stepped in lockstep per env runner; their prune+retrain steps run as parallel Ray tasks

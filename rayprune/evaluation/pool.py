@@ -234,6 +234,7 @@ class EvaluatorPool:
                     row = ray.get(ref)
                 except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.ObjectLostError) as exc:
                     row = self._error_row(ratios[i], exc, a)
+                    telemetry.count("rayprune_candidates_evaluated", status="error")
                 self.evaluations += 1
                 self._cache[keys[i]] = row
                 results[i] = row

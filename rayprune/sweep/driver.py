@@ -78,9 +78,13 @@ def _check_resources(cfg: Config, log: Log) -> None:
     short = {k: (v, have.get(k, 0.0)) for k, v in need.items() if have.get(k, 0.0) + 1e-9 < v}
     if short:
         parts = ", ".join(f"{k}: needs {v:g}, cluster has {h:g}" for k, (v, h) in short.items())
+        if cfg.sweep.wait_for_resources:
+            log(f"No trial fits on the cluster yet ({parts}); waiting for the autoscaler (sweep.wait_for_resources).")
+            return
         raise ValueError(
             f"One trial's placement group (trial + {cfg.search.crl.evaluators} evaluators) cannot fit on this "
-            f"cluster ({parts}). Lower search.crl.evaluators / evaluator_cpus / evaluator_gpus or sweep.trial_cpus."
+            f"cluster ({parts}). Lower search.crl.evaluators / evaluator_cpus / evaluator_gpus or sweep.trial_cpus, "
+            "or set sweep.wait_for_resources: true on an autoscaling cluster."
         )
     per_trial = need.get("CPU", 0.0)
     log(f"Each trial reserves {need} (trial + {cfg.search.crl.evaluators} evaluators); "
