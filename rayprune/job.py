@@ -52,7 +52,7 @@ def _search_random(problem: PruningProblem, evaluator: CandidateEvaluator, write
         ratios = random_keep_ratios(problem, rng)
         if ratios is None:
             continue
-        row = evaluator.evaluate(ratios, seed=seed + i)
+        row = evaluator.evaluate(ratios, seed=seed * 100_003 + i)
         writer.add({**row, "iteration": i})
         if row["feasible"] and (best is None or row["accuracy"] > best):
             best = row["accuracy"]
@@ -126,6 +126,15 @@ def run_prune(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    if problem is not None:
+        same = ("model", "data", "base_training", "pruning", "costs", "seed")
+        if any(getattr(problem.config, k) != getattr(cfg, k) for k in same):
+            raise ValueError("run_prune(problem=...) was built from a config whose model, data, base training, pruning, "
+                             "costs or seed differ from `cfg`; build the problem from `cfg`.")
+        if problem.config != cfg:  # budgets or search settings differ: same model and data, new limits
+            problem = PruningProblem.from_parts(cfg, problem.data, problem.base_model, problem.base_info,
+                                                device=problem.device, base_costs=problem.base_costs,
+                                                base_accuracy=problem.base_accuracy)
     problem = problem or PruningProblem.from_config(cfg, progress=progress, log=log)
     check_reachable(problem)
     evaluator = CandidateEvaluator(problem)

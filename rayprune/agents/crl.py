@@ -9,6 +9,7 @@ as a Parquet row by the env that asked for it; the driver reads them back for pr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -146,6 +147,32 @@ def _progress(frame: pd.DataFrame, problem: PruningProblem) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def _preserve_global_torch_state():
+    """Restore torch's determinism flags and the global RNGs after RLlib's ``set_torch_seed``.
+
+    ``.debugging(seed=...)`` makes RLlib call ``torch.use_deterministic_algorithms(True)`` and reseed
+    Python's, numpy's and torch's global generators; without this, everything later in the process
+    (the final fine-tune, other trials) would inherit that.
+    """
+    import random
+
+    import numpy as np
+
+    det = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(det, warn_only=warn_only)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
 def _set_env_state(env_runner: Any, *, iteration: int, episodes_done: Optional[int] = None) -> None:
     env = getattr(env_runner, "env", None)
     if env is None:
@@ -196,7 +223,8 @@ class CRLSearch:
         spec = PruningEnvSpec.from_problem(problem, action_wall=crl.action_wall, finetune_schedule=crl.finetune_schedule)
         self._context_ref = ray.put(EnvContext(spec=spec, pool=self.pool, out_dir=self.out_dir,
                                                constants=dict(constants), seed=seed))
-        self.algo = build_algorithm(problem, self._context_ref, seed=seed)
+        with _preserve_global_torch_state():  # RLlib's seeding turns on deterministic algorithms process-wide
+            self.algo = build_algorithm(problem, self._context_ref, seed=seed)
         self.iteration = 0
         self._evaluations = 0
 
