@@ -58,8 +58,9 @@ class NeonTorchRLModule(TorchRLModule, ValueFunctionAPI):
             )
         if not isinstance(self.action_space, gym.spaces.Discrete):
             raise ValueError(f"NeonTorchRLModule needs a Discrete action space; got {self.action_space}.")
-        self.actor = NeonPolicyNet(segments, int(self.action_space.n), hidden=hidden, segment_hidden=segment_hidden)
-        self.critic = NeonPolicyNet(segments, 1, hidden=hidden, segment_hidden=segment_hidden)
+        self.actor = NeonPolicyNet(segments, int(self.action_space.n), hidden=hidden, segment_hidden=segment_hidden,
+                                   head_std=0.01)
+        self.critic = NeonPolicyNet(segments, 1, hidden=hidden, segment_hidden=segment_hidden, head_std=0.01)
 
     @override(TorchRLModule)
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:

@@ -71,7 +71,7 @@ NETWORK_TOPOLOGY_FEATURES: tuple[str, ...] = (
     "log2_inputs", "log2_classes",
 )
 CONTEXT_FEATURES: tuple[str, ...] = (
-    "position", "is_last_layer", "pass", "accuracy_change", "tolerance",
+    "position", "is_last_layer", "pass", "accuracy_change", "tolerance", "tolerance_left", "beyond_tolerance",
 )
 
 _POOLED = len(NEURON_STATS) * len(POOLS)
@@ -221,19 +221,22 @@ def context_features(
 ) -> np.ndarray:
     """:data:`CONTEXT_FEATURES`: where the episode is and how much accuracy it has spent.
 
-    ``accuracy_change`` (points vs the unpruned network) is divided by 10 and clipped to ±3;
-    ``tolerance`` enters as ``log(1 + τ) / log(51)`` (τ = 50, the paper's largest, maps to 1).
+    ``accuracy_change`` Δ (points vs the unpruned network) is divided by 10 and clipped to ±3;
+    ``tolerance`` enters as ``log(1 + τ) / log(51)`` (τ = 50, the paper's largest, maps to 1); the
+    tolerance left, ``(Δ + τ) / 10`` (clipped to ±3), and a flag for ``Δ < −τ`` spell out the
+    reward's regime, so the policy need not learn to compare the two.
 
     Example:
         >>> context_features(layer=1, num_layers=4, pass_index=0, passes=2,
         ...                  accuracy_change=-2.0, tolerance=1.0).round(3).tolist()
-        [0.25, 0.0, 0.0, -0.2, 0.176]
+        [0.25, 0.0, 0.0, -0.2, 0.176, -0.1, 1.0]
     """
     if num_layers < 1 or passes < 1:
         raise ValueError(f"'num_layers' and 'passes' must be >= 1; got {num_layers} and {passes}.")
     return np.array(
         [layer / num_layers, float(layer == num_layers - 1), pass_index / passes,
-         float(np.clip(accuracy_change / _DELTA_SCALE, -3.0, 3.0)), math.log1p(max(tolerance, 0.0)) / _TOLERANCE_SCALE],
+         float(np.clip(accuracy_change / _DELTA_SCALE, -3.0, 3.0)), math.log1p(max(tolerance, 0.0)) / _TOLERANCE_SCALE,
+         float(np.clip((accuracy_change + tolerance) / _DELTA_SCALE, -3.0, 3.0)), float(accuracy_change < -tolerance)],
         dtype=np.float64,
     )
 

@@ -51,6 +51,10 @@ POLICY_FILE, META_FILE = "policy.pt", "policy.json"
 class NeonPolicyNet(nn.Module):
     """Per-segment encoders → concatenation → tanh MLP → ``outputs`` numbers.
 
+    ``head_std`` initialises the last layer with that standard deviation and zero bias (PPO's
+    usual small init: a near-uniform policy and a critic that starts near 0, so the first
+    advantages are the returns themselves and not the critic's random offsets).
+
     Example:
         >>> net = NeonPolicyNet([("a", 3), ("b", 2)], outputs=4, hidden=(8,), segment_hidden=5)
         >>> net(torch.zeros(7, 5)).shape
@@ -64,6 +68,7 @@ class NeonPolicyNet(nn.Module):
         *,
         hidden: Sequence[int] = (64, 64),
         segment_hidden: int = 16,
+        head_std: float | None = None,
     ) -> None:
         super().__init__()
         self.segments = [(str(n), int(s)) for n, s in segments]
@@ -77,6 +82,9 @@ class NeonPolicyNet(nn.Module):
             width = int(h)
         self.trunk = nn.Sequential(*layers)
         self.head = nn.Linear(width, int(outputs))
+        if head_std is not None:  # small last layer: near-uniform policy, near-zero values at the start
+            nn.init.normal_(self.head.weight, std=head_std)
+            nn.init.zeros_(self.head.bias)
 
     @property
     def input_size(self) -> int:

@@ -72,7 +72,15 @@ def ensure_local_ray(address: Optional[str] = None, *, log: Log = print) -> None
         ray.init(address=address, log_to_driver=False)
         log(f"Connected to Ray at {address}: {ray.cluster_resources()}")
     else:
-        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        for attempt in (1, 2):  # on a loaded machine the raylet can miss its start-up deadline once
+            try:
+                ray.init(address="local", include_dashboard=False, log_to_driver=False)
+                break
+            except Exception as exc:  # Ray raises a bare Exception for a start-up timeout
+                if attempt == 2 or "timed out during startup" not in str(exc):
+                    raise
+                log(f"Ray did not start in time ({exc}); trying once more")
+                ray.shutdown()
         log(f"Started a local Ray instance: {ray.cluster_resources()}")
 
 
@@ -181,8 +189,12 @@ def _report_md(report: dict[str, Any], curves: pd.DataFrame) -> str:
         cells = []
         for column in head:
             v = row[column]
-            cells.append("-" if v is None or (isinstance(v, float) and math.isnan(v)) else
-                         (f"{v:.3f}" if isinstance(v, float) else str(v)))
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                cells.append("-")
+            elif column in ("iteration", "episodes"):
+                cells.append(str(int(v)))
+            else:
+                cells.append(f"{float(v):.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "![training curves](curves.png)", ""]
     return "\n".join(lines)

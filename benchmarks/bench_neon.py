@@ -1,0 +1,337 @@
+"""NEON benchmark: leave-one-group-out over the dataset suite (not a test; results in BENCHMARKS.md).
+
+For every fold ``g`` of the suite's groups (A–D):
+
+1. pretrain an agent on the other groups' datasets (``configs/neon_pretrain.yaml`` with
+   ``neon.pretrain.suite.exclude_groups = [g]`` and ``--iterations``);
+2. on every dataset of group ``g`` (never seen in that pretraining), take ``--networks`` of its
+   random base networks (trained and cached exactly as pretraining trains them) and prune each with
+
+   * ``neon``: the fold's agent, greedy, at τ = 1 and τ = 5 — the network kept is the last one of
+     the episode within τ on validation (``select=within_tolerance``, rayprune's default); the
+     episode's final network (``select=final``, the method as published) is recorded too;
+   * ``random``: the same episode dynamics with uniformly random keep fractions (the paper's random
+     agent), same selection rule;
+   * ``magnitude_same_size``: one uniform keep ratio over the hidden layers (L2 group magnitude)
+     giving the size NEON reached at that τ, then the whole network retrained with early stopping;
+   * ``magnitude_at_tol``: uniform magnitude pruning at keep ratios 0.9, 0.8, …, 0.1, each retrained;
+     the smallest whose validation accuracy is within τ;
+   * ``neon_x4`` / ``random_x4`` (``--rollouts``): the greedy episode plus 3 sampled from the
+     policy (rayprune's ``neon.rollouts``), against 4 random episodes; the smallest network within
+     τ on validation wins;
+   * ``crl`` (first ``--crl-networks`` networks of each dataset): the constrained-RL agent
+     (PPO-Lagrangian, METHODS.md §1) trained on that model alone with a params budget equal to
+     NEON's size at τ = 1, ``--crl-iterations`` iterations, then its final fine-tune.
+
+Every method is scored on the test split (never used for any choice): parameter-reduction factor
+``base params / pruned params`` and accuracy change in points.
+
+Run from the repository root (Ray starts locally)::
+
+    python benchmarks/bench_neon.py --out benchmarks/results/neon            # the BENCHMARKS.md run
+    python benchmarks/bench_neon.py --folds A --iterations 2 --networks 1 --crl-networks 0 --out /tmp/nb
+
+Rows go to ``OUT/rows.csv`` (appended as they come; a rerun skips rows already there), the fold
+agents to ``OUT/fold-<g>/``, the summary tables to ``OUT/summary.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rayprune.config import load_config, parse_config
+from rayprune.engine import evaluate
+from rayprune.neon.apply import run_episode
+from rayprune.neon.env import EpisodeSettings
+from rayprune.neon.networks import NetworkCache, NetworkSettings, default_network_cache, ensure_networks, sample_network_specs
+from rayprune.neon.policy import load_policy
+from rayprune.neon.pretrain import ensure_local_ray, run_pretrain
+from rayprune.neon.suite import GROUPS, SuiteSplit
+from rayprune.neon.training import RetrainSettings, train_early_stopping
+from rayprune.pruning import PruningSpace
+
+ROOT = Path(__file__).resolve().parent.parent
+TOLERANCES = (1.0, 5.0)
+MAGNITUDE_RETRAIN = RetrainSettings(max_epochs=20, patience=3, max_samples=512)
+GRID = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def scores(model, data) -> dict[str, float]:
+    return {"acc_val": float(evaluate(model, data.x_val, data.y_val)), "acc_test": float(evaluate(model, data.x_test, data.y_test))}
+
+
+# -- the methods -------------------------------------------------------------------------------------
+def neon_episode(policy, settings: EpisodeSettings, model, data, tolerance: float, seed: int, *, act=None,
+                 greedy: bool = True):
+    """Run one episode (``policy``, greedy or sampled, or ``act(rng)``); returns the states
+    (model, params, validation Δ) of the unpruned network and after each step."""
+    episode = settings.episode(model, data, tolerance=tolerance, seed=seed)
+    states = [(copy.deepcopy(episode.model), episode.params, 0.0)]
+    rng = np.random.default_rng(seed)
+    while not episode.done:
+        action = act(rng) if act is not None else policy.act(episode.observe(), greedy=greedy, rng=rng)
+        episode.step(action)
+        states.append((copy.deepcopy(episode.model), episode.params, episode.accuracy_change))
+    return states
+
+
+def best_of(rollouts, tolerance: float):
+    """Per rollout the last state within τ; overall the smallest of those (as ``neon.rollouts``)."""
+    chosen = [select(states, tolerance, "within_tolerance") for states in rollouts]
+    within = [c for c in chosen if c[2] >= -tolerance]
+    return min(within, key=lambda c: c[1]) if within else chosen[0]
+
+
+def select(states, tolerance: float, rule: str):
+    if rule == "final":
+        return states[-1]
+    within = [s for s in states if s[2] >= -tolerance]
+    return within[-1] if within else states[0]
+
+
+def uniform_prune(model, data, ratio: float) -> torch.nn.Module:
+    space = PruningSpace(model, torch.zeros(1, *data.input_shape), importance="l2")
+    return space.build([ratio] * space.num_groups)
+
+
+def ratio_for_params(model, data, target: int) -> float:
+    """The uniform keep ratio whose pruned size is closest to ``target`` parameters (bisection)."""
+    space = PruningSpace(model, torch.zeros(1, *data.input_shape), importance="l2")
+    lo, hi = 1e-3, 1.0
+    for _ in range(18):
+        mid = 0.5 * (lo + hi)
+        if n_params(space.build([mid] * space.num_groups)) > target:
+            hi = mid
+        else:
+            lo = mid
+    candidates = [lo, hi]
+    return min(candidates, key=lambda r: abs(n_params(space.build([r] * space.num_groups)) - target))
+
+
+def magnitude(model, data, ratio: float, seed: int) -> torch.nn.Module:
+    pruned = uniform_prune(model, data, ratio)
+    train_early_stopping(pruned, data, MAGNITUDE_RETRAIN, seed=seed)
+    return pruned.eval()
+
+
+def crl_same_size(record, model, data, fraction: float, iterations: int, out: Path, seed: int) -> torch.nn.Module | None:
+    """The constrained-RL agent (PPO-Lagrangian) trained on this model with a params budget."""
+    from rayprune.job import run_prune
+    from rayprune.problem import PruningProblem
+    from rayprune.pruning import load_pruned
+
+    cfg = parse_config({
+        "name": "neon-bench-crl", "seed": seed,
+        "model": {"name": "mlp", "kwargs": record.spec.model_kwargs()},
+        "data": {"name": "tabular", "device": "cpu"},
+        "pruning": {"min_keep": 0.05},
+        "costs": {"measure": ["params"]},
+        "budgets": {"params": max(min(fraction, 1.0), 1e-3)},
+        "search": {"agent": "crl", "eval_samples": None,
+                   "finetune": {"optimizer": "adam", "lr": 1e-3, "iterations": 40, "batch_size": 64},
+                   "final_finetune": {"optimizer": "adam", "lr": 1e-3, "iterations": 300, "batch_size": 64},
+                   "crl": {"iterations": iterations, "episodes_per_iteration": 8, "num_envs": 4, "evaluators": 2,
+                           "finetune_schedule": [[0, 20], [16, 40]]}},
+    })
+    problem = PruningProblem.from_parts(cfg, data, model, {"source": "neon-bench"}, device=torch.device("cpu"))
+    try:
+        run_prune(cfg, out, agent="crl", problem=problem, progress=False, log=lambda m: None)
+    except Exception as exc:  # an infeasible or failed run is a result too
+        print(f"    crl failed: {type(exc).__name__}: {exc}", flush=True)
+        return None
+    return load_pruned(out / "best").eval()
+
+
+# -- the driver ----------------------------------------------------------------------------------------
+def fold_agent(base_cfg, group: str, iterations: int, out: Path, log: Callable[[str], None]) -> Path:
+    agent_dir = out / f"fold-{group}"
+    if (agent_dir / "policy" / "policy.json").is_file():
+        return agent_dir
+    cfg = parse_config(base_cfg.model_dump(mode="json"), overrides={
+        "name": f"neon-logo-{group}",
+        "neon": {"pretrain": {"iterations": iterations, "suite": {"exclude_groups": [group], "groups": [], "datasets": []}}}})
+    run_pretrain(cfg, agent_dir, log=log)
+    return agent_dir
+
+
+def held_out_networks(base_cfg, group: str, count: int, log):
+    pre = base_cfg.neon.pretrain
+    settings = NetworkSettings.from_config(pre.networks)
+    split = SuiteSplit.from_config(pre.suite, base_cfg.seed)
+    specs = sample_network_specs(GROUPS[group], pre.networks.per_dataset, settings, seed=base_cfg.seed)
+    records = ensure_networks(specs, NetworkCache(pre.networks.cache_dir or default_network_cache()), settings, split, log=log)
+    chosen = []
+    for dataset in GROUPS[group]:
+        chosen += [r for r in records if r.spec.dataset == dataset][:count]
+    return chosen, split
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "configs" / "neon_pretrain.yaml"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "neon"))
+    parser.add_argument("--folds", default=",".join(GROUPS))
+    parser.add_argument("--iterations", type=int, default=12, help="PPO iterations per fold agent")
+    parser.add_argument("--networks", type=int, default=2, help="networks per held-out dataset")
+    parser.add_argument("--crl-networks", type=int, default=1, help="networks per held-out dataset also pruned by crl")
+    parser.add_argument("--crl-iterations", type=int, default=3)
+    parser.add_argument("--rollouts", type=int, default=4,
+                        help="also score neon with this many rollouts (greedy + sampled) against as many random episodes")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    base_cfg = load_config(args.config)
+    torch.set_num_threads(1)
+    ensure_local_ray(None)
+    rows_path = out / "rows.csv"
+    rows: list[dict[str, Any]] = []
+    done = set()
+    if rows_path.is_file():
+        old = pd.read_csv(rows_path)
+        rows = old.to_dict("records")
+        done = set(zip(old["network"], old["method"], old["tolerance"].astype(float), old["select"].fillna("")))
+    started = time.time()
+
+    def emit(row: dict[str, Any]) -> None:  # rows differ in columns: rewrite the file (temp + rename)
+        rows.append(row)
+        tmp = rows_path.with_name(f".{rows_path.name}.tmp")
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+        tmp.replace(rows_path)
+
+    for group in args.folds.split(","):
+        log = lambda m: print(f"[fold {group}] {m}", flush=True)  # noqa: E731
+        agent_dir = fold_agent(base_cfg, group, args.iterations, out, log)
+        policy = load_policy(agent_dir)
+        trained = policy.meta["episode"]
+        settings = EpisodeSettings(actions=tuple(policy.actions), passes=int(trained["passes"]),
+                                   retrain=RetrainSettings(**trained["retrain"]),
+                                   activation_samples=int(trained["activation_samples"]))
+        records, split = held_out_networks(base_cfg, group, args.networks, log)
+        crl_budget: dict[str, int] = {}
+        for record in records:
+            data = split.load(record.spec.dataset)
+            model = record.load()
+            base_params, base = n_params(model), scores(model, data)
+            common = {"fold": group, "dataset": record.spec.dataset, "network": record.key,
+                      "depth": len(record.spec.hidden_sizes), "widths": "x".join(map(str, record.spec.hidden_sizes)),
+                      "base_params": base_params, "base_acc_val": base["acc_val"], "base_acc_test": base["acc_test"]}
+
+            def record_row(method: str, tolerance: float, rule: str, pruned, seconds: float, **extra) -> None:
+                s = scores(pruned, data)
+                p = n_params(pruned)
+                emit({**common, "method": method, "tolerance": tolerance, "select": rule, "params": p,
+                      "reduction": base_params / p, "acc_val": s["acc_val"], "acc_test": s["acc_test"],
+                      "delta_val": 100 * (s["acc_val"] - base["acc_val"]), "delta_test": 100 * (s["acc_test"] - base["acc_test"]),
+                      "seconds": seconds, **extra})
+
+            log(f"{record.spec.dataset} {common['widths']} ({base_params} params, test {100 * base['acc_test']:.1f}%)")
+            neon_size: dict[float, int] = {}
+            for tau in TOLERANCES:
+                t0 = time.time()
+                states = neon_episode(policy, settings, model, data, tau, seed=0)
+                seconds = time.time() - t0
+                for rule in ("within_tolerance", "final"):
+                    chosen = select(states, tau, rule)
+                    if (record.key, "neon", tau, rule) not in done:
+                        record_row("neon", tau, rule, chosen[0], seconds)
+                    if rule == "within_tolerance":
+                        neon_size[tau] = chosen[1]
+            t0 = time.time()
+            random_states = neon_episode(None, settings, model, data, 1.0, seed=1,
+                                         act=lambda rng: int(rng.integers(len(settings.actions))))
+            seconds = time.time() - t0
+            for tau in TOLERANCES:
+                for rule in ("within_tolerance", "final"):
+                    if (record.key, "random", tau, rule) not in done:
+                        record_row("random", tau, rule, select(random_states, tau, rule)[0], seconds)
+                if (record.key, "magnitude_same_size", tau, "") not in done:
+                    t0 = time.time()
+                    ratio = ratio_for_params(model, data, neon_size[tau])
+                    record_row("magnitude_same_size", tau, "", magnitude(model, data, ratio, seed=0), time.time() - t0,
+                               keep_ratio=ratio)
+            if any((record.key, "magnitude_at_tol", tau, "") not in done for tau in TOLERANCES):
+                t0 = time.time()
+                grid = [(r, magnitude(model, data, r, seed=0)) for r in GRID]
+                seconds = time.time() - t0
+                for tau in TOLERANCES:
+                    ok = [(r, m) for r, m in grid if 100 * (scores(m, data)["acc_val"] - base["acc_val"]) >= -tau]
+                    r, m = ok[-1] if ok else (1.0, model)
+                    record_row("magnitude_at_tol", tau, "", m, seconds, keep_ratio=r)
+            if args.rollouts > 1:  # rayprune's neon.rollouts: greedy + sampled episodes vs as many random ones
+                label = f"neon_x{args.rollouts}"
+                for tau in TOLERANCES:
+                    if (record.key, label, tau, "") not in done:
+                        t0 = time.time()
+                        rollouts = [neon_episode(policy, settings, model, data, tau, seed=10 + r, greedy=(r == 0))
+                                    for r in range(args.rollouts)]
+                        record_row(label, tau, "", best_of(rollouts, tau)[0], time.time() - t0)
+                label = f"random_x{args.rollouts}"
+                if any((record.key, label, tau, "") not in done for tau in TOLERANCES):
+                    t0 = time.time()
+                    rollouts = [neon_episode(None, settings, model, data, 1.0, seed=20 + r,
+                                             act=lambda rng: int(rng.integers(len(settings.actions))))
+                                for r in range(args.rollouts)]
+                    seconds = time.time() - t0
+                    for tau in TOLERANCES:
+                        record_row(label, tau, "", best_of(rollouts, tau)[0], seconds)
+            crl_count = crl_budget.get(record.spec.dataset, 0)
+            if crl_count < args.crl_networks and (record.key, "crl", 1.0, "") not in done:
+                crl_budget[record.spec.dataset] = crl_count + 1
+                t0 = time.time()
+                fraction = neon_size[1.0] / base_params
+                pruned = crl_same_size(record, model, data, fraction, args.crl_iterations,
+                                       out / f"fold-{group}" / "crl" / record.key, seed=0)
+                if pruned is not None:
+                    record_row("crl", 1.0, "", pruned, time.time() - t0, budget_fraction=fraction)
+            log(f"  done ({time.time() - started:.0f} s)")
+    summary = summarise(pd.read_csv(rows_path))
+    (out / "summary.md").write_text(summary)
+    print(summary)
+    return 0
+
+
+def summarise(rows: pd.DataFrame) -> str:
+    """Markdown tables: per method and τ, overall and per fold."""
+    rows = rows.copy()
+    rows["select"] = rows["select"].fillna("")
+    rows["within_tol_test"] = rows["delta_test"] >= -rows["tolerance"]
+    label = rows["method"] + rows["select"].map(lambda s: " (final)" if s == "final" else "")
+    rows["label"] = label
+
+    def table(frame: pd.DataFrame, keys: list[str]) -> str:
+        g = frame.groupby(keys)
+        t = pd.DataFrame({
+            "n": g.size(),
+            "mean reduction": g["reduction"].mean().map("x{:.2f}".format),
+            "median reduction": g["reduction"].median().map("x{:.2f}".format),
+            "reduction IQR": g["reduction"].quantile(0.25).map("{:.2f}".format) + "–" + g["reduction"].quantile(0.75).map("{:.2f}".format),
+            "mean Δacc test (pt)": g["delta_test"].mean().map("{:+.2f}".format),
+            "Δacc std": g["delta_test"].std().map("{:.2f}".format),
+            "worst Δacc": g["delta_test"].min().map("{:+.2f}".format),
+            "within τ on test": g["within_tol_test"].mean().map("{:.0%}".format),
+        }).reset_index()
+        head = "| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns) + "\n"
+        return head + "\n".join("| " + " | ".join(str(v) for v in r) + " |" for r in t.itertuples(index=False))
+
+    parts = ["### All held-out networks\n", table(rows, ["tolerance", "label"]), "\n\n### Per fold (held-out group)\n",
+             table(rows[rows["select"] != "final"], ["fold", "tolerance", "label"])]
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""NEON's episode dynamics: which neurons go, what is retrained, the reward paid, passes."""
+
+import numpy as np
+import pytest
+import torch
+
+from rayprune.models import build_model
+from rayprune.neon.episode import PruningEpisode
+from rayprune.neon.reward import neon_reward
+from rayprune.neon.suite import load_suite_dataset
+from rayprune.neon.training import RetrainSettings, train_early_stopping, validation_loss
+from rayprune.pruning import PruningSpace
+
+FAST = RetrainSettings(max_epochs=2, patience=1, max_samples=256)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    data = load_suite_dataset("clf_easy", seed=0)
+    torch.manual_seed(0)
+    net = build_model("mlp", num_classes=2, in_features=10, hidden_sizes=[20, 12, 8],
+                      pre_layer=["none", "batchnorm", "none", "dropout"])
+    train_early_stopping(net, data, RetrainSettings(max_epochs=15, patience=3, max_samples=None))
+    return net.eval(), data
+
+
+def test_step_prunes_lowest_magnitude_neurons_and_retrains_only_touched_layers(trained):
+    net, data = trained
+    episode = PruningEpisode(net, data, tolerance=1.0, retrain=FAST, seed=1)
+    # the group's L2 ranking (incoming row, BatchNorm entry, outgoing column of each neuron), least important first
+    ranking = PruningSpace(net, torch.zeros(1, 10), importance="l2").groups[0].ranking
+    record = episode.step(episode.actions.index(0.7))  # 20 -> 14 neurons
+    assert (record["width_before"], record["width_after"]) == (20, 14) and record["removed_percent"] == pytest.approx(30.0)
+    assert episode.widths == [14, 12, 8]
+    assert episode.kept[0].tolist() == sorted(ranking[6:].tolist())
+    # the kept neurons carry their own weights into the pruned layer (before retraining moved them)
+    assert not set(episode.kept[0].tolist()) & set(ranking[:6].tolist())
+    model = episode.model
+    assert model.features[0].linear.weight.shape == (14, 10) and model.features[1].linear.weight.shape == (12, 14)
+    assert model.features[1].batchnorm.num_features == 14
+    # layers the step did not touch keep their weights exactly; the touched ones were retrained
+    assert torch.equal(model.features[2].linear.weight, net.features[2].linear.weight)
+    assert torch.equal(model.classifier.weight, net.classifier.weight)
+    assert record["retrain_iterations"] > 0
+    # NEON's reward on the measured change
+    assert record["reward"] == pytest.approx(neon_reward(30.0, record["accuracy_change"], tolerance=1.0))
+    assert record["params"] < episode.base_params and not episode.done
+
+
+def test_keeping_everything_changes_nothing(trained):
+    net, data = trained
+    episode = PruningEpisode(net, data, tolerance=1.0, retrain=FAST)
+    record = episode.step(episode.actions.index(1.0))
+    assert record["reward"] == 0.0 and record["retrain_iterations"] == 0 and record["accuracy_change"] == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(episode.model.state_dict().values(), net.state_dict().values()))
+
+
+def test_passes_compound_and_the_episode_ends(trained):
+    net, data = trained
+    episode = PruningEpisode(net, data, tolerance=5.0, passes=2, retrain=FAST)
+    assert episode.total_steps == 6
+    layers = []
+    while not episode.done:
+        layers.append(episode.layer)
+        episode.step(episode.actions.index(0.6))
+    assert layers == [0, 1, 2, 0, 1, 2]
+    assert episode.widths == [7, 4, 3]  # 20 -> 12 -> 7, 12 -> 7 -> 4, 8 -> 5 -> 3
+    summary = episode.summary()
+    assert summary["reduction"] == pytest.approx(episode.base_params / episode.params) and summary["reduction"] > 3
+    with pytest.raises(RuntimeError, match="over"):
+        episode.step(0)
+
+
+def test_bad_arguments_are_named(trained):
+    net, data = trained
+    with pytest.raises(ValueError, match="passes"):
+        PruningEpisode(net, data, passes=0)
+    episode = PruningEpisode(net, data, retrain=FAST)
+    with pytest.raises(ValueError, match="action"):
+        episode.step(7)
+
+
+def test_ignored_layers_are_never_pruned(trained):
+    net, data = trained
+    episode = PruningEpisode(net, data, retrain=FAST, ignored_layers=["features.1.linear"])
+    assert episode.roots == ["features.0.linear", "features.2.linear"]
+    assert np.array_equal(episode.kept[1], np.arange(8))
+
+
+def test_retraining_keeps_the_best_validation_loss_and_trains_only_what_it_is_given(trained):
+    net, data = trained
+    model = build_model("mlp", num_classes=2, in_features=10, hidden_sizes=[20, 12, 8],
+                        pre_layer=["none", "batchnorm", "none", "dropout"])
+    model.load_state_dict(net.state_dict())
+    model.eval()
+    start = validation_loss(model, data.x_val, data.y_val)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # a learning rate this large only makes things worse: the starting weights must come back
+    stats = train_early_stopping(model, data, RetrainSettings(max_epochs=3, patience=1, lr=10.0),
+                                 parameters=list(model.features[2].parameters()))
+    assert not stats["improved"] and stats["iterations"] > 0
+    assert validation_loss(model, data.x_val, data.y_val) == pytest.approx(start)
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[k], before[k]) for k in params)
+    assert all(p.requires_grad for p in model.parameters())  # frozen parameters are unfrozen again
+    # with a sane rate the given parameters move, the others do not
+    stats = train_early_stopping(model, data, RetrainSettings(max_epochs=4, patience=2, lr=1e-2),
+                                 parameters=list(model.classifier.parameters()))
+    assert torch.equal(model.features[0].linear.weight, before["features.0.linear.weight"])
+    assert stats["improved"] == (not torch.equal(model.classifier.weight, before["classifier.weight"]))
