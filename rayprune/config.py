@@ -343,7 +343,8 @@ class NeonConfig(_Section):
     #: which network of the episode is the result: the last one within tolerance, or the final one
     select: Literal["within_tolerance", "final"] = "within_tolerance"
     #: episodes at prune time: the greedy one plus (rollouts - 1) sampled ones; the smallest within tolerance wins
-    rollouts: int = Field(1, ge=1)
+    #: (1: the method as published; BENCHMARKS.md: 4 prunes more at tau = 1, within 1 point)
+    rollouts: int = Field(4, ge=1)
     #: fine-tune the whole chosen network with search.final_finetune before export
     final_finetune: bool = False
     pretrain: NeonPretrainConfig = Field(default_factory=NeonPretrainConfig)
