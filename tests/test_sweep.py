@@ -106,7 +106,8 @@ def test_two_budget_sweep_end_to_end(tmp_path, env):
 
 def test_resume_after_the_driver_is_killed(tmp_path, env):
     out = tmp_path / "out"
-    cfg = write_config(tmp_path, iterations=4, finetune=40)
+    # long enough that most of the work is still ahead when the first checkpoint appears
+    cfg = write_config(tmp_path, iterations=6, finetune=200)
     proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out), "-q"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -118,10 +119,11 @@ def test_resume_after_the_driver_is_killed(tmp_path, env):
             time.sleep(0.5)
         else:
             pytest.fail("no checkpoint appeared")
-        time.sleep(3)  # let it get into the next iteration, past the checkpoint
+        time.sleep(1)  # into the next iteration, past the checkpoint
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
         proc.wait()
+    assert "finished" not in json.loads((out / "sweep.json").read_text()), "the sweep ended before the kill"
     assert not (out / "pareto.parquet").exists()
     res = rayprune("sweep", "--resume", "--out", out, "-q", env=env)
     assert res.returncode == 0, res.stderr[-3000:]
