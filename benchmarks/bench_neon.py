@@ -7,18 +7,21 @@ For every fold ``g`` of the suite's groups (A–D):
 2. on every dataset of group ``g`` (never seen in that pretraining), take ``--networks`` of its
    random base networks (trained and cached exactly as pretraining trains them) and prune each with
 
-   * ``neon``: the fold's agent, greedy, at τ = 1 and τ = 5 — the network kept is the last one of
-     the episode within τ on validation (``select=within_tolerance``, rayprune's default); the
-     episode's final network (``select=final``, the method as published) is recorded too;
-   * ``random``: the same episode dynamics with uniformly random keep fractions (the paper's random
-     agent), same selection rule;
+   * ``neon``: the fold's agent, greedy, at τ = 1 and τ = 5, with rayprune's dynamics (a step
+     beyond τ on validation is undone, passes until one changes nothing, at most as many as the
+     agent was trained with); the result is the episode's last network;
+   * ``neon (published)``: the same agent under the method as published — no rollback, every one of
+     (at most 4) passes made, the episode's final network whatever its accuracy;
+   * ``random`` / ``random (published)``: the same two dynamics with uniformly random keep fractions
+     (the paper's random agent);
+   * ``max_cut``: the same dynamics, always the largest cut (keep 0.6): iterative layer-wise
+     magnitude pruning with rollback, no learning — the bar a learnt policy has to clear;
    * ``magnitude_same_size``: one uniform keep ratio over the hidden layers (L2 group magnitude)
      giving the size NEON reached at that τ, then the whole network retrained with early stopping;
    * ``magnitude_at_tol``: uniform magnitude pruning at keep ratios 0.9, 0.8, …, 0.1, each retrained;
      the smallest whose validation accuracy is within τ;
    * ``neon_x4`` / ``random_x4`` (``--rollouts``): the greedy episode plus 3 sampled from the
-     policy (rayprune's ``neon.rollouts``), against 4 random episodes; the smallest network within
-     τ on validation wins;
+     policy (rayprune's ``neon.rollouts``), against 4 random episodes; the smallest network wins;
    * ``crl`` (first ``--crl-networks`` networks of each dataset): the constrained-RL agent
      (PPO-Lagrangian, METHODS.md §1) trained on that model alone with a params budget equal to
      NEON's size at τ = 1, ``--crl-iterations`` iterations, then its final fine-tune.
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import sys
@@ -220,7 +224,14 @@ def main(argv=None) -> int:
         trained = policy.meta["episode"]
         settings = EpisodeSettings(actions=tuple(policy.actions), passes=int(trained["passes"]),
                                    retrain=RetrainSettings(**trained["retrain"]),
-                                   activation_samples=int(trained["activation_samples"]))
+                                   activation_samples=int(trained["activation_samples"]),
+                                   rollback=bool(trained.get("rollback", True)),
+                                   stop_when_idle=bool(trained.get("stop_when_idle", True)))
+        # the method as published: no rollback, every pass made (at most 4), the episode's final network
+        published = dataclasses.replace(settings, rollback=False, stop_when_idle=False, passes=min(settings.passes, 4))
+        n_actions = len(settings.actions)
+        random_act = lambda rng: int(rng.integers(n_actions))  # noqa: E731
+        max_cut = lambda rng: int(np.argmin(settings.actions))  # noqa: E731
         records, split = held_out_networks(base_cfg, group, args.networks, log)
         crl_budget: dict[str, int] = {}
         for record in records:
@@ -231,6 +242,9 @@ def main(argv=None) -> int:
                       "depth": len(record.spec.hidden_sizes), "widths": "x".join(map(str, record.spec.hidden_sizes)),
                       "base_params": base_params, "base_acc_val": base["acc_val"], "base_acc_test": base["acc_test"]}
 
+            def todo(method: str, tolerance: float, rule: str = "") -> bool:
+                return (record.key, method, float(tolerance), rule) not in done
+
             def record_row(method: str, tolerance: float, rule: str, pruned, seconds: float, **extra) -> None:
                 s = scores(pruned, data)
                 p = n_params(pruned)
@@ -238,59 +252,54 @@ def main(argv=None) -> int:
                       "reduction": base_params / p, "acc_val": s["acc_val"], "acc_test": s["acc_test"],
                       "delta_val": 100 * (s["acc_val"] - base["acc_val"]), "delta_test": 100 * (s["acc_test"] - base["acc_test"]),
                       "seconds": seconds, **extra})
+                done.add((record.key, method, float(tolerance), rule))
+
+            def episode_row(method: str, tau: float, episode_settings, rule: str, seed: int, **kw) -> tuple:
+                t0 = time.time()
+                states = neon_episode(policy, episode_settings, model, data, tau, seed=seed, **kw)
+                chosen = select(states, tau, rule)
+                if todo(method, tau, rule):
+                    record_row(method, tau, rule, chosen[0], time.time() - t0)
+                return chosen
 
             log(f"{record.spec.dataset} {common['widths']} ({base_params} params, test {100 * base['acc_test']:.1f}%)")
             neon_size: dict[float, int] = {}
             for tau in TOLERANCES:
-                t0 = time.time()
-                states = neon_episode(policy, settings, model, data, tau, seed=0)
-                seconds = time.time() - t0
-                for rule in ("within_tolerance", "final"):
-                    chosen = select(states, tau, rule)
-                    if (record.key, "neon", tau, rule) not in done:
-                        record_row("neon", tau, rule, chosen[0], seconds)
-                    if rule == "within_tolerance":
-                        neon_size[tau] = chosen[1]
-            t0 = time.time()
-            random_states = neon_episode(None, settings, model, data, 1.0, seed=1,
-                                         act=lambda rng: int(rng.integers(len(settings.actions))))
-            seconds = time.time() - t0
-            for tau in TOLERANCES:
-                for rule in ("within_tolerance", "final"):
-                    if (record.key, "random", tau, rule) not in done:
-                        record_row("random", tau, rule, select(random_states, tau, rule)[0], seconds)
-                if (record.key, "magnitude_same_size", tau, "") not in done:
+                neon_size[tau] = episode_row("neon", tau, settings, "within_tolerance", 0)[1]
+                episode_row("neon", tau, published, "final", 0)
+                episode_row("random", tau, settings, "within_tolerance", 1, act=random_act)
+                episode_row("random", tau, published, "final", 1, act=random_act)
+                episode_row("max_cut", tau, settings, "within_tolerance", 0, act=max_cut)
+                if todo("magnitude_same_size", tau):
                     t0 = time.time()
                     ratio = ratio_for_params(model, data, neon_size[tau])
                     record_row("magnitude_same_size", tau, "", magnitude(model, data, ratio, seed=0), time.time() - t0,
                                keep_ratio=ratio)
-            if any((record.key, "magnitude_at_tol", tau, "") not in done for tau in TOLERANCES):
+            missing = [tau for tau in TOLERANCES if todo("magnitude_at_tol", tau)]
+            if missing:
                 t0 = time.time()
                 grid = [(r, magnitude(model, data, r, seed=0)) for r in GRID]
                 seconds = time.time() - t0
-                for tau in TOLERANCES:
+                for tau in missing:
                     ok = [(r, m) for r, m in grid if 100 * (scores(m, data)["acc_val"] - base["acc_val"]) >= -tau]
                     r, m = ok[-1] if ok else (1.0, model)
                     record_row("magnitude_at_tol", tau, "", m, seconds, keep_ratio=r)
             if args.rollouts > 1:  # rayprune's neon.rollouts: greedy + sampled episodes vs as many random ones
-                label = f"neon_x{args.rollouts}"
                 for tau in TOLERANCES:
-                    if (record.key, label, tau, "") not in done:
+                    label = f"neon_x{args.rollouts}"
+                    if todo(label, tau):
                         t0 = time.time()
                         rollouts = [neon_episode(policy, settings, model, data, tau, seed=10 + r, greedy=(r == 0))
                                     for r in range(args.rollouts)]
                         record_row(label, tau, "", best_of(rollouts, tau)[0], time.time() - t0)
-                label = f"random_x{args.rollouts}"
-                if any((record.key, label, tau, "") not in done for tau in TOLERANCES):
-                    t0 = time.time()
-                    rollouts = [neon_episode(None, settings, model, data, 1.0, seed=20 + r,
-                                             act=lambda rng: int(rng.integers(len(settings.actions))))
-                                for r in range(args.rollouts)]
-                    seconds = time.time() - t0
-                    for tau in TOLERANCES:
-                        record_row(label, tau, "", best_of(rollouts, tau)[0], seconds)
+                    label = f"random_x{args.rollouts}"
+                    if todo(label, tau):
+                        t0 = time.time()
+                        rollouts = [neon_episode(None, settings, model, data, tau, seed=20 + r, act=random_act)
+                                    for r in range(args.rollouts)]
+                        record_row(label, tau, "", best_of(rollouts, tau)[0], time.time() - t0)
             crl_count = crl_budget.get(record.spec.dataset, 0)
-            if crl_count < args.crl_networks and (record.key, "crl", 1.0, "") not in done:
+            if crl_count < args.crl_networks and todo("crl", 1.0):
                 crl_budget[record.spec.dataset] = crl_count + 1
                 t0 = time.time()
                 fraction = neon_size[1.0] / base_params
@@ -310,7 +319,7 @@ def summarise(rows: pd.DataFrame) -> str:
     rows = rows.copy()
     rows["select"] = rows["select"].fillna("")
     rows["within_tol_test"] = rows["delta_test"] >= -rows["tolerance"]
-    label = rows["method"] + rows["select"].map(lambda s: " (final)" if s == "final" else "")
+    label = rows["method"] + rows["select"].map(lambda s: " (published)" if s == "final" else "")
     rows["label"] = label
 
     def table(frame: pd.DataFrame, keys: list[str]) -> str:

@@ -293,8 +293,9 @@ class NeonPretrainConfig(_Section):
     """``rayprune pretrain``: PPO (RLlib new API stack) across the suite's random networks."""
 
     iterations: int = Field(20, gt=0)
-    #: passes over the hidden layers per training episode (the method: one, or up to four)
-    passes: int = Field(4, ge=1, le=10)
+    #: passes over the hidden layers per training episode at most (the method: one, or up to four;
+    #: with neon.rollback an episode makes more to compound cuts, and stops after a pass that changed nothing)
+    passes: int = Field(4, ge=1, le=20)
     #: env steps (= pruned layers) per PPO iteration
     steps_per_iteration: int = Field(128, gt=0)
     #: episodes stepped in lockstep per env runner; their prune+retrain steps run as parallel Ray tasks
@@ -334,7 +335,14 @@ class NeonConfig(_Section):
     #: tau: accuracy loss (points, validation split) the user accepts
     tolerance: float = Field(1.0, ge=0.0)
     #: passes over the hidden layers per episode at prune time (None: as many as the agent was trained with)
-    passes: Optional[int] = Field(None, ge=1, le=10)
+    passes: Optional[int] = Field(None, ge=1, le=20)
+    #: undo a step that leaves the network more than tau below the unpruned one (after paying its reward),
+    #: so every network of an episode is within tolerance on validation (False: the method as published).
+    #: At prune time passes, rollback, stop_when_idle, activation_samples and retrain are the agent's own
+    #: (what it was trained with) unless set here.
+    rollback: bool = True
+    #: end an episode after a pass over the layers that changed nothing
+    stop_when_idle: bool = True
     #: keep fractions the agent chooses from (a pretrained policy brings its own)
     actions: list[float] = Field(default_factory=lambda: [1.0, 0.9, 0.8, 0.7, 0.6])
     #: training samples whose activations describe each neuron (the paper: up to 3,000)

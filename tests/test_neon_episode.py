@@ -57,7 +57,7 @@ def test_keeping_everything_changes_nothing(trained):
 
 def test_passes_compound_and_the_episode_ends(trained):
     net, data = trained
-    episode = PruningEpisode(net, data, tolerance=5.0, passes=2, retrain=FAST)
+    episode = PruningEpisode(net, data, tolerance=5.0, passes=2, retrain=FAST, rollback=False)
     assert episode.total_steps == 6
     layers = []
     while not episode.done:
@@ -108,3 +108,71 @@ def test_retraining_keeps_the_best_validation_loss_and_trains_only_what_it_is_gi
                                  parameters=list(model.classifier.parameters()))
     assert torch.equal(model.features[0].linear.weight, before["features.0.linear.weight"])
     assert stats["improved"] == (not torch.equal(model.classifier.weight, before["classifier.weight"]))
+
+
+@pytest.fixture(scope="module")
+def digits_net():
+    data = load_suite_dataset("digits", seed=0)
+    torch.manual_seed(0)
+    net = build_model("mlp", num_classes=10, in_features=64, hidden_sizes=[24, 16])
+    train_early_stopping(net, data, RetrainSettings(max_epochs=20, patience=3, max_samples=None))
+    return net.eval(), data
+
+
+FROZEN = RetrainSettings(max_epochs=1, patience=1, lr=1e-12, max_samples=64)  # retraining moves nothing
+
+
+def test_a_step_beyond_tolerance_is_paid_then_rolled_back(digits_net):
+    net, data = digits_net
+    # 24 -> 1 neuron without real retraining: a 10-class network cannot survive that
+    episode = PruningEpisode(net, data, tolerance=1.0, actions=(1.0, 0.04), retrain=FROZEN, passes=2)
+    before = {k: v.clone() for k, v in episode.model.state_dict().items()}
+    record = episode.step(1)
+    assert record["regime"] == "beyond_tolerance" and record["rolled_back"]
+    assert record["tried_accuracy_change"] < -1.0
+    assert record["reward"] == pytest.approx(neon_reward(100 * 23 / 24, record["tried_accuracy_change"], tolerance=1.0))
+    assert record["reward"] < 0
+    # the network, its surviving neurons and its accuracy are the ones before the step
+    assert record["width_after"] == 24 and episode.widths == [24, 16] and episode.kept[0].tolist() == list(range(24))
+    assert episode.accuracy_change == 0.0 and record["accuracy_change"] == 0.0 and episode.params == episode.base_params
+    assert all(torch.equal(v, before[k]) for k, v in episode.model.state_dict().items())
+
+
+def test_without_rollback_the_broken_network_stays(digits_net):
+    net, data = digits_net
+    episode = PruningEpisode(net, data, tolerance=1.0, actions=(1.0, 0.04), retrain=FROZEN, rollback=False)
+    record = episode.step(1)
+    assert record["regime"] == "beyond_tolerance" and not record["rolled_back"]
+    assert episode.widths == [1, 16] and episode.accuracy_change < -1.0
+
+
+def test_an_episode_stops_after_a_pass_that_changed_nothing(digits_net):
+    net, data = digits_net
+    episode = PruningEpisode(net, data, tolerance=1.0, actions=(1.0, 0.04), retrain=FROZEN, passes=3)
+    episode.step(0)
+    episode.step(1)  # rolled back: still nothing changed in this pass
+    assert episode.done and episode.t == 2 < episode.total_steps
+    # a pass that changed something goes on to the next pass
+    episode = PruningEpisode(net, data, tolerance=100.0, actions=(1.0, 0.5), retrain=FROZEN, passes=3)
+    episode.step(1), episode.step(0)
+    assert not episode.done and episode.pass_index == 1 and episode.widths == [12, 16]
+    episode.step(0), episode.step(0)
+    assert episode.done and episode.t == 4
+    # stop_when_idle=False: every pass is made
+    episode = PruningEpisode(net, data, tolerance=1.0, actions=(1.0, 0.5), retrain=FROZEN, passes=3, stop_when_idle=False)
+    for _ in range(2):
+        episode.step(0)
+    assert not episode.done
+
+
+def test_a_layer_cut_to_one_neuron_stays_and_the_others_are_still_pruned(digits_net):
+    _, data = digits_net
+    torch.manual_seed(0)
+    net = build_model("mlp", num_classes=10, in_features=64, hidden_sizes=[2, 8, 6]).eval()
+    # Torch-Pruning has no group for a one-neuron layer: steps must find layers by name, not position
+    episode = PruningEpisode(net, data, tolerance=100.0, actions=(1.0, 0.6), retrain=FROZEN, passes=3,
+                             rollback=False, stop_when_idle=False)
+    while not episode.done:
+        episode.step(1)
+    assert episode.widths == [1, 2, 1]  # 2 -> 1; 8 -> 5 -> 3 -> 2; 6 -> 4 -> 2 -> 1
+    assert [episode.model.get_submodule(r).out_features for r in episode.roots] == [1, 2, 1]

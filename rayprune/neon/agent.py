@@ -116,6 +116,5 @@ def export_policy(algo, directory: str | Path, *, settings: EpisodeSettings, pre
     return save_policy(
         module.actor, directory, actions=settings.actions, hidden=pretrain.hidden,
         segment_hidden=pretrain.segment_hidden,
-        meta={"episode": {"passes": settings.passes, "activation_samples": settings.activation_samples,
-                          "retrain": settings.retrain.to_dict()}, **dict(meta or {})},
+        meta={"episode": settings.to_meta(), **dict(meta or {})},
     )

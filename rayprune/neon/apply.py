@@ -44,7 +44,7 @@ from rayprune.neon.policy import NeonPolicy, load_policy
 from rayprune.neon.training import RetrainSettings
 from rayprune.pruning import PruningPlan, PruningSpace
 
-__all__ = ["NeonResult", "kept_neurons_plan", "run_episode", "search_neon"]
+__all__ = ["NeonResult", "episode_settings", "kept_neurons_plan", "run_episode", "search_neon"]
 
 Log = Callable[[str], None]
 
@@ -181,6 +181,7 @@ def _row(problem, episode: PruningEpisode, record: dict[str, Any] | None, rollou
         "root": record["root"] if record else None, "keep_fraction": record["keep_fraction"] if record else 1.0,
         "removed_percent": record["removed_percent"] if record else 0.0,
         "reward": record["reward"] if record else 0.0, "regime": record["regime"] if record else None,
+        "rolled_back": bool(record.get("rolled_back", False)) if record else False,
         "accuracy_change": episode.accuracy_change, "tolerance": episode.tolerance,
         "within_tolerance": episode.accuracy_change >= -episode.tolerance, "chosen": False,
     }
@@ -193,6 +194,31 @@ def _choose(states: list[_State], select: str) -> _State:
         return states[-1]
     within = [s for s in states if s.row["within_tolerance"]]
     return within[-1] if within else states[0]
+
+
+def episode_settings(neon, policy: NeonPolicy, log: Log = print) -> EpisodeSettings:
+    """The episode settings at prune time: the agent's own (``policy.json``'s ``episode``, what it
+    was trained with) unless the config's ``neon`` section sets a value, which then wins (logged)."""
+    trained = policy.meta.get("episode", {})
+    chosen = neon.model_fields_set
+    defaults = EpisodeSettings()
+    values: dict[str, Any] = {}
+    for name, fallback in (("passes", defaults.passes), ("activation_samples", defaults.activation_samples),
+                           ("rollback", defaults.rollback), ("stop_when_idle", defaults.stop_when_idle),
+                           ("retrain", None)):
+        mine = getattr(neon, name)
+        if name == "retrain":
+            mine = RetrainSettings.from_config(mine)
+            theirs = RetrainSettings(**trained["retrain"]) if "retrain" in trained else None
+        else:
+            theirs = trained.get(name)
+        if name in chosen and mine is not None:
+            if theirs is not None and mine != theirs:
+                log(f"neon: {name} = {mine} from the config (the agent was trained with {theirs})")
+            values[name] = mine
+        else:
+            values[name] = theirs if theirs is not None else (mine if mine is not None else fallback)
+    return EpisodeSettings(actions=tuple(policy.actions), **values)
 
 
 def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **options: Any) -> NeonResult:
@@ -208,16 +234,12 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
     trained = policy.meta.get("episode", {})
     if list(neon.actions) != policy.actions:
         log(f"neon: the agent chooses among its own keep fractions {policy.actions} (neon.actions is ignored)")
-    settings = EpisodeSettings(
-        actions=tuple(policy.actions), passes=int(neon.passes or trained.get("passes", 1)),
-        retrain=RetrainSettings.from_config(neon.retrain),
-        activation_samples=int(trained.get("activation_samples", neon.activation_samples)),
-    )
+    settings = episode_settings(neon, policy, log)
     data = problem.data.to("cpu")
     base = copy.deepcopy(problem.base_model).to("cpu").eval()
     log(f"neon: agent {policy.directory} (trained on {len(policy.meta.get('training', {}).get('datasets', [])) or '?'} "
         f"datasets), tolerance {tolerance:g} points, {settings.passes} pass(es), "
-        f"{neon.rollouts} rollout(s), select {neon.select!r}")
+        f"{neon.rollouts} rollout(s), select {neon.select!r}, rollback {'on' if settings.rollback else 'off'}")
     rng = np.random.default_rng(seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny layers: a second thread only waits on a shared core (often 10x slower)
@@ -244,7 +266,9 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
                     log(f"neon [rollout {r} step {record['step'] + 1}/{ep.total_steps}] layer {record['layer']} "
                         f"keep {record['keep_fraction']:.2f}: width {record['width_before']} -> {record['width_after']}, "
                         f"params {row.get('params', ep.params):.0f}, val accuracy {100 * ep.accuracy:.2f}% "
-                        f"({ep.accuracy_change:+.2f} pt), reward {record['reward']:.4g} ({record['regime']})")
+                        f"({ep.accuracy_change:+.2f} pt), reward {record['reward']:.4g} ({record['regime']}"
+                        + (f", rolled back: tried {record['tried_accuracy_change']:+.2f} pt" if record.get("rolled_back") else "")
+                        + ")")
 
             keep_state(None, episode)
             run_episode(policy, episode, greedy=(r == 0), rng=rng, on_step=keep_state)

@@ -14,7 +14,8 @@ draws a dataset uniformly, then one of its networks, then a tolerance τ, and st
 
 Observation: :func:`~rayprune.neon.features.observation` (size
 :func:`~rayprune.neon.features.observation_size`). Action: an index into the keep fractions.
-Reward: NEON's reward times :func:`~rayprune.neon.reward.reward_scale` (so one step is within ±1).
+Reward: NEON's reward times :func:`~rayprune.neon.reward.reward_scale` (±1 for the largest regular cut;
+rounding on layers of a few neurons can remove more, e.g. 2 → 1 is 50 %, worth ±1.95).
 Finished episodes are summarised in :attr:`NeonVectorEnv.finished` (drained by pretraining for
 its training curves).
 """
@@ -50,19 +51,27 @@ class EpisodeSettings:
     passes: int = 1
     retrain: RetrainSettings = field(default_factory=RetrainSettings)
     activation_samples: int = 512
+    rollback: bool = True
+    stop_when_idle: bool = True
 
     @classmethod
     def from_config(cls, neon) -> "EpisodeSettings":
         """Pretraining's settings from a :class:`rayprune.config.NeonConfig` (passes: ``neon.pretrain.passes``)."""
         return cls(actions=tuple(neon.actions), passes=neon.pretrain.passes,
-                   retrain=RetrainSettings.from_config(neon.retrain), activation_samples=neon.activation_samples)
+                   retrain=RetrainSettings.from_config(neon.retrain), activation_samples=neon.activation_samples,
+                   rollback=neon.rollback, stop_when_idle=neon.stop_when_idle)
+
+    def to_meta(self) -> dict:
+        """What a policy records about the episodes it was trained in (``policy.json``'s ``episode``)."""
+        return {"passes": self.passes, "activation_samples": self.activation_samples, "retrain": self.retrain.to_dict(),
+                "rollback": self.rollback, "stop_when_idle": self.stop_when_idle}
 
     def episode(self, model, data, *, tolerance: float, seed: int, base_accuracy: float | None = None,
                 **options) -> PruningEpisode:
         """A :class:`PruningEpisode` with these settings (``options``: ``importance``, ``ignored_layers``)."""
         return PruningEpisode(model, data, base_accuracy=base_accuracy, tolerance=tolerance, actions=self.actions,
                               passes=self.passes, retrain=self.retrain, activation_samples=self.activation_samples,
-                              seed=seed, **options)
+                              rollback=self.rollback, stop_when_idle=self.stop_when_idle, seed=seed, **options)
 
 
 @dataclass(frozen=True)
@@ -94,8 +103,9 @@ class EpisodeSource:
 
     def new_episode(self, rng: np.random.Generator) -> tuple[PruningEpisode, NetworkRecord]:
         record, tolerance, seed = self.draw(rng)
+        # the base accuracy is measured afresh (one evaluation), not taken from the cache's metadata
         episode = self.settings.episode(record.load(), self.split.load(record.spec.dataset), tolerance=tolerance,
-                                        seed=seed, base_accuracy=float(record.meta["val_accuracy"]))
+                                        seed=seed)
         return episode, record
 
 
@@ -185,7 +195,6 @@ class NeonVectorEnv(gym.vector.VectorEnv):
         self._data_refs: dict[str, Any] = {}
         self._remote = None
         self.finished: list[dict[str, Any]] = []
-        self.steps_done = 0
 
     # -- episodes ---------------------------------------------------------------------------------
     def _start(self, i: int) -> np.ndarray:
@@ -214,13 +223,14 @@ class NeonVectorEnv(gym.vector.VectorEnv):
                 self._data_refs[name] = ray.put(data)
             refs.append((i, data, self._remote.remote(episode, self._data_refs[name], int(a))))
         out = []
-        for i, data, ref in refs:
-            try:
+        try:
+            for i, data, ref in refs:
                 episode, record, obs = ray.get(ref)
-            finally:
-                self.episodes[i].attach_data(data)  # the local copy keeps its data if the task failed
-            episode.attach_data(data)
-            out.append((episode, record, obs))
+                episode.attach_data(data)
+                out.append((episode, record, obs))
+        finally:  # the local copies keep their data whichever task failed
+            for i, data, _ in refs:
+                self.episodes[i].attach_data(data)
         return out
 
     # -- gymnasium API ------------------------------------------------------------------------------
@@ -252,5 +262,4 @@ class NeonVectorEnv(gym.vector.VectorEnv):
                 terminated[i] = True
                 self._needs_reset[i] = True
                 self.finished.append(_finished(episode, self.records[i]))
-        self.steps_done += len(jobs)
         return obs, rewards, terminated, np.zeros(self.num_envs, dtype=bool), infos

@@ -9,10 +9,19 @@ keep fraction ``k`` on a layer of current width ``w``
 2. retrains only the touched layers (this Linear, the BatchNorm between, the next Linear) with
    early stopping on the validation loss (:func:`~rayprune.neon.training.train_early_stopping`);
 3. measures validation accuracy and pays NEON's reward (:func:`~rayprune.neon.reward.neon_reward`)
-   with ``s`` the percentage of the layer this step removed and ``Δ`` the accuracy change in points
-   against the unpruned network.
+   with ``s`` the percentage of the layer this step tried to remove and ``Δ`` the accuracy change
+   in points against the unpruned network;
+4. with ``rollback`` (the default), a step whose network ends beyond the tolerance (``Δ < −τ``) is
+   paid its reward (``−s³``) and then undone: the episode goes on from the network before it.
 
-A fraction of 1.0 leaves the layer (and the network) untouched. Plain PyTorch on CPU, no Ray; the
+A fraction of 1.0 leaves the layer (and the network) untouched. With ``stop_when_idle`` (the
+default) an episode also ends when a whole pass changed nothing (every step kept its layer or was
+rolled back): further passes would see the same network.
+
+Rollback is rayprune's addition to the method (docs/neon.md, "Dynamics"): as published, an
+episode carries on from a network that broke the tolerance, so one bad cut spoils every later
+one and the last network within τ is the result; with rollback every state of an episode is
+within τ on validation and the agent may make several passes to compound cuts safely. Plain PyTorch on CPU, no Ray; the
 dataset is detachable (:meth:`PruningEpisode.detach_data`) so an episode can travel to a Ray task
 while the data travels by object reference.
 
@@ -83,6 +92,8 @@ class PruningEpisode:
         importance: the criterion that ranks neurons within a layer (as in ``PruningSpace``).
         ignored_layers: Linear layers whose neurons are never pruned (as in ``PruningSpace``).
         seed: seeds the activation sample and the retraining.
+        rollback: undo a step that leaves the network beyond the tolerance (after paying its reward).
+        stop_when_idle: end the episode after a pass that changed nothing.
     """
 
     def __init__(
@@ -99,6 +110,8 @@ class PruningEpisode:
         importance: str = "l2",
         ignored_layers: Sequence[str] = (),
         seed: int = 0,
+        rollback: bool = True,
+        stop_when_idle: bool = True,
     ) -> None:
         if passes < 1:
             raise ValueError(f"'passes' must be >= 1; got {passes!r}.")
@@ -115,6 +128,10 @@ class PruningEpisode:
         self.importance = importance
         self.ignored_layers = tuple(ignored_layers)
         self.seed = int(seed)
+        self.rollback = bool(rollback)
+        self.stop_when_idle = bool(stop_when_idle)
+        self._pass_changed = False
+        self._idle_stop = False
         self.input_shape = tuple(self.data.input_shape)
         space = self._space()
         require_dense(space)
@@ -149,7 +166,7 @@ class PruningEpisode:
 
     @property
     def done(self) -> bool:
-        return self.t >= self.total_steps
+        return self._idle_stop or self.t >= self.total_steps
 
     @property
     def layer(self) -> int:
@@ -188,15 +205,16 @@ class PruningEpisode:
 
     # -- observation ------------------------------------------------------------------------------
     def topology(self) -> list[LayerTopology]:
-        widths, inputs = self.widths, [int(np.prod(self.input_shape)), *self.widths[:-1]]
+        modules = dict(self.model.named_modules())
         return [
-            LayerTopology(i, w, layer.pre, layer.activation, o)
-            for i, w, o, layer in zip(inputs, widths, self.original_widths, self.layers)
+            LayerTopology(int(modules[layer.root].in_features), w, layer.pre, layer.activation, o)
+            for w, o, layer in zip(self.widths, self.original_widths, self.layers)
         ]
 
     @torch.no_grad()
     def observe(self) -> np.ndarray:
-        """The observation for the next step (for a finished episode: of its last layer)."""
+        """The observation for the next step (for an episode that made all its passes: of its last
+        layer; for one that stopped after an idle pass: of the first layer of the next pass)."""
         t = min(self.t, self.total_steps - 1)
         layer = t % self.num_layers
         modules = dict(self.model.named_modules())
@@ -221,7 +239,8 @@ class PruningEpisode:
     def step(self, action: int) -> dict[str, Any]:
         """Apply keep fraction ``actions[action]`` to the current layer; returns the step's record."""
         if self.done:
-            raise RuntimeError(f"The episode is over ({self.total_steps} steps); start a new one.")
+            why = "a pass changed nothing" if self._idle_stop else f"all {self.passes} passes made"
+            raise RuntimeError(f"The episode is over after {self.t} steps ({why}); start a new one.")
         if isinstance(action, (bool, np.bool_)) or not 0 <= int(action) < len(self.actions):
             raise ValueError(f"'action' must be an index in [0, {len(self.actions)}); got {action!r}.")
         keep = self.actions[int(action)]
@@ -229,14 +248,14 @@ class PruningEpisode:
         after = max(1, keep_channels(keep, before)) if keep < 1.0 else before
         t0 = time.perf_counter()
         retrain = {"epochs": 0, "iterations": 0, "seconds": 0.0}
+        previous = (self.model, self.kept[layer], self.accuracy)
         if after < before:
             space = self._space()
-            group = space.groups[layer]
+            # by name: a layer pruned down to one neuron is no longer a group of the current network
+            group = next(g for g in space.groups if g.root == self.layers[layer].root)
             pruned = group.ranking[: before - after]
             kept_local = np.setdiff1d(np.arange(before), pruned)  # sorted: Torch-Pruning keeps order
-            counts = [g.channels for g in space.groups]
-            counts[layer] = after
-            model = space.build([c / g.channels for c, g in zip(counts, space.groups)])
+            model = space.build([after / g.channels if g is group else 1.0 for g in space.groups])
             self.kept[layer] = self.kept[layer][kept_local]
             modules = dict(model.named_modules())
             touched = [p for name in group.layers if name in modules for p in modules[name].parameters()]
@@ -251,16 +270,27 @@ class PruningEpisode:
         removed = 100.0 * (1.0 - after / before)
         delta = self.accuracy_change
         reward = neon_reward(removed, delta, tolerance=self.tolerance)
+        regime = reward_regime(delta, tolerance=self.tolerance)
+        tried_accuracy = self.accuracy
+        rolled_back = after < before and self.rollback and regime == "beyond_tolerance"
+        if rolled_back:
+            self.model, self.kept[layer], self.accuracy = previous
+            after = before
+        self._pass_changed |= after < before
         record = {
             "step": self.t, "pass": self.pass_index, "layer": layer, "root": self.layers[layer].root,
             "action": int(action), "keep_fraction": keep, "width_before": before, "width_after": after,
-            "removed_percent": removed, "accuracy": self.accuracy, "accuracy_change": delta,
-            "reward": reward, "regime": reward_regime(delta, tolerance=self.tolerance),
+            "removed_percent": removed, "accuracy": self.accuracy, "accuracy_change": self.accuracy_change,
+            "tried_accuracy": tried_accuracy, "tried_accuracy_change": delta, "rolled_back": rolled_back,
+            "reward": reward, "regime": regime,
             "params": self.params, "retrain_epochs": retrain["epochs"], "retrain_iterations": retrain["iterations"],
             "t_prune_s": t_prune, "t_retrain_s": retrain["seconds"], "t_eval_s": time.perf_counter() - t2,
         }
         self.total_reward += reward
         self.t += 1
+        if self.t % self.num_layers == 0:  # a pass ended
+            self._idle_stop = self.stop_when_idle and not self._pass_changed
+            self._pass_changed = False
         return record
 
     @property

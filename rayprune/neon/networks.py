@@ -234,19 +234,11 @@ class NetworkCache:
         return NetworkRecord(spec, key, str(weights), {**meta, "key": key})
 
 
-def _train_and_store(spec_dict: dict, split: SuiteSplit, train: RetrainSettings, directory: str) -> dict:
-    spec = NetworkSpec.from_dict(spec_dict)
-    cache = NetworkCache(directory)
-    record = cache.get(spec, train, split)  # a retried task finds its own earlier result
-    if record is None:
-        state, meta = train_network(spec, split, train)
-        record = cache.put(spec, train, split, state, meta)
-    return record.meta
-
-
-def _train_task(spec_dict: dict, split: SuiteSplit, train: RetrainSettings, directory: str) -> dict:
+def _train_task(spec_dict: dict, split: SuiteSplit, train: RetrainSettings) -> tuple[dict, dict[str, Any]]:
+    """A Ray task: train one network and hand back its weights and metadata (the driver caches
+    them, so the cache lives where the driver runs, whichever node trained the network)."""
     torch.set_num_threads(1)  # one CPU per task: many small trainings side by side beat threads
-    return _train_and_store(spec_dict, split, train, directory)
+    return train_network(NetworkSpec.from_dict(spec_dict), split, train)
 
 
 def ensure_networks(
@@ -274,19 +266,25 @@ def ensure_networks(
             use_ray = ray.is_initialized()
         if use_ray:
             task = ray.remote(num_cpus=1, max_retries=2)(_train_task)
-            pending = {task.remote(specs[i].to_dict(), split, settings.train, str(cache.directory)): i for i in missing}
+            pending = {task.remote(specs[i].to_dict(), split, settings.train): i for i in missing}
             done = 0
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
-                ray.get(ready[0])
+                state, meta = ray.get(ready[0])
+                cache.put(specs[pending[ready[0]]], settings.train, split, state, meta)
                 done += 1
                 if done % 10 == 0 or done == len(missing):
                     log(f"  {done}/{len(missing)} networks trained")
                 pending.pop(ready[0])
         else:
             for n, i in enumerate(missing, 1):
-                _train_and_store(specs[i].to_dict(), split, settings.train, str(cache.directory))
+                state, meta = train_network(specs[i], split, settings.train)
+                cache.put(specs[i], settings.train, split, state, meta)
                 if n % 10 == 0 or n == len(missing):
                     log(f"  {n}/{len(missing)} networks trained")
         records = [cache.get(s, settings.train, split) for s in specs]
-    return [r for r in records if r is not None]
+    lost = [specs[i].dataset for i, r in enumerate(records) if r is None]
+    if lost:
+        raise RuntimeError(f"{len(lost)} trained network(s) ({', '.join(lost[:5])}) are not in the cache "
+                           f"{cache.directory} after training: is it writable and not being cleaned?")
+    return records

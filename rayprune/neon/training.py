@@ -1,11 +1,12 @@
 """Training with early stopping: NEON's base networks and its per-step retraining of touched layers.
 
 Adam on shuffled mini-batches of the train split (a fixed stratified subset of at most
-``max_samples``), one validation-loss check per epoch (one pass, or :data:`MIN_BATCHES_PER_EPOCH`
-mini-batches if that is more, so tiny sets such as iris get enough updates between checks); training stops after ``patience`` epochs
+``max_samples``), one validation-loss check per epoch (shuffled passes over the subset until at least
+:data:`MIN_BATCHES_PER_EPOCH` mini-batches, so tiny sets such as iris get enough updates between checks); training stops after ``patience`` epochs
 without a lower validation loss (at least one) and the weights of the best epoch are restored — the
 starting weights count as epoch 0, so retraining never hands back a worse validation loss. Only the given
-parameters are trained (NEON retrains the pruned layer and the next one); the rest stay frozen.
+parameters are trained (NEON retrains the pruned layer and the next one); the rest stay frozen,
+BatchNorm running statistics of frozen layers included.
 
 Example:
     >>> import torch
@@ -100,6 +101,11 @@ def train_early_stopping(
         x, y = x[keep], y[keep]
     trainable = {id(p) for p in params}
     frozen = [p for p in model.parameters() if id(p) not in trainable and p.requires_grad]
+    # BatchNorm of frozen layers stays in eval mode: its running statistics are part of what is frozen
+    frozen_norms = [] if parameters is None else [
+        m for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(id(p) in trainable for p in m.parameters(recurse=False))
+    ]
     for p in frozen:
         p.requires_grad_(False)
     optimizer = torch.optim.Adam(params, lr=settings.lr)
@@ -114,6 +120,8 @@ def train_early_stopping(
             torch.manual_seed(seed)
             for epochs in range(1, settings.max_epochs + 1):
                 model.train()
+                for m in frozen_norms:
+                    m.eval()
                 for idx in _epoch_batches(len(y), batch, generator):
                     loss = F.cross_entropy(model(x[idx]), y[idx])
                     optimizer.zero_grad(set_to_none=True)
