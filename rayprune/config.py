@@ -186,6 +186,10 @@ class CRLConfig(_Section):
     finetune_schedule: list[tuple[int, int]] = Field(default_factory=lambda: [(0, 0), (32, 20), (64, 50)])
     #: AMC-style cap on each action so analytic budgets stay reachable
     action_wall: bool = True
+    #: with action_wall, also a floor on each action so the budget can still be spent if the later groups
+    #: keep everything: the action picks a point in [floor, cap], so every candidate lands on the budget
+    #: boundary of its tightest analytic constraint and the agent learns how to share it between groups
+    budget_fill: bool = True
     lr: float = Field(3e-4, gt=0)
     gamma: float = Field(0.99, ge=0, le=1)
     gae_lambda: float = Field(0.95, ge=0, le=1)
@@ -305,6 +309,9 @@ class NeonPretrainConfig(_Section):
     parallel_steps: bool = True
     #: tolerances sampled per episode (the policy sees tau, so one agent serves them all)
     tolerances: list[float] = Field(default_factory=lambda: [1.0, 5.0])
+    #: s in NEON's reward: percent of the layer removed (the method, METHODS.md) or its fraction (an ablation:
+    #: a cut beyond tolerance then costs less than one within it; docs/neon.md "Reward units")
+    reward_units: Literal["percent", "fraction"] = "percent"
     lr: float = Field(1e-3, gt=0)
     gamma: float = Field(0.99, ge=0, le=1)
     #: 1.0: Monte-Carlo returns, as the method's A2C

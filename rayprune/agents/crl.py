@@ -220,7 +220,8 @@ class CRLSearch:
             name=self.tags["trial"], tags=self.tags,
         )
         self.pool.wait_ready()
-        spec = PruningEnvSpec.from_problem(problem, action_wall=crl.action_wall, finetune_schedule=crl.finetune_schedule)
+        spec = PruningEnvSpec.from_problem(problem, action_wall=crl.action_wall, budget_fill=crl.budget_fill,
+                                           finetune_schedule=crl.finetune_schedule)
         self._context_ref = ray.put(EnvContext(spec=spec, pool=self.pool, out_dir=self.out_dir,
                                                constants=dict(constants), seed=seed))
         with _preserve_global_torch_state():  # RLlib's seeding turns on deterministic algorithms process-wide

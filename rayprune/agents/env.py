@@ -16,9 +16,14 @@ Observation (all roughly in [0, 1]), for group ``t`` of ``T``::
 them what is still to be decided. Analytic costs (params, MACs) use their exact model; any other cost (latency, memory, user
 functions) uses MACs as its proxy in the observation and is steered by its multiplier.
 
-Action: one number in [-1, 1], mapped linearly to a keep ratio in [min_keep, 1]. With
-``action_wall`` (AMC), the ratio is also capped so every analytic budget stays reachable if the
-remaining groups go to ``min_keep``.
+Action: one number in [-1, 1], mapped linearly to a keep ratio in [floor, cap]: without walls
+[min_keep, 1]; with ``action_wall`` (AMC) the cap is the largest ratio that keeps every analytic
+budget reachable if the remaining groups go to ``min_keep``, and with ``budget_fill`` the floor is
+the smallest ratio that can still *spend* the budget if the remaining groups keep everything (the
+tightest analytic constraint reaches its limit). With both, every candidate lands on the budget
+boundary (up to channel rounding) and the agent decides how the budget is shared between groups —
+without the floor a policy that keeps little everywhere wastes budget, and nothing in a 64-episode
+search teaches it otherwise (BENCHMARKS.md).
 
 Reward and cost: 0 on every step but the last; at the last step the reward is the candidate's
 accuracy (a fraction; 0 for an evaluation that failed) and ``info["costs"][c]`` its *measured*
@@ -59,6 +64,7 @@ class PruningEnvSpec:
     base_costs: dict[str, float]
     analytic: Optional[AnalyticCosts]  # exact params/MACs model, or None
     action_wall: bool = True
+    budget_fill: bool = False
     min_channels: list[int] = field(default_factory=list)
     finetune_schedule: list[tuple[int, int]] = field(default_factory=lambda: [(0, 0)])
 
@@ -89,7 +95,8 @@ class PruningEnvSpec:
         return self.analytic(name, self.counts(ratios)) / self.analytic.base[name]
 
     @classmethod
-    def from_problem(cls, problem, *, action_wall: bool = True, finetune_schedule=((0, 0),)) -> "PruningEnvSpec":
+    def from_problem(cls, problem, *, action_wall: bool = True, budget_fill: bool = False,
+                     finetune_schedule=((0, 0),)) -> "PruningEnvSpec":
         space = problem.space
         analytic = problem.analytic if problem.analytic.exact else None
         groups = space.groups
@@ -109,7 +116,7 @@ class PruningEnvSpec:
             min_keep=problem.config.pruning.min_keep, group_features=np.asarray(feats, dtype=np.float32),
             constraints=[b.metric for b in problem.budgets], limits=dict(problem.limits),
             base_costs=dict(problem.base_costs), analytic=analytic, action_wall=action_wall,
-            finetune_schedule=[tuple(x) for x in finetune_schedule],
+            budget_fill=budget_fill, finetune_schedule=[tuple(x) for x in finetune_schedule],
             min_channels=[g.min_channels for g in groups],
         )
 
@@ -204,6 +211,31 @@ class LockstepPruningEnv(gym.vector.VectorEnv):
             lo, hi = (mid, hi) if ok(mid) else (lo, mid)
         return lo
 
+    def lower_bound(self, decided: Sequence[float], t: int) -> float:
+        """Smallest keep ratio for group ``t`` from which the tightest analytic budget can still be
+        reached if every later group keeps everything (``budget_fill``; else ``min_keep``)."""
+        s = self.pspec
+        if not (s.action_wall and s.budget_fill) or s.analytic is None:
+            return s.min_keep
+        analytic = [c for c in s.constraints if c in AnalyticCosts.NAMES]
+        if not analytic:
+            return s.min_keep
+        tail = [1.0] * (s.num_groups - t - 1)
+
+        def spends(r: float) -> bool:
+            counts = s.counts([*decided, r, *tail])
+            return any(s.analytic(c, counts) >= s.limits[c] for c in analytic)
+
+        if spends(s.min_keep):
+            return s.min_keep
+        if not spends(1.0):
+            return 1.0
+        lo, hi = s.min_keep, 1.0
+        for _ in range(20):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if spends(mid) else (mid, hi)
+        return hi
+
     def _observation(self, i: int) -> np.ndarray:
         s, t = self.pspec, self._t
         decided = list(self._ratios[i, :t])
@@ -224,8 +256,11 @@ class LockstepPruningEnv(gym.vector.VectorEnv):
 
     def action_to_ratio(self, action: float, decided: Sequence[float], t: int) -> float:
         a = float(np.clip(action, -1.0, 1.0))
-        ratio = self.pspec.min_keep + (a + 1.0) / 2.0 * (1.0 - self.pspec.min_keep)
-        return min(ratio, self.upper_bound(decided, t))
+        hi = self.upper_bound(decided, t)
+        if not self.pspec.budget_fill:
+            return min(self.pspec.min_keep + (a + 1.0) / 2.0 * (1.0 - self.pspec.min_keep), hi)
+        lo = min(self.lower_bound(decided, t), hi)
+        return lo + (a + 1.0) / 2.0 * (hi - lo)
 
     # -- gymnasium API --------------------------------------------------------------------------
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
