@@ -162,13 +162,15 @@ def crl_same_size(record, model, data, fraction: float, iterations: int, out: Pa
 
 
 # -- the driver ----------------------------------------------------------------------------------------
-def fold_agent(base_cfg, group: str, iterations: int, out: Path, log: Callable[[str], None]) -> Path:
+def fold_agent(base_cfg, group: str, iterations: int, out: Path, log: Callable[[str], None],
+               reward_units: str | None = None) -> Path:
     agent_dir = out / f"fold-{group}"
     if (agent_dir / "policy" / "policy.json").is_file():
         return agent_dir
     cfg = parse_config(base_cfg.model_dump(mode="json"), overrides={
         "name": f"neon-logo-{group}",
-        "neon": {"pretrain": {"iterations": iterations, "suite": {"exclude_groups": [group], "groups": [], "datasets": []}}}})
+        "neon": {"pretrain": {"iterations": iterations, "suite": {"exclude_groups": [group], "groups": [], "datasets": []},
+                              **({"reward_units": reward_units} if reward_units else {})}}})
     run_pretrain(cfg, agent_dir, log=log)
     return agent_dir
 
@@ -194,12 +196,17 @@ def main(argv=None) -> int:
     parser.add_argument("--networks", type=int, default=2, help="networks per held-out dataset")
     parser.add_argument("--crl-networks", type=int, default=1, help="networks per held-out dataset also pruned by crl")
     parser.add_argument("--crl-iterations", type=int, default=3)
+    parser.add_argument("--reward-units", choices=["percent", "fraction"], default=None,
+                        help="train the fold agents with s in NEON's reward in these units (default: the config's, percent)")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated methods to score (default: all), e.g. neon,neon_x4 for another agent")
     parser.add_argument("--rollouts", type=int, default=4,
                         help="also score neon with this many rollouts (greedy + sampled) against as many random episodes")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     base_cfg = load_config(args.config)
+    methods = set(args.methods.split(",")) if args.methods else None
     torch.set_num_threads(1)
     ensure_local_ray(None)
     rows_path = out / "rows.csv"
@@ -219,14 +226,15 @@ def main(argv=None) -> int:
 
     for group in args.folds.split(","):
         log = lambda m: print(f"[fold {group}] {m}", flush=True)  # noqa: E731
-        agent_dir = fold_agent(base_cfg, group, args.iterations, out, log)
+        agent_dir = fold_agent(base_cfg, group, args.iterations, out, log, reward_units=args.reward_units)
         policy = load_policy(agent_dir)
         trained = policy.meta["episode"]
         settings = EpisodeSettings(actions=tuple(policy.actions), passes=int(trained["passes"]),
                                    retrain=RetrainSettings(**trained["retrain"]),
                                    activation_samples=int(trained["activation_samples"]),
                                    rollback=bool(trained.get("rollback", True)),
-                                   stop_when_idle=bool(trained.get("stop_when_idle", True)))
+                                   stop_when_idle=bool(trained.get("stop_when_idle", True)),
+                                   reward_units=str(trained.get("reward_units", "percent")))
         # the method as published: no rollback, every pass made (at most 4), the episode's final network
         published = dataclasses.replace(settings, rollback=False, stop_when_idle=False, passes=min(settings.passes, 4))
         n_actions = len(settings.actions)
@@ -243,7 +251,8 @@ def main(argv=None) -> int:
                       "base_params": base_params, "base_acc_val": base["acc_val"], "base_acc_test": base["acc_test"]}
 
             def todo(method: str, tolerance: float, rule: str = "") -> bool:
-                return (record.key, method, float(tolerance), rule) not in done
+                wanted = methods is None or method in methods
+                return wanted and (record.key, method, float(tolerance), rule) not in done
 
             def record_row(method: str, tolerance: float, rule: str, pruned, seconds: float, **extra) -> None:
                 s = scores(pruned, data)
@@ -254,7 +263,9 @@ def main(argv=None) -> int:
                       "seconds": seconds, **extra})
                 done.add((record.key, method, float(tolerance), rule))
 
-            def episode_row(method: str, tau: float, episode_settings, rule: str, seed: int, **kw) -> tuple:
+            def episode_row(method: str, tau: float, episode_settings, rule: str, seed: int, **kw) -> tuple | None:
+                if not todo(method, tau, rule) and not (method == "neon" and rule == "within_tolerance"):
+                    return None
                 t0 = time.time()
                 states = neon_episode(policy, episode_settings, model, data, tau, seed=seed, **kw)
                 chosen = select(states, tau, rule)

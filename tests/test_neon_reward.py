@@ -50,3 +50,14 @@ def test_scale_maps_the_largest_cut_to_one():
     scale = reward_scale([1.0, 0.9, 0.8, 0.7, 0.6])
     assert neon_reward(40.0, 1.0, tolerance=1.0) * scale == pytest.approx(1.0)
     assert neon_reward(40.0, -9.0, tolerance=1.0) * scale == pytest.approx(-1.0)
+
+
+def test_fraction_units_are_an_ablation_with_the_same_regimes():
+    # s = 0.4 instead of 40: within tolerance pays s, beyond tolerance costs only s**3
+    assert neon_reward(40.0, -0.5, tolerance=1.0, units="fraction") == pytest.approx(0.4)
+    assert neon_reward(40.0, -3.0, tolerance=1.0, units="fraction") == pytest.approx(-0.064)
+    assert neon_reward(40.0, 0.5, tolerance=1.0, units="fraction") == pytest.approx(0.064)
+    scale = reward_scale([1.0, 0.9, 0.8, 0.7, 0.6], units="fraction")
+    assert neon_reward(40.0, -0.5, tolerance=1.0, units="fraction") * scale == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="units"):
+        neon_reward(40.0, 0.0, tolerance=1.0, units="permille")

@@ -218,7 +218,7 @@ def episode_settings(neon, policy: NeonPolicy, log: Log = print) -> EpisodeSetti
             values[name] = mine
         else:
             values[name] = theirs if theirs is not None else (mine if mine is not None else fallback)
-    return EpisodeSettings(actions=tuple(policy.actions), **values)
+    return EpisodeSettings(actions=tuple(policy.actions), reward_units=str(trained.get("reward_units", "percent")), **values)
 
 
 def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **options: Any) -> NeonResult:

@@ -53,25 +53,28 @@ class EpisodeSettings:
     activation_samples: int = 512
     rollback: bool = True
     stop_when_idle: bool = True
+    reward_units: str = "percent"
 
     @classmethod
     def from_config(cls, neon) -> "EpisodeSettings":
         """Pretraining's settings from a :class:`rayprune.config.NeonConfig` (passes: ``neon.pretrain.passes``)."""
         return cls(actions=tuple(neon.actions), passes=neon.pretrain.passes,
                    retrain=RetrainSettings.from_config(neon.retrain), activation_samples=neon.activation_samples,
-                   rollback=neon.rollback, stop_when_idle=neon.stop_when_idle)
+                   rollback=neon.rollback, stop_when_idle=neon.stop_when_idle,
+                   reward_units=neon.pretrain.reward_units)
 
     def to_meta(self) -> dict:
         """What a policy records about the episodes it was trained in (``policy.json``'s ``episode``)."""
         return {"passes": self.passes, "activation_samples": self.activation_samples, "retrain": self.retrain.to_dict(),
-                "rollback": self.rollback, "stop_when_idle": self.stop_when_idle}
+                "rollback": self.rollback, "stop_when_idle": self.stop_when_idle, "reward_units": self.reward_units}
 
     def episode(self, model, data, *, tolerance: float, seed: int, base_accuracy: float | None = None,
                 **options) -> PruningEpisode:
         """A :class:`PruningEpisode` with these settings (``options``: ``importance``, ``ignored_layers``)."""
         return PruningEpisode(model, data, base_accuracy=base_accuracy, tolerance=tolerance, actions=self.actions,
                               passes=self.passes, retrain=self.retrain, activation_samples=self.activation_samples,
-                              rollback=self.rollback, stop_when_idle=self.stop_when_idle, seed=seed, **options)
+                              rollback=self.rollback, stop_when_idle=self.stop_when_idle,
+                              reward_units=self.reward_units, seed=seed, **options)
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ class NeonPruningEnv(gym.Env):
         self.source = source
         self.observation_space = _observation_space()
         self.action_space = gym.spaces.Discrete(len(source.settings.actions))
-        self.scale = reward_scale(source.settings.actions)
+        self.scale = reward_scale(source.settings.actions, source.settings.reward_units)
         self.rng = np.random.default_rng(seed)
         self.episode: PruningEpisode | None = None
         self.record: NetworkRecord | None = None
@@ -187,7 +190,7 @@ class NeonVectorEnv(gym.vector.VectorEnv):
         self.single_action_space = gym.spaces.Discrete(len(source.settings.actions))
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
-        self.scale = reward_scale(source.settings.actions)
+        self.scale = reward_scale(source.settings.actions, source.settings.reward_units)
         self.rng = np.random.default_rng(seed)
         self.episodes: list[PruningEpisode | None] = [None] * self.num_envs
         self.records: list[NetworkRecord | None] = [None] * self.num_envs

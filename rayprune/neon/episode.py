@@ -94,6 +94,7 @@ class PruningEpisode:
         seed: seeds the activation sample and the retraining.
         rollback: undo a step that leaves the network beyond the tolerance (after paying its reward).
         stop_when_idle: end the episode after a pass that changed nothing.
+        reward_units: ``s`` in percent (the method) or as a fraction (an ablation; see ``neon_reward``).
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class PruningEpisode:
         seed: int = 0,
         rollback: bool = True,
         stop_when_idle: bool = True,
+        reward_units: str = "percent",
     ) -> None:
         if passes < 1:
             raise ValueError(f"'passes' must be >= 1; got {passes!r}.")
@@ -129,6 +131,7 @@ class PruningEpisode:
         self.ignored_layers = tuple(ignored_layers)
         self.seed = int(seed)
         self.rollback = bool(rollback)
+        self.reward_units = reward_units
         self.stop_when_idle = bool(stop_when_idle)
         self._pass_changed = False
         self._idle_stop = False
@@ -269,7 +272,7 @@ class PruningEpisode:
             self.accuracy = float(evaluate(self.model, self.data.x_val, self.data.y_val))
         removed = 100.0 * (1.0 - after / before)
         delta = self.accuracy_change
-        reward = neon_reward(removed, delta, tolerance=self.tolerance)
+        reward = neon_reward(removed, delta, tolerance=self.tolerance, units=self.reward_units)
         regime = reward_regime(delta, tolerance=self.tolerance)
         tried_accuracy = self.accuracy
         rolled_back = after < before and self.rollback and regime == "beyond_tolerance"

@@ -215,7 +215,7 @@ def run_pretrain(cfg, out_dir: str | Path, *, address: Optional[str] = None, log
     pool, facts = build_network_pool(cfg, log=log)
     settings = EpisodeSettings.from_config(neon)
     source = EpisodeSource(tuple(pool), SuiteSplit.from_config(pre.suite, cfg.seed), settings, tuple(pre.tolerances))
-    scale = reward_scale(settings.actions)
+    scale = reward_scale(settings.actions, settings.reward_units)
     log(f"Pretraining on {len(facts['datasets'])} datasets, {len(pool)} networks: {pre.iterations} PPO iterations x "
         f"{pre.steps_per_iteration} steps, {pre.num_envs} lockstep episodes x {max(pre.env_runners, 1)} runner(s), "
         f"parallel steps {pre.parallel_steps}, tolerances {list(pre.tolerances)}")
