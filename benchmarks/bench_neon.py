@@ -163,14 +163,15 @@ def crl_same_size(record, model, data, fraction: float, iterations: int, out: Pa
 
 # -- the driver ----------------------------------------------------------------------------------------
 def fold_agent(base_cfg, group: str, iterations: int, out: Path, log: Callable[[str], None],
-               reward_units: str | None = None) -> Path:
+               reward_units: str | None = None, agent_seed: int | None = None) -> Path:
     agent_dir = out / f"fold-{group}"
     if (agent_dir / "policy" / "policy.json").is_file():
         return agent_dir
     cfg = parse_config(base_cfg.model_dump(mode="json"), overrides={
         "name": f"neon-logo-{group}",
         "neon": {"pretrain": {"iterations": iterations, "suite": {"exclude_groups": [group], "groups": [], "datasets": []},
-                              **({"reward_units": reward_units} if reward_units else {})}}})
+                              **({"reward_units": reward_units} if reward_units else {}),
+                              **({"seed": agent_seed} if agent_seed is not None else {})}}})
     run_pretrain(cfg, agent_dir, log=log)
     return agent_dir
 
@@ -198,6 +199,8 @@ def main(argv=None) -> int:
     parser.add_argument("--crl-iterations", type=int, default=3)
     parser.add_argument("--reward-units", choices=["percent", "fraction"], default=None,
                         help="train the fold agents with s in NEON's reward in these units (default: the config's, percent)")
+    parser.add_argument("--agent-seed", type=int, default=None,
+                        help="seed of the fold agents' PPO (the networks and splits keep the config's seed)")
     parser.add_argument("--methods", default=None,
                         help="comma-separated methods to score (default: all), e.g. neon,neon_x4 for another agent")
     parser.add_argument("--rollouts", type=int, default=4,
@@ -226,7 +229,8 @@ def main(argv=None) -> int:
 
     for group in args.folds.split(","):
         log = lambda m: print(f"[fold {group}] {m}", flush=True)  # noqa: E731
-        agent_dir = fold_agent(base_cfg, group, args.iterations, out, log, reward_units=args.reward_units)
+        agent_dir = fold_agent(base_cfg, group, args.iterations, out, log, reward_units=args.reward_units,
+                               agent_seed=args.agent_seed)
         policy = load_policy(agent_dir)
         trained = policy.meta["episode"]
         settings = EpisodeSettings(actions=tuple(policy.actions), passes=int(trained["passes"]),

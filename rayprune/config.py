@@ -309,6 +309,9 @@ class NeonPretrainConfig(_Section):
     parallel_steps: bool = True
     #: tolerances sampled per episode (the policy sees tau, so one agent serves them all)
     tolerances: list[float] = Field(default_factory=lambda: [1.0, 5.0])
+    #: seeds PPO and the draws of networks/tolerances per episode (None: the config's seed, which
+    #: also seeds the random networks and the data splits)
+    seed: Optional[int] = None
     #: s in NEON's reward: percent of the layer removed (the method, METHODS.md) or its fraction (an ablation:
     #: a cut beyond tolerance then costs less than one within it; docs/neon.md "Reward units")
     reward_units: Literal["percent", "fraction"] = "percent"

@@ -91,7 +91,9 @@ def build_algorithm(source: EpisodeSource, pretrain, *, seed: int = 0):
             num_env_runners=pretrain.env_runners,
             num_envs_per_env_runner=pretrain.num_envs,
             gym_env_vectorize_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT,
-            num_cpus_per_env_runner=0 if pretrain.env_runners == 0 else 1,
+            # with parallel steps a runner only waits on its step tasks (one CPU each): reserving a CPU for
+            # it too could leave none for the tasks (a hang on small clusters)
+            num_cpus_per_env_runner=0 if (pretrain.env_runners == 0 or pretrain.parallel_steps) else 1,
         )
         .learners(num_learners=0)
         .training(

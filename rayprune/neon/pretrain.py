@@ -221,7 +221,7 @@ def run_pretrain(cfg, out_dir: str | Path, *, address: Optional[str] = None, log
         f"parallel steps {pre.parallel_steps}, tolerances {list(pre.tolerances)}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the policy is tiny; the prune-and-retrain tasks get the cores
-    algo = build_algorithm(source, pre, seed=cfg.seed)
+    algo = build_algorithm(source, pre, seed=cfg.seed if pre.seed is None else pre.seed)
     rows: list[dict[str, Any]] = []
     episodes = 0
     try:
