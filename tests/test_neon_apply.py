@@ -35,6 +35,10 @@ def test_shipped_agent_is_small_and_loads():
     assert len(training["datasets"]) >= 12 and training["iterations"] >= 1
     p = policy.probabilities(np.zeros(observation_size(), dtype=np.float32))
     assert p.shape == (5,) and p.sum() == pytest.approx(1.0)
+    # trained under the dynamics it is applied with, and says how its reward was measured
+    episode = policy.meta["episode"]
+    assert episode["rollback"] is True and episode["stop_when_idle"] is True and episode["passes"] >= 4
+    assert episode["reward_units"] in ("percent", "fraction")
 
 
 def test_a_broken_checkpoint_is_refused_with_its_path(tmp_path):
@@ -109,6 +113,17 @@ def test_zero_shot_pruning_of_an_unseen_mlp(unseen_csv, tmp_path):
     saved = json.loads((best / "summary.json").read_text())
     assert saved["pruned"]["accuracy_test"] == pytest.approx(summary["pruned"]["accuracy_test"])
     assert list(saved["keep_counts"]) == list(chosen["keep_counts"])
+
+
+def test_the_shipped_agent_prunes_an_unseen_network_on_its_own(unseen_csv, tmp_path):
+    # one greedy episode (the method's way to apply an agent): no sampled rollouts to fall back on
+    cfg = neon_config(unseen_csv, tmp_path / "cache", tolerance=1.0, rollouts=1)
+    summary = run_prune(cfg, tmp_path / "out", agent="neon", progress=False, log=lambda m: None)
+    neon = summary["neon"]
+    assert neon["reduction_factor"] > 3.0, neon
+    assert neon["accuracy_change_val_points"] >= -1.0 - 1e-9  # rollback keeps every network within tau
+    rows = pd.read_parquet(tmp_path / "out" / "candidates.parquet")
+    assert (rows[rows["stage"] == "search"]["keep_fraction"] < 1.0).sum() >= 3  # it chose to cut, repeatedly
 
 
 def test_kept_neurons_plan_replays_an_episode_on_the_base():

@@ -181,6 +181,9 @@ def _report_md(report: dict[str, Any], curves: pd.DataFrame) -> str:
         f"(depth counts {report['depths']}), mean validation accuracy {report['mean_val_accuracy']:.3f}",
         f"- PPO: {report['iterations']} iterations x {report['steps_per_iteration']} steps, "
         f"{report['episodes']} episodes, tolerances {report['tolerances']}, {report['seconds']:.0f} s",
+        *([f"- episodes: up to {e['passes']} passes, rollback {'on' if e['rollback'] else 'off'}, stop after an idle pass "
+           f"{'on' if e['stop_when_idle'] else 'off'}, reward s in {e['reward_units']}"]
+          if (e := report.get("episode")) else []),
         f"- mean episode reward (scaled), first vs last {report['window']} iterations: "
         f"{report['first_return_mean']:.4f} -> {report['last_return_mean']:.4f}", "",
         "| " + " | ".join(head) + " |", "|" + "---:|" * len(head),
@@ -247,7 +250,7 @@ def run_pretrain(cfg, out_dir: str | Path, *, address: Optional[str] = None, log
             "tolerances": list(pre.tolerances), "seconds": time.time() - started, "window": window,
             "first_return_mean": float(curves["return_mean"].head(window).mean()),
             "last_return_mean": float(curves["return_mean"].tail(window).mean()),
-            "neon": cfg.neon.model_dump(mode="json"),
+            "neon": cfg.neon.model_dump(mode="json"), "episode": settings.to_meta(),
         }
         training = {k: report[k] for k in ("datasets", "networks_used", "iterations", "steps_per_iteration", "episodes",
                                             "tolerances", "seconds", "seed", "first_return_mean", "last_return_mean")}
