@@ -199,6 +199,8 @@ def main(argv=None) -> int:
     parser.add_argument("--crl-iterations", type=int, default=3)
     parser.add_argument("--reward-units", choices=["percent", "fraction"], default=None,
                         help="train the fold agents with s in NEON's reward in these units (default: the config's, percent)")
+    parser.add_argument("--summarise-seeds", nargs="+", default=None, metavar="ROWS_CSV",
+                        help="run nothing: one table over these rows.csv files (runs with different --agent-seed)")
     parser.add_argument("--agent-seed", type=int, default=None,
                         help="seed of the fold agents' PPO (the networks and splits keep the config's seed)")
     parser.add_argument("--methods", default=None,
@@ -206,6 +208,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rollouts", type=int, default=4,
                         help="also score neon with this many rollouts (greedy + sampled) against as many random episodes")
     args = parser.parse_args(argv)
+    if args.summarise_seeds:
+        print(summarise_seeds([pd.read_csv(path) for path in args.summarise_seeds]))
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     base_cfg = load_config(args.config)
@@ -327,6 +332,31 @@ def main(argv=None) -> int:
     (out / "summary.md").write_text(summary)
     print(summary)
     return 0
+
+
+def summarise_seeds(frames: list[pd.DataFrame]) -> str:
+    """One table over several runs (agent seeds): per method and τ, the mean over networks in each
+    run, then mean ± std over runs, with the per-run values listed."""
+    per_run = []
+    for k, rows in enumerate(frames):
+        rows = rows.copy()
+        rows["select"] = rows["select"].fillna("")
+        rows["label"] = rows["method"] + rows["select"].map(lambda s: " (published)" if s == "final" else "")
+        rows["within"] = rows["delta_test"] >= -rows["tolerance"]
+        g = rows.groupby(["tolerance", "label"])
+        per_run.append(pd.DataFrame({"run": k, "n": g.size(), "reduction": g["reduction"].mean(),
+                                     "median": g["reduction"].median(), "delta": g["delta_test"].mean(),
+                                     "within": g["within"].mean()}).reset_index())
+    runs = pd.concat(per_run)
+    lines = ["| τ | method | runs | networks per run | mean reduction (± std over runs) | per run | median reduction | "
+             "mean Δacc test, pt (± std) | per run | within τ on test |", "|" + "---|" * 10]
+    for (tau, label), g in runs.groupby(["tolerance", "label"]):
+        lines.append(
+            f"| {tau:g} | {label} | {len(g)} | {int(g['n'].median())} | ×{g['reduction'].mean():.1f} ± {g['reduction'].std(ddof=1) if len(g) > 1 else 0:.1f} | "
+            + ", ".join(f"×{v:.1f}" for v in g["reduction"]) + f" | ×{g['median'].mean():.1f} | "
+            f"{g['delta'].mean():+.2f} ± {g['delta'].std(ddof=1) if len(g) > 1 else 0:.2f} | "
+            + ", ".join(f"{v:+.2f}" for v in g["delta"]) + f" | {g['within'].mean():.0%} |")
+    return "\n".join(lines) + "\n"
 
 
 def summarise(rows: pd.DataFrame) -> str:
