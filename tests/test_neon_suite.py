@@ -90,3 +90,26 @@ def test_networks_train_once_and_load_from_the_cache(tmp_path):
     assert network_key(specs[0], settings.train, SuiteSplit(seed=1)) != records[0].key
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
     assert np.isfinite(records[1].meta["test_accuracy"])
+
+
+def test_the_cache_key_follows_the_data_itself(monkeypatch):
+    from rayprune.neon import networks
+
+    settings = NetworkSettings(widths=(8,), max_layers=1)
+    spec = sample_network_specs(["moons"], 1, settings, seed=0)[0]
+    key = networks.network_key(spec, settings.train, SuiteSplit())
+    assert key == networks.network_key(spec, settings.train, SuiteSplit())  # stable
+    real_load = SuiteSplit.load
+
+    def shifted(self, name):  # the same split of slightly different data (a changed generator or scaler)
+        import dataclasses
+
+        data = real_load(self, name)
+        return dataclasses.replace(data, x_train=data.x_train + 1e-3)
+
+    networks.data_fingerprint.cache_clear()
+    monkeypatch.setattr(SuiteSplit, "load", shifted)
+    try:
+        assert networks.network_key(spec, settings.train, SuiteSplit()) != key
+    finally:
+        networks.data_fingerprint.cache_clear()

@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -157,10 +158,27 @@ def sample_network_specs(
     return specs
 
 
+CACHE_VERSION = 2
+"""Bumped when the network code (zoo ``mlp``, training) changes what a spec trains into."""
+
+
+@functools.lru_cache(maxsize=256)
+def data_fingerprint(dataset: str, split: SuiteSplit) -> str:
+    """Hash of a suite dataset's split tensors: a change in the suite's generators, scaling or the
+    libraries shipping the data gives new keys instead of silently reusing stale networks."""
+    data = split.load(dataset)
+    digest = hashlib.sha256()
+    for t in (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test):
+        digest.update(np.ascontiguousarray(t.numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def network_key(spec: NetworkSpec, train: RetrainSettings, split: SuiteSplit) -> str:
-    """Content hash of everything that decides a trained network's weights."""
+    """Content hash of everything that decides a trained network's weights (spec, training, the
+    data itself, torch version, :data:`CACHE_VERSION`)."""
     payload = {"spec": spec.to_dict(), "train": train.to_dict(), "split": asdict(split),
-               "torch": torch.__version__.split("+")[0]}
+               "torch": torch.__version__.split("+")[0], "data": data_fingerprint(spec.dataset, split),
+               "version": CACHE_VERSION}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
