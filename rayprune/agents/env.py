@@ -134,6 +134,15 @@ def _cost_shares(problem) -> np.ndarray:
     return out
 
 
+def _bisect(holds: Callable[[float], bool], lo: float, hi: float, steps: int = 20) -> tuple[float, float]:
+    """Narrow ``[lo, hi]`` around the point where a monotone ``holds`` turns from true (at ``lo``)
+    to false (at ``hi``); returns the last point known to hold and the first known not to."""
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if holds(mid) else (lo, mid)
+    return lo, hi
+
+
 def finetune_iterations_for(schedule: Sequence[tuple[int, int]], episodes_done: int) -> int:
     """The fine-tune length for the next candidates: the last ``(episodes, iterations)`` entry reached.
 
@@ -203,13 +212,9 @@ class LockstepPruningEnv(gym.vector.VectorEnv):
 
         if ok(1.0):
             return 1.0
-        lo, hi = s.min_keep, 1.0
-        if not ok(lo):
+        if not ok(s.min_keep):
             return s.min_keep
-        for _ in range(20):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-        return lo
+        return _bisect(ok, s.min_keep, 1.0)[0]
 
     def lower_bound(self, decided: Sequence[float], t: int) -> float:
         """Smallest keep ratio for group ``t`` from which the tightest analytic budget can still be
@@ -230,11 +235,7 @@ class LockstepPruningEnv(gym.vector.VectorEnv):
             return s.min_keep
         if not spends(1.0):
             return 1.0
-        lo, hi = s.min_keep, 1.0
-        for _ in range(20):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (lo, mid) if spends(mid) else (mid, hi)
-        return hi
+        return _bisect(lambda r: not spends(r), s.min_keep, 1.0)[1]
 
     def _observation(self, i: int) -> np.ndarray:
         s, t = self.pspec, self._t
