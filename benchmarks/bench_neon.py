@@ -238,12 +238,7 @@ def main(argv=None) -> int:
                                agent_seed=args.agent_seed)
         policy = load_policy(agent_dir)
         trained = policy.meta["episode"]
-        settings = EpisodeSettings(actions=tuple(policy.actions), passes=int(trained["passes"]),
-                                   retrain=RetrainSettings(**trained["retrain"]),
-                                   activation_samples=int(trained["activation_samples"]),
-                                   rollback=bool(trained.get("rollback", True)),
-                                   stop_when_idle=bool(trained.get("stop_when_idle", True)),
-                                   reward_units=str(trained.get("reward_units", "percent")))
+        settings = EpisodeSettings.from_meta(policy.actions, trained)
         # the method as published: no rollback, every pass made (at most 4), the episode's final network
         published = dataclasses.replace(settings, rollback=False, stop_when_idle=False, passes=min(settings.passes, 4))
         n_actions = len(settings.actions)

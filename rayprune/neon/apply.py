@@ -23,6 +23,7 @@ neurons, in the original network's indices, become a pruning plan on the base ar
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import socket
@@ -199,26 +200,16 @@ def _choose(states: list[_State], select: str) -> _State:
 def episode_settings(neon, policy: NeonPolicy, log: Log = print) -> EpisodeSettings:
     """The episode settings at prune time: the agent's own (``policy.json``'s ``episode``, what it
     was trained with) unless the config's ``neon`` section sets a value, which then wins (logged)."""
-    trained = policy.meta.get("episode", {})
-    chosen = neon.model_fields_set
-    defaults = EpisodeSettings()
-    values: dict[str, Any] = {}
-    for name, fallback in (("passes", defaults.passes), ("activation_samples", defaults.activation_samples),
-                           ("rollback", defaults.rollback), ("stop_when_idle", defaults.stop_when_idle),
-                           ("retrain", None)):
-        mine = getattr(neon, name)
-        if name == "retrain":
-            mine = RetrainSettings.from_config(mine)
-            theirs = RetrainSettings(**trained["retrain"]) if "retrain" in trained else None
-        else:
-            theirs = trained.get(name)
-        if name in chosen and mine is not None:
-            if theirs is not None and mine != theirs:
-                log(f"neon: {name} = {mine} from the config (the agent was trained with {theirs})")
-            values[name] = mine
-        else:
-            values[name] = theirs if theirs is not None else (mine if mine is not None else fallback)
-    return EpisodeSettings(actions=tuple(policy.actions), reward_units=str(trained.get("reward_units", "percent")), **values)
+    trained = EpisodeSettings.from_meta(policy.actions, policy.meta.get("episode", {}))
+    overrides: dict[str, Any] = {}
+    for name in ("passes", "activation_samples", "rollback", "stop_when_idle", "retrain"):
+        if name not in neon.model_fields_set or getattr(neon, name) is None:
+            continue
+        mine = RetrainSettings.from_config(neon.retrain) if name == "retrain" else getattr(neon, name)
+        if mine != getattr(trained, name):
+            log(f"neon: {name} = {mine} from the config (the agent was trained with {getattr(trained, name)})")
+        overrides[name] = mine
+    return dataclasses.replace(trained, **overrides)
 
 
 def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **options: Any) -> NeonResult:
@@ -231,7 +222,6 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
     tolerance = float(options.get("tolerance") if options.get("tolerance") is not None else neon.tolerance)
     checkpoint = options.get("checkpoint") if options.get("checkpoint") is not None else neon.checkpoint
     policy = load_policy(checkpoint)
-    trained = policy.meta.get("episode", {})
     if list(neon.actions) != policy.actions:
         log(f"neon: the agent chooses among its own keep fractions {policy.actions} (neon.actions is ignored)")
     settings = episode_settings(neon, policy, log)

@@ -63,6 +63,18 @@ class EpisodeSettings:
                    rollback=neon.rollback, stop_when_idle=neon.stop_when_idle,
                    reward_units=neon.pretrain.reward_units)
 
+    @classmethod
+    def from_meta(cls, actions: Sequence[float], meta: dict) -> "EpisodeSettings":
+        """The settings a policy was trained with (the inverse of :meth:`to_meta`); keys a policy
+        predates take this class's defaults."""
+        d = cls()
+        return cls(actions=tuple(float(a) for a in actions), passes=int(meta.get("passes", d.passes)),
+                   retrain=RetrainSettings(**meta["retrain"]) if "retrain" in meta else d.retrain,
+                   activation_samples=int(meta.get("activation_samples", d.activation_samples)),
+                   rollback=bool(meta.get("rollback", d.rollback)),
+                   stop_when_idle=bool(meta.get("stop_when_idle", d.stop_when_idle)),
+                   reward_units=str(meta.get("reward_units", d.reward_units)))
+
     def to_meta(self) -> dict:
         """What a policy records about the episodes it was trained in (``policy.json``'s ``episode``)."""
         return {"passes": self.passes, "activation_samples": self.activation_samples, "retrain": self.retrain.to_dict(),
