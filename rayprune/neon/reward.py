@@ -87,4 +87,4 @@ def reward_scale(actions: Sequence[float], units: str = "percent") -> float:
     s_max = 100.0 * (1.0 - min(float(a) for a in actions)) * _units(units)
     if units == "percent":
         return 1.0 / max(s_max, 1.0) ** 3
-    return 1.0 / max(s_max, s_max**3, 1e-3)  # in fractions |R| <= s_max
+    return 1.0 / max(s_max, 1e-3)  # in fractions s <= 1, so s³ <= s and |R| <= s_max
