@@ -262,7 +262,6 @@ class PruningEpisode:
             self.kept[layer] = self.kept[layer][kept_local]
             modules = dict(model.named_modules())
             touched = [p for name in group.layers if name in modules for p in modules[name].parameters()]
-            t1 = time.perf_counter()
             retrain = train_early_stopping(model, self.data, self.retrain, parameters=touched,
                                            seed=(self.seed * 1009 + self.t) % 2**31)
             self.model = model
