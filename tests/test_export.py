@@ -16,6 +16,7 @@ import rayprune
 from rayprune.costs import count_params
 from rayprune.models import load_model
 from rayprune.pruning import PruningPlan, PruningSpace, load_pruned, read_spec, save_pruned
+from rayprune.pruning.export import UntrustedArchitectureError
 
 CIFAR = (3, 32, 32)
 
@@ -161,8 +162,10 @@ def test_unimportable_architecture_needs_allow_pickle(make_model, tmp_path):
     pruned, plan = prune_and_finetune(make_model, architecture, ratios)
     gone = {**architecture, "name": "rp_package_that_is_gone.nets:make_vgg"}
     directory = save_pruned(pruned, tmp_path / "m", architecture=gone, plan=plan, input_shape=CIFAR)
+    with pytest.raises(UntrustedArchitectureError, match="allow_factories"):
+        load_pruned(directory)  # a factory named by the file is refused before anything is imported
     with pytest.raises(RuntimeError, match="allow_pickle=True") as info:
-        load_pruned(directory)
+        load_pruned(directory, allow_factories=[gone["name"]])  # allowed, but not importable here
     assert "rp_package_that_is_gone" in str(info.value)
     loaded = load_pruned(directory, allow_pickle=True)
     assert not loaded.training
@@ -215,3 +218,71 @@ def test_save_leaves_the_model_mode_alone(make_model, tmp_path):
     pruned.train()  # saving a checkpoint in the middle of fine-tuning
     save_pruned(pruned, tmp_path, architecture=architecture, plan=plan, input_shape=CIFAR, torchscript=False)
     assert pruned.training
+
+
+def _tampered(saved, tmp_path, architecture):
+    """A copy of the saved vgg11 directory whose spec.json names ``architecture`` instead."""
+    import shutil
+
+    _, _, cases = saved
+    directory = tmp_path / "tampered"
+    shutil.copytree(cases["vgg11"]["dir"], directory)
+    spec = read_spec(directory)
+    (directory / "spec.json").write_text(json.dumps({**spec, "architecture": architecture}))
+    return directory
+
+
+def test_a_tampered_spec_cannot_run_a_shell_command(saved, tmp_path):
+    marker = tmp_path / "pwned"
+    evil = {"name": "subprocess:run", "num_classes": 10, "kwargs": {"args": f"touch {marker}", "shell": True}}
+    directory = _tampered(saved, tmp_path, evil)
+    with pytest.raises(UntrustedArchitectureError, match="subprocess:run") as info:
+        load_pruned(directory)
+    assert "factory=" in str(info.value) and "allow_factories" in str(info.value)  # says how to allow it
+    assert not marker.exists()
+    # in a fresh process, as someone handed the directory would load it
+    code = "import sys, rayprune; rayprune.load_pruned(sys.argv[1])"
+    result = subprocess.run([sys.executable, "-c", code, str(directory)], capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0 and "UntrustedArchitectureError" in result.stderr
+    assert not marker.exists()
+
+
+def test_a_zoo_name_with_a_torchvision_download_is_refused(saved, tmp_path):
+    directory = _tampered(saved, tmp_path, {"name": "torchvision:resnet18", "num_classes": 10,
+                                            "kwargs": {"weights": "IMAGENET1K_V1"}})
+    with pytest.raises(UntrustedArchitectureError, match="download"):
+        load_pruned(directory)
+
+
+def test_an_unknown_zoo_name_is_refused(saved, tmp_path):
+    directory = _tampered(saved, tmp_path, {"name": "vgg11_but_not", "num_classes": 10, "kwargs": {}})
+    with pytest.raises(ValueError, match="not a rayprune zoo model"):
+        load_pruned(directory)
+
+
+def make_user_vgg(num_classes, width_mult=1.0):
+    """A user factory (here it builds the zoo's vgg11; a factory of the user's own package in practice)."""
+    return load_model("vgg11", num_classes=num_classes, kwargs={"width_mult": width_mult})
+
+
+def test_a_user_factory_loads_when_the_caller_passes_it(make_model, tmp_path):
+    architecture, ratios = CASES["vgg11"]
+    pruned, plan = prune_and_finetune(make_model, architecture, ratios)
+    mine = {**architecture, "name": "test_export:make_user_vgg"}
+    directory = save_pruned(pruned, tmp_path, architecture=mine, plan=plan, input_shape=CIFAR, torchscript=False)
+    with pytest.raises(UntrustedArchitectureError):
+        load_pruned(directory)
+    x = torch.randn(2, *CIFAR)
+    by_callable = load_pruned(directory, factory=make_user_vgg)
+    torch.testing.assert_close(forward(by_callable, x), forward(pruned, x), atol=1e-5, rtol=1e-5)
+    by_name = load_pruned(directory, allow_factories=["test_export:make_user_vgg"])
+    torch.testing.assert_close(forward(by_name, x), forward(pruned, x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(UntrustedArchitectureError):  # an allow-list for another factory does not help
+        load_pruned(directory, allow_factories=["test_export:something_else"])
+
+
+def test_malformed_spec_json_is_named(saved, tmp_path):
+    directory = _tampered(saved, tmp_path, None)
+    (directory / "spec.json").write_bytes(b"\x00\xff not json")
+    with pytest.raises(ValueError, match="spec.json: not valid JSON"):
+        load_pruned(directory)

@@ -249,7 +249,10 @@ def _build_torchvision(
             f"'torchvision:{name}'."
         )
     builder = getattr(tv_models, name, None)
-    if name.startswith("_") or not callable(builder) or isinstance(builder, type):
+    listed = tv_models.list_models() if hasattr(tv_models, "list_models") else None
+    if name.startswith("_") or not callable(builder) or isinstance(builder, type) or (
+        listed is not None and name not in listed
+    ):
         raise ValueError(
             f"torchvision.models has no model builder {name!r} (e.g. 'torchvision:resnet18')."
         )
@@ -281,6 +284,19 @@ def _build_from_factory(
                 f"Module {module_name!r} has no attribute {attr_path!r} (model {spec!r})."
             )
         factory = getattr(factory, attr)
+    return call_factory(factory, spec, context=context, options=options)
+
+
+def call_factory(
+    factory: Any, spec: str, *, context: Mapping[str, Any], options: Mapping[str, Any]
+) -> nn.Module:
+    """Call a user model factory with ``options`` plus the ``context`` fields its signature names.
+
+    Example:
+        >>> call_factory(lambda num_classes: nn.Linear(4, num_classes), "mine:f",
+        ...              context={"num_classes": 3, "in_channels": 1}, options={}).out_features
+        3
+    """
     if not callable(factory):
         raise TypeError(
             f"{spec!r} is a {type(factory).__name__}, not a callable returning an nn.Module."

@@ -23,14 +23,14 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
 from .plan import PruningPlan, apply_plan
 
-__all__ = ["save_pruned", "load_pruned", "read_spec", "SPEC_FORMAT"]
+__all__ = ["save_pruned", "load_pruned", "read_spec", "SPEC_FORMAT", "UntrustedArchitectureError"]
 
 SPEC_FORMAT = "rayprune.pruned/1"
 SPEC_FILE, WEIGHTS_FILE, MODULE_FILE, TORCHSCRIPT_FILE = "spec.json", "weights.pt", "model.pt", "model.torchscript.pt"
@@ -107,44 +107,118 @@ def save_pruned(
 
 
 def read_spec(directory: str | os.PathLike) -> dict:
-    """Read and check ``spec.json`` of a pruned-model directory."""
+    """Read and check ``spec.json`` of a pruned-model directory (data only: nothing is imported)."""
     path = Path(directory) / SPEC_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: {directory} is not a rayprune pruned-model directory "
             f"(expected {SPEC_FILE}, {WEIGHTS_FILE} and {MODULE_FILE})."
         )
-    spec = json.loads(path.read_text())
-    if spec.get("format") != SPEC_FORMAT:
-        raise ValueError(f"{path}: expected format {SPEC_FORMAT!r}; got {spec.get('format')!r}.")
+    try:
+        spec = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}).") from None
+    if not isinstance(spec, dict) or spec.get("format") != SPEC_FORMAT:
+        found = spec.get("format") if isinstance(spec, dict) else type(spec).__name__
+        raise ValueError(f"{path}: expected format {SPEC_FORMAT!r}; got {found!r}.")
     return spec
+
+
+class UntrustedArchitectureError(PermissionError):
+    """``spec.json`` names code (a user factory) that the caller did not allow to run."""
+
+
+#: Keyword arguments that would make a torchvision builder download weights at load time.
+_TORCHVISION_DOWNLOADS = ("weights", "weights_backbone")
+
+
+def _architecture_builder(
+    arch: Mapping[str, Any], spec_path: Path, factory: Optional[Callable[..., nn.Module]],
+    allow_factories: Iterable[str],
+) -> Callable[[], nn.Module]:
+    """How to rebuild the unpruned architecture named in ``spec.json``, or why it may not be.
+
+    A zoo name rebuilds from rayprune's own code. ``torchvision:<name>`` rebuilds from a builder
+    that torchvision lists, never with weights to download. A ``package.module:factory`` is code
+    chosen by the file: it runs only if the caller passes the factory itself (``factory=``) or
+    names it in ``allow_factories``. Everything else is refused before anything is imported.
+    """
+    from ..models import list_models, load_model
+
+    if not isinstance(arch, Mapping) or not isinstance(arch.get("name"), str):
+        raise ValueError(f"{spec_path}: 'architecture' must be a mapping with a string 'name'; got {arch!r}.")
+    name = arch["name"]
+    allowed = {a for a in ((allow_factories,) if isinstance(allow_factories, str) else allow_factories)}
+    kwargs = arch.get("kwargs") or {}
+    if not isinstance(kwargs, Mapping):
+        raise ValueError(f"{spec_path}: 'architecture.kwargs' must be a mapping; got {kwargs!r}.")
+    fields = {k: arch.get(k) for k in ("num_classes", "in_channels", "input_size", "in_features") if k in arch}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if name.startswith("torchvision:"):
+        downloads = [k for k in _TORCHVISION_DOWNLOADS if kwargs.get(k) is not None]
+        if downloads:
+            raise UntrustedArchitectureError(
+                f"{spec_path}: architecture {name!r} asks for {downloads} (a download at load time); refused."
+            )
+        return lambda: load_model(name, **fields, kwargs=kwargs)
+    if ":" not in name:
+        if name.strip().lower() not in list_models():
+            raise ValueError(f"{spec_path}: architecture {name!r} is not a rayprune zoo model ({', '.join(list_models())}).")
+        return lambda: load_model(name, **fields, kwargs=kwargs)
+    if factory is not None:
+        from ..models.registry import call_factory
+
+        return lambda: call_factory(factory, name, context=fields, options=dict(kwargs))
+    if name in allowed:
+        return lambda: load_model(name, **fields, kwargs=kwargs)
+    raise UntrustedArchitectureError(
+        f"{spec_path} names the model factory {name!r}: loading would import and run that code, so it is refused. "
+        f"If you trust it, pass it: load_pruned(path, factory=<the function>) or "
+        f"load_pruned(path, allow_factories=[{name!r}])."
+    )
 
 
 def load_pruned(
     directory: str | os.PathLike,
     *,
     map_location: str | torch.device = "cpu",
+    factory: Optional[Callable[..., nn.Module]] = None,
+    allow_factories: Iterable[str] = (),
     allow_pickle: bool = False,
 ) -> nn.Module:
-    """Load a pruned model saved by :func:`save_pruned`, in eval mode.
+    """Load a pruned model saved by :func:`save_pruned`, in eval mode, running no code it names.
 
-    The architecture is rebuilt from ``spec.json``, the plan replayed, and the weights loaded with
-    ``torch.load(weights_only=True)``: no pickled code runs. If the architecture cannot be
-    rebuilt here (a user factory that is not importable, say), pass ``allow_pickle=True`` to load
-    the pickled module instead, which executes code from the file: only for files you trust.
+    The unpruned architecture is rebuilt from ``spec.json``, the plan replayed and the weights
+    loaded with ``torch.load(weights_only=True)``. The directory never chooses code on its own:
+
+    * zoo architectures (``vgg16``, ``resnet56`` ...) and torchvision builders rebuild by default;
+    * a user factory (``package.module:name`` in ``spec.json``) is used only if you pass it as
+      ``factory=`` or list its name in ``allow_factories``; otherwise :class:`UntrustedArchitectureError`;
+    * the pickled ``model.pt`` is read only with ``allow_pickle=True``, and only when the
+      architecture cannot be rebuilt (unpickling runs code from the file: files you trust only).
+
+    Example::
+
+        model = load_pruned("runs/q/models/params=0.25")                      # zoo model
+        model = load_pruned("runs/mine/best", factory=my_project.nets.make_net)  # your factory
     """
-    from ..models import load_model
-
     directory = Path(directory)
     spec = read_spec(directory)
     arch = spec.get("architecture")
     rebuild_error: Optional[Exception] = None
     if arch is not None:
         try:
-            model = load_model(**{**arch, "checkpoint": None})
+            build = _architecture_builder(arch, directory / SPEC_FILE, factory, allow_factories)
+        except UntrustedArchitectureError:
+            if not allow_pickle:
+                raise
+            build = None  # the caller trusts the directory: its pickled module is the fallback
+        try:
+            model = build() if build is not None else None
         except Exception as exc:  # report below, or fall back to the pickle if allowed
             rebuild_error = exc
-        else:
+            model = None
+        if model is not None:
             apply_plan(model, PruningPlan.from_json(spec["plan"]))
             state = torch.load(directory / WEIGHTS_FILE, map_location=map_location, weights_only=True)
             model.load_state_dict(state, strict=True)
