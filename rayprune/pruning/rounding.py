@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Optional, Sequence
 
-__all__ = ["keep_channels", "check_keep_ratio"]
+__all__ = ["keep_channels", "keep_counts", "check_keep_ratio"]
 
 
 def check_keep_ratio(ratio: float, *, name: str = "keep ratio") -> float:
@@ -48,3 +49,24 @@ def keep_channels(ratio: float, channels: int, round_to: int = 1) -> int:
         return channels
     k = round_to * math.floor(ratio * channels / round_to + 0.5)
     return int(min(max(k, min(round_to, channels), 1), channels))
+
+
+def keep_counts(
+    ratios: Sequence[float], channels: Sequence[int], min_channels: Optional[Sequence[int]] = None, round_to: int = 1
+) -> list[int]:
+    """Channels kept per group: :func:`keep_channels` of each ratio, at least ``min_channels[g]``.
+
+    The one rounding rule of a candidate, shared by the pruning space, the agents' envs and the
+    evaluator pool's cache key. Ratios are clipped into ``(0, 1]`` first (an agent's arithmetic
+    may land a hair outside), so any float gives a valid candidate.
+
+    >>> keep_counts([0.5, 0.0, 1.2], [64, 64, 10], [1, 4, 1], round_to=8)
+    [32, 8, 10]
+    """
+    if len(ratios) != len(channels):
+        raise ValueError(f"Expected {len(channels)} keep ratios (one per prunable group); got {len(ratios)}.")
+    floors = list(min_channels) if min_channels is not None else [1] * len(channels)
+    return [
+        max(keep_channels(min(1.0, max(float(r), 1e-9)), int(c), round_to), int(f))
+        for r, c, f in zip(ratios, channels, floors)
+    ]

@@ -34,7 +34,7 @@ from torch import nn
 
 from .importance import Importance, get_importance
 from .plan import PlanEntry, PruningPlan, apply_plan, pruner_name
-from .rounding import check_keep_ratio, keep_channels
+from .rounding import check_keep_ratio, keep_counts
 
 __all__ = ["GroupMember", "PrunableGroup", "PruningSpace", "find_output_layers", "KeepRatios"]
 
@@ -295,7 +295,7 @@ class PruningSpace:
     def keep_counts(self, keep_ratios: KeepRatios) -> list[int]:
         """Channels kept per group after rounding to ``round_to``."""
         ratios = self.normalize_ratios(keep_ratios)
-        return [max(keep_channels(r, g.channels, self.round_to), g.min_channels) for r, g in zip(ratios, self.groups)]
+        return keep_counts(ratios, [g.channels for g in self.groups], [g.min_channels for g in self.groups], self.round_to)
 
     def rounded_ratios(self, keep_ratios: KeepRatios) -> list[float]:
         """The keep ratios that are actually realised after rounding (``keep / channels``)."""
