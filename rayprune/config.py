@@ -35,6 +35,11 @@ __all__ = [
     "SearchConfig",
     "SweepConfig",
     "CRLConfig",
+    "EvolutionConfig",
+    "TPEConfig",
+    "AdaptiveBNConfig",
+    "RerankConfig",
+    "EvaluationConfig",
     "NeonConfig",
     "NeonNetworksConfig",
     "NeonPretrainConfig",
@@ -166,24 +171,40 @@ class BudgetConfig(_Section):
     relative: Optional[bool] = None
 
 
-class CRLConfig(_Section):
-    """The constrained-RL agent (PPO-Lagrangian, METHODS.md section 1) and its evaluator pool."""
+_MOVED_KEYS = {
+    "search.crl.iterations": "search.evaluations (candidates scored by every agent; PPO iterations follow from it)",
+    "search.crl.episodes_per_iteration": "search.batch_size (candidates per step of every agent)",
+    "search.crl.finetune_schedule": "search.score (every agent is scored the same way)",
+    "search.crl.evaluators": "evaluation.evaluators",
+    "search.crl.evaluator_cpus": "evaluation.cpus",
+    "search.crl.evaluator_gpus": "evaluation.gpus",
+    "search.crl.evaluator_max_restarts": "evaluation.max_restarts",
+    "search.crl.evaluator_max_task_retries": "evaluation.max_task_retries",
+}
 
-    #: PPO training iterations (one rollout + update each)
-    iterations: int = Field(12, gt=0)
-    #: episodes (= candidates) per iteration; the train batch is episodes x prunable groups steps
-    episodes_per_iteration: int = Field(8, gt=0)
-    #: K episodes stepped in lockstep per env runner (K candidates in flight at once)
-    num_envs: int = Field(4, gt=0)
-    #: remote env runners (0: sample in the driver; a second axis of parallelism on big clusters)
+
+def _refuse_moved(data: Any, section: str) -> Any:
+    """Name the new home of a key that moved, instead of a bare 'unknown key'."""
+    if isinstance(data, Mapping):
+        moved = [f"{section}.{k} -> {_MOVED_KEYS[f'{section}.{k}']}" for k in data if f"{section}.{k}" in _MOVED_KEYS]
+        if moved:
+            raise ValueError("key(s) moved: " + "; ".join(moved))
+    return data
+
+
+class CRLConfig(_Section):
+    """The constrained-RL agent (PPO-Lagrangian, METHODS.md section 1).
+
+    Each PPO iteration samples ``search.batch_size`` episodes (one candidate each), scores them on
+    the evaluator pool and updates the policy and the multipliers."""
+
+    #: one policy for all of a sweep's budget levels (the level is in the observation, each episode
+    #: draws one); False: one policy per level, each with its share of the candidates
+    budget_conditioned: bool = True
+    #: episodes stepped together per env runner (policy inference batched over them)
+    num_envs: int = Field(8, gt=0)
+    #: remote env runners (0: sample in the driver, the default: sampling is policy inference only)
     env_runners: int = Field(0, ge=0)
-    evaluators: int = Field(2, gt=0)
-    evaluator_cpus: float = Field(1.0, gt=0)
-    evaluator_gpus: float = Field(0.0, ge=0)
-    evaluator_max_restarts: int = Field(3, ge=-1)
-    evaluator_max_task_retries: int = Field(3, ge=-1)
-    #: [[episodes_done, finetune_iterations], ...]: search fine-tune length grows over training
-    finetune_schedule: list[tuple[int, int]] = Field(default_factory=lambda: [(0, 0), (32, 20), (64, 50)])
     #: AMC-style cap on each action so analytic budgets stay reachable
     action_wall: bool = True
     #: with action_wall, also a floor on each action so the budget can still be spent if the later groups
@@ -202,24 +223,94 @@ class CRLConfig(_Section):
     lagrange_init: float = Field(1.0, gt=0)
     lagrange_lr: float = Field(1.0, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        return _refuse_moved(data, "search.crl")
+
+
+class EvolutionConfig(_Section):
+    """``--agent evolution``: a population of keep-ratio vectors (MetaPruning/EagleEye style).
+
+    Each step makes ``search.batch_size`` children: two parents drawn by tournament from the level's
+    ``population`` best, uniform crossover with probability ``crossover``, Gaussian mutation
+    (``mutation_sd``) of each gene with probability ``mutation_prob``; every child is projected onto
+    the level's budget boundary, as random search's candidates are. Until the population is full,
+    children are random candidates."""
+
+    population: int = Field(32, gt=1)
+    tournament: int = Field(3, gt=0)
+    crossover: float = Field(0.5, ge=0.0, le=1.0)
+    mutation_prob: float = Field(0.3, gt=0.0, le=1.0)
+    mutation_sd: float = Field(0.1, gt=0.0)
+
+
+class TPEConfig(_Section):
+    """``--agent tpe``: Optuna's TPE sampler through its ask/tell API, one study per level; each
+    sampled direction is projected onto the budget boundary like random search's."""
+
+    #: random trials before TPE starts modelling (Optuna's n_startup_trials)
+    startup: int = Field(32, gt=0)
+    multivariate: bool = True
+
+
+class AdaptiveBNConfig(_Section):
+    """The ``adaptive_bn`` score: BatchNorm statistics re-estimated on ``batches x batch_size`` training
+    samples (no gradient step), then accuracy on ``search.eval_samples`` validation samples."""
+
+    batches: int = Field(10, gt=0)
+    batch_size: int = Field(64, gt=1)
+
+
+class RerankConfig(_Section):
+    """Two-stage scoring: the ``top_k`` distinct candidates per budget level (by the cheap score) are
+    re-ranked after a short fine-tune (``search.finetune``) on the whole validation split."""
+
+    top_k: int = Field(8, gt=0)
+
+
+class EvaluationConfig(_Section):
+    """The evaluator pool: Ray actors that build and score candidates (every agent uses it)."""
+
+    evaluators: int = Field(2, gt=0)
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0)
+    max_restarts: int = Field(3, ge=-1)
+    max_task_retries: int = Field(3, ge=-1)
+
 
 class SearchConfig(_Section):
-    """How candidates are searched and how long each is fine-tuned."""
+    """How candidates are searched and scored (every agent the same way), re-ranked and fine-tuned."""
 
-    agent: Literal["uniform", "random", "crl", "neon"] = "crl"
-    #: candidates evaluated by the random agent
-    evaluations: int = Field(16, gt=0)
-    #: short fine-tune of each candidate before its search-time accuracy
+    agent: Literal["uniform", "random", "evolution", "tpe", "crl", "neon"] = "crl"
+    #: candidates each search scores, whatever the agent (shared by a sweep's levels)
+    evaluations: int = Field(512, gt=0)
+    #: candidates proposed and scored together per step (crl: episodes per PPO iteration)
+    batch_size: int = Field(32, gt=0)
+    #: two_stage: search on adaptive_bn, re-rank the top_k per level with `finetune`, fine-tune the winner;
+    #: adaptive_bn / finetune: search on that score and fine-tune its best candidate (no re-rank)
+    score: Literal["two_stage", "adaptive_bn", "finetune"] = "two_stage"
+    adaptive_bn: AdaptiveBNConfig = Field(default_factory=AdaptiveBNConfig)
+    rerank: RerankConfig = Field(default_factory=RerankConfig)
+    #: short fine-tune: the `finetune` score, and the re-rank of two_stage
     finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(iterations=50))
     #: long fine-tune of the chosen candidate before export
     final_finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(iterations=600))
-    #: validation samples used for search-time accuracy (None: all)
+    #: validation samples used for search-time scores (None: all); re-rank and final use all
     eval_samples: Optional[int] = Field(1000, gt=0)
     crl: CRLConfig = Field(default_factory=CRLConfig)
+    evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
+    tpe: TPEConfig = Field(default_factory=TPEConfig)
 
 
 class SweepConfig(_Section):
-    """``rayprune sweep``: budget levels x seeds as Ray Tune trials, each with its evaluators."""
+    """``rayprune sweep``: agents x seeds as Ray Tune trials, each searching every budget level with its
+    own evaluators; one candidate store for the whole sweep."""
+
+    #: searches run side by side, one Tune trial per agent x seed (empty: search.agent)
+    agents: list[Literal["uniform", "random", "evolution", "tpe", "crl"]] = Field(default_factory=list)
+    #: seconds between a trial's checkpoints (rows written after the last one are redone on restart)
+    checkpoint_seconds: float = Field(30.0, ge=0.0)
 
     #: levels per constraint, e.g. {params: [0.5, 0.25, 0.1]}; several constraints: their product.
     #: Empty: the single level given by ``budgets``. Relative/absolute as in ``budgets``.
@@ -387,6 +478,7 @@ class Config(_Section):
     costs: CostsConfig = Field(default_factory=CostsConfig)
     budgets: dict[str, Union[float, BudgetConfig]] = Field(default_factory=dict)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     neon: NeonConfig = Field(default_factory=NeonConfig)
 

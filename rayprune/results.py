@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-__all__ = ["CandidateWriter", "write_parquet_atomic", "read_candidates", "merge_candidates", "drop_rows_after", "ROW_KEY"]
+__all__ = ["CandidateWriter", "write_parquet_atomic", "read_candidates", "merge_candidates", "drop_rows_after", "ROW_KEY",
+           "ROW_TYPES"]
 
 #: Columns that identify a row; readers drop duplicates on them.
 ROW_KEY = ("row_id",)
@@ -42,9 +43,43 @@ def write_parquet_atomic(table: pa.Table, path: str | os.PathLike) -> Path:
     return path
 
 
+#: Arrow types of the columns every row has, whatever its status: an error row (costs and accuracy
+#: null, ``error`` a string) and an ok row (``error`` null) give shards with one schema, so merging
+#: never fails on "double vs string". Columns not named here (costs, user extras) are inferred, and
+#: a column that is null in every row of a flush is written as float64 (costs are numbers).
+ROW_TYPES: dict[str, pa.DataType] = {
+    "row_id": pa.string(), "sweep_id": pa.string(), "trial_id": pa.string(), "trial_name": pa.string(),
+    "agent": pa.string(), "stage": pa.string(), "level": pa.string(), "candidate_id": pa.string(),
+    "status": pa.string(), "error": pa.string(), "score_kind": pa.string(), "score_key": pa.string(),
+    "host": pa.string(), "node_id": pa.string(), "export_path": pa.string(),
+    "seed": pa.int64(), "iteration": pa.int64(), "finetune_iterations": pa.int64(), "evaluator": pa.int64(),
+    "pid": pa.int64(), "rank": pa.int64(),
+    "accuracy": pa.float64(), "accuracy_final": pa.float64(), "accuracy_test": pa.float64(),
+    "timestamp": pa.float64(), "wall_start": pa.float64(), "wall_end": pa.float64(),
+    "t_build_s": pa.float64(), "t_costs_s": pa.float64(), "t_bn_s": pa.float64(), "t_finetune_s": pa.float64(),
+    "t_eval_s": pa.float64(), "t_total_s": pa.float64(),
+    "feasible": pa.bool_(), "cached": pa.bool_(),
+    "keep_ratios": pa.list_(pa.float64()), "keep_counts": pa.list_(pa.int64()),
+}
+
+
+def _column(name: str, values: list[Any]) -> pa.Array:
+    known = ROW_TYPES.get(name)
+    if known is not None:
+        return pa.array(values, type=known, from_pandas=True)
+    array = pa.array(values, from_pandas=True)
+    if pa.types.is_null(array.type):
+        return array.cast(pa.float64())
+    if pa.types.is_large_string(array.type):
+        return array.cast(pa.string())
+    if pa.types.is_integer(array.type):
+        return array.cast(pa.float64()) if name.startswith(("budget_", "limit_")) else array
+    return array
+
+
 def _to_table(rows: list[Mapping[str, Any]]) -> pa.Table:
-    frame = pd.DataFrame(list(rows))
-    return pa.Table.from_pandas(frame, preserve_index=False)
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    return pa.table({name: _column(name, [row.get(name) for row in rows]) for name in names})
 
 
 class CandidateWriter:
@@ -103,12 +138,15 @@ def read_candidates(directory: str | os.PathLike) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def drop_rows_after(directory: str | os.PathLike, trial_id: str, iteration: int) -> int:
-    """Remove ``trial_id``'s rows with ``iteration > iteration`` from the shards; returns how many.
+def drop_rows_after(directory: str | os.PathLike, trial_id: str, iteration: int, *, stage: Optional[str] = None) -> int:
+    """Remove ``trial_id``'s rows with ``iteration > iteration`` (of ``stage``, if given); returns how many.
 
-    Used when a trial resumes from the checkpoint of ``iteration``: what it evaluated after that
-    checkpoint is evaluated again, so the earlier rows would be duplicates.
+    Used when a trial (re)starts from the checkpoint of ``iteration`` (0: no checkpoint, a fresh
+    start): what it wrote after that checkpoint is produced again, so the earlier rows would be
+    duplicates. Shards are rewritten atomically; a shard left with no rows is removed.
     """
+    import pyarrow.compute as pc
+
     shards = Path(directory) / "candidates"
     removed = 0
     if not shards.is_dir():
@@ -117,21 +155,27 @@ def drop_rows_after(directory: str | os.PathLike, trial_id: str, iteration: int)
         table = pq.read_table(path)
         if "trial_id" not in table.column_names or "iteration" not in table.column_names:
             continue
-        frame = table.to_pandas()
-        stale = (frame["trial_id"] == trial_id) & (frame["iteration"] > iteration)
-        if not stale.any():
+        stale = pc.and_(pc.equal(table["trial_id"], trial_id), pc.greater(table["iteration"], iteration))
+        if stage is not None and "stage" in table.column_names:
+            stale = pc.and_(stale, pc.equal(table["stage"], stage))
+        stale = pc.fill_null(stale, False)
+        n = pc.sum(stale).as_py() or 0
+        if not n:
             continue
-        removed += int(stale.sum())
-        keep = frame[~stale]
-        if keep.empty:
+        removed += int(n)
+        keep = table.filter(pc.invert(stale))
+        if keep.num_rows == 0:
             path.unlink()
         else:
-            write_parquet_atomic(pa.Table.from_pandas(keep, preserve_index=False), path)
+            write_parquet_atomic(keep, path)
     return removed
 
 
 def merge_candidates(directory: str | os.PathLike) -> Optional[Path]:
-    """Write ``directory/candidates.parquet`` from the shards; returns its path (None if no rows)."""
+    """Write ``directory/candidates.parquet`` from the shards; returns its path (None if no rows).
+
+    The shards stay where they are: the merged file is a convenience that can always be rebuilt,
+    so a failed merge loses nothing (:func:`read_candidates` reads the shards)."""
     frame = read_candidates(directory)
     if frame.empty:
         return None

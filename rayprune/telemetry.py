@@ -21,7 +21,7 @@ BASE_TAGS = ("sweep", "trial", "budget")
 METRICS: dict[str, tuple[str, str, tuple[str, ...], Optional[list[float]]]] = {
     "rayprune_candidates_evaluated": ("counter", "Candidates evaluated, by status (ok, error, cached).", ("status",), None),
     "rayprune_evaluation_seconds": (
-        "histogram", "Seconds per candidate evaluation, by phase (total, build, finetune, evaluate, costs).",
+        "histogram", "Seconds per candidate evaluation, by phase (total, build, bn, finetune, evaluate, costs).",
         ("phase",), [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]),
     "rayprune_evaluations_in_flight": ("gauge", "Candidates being evaluated by the pool's actors right now.", (), None),
     "rayprune_evaluations_queued": ("gauge", "Candidates waiting for an idle evaluator.", (), None),

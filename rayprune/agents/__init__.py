@@ -1,6 +1,10 @@
-"""Search agents. ``baselines`` is plain PyTorch; the RL agents (PPO-Lagrangian, NEON) need Ray
-and are imported from their own modules so that importing this package does not start Ray."""
+"""Search agents: each proposes candidates through one interface (:class:`SearchAgent`), the search
+loop scores them. ``uniform``, ``random``, ``evolution`` are plain NumPy; ``tpe`` needs Optuna and
+``crl`` (PPO-Lagrangian) needs Ray and RLlib, so they are imported only when made
+(:func:`make_agent`). The NEON-style agent is budgetless and lives in :mod:`rayprune.neon`."""
 
-from .baselines import meets_budgets, random_keep_ratios, scale_to_budget, uniform_keep_ratio
+from .base import Outcome, Proposal, SearchAgent
+from .registry import AGENTS, make_agent
+from .space import SearchSpace
 
-__all__ = ["meets_budgets", "uniform_keep_ratio", "scale_to_budget", "random_keep_ratios"]
+__all__ = ["AGENTS", "Outcome", "Proposal", "SearchAgent", "SearchSpace", "make_agent"]

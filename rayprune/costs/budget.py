@@ -5,8 +5,30 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from typing import Mapping
 
-__all__ = ["Budget", "parse_budget", "RELATIVE_BY_DEFAULT"]
+__all__ = ["Budget", "parse_budget", "RELATIVE_BY_DEFAULT", "FEASIBILITY_RTOL", "within", "fits"]
+
+#: Relative slack of every budget comparison: a cost at the limit up to float round-off is within it.
+FEASIBILITY_RTOL = 1e-9
+
+
+def within(value: float, limit: float) -> bool:
+    """Whether one cost meets its limit (:data:`FEASIBILITY_RTOL` of slack; NaN never does).
+
+    >>> within(0.25 * 3, 0.75), within(0.76, 0.75), within(float("nan"), 1.0)
+    (True, False, False)
+    """
+    return value is not None and value <= limit * (1.0 + FEASIBILITY_RTOL)
+
+
+def fits(costs: "Mapping[str, float]", limits: "Mapping[str, float]") -> bool:
+    """Whether measured ``costs`` meet every limit in ``limits`` (a missing cost does not).
+
+    >>> fits({"params": 10.0, "macs": 5.0}, {"params": 10.0})
+    True
+    """
+    return all(name in costs and within(costs[name], limit) for name, limit in limits.items())
 
 #: Costs whose budget is a fraction of the base model's value unless written ``abs:``.
 RELATIVE_BY_DEFAULT = frozenset({"params", "macs", "peak_memory_mb"})

@@ -11,7 +11,7 @@ from .._imports import import_object
 from .context import CostContext, CostFn
 from .metrics import count_macs, count_params, measure_latency_ms, measure_peak_memory_mb
 
-__all__ = ["BUILTIN_COSTS", "ANALYTIC_COSTS", "resolve_cost", "resolve_costs", "measure_costs"]
+__all__ = ["BUILTIN_COSTS", "ANALYTIC_COSTS", "CostFunctionError", "resolve_cost", "resolve_costs", "measure_costs"]
 
 BUILTIN_COSTS: dict[str, CostFn] = {
     "params": count_params,
@@ -22,6 +22,10 @@ BUILTIN_COSTS: dict[str, CostFn] = {
 
 #: Costs that are exact functions of the channel counts (see :mod:`rayprune.costs.analytic`).
 ANALYTIC_COSTS = frozenset({"params", "macs"})
+
+
+class CostFunctionError(RuntimeError):
+    """A cost function raised while measuring a model; its exception is ``__cause__``."""
 
 
 def resolve_cost(name: str, function: str | None = None) -> CostFn:
@@ -47,17 +51,35 @@ def resolve_costs(names, custom: Mapping[str, str] | None = None) -> dict[str, C
 
 
 def measure_costs(model: nn.Module, costs: Mapping[str, CostFn], context: CostContext) -> dict[str, float]:
-    """Measure every cost on ``model``; a cost that does not return a finite number is an error."""
+    """Measure every cost on ``model``; a cost that does not return a finite number is an error.
+
+    A cost function that raises is reported as a :class:`CostFunctionError` naming the cost, with
+    the function's own exception as its cause.
+    """
     values = {}
     for name, fn in costs.items():
-        value = fn(model, context)
+        try:
+            value = fn(model, context)
+        except Exception as err:  # noqa: BLE001 - user code may fail any way; say which cost it was
+            raise CostFunctionError(
+                f"Cost {name!r} ({_qualified_name(fn)}) raised {type(err).__name__} while measuring "
+                f"a {type(model).__name__}: {err}"
+            ) from err
         if isinstance(value, (str, bytes, bool)):
-            raise TypeError(f"Cost {name!r} must return a number; {fn!r} returned {value!r}.")
+            raise TypeError(f"Cost {name!r} must return a number; {_qualified_name(fn)} returned {value!r}.")
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise TypeError(f"Cost {name!r} must return a number; {fn!r} returned {value!r}.") from None
+            raise TypeError(
+                f"Cost {name!r} must return a number; {_qualified_name(fn)} returned {value!r}."
+            ) from None
         if not math.isfinite(value):
             raise ValueError(f"Cost {name!r} returned {value}, which is not finite.")
         values[name] = value
     return values
+
+
+def _qualified_name(fn: object) -> str:
+    """``package.module:name`` of a function, as a config writes it; ``repr`` for other callables."""
+    module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    return f"{module}:{name}" if module and name else repr(fn)

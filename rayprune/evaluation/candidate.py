@@ -1,14 +1,19 @@
-"""Evaluate one candidate: build it, fine-tune briefly, measure accuracy and every cost.
+"""Score one candidate: build it, measure its costs, score it (adaptive BN or a short fine-tune).
 
 Plain PyTorch; the Ray actors of :mod:`rayprune.evaluation.pool` wrap a
-:class:`CandidateEvaluator`. An evaluation never raises for a bad candidate: an exception or a
-non-finite accuracy becomes a row with ``status="error"``, the message, and accuracy 0 (the
-lowest reward), so one broken candidate cannot crash a search.
+:class:`CandidateEvaluator`, and the bare-loop benchmark calls it directly. A score never raises
+for a bad candidate: an exception or a non-finite accuracy becomes a row with ``status="error"``
+and the message, so one broken candidate cannot crash a search. Every row has the same columns
+whatever its status (:data:`rayprune.results.ROW_SCHEMA`).
+
+Params and MACs come from the exact analytic model when it verified itself on this model
+(:attr:`rayprune.costs.AnalyticCosts.exact`; it is the same count a built model gives, tested on
+the zoo and on concat/residual models) and are measured otherwise; latency, memory and user costs
+are always measured on the built candidate.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import socket
@@ -19,99 +24,101 @@ from typing import Any, Optional, Sequence
 from torch import nn
 
 from ..config import TrainConfig
+from ..costs import ANALYTIC_COSTS, measure_costs
 from ..engine import fine_tune, recalibrate_batchnorm
 from ..problem import PruningProblem
+from ..pruning.rounding import candidate_id
 from ..pruning.space import KeepRatios
+from .score import ScoreSpec
 
 __all__ = ["CandidateEvaluator", "candidate_id"]
 
-
-def candidate_id(counts: Sequence[int]) -> str:
-    """Stable id of a candidate: a hash of its rounded channel counts.
-
-    >>> candidate_id([8, 16])
-    '4866b446ad243d7e'
-    """
-    return hashlib.sha1(",".join(str(int(c)) for c in counts).encode()).hexdigest()[:16]
+#: The time split every row records (seconds).
+TIMING_COLUMNS = ("t_build_s", "t_costs_s", "t_bn_s", "t_finetune_s", "t_eval_s")
 
 
 class CandidateEvaluator:
-    """Builds, fine-tunes and evaluates candidates of one :class:`PruningProblem`.
+    """Builds and scores candidates of one :class:`PruningProblem`.
 
-    Identical candidates (same channel counts after rounding, same fine-tune length) are
-    evaluated once; later requests get the cached row with ``cached=True``.
+    Identical candidates (same channel counts after rounding) scored the same way are measured
+    once; later requests get the first row with ``cached=True``.
     """
 
     def __init__(self, problem: PruningProblem) -> None:
         self.problem = problem
-        self._cache: dict[tuple[str, Optional[int]], dict[str, Any]] = {}
+        self._cache: dict[tuple[str, str], dict[str, Any]] = {}
+        analytic = problem.analytic if problem.analytic.exact else None
+        self._analytic_names = [n for n in problem.costs if analytic is not None and n in ANALYTIC_COSTS]
+        self._measured = {n: f for n, f in problem.costs.items() if n not in self._analytic_names}
 
     def build(self, keep_ratios: KeepRatios) -> nn.Module:
         """The physically pruned candidate (fast path)."""
         return self.problem.space.build(keep_ratios)
 
-    def evaluate(
-        self,
-        keep_ratios: KeepRatios,
-        *,
-        finetune: Optional[TrainConfig] = None,
-        seed: int = 0,
-        eval_samples: Optional[int] = None,
-    ) -> dict[str, Any]:
-        """A result row for ``keep_ratios`` (see ``docs/results.md`` for the columns)."""
+    def costs(self, model: nn.Module, counts: Sequence[int]) -> dict[str, float]:
+        """Every configured cost of a built candidate (analytic params/MACs where exact)."""
+        out = {n: float(self.problem.analytic(n, counts)) for n in self._analytic_names}
+        if self._measured:
+            out.update(measure_costs(model, self._measured, self.problem.context))
+        return {n: out[n] for n in self.problem.costs}
+
+    def score(self, keep_ratios: KeepRatios, spec: ScoreSpec, *, seed: int = 0) -> dict[str, Any]:
+        """A result row for ``keep_ratios`` scored by ``spec`` (columns: ``docs/results.md``)."""
         p = self.problem
-        ft = finetune if finetune is not None else p.config.search.finetune
-        eval_samples = eval_samples if eval_samples is not None else p.config.search.eval_samples
         counts = p.space.keep_counts(keep_ratios)
         cid = candidate_id(counts)
-        key = (cid, ft.iterations if ft.iterations is not None else -int(1000 * (ft.epochs or 0)))
+        key = (cid, spec.key)
         if key in self._cache:
             return {**self._cache[key], "cached": True}
         row: dict[str, Any] = {
             "candidate_id": cid,
             "keep_ratios": [c / g.channels for c, g in zip(counts, p.space.groups)],
             "keep_counts": list(counts),
-            "finetune_iterations": ft.iterations,
+            "score_kind": spec.kind,
+            "score_key": spec.key,
+            "finetune_iterations": spec.finetune_iterations,
             "status": "ok",
             "error": None,
             "cached": False,
             "host": socket.gethostname(),
             "pid": os.getpid(),
         }
-        timings = {"t_build_s": 0.0, "t_finetune_s": 0.0, "t_eval_s": 0.0, "t_costs_s": 0.0}
+        timings = dict.fromkeys(TIMING_COLUMNS, 0.0)
         try:
-            t0 = time.perf_counter()
-            model = p.space.build([c / g.channels for c, g in zip(counts, p.space.groups)])
-            t1 = time.perf_counter()
-            timings["t_build_s"] = t1 - t0
-            costs = p.measure(model)
-            t2 = time.perf_counter()
-            timings["t_costs_s"] = t2 - t1
-            if p.config.pruning.recalibrate_bn:
-                recalibrate_batchnorm(model, p.data.x_train)
-            if (ft.iterations or 0) > 0 or (ft.epochs or 0) > 0:
-                fine_tune(model, p.data, ft.engine_config(), seed=seed)
-            t3 = time.perf_counter()
-            timings["t_finetune_s"] = t3 - t2
-            accuracy = p.accuracy(model, "val", eval_samples)
-            timings["t_eval_s"] = time.perf_counter() - t3
+            t = time.perf_counter()
+            model = p.space.build(row["keep_ratios"])
+            t, timings["t_build_s"] = _lap(t)
+            costs = self.costs(model, counts)
+            t, timings["t_costs_s"] = _lap(t)
+            if spec.kind == "adaptive_bn":
+                recalibrate_batchnorm(model, p.data.x_train, batch_size=spec.bn_batch_size, max_batches=spec.bn_batches)
+                t, timings["t_bn_s"] = _lap(t)
+            else:
+                if spec.recalibrate_bn:
+                    recalibrate_batchnorm(model, p.data.x_train)
+                    t, timings["t_bn_s"] = _lap(t)
+                if (spec.finetune.iterations or 0) > 0 or (spec.finetune.epochs or 0) > 0:
+                    fine_tune(model, p.data, spec.finetune, seed=seed)
+                t, timings["t_finetune_s"] = _lap(t)
+            accuracy = p.accuracy(model, "val", spec.eval_samples)
+            t, timings["t_eval_s"] = _lap(t)
             if not math.isfinite(accuracy):
                 raise FloatingPointError(f"accuracy is {accuracy}")
             row.update(costs)
-            row.update(accuracy=float(accuracy), feasible=p.feasible(costs))
+            row["accuracy"] = float(accuracy)
         except Exception as exc:  # a broken candidate is a row, not a crashed run
-            row.update(
-                status="error",
-                error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
-                accuracy=0.0,
-                feasible=False,
-            )
+            row.update(status="error", error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
+                       accuracy=None)
             for name in p.costs:
                 row.setdefault(name, None)
         row.update(timings)
         row["t_total_s"] = sum(timings.values())
         self._cache[key] = row
         return dict(row)
+
+    def score_many(self, ratios: Sequence[KeepRatios], spec: ScoreSpec, seeds: Sequence[int]) -> list[dict[str, Any]]:
+        """:meth:`score` of each candidate, in order (the bare loop the pool is measured against)."""
+        return [self.score(r, spec, seed=int(s)) for r, s in zip(ratios, seeds)]
 
     def finalize(
         self, keep_ratios: KeepRatios, *, finetune: Optional[TrainConfig] = None, seed: int = 0, progress: bool = False
@@ -123,14 +130,19 @@ class CandidateEvaluator:
         if p.config.pruning.recalibrate_bn:
             recalibrate_batchnorm(model, p.data.x_train)
         stats = fine_tune(model, p.data, ft.engine_config(), seed=seed, progress=progress)
-        costs = p.measure(model)
+        counts = p.space.keep_counts(keep_ratios)
+        costs = measure_costs(model, p.costs, p.context)  # the exported model: every cost measured
         summary = {
-            "candidate_id": candidate_id(p.space.keep_counts(keep_ratios)),
+            "candidate_id": candidate_id(counts),
             "accuracy_val": p.accuracy(model, "val"),
             "accuracy_test": p.accuracy(model, "test"),
             "finetune_seconds": stats.get("seconds"),
             "finetune_iterations": stats.get("iterations"),
             **costs,
-            "feasible": p.feasible(costs),
         }
         return model, summary
+
+
+def _lap(t0: float) -> tuple[float, float]:
+    t = time.perf_counter()
+    return t, t - t0

@@ -5,15 +5,22 @@ base weights (shipped once through the object store), the pruning space traced o
 cost functions. :class:`EvaluatorPool` hands candidates to idle actors and gathers results with
 ``ray.wait`` as they finish, so K candidates are in flight at once.
 
+Candidates travel in *chunks*: one actor call scores several candidates (data and base weights
+stay resident in the actor), so Ray's per-call overhead is paid per chunk, not per candidate.
+
 Reliability: actors restart on failure (``max_restarts``) and their calls are retried
-(``max_task_retries``): *at-least-once*, so a candidate may run twice; rows carry deterministic
-keys and readers deduplicate. The problem is passed to actors as a *nested* ``ObjectRef`` (inside
-a list), which the actor resolves itself; the pool keeps the driver's ref alive so a restarted
-actor can fetch it again. A call that still fails after its retries becomes an ``error`` row.
+(``max_task_retries``): *at-least-once*, so a candidate may be scored twice. That is harmless:
+actors never write rows (the driver side that asked does, once per candidate it asked for), and a
+score is a pure function of the candidate and the score spec. The problem is passed to actors as
+a *nested* ``ObjectRef`` (inside a list), which the actor resolves itself; the pool keeps the
+driver's ref alive so a restarted actor can fetch it again. A call that still fails after its
+retries becomes ``error`` rows; when no evaluator is left alive the pool raises
+:class:`PoolDeadError` instead of producing failures at full speed.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import uuid
@@ -25,10 +32,15 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..config import TrainConfig
 from ..problem import PruningProblem
-from ..pruning.rounding import keep_channels
-from .candidate import CandidateEvaluator, candidate_id
+from ..pruning.rounding import candidate_id, keep_counts
+from .candidate import CandidateEvaluator
+from .score import ScoreSpec
 
-__all__ = ["Evaluator", "EvaluatorPool"]
+__all__ = ["Evaluator", "EvaluatorPool", "PoolDeadError"]
+
+
+class PoolDeadError(RuntimeError):
+    """Every evaluator of the pool is dead (and out of restarts): nothing can be scored any more."""
 
 
 @ray.remote
@@ -50,33 +62,39 @@ class Evaluator:
         self.started = time.time()
         self.telemetry = Telemetry(tags or {})
 
-    def evaluate(self, keep_ratios: Sequence[float], finetune: Optional[dict], seed: int) -> dict[str, Any]:
-        t0, wall0 = time.perf_counter(), time.time()
-        ft = TrainConfig(**finetune) if finetune is not None else None
-        row = self.evaluator.evaluate(list(keep_ratios), finetune=ft, seed=seed)
-        self.busy_seconds += time.perf_counter() - t0
+    def score_batch(self, ratios: Sequence[Sequence[float]], spec: ScoreSpec, seeds: Sequence[int]) -> list[dict[str, Any]]:
+        """Score a chunk of candidates one after the other; rows in order, each with its wall interval."""
         ctx = ray.get_runtime_context()
-        row.update(evaluator=self.index, node_id=ctx.get_node_id(), pid=os.getpid(),
-                   wall_start=wall0, wall_end=time.time())
-        self._record(row)
-        return row
+        node, pid = ctx.get_node_id(), os.getpid()
+        rows = []
+        for r, seed in zip(ratios, seeds):
+            t0, wall0 = time.perf_counter(), time.time()
+            row = self.evaluator.score(list(r), spec, seed=int(seed))
+            self.busy_seconds += time.perf_counter() - t0
+            row.update(evaluator=self.index, node_id=node, pid=pid, wall_start=wall0, wall_end=time.time())
+            self._record(row)
+            rows.append(row)
+        return rows
 
     def _record(self, row: dict[str, Any]) -> None:
         t = self.telemetry
         t.count("rayprune_candidates_evaluated", status="cached" if row.get("cached") else row.get("status", "ok"))
         if not row.get("cached"):
-            for phase, key in (("total", "t_total_s"), ("build", "t_build_s"), ("finetune", "t_finetune_s"),
-                               ("evaluate", "t_eval_s"), ("costs", "t_costs_s")):
+            for phase, key in (("total", "t_total_s"), ("build", "t_build_s"), ("bn", "t_bn_s"),
+                               ("finetune", "t_finetune_s"), ("evaluate", "t_eval_s"), ("costs", "t_costs_s")):
                 t.observe("rayprune_evaluation_seconds", row.get(key), phase=phase)
         uptime = max(time.time() - self.started, 1e-9)
         t.gauge("rayprune_evaluator_busy_fraction", self.busy_seconds / uptime, evaluator=str(self.index))
 
     def finalize(self, keep_ratios: Sequence[float], seed: int, export_dir: Optional[str],
-                 extra: Optional[dict] = None) -> dict[str, Any]:
+                 extra: Optional[dict] = None, finetune: Optional[dict] = None) -> dict[str, Any]:
         """Long fine-tune of the chosen candidate, measured on val and test, exported to ``export_dir``."""
         from ..pruning import save_pruned
 
-        model, summary = self.evaluator.finalize(list(keep_ratios), seed=seed)
+        ft = TrainConfig(**finetune) if finetune is not None else None
+        t0 = time.time()
+        model, summary = self.evaluator.finalize(list(keep_ratios), seed=seed, finetune=ft)
+        summary.update(evaluator=self.index, wall_start=t0, wall_end=time.time())
         if export_dir is not None:
             save_pruned(model, export_dir, architecture=self.problem.architecture,
                         plan=self.problem.space.plan(list(keep_ratios)), input_shape=self.problem.data.input_shape,
@@ -119,14 +137,8 @@ def _driver_pythonpath() -> str:
     return os.pathsep.join(dict.fromkeys([*entries, *filter(None, existing.split(os.pathsep))]))
 
 
-def _finetune_dict(base: TrainConfig, iterations: Optional[int]) -> Optional[dict]:
-    if iterations is None:
-        return None
-    return {**base.model_dump(mode="json"), "iterations": int(iterations), "epochs": None}
-
-
 class EvaluatorPool:
-    """K evaluator actors for one problem; :meth:`evaluate_many` runs a batch of candidates on them.
+    """K evaluator actors for one problem; :meth:`score_batch` scores a batch of candidates on them.
 
     Args:
         problem: the driver's problem (its data and base weights are put in the object store once).
@@ -153,11 +165,9 @@ class EvaluatorPool:
     ) -> None:
         if size < 1:
             raise ValueError(f"The evaluator pool 'size' must be >= 1; got {size}.")
-        # Only light facts are kept, so the pool pickles cheaply into remote env runners.
         self._channels = [g.channels for g in problem.space.groups]
         self._min_channels = [g.min_channels for g in problem.space.groups]
         self._round_to = problem.space.round_to
-        self._finetune_base = problem.config.search.finetune
         self._cost_names = list(problem.costs)
         self._shared_ref = ray.put(problem.shareable())  # kept alive for actor restarts
         device = "cuda" if num_gpus > 0 else "cpu"
@@ -178,76 +188,105 @@ class EvaluatorPool:
             actor = Evaluator.options(**options).remote([self._shared_ref], index=i, threads=num_cpus, device=device,
                                                         tags=dict(tags or {}))
             self.actors.append(actor)
-        self._label = name
+        self._dead: set[int] = set()
         self._tags = dict(tags or {})
         self._telemetry = None
-        self._cache: dict[tuple[str, Optional[int]], dict[str, Any]] = {}
+        self._cache: dict[tuple[str, str], dict[str, Any]] = {}
         self.evaluations = 0
         self.cache_hits = 0
+
+    @classmethod
+    def from_config(cls, problem: PruningProblem, evaluation, **kwargs: Any) -> "EvaluatorPool":
+        """A pool sized by the config's ``evaluation`` section."""
+        return cls(problem, size=evaluation.evaluators, num_cpus=evaluation.cpus, num_gpus=evaluation.gpus,
+                   max_restarts=evaluation.max_restarts, max_task_retries=evaluation.max_task_retries, **kwargs)
 
     def wait_ready(self, timeout: float = 600.0) -> list[dict[str, Any]]:
         """Block until every actor has built its problem; returns their info."""
         return ray.get([a.info.remote() for a in self.actors], timeout=timeout)
 
-    def evaluate_many(
-        self,
-        ratios: Sequence[Sequence[float]],
-        *,
-        finetune_iterations: Optional[int] = None,
-        seeds: Optional[Sequence[int]] = None,
-    ) -> list[dict[str, Any]]:
-        """Evaluate candidates on idle actors, gathering with ``ray.wait``; rows in input order.
+    @property
+    def live(self) -> list[int]:
+        return [i for i in range(len(self.actors)) if i not in self._dead]
 
-        Identical candidates (same rounded channel counts and fine-tune length) are evaluated
-        once per pool; repeats get the first row with ``cached=True``.
+    def counts(self, ratios: Sequence[float]) -> list[int]:
+        return keep_counts(ratios, self._channels, self._min_channels, self._round_to)
+
+    def score_batch(self, ratios: Sequence[Sequence[float]], spec: ScoreSpec, seeds: Optional[Sequence[int]] = None,
+                    *, chunk_size: Optional[int] = None) -> list[dict[str, Any]]:
+        """Score candidates on the actors; rows in input order.
+
+        Identical candidates (same rounded channel counts, same score) are scored once per pool;
+        repeats get the first row with ``cached=True``. The distinct ones go out in chunks of
+        ``chunk_size`` (default: about two chunks per live actor, so a slow chunk is not waited on
+        alone), gathered with ``ray.wait`` as they finish.
         """
         seeds = list(seeds) if seeds is not None else [0] * len(ratios)
-        ft = _finetune_dict(self._finetune_base, finetune_iterations)
-        keys = [(candidate_id(self._counts(r)), finetune_iterations) for r in ratios]
-        results: list[Optional[dict[str, Any]]] = [None] * len(ratios)
-        first_of: dict[tuple, int] = {}
-        queue: deque[int] = deque()
+        keys = [(candidate_id(self.counts(r)), spec.key) for r in ratios]
+        todo: list[int] = []
+        seen: set[tuple[str, str]] = set()
         for i, key in enumerate(keys):
-            if key in self._cache:
-                results[i] = {**self._cache[key], "cached": True}
-                self.cache_hits += 1
-            elif key in first_of:
-                continue  # filled from its first occurrence below
+            if key not in self._cache and key not in seen:
+                seen.add(key)
+                todo.append(i)
+        if todo:
+            self._run(todo, ratios, spec, seeds, keys, chunk_size)
+        results = []
+        fresh = set(todo)
+        for i, key in enumerate(keys):
+            row = self._cache[key]
+            if i in fresh:
+                results.append(dict(row))
             else:
-                first_of[key] = i
-                queue.append(i)
-        idle = deque(range(len(self.actors)))
-        in_flight: dict[ray.ObjectRef, tuple[int, int]] = {}
+                self.cache_hits += 1
+                results.append({**row, "cached": True})
+        return results
+
+    def _run(self, todo: list[int], ratios, spec: ScoreSpec, seeds, keys, chunk_size: Optional[int]) -> None:
+        if not self.live:
+            raise PoolDeadError("No evaluator is alive; the search cannot score candidates any more.")
+        size = chunk_size or max(1, math.ceil(len(todo) / (2 * len(self.live))))
+        chunks = deque(todo[i:i + size] for i in range(0, len(todo), size))
+        idle = deque(self.live)
+        in_flight: dict[ray.ObjectRef, tuple[list[int], int]] = {}
         telemetry = self._get_telemetry()
-        while queue or in_flight:
-            while queue and idle:
-                i, a = queue.popleft(), idle.popleft()
-                ref = self.actors[a].evaluate.remote(list(ratios[i]), ft, int(seeds[i]))
-                in_flight[ref] = (i, a)
-            telemetry.gauge("rayprune_evaluations_in_flight", len(in_flight))
-            telemetry.gauge("rayprune_evaluations_queued", len(queue))
+        while chunks or in_flight:
+            while chunks and idle:
+                chunk, a = chunks.popleft(), idle.popleft()
+                ref = self.actors[a].score_batch.remote([list(ratios[i]) for i in chunk], spec,
+                                                        [int(seeds[i]) for i in chunk])
+                in_flight[ref] = (chunk, a)
+            telemetry.gauge("rayprune_evaluations_in_flight", sum(len(c) for c, _ in in_flight.values()))
+            telemetry.gauge("rayprune_evaluations_queued", sum(len(c) for c in chunks))
+            if not in_flight:  # every actor died with work left
+                raise PoolDeadError(f"Every evaluator died; {sum(len(c) for c in chunks)} candidates were left "
+                                    "unscored (rows already written are kept).")
             done, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in done:
-                i, a = in_flight.pop(ref)
-                idle.append(a)
+                chunk, a = in_flight.pop(ref)
                 try:
-                    row = ray.get(ref)
+                    rows = ray.get(ref)
                 except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.ObjectLostError) as exc:
-                    row = self._error_row(ratios[i], exc, a)
-                    telemetry.count("rayprune_candidates_evaluated", status="error")
-                self.evaluations += 1
-                self._cache[keys[i]] = row
-                results[i] = row
-        for i, key in enumerate(keys):
-            if results[i] is None:
-                results[i] = {**self._cache[key], "cached": True}
-                self.cache_hits += 1
-        cached = sum(1 for r in results if r and r.get("cached"))
-        if cached:
-            telemetry.count("rayprune_candidates_evaluated", cached, status="cached")
+                    rows = [self._error_row(ratios[i], spec, exc, a) for i in chunk]
+                    telemetry.count("rayprune_candidates_evaluated", len(chunk), status="error")
+                    if not self._alive(a):
+                        self._dead.add(a)
+                        a = None
+                if a is not None:
+                    idle.append(a)
+                for i, row in zip(chunk, rows):
+                    self._cache[keys[i]] = row
+                    self.evaluations += 1
         telemetry.gauge("rayprune_evaluations_in_flight", 0)
         telemetry.gauge("rayprune_evaluations_queued", 0)
-        return results  # type: ignore[return-value]
+
+    def _alive(self, a: int, timeout: float = 120.0) -> bool:
+        """Whether actor ``a`` answers (a restarting actor answers once it is back)."""
+        try:
+            ray.get(self.actors[a].info.remote(), timeout=timeout)
+            return True
+        except Exception:  # noqa: BLE001 - dead, or not back in time: either way not usable
+            return False
 
     def _get_telemetry(self):
         if self._telemetry is None:
@@ -256,29 +295,27 @@ class EvaluatorPool:
             self._telemetry = Telemetry(self._tags)
         return self._telemetry
 
-    def _counts(self, ratios: Sequence[float]) -> list[int]:
-        return [max(keep_channels(min(1.0, max(float(r), 1e-9)), c, self._round_to), f)
-                for r, c, f in zip(ratios, self._channels, self._min_channels)]
-
     def __getstate__(self) -> dict[str, Any]:
-        # A copy shipped to an env runner shares the actors but not the driver's object ref
-        # (the driver keeps that alive) nor its cache.
+        # A copy shipped elsewhere shares the actors but not the driver's object ref (the driver
+        # keeps that alive) nor its cache.
         state = dict(self.__dict__)
         state["_shared_ref"] = None
         state["_cache"] = {}
         state["_telemetry"] = None  # Ray metric objects are per process
         return state
 
-    def _error_row(self, ratios: Sequence[float], exc: Exception, actor: int) -> dict[str, Any]:
-        counts = self._counts(ratios)
+    def _error_row(self, ratios: Sequence[float], spec: ScoreSpec, exc: Exception, actor: int) -> dict[str, Any]:
+        counts = self.counts(ratios)
         row = {
             "candidate_id": candidate_id(counts),
             "keep_ratios": [k / c for k, c in zip(counts, self._channels)],
             "keep_counts": list(counts),
+            "score_kind": spec.kind,
+            "score_key": spec.key,
+            "finetune_iterations": spec.finetune_iterations,
             "status": "error",
             "error": f"{type(exc).__name__}: {exc}"[:2000],
-            "accuracy": 0.0,
-            "feasible": False,
+            "accuracy": None,
             "cached": False,
             "evaluator": actor,
         }
@@ -286,13 +323,47 @@ class EvaluatorPool:
         return row
 
     def finalize(self, keep_ratios: Sequence[float], *, seed: int = 0, export_dir: Optional[str] = None,
-                 extra: Optional[dict] = None) -> dict[str, Any]:
-        """Run :meth:`Evaluator.finalize` on an evaluator (the first one)."""
-        return ray.get(self.actors[0].finalize.remote(list(keep_ratios), int(seed), export_dir, extra))
+                 extra: Optional[dict] = None, finetune: Optional[dict] = None) -> dict[str, Any]:
+        """Long fine-tune of one candidate on an evaluator, exported to ``export_dir``."""
+        return self.finalize_many([dict(keep_ratios=keep_ratios, seed=seed, export_dir=export_dir, extra=extra,
+                                        finetune=finetune)])[0]
+
+    def finalize_many(self, jobs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Several final fine-tunes at once, spread over the live actors; summaries in order.
+
+        Each job: ``keep_ratios``, ``seed``, ``export_dir`` and optionally ``extra``, ``finetune``
+        (a TrainConfig as a dict; default: ``search.final_finetune``). A job that fails gives a
+        summary with ``status="error"`` and the message.
+        """
+        if not self.live:
+            raise PoolDeadError("No evaluator is alive to run the final fine-tune.")
+        results: list[Optional[dict[str, Any]]] = [None] * len(jobs)
+        queue, idle, in_flight = deque(range(len(jobs))), deque(self.live), {}
+        while queue or in_flight:
+            while queue and idle:
+                j, a = queue.popleft(), idle.popleft()
+                job = jobs[j]
+                ref = self.actors[a].finalize.remote(list(job["keep_ratios"]), int(job.get("seed", 0)),
+                                                     job.get("export_dir"), job.get("extra"), job.get("finetune"))
+                in_flight[ref] = (j, a)
+            if not in_flight:
+                raise PoolDeadError("Every evaluator died during the final fine-tunes.")
+            done, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in done:
+                j, a = in_flight.pop(ref)
+                try:
+                    results[j] = {"status": "ok", "error": None, **ray.get(ref)}
+                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+                    results[j] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+                    if not self._alive(a):
+                        self._dead.add(a)
+                        continue
+                idle.append(a)
+        return results  # type: ignore[return-value]
 
     def stats(self) -> list[dict[str, Any]]:
-        """Each actor's info (busy seconds, uptime, device, threads)."""
-        return ray.get([a.info.remote() for a in self.actors])
+        """Each live actor's info (busy seconds, uptime, device, threads)."""
+        return ray.get([self.actors[a].info.remote() for a in self.live])
 
     def shutdown(self) -> None:
         for a in self.actors:

@@ -3,7 +3,7 @@
 from .export import load_pruned, read_spec, save_pruned
 from .importance import IMPORTANCES, get_importance
 from .plan import PlanEntry, PruningPlan, apply_plan
-from .rounding import check_keep_ratio, keep_channels
+from .rounding import candidate_id, check_keep_ratio, keep_channels, keep_counts
 from .space import GroupMember, PrunableGroup, PruningSpace, find_output_layers
 
 __all__ = [
@@ -14,6 +14,8 @@ __all__ = [
     "PlanEntry",
     "apply_plan",
     "keep_channels",
+    "keep_counts",
+    "candidate_id",
     "check_keep_ratio",
     "get_importance",
     "IMPORTANCES",

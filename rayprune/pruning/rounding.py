@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Optional, Sequence
 
-__all__ = ["keep_channels", "keep_counts", "check_keep_ratio"]
+__all__ = ["keep_channels", "keep_counts", "check_keep_ratio", "candidate_id"]
 
 
 def check_keep_ratio(ratio: float, *, name: str = "keep ratio") -> float:
@@ -70,3 +71,12 @@ def keep_counts(
         max(keep_channels(min(1.0, max(float(r), 1e-9)), int(c), round_to), int(f))
         for r, c, f in zip(ratios, channels, floors)
     ]
+
+
+def candidate_id(counts: Sequence[int]) -> str:
+    """Stable id of a candidate: a hash of its rounded channel counts.
+
+    >>> candidate_id([8, 16])
+    '4866b446ad243d7e'
+    """
+    return hashlib.sha1(",".join(str(int(c)) for c in counts).encode()).hexdigest()[:16]

@@ -1,0 +1,255 @@
+"""What a search agent sees of a problem: the groups, the budget levels, and the budget boundary.
+
+Plain PyTorch/NumPy (no Ray). A :class:`SearchSpace` turns keep ratios into channel counts (the one
+rounding rule, :func:`rayprune.pruning.rounding.keep_counts`), predicts params/MACs exactly with the
+analytic model, and *projects* a direction onto a level's budget boundary: the candidate
+``clip(a·d, min_keep, 1)`` with the largest ``a`` that meets every budget of the level. Random
+search, evolution and TPE all propose through that projection (EagleEye keeps candidates within
+±0.5 % of the FLOPs target for the same reason: a candidate under the budget wastes it).
+
+Budgets on costs without an analytic model (latency, memory, a user function) are steered through
+a proxy: a straight-line fit ``cost ≈ a + b·(MACs / base MACs)`` over the candidates measured so
+far (:class:`ProxyFit`), starting from ``cost ∝ MACs``; the projection aims at the MACs fraction the
+fit predicts for the limit. Feasibility is always decided on measured costs; the proxy only aims.
+
+Example:
+    >>> space = SearchSpace.from_problem(problem, levels)              # doctest: +SKIP
+    >>> space.project([1.0, 0.5, 0.8], level=0)                        # doctest: +SKIP
+    [0.61, 0.31, 0.49]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..costs.analytic import AnalyticCosts
+from ..costs.budget import within
+from ..costs.levels import Level
+from ..pruning.rounding import keep_counts
+
+__all__ = ["SearchSpace", "ProxyFit", "largest_true"]
+
+#: The analytic cost that stands for a budget without an analytic model.
+PROXY = "macs"
+
+
+def largest_true(holds: Callable[[float], bool], lo: float, hi: float, *, tol: float = 1e-4,
+                 steps: int = 40) -> Optional[float]:
+    """Largest ``x`` in ``[lo, hi]`` with ``holds(x)``, for a predicate that is true then false.
+
+    None if it does not even hold at ``lo``.
+
+    >>> round(largest_true(lambda x: x * x <= 0.25, 0.0, 1.0), 3)
+    0.5
+    """
+    if holds(hi):
+        return hi
+    if not holds(lo):
+        return None
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if holds(mid) else (lo, mid)
+        if hi - lo < tol:
+            break
+    return lo
+
+
+@dataclass
+class ProxyFit:
+    """``cost ≈ a + b·x`` with ``x`` the MACs fraction, fitted by least squares over measured rows.
+
+    Until two distinct points exist the fit is ``cost = base·x`` (proportional to MACs).
+
+    >>> fit = ProxyFit(base=10.0)
+    >>> fit.x_for(5.0)
+    0.5
+    >>> for x, c in [(0.2, 4.0), (0.6, 8.0)]: fit.add(x, c)
+    >>> round(fit.x_for(6.0), 3)             # 2 + 10x = 6
+    0.4
+    """
+
+    base: float
+    xs: list[float] = field(default_factory=list)
+    ys: list[float] = field(default_factory=list)
+
+    def add(self, x: float, cost: float) -> None:
+        if math.isfinite(x) and cost is not None and math.isfinite(cost):
+            self.xs.append(float(x))
+            self.ys.append(float(cost))
+
+    def coefficients(self) -> tuple[float, float]:
+        if len(set(self.xs)) < 2:
+            return 0.0, self.base
+        x, y = np.asarray(self.xs), np.asarray(self.ys)
+        b, a = np.polyfit(x, y, 1)
+        if b <= 0:  # a cost that does not grow with MACs cannot be steered through them
+            return 0.0, self.base
+        return float(a), float(b)
+
+    def x_for(self, limit: float) -> float:
+        """The MACs fraction at which the fitted cost reaches ``limit`` (may be outside [0, 1])."""
+        a, b = self.coefficients()
+        return (limit - a) / b
+
+
+class SearchSpace:
+    """The search problem as agents see it (see the module docstring).
+
+    Args:
+        channels, min_channels, round_to, min_keep: the prunable groups and the rounding rule.
+        levels: the budget levels the search serves.
+        base_costs: the unpruned model's value of every cost.
+        analytic: the exact params/MACs model (None when it is not exact for this model: then no
+            projection is possible and proposals are taken as they are).
+        group_features: per-group descriptors for agents that want them (crl's observation).
+    """
+
+    def __init__(self, *, channels: Sequence[int], min_channels: Sequence[int], round_to: int, min_keep: float,
+                 levels: Sequence[Level], base_costs: Mapping[str, float], analytic: Optional[AnalyticCosts],
+                 group_features: Optional[np.ndarray] = None) -> None:
+        if not levels:
+            raise ValueError("A search needs at least one budget level.")
+        self.channels = [int(c) for c in channels]
+        self.min_channels = [int(c) for c in min_channels]
+        self.round_to = int(round_to)
+        self.min_keep = float(min_keep)
+        self.levels = list(levels)
+        self.base_costs = dict(base_costs)
+        self.analytic = analytic
+        self.group_features = group_features
+        self.proxies = {name: ProxyFit(base=self.base_costs[name]) for name in self.blackbox_costs()}
+
+    @classmethod
+    def from_problem(cls, problem, levels: Sequence[Level]) -> "SearchSpace":
+        """From a :class:`rayprune.problem.PruningProblem` (driver side)."""
+        groups = problem.space.groups
+        return cls(channels=[g.channels for g in groups], min_channels=[g.min_channels for g in groups],
+                   round_to=problem.space.round_to, min_keep=problem.config.pruning.min_keep, levels=levels,
+                   base_costs=problem.base_costs, analytic=problem.analytic if problem.analytic.exact else None,
+                   group_features=group_features(problem))
+
+    # -- facts -------------------------------------------------------------------------------------
+    @property
+    def num_groups(self) -> int:
+        return len(self.channels)
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.levels)
+
+    def counts(self, ratios: Sequence[float]) -> list[int]:
+        return keep_counts(ratios, self.channels, self.min_channels, self.round_to)
+
+    def rounded(self, ratios: Sequence[float]) -> list[float]:
+        """The keep ratios a candidate actually realises after rounding."""
+        return [k / c for k, c in zip(self.counts(ratios), self.channels)]
+
+    def analytic_costs(self) -> list[str]:
+        """Budgeted costs the analytic model predicts exactly."""
+        if self.analytic is None:
+            return []
+        names = {n for lvl in self.levels for n in lvl.limits}
+        return sorted(n for n in names if n in AnalyticCosts.NAMES)
+
+    def blackbox_costs(self) -> list[str]:
+        """Budgeted costs that only a measurement can tell (latency, memory, user functions)."""
+        names = {n for lvl in self.levels for n in lvl.limits}
+        return sorted(n for n in names if self.analytic is None or n not in AnalyticCosts.NAMES)
+
+    def predict(self, name: str, ratios: Sequence[float]) -> float:
+        """Analytic ``name`` (params or macs) of ``ratios``."""
+        return float(self.analytic(name, self.counts(ratios)))
+
+    # -- budgets -------------------------------------------------------------------------------------
+    def steering_limits(self, level: int) -> dict[str, float]:
+        """Analytic limits the proposals of ``level`` aim at: its own analytic budgets, plus the MACs
+        fraction each black-box budget's proxy fit predicts (as an absolute MACs limit)."""
+        lvl = self.levels[level]
+        out = {n: lim for n, lim in lvl.limits.items() if n in self.analytic_costs()}
+        if self.analytic is None:
+            return out
+        for name in self.blackbox_costs():
+            if name in lvl.limits:
+                x = max(self.proxies[name].x_for(lvl.limits[name]), 1e-6)
+                macs = x * self.analytic.base[PROXY]
+                out[PROXY] = min(out.get(PROXY, math.inf), macs)
+        return out
+
+    def meets(self, ratios: Sequence[float], limits: Mapping[str, float]) -> bool:
+        """Whether the analytic costs of ``ratios`` are within ``limits`` (analytic names only)."""
+        counts = self.counts(ratios)
+        return all(within(self.analytic(n, counts), lim) for n, lim in limits.items())
+
+    def project(self, direction: Sequence[float], level: int) -> list[float]:
+        """``clip(a·direction, min_keep, 1)`` with the largest ``a`` meeting the level's steering limits.
+
+        Rounded to channel counts. If even ``min_keep`` everywhere misses a limit, the smallest
+        candidate; with no analytic model, ``direction`` itself clipped to ``[min_keep, 1]``.
+        """
+        d = np.clip(np.asarray(direction, dtype=float), self.min_keep, 1.0)
+        limits = self.steering_limits(level)
+        if not limits:
+            return self.rounded(d)
+
+        def ratios(a: float) -> list[float]:
+            return list(np.clip(a * d, self.min_keep, 1.0))
+
+        top = 1.0 / float(d.min())  # beyond it every ratio is 1
+        a = largest_true(lambda x: self.meets(ratios(x), limits), self.min_keep / float(d.max()), top)
+        return self.rounded(ratios(self.min_keep / float(d.max())) if a is None else ratios(a))
+
+    def uniform(self, level: int) -> list[float]:
+        """The largest single keep ratio for every group that meets the level's steering limits."""
+        limits = self.steering_limits(level)
+        if not limits:
+            return [1.0] * self.num_groups
+        r = largest_true(lambda x: self.meets([x] * self.num_groups, limits), self.min_keep, 1.0)
+        return self.rounded([self.min_keep if r is None else r] * self.num_groups)
+
+    def observe(self, rows: Sequence[Mapping]) -> None:
+        """Feed measured rows to the black-box proxies (called by the search loop after each batch)."""
+        if not self.proxies or self.analytic is None:
+            return
+        base = self.analytic.base[PROXY]
+        for row in rows:
+            if row.get("status") != "ok" or row.get("cached"):
+                continue
+            x = self.analytic(PROXY, row["keep_counts"]) / base
+            for name, fit in self.proxies.items():
+                fit.add(x, row.get(name))
+
+    def state_dict(self) -> dict:
+        return {"proxies": {n: {"xs": f.xs, "ys": f.ys} for n, f in self.proxies.items()}}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        for name, data in state.get("proxies", {}).items():
+            if name in self.proxies:
+                self.proxies[name].xs, self.proxies[name].ys = list(data["xs"]), list(data["ys"])
+
+
+def group_features(problem) -> np.ndarray:
+    """Per group, 13 static descriptors in about [0, 1]: position, type, channels, kernel, stride,
+    padding, and the share of params/MACs removed if that group alone went to ``min_keep``."""
+    space, groups = problem.space, problem.space.groups
+    max_in = max(g.in_channels for g in groups)
+    max_out = max(g.channels for g in groups)
+    shares = np.zeros((len(groups), 2), dtype=np.float32)
+    if problem.analytic.exact:
+        a = problem.analytic
+        full = [g.channels for g in groups]
+        for i, g in enumerate(groups):
+            counts = list(full)
+            counts[i] = keep_counts([problem.config.pruning.min_keep], [g.channels], [g.min_channels], space.round_to)[0]
+            for j, name in enumerate(("params", "macs")):
+                shares[i, j] = 1.0 - a(name, counts) / a.base[name]
+    feats = [[
+        i / len(groups), float(g.root_type.startswith("Conv")), float(g.root_type == "Linear"),
+        g.in_channels / max_in, g.channels / max_out,
+        g.kernel_size[0] / 7, g.kernel_size[1] / 7, g.stride[0] / 4, g.stride[1] / 4,
+        max(g.padding[0], 0) / 4, max(g.padding[1], 0) / 4, shares[i, 0], shares[i, 1],
+    ] for i, g in enumerate(groups)]
+    return np.asarray(feats, dtype=np.float32)

@@ -1,0 +1,164 @@
+"""The search loop every agent runs through: ask, score on the pool, tell, write rows, checkpoint.
+
+Plain Python: the scorer is any ``score(ratios, spec, seeds) -> rows`` callable — the Ray
+:class:`~rayprune.evaluation.pool.EvaluatorPool` in ``rayprune prune`` and in sweep trials, a
+:class:`~rayprune.evaluation.candidate.CandidateEvaluator` in the bare-loop benchmark. One
+:meth:`SearchRun.step` is one batch::
+
+    proposals = agent.ask()                       # keep ratios, each for a budget level
+    rows = score([p.keep_ratios ...], spec, seeds)
+    rows get: level, feasible (for that level), batch number, agent   -> written as one Parquet shard
+    agent.tell(proposals, outcomes)
+
+Rows are written by this loop, once per proposal, before the agent hears about them; a
+checkpoint (:meth:`SearchRun.save`) records the batch number, so a restart from it drops the rows
+of later batches (:func:`rayprune.results.drop_rows_after`) and neither loses nor repeats one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from ..agents.base import Outcome, Proposal, SearchAgent
+from ..agents.space import SearchSpace
+from ..costs.budget import fits
+from ..evaluation.score import ScoreSpec
+from ..results import CandidateWriter
+
+__all__ = ["SearchRun", "Scorer"]
+
+Scorer = Callable[[Sequence[Sequence[float]], ScoreSpec, Sequence[int]], list[dict[str, Any]]]
+
+_STATE_FILE = "search_state.json"
+
+
+class SearchRun:
+    """One agent's search over ``space``'s levels, ``evaluations`` candidates in batches.
+
+    Args:
+        agent: any :class:`~rayprune.agents.base.SearchAgent`.
+        space: the levels and the projection the agent proposes through.
+        score: scores a batch of keep ratios (see the module docstring).
+        spec: how candidates are scored during the search.
+        writer: where rows go (its constants tag them: sweep, trial, seed, stage ...).
+        evaluations: candidates to score; the search stops at the first batch boundary at or past it.
+        seed: seeds the fine-tunes of a ``finetune`` score.
+    """
+
+    def __init__(self, agent: SearchAgent, space: SearchSpace, score: Scorer, *, spec: ScoreSpec,
+                 writer: CandidateWriter, evaluations: int, seed: int = 0,
+                 log: Optional[Callable[[str], None]] = None) -> None:
+        self.agent = agent
+        self.space = space
+        self.score = score
+        self.spec = spec
+        self.writer = writer
+        self.evaluations = int(evaluations)
+        self.seed = int(seed)
+        self.log = log
+        self.batch = 0  # batches done; rows carry the batch number as ``iteration`` (1, 2, ...)
+        self.evaluated = 0
+        self.best: list[Optional[float]] = [None] * space.num_levels  # best feasible score per level
+        self.seconds = {"ask": 0.0, "score": 0.0, "tell": 0.0, "write": 0.0}
+
+    @property
+    def done(self) -> bool:
+        return self.evaluated >= self.evaluations or self.agent.finished
+
+    def step(self) -> dict[str, Any]:
+        """One batch: ask, score, write, tell. Returns progress metrics."""
+        t0 = time.perf_counter()
+        proposals = self.agent.ask()
+        t1 = time.perf_counter()
+        self.batch += 1
+        seeds = [self.seed * 1_000_003 + self.evaluated + i for i in range(len(proposals))]
+        rows = self.score([p.keep_ratios for p in proposals], self.spec, seeds) if proposals else []
+        t2 = time.perf_counter()
+        outcomes = [self._annotate(p, row) for p, row in zip(proposals, rows)]
+        self.writer.extend(rows)
+        self.writer.flush()
+        t3 = time.perf_counter()
+        self.space.observe(rows)
+        self.agent.tell(proposals, outcomes)
+        t4 = time.perf_counter()
+        self.evaluated += len(proposals)
+        for name, dt in (("ask", t1 - t0), ("score", t2 - t1), ("write", t3 - t2), ("tell", t4 - t3)):
+            self.seconds[name] += dt
+        return self.progress(rows, batch_seconds=t4 - t0, score_seconds=t2 - t1)
+
+    def _annotate(self, proposal: Proposal, row: dict[str, Any]) -> Outcome:
+        level = self.space.levels[proposal.level]
+        ok = row.get("status") == "ok"
+        costs = {name: row.get(name) for name in self.space.base_costs}
+        feasible = ok and fits(costs, level.limits)
+        row.update(level=level.name, feasible=bool(feasible), iteration=self.batch, agent=self.agent.name)
+        if ok:  # any candidate counts for every level it fits
+            for i, other in enumerate(self.space.levels):
+                if fits(costs, other.limits) and (self.best[i] is None or row["accuracy"] > self.best[i]):
+                    self.best[i] = float(row["accuracy"])
+        return Outcome(score=row["accuracy"] if ok else None, costs=costs, feasible=bool(feasible))
+
+    def progress(self, rows: Sequence[Mapping[str, Any]] = (), *, batch_seconds: float = 0.0,
+                 score_seconds: float = 0.0) -> dict[str, Any]:
+        errors = sum(1 for r in rows if r.get("status") != "ok")
+        out: dict[str, Any] = {
+            "iteration": self.batch, "evaluations": self.evaluated, "batch_errors": errors,
+            "evals_per_s": len(rows) / max(batch_seconds, 1e-9), "batch_seconds": batch_seconds,
+            "overhead_fraction": (batch_seconds - score_seconds) / max(batch_seconds, 1e-9),
+        }
+        for level, best in zip(self.space.levels, self.best):
+            out[f"best/{level.name}"] = best
+        known = [b for b in self.best if b is not None]
+        out["best_accuracy"] = max(known) if known else None
+        out.update(self.agent.metrics() if hasattr(self.agent, "metrics") else {})
+        return out
+
+    def describe(self, metrics: Mapping[str, Any]) -> str:
+        best = ", ".join(f"{lvl.name}: {'-' if b is None else f'{b:.4f}'}" for lvl, b in zip(self.space.levels, self.best))
+        return (f"{self.agent.name} batch {metrics['iteration']}: {metrics['evaluations']}/{self.evaluations} scored, "
+                f"best per level {best}; {metrics['evals_per_s']:.1f} candidates/s"
+                + (f", {metrics['batch_errors']} errors" if metrics.get("batch_errors") else ""))
+
+    def run(self, *, on_step: Optional[Callable[[dict[str, Any]], None]] = None) -> dict[str, Any]:
+        """Steps until done; ``on_step`` gets each batch's metrics (progress, checkpoints)."""
+        metrics = self.progress()
+        while not self.done:
+            metrics = self.step()
+            if self.log is not None:
+                self.log(self.describe(metrics))
+            if on_step is not None:
+                on_step(metrics)
+        return metrics
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        """The loop's counters, the agent's state and the proxies' data (restart: :meth:`restore`)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.agent.save(directory / "agent")
+        state = {"batch": self.batch, "evaluated": self.evaluated, "best": self.best, "agent": self.agent.state_dict(),
+                 "space": self.space.state_dict(), "agent_name": self.agent.name}
+        (directory / _STATE_FILE).write_text(json.dumps(state, default=_json_default))
+
+    def restore(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        state = json.loads((directory / _STATE_FILE).read_text())
+        if state.get("agent_name") != self.agent.name:
+            raise ValueError(f"{directory}: a checkpoint of agent {state.get('agent_name')!r}, not {self.agent.name!r}.")
+        self.batch, self.evaluated, self.best = int(state["batch"]), int(state["evaluated"]), list(state["best"])
+        self.agent.load_state_dict(state["agent"])
+        self.agent.restore(directory / "agent")
+        self.space.load_state_dict(state["space"])
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
