@@ -2,17 +2,19 @@
 
 In the order it runs:
 
-1. pick the suite datasets (``neon.pretrain.suite``: names, groups, held-out groups);
-2. draw ``networks.per_dataset`` random MLPs per dataset and train the missing ones as Ray tasks
+1. connect to Ray with :func:`rayprune.ray_session.connect`: ``--address``, else the cluster of
+   ``RAY_ADDRESS`` (as inside a submitted Ray job), else a fresh local instance;
+2. pick the suite datasets (``neon.pretrain.suite``: names, groups, held-out groups);
+3. draw ``networks.per_dataset`` random MLPs per dataset and train the missing ones as Ray tasks
    (one CPU each), cached on disk; networks that learnt nothing (validation accuracy no better
    than always answering the majority class) are left out of the pool;
-3. PPO on RLlib's new API stack over :class:`~rayprune.neon.env.NeonVectorEnv`: ``num_envs``
+4. PPO on RLlib's new API stack over :class:`~rayprune.neon.env.NeonVectorEnv`: ``num_envs``
    episodes per env runner in lockstep, their prune-and-retrain steps as parallel Ray tasks,
    ``env_runners`` remote runners on top (0: sample in the driver);
-4. after every iteration, one row of training curves (``curves.csv``) from the episodes that
+5. after every iteration, one row of training curves (``curves.csv``) from the episodes that
    finished in it: mean episode reward (scaled as the agent sees it, and raw), parameter-reduction
    factor, accuracy change, share within tolerance, plus the learner's entropy and losses;
-5. at the end: ``policy/`` (the actor, for inference without Ray; what ``--agent-checkpoint``
+6. at the end: ``policy/`` (the actor, for inference without Ray; what ``--agent-checkpoint``
    takes), ``rllib_checkpoint/`` (the whole algorithm, to resume or inspect), ``curves.png``,
    ``report.json`` and ``report.md``.
 
@@ -48,8 +50,9 @@ from rayprune.neon.networks import (
 )
 from rayprune.neon.reward import reward_scale
 from rayprune.neon.suite import SuiteSplit, resolve_datasets
+from rayprune.ray_session import connect
 
-__all__ = ["CURVE_COLUMNS", "build_network_pool", "ensure_local_ray", "learnt", "run_pretrain"]
+__all__ = ["CURVE_COLUMNS", "build_network_pool", "learnt", "run_pretrain"]
 
 Log = Callable[[str], None]
 
@@ -61,29 +64,6 @@ CURVE_COLUMNS = (
 )
 
 
-def ensure_local_ray(address: Optional[str] = None, *, log: Log = print) -> None:
-    """Connect to ``address``, or start a *new* local Ray (never join another ``ray start`` cluster
-    on the machine by accident, which ``ray.init()`` without an address would do)."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, log_to_driver=False)
-        log(f"Connected to Ray at {address}: {ray.cluster_resources()}")
-    else:
-        for attempt in (1, 2):  # on a loaded machine the raylet can miss its start-up deadline once
-            try:
-                ray.init(address="local", include_dashboard=False, log_to_driver=False)
-                break
-            except Exception as exc:  # Ray raises a bare Exception for a start-up timeout
-                if attempt == 2 or "timed out during startup" not in str(exc):
-                    raise
-                log(f"Ray did not start in time ({exc}); trying once more")
-                ray.shutdown()
-        log(f"Started a local Ray instance: {ray.cluster_resources()}")
-
-
 def learnt(record: NetworkRecord, split: SuiteSplit) -> bool:
     """Whether a trained network beats always answering the validation split's majority class."""
     y = split.load(record.spec.dataset).y_val
@@ -92,7 +72,7 @@ def learnt(record: NetworkRecord, split: SuiteSplit) -> bool:
 
 
 def build_network_pool(cfg, *, log: Log = print, parallel: bool = True) -> tuple[list[NetworkRecord], dict[str, Any]]:
-    """Steps 1–2: the trained networks of ``cfg.neon.pretrain`` and facts about them."""
+    """Steps 2–3: the trained networks of ``cfg.neon.pretrain`` and facts about them."""
     pre = cfg.neon.pretrain
     datasets = resolve_datasets(pre.suite.datasets, pre.suite.groups, pre.suite.exclude_groups)
     settings = NetworkSettings.from_config(pre.networks)
@@ -214,7 +194,7 @@ def run_pretrain(cfg, out_dir: str | Path, *, address: Optional[str] = None, log
     out.mkdir(parents=True, exist_ok=True)
     neon, pre = cfg.neon, cfg.neon.pretrain
     started = time.time()
-    ensure_local_ray(address, log=log)
+    connect(address, log=log, metadata={"rayprune": "pretrain", "config": cfg.name}, include_dashboard=False)
     pool, facts = build_network_pool(cfg, log=log)
     settings = EpisodeSettings.from_config(neon)
     source = EpisodeSource(tuple(pool), SuiteSplit.from_config(pre.suite, cfg.seed), settings, tuple(pre.tolerances))

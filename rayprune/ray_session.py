@@ -1,0 +1,77 @@
+"""Connecting a rayprune driver to Ray: the one place that decides which Ray a command runs on.
+
+:func:`connect` picks, in this order:
+
+1. the ``address`` it is given (``auto``, ``HOST:PORT``, ``ray://...``), from ``--address``;
+2. the cluster named by ``RAY_ADDRESS``, which Ray's job server sets for every submitted job
+   (``ray job submit``, ``rayprune submit``) — so a command run as a job joins the cluster it was
+   submitted to instead of starting a private Ray beside it;
+3. otherwise a *fresh* local instance (``ray.init(address="local")``), never a ``ray start``
+   cluster that happens to run on the machine (which ``ray.init()`` with no address would join).
+
+Joining a cluster presents its token (Ray >= 2.52 turns token authentication on by default):
+:func:`rayprune._auth.use_cluster_token` sets ``RAY_AUTH_MODE=token`` when a token is at hand.
+Ray reads that when it is imported, so the CLI calls it before anything imports Ray; here it is
+called again for library callers that have not imported Ray yet.
+
+Example::
+
+    connect(args.address, metadata={"rayprune": "pretrain", "config": cfg.name})
+    connect(num_cpus=2, include_dashboard=False)   # tests: a small private instance
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+from rayprune._auth import use_cluster_token
+
+__all__ = ["connect"]
+
+_STARTUP_TIMEOUT = "timed out during startup"  # Ray raises a bare Exception with this text
+
+
+def connect(
+    address: str | None = None,
+    *,
+    log: Callable[[str], None] = print,
+    metadata: Mapping[str, object] | None = None,
+    num_cpus: int | None = None,
+    object_store_memory: int | None = None,
+    include_dashboard: bool | None = None,
+) -> None:
+    """Connect this process to Ray (see the module docstring for which Ray); a no-op if it already is.
+
+    ``metadata`` (config name, budgets, ...) becomes the Ray job's metadata, shown in the dashboard.
+    ``num_cpus``, ``object_store_memory`` and ``include_dashboard`` shape a *local* instance and
+    are ignored when joining a cluster, whose resources are the cluster's.
+    """
+    joining = bool(address or os.environ.get("RAY_ADDRESS"))
+    if joining:
+        use_cluster_token()  # effective only while Ray is not imported yet
+    import ray
+    from ray.job_config import JobConfig
+
+    if ray.is_initialized():
+        return
+    job = JobConfig(metadata={str(k): str(v) for k, v in (metadata or {}).items()})
+    if address:
+        ray.init(address=address, log_to_driver=False, job_config=job)
+        log(f"Connected to Ray at {address}: {ray.cluster_resources()}")
+    elif joining:  # RAY_ADDRESS: inside a Ray job, or set by the user; ray.init reads it
+        ray.init(log_to_driver=False, job_config=job)
+        log(f"Connected to Ray at {os.environ['RAY_ADDRESS']}: {ray.cluster_resources()}")
+    else:
+        local = {k: v for k, v in (("num_cpus", num_cpus), ("object_store_memory", object_store_memory),
+                                   ("include_dashboard", include_dashboard)) if v is not None}
+        for attempt in (1, 2):  # on a loaded machine the raylet can miss its start-up deadline once
+            try:
+                ray.init(address="local", log_to_driver=False, job_config=job, **local)
+                break
+            except Exception as exc:
+                if attempt == 2 or _STARTUP_TIMEOUT not in str(exc):
+                    raise
+                log(f"Ray did not start in time ({exc}); trying once more")
+                ray.shutdown()
+        log(f"Started a local Ray instance: {ray.cluster_resources()}")

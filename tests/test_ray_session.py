@@ -1,0 +1,234 @@
+"""`rayprune.ray_session.connect`: which Ray a driver runs on.
+
+The unit tests replace ``ray.init`` to see what ``connect`` asks for; the slow ones start a real
+``ray start --head`` (token authentication on, as Ray 2.60 does by default) and check from other
+processes that ``connect`` joins it when ``RAY_ADDRESS`` names it, and that ``rayprune pretrain``
+submitted as a Ray job runs its tasks on that cluster instead of on a private Ray of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+from rayprune.ray_session import connect
+
+
+@pytest.fixture
+def fake_init(monkeypatch):
+    """``ray.init`` replaced by a recorder; ``RAY_AUTH_MODE`` restored after the test."""
+    calls: list[dict] = []
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 1.0})
+    return calls
+
+
+def test_an_explicit_address_wins_over_RAY_ADDRESS(fake_init, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    logged = []
+    connect("10.0.0.2:6379", log=logged.append, metadata={"config": "c", "budget": 0.5}, num_cpus=2)
+    (call,) = fake_init
+    assert call["address"] == "10.0.0.2:6379" and "num_cpus" not in call
+    assert call["job_config"].metadata == {"config": "c", "budget": "0.5"}
+    assert logged and "10.0.0.2:6379" in logged[0]
+
+
+def test_RAY_ADDRESS_is_joined_with_the_cluster_token(fake_init, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "secret")
+    connect(log=lambda m: None, num_cpus=2, object_store_memory=10**8)
+    (call,) = fake_init
+    # ray.init reads RAY_ADDRESS itself; the local-start options describe a local instance only
+    assert "address" not in call and "num_cpus" not in call and "object_store_memory" not in call
+    assert os.environ["RAY_AUTH_MODE"] == "token"
+
+
+@pytest.mark.parametrize("ray_address", [None, ""])
+def test_without_an_address_a_fresh_local_instance_starts(fake_init, monkeypatch, ray_address):
+    if ray_address is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", ray_address)  # how tests say "never join a cluster"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "secret")
+    connect(log=lambda m: None, num_cpus=2, include_dashboard=False)
+    (call,) = fake_init
+    assert call["address"] == "local"  # not ray.init(): that would join a `ray start` cluster on the machine
+    assert call["num_cpus"] == 2 and call["include_dashboard"] is False and "object_store_memory" not in call
+    assert "RAY_AUTH_MODE" not in os.environ  # a local instance needs no cluster token
+
+
+def test_connect_is_a_no_op_when_ray_is_up(fake_init, monkeypatch):
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    connect("10.0.0.2:6379", log=lambda m: None)
+    assert fake_init == []
+
+
+def test_a_local_start_that_times_out_is_tried_once_more(fake_init, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    attempts, shutdowns = [], []
+
+    def init(**kw):
+        attempts.append(kw)
+        if len(attempts) == 1:
+            raise Exception("The current node timed out during startup.")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: shutdowns.append(1))
+    connect(log=lambda m: None)
+    assert len(attempts) == 2 and shutdowns == [1]
+    monkeypatch.setattr(ray, "init", lambda **kw: (_ for _ in ()).throw(RuntimeError("bad option")))
+    with pytest.raises(RuntimeError, match="bad option"):
+        connect(log=lambda m: None)
+
+
+# -- a real cluster ------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+        except OSError:
+            continue
+        if text in cmd and int(pid) != os.getpid():
+            pids.append(int(pid))
+    return pids
+
+
+@pytest.fixture
+def ray_head():
+    """`ray start --head --block` on loopback, in its own session, with a temp dir of its own.
+
+    Stopping it terminates that one ``ray start`` process, which shuts down the node it started;
+    anything left is found by the unique temp dir (ours alone) — never by a port number or by
+    ``ray stop``, which would stop every Ray on the machine.
+    """
+    temp = Path(tempfile.mkdtemp(prefix="rps-", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    gcs, dashboard = _free_port(), _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    args = ["ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", f"--port={gcs}",
+            "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--ray-client-server-port={_free_port()}",
+            f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}", f"--temp-dir={temp}", "--num-cpus=2", "--disable-usage-stats"]
+    log = (temp / "ray_start.log").open("w")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while "block forever" not in (temp / "ray_start.log").read_text():
+            assert proc.poll() is None and time.time() < deadline, (temp / "ray_start.log").read_text()[-3000:]
+            time.sleep(0.5)
+        session = (temp / "session_latest").resolve().name
+        yield {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dashboard}", "temp": str(temp),
+               "session": session, "env": env}
+    finally:
+        proc.terminate()  # `ray start --block` stops its node on SIGTERM
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        deadline = time.time() + 30
+        while _pids_mentioning(str(temp)) and time.time() < deadline:
+            time.sleep(1)
+        for pid in _pids_mentioning(str(temp)):  # started by this fixture: the temp dir is unique to it
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _client_env(head: dict, **extra: str) -> dict:
+    """A client's environment: no RAY_AUTH_MODE (rayprune sets it from the token file)."""
+    env = {k: v for k, v in head["env"].items() if not k.startswith("RAY_AUTH_MODE")}
+    return {**env, **extra}
+
+
+PROBE = """
+import json
+from rayprune.ray_session import connect
+connect(log=lambda m: None, num_cpus=1)
+import ray
+context = ray.get_runtime_context()
+print(json.dumps({"temp": context.get_temp_dir(), "session": context.get_session_name(),
+                  "cpus": ray.cluster_resources().get("CPU")}))
+"""
+
+
+@pytest.mark.slow
+def test_connect_joins_the_cluster_named_by_RAY_ADDRESS(ray_head):
+    run = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=180,
+                         env=_client_env(ray_head, RAY_ADDRESS=ray_head["gcs"]))
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    # the head's session, not a new one (a local instance would have its own session under /tmp/ray, 1 CPU)
+    assert seen == {"temp": ray_head["temp"], "session": ray_head["session"], "cpus": 2.0}
+
+
+TINY_PRETRAIN = {
+    "name": "pretrain-as-a-job",
+    "seed": 0,
+    "neon": {
+        "activation_samples": 32,
+        "retrain": {"max_epochs": 1, "patience": 1, "max_samples": 128},
+        "pretrain": {
+            "iterations": 1, "passes": 1, "steps_per_iteration": 8, "num_envs": 2, "parallel_steps": False,
+            "tolerances": [5.0], "num_epochs": 1, "minibatch_size": 8, "hidden": [8], "segment_hidden": 4,
+            "suite": {"datasets": ["three_blobs"]},
+            "networks": {"per_dataset": 2, "widths": [8], "min_layers": 1, "max_layers": 1,
+                         "train": {"max_epochs": 30, "patience": 5}},
+        },
+    },
+}
+
+TRAIN_TASKS = """
+import json, sys
+import ray
+from ray.util.state import list_tasks
+ray.init(address=sys.argv[1], log_to_driver=False)
+tasks = list_tasks(filters=[("name", "=", "_train_task")], detail=True, raise_on_missing_output=False)
+print(json.dumps(sorted(t.state for t in tasks)))
+"""
+
+
+@pytest.mark.slow
+def test_a_submitted_pretrain_job_runs_on_the_cluster(tmp_path, ray_head):
+    cfg = json.loads(json.dumps(TINY_PRETRAIN))
+    cfg["neon"]["pretrain"]["networks"]["cache_dir"] = str(tmp_path / "nets")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "agent"
+    job = subprocess.run(
+        ["ray", "job", "submit", "--address", ray_head["dashboard"], "--", sys.executable, "-m", "rayprune.cli",
+         "pretrain", str(config), "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env=ray_head["env"])
+    logs = job.stdout + job.stderr
+    assert job.returncode == 0 and "succeeded" in logs, logs[-3000:]
+    assert "Connected to Ray at" in logs and "Started a local Ray instance" not in logs, logs[-3000:]
+    assert (out / "policy" / "policy.pt").is_file()
+    # the cluster itself ran the job's network trainings (a private Ray would have run them instead)
+    tasks = subprocess.run([sys.executable, "-c", TRAIN_TASKS, ray_head["gcs"]], capture_output=True, text=True,
+                           timeout=180, env=ray_head["env"])
+    assert tasks.returncode == 0, tasks.stderr[-3000:]
+    assert json.loads(tasks.stdout.strip().splitlines()[-1]) == ["FINISHED", "FINISHED"]
