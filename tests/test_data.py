@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -164,7 +165,38 @@ def test_cifar_reader_refuses_pickled_code(tmp_path: Path) -> None:
     directory = tmp_path / "cifar-10-batches-py"
     _write_cifar10(directory)
     _write_pickle(directory / "test_batch", {b"data": Path, b"labels": []})  # a global
-    with pytest.raises(pickle.UnpicklingError, match="pathlib"):
+    with pytest.raises(ValueError, match="pathlib") as error:
+        load_dataset("cifar10", root=directory)
+    assert str(directory / "test_batch") in str(error.value)
+    assert isinstance(error.value.__cause__, pickle.UnpicklingError)
+
+
+def _truncated(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _random_bytes(path: Path) -> None:
+    path.write_bytes(np.random.default_rng(7).bytes(5000))
+
+
+@pytest.mark.parametrize("damage", [_truncated, _random_bytes])
+@pytest.mark.parametrize("name", ["data_batch_3", "batches.meta"])
+def test_damaged_cifar_file_is_named(tmp_path: Path, damage, name: str) -> None:
+    directory = tmp_path / "cifar-10-batches-py"
+    _write_cifar10(directory)
+    damage(directory / name)
+    with pytest.raises(ValueError, match="as a CIFAR batch") as error:
+        load_dataset("cifar10", root=tmp_path)
+    message = str(error.value)
+    assert f"'{directory / name}'" in message and "python version" in message
+
+
+def test_cifar_labels_that_are_not_integers_are_named(tmp_path: Path) -> None:
+    directory = tmp_path / "cifar-10-batches-py"
+    _write_cifar10(directory)
+    _write_pickle(directory / "test_batch", {b"data": _cifar_rows(2, 0), b"labels": ["cat", "dog"]})
+    with pytest.raises(ValueError, match=r"b'labels' in '.*test_batch' must be a list of integer"):
         load_dataset("cifar10", root=directory)
 
 
@@ -216,6 +248,95 @@ def test_tabular_missing_label_column_lists_columns(tmp_path: Path) -> None:
         assert column in str(error.value)
 
 
+def _numeric_frame(n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({name: rng.normal(size=n) for name in "abcde"})
+    frame["label"] = np.arange(n) % 2
+    return frame
+
+
+def test_tabular_numeric_column_with_stray_text_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "measurements.csv"
+    frame = _numeric_frame().astype({"c": object})
+    frame.loc[17, "c"], frame.loc[230, "c"] = "oops", "12,5"
+    frame.to_csv(path, index=False)
+    with pytest.raises(ValueError) as error:
+        load_dataset("tabular", path=path)
+    message = str(error.value)
+    assert "Column 'c'" in message and str(path) in message
+    assert "'oops' at row 17" in message and "'12,5' at row 230" in message
+    assert "2 of its 300 values" in message
+    # Without the stray values the same file keeps its 5 features.
+    _numeric_frame().to_csv(path, index=False)
+    assert load_dataset("tabular", path=path).input_shape == (5,)
+
+
+def test_tabular_mixed_categorical_column_is_one_hot_encoded(tmp_path: Path) -> None:
+    path = tmp_path / "floors.csv"
+    frame = _numeric_frame(60).drop(columns=list("bcde"))
+    frame["floor"] = np.array(["1", "2", "3", "G", "B"])[np.arange(60) % 5]  # 40 % not numbers
+    frame.to_csv(path, index=False)
+    data = load_dataset("tabular", path=path)
+    assert data.input_shape == (6,) and "floor_G" in data.feature_names
+
+
+def test_tabular_wide_one_hot_encoding_warns_with_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "customers.csv"
+    frame = _numeric_frame(240)
+    frame["city"] = [f"city{i % 120}" for i in range(240)]
+    frame["customer"] = [f"id{i}" for i in range(240)]
+    frame.to_csv(path, index=False)
+    with pytest.warns(UserWarning) as caught:
+        data = load_dataset("tabular", path=path)
+    message = str(caught[0].message)
+    assert "'city': 120 distinct values" in message and str(path) in message
+    assert "'customer': 240 distinct values, one per row" in message
+    assert "7 feature columns into 365 features" in message
+    assert data.input_shape == (365,)
+    # A narrow categorical column (two colours) is encoded without a word.
+    narrow = tmp_path / "narrow.csv"
+    _frame().to_csv(narrow, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset("tabular", path=narrow, label="species")
+
+
+def test_tabular_label_with_one_class_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "one_class.csv"
+    _numeric_frame().assign(label="yes").to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"'label' of the table '.*one_class\.csv' must hold at "
+                                         r"least 2 classes.*all 300 rows are 'yes'"):
+        load_dataset("tabular", path=path)
+
+
+def test_tabular_infinite_values_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "inf.csv"
+    frame = _numeric_frame()
+    frame.loc[[3, 9], "d"] = np.inf
+    frame.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"infinite values in 'd' \(rows 3, 9\)"):
+        load_dataset("tabular", path=path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("empty.csv", b"", "is empty"),
+        ("header.csv", b"a,b,label\n", r"has a header \(\['a', 'b', 'label'\]\) but no rows"),
+        ("noise.csv", np.random.default_rng(0).bytes(4000), "Cannot read .* as a CSV file"),
+        ("noise.parquet", np.random.default_rng(0).bytes(4000), "Cannot read .* as a Parquet file"),
+    ],
+    ids=["empty", "header-only", "random-csv", "random-parquet"],
+)
+def test_unreadable_table_file_is_named(tmp_path: Path, name: str, content: bytes,
+                                        expected: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=expected) as error:
+        load_dataset("tabular", path=path)
+    assert str(path) in str(error.value)
+
+
 def test_sklearn_wine_is_min_max_scaled() -> None:
     data = load_dataset("sklearn:wine", seed=0)
     assert "sklearn:wine" in DATASET_NAMES
@@ -260,6 +381,31 @@ def test_bad_fractions_name_the_parameter(kwargs: dict, name: str) -> None:
         split_indices(np.zeros(10), seed=0, **kwargs)
     with pytest.raises(ValueError, match=name):
         load_dataset("sklearn:iris", **kwargs)
+
+
+def test_zero_val_fraction_is_refused_before_reading_data(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"'val_fraction' \(data\.val_fraction in a config\) "
+                                         r"must be > 0.*got 0"):
+        load_dataset("sklearn:iris", val_fraction=0)
+    # Refused before CIFAR files are even looked for (there are none here).
+    with pytest.raises(ValueError, match=r"data\.val_fraction"):
+        load_dataset("cifar10", root=tmp_path, val_fraction=0.0)
+
+
+def test_zero_test_fraction_is_refused_unless_there_is_an_official_test_split(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ValueError, match=r"data\.test_fraction.*'sklearn:iris'"):
+        load_dataset("sklearn:iris", test_fraction=0)
+    _write_cifar10(tmp_path / "cifar-10-batches-py")
+    assert len(load_dataset("cifar10", root=tmp_path, test_fraction=0).y_test) == 20
+
+
+def test_too_few_samples_to_split_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.csv"
+    _numeric_frame(2).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="2 samples are too few to split.*none train"):
+        load_dataset("tabular", path=path)
 
 
 # ----------------------------------------------------------------------------- batches

@@ -4,7 +4,8 @@ rayprune never downloads: point ``root`` at the extracted ``cifar-10-batches-py`
 ``cifar-100-python`` folder or at the folder that contains it. Each batch is a pickled dict with
 bytes keys: ``b'data'`` (N×3072 uint8 rows, channel-major 3×32×32) and ``b'labels'`` (CIFAR-10) or
 ``b'fine_labels'`` (CIFAR-100). The pickles are read with an unpickler that only rebuilds numpy
-arrays, so a tampered file cannot run code.
+arrays, so a tampered file cannot run code. A file that is not such a pickle (truncated, corrupt,
+or something else) is a ``ValueError`` naming the file and the expected format.
 """
 
 from __future__ import annotations
@@ -145,12 +146,17 @@ def _read_batches(
 
 def _read_batch(path: Path, layout: CifarLayout) -> tuple[np.ndarray, np.ndarray]:
     batch = _load_pickle(path)
-    data = np.asarray(_require_key(batch, b"data", path.name))
-    labels = np.asarray(_require_key(batch, layout.label_key, path.name), dtype=np.int64)
+    data = _array(batch, b"data", path, None, "a uint8 array of shape (N, 3072)")
+    labels = _array(batch, layout.label_key, path, np.int64, "a list of integer class indices")
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise ValueError(
             f"b'data' in '{path}' must be a uint8 array of shape (N, 3072); "
             f"got {data.dtype} {data.shape}."
+        )
+    if labels.ndim != 1:
+        raise ValueError(
+            f"{layout.label_key!r} in '{path}' must be a list of integer class indices; "
+            f"got an array of shape {labels.shape}."
         )
     if len(labels) != len(data):
         raise ValueError(
@@ -193,10 +199,26 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def _load_pickle(path: Path) -> dict:
     data = path.read_bytes()
-    loaded = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
+    try:
+        loaded = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except Exception as err:  # noqa: BLE001 - corrupt bytes fail in many ways; all mean "not a batch"
+        raise ValueError(
+            f"Cannot read '{path}' ({len(data)} bytes) as a CIFAR batch: "
+            f"{type(err).__name__}: {str(err).rstrip('.')}. Expected a pickled dict as in the "
+            f"'python version' release of CIFAR-10/100 (b'data': N×3072 uint8 rows, plus the "
+            f"labels); the file may be truncated or corrupt, so extract the archive again."
+        ) from err
     if not isinstance(loaded, dict):
         raise ValueError(f"'{path}' must hold a pickled dict; got {type(loaded).__name__}.")
     return loaded
+
+
+def _array(batch: dict, key: bytes, path: Path, dtype: type | None, expected: str) -> np.ndarray:
+    value = _require_key(batch, key, path.name)
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ValueError(f"{key!r} in '{path}' must be {expected}; reading it failed: {err}") from err
 
 
 def _require_key(mapping: dict, key: bytes, source: str):

@@ -185,7 +185,9 @@ def load_dataset(
 
     Otherwise ``val_fraction`` and ``test_fraction`` are shares of the whole, split stratified by
     class. ``max_samples`` caps the total number of samples (stratified by class, by ``seed``),
-    shared between official train and test splits in proportion to their sizes.
+    shared between official train and test splits in proportion to their sizes. Every split must
+    end up non-empty, so ``val_fraction`` (and, without an official test split, ``test_fraction``)
+    must be > 0; an empty split is an error here, before any model is trained.
 
     Example:
         >>> data = load_dataset("mnist5k", seed=0)
@@ -213,6 +215,13 @@ def _split_spec(
     val_fraction: float, test_fraction: float, seed: int, max_samples: int | None
 ) -> _SplitSpec:
     check_fractions(val_fraction, test_fraction)
+    if val_fraction == 0:
+        # Caught here, before any data is read or a base model trained: the base model, every
+        # candidate and the search's feasibility are all scored on the validation split.
+        raise ValueError(
+            "'val_fraction' (data.val_fraction in a config) must be > 0: candidates are scored on "
+            f"the validation split, which would be empty; got {val_fraction!r}."
+        )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
         raise ValueError(f"'seed' must be an integer in [0, 2**32); got {seed!r}.")
     if max_samples is not None and (
@@ -301,7 +310,9 @@ def _image_dataset(
     test: _Arrays | None = None,
 ) -> Dataset:
     """Split NCHW images (uint8 0..255 or float in [0, 1]) and normalise them per channel."""
-    splits = [(_unit_float(x), torch.from_numpy(y)) for x, y in _split(images, labels, spec, test)]
+    parts = _split(images, labels, spec, test)
+    _check_nonempty(name, parts, spec, official_test=test is not None)
+    splits = [(_unit_float(x), torch.from_numpy(y)) for x, y in parts]
     mean, std = _channel_stats(splits[0][0])
     for x, _ in splits:
         x.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))
@@ -327,6 +338,7 @@ def _image_dataset(
 def _tabular_dataset(name: str, table: Table, spec: _SplitSpec) -> Dataset:
     """Split a table and min-max scale its features to the train split's range."""
     splits = _split(table.features, table.labels, spec, test=None)
+    _check_nonempty(name, splits, spec, official_test=False)
     low = splits[0][0].min(axis=0)
     span = splits[0][0].max(axis=0) - low
     span = np.where(span > 0, span, 1.0)  # a constant column stays constant (0) instead of NaN
@@ -371,6 +383,29 @@ def _split(
         y, val_fraction=spec.val_fraction, test_fraction=0.0, seed=spec.seed
     )
     return (x[train], y[train]), (x[val], y[val]), (x_test, y_test)
+
+
+def _check_nonempty(
+    name: str, splits: tuple[_Arrays, _Arrays, _Arrays], spec: _SplitSpec, *, official_test: bool
+) -> None:
+    """Refuse an empty split now rather than after a base model has been trained on the data."""
+    n_train, n_val, n_test = (len(y) for _, y in splits)
+    if n_test == 0:
+        if official_test:
+            raise ValueError(f"Dataset {name!r} has an empty official test split.")
+        raise ValueError(
+            f"'test_fraction' (data.test_fraction in a config) must be > 0 for dataset {name!r}: "
+            f"the base model and the chosen candidates are scored on the test split, which "
+            f"would be empty; got {spec.test_fraction!r}."
+        )
+    if n_train == 0 or n_val == 0:
+        total = n_train + n_val + (0 if official_test else n_test)
+        raise ValueError(
+            f"Dataset {name!r} is too small to split: {total} samples with "
+            f"val_fraction={spec.val_fraction} and test_fraction={spec.test_fraction} leave "
+            f"{n_train} to train on and {n_val} to validate on; both need at least one "
+            f"(max_samples={spec.max_samples})."
+        )
 
 
 def _cap(x: np.ndarray, y: np.ndarray, max_samples: int | None, seed: int) -> _Arrays:

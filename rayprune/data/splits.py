@@ -25,7 +25,8 @@ def split_indices(
 
     Both fractions are of the whole: ``n_test ≈ test_fraction·n`` and ``n_val ≈ val_fraction·n``.
     The split is stratified by label when every class has at least two samples and each held-out
-    part is large enough to hold one sample per class; otherwise it is a plain random split.
+    part is large enough to hold one sample per class; otherwise it is a plain random split. Too
+    few samples to leave any for training is a ``ValueError``.
 
     Example:
         >>> labels = np.array([0, 1] * 50)
@@ -42,6 +43,12 @@ def split_indices(
     # val_fraction is of the whole, so re-express it relative to what is left after the test split.
     val_share = val_fraction / (1.0 - test_fraction) if test_fraction else val_fraction
     train, val = _holdout(rest, labels[rest], val_share, seed)
+    if len(labels) and not len(train):
+        raise ValueError(
+            f"{len(labels)} samples are too few to split with val_fraction={val_fraction} and "
+            f"test_fraction={test_fraction}: {len(val)} would validate, {len(test)} test and none "
+            f"train; use more samples or smaller fractions."
+        )
     return np.sort(train), np.sort(val), np.sort(test)
 
 
@@ -101,6 +108,8 @@ def _holdout(
         return indices, indices[:0]
     n_out = len(indices) - n_keep if n_keep is not None else math.ceil(fraction * len(indices))
     n_in = len(indices) - n_out
+    if n_in <= 0:  # too few samples: everything is held out (split_indices then says so)
+        return indices[:0], indices
     stratify = labels if _can_stratify(labels, n_in, n_out) else None
     kept, held_out = train_test_split(
         indices, test_size=n_out, random_state=seed, shuffle=True, stratify=stratify

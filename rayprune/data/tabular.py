@@ -3,11 +3,19 @@
 Both return a :class:`Table` of raw features and integer labels; scaling happens later, on train
 statistics only, when the :class:`~rayprune.data.Dataset` is built. Non-numeric feature columns are
 one-hot encoded (``pandas.get_dummies``) over the whole file, so every split shares the same
-columns. Missing values are an error, not silently imputed.
+columns.
+
+Nothing is silently repaired, because a repaired table trains a model on something other than what
+the user meant. These are errors that name the column (and the file, when read from one): missing
+or infinite values, a column that is numeric except for a few values (a typo would otherwise be
+one-hot encoded into one feature per distinct number), a label with fewer than two classes, and a
+file that is empty or holds only a header. A categorical column whose one-hot encoding adds more
+than :data:`WIDE_ONE_HOT` features is encoded, with a :class:`UserWarning` naming it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -18,6 +26,7 @@ import pandas as pd
 __all__ = [
     "SKLEARN_DATASETS",
     "TABLE_READERS",
+    "WIDE_ONE_HOT",
     "Table",
     "encode_labels",
     "load_sklearn_table",
@@ -44,6 +53,14 @@ TABLE_READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
 
 _COMPRESSION_SUFFIXES = frozenset({".gz", ".bz2", ".xz", ".zip", ".zst"})
 
+WIDE_ONE_HOT = 50
+"""A categorical column whose one-hot encoding adds more features than this is named in a warning."""
+
+# A text column whose non-numbers are at most this share of its rows is taken for a numeric column
+# with typos, not for a category: one-hot encoding it would make one feature per distinct number.
+_STRAY_SHARE = 0.1
+_SHOWN = 5
+
 
 def read_table(path: str | Path, label: str = "label") -> Table:
     """Read a CSV or Parquet file (chosen by suffix) whose column ``label`` holds the class.
@@ -62,11 +79,28 @@ def read_table(path: str | Path, label: str = "label") -> Table:
         )
     if not path.is_file():
         raise FileNotFoundError(f"'path' must be an existing file; got '{path}'.")
-    return table_from_frame(TABLE_READERS[suffix](path), label)
+    kind = "CSV" if suffix == ".csv" else "Parquet"
+    try:
+        frame = TABLE_READERS[suffix](path)
+    except pd.errors.EmptyDataError as err:
+        raise ValueError(
+            f"The table file '{path}' is empty; a {kind} file needs a header naming its columns "
+            f"(including the label column {label!r}) and at least one row."
+        ) from err
+    except (ValueError, OSError) as err:  # ParserError, UnicodeDecodeError, ArrowInvalid, gzip
+        raise ValueError(
+            f"Cannot read '{path}' as a {kind} file (chosen by its suffix): "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    return table_from_frame(frame, label, source=str(path))
 
 
-def table_from_frame(frame: pd.DataFrame, label: str = "label") -> Table:
+def table_from_frame(
+    frame: pd.DataFrame, label: str = "label", *, source: str | None = None
+) -> Table:
     """Split a DataFrame into one-hot-encoded float features and integer-coded labels.
+
+    ``source`` (a file name) is only used to say where a problem is in error messages.
 
     Example:
         >>> frame = pd.DataFrame({"size": [1.0, 2.0, 3.0], "colour": ["red", "blue", "red"],
@@ -75,17 +109,31 @@ def table_from_frame(frame: pd.DataFrame, label: str = "label") -> Table:
         >>> table.feature_names, table.labels.tolist(), table.class_names
         (('size', 'colour_blue', 'colour_red'), [0, 1, 0], ('cat', 'dog'))
     """
+    where = f"the table '{source}'" if source else "the table"
     if label not in frame.columns:
         raise ValueError(
-            f"The label column {label!r} (set by 'label') is not in the table; its columns are "
+            f"The label column {label!r} (set by 'label') is not in {where}; its columns are "
             f"{[str(c) for c in frame.columns]}."
+        )
+    if len(frame) == 0:
+        raise ValueError(
+            f"{_sentence(where)} has a header ({[str(c) for c in frame.columns]}) but no rows."
         )
     features = frame.drop(columns=[label])
     if features.shape[1] == 0:
-        raise ValueError(f"The table has no feature columns besides the label column {label!r}.")
-    _reject_missing(frame)
+        raise ValueError(
+            f"{_sentence(where)} has no feature columns besides the label column {label!r}."
+        )
+    _reject_missing(frame, where)
     labels, class_names = encode_labels(frame[label].to_numpy())
-    encoded = _one_hot(features)
+    if len(class_names) < 2:
+        raise ValueError(
+            f"The label column {label!r} of {where} must hold at least 2 classes to classify; "
+            f"all {len(frame)} rows are {class_names[0]!r}."
+        )
+    _reject_stray_text(features, where)
+    encoded = _one_hot(features, where)
+    _reject_infinite(encoded, where)
     return Table(
         features=encoded.to_numpy(dtype=np.float64),
         labels=labels,
@@ -159,22 +207,98 @@ def _format_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _reject_missing(frame: pd.DataFrame) -> None:
+def _reject_missing(frame: pd.DataFrame, where: str) -> None:
     missing = frame.isna().sum()
     missing = missing[missing > 0]
     if len(missing):
         counts = ", ".join(f"{column!s}: {count}" for column, count in missing.items())
         raise ValueError(
-            "The table has missing values (rows with missing values per column: "
+            f"{_sentence(where)} has missing values (rows with missing values per column: "
             f"{counts}); rayprune does not impute, so fill or drop them first."
         )
 
 
-def _one_hot(features: pd.DataFrame) -> pd.DataFrame:
+def _sentence(text: str) -> str:
+    """``text`` with its first letter capitalised (``str.capitalize`` would lower a path's case)."""
+    return text[:1].upper() + text[1:]
+
+
+def _text_columns(features: pd.DataFrame) -> list:
+    """Columns pandas did not read as numbers (or booleans, which count as numbers)."""
+    return [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+
+
+def _reject_stray_text(features: pd.DataFrame, where: str) -> None:
+    """Refuse a column of numbers with a few non-numbers in it (a typo, a unit, a 'n/a' marker).
+
+    Example:
+        >>> frame = pd.DataFrame({"age": ["31", "42", "4O"] + ["50"] * 27})
+        >>> _reject_stray_text(frame, "the table")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ValueError: Column 'age' of the table is numeric except for 1 of its 30 values: '4O' at row 2...
+    """
+    for column in _text_columns(features):
+        values = features[column]
+        stray = pd.to_numeric(values, errors="coerce").isna()
+        n_stray = int(stray.sum())
+        if 0 < n_stray <= _STRAY_SHARE * len(values):
+            shown = ", ".join(
+                f"{value!r} at row {row}" for row, value in values[stray].head(_SHOWN).items()
+            )
+            more = f" and {n_stray - _SHOWN} more" if n_stray > _SHOWN else ""
+            raise ValueError(
+                f"Column {str(column)!r} of {where} is numeric except for {n_stray} of its "
+                f"{len(values)} values: {shown}{more} (rows numbered from 0 after the header). "
+                f"rayprune would otherwise one-hot encode it into one feature per distinct "
+                f"value; fix or drop those rows, or, if the column is categorical, write its "
+                f"values as text that is not a number."
+            )
+
+
+def _one_hot(features: pd.DataFrame, where: str) -> pd.DataFrame:
     """Booleans become 0/1; other non-numeric columns become one 0/1 column per value."""
     booleans = [c for c in features.columns if pd.api.types.is_bool_dtype(features[c])]
     features = features.astype({c: np.float64 for c in booleans})
-    categorical = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    categorical = _text_columns(features)
     if not categorical:
         return features
+    _warn_wide(features, categorical, where)
     return pd.get_dummies(features, columns=categorical, dtype=np.float64)
+
+
+def _warn_wide(features: pd.DataFrame, categorical: list, where: str) -> None:
+    distinct = {c: int(features[c].nunique()) for c in categorical}
+    wide = {c: n for c, n in distinct.items() if n > WIDE_ONE_HOT}
+    if not wide:
+        return
+    described = "; ".join(
+        f"{str(column)!r}: {n} distinct values"
+        + (", one per row (an identifier?)" if n == len(features) else "")
+        for column, n in wide.items()
+    )
+    n_before = features.shape[1]
+    n_after = n_before - len(categorical) + sum(distinct.values())
+    warnings.warn(
+        f"One-hot encoding {where} turns its {n_before} feature columns into {n_after} features; "
+        f"the widest: {described}. Drop such columns, or bin their values, if they are not "
+        f"meant as categories.",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _reject_infinite(encoded: pd.DataFrame, where: str) -> None:
+    values = encoded.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    problems = []
+    for j in np.flatnonzero(bad.any(axis=0)):
+        rows = encoded.index[bad[:, j]]
+        shown = ", ".join(str(r) for r in rows[:_SHOWN])
+        more = f" and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else ""
+        problems.append(f"{str(encoded.columns[j])!r} (rows {shown}{more})")
+    raise ValueError(
+        f"{_sentence(where)} has infinite values in {'; '.join(problems)}; features are scaled "
+        f"by their range, so replace or drop those rows first."
+    )
