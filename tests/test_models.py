@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from rayprune.models import (
     load_model,
     output_layer_name,
 )
+from rayprune.models.registry import ModelFactoryError
 
 torch.set_num_threads(2)
 
@@ -232,6 +234,9 @@ def user_module(tmp_path, monkeypatch):
             def not_a_model(num_classes):
                 return {"classes": num_classes}
 
+            def broken(num_classes, depth=2):
+                return nn.Linear(6, num_classes // (depth - 2))
+
             NOT_CALLABLE = 3
             """
         )
@@ -262,6 +267,19 @@ def test_user_factory_errors_name_the_problem(user_module):
         load_model(f"{user_module}:NOT_CALLABLE", num_classes=2)
     with pytest.raises(TypeError, match="dict"):
         load_model(f"{user_module}:not_a_model", num_classes=2)
+
+
+def test_user_factory_that_raises_is_named_with_its_exception_as_cause(user_module):
+    with pytest.raises(ModelFactoryError) as error:
+        load_model(f"{user_module}:broken", num_classes=2)
+    message = str(error.value)
+    assert message == "Model factory 'user_nets:broken' raised ZeroDivisionError: integer division or modulo by zero"
+    assert isinstance(error.value.__cause__, ZeroDivisionError)
+    # The factory still gets only the arguments it names, and its options.
+    assert load_model(f"{user_module}:broken", num_classes=2, kwargs={"depth": 3}).out_features == 2
+    # An option the factory does not take is the factory's TypeError, under the same line.
+    with pytest.raises(ModelFactoryError, match=r"'user_nets:make_net' raised TypeError.*'depth'"):
+        load_model(f"{user_module}:make_net", num_classes=2, kwargs={"depth": 3})
 
 
 def test_torchvision_missing_explains_the_extra(monkeypatch):
@@ -318,6 +336,25 @@ def test_pickled_module_checkpoint_is_refused(tmp_path):
     torch.save(build_model("small_cnn", num_classes=2, width_mult=0.25), path)
     with pytest.raises(ValueError, match="weights_only"):
         load_model("small_cnn", num_classes=2, checkpoint=path)
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated", "empty"])
+def test_unreadable_checkpoint_names_the_file_and_the_format(tmp_path, damage):
+    path = tmp_path / "base.pt"
+    if damage == "random":
+        path.write_bytes(random.Random(0).randbytes(3000))
+    elif damage == "truncated":
+        torch.save(build_model("small_cnn", num_classes=2, width_mult=0.25).state_dict(), path)
+        path.write_bytes(path.read_bytes()[:1000])
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(ValueError) as error:
+        load_model("small_cnn", num_classes=2, checkpoint=path, kwargs={"width_mult": 0.25})
+    message = str(error.value)
+    assert message.startswith(f"Cannot read checkpoint {str(path)!r} (")
+    assert "it is not a torch.save file, or it is truncated or corrupt" in message
+    assert "torch.save(model.state_dict(), path)" in message and "'state_dict'" in message
+    assert "weights_only=False" not in message  # torch's advice to unpickle does not reach users
 
 
 def test_check_input_shape_accepts_the_right_shape_and_keeps_modes():

@@ -13,9 +13,9 @@ can leave it out of the prunable layers.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
-import pickle
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,14 @@ from rayprune.models.resnet import resnet18, resnet20, resnet34, resnet56
 from rayprune.models.small_cnn import small_cnn
 from rayprune.models.vgg import vgg11, vgg13, vgg16, vgg19
 
-__all__ = ["build_model", "check_input_shape", "list_models", "load_model", "output_layer_name"]
+__all__ = [
+    "ModelFactoryError",
+    "build_model",
+    "check_input_shape",
+    "list_models",
+    "load_model",
+    "output_layer_name",
+]
 
 _ZOO: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp,
@@ -47,6 +54,10 @@ _ZOO: dict[str, Callable[..., nn.Module]] = {
 _STATE_DICT_KEYS = ("state_dict", "model_state")
 _TORCHVISION_PREFIX = "torchvision:"
 _SHOWN_KEYS = 5
+
+
+class ModelFactoryError(RuntimeError):
+    """A user model factory (``package.module:factory``) raised; its exception is ``__cause__``."""
 
 
 def list_models() -> list[str]:
@@ -284,7 +295,28 @@ def _build_from_factory(
                 f"Module {module_name!r} has no attribute {attr_path!r} (model {spec!r})."
             )
         factory = getattr(factory, attr)
+    if callable(factory):  # call_factory itself says so when it is not
+        factory = _blaming(factory, spec)
     return call_factory(factory, spec, context=context, options=options)
+
+
+def _blaming(factory: Callable[..., Any], spec: str) -> Callable[..., Any]:
+    """``factory``, whose exceptions become a :class:`ModelFactoryError` naming ``spec``.
+
+    ``functools.wraps`` keeps the factory's signature visible to :func:`call_factory`, which
+    passes only the context fields the factory names.
+    """
+
+    @functools.wraps(factory, updated=())
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return factory(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - any failure of user code is reported the same way
+            raise ModelFactoryError(
+                f"Model factory {spec!r} raised {type(err).__name__}: {err}"
+            ) from err
+
+    return call
 
 
 def call_factory(
@@ -318,20 +350,45 @@ def _require_module(model: object, source: str) -> nn.Module:
     return model
 
 
+_CHECKPOINT_FORMAT = (
+    "A checkpoint must be a file written by torch.save holding a state dict (parameter names to "
+    "tensors, as saved by torch.save(model.state_dict(), path)) or a dict holding one under "
+    + " or ".join(map(repr, _STATE_DICT_KEYS))
+    + "; it is read with torch.load(weights_only=True)."
+)
+
+
 def _load_checkpoint(model: nn.Module, path: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {str(path)!r}.")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+    except Exception as err:  # noqa: BLE001 - corrupt bytes fail in many ways; all mean "not weights"
         raise ValueError(
-            f"Cannot read checkpoint {str(path)!r} as weights (torch.load weights_only=True): "
-            f"{err}. A whole pickled model is not loaded, because unpickling runs code; "
-            f"save model.state_dict() instead."
+            f"Cannot read checkpoint {str(path)!r} ({path.stat().st_size} bytes): "
+            f"{_why_unreadable(err)}. {_CHECKPOINT_FORMAT}"
         ) from err
     state = _state_dict_of(loaded, path)
     _check_state_dict_matches(model, state, path)
     model.load_state_dict(state, strict=True)
+
+
+def _why_unreadable(err: Exception) -> str:
+    """One clause from torch.load's (long, multi-paragraph) error: the refused global or the damage.
+
+    Example:
+        >>> _why_unreadable(RuntimeError("Weights only load failed. ... WeightsUnpickler error: "
+        ...                              "\\n\\nUnsupported operand 95\\n\\nCheck the docs."))
+        'it is not a torch.save file, or it is truncated or corrupt (Unsupported operand 95)'
+    """
+    detail = str(err).split("WeightsUnpickler error:", 1)[-1].strip()
+    first = detail.split("\n", 1)[0].split(". ", 1)[0].strip() or type(err).__name__
+    if "Unsupported global" in detail:
+        return (
+            f"it holds Python objects, not only tensors ({first}); a whole pickled model is "
+            f"refused because unpickling it would run code, so save model.state_dict() instead"
+        )
+    return f"it is not a torch.save file, or it is truncated or corrupt ({first})"
 
 
 def _state_dict_of(loaded: object, path: Path) -> dict[str, torch.Tensor]:
