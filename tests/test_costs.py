@@ -28,6 +28,7 @@ from rayprune.costs import (
     resolve_cost,
     resolve_costs,
 )
+from rayprune.costs.registry import CostFunctionError
 from rayprune.models import build_model
 from rayprune.models.vgg import VGG_CONFIGS
 from rayprune.pruning import PruningSpace
@@ -375,6 +376,9 @@ def user_costs(tmp_path, monkeypatch):
 
             def numeric_text(model, context):
                 return "1.5"
+
+            def broken(model, context):
+                return {}["latency_table"]
             """
         )
     )
@@ -413,6 +417,17 @@ def test_user_cost_errors(user_costs):
         measure_costs(model, {"text_cost": resolve_cost("text_cost", "rp_user_costs_pkg.energy:text")}, ctx)
     with pytest.raises(ValueError, match="'inf_cost'"):
         measure_costs(model, {"inf_cost": lambda m, c: math.inf}, ctx)
+
+
+def test_user_cost_that_raises_is_named_with_its_exception_as_cause(user_costs):
+    costs = resolve_costs(["params"], {"energy": "rp_user_costs_pkg.energy:broken"})
+    with pytest.raises(CostFunctionError) as error:
+        measure_costs(nn.Linear(4, 2), costs, CostContext(input_shape=(4,)))
+    assert str(error.value) == (
+        "Cost 'energy' (rp_user_costs_pkg.energy:broken) raised KeyError while measuring a Linear: "
+        "'latency_table'"
+    )
+    assert isinstance(error.value.__cause__, KeyError)
 
 
 def test_user_cost_returning_numeric_text_is_rejected(user_costs):
