@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
+from ._io import atomic_torch_save, atomic_write_text
 from .config import Config, default_cache_dir
 from .data import Dataset
 from .engine import evaluate, fine_tune
@@ -85,8 +85,6 @@ def obtain_base_model(
         "architecture": arch,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, path)
-    meta_path.write_text(json.dumps(meta, indent=1))
+    atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+    atomic_write_text(meta_path, json.dumps(meta, indent=1))  # last: the cache counts a model once both exist
     return model, {**meta, "source": "trained", "checkpoint": str(path)}

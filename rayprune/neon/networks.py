@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rayprune._io import atomic_torch_save, atomic_write_text
 from rayprune.engine import evaluate
 from rayprune.models import build_model
 from rayprune.neon.suite import SuiteSplit
@@ -243,12 +244,8 @@ class NetworkCache:
         key = network_key(spec, train, split)
         weights, meta_path = self.paths(spec, key)
         self.directory.mkdir(parents=True, exist_ok=True)
-        tag = f"{os.getpid()}.{np.random.default_rng().integers(1 << 30)}"
-        tmp_w, tmp_m = weights.with_name(f".{weights.name}.{tag}"), meta_path.with_name(f".{meta_path.name}.{tag}")
-        torch.save(state, tmp_w)
-        tmp_m.write_text(json.dumps({**meta, "key": key}, indent=1))
-        os.replace(tmp_w, weights)  # weights first: a record counts once its .json exists
-        os.replace(tmp_m, meta_path)
+        atomic_torch_save(state, weights)  # weights first: a record counts once its .json exists
+        atomic_write_text(meta_path, json.dumps({**meta, "key": key}, indent=1))
         return NetworkRecord(spec, key, str(weights), {**meta, "key": key})
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rayprune._io import atomic_torch_save, atomic_write_text
 from rayprune.neon.features import OBSERVATION_SEGMENTS
 
 __all__ = [
@@ -129,15 +130,12 @@ def save_policy(net: NeonPolicyNet, directory: str | os.PathLike, *, actions: Se
     """Write ``policy.pt`` and ``policy.json`` to ``directory``."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-    tmp = out / f".{POLICY_FILE}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, out / POLICY_FILE)
+    atomic_torch_save({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, out / POLICY_FILE)
     doc = {
         "format": POLICY_FORMAT, "segments": [list(s) for s in net.segments], "actions": [float(a) for a in actions],
         "hidden": [int(h) for h in hidden], "segment_hidden": int(segment_hidden), **dict(meta or {}),
     }
-    (out / META_FILE).write_text(json.dumps(doc, indent=1, default=str))
+    atomic_write_text(out / META_FILE, json.dumps(doc, indent=1, default=str))
     return out
 
 

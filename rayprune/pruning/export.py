@@ -28,24 +28,13 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
+from .._io import atomic_path, atomic_torch_save, atomic_write_text
 from .plan import PruningPlan, apply_plan
 
 __all__ = ["save_pruned", "load_pruned", "read_spec", "SPEC_FORMAT", "UntrustedArchitectureError"]
 
 SPEC_FORMAT = "rayprune.pruned/1"
 SPEC_FILE, WEIGHTS_FILE, MODULE_FILE, TORCHSCRIPT_FILE = "spec.json", "weights.pt", "model.pt", "model.torchscript.pt"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def save_pruned(
@@ -69,10 +58,10 @@ def save_pruned(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _atomic_torch_save(cpu_state, out / WEIGHTS_FILE)
+    atomic_torch_save(cpu_state, out / WEIGHTS_FILE)
     module_copy = copy.deepcopy(model).to("cpu").eval()  # the caller's model keeps its mode
     try:  # best effort, like TorchScript: spec.json + weights.pt are what load_pruned needs
-        _atomic_torch_save(module_copy, out / MODULE_FILE)
+        atomic_torch_save(module_copy, out / MODULE_FILE)
         module_ok = True
     except Exception:  # lambdas, local classes: not picklable
         module_ok = False
@@ -82,9 +71,8 @@ def save_pruned(
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
                 traced = torch.jit.trace(module_copy, torch.zeros(1, *input_shape))
-                tmp = out / f".{TORCHSCRIPT_FILE}.tmp"
-                torch.jit.save(traced, str(tmp))
-                os.replace(tmp, out / TORCHSCRIPT_FILE)
+                with atomic_path(out / TORCHSCRIPT_FILE) as tmp:
+                    torch.jit.save(traced, str(tmp))
                 ts_ok = True
         except Exception:  # many models cannot be traced; the other two formats remain
             ts_ok = False
@@ -102,7 +90,7 @@ def save_pruned(
         "plan": plan.to_json(),
         **(dict(extra) if extra else {}),
     }
-    _atomic_write_text(out / SPEC_FILE, json.dumps(spec, indent=1))
+    atomic_write_text(out / SPEC_FILE, json.dumps(spec, indent=1))
     return out
 
 
