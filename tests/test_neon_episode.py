@@ -1,5 +1,7 @@
 """NEON's episode dynamics: which neurons go, what is retrained, the reward paid, passes."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -108,6 +110,22 @@ def test_retraining_keeps_the_best_validation_loss_and_trains_only_what_it_is_gi
                                  parameters=list(model.classifier.parameters()))
     assert torch.equal(model.features[0].linear.weight, before["features.0.linear.weight"])
     assert stats["improved"] == (not torch.equal(model.classifier.weight, before["classifier.weight"]))
+
+
+def test_retraining_restores_each_modules_mode_and_keeps_frozen_batchnorm_frozen(trained):
+    """A network in train mode with its BatchNorm frozen in eval mode comes back exactly so."""
+    net, data = trained
+    model = copy.deepcopy(net).train()
+    norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    norm.eval()
+    flags = {name: m.training for name, m in model.named_modules()}
+    running = norm.running_mean.clone()
+    validation_loss(model, data.x_val, data.y_val)
+    assert {name: m.training for name, m in model.named_modules()} == flags
+    train_early_stopping(model, data, RetrainSettings(max_epochs=2, patience=2, lr=1e-2, max_samples=128),
+                         parameters=list(model.classifier.parameters()))
+    assert {name: m.training for name, m in model.named_modules()} == flags
+    assert torch.equal(norm.running_mean, running)  # a frozen layer's statistics are frozen too
 
 
 @pytest.fixture(scope="module")

@@ -167,6 +167,21 @@ def test_dense_layers_reads_neighbours_and_shared_activations():
     assert torch.allclose(second, torch.tanh(net.b(net.bn(torch.tanh(net.a(x))))))
 
 
+def test_reading_a_network_keeps_each_modules_mode():
+    """Layers and activations are read in eval mode (dropout off), and a deliberately mixed state —
+    train mode with BatchNorm frozen in eval mode — is exactly what the caller gets back."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Dropout(0.5), nn.Linear(4, 6), nn.ReLU(), nn.BatchNorm1d(6), nn.Linear(6, 2)).train()
+    net[3].eval()
+    flags = [m.training for m in net.modules()]
+    layers = dense_layers(net, torch.zeros(1, 4))
+    assert [m.training for m in net.modules()] == flags
+    x = torch.randn(16, 4)
+    (acts,) = hidden_activations(net, layers, x)
+    assert [m.training for m in net.modules()] == flags
+    assert torch.equal(acts, torch.relu(net[1](x)))  # read with dropout off
+
+
 def test_convolutional_models_are_refused(make_model):
     from rayprune.neon.suite import load_suite_dataset  # noqa: F401  (same import cost as the other tests)
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rayprune.engine import training_mode
 from rayprune.pruning import PruningSpace
 
 __all__ = ["DenseLayer", "dense_layers", "hidden_activations", "require_dense"]
@@ -63,14 +64,12 @@ def _leaf_order(model: nn.Module, example: torch.Tensor) -> list[str]:
         for name, m in model.named_modules()
         if not list(m.children())
     ]
-    was_training = model.training
     try:
-        model.eval()
-        model(example)
+        with training_mode(model, False):
+            model(example)
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     return order
 
 
@@ -102,12 +101,10 @@ def hidden_activations(model: nn.Module, layers: Sequence[DenseLayer], x: torch.
         modules[name].register_forward_hook(lambda mod, inp, out, name=name: captured[name].append(out.detach()))
         for name in captured
     ]
-    was_training = model.training
     try:
-        model.eval()
-        model(x)
+        with training_mode(model, False):
+            model(x)
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     return [captured[layer.output][layer.output_call].reshape(len(x), -1) for layer in layers]

@@ -6,7 +6,8 @@ Adam on shuffled mini-batches of the train split (a fixed stratified subset of a
 without a lower validation loss (at least one) and the weights of the best epoch are restored — the
 starting weights count as epoch 0, so retraining never hands back a worse validation loss. Only the given
 parameters are trained (NEON retrains the pruned layer and the next one); the rest stay frozen,
-BatchNorm running statistics of frozen layers included.
+BatchNorm running statistics of frozen layers included. Every module's train/eval flag is restored
+afterwards (:func:`~rayprune.engine.training_mode`), so a caller's frozen BatchNorm stays in eval mode.
 
 Example:
     >>> import torch
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rayprune.data import Dataset, subsample_indices
+from rayprune.engine import training_mode
 
 __all__ = ["RetrainSettings", "train_early_stopping", "validation_loss"]
 
@@ -69,16 +71,12 @@ def _epoch_batches(n: int, batch: int, generator: torch.Generator) -> list[torch
 
 @torch.no_grad()
 def validation_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
-    """Mean cross-entropy of ``model`` (in eval mode) on ``(x, y)``; the model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
-        total = 0.0
+    """Mean cross-entropy of ``model`` (in eval mode) on ``(x, y)``; each module's mode is restored."""
+    total = 0.0
+    with training_mode(model, False):
         for i in range(0, len(y), batch_size):
             total += float(F.cross_entropy(model(x[i:i + batch_size]), y[i:i + batch_size], reduction="sum"))
-        return total / max(len(y), 1)
-    finally:
-        model.train(was_training)
+    return total / max(len(y), 1)
 
 
 def train_early_stopping(
@@ -114,14 +112,12 @@ def train_early_stopping(
     # the starting weights count as epoch 0: retraining never returns something worse on validation
     best_loss, best_state = validation_loss(model, data.x_val, data.y_val), copy.deepcopy(model.state_dict())
     improved, stale, epochs, iterations = False, 0, 0, 0
-    was_training = model.training
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), training_mode(model, True):
             torch.manual_seed(seed)
+            for m in frozen_norms:  # validation_loss restores these flags too, so once is enough
+                m.eval()
             for epochs in range(1, settings.max_epochs + 1):
-                model.train()
-                for m in frozen_norms:
-                    m.eval()
                 for idx in _epoch_batches(len(y), batch, generator):
                     loss = F.cross_entropy(model(x[idx]), y[idx])
                     optimizer.zero_grad(set_to_none=True)
@@ -139,6 +135,5 @@ def train_early_stopping(
     finally:
         for p in frozen:
             p.requires_grad_(True)
-        model.train(was_training)
     return {"epochs": epochs, "iterations": iterations, "best_val_loss": best_loss,
             "improved": improved, "seconds": time.perf_counter() - started}

@@ -32,6 +32,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from ..engine.evaluate import training_mode
 from .importance import Importance, get_importance
 from .plan import PlanEntry, PruningPlan, apply_plan, pruner_name
 from .rounding import check_keep_ratio, keep_counts
@@ -123,14 +124,12 @@ def _trace_layers(model: nn.Module, example_inputs) -> tuple[list[str], list[str
         for name, m in model.named_modules()
         if isinstance(m, _ROOT_TYPES)
     ]
-    was_training = model.training
     try:
-        model.eval()
-        outputs = _flatten_tensors(model(*_as_inputs(example_inputs)))
+        with training_mode(model, False):
+            outputs = _flatten_tensors(model(*_as_inputs(example_inputs)))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     names = [name for name, out in produced if any(out is o for o in outputs)]
     if not names and produced:
         names = [produced[-1][0]]
