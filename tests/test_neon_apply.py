@@ -129,6 +129,7 @@ def test_the_shipped_agent_prunes_an_unseen_network_on_its_own(unseen_csv, tmp_p
 def test_kept_neurons_plan_replays_an_episode_on_the_base():
     from rayprune.models import build_model
     from rayprune.neon.episode import PruningEpisode
+    from rayprune.neon.settings import EpisodeSettings
     from rayprune.neon.suite import load_suite_dataset
     from rayprune.neon.training import RetrainSettings
 
@@ -136,8 +137,8 @@ def test_kept_neurons_plan_replays_an_episode_on_the_base():
     torch.manual_seed(1)
     base = build_model("mlp", num_classes=3, in_features=13, hidden_sizes=[16, 10], pre_layer="batchnorm").eval()
     # an untrained base: the published dynamics (no rollback) so every cut happens
-    episode = PruningEpisode(base, data, retrain=RetrainSettings(max_epochs=1), passes=2, rollback=False,
-                             stop_when_idle=False)
+    episode = PruningEpisode(base, data, EpisodeSettings(retrain=RetrainSettings(max_epochs=1), passes=2, rollback=False,
+                                                         stop_when_idle=False))
     for action in (4, 2, 3, 4):
         episode.step(action)
     assert episode.widths == [7, 5]  # keep 0.6 then 0.7 of 16; 0.8 then 0.6 of 10

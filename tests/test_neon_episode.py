@@ -9,6 +9,7 @@ import torch
 from rayprune.models import build_model
 from rayprune.neon.episode import PruningEpisode
 from rayprune.neon.reward import neon_reward
+from rayprune.neon.settings import EpisodeSettings
 from rayprune.neon.suite import load_suite_dataset
 from rayprune.neon.training import RetrainSettings, train_early_stopping, validation_loss
 from rayprune.pruning import PruningSpace
@@ -28,7 +29,7 @@ def trained():
 
 def test_step_prunes_lowest_magnitude_neurons_and_retrains_only_touched_layers(trained):
     net, data = trained
-    episode = PruningEpisode(net, data, tolerance=1.0, retrain=FAST, seed=1)
+    episode = PruningEpisode(net, data, EpisodeSettings(retrain=FAST), tolerance=1.0, seed=1)
     # the group's L2 ranking (incoming row, BatchNorm entry, outgoing column of each neuron), least important first
     ranking = PruningSpace(net, torch.zeros(1, 10), importance="l2").groups[0].ranking
     record = episode.step(episode.actions.index(0.7))  # 20 -> 14 neurons
@@ -51,7 +52,7 @@ def test_step_prunes_lowest_magnitude_neurons_and_retrains_only_touched_layers(t
 
 def test_keeping_everything_changes_nothing(trained):
     net, data = trained
-    episode = PruningEpisode(net, data, tolerance=1.0, retrain=FAST)
+    episode = PruningEpisode(net, data, EpisodeSettings(retrain=FAST), tolerance=1.0)
     record = episode.step(episode.actions.index(1.0))
     assert record["reward"] == 0.0 and record["retrain_iterations"] == 0 and record["accuracy_change"] == 0.0
     assert all(torch.equal(a, b) for a, b in zip(episode.model.state_dict().values(), net.state_dict().values()))
@@ -59,7 +60,7 @@ def test_keeping_everything_changes_nothing(trained):
 
 def test_passes_compound_and_the_episode_ends(trained):
     net, data = trained
-    episode = PruningEpisode(net, data, tolerance=5.0, passes=2, retrain=FAST, rollback=False)
+    episode = PruningEpisode(net, data, EpisodeSettings(passes=2, retrain=FAST, rollback=False), tolerance=5.0)
     assert episode.total_steps == 6
     layers = []
     while not episode.done:
@@ -75,16 +76,24 @@ def test_passes_compound_and_the_episode_ends(trained):
 
 def test_bad_arguments_are_named(trained):
     net, data = trained
-    with pytest.raises(ValueError, match="passes"):
-        PruningEpisode(net, data, passes=0)
-    episode = PruningEpisode(net, data, retrain=FAST)
+    with pytest.raises(ValueError, match="'passes' must be an integer >= 1; got 0"):
+        EpisodeSettings(passes=0)
+    with pytest.raises(ValueError, match="'actions' must be keep fractions"):
+        EpisodeSettings(actions=(1.0, 0.0))
+    with pytest.raises(ValueError, match="'reward_units'"):
+        EpisodeSettings(reward_units="points")
+    with pytest.raises(ValueError, match="'tolerance'"):
+        PruningEpisode(net, data, tolerance=-1.0)
+    with pytest.raises(TypeError, match="'settings' must be an EpisodeSettings"):
+        PruningEpisode(net, data, {"passes": 2})
+    episode = PruningEpisode(net, data, EpisodeSettings(retrain=FAST))
     with pytest.raises(ValueError, match="action"):
         episode.step(7)
 
 
 def test_ignored_layers_are_never_pruned(trained):
     net, data = trained
-    episode = PruningEpisode(net, data, retrain=FAST, ignored_layers=["features.1.linear"])
+    episode = PruningEpisode(net, data, EpisodeSettings(retrain=FAST), ignored_layers=["features.1.linear"])
     assert episode.roots == ["features.0.linear", "features.2.linear"]
     assert np.array_equal(episode.kept[1], np.arange(8))
 
@@ -143,7 +152,7 @@ FROZEN = RetrainSettings(max_epochs=1, patience=1, lr=1e-12, max_samples=64)  # 
 def test_a_step_beyond_tolerance_is_paid_then_rolled_back(digits_net):
     net, data = digits_net
     # 24 -> 1 neuron without real retraining: a 10-class network cannot survive that
-    episode = PruningEpisode(net, data, tolerance=1.0, actions=(1.0, 0.04), retrain=FROZEN, passes=2)
+    episode = PruningEpisode(net, data, EpisodeSettings(actions=(1.0, 0.04), retrain=FROZEN, passes=2), tolerance=1.0)
     before = {k: v.clone() for k, v in episode.model.state_dict().items()}
     record = episode.step(1)
     assert record["regime"] == "beyond_tolerance" and record["rolled_back"]
@@ -158,7 +167,7 @@ def test_a_step_beyond_tolerance_is_paid_then_rolled_back(digits_net):
 
 def test_without_rollback_the_broken_network_stays(digits_net):
     net, data = digits_net
-    episode = PruningEpisode(net, data, tolerance=1.0, actions=(1.0, 0.04), retrain=FROZEN, rollback=False)
+    episode = PruningEpisode(net, data, EpisodeSettings(actions=(1.0, 0.04), retrain=FROZEN, rollback=False), tolerance=1.0)
     record = episode.step(1)
     assert record["regime"] == "beyond_tolerance" and not record["rolled_back"]
     assert episode.widths == [1, 16] and episode.accuracy_change < -1.0
@@ -166,18 +175,19 @@ def test_without_rollback_the_broken_network_stays(digits_net):
 
 def test_an_episode_stops_after_a_pass_that_changed_nothing(digits_net):
     net, data = digits_net
-    episode = PruningEpisode(net, data, tolerance=1.0, actions=(1.0, 0.04), retrain=FROZEN, passes=3)
+    episode = PruningEpisode(net, data, EpisodeSettings(actions=(1.0, 0.04), retrain=FROZEN, passes=3), tolerance=1.0)
     episode.step(0)
     episode.step(1)  # rolled back: still nothing changed in this pass
     assert episode.done and episode.t == 2 < episode.total_steps
     # a pass that changed something goes on to the next pass
-    episode = PruningEpisode(net, data, tolerance=100.0, actions=(1.0, 0.5), retrain=FROZEN, passes=3)
+    episode = PruningEpisode(net, data, EpisodeSettings(actions=(1.0, 0.5), retrain=FROZEN, passes=3), tolerance=100.0)
     episode.step(1), episode.step(0)
     assert not episode.done and episode.pass_index == 1 and episode.widths == [12, 16]
     episode.step(0), episode.step(0)
     assert episode.done and episode.t == 4
     # stop_when_idle=False: every pass is made
-    episode = PruningEpisode(net, data, tolerance=1.0, actions=(1.0, 0.5), retrain=FROZEN, passes=3, stop_when_idle=False)
+    episode = PruningEpisode(net, data, EpisodeSettings(actions=(1.0, 0.5), retrain=FROZEN, passes=3, stop_when_idle=False),
+                             tolerance=1.0)
     for _ in range(2):
         episode.step(0)
     assert not episode.done
@@ -188,8 +198,8 @@ def test_a_layer_cut_to_one_neuron_stays_and_the_others_are_still_pruned(digits_
     torch.manual_seed(0)
     net = build_model("mlp", num_classes=10, in_features=64, hidden_sizes=[2, 8, 6]).eval()
     # Torch-Pruning has no group for a one-neuron layer: steps must find layers by name, not position
-    episode = PruningEpisode(net, data, tolerance=100.0, actions=(1.0, 0.6), retrain=FROZEN, passes=3,
-                             rollback=False, stop_when_idle=False)
+    episode = PruningEpisode(net, data, EpisodeSettings(actions=(1.0, 0.6), retrain=FROZEN, passes=3, rollback=False,
+                                                        stop_when_idle=False), tolerance=100.0)
     while not episode.done:
         episode.step(1)
     assert episode.widths == [1, 2, 1]  # 2 -> 1; 8 -> 5 -> 3 -> 2; 6 -> 4 -> 2 -> 1

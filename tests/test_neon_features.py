@@ -22,6 +22,7 @@ from rayprune.neon.features import (
     pool_over_neurons,
     squash,
 )
+from rayprune.neon.settings import EpisodeSettings
 from rayprune.neon.topology import dense_layers, hidden_activations
 
 COL = {name: i for i, name in enumerate(NEURON_STATS)}
@@ -112,7 +113,7 @@ def test_episode_observation_on_a_hand_built_network():
     with torch.no_grad():
         net[0].weight.copy_(torch.arange(40, dtype=torch.float32).reshape(4, 10) / 10 - 2)
         net[0].bias.zero_()
-    episode = PruningEpisode(net, data, tolerance=1.0, activation_samples=50, seed=0)
+    episode = PruningEpisode(net, data, EpisodeSettings(activation_samples=50), tolerance=1.0, seed=0)
     obs = episode.observe()
     assert obs.shape == (observation_size(),) and obs.dtype == np.float32
     start = dict(OBSERVATION_SEGMENTS)["layer_topology"]
@@ -141,7 +142,7 @@ def test_any_depth_and_width_gives_one_observation_size(hidden):
     data = load_suite_dataset("clf_noisy", seed=0)
     net = _net(hidden)
     net[0] = nn.Linear(15, hidden[0])
-    episode = PruningEpisode(net, data, activation_samples=32)
+    episode = PruningEpisode(net, data, EpisodeSettings(activation_samples=32))
     assert episode.observe().shape == (observation_size(),)
     assert episode.num_layers == len(hidden)
 

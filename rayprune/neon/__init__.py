@@ -11,6 +11,7 @@ One module per concept:
 * :mod:`~rayprune.neon.topology` — reading a dense network's layers and activations;
 * :mod:`~rayprune.neon.reward` — the reward with tolerance τ;
 * :mod:`~rayprune.neon.training` — retraining with early stopping;
+* :mod:`~rayprune.neon.settings` — an episode's settings, defined once (:class:`EpisodeSettings`);
 * :mod:`~rayprune.neon.episode` — the dynamics: prune a layer, retrain the touched layers;
 * :mod:`~rayprune.neon.env` — gymnasium envs (single, and lockstep with parallel Ray-task steps);
 * :mod:`~rayprune.neon.policy` — the policy network, saving and loading it without Ray;
@@ -27,12 +28,13 @@ Example:
 """
 
 from rayprune.neon.apply import NeonResult, kept_neurons_plan, run_episode, search_neon
-from rayprune.neon.env import EpisodeSettings, EpisodeSource, NeonPruningEnv, NeonVectorEnv
-from rayprune.neon.episode import DEFAULT_ACTIONS, PruningEpisode
+from rayprune.neon.env import EpisodeSource, NeonPruningEnv, NeonVectorEnv
+from rayprune.neon.episode import PruningEpisode
 from rayprune.neon.features import OBSERVATION_SEGMENTS, neuron_statistics, observation_size, pool_over_neurons
 from rayprune.neon.networks import NetworkCache, NetworkSettings, NetworkSpec, ensure_networks, sample_network_specs
 from rayprune.neon.policy import NeonPolicy, NeonPolicyNet, load_policy, save_policy, shipped_policy_dir
 from rayprune.neon.reward import neon_reward, reward_regime, reward_scale
+from rayprune.neon.settings import DEFAULT_ACTIONS, EpisodeSettings
 from rayprune.neon.suite import GROUPS, SUITE, SuiteSplit, load_suite_dataset, resolve_datasets
 from rayprune.neon.training import RetrainSettings, train_early_stopping
 

@@ -30,9 +30,10 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.annotations import override
 
-from rayprune.neon.env import EpisodeSettings, EpisodeSource, NeonVectorEnv
+from rayprune.neon.env import EpisodeSource, NeonVectorEnv
 from rayprune.neon.features import OBSERVATION_SEGMENTS
 from rayprune.neon.policy import NeonPolicyNet, save_policy
+from rayprune.neon.settings import EpisodeSettings
 
 __all__ = ["ENV_NAME", "NeonTorchRLModule", "build_algorithm", "export_policy", "make_env"]
 

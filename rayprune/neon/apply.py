@@ -37,11 +37,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from rayprune.engine import evaluate, fine_tune
+from rayprune.engine import fine_tune
 from rayprune.evaluation.candidate import candidate_id
-from rayprune.neon.env import EpisodeSettings
 from rayprune.neon.episode import PruningEpisode
 from rayprune.neon.policy import NeonPolicy, load_policy
+from rayprune.neon.settings import EpisodeSettings
 from rayprune.neon.training import RetrainSettings
 from rayprune.pruning import PruningPlan, PruningSpace
 

@@ -23,7 +23,7 @@ its training curves).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -34,59 +34,13 @@ from rayprune.neon.episode import PruningEpisode
 from rayprune.neon.features import observation_size
 from rayprune.neon.networks import NetworkRecord
 from rayprune.neon.reward import reward_scale
+from rayprune.neon.settings import EpisodeSettings
 from rayprune.neon.suite import SuiteSplit
-from rayprune.neon.training import RetrainSettings
 
 __all__ = ["EpisodeSettings", "EpisodeSource", "NeonPruningEnv", "NeonVectorEnv", "OBS_BOUND"]
 
 OBS_BOUND = 50.0
 """Observations are clipped to ±this (they are squashed statistics; the bound is never reached in practice)."""
-
-
-@dataclass(frozen=True)
-class EpisodeSettings:
-    """The episode settings a policy is trained with and applied under."""
-
-    actions: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6)
-    passes: int = 1
-    retrain: RetrainSettings = field(default_factory=RetrainSettings)
-    activation_samples: int = 512
-    rollback: bool = True
-    stop_when_idle: bool = True
-    reward_units: str = "percent"
-
-    @classmethod
-    def from_config(cls, neon) -> "EpisodeSettings":
-        """Pretraining's settings from a :class:`rayprune.config.NeonConfig` (passes: ``neon.pretrain.passes``)."""
-        return cls(actions=tuple(neon.actions), passes=neon.pretrain.passes,
-                   retrain=RetrainSettings.from_config(neon.retrain), activation_samples=neon.activation_samples,
-                   rollback=neon.rollback, stop_when_idle=neon.stop_when_idle,
-                   reward_units=neon.pretrain.reward_units)
-
-    @classmethod
-    def from_meta(cls, actions: Sequence[float], meta: dict) -> "EpisodeSettings":
-        """The settings a policy was trained with (the inverse of :meth:`to_meta`); keys a policy
-        predates take this class's defaults."""
-        d = cls()
-        return cls(actions=tuple(float(a) for a in actions), passes=int(meta.get("passes", d.passes)),
-                   retrain=RetrainSettings(**meta["retrain"]) if "retrain" in meta else d.retrain,
-                   activation_samples=int(meta.get("activation_samples", d.activation_samples)),
-                   rollback=bool(meta.get("rollback", d.rollback)),
-                   stop_when_idle=bool(meta.get("stop_when_idle", d.stop_when_idle)),
-                   reward_units=str(meta.get("reward_units", d.reward_units)))
-
-    def to_meta(self) -> dict:
-        """What a policy records about the episodes it was trained in (``policy.json``'s ``episode``)."""
-        return {"passes": self.passes, "activation_samples": self.activation_samples, "retrain": self.retrain.to_dict(),
-                "rollback": self.rollback, "stop_when_idle": self.stop_when_idle, "reward_units": self.reward_units}
-
-    def episode(self, model, data, *, tolerance: float, seed: int, base_accuracy: float | None = None,
-                **options) -> PruningEpisode:
-        """A :class:`PruningEpisode` with these settings (``options``: ``importance``, ``ignored_layers``)."""
-        return PruningEpisode(model, data, base_accuracy=base_accuracy, tolerance=tolerance, actions=self.actions,
-                              passes=self.passes, retrain=self.retrain, activation_samples=self.activation_samples,
-                              rollback=self.rollback, stop_when_idle=self.stop_when_idle,
-                              reward_units=self.reward_units, seed=seed, **options)
 
 
 @dataclass(frozen=True)

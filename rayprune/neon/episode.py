@@ -32,7 +32,7 @@ Example:
     >>> data = load_suite_dataset("moons", seed=0)
     >>> torch.manual_seed(0); net = build_model("mlp", num_classes=2, in_features=2, hidden_sizes=[16, 8])  # doctest: +ELLIPSIS
     <...>
-    >>> ep = PruningEpisode(net, data, tolerance=5.0, retrain=RetrainSettings(max_epochs=1))
+    >>> ep = PruningEpisode(net, data, EpisodeSettings(retrain=RetrainSettings(max_epochs=1)), tolerance=5.0)
     >>> ep.observe().shape == (observation_size(),)
     True
     >>> record = ep.step(ep.actions.index(0.6))
@@ -63,14 +63,12 @@ from rayprune.neon.features import (
     observation_size,
 )
 from rayprune.neon.reward import neon_reward, reward_regime
+from rayprune.neon.settings import DEFAULT_ACTIONS, EpisodeSettings
 from rayprune.neon.topology import DenseLayer, dense_layers, hidden_activations, require_dense
 from rayprune.neon.training import RetrainSettings, train_early_stopping
 from rayprune.pruning import PruningSpace, keep_channels
 
-__all__ = ["DEFAULT_ACTIONS", "PruningEpisode", "RetrainSettings", "observation_size"]
-
-DEFAULT_ACTIONS: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6)
-"""The method's keep fractions."""
+__all__ = ["DEFAULT_ACTIONS", "EpisodeSettings", "PruningEpisode", "RetrainSettings", "observation_size"]
 
 
 def _params(model: nn.Module) -> int:
@@ -83,56 +81,39 @@ class PruningEpisode:
     Args:
         model: the trained dense network (copied to CPU; the caller's stays as it is).
         data: its dataset (train split retrains, validation split scores; test is never used).
-        base_accuracy: validation accuracy of ``model`` if already known (else measured).
+        settings: keep fractions, passes, retraining, activation sample, rollback, idle stop and
+            reward units (:class:`~rayprune.neon.settings.EpisodeSettings`; its defaults: the method
+            with rollback and idle stop).
         tolerance: τ in accuracy points.
-        actions: keep fractions; the action is an index into them.
-        passes: passes over the hidden layers.
-        retrain: how touched layers are retrained.
-        activation_samples: training samples whose activations describe neurons.
+        seed: seeds the activation sample and the retraining.
+        base_accuracy: validation accuracy of ``model`` if already known (else measured).
         importance: the criterion that ranks neurons within a layer (as in ``PruningSpace``).
         ignored_layers: Linear layers whose neurons are never pruned (as in ``PruningSpace``).
-        seed: seeds the activation sample and the retraining.
-        rollback: undo a step that leaves the network beyond the tolerance (after paying its reward).
-        stop_when_idle: end the episode after a pass that changed nothing.
-        reward_units: ``s`` in percent (the method) or as a fraction (an ablation; see ``neon_reward``).
     """
 
     def __init__(
         self,
         model: nn.Module,
         data: Dataset,
+        settings: EpisodeSettings = EpisodeSettings(),
         *,
-        base_accuracy: float | None = None,
         tolerance: float = 1.0,
-        actions: Sequence[float] = DEFAULT_ACTIONS,
-        passes: int = 1,
-        retrain: RetrainSettings = RetrainSettings(),
-        activation_samples: int = 512,
+        seed: int = 0,
+        base_accuracy: float | None = None,
         importance: str = "l2",
         ignored_layers: Sequence[str] = (),
-        seed: int = 0,
-        rollback: bool = True,
-        stop_when_idle: bool = True,
-        reward_units: str = "percent",
     ) -> None:
-        if passes < 1:
-            raise ValueError(f"'passes' must be >= 1; got {passes!r}.")
-        if len(actions) < 1 or any(not 0.0 < a <= 1.0 for a in actions):
-            raise ValueError(f"'actions' must be keep fractions in (0, 1]; got {list(actions)!r}.")
+        if not isinstance(settings, EpisodeSettings):
+            raise TypeError(f"'settings' must be an EpisodeSettings; got {type(settings).__name__}.")
         if tolerance < 0:
             raise ValueError(f"'tolerance' must be >= 0 (accuracy points); got {tolerance!r}.")
+        self.settings = settings
         self.data = data.to("cpu")
         self.model = copy.deepcopy(model).to("cpu").eval()
         self.tolerance = float(tolerance)
-        self.actions = [float(a) for a in actions]
-        self.passes = int(passes)
-        self.retrain = retrain
         self.importance = importance
         self.ignored_layers = tuple(ignored_layers)
         self.seed = int(seed)
-        self.rollback = bool(rollback)
-        self.reward_units = reward_units
-        self.stop_when_idle = bool(stop_when_idle)
         self._pass_changed = False
         self._idle_stop = False
         self.input_shape = tuple(self.data.input_shape)
@@ -148,7 +129,8 @@ class PruningEpisode:
             else float(base_accuracy)
         self.accuracy = self.base_accuracy
         y = self.data.y_train.numpy()
-        self._activation_idx = torch.from_numpy(subsample_indices(y, min(activation_samples, len(y)), seed=self.seed))
+        samples = min(settings.activation_samples, len(y))
+        self._activation_idx = torch.from_numpy(subsample_indices(y, samples, seed=self.seed))
         self.t = 0
         self.total_reward = 0.0
 
@@ -158,6 +140,15 @@ class PruningEpisode:
 
     def _space(self) -> PruningSpace:
         return PruningSpace(self.model, self._example(), importance=self.importance, ignored_layers=self.ignored_layers)
+
+    @property
+    def actions(self) -> tuple[float, ...]:
+        """The keep fractions; an action is an index into them."""
+        return self.settings.actions
+
+    @property
+    def passes(self) -> int:
+        return self.settings.passes
 
     @property
     def num_layers(self) -> int:
@@ -262,7 +253,7 @@ class PruningEpisode:
             self.kept[layer] = self.kept[layer][kept_local]
             modules = dict(model.named_modules())
             touched = [p for name in group.layers if name in modules for p in modules[name].parameters()]
-            retrain = train_early_stopping(model, self.data, self.retrain, parameters=touched,
+            retrain = train_early_stopping(model, self.data, self.settings.retrain, parameters=touched,
                                            seed=(self.seed * 1009 + self.t) % 2**31)
             self.model = model
         t_prune = time.perf_counter() - t0 - retrain["seconds"]
@@ -271,10 +262,10 @@ class PruningEpisode:
             self.accuracy = float(evaluate(self.model, self.data.x_val, self.data.y_val))
         removed = 100.0 * (1.0 - after / before)
         delta = self.accuracy_change
-        reward = neon_reward(removed, delta, tolerance=self.tolerance, units=self.reward_units)
+        reward = neon_reward(removed, delta, tolerance=self.tolerance, units=self.settings.reward_units)
         regime = reward_regime(delta, tolerance=self.tolerance)
         tried_accuracy = self.accuracy
-        rolled_back = after < before and self.rollback and regime == "beyond_tolerance"
+        rolled_back = after < before and self.settings.rollback and regime == "beyond_tolerance"
         if rolled_back:
             self.model, self.kept[layer], self.accuracy = previous
             after = before
@@ -291,7 +282,7 @@ class PruningEpisode:
         self.total_reward += reward
         self.t += 1
         if self.t % self.num_layers == 0:  # a pass ended
-            self._idle_stop = self.stop_when_idle and not self._pass_changed
+            self._idle_stop = self.settings.stop_when_idle and not self._pass_changed
             self._pass_changed = False
         return record
 

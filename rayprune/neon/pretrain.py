@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rayprune.neon.env import EpisodeSettings, EpisodeSource
+from rayprune.neon.env import EpisodeSource
 from rayprune.neon.networks import (
     NetworkCache,
     NetworkRecord,
@@ -49,6 +49,7 @@ from rayprune.neon.networks import (
     sample_network_specs,
 )
 from rayprune.neon.reward import reward_scale
+from rayprune.neon.settings import EpisodeSettings
 from rayprune.neon.suite import SuiteSplit, resolve_datasets
 from rayprune.ray_session import connect
 
