@@ -67,9 +67,9 @@ def _resolve(cfg, path):
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .costs import ANALYTIC_COSTS
-    from .job import check_reachable, BudgetUnreachable
+    from .search.prune import check_reachable, BudgetUnreachable
     from .problem import PruningProblem
-    from .table import format_table, human
+    from .text_table import format_table, human
 
     cfg = _load(args)
     print("# resolved config")
@@ -117,14 +117,14 @@ def cmd_train_base(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from .job import run_prune
+    from .search.prune import run_prune
 
     cfg = _load(args)
     quiet = args.quiet
     summary = run_prune(cfg, args.out, agent=args.agent, progress=not quiet, address=args.address,
                         log=(lambda m: None) if quiet else (lambda m: print(m, flush=True)))
     if quiet:
-        from .job import summary_table
+        from .search.prune import summary_table
 
         print(summary_table(summary))
     if "neon" in summary:
@@ -163,10 +163,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         over["seeds"] = args.seeds
     if args.max_concurrent_trials is not None:
         over["max_concurrent_trials"] = args.max_concurrent_trials
-    if over:
+    if args.agents:
+        over["agents"] = [a.strip() for a in args.agents.split(",") if a.strip()]
+    if over or args.evaluations is not None:
         from .config import parse_config
 
-        cfg = _resolve(parse_config(cfg.model_dump(mode="json"), source=str(args.config), overrides={"sweep": over}),
+        overrides: dict = {"sweep": over}
+        if args.evaluations is not None:
+            overrides["search"] = {"evaluations": args.evaluations}
+        cfg = _resolve(parse_config(cfg.model_dump(mode="json"), source=str(args.config), overrides=overrides),
                        args.config)
     summary = run_sweep(cfg, args.out, address=args.address, verbose=0 if args.quiet else 1)
     return 0 if not summary.get("trial_errors") else 5
@@ -228,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prune", help="prune for one budget level and export the best model")
     common(p)
-    p.add_argument("--agent", choices=["uniform", "random", "crl", "neon"], help="search agent (default: search.agent)")
-    p.add_argument("--evaluations", type=int, help="candidates evaluated by the random agent")
+    p.add_argument("--agent", choices=["uniform", "random", "evolution", "tpe", "crl", "neon"],
+                   help="search agent (default: search.agent)")
+    p.add_argument("--evaluations", type=int, help="candidates the search scores (default: search.evaluations)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--address", help="Ray cluster to run on (auto, HOST:PORT, ray://...); default: a local Ray")
     p.add_argument("--agent-checkpoint", metavar="DIR",
@@ -245,11 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster to run on (auto, HOST:PORT, ray://...); default: a local Ray")
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("sweep", help="sweep budget levels x seeds as Ray Tune trials; Pareto front in Parquet")
+    p = sub.add_parser("sweep", help="agents x seeds as Ray Tune trials over every budget level; one model per level, Pareto front in Parquet")
     p.add_argument("config", nargs="?", help="YAML config (not needed with --resume)")
     p.add_argument("--budgets", action="append", metavar="NAME=V1,V2,...",
                    help="levels of one constraint (repeat for several: their product is swept)")
-    p.add_argument("--seeds", type=int, help="seeds per level (default: sweep.seeds)")
+    p.add_argument("--agents", metavar="A,B,...", help="agents side by side, one trial each per seed "
+                   "(uniform, random, evolution, tpe, crl; default: sweep.agents or search.agent)")
+    p.add_argument("--seeds", type=int, help="seeds per agent (default: sweep.seeds)")
+    p.add_argument("--evaluations", type=int, help="candidates each trial scores (default: search.evaluations)")
     p.add_argument("--max-concurrent-trials", type=int, help="trials at once (default: as resources allow)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--address", help="Ray cluster (auto, HOST:PORT, ray://...); default: a local Ray")

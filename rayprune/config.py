@@ -81,7 +81,7 @@ class DataConfig(_Section):
     root: Optional[Path] = None
     path: Optional[Path] = None
     label: Optional[str] = None
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     max_samples: Optional[int] = Field(None, gt=0)
     #: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
@@ -220,6 +220,11 @@ class CRLConfig(_Section):
     minibatch_size: int = Field(64, gt=0)
     entropy_coeff: float = Field(0.0, ge=0)
     hidden: list[int] = Field(default_factory=lambda: [32, 32])
+    #: the Gaussian policy's initial log standard deviation on the [-1, 1] action (None: RLlib's init)
+    initial_log_std: Optional[float] = -0.5
+    #: rewards standardised per budget level over its recent scores, so levels with lower accuracy do
+    #: not dominate a budget-conditioned policy's advantages ("none": the raw score, the method)
+    reward_normalization: Literal["level", "none"] = "level"
     lagrange_init: float = Field(1.0, gt=0)
     lagrange_lr: float = Field(1.0, gt=0)
 

@@ -14,17 +14,22 @@ from typing import Any
 
 import pandas as pd
 
-from .table import format_table, human
+from .text_table import format_table, human
 
-__all__ = ["make_report", "summary_text", "front_table"]
+__all__ = ["make_report", "summary_text", "front_table", "agent_table"]
 
 
 def _load(out: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    from .results import read_candidates
+
     state_path = out / "sweep.json"
     if not state_path.is_file():
         raise FileNotFoundError(f"{state_path} not found: {out} is not the output of `rayprune sweep`.")
     state = json.loads(state_path.read_text())
-    rows = pd.read_parquet(out / "candidates.parquet") if (out / "candidates.parquet").is_file() else pd.DataFrame()
+    if "setup" not in state:
+        raise ValueError(f"{out}: the sweep stopped before its first trial started (sweep.json has no setup); "
+                         "there is nothing to report.")
+    rows = read_candidates(out)  # the shards: complete even when candidates.parquet was not merged yet
     front = pd.read_parquet(out / "pareto.parquet") if (out / "pareto.parquet").is_file() else pd.DataFrame()
     return state, rows, front
 
@@ -42,11 +47,34 @@ def front_table(state: dict[str, Any], front: pd.DataFrame) -> str:
     rows = [["base", f"{100 * base_acc['val']:.2f}%", f"{100 * base_acc['test']:.2f}%",
              *[human(base_costs[c]) for c in costs], *["1.000" for _ in costs]]]
     for _, r in front.iterrows():
-        rows.append([r.get("trial_name", r.get("trial_id")), f"{100 * r['accuracy']:.2f}%",
+        rows.append([r.get("level") or r.get("trial_name") or r.get("trial_id"), f"{100 * r['accuracy']:.2f}%",
                      "-" if pd.isna(r.get("accuracy_final")) else f"{100 * r['accuracy_final']:.2f}%",
                      *[human(r[c]) for c in costs if c in r],
                      *[f"{r[c] / base_costs[c]:.3f}" if base_costs[c] else "-" for c in costs if c in r]])
     return format_table(headers, rows)
+
+
+def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
+    """Per agent (over its seeds) and level: candidates scored for the level and the best search score
+    among all candidates that fit it; the final column says which agent found each exported model."""
+    search = rows[(rows["stage"] == "search") & (rows["status"] == "ok")] if not rows.empty else rows
+    if search.empty or "agent" not in search.columns:
+        return ""
+    from .costs.levels import Level
+    from .search.selection import candidates_for
+
+    levels = [Level.from_json(lvl) for lvl in state["setup"].get("levels", [])]
+    final = rows[rows["stage"] == "final"]
+    table = []
+    for agent, group in search.groupby("agent", sort=True):
+        cells = []
+        for level in levels:
+            fit = candidates_for(group, level)
+            mine = int((group["level"] == level.name).sum()) if "level" in group.columns else len(group)
+            cells.append(f"{100 * fit['accuracy'].max():.2f}% ({mine})" if not fit.empty else f"- ({mine})")
+        won = final[final.get("agent", pd.Series(dtype=str)) == agent]["level"].tolist() if "agent" in final else []
+        table.append([agent, *cells, ", ".join(won) or "-"])
+    return format_table(["agent", *[f"best {lvl.name} (n)" for lvl in levels], "exported"], table)
 
 
 def summary_text(out_dir: str | Path) -> str:
@@ -54,9 +82,15 @@ def summary_text(out_dir: str | Path) -> str:
     state, rows, front = _load(out)
     n_search = int((rows["stage"] == "search").sum()) if not rows.empty else 0
     n_final = int((rows["stage"] == "final").sum()) if not rows.empty else 0
-    head = (f"sweep {state['setup']['sweep_id']}: {len(state['levels'])} budget level(s) x {state['seeds']} seed(s); "
-            f"{n_search} candidates evaluated, {n_final} models exported; Pareto front: {len(front)} model(s)")
-    return head + "\n" + front_table(state, front) + f"\nreport: {out / 'report.html'}"
+    trials = len(state.get("agents", [None])) * int(state.get("seeds", 1))
+    status = "" if state.get("status") == "finished" else (
+        " -- INCOMPLETE: the sweep did not finish (rayprune sweep --resume --out DIR continues it)")
+    head = (f"sweep {state['setup']['sweep_id']}: {len(state['levels'])} budget level(s), {trials} trial(s) "
+            f"({', '.join(state.get('agents', []))} x {state.get('seeds', 1)} seed(s)); {n_search} candidates scored, "
+            f"{n_final} models exported; Pareto front: {len(front)} model(s){status}")
+    agents = agent_table(state, rows)
+    return (head + "\n" + front_table(state, front) + (f"\nsearch, by agent (best cheap score among candidates "
+            f"that fit each level; n: proposed for it):\n{agents}" if agents else "") + f"\nreport: {out / 'report.html'}")
 
 
 def _plot(state: dict[str, Any], rows: pd.DataFrame, front: pd.DataFrame, path: Path) -> None:
@@ -105,16 +139,17 @@ def make_report(out_dir: str | Path) -> Path:
     png = out / "report.png"
     _plot(state, rows, front, png)
     image = base64.b64encode(png.read_bytes()).decode()
-    cols = [c for c in ["trial_name", "accuracy", "accuracy_final", *_costs(state, rows), "keep_counts", "export_path"]
+    cols = [c for c in ["level", "agent", "found_for", "accuracy", "accuracy_final", *_costs(state, rows), "keep_counts", "export_path"]
             if c in front.columns]
     table = front[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}") if not front.empty else "<p>No feasible model.</p>"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rayprune sweep {html.escape(state['setup']['sweep_id'])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style>
 </head><body><h1>rayprune sweep {html.escape(state['setup']['sweep_id'])}</h1>
-<p>{len(state['levels'])} budget level(s) x {state['seeds']} seed(s); {len(rows)} rows in candidates.parquet.</p>
+<p>{len(state['levels'])} budget level(s); agents {html.escape(', '.join(state.get('agents', [])))} x {state['seeds']} seed(s); {len(rows)} rows in candidates.parquet.</p>
 <img alt="accuracy against each cost" src="data:image/png;base64,{image}" style="max-width:100%">
 <h2>Pareto front (exported models)</h2>{table}
-<h2>Summary</h2><pre>{html.escape(front_table(state, front))}</pre></body></html>"""
+<h2>Summary</h2><pre>{html.escape(front_table(state, front))}</pre>
+<h2>Search, by agent</h2><pre>{html.escape(agent_table(state, rows))}</pre></body></html>"""
     path = out / "report.html"
     path.write_text(page)
     return path

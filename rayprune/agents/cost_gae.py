@@ -37,6 +37,7 @@ from ray.rllib.utils.postprocessing.value_predictions import compute_value_targe
 
 __all__ = [
     "COSTS_INFO_KEY",
+    "FAILED_INFO_KEY",
     "COST_ADVANTAGES",
     "COST_VALUE_TARGETS",
     "CostGeneralAdvantageEstimation",
@@ -49,6 +50,8 @@ __all__ = [
 
 #: ``info`` key under which an env may group its per-step costs by constraint name.
 COSTS_INFO_KEY = "costs"
+#: ``info`` flag of an episode's last step whose cost could not be measured (left out of the dual ascent).
+FAILED_INFO_KEY = "failed"
 #: Train-batch column: standardised cost advantages, shape ``(B, num_costs)``.
 COST_ADVANTAGES = "cost_advantages"
 #: Train-batch column: cost-critic regression targets, shape ``(B, num_costs)``.
@@ -126,7 +129,8 @@ class EpisodeCostTracker:
 
     ``add(chunks)`` returns the total cost of every episode that finished in ``chunks``, shape
     ``(num_finished, num_costs)``; the costs of unfinished chunks are held (by episode id) until
-    their episode's last chunk arrives.
+    their episode's last chunk arrives. An episode whose last info is flagged
+    :data:`FAILED_INFO_KEY` is left out.
     """
 
     def __init__(self, cost_keys: Sequence[str]) -> None:
@@ -140,6 +144,9 @@ class EpisodeCostTracker:
                 episode, self.cost_keys
             ).sum(axis=0)
             if episode.is_done:
+                last = episode.get_infos(-1) if len(episode) else None
+                if isinstance(last, Mapping) and last.get(FAILED_INFO_KEY):
+                    continue  # a candidate that could not be measured says nothing about its cost
                 finished.append(total)
             else:
                 self._partial[episode.id_] = total

@@ -19,10 +19,12 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.utils.annotations import override
 
-__all__ = ["NUM_COSTS_MODEL_KEY", "CostValueFunctionAPI", "PPOLagrangianTorchRLModule"]
+__all__ = ["NUM_COSTS_MODEL_KEY", "INITIAL_LOG_STD_KEY", "CostValueFunctionAPI", "PPOLagrangianTorchRLModule"]
 
 #: ``model_config`` entry with the number of constraints (filled in by PPOLagrangianConfig).
 NUM_COSTS_MODEL_KEY = "num_costs"
+#: optional ``model_config`` entry: the policy's initial log standard deviation (see ``_init_policy_output``).
+INITIAL_LOG_STD_KEY = "initial_log_std"
 
 
 class CostValueFunctionAPI(abc.ABC):
@@ -48,6 +50,7 @@ class PPOLagrangianTorchRLModule(DefaultPPOTorchRLModule, CostValueFunctionAPI):
         base_encoder_config = self.catalog.actor_critic_encoder_config.base_encoder_config
         if isinstance(base_encoder_config, RecurrentEncoderConfig):
             raise NotImplementedError("PPOLagrangianTorchRLModule supports no recurrent encoder.")
+        self._init_policy_output(self.model_config.get(INITIAL_LOG_STD_KEY))
         if self.inference_only:
             return  # acting needs no critic
         self.cost_encoder = base_encoder_config.build(framework=self.framework)
@@ -58,6 +61,27 @@ class PPOLagrangianTorchRLModule(DefaultPPOTorchRLModule, CostValueFunctionAPI):
             output_layer_activation="linear",
             output_layer_dim=self.num_costs,
         ).build(framework=self.framework)
+
+    def _init_policy_output(self, log_std: Any) -> None:
+        """Start the Gaussian policy near the middle of the action range with std ``exp(log_std)``.
+
+        RLlib's default initialisation gives std ≈ 1 on a [-1, 1] action: most actions clip to the
+        bounds. Scaling the output layer down (CleanRL/PPO practice: 0.01) and setting the log-std
+        bias gives a policy whose first candidates are spread but not saturated.
+        """
+        if log_std is None:
+            return
+        import torch
+        from torch import nn
+
+        linears = [m for m in self.pi.modules() if isinstance(m, nn.Linear)]
+        if not linears or linears[-1].out_features % 2:
+            return  # a free log-std or an unexpected head: leave RLlib's initialisation
+        last, half = linears[-1], linears[-1].out_features // 2
+        with torch.no_grad():
+            last.weight.mul_(0.01)
+            last.bias[:half] = 0.0
+            last.bias[half:] = float(log_std)
 
     @override(CostValueFunctionAPI)
     def compute_cost_values(self, batch: dict[str, Any]) -> Any:

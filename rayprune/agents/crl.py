@@ -1,150 +1,83 @@
-"""``--agent crl``: the constrained-RL pruning agent (PPO-Lagrangian on RLlib) with an evaluator pool.
+"""``crl``: the constrained-RL agent (PPO-Lagrangian on RLlib, METHODS.md §1) behind ask/tell.
 
-Per iteration (``algo.train()``): the env runners step K lockstep pruning episodes per env, send
-the K terminal candidates to the :class:`~rayprune.evaluation.pool.EvaluatorPool` together, the
-multipliers take a dual-ascent step on the episodes' measured costs (normalised so every budget is
-1), and PPO updates the policy on the Lagrangian surrogate. Every evaluated candidate is written
-as a Parquet row by the env that asked for it; the driver reads them back for progress.
+One :meth:`CRLAgent.ask` is one PPO-Lagrangian rollout: RLlib's env runner steps
+``batch_size`` pruning episodes (:class:`~rayprune.agents.env.PruningVectorEnv`, policy inference
+only) and the finished candidates become proposals. The search loop scores them on the evaluator
+pool like any agent's; :meth:`CRLAgent.tell` writes each score into its episode's last reward and
+each measured cost (divided by the level's limit, so every budget is 1.0) into its last
+``info["costs"]``, then runs the dual ascent and the PPO update
+(:meth:`~rayprune.agents.ppo_lagrangian.PPOLagrangian.learn_pending`).
+
+Budget-conditioned (``search.crl.budget_conditioned``, the default): one policy serves every level
+of the search; each episode draws a level (round robin) and sees its limits in the observation,
+so what the policy learns about sharing a budget between layers carries across levels. Otherwise
+one policy per level, each with its share of the batch.
+
+Rewards: the score, standardised per level over its recent scores (``reward_normalization:
+level``) so that the lower accuracies of tight levels do not swamp the advantages of a
+budget-conditioned policy; a candidate whose scoring failed gets the level's worst recent score
+and is left out of the dual ascent (a failure is not a budget violation).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import math
-import os
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
-import gymnasium as gym
-import pandas as pd
+import numpy as np
 import torch
 
-from .._auth import use_cluster_token
-from ..evaluation.pool import EvaluatorPool
-from ..problem import PruningProblem
-from ..telemetry import Telemetry
-from ..results import CandidateWriter, drop_rows_after, read_candidates
-from .env import PruningEnvSpec, LockstepPruningEnv
+from ..config import CRLConfig
+from .base import Outcome, Proposal, SearchAgent
+from .env import CANDIDATE_INFO, LEVEL_INFO, PruningEnvSpec, PruningVectorEnv
+from .space import SearchSpace
 
-__all__ = ["ENV_NAME", "EnvContext", "CRLSearch", "make_env", "build_algorithm", "search_crl", "ensure_ray"]
+__all__ = ["CRLAgent", "ENV_NAME", "make_env", "RewardNormalizer"]
 
 ENV_NAME = "rayprune-pruning"
+#: scores remembered per level for reward standardisation
+_WINDOW = 256
 
 
-@dataclass
-class EnvContext:
-    """Shipped to env runners by reference (one ``ray.put``): the spec, the pool, where rows go."""
-
-    spec: PruningEnvSpec
-    pool: EvaluatorPool
-    out_dir: str
-    constants: dict[str, Any]
-    seed: int = 0
-
-
-def make_env(env_config: dict) -> LockstepPruningEnv:
-    """RLlib env creator (``gym_env_vectorize_mode=VECTOR_ENTRY_POINT``): returns a VectorEnv of
-    ``env_config["num_envs"]`` lockstep episodes."""
+def make_env(env_config: dict) -> PruningVectorEnv:
+    """RLlib env creator (``gym_env_vectorize_mode=VECTOR_ENTRY_POINT``): a vector env of
+    ``env_config["num_envs"]`` lockstep episodes over the spec in ``env_config["spec"]`` (an object ref)."""
     import ray
 
-    ctx: EnvContext = ray.get(env_config["context"])
-    env_ref: dict[str, Any] = {}
-
-    def on_rows(rows: list[dict]) -> None:
-        env = env_ref["env"]
-        writer = env_ref.setdefault(
-            "writer",
-            CandidateWriter(ctx.out_dir, constants=ctx.constants, flush_every=10**9,
-                            name=f"{ctx.constants.get('trial_id', 'trial')}-{env.id}"),
-        )
-        for row in rows:
-            writer.add({**row, "iteration": env.training_iteration})
-        writer.flush()
-
-    env = LockstepPruningEnv(ctx.spec, ctx.pool.evaluate_many, num_envs=int(env_config.get("num_envs", 1)),
-                             on_rows=on_rows, seed=ctx.seed)  # RLlib reseeds with seed + worker index
-    env_ref["env"] = env
-    return env
+    spec = env_config["spec"]
+    spec = ray.get(spec) if isinstance(spec, ray.ObjectRef) else spec
+    return PruningVectorEnv(spec, num_envs=int(env_config.get("num_envs", 1)), seed=int(env_config.get("seed", 0)))
 
 
-def ensure_ray(address: Optional[str] = None, *, log: Callable[[str], None] = print,
-               metadata: Optional[dict[str, str]] = None) -> None:
-    """Connect to ``address`` (``auto``, ``HOST:PORT``, ``ray://...``) or start a local Ray.
+class RewardNormalizer:
+    """Per-level running standardisation of scores: ``(s - mean_l) / max(std_l, 1e-3)`` over the
+    last scores of level ``l`` (this batch included).
 
-    ``metadata`` (config name, budgets) becomes the Ray job's metadata, shown in the dashboard.
+    >>> norm = RewardNormalizer(levels=1)
+    >>> [round(x, 3) for x in norm([0.5, 0.7], [0, 0])]
+    [-1.0, 1.0]
     """
-    import ray
-    from ray.job_config import JobConfig
 
-    if ray.is_initialized():
-        return
-    job = JobConfig(metadata={k: str(v) for k, v in (metadata or {}).items()})
-    if address:
-        use_cluster_token()  # effective only if Ray was not imported yet: the CLI calls it first
-        ray.init(address=address, log_to_driver=False, job_config=job)
-        log(f"Connected to Ray at {address}: {ray.cluster_resources()}")
-    elif os.environ.get("RAY_ADDRESS"):  # inside a Ray job (ray job submit) or set by the user
-        use_cluster_token()
-        ray.init(log_to_driver=False, job_config=job)
-        log(f"Connected to Ray at {os.environ['RAY_ADDRESS']}: {ray.cluster_resources()}")
-    else:  # a fresh local instance, never a stale `ray start` cluster recorded on this machine
-        ray.init(address="local", log_to_driver=False, job_config=job)
-        log(f"Started a local Ray instance: {ray.cluster_resources()}")
+    def __init__(self, levels: int, window: int = _WINDOW) -> None:
+        self.window = window
+        self.history: list[list[float]] = [[] for _ in range(levels)]
 
-
-def build_algorithm(problem: PruningProblem, context_ref, *, seed: int):
-    """The PPO-Lagrangian algorithm for ``problem`` (env registered under :data:`ENV_NAME`)."""
-    from ray.tune.registry import register_env
-
-    from .ppo_lagrangian import PPOLagrangianConfig
-
-    crl = problem.config.search.crl
-    register_env(ENV_NAME, make_env)
-    steps_per_episode = problem.space.num_groups
-    runners = max(1, crl.env_runners)
-    per_round = crl.num_envs * runners
-    episodes = int(math.ceil(crl.episodes_per_iteration / per_round) * per_round)
-    config = (
-        PPOLagrangianConfig()
-        .environment(env=ENV_NAME, env_config={"context": context_ref})
-        .env_runners(
-            num_env_runners=crl.env_runners,
-            num_envs_per_env_runner=crl.num_envs,
-            gym_env_vectorize_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT,
-            num_cpus_per_env_runner=0 if crl.env_runners == 0 else 1,
-        )
-        .learners(num_learners=0)
-        .training(
-            lr=crl.lr, gamma=crl.gamma, lambda_=crl.gae_lambda, clip_param=crl.clip_param,
-            num_epochs=crl.num_epochs, minibatch_size=min(crl.minibatch_size, episodes * steps_per_episode),
-            train_batch_size_per_learner=episodes * steps_per_episode, entropy_coeff=crl.entropy_coeff,
-            cost_keys=[b.metric for b in problem.budgets], cost_budgets=[1.0] * len(problem.budgets),
-            lagrange_init=crl.lagrange_init, lagrange_lr=crl.lagrange_lr, cost_gae_lambda=crl.cost_gae_lambda,
-        )
-        .rl_module(model_config={"fcnet_hiddens": list(crl.hidden), "fcnet_activation": "tanh"})
-        .debugging(seed=seed, log_level="ERROR")
-    )
-    return config.build_algo()
-
-
-def _progress(frame: pd.DataFrame, problem: PruningProblem) -> dict[str, Any]:
-    if frame.empty:
-        return {"evaluations": 0, "errors": 0, "best_accuracy": None}
-    ok = frame[(frame["status"] == "ok") & frame["feasible"].astype(bool)]
-    best = ok.sort_values("accuracy", ascending=False).iloc[0] if not ok.empty else None
-    out = {
-        "evaluations": int(len(frame)),
-        "errors": int((frame["status"] != "ok").sum()),
-        "best_accuracy": None if best is None else float(best["accuracy"]),
-        "best_candidate_id": None if best is None else str(best["candidate_id"]),
-    }
-    if best is not None:
-        out.update({f"best_{c}": float(best[c]) for c in problem.limits})
-    return out
+    def __call__(self, scores: Sequence[Optional[float]], levels: Sequence[int]) -> list[float]:
+        for s, lvl in zip(scores, levels):
+            if s is not None:
+                self.history[lvl].append(float(s))
+                del self.history[lvl][:-self.window]
+        out = []
+        for s, lvl in zip(scores, levels):
+            h = self.history[lvl]
+            if not h:
+                out.append(0.0)
+                continue
+            mean, std = float(np.mean(h)), max(float(np.std(h)), 1e-3)
+            out.append(((min(h) if s is None else s) - mean) / std)
+        return out
 
 
 @contextlib.contextmanager
@@ -156,8 +89,6 @@ def _preserve_global_torch_state():
     (the final fine-tune, other trials) would inherit that.
     """
     import random
-
-    import numpy as np
 
     det = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -173,158 +104,171 @@ def _preserve_global_torch_state():
         torch.set_rng_state(states[2])
 
 
-def _set_env_state(env_runner: Any, *, iteration: int, episodes_done: Optional[int] = None) -> None:
+@contextlib.contextmanager
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the policy is tiny; the evaluators get the cores
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _set_levels(env_runner: Any, *, levels: list[dict[str, float]]) -> None:
     env = getattr(env_runner, "env", None)
-    if env is None:
-        return
-    env = env.unwrapped
-    if isinstance(env, LockstepPruningEnv):
-        env.training_iteration = iteration
-        if episodes_done is not None:
-            env.episodes_done = episodes_done
+    if env is not None and isinstance(env.unwrapped, PruningVectorEnv):
+        env.unwrapped.set_levels(levels)
 
 
-def _get_episodes_done(env_runner: Any) -> int:
-    env = getattr(env_runner, "env", None)
-    return int(getattr(env.unwrapped, "episodes_done", 0)) if env is not None else 0
+class _Policy:
+    """One PPO-Lagrangian algorithm serving the levels ``level_indices`` of the space."""
 
-
-class CRLSearch:
-    """The constrained-RL search, one PPO-Lagrangian iteration per :meth:`step`.
-
-    Used by ``rayprune prune`` (a loop over :meth:`step`) and by the sweep's Tune trainable
-    (:meth:`step`, then :meth:`save` for the trial checkpoint; :meth:`restore` on resume).
-    Rows land under ``out_dir/candidates/`` with ``constants`` (trial id, budgets ...) and the
-    training iteration that produced them.
-    """
-
-    def __init__(self, problem: PruningProblem, *, out_dir: str | Path, constants: dict[str, Any], seed: int,
-                 placement_group=None, bundle_offset: int = 0, log: Callable[[str], None] = print) -> None:
+    def __init__(self, space: SearchSpace, level_indices: Sequence[int], *, episodes: int, seed: int,
+                 config: CRLConfig, cost_keys: Sequence[str]) -> None:
+        import gymnasium as gym
         import ray
+        from ray.tune.registry import register_env
 
-        self.problem = problem
-        self.out_dir = str(out_dir)
-        self.trial_id = str(constants.get("trial_id", "prune"))
-        self.log = log
-        crl = problem.config.search.crl
-        self.tags = {
-            "sweep": str(constants.get("sweep_id", "")),
-            "trial": str(constants.get("trial_name", self.trial_id)),
-            "budget": ",".join(f"{b.metric}={b.value:g}" for b in problem.budgets),
-        }
-        self.telemetry = Telemetry(self.tags)
-        self.pool = EvaluatorPool(
-            problem, size=crl.evaluators, num_cpus=crl.evaluator_cpus, num_gpus=crl.evaluator_gpus,
-            max_restarts=crl.evaluator_max_restarts, max_task_retries=crl.evaluator_max_task_retries,
-            placement_group=placement_group, bundle_offset=bundle_offset,
-            name=self.tags["trial"], tags=self.tags,
+        from .cost_module import INITIAL_LOG_STD_KEY
+        from .ppo_lagrangian import PPOLagrangianConfig
+
+        self.space = space
+        self.levels = list(level_indices)
+        self.spec = PruningEnvSpec.from_space(space, self.levels, action_wall=config.action_wall,
+                                              budget_fill=config.budget_fill)
+        num_envs = max(1, min(config.num_envs, episodes))
+        self.episodes = int(math.ceil(episodes / num_envs) * num_envs)  # whole lockstep rounds
+        steps = self.episodes * space.num_groups
+        register_env(ENV_NAME, make_env)
+        model_config: dict[str, Any] = {"fcnet_hiddens": list(config.hidden), "fcnet_activation": "tanh"}
+        if config.initial_log_std is not None:
+            model_config[INITIAL_LOG_STD_KEY] = float(config.initial_log_std)
+        algo_config = (
+            PPOLagrangianConfig()
+            .environment(env=ENV_NAME, env_config={"spec": ray.put(self.spec), "seed": seed})
+            .env_runners(num_env_runners=config.env_runners, num_envs_per_env_runner=num_envs,
+                         gym_env_vectorize_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT,
+                         num_cpus_per_env_runner=0 if config.env_runners == 0 else 1)
+            .learners(num_learners=0)
+            .training(lr=config.lr, gamma=config.gamma, lambda_=config.gae_lambda, clip_param=config.clip_param,
+                      num_epochs=config.num_epochs, minibatch_size=min(config.minibatch_size, steps),
+                      train_batch_size_per_learner=steps, entropy_coeff=config.entropy_coeff,
+                      cost_keys=list(cost_keys), cost_budgets=[1.0] * len(cost_keys),
+                      lagrange_init=config.lagrange_init, lagrange_lr=config.lagrange_lr,
+                      cost_gae_lambda=config.cost_gae_lambda, defer_learning=True)
+            .rl_module(model_config=model_config)
+            .debugging(seed=seed, log_level="ERROR")
         )
-        self.pool.wait_ready()
-        spec = PruningEnvSpec.from_problem(problem, action_wall=crl.action_wall, budget_fill=crl.budget_fill,
-                                           finetune_schedule=crl.finetune_schedule)
-        self._context_ref = ray.put(EnvContext(spec=spec, pool=self.pool, out_dir=self.out_dir,
-                                               constants=dict(constants), seed=seed))
-        with _preserve_global_torch_state():  # RLlib's seeding turns on deterministic algorithms process-wide
-            self.algo = build_algorithm(problem, self._context_ref, seed=seed)
-        self.iteration = 0
-        self._evaluations = 0
+        with _preserve_global_torch_state(), _one_thread():
+            self.algo = algo_config.build_algo()
 
-    def rows(self) -> pd.DataFrame:
-        """This trial's candidate rows written so far."""
-        frame = read_candidates(self.out_dir)
-        if not frame.empty and "trial_id" in frame.columns:
-            frame = frame[frame["trial_id"] == self.trial_id]
-        return frame
+    def sample(self) -> list[tuple[Any, list[float], int]]:
+        """Run one rollout; returns ``(episode, keep_ratios, level index in the space)`` per finished episode."""
+        steering = [self.space.steering_limits(i) for i in self.levels]
+        self.algo.env_runner_group.foreach_env_runner(lambda r: _set_levels(r, levels=steering))
+        with _one_thread():
+            self.algo.train()
+        out = []
+        for episode in self.algo.pending_episodes:
+            if not episode.is_done:
+                continue  # a chunk cut mid-episode: its candidate comes with the next rollout
+            info = episode.get_infos(-1)
+            out.append((episode, [float(r) for r in info[CANDIDATE_INFO]], self.levels[int(info[LEVEL_INFO])]))
+        return out
 
-    def step(self) -> dict[str, Any]:
-        """One iteration: rollout of lockstep episodes (candidates evaluated on the pool), dual
-        ascent, PPO update. Returns progress metrics (see :data:`rayprune.sweep.metrics`)."""
-        from .ppo_lagrangian import EPISODE_COST_METRIC, LAGRANGE_METRIC, VIOLATION_RATE_METRIC, metric_name
+    def learn(self) -> None:
+        with _one_thread():
+            self.algo.learn_pending()
 
-        self.iteration += 1
-        self.algo.env_runner_group.foreach_env_runner(functools.partial(_set_env_state, iteration=self.iteration))
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the policy is tiny; evaluators get the cores
-        t0 = time.time()
-        try:
-            result = self.algo.train()
-        finally:
-            torch.set_num_threads(threads)
-        seconds = time.time() - t0
-        prog = _progress(self.rows(), self.problem)
-        new = prog["evaluations"] - self._evaluations
-        self._evaluations = prog["evaluations"]
-        limits = self.problem.limits
-        self.telemetry.gauge("rayprune_best_feasible_accuracy", prog["best_accuracy"])
-        for c in limits:
-            self.telemetry.gauge("rayprune_lagrange_multiplier", result.get(metric_name(LAGRANGE_METRIC, c)), constraint=c)
-            self.telemetry.gauge("rayprune_constraint_violation_rate", result.get(metric_name(VIOLATION_RATE_METRIC, c)),
-                                 constraint=c)
-        return {
-            "iteration": self.iteration,
-            **prog,
-            "evals_per_s": new / max(seconds, 1e-9),
-            "iteration_seconds": seconds,
-            **{f"lambda_{c}": result.get(metric_name(LAGRANGE_METRIC, c)) for c in limits},
-            **{f"violation_rate_{c}": result.get(metric_name(VIOLATION_RATE_METRIC, c)) for c in limits},
-            **{f"mean_cost_{c}": result.get(metric_name(EPISODE_COST_METRIC, c)) for c in limits},
-        }
-
-    def describe(self, metrics: dict[str, Any], total: Optional[int] = None) -> str:
-        """One progress line."""
-        limits = self.problem.limits
-        best = metrics.get("best_accuracy")
-        costs = ", ".join(f"{c}={metrics.get(f'best_{c}', float('nan')):.4g}" for c in limits) if best is not None else "-"
-        lam = ", ".join(f"λ[{c}]={metrics[f'lambda_{c}']:.3f}" for c in limits if metrics.get(f"lambda_{c}") is not None)
-        viol = ", ".join(f"violations[{c}]={metrics[f'violation_rate_{c}']:.2f}" for c in limits
-                         if metrics.get(f"violation_rate_{c}") is not None)
-        return (f"crl iter {metrics['iteration']}{'' if total is None else f'/{total}'}: evaluations "
-                f"{metrics['evaluations']}, best feasible accuracy {'-' if best is None else f'{best:.4f}'} ({costs}), "
-                f"{lam}, {viol}, {metrics['evals_per_s']:.2f} evals/s")
-
-    def save(self, directory: str | Path) -> None:
-        """Algorithm state (policy, optimiser, multipliers) and the search's own counters."""
-        directory = Path(directory)
-        self.algo.save_to_path(str(directory / "algo"))
-        episodes = self.algo.env_runner_group.foreach_env_runner(_get_episodes_done)
-        state = {"iteration": self.iteration, "evaluations": self._evaluations,
-                 "episodes_done": int(max(episodes) if episodes else 0)}
-        (directory / "search_state.json").write_text(json.dumps(state))
-
-    def restore(self, directory: str | Path) -> None:
-        """Continue from :meth:`save`; rows written after that checkpoint are dropped (they will be
-        produced again), so no row is lost or duplicated."""
-        directory = Path(directory)
-        self.algo.restore_from_path(str(directory / "algo"))
-        state = json.loads((directory / "search_state.json").read_text())
-        self.iteration = int(state["iteration"])
-        drop_rows_after(self.out_dir, self.trial_id, self.iteration)
-        self._evaluations = len(self.rows())
-        self.algo.env_runner_group.foreach_env_runner(
-            functools.partial(_set_env_state, iteration=self.iteration, episodes_done=int(state["episodes_done"])))
+    def multipliers(self) -> dict[str, float]:
+        return self.algo.lagranges.values()
 
     def close(self) -> None:
-        try:
-            self.algo.stop()
-        finally:
-            self.pool.shutdown()
+        self.algo.stop()
 
 
-def search_crl(problem: PruningProblem, evaluator, writer: CandidateWriter, seed: int,
-               log: Callable[[str], None], *, address: Optional[str] = None, **_: Any) -> dict[str, Any]:
-    """Run the constrained-RL search for ``rayprune prune``; rows land under ``writer``'s directory."""
-    ensure_ray(address, log=log, metadata={"rayprune": "prune", "config": problem.config.name,
-                                          "budgets": ",".join(f"{b.metric}={b.value:g}" for b in problem.budgets)})
-    crl = problem.config.search.crl
-    search = CRLSearch(problem, out_dir=Path(writer.directory).parent, constants=dict(writer.constants),
-                       seed=seed, log=log)
-    started = time.time()
-    metrics: dict[str, Any] = {}
-    try:
-        for _ in range(crl.iterations):
-            metrics = search.step()
-            log(search.describe(metrics, crl.iterations))
-    finally:
-        search.close()
-    metrics["seconds"] = time.time() - started
-    return metrics
+class CRLAgent(SearchAgent):
+    """The constrained-RL agent (see the module docstring). Needs a connected Ray (``ray.init``)."""
+
+    name = "crl"
+
+    def __init__(self, space: SearchSpace, *, seed: int, batch_size: int, config: CRLConfig,
+                 log: Callable[[str], None] = print, **_: Any) -> None:
+        super().__init__(space, seed=seed, batch_size=batch_size)
+        import ray
+
+        if not ray.is_initialized():
+            raise RuntimeError("The crl agent runs on Ray: connect first (rayprune.ray_session.connect).")
+        self.config = config
+        self.cost_keys = sorted({n for lvl in space.levels for n in lvl.limits})
+        groups = [list(range(space.num_levels))] if config.budget_conditioned else [[i] for i in range(space.num_levels)]
+        per_policy = max(1, batch_size // len(groups))
+        self.policies = [_Policy(space, g, episodes=per_policy, seed=seed * 101 + i, config=config,
+                                 cost_keys=self.cost_keys) for i, g in enumerate(groups)]
+        self.normalizer = RewardNormalizer(space.num_levels)
+        self._pending: list[list[Any]] = [[] for _ in self.policies]
+        self._last: dict[str, Any] = {}
+
+    def ask(self) -> list[Proposal]:
+        proposals = []
+        for p, policy in enumerate(self.policies):
+            sampled = policy.sample()
+            self._pending[p] = [episode for episode, _, _ in sampled]
+            for j, (_, ratios, level) in enumerate(sampled):
+                proposals.append(Proposal(self.space.rounded(ratios), level, {"policy": p, "episode": j}))
+        self.asked += len(proposals)
+        return proposals
+
+    def tell(self, proposals: Sequence[Proposal], outcomes: Sequence[Outcome]) -> None:
+        from .cost_gae import COSTS_INFO_KEY, FAILED_INFO_KEY
+
+        if self.config.reward_normalization == "level":
+            rewards = self.normalizer([o.score for o in outcomes], [p.level for p in proposals])
+        else:
+            rewards = [0.0 if o.score is None else float(o.score) for o in outcomes]
+        violations = {c: [] for c in self.cost_keys}
+        for p, o, reward in zip(proposals, outcomes, rewards):
+            episode = self._pending[p.info["policy"]][p.info["episode"]]
+            episode.set_rewards(new_data=float(reward), at_indices=-1)
+            info = episode.get_infos(-1)
+            limits = self.space.levels[p.level].limits
+            if o.ok:
+                costs = {c: float(o.costs[c]) / limits[c] for c in self.cost_keys
+                         if c in limits and o.costs.get(c) is not None}
+                for c, v in costs.items():
+                    violations[c].append(v > 1.0)
+            else:
+                costs, info[FAILED_INFO_KEY] = {c: 1.0 for c in self.cost_keys}, True
+            info[COSTS_INFO_KEY] = costs
+        for policy in self.policies:
+            policy.learn()
+        self._last = {f"violation_rate_{c}": (float(np.mean(v)) if v else None) for c, v in violations.items()}
+
+    def metrics(self) -> dict[str, Any]:
+        """λ per constraint (mean over policies) and the last batch's violation rates."""
+        out = dict(self._last)
+        for c in self.cost_keys:
+            values = [p.multipliers().get(c) for p in self.policies]
+            out[f"lambda_{c}"] = float(np.mean([v for v in values if v is not None])) if values else None
+        return out
+
+    # -- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "reward_history": self.normalizer.history}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.normalizer.history = [list(h) for h in state["reward_history"]]
+
+    def save(self, directory: str | Path) -> None:
+        for i, policy in enumerate(self.policies):
+            policy.algo.save_to_path(str((Path(directory) / f"policy-{i}").resolve()))
+
+    def restore(self, directory: str | Path) -> None:
+        for i, policy in enumerate(self.policies):
+            with _one_thread():
+                policy.algo.restore_from_path(str((Path(directory) / f"policy-{i}").resolve()))
+
+    def close(self) -> None:
+        for policy in self.policies:
+            policy.close()

@@ -206,6 +206,7 @@ class PPOLagrangianConfig(PPOConfig):
         self.cost_gamma = 0.99
         self.cost_gae_lambda = 1.0
         self.cost_vf_loss_coeff = 1.0
+        self.defer_learning = False
 
     @override(PPOConfig)
     def training(
@@ -219,6 +220,7 @@ class PPOLagrangianConfig(PPOConfig):
         cost_gamma: float = NotProvided,
         cost_gae_lambda: float = NotProvided,
         cost_vf_loss_coeff: float = NotProvided,
+        defer_learning: bool = NotProvided,
         **kwargs,
     ) -> PPOLagrangianConfig:
         """PPO's training settings plus the constraints.
@@ -233,6 +235,10 @@ class PPOLagrangianConfig(PPOConfig):
             cost_gamma: Discount γ_c of the costs.
             cost_gae_lambda: GAE λ_c of the cost advantages.
             cost_vf_loss_coeff: Weight of the cost critic's loss.
+            defer_learning: Ask/tell mode. ``train()`` only samples and keeps the episodes
+                (:attr:`PPOLagrangian.pending_episodes`); the caller writes each episode's
+                reward and costs into them (e.g. after scoring its candidate elsewhere) and calls
+                :meth:`PPOLagrangian.learn_pending` for the dual ascent and the PPO update.
         """
         super().training(**kwargs)
         if cost_keys is not NotProvided:
@@ -251,6 +257,8 @@ class PPOLagrangianConfig(PPOConfig):
             self.cost_gae_lambda = cost_gae_lambda
         if cost_vf_loss_coeff is not NotProvided:
             self.cost_vf_loss_coeff = cost_vf_loss_coeff
+        if defer_learning is not NotProvided:
+            self.defer_learning = bool(defer_learning)
         return self
 
     @property
@@ -501,7 +509,21 @@ class PPOLagrangian(PPO):
             if not episodes:
                 return
             self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        if self.config.defer_learning:  # ask/tell: the caller fills in rewards, then learn_pending()
+            self.pending_episodes = list(episodes)
+            return
+        self._learn(episodes)
 
+    def learn_pending(self) -> None:
+        """Dual ascent and PPO update on the episodes of the last ``train()`` (``defer_learning``),
+        once their rewards and costs have been written into them. Episodes whose last info says
+        ``failed`` (their candidate could not be scored) do not move the multipliers."""
+        episodes, self.pending_episodes = getattr(self, "pending_episodes", []), []
+        if not episodes:
+            raise RuntimeError("learn_pending() without pending episodes: call train() first (defer_learning=True).")
+        self._learn(episodes)
+
+    def _learn(self, episodes: list) -> None:
         # 2. Dual ascent on this rollout's episode costs, before the policy update (OmniSafe).
         #    Must run before the Learner pipeline, which extends the (shared) episode objects.
         self._dual_update(self._episode_costs.add(episodes))

@@ -1,37 +1,45 @@
-"""``rayprune sweep``: a Ray Tune Tuner over budget levels x seeds, then fronts, models and a report.
+"""``rayprune sweep``: agents x seeds as Ray Tune trials over every budget level, then one selection.
+
+Every trial searches all levels of the sweep and writes its scored candidates into one store
+(``OUT/candidates/``). When the trials are done, the driver selects, for each level, from *all*
+candidates of all trials that fit it — re-rank, final fine-tune, export
+(:func:`rayprune.search.selection.select_and_finalize`) — so a larger level never ends with a
+worse model than a smaller one, and writes the front and the report.
 
 Layout of ``OUT/``::
 
-    sweep.json            the sweep's config, id, levels and base model facts (read by --resume and report)
+    sweep.json            the sweep's config, id, levels, trials and base model facts (read by --resume and report)
     tune/                 Tune's experiment directory (trial checkpoints, result.json, tuner.pkl)
-    candidates/           Parquet shards, one per flush, written atomically by the trials
+    candidates/           Parquet shards, one per flush, written atomically by the trials and the selection
     candidates.parquet    every row, merged and deduplicated on row_id
-    pareto.parquet        the non-dominated final models across trials (max accuracy, min every cost)
-    front_history.parquet per trial, the front of its search rows after each iteration
-    models/<trial>/       the exported model of every trial (load with rayprune.load_pruned)
+    pareto.parquet        the non-dominated exported models (max accuracy, min every cost)
+    front_history.parquet per trial, the front of its search rows after each batch
+    models/<level>/       the exported model of every level (load with rayprune.load_pruned)
     report.png, report.html
 """
 
 from __future__ import annotations
 
-import itertools
 import json
+import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import pandas as pd
 import pyarrow as pa
 
 from ..config import Config, parse_config
+from ..costs.levels import Level, levels_from_config
 from ..results import merge_candidates, read_candidates, write_parquet_atomic
 from .pareto import front_history, pareto_front
-from .trainable import SweepSetup, placement_bundles, sweep_trial, trial_config, trial_name
+from .trainable import SweepSetup, placement_bundles, sweep_trial, trial_name
 
-__all__ = ["run_sweep", "budget_levels", "finish_sweep", "parse_levels", "TUNE_DIR"]
+__all__ = ["run_sweep", "finish_sweep", "parse_levels", "sweep_agents", "TUNE_DIR", "SWEEP_FILE"]
 
 TUNE_DIR = "tune"
+SWEEP_FILE = "sweep.json"
 Log = Callable[[str], None]
 
 
@@ -49,22 +57,13 @@ def parse_levels(text: str) -> tuple[str, list[float]]:
     return name.strip(), values
 
 
-def budget_levels(cfg: Config) -> list[dict[str, float]]:
-    """Every budget level of the sweep: the product of ``sweep.budgets``, or the single ``budgets``."""
-    if cfg.sweep.budgets:
-        names = list(cfg.sweep.budgets)
-        return [dict(zip(names, combo)) for combo in itertools.product(*(cfg.sweep.budgets[n] for n in names))]
-    if not cfg.budgets:
-        raise ValueError("Nothing to sweep: set sweep.budgets (e.g. {params: [0.5, 0.25, 0.1]}) or pass "
-                         "--budgets params=0.5,0.25,0.1.")
-    return [{b.metric: b.value for b in cfg.budget_list()}]
-
-
-def _check_levels(cfg: Config, levels: list[dict[str, float]]) -> None:
-    """Validate every level (range, relative/absolute) before anything starts."""
-    for level in levels:
-        budgets = {n: {"value": v, "relative": cfg.is_relative(n)} for n, v in level.items()}
-        parse_config(cfg.model_dump(mode="json"), source=f"budget level {level}", overrides={"budgets": budgets})
+def sweep_agents(cfg: Config) -> list[str]:
+    """The agents a sweep runs side by side: ``sweep.agents``, else ``search.agent``."""
+    agents = list(cfg.sweep.agents) or [cfg.search.agent]
+    if "neon" in agents:
+        raise ValueError("search.agent 'neon' has no budget and cannot be swept; use `rayprune prune --agent neon`, "
+                         "or set sweep.agents to budgeted agents (uniform, random, evolution, tpe, crl).")
+    return agents
 
 
 def _check_resources(cfg: Config, log: Log) -> None:
@@ -82,12 +81,12 @@ def _check_resources(cfg: Config, log: Log) -> None:
             log(f"No trial fits on the cluster yet ({parts}); waiting for the autoscaler (sweep.wait_for_resources).")
             return
         raise ValueError(
-            f"One trial's placement group (trial + {cfg.search.crl.evaluators} evaluators) cannot fit on this "
-            f"cluster ({parts}). Lower search.crl.evaluators / evaluator_cpus / evaluator_gpus or sweep.trial_cpus, "
+            f"One trial's placement group (trial + {cfg.evaluation.evaluators} evaluators) cannot fit on this "
+            f"cluster ({parts}). Lower evaluation.evaluators / evaluation.cpus / evaluation.gpus or sweep.trial_cpus, "
             "or set sweep.wait_for_resources: true on an autoscaling cluster."
         )
     per_trial = need.get("CPU", 0.0)
-    log(f"Each trial reserves {need} (trial + {cfg.search.crl.evaluators} evaluators); "
+    log(f"Each trial reserves {need} (trial + {cfg.evaluation.evaluators} evaluators); "
         f"the cluster has {have.get('CPU', 0):g} CPUs / {have.get('GPU', 0):g} GPUs "
         f"-> up to {int(have.get('CPU', 0) // per_trial) if per_trial else '?'} trials at once.")
 
@@ -99,8 +98,29 @@ def _trainable(setup: SweepSetup, cfg: Config):
                                tune.PlacementGroupFactory(placement_bundles(cfg)))
 
 
+def _claim(out: Path) -> None:
+    """Create ``sweep.json`` exclusively: of two sweeps started into one directory, one wins at once."""
+    from ..search.prune import check_out_dir
+
+    if (out / SWEEP_FILE).exists():
+        raise FileExistsError(f"{out} already holds a sweep; pass --resume to continue it or choose another --out.")
+    check_out_dir(out, what="sweep")
+    try:
+        fd = os.open(out / SWEEP_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        raise FileExistsError(f"{out} already holds a sweep (another one just started there).") from None
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"status": "starting", "started": time.time()}, fh)
+
+
+def _write_state(out: Path, state: dict[str, Any]) -> None:
+    tmp = out / f".{SWEEP_FILE}.tmp"
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, out / SWEEP_FILE)
+
+
 def run_sweep(
-    cfg: Config,
+    cfg: Optional[Config],
     out_dir: str | Path,
     *,
     address: Optional[str] = None,
@@ -108,68 +128,56 @@ def run_sweep(
     log: Log = print,
     verbose: int = 1,
 ) -> dict[str, Any]:
-    """Run (or resume) a sweep and post-process it; returns the summary also written to sweep.json."""
+    """Run (or resume) a sweep and select its models; returns the summary also written to sweep.json."""
     from ray import tune
 
-    from ..agents.crl import ensure_ray
-    from ..job import check_reachable
     from ..problem import PruningProblem
+    from ..ray_session import connect
+    from ..search.prune import check_reachable
 
     out = Path(out_dir).resolve()
-    state_path = out / "sweep.json"
-    meta = {"rayprune": "sweep", "out": str(out)}
-    if cfg is not None:
-        meta.update(config=cfg.name, budgets=";".join(f"{k}={','.join(f'{v:g}' for v in vs)}"
-                                                      for k, vs in (cfg.sweep.budgets or {}).items()))
-    ensure_ray(address, log=log, metadata=meta)
+    state_path = out / SWEEP_FILE
     if resume:
         if not state_path.is_file():
             raise FileNotFoundError(f"--resume: {state_path} not found; is {out} the output of a sweep?")
         state = json.loads(state_path.read_text())
+        if "setup" not in state:
+            raise ValueError(f"--resume: {state_path} is from a sweep that stopped before its first trial started; "
+                             "start it again into a new directory.")
         cfg = parse_config(state["config"], source=str(state_path))
         setup = SweepSetup(**state["setup"])
+        connect(address, log=log, metadata={"rayprune": "sweep", "config": cfg.name, "out": str(out)})
         tune_path = out / TUNE_DIR
         if not tune.Tuner.can_restore(str(tune_path)):
             raise FileNotFoundError(f"--resume: no restorable Tune experiment in {tune_path}.")
         log(f"Resuming sweep {setup.sweep_id} from {tune_path}")
         tuner = tune.Tuner.restore(str(tune_path), trainable=_trainable(setup, cfg),
                                    resume_unfinished=True, resume_errored=True)
+        problem = None
     else:
-        if state_path.exists():
-            raise FileExistsError(f"{out} already holds a sweep; pass --resume to continue it or choose another --out.")
-        levels = budget_levels(cfg)
-        _check_levels(cfg, levels)
+        agents = sweep_agents(cfg)
+        _claim(out)
+        connect(address, log=log, metadata={"rayprune": "sweep", "config": cfg.name, "out": str(out)})
         _check_resources(cfg, log)
-        out.mkdir(parents=True, exist_ok=True)
-        first = parse_config(cfg.model_dump(mode="json"), overrides={"budgets": {
-            n: {"value": v, "relative": cfg.is_relative(n)} for n, v in levels[0].items()}})
-        problem = PruningProblem.from_config(first, log=log)  # trains and caches the base model once
-        smallest = problem.reachable()
-        for level in levels:
-            lvl_cfg = trial_config(SweepSetup(cfg.model_dump(mode="json"), str(out), "", problem.base_costs,
-                                              problem.base_accuracy, {n: cfg.is_relative(n) for n in level}), level, 0)
-            for b in lvl_cfg.budget_list():
-                limit = b.limit(problem.base_costs[b.metric])
-                if smallest[b.metric] > limit * (1 + 1e-9):
-                    raise ValueError(f"Budget level {level} cannot be met: {b.metric} <= {limit:.4g} but the smallest "
-                                     f"model in the space has {smallest[b.metric]:.4g}. Drop that level or lower "
-                                     "pruning.min_keep.")
+        problem = PruningProblem.from_config(cfg, log=log)  # trains and caches the base model once
+        levels = levels_from_config(cfg, problem.base_costs, sweep=True)
+        check_reachable(problem, levels)
         setup = SweepSetup(
             config=cfg.model_dump(mode="json"), out_dir=str(out), sweep_id=uuid.uuid4().hex[:12],
             base_costs=dict(problem.base_costs), base_accuracy=dict(problem.base_accuracy),
-            relative={n: cfg.is_relative(n) for n in levels[0]},
+            relative={n: cfg.is_relative(n) for n in levels[0].values}, levels=[lvl.to_json() for lvl in levels],
         )
-        del problem
-        state = {"config": setup.config, "setup": setup.__dict__, "levels": levels, "seeds": cfg.sweep.seeds,
-                 "started": time.time()}
-        state_path.write_text(json.dumps(state, indent=1))
-        log(f"Sweep {setup.sweep_id}: {len(levels)} budget level(s) x {cfg.sweep.seeds} seed(s) = "
-            f"{len(levels) * cfg.sweep.seeds} trials -> {out}")
+        state = {"config": setup.config, "setup": setup.__dict__, "levels": [lvl.values for lvl in levels],
+                 "agents": agents, "seeds": cfg.sweep.seeds, "started": time.time(), "status": "running"}
+        _write_state(out, state)
+        log(f"Sweep {setup.sweep_id}: {len(agents)} agent(s) x {cfg.sweep.seeds} seed(s) = "
+            f"{len(agents) * cfg.sweep.seeds} trial(s), each searching {len(levels)} budget level(s) with "
+            f"{cfg.search.evaluations} candidates -> {out}")
         tuner = tune.Tuner(
             _trainable(setup, cfg),
-            param_space={"budget": tune.grid_search(levels), "seed": tune.grid_search(list(range(cfg.sweep.seeds)))},
+            param_space={"agent": tune.grid_search(agents), "seed": tune.grid_search(list(range(cfg.sweep.seeds)))},
             tune_config=tune.TuneConfig(max_concurrent_trials=cfg.sweep.max_concurrent_trials,
-                                        trial_dirname_creator=lambda t: trial_name(t.config["budget"], t.config["seed"])),
+                                        trial_dirname_creator=lambda t: trial_name(t.config["agent"], t.config["seed"])),
             run_config=tune.RunConfig(
                 name=TUNE_DIR, storage_path=str(out),
                 failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
@@ -179,36 +187,95 @@ def run_sweep(
         )
     results = tuner.fit()
     errors = [str(r.error) for r in results if r.error is not None]
-    summary = finish_sweep(out, log=log)
-    summary["trial_errors"] = errors
     if errors:
         log(f"{len(errors)} trial(s) failed: " + "; ".join(e.splitlines()[0] for e in errors))
+    summary = finish_sweep(out, log=log, problem=problem)
+    summary["trial_errors"] = errors
     return summary
 
 
-def finish_sweep(out_dir: str | Path, *, log: Log = print) -> dict[str, Any]:
-    """Merge rows, compute fronts, write the report; safe to run again on a finished sweep."""
-    from ..report import make_report, summary_text
+def _selection_pool(problem, cfg: Config):
+    """Evaluators for the re-rank and final fine-tunes, once the trials have freed the cluster."""
+    import ray
+
+    from ..evaluation.pool import EvaluatorPool
+
+    free = ray.available_resources()
+    ev = cfg.evaluation
+    by_cpu = int(free.get("CPU", 0) // ev.cpus) if ev.cpus else ev.evaluators
+    by_gpu = int(free.get("GPU", 0) // ev.gpus) if ev.gpus else by_cpu
+    size = max(1, min(by_cpu, by_gpu, 8))
+    return EvaluatorPool(problem, size=size, num_cpus=ev.cpus, num_gpus=ev.gpus, max_restarts=ev.max_restarts,
+                         max_task_retries=ev.max_task_retries, name="selection")
+
+
+def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None) -> dict[str, Any]:
+    """Select and export one model per level from the whole store, then fronts and the report.
+
+    Safe to run again: the selection's earlier rows are replaced."""
+    from ..problem import PruningProblem
+    from ..results import CandidateWriter, drop_rows_after
+    from ..search.selection import select_and_finalize
+    from ..evaluation.score import score_specs
 
     out = Path(out_dir)
-    state = json.loads((out / "sweep.json").read_text())
-    merge_candidates(out)
-    rows = read_candidates(out)
+    state = json.loads((out / SWEEP_FILE).read_text())
     cfg = parse_config(state["config"])
+    setup = SweepSetup(**state["setup"])
+    levels = [Level.from_json(lvl) for lvl in setup.levels]
+    rows = read_candidates(out)
+    search = rows[rows["stage"] == "search"] if not rows.empty else rows
+    results = []
+    if not search.empty:
+        if problem is None:
+            problem = PruningProblem.from_config(cfg, progress=False, log=log, base_costs=setup.base_costs,
+                                                 base_accuracy=setup.base_accuracy)
+        _, rerank = score_specs(cfg)
+        drop_rows_after(out, "selection", -1)  # a selection run before (an interrupted finish) is redone
+        writer = CandidateWriter(out, constants={"sweep_id": setup.sweep_id, "trial_id": "selection", "stage": "select"},
+                                 name="selection")
+        pool = _selection_pool(problem, cfg)
+        try:
+            pool.wait_ready()
+            results = select_and_finalize(search, levels, pool=pool, out_dir=out, rerank_spec=rerank,
+                                          top_k=cfg.search.rerank.top_k, writer=writer, seed=cfg.seed,
+                                          cost_names=list(setup.base_costs), log=log,
+                                          extra={"sweep_id": setup.sweep_id})
+        finally:
+            pool.shutdown()
+    try:
+        merge_candidates(out)
+    except Exception as exc:  # noqa: BLE001 - every row is still in the shards
+        log(f"warning: could not merge the shards into candidates.parquet ({exc}); rows are in {out / 'candidates'}/")
+    rows = read_candidates(out)
     costs = [c for c in cfg.cost_names() if c in rows.columns] if not rows.empty else []
     front = pd.DataFrame()
     if not rows.empty:
         final = rows[rows["stage"] == "final"]
         front = pareto_front(final, costs)
         write_parquet_atomic(pa.Table.from_pandas(front, preserve_index=False), out / "pareto.parquet")
-        search = rows[rows["stage"] == "search"]
-        history = front_history(search, costs)
+        history = front_history(rows[rows["stage"] == "search"], costs)
         if not history.empty:
             write_parquet_atomic(pa.Table.from_pandas(history, preserve_index=False), out / "front_history.parquet")
-    report = make_report(out)
-    summary = {"rows": int(len(rows)), "front_size": int(len(front)), "report": str(report)}
-    state["finished"] = time.time()
-    state["summary"] = summary
-    (out / "sweep.json").write_text(json.dumps(state, indent=1))
+    summary = {"rows": int(len(rows)), "front_size": int(len(front)),
+               "levels": [r.to_json() for r in results], "monotone": _is_monotone(results)}
+    state.update(finished=time.time(), status="finished", summary=summary)
+    _write_state(out, state)
+    from ..report import make_report, summary_text
+
+    summary["report"] = str(make_report(out))
     log(summary_text(out))
     return summary
+
+
+def _is_monotone(results) -> bool:
+    """Whether no level that contains another ended with a less accurate model (validation)."""
+    from ..costs.levels import contains
+
+    for a in results:
+        for b in results:
+            if a is not b and contains(a.level, b.level) and b.accuracy_val is not None and (
+                    a.accuracy_val is None or a.accuracy_val < b.accuracy_val):
+                return False
+    return True
+

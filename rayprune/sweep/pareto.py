@@ -11,7 +11,7 @@ Rows with identical objectives do not dominate each other, so duplicates all sta
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd

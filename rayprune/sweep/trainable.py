@@ -1,23 +1,23 @@
-"""The Ray Tune function trainable: one trial = one budget level x seed.
+"""The Ray Tune function trainable: one trial = one agent x seed, searching every budget level.
 
 The trial's placement group holds its own bundle (index 0, ``sweep.trial_cpus``) and one bundle
 per evaluator (indices 1..K), so Tune schedules the real needs of a trial and its evaluator
-actors never wait for resources the trial did not reserve. Every iteration reports the trial's
-metrics together with a checkpoint (policy, optimiser, multipliers, search counters); on a
-restart the trial resumes from ``tune.get_checkpoint()`` and drops the rows it had written after
-that checkpoint, so no row is lost or duplicated. At the end the best feasible candidate is
-fine-tuned for ``search.final_finetune`` on an evaluator and exported under ``OUT/models/``.
+actors never wait for resources the trial did not reserve. The trial runs the search loop
+(:class:`rayprune.search.loop.SearchRun`) over all levels of the sweep, reports after every batch
+and checkpoints every ``sweep.checkpoint_seconds`` (and at the end). On a (re)start it drops the
+rows it wrote after the checkpoint it resumes from — all of its rows when there is none — so a
+restarted trial neither loses nor repeats a row. Selection, re-rank, final fine-tunes and export
+happen once for the whole sweep, after every trial is done (:mod:`rayprune.sweep.driver`).
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
+import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-__all__ = ["SweepSetup", "sweep_trial", "trial_config", "trial_name", "placement_bundles"]
+__all__ = ["SweepSetup", "sweep_trial", "trial_name", "placement_bundles"]
 
 
 @dataclass(frozen=True)
@@ -30,89 +30,79 @@ class SweepSetup:
     base_costs: dict[str, float]
     base_accuracy: dict[str, float]
     relative: dict[str, bool] = field(default_factory=dict)
+    levels: list[dict[str, Any]] = field(default_factory=list)  # Level.to_json() of every level
 
 
-def trial_name(budget: dict[str, float], seed: int) -> str:
-    """``params=0.25,seed=0``: readable, stable, usable as a folder name."""
-    return ",".join(f"{k}={v:g}" for k, v in budget.items()) + f",seed={seed}"
-
-
-def trial_config(setup: SweepSetup, budget: dict[str, float], seed: int):
-    """The run config of one trial: the sweep config with this level's budgets and seed."""
-    from ..config import parse_config
-
-    budgets = {name: {"value": float(v), "relative": setup.relative.get(name)} for name, v in budget.items()}
-    data = {**setup.config, "budgets": budgets}
-    return parse_config(data, source=f"trial {trial_name(budget, seed)}")
+def trial_name(agent: str, seed: int) -> str:
+    """``crl,seed=0``: readable, stable, usable as a folder name."""
+    return f"{agent},seed={seed}"
 
 
 def placement_bundles(cfg) -> list[dict[str, float]]:
     """Bundle 0 for the trial itself, then one per evaluator actor."""
-    crl = cfg.search.crl
-    evaluator = {"CPU": float(crl.evaluator_cpus)}
-    if crl.evaluator_gpus:
-        evaluator["GPU"] = float(crl.evaluator_gpus)
-    return [{"CPU": float(cfg.sweep.trial_cpus)}] + [dict(evaluator) for _ in range(crl.evaluators)]
+    ev = cfg.evaluation
+    evaluator = {"CPU": float(ev.cpus)}
+    if ev.gpus:
+        evaluator["GPU"] = float(ev.gpus)
+    return [{"CPU": float(cfg.sweep.trial_cpus)}] + [dict(evaluator) for _ in range(ev.evaluators)]
 
 
 def sweep_trial(config: dict[str, Any], setup: SweepSetup) -> None:
-    """Tune function trainable (``config = {"budget": {...}, "seed": n}``)."""
+    """Tune function trainable (``config = {"agent": name, "seed": n}``)."""
     import ray
     from ray import tune
 
-    from ..agents.crl import CRLSearch
+    from ..agents import SearchSpace, make_agent
+    from ..config import parse_config
+    from ..costs.levels import Level
+    from ..evaluation.pool import EvaluatorPool
+    from ..evaluation.score import score_specs
     from ..problem import PruningProblem
     from ..results import CandidateWriter, drop_rows_after
+    from ..search.loop import SearchRun
 
-    budget, seed = dict(config["budget"]), int(config["seed"])
-    name = trial_name(budget, seed)
-    cfg = trial_config(setup, budget, seed)
+    agent, seed = str(config["agent"]), int(config["seed"])
+    name = trial_name(agent, seed)
+    cfg = parse_config(setup.config, source=f"trial {name}")
     problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None,
                                          base_costs=setup.base_costs, base_accuracy=setup.base_accuracy)
+    levels = [Level.from_json(lvl) for lvl in setup.levels]
     trial_id = tune.get_context().get_trial_id() or name
     constants: dict[str, Any] = {"sweep_id": setup.sweep_id, "trial_id": trial_id, "trial_name": name,
-                                 "agent": "crl", "seed": seed, "stage": "search"}
-    for b in problem.budgets:
-        constants[f"budget_{b.metric}"] = b.value
-        constants[f"limit_{b.metric}"] = problem.limits[b.metric]
-    search = CRLSearch(problem, out_dir=setup.out_dir, constants=constants, seed=seed,
-                       placement_group=ray.util.get_current_placement_group(), bundle_offset=1)
-    total = cfg.search.crl.iterations
+                                 "agent": agent, "seed": seed, "stage": "search"}
+    tags = {"sweep": setup.sweep_id, "trial": name, "budget": ";".join(lvl.name for lvl in levels)}
+    pool = EvaluatorPool.from_config(problem, cfg.evaluation, placement_group=ray.util.get_current_placement_group(),
+                                     bundle_offset=1, name=name, tags=tags)
+    searcher = None
     try:
+        pool.wait_ready()
+        space = SearchSpace.from_problem(problem, levels)
+        searcher = make_agent(agent, space, seed=seed, search=cfg.search, log=lambda m: None)
+        spec, _ = score_specs(cfg)
+        writer = CandidateWriter(setup.out_dir, constants=constants, name=trial_id)
+        run = SearchRun(searcher, space, pool.score_batch, spec=spec, writer=writer,
+                        evaluations=cfg.search.evaluations, seed=seed)
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as directory:
-                search.restore(directory)
-        metrics: dict[str, Any] = {}
-        while search.iteration < total:
-            metrics = search.step()
+                run.restore(directory)
+        drop_rows_after(setup.out_dir, trial_id, run.batch)  # rows past the checkpoint (or all, on a fresh start)
+        last_save, metrics = time.monotonic(), {}
+        while not run.done:
+            metrics = {**run.step(), "trial_name": name, "done": run.done}
+            if run.done or time.monotonic() - last_save >= cfg.sweep.checkpoint_seconds:
+                with tempfile.TemporaryDirectory() as directory:
+                    run.save(directory)
+                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+                last_save = time.monotonic()
+            else:
+                tune.report(metrics)
+        if not metrics.get("done"):  # restored after the last batch: report once, with a checkpoint
             with tempfile.TemporaryDirectory() as directory:
-                search.save(directory)
-                tune.report({**metrics, "trial_name": name, "done": False},
+                run.save(directory)
+                tune.report({**run.progress(), "trial_name": name, "done": True},
                             checkpoint=tune.Checkpoint.from_directory(directory))
-        # final: a finished-but-not-recorded trial may come back here; drop its earlier final row
-        drop_rows_after(setup.out_dir, trial_id, total)
-        rows = search.rows()
-        ok = rows[(rows["status"] == "ok") & rows["feasible"].astype(bool)] if not rows.empty else rows
-        final: dict[str, Any] = {"final_accuracy": None, "export_path": None}
-        if not ok.empty:
-            best = ok.sort_values(["accuracy", "params"] if "params" in ok.columns else ["accuracy"],
-                                  ascending=[False, True] if "params" in ok.columns else [False]).iloc[0]
-            export_dir = str(Path(setup.out_dir) / "models" / name)
-            summary = search.pool.finalize([float(r) for r in best["keep_ratios"]], seed=seed, export_dir=export_dir,
-                                           extra={"trial_name": name, "budgets": budget})
-            writer = CandidateWriter(setup.out_dir, constants=constants, name=f"{trial_id}-final")
-            row = {**best.to_dict(), "stage": "final", "iteration": total + 1, "cached": False,
-                   "finetune_iterations": summary["finetune_iterations"], "accuracy": summary["accuracy_val"],
-                   "accuracy_final": summary["accuracy_test"], "feasible": summary["feasible"],
-                   "export_path": export_dir, "t_finetune_s": summary["finetune_seconds"],
-                   **{c: summary[c] for c in problem.costs}}
-            row.pop("row_id", None)
-            row.pop("timestamp", None)
-            writer.add(row)
-            writer.flush()
-            final = {"final_accuracy": summary["accuracy_val"], "final_test_accuracy": summary["accuracy_test"],
-                     "export_path": export_dir, **{f"final_{c}": summary[c] for c in problem.costs}}
-        tune.report({**metrics, **final, "trial_name": name, "done": True})
     finally:
-        search.close()
+        if searcher is not None:
+            searcher.close()
+        pool.shutdown()

@@ -1,0 +1,270 @@
+"""``rayprune prune``: one budget level, one agent — search, select, fine-tune, export, summarise.
+
+The same path as a sweep, for one level and one trial: the agent proposes through the search
+loop (:mod:`rayprune.search.loop`), candidates are scored on the evaluator pool, and
+:func:`rayprune.search.selection.select_and_finalize` re-ranks, fine-tunes and exports the winner
+to ``OUT/best/`` with ``OUT/best/summary.json`` (base vs pruned) and a printed table.
+
+``--agent neon`` is the exception: NEON is budgetless (it trades size for accuracy through its
+tolerance) and builds its own result by pruning neurons layer by layer; it shares the output
+layout, not the search loop.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..config import Config
+from ..costs import measure_latency_ms
+from ..costs.budget import within
+from ..costs.levels import Level
+from ..problem import PruningProblem
+from ..results import CandidateWriter, merge_candidates, read_candidates
+from ..text_table import format_table, human
+
+__all__ = ["run_prune", "check_reachable", "check_out_dir", "BudgetUnreachable", "summary_table"]
+
+Log = Callable[[str], None]
+
+
+class BudgetUnreachable(ValueError):
+    """Even the smallest model in the pruning space misses a budget."""
+
+
+def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = None) -> dict[str, float]:
+    """Costs of the smallest model in the space; raises :class:`BudgetUnreachable` naming every level
+    (and budget) below them."""
+    smallest = problem.reachable()
+    levels = levels if levels is not None else [Level.from_budgets(problem.budgets, problem.base_costs)]
+    missed = [f"{lvl.name}: {k} <= {human(lim)} but the smallest model in the space has {human(smallest[k])}"
+              for lvl in levels for k, lim in lvl.limits.items() if not within(smallest[k], lim)]
+    if missed:
+        raise BudgetUnreachable(
+            "Budget cannot be met: " + "; ".join(missed)
+            + f" (pruning.min_keep={problem.config.pruning.min_keep}). Lower pruning.min_keep or raise the budget."
+        )
+    return smallest
+
+
+def check_out_dir(out: Path, *, what: str = "prune") -> None:
+    """Refuse an output directory that already holds results (runs are never mixed), a path under a
+    file, or a directory that cannot be written — before anything is computed."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; choose a directory.")
+    if out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(f"--out {out} is not empty (it holds {', '.join(sorted(p.name for p in out.iterdir())[:5])}); "
+                              f"a {what} never mixes its results with another run's. Choose a new directory.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{uuid.uuid4().hex[:6]}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise OSError(f"--out {out} cannot be written: {exc}") from None
+
+
+def run_prune(
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    agent: Optional[str] = None,
+    seed: Optional[int] = None,
+    progress: bool = True,
+    log: Log = print,
+    problem: Optional[PruningProblem] = None,
+    address: Optional[str] = None,
+    agent_options: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
+    """Search, re-rank, fine-tune and export; returns the summary also written to ``OUT/best/summary.json``.
+
+    ``agent_options`` go to the NEON agent (``tolerance``, ``checkpoint``).
+    """
+    from ..agents import AGENTS
+
+    agent = agent or cfg.search.agent
+    if agent not in AGENTS and agent != "neon":
+        raise ValueError(f"Unknown agent {agent!r}; available: {', '.join([*AGENTS, 'neon'])}.")
+    if not cfg.budgets and agent != "neon":
+        raise ValueError("No budget given: set 'budgets' in the config or pass --budget NAME=VALUE.")
+    seed = cfg.seed if seed is None else seed
+    out = Path(out_dir)
+    check_out_dir(out)
+    started = time.time()
+    problem = _problem_for(cfg, problem, progress, log)
+    constants: dict[str, Any] = {"sweep_id": uuid.uuid4().hex[:12], "trial_id": f"{agent}-{seed}", "agent": agent,
+                                 "seed": seed, "stage": "search"}
+    for b in problem.budgets:
+        constants[f"budget_{b.metric}"] = b.value
+        constants[f"limit_{b.metric}"] = problem.limits[b.metric]
+    if agent == "neon":
+        summary = _run_neon(problem, out, constants, seed=seed, progress=progress, log=log,
+                            options=agent_options or {})
+    else:
+        summary = _run_search(problem, out, constants, agent=agent, seed=seed, log=log, address=address)
+    summary["seconds"] = time.time() - started
+    (out / "best" / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    log(summary_table(summary))
+    return summary
+
+
+def _problem_for(cfg: Config, problem: Optional[PruningProblem], progress: bool, log: Log) -> PruningProblem:
+    if problem is None:
+        return PruningProblem.from_config(cfg, progress=progress, log=log)
+    same = ("model", "data", "base_training", "pruning", "costs", "seed")
+    if any(getattr(problem.config, k) != getattr(cfg, k) for k in same):
+        raise ValueError("run_prune(problem=...) was built from a config whose model, data, base training, pruning, "
+                         "costs or seed differ from `cfg`; build the problem from `cfg`.")
+    if problem.config != cfg:  # budgets or search settings differ: same model and data, new limits
+        problem = PruningProblem.from_parts(cfg, problem.data, problem.base_model, problem.base_info,
+                                            device=problem.device, base_costs=problem.base_costs,
+                                            base_accuracy=problem.base_accuracy)
+    return problem
+
+
+def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *, agent: str, seed: int, log: Log,
+                address: Optional[str]) -> dict[str, Any]:
+    from ..agents import SearchSpace, make_agent
+    from ..evaluation.pool import EvaluatorPool
+    from ..evaluation.score import score_specs
+    from ..ray_session import connect
+    from .loop import SearchRun
+    from .selection import select_and_finalize
+
+    cfg = problem.config
+    level = Level.from_budgets(problem.budgets, problem.base_costs)
+    check_reachable(problem, [level])
+    connect(address, log=log, metadata={"rayprune": "prune", "config": cfg.name, "budgets": level.name})
+    space = SearchSpace.from_problem(problem, [level])
+    spec, rerank = score_specs(cfg)
+    pool = EvaluatorPool.from_config(problem, cfg.evaluation, name=constants["trial_id"],
+                                     tags={"trial": constants["trial_id"], "budget": level.name})
+    searcher = None
+    try:
+        pool.wait_ready()
+        searcher = make_agent(agent, space, seed=seed, search=cfg.search, log=log)
+        writer = CandidateWriter(out, constants=constants, name=constants["trial_id"])
+        run = SearchRun(searcher, space, pool.score_batch, spec=spec, writer=writer,
+                        evaluations=cfg.search.evaluations, seed=seed, log=log)
+        log(f"{agent}: scoring {cfg.search.evaluations} candidates ({spec.kind}) on {len(pool.actors)} evaluator(s)")
+        run.run()
+        rows = read_candidates(out)
+        selection_writer = CandidateWriter(out, constants={**constants, "stage": "select", "trial_id": "selection"},
+                                           name="selection")
+        [result] = select_and_finalize(rows, [level], pool=pool, out_dir=out, rerank_spec=rerank,
+                                       top_k=cfg.search.rerank.top_k, writer=selection_writer, seed=seed,
+                                       cost_names=list(problem.costs), log=log,
+                                       extra={"agent": agent, "budgets": level.values})
+    finally:
+        if searcher is not None:
+            searcher.close()
+        pool.shutdown()
+        _merge(out, log)
+    if result.candidate_id is None:
+        raise RuntimeError(f"No model for {level.name}: {result.error}; rows are in {out / 'candidates'}/.")
+    best = out / "best"
+    if best.exists():
+        shutil.rmtree(best)
+    Path(result.export_path).rename(best)
+    shutil.rmtree(out / "models", ignore_errors=True)
+    from ..pruning import load_pruned
+
+    model = load_pruned(best, factory=_factory_of(problem))
+    search_rows = rows[rows["stage"] == "search"]
+    return _summary(problem, agent, seed, result.keep_ratios, model, {
+        **result.costs, "accuracy_val": result.accuracy_val, "accuracy_test": result.accuracy_test,
+        "search_accuracy": result.search_accuracy, "rerank_accuracy": result.rerank_accuracy,
+    }, feasible=result.feasible, evaluations=int(len(search_rows)))
+
+
+def _factory_of(problem: PruningProblem):
+    """The user's model factory (already imported for this run), to reload its exported model."""
+    name = problem.config.model.name
+    if ":" not in name or name.startswith("torchvision:"):
+        return None
+    from .._imports import import_object
+
+    return import_object(name, what="model factory")
+
+
+def _run_neon(problem: PruningProblem, out: Path, constants: dict[str, Any], *, seed: int, progress: bool, log: Log,
+              options: dict[str, Any]) -> dict[str, Any]:
+    from ..neon.apply import search_neon
+    from ..pruning import save_pruned
+
+    writer = CandidateWriter(out, constants=constants, flush_every=8, name=constants["trial_id"])
+    try:
+        result = search_neon(problem, None, writer, seed, log, **options)
+    finally:
+        writer.flush()
+    frame = read_candidates(out)
+    best = result.best_row(frame)
+    model, final, plan = result.finalize(seed=seed, progress=progress)
+    ratios = [float(r) for r in best["keep_ratios"]]
+    writer.add({**best.to_dict(), "stage": "final", "finetune_iterations": final["finetune_iterations"],
+                "cached": False, "t_finetune_s": final["finetune_seconds"], "accuracy": final["accuracy_val"],
+                "accuracy_final": final["accuracy_test"], "feasible": final["feasible"],
+                **{k: final[k] for k in problem.costs}})
+    writer.flush()
+    _merge(out, log)
+    summary = _summary(problem, "neon", seed, ratios, model, {**final, "search_accuracy": float(best["accuracy"])},
+                       feasible=bool(final["feasible"]), evaluations=int((frame["stage"] == "search").sum()))
+    summary.update(result.summary_extra())
+    save_pruned(model, out / "best", architecture=problem.architecture, plan=plan,
+                input_shape=problem.data.input_shape, extra={"summary": summary})
+    return summary
+
+
+def _merge(out: Path, log: Log) -> None:
+    """Merge the shards into candidates.parquet; a failure is reported and loses nothing (the shards stay)."""
+    try:
+        merge_candidates(out)
+    except Exception as exc:  # noqa: BLE001 - the shards hold every row; the merged file is a convenience
+        log(f"warning: could not merge {out / 'candidates'}/ into candidates.parquet ({exc}); every row is "
+            "still in the shards (rayprune.results.read_candidates reads them).")
+
+
+def _summary(problem: PruningProblem, agent: str, seed: int, ratios: list[float], model, pruned: dict[str, Any], *,
+             feasible: bool, evaluations: int) -> dict[str, Any]:
+    cfg, ctx = problem.config, problem.context
+    return {
+        "agent": agent,
+        "seed": seed,
+        "config_name": cfg.name,
+        "model": cfg.model.name,
+        "dataset": problem.data.name,
+        "budgets": {b.metric: {"value": b.value, "relative": b.relative, "limit": problem.limits[b.metric]}
+                    for b in problem.budgets},
+        "feasible": bool(feasible),
+        "keep_ratios": ratios,
+        "keep_counts": problem.space.keep_counts(ratios),
+        "groups": [g.root for g in problem.space.groups],
+        "base": {**problem.base_costs, "latency_ms": measure_latency_ms(problem.base_model, ctx),
+                 "accuracy_val": problem.base_accuracy["val"], "accuracy_test": problem.base_accuracy["test"]},
+        "pruned": {**{k: pruned[k] for k in problem.costs if k in pruned}, "latency_ms": measure_latency_ms(model, ctx),
+                   "accuracy_val": pruned["accuracy_val"], "accuracy_test": pruned["accuracy_test"],
+                   **{k: pruned[k] for k in ("search_accuracy", "rerank_accuracy") if pruned.get(k) is not None}},
+        "evaluations": evaluations,
+        "latency_context": {"device": ctx.device, "batch_size": ctx.batch_size, "threads": ctx.threads},
+    }
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """Base vs pruned, one row per metric."""
+    base, pruned = summary["base"], summary["pruned"]
+    rows = []
+    for key in [k for k in base if k in pruned]:
+        b, p = base[key], pruned[key]
+        ratio = f"{p / b:.3f}x" if isinstance(b, (int, float)) and b else "-"
+        if key.startswith("accuracy"):
+            rows.append([key, f"{100 * b:.2f}%", f"{100 * p:.2f}%", f"{100 * (p - b):+.2f} pt"])
+        else:
+            rows.append([key, human(b), human(p), ratio])
+    head = f"{summary['model']} on {summary['dataset']} | agent {summary['agent']} | budgets " + ", ".join(
+        f"{k}<={human(v['limit'])}" for k, v in summary["budgets"].items()
+    ) + f" | feasible: {'yes' if summary['feasible'] else 'NO'}"
+    return head + "\n" + format_table(["metric", "base", "pruned", "pruned/base"], rows)

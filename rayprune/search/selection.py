@@ -1,0 +1,248 @@
+"""From scored candidates to one exported model per budget level: the one path for prune and sweep.
+
+Given every search row of a run (one candidate store: all agents, trials and levels together):
+
+1. **Candidates of a level**: every ok search row whose measured costs fit the level, wherever it
+   was found (a candidate found for ``params=0.1`` also serves ``params=0.5``).
+2. **Re-rank** (``search.score: two_stage``): the ``top_k`` distinct candidates of each level by
+   the cheap score get a short fine-tune and are scored on the whole validation split; the best
+   re-ranked one wins. Without a re-rank the best search score wins.
+3. **Final**: each distinct winner is fine-tuned for ``search.final_finetune`` on the evaluator
+   pool (in parallel), measured on validation and test, exported.
+4. **Monotone front**: each level gets, among the final models that fit it, the one with the best
+   validation accuracy. A level that contains another therefore never ends with a worse model
+   (:func:`rayprune.costs.levels.contains`); its export may be the smaller level's model.
+
+Re-rank and final rows are written with ``stage`` ``rerank`` / ``final``; the final rows (one
+per level) carry the export path and form the Pareto front. Selection decides on validation
+only; test accuracy is reported, never used to choose.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import pandas as pd
+
+from ..costs.budget import FEASIBILITY_RTOL, fits
+from ..costs.levels import Level
+from ..evaluation.score import ScoreSpec
+from ..results import CandidateWriter
+
+__all__ = ["LevelResult", "candidates_for", "top_distinct", "monotone_choice", "select_and_finalize",
+           "FINALS_DIR"]
+
+#: Where final models are exported before each level's choice is copied to ``models/<level>/``.
+FINALS_DIR = ".finals"
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class LevelResult:
+    """The model chosen for one budget level."""
+
+    level: Level
+    candidate_id: Optional[str] = None
+    keep_ratios: Optional[list[float]] = None
+    keep_counts: Optional[list[int]] = None
+    accuracy_val: Optional[float] = None
+    accuracy_test: Optional[float] = None
+    costs: dict[str, float] = field(default_factory=dict)
+    search_accuracy: Optional[float] = None
+    rerank_accuracy: Optional[float] = None
+    found_for: Optional[str] = None  # the level whose selection produced this model
+    found_by: Optional[str] = None  # the agent (and trial) that proposed it
+    export_path: Optional[str] = None
+    candidates: int = 0  # search candidates that fit this level
+    error: Optional[str] = None
+
+    @property
+    def feasible(self) -> bool:
+        return self.candidate_id is not None and fits(self.costs, self.level.limits)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"level": self.level.name, "budgets": self.level.values, "limits": self.level.limits,
+                "candidate_id": self.candidate_id, "feasible": self.feasible, "accuracy_val": self.accuracy_val,
+                "accuracy_test": self.accuracy_test, "search_accuracy": self.search_accuracy,
+                "rerank_accuracy": self.rerank_accuracy, "found_for": self.found_for, "found_by": self.found_by,
+                "export_path": self.export_path, "candidates": self.candidates, "keep_ratios": self.keep_ratios,
+                "keep_counts": self.keep_counts, **self.costs, "error": self.error}
+
+
+def candidates_for(rows: pd.DataFrame, level: Level) -> pd.DataFrame:
+    """The ok search rows whose measured costs fit ``level``."""
+    if rows.empty:
+        return rows
+    ok = rows[(rows["status"] == "ok") & rows["accuracy"].notna()]
+    mask = pd.Series(True, index=ok.index)
+    for name, limit in level.limits.items():
+        if name not in ok.columns:
+            return ok.iloc[0:0]
+        values = pd.to_numeric(ok[name], errors="coerce")
+        mask &= values.le(limit * (1.0 + FEASIBILITY_RTOL)).fillna(False).astype(bool)
+    return ok[mask]
+
+
+def top_distinct(rows: pd.DataFrame, k: int, *, score: str = "accuracy", tiebreak: Sequence[str] = ()) -> pd.DataFrame:
+    """The ``k`` best rows by ``score``, one per ``candidate_id`` (ties: smaller ``tiebreak`` costs first).
+
+    >>> frame = pd.DataFrame({"candidate_id": ["a", "a", "b", "c"], "accuracy": [0.9, 0.9, 0.8, 0.85]})
+    >>> top_distinct(frame, 2)["candidate_id"].tolist()
+    ['a', 'c']
+    """
+    if rows.empty:
+        return rows
+    cols = [score, *[c for c in tiebreak if c in rows.columns]]
+    ranked = rows.sort_values(cols, ascending=[False] + [True] * (len(cols) - 1), kind="mergesort")
+    return ranked.drop_duplicates(subset=["candidate_id"]).head(k)
+
+
+def monotone_choice(levels: Sequence[Level], finals: Sequence[Mapping[str, Any]]) -> list[Optional[int]]:
+    """For each level, the index of the final model that fits it with the best validation accuracy.
+
+    Every final that fits a level competes for it, so if level A contains level B, A's choice is at
+    least as accurate as B's (B's choice fits A too).
+
+    >>> small = Level("p=0.1", {"p": 0.1}, {"p": 10.0}); large = Level("p=0.5", {"p": 0.5}, {"p": 50.0})
+    >>> monotone_choice([small, large], [{"p": 9.0, "accuracy_val": 0.9}, {"p": 40.0, "accuracy_val": 0.8}])
+    [0, 0]
+    """
+    out: list[Optional[int]] = []
+    for level in levels:
+        best, best_acc = None, None
+        for i, f in enumerate(finals):
+            if f.get("status", "ok") != "ok" or f.get("accuracy_val") is None:
+                continue
+            if fits({n: f.get(n) for n in level.limits}, level.limits) and (best_acc is None or f["accuracy_val"] > best_acc):
+                best, best_acc = i, f["accuracy_val"]
+        out.append(best)
+    return out
+
+
+def select_and_finalize(
+    rows: pd.DataFrame,
+    levels: Sequence[Level],
+    *,
+    pool,
+    out_dir: str | Path,
+    rerank_spec: Optional[ScoreSpec],
+    top_k: int,
+    writer: CandidateWriter,
+    seed: int = 0,
+    cost_names: Sequence[str] = ("params", "macs"),
+    extra: Optional[Mapping[str, Any]] = None,
+    log: Log = print,
+) -> list[LevelResult]:
+    """Steps 1-4 of the module docstring; returns one :class:`LevelResult` per level (in order).
+
+    ``pool`` is an :class:`~rayprune.evaluation.pool.EvaluatorPool` (``score_batch``,
+    ``finalize_many``); models land in ``out_dir/models/<level>/``.
+    """
+    out = Path(out_dir)
+    search = rows[rows["stage"] == "search"] if not rows.empty and "stage" in rows.columns else rows
+    results = [LevelResult(level) for level in levels]
+    shortlists: list[pd.DataFrame] = []
+    for res in results:
+        fitting = candidates_for(search, res.level)
+        res.candidates = int(len(fitting))
+        shortlists.append(top_distinct(fitting, top_k if rerank_spec is not None else 1, tiebreak=list(cost_names)))
+        if fitting.empty:
+            res.error = "no scored candidate fits this level"
+    # 2. re-rank every shortlisted candidate once, however many levels list it
+    rerank: dict[str, float] = {}
+    if rerank_spec is not None:
+        unique = pd.concat([s for s in shortlists if not s.empty]).drop_duplicates("candidate_id") if any(
+            not s.empty for s in shortlists) else pd.DataFrame()
+        if not unique.empty:
+            log(f"Re-ranking {len(unique)} candidate(s) ({top_k} best per level) with a "
+                f"{rerank_spec.finetune_iterations}-iteration fine-tune")
+            ratios = [list(map(float, r)) for r in unique["keep_ratios"]]
+            scored = pool.score_batch(ratios, rerank_spec, [seed * 7919 + i for i in range(len(ratios))])
+            for (_, src), row in zip(unique.iterrows(), scored):
+                row.update(stage="rerank", iteration=0, level=src.get("level"), agent=src.get("agent"),
+                           source_trial=src.get("trial_id"), feasible=bool(row.get("status") == "ok"))
+                writer.add(row)
+                if row.get("status") == "ok":
+                    rerank[row["candidate_id"]] = float(row["accuracy"])
+            writer.flush()
+    # pick each level's winner
+    winners: list[Optional[pd.Series]] = []
+    for res, shortlist in zip(results, shortlists):
+        if shortlist.empty:
+            winners.append(None)
+            continue
+        if rerank_spec is not None:
+            scored = shortlist[shortlist["candidate_id"].isin(list(rerank))]
+            if scored.empty:
+                res.error = "every re-ranked candidate failed"
+                winners.append(None)
+                continue
+            best = scored.loc[scored["candidate_id"].map(rerank).idxmax()]
+        else:
+            best = shortlist.iloc[0]
+        winners.append(best)
+    # 3. one final fine-tune per distinct winner, in parallel on the pool
+    finals_dir = out / "models" / FINALS_DIR
+    jobs, job_rows = [], []
+    for res, best in zip(results, winners):
+        if best is None or best["candidate_id"] in {r["candidate_id"] for r in job_rows}:
+            continue
+        job_rows.append(best)
+        jobs.append(dict(keep_ratios=[float(r) for r in best["keep_ratios"]], seed=seed,
+                         export_dir=str(finals_dir / best["candidate_id"]),
+                         extra={**dict(extra or {}), "found_for": res.level.name}))
+    if jobs:
+        log(f"Final fine-tune of {len(jobs)} model(s)")
+    summaries = pool.finalize_many(jobs) if jobs else []
+    finals = []
+    for best, summary in zip(job_rows, summaries):
+        found_for = next(r.level.name for r, w in zip(results, winners) if w is not None
+                         and w["candidate_id"] == best["candidate_id"])
+        finals.append({**summary, "candidate_id": best["candidate_id"], "row": best, "found_for": found_for})
+    # 4. monotone choice: each level takes the best final that fits it
+    choice = monotone_choice(levels, finals)
+    for res, idx in zip(results, choice):
+        if idx is None:
+            if res.error is None:
+                res.error = "no final model fits this level" + (
+                    f" ({finals[0].get('error')})" if finals and finals[0].get("status") != "ok" else "")
+            continue
+        f, best = finals[idx], finals[idx]["row"]
+        target = out / "models" / res.level.name
+        _replace_dir(Path(f["export_path"]), target)
+        res.candidate_id = f["candidate_id"]
+        res.keep_ratios = [float(r) for r in best["keep_ratios"]]
+        res.keep_counts = [int(c) for c in best["keep_counts"]]
+        res.accuracy_val, res.accuracy_test = f["accuracy_val"], f["accuracy_test"]
+        res.costs = {n: f[n] for n in cost_names if f.get(n) is not None}
+        res.search_accuracy = float(best["accuracy"])
+        res.rerank_accuracy = rerank.get(f["candidate_id"])
+        res.found_for = f["found_for"]
+        res.found_by = str(best.get("agent"))
+        res.export_path = str(target)
+        kept = {k: v for k, v in best.items() if k not in ("row_id", "timestamp", "trial_id", "trial_name", "seed")}
+        writer.add({**kept, "source_trial": best.get("trial_id"), "stage": "final",
+                    "level": res.level.name, "found_for": res.found_for, "iteration": 0, "cached": False,
+                    "accuracy": f["accuracy_val"], "accuracy_final": f["accuracy_test"],
+                    "finetune_iterations": f.get("finetune_iterations"), "t_finetune_s": f.get("finetune_seconds"),
+                    "feasible": res.feasible, "export_path": res.export_path, "status": "ok", "error": None,
+                    "evaluator": f.get("evaluator"), "wall_start": f.get("wall_start"), "wall_end": f.get("wall_end"),
+                    **{f"budget_{n}": v for n, v in res.level.values.items()},
+                    **{f"limit_{n}": v for n, v in res.level.limits.items()}, **res.costs})
+    writer.flush()
+    shutil.rmtree(finals_dir, ignore_errors=True)
+    return results
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    """Copy the model directory ``source`` to ``target`` (replacing it) through a temp name."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
