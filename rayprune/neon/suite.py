@@ -45,7 +45,6 @@ __all__ = [
     "load_suite_dataset",
     "load_suite_table",
     "resolve_datasets",
-    "suite_rows",
 ]
 
 _SEED = 1234  # the synthetic sets are fixed data, not re-drawn per run
@@ -268,20 +267,3 @@ def resolve_datasets(
         raise ValueError("No suite dataset is left after excluding groups "
                          f"{sorted(exclude)} from {datasets or groups or 'the whole suite'}.")
     return out
-
-
-def suite_rows(seed: int = 0, max_samples: int | None = 2000) -> list[dict]:
-    """One dict per suite dataset (name, group, source, samples, features, classes, minority share,
-    split sizes) — the table in ``docs/neon.md``."""
-    rows = []
-    for entry in _ENTRIES:
-        table = load_suite_table(entry.name)
-        data = load_suite_dataset(entry.name, seed=seed, max_samples=max_samples)
-        counts = np.bincount(table.labels)
-        rows.append({
-            "name": entry.name, "group": entry.group, "source": entry.source, "samples": len(table.labels),
-            "features": table.features.shape[1], "classes": len(table.class_names),
-            "minority_share": float(counts.min() / counts.sum()), "train": len(data.y_train),
-            "val": len(data.y_val), "test": len(data.y_test), "description": entry.description,
-        })
-    return rows
