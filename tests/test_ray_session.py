@@ -30,7 +30,10 @@ from rayprune.ray_session import connect
 def fake_init(monkeypatch):
     """``ray.init`` replaced by a recorder; ``RAY_AUTH_MODE`` restored after the test."""
     calls: list[dict] = []
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    # setenv first so monkeypatch records the variable even when it is absent: connect() sets it, and
+    # a RAY_AUTH_MODE left behind makes every later local Ray in this process demand a token
+    monkeypatch.setenv("RAY_AUTH_MODE", "")
+    monkeypatch.delenv("RAY_AUTH_MODE")
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 1.0})
