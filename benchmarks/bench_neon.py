@@ -60,7 +60,8 @@ from rayprune.neon.apply import run_episode
 from rayprune.neon.env import EpisodeSettings
 from rayprune.neon.networks import NetworkCache, NetworkSettings, default_network_cache, ensure_networks, sample_network_specs
 from rayprune.neon.policy import load_policy
-from rayprune.neon.pretrain import ensure_local_ray, run_pretrain
+from rayprune.neon.pretrain import run_pretrain
+from rayprune.ray_session import connect
 from rayprune.neon.suite import GROUPS, SuiteSplit
 from rayprune.neon.training import RetrainSettings, train_early_stopping
 from rayprune.pruning import PruningSpace
@@ -135,7 +136,7 @@ def magnitude(model, data, ratio: float, seed: int) -> torch.nn.Module:
 
 def crl_same_size(record, model, data, fraction: float, iterations: int, out: Path, seed: int) -> torch.nn.Module | None:
     """The constrained-RL agent (PPO-Lagrangian) trained on this model with a params budget."""
-    from rayprune.job import run_prune
+    from rayprune.search.prune import run_prune
     from rayprune.problem import PruningProblem
     from rayprune.pruning import load_pruned
 
@@ -216,7 +217,7 @@ def main(argv=None) -> int:
     base_cfg = load_config(args.config)
     methods = set(args.methods.split(",")) if args.methods else None
     torch.set_num_threads(1)
-    ensure_local_ray(None)
+    connect(include_dashboard=False)
     rows_path = out / "rows.csv"
     rows: list[dict[str, Any]] = []
     done = set()

@@ -372,7 +372,7 @@ def test_sweep_config_is_valid_and_one_trial_fits_on_one_gpu_worker():
     from rayprune.sweep.trainable import placement_bundles
 
     cfg = load_config(CLUSTER / "sweep-gpu.yaml")
-    assert cfg.search.crl.evaluator_gpus > 0
+    assert cfg.evaluation.gpus > 0
     need: dict[str, float] = {}
     for bundle in placement_bundles(cfg):
         for k, v in bundle.items():

@@ -1,10 +1,13 @@
-"""The crl environment's action mapping: AMC's cap, the budget-filling floor, what a random policy gets."""
+"""The crl environment: AMC's cap, the budget-filling floor, levels in turn, candidates in the last info."""
 
 import numpy as np
 import pytest
 
-from rayprune.agents.env import LockstepPruningEnv, PruningEnvSpec
+from rayprune.agents import SearchSpace
+from rayprune.agents.env import (CANDIDATE_INFO, LEVEL_INFO, PruningEnvSpec, PruningVectorEnv, action_to_ratio,
+                                 lower_bound, upper_bound)
 from rayprune.config import parse_config
+from rayprune.costs.levels import levels_from_config
 from rayprune.problem import PruningProblem
 
 
@@ -19,47 +22,75 @@ def problem(tmp_path_factory):
     return PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
 
 
-def env_for(problem, **walls):
-    spec = PruningEnvSpec.from_problem(problem, **walls)
-    return LockstepPruningEnv(spec, evaluate=lambda *a, **k: [], num_envs=1), spec
+def spec_for(problem, **walls):
+    levels = levels_from_config(problem.config, problem.base_costs)
+    space = SearchSpace.from_problem(problem, levels)
+    return PruningEnvSpec.from_space(space, [0], **walls)
 
 
-def walk(env, spec, actions):
+def walk(spec, actions):
+    limits = spec.levels[0]
     ratios = []
     for t, a in enumerate(actions):
-        ratios.append(env.action_to_ratio(a, ratios, t))
+        ratios.append(action_to_ratio(spec, limits, a, ratios, t))
     counts = spec.counts(ratios)
-    return ratios, {c: spec.analytic(c, counts) / spec.limits[c] for c in ("params", "macs")}
+    return ratios, {c: spec.analytic(c, counts) / limits[c] for c in ("params", "macs")}
 
 
 def test_with_both_walls_every_policy_lands_on_the_boundary_of_the_tightest_budget(problem):
-    env, spec = env_for(problem, action_wall=True, budget_fill=True)
+    spec = spec_for(problem, action_wall=True, budget_fill=True)
     rng = np.random.default_rng(0)
     for actions in [np.full(spec.num_groups, -1.0), np.full(spec.num_groups, 1.0),
                     *[rng.uniform(-1, 1, spec.num_groups) for _ in range(20)]]:
-        ratios, used = walk(env, spec, actions)
+        ratios, used = walk(spec, actions)
         assert max(used.values()) <= 1.0 + 1e-9, used  # never over a budget (the cap)
         assert max(used.values()) >= 0.95, (used, ratios)  # and the budget is spent, up to channel rounding
         assert all(spec.min_keep - 1e-9 <= r <= 1.0 for r in ratios)
 
 
 def test_without_the_floor_a_timid_policy_wastes_the_budget(problem):
-    env, spec = env_for(problem, action_wall=True, budget_fill=False)
-    _, used = walk(env, spec, np.full(spec.num_groups, -1.0))
+    spec = spec_for(problem, action_wall=True, budget_fill=False)
+    _, used = walk(spec, np.full(spec.num_groups, -1.0))
     assert max(used.values()) < 0.5
-    _, used = walk(env, spec, np.full(spec.num_groups, 1.0))
+    _, used = walk(spec, np.full(spec.num_groups, 1.0))
     assert max(used.values()) <= 1.0 + 1e-9
 
 
-def test_the_floor_never_exceeds_the_cap_and_actions_are_monotone(problem):
-    env, spec = env_for(problem, action_wall=True, budget_fill=True)
-    decided = [0.5] * 3
-    lo, hi = env.lower_bound(decided, 3), env.upper_bound(decided, 3)
-    assert spec.min_keep <= lo <= hi <= 1.0
-    ratios = [env.action_to_ratio(a, decided, 3) for a in np.linspace(-1, 1, 9)]
-    assert ratios == sorted(ratios) and ratios[0] == pytest.approx(lo) and ratios[-1] == pytest.approx(hi)
-    # the last group has no later groups to spend on: floor and cap meet (up to bisection)
-    last = spec.num_groups - 1
-    decided = [0.4] * last
-    assert env.lower_bound(decided, last) == pytest.approx(min(env.upper_bound(decided, last),
-                                                               env.lower_bound(decided, last)), abs=1e-5)
+def test_floor_and_cap_meet_where_the_budget_leaves_no_choice(problem):
+    """At the last group the floor (spend the budget) and the cap (stay under it) pin the ratio down:
+    they lie within one channel of each other, and every action maps between them, monotonically."""
+    spec = spec_for(problem, action_wall=True, budget_fill=True)
+    limits = spec.levels[0]
+    decided = [0.5] * (spec.num_groups - 1)
+    t = spec.num_groups - 1
+    lo, hi = lower_bound(spec, limits, decided, t), upper_bound(spec, limits, decided, t)
+    assert spec.min_keep <= lo <= hi + 1e-5 and hi <= 1.0  # the two bisections may cross by their tolerance
+    one_channel = 1.0 / spec.channels[t]
+    assert abs(hi - lo) <= one_channel + 1e-6, (lo, hi)
+    ratios = [action_to_ratio(spec, limits, a, decided, t) for a in np.linspace(-1, 1, 9)]
+    assert ratios == sorted(ratios) and ratios[0] == pytest.approx(min(lo, hi)) and ratios[-1] == pytest.approx(hi)
+
+
+def test_episodes_take_levels_in_turn_and_emit_their_candidate(problem):
+    levels = levels_from_config(parse_config(problem.config.model_dump(mode="json"), overrides={
+        "sweep": {"budgets": {"params": [0.6, 0.3, 0.15]}}}), problem.base_costs, sweep=True)
+    space = SearchSpace.from_problem(problem, levels)
+    spec = PruningEnvSpec.from_space(space, [0, 1, 2])
+    env = PruningVectorEnv(spec, num_envs=4)
+    obs, _ = env.reset()
+    assert obs.shape == (4, spec.observation_size)
+    assert list(env._levels) == [0, 1, 2, 0]
+    # the level is in the observation: limit/base of params differs between episodes 0 and 1
+    assert obs[0, 14] == pytest.approx(0.6, rel=1e-3) and obs[1, 14] == pytest.approx(0.3, rel=1e-3)
+    rng = np.random.default_rng(1)
+    for t in range(spec.num_groups):
+        obs, rewards, terminated, truncated, infos = env.step(rng.uniform(-1, 1, (4, 1)))
+        assert not rewards.any()  # nothing is scored in the env
+    assert terminated.all()
+    for i in range(4):
+        ratios, level = infos[CANDIDATE_INFO][i], infos[LEVEL_INFO][i]
+        limit = levels[level].limits["params"]
+        params = spec.analytic("params", spec.counts(ratios))
+        assert params <= limit * (1 + 1e-9) and params >= 0.9 * limit, (level, params, limit)
+    env.step(np.zeros((4, 1)))  # NEXT_STEP autoreset: the next round draws the following levels
+    assert list(env._levels) == [1, 2, 0, 1]

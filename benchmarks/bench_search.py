@@ -1,0 +1,298 @@
+"""Search benchmark: every agent gets the same candidates, the same re-rank and the same final fine-tune.
+
+For each config x budget-level set x candidate count x seed x agent this script runs the product's
+own search and selection code (:class:`rayprune.search.loop.SearchRun` over all levels at once,
+then :func:`rayprune.search.selection.select_and_finalize`) with the evaluator pool's in-process
+twin (:class:`rayprune.evaluation.local.LocalPool`, one thread), so what is compared is the
+search, not Ray scheduling. Per (run, level) it records:
+
+* ``n_level``: candidates proposed for the level (agents share the batch round robin; crl draws
+  levels round robin too), ``best_search``: the best cheap (adaptive-BN) score among *all* the
+  run's candidates that fit the level (the store semantics of a sweep);
+* ``rerank``: the re-ranked winner's short-fine-tune accuracy; ``final_val`` / ``final_test``:
+  accuracy of the exported model after ``search.final_finetune`` (selection on validation only);
+* ``curve``: the best-so-far search score after every batch (for "candidates to within 0.5 pt");
+* seconds: scoring, agent (ask + tell), writing, selection.
+
+Run from the repository root (``--jobs 2`` runs two processes with one thread each)::
+
+    python benchmarks/bench_search.py --configs configs/bench/small_cnn_digits.yaml \\
+        --agents random,evolution,tpe,crl --seeds 0 1 2 3 4 --evaluations 512 --jobs 2 \\
+        --out benchmarks/results/search/small_cnn_digits.jsonl
+    python benchmarks/bench_search.py --summarise benchmarks/results/search/small_cnn_digits.jsonl
+
+``--levels macs=0.3`` or ``--levels latency_ms=rel:0.5`` replace the config's sweep levels
+(several comma-separated values make several levels of one constraint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # user_models (the user-style CNN) is importable by name
+WITHIN = 0.005  # 0.5 accuracy points
+BASELINES = ("random", "evolution", "tpe")
+
+
+def _levels_override(text: Optional[str]) -> dict:
+    if not text:
+        return {}
+    name, _, raw = text.partition("=")
+    relative = None
+    if raw.startswith(("rel:", "abs:")):
+        relative, raw = raw.startswith("rel:"), raw[4:]
+    values = [float(v) for v in raw.split(",")]
+    out: dict = {"sweep": {"budgets": {name: values}}, "budgets": {name: {"value": values[0]}}}
+    if relative is not None:
+        out["budgets"][name]["relative"] = relative
+    return out
+
+
+_PROBLEMS: dict[str, Any] = {}
+
+
+def _problem(config: str, levels: Optional[str]):
+    from rayprune.config import load_config, parse_config
+    from rayprune.problem import PruningProblem
+
+    key = f"{config}|{levels}"
+    if key not in _PROBLEMS:
+        cfg = load_config(config)
+        over = _levels_override(levels)
+        if over:
+            data = cfg.model_dump(mode="json")
+            data["budgets"] = {}
+            cfg = parse_config(data, overrides=over)
+            if "latency_ms" in json.dumps(over) and "latency_ms" not in cfg.costs.measure:
+                cfg = parse_config(cfg.model_dump(mode="json"),
+                                   overrides={"costs": {"measure": [*cfg.costs.measure, "latency_ms"]}})
+        _PROBLEMS[key] = PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
+    return _PROBLEMS[key]
+
+
+def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """One search + selection; returns one record per level."""
+    import torch
+
+    torch.set_num_threads(1)
+    from rayprune.agents import SearchSpace, make_agent
+    from rayprune.config import parse_config
+    from rayprune.costs.levels import levels_from_config
+    from rayprune.evaluation.local import LocalPool
+    from rayprune.evaluation.score import score_specs
+    from rayprune.results import CandidateWriter, read_candidates
+    from rayprune.search.loop import SearchRun
+    from rayprune.search.selection import candidates_for, select_and_finalize
+
+    base = _problem(job["config"], job.get("levels"))
+    cfg = parse_config(base.config.model_dump(mode="json"), overrides={
+        "search": {"evaluations": job["evaluations"], **job.get("search", {})}})
+    problem = base
+    levels = levels_from_config(cfg, problem.base_costs, sweep=True)
+    space = SearchSpace.from_problem(problem, levels)
+    if job["agent"] == "crl":
+        from rayprune.ray_session import connect
+
+        connect(num_cpus=1, include_dashboard=False, object_store_memory=100 * 1024**2, log=lambda m: None)
+    pool = LocalPool(problem)
+    spec, rerank = score_specs(cfg)
+    out = Path(tempfile.mkdtemp(prefix="bench-search-"))
+    try:
+        agent = make_agent(job["agent"], space, seed=job["seed"], search=cfg.search, log=lambda m: None)
+        writer = CandidateWriter(out, constants={"agent": job["agent"], "seed": job["seed"], "stage": "search",
+                                                 "trial_id": "bench"}, name="bench")
+        run = SearchRun(agent, space, pool.score_batch, spec=spec, writer=writer, evaluations=cfg.search.evaluations,
+                        seed=job["seed"])
+        t0 = time.perf_counter()
+        curves: list[list[Optional[float]]] = [[] for _ in levels]
+        while not run.done:
+            run.step()
+            for i, b in enumerate(run.best):
+                curves[i].append(b)
+        search_s = time.perf_counter() - t0
+        agent.close()
+        rows = read_candidates(out)
+        if job.get("keep_rows"):
+            Path(job["keep_rows"]).parent.mkdir(parents=True, exist_ok=True)
+            rows.to_parquet(job["keep_rows"])
+        t1 = time.perf_counter()
+        results = []
+        if job.get("final", True):
+            sel = CandidateWriter(out, constants={"stage": "select", "trial_id": "selection"}, name="selection")
+            results = select_and_finalize(rows, levels, pool=pool, out_dir=out, rerank_spec=rerank,
+                                          top_k=cfg.search.rerank.top_k, writer=sel, seed=job["seed"],
+                                          cost_names=list(problem.costs), log=lambda m: None)
+        select_s = time.perf_counter() - t1
+        records = []
+        for i, level in enumerate(levels):
+            fit = candidates_for(rows, level)
+            res = results[i] if results else None
+            records.append({
+                "config": Path(job["config"]).stem, "agent": job["agent"], "seed": job["seed"],
+                "evaluations": job["evaluations"], "level": level.name, "n_level": int((rows["level"] == level.name).sum()),
+                "n_fit": int(len(fit)), "errors": int((rows["status"] != "ok").sum()),
+                "best_search": float(fit["accuracy"].max()) if not fit.empty else None,
+                "rerank": None if res is None else res.rerank_accuracy,
+                "final_val": None if res is None else res.accuracy_val,
+                "final_test": None if res is None else res.accuracy_test,
+                "found_for": None if res is None else res.found_for,
+                **({f"final_{c}_rel": res.costs.get(c, math.nan) / problem.base_costs[c] for c in level.limits}
+                   if res is not None and res.costs else {}),
+                "batch_size": cfg.search.batch_size, "curve": json.dumps(curves[i]),
+                "search_s": search_s, "score_s": run.seconds["score"],
+                "agent_s": run.seconds["ask"] + run.seconds["tell"], "write_s": run.seconds["write"],
+                "select_s": select_s, "base_val": problem.base_accuracy["val"], "base_test": problem.base_accuracy["test"],
+            })
+        return records
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _worker_init() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _run_job(job):
+    try:
+        return run_one(job)
+    except Exception as exc:  # noqa: BLE001 - record and go on with the other runs
+        import traceback
+
+        return [{"config": Path(job["config"]).stem, "agent": job["agent"], "seed": job["seed"],
+                 "evaluations": job["evaluations"], "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}]
+
+
+# -- summary --------------------------------------------------------------------------------------
+def _ci95(diffs: np.ndarray) -> tuple[float, float, float]:
+    """Mean and 95 % t-interval of paired differences."""
+    from scipy import stats
+
+    n = len(diffs)
+    mean = float(np.mean(diffs))
+    if n < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.975, n - 1) * np.std(diffs, ddof=1) / math.sqrt(n))
+    return mean, mean - half, mean + half
+
+
+def _to_within(curve: list, target: float, batch: int) -> Optional[int]:
+    for i, b in enumerate(curve):
+        if b is not None and b >= target - WITHIN:
+            return (i + 1) * batch
+    return None
+
+
+def summarise(frame: pd.DataFrame) -> str:
+    """Markdown tables: final test accuracy mean ± sd per agent, paired difference of each agent to the
+    best baseline (by mean) with a 95 % interval, best search score, candidates to within 0.5 pt."""
+    frame = frame[frame.get("error").isna()] if "error" in frame.columns else frame
+    lines = []
+    for (config, evaluations, level), g in frame.groupby(["config", "evaluations", "level"], sort=False):
+        # candidates to within 0.5 pt of the best search score any agent reached with this seed
+        best_by_seed = g.groupby("seed")["best_search"].max()
+        g = g.assign(to_within=[_to_within(json.loads(r.curve), best_by_seed[r.seed], r.batch_size)
+                                for r in g.itertuples()])
+        stats_ = g.groupby("agent").agg(test=("final_test", "mean"), test_sd=("final_test", "std"),
+                                        val=("final_val", "mean"), search=("best_search", "mean"),
+                                        search_sd=("best_search", "std"), to_within=("to_within", "median"),
+                                        seeds=("seed", "nunique"), minutes=("search_s", "mean"))
+        baselines = [a for a in BASELINES if a in stats_.index]
+        best_base = stats_.loc[baselines, "test"].idxmax() if baselines else None
+        lines.append(f"\n**{config}, {level}, {evaluations} candidates** (best baseline by mean test: {best_base})\n")
+        lines.append("| agent | final test % (mean ± sd) | paired diff to best baseline (95 % CI), pt | best search % | "
+                     "candidates to within 0.5 pt (median) | seeds | search s |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for agent, r in stats_.iterrows():
+            diff = "-"
+            if best_base is not None and agent != best_base:
+                a = g[g.agent == agent].set_index("seed")["final_test"]
+                b = g[g.agent == best_base].set_index("seed")["final_test"]
+                common = a.index.intersection(b.index)
+                m, lo, hi = _ci95(100 * (a[common] - b[common]).to_numpy())
+                diff = f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+            lines.append(f"| {agent} | {100 * r.test:.2f} ± {100 * (r.test_sd if r.test_sd == r.test_sd else 0):.2f} | "
+                         f"{diff} | {100 * r.search:.2f} ± {100 * (r.search_sd if r.search_sd == r.search_sd else 0):.2f}"
+                         f" | {'-' if r.to_within != r.to_within else int(r.to_within)} | {int(r.seeds)} | "
+                         f"{r.minutes:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configs", nargs="+", default=["configs/bench/small_cnn_digits.yaml"])
+    ap.add_argument("--agents", default="random,evolution,tpe,crl")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--evaluations", nargs="+", type=int, default=[512])
+    ap.add_argument("--levels", help="replace the configs' sweep levels, e.g. macs=0.3 or latency_ms=rel:0.5")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                    help="search.* override for every run, e.g. crl.budget_conditioned=false")
+    ap.add_argument("--no-final", action="store_true", help="search only (no re-rank or final fine-tune)")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--rows", help="folder to keep each run's search rows (Parquet)")
+    ap.add_argument("--out", help="JSON-lines file of records (appended)")
+    ap.add_argument("--summarise", nargs="+", help="only print the tables of these CSVs")
+    args = ap.parse_args()
+    if args.summarise:
+        print(summarise(pd.concat([pd.read_json(p, lines=True) for p in args.summarise], ignore_index=True)))
+        return
+    search: dict = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        node = search
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = json.loads(value)
+    jobs = [dict(config=c, agent=a, seed=s, evaluations=n, levels=args.levels, final=not args.no_final, search=search,
+                 keep_rows=(f"{args.rows}/{Path(c).stem}-{a}-{s}-{n}.parquet" if args.rows else None))
+            for c in args.configs for n in args.evaluations for s in args.seeds for a in args.agents.split(",")]
+    for c in args.configs:  # train and cache base models once, before the workers start
+        _problem(c, args.levels)
+    records: list[dict] = []
+    started = time.time()
+    if args.jobs > 1:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(args.jobs, initializer=_worker_init, maxtasksperchild=1) as pool:
+            for recs in pool.imap_unordered(_run_job, jobs):
+                records += recs
+                _report(recs, args.out, started)
+    else:
+        for job in jobs:
+            recs = _run_job(job)
+            records += recs
+            _report(recs, args.out, started)
+    print(summarise(pd.DataFrame(records)))
+
+
+def _report(recs: list[dict], out: Optional[str], started: float) -> None:
+    for r in recs:
+        if r.get("error"):
+            print(f"[{time.time() - started:6.0f}s] {r['config']} {r['agent']} seed {r['seed']}: ERROR {r['error']}",
+                  flush=True)
+        else:
+            print(f"[{time.time() - started:6.0f}s] {r['config']} {r['agent']} seed {r['seed']} {r['level']}: "
+                  f"search {r['best_search']}, final val {r['final_val']}, test {r['final_test']} "
+                  f"({r['search_s']:.0f}s search)", flush=True)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "a") as fh:
+            for r in recs:
+                fh.write(json.dumps(r, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The evaluator pool's interface in one process, without Ray: the bare loop.
+
+:class:`LocalPool` scores and fine-tunes with a :class:`~rayprune.evaluation.candidate.CandidateEvaluator`
+in the calling process, one candidate after the other. It is what the Ray pool is measured against
+(benchmarks), and it runs the same search and selection code where Ray is not wanted (tests,
+notebooks on one core). Same methods, same rows as :class:`~rayprune.evaluation.pool.EvaluatorPool`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional, Sequence
+
+from ..config import TrainConfig
+from ..problem import PruningProblem
+from .candidate import CandidateEvaluator
+from .score import ScoreSpec
+
+__all__ = ["LocalPool"]
+
+
+class LocalPool:
+    """``score_batch`` / ``finalize_many`` of :class:`~rayprune.evaluation.pool.EvaluatorPool`, in process."""
+
+    def __init__(self, problem: PruningProblem) -> None:
+        self.problem = problem
+        self.evaluator = CandidateEvaluator(problem)
+        self.actors = [None]  # one "evaluator", for callers that report the pool's size
+
+    def wait_ready(self) -> list[dict[str, Any]]:
+        return []
+
+    def score_batch(self, ratios: Sequence[Sequence[float]], spec: ScoreSpec, seeds: Optional[Sequence[int]] = None,
+                    **_: Any) -> list[dict[str, Any]]:
+        seeds = list(seeds) if seeds is not None else [0] * len(ratios)
+        rows = []
+        for r, seed in zip(ratios, seeds):
+            wall0 = time.time()
+            row = self.evaluator.score(list(r), spec, seed=int(seed))
+            row.update(evaluator=0, wall_start=wall0, wall_end=time.time())
+            rows.append(row)
+        return rows
+
+    def finalize_many(self, jobs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        from ..pruning import save_pruned
+
+        p = self.problem
+        out = []
+        for job in jobs:
+            t0 = time.time()
+            try:
+                ft = TrainConfig(**job["finetune"]) if job.get("finetune") else None
+                model, summary = self.evaluator.finalize(list(job["keep_ratios"]), seed=int(job.get("seed", 0)),
+                                                         finetune=ft)
+                if job.get("export_dir"):
+                    save_pruned(model, job["export_dir"], architecture=p.architecture,
+                                plan=p.space.plan(list(job["keep_ratios"])), input_shape=p.data.input_shape,
+                                extra={"summary": {**summary, **(job.get("extra") or {})}}, torchscript=False)
+                    summary["export_path"] = str(job["export_dir"])
+                out.append({"status": "ok", "error": None, **summary, "evaluator": 0, "wall_start": t0,
+                            "wall_end": time.time()})
+            except Exception as exc:  # noqa: BLE001 - reported like the Ray pool reports a failed job
+                out.append({"status": "error", "error": f"{type(exc).__name__}: {exc}"[:2000]})
+        return out
+
+    def shutdown(self) -> None:
+        pass

@@ -1,0 +1,290 @@
+"""The search without Ray: agents through one interface, the loop, scores, and the selection path."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from rayprune.agents import SearchSpace, make_agent
+from rayprune.config import parse_config
+from rayprune.costs.levels import Level, contains, levels_from_config
+from rayprune.engine import recalibrate_batchnorm
+from rayprune.evaluation.candidate import CandidateEvaluator
+from rayprune.evaluation.local import LocalPool
+from rayprune.evaluation.score import ScoreSpec, score_specs
+from rayprune.problem import PruningProblem
+from rayprune.results import CandidateWriter, read_candidates
+from rayprune.search.loop import SearchRun
+from rayprune.search.selection import monotone_choice, select_and_finalize
+
+PLAIN_AGENTS = ["uniform", "random", "evolution", "tpe"]
+
+
+@pytest.fixture(scope="module")
+def problem(tmp_path_factory):
+    cfg = parse_config({
+        "name": "search-tests", "model": {"name": "small_cnn", "kwargs": {"width_mult": 0.5}},
+        "data": {"name": "digits", "device": "cpu"}, "pruning": {"min_keep": 0.2},
+        "base_training": {"epochs": 2, "batch_size": 64, "cache_dir": str(tmp_path_factory.mktemp("cache"))},
+        "costs": {"measure": ["params", "macs"]}, "budgets": {"params": 0.5},
+        "search": {"evaluations": 24, "batch_size": 8, "eval_samples": 120, "rerank": {"top_k": 3},
+                   "adaptive_bn": {"batches": 2, "batch_size": 32},
+                   "finetune": {"iterations": 3, "batch_size": 32}, "final_finetune": {"iterations": 4, "batch_size": 32},
+                   "evolution": {"population": 4}, "tpe": {"startup": 4}},
+        "sweep": {"budgets": {"params": [0.6, 0.4, 0.25]}},
+    })
+    return PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def levels(problem):
+    return levels_from_config(problem.config, problem.base_costs, sweep=True)
+
+
+def run_search(problem, levels, agent_name, out, *, seed=0, evaluations=24):
+    space = SearchSpace.from_problem(problem, levels)
+    agent = make_agent(agent_name, space, seed=seed, search=problem.config.search)
+    spec, _ = score_specs(problem.config)
+    writer = CandidateWriter(out, constants={"stage": "search", "trial_id": agent_name, "agent": agent_name},
+                             name=agent_name)
+    run = SearchRun(agent, space, LocalPool(problem).score_batch, spec=spec, writer=writer, evaluations=evaluations,
+                    seed=seed)
+    run.run()
+    return run, read_candidates(out)
+
+
+# -- scores ----------------------------------------------------------------------------------------
+def test_adaptive_bn_changes_batchnorm_statistics_and_nothing_else(problem):
+    model = problem.space.build([0.5] * problem.space.num_groups)
+    before = copy.deepcopy(model.state_dict())
+    recalibrate_batchnorm(model, problem.data.x_train, batch_size=32, max_batches=2)
+    after = model.state_dict()
+    bn_stats = {n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert changed, "adaptive BN changed nothing"
+    assert all(k.rsplit(".", 1)[0] in bn_stats and k.rsplit(".", 1)[1] in ("running_mean", "running_var",
+                                                                            "num_batches_tracked") for k in changed)
+    assert all(torch.equal(before[k], after[k]) for k in after if k.endswith(("weight", "bias")))
+
+
+def test_scores_are_rows_with_their_kind_and_one_schema_on_error(problem):
+    ev = CandidateEvaluator(problem)
+    cheap = ScoreSpec.adaptive_bn(bn_batches=2, bn_batch_size=32, eval_samples=100)
+    row = ev.score([0.5] * problem.space.num_groups, cheap)
+    assert row["status"] == "ok" and row["score_kind"] == "adaptive_bn" and row["finetune_iterations"] == 0
+    assert row["t_bn_s"] > 0 and row["t_finetune_s"] == 0 and 0 <= row["accuracy"] <= 1
+    assert ev.score([0.5] * problem.space.num_groups, cheap)["cached"]
+
+    def broken_cost(model, counts):
+        raise RuntimeError("user cost exploded")
+
+    ev.costs = broken_cost  # e.g. a user cost that raises for some candidates: an error row, not a crash
+    bad = ev.score([0.4] * problem.space.num_groups, cheap)
+    assert bad["status"] == "error" and bad["accuracy"] is None and "user cost exploded" in bad["error"]
+    assert set(bad) == set(row)  # the same columns whatever the status
+
+
+# -- agents ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("agent_name", ["random", "evolution", "tpe", "uniform"])
+def test_every_candidate_meets_the_analytic_budget_of_its_level(problem, levels, agent_name, tmp_path):
+    run, rows = run_search(problem, levels, agent_name, tmp_path)
+    assert len(rows) == (len(levels) if agent_name == "uniform" else 24)
+    assert set(rows["agent"]) == {agent_name}
+    by_name = {lvl.name: lvl for lvl in levels}
+    for _, r in rows.iterrows():
+        limit = by_name[r["level"]].limits["params"]
+        assert r["params"] <= limit * (1 + 1e-9) and r["feasible"]
+        assert r["params"] >= 0.85 * limit or agent_name == "uniform", (r["level"], r["params"], limit)
+    if agent_name != "uniform":  # levels get equal shares, round robin
+        assert rows["level"].value_counts().tolist() == [8, 8, 8]
+
+
+@pytest.mark.parametrize("agent_name", PLAIN_AGENTS)
+def test_save_and_restore_continue_the_same_search(problem, levels, agent_name, tmp_path):
+    """An agent saved after two batches and restored into a fresh one proposes what the uninterrupted
+    one proposes next, given the same outcomes."""
+    space = SearchSpace.from_problem(problem, levels)
+    search = problem.config.search
+
+    def outcome_for(p):
+        from rayprune.agents.base import Outcome
+
+        score = float(np.sum(p.keep_ratios * np.linspace(1, 2, space.num_groups)))  # a fixed fake score
+        return Outcome(score=score, costs={"params": space.predict("params", p.keep_ratios)}, feasible=True)
+
+    def step(agent):
+        proposals = agent.ask()
+        agent.tell(proposals, [outcome_for(p) for p in proposals])
+        return [p.keep_ratios for p in proposals]
+
+    straight = make_agent(agent_name, space, seed=3, search=search)
+    for _ in range(2):
+        step(straight)
+    saved = make_agent(agent_name, space, seed=3, search=search)
+    for _ in range(2):
+        step(saved)
+    saved.save(tmp_path)
+    state = saved.state_dict()
+    import json
+
+    state = json.loads(json.dumps(state))  # checkpoints hold it as JSON
+    restored = make_agent(agent_name, space, seed=99, search=search)  # another seed: the state must win
+    restored.load_state_dict(state)
+    restored.restore(tmp_path)
+    for _ in range(2):
+        expected, got = step(straight), step(restored)
+        assert got == expected
+
+
+def test_evolution_breeds_from_the_best_after_its_population_fills(problem, levels):
+    from rayprune.agents.base import Outcome
+
+    space = SearchSpace.from_problem(problem, levels[:1])
+    agent = make_agent("evolution", space, seed=0, search=problem.config.search)
+    for _ in range(3):
+        proposals = agent.ask()
+        agent.tell(proposals, [Outcome(score=float(p.keep_ratios[0]), costs={}, feasible=True) for p in proposals])
+    pop = agent.populations[0]
+    assert len(pop) == problem.config.search.evolution.population
+    assert [s for s, _ in pop] == sorted((s for s, _ in pop), reverse=True)  # elitist: the best kept, in order
+
+
+# -- the loop --------------------------------------------------------------------------------------
+def test_the_loop_writes_a_row_per_proposal_and_restores_from_its_checkpoint(problem, levels, tmp_path):
+    from rayprune.results import drop_rows_after
+
+    space = SearchSpace.from_problem(problem, levels)
+    spec, _ = score_specs(problem.config)
+    pool = LocalPool(problem)
+
+    def new_run(out):
+        agent = make_agent("random", space, seed=1, search=problem.config.search)
+        writer = CandidateWriter(out, constants={"stage": "search", "trial_id": "t"}, name="t")
+        return SearchRun(agent, space, pool.score_batch, spec=spec, writer=writer, evaluations=24, seed=1)
+
+    run = new_run(tmp_path)
+    run.step()
+    run.save(tmp_path / "ckpt")
+    run.step()  # written, then "lost" with the process: the restart must drop it
+    resumed = new_run(tmp_path)
+    resumed.restore(tmp_path / "ckpt")
+    assert drop_rows_after(tmp_path, "t", resumed.batch) == 8
+    resumed.run()
+    rows = read_candidates(tmp_path)
+    assert len(rows) == 24 and sorted(rows["iteration"].unique()) == [1, 2, 3]
+    reference = new_run(tmp_path / "ref")
+    reference.run()
+    ref = read_candidates(tmp_path / "ref")
+    def order(frame):
+        return frame.sort_values("iteration", kind="stable")["candidate_id"].tolist()
+
+    assert order(rows) == order(ref)  # the resumed search proposed exactly what an uninterrupted one did
+
+
+# -- selection -------------------------------------------------------------------------------------
+class FakePool:
+    """Re-rank scores from a table; finals report the candidate's costs and a table's accuracy."""
+
+    def __init__(self, rerank: dict, final: dict, costs: dict) -> None:
+        self.rerank, self.final, self.costs = rerank, final, costs
+        self.reranked: list[str] = []
+
+    def score_batch(self, ratios, spec, seeds=None):
+        rows = []
+        for r in ratios:
+            cid = _cid(r)
+            self.reranked.append(cid)
+            rows.append({"candidate_id": cid, "status": "ok", "accuracy": self.rerank[cid], "keep_ratios": list(r)})
+        return rows
+
+    def finalize_many(self, jobs):
+        from pathlib import Path
+
+        out = []
+        for job in jobs:
+            cid = _cid(job["keep_ratios"])
+            Path(job["export_dir"]).mkdir(parents=True)
+            (Path(job["export_dir"]) / "id.txt").write_text(cid)
+            out.append({"status": "ok", "candidate_id": cid, "accuracy_val": self.final[cid], "accuracy_test": 0.5,
+                        "export_path": job["export_dir"], **self.costs[cid]})
+        return out
+
+
+def _cid(ratios):
+    return f"c{int(round(1000 * ratios[0]))}"
+
+
+def _rows(cands):
+    return pd.DataFrame([{"candidate_id": _cid([r]), "keep_ratios": [r], "keep_counts": [int(100 * r)],
+                          "status": "ok", "stage": "search", "accuracy": acc, "params": params, "agent": "a",
+                          "level": lvl} for r, acc, params, lvl in cands])
+
+
+SMALL = Level("params=0.1", {"params": 0.1}, {"params": 10.0})
+LARGE = Level("params=0.5", {"params": 0.5}, {"params": 50.0})
+
+
+def test_rerank_picks_the_best_reranked_candidate_not_the_best_cheap_one(tmp_path):
+    rows = _rows([(0.40, 0.90, 40.0, "params=0.5"), (0.30, 0.80, 30.0, "params=0.5"), (0.20, 0.70, 20.0, "params=0.5")])
+    pool = FakePool(rerank={"c400": 0.5, "c300": 0.9, "c200": 0.6}, final={"c300": 0.95},
+                    costs={"c300": {"params": 30.0}})
+    spec = ScoreSpec.fine_tuned(__import__("rayprune.engine", fromlist=["FineTuneConfig"]).FineTuneConfig(iterations=1))
+    [res] = select_and_finalize(rows, [LARGE], pool=pool, out_dir=tmp_path, rerank_spec=spec, top_k=3,
+                                writer=CandidateWriter(tmp_path, name="sel"), cost_names=["params"], log=lambda m: None)
+    assert sorted(pool.reranked) == ["c200", "c300", "c400"]
+    assert res.candidate_id == "c300" and res.rerank_accuracy == 0.9 and res.search_accuracy == 0.8
+    assert (tmp_path / "models" / "params=0.5" / "id.txt").read_text() == "c300"
+    final = read_candidates(tmp_path)
+    assert final[final["stage"] == "final"]["candidate_id"].tolist() == ["c300"]
+
+
+def test_a_candidate_found_under_a_small_level_serves_a_larger_one_and_the_front_is_monotone(tmp_path):
+    # the small level's candidate (params 9) ends more accurate than the large level's own winner
+    rows = _rows([(0.09, 0.70, 9.0, "params=0.1"), (0.45, 0.75, 45.0, "params=0.5")])
+    pool = FakePool(rerank={}, final={"c90": 0.93, "c450": 0.91}, costs={"c90": {"params": 9.0}, "c450": {"params": 45.0}})
+    small, large = select_and_finalize(rows, [SMALL, LARGE], pool=pool, out_dir=tmp_path, rerank_spec=None, top_k=1,
+                                       writer=CandidateWriter(tmp_path, name="sel"), cost_names=["params"],
+                                       log=lambda m: None)
+    assert small.candidate_id == "c90" and small.found_for == "params=0.1"
+    assert large.candidate_id == "c90" and large.found_for == "params=0.1"  # the smaller level's model
+    assert (tmp_path / "models" / "params=0.5" / "id.txt").read_text() == "c90"
+    assert contains(LARGE, SMALL) and large.accuracy_val >= small.accuracy_val
+    assert large.candidates == 2 and small.candidates == 1  # the store: both candidates fit the large level
+
+
+def test_monotone_choice_never_gives_a_larger_level_a_worse_model():
+    rng = np.random.default_rng(0)
+    levels = [Level(f"p={v}", {"p": v}, {"p": 100 * v}) for v in (0.1, 0.2, 0.4, 0.8)]
+    for _ in range(50):
+        finals = [{"p": float(rng.uniform(0, 80)), "accuracy_val": float(rng.uniform())} for _ in range(6)]
+        choice = monotone_choice(levels, finals)
+        accs = [None if c is None else finals[c]["accuracy_val"] for c in choice]
+        known = [a for a in accs if a is not None]
+        assert known == sorted(known)  # levels ascending: accuracy never drops
+        for lvl, c in zip(levels, choice):
+            if c is not None:
+                assert finals[c]["p"] <= lvl.limits["p"]
+
+
+def test_the_whole_path_on_a_real_model_exports_a_loadable_model_per_level(problem, levels, tmp_path):
+    from rayprune.pruning import load_pruned
+
+    run, rows = run_search(problem, levels, "random", tmp_path)
+    _, rerank = score_specs(problem.config)
+    results = select_and_finalize(rows, levels, pool=LocalPool(problem), out_dir=tmp_path, rerank_spec=rerank, top_k=3,
+                                  writer=CandidateWriter(tmp_path, constants={"trial_id": "selection"}, name="sel"),
+                                  cost_names=list(problem.costs), log=lambda m: None)
+    accs = [r.accuracy_val for r in results]
+    for res in results:
+        assert res.feasible and res.export_path
+        model = load_pruned(res.export_path)
+        assert sum(p.numel() for p in model.parameters()) <= res.level.limits["params"]
+    # levels are 0.6, 0.4, 0.25: accuracy never rises as the budget shrinks
+    assert accs[0] >= accs[1] >= accs[2]
+    staged = read_candidates(tmp_path)
+    assert (staged["stage"] == "rerank").sum() >= 3 and (staged["stage"] == "final").sum() == 3
