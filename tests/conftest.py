@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +96,67 @@ def concat_net() -> ConcatResidualNet:
     """A seeded :class:`ConcatResidualNet` in eval mode with randomized BatchNorm."""
     torch.manual_seed(0)
     return randomize_batchnorm_(ConcatResidualNet(), seed=0).eval()
+
+
+# -- a real Ray cluster on loopback (tests that join one, submit jobs to it) ---------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+        except OSError:
+            continue
+        if text in cmd and int(pid) != os.getpid():
+            pids.append(int(pid))
+    return pids
+
+
+@pytest.fixture
+def ray_head():
+    """`ray start --head --block` on loopback, in its own session, with a temp dir of its own.
+
+    Stopping it terminates that one ``ray start`` process, which shuts down the node it started;
+    anything left is found by the unique temp dir (ours alone) — never by a port number or by
+    ``ray stop``, which would stop every Ray on the machine.
+    """
+    temp = Path(tempfile.mkdtemp(prefix="rps-", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    gcs, dashboard, metrics = _free_port(), _free_port(), _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    args = ["ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", f"--port={gcs}",
+            "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--ray-client-server-port={_free_port()}",
+            f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--metrics-export-port={metrics}", f"--temp-dir={temp}", "--num-cpus=2", "--disable-usage-stats"]
+    log = (temp / "ray_start.log").open("w")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while "block forever" not in (temp / "ray_start.log").read_text():
+            assert proc.poll() is None and time.time() < deadline, (temp / "ray_start.log").read_text()[-3000:]
+            time.sleep(0.5)
+        session = (temp / "session_latest").resolve().name
+        yield {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dashboard}", "temp": str(temp),
+               "session": session, "env": env, "metrics": f"http://127.0.0.1:{metrics}/metrics"}
+    finally:
+        proc.terminate()  # `ray start --block` stops its node on SIGTERM
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        deadline = time.time() + 30
+        while _pids_mentioning(str(temp)) and time.time() < deadline:
+            time.sleep(1)
+        for pid in _pids_mentioning(str(temp)):  # started by this fixture: the temp dir is unique to it
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)

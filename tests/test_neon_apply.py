@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rayprune.config import parse_config
-from rayprune.job import run_prune
+from rayprune.search.prune import run_prune
 from rayprune.neon.apply import kept_neurons_plan
 from rayprune.neon.features import observation_size
 from rayprune.neon.policy import POLICY_FILE, load_policy, shipped_policy_dir

@@ -95,7 +95,8 @@ class CandidateEvaluator:
                 t, timings["t_bn_s"] = _lap(t)
             else:
                 if spec.recalibrate_bn:
-                    recalibrate_batchnorm(model, p.data.x_train)
+                    recalibrate_batchnorm(model, p.data.x_train, batch_size=spec.bn_batch_size,
+                                          max_batches=spec.bn_batches)
                     t, timings["t_bn_s"] = _lap(t)
                 if (spec.finetune.iterations or 0) > 0 or (spec.finetune.epochs or 0) > 0:
                     fine_tune(model, p.data, spec.finetune, seed=seed)
@@ -128,7 +129,8 @@ class CandidateEvaluator:
         ft = finetune if finetune is not None else p.config.search.final_finetune
         model = p.space.build(keep_ratios)
         if p.config.pruning.recalibrate_bn:
-            recalibrate_batchnorm(model, p.data.x_train)
+            bn = p.config.search.adaptive_bn
+            recalibrate_batchnorm(model, p.data.x_train, batch_size=bn.batch_size, max_batches=bn.batches)
         stats = fine_tune(model, p.data, ft.engine_config(), seed=seed, progress=progress)
         counts = p.space.keep_counts(keep_ratios)
         costs = measure_costs(model, p.costs, p.context)  # the exported model: every cost measured

@@ -58,9 +58,11 @@ class ScoreSpec:
         return cls("adaptive_bn", eval_samples=eval_samples, bn_batches=bn_batches, bn_batch_size=bn_batch_size)
 
     @classmethod
-    def fine_tuned(cls, finetune: FineTuneConfig, *, eval_samples: Optional[int] = None,
-                   recalibrate_bn: bool = True) -> "ScoreSpec":
-        return cls("finetune", eval_samples=eval_samples, finetune=finetune, recalibrate_bn=recalibrate_bn)
+    def fine_tuned(cls, finetune: FineTuneConfig, *, eval_samples: Optional[int] = None, recalibrate_bn: bool = True,
+                   bn_batches: int = 10, bn_batch_size: int = 64) -> "ScoreSpec":
+        """A short fine-tune, after BatchNorm statistics re-estimated as adaptive BN does (if ``recalibrate_bn``)."""
+        return cls("finetune", eval_samples=eval_samples, finetune=finetune, recalibrate_bn=recalibrate_bn,
+                   bn_batches=bn_batches, bn_batch_size=bn_batch_size)
 
     @property
     def finetune_iterations(self) -> Optional[int]:
@@ -77,8 +79,8 @@ class ScoreSpec:
             return f"adaptive_bn:{self.bn_batches}x{self.bn_batch_size}:{samples}"
         ft = self.finetune
         length = f"{ft.iterations}it" if ft.iterations is not None else f"{ft.epochs}ep"
-        return (f"finetune:{length}:{ft.optimizer}:{ft.lr:g}:{ft.batch_size}:{ft.schedule}:"
-                f"bn={int(self.recalibrate_bn)}:{samples}")
+        bn = f"{self.bn_batches}x{self.bn_batch_size}" if self.recalibrate_bn else "0"
+        return f"finetune:{length}:{ft.optimizer}:{ft.lr:g}:{ft.batch_size}:{ft.schedule}:bn={bn}:{samples}"
 
 
 def score_specs(cfg) -> tuple[ScoreSpec, Optional[ScoreSpec]]:
@@ -88,13 +90,14 @@ def score_specs(cfg) -> tuple[ScoreSpec, Optional[ScoreSpec]]:
     split; ``adaptive_bn`` / ``finetune``: search on that, no re-rank.
     """
     s = cfg.search
-    cheap = ScoreSpec.adaptive_bn(bn_batches=s.adaptive_bn.batches, bn_batch_size=s.adaptive_bn.batch_size,
-                                  eval_samples=s.eval_samples)
+    bn = dict(bn_batches=s.adaptive_bn.batches, bn_batch_size=s.adaptive_bn.batch_size)
+    cheap = ScoreSpec.adaptive_bn(eval_samples=s.eval_samples, **bn)
     tuned_search = ScoreSpec.fine_tuned(s.finetune.engine_config(), eval_samples=s.eval_samples,
-                                        recalibrate_bn=cfg.pruning.recalibrate_bn)
+                                        recalibrate_bn=cfg.pruning.recalibrate_bn, **bn)
     if s.score == "finetune":
         return tuned_search, None
     if s.score == "adaptive_bn":
         return cheap, None
-    rerank = ScoreSpec.fine_tuned(s.finetune.engine_config(), eval_samples=None, recalibrate_bn=cfg.pruning.recalibrate_bn)
+    rerank = ScoreSpec.fine_tuned(s.finetune.engine_config(), eval_samples=None,
+                                  recalibrate_bn=cfg.pruning.recalibrate_bn, **bn)
     return cheap, rerank

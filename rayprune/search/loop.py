@@ -133,6 +133,15 @@ class SearchRun:
                 on_step(metrics)
         return metrics
 
+    def publish(self, telemetry, metrics: Mapping[str, Any]) -> None:
+        """The search's Ray metrics after a batch: best feasible score per level, and for crl λ and the
+        violation rate per constraint (names in :mod:`rayprune.telemetry`)."""
+        for level in self.space.levels:
+            telemetry.gauge("rayprune_best_feasible_accuracy", metrics.get(f"best/{level.name}"), budget=level.name)
+        for name in {n for lvl in self.space.levels for n in lvl.limits}:
+            telemetry.gauge("rayprune_lagrange_multiplier", metrics.get(f"lambda_{name}"), constraint=name)
+            telemetry.gauge("rayprune_constraint_violation_rate", metrics.get(f"violation_rate_{name}"), constraint=name)
+
     # -- checkpoints --------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
         """The loop's counters, the agent's state and the proxies' data (restart: :meth:`restore`)."""

@@ -151,7 +151,10 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
         run = SearchRun(searcher, space, pool.score_batch, spec=spec, writer=writer,
                         evaluations=cfg.search.evaluations, seed=seed, log=log)
         log(f"{agent}: scoring {cfg.search.evaluations} candidates ({spec.kind}) on {len(pool.actors)} evaluator(s)")
-        run.run()
+        from ..telemetry import Telemetry
+
+        telemetry = Telemetry({"sweep": constants["sweep_id"], "trial": constants["trial_id"], "budget": level.name})
+        run.run(on_step=lambda metrics: run.publish(telemetry, metrics))
         rows = read_candidates(out)
         selection_writer = CandidateWriter(out, constants={**constants, "stage": "select", "trial_id": "selection"},
                                            name="selection")

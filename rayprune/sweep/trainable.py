@@ -87,9 +87,13 @@ def sweep_trial(config: dict[str, Any], setup: SweepSetup) -> None:
             with checkpoint.as_directory() as directory:
                 run.restore(directory)
         drop_rows_after(setup.out_dir, trial_id, run.batch)  # rows past the checkpoint (or all, on a fresh start)
+        from ..telemetry import Telemetry
+
+        telemetry = Telemetry(tags)
         last_save, metrics = time.monotonic(), {}
         while not run.done:
             metrics = {**run.step(), "trial_name": name, "done": run.done}
+            run.publish(telemetry, metrics)
             if run.done or time.monotonic() - last_save >= cfg.sweep.checkpoint_seconds:
                 with tempfile.TemporaryDirectory() as directory:
                     run.save(directory)

@@ -1,0 +1,88 @@
+"""Results as data: shards, one schema whatever the status, dropping rows on restart, merging."""
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from rayprune.results import CandidateWriter, drop_rows_after, merge_candidates, read_candidates
+
+
+def ok_row(i, **extra):
+    return {"candidate_id": f"c{i}", "status": "ok", "error": None, "accuracy": 0.5 + i / 100, "params": 100.0 + i,
+            "keep_ratios": [0.5, 1.0], "keep_counts": [4, 8], "feasible": True, "iteration": 1, **extra}
+
+
+def error_row(i, **extra):
+    return {"candidate_id": f"e{i}", "status": "error", "error": "RuntimeError: user cost exploded", "accuracy": None,
+            "params": None, "keep_ratios": [0.3, 0.3], "keep_counts": [2, 2], "feasible": False, "iteration": 1, **extra}
+
+
+def test_error_rows_and_ok_rows_merge_into_one_file(tmp_path):
+    """A flush of only error rows (costs and accuracy null) next to a flush of ok rows (error null):
+    the merge failed with 'double vs string' before rows had one schema."""
+    w = CandidateWriter(tmp_path, constants={"trial_id": "t"}, name="t", flush_every=100)
+    w.extend([error_row(0), error_row(1)])
+    w.flush()
+    w.extend([ok_row(0), ok_row(1)])
+    w.flush()
+    # a row taken back from a DataFrame (pandas turns a missing error into NaN, a float)
+    w.add(pd.DataFrame([ok_row(2)]).iloc[0].to_dict() | {"error": float("nan")})
+    w.flush()
+    schemas = [pq.read_schema(p) for p in sorted((tmp_path / "candidates").glob("*.parquet"))]
+    assert schemas[0].field("error").type == schemas[1].field("error").type == schemas[2].field("error").type
+    assert schemas[0].field("accuracy").type == schemas[1].field("accuracy").type
+    assert merge_candidates(tmp_path) is not None
+    rows = pd.read_parquet(tmp_path / "candidates.parquet")
+    assert len(rows) == 5 and set(rows["status"]) == {"ok", "error"}
+    assert rows.loc[rows["status"] == "error", "accuracy"].isna().all()
+
+
+def test_every_row_gets_a_unique_id_and_the_constants(tmp_path):
+    w = CandidateWriter(tmp_path, constants={"trial_id": "t", "seed": 3}, name="t", flush_every=2)
+    w.extend([ok_row(i) for i in range(5)])
+    w.flush()
+    rows = read_candidates(tmp_path)
+    assert len(rows) == 5 and rows["row_id"].is_unique and set(rows["seed"]) == {3}
+    assert len(list((tmp_path / "candidates").glob("*.parquet"))) == 3  # flush_every=2: 2 + 2 + 1
+    assert not [p for p in (tmp_path / "candidates").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_a_shard_written_twice_is_read_once(tmp_path):
+    w = CandidateWriter(tmp_path, name="t")
+    w.extend([ok_row(i) for i in range(3)])
+    path = w.flush()
+    copy = path.with_name("part-copy-00000.parquet")  # an at-least-once flush that landed twice
+    copy.write_bytes(path.read_bytes())
+    assert len(read_candidates(tmp_path)) == 3
+
+
+def test_drop_rows_after_removes_only_that_trials_later_rows(tmp_path):
+    a = CandidateWriter(tmp_path, constants={"trial_id": "a"}, name="a")
+    b = CandidateWriter(tmp_path, constants={"trial_id": "b"}, name="b")
+    for it in (1, 2, 3):
+        a.extend([ok_row(i, iteration=it) for i in range(2)])
+        a.flush()
+        b.extend([ok_row(i, iteration=it) for i in range(2)])
+        b.flush()
+    assert drop_rows_after(tmp_path, "a", 1) == 4
+    rows = read_candidates(tmp_path)
+    assert sorted(rows[rows["trial_id"] == "a"]["iteration"]) == [1, 1]
+    assert len(rows[rows["trial_id"] == "b"]) == 6  # the other trial is untouched
+    assert drop_rows_after(tmp_path, "a", 0) == 2  # a restart without checkpoint drops all of its rows
+    assert (read_candidates(tmp_path)["trial_id"] == "b").all()
+    assert len(list((tmp_path / "candidates").glob("part-a-*.parquet"))) == 0  # emptied shards are removed
+
+
+def test_a_leftover_temp_file_is_ignored(tmp_path):
+    w = CandidateWriter(tmp_path, name="t")
+    w.add(ok_row(0))
+    w.flush()
+    (tmp_path / "candidates" / ".part-t-00001.parquet.1234.tmp").write_bytes(b"half a file")
+    assert len(read_candidates(tmp_path)) == 1
+
+
+def test_merge_keeps_the_shards(tmp_path):
+    w = CandidateWriter(tmp_path, name="t")
+    w.extend([ok_row(i) for i in range(2)])
+    w.flush()
+    merge_candidates(tmp_path)
+    assert list((tmp_path / "candidates").glob("*.parquet"))  # the merged file is a convenience, shards stay
