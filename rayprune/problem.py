@@ -7,7 +7,6 @@ Evaluators (local or Ray actors) hold one and evaluate many candidates against i
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 

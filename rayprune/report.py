@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from .names import STAGE_FINAL, STAGE_SEARCH, STATUS_OK
 from .text_table import format_table, human
 
 __all__ = ["make_report", "summary_text", "front_table", "agent_table"]
@@ -57,14 +58,14 @@ def front_table(state: dict[str, Any], front: pd.DataFrame) -> str:
 def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
     """Per agent (over its seeds) and level: candidates scored for the level and the best search score
     among all candidates that fit it; the final column says which agent found each exported model."""
-    search = rows[(rows["stage"] == "search") & (rows["status"] == "ok")] if not rows.empty else rows
+    search = rows[(rows["stage"] == STAGE_SEARCH) & (rows["status"] == STATUS_OK)] if not rows.empty else rows
     if search.empty or "agent" not in search.columns:
         return ""
     from .costs.levels import Level
     from .search.selection import candidates_for
 
     levels = [Level.from_json(lvl) for lvl in state["setup"].get("levels", [])]
-    final = rows[rows["stage"] == "final"]
+    final = rows[rows["stage"] == STAGE_FINAL]
     table = []
     for agent, group in search.groupby("agent", sort=True):
         cells = []
@@ -80,8 +81,8 @@ def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
 def summary_text(out_dir: str | Path) -> str:
     out = Path(out_dir)
     state, rows, front = _load(out)
-    n_search = int((rows["stage"] == "search").sum()) if not rows.empty else 0
-    n_final = int((rows["stage"] == "final").sum()) if not rows.empty else 0
+    n_search = int((rows["stage"] == STAGE_SEARCH).sum()) if not rows.empty else 0
+    n_final = int((rows["stage"] == STAGE_FINAL).sum()) if not rows.empty else 0
     trials = len(state.get("agents", [None])) * int(state.get("seeds", 1))
     status = "" if state.get("status") == "finished" else (
         " -- INCOMPLETE: the sweep did not finish (rayprune sweep --resume --out DIR continues it)")
@@ -102,8 +103,8 @@ def _plot(state: dict[str, Any], rows: pd.DataFrame, front: pd.DataFrame, path: 
     base_costs, base_acc = state["setup"]["base_costs"], state["setup"]["base_accuracy"]
     costs = _costs(state, rows) or list(base_costs)
     fig, axes = plt.subplots(1, len(costs), figsize=(5.2 * len(costs), 4.2), squeeze=False)
-    search = rows[(rows["stage"] == "search") & (rows["status"] == "ok")] if not rows.empty else rows
-    final = rows[rows["stage"] == "final"] if not rows.empty else rows
+    search = rows[(rows["stage"] == STAGE_SEARCH) & (rows["status"] == STATUS_OK)] if not rows.empty else rows
+    final = rows[rows["stage"] == STAGE_FINAL] if not rows.empty else rows
     for ax, cost in zip(axes[0], costs):
         scale = base_costs[cost] or 1.0
         if not search.empty:

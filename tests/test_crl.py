@@ -190,7 +190,7 @@ def test_crl_checkpoint_round_trip_keeps_the_policy_and_the_multipliers(ray_sess
         proposals = agent.ask()
         assert {p.level for p in proposals} == {0, 1}  # one budget-conditioned policy serves both levels
         agent.tell(proposals, outcomes(proposals))
-        lam = agent.metrics()["lambda_params"]
+        lam = agent.metrics()["lambda/params"]
         assert lam > 1.0  # every candidate over budget: the multiplier rose
         agent.save(tmp_path)
         state = json.loads(json.dumps(agent.state_dict()))
@@ -201,11 +201,11 @@ def test_crl_checkpoint_round_trip_keeps_the_policy_and_the_multipliers(ray_sess
     try:
         restored.load_state_dict(state)
         restored.restore(tmp_path)
-        assert restored.metrics()["lambda_params"] == pytest.approx(lam)
+        assert restored.metrics()["lambda/params"] == pytest.approx(lam)
         again = restored.policies[0].algo.get_module().state_dict()
         assert all(np.allclose(np.asarray(weights[k]), np.asarray(again[k])) for k in weights)
         proposals = restored.ask()  # and it goes on searching
         restored.tell(proposals, outcomes(proposals, over=0.5))
-        assert restored.metrics()["lambda_params"] < lam  # under budget now: the multiplier falls
+        assert restored.metrics()["lambda/params"] < lam  # under budget now: the multiplier falls
     finally:
         restored.close()

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..config import CRLConfig
+from ..names import LAMBDA, VIOLATION_RATE, progress_key
 from .base import Outcome, Proposal, SearchAgent
 from .env import CANDIDATE_INFO, LEVEL_INFO, PruningEnvSpec, PruningVectorEnv
 from .space import SearchSpace
@@ -242,14 +243,14 @@ class CRLAgent(SearchAgent):
             info[COSTS_INFO_KEY] = costs
         for policy in self.policies:
             policy.learn()
-        self._last = {f"violation_rate_{c}": (float(np.mean(v)) if v else None) for c, v in violations.items()}
+        self._last = {progress_key(VIOLATION_RATE, c): (float(np.mean(v)) if v else None) for c, v in violations.items()}
 
     def metrics(self) -> dict[str, Any]:
         """λ per constraint (mean over policies) and the last batch's violation rates."""
         out = dict(self._last)
         for c in self.cost_keys:
             values = [p.multipliers().get(c) for p in self.policies]
-            out[f"lambda_{c}"] = float(np.mean([v for v in values if v is not None])) if values else None
+            out[progress_key(LAMBDA, c)] = float(np.mean([v for v in values if v is not None])) if values else None
         return out
 
     # -- state ----------------------------------------------------------------------------------

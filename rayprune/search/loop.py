@@ -26,6 +26,16 @@ from ..agents.base import Outcome, Proposal, SearchAgent
 from ..agents.space import SearchSpace
 from ..costs.budget import fits
 from ..evaluation.score import ScoreSpec
+from ..names import (
+    BEST,
+    BEST_ACCURACY,
+    EVALUATIONS,
+    ITERATION,
+    LAMBDA,
+    STATUS_OK,
+    VIOLATION_RATE,
+    progress_key,
+)
 from ..results import CandidateWriter
 
 __all__ = ["SearchRun", "Scorer"]
@@ -91,7 +101,7 @@ class SearchRun:
 
     def _annotate(self, proposal: Proposal, row: dict[str, Any]) -> Outcome:
         level = self.space.levels[proposal.level]
-        ok = row.get("status") == "ok"
+        ok = row.get("status") == STATUS_OK
         costs = {name: row.get(name) for name in self.space.base_costs}
         feasible = ok and fits(costs, level.limits)
         row.update(level=level.name, feasible=bool(feasible), iteration=self.batch, agent=self.agent.name)
@@ -105,14 +115,14 @@ class SearchRun:
                  score_seconds: float = 0.0) -> dict[str, Any]:
         errors = sum(1 for r in rows if r.get("status") != "ok")
         out: dict[str, Any] = {
-            "iteration": self.batch, "evaluations": self.evaluated, "batch_errors": errors,
+            ITERATION: self.batch, EVALUATIONS: self.evaluated, "batch_errors": errors,
             "evals_per_s": len(rows) / max(batch_seconds, 1e-9), "batch_seconds": batch_seconds,
             "overhead_fraction": (batch_seconds - score_seconds) / max(batch_seconds, 1e-9),
         }
         for level, best in zip(self.space.levels, self.best):
-            out[f"best/{level.name}"] = best
+            out[progress_key(BEST, level.name)] = best
         known = [b for b in self.best if b is not None]
-        out["best_accuracy"] = max(known) if known else None
+        out[BEST_ACCURACY] = max(known) if known else None
         out.update(self.agent.metrics() if hasattr(self.agent, "metrics") else {})
         return out
 
@@ -137,10 +147,12 @@ class SearchRun:
         """The search's Ray metrics after a batch: best feasible score per level, and for crl λ and the
         violation rate per constraint (names in :mod:`rayprune.telemetry`)."""
         for level in self.space.levels:
-            telemetry.gauge("rayprune_best_feasible_accuracy", metrics.get(f"best/{level.name}"), budget=level.name)
+            telemetry.gauge("rayprune_best_feasible_accuracy", metrics.get(progress_key(BEST, level.name)),
+                            budget=level.name)
         for name in {n for lvl in self.space.levels for n in lvl.limits}:
-            telemetry.gauge("rayprune_lagrange_multiplier", metrics.get(f"lambda_{name}"), constraint=name)
-            telemetry.gauge("rayprune_constraint_violation_rate", metrics.get(f"violation_rate_{name}"), constraint=name)
+            telemetry.gauge("rayprune_lagrange_multiplier", metrics.get(progress_key(LAMBDA, name)), constraint=name)
+            telemetry.gauge("rayprune_constraint_violation_rate", metrics.get(progress_key(VIOLATION_RATE, name)),
+                            constraint=name)
 
     # -- checkpoints --------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:

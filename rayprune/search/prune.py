@@ -23,6 +23,7 @@ from ..config import Config
 from ..costs import measure_latency_ms
 from ..costs.budget import within
 from ..costs.levels import Level
+from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT
 from ..problem import PruningProblem
 from ..results import CandidateWriter, merge_candidates, read_candidates
 from ..text_table import format_table, human
@@ -97,7 +98,7 @@ def run_prune(
     started = time.time()
     problem = _problem_for(cfg, problem, progress, log)
     constants: dict[str, Any] = {"sweep_id": uuid.uuid4().hex[:12], "trial_id": f"{agent}-{seed}", "agent": agent,
-                                 "seed": seed, "stage": "search"}
+                                 "seed": seed, "stage": STAGE_SEARCH}
     for b in problem.budgets:
         constants[f"budget_{b.metric}"] = b.value
         constants[f"limit_{b.metric}"] = problem.limits[b.metric]
@@ -156,8 +157,8 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
         telemetry = Telemetry({"sweep": constants["sweep_id"], "trial": constants["trial_id"], "budget": level.name})
         run.run(on_step=lambda metrics: run.publish(telemetry, metrics))
         rows = read_candidates(out)
-        selection_writer = CandidateWriter(out, constants={**constants, "stage": "select", "trial_id": "selection"},
-                                           name="selection")
+        selection_writer = CandidateWriter(out, constants={**constants, "stage": STAGE_SELECT, "trial_id": SELECTION_TRIAL},
+                                           name=SELECTION_TRIAL)
         [result] = select_and_finalize(rows, [level], pool=pool, out_dir=out, rerank_spec=rerank,
                                        top_k=cfg.search.rerank.top_k, writer=selection_writer, seed=seed,
                                        cost_names=list(problem.costs), log=log,
@@ -177,7 +178,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
     from ..pruning import load_pruned
 
     model = load_pruned(best, factory=_factory_of(problem))
-    search_rows = rows[rows["stage"] == "search"]
+    search_rows = rows[rows["stage"] == STAGE_SEARCH]
     return _summary(problem, agent, seed, result.keep_ratios, model, {
         **result.costs, "accuracy_val": result.accuracy_val, "accuracy_test": result.accuracy_test,
         "search_accuracy": result.search_accuracy, "rerank_accuracy": result.rerank_accuracy,
@@ -208,14 +209,14 @@ def _run_neon(problem: PruningProblem, out: Path, constants: dict[str, Any], *, 
     best = result.best_row(frame)
     model, final, plan = result.finalize(seed=seed, progress=progress)
     ratios = [float(r) for r in best["keep_ratios"]]
-    writer.add({**best.to_dict(), "stage": "final", "finetune_iterations": final["finetune_iterations"],
+    writer.add({**best.to_dict(), "stage": STAGE_FINAL, "finetune_iterations": final["finetune_iterations"],
                 "cached": False, "t_finetune_s": final["finetune_seconds"], "accuracy": final["accuracy_val"],
                 "accuracy_final": final["accuracy_test"], "feasible": final["feasible"],
                 **{k: final[k] for k in problem.costs}})
     writer.flush()
     _merge(out, log)
     summary = _summary(problem, "neon", seed, ratios, model, {**final, "search_accuracy": float(best["accuracy"])},
-                       feasible=bool(final["feasible"]), evaluations=int((frame["stage"] == "search").sum()))
+                       feasible=bool(final["feasible"]), evaluations=int((frame["stage"] == STAGE_SEARCH).sum()))
     summary.update(result.summary_extra())
     save_pruned(model, out / "best", architecture=problem.architecture, plan=plan,
                 input_shape=problem.data.input_shape, extra={"summary": summary})

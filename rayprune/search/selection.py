@@ -30,6 +30,7 @@ import pandas as pd
 from ..costs.budget import FEASIBILITY_RTOL, fits
 from ..costs.levels import Level
 from ..evaluation.score import ScoreSpec
+from ..names import STAGE_FINAL, STAGE_RERANK, STAGE_SEARCH, STATUS_OK
 from ..results import CandidateWriter
 
 __all__ = ["LevelResult", "candidates_for", "top_distinct", "monotone_choice", "select_and_finalize",
@@ -77,7 +78,7 @@ def candidates_for(rows: pd.DataFrame, level: Level) -> pd.DataFrame:
     """The ok search rows whose measured costs fit ``level``."""
     if rows.empty:
         return rows
-    ok = rows[(rows["status"] == "ok") & rows["accuracy"].notna()]
+    ok = rows[(rows["status"] == STATUS_OK) & rows["accuracy"].notna()]
     mask = pd.Series(True, index=ok.index)
     for name, limit in level.limits.items():
         if name not in ok.columns:
@@ -115,7 +116,7 @@ def monotone_choice(levels: Sequence[Level], finals: Sequence[Mapping[str, Any]]
     for level in levels:
         best, best_acc = None, None
         for i, f in enumerate(finals):
-            if f.get("status", "ok") != "ok" or f.get("accuracy_val") is None:
+            if f.get("status", STATUS_OK) != STATUS_OK or f.get("accuracy_val") is None:
                 continue
             if fits({n: f.get(n) for n in level.limits}, level.limits) and (best_acc is None or f["accuracy_val"] > best_acc):
                 best, best_acc = i, f["accuracy_val"]
@@ -143,7 +144,7 @@ def select_and_finalize(
     ``finalize_many``); models land in ``out_dir/models/<level>/``.
     """
     out = Path(out_dir)
-    search = rows[rows["stage"] == "search"] if not rows.empty and "stage" in rows.columns else rows
+    search = rows[rows["stage"] == STAGE_SEARCH] if not rows.empty and "stage" in rows.columns else rows
     results = [LevelResult(level) for level in levels]
     shortlists: list[pd.DataFrame] = []
     for res in results:
@@ -163,8 +164,8 @@ def select_and_finalize(
             ratios = [list(map(float, r)) for r in unique["keep_ratios"]]
             scored = pool.score_batch(ratios, rerank_spec, [seed * 7919 + i for i in range(len(ratios))])
             for (_, src), row in zip(unique.iterrows(), scored):
-                row.update(stage="rerank", iteration=0, level=src.get("level"), agent=src.get("agent"),
-                           source_trial=src.get("trial_id"), feasible=bool(row.get("status") == "ok"))
+                row.update(stage=STAGE_RERANK, iteration=0, level=src.get("level"), agent=src.get("agent"),
+                           source_trial=src.get("trial_id"), feasible=bool(row.get("status") == STATUS_OK))
                 writer.add(row)
                 if row.get("status") == "ok":
                     rerank[row["candidate_id"]] = float(row["accuracy"])
@@ -209,7 +210,7 @@ def select_and_finalize(
         if idx is None:
             if res.error is None:
                 res.error = "no final model fits this level" + (
-                    f" ({finals[0].get('error')})" if finals and finals[0].get("status") != "ok" else "")
+                    f" ({finals[0].get('error')})" if finals and finals[0].get("status") != STATUS_OK else "")
             continue
         f, best = finals[idx], finals[idx]["row"]
         target = out / "models" / res.level.name
@@ -225,11 +226,11 @@ def select_and_finalize(
         res.found_by = str(best.get("agent"))
         res.export_path = str(target)
         kept = {k: v for k, v in best.items() if k not in ("row_id", "timestamp", "trial_id", "trial_name", "seed")}
-        writer.add({**kept, "source_trial": best.get("trial_id"), "stage": "final",
+        writer.add({**kept, "source_trial": best.get("trial_id"), "stage": STAGE_FINAL,
                     "level": res.level.name, "found_for": res.found_for, "iteration": 0, "cached": False,
                     "accuracy": f["accuracy_val"], "accuracy_final": f["accuracy_test"],
                     "finetune_iterations": f.get("finetune_iterations"), "t_finetune_s": f.get("finetune_seconds"),
-                    "feasible": res.feasible, "export_path": res.export_path, "status": "ok", "error": None,
+                    "feasible": res.feasible, "export_path": res.export_path, "status": STATUS_OK, "error": None,
                     "evaluator": f.get("evaluator"), "wall_start": f.get("wall_start"), "wall_end": f.get("wall_end"),
                     **{f"budget_{n}": v for n, v in res.level.values.items()},
                     **{f"limit_{n}": v for n, v in res.level.limits.items()}, **res.costs})

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from ..config import Config, parse_config
 from ..costs.levels import Level, levels_from_config
+from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT
 from ..results import merge_candidates, read_candidates, write_parquet_atomic
 from .pareto import front_history, pareto_front
 from .trainable import SweepSetup, placement_bundles, sweep_trial, trial_name
@@ -206,17 +207,17 @@ def _selection_pool(problem, cfg: Config):
     by_gpu = int(free.get("GPU", 0) // ev.gpus) if ev.gpus else by_cpu
     size = max(1, min(by_cpu, by_gpu, 8))
     return EvaluatorPool(problem, size=size, num_cpus=ev.cpus, num_gpus=ev.gpus, max_restarts=ev.max_restarts,
-                         max_task_retries=ev.max_task_retries, name="selection")
+                         max_task_retries=ev.max_task_retries, name=SELECTION_TRIAL)
 
 
 def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None) -> dict[str, Any]:
     """Select and export one model per level from the whole store, then fronts and the report.
 
     Safe to run again: the selection's earlier rows are replaced."""
+    from ..evaluation.score import score_specs
     from ..problem import PruningProblem
     from ..results import CandidateWriter, drop_rows_after
     from ..search.selection import select_and_finalize
-    from ..evaluation.score import score_specs
 
     out = Path(out_dir)
     state = json.loads((out / SWEEP_FILE).read_text())
@@ -224,16 +225,16 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None) -> dict
     setup = SweepSetup(**state["setup"])
     levels = [Level.from_json(lvl) for lvl in setup.levels]
     rows = read_candidates(out)
-    search = rows[rows["stage"] == "search"] if not rows.empty else rows
+    search = rows[rows["stage"] == STAGE_SEARCH] if not rows.empty else rows
     results = []
     if not search.empty:
         if problem is None:
             problem = PruningProblem.from_config(cfg, progress=False, log=log, base_costs=setup.base_costs,
                                                  base_accuracy=setup.base_accuracy)
         _, rerank = score_specs(cfg)
-        drop_rows_after(out, "selection", -1)  # a selection run before (an interrupted finish) is redone
-        writer = CandidateWriter(out, constants={"sweep_id": setup.sweep_id, "trial_id": "selection", "stage": "select"},
-                                 name="selection")
+        drop_rows_after(out, SELECTION_TRIAL, -1)  # a selection run before (an interrupted finish) is redone
+        writer = CandidateWriter(out, constants={"sweep_id": setup.sweep_id, "trial_id": SELECTION_TRIAL, "stage": STAGE_SELECT},
+                                 name=SELECTION_TRIAL)
         pool = _selection_pool(problem, cfg)
         try:
             pool.wait_ready()
@@ -251,10 +252,10 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None) -> dict
     costs = [c for c in cfg.cost_names() if c in rows.columns] if not rows.empty else []
     front = pd.DataFrame()
     if not rows.empty:
-        final = rows[rows["stage"] == "final"]
+        final = rows[rows["stage"] == STAGE_FINAL]
         front = pareto_front(final, costs)
         write_parquet_atomic(pa.Table.from_pandas(front, preserve_index=False), out / "pareto.parquet")
-        history = front_history(rows[rows["stage"] == "search"], costs)
+        history = front_history(rows[rows["stage"] == STAGE_SEARCH], costs)
         if not history.empty:
             write_parquet_atomic(pa.Table.from_pandas(history, preserve_index=False), out / "front_history.parquet")
     summary = {"rows": int(len(rows)), "front_size": int(len(front)),

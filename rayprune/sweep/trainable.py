@@ -58,6 +58,7 @@ def sweep_trial(config: dict[str, Any], setup: SweepSetup) -> None:
     from ..evaluation.pool import EvaluatorPool
     from ..evaluation.score import score_specs
     from ..problem import PruningProblem
+    from ..names import STAGE_SEARCH
     from ..results import CandidateWriter, drop_rows_after
     from ..search.loop import SearchRun
 
@@ -69,7 +70,7 @@ def sweep_trial(config: dict[str, Any], setup: SweepSetup) -> None:
     levels = [Level.from_json(lvl) for lvl in setup.levels]
     trial_id = tune.get_context().get_trial_id() or name
     constants: dict[str, Any] = {"sweep_id": setup.sweep_id, "trial_id": trial_id, "trial_name": name,
-                                 "agent": agent, "seed": seed, "stage": "search"}
+                                 "agent": agent, "seed": seed, "stage": STAGE_SEARCH}
     tags = {"sweep": setup.sweep_id, "trial": name, "budget": ";".join(lvl.name for lvl in levels)}
     pool = EvaluatorPool.from_config(problem, cfg.evaluation, placement_group=ray.util.get_current_placement_group(),
                                      bundle_offset=1, name=name, tags=tags)
