@@ -31,7 +31,6 @@ the remaining groups keep everything. With both, every candidate lands on the bu
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -94,30 +93,41 @@ class PruningEnvSpec:
                    action_wall=action_wall, budget_fill=budget_fill)
 
 
-def _bisect(holds: Callable[[float], bool], lo: float, hi: float, steps: int = 20) -> tuple[float, float]:
-    """Narrow ``[lo, hi]`` around the point where a monotone ``holds`` turns from true (at ``lo``)
-    to false (at ``hi``); returns the last point known to hold and the first known not to."""
-    for _ in range(steps):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if holds(mid) else (lo, mid)
-    return lo, hi
+def _count_range(spec: PruningEnvSpec, t: int) -> tuple[int, int]:
+    """The channel counts group ``t`` can keep: from ``min_keep``'s (rounded) to all."""
+    lo = keep_counts([spec.min_keep], [spec.channels[t]], [spec.min_channels[t]], spec.round_to)[0]
+    return lo, spec.channels[t]
+
+
+def _last_true(holds: Callable[[int], bool], lo: int, hi: int) -> int:
+    """Largest integer ``k`` in ``[lo, hi]`` with ``holds(k)`` for a true-then-false predicate that holds at ``lo``."""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if holds(mid) else (lo, mid - 1)
+    return lo
 
 
 def upper_bound(spec: PruningEnvSpec, limits: dict[str, float], decided: Sequence[float], t: int) -> float:
-    """Largest keep ratio for group ``t`` that keeps every limit reachable (AMC's action wall)."""
+    """Largest keep ratio for group ``t`` that keeps every limit reachable (AMC's action wall).
+
+    A bisection over the group's channel counts (a candidate is rounded to whole channels anyway):
+    about log2(channels) analytic evaluations."""
     if not spec.action_wall or spec.analytic is None or not limits:
         return 1.0
     tail = [spec.min_keep] * (spec.num_groups - t - 1)
+    channels = spec.channels[t]
 
-    def ok(r: float) -> bool:
-        counts = spec.counts([*decided, r, *tail])
+    def ok(k: int) -> bool:
+        counts = spec.counts([*decided, k / channels, *tail])
         return all(within(spec.analytic(c, counts), lim) for c, lim in limits.items())
 
-    if ok(1.0):
+    lo, hi = _count_range(spec, t)
+    if ok(hi):
         return 1.0
-    if not ok(spec.min_keep):
+    if not ok(lo):
         return spec.min_keep
-    return _bisect(ok, spec.min_keep, 1.0)[0]
+    k = _last_true(ok, lo, hi)
+    return spec.min_keep if k == lo else k / channels
 
 
 def lower_bound(spec: PruningEnvSpec, limits: dict[str, float], decided: Sequence[float], t: int) -> float:
@@ -126,16 +136,18 @@ def lower_bound(spec: PruningEnvSpec, limits: dict[str, float], decided: Sequenc
     if not (spec.action_wall and spec.budget_fill) or spec.analytic is None or not limits:
         return spec.min_keep
     tail = [1.0] * (spec.num_groups - t - 1)
+    channels = spec.channels[t]
 
-    def spends(r: float) -> bool:
-        counts = spec.counts([*decided, r, *tail])
+    def spends(k: int) -> bool:
+        counts = spec.counts([*decided, k / channels, *tail])
         return any(spec.analytic(c, counts) >= lim for c, lim in limits.items())
 
-    if spends(spec.min_keep):
+    lo, hi = _count_range(spec, t)
+    if spends(lo):
         return spec.min_keep
-    if not spends(1.0):
+    if not spends(hi):
         return 1.0
-    return _bisect(lambda r: not spends(r), spec.min_keep, 1.0)[1]
+    return (_last_true(lambda k: not spends(k), lo, hi) + 1) / channels  # the first count that spends it
 
 
 def action_to_ratio(spec: PruningEnvSpec, limits: dict[str, float], action: float, decided: Sequence[float],
@@ -247,6 +259,3 @@ class PruningVectorEnv(gym.vector.VectorEnv):
         self._needs_reset[:] = True
         return self._observations(), rewards, terminated, np.zeros(self.num_envs, dtype=bool), infos
 
-
-def math_isfinite(x: float) -> bool:  # kept for callers of the old module API
-    return math.isfinite(x)

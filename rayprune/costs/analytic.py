@@ -78,7 +78,26 @@ class AnalyticCosts:
         self._base_macs = count_macs(base, context)
         self._fixed_params = self._base_params - modeled_params
         self._fixed_macs = self._base_macs - modeled_macs
+        self._compiled = [self._compile(layer) for layer in self._layers.values()]
+        self._channels = [g.channels for g in space.groups]
+        self._memo: dict[tuple[int, ...], tuple[float, float]] = {}
         self.exact = self.supported and (not verify or self._verify())
+
+    def _compile(self, layer: _Layer) -> tuple:
+        """A layer's formula as plain numbers, so a candidate's cost is a loop of integer arithmetic:
+        ``(kind, out, in, groups, kernel, bias, spatial, depthwise, numel, out_edits, in_edits)``."""
+        m = layer.module
+        outs = [(g, lookup.tolist()) for g, lookup in layer.out_edits]
+        ins = [(g, lookup.tolist()) for g, lookup in layer.in_edits]
+        if isinstance(m, (nn.Linear, *_CONV)):
+            linear = isinstance(m, nn.Linear)
+            return ("weight", m.out_features if linear else m.out_channels, m.in_features if linear else m.in_channels,
+                    1 if linear else m.groups, 1 if linear else math.prod(m.kernel_size), m.bias is not None,
+                    layer.spatial, layer.depthwise, 0, outs, ins)
+        own = [p for p in m.parameters(recurse=False)]
+        if own and all(p.dim() == 1 and p.shape[0] == own[0].shape[0] for p in own):
+            return ("channel", own[0].shape[0], 0, 1, 1, False, 1, False, sum(p.numel() for p in own), outs, ins)
+        return ("const", 0, 0, 1, 1, False, 1, False, sum(p.numel() for p in own), outs, ins)
 
     @torch.no_grad()
     def _record_spatial(self, base: nn.Module) -> None:
@@ -135,20 +154,48 @@ class AnalyticCosts:
         return int(sum(lookup[pruned[g]] for g, lookup in edits))
 
     # -- public --------------------------------------------------------------------------------
-    def _total(self, counts: Sequence[int], fixed: float, per_layer) -> float:
-        pruned = [g.channels - int(k) for g, k in zip(self.space.groups, counts)]
-        total = fixed
-        for layer in self._layers.values():
-            total += per_layer(layer, self._removed(layer.out_edits, pruned), self._removed(layer.in_edits, pruned))
-        return float(total)
+    def _costs(self, counts: Sequence[int]) -> tuple[float, float]:
+        """(params, MACs) of a candidate, memoised: searches ask for the same counts many times
+        (bisections converge on the same channel count, agents revisit candidates)."""
+        key = tuple(int(k) for k in counts)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        pruned = [c - k for c, k in zip(self._channels, key)]
+        params, macs = float(self._fixed_params), float(self._fixed_macs)
+        for kind, out, inp, groups, kernel, bias, spatial, depthwise, numel, outs, ins in self._compiled:
+            ro = sum(lookup[pruned[g]] for g, lookup in outs)
+            if kind == "weight":
+                ri = sum(lookup[pruned[g]] for g, lookup in ins)
+                if depthwise:
+                    out = inp = groups = out - max(ro, ri)
+                else:
+                    out, inp = out - ro, inp - ri
+                weights = out * (inp // groups) * kernel
+                params += weights + (out if bias else 0)
+                macs += weights * spatial
+            elif kind == "channel":
+                params += numel * (out - ro) / out
+            else:  # parameters the model cannot scale (the model is then not exact, see _layer_params)
+                params += numel
+        if len(self._memo) > 200_000:  # bounded: a long search must not grow without limit
+            self._memo.clear()
+        self._memo[key] = (params, macs)
+        return params, macs
 
     def params(self, counts: Sequence[int]) -> float:
         """Parameters of the candidate that keeps ``counts[g]`` channels in group ``g``."""
-        return self._total(counts, self._fixed_params, self._layer_params)
+        return self._costs(counts)[0]
 
     def macs(self, counts: Sequence[int]) -> float:
         """MACs (one sample) of the candidate that keeps ``counts[g]`` channels in group ``g``."""
-        return self._total(counts, self._fixed_macs, self._layer_macs)
+        return self._costs(counts)[1]
+
+    def __getstate__(self) -> dict:
+        # Shipped to env runners and actors: the formulas travel, not the model they came from.
+        state = dict(self.__dict__)
+        state.update(space=None, _layers={}, _memo={})
+        return state
 
     def __call__(self, name: str, counts: Sequence[int]) -> float:
         if name == "params":
