@@ -51,7 +51,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from rayprune.config import Config, load_config, parse_config
-from rayprune.job import run_prune
+from rayprune.search.prune import run_prune
 from rayprune.problem import PruningProblem
 
 WITHIN = 0.005  # 0.5 accuracy points, as a fraction

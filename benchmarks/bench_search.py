@@ -211,16 +211,20 @@ def summarise(frame: pd.DataFrame) -> str:
                                         search_sd=("best_search", "std"), to_within=("to_within", "median"),
                                         seeds=("seed", "nunique"), minutes=("search_s", "mean"))
         baselines = [a for a in BASELINES if a in stats_.index]
-        best_base = stats_.loc[baselines, "test"].idxmax() if baselines else None
-        lines.append(f"\n**{config}, {level}, {evaluations} candidates** (best baseline by mean test: {best_base})\n")
-        lines.append("| agent | final test % (mean ± sd) | paired diff to best baseline (95 % CI), pt | best search % | "
+        finals = stats_["test"].notna().any()
+        key, column = ("test", "final_test") if finals else ("search", "best_search")  # search only: compare scores
+        best_base = stats_.loc[baselines, key].idxmax() if baselines else None
+        lines.append(f"\n**{config}, {level}, {evaluations} candidates** (best baseline by mean "
+                     f"{'final test' if finals else 'search score'}: {best_base})\n")
+        lines.append(f"| agent | final test % (mean ± sd) | paired diff to best baseline, {'test' if finals else 'search'} "
+                     "(95 % CI), pt | best search % | "
                      "candidates to within 0.5 pt (median) | seeds | search s |")
         lines.append("|---|---|---|---|---|---|---|")
         for agent, r in stats_.iterrows():
             diff = "-"
             if best_base is not None and agent != best_base:
-                a = g[g.agent == agent].set_index("seed")["final_test"]
-                b = g[g.agent == best_base].set_index("seed")["final_test"]
+                a = g[g.agent == agent].set_index("seed")[column]
+                b = g[g.agent == best_base].set_index("seed")[column]
                 common = a.index.intersection(b.index)
                 m, lo, hi = _ci95(100 * (a[common] - b[common]).to_numpy())
                 diff = f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
