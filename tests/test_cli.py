@@ -72,7 +72,7 @@ def test_prune_uniform_writes_rows_and_a_loadable_model_within_budget(tiny_confi
     assert res.returncode == 0, res.stderr
     assert "accuracy_test" in res.stdout and "pruned/base" in res.stdout
     rows = pd.read_parquet(out / "candidates.parquet")
-    assert list(rows["stage"]) == ["search", "final"]
+    assert sorted(rows["stage"]) == ["final", "rerank", "search"]  # one uniform candidate, re-ranked, fine-tuned
     summary = json.loads((out / "best" / "summary.json").read_text())
     assert summary["feasible"] and summary["pruned"]["params"] <= 0.4 * summary["base"]["params"]
     for key in ("params", "macs", "latency_ms", "accuracy_test"):
@@ -96,6 +96,9 @@ def test_prune_random_evaluates_the_requested_number_of_candidates(tiny_config, 
     assert (search["params"] <= search["limit_params"]).all()
     # random directions scaled to the boundary: each candidate uses most of the budget
     assert (search["params"] >= 0.6 * search["limit_params"]).all()
+    again = rayprune("prune", tiny_config, "--agent", "random", "--out", out, "-q", env=env)  # never mix two runs
+    assert again.returncode == 2 and "not empty" in again.stderr
+    assert len(pd.read_parquet(out / "candidates.parquet")) == len(rows)
 
 
 def test_bad_config_exits_2_naming_the_key(tmp_path, env):

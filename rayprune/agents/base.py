@@ -71,8 +71,9 @@ class SearchAgent(abc.ABC):
         self.asked = 0  # proposals made so far
 
     @abc.abstractmethod
-    def ask(self) -> list[Proposal]:
-        """The next batch of proposals (at most ``batch_size``; empty when the agent has no more)."""
+    def ask(self, n: Optional[int] = None) -> list[Proposal]:
+        """The next batch of proposals: ``min(n, batch_size)`` of them (an agent with a fixed batch,
+        crl, may return its whole batch); empty when the agent has no more."""
 
     @abc.abstractmethod
     def tell(self, proposals: Sequence[Proposal], outcomes: Sequence[Outcome]) -> None:
@@ -82,6 +83,10 @@ class SearchAgent(abc.ABC):
     def finished(self) -> bool:
         """True when the agent has nothing more to propose (e.g. uniform after one batch)."""
         return False
+
+    def batch(self, n: Optional[int]) -> int:
+        """How many proposals the next :meth:`ask` makes."""
+        return self.batch_size if n is None else max(0, min(int(n), self.batch_size))
 
     def levels_for(self, n: int) -> list[int]:
         """Levels for the next ``n`` proposals: round robin over the space's levels, so each gets an

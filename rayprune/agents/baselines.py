@@ -8,7 +8,7 @@ propose, the search loop scores. Random search is the field's strongest simple b
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .base import Outcome, Proposal, SearchAgent
 
@@ -21,7 +21,7 @@ class UniformAgent(SearchAgent):
 
     name = "uniform"
 
-    def ask(self) -> list[Proposal]:
+    def ask(self, n: Optional[int] = None) -> list[Proposal]:
         if self.finished:
             return []
         proposals = [Proposal(self.space.uniform(level), level) for level in range(self.space.num_levels)]
@@ -41,8 +41,8 @@ class RandomAgent(SearchAgent):
 
     name = "random"
 
-    def ask(self) -> list[Proposal]:
-        levels = self.levels_for(self.batch_size)
+    def ask(self, n: Optional[int] = None) -> list[Proposal]:
+        levels = self.levels_for(self.batch(n))
         proposals = [Proposal(self.space.project(self.rng.uniform(self.space.min_keep, 1.0, self.space.num_groups), lvl),
                               lvl) for lvl in levels]
         self.asked += len(proposals)

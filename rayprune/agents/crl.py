@@ -210,7 +210,8 @@ class CRLAgent(SearchAgent):
         self._pending: list[list[Any]] = [[] for _ in self.policies]
         self._last: dict[str, Any] = {}
 
-    def ask(self) -> list[Proposal]:
+    def ask(self, n: Optional[int] = None) -> list[Proposal]:
+        """One rollout of every policy: its whole batch of episodes (``n`` is not used: PPO's batch is fixed)."""
         proposals = []
         for p, policy in enumerate(self.policies):
             sampled = policy.sample()

@@ -11,7 +11,7 @@ While a level's population is not full its children are random candidates.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -67,8 +67,8 @@ class EvolutionAgent(SearchAgent):
             direction = mutate(genes, prob=c.mutation_prob, sd=c.mutation_sd, low=self.space.min_keep, rng=self.rng)
         return self.space.project(direction, level)
 
-    def ask(self) -> list[Proposal]:
-        proposals = [Proposal(self._child(lvl), lvl) for lvl in self.levels_for(self.batch_size)]
+    def ask(self, n: Optional[int] = None) -> list[Proposal]:
+        proposals = [Proposal(self._child(lvl), lvl) for lvl in self.levels_for(self.batch(n))]
         self.asked += len(proposals)
         return proposals
 

@@ -51,7 +51,11 @@ BUDGETED_AGENTS = tuple(AGENTS)
 
 
 def make_agent(name: str, space: SearchSpace, *, seed: int, search: Any, **kwargs: Any) -> SearchAgent:
-    """The agent ``name`` over ``space``; ``search`` is the config's ``search`` section."""
+    """The agent ``name`` over ``space``; ``search`` is the config's ``search`` section.
+
+    The batch is ``search.batch_size``, but never more than ``search.evaluations``."""
+    if search.batch_size > search.evaluations:
+        search = search.model_copy(update={"batch_size": search.evaluations})
     if name not in AGENTS:
         raise ValueError(f"Unknown search agent {name!r}; available: {', '.join(AGENTS)} (and neon, which "
                          "has no budget: `rayprune prune --agent neon`).")

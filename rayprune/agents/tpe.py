@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from ..config import TPEConfig
 from .base import Outcome, Proposal, SearchAgent
@@ -46,9 +46,9 @@ class TPEAgent(SearchAgent):
         ]
         self._dist = optuna.distributions.FloatDistribution(space.min_keep, 1.0)
 
-    def ask(self) -> list[Proposal]:
+    def ask(self, n: Optional[int] = None) -> list[Proposal]:
         proposals = []
-        for level in self.levels_for(self.batch_size):
+        for level in self.levels_for(self.batch(n)):
             trial = self.studies[level].ask({f"g{i}": self._dist for i in range(self.space.num_groups)})
             direction = [trial.params[f"g{i}"] for i in range(self.space.num_groups)]
             proposals.append(Proposal(self.space.project(direction, level), level, {"trial": trial.number}))

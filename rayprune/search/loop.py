@@ -81,7 +81,7 @@ class SearchRun:
     def step(self) -> dict[str, Any]:
         """One batch: ask, score, write, tell. Returns progress metrics."""
         t0 = time.perf_counter()
-        proposals = self.agent.ask()
+        proposals = self.agent.ask(self.evaluations - self.evaluated)
         t1 = time.perf_counter()
         self.batch += 1
         seeds = [self.seed * 1_000_003 + self.evaluated + i for i in range(len(proposals))]
