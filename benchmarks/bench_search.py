@@ -76,6 +76,7 @@ def _problem(config: str, levels: Optional[str]):
         if over:
             data = cfg.model_dump(mode="json")
             data["budgets"] = {}
+            data["sweep"]["budgets"] = {}  # the override replaces the config's levels
             cfg = parse_config(data, overrides=over)
             if "latency_ms" in json.dumps(over) and "latency_ms" not in cfg.costs.measure:
                 cfg = parse_config(cfg.model_dump(mode="json"),
