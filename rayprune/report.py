@@ -40,19 +40,35 @@ def _costs(state: dict[str, Any], rows: pd.DataFrame) -> list[str]:
     return [c for c in base if not rows.empty and c in rows.columns]
 
 
-def front_table(state: dict[str, Any], front: pd.DataFrame) -> str:
-    """The base model and every front member: accuracy (val, test) and each cost (absolute and vs base)."""
+def _served(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """Per exported candidate, the levels it is the model of (a small level's model may serve larger ones)."""
+    if rows.empty or "stage" not in rows.columns:
+        return {}
+    final = rows[rows["stage"] == STAGE_FINAL]
+    return {cid: list(g["level"]) for cid, g in final.groupby("candidate_id", sort=False)} if "level" in final else {}
+
+
+def front_table(state: dict[str, Any], front: pd.DataFrame, rows: pd.DataFrame | None = None) -> str:
+    """The base model and every front member: accuracy (val, test) and each cost (absolute and vs base).
+
+    A member is named by the levels whose exported model it is (``params=0.25 (+0.35, 0.5)``: found
+    for 0.25, and the best model that fits 0.35 and 0.5 as well)."""
     base_costs, base_acc = state["setup"]["base_costs"], state["setup"]["base_accuracy"]
     costs = list(base_costs)
+    served = _served(rows) if rows is not None else {}
     headers = ["model", "val acc", "test acc", *[f"{c}" for c in costs], *[f"{c}/base" for c in costs]]
-    rows = [["base", f"{100 * base_acc['val']:.2f}%", f"{100 * base_acc['test']:.2f}%",
-             *[human(base_costs[c]) for c in costs], *["1.000" for _ in costs]]]
+    rows_out = [["base", f"{100 * base_acc['val']:.2f}%", f"{100 * base_acc['test']:.2f}%",
+                 *[human(base_costs[c]) for c in costs], *["1.000" for _ in costs]]]
     for _, r in front.iterrows():
-        rows.append([r.get("level") or r.get("trial_name") or r.get("trial_id"), f"{100 * r['accuracy']:.2f}%",
+        name = r.get("found_for") or r.get("level") or r.get("trial_name") or r.get("trial_id")
+        others = [lvl for lvl in served.get(r.get("candidate_id"), []) if lvl != name]
+        if others:
+            name = f"{name} (+{', '.join(v.split('=', 1)[-1] if '=' in v else v for v in others)})"
+        rows_out.append([name, f"{100 * r['accuracy']:.2f}%",
                      "-" if pd.isna(r.get("accuracy_final")) else f"{100 * r['accuracy_final']:.2f}%",
                      *[human(r[c]) for c in costs if c in r],
                      *[f"{r[c] / base_costs[c]:.3f}" if base_costs[c] else "-" for c in costs if c in r]])
-    return format_table(headers, rows)
+    return format_table(headers, rows_out)
 
 
 def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
@@ -90,7 +106,7 @@ def summary_text(out_dir: str | Path) -> str:
             f"({', '.join(state.get('agents', []))} x {state.get('seeds', 1)} seed(s)); {n_search} candidates scored, "
             f"{n_final} models exported; Pareto front: {len(front)} model(s){status}")
     agents = agent_table(state, rows)
-    return (head + "\n" + front_table(state, front) + (f"\nsearch, by agent (best cheap score among candidates "
+    return (head + "\n" + front_table(state, front, rows) + (f"\nsearch, by agent (best cheap score among candidates "
             f"that fit each level; n: proposed for it):\n{agents}" if agents else "") + f"\nreport: {out / 'report.html'}")
 
 
@@ -149,7 +165,7 @@ def make_report(out_dir: str | Path) -> Path:
 <p>{len(state['levels'])} budget level(s); agents {html.escape(', '.join(state.get('agents', [])))} x {state['seeds']} seed(s); {len(rows)} rows in candidates.parquet.</p>
 <img alt="accuracy against each cost" src="data:image/png;base64,{image}" style="max-width:100%">
 <h2>Pareto front (exported models)</h2>{table}
-<h2>Summary</h2><pre>{html.escape(front_table(state, front))}</pre>
+<h2>Summary</h2><pre>{html.escape(front_table(state, front, rows))}</pre>
 <h2>Search, by agent</h2><pre>{html.escape(agent_table(state, rows))}</pre></body></html>"""
     path = out / "report.html"
     path.write_text(page)
