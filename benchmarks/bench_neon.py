@@ -43,8 +43,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -56,15 +54,20 @@ import torch
 
 from rayprune.config import load_config, parse_config
 from rayprune.engine import evaluate
-from rayprune.neon.apply import run_episode
 from rayprune.neon.env import EpisodeSettings
-from rayprune.neon.networks import NetworkCache, NetworkSettings, default_network_cache, ensure_networks, sample_network_specs
+from rayprune.neon.networks import (
+    NetworkCache,
+    NetworkSettings,
+    default_network_cache,
+    ensure_networks,
+    sample_network_specs,
+)
 from rayprune.neon.policy import load_policy
 from rayprune.neon.pretrain import run_pretrain
-from rayprune.ray_session import connect
 from rayprune.neon.suite import GROUPS, SuiteSplit
 from rayprune.neon.training import RetrainSettings, train_early_stopping
 from rayprune.pruning import PruningSpace
+from rayprune.ray_session import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCES = (1.0, 5.0)
@@ -136,9 +139,9 @@ def magnitude(model, data, ratio: float, seed: int) -> torch.nn.Module:
 
 def crl_same_size(record, model, data, fraction: float, iterations: int, out: Path, seed: int) -> torch.nn.Module | None:
     """The constrained-RL agent (PPO-Lagrangian) trained on this model with a params budget."""
-    from rayprune.search.prune import run_prune
     from rayprune.problem import PruningProblem
     from rayprune.pruning import load_pruned
+    from rayprune.search.prune import run_prune
 
     cfg = parse_config({
         "name": "neon-bench-crl", "seed": seed,

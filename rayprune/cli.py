@@ -67,8 +67,8 @@ def _resolve(cfg, path):
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .costs import ANALYTIC_COSTS
-    from .search.prune import check_reachable, BudgetUnreachable
     from .problem import PruningProblem
+    from .search.prune import BudgetUnreachable, check_reachable
     from .text_table import format_table, human
 
     cfg = _load(args)

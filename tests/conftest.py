@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _procs import free_port, pids_mentioning
 from torch import nn
 
 from rayprune.models import build_model
@@ -100,24 +100,6 @@ def concat_net() -> ConcatResidualNet:
 
 # -- a real Ray cluster on loopback (tests that join one, submit jobs to it) ---------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pids_mentioning(text: str) -> list[int]:
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
-        except OSError:
-            continue
-        if text in cmd and int(pid) != os.getpid():
-            pids.append(int(pid))
-    return pids
-
-
 @pytest.fixture
 def ray_head():
     """`ray start --head --block` on loopback, in its own session, with a temp dir of its own.
@@ -127,11 +109,11 @@ def ray_head():
     ``ray stop``, which would stop every Ray on the machine.
     """
     temp = Path(tempfile.mkdtemp(prefix="rps-", dir="/tmp"))  # short: Ray's socket paths have a length limit
-    gcs, dashboard, metrics = _free_port(), _free_port(), _free_port()
+    gcs, dashboard, metrics = free_port(), free_port(), free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     args = ["ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", f"--port={gcs}",
-            "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--ray-client-server-port={_free_port()}",
-            f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+            "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
             f"--metrics-export-port={metrics}", f"--temp-dir={temp}", "--num-cpus=2", "--disable-usage-stats"]
     log = (temp / "ray_start.log").open("w")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -151,9 +133,9 @@ def ray_head():
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
         deadline = time.time() + 30
-        while _pids_mentioning(str(temp)) and time.time() < deadline:
+        while pids_mentioning(str(temp)) and time.time() < deadline:
             time.sleep(1)
-        for pid in _pids_mentioning(str(temp)):  # started by this fixture: the temp dir is unique to it
+        for pid in pids_mentioning(str(temp)):  # started by this fixture: the temp dir is unique to it
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:

@@ -21,6 +21,7 @@ import jsonschema
 import pytest
 import ray
 import yaml
+from _procs import pids_mentioning
 from packaging.requirements import Requirement
 from ray.autoscaler._private.util import prepare_config, validate_config
 
@@ -412,18 +413,6 @@ def test_local_cluster_script_without_a_cluster(tmp_path):
     assert stop.returncode == 0 and "no processes" in stop.stdout
 
 
-def _pids_mentioning(text: str) -> list[int]:
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
-        except OSError:
-            continue
-        if text in cmd and int(pid) != os.getpid():
-            pids.append(int(pid))
-    return pids
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("RAYPRUNE_TEST_LOCAL_CLUSTER") != "1",
                     reason="starts two Ray nodes (~1 min on 2 cores); set RAYPRUNE_TEST_LOCAL_CLUSTER=1")
@@ -449,4 +438,4 @@ def test_local_cluster_start_status_stop(tmp_path):
     finally:
         stop = subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, text=True, env=env, timeout=120)
     assert stop.returncode == 0, stop.stdout + stop.stderr
-    assert not _pids_mentioning(state) and not Path(state).exists()
+    assert not pids_mentioning(state) and not Path(state).exists()

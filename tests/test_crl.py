@@ -72,17 +72,23 @@ def test_crl_prunes_through_the_pool_with_both_evaluators_busy_at_once(ray_sessi
     assert best["pruned"]["params"] <= best["budgets"]["params"]["limit"]
 
 
-def test_killed_evaluator_is_restarted_and_every_row_lands_once(ray_session, cache, tmp_path, monkeypatch):
+@pytest.fixture
+def pools(monkeypatch):
+    """Every EvaluatorPool created during the test, in order (to reach its actors)."""
     import rayprune.evaluation.pool as pool_module
 
-    pools = []
+    created = []
     original = pool_module.EvaluatorPool.__init__
 
     def recording(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        pools.append(self)
+        created.append(self)
 
     monkeypatch.setattr(pool_module.EvaluatorPool, "__init__", recording)
+    return created
+
+
+def test_killed_evaluator_is_restarted_and_every_row_lands_once(ray_session, cache, tmp_path, pools):
     cfg = tiny(cache, agent="random", evaluations=24, score="finetune", finetune={"iterations": 80, "batch_size": 64})
     killed = {}
 
@@ -111,18 +117,9 @@ def test_killed_evaluator_is_restarted_and_every_row_lands_once(ray_session, cac
     assert summary["feasible"]
 
 
-def test_a_dead_pool_stops_the_search_and_keeps_what_it_scored(ray_session, cache, tmp_path, monkeypatch):
-    import rayprune.evaluation.pool as pool_module
+def test_a_dead_pool_stops_the_search_and_keeps_what_it_scored(ray_session, cache, tmp_path, pools):
     from rayprune.evaluation.pool import PoolDeadError
 
-    pools = []
-    original = pool_module.EvaluatorPool.__init__
-
-    def recording(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        pools.append(self)
-
-    monkeypatch.setattr(pool_module.EvaluatorPool, "__init__", recording)
     cfg = tiny(cache, agent="random", evaluations=64, score="finetune", finetune={"iterations": 60, "batch_size": 64},
                evaluation={"evaluators": 1, "max_restarts": 0, "max_task_retries": 0})
 

@@ -4,7 +4,6 @@ dataset, and the result is a smaller model that loads in a fresh process and eva
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,11 +11,11 @@ import pytest
 import torch
 
 from rayprune.config import parse_config
-from rayprune.search.prune import run_prune
 from rayprune.neon.apply import kept_neurons_plan
 from rayprune.neon.features import observation_size
 from rayprune.neon.policy import POLICY_FILE, load_policy, shipped_policy_dir
 from rayprune.pruning import apply_plan, load_pruned
+from rayprune.search.prune import run_prune
 
 # what every agent writes (docs/results.md); NEON adds its own columns on top
 COMMON_COLUMNS = {"row_id", "sweep_id", "trial_id", "agent", "seed", "stage", "iteration", "candidate_id",

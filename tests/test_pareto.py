@@ -1,6 +1,5 @@
 """Pareto fronts against a brute-force definition: ties, duplicates, infeasible rows, several costs."""
 
-import itertools
 
 import numpy as np
 import pandas as pd

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from rayprune.agents import SearchSpace
-from rayprune.agents.env import (CANDIDATE_INFO, LEVEL_INFO, PruningEnvSpec, PruningVectorEnv, action_to_ratio,
-                                 lower_bound, upper_bound)
+from rayprune.agents.env import (
+    CANDIDATE_INFO,
+    LEVEL_INFO,
+    PruningEnvSpec,
+    PruningVectorEnv,
+    action_to_ratio,
+    lower_bound,
+    upper_bound,
+)
 from rayprune.config import parse_config
 from rayprune.costs.levels import levels_from_config
 from rayprune.problem import PruningProblem

@@ -3,8 +3,7 @@
 Each trial samples a direction in ``[min_keep, 1]^G`` (one float per group); the proposal is that
 direction projected onto the level's budget boundary, as random search's, and the study is told
 the candidate's score (a failed or over-budget candidate is told as failed). ``constant_liar``
-keeps a batch of asks from piling onto one point. Optuna is an optional dependency: ``pip install
-optuna`` (it is in the ``dev`` extra).
+keeps a batch of asks from piling onto one point.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ def _optuna():
     try:
         import optuna
     except ImportError as err:  # optional: only this agent needs it
-        raise ImportError("The 'tpe' agent needs Optuna: pip install optuna (or rayprune[dev]).") from err
+        raise ImportError("The 'tpe' agent needs Optuna (a rayprune dependency): pip install optuna.") from err
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 

@@ -95,7 +95,7 @@ class PruningEpisode:
         self,
         model: nn.Module,
         data: Dataset,
-        settings: EpisodeSettings = EpisodeSettings(),
+        settings: EpisodeSettings | None = None,
         *,
         tolerance: float = 1.0,
         seed: int = 0,
@@ -103,6 +103,7 @@ class PruningEpisode:
         importance: str = "l2",
         ignored_layers: Sequence[str] = (),
     ) -> None:
+        settings = EpisodeSettings() if settings is None else settings
         if not isinstance(settings, EpisodeSettings):
             raise TypeError(f"'settings' must be an EpisodeSettings; got {type(settings).__name__}.")
         if tolerance < 0:

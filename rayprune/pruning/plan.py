@@ -19,9 +19,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
-
-from torch import nn
 import torch_pruning as tp
+from torch import nn
 
 __all__ = ["PlanEntry", "PruningPlan", "apply_plan", "pruner_name", "resolve_pruner"]
 

@@ -57,8 +57,8 @@ def sweep_trial(config: dict[str, Any], setup: SweepSetup) -> None:
     from ..costs.levels import Level
     from ..evaluation.pool import EvaluatorPool
     from ..evaluation.score import score_specs
-    from ..problem import PruningProblem
     from ..names import STAGE_SEARCH
+    from ..problem import PruningProblem
     from ..results import CandidateWriter, drop_rows_after
     from ..search.loop import SearchRun
 
