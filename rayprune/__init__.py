@@ -1,11 +1,20 @@
 """rayprune: budget-constrained, RL-driven structured pruning of PyTorch models, swept on Ray.
 
 The core (``models``, ``data``, ``pruning``, ``costs``, ``engine``) is plain PyTorch; Ray appears
-only from ``evaluation`` up.
+only from ``evaluation`` up. Importing ``rayprune`` (or ``rayprune.config``) imports neither torch
+nor Ray: ``load_pruned`` and ``save_pruned`` are loaded on first use.
 """
+
+from typing import Any
 
 __version__ = "0.1.0"
 
-from .pruning.export import load_pruned, save_pruned  # noqa: E402
-
 __all__ = ["__version__", "load_pruned", "save_pruned"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("load_pruned", "save_pruned"):
+        from .pruning import export
+
+        return getattr(export, name)
+    raise AttributeError(f"module 'rayprune' has no attribute {name!r}")

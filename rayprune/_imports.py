@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .errors import UserError
+
 __all__ = ["import_object"]
 
 
@@ -15,7 +17,7 @@ def import_object(path: str, *, what: str = "object") -> Any:
     2.0
     """
     if not isinstance(path, str) or path.count(":") != 1 or not all(path.split(":")):
-        raise ValueError(f"The {what} must be written 'package.module:name'; got {path!r}.")
+        raise UserError(f"The {what} must be written 'package.module:name'; got {path!r}.")
     module_name, attr = path.split(":")
     try:
         module = importlib.import_module(module_name)

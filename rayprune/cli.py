@@ -1,7 +1,8 @@
 """The ``rayprune`` command line: ``validate``, ``train-base``, ``prune``, ``pretrain`` (NEON), ...
 
 Every command validates the config before anything heavy starts and exits with status 2 and a
-message naming the problem when the input is wrong.
+message naming the problem when the input is wrong (a :class:`rayprune.errors.UserError`, a missing
+or existing file); any other exception is a bug and is shown with its traceback.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ def _load(args: argparse.Namespace):
 
 
 def _resolve(cfg, path):
-    from .config import _resolve_paths
+    from .config import resolve_paths
 
-    return _resolve_paths(cfg, Path(path).parent)
+    return resolve_paths(cfg, Path(path).parent)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -299,11 +300,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from ._auth import use_cluster_token
 
         use_cluster_token()  # before anything imports ray
-    from .config import ConfigError
+    from .errors import UserError
+    from .pruning.export import UntrustedArchitectureError
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, FileExistsError, ValueError, TypeError, ImportError) as exc:
+    except (UserError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ImportError,
+            UntrustedArchitectureError) as exc:
+        # bad input: one line naming the field or file; anything else is a bug and keeps its traceback
         print(f"rayprune {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

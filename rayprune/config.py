@@ -19,7 +19,8 @@ from typing import Any, Literal, Mapping, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .costs.budget import RELATIVE_BY_DEFAULT, Budget
+from .costs.budget import BUILTIN_COST_NAMES, RELATIVE_BY_DEFAULT, Budget
+from .errors import UserError
 
 __all__ = [
     "ConfigError",
@@ -47,11 +48,12 @@ __all__ = [
     "NeonSuiteConfig",
     "load_config",
     "parse_config",
+    "resolve_paths",
     "default_cache_dir",
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration that does not validate; the message lists every problem with its key path."""
 
 
@@ -500,15 +502,13 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _known_costs(self) -> "Config":
-        from .costs.registry import BUILTIN_COSTS
-
-        known = set(BUILTIN_COSTS) | set(self.costs.custom)
+        known = set(BUILTIN_COST_NAMES) | set(self.costs.custom)
         for where, names in (("budgets", list(self.budgets)), ("costs.measure", self.costs.measure),
                              ("sweep.budgets", list(self.sweep.budgets))):
             unknown = [n for n in names if n not in known]
             if unknown:
                 raise ValueError(
-                    f"{where} names unknown costs {unknown}; built-in costs are {sorted(BUILTIN_COSTS)}, "
+                    f"{where} names unknown costs {unknown}; built-in costs are {sorted(BUILTIN_COST_NAMES)}, "
                     "user costs must be defined under costs.custom as name: 'package.module:function'."
                 )
         return self
@@ -593,16 +593,22 @@ def load_config(path: str | os.PathLike, *, overrides: Mapping | None = None) ->
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level; got {type(data).__name__}.")
     cfg = parse_config(data, source=str(path), overrides=overrides)
-    return _resolve_paths(cfg, path.parent)
+    return resolve_paths(cfg, path.parent)
 
 
-def _resolve_paths(cfg: Config, folder: Path) -> Config:
+def resolve_paths(cfg: Config, folder: str | os.PathLike) -> Config:
+    """A copy of ``cfg`` whose relative paths (checkpoint, data, caches, NEON agent) are taken from
+    ``folder`` (the config file's), absolute; ``cfg`` itself is left as it is."""
+    folder = Path(folder)
+
     def fix(p: Optional[Path]) -> Optional[Path]:
         return p if p is None or p.is_absolute() else (folder / p).resolve()
 
-    cfg.model.checkpoint = fix(cfg.model.checkpoint)
-    cfg.data.root = fix(cfg.data.root)
-    cfg.data.path = fix(cfg.data.path)
-    cfg.neon.checkpoint = fix(cfg.neon.checkpoint)
-    cfg.neon.pretrain.networks.cache_dir = fix(cfg.neon.pretrain.networks.cache_dir)
-    return cfg
+    out = cfg.model_copy(deep=True)
+    out.model.checkpoint = fix(out.model.checkpoint)
+    out.data.root = fix(out.data.root)
+    out.data.path = fix(out.data.path)
+    out.base_training.cache_dir = fix(out.base_training.cache_dir)
+    out.neon.checkpoint = fix(out.neon.checkpoint)
+    out.neon.pretrain.networks.cache_dir = fix(out.neon.pretrain.networks.cache_dir)
+    return out

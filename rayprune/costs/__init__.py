@@ -1,25 +1,28 @@
-"""Costs of a pruned model: one signature ``f(model, context) -> float`` for all of them."""
+"""Costs of a pruned model: one signature ``f(model, context) -> float`` for all of them.
 
-from .analytic import AnalyticCosts
-from .budget import RELATIVE_BY_DEFAULT, Budget, parse_budget
-from .context import CostContext, CostFn
-from .metrics import count_macs, count_params, measure_latency_ms, measure_peak_memory_mb
-from .registry import ANALYTIC_COSTS, BUILTIN_COSTS, measure_costs, resolve_cost, resolve_costs
+Names are loaded on first use, so ``rayprune.costs.budget`` (what the config layer needs) is
+importable without torch.
+"""
 
-__all__ = [
-    "CostContext",
-    "CostFn",
-    "count_params",
-    "count_macs",
-    "measure_latency_ms",
-    "measure_peak_memory_mb",
-    "BUILTIN_COSTS",
-    "ANALYTIC_COSTS",
-    "resolve_cost",
-    "resolve_costs",
-    "measure_costs",
-    "Budget",
-    "parse_budget",
-    "RELATIVE_BY_DEFAULT",
-    "AnalyticCosts",
-]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "AnalyticCosts": "analytic",
+    "Budget": "budget", "parse_budget": "budget", "RELATIVE_BY_DEFAULT": "budget", "BUILTIN_COST_NAMES": "budget",
+    "FEASIBILITY_RTOL": "budget", "within": "budget", "fits": "budget",
+    "CostContext": "context", "CostFn": "context",
+    "count_macs": "metrics", "count_params": "metrics", "measure_latency_ms": "metrics",
+    "measure_peak_memory_mb": "metrics",
+    "ANALYTIC_COSTS": "registry", "BUILTIN_COSTS": "registry", "CostFunctionError": "registry",
+    "measure_costs": "registry", "resolve_cost": "registry", "resolve_costs": "registry",
+    "Level": "levels", "levels_from_config": "levels",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

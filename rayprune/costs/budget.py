@@ -7,7 +7,12 @@ import numbers
 from dataclasses import dataclass
 from typing import Mapping
 
-__all__ = ["Budget", "parse_budget", "RELATIVE_BY_DEFAULT", "FEASIBILITY_RTOL", "within", "fits"]
+from ..errors import UserError
+
+__all__ = ["Budget", "parse_budget", "RELATIVE_BY_DEFAULT", "BUILTIN_COST_NAMES", "FEASIBILITY_RTOL", "within", "fits"]
+
+#: The built-in costs (their functions are in :mod:`rayprune.costs.registry`).
+BUILTIN_COST_NAMES = ("params", "macs", "latency_ms", "peak_memory_mb")
 
 #: Relative slack of every budget comparison: a cost at the limit up to float round-off is within it.
 FEASIBILITY_RTOL = 1e-9
@@ -48,13 +53,13 @@ class Budget:
 
     def __post_init__(self) -> None:
         if not isinstance(self.value, numbers.Real) or isinstance(self.value, bool) or not math.isfinite(self.value):
-            raise ValueError(f"The budget of constraint {self.metric!r} must be a finite number; got {self.value!r}.")
+            raise UserError(f"The budget of constraint {self.metric!r} must be a finite number; got {self.value!r}.")
         if self.relative and not 0.0 < self.value <= 1.0:
-            raise ValueError(
+            raise UserError(
                 f"The budget of constraint {self.metric!r} must be in (0, 1] for a relative budget; got {self.value}."
             )
         if not self.relative and self.value <= 0:
-            raise ValueError(f"The budget of constraint {self.metric!r} must be > 0; got {self.value}.")
+            raise UserError(f"The budget of constraint {self.metric!r} must be > 0; got {self.value}.")
 
     def limit(self, base_value: float) -> float:
         """The absolute upper limit, given the unpruned model's value of this cost."""
@@ -80,7 +85,7 @@ def parse_budget(text: str) -> Budget:
     name, sep, raw = str(text).partition("=")
     name, raw = name.strip(), raw.strip()
     if not sep or not name or not raw:
-        raise ValueError(f"A budget must look like NAME=VALUE (e.g. params=0.25 or latency_ms=4.0); got {text!r}.")
+        raise UserError(f"A budget must look like NAME=VALUE (e.g. params=0.25 or latency_ms=4.0); got {text!r}.")
     relative = name in RELATIVE_BY_DEFAULT
     if raw.startswith(("rel:", "abs:")):
         relative, raw = raw.startswith("rel:"), raw[4:]
@@ -90,5 +95,5 @@ def parse_budget(text: str) -> Budget:
     try:
         value = float(raw) * scale
     except ValueError:
-        raise ValueError(f"The value of budget {name!r} must be a number; got {raw!r} in {text!r}.") from None
+        raise UserError(f"The value of budget {name!r} must be a number; got {raw!r} in {text!r}.") from None
     return Budget(name, value, relative)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from ..errors import UserError
 from .budget import Budget, fits
 
 __all__ = ["Level", "level_name", "contains", "levels_from_config"]
@@ -80,6 +81,6 @@ def levels_from_config(cfg, base_costs: Mapping[str, float], *, sweep: bool = Fa
                 for combo in combos]
     budgets = cfg.budget_list()
     if not budgets:
-        raise ValueError("No budget given: set 'budgets' in the config or pass --budget NAME=VALUE"
+        raise UserError("No budget given: set 'budgets' in the config or pass --budget NAME=VALUE"
                          + (" (or sweep.budgets / --budgets for a sweep)." if sweep else "."))
     return [Level.from_budgets(budgets, base_costs)]

@@ -8,6 +8,8 @@ from typing import Mapping
 from torch import nn
 
 from .._imports import import_object
+from ..errors import UserError, UserTypeError
+from .budget import BUILTIN_COST_NAMES
 from .context import CostContext, CostFn
 from .metrics import count_macs, count_params, measure_latency_ms, measure_peak_memory_mb
 
@@ -19,6 +21,8 @@ BUILTIN_COSTS: dict[str, CostFn] = {
     "latency_ms": measure_latency_ms,
     "peak_memory_mb": measure_peak_memory_mb,
 }
+
+assert tuple(BUILTIN_COSTS) == BUILTIN_COST_NAMES  # the config validates against the names alone
 
 #: Costs that are exact functions of the channel counts (see :mod:`rayprune.costs.analytic`).
 ANALYTIC_COSTS = frozenset({"params", "macs"})
@@ -33,12 +37,12 @@ def resolve_cost(name: str, function: str | None = None) -> CostFn:
     if function is not None:
         fn = import_object(function, what=f"cost function of {name!r}")
         if not callable(fn):
-            raise TypeError(f"The cost function {function!r} of {name!r} is not callable; got {type(fn).__name__}.")
+            raise UserTypeError(f"The cost function {function!r} of {name!r} is not callable; got {type(fn).__name__}.")
         return fn
     try:
         return BUILTIN_COSTS[name]
     except KeyError:
-        raise ValueError(
+        raise UserError(
             f"Unknown cost {name!r}; expected one of {sorted(BUILTIN_COSTS)} or a user cost defined "
             "with 'function: package.module:fn' under costs.custom in the config."
         ) from None
@@ -66,15 +70,15 @@ def measure_costs(model: nn.Module, costs: Mapping[str, CostFn], context: CostCo
                 f"a {type(model).__name__}: {err}"
             ) from err
         if isinstance(value, (str, bytes, bool)):
-            raise TypeError(f"Cost {name!r} must return a number; {_qualified_name(fn)} returned {value!r}.")
+            raise UserTypeError(f"Cost {name!r} must return a number; {_qualified_name(fn)} returned {value!r}.")
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise TypeError(
+            raise UserTypeError(
                 f"Cost {name!r} must return a number; {_qualified_name(fn)} returned {value!r}."
             ) from None
         if not math.isfinite(value):
-            raise ValueError(f"Cost {name!r} returned {value}, which is not finite.")
+            raise UserError(f"Cost {name!r} returned {value}, which is not finite.")
         values[name] = value
     return values
 

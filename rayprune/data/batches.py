@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import UserError
+
 __all__ = [
     "AUGMENT_KINDS",
     "Augment",
@@ -57,14 +59,14 @@ class DeviceBatches:
         seed: int = 0,
     ) -> None:
         if len(x) != len(y):
-            raise ValueError(f"'x' and 'y' must have the same length; got {len(x)} and {len(y)}.")
+            raise UserError(f"'x' and 'y' must have the same length; got {len(x)} and {len(y)}.")
         if x.device != y.device:
-            raise ValueError(
+            raise UserError(
                 f"'x' and 'y' must be on the same device; got {x.device} and {y.device}."
             )
         _check_positive_int("batch_size", batch_size)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"'seed' must be a non-negative integer; got {seed!r}.")
+            raise UserError(f"'seed' must be a non-negative integer; got {seed!r}.")
         self.x, self.y = x, y
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -110,7 +112,7 @@ class DeviceBatches:
             [2, 1, 2, 1]
         """
         if len(self) == 0:
-            raise ValueError(
+            raise UserError(
                 f"Cannot cycle through batches: {len(self.x)} samples with batch_size="
                 f"{self.batch_size} and drop_last={self.drop_last} give no batch per epoch."
             )
@@ -157,7 +159,7 @@ def random_crop_flip(
         torch.Size([8, 3, 32, 32])
     """
     if x.dim() != 4:
-        raise ValueError(f"'x' must be an NCHW image batch; got shape {tuple(x.shape)}.")
+        raise UserError(f"'x' must be an NCHW image batch; got shape {tuple(x.shape)}.")
     _check_non_negative_int("padding", padding)
     n = x.shape[0]
     shifts = torch.randint(
@@ -197,7 +199,7 @@ def make_augment(kind: str | None, *, image_size: int | None = None) -> Augment 
     if kind is None:
         return None
     if kind not in _AUGMENTS:
-        raise ValueError(
+        raise UserError(
             f"'augment' must be one of {sorted(_AUGMENTS)} or None; got {kind!r}."
         )
     share, flip = _AUGMENTS[kind]
@@ -213,9 +215,9 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 def _check_positive_int(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"'{name}' must be a positive integer; got {value!r}.")
+        raise UserError(f"'{name}' must be a positive integer; got {value!r}.")
 
 
 def _check_non_negative_int(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"'{name}' must be a non-negative integer; got {value!r}.")
+        raise UserError(f"'{name}' must be a non-negative integer; got {value!r}.")

@@ -18,6 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..errors import UserError
+
 __all__ = ["CIFAR_LAYOUTS", "CifarArrays", "CifarLayout", "find_cifar_dir", "read_cifar"]
 
 
@@ -117,7 +119,7 @@ def read_cifar(root: str | Path | None, variant: str = "cifar10") -> CifarArrays
     meta = _load_pickle(directory / layout.meta_file)
     names = tuple(_text(name) for name in _require_key(meta, layout.names_key, layout.meta_file))
     if len(names) != layout.num_classes:
-        raise ValueError(
+        raise UserError(
             f"'{layout.meta_file}' must list {layout.num_classes} class names under "
             f"{layout.names_key!r}; got {len(names)}."
         )
@@ -126,7 +128,7 @@ def read_cifar(root: str | Path | None, variant: str = "cifar10") -> CifarArrays
 
 def _layout(variant: str) -> CifarLayout:
     if variant not in CIFAR_LAYOUTS:
-        raise ValueError(f"'variant' must be one of {sorted(CIFAR_LAYOUTS)}; got {variant!r}.")
+        raise UserError(f"'variant' must be one of {sorted(CIFAR_LAYOUTS)}; got {variant!r}.")
     return CIFAR_LAYOUTS[variant]
 
 
@@ -149,21 +151,21 @@ def _read_batch(path: Path, layout: CifarLayout) -> tuple[np.ndarray, np.ndarray
     data = _array(batch, b"data", path, None, "a uint8 array of shape (N, 3072)")
     labels = _array(batch, layout.label_key, path, np.int64, "a list of integer class indices")
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise ValueError(
+        raise UserError(
             f"b'data' in '{path}' must be a uint8 array of shape (N, 3072); "
             f"got {data.dtype} {data.shape}."
         )
     if labels.ndim != 1:
-        raise ValueError(
+        raise UserError(
             f"{layout.label_key!r} in '{path}' must be a list of integer class indices; "
             f"got an array of shape {labels.shape}."
         )
     if len(labels) != len(data):
-        raise ValueError(
+        raise UserError(
             f"'{path}' has {len(data)} images but {len(labels)} labels under {layout.label_key!r}."
         )
     if labels.size and (labels.min() < 0 or labels.max() >= layout.num_classes):
-        raise ValueError(
+        raise UserError(
             f"Labels in '{path}' must be in [0, {layout.num_classes}); "
             f"got values from {labels.min()} to {labels.max()}."
         )
@@ -202,14 +204,14 @@ def _load_pickle(path: Path) -> dict:
     try:
         loaded = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as err:  # noqa: BLE001 - corrupt bytes fail in many ways; all mean "not a batch"
-        raise ValueError(
+        raise UserError(
             f"Cannot read '{path}' ({len(data)} bytes) as a CIFAR batch: "
             f"{type(err).__name__}: {str(err).rstrip('.')}. Expected a pickled dict as in the "
             f"'python version' release of CIFAR-10/100 (b'data': N×3072 uint8 rows, plus the "
             f"labels); the file may be truncated or corrupt, so extract the archive again."
         ) from err
     if not isinstance(loaded, dict):
-        raise ValueError(f"'{path}' must hold a pickled dict; got {type(loaded).__name__}.")
+        raise UserError(f"'{path}' must hold a pickled dict; got {type(loaded).__name__}.")
     return loaded
 
 
@@ -218,12 +220,12 @@ def _array(batch: dict, key: bytes, path: Path, dtype: type | None, expected: st
     try:
         return np.asarray(value, dtype=dtype)
     except (TypeError, ValueError, OverflowError) as err:
-        raise ValueError(f"{key!r} in '{path}' must be {expected}; reading it failed: {err}") from err
+        raise UserError(f"{key!r} in '{path}' must be {expected}; reading it failed: {err}") from err
 
 
 def _require_key(mapping: dict, key: bytes, source: str):
     if key not in mapping:
-        raise ValueError(f"'{source}' has no {key!r} entry; its keys are {sorted(mapping)}.")
+        raise UserError(f"'{source}' has no {key!r} entry; its keys are {sorted(mapping)}.")
     return mapping[key]
 
 

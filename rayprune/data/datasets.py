@@ -24,6 +24,8 @@ from rayprune.data.embedded import DIGIT_CLASS_NAMES, load_digits_images, load_m
 from rayprune.data.splits import check_fractions, split_indices, subsample_indices
 from rayprune.data.tabular import SKLEARN_DATASETS, Table, load_sklearn_table, read_table
 
+from ..errors import UserError
+
 __all__ = ["DATASET_NAMES", "TENSOR_FIELDS", "Dataset", "load_dataset"]
 
 TENSOR_FIELDS: tuple[str, ...] = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
@@ -70,13 +72,13 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
-            raise ValueError(f"'kind' must be one of {list(_KINDS)}; got {self.kind!r}.")
+            raise UserError(f"'kind' must be one of {list(_KINDS)}; got {self.kind!r}.")
         if self.augment is not None and self.augment not in AUGMENT_KINDS:
-            raise ValueError(
+            raise UserError(
                 f"'augment' must be one of {list(AUGMENT_KINDS)} or None; got {self.augment!r}."
             )
         if self.class_names is not None and len(self.class_names) != self.num_classes:
-            raise ValueError(
+            raise UserError(
                 f"'class_names' must have num_classes={self.num_classes} entries; "
                 f"got {len(self.class_names)}."
             )
@@ -86,16 +88,16 @@ class Dataset:
     def _check_split(self, split: str) -> None:
         x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
         if x.dtype != torch.float32 or y.dtype != torch.int64:
-            raise ValueError(
+            raise UserError(
                 f"'x_{split}' must be float32 and 'y_{split}' int64; got {x.dtype} and {y.dtype}."
             )
         if tuple(x.shape[1:]) != tuple(self.input_shape) or y.shape != (len(x),):
-            raise ValueError(
+            raise UserError(
                 f"'x_{split}' must have shape (N, *input_shape={tuple(self.input_shape)}) and "
                 f"'y_{split}' shape (N,); got {tuple(x.shape)} and {tuple(y.shape)}."
             )
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
-            raise ValueError(
+            raise UserError(
                 f"'y_{split}' must hold class indices in [0, {self.num_classes}); "
                 f"got values from {int(y.min())} to {int(y.max())}."
             )
@@ -195,14 +197,14 @@ def load_dataset(
         (3500, 500, 1000)
     """
     if name not in _SOURCES:
-        raise ValueError(f"'name' must be one of {list(DATASET_NAMES)}; got {name!r}.")
+        raise UserError(f"'name' must be one of {list(DATASET_NAMES)}; got {name!r}.")
     source = _SOURCES[name]
     options = {"root": root, "path": path, "label": label}
     given = {key: value for key, value in options.items() if value is not None}
     unused = sorted(set(given) - source.options)
     if unused:
         accepted = ", ".join(repr(k) for k in sorted(source.options)) or "none of them"
-        raise ValueError(
+        raise UserError(
             f"{', '.join(repr(k) for k in unused)} {'does' if len(unused) == 1 else 'do'} not "
             f"apply to dataset {name!r}; "
             f"of 'root', 'path' and 'label' it takes {accepted}."
@@ -218,18 +220,18 @@ def _split_spec(
     if val_fraction == 0:
         # Caught here, before any data is read or a base model trained: the base model, every
         # candidate and the search's feasibility are all scored on the validation split.
-        raise ValueError(
+        raise UserError(
             "'val_fraction' (data.val_fraction in a config) must be > 0: candidates are scored on "
             f"the validation split, which would be empty; got {val_fraction!r}."
         )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(f"'seed' must be an integer in [0, 2**32); got {seed!r}.")
+        raise UserError(f"'seed' must be an integer in [0, 2**32); got {seed!r}.")
     if max_samples is not None and (
         isinstance(max_samples, bool)
         or not isinstance(max_samples, (int, np.integer))
         or max_samples < 2
     ):
-        raise ValueError(f"'max_samples' must be None or an integer >= 2; got {max_samples!r}.")
+        raise UserError(f"'max_samples' must be None or an integer >= 2; got {max_samples!r}.")
     return _SplitSpec(float(val_fraction), float(test_fraction), int(seed), max_samples)
 
 
@@ -267,7 +269,7 @@ def _load_tabular(
     spec: _SplitSpec, *, path: str | Path | None = None, label: str | None = None
 ) -> Dataset:
     if path is None:
-        raise ValueError("'path' is required for dataset 'tabular' (a .csv or .parquet file).")
+        raise UserError("'path' is required for dataset 'tabular' (a .csv or .parquet file).")
     return _tabular_dataset("tabular", read_table(path, label or "label"), spec)
 
 
@@ -392,15 +394,15 @@ def _check_nonempty(
     n_train, n_val, n_test = (len(y) for _, y in splits)
     if n_test == 0:
         if official_test:
-            raise ValueError(f"Dataset {name!r} has an empty official test split.")
-        raise ValueError(
+            raise UserError(f"Dataset {name!r} has an empty official test split.")
+        raise UserError(
             f"'test_fraction' (data.test_fraction in a config) must be > 0 for dataset {name!r}: "
             f"the base model and the chosen candidates are scored on the test split, which "
             f"would be empty; got {spec.test_fraction!r}."
         )
     if n_train == 0 or n_val == 0:
         total = n_train + n_val + (0 if official_test else n_test)
-        raise ValueError(
+        raise UserError(
             f"Dataset {name!r} is too small to split: {total} samples with "
             f"val_fraction={spec.val_fraction} and test_fraction={spec.test_fraction} leave "
             f"{n_train} to train on and {n_val} to validate on; both need at least one "

@@ -11,6 +11,8 @@ import math
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from ..errors import UserError
+
 __all__ = ["check_fractions", "split_indices", "subsample_indices"]
 
 
@@ -44,7 +46,7 @@ def split_indices(
     val_share = val_fraction / (1.0 - test_fraction) if test_fraction else val_fraction
     train, val = _holdout(rest, labels[rest], val_share, seed)
     if len(labels) and not len(train):
-        raise ValueError(
+        raise UserError(
             f"{len(labels)} samples are too few to split with val_fraction={val_fraction} and "
             f"test_fraction={test_fraction}: {len(val)} would validate, {len(test)} test and none "
             f"train; use more samples or smaller fractions."
@@ -65,7 +67,7 @@ def subsample_indices(labels: np.ndarray, n: int, *, seed: int) -> np.ndarray:
     """
     labels = np.asarray(labels)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"'n' must be a positive integer; got {n!r}.")
+        raise UserError(f"'n' must be a positive integer; got {n!r}.")
     everything = np.arange(len(labels))
     if n >= len(labels):
         return everything
@@ -84,7 +86,7 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
     _check_fraction("val_fraction", val_fraction)
     _check_fraction("test_fraction", test_fraction)
     if val_fraction + test_fraction >= 1:
-        raise ValueError(
+        raise UserError(
             "'val_fraction' + 'test_fraction' must be < 1 so that samples are left to train on; "
             f"got {val_fraction} + {test_fraction} = {val_fraction + test_fraction}."
         )
@@ -92,7 +94,7 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
 
 def _check_fraction(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"'{name}' must be a number in [0, 1); got {value!r}.")
+        raise UserError(f"'{name}' must be a number in [0, 1); got {value!r}.")
 
 
 def _holdout(

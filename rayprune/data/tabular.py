@@ -23,6 +23,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
+
 __all__ = [
     "SKLEARN_DATASETS",
     "TABLE_READERS",
@@ -73,7 +75,7 @@ def read_table(path: str | Path, label: str = "label") -> Table:
     path = Path(path).expanduser()
     suffix = _format_suffix(path)
     if suffix not in TABLE_READERS:
-        raise ValueError(
+        raise UserError(
             f"'path' must end in one of {sorted(TABLE_READERS)} (CSV may add a compression "
             f"suffix such as .gz); got '{path.name}'."
         )
@@ -83,12 +85,12 @@ def read_table(path: str | Path, label: str = "label") -> Table:
     try:
         frame = TABLE_READERS[suffix](path)
     except pd.errors.EmptyDataError as err:
-        raise ValueError(
+        raise UserError(
             f"The table file '{path}' is empty; a {kind} file needs a header naming its columns "
             f"(including the label column {label!r}) and at least one row."
         ) from err
     except (ValueError, OSError) as err:  # ParserError, UnicodeDecodeError, ArrowInvalid, gzip
-        raise ValueError(
+        raise UserError(
             f"Cannot read '{path}' as a {kind} file (chosen by its suffix): "
             f"{type(err).__name__}: {err}"
         ) from err
@@ -111,23 +113,23 @@ def table_from_frame(
     """
     where = f"the table '{source}'" if source else "the table"
     if label not in frame.columns:
-        raise ValueError(
+        raise UserError(
             f"The label column {label!r} (set by 'label') is not in {where}; its columns are "
             f"{[str(c) for c in frame.columns]}."
         )
     if len(frame) == 0:
-        raise ValueError(
+        raise UserError(
             f"{_sentence(where)} has a header ({[str(c) for c in frame.columns]}) but no rows."
         )
     features = frame.drop(columns=[label])
     if features.shape[1] == 0:
-        raise ValueError(
+        raise UserError(
             f"{_sentence(where)} has no feature columns besides the label column {label!r}."
         )
     _reject_missing(frame, where)
     labels, class_names = encode_labels(frame[label].to_numpy())
     if len(class_names) < 2:
-        raise ValueError(
+        raise UserError(
             f"The label column {label!r} of {where} must hold at least 2 classes to classify; "
             f"all {len(frame)} rows are {class_names[0]!r}."
         )
@@ -193,7 +195,7 @@ def load_sklearn_table(name: str) -> Table:
         ((178, 13), 3)
     """
     if name not in SKLEARN_DATASETS:
-        raise ValueError(
+        raise UserError(
             f"The scikit-learn dataset name must be one of {sorted(SKLEARN_DATASETS)}; "
             f"got {name!r}."
         )
@@ -212,7 +214,7 @@ def _reject_missing(frame: pd.DataFrame, where: str) -> None:
     missing = missing[missing > 0]
     if len(missing):
         counts = ", ".join(f"{column!s}: {count}" for column, count in missing.items())
-        raise ValueError(
+        raise UserError(
             f"{_sentence(where)} has missing values (rows with missing values per column: "
             f"{counts}); rayprune does not impute, so fill or drop them first."
         )
@@ -246,7 +248,7 @@ def _reject_stray_text(features: pd.DataFrame, where: str) -> None:
                 f"{value!r} at row {row}" for row, value in values[stray].head(_SHOWN).items()
             )
             more = f" and {n_stray - _SHOWN} more" if n_stray > _SHOWN else ""
-            raise ValueError(
+            raise UserError(
                 f"Column {str(column)!r} of {where} is numeric except for {n_stray} of its "
                 f"{len(values)} values: {shown}{more} (rows numbered from 0 after the header). "
                 f"rayprune would otherwise one-hot encode it into one feature per distinct "
@@ -298,7 +300,7 @@ def _reject_infinite(encoded: pd.DataFrame, where: str) -> None:
         shown = ", ".join(str(r) for r in rows[:_SHOWN])
         more = f" and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else ""
         problems.append(f"{str(encoded.columns[j])!r} (rows {shown}{more})")
-    raise ValueError(
+    raise UserError(
         f"{_sentence(where)} has infinite values in {'; '.join(problems)}; features are scaled "
         f"by their range, so replace or drop those rows first."
     )

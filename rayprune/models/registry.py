@@ -28,6 +28,8 @@ from rayprune.models.resnet import resnet18, resnet20, resnet34, resnet56
 from rayprune.models.small_cnn import small_cnn
 from rayprune.models.vgg import vgg11, vgg13, vgg16, vgg19
 
+from ..errors import UserError, UserTypeError
+
 __all__ = [
     "ModelFactoryError",
     "build_model",
@@ -94,7 +96,7 @@ def build_model(
     """
     factory = _ZOO.get(name.strip().lower()) if isinstance(name, str) else None
     if factory is None:
-        raise ValueError(_unknown_model_message(name))
+        raise UserError(_unknown_model_message(name))
     _check_positive_int("num_classes", num_classes)
     _check_positive_int("in_channels", in_channels)
     _check_positive_int("input_size", input_size, optional=True)
@@ -104,13 +106,13 @@ def build_model(
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         options = sorted(set(params) - {"num_classes", "in_channels", "in_features"})
-        raise TypeError(
+        raise UserTypeError(
             f"Model {name!r} does not accept option(s) {', '.join(map(repr, unknown))}; "
             f"its options are: {', '.join(options) or 'none'}."
         )
     if "in_features" in params and in_features is None:
         if input_size is None:
-            raise ValueError(
+            raise UserError(
                 f"Model {name!r} needs 'in_features' (or 'input_size' and 'in_channels' to "
                 f"infer it from flattened images); got neither."
             )
@@ -145,11 +147,11 @@ def load_model(
     options = dict(kwargs or {})
     clashes = sorted(set(options) & {"num_classes", "in_channels", "input_size", "in_features"})
     if clashes:
-        raise ValueError(
+        raise UserError(
             f"'kwargs' must not repeat {', '.join(map(repr, clashes))}; pass them as arguments."
         )
     if not isinstance(name, str):
-        raise ValueError(_unknown_model_message(name))
+        raise UserError(_unknown_model_message(name))
     if name.startswith(_TORCHVISION_PREFIX):
         model = _build_torchvision(
             name[len(_TORCHVISION_PREFIX) :], num_classes=num_classes, in_channels=in_channels,
@@ -188,7 +190,7 @@ def output_layer_name(model: nn.Module) -> str | None:
         try:
             model.get_submodule(name)
         except AttributeError as err:
-            raise ValueError(
+            raise UserError(
                 f"{type(model).__name__}.classifier_layer_name is {name!r}, "
                 f"which names no submodule."
             ) from err
@@ -208,7 +210,7 @@ def check_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> None:
     """
     shape = tuple(input_shape)
     if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
-        raise ValueError(
+        raise UserError(
             f"'input_shape' must be a non-empty tuple of positive integers; got {input_shape!r}."
         )
     reference = next(iter(model.parameters()), None)
@@ -220,7 +222,7 @@ def check_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> None:
         with torch.no_grad():
             model(torch.zeros((2, *shape), device=device, dtype=dtype))
     except Exception as err:  # noqa: BLE001 - any failure means the shape is not accepted
-        raise ValueError(
+        raise UserError(
             f"model {type(model).__name__!r} does not accept inputs of shape {shape}: {err}"
         ) from err
     finally:
@@ -239,7 +241,7 @@ def _check_positive_int(field: str, value: object, *, optional: bool = False) ->
     if optional and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"'{field}' must be a positive integer; got {value!r}.")
+        raise UserError(f"'{field}' must be a positive integer; got {value!r}.")
 
 
 def _build_torchvision(
@@ -255,7 +257,7 @@ def _build_torchvision(
             f"must match the installed torch {torch.__version__}."
         ) from err
     if in_channels != 3:
-        raise ValueError(
+        raise UserError(
             f"torchvision models take 3 input channels; got in_channels={in_channels} for "
             f"'torchvision:{name}'."
         )
@@ -264,7 +266,7 @@ def _build_torchvision(
     if name.startswith("_") or not callable(builder) or isinstance(builder, type) or (
         listed is not None and name not in listed
     ):
-        raise ValueError(
+        raise UserError(
             f"torchvision.models has no model builder {name!r} (e.g. 'torchvision:resnet18')."
         )
     return _require_module(builder(num_classes=num_classes, **options), f"torchvision:{name}")
@@ -275,7 +277,7 @@ def _build_from_factory(
 ) -> nn.Module:
     module_name, _, attr_path = spec.partition(":")
     if not module_name or not attr_path:
-        raise ValueError(f"Model {spec!r} must look like 'package.module:factory'.")
+        raise UserError(f"Model {spec!r} must look like 'package.module:factory'.")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
@@ -291,7 +293,7 @@ def _build_from_factory(
     factory: Any = module
     for attr in attr_path.split("."):
         if not hasattr(factory, attr):
-            raise ValueError(
+            raise UserError(
                 f"Module {module_name!r} has no attribute {attr_path!r} (model {spec!r})."
             )
         factory = getattr(factory, attr)
@@ -330,7 +332,7 @@ def call_factory(
         3
     """
     if not callable(factory):
-        raise TypeError(
+        raise UserTypeError(
             f"{spec!r} is a {type(factory).__name__}, not a callable returning an nn.Module."
         )
     try:
@@ -343,7 +345,7 @@ def call_factory(
 
 def _require_module(model: object, source: str) -> nn.Module:
     if not isinstance(model, nn.Module):
-        raise TypeError(
+        raise UserTypeError(
             f"Model {source!r} returned a {type(model).__module__}.{type(model).__qualname__}, "
             f"not a torch.nn.Module."
         )
@@ -364,7 +366,7 @@ def _load_checkpoint(model: nn.Module, path: Path) -> None:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - corrupt bytes fail in many ways; all mean "not weights"
-        raise ValueError(
+        raise UserError(
             f"Cannot read checkpoint {str(path)!r} ({path.stat().st_size} bytes): "
             f"{_why_unreadable(err)}. {_CHECKPOINT_FORMAT}"
         ) from err
@@ -404,7 +406,7 @@ def _state_dict_of(loaded: object, path: Path) -> dict[str, torch.Tensor]:
         or not all(isinstance(v, torch.Tensor) for v in loaded.values())
     ):
         found = list(loaded)[:_SHOWN_KEYS] if isinstance(loaded, Mapping) else type(loaded).__name__
-        raise ValueError(
+        raise UserError(
             f"Checkpoint {str(path)!r} holds no state dict: expected a mapping of names to tensors "
             f"or one under {' or '.join(map(repr, _STATE_DICT_KEYS))}; found {found!r}."
         )
@@ -436,7 +438,7 @@ def _check_state_dict_matches(
         if items
     ]
     if problems:
-        raise ValueError(
+        raise UserError(
             f"Checkpoint {str(path)!r} does not fit model {type(model).__name__!r}: "
             + "; ".join(problems)
             + "."

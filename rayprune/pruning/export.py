@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .._io import atomic_path, atomic_torch_save, atomic_write_text
+from ..errors import UserError
 from .plan import PruningPlan, apply_plan
 
 __all__ = ["save_pruned", "load_pruned", "read_spec", "SPEC_FORMAT", "UntrustedArchitectureError"]
@@ -105,10 +106,10 @@ def read_spec(directory: str | os.PathLike) -> dict:
     try:
         spec = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}).") from None
+        raise UserError(f"{path}: not valid JSON ({exc}).") from None
     if not isinstance(spec, dict) or spec.get("format") != SPEC_FORMAT:
         found = spec.get("format") if isinstance(spec, dict) else type(spec).__name__
-        raise ValueError(f"{path}: expected format {SPEC_FORMAT!r}; got {found!r}.")
+        raise UserError(f"{path}: expected format {SPEC_FORMAT!r}; got {found!r}.")
     return spec
 
 
@@ -134,12 +135,12 @@ def _architecture_builder(
     from ..models import list_models, load_model
 
     if not isinstance(arch, Mapping) or not isinstance(arch.get("name"), str):
-        raise ValueError(f"{spec_path}: 'architecture' must be a mapping with a string 'name'; got {arch!r}.")
+        raise UserError(f"{spec_path}: 'architecture' must be a mapping with a string 'name'; got {arch!r}.")
     name = arch["name"]
     allowed = {a for a in ((allow_factories,) if isinstance(allow_factories, str) else allow_factories)}
     kwargs = arch.get("kwargs") or {}
     if not isinstance(kwargs, Mapping):
-        raise ValueError(f"{spec_path}: 'architecture.kwargs' must be a mapping; got {kwargs!r}.")
+        raise UserError(f"{spec_path}: 'architecture.kwargs' must be a mapping; got {kwargs!r}.")
     fields = {k: arch.get(k) for k in ("num_classes", "in_channels", "input_size", "in_features") if k in arch}
     fields = {k: v for k, v in fields.items() if v is not None}
     if name.startswith("torchvision:"):
@@ -151,7 +152,7 @@ def _architecture_builder(
         return lambda: load_model(name, **fields, kwargs=kwargs)
     if ":" not in name:
         if name.strip().lower() not in list_models():
-            raise ValueError(f"{spec_path}: architecture {name!r} is not a rayprune zoo model ({', '.join(list_models())}).")
+            raise UserError(f"{spec_path}: architecture {name!r} is not a rayprune zoo model ({', '.join(list_models())}).")
         return lambda: load_model(name, **fields, kwargs=kwargs)
     if factory is not None:
         from ..models.registry import call_factory

@@ -23,6 +23,7 @@ from ..config import Config
 from ..costs import measure_latency_ms
 from ..costs.budget import within
 from ..costs.levels import Level
+from ..errors import UserError
 from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT
 from ..problem import PruningProblem
 from ..results import CandidateWriter, merge_candidates, read_candidates
@@ -33,7 +34,7 @@ __all__ = ["run_prune", "check_reachable", "check_out_dir", "BudgetUnreachable",
 Log = Callable[[str], None]
 
 
-class BudgetUnreachable(ValueError):
+class BudgetUnreachable(UserError):
     """Even the smallest model in the pruning space misses a budget."""
 
 
@@ -66,7 +67,7 @@ def check_out_dir(out: Path, *, what: str = "prune") -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise OSError(f"--out {out} cannot be written: {exc}") from None
+        raise UserError(f"--out {out} cannot be written: {exc}") from None
 
 
 def run_prune(
@@ -89,9 +90,9 @@ def run_prune(
 
     agent = agent or cfg.search.agent
     if agent not in AGENTS and agent != "neon":
-        raise ValueError(f"Unknown agent {agent!r}; available: {', '.join([*AGENTS, 'neon'])}.")
+        raise UserError(f"Unknown agent {agent!r}; available: {', '.join([*AGENTS, 'neon'])}.")
     if not cfg.budgets and agent != "neon":
-        raise ValueError("No budget given: set 'budgets' in the config or pass --budget NAME=VALUE.")
+        raise UserError("No budget given: set 'budgets' in the config or pass --budget NAME=VALUE.")
     seed = cfg.seed if seed is None else seed
     out = Path(out_dir)
     check_out_dir(out)
@@ -118,7 +119,7 @@ def _problem_for(cfg: Config, problem: Optional[PruningProblem], progress: bool,
         return PruningProblem.from_config(cfg, progress=progress, log=log)
     same = ("model", "data", "base_training", "pruning", "costs", "seed")
     if any(getattr(problem.config, k) != getattr(cfg, k) for k in same):
-        raise ValueError("run_prune(problem=...) was built from a config whose model, data, base training, pruning, "
+        raise UserError("run_prune(problem=...) was built from a config whose model, data, base training, pruning, "
                          "costs or seed differ from `cfg`; build the problem from `cfg`.")
     if problem.config != cfg:  # budgets or search settings differ: same model and data, new limits
         problem = PruningProblem.from_parts(cfg, problem.data, problem.base_model, problem.base_info,

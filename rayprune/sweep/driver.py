@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from ..config import Config, parse_config
 from ..costs.levels import Level, levels_from_config
+from ..errors import UserError
 from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT
 from ..results import merge_candidates, read_candidates, write_parquet_atomic
 from .pareto import front_history, pareto_front
@@ -48,13 +49,13 @@ def parse_levels(text: str) -> tuple[str, list[float]]:
     """``params=0.5,0.25,0.1`` -> ``("params", [0.5, 0.25, 0.1])``."""
     name, sep, raw = text.partition("=")
     if not sep or not name.strip() or not raw.strip():
-        raise ValueError(f"--budgets must look like NAME=V1,V2,... (e.g. params=0.5,0.25,0.1); got {text!r}.")
+        raise UserError(f"--budgets must look like NAME=V1,V2,... (e.g. params=0.5,0.25,0.1); got {text!r}.")
     try:
         values = [float(v) for v in raw.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"--budgets {name.strip()!r}: every level must be a number; got {raw!r}.") from None
+        raise UserError(f"--budgets {name.strip()!r}: every level must be a number; got {raw!r}.") from None
     if not values:
-        raise ValueError(f"--budgets {name.strip()!r} has no levels.")
+        raise UserError(f"--budgets {name.strip()!r} has no levels.")
     return name.strip(), values
 
 
@@ -62,7 +63,7 @@ def sweep_agents(cfg: Config) -> list[str]:
     """The agents a sweep runs side by side: ``sweep.agents``, else ``search.agent``."""
     agents = list(cfg.sweep.agents) or [cfg.search.agent]
     if "neon" in agents:
-        raise ValueError("search.agent 'neon' has no budget and cannot be swept; use `rayprune prune --agent neon`, "
+        raise UserError("search.agent 'neon' has no budget and cannot be swept; use `rayprune prune --agent neon`, "
                          "or set sweep.agents to budgeted agents (uniform, random, evolution, tpe, crl).")
     return agents
 
@@ -81,7 +82,7 @@ def _check_resources(cfg: Config, log: Log) -> None:
         if cfg.sweep.wait_for_resources:
             log(f"No trial fits on the cluster yet ({parts}); waiting for the autoscaler (sweep.wait_for_resources).")
             return
-        raise ValueError(
+        raise UserError(
             f"One trial's placement group (trial + {cfg.evaluation.evaluators} evaluators) cannot fit on this "
             f"cluster ({parts}). Lower evaluation.evaluators / evaluation.cpus / evaluation.gpus or sweep.trial_cpus, "
             "or set sweep.wait_for_resources: true on an autoscaling cluster."
@@ -143,7 +144,7 @@ def run_sweep(
             raise FileNotFoundError(f"--resume: {state_path} not found; is {out} the output of a sweep?")
         state = json.loads(state_path.read_text())
         if "setup" not in state:
-            raise ValueError(f"--resume: {state_path} is from a sweep that stopped before its first trial started; "
+            raise UserError(f"--resume: {state_path} is from a sweep that stopped before its first trial started; "
                              "start it again into a new directory.")
         cfg = parse_config(state["config"], source=str(state_path))
         setup = SweepSetup(**state["setup"])

@@ -1,0 +1,22 @@
+"""User errors: bad input a user can fix, told apart from bugs.
+
+The CLI prints a :class:`UserError` as one line and exits 2; any other exception is a bug in
+rayprune (or in user code it calls) and keeps its traceback. ``UserError`` is a ``ValueError`` (and
+:class:`UserTypeError` also a ``TypeError``), so ``except ValueError`` keeps working for callers.
+
+>>> issubclass(UserError, ValueError), issubclass(UserTypeError, TypeError)
+(True, True)
+"""
+
+from __future__ import annotations
+
+__all__ = ["UserError", "UserTypeError"]
+
+
+class UserError(ValueError):
+    """Input that cannot work, with a message that names the field or file, what was expected and
+    what was received."""
+
+
+class UserTypeError(UserError, TypeError):
+    """Input of the wrong type (a string where a number belongs, a factory that is not callable ...)."""
