@@ -44,6 +44,7 @@ def rayprune(*args, env):
                           env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_train_base_trains_once_then_uses_the_cache(tiny_config, env):
     first = rayprune("train-base", tiny_config, "-q", env=env)
     assert first.returncode == 0, first.stderr
@@ -65,6 +66,7 @@ def test_validate_catches_an_impossible_budget(tiny_config, env):
     assert "Budget cannot be met" in res.stderr and "min_keep" in res.stderr
 
 
+@pytest.mark.slow
 def test_prune_uniform_writes_rows_and_a_loadable_model_within_budget(tiny_config, env, tmp_path):
     out = tmp_path / "run"
     res = rayprune("prune", tiny_config, "--agent", "uniform", "--budget", "params=0.4", "--out", out, "-q", env=env)
@@ -85,6 +87,7 @@ def test_prune_uniform_writes_rows_and_a_loadable_model_within_budget(tiny_confi
     assert int(check.stdout.strip()) == summary["pruned"]["params"] <= summary["budgets"]["params"]["limit"]
 
 
+@pytest.mark.slow
 def test_prune_random_evaluates_the_requested_number_of_candidates(tiny_config, env, tmp_path):
     out = tmp_path / "rand"
     res = rayprune("prune", tiny_config, "--agent", "random", "--evaluations", "3", "--out", out, "-q", env=env)

@@ -154,6 +154,7 @@ def test_kept_neurons_plan_replays_an_episode_on_the_base():
     assert torch.equal(untouched.features[0].linear.weight, base.features[0].linear.weight[episode.kept[0]])
 
 
+@pytest.mark.slow
 def test_cli_prune_with_the_neon_agent(unseen_csv, tmp_path):
     config = tmp_path / "neon.yaml"
     cfg = neon_config(unseen_csv, tmp_path / "cache").model_dump(mode="json")

@@ -47,6 +47,7 @@ def ray_session():
         ray.shutdown()
 
 
+@pytest.mark.slow
 def test_parallel_lockstep_steps_equal_sequential_ones(source, ray_session):
     """Steps run as Ray tasks give exactly what running them one after the other gives, and
     episodes of different depths end and restart on their own (NEXT_STEP autoreset)."""
@@ -94,6 +95,7 @@ TINY_PRETRAIN = {
 }
 
 
+@pytest.mark.slow
 def test_short_pretraining_improves_the_mean_episode_reward(tmp_path, ray_session):
     """PPO on RLlib over the real pipeline (networks as Ray tasks, suite, env, export): the mean
     episode reward over the last iterations beats the first ones, and it writes a loadable policy,

@@ -344,6 +344,7 @@ def unconstrained(ray_local):
     return history
 
 
+@pytest.mark.slow
 def test_multiplier_rises_while_cost_over_budget(constrained):
     _, history = constrained
     assert history["cost"][0] > BUDGET  # the first rollout violates the budget ...
@@ -351,6 +352,7 @@ def test_multiplier_rises_while_cost_over_budget(constrained):
     assert history["violation"][0] > 0.5
 
 
+@pytest.mark.slow
 def test_cost_moves_down_compared_with_unconstrained_run(constrained, unconstrained):
     _, history = constrained
     later_cost = np.mean(history["cost"][1:])
@@ -360,6 +362,7 @@ def test_cost_moves_down_compared_with_unconstrained_run(constrained, unconstrai
     assert np.mean(unconstrained["cost"][1:]) > unconstrained["cost"][0]
 
 
+@pytest.mark.slow
 def test_multiplier_falls_while_cost_under_budget(unconstrained):
     nus = unconstrained["lagrange"]
     assert all(cost < 1e3 for cost in unconstrained["cost"])
@@ -368,6 +371,7 @@ def test_multiplier_falls_while_cost_under_budget(unconstrained):
     assert all(nu > 0.0 for nu in nus)
 
 
+@pytest.mark.slow
 def test_metrics_and_learner_results(constrained):
     algo, history = constrained
     assert all(0.0 <= rate <= 1.0 for rate in history["violation"])
@@ -378,6 +382,7 @@ def test_metrics_and_learner_results(constrained):
     )
 
 
+@pytest.mark.slow
 def test_checkpoint_restores_multipliers_and_iteration(constrained, tmp_path):
     algo, _ = constrained
     algo.save_to_path(tmp_path)
@@ -405,6 +410,7 @@ def test_checkpoint_restores_multipliers_and_iteration(constrained, tmp_path):
         fresh.stop()
 
 
+@pytest.mark.slow
 def test_vector_entry_point_env_runs_and_delivers_per_sub_env_costs(ray_local):
     register_env("rayprune-test-toy-vector", make_toy_vector_env)
     CREATOR_CALLS.clear()
