@@ -57,9 +57,10 @@ def obtain_base_model(
     """The trained base model on ``device`` and facts about it (source, accuracies, checkpoint path).
 
     With ``model.checkpoint`` set, the weights are loaded from it (``weights_only=True``).
-    Otherwise the model is trained with ``base_training`` on first use and cached under
-    ``base_training.cache_dir`` (default ``~/.cache/rayprune``) by a hash of the model, data and
-    training settings, so later runs reuse it.
+    Otherwise the model is trained with ``base_training`` on first use and cached as
+    ``<cache>/base/<model>-<data>-<hash>.pt`` (``<cache>`` is ``base_training.cache_dir``, else
+    ``$RAYPRUNE_CACHE``, else ``~/.cache/rayprune``; the hash covers the model, data and training
+    settings), so later runs reuse it.
     """
     arch = architecture_of(cfg, data)
     if cfg.model.checkpoint is not None and not retrain:

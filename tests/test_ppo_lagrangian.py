@@ -200,6 +200,15 @@ def test_episode_cost_tracker_sums_chunks_of_one_episode():
     assert tracker.add([]).shape == (0, 1)
 
 
+def test_an_episode_whose_candidate_failed_does_not_move_the_multipliers():
+    from rayprune.agents.cost_gae import FAILED_INFO_KEY
+
+    tracker = EpisodeCostTracker(["c"])
+    failed = _episode([{"c": 0.0}, {"c": 5.0, FAILED_INFO_KEY: True}], terminated=True)
+    ok = _episode([{"c": 0.3}], terminated=True)
+    assert tracker.add([failed, ok]).tolist() == [[0.3]]  # only the measured episode counts
+
+
 def test_cost_value_targets_per_constraint():
     # Two episodes back to back: a terminated one (3 steps) and a chunk cut after 2 steps, each
     # followed by its artificial bootstrap row, as the Learner pipeline lays them out.

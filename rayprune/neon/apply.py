@@ -38,12 +38,12 @@ import torch
 from torch import nn
 
 from rayprune.engine import fine_tune
-from rayprune.evaluation.candidate import candidate_id
 from rayprune.neon.episode import PruningEpisode
 from rayprune.neon.policy import NeonPolicy, load_policy
 from rayprune.neon.settings import EpisodeSettings
 from rayprune.neon.training import RetrainSettings
 from rayprune.pruning import PruningPlan, PruningSpace
+from rayprune.pruning.rounding import candidate_id
 
 __all__ = ["NeonResult", "episode_settings", "kept_neurons_plan", "run_episode", "search_neon"]
 
