@@ -1,0 +1,290 @@
+"""The YAML configuration, validated by pydantic before anything heavy starts.
+
+Every section forbids unknown keys, so a misspelt key is an error that names its path
+(``search.finetune.iteratons``). Numbers written as strings (YAML reads ``1e-3`` as one) are
+converted and checked; duplicate keys in a YAML mapping are an error instead of silently keeping
+the last one.
+
+Example::
+
+    cfg = load_config("configs/quickstart.yaml", overrides={"search": {"agent": "random"}})
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional, Union
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from ..costs.budget import BUILTIN_COST_NAMES, RELATIVE_BY_DEFAULT, Budget
+
+__all__ = [
+    "ConfigError",
+    "Config",
+    "ModelConfig",
+    "DataConfig",
+    "TrainConfig",
+    "BaseTrainingConfig",
+    "PruningConfig",
+    "CostsConfig",
+    "LatencyConfig",
+    "BudgetConfig",
+    "SearchConfig",
+    "SweepConfig",
+    "CRLConfig",
+    "EvolutionConfig",
+    "TPEConfig",
+    "AdaptiveBNConfig",
+    "RerankConfig",
+    "EvaluationConfig",
+    "NeonConfig",
+    "NeonNetworksConfig",
+    "NeonPretrainConfig",
+    "NeonRetrainConfig",
+    "NeonSuiteConfig",
+    "load_config",
+    "parse_config",
+    "resolve_paths",
+    "default_cache_dir",
+]
+
+
+from .base import ConfigError, default_cache_dir  # noqa: E402
+from .base import Section as _Section
+from .neon import (  # noqa: E402
+    NeonConfig,
+    NeonNetworksConfig,
+    NeonPretrainConfig,
+    NeonRetrainConfig,
+    NeonSuiteConfig,
+)
+from .search import (  # noqa: E402
+    AdaptiveBNConfig,
+    CRLConfig,
+    EvaluationConfig,
+    EvolutionConfig,
+    RerankConfig,
+    SearchConfig,
+    SweepConfig,
+    TPEConfig,
+)
+from .train import TrainConfig  # noqa: E402
+
+
+class ModelConfig(_Section):
+    """The model to prune: a zoo name, ``package.module:factory`` or ``torchvision:<name>``."""
+
+    name: str = "small_cnn"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    #: trained weights (a state_dict); if absent the base model is trained on first use and cached
+    checkpoint: Optional[Path] = None
+
+
+class DataConfig(_Section):
+    """The dataset: ``mnist5k`` (embedded), ``digits``, ``cifar10``/``cifar100`` (``root``),
+    ``tabular`` (``path`` + ``label``) or ``sklearn:<name>``."""
+
+    name: str = "mnist5k"
+    root: Optional[Path] = None
+    path: Optional[Path] = None
+    label: Optional[str] = None
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    max_samples: Optional[int] = Field(None, gt=0)
+    #: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    device: str = "auto"
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "DataConfig":
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"val_fraction + test_fraction must be < 1; got {self.val_fraction} + {self.test_fraction}."
+            )
+        return self
+
+
+class BaseTrainingConfig(TrainConfig):
+    """How the base model is trained when no checkpoint is given (cached by content hash)."""
+
+    epochs: Optional[float] = Field(8.0, ge=0.0)
+    lr: float = Field(0.05, gt=0.0)
+    cache_dir: Optional[Path] = None
+
+
+class PruningConfig(_Section):
+    """The pruning space: channel importance, rounding, lower bound of keep ratios."""
+
+    importance: Literal["l1", "l2", "bn_scale", "random"] = "l2"
+    round_to: int = Field(1, ge=1)
+    min_keep: float = Field(0.1, gt=0.0, le=1.0)
+    ignored_layers: list[str] = Field(default_factory=list)
+    #: re-estimate BatchNorm statistics of every candidate before its search-time evaluation
+    recalibrate_bn: bool = True
+
+
+class LatencyConfig(_Section):
+    device: str = "cpu"
+    batch_size: int = Field(1, gt=0)
+    threads: Optional[int] = Field(1, gt=0)
+    warmup: int = Field(5, ge=0)
+    repeats: int = Field(20, gt=0)
+
+
+class CostsConfig(_Section):
+    """Which costs every candidate records, and how latency/memory are measured."""
+
+    measure: list[str] = Field(default_factory=lambda: ["params", "macs"])
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    memory_batch_size: int = Field(1, gt=0)
+    #: user costs: name -> "package.module:function" with signature f(model, context) -> float
+    custom: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class BudgetConfig(_Section):
+    """``value`` is a fraction of the base model's cost if ``relative`` (default for params, MACs and
+    peak memory), else an absolute value in the cost's unit."""
+
+    value: float
+    relative: Optional[bool] = None
+
+
+class Config(_Section):
+    """A whole rayprune run."""
+
+    name: str = "rayprune"
+    seed: int = 0
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    base_training: BaseTrainingConfig = Field(default_factory=BaseTrainingConfig)
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
+    costs: CostsConfig = Field(default_factory=CostsConfig)
+    budgets: dict[str, Union[float, BudgetConfig]] = Field(default_factory=dict)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    neon: NeonConfig = Field(default_factory=NeonConfig)
+
+    @field_validator("budgets", mode="after")
+    @classmethod
+    def _check_budgets(cls, budgets: dict) -> dict:
+        for name, b in budgets.items():
+            value, relative = (b.value, b.relative) if isinstance(b, BudgetConfig) else (b, None)
+            Budget(name, float(value), name in RELATIVE_BY_DEFAULT if relative is None else relative)
+        return budgets
+
+    @model_validator(mode="after")
+    def _known_costs(self) -> "Config":
+        known = set(BUILTIN_COST_NAMES) | set(self.costs.custom)
+        for where, names in (("budgets", list(self.budgets)), ("costs.measure", self.costs.measure),
+                             ("sweep.budgets", list(self.sweep.budgets))):
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise ValueError(
+                    f"{where} names unknown costs {unknown}; built-in costs are {sorted(BUILTIN_COST_NAMES)}, "
+                    "user costs must be defined under costs.custom as name: 'package.module:function'."
+                )
+        return self
+
+    def budget_list(self) -> list[Budget]:
+        """The budgets as :class:`~rayprune.costs.Budget` objects, relative/absolute resolved."""
+        out = []
+        for name, b in self.budgets.items():
+            value, relative = (b.value, b.relative) if isinstance(b, BudgetConfig) else (b, None)
+            out.append(Budget(name, float(value), name in RELATIVE_BY_DEFAULT if relative is None else relative))
+        return out
+
+    def cost_names(self) -> list[str]:
+        """Every cost recorded per candidate: the measured ones, then any budgeted or swept ones."""
+        return list(dict.fromkeys([*self.costs.measure, *self.budgets, *self.sweep.budgets]))
+
+    def is_relative(self, name: str) -> bool:
+        """Whether a budget on cost ``name`` is relative (the ``budgets`` entry decides, else the default)."""
+        b = self.budgets.get(name)
+        if isinstance(b, BudgetConfig) and b.relative is not None:
+            return b.relative
+        return name in RELATIVE_BY_DEFAULT
+
+
+class _NoDuplicatesLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that rejects duplicate keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_NoDuplicatesLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s) in the configuration:"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling)"
+        received = err.get("input")
+        detail = "" if err["type"] == "extra_forbidden" or isinstance(received, dict) else f"; got {received!r}"
+        lines.append(f"  - {path}: {msg}{detail}")
+    return "\n".join(lines)
+
+
+def _deep_merge(base: dict, overrides: Mapping) -> dict:
+    out = dict(base)
+    for k, v in overrides.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_config(data: Mapping[str, Any] | None, *, source: str = "<config>", overrides: Mapping | None = None) -> Config:
+    """Validate a mapping (already parsed YAML) into a :class:`Config`."""
+    data = _deep_merge(dict(data or {}), overrides or {})
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_config(path: str | os.PathLike, *, overrides: Mapping | None = None) -> Config:
+    """Read and validate a YAML config file; relative paths inside it are taken from its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Config file {path} not found.")
+    try:
+        data = yaml.load(path.read_text(), Loader=_NoDuplicatesLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level; got {type(data).__name__}.")
+    cfg = parse_config(data, source=str(path), overrides=overrides)
+    return resolve_paths(cfg, path.parent)
+
+
+def resolve_paths(cfg: Config, folder: str | os.PathLike) -> Config:
+    """A copy of ``cfg`` whose relative paths (checkpoint, data, caches, NEON agent) are taken from
+    ``folder`` (the config file's), absolute; ``cfg`` itself is left as it is."""
+    folder = Path(folder)
+
+    def fix(p: Optional[Path]) -> Optional[Path]:
+        return p if p is None or p.is_absolute() else (folder / p).resolve()
+
+    out = cfg.model_copy(deep=True)
+    out.model.checkpoint = fix(out.model.checkpoint)
+    out.data.root = fix(out.data.root)
+    out.data.path = fix(out.data.path)
+    out.base_training.cache_dir = fix(out.base_training.cache_dir)
+    out.neon.checkpoint = fix(out.neon.checkpoint)
+    out.neon.pretrain.networks.cache_dir = fix(out.neon.pretrain.networks.cache_dir)
+    return out

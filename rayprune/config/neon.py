@@ -1,0 +1,152 @@
+"""Config sections of the NEON-style agent and its offline pretraining (docs/neon.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import Section as _Section
+
+__all__ = ["NeonRetrainConfig", "NeonSuiteConfig", "NeonNetworksConfig", "NeonPretrainConfig", "NeonConfig"]
+
+
+class NeonRetrainConfig(_Section):
+    """NEON's retraining: Adam on mini-batches with early stopping on the validation loss.
+
+    Used for the layers a pruning step touched (``neon.retrain``) and, with longer defaults, for
+    the random base networks of pretraining (``neon.pretrain.networks.train``)."""
+
+    max_epochs: int = Field(6, gt=0)
+    #: epochs without a lower validation loss before stopping (the best weights are restored)
+    patience: int = Field(2, ge=0)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, gt=0)
+    #: train samples per epoch, a fixed stratified subset (None: all)
+    max_samples: Optional[int] = Field(512, gt=1)
+
+
+class NeonSuiteConfig(_Section):
+    """Which datasets of NEON's offline suite to pretrain on (``rayprune.neon.suite``)."""
+
+    #: dataset names and/or group names (A-D); both empty: the whole suite
+    datasets: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    #: groups left out (held out for evaluation)
+    exclude_groups: list[str] = Field(default_factory=list)
+    max_samples: Optional[int] = Field(2000, gt=1)
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+
+
+class NeonNetworksConfig(_Section):
+    """NEON's random base networks (METHODS.md section 2); the paper's widths are 100, 200, ..., 1000."""
+
+    per_dataset: int = Field(3, gt=0)
+    widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
+    min_layers: int = Field(1, ge=1)
+    max_layers: int = Field(6, ge=1)
+    #: what comes before each Linear, with its probability
+    pre_layer_probs: dict[Literal["dropout", "batchnorm", "none"], float] = Field(
+        default_factory=lambda: {"dropout": 1 / 3, "batchnorm": 1 / 3, "none": 1 / 3})
+    activation_probs: dict[Literal["relu", "tanh", "sigmoid"], float] = Field(
+        default_factory=lambda: {"relu": 0.9, "tanh": 0.05, "sigmoid": 0.05})
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    train: NeonRetrainConfig = Field(default_factory=lambda: NeonRetrainConfig(max_epochs=60, patience=8, max_samples=None))
+    #: trained networks are cached here by content hash (default: <cache>/neon-networks)
+    cache_dir: Optional[Path] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "NeonNetworksConfig":
+        if self.min_layers > self.max_layers:
+            raise ValueError(f"min_layers must be <= max_layers; got {self.min_layers} > {self.max_layers}.")
+        if not self.widths or any(w < 1 for w in self.widths):
+            raise ValueError(f"widths must be positive integers; got {self.widths}.")
+        for name in ("pre_layer_probs", "activation_probs"):
+            probs = getattr(self, name)
+            if any(v < 0 for v in probs.values()) or sum(probs.values()) <= 0:
+                raise ValueError(f"{name} must be >= 0 with a positive sum; got {probs}.")
+        return self
+
+
+class NeonPretrainConfig(_Section):
+    """``rayprune pretrain``: PPO (RLlib new API stack) across the suite's random networks."""
+
+    iterations: int = Field(20, gt=0)
+    #: passes over the hidden layers per training episode at most (the method: one, or up to four;
+    #: with neon.rollback an episode makes more to compound cuts, and stops after a pass that changed nothing)
+    passes: int = Field(4, ge=1, le=20)
+    #: env steps (= pruned layers) per PPO iteration
+    steps_per_iteration: int = Field(128, gt=0)
+    #: episodes stepped in lockstep per env runner; their prune+retrain steps run as parallel Ray tasks
+    num_envs: int = Field(4, gt=0)
+    env_runners: int = Field(0, ge=0)
+    #: run each lockstep step's candidates as Ray tasks (False: one after the other in the env)
+    parallel_steps: bool = True
+    #: tolerances sampled per episode (the policy sees tau, so one agent serves them all)
+    tolerances: list[float] = Field(default_factory=lambda: [1.0, 5.0])
+    #: seeds PPO and the draws of networks/tolerances per episode (None: the config's seed, which
+    #: also seeds the random networks and the data splits)
+    seed: Optional[int] = None
+    #: s in NEON's reward: percent of the layer removed (the method, METHODS.md) or its fraction (an ablation:
+    #: a cut beyond tolerance then costs less than one within it; docs/neon.md "Reward units")
+    reward_units: Literal["percent", "fraction"] = "percent"
+    lr: float = Field(1e-3, gt=0)
+    gamma: float = Field(0.99, ge=0, le=1)
+    #: 1.0: Monte-Carlo returns, as the method's A2C
+    gae_lambda: float = Field(1.0, ge=0, le=1)
+    clip_param: float = Field(0.2, gt=0)
+    num_epochs: int = Field(6, gt=0)
+    minibatch_size: int = Field(64, gt=0)
+    entropy_coeff: float = Field(0.01, ge=0)
+    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    #: width of each feature map's own encoder
+    segment_hidden: int = Field(16, gt=0)
+    suite: NeonSuiteConfig = Field(default_factory=NeonSuiteConfig)
+    networks: NeonNetworksConfig = Field(default_factory=NeonNetworksConfig)
+
+    @field_validator("tolerances")
+    @classmethod
+    def _tolerances(cls, v: list[float]) -> list[float]:
+        if not v or any(t < 0 for t in v):
+            raise ValueError(f"tolerances must be a non-empty list of numbers >= 0; got {v}.")
+        return v
+
+
+class NeonConfig(_Section):
+    """The NEON-style agent (METHODS.md section 2): pretrained offline, applied with inference only."""
+
+    #: a ``rayprune pretrain`` output directory or a policy directory; None: the agent shipped in the package
+    checkpoint: Optional[Path] = None
+    #: tau: accuracy loss (points, validation split) the user accepts
+    tolerance: float = Field(1.0, ge=0.0)
+    #: passes over the hidden layers per episode at prune time (None: as many as the agent was trained with)
+    passes: Optional[int] = Field(None, ge=1, le=20)
+    #: undo a step that leaves the network more than tau below the unpruned one (after paying its reward),
+    #: so every network of an episode is within tolerance on validation (False: the method as published).
+    #: At prune time passes, rollback, stop_when_idle, activation_samples and retrain are the agent's own
+    #: (what it was trained with) unless set here.
+    rollback: bool = True
+    #: end an episode after a pass over the layers that changed nothing
+    stop_when_idle: bool = True
+    #: keep fractions the agent chooses from (a pretrained policy brings its own)
+    actions: list[float] = Field(default_factory=lambda: [1.0, 0.9, 0.8, 0.7, 0.6])
+    #: training samples whose activations describe each neuron (the paper: up to 3,000)
+    activation_samples: int = Field(512, gt=1)
+    retrain: NeonRetrainConfig = Field(default_factory=NeonRetrainConfig)
+    #: which network of the episode is the result: the last one within tolerance, or the final one
+    select: Literal["within_tolerance", "final"] = "within_tolerance"
+    #: episodes at prune time: the greedy one plus (rollouts - 1) sampled ones; the smallest within tolerance wins
+    #: (1: the method as published; BENCHMARKS.md: 4 prunes more at tau = 1, within 1 point)
+    rollouts: int = Field(4, ge=1)
+    #: fine-tune the whole chosen network with search.final_finetune before export
+    final_finetune: bool = False
+    pretrain: NeonPretrainConfig = Field(default_factory=NeonPretrainConfig)
+
+    @field_validator("actions")
+    @classmethod
+    def _actions(cls, v: list[float]) -> list[float]:
+        if len(v) < 2 or len(set(v)) != len(v) or any(not 0.0 < a <= 1.0 for a in v):
+            raise ValueError(f"actions must be at least two distinct keep fractions in (0, 1]; got {v}.")
+        return v

@@ -1,0 +1,176 @@
+"""Config sections of the search: agents (crl, evolution, TPE), scores, the evaluator pool, sweeps."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Mapping, Optional
+
+from pydantic import Field, model_validator
+
+from .base import Section as _Section
+from .train import TrainConfig
+
+__all__ = ["CRLConfig", "EvolutionConfig", "TPEConfig", "AdaptiveBNConfig", "RerankConfig", "EvaluationConfig",
+           "SearchConfig", "SweepConfig"]
+
+
+_MOVED_KEYS = {
+    "search.crl.iterations": "search.evaluations (candidates scored by every agent; PPO iterations follow from it)",
+    "search.crl.episodes_per_iteration": "search.batch_size (candidates per step of every agent)",
+    "search.crl.finetune_schedule": "search.score (every agent is scored the same way)",
+    "search.crl.evaluators": "evaluation.evaluators",
+    "search.crl.evaluator_cpus": "evaluation.cpus",
+    "search.crl.evaluator_gpus": "evaluation.gpus",
+    "search.crl.evaluator_max_restarts": "evaluation.max_restarts",
+    "search.crl.evaluator_max_task_retries": "evaluation.max_task_retries",
+}
+
+
+def _refuse_moved(data: Any, section: str) -> Any:
+    """Name the new home of a key that moved, instead of a bare 'unknown key'."""
+    if isinstance(data, Mapping):
+        moved = [f"{section}.{k} -> {_MOVED_KEYS[f'{section}.{k}']}" for k in data if f"{section}.{k}" in _MOVED_KEYS]
+        if moved:
+            raise ValueError("key(s) moved: " + "; ".join(moved))
+    return data
+
+
+class CRLConfig(_Section):
+    """The constrained-RL agent (PPO-Lagrangian, METHODS.md section 1).
+
+    Each PPO iteration samples ``search.batch_size`` episodes (one candidate each), scores them on
+    the evaluator pool and updates the policy and the multipliers."""
+
+    #: one policy for all of a sweep's budget levels (the level is in the observation, each episode
+    #: draws one); False: one policy per level, each with its share of the candidates
+    budget_conditioned: bool = True
+    #: episodes stepped together per env runner (policy inference batched over them)
+    num_envs: int = Field(8, gt=0)
+    #: remote env runners (0: sample in the driver, the default: sampling is policy inference only)
+    env_runners: int = Field(0, ge=0)
+    #: AMC-style cap on each action so analytic budgets stay reachable
+    action_wall: bool = True
+    #: with action_wall, also a floor on each action so the budget can still be spent if the later groups
+    #: keep everything: the action picks a point in [floor, cap], so every candidate lands on the budget
+    #: boundary of its tightest analytic constraint and the agent learns how to share it between groups
+    budget_fill: bool = True
+    #: 10x the method's 3e-4, and minibatches of 128 instead of 64: a search has a few dozen PPO iterations,
+    #: not 40k timesteps (BENCHMARKS.md "crl settings": best search score 0.786/0.591/0.367 -> 0.823/0.704/0.437
+    #: at params 10/5/2 % on VGG11, development seeds 0-1)
+    lr: float = Field(3e-3, gt=0)
+    gamma: float = Field(0.99, ge=0, le=1)
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    cost_gae_lambda: float = Field(1.0, ge=0, le=1)
+    clip_param: float = Field(0.2, gt=0)
+    num_epochs: int = Field(10, gt=0)
+    minibatch_size: int = Field(128, gt=0)
+    entropy_coeff: float = Field(0.0, ge=0)
+    hidden: list[int] = Field(default_factory=lambda: [32, 32])
+    #: the Gaussian policy's initial log standard deviation on the [-1, 1] action (None: RLlib's init)
+    initial_log_std: Optional[float] = -0.5
+    #: rewards standardised per budget level over its recent scores, so levels with lower accuracy do
+    #: not dominate a budget-conditioned policy's advantages ("none": the raw score, the method)
+    reward_normalization: Literal["level", "none"] = "level"
+    lagrange_init: float = Field(1.0, gt=0)
+    lagrange_lr: float = Field(1.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        return _refuse_moved(data, "search.crl")
+
+
+class EvolutionConfig(_Section):
+    """``--agent evolution``: a population of keep-ratio vectors (MetaPruning/EagleEye style).
+
+    Each step makes ``search.batch_size`` children: two parents drawn by tournament from the level's
+    ``population`` best, uniform crossover with probability ``crossover``, Gaussian mutation
+    (``mutation_sd``) of each gene with probability ``mutation_prob``; every child is projected onto
+    the level's budget boundary, as random search's candidates are. Until the population is full,
+    children are random candidates."""
+
+    population: int = Field(32, gt=1)
+    tournament: int = Field(3, gt=0)
+    crossover: float = Field(0.5, ge=0.0, le=1.0)
+    mutation_prob: float = Field(0.3, gt=0.0, le=1.0)
+    mutation_sd: float = Field(0.1, gt=0.0)
+
+
+class TPEConfig(_Section):
+    """``--agent tpe``: Optuna's TPE sampler through its ask/tell API, one study per level; each
+    sampled direction is projected onto the budget boundary like random search's."""
+
+    #: random trials before TPE starts modelling (Optuna's n_startup_trials)
+    startup: int = Field(32, gt=0)
+    multivariate: bool = True
+
+
+class AdaptiveBNConfig(_Section):
+    """The ``adaptive_bn`` score: BatchNorm statistics re-estimated on ``batches x batch_size`` training
+    samples (no gradient step), then accuracy on ``search.eval_samples`` validation samples."""
+
+    batches: int = Field(10, gt=0)
+    batch_size: int = Field(64, gt=1)
+
+
+class RerankConfig(_Section):
+    """Two-stage scoring: the ``top_k`` distinct candidates per budget level (by the cheap score) are
+    re-ranked after a short fine-tune (``search.finetune``) on the whole validation split."""
+
+    top_k: int = Field(8, gt=0)
+
+
+class EvaluationConfig(_Section):
+    """The evaluator pool: Ray actors that build and score candidates (every agent uses it)."""
+
+    evaluators: int = Field(2, gt=0)
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0)
+    max_restarts: int = Field(3, ge=-1)
+    max_task_retries: int = Field(3, ge=-1)
+
+
+class SearchConfig(_Section):
+    """How candidates are searched and scored (every agent the same way), re-ranked and fine-tuned."""
+
+    agent: Literal["uniform", "random", "evolution", "tpe", "crl", "neon"] = "crl"
+    #: candidates each search scores, whatever the agent (shared by a sweep's levels)
+    evaluations: int = Field(512, gt=0)
+    #: candidates proposed and scored together per step (crl: episodes per PPO iteration)
+    batch_size: int = Field(32, gt=0)
+    #: two_stage: search on adaptive_bn, re-rank the top_k per level with `finetune`, fine-tune the winner;
+    #: adaptive_bn / finetune: search on that score and fine-tune its best candidate (no re-rank)
+    score: Literal["two_stage", "adaptive_bn", "finetune"] = "two_stage"
+    adaptive_bn: AdaptiveBNConfig = Field(default_factory=AdaptiveBNConfig)
+    rerank: RerankConfig = Field(default_factory=RerankConfig)
+    #: short fine-tune: the `finetune` score, and the re-rank of two_stage
+    finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(iterations=50))
+    #: long fine-tune of the chosen candidate before export
+    final_finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(iterations=600))
+    #: validation samples used for search-time scores (None: all); re-rank and final use all
+    eval_samples: Optional[int] = Field(1000, gt=0)
+    crl: CRLConfig = Field(default_factory=CRLConfig)
+    evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
+    tpe: TPEConfig = Field(default_factory=TPEConfig)
+
+
+class SweepConfig(_Section):
+    """``rayprune sweep``: agents x seeds as Ray Tune trials, each searching every budget level with its
+    own evaluators; one candidate store for the whole sweep."""
+
+    #: searches run side by side, one Tune trial per agent x seed (empty: search.agent)
+    agents: list[Literal["uniform", "random", "evolution", "tpe", "crl"]] = Field(default_factory=list)
+    #: seconds between a trial's checkpoints (rows written after the last one are redone on restart)
+    checkpoint_seconds: float = Field(30.0, ge=0.0)
+
+    #: levels per constraint, e.g. {params: [0.5, 0.25, 0.1]}; several constraints: their product.
+    #: Empty: the single level given by ``budgets``. Relative/absolute as in ``budgets``.
+    budgets: dict[str, list[float]] = Field(default_factory=dict)
+    seeds: int = Field(1, gt=0)
+    #: trials running at once (None: as many as the cluster's resources allow)
+    max_concurrent_trials: Optional[int] = Field(None, gt=0)
+    #: CPU share of the trial's own bundle (the RL driver: policy updates are tiny)
+    trial_cpus: float = Field(0.25, gt=0)
+    #: times a failed trial is restarted from its last checkpoint
+    max_failures: int = Field(1, ge=-1)
+    #: start even if no trial fits on the cluster right now (an autoscaler will add nodes)
+    wait_for_resources: bool = False
