@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,9 @@ __all__ = ["make_report", "summary_text", "front_table", "agent_table"]
 
 def _load(out: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     from .results import read_candidates
+    from .sweep.driver import load_state
 
-    state_path = out / "sweep.json"
-    if not state_path.is_file():
-        raise FileNotFoundError(f"{state_path} not found: {out} is not the output of `rayprune sweep`.")
-    state = json.loads(state_path.read_text())
-    if "setup" not in state:
-        raise ValueError(f"{out}: the sweep stopped before its first trial started (sweep.json has no setup); "
-                         "there is nothing to report.")
+    state = load_state(out)
     rows = read_candidates(out)  # the shards: complete even when candidates.parquet was not merged yet
     front = pd.read_parquet(out / "pareto.parquet") if (out / "pareto.parquet").is_file() else pd.DataFrame()
     return state, rows, front

@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from ._io import atomic_path
+
 __all__ = ["CandidateWriter", "write_parquet_atomic", "read_candidates", "merge_candidates", "drop_rows_after", "ROW_KEY",
            "ROW_TYPES"]
 
@@ -32,14 +34,11 @@ ROW_KEY = ("row_id",)
 
 
 def write_parquet_atomic(table: pa.Table, path: str | os.PathLike) -> Path:
-    """Write ``table`` to ``path`` via a hidden temp file, fsync and ``os.replace``."""
+    """Write ``table`` to ``path`` via a hidden temp file, fsync and ``os.replace`` (:mod:`rayprune._io`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
     return path
 
 

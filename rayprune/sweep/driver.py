@@ -30,6 +30,7 @@ from typing import Any, Callable, Optional
 import pandas as pd
 import pyarrow as pa
 
+from .._io import atomic_write_text
 from ..config import Config, parse_config
 from ..costs.levels import Level, levels_from_config
 from ..errors import UserError
@@ -38,7 +39,7 @@ from ..results import merge_candidates, read_candidates, write_parquet_atomic
 from .pareto import front_history, pareto_front
 from .trainable import SweepSetup, placement_bundles, sweep_trial, trial_name
 
-__all__ = ["run_sweep", "finish_sweep", "parse_levels", "sweep_agents", "TUNE_DIR", "SWEEP_FILE"]
+__all__ = ["run_sweep", "finish_sweep", "load_state", "parse_levels", "sweep_agents", "TUNE_DIR", "SWEEP_FILE"]
 
 TUNE_DIR = "tune"
 SWEEP_FILE = "sweep.json"
@@ -115,10 +116,22 @@ def _claim(out: Path) -> None:
         json.dump({"status": "starting", "started": time.time()}, fh)
 
 
+def load_state(out: str | Path, *, what: str = "") -> dict[str, Any]:
+    """``OUT/sweep.json``, checked: it exists and is past the start (``setup`` is written once the base
+    model and the levels are known). ``what`` (e.g. ``--resume``) prefixes the error."""
+    path = Path(out) / SWEEP_FILE
+    prefix = f"{what}: " if what else ""
+    if not path.is_file():
+        raise FileNotFoundError(f"{prefix}{path} not found: {out} is not the output of `rayprune sweep`.")
+    state = json.loads(path.read_text())
+    if "setup" not in state:
+        raise UserError(f"{prefix}{path} is from a sweep that stopped before its first trial started; there is "
+                        "nothing to resume or report. Start it again into a new directory.")
+    return state
+
+
 def _write_state(out: Path, state: dict[str, Any]) -> None:
-    tmp = out / f".{SWEEP_FILE}.tmp"
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, out / SWEEP_FILE)
+    atomic_write_text(out / SWEEP_FILE, json.dumps(state, indent=1))
 
 
 def run_sweep(
@@ -138,15 +151,9 @@ def run_sweep(
     from ..search.prune import check_reachable
 
     out = Path(out_dir).resolve()
-    state_path = out / SWEEP_FILE
     if resume:
-        if not state_path.is_file():
-            raise FileNotFoundError(f"--resume: {state_path} not found; is {out} the output of a sweep?")
-        state = json.loads(state_path.read_text())
-        if "setup" not in state:
-            raise UserError(f"--resume: {state_path} is from a sweep that stopped before its first trial started; "
-                             "start it again into a new directory.")
-        cfg = parse_config(state["config"], source=str(state_path))
+        state = load_state(out, what="--resume")
+        cfg = parse_config(state["config"], source=str(out / SWEEP_FILE))
         setup = SweepSetup(**state["setup"])
         connect(address, log=log, metadata={"rayprune": "sweep", "config": cfg.name, "out": str(out)})
         tune_path = out / TUNE_DIR
@@ -221,7 +228,7 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None) -> dict
     from ..search.selection import select_and_finalize
 
     out = Path(out_dir)
-    state = json.loads((out / SWEEP_FILE).read_text())
+    state = load_state(out)
     cfg = parse_config(state["config"])
     setup = SweepSetup(**state["setup"])
     levels = [Level.from_json(lvl) for lvl in setup.levels]

@@ -1,0 +1,47 @@
+"""The sweep's plain parts, without Ray: level parsing, the levels of a config, sweep.json states."""
+
+import json
+
+import pytest
+
+from rayprune.config import parse_config
+from rayprune.costs.levels import contains, levels_from_config
+from rayprune.errors import UserError
+from rayprune.sweep.driver import load_state, parse_levels, sweep_agents
+
+
+def test_parse_levels_reads_one_constraint_and_names_bad_input():
+    assert parse_levels("params=0.5,0.25, 0.1") == ("params", [0.5, 0.25, 0.1])
+    for bad, message in [("params", "NAME=V1"), ("params=", "NAME=V1"), ("=0.5", "NAME=V1"),
+                         ("params=0.5,x", "every level must be a number")]:
+        with pytest.raises(ValueError, match=message):
+            parse_levels(bad)
+
+
+def test_levels_are_the_product_of_the_sweep_budgets_with_absolute_limits():
+    cfg = parse_config({"budgets": {"params": 0.5},
+                        "sweep": {"budgets": {"params": [0.5, 0.25], "latency_ms": [2.0, 4.0]}}})
+    levels = levels_from_config(cfg, {"params": 1000.0, "latency_ms": 10.0}, sweep=True)
+    assert [lvl.name for lvl in levels] == ["params=0.5,latency_ms=2", "params=0.5,latency_ms=4",
+                                            "params=0.25,latency_ms=2", "params=0.25,latency_ms=4"]
+    assert levels[2].limits == {"params": 250.0, "latency_ms": 2.0}  # params relative, latency absolute
+    assert contains(levels[1], levels[2]) and not contains(levels[2], levels[1])
+    single = levels_from_config(cfg, {"params": 1000.0, "latency_ms": 10.0})  # not a sweep: `budgets`
+    assert [lvl.name for lvl in single] == ["params=0.5"]
+    with pytest.raises(ValueError, match="No budget"):
+        levels_from_config(parse_config({}), {"params": 1.0})
+
+
+def test_sweep_agents_default_to_the_search_agent_and_refuse_neon():
+    assert sweep_agents(parse_config({"search": {"agent": "evolution"}})) == ["evolution"]
+    assert sweep_agents(parse_config({"sweep": {"agents": ["crl", "tpe"]}})) == ["crl", "tpe"]
+    with pytest.raises(ValueError, match="neon"):
+        sweep_agents(parse_config({"search": {"agent": "neon"}}))
+
+
+def test_a_sweep_that_stopped_while_starting_is_named_as_such(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not the output of"):
+        load_state(tmp_path)
+    (tmp_path / "sweep.json").write_text(json.dumps({"status": "starting"}))
+    with pytest.raises(UserError, match="before its first trial started"):
+        load_state(tmp_path, what="--resume")
