@@ -120,10 +120,12 @@ def _plot(state: dict[str, Any], rows: pd.DataFrame, front: pd.DataFrame, path: 
         if not search.empty:
             feas = search[search["feasible"].astype(bool)]
             infeas = search[~search["feasible"].astype(bool)]
-            ax.scatter(feas[cost] / scale, 100 * feas["accuracy"], s=9, c="0.6", label="candidates (search)")
+            ax.scatter(feas[cost] / scale, 100 * feas["accuracy"], s=9, c="0.6",
+                       label="candidates (search score, not fine-tuned)")
             ax.scatter(infeas[cost] / scale, 100 * infeas["accuracy"], s=9, c="0.85", marker="x", label="over budget")
         if not final.empty:
-            ax.scatter(final[cost] / scale, 100 * final["accuracy"], s=36, c="tab:blue", label="exported (final)")
+            ax.scatter(final[cost] / scale, 100 * final["accuracy"], s=36, c="tab:blue",
+                       label="exported (after the final fine-tune)")
         if not front.empty and cost in front.columns:
             f = front.sort_values(cost)
             ax.plot(f[cost] / scale, 100 * f["accuracy"], "-o", c="tab:red", ms=6, label="Pareto front")
