@@ -68,6 +68,8 @@ def _resolve(cfg, path):
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .costs import ANALYTIC_COSTS
+    from .costs.budget import fits, within
+    from .costs.levels import Level, levels_from_config
     from .problem import PruningProblem
     from .search.prune import BudgetUnreachable, check_reachable
     from .text_table import format_table, human
@@ -84,7 +86,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     rows = []
     for name in problem.costs:
         limit = problem.limits.get(name)
-        ok = "-" if limit is None else ("yes" if smallest[name] <= limit * (1 + 1e-9) else "NO")
+        ok = "-" if limit is None else ("yes" if within(smallest[name], limit) else "NO")
         rows.append([name, human(problem.base_costs[name]), human(smallest[name]),
                      f"{smallest[name] / problem.base_costs[name]:.3f}" if problem.base_costs[name] else "-",
                      human(limit), ok, "analytic" if name in ANALYTIC_COSTS else "measured"])
@@ -92,8 +94,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     groups = [[g.index, g.root, g.root_type, g.channels, len(g.layers)] for g in problem.space.groups]
     if args.groups:
         print(format_table(["#", "root", "type", "channels", "layers"], groups))
+    levels = []
+    if cfg.sweep.budgets:  # a sweep's levels too, so an unreachable one is found before `rayprune sweep`
+        levels = levels_from_config(cfg, problem.base_costs, sweep=True)
+        print(format_table(["sweep level", *[f"{n} limit" for n in levels[0].limits], "reachable"],
+                           [[lvl.name, *[human(v) for v in lvl.limits.values()],
+                             "yes" if fits(smallest, lvl.limits) else "NO"] for lvl in levels]))
     try:
-        check_reachable(problem)
+        check_reachable(problem, ([Level.from_budgets(problem.budgets, problem.base_costs)] if problem.budgets else [])
+                        + levels)
     except BudgetUnreachable as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 3

@@ -60,6 +60,15 @@ def test_validate_prints_base_costs_and_smallest_reachable(tiny_config, env):
     assert "smallest reachable" in res.stdout and "params" in res.stdout and "features.0" in res.stdout
 
 
+def test_validate_checks_every_sweep_level(tmp_path, env):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(TINY + "sweep: {budgets: {params: [0.5, 0.001]}}\n")
+    res = rayprune("validate", config, "-q", env=env)
+    assert res.returncode == 3, res.stderr
+    assert "params=0.5" in res.stdout and "params=0.001" in res.stdout  # the table of levels
+    assert "params=0.001: params <=" in res.stderr and "params=0.5:" not in res.stderr  # only the bad one
+
+
 def test_validate_catches_an_impossible_budget(tiny_config, env):
     res = rayprune("validate", tiny_config, "-q", "--budget", "params=0.001", env=env)
     assert res.returncode == 3
