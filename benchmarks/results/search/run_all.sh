@@ -4,7 +4,7 @@
 # Records are appended to the .jsonl files; a step can be re-run for other seeds alone.
 set -u
 cd "$(dirname "$0")/../../.."
-R=benchmarks/results/search
+R=${RESULTS:-benchmarks/results/search}
 A=random,evolution,tpe,crl
 L=params=0.5,0.25,0.1,0.05
 S="python benchmarks/bench_search.py --jobs 2 --evaluations 512"
@@ -14,7 +14,7 @@ $S --seeds 2 3 4 5 6 --configs configs/bench/small_cnn_digits.yaml --levels $L -
 $S --seeds 2 3 4 5 6 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents crl --set crl.budget_conditioned=false --out $R/vgg11_params_crl_per_level.jsonl
 $S --seeds 2 3 4 5 6 --configs configs/bench/resnet20_mnist.yaml --levels $L --agents $A --out $R/resnet20_params.jsonl
 $S --seeds 2 3 4 5 6 --configs configs/bench/user_cnn_mnist.yaml --levels $L --agents $A --out $R/user_cnn_params.jsonl
-python benchmarks/bench_scores.py --configs configs/bench/vgg11_mnist.yaml configs/bench/small_cnn_digits.yaml --budgets 0.25 0.1 --candidates 64 --jobs 2 --out benchmarks/results/scores/scores.jsonl
+python benchmarks/bench_scores.py --configs configs/bench/vgg11_mnist.yaml configs/bench/small_cnn_digits.yaml --budgets 0.25 0.1 --candidates 64 --jobs 2 --out ${SCORES:-benchmarks/results/scores/scores.jsonl}
 $S --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels macs=0.1 --agents $A --out $R/vgg11_macs.jsonl
 $S --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels latency_ms=rel:0.5 --agents $A --out $R/vgg11_latency.jsonl
 python benchmarks/bench_search.py --jobs 2 --evaluations 2048 --seeds 2 3 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents random,evolution,crl --out $R/vgg11_params_2048.jsonl
