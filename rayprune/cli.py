@@ -199,7 +199,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 "out": args.out}
     job_id, status = submit_sweep(args.address, args.config, args.out, working_dir=args.working_dir,
                                   budgets=args.budgets or (), seeds=args.seeds,
-                                  max_concurrent_trials=args.max_concurrent_trials, metadata=metadata,
+                                  max_concurrent_trials=args.max_concurrent_trials, agents=args.agents,
+                                  evaluations=args.evaluations, metadata=metadata,
                                   follow=not args.no_follow)
     if status is None:
         return 0
@@ -285,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory on the cluster (shared storage on several nodes)")
     p.add_argument("--working-dir", default=".", help="uploaded with the job (default: current directory)")
     p.add_argument("--budgets", action="append", metavar="NAME=V1,V2,...", help="as for `rayprune sweep`")
+    p.add_argument("--agents", metavar="A,B,...", help="as for `rayprune sweep`")
     p.add_argument("--seeds", type=int)
+    p.add_argument("--evaluations", type=int, help="as for `rayprune sweep`")
     p.add_argument("--max-concurrent-trials", type=int)
     p.add_argument("--no-follow", action="store_true", help="print the job id and return")
     p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)

@@ -13,15 +13,22 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .errors import UserError
+
 __all__ = ["submit_sweep", "sweep_entrypoint"]
 
 
 def sweep_entrypoint(config: str, out: str, *, budgets: Sequence[str] = (), seeds: Optional[int] = None,
-                     max_concurrent_trials: Optional[int] = None) -> str:
+                     max_concurrent_trials: Optional[int] = None, agents: Optional[str] = None,
+                     evaluations: Optional[int] = None) -> str:
     """The shell command the job runs (``rayprune sweep ...``)."""
     parts = ["rayprune", "sweep", config, "--out", out, "-q"]
     for b in budgets:
         parts += ["--budgets", b]
+    if agents:
+        parts += ["--agents", agents]
+    if evaluations is not None:
+        parts += ["--evaluations", str(evaluations)]
     if seeds is not None:
         parts += ["--seeds", str(seeds)]
     if max_concurrent_trials is not None:
@@ -37,6 +44,7 @@ async def _follow(client, job_id: str) -> None:
 
 def submit_sweep(address: str, config_path: str | Path, out: str, *, working_dir: str | Path = ".",
                  budgets: Sequence[str] = (), seeds: Optional[int] = None, max_concurrent_trials: Optional[int] = None,
+                 agents: Optional[str] = None, evaluations: Optional[int] = None,
                  metadata: Optional[dict[str, str]] = None, follow: bool = True, log=print) -> tuple[str, Optional[str]]:
     """Submit the sweep; returns ``(job_id, final status or None if not followed to the end)``."""
     from ._auth import use_cluster_token
@@ -49,10 +57,10 @@ def submit_sweep(address: str, config_path: str | Path, out: str, *, working_dir
     try:
         rel_config = config_path.relative_to(working_dir)
     except ValueError:
-        raise ValueError(f"The config {config_path} must be inside the job's working directory {working_dir} "
+        raise UserError(f"The config {config_path} must be inside the job's working directory {working_dir} "
                          "(it is uploaded with the job); pass --working-dir.") from None
     entrypoint = sweep_entrypoint(str(rel_config), out, budgets=budgets, seeds=seeds,
-                                  max_concurrent_trials=max_concurrent_trials)
+                                  max_concurrent_trials=max_concurrent_trials, agents=agents, evaluations=evaluations)
     client = JobSubmissionClient(address)
     runtime_env: dict[str, Any] = {"working_dir": str(working_dir),
                                    "excludes": [".git", "runs", "*.parquet", "__pycache__", ".whl", ".gl"]}

@@ -45,3 +45,12 @@ def test_a_sweep_that_stopped_while_starting_is_named_as_such(tmp_path):
     (tmp_path / "sweep.json").write_text(json.dumps({"status": "starting"}))
     with pytest.raises(UserError, match="before its first trial started"):
         load_state(tmp_path, what="--resume")
+
+
+def test_a_submitted_sweep_runs_the_same_options_as_a_local_one():
+    from rayprune.submit import sweep_entrypoint
+
+    cmd = sweep_entrypoint("cfg dir/c.yaml", "/shared/o", budgets=["params=0.5,0.25"], seeds=2, agents="crl,random",
+                           evaluations=64, max_concurrent_trials=3)
+    assert cmd == ("rayprune sweep 'cfg dir/c.yaml' --out /shared/o -q --budgets params=0.5,0.25 --agents crl,random "
+                   "--evaluations 64 --seeds 2 --max-concurrent-trials 3")
