@@ -236,6 +236,34 @@ def summarise(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def plot(frame: pd.DataFrame, path: str) -> None:
+    """Best search score so far against candidates scored, per agent (mean over seeds), one panel per
+    (config, level): where a better search shows, before the final fine-tune evens things out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = frame[frame["error"].isna()] if "error" in frame.columns else frame
+    panels = list(frame.groupby(["config", "evaluations", "level"], sort=False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, ((config, evaluations, level), g) in zip(axes[0], panels):
+        for agent, ga in g.groupby("agent", sort=True):
+            curves = [json.loads(c) for c in ga["curve"]]
+            n = min(len(c) for c in curves)
+            values = np.array([[np.nan if v is None else v for v in c[:n]] for c in curves], dtype=float)
+            x = (np.arange(n) + 1) * int(ga["batch_size"].iloc[0])
+            ax.plot(x, 100 * np.nanmean(values, axis=0), label=f"{agent} ({len(curves)} seeds)")
+        ax.set_title(f"{config}, {level}", fontsize=9)
+        ax.set_xlabel("candidates scored (all levels)")
+        ax.set_ylabel("best search score so far (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", nargs="+", default=["configs/bench/small_cnn_digits.yaml"])
@@ -249,10 +277,14 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--rows", help="folder to keep each run's search rows (Parquet)")
     ap.add_argument("--out", help="JSON-lines file of records (appended)")
-    ap.add_argument("--summarise", nargs="+", help="only print the tables of these CSVs")
+    ap.add_argument("--summarise", nargs="+", help="only print the tables of these JSON-lines files")
+    ap.add_argument("--plot", help="with --summarise: also draw the best-so-far curves to this PNG")
     args = ap.parse_args()
     if args.summarise:
-        print(summarise(pd.concat([pd.read_json(p, lines=True) for p in args.summarise], ignore_index=True)))
+        frame = pd.concat([pd.read_json(p, lines=True) for p in args.summarise], ignore_index=True)
+        print(summarise(frame))
+        if args.plot:
+            plot(frame, args.plot)
         return
     search: dict = {}
     for item in args.set:

@@ -22,7 +22,7 @@ from rayprune.results import CandidateWriter, read_candidates
 from rayprune.search.loop import SearchRun
 from rayprune.search.selection import monotone_choice, select_and_finalize
 
-PLAIN_AGENTS = ["uniform", "random", "evolution", "tpe"]
+PLAIN_AGENTS = ["uniform", "random", "sequential_random", "evolution", "tpe"]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_scores_are_rows_with_their_kind_and_one_schema_on_error(problem):
 
 
 # -- agents ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("agent_name", ["random", "evolution", "tpe", "uniform"])
+@pytest.mark.parametrize("agent_name", ["random", "sequential_random", "evolution", "tpe", "uniform"])
 def test_every_candidate_meets_the_analytic_budget_of_its_level(problem, levels, agent_name, tmp_path):
     run, rows = run_search(problem, levels, agent_name, tmp_path)
     assert len(rows) == (len(levels) if agent_name == "uniform" else 24)

@@ -1,4 +1,5 @@
-"""Baseline searches: one uniform keep ratio per level, and random search on the budget boundary.
+"""Baseline searches: one uniform keep ratio per level, random search on the budget boundary, and random
+search in crl's action space.
 
 Both are plain NumPy over a :class:`~rayprune.agents.space.SearchSpace` (no Ray, no models): they
 propose, the search loop scores. Random search is the field's strongest simple baseline
@@ -12,7 +13,7 @@ from typing import Optional, Sequence
 
 from .base import Outcome, Proposal, SearchAgent
 
-__all__ = ["UniformAgent", "RandomAgent"]
+__all__ = ["UniformAgent", "RandomAgent", "SequentialRandomAgent"]
 
 
 class UniformAgent(SearchAgent):
@@ -45,6 +46,42 @@ class RandomAgent(SearchAgent):
         levels = self.levels_for(self.batch(n))
         proposals = [Proposal(self.space.project(self.rng.uniform(self.space.min_keep, 1.0, self.space.num_groups), lvl),
                               lvl) for lvl in levels]
+        self.asked += len(proposals)
+        return proposals
+
+    def tell(self, proposals: Sequence[Proposal], outcomes: Sequence[Outcome]) -> None:
+        pass
+
+
+class SequentialRandomAgent(SearchAgent):
+    """Random search in crl's action space: each group's keep ratio drawn uniformly between the AMC cap
+    and the budget-filling floor, group after group (the walls of :mod:`rayprune.agents.env`).
+
+    The ablation that tells crl's learning apart from its parametrisation: same walls, same order,
+    no policy. Candidates land on the budget boundary like random search's, but later groups get
+    what earlier draws left, so the distribution differs from a projected uniform direction.
+    """
+
+    name = "sequential_random"
+
+    def __init__(self, space, *, seed: int, batch_size: int) -> None:
+        from .env import PruningEnvSpec
+
+        super().__init__(space, seed=seed, batch_size=batch_size)
+        self.spec = PruningEnvSpec.from_space(space, list(range(space.num_levels)))
+
+    def _walk(self, level: int) -> list[float]:
+        from .env import action_to_ratio
+
+        self.spec.levels[level] = self.space.steering_limits(level)  # black-box proxies move
+        ratios: list[float] = []
+        for t in range(self.space.num_groups):
+            ratios.append(action_to_ratio(self.spec, self.spec.levels[level], float(self.rng.uniform(-1.0, 1.0)),
+                                          ratios, t))
+        return self.space.rounded(ratios)
+
+    def ask(self, n: Optional[int] = None) -> list[Proposal]:
+        proposals = [Proposal(self._walk(lvl), lvl) for lvl in self.levels_for(self.batch(n))]
         self.asked += len(proposals)
         return proposals
 

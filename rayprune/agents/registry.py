@@ -25,6 +25,12 @@ def _random(space, *, seed, search, **_):
     return RandomAgent(space, seed=seed, batch_size=search.batch_size)
 
 
+def _sequential_random(space, *, seed, search, **_):
+    from .baselines import SequentialRandomAgent
+
+    return SequentialRandomAgent(space, seed=seed, batch_size=search.batch_size)
+
+
 def _evolution(space, *, seed, search, **_):
     from .evolution import EvolutionAgent
 
@@ -45,7 +51,8 @@ def _crl(space, *, seed, search, **kwargs):
 
 #: Agents that search under budgets through :class:`~rayprune.agents.base.SearchAgent`.
 AGENTS: dict[str, Callable[..., SearchAgent]] = {
-    "uniform": _uniform, "random": _random, "evolution": _evolution, "tpe": _tpe, "crl": _crl,
+    "uniform": _uniform, "random": _random, "sequential_random": _sequential_random, "evolution": _evolution,
+    "tpe": _tpe, "crl": _crl,
 }
 BUDGETED_AGENTS = tuple(AGENTS)
 

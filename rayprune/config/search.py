@@ -132,7 +132,7 @@ class EvaluationConfig(_Section):
 class SearchConfig(_Section):
     """How candidates are searched and scored (every agent the same way), re-ranked and fine-tuned."""
 
-    agent: Literal["uniform", "random", "evolution", "tpe", "crl", "neon"] = "crl"
+    agent: Literal["uniform", "random", "sequential_random", "evolution", "tpe", "crl", "neon"] = "crl"
     #: candidates each search scores, whatever the agent (shared by a sweep's levels)
     evaluations: int = Field(512, gt=0)
     #: candidates proposed and scored together per step (crl: episodes per PPO iteration)
@@ -158,7 +158,7 @@ class SweepConfig(_Section):
     own evaluators; one candidate store for the whole sweep."""
 
     #: searches run side by side, one Tune trial per agent x seed (empty: search.agent)
-    agents: list[Literal["uniform", "random", "evolution", "tpe", "crl"]] = Field(default_factory=list)
+    agents: list[Literal["uniform", "random", "sequential_random", "evolution", "tpe", "crl"]] = Field(default_factory=list)
     #: seconds between a trial's checkpoints (rows written after the last one are redone on restart)
     checkpoint_seconds: float = Field(30.0, ge=0.0)
 
