@@ -142,7 +142,9 @@ import json, sys
 import ray
 from ray.util.state import list_tasks
 ray.init(address=sys.argv[1], log_to_driver=False)
-tasks = list_tasks(filters=[("name", "=", "_train_task")], detail=True, raise_on_missing_output=False)
+# the state API is told which dashboard to ask: other Ray instances may run on the machine
+tasks = list_tasks(address=sys.argv[2], filters=[("name", "=", "_train_task")], detail=True,
+                   raise_on_missing_output=False)
 print(json.dumps(sorted(t.state for t in tasks)))
 """
 
@@ -163,7 +165,7 @@ def test_a_submitted_pretrain_job_runs_on_the_cluster(tmp_path, ray_head):
     assert "Connected to Ray at" in logs and "Started a local Ray instance" not in logs, logs[-3000:]
     assert (out / "policy" / "policy.pt").is_file()
     # the cluster itself ran the job's network trainings (a private Ray would have run them instead)
-    tasks = subprocess.run([sys.executable, "-c", TRAIN_TASKS, ray_head["gcs"]], capture_output=True, text=True,
-                           timeout=180, env=ray_head["env"])
+    tasks = subprocess.run([sys.executable, "-c", TRAIN_TASKS, ray_head["gcs"], ray_head["dashboard"]],
+                           capture_output=True, text=True, timeout=180, env=ray_head["env"])
     assert tasks.returncode == 0, tasks.stderr[-3000:]
     assert json.loads(tasks.stdout.strip().splitlines()[-1]) == ["FINISHED", "FINISHED"]
