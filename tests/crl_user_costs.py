@@ -5,3 +5,23 @@ from torch import nn
 
 def conv_channels(model: nn.Module, context) -> float:
     return float(sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)))
+
+
+def hangs_once_in_an_evaluator(model: nn.Module, context) -> float:
+    """A user cost that hangs (as a stuck driver call or a deadlock would) the first time it runs in an
+    evaluator actor after the test arms it by creating ``context.options["hang_file"]``."""
+    import os
+    import time
+
+    import ray
+
+    path = context.options.get("hang_file")
+    in_actor = ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
+    if path and in_actor:
+        try:
+            os.remove(path)  # only the caller that removes it hangs
+        except FileNotFoundError:
+            pass
+        else:
+            time.sleep(3600)
+    return float(sum(p.numel() for p in model.parameters()))

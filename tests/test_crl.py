@@ -139,6 +139,33 @@ def test_a_dead_pool_stops_the_search_and_keeps_what_it_scored(ray_session, cach
     assert len(rows) < 64  # and it did not go on "scoring" failures at full speed
 
 
+def test_a_hung_evaluation_times_out_restarts_its_evaluator_and_the_search_goes_on(ray_session, cache, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    hang_file = tmp_path / "hang-armed"
+    base = tiny(cache, agent="random", evaluations=16, batch_size=8, score="adaptive_bn",
+                evaluation={"timeout_s": 5.0})
+    cfg = parse_config(base.model_dump(mode="json"), overrides={
+        "costs": {"custom": {"hang": "crl_user_costs:hangs_once_in_an_evaluator"},
+                  "options": {"hang_file": str(hang_file)}},
+    })
+    out = tmp_path / "out"
+    hang_file.write_text("armed")
+    t0 = time.time()
+    summary = run_prune(cfg, out, progress=False, log=lambda m: None)
+    assert time.time() - t0 < 240  # the hour-long hang did not hold the run
+    assert not hang_file.exists()  # the hang happened
+    rows = pd.read_parquet(out / "candidates.parquet")
+    search = rows[rows["stage"] == "search"]
+    assert len(search) == 16 and search["row_id"].is_unique
+    failed = search[search["status"] == "error"]
+    assert 1 <= len(failed) <= 4  # the hung call's chunk only
+    assert failed["error"].str.contains("EvaluationTimeout").all()
+    assert failed["error"].str.contains("timeout_s").all()  # names the setting to change
+    assert (search["status"] == "ok").sum() == 16 - len(failed)  # the restarted evaluator scored on
+    assert summary["feasible"]
+
+
 def test_two_constraints_with_a_user_cost_and_the_export_meets_both(ray_session, cache, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(TESTS))
     base = tiny(cache, evaluations=24)

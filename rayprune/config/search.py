@@ -127,6 +127,11 @@ class EvaluationConfig(_Section):
     gpus: float = Field(0.0, ge=0)
     max_restarts: int = Field(3, ge=-1)
     max_task_retries: int = Field(3, ge=-1)
+    #: seconds one candidate's score may take (a chunk of n gets n times this) before its evaluator
+    #: is restarted and the candidates become `error` rows; None: no limit
+    timeout_s: Optional[float] = Field(None, gt=0)
+    #: the same for one final fine-tune (re-rank fine-tunes are scores and use `timeout_s`)
+    final_timeout_s: Optional[float] = Field(None, gt=0)
 
 
 class SearchConfig(_Section):

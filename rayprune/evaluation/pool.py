@@ -36,11 +36,27 @@ from ..pruning.rounding import candidate_id, keep_counts
 from .candidate import CandidateEvaluator
 from .score import ScoreSpec
 
-__all__ = ["Evaluator", "EvaluatorPool", "PoolDeadError"]
+__all__ = ["EvaluationTimeout", "Evaluator", "EvaluatorPool", "PoolDeadError"]
 
 
 class PoolDeadError(RuntimeError):
     """Every evaluator of the pool is dead (and out of restarts): nothing can be scored any more."""
+
+
+class EvaluationTimeout(RuntimeError):
+    """A call to an evaluator gave no result within ``evaluation.timeout_s`` (per candidate) or
+    ``evaluation.final_timeout_s``; its candidates become ``error`` rows and the actor restarts."""
+
+
+def _next_deadline(deadlines: dict) -> Optional[float]:
+    """Seconds until the earliest deadline (None: wait without a limit)."""
+    return max(0.0, min(deadlines.values()) - time.monotonic()) if deadlines else None
+
+
+def _expired(deadlines: dict, done: list) -> list:
+    """The refs past their deadline that have not finished."""
+    now = time.monotonic()
+    return [ref for ref, t in deadlines.items() if t <= now and ref not in done]
 
 
 @ray.remote
@@ -162,9 +178,13 @@ class EvaluatorPool:
         bundle_offset: int = 0,
         name: str = "prune",
         tags: Optional[dict[str, str]] = None,
+        timeout_s: Optional[float] = None,
+        final_timeout_s: Optional[float] = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"The evaluator pool 'size' must be >= 1; got {size}.")
+        self.timeout_s = timeout_s
+        self.final_timeout_s = final_timeout_s
         self._channels = [g.channels for g in problem.space.groups]
         self._min_channels = [g.min_channels for g in problem.space.groups]
         self._round_to = problem.space.round_to
@@ -199,7 +219,8 @@ class EvaluatorPool:
     def from_config(cls, problem: PruningProblem, evaluation, **kwargs: Any) -> "EvaluatorPool":
         """A pool sized by the config's ``evaluation`` section."""
         return cls(problem, size=evaluation.evaluators, num_cpus=evaluation.cpus, num_gpus=evaluation.gpus,
-                   max_restarts=evaluation.max_restarts, max_task_retries=evaluation.max_task_retries, **kwargs)
+                   max_restarts=evaluation.max_restarts, max_task_retries=evaluation.max_task_retries,
+                   timeout_s=evaluation.timeout_s, final_timeout_s=evaluation.final_timeout_s, **kwargs)
 
     def wait_ready(self, timeout: float = 600.0) -> list[dict[str, Any]]:
         """Block until every actor has built its problem; returns their info."""
@@ -249,6 +270,7 @@ class EvaluatorPool:
         chunks = deque(todo[i:i + size] for i in range(0, len(todo), size))
         idle = deque(self.live)
         in_flight: dict[ray.ObjectRef, tuple[list[int], int]] = {}
+        deadlines: dict[ray.ObjectRef, float] = {}
         telemetry = self._get_telemetry()
         while chunks or in_flight:
             while chunks and idle:
@@ -256,17 +278,23 @@ class EvaluatorPool:
                 ref = self.actors[a].score_batch.remote([list(ratios[i]) for i in chunk], spec,
                                                         [int(seeds[i]) for i in chunk])
                 in_flight[ref] = (chunk, a)
+                if self.timeout_s is not None:
+                    deadlines[ref] = time.monotonic() + self.timeout_s * len(chunk)
             telemetry.gauge("rayprune_evaluations_in_flight", sum(len(c) for c, _ in in_flight.values()))
             telemetry.gauge("rayprune_evaluations_queued", sum(len(c) for c in chunks))
             if not in_flight:  # every actor died with work left
                 raise PoolDeadError(f"Every evaluator died; {sum(len(c) for c in chunks)} candidates were left "
                                     "unscored (rows already written are kept).")
-            done, _ = ray.wait(list(in_flight), num_returns=1)
-            for ref in done:
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=_next_deadline(deadlines))
+            for ref in done + _expired(deadlines, done):
                 chunk, a = in_flight.pop(ref)
+                deadlines.pop(ref, None)
                 try:
+                    if ref not in done:
+                        raise self._hung(ref, a, f"{len(chunk)} candidate(s) x evaluation.timeout_s={self.timeout_s:g}")
                     rows = ray.get(ref)
-                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.ObjectLostError) as exc:
+                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.ObjectLostError,
+                        EvaluationTimeout) as exc:
                     rows = [self._error_row(ratios[i], spec, exc, a) for i in chunk]
                     telemetry.count("rayprune_candidates_evaluated", len(chunk), status="error")
                     if not self._alive(a):
@@ -279,6 +307,12 @@ class EvaluatorPool:
                     self.evaluations += 1
         telemetry.gauge("rayprune_evaluations_in_flight", 0)
         telemetry.gauge("rayprune_evaluations_queued", 0)
+
+    def _hung(self, ref: ray.ObjectRef, a: int, limit: str) -> "EvaluationTimeout":
+        """Stop a call that ran past its deadline: cancel it (not retried) and restart its actor."""
+        ray.cancel(ref)  # a cancelled actor task is not retried on the restarted actor
+        ray.kill(self.actors[a], no_restart=False)  # a hung call cannot be interrupted; the actor restarts
+        return EvaluationTimeout(f"evaluator #{a} gave no result within {limit}; it was restarted")
 
     def _alive(self, a: int, timeout: float = 120.0) -> bool:
         """Whether actor ``a`` answers (a restarting actor answers once it is back)."""
@@ -339,6 +373,7 @@ class EvaluatorPool:
             raise PoolDeadError("No evaluator is alive to run the final fine-tune.")
         results: list[Optional[dict[str, Any]]] = [None] * len(jobs)
         queue, idle, in_flight = deque(range(len(jobs))), deque(self.live), {}
+        deadlines: dict[ray.ObjectRef, float] = {}
         while queue or in_flight:
             while queue and idle:
                 j, a = queue.popleft(), idle.popleft()
@@ -346,14 +381,19 @@ class EvaluatorPool:
                 ref = self.actors[a].finalize.remote(list(job["keep_ratios"]), int(job.get("seed", 0)),
                                                      job.get("export_dir"), job.get("extra"), job.get("finetune"))
                 in_flight[ref] = (j, a)
+                if self.final_timeout_s is not None:
+                    deadlines[ref] = time.monotonic() + self.final_timeout_s
             if not in_flight:
                 raise PoolDeadError("Every evaluator died during the final fine-tunes.")
-            done, _ = ray.wait(list(in_flight), num_returns=1)
-            for ref in done:
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=_next_deadline(deadlines))
+            for ref in done + _expired(deadlines, done):
                 j, a = in_flight.pop(ref)
+                deadlines.pop(ref, None)
                 try:
+                    if ref not in done:
+                        raise self._hung(ref, a, f"evaluation.final_timeout_s={self.final_timeout_s:g}")
                     results[j] = {"status": "ok", "error": None, **ray.get(ref)}
-                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, EvaluationTimeout) as exc:
                     results[j] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:2000]}
                     if not self._alive(a):
                         self._dead.add(a)

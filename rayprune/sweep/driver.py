@@ -215,7 +215,8 @@ def _selection_pool(problem, cfg: Config):
     by_gpu = int(free.get("GPU", 0) // ev.gpus) if ev.gpus else by_cpu
     size = max(1, min(by_cpu, by_gpu, 8))
     return EvaluatorPool(problem, size=size, num_cpus=ev.cpus, num_gpus=ev.gpus, max_restarts=ev.max_restarts,
-                         max_task_retries=ev.max_task_retries, name=SELECTION_TRIAL)
+                         max_task_retries=ev.max_task_retries, timeout_s=ev.timeout_s,
+                         final_timeout_s=ev.final_timeout_s, name=SELECTION_TRIAL)
 
 
 def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None) -> dict[str, Any]:
