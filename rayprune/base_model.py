@@ -53,6 +53,7 @@ def obtain_base_model(
     log: Callable[[str], None] = print,
     retrain: bool = False,
     save_to: Optional[Path] = None,
+    train: bool = True,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The trained base model on ``device`` and facts about it (source, accuracies, checkpoint path).
 
@@ -60,7 +61,9 @@ def obtain_base_model(
     Otherwise the model is trained with ``base_training`` on first use and cached as
     ``<cache>/base/<model>-<data>-<hash>.pt`` (``<cache>`` is ``base_training.cache_dir``, else
     ``$RAYPRUNE_CACHE``, else ``~/.cache/rayprune``; the hash covers the model, data and training
-    settings), so later runs reuse it.
+    settings), so later runs reuse it. With ``train=False`` a model that is neither in a checkpoint
+    nor in the cache comes back freshly initialised (``source: "untrained"``), not trained: what
+    ``rayprune validate`` needs to check budgets, which depend on the architecture only.
     """
     arch = architecture_of(cfg, data)
     if cfg.model.checkpoint is not None and not retrain:
@@ -75,6 +78,8 @@ def obtain_base_model(
         return model, {**json.loads(meta_path.read_text()), "source": "cache", "checkpoint": str(path)}
     torch.manual_seed(cfg.seed)
     model = load_model(**arch).to(device)
+    if not train:
+        return model, {"source": "untrained", "checkpoint": None, "cache_path": str(path)}
     log(f"Training base model {cfg.model.name} on {data.name} ({cfg.base_training.epochs or cfg.base_training.iterations}"
         f" {'epochs' if cfg.base_training.epochs is not None else 'iterations'}); cached at {path}")
     stats = fine_tune(model, data, cfg.base_training.engine_config(), seed=cfg.seed, progress=progress)

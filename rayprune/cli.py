@@ -77,10 +77,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cfg = _load(args)
     print("# resolved config")
     print(json.dumps(cfg.model_dump(mode="json"), indent=2))
-    problem = PruningProblem.from_config(cfg, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    # budgets depend on the architecture, not the weights: validate never trains the base model
+    problem = PruningProblem.from_config(cfg, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
+                                         train_base=False)
     smallest = problem.reachable()
-    print(f"\n# base model: {cfg.model.name} ({problem.base_info.get('source')}), "
-          f"val accuracy {100 * problem.base_accuracy['val']:.2f}%, test {100 * problem.base_accuracy['test']:.2f}%")
+    if problem.base_info.get("source") == "untrained":
+        print(f"\n# base model: {cfg.model.name}, not trained yet (validate does not train it; the first prune or "
+              f"sweep, or `rayprune train-base`, trains and caches it at {problem.base_info['cache_path']})")
+    else:
+        print(f"\n# base model: {cfg.model.name} ({problem.base_info.get('source')}), val accuracy "
+              f"{100 * problem.base_accuracy['val']:.2f}%, test {100 * problem.base_accuracy['test']:.2f}%")
     print(f"# pruning space: {problem.space.num_groups} groups, importance {cfg.pruning.importance}, "
           f"round_to {cfg.pruning.round_to}, min_keep {cfg.pruning.min_keep}; analytic params/MACs exact: {problem.analytic.exact}")
     rows = []

@@ -62,8 +62,12 @@ class PruningProblem:
         device: Optional[str] = None,
         base_costs: Optional[Mapping[str, float]] = None,
         base_accuracy: Optional[Mapping[str, float]] = None,
+        train_base: bool = True,
     ) -> "PruningProblem":
         """Load the data, obtain the base model (trained and cached on first use) and assemble.
+
+        ``train_base=False``: an untrained base model when none is cached (budget checks need only
+        the architecture; see :func:`rayprune.base_model.obtain_base_model`).
 
         ``base_costs``/``base_accuracy`` from an earlier measurement keep every process of a sweep
         on the same budget limits.
@@ -74,7 +78,7 @@ class PruningProblem:
             d.name, root=d.root, path=d.path, label=d.label, val_fraction=d.val_fraction,
             test_fraction=d.test_fraction, seed=cfg.seed, max_samples=d.max_samples,
         ).to(dev)
-        model, info = obtain_base_model(cfg, data, device=dev, progress=progress, log=log)
+        model, info = obtain_base_model(cfg, data, device=dev, progress=progress, log=log, train=train_base)
         return cls.from_parts(cfg, data, model, info, device=dev, base_costs=base_costs, base_accuracy=base_accuracy)
 
     @classmethod

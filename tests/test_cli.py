@@ -60,6 +60,16 @@ def test_validate_prints_base_costs_and_smallest_reachable(tiny_config, env):
     assert "smallest reachable" in res.stdout and "params" in res.stdout and "features.0" in res.stdout
 
 
+def test_validate_never_trains_the_base_model(tiny_config, env, tmp_path):
+    fresh = {**env, "RAYPRUNE_CACHE": str(tmp_path / "empty-cache")}
+    res = rayprune("validate", tiny_config, "-q", env=fresh)
+    assert res.returncode == 0, res.stderr
+    assert "not trained yet" in res.stdout and "Training base model" not in res.stderr
+    assert not list((tmp_path / "empty-cache").rglob("*.pt"))  # nothing trained, nothing cached
+    res = rayprune("validate", tiny_config, "-q", "--budget", "params=0.001", env=fresh)
+    assert res.returncode == 3 and "Budget cannot be met" in res.stderr  # the answer still comes, untrained
+
+
 def test_validate_checks_every_sweep_level(tmp_path, env):
     config = tmp_path / "sweep.yaml"
     config.write_text(TINY + "sweep: {budgets: {params: [0.5, 0.001]}}\n")
