@@ -318,14 +318,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from ._auth import use_cluster_token
 
         use_cluster_token()  # before anything imports ray
-    from .errors import UserError
-    from .pruning.export import UntrustedArchitectureError
+    from .errors import NoModelError, UserError
 
     try:
         return int(args.func(args) or 0)
+    # (a model directory naming code it may not run raises UntrustedArchitectureError, a PermissionError)
     except (UserError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ImportError,
-            UntrustedArchitectureError) as exc:
-        # bad input: one line naming the field or file; anything else is a bug and keeps its traceback
+            NoModelError) as exc:
+        # bad input (or no model, with its cause): one line naming the field or file; anything else
+        # is a bug and keeps its traceback
         print(f"rayprune {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ rayprune (or in user code it calls) and keeps its traceback. ``UserError`` is a 
 
 from __future__ import annotations
 
-__all__ = ["UserError", "UserTypeError"]
+__all__ = ["NoModelError", "UserError", "UserTypeError"]
 
 
 class UserError(ValueError):
@@ -20,3 +20,9 @@ class UserError(ValueError):
 
 class UserTypeError(UserError, TypeError):
     """Input of the wrong type (a string where a number belongs, a factory that is not callable ...)."""
+
+
+class NoModelError(RuntimeError):
+    """A search ran but no model could be exported for a level (every final fine-tune tried failed,
+    or no candidate fits); the message gives the cause and where the scored candidates are kept.
+    The CLI prints it as one line and exits 2, like a :class:`UserError`."""

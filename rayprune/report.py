@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from .names import STAGE_FINAL, STAGE_SEARCH, STATUS_OK
+from .names import STAGE_SEARCH, STATUS_OK
+from .results import exported_rows
 from .text_table import format_table, human
 
 __all__ = ["make_report", "summary_text", "front_table", "agent_table"]
@@ -38,7 +39,7 @@ def _served(rows: pd.DataFrame) -> dict[str, list[str]]:
     """Per exported candidate, the levels it is the model of (a small level's model may serve larger ones)."""
     if rows.empty or "stage" not in rows.columns:
         return {}
-    final = rows[rows["stage"] == STAGE_FINAL]
+    final = exported_rows(rows)
     return {cid: list(g["level"]) for cid, g in final.groupby("candidate_id", sort=False)} if "level" in final else {}
 
 
@@ -75,7 +76,7 @@ def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
     from .search.selection import candidates_for
 
     levels = [Level.from_json(lvl) for lvl in state["setup"].get("levels", [])]
-    final = rows[rows["stage"] == STAGE_FINAL]
+    final = exported_rows(rows)
     table = []
     for agent, group in search.groupby("agent", sort=True):
         cells = []
@@ -92,7 +93,7 @@ def summary_text(out_dir: str | Path) -> str:
     out = Path(out_dir)
     state, rows, front = _load(out)
     n_search = int((rows["stage"] == STAGE_SEARCH).sum()) if not rows.empty else 0
-    n_final = int((rows["stage"] == STAGE_FINAL).sum()) if not rows.empty else 0
+    n_final = len(exported_rows(rows)) if not rows.empty else 0
     trials = len(state.get("agents", [None])) * int(state.get("seeds", 1))
     status = "" if state.get("status") == "finished" else (
         " -- INCOMPLETE: the sweep did not finish (rayprune sweep --resume --out DIR continues it)")
@@ -114,7 +115,7 @@ def _plot(state: dict[str, Any], rows: pd.DataFrame, front: pd.DataFrame, path: 
     costs = _costs(state, rows) or list(base_costs)
     fig, axes = plt.subplots(1, len(costs), figsize=(5.2 * len(costs), 4.2), squeeze=False)
     search = rows[(rows["stage"] == STAGE_SEARCH) & (rows["status"] == STATUS_OK)] if not rows.empty else rows
-    final = rows[rows["stage"] == STAGE_FINAL] if not rows.empty else rows
+    final = exported_rows(rows)
     for ax, cost in zip(axes[0], costs):
         scale = base_costs[cost] or 1.0
         if not search.empty:

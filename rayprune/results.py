@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from ._io import atomic_path
 
-__all__ = ["CandidateWriter", "write_parquet_atomic", "read_candidates", "merge_candidates", "drop_rows_after", "ROW_KEY",
+__all__ = ["exported_rows", "CandidateWriter", "write_parquet_atomic", "read_candidates", "merge_candidates", "drop_rows_after", "ROW_KEY",
            "ROW_TYPES"]
 
 #: Columns that identify a row; readers drop duplicates on them.
@@ -121,6 +121,17 @@ class CandidateWriter:
         self.rows_written += len(self._rows)
         self._rows = []
         return path
+
+
+def exported_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of exported models (``stage == "final"``, ``status == "ok"``); a final fine-tune
+    that failed has a ``final`` row with ``status == "error"`` and is not one of them."""
+    from .names import STAGE_FINAL, STATUS_OK
+
+    if rows.empty or "stage" not in rows.columns:
+        return rows
+    final = rows["stage"] == STAGE_FINAL
+    return rows[final & (rows["status"] == STATUS_OK)] if "status" in rows.columns else rows[final]
 
 
 def read_candidates(directory: str | os.PathLike) -> pd.DataFrame:

@@ -122,6 +122,24 @@ def test_prune_random_evaluates_the_requested_number_of_candidates(tiny_config, 
     assert len(pd.read_parquet(out / "candidates.parquet")) == len(rows)
 
 
+@pytest.mark.slow
+def test_a_final_fine_tune_that_diverges_is_one_line_naming_the_cause_and_keeps_the_candidates(tmp_path, env):
+    config = tmp_path / "diverge.yaml"
+    config.write_text(TINY.replace("final_finetune: {iterations: 20, batch_size: 64}",
+                                   "final_finetune: {iterations: 20, batch_size: 64, lr: 1.0e+8}")
+                      + "  rerank: {top_k: 2}\n")
+    out = tmp_path / "out"
+    res = rayprune("prune", config, "--agent", "random", "--evaluations", "4", "--out", out, "-q", env=env)
+    assert res.returncode == 2, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.startswith("rayprune prune: error")]
+    assert len(lines) == 1 and "Traceback" not in res.stderr
+    assert "search.final_finetune, failed for all 2 candidate(s)" in lines[0] and "lower 'lr'" in lines[0]
+    rows = pd.read_parquet(out / "candidates.parquet")  # nothing computed is lost
+    assert (rows["stage"] == "search").sum() == 4
+    final = rows[rows["stage"] == "final"]
+    assert len(final) == 2 and (final["status"] == "error").all()
+
+
 def test_bad_config_exits_2_naming_the_key(tmp_path, env):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {name: small_cnn}\nsearch: {agnt: random}\n")

@@ -190,9 +190,10 @@ def test_the_loop_writes_a_row_per_proposal_and_restores_from_its_checkpoint(pro
 class FakePool:
     """Re-rank scores from a table; finals report the candidate's costs and a table's accuracy."""
 
-    def __init__(self, rerank: dict, final: dict, costs: dict) -> None:
-        self.rerank, self.final, self.costs = rerank, final, costs
+    def __init__(self, rerank: dict, final: dict, costs: dict, fail=()) -> None:
+        self.rerank, self.final, self.costs, self.fail = rerank, final, costs, set(fail)
         self.reranked: list[str] = []
+        self.finalized: list[list[str]] = []
 
     def score_batch(self, ratios, spec, seeds=None):
         rows = []
@@ -206,8 +207,12 @@ class FakePool:
         from pathlib import Path
 
         out = []
+        self.finalized.append([_cid(job["keep_ratios"]) for job in jobs])
         for job in jobs:
             cid = _cid(job["keep_ratios"])
+            if cid in self.fail:
+                out.append({"status": "error", "error": "FloatingPointError: The fine-tuning loss became nan"})
+                continue
             Path(job["export_dir"]).mkdir(parents=True)
             (Path(job["export_dir"]) / "id.txt").write_text(cid)
             out.append({"status": "ok", "candidate_id": cid, "accuracy_val": self.final[cid], "accuracy_test": 0.5,
@@ -241,6 +246,33 @@ def test_rerank_picks_the_best_reranked_candidate_not_the_best_cheap_one(tmp_pat
     assert (tmp_path / "models" / "params=0.5" / "id.txt").read_text() == "c300"
     final = read_candidates(tmp_path)
     assert final[final["stage"] == "final"]["candidate_id"].tolist() == ["c300"]
+
+
+def test_a_failed_final_falls_back_to_the_next_reranked_candidate_and_is_kept_as_an_error_row(tmp_path):
+    from rayprune.results import exported_rows
+
+    rows = _rows([(0.40, 0.90, 40.0, "params=0.5"), (0.30, 0.80, 30.0, "params=0.5"), (0.20, 0.70, 20.0, "params=0.5")])
+    pool = FakePool(rerank={"c400": 0.5, "c300": 0.9, "c200": 0.6}, final={"c200": 0.93},
+                    costs={"c200": {"params": 20.0}}, fail={"c300"})
+    spec = ScoreSpec.fine_tuned(__import__("rayprune.engine", fromlist=["FineTuneConfig"]).FineTuneConfig(iterations=1))
+    [res] = select_and_finalize(rows, [LARGE], pool=pool, out_dir=tmp_path, rerank_spec=spec, top_k=3,
+                                writer=CandidateWriter(tmp_path, name="sel"), cost_names=["params"], log=lambda m: None)
+    assert pool.finalized == [["c300"], ["c200"]]  # the re-rank winner first, then the runner-up
+    assert res.candidate_id == "c200" and (tmp_path / "models" / "params=0.5" / "id.txt").read_text() == "c200"
+    final = read_candidates(tmp_path)
+    final = final[final["stage"] == "final"]
+    assert final.set_index("candidate_id")["status"].to_dict() == {"c300": "error", "c200": "ok"}
+    assert "nan" in final.set_index("candidate_id").loc["c300", "error"]
+    assert exported_rows(final)["candidate_id"].tolist() == ["c200"]
+
+
+def test_a_level_whose_every_final_fails_says_so_with_the_cause(tmp_path):
+    rows = _rows([(0.40, 0.90, 40.0, "params=0.5"), (0.30, 0.80, 30.0, "params=0.5")])
+    pool = FakePool(rerank={}, final={}, costs={}, fail={"c400", "c300"})
+    [res] = select_and_finalize(rows, [LARGE], pool=pool, out_dir=tmp_path, rerank_spec=None, top_k=2,
+                                writer=CandidateWriter(tmp_path, name="sel"), cost_names=["params"], log=lambda m: None)
+    assert res.candidate_id is None and pool.finalized == [["c400"], ["c300"]]  # search order without a re-rank
+    assert "failed for all 2 candidate(s)" in res.error and "search.final_finetune" in res.error and "nan" in res.error
 
 
 def test_a_candidate_found_under_a_small_level_serves_a_larger_one_and_the_front_is_monotone(tmp_path):

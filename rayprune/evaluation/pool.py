@@ -48,6 +48,14 @@ class EvaluationTimeout(RuntimeError):
     ``evaluation.final_timeout_s``; its candidates become ``error`` rows and the actor restarts."""
 
 
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of the user-level cause of a failed call (the exception raised in the
+    actor, not Ray's wrapper with its remote traceback)."""
+    cause = getattr(exc, "cause", None) if isinstance(exc, ray.exceptions.RayTaskError) else None
+    err = cause if isinstance(cause, BaseException) else exc
+    return f"{type(err).__name__}: {err}"[:2000]
+
+
 def _next_deadline(deadlines: dict) -> Optional[float]:
     """Seconds until the earliest deadline (None: wait without a limit)."""
     return max(0.0, min(deadlines.values()) - time.monotonic()) if deadlines else None
@@ -348,7 +356,7 @@ class EvaluatorPool:
             "score_key": spec.key,
             "finetune_iterations": spec.finetune_iterations,
             "status": "error",
-            "error": f"{type(exc).__name__}: {exc}"[:2000],
+            "error": _describe(exc),
             "accuracy": None,
             "cached": False,
             "evaluator": actor,
@@ -394,7 +402,7 @@ class EvaluatorPool:
                         raise self._hung(ref, a, f"evaluation.final_timeout_s={self.final_timeout_s:g}")
                     results[j] = {"status": "ok", "error": None, **ray.get(ref)}
                 except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, EvaluationTimeout) as exc:
-                    results[j] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+                    results[j] = {"status": "error", "error": _describe(exc)}
                     if not self._alive(a):
                         self._dead.add(a)
                         continue

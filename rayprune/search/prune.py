@@ -23,13 +23,13 @@ from ..config import Config
 from ..costs import measure_latency_ms
 from ..costs.budget import within
 from ..costs.levels import Level
-from ..errors import UserError
+from ..errors import NoModelError, UserError
 from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT
 from ..problem import PruningProblem
 from ..results import CandidateWriter, merge_candidates, read_candidates
 from ..text_table import format_table, human
 
-__all__ = ["run_prune", "check_reachable", "check_out_dir", "BudgetUnreachable", "summary_table"]
+__all__ = ["run_prune", "check_reachable", "check_out_dir", "BudgetUnreachable", "NoModelError", "summary_table"]
 
 Log = Callable[[str], None]
 
@@ -170,7 +170,8 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
         pool.shutdown()
         _merge(out, log)
     if result.candidate_id is None:
-        raise RuntimeError(f"No model for {level.name}: {result.error}; rows are in {out / 'candidates'}/.")
+        raise NoModelError(f"No model for {level.name}: {result.error}. Every scored candidate is kept in "
+                           f"{out / 'candidates.parquet'}.")
     best = out / "best"
     if best.exists():
         shutil.rmtree(best)

@@ -150,7 +150,7 @@ def select_and_finalize(
     for res in results:
         fitting = candidates_for(search, res.level)
         res.candidates = int(len(fitting))
-        shortlists.append(top_distinct(fitting, top_k if rerank_spec is not None else 1, tiebreak=list(cost_names)))
+        shortlists.append(top_distinct(fitting, top_k, tiebreak=list(cost_names)))  # re-ranked, or fallbacks
         if fitting.empty:
             res.error = "no scored candidate fits this level"
     # 2. re-rank every shortlisted candidate once, however many levels list it
@@ -170,47 +170,38 @@ def select_and_finalize(
                 if row.get("status") == "ok":
                     rerank[row["candidate_id"]] = float(row["accuracy"])
             writer.flush()
-    # pick each level's winner
-    winners: list[Optional[pd.Series]] = []
+    # each level's candidates in the order they are tried: best re-rank (or search) score first
+    orders: list[list[pd.Series]] = []
     for res, shortlist in zip(results, shortlists):
         if shortlist.empty:
-            winners.append(None)
+            orders.append([])
             continue
         if rerank_spec is not None:
             scored = shortlist[shortlist["candidate_id"].isin(list(rerank))]
             if scored.empty:
                 res.error = "every re-ranked candidate failed"
-                winners.append(None)
+                orders.append([])
                 continue
-            best = scored.loc[scored["candidate_id"].map(rerank).idxmax()]
+            order = scored.assign(_rr=scored["candidate_id"].map(rerank)).sort_values("_rr", ascending=False, kind="stable")
+            orders.append([row.drop("_rr") for _, row in order.iterrows()])
         else:
-            best = shortlist.iloc[0]
-        winners.append(best)
-    # 3. one final fine-tune per distinct winner, in parallel on the pool
-    finals_dir = out / "models" / FINALS_DIR
-    jobs, job_rows = [], []
-    for res, best in zip(results, winners):
-        if best is None or best["candidate_id"] in {r["candidate_id"] for r in job_rows}:
-            continue
-        job_rows.append(best)
-        jobs.append(dict(keep_ratios=[float(r) for r in best["keep_ratios"]], seed=seed,
-                         export_dir=str(finals_dir / best["candidate_id"]),
-                         extra={**dict(extra or {}), "found_for": res.level.name}))
-    if jobs:
-        log(f"Final fine-tune of {len(jobs)} model(s)")
-    summaries = pool.finalize_many(jobs) if jobs else []
-    finals = []
-    for best, summary in zip(job_rows, summaries):
-        found_for = next(r.level.name for r, w in zip(results, winners) if w is not None
-                         and w["candidate_id"] == best["candidate_id"])
-        finals.append({**summary, "candidate_id": best["candidate_id"], "row": best, "found_for": found_for})
+            orders.append([row for _, row in shortlist.iterrows()])
+    # 3. one final fine-tune per distinct winner, in parallel on the pool; a level whose winner's
+    #    final fails (a diverging loss, a dead evaluator) falls back to its next candidate
+    finals_by_id = _final_rounds(results, orders, pool=pool, out=out, seed=seed, extra=extra, writer=writer,
+                                 log=log)
+    finals = [f for f in finals_by_id.values() if f.get("status") == STATUS_OK]
     # 4. monotone choice: each level takes the best final that fits it
     choice = monotone_choice(levels, finals)
-    for res, idx in zip(results, choice):
+    for res, idx, order in zip(results, choice, orders):
         if idx is None:
             if res.error is None:
+                failed = [finals_by_id[r["candidate_id"]] for r in order
+                          if finals_by_id.get(r["candidate_id"], {}).get("status", STATUS_OK) != STATUS_OK]
                 res.error = "no final model fits this level" + (
-                    f" ({finals[0].get('error')})" if finals and finals[0].get("status") != STATUS_OK else "")
+                    f" (the final fine-tune, search.final_finetune, failed for all {len(failed)} candidate(s) "
+                    f"tried; first error: "
+                    f"{failed[0].get('error')})" if failed else "")
             continue
         f, best = finals[idx], finals[idx]["row"]
         target = out / "models" / res.level.name
@@ -235,8 +226,45 @@ def select_and_finalize(
                     **{f"budget_{n}": v for n, v in res.level.values.items()},
                     **{f"limit_{n}": v for n, v in res.level.limits.items()}, **res.costs})
     writer.flush()
-    shutil.rmtree(finals_dir, ignore_errors=True)
+    shutil.rmtree(out / "models" / FINALS_DIR, ignore_errors=True)
     return results
+
+
+def _final_rounds(results, orders, *, pool, out: Path, seed: int, extra, writer: CandidateWriter,
+                  log: Log) -> dict[str, dict[str, Any]]:
+    """Final fine-tunes in rounds: each round runs, in parallel, every level's first candidate whose
+    final has not failed; a failure is written as an ``error`` row of stage ``final`` and that level
+    tries its next candidate in the following round. Returns every final run, by candidate id."""
+    finals: dict[str, dict[str, Any]] = {}
+    pos = [0] * len(orders)
+    while True:
+        jobs: dict[str, tuple[int, pd.Series]] = {}
+        for li, order in enumerate(orders):
+            while pos[li] < len(order) and finals.get(order[pos[li]]["candidate_id"], {}).get("status") not in (
+                    None, STATUS_OK):
+                pos[li] += 1  # its current candidate failed: the next one
+            if pos[li] < len(order):
+                cid = order[pos[li]]["candidate_id"]
+                if cid not in finals and cid not in jobs:
+                    jobs[cid] = (li, order[pos[li]])
+        if not jobs:
+            return finals
+        log(f"Final fine-tune of {len(jobs)} model(s)")
+        summaries = pool.finalize_many([
+            dict(keep_ratios=[float(r) for r in best["keep_ratios"]], seed=seed,
+                 export_dir=str(out / "models" / FINALS_DIR / cid),
+                 extra={**dict(extra or {}), "found_for": results[li].level.name})
+            for cid, (li, best) in jobs.items()])
+        for (cid, (li, best)), summary in zip(jobs.items(), summaries):
+            finals[cid] = {**summary, "candidate_id": cid, "row": best, "found_for": results[li].level.name}
+            if summary.get("status") != STATUS_OK:
+                log(f"Final fine-tune of {cid} (for {results[li].level.name}) failed: {summary.get('error')}")
+                kept = {k: v for k, v in best.items() if k not in ("row_id", "timestamp", "trial_id", "trial_name",
+                                                                   "seed")}
+                writer.add({**kept, "source_trial": best.get("trial_id"), "stage": STAGE_FINAL,
+                            "level": results[li].level.name, "found_for": results[li].level.name, "iteration": 0,
+                            "cached": False, "accuracy": None, "accuracy_final": None, "feasible": False,
+                            "export_path": None, "status": "error", "error": summary.get("error")})
 
 
 def _replace_dir(source: Path, target: Path) -> None:

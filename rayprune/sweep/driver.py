@@ -34,8 +34,8 @@ from .._io import atomic_write_text
 from ..config import Config, parse_config
 from ..costs.levels import Level, levels_from_config
 from ..errors import UserError
-from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT
-from ..results import merge_candidates, read_candidates, write_parquet_atomic
+from ..names import SELECTION_TRIAL, STAGE_SEARCH, STAGE_SELECT
+from ..results import exported_rows, merge_candidates, read_candidates, write_parquet_atomic
 from .pareto import front_history, pareto_front
 from .trainable import SweepSetup, placement_bundles, sweep_trial, trial_name
 
@@ -261,8 +261,7 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None) -> dict
     costs = [c for c in cfg.cost_names() if c in rows.columns] if not rows.empty else []
     front = pd.DataFrame()
     if not rows.empty:
-        final = rows[rows["stage"] == STAGE_FINAL]
-        front = pareto_front(final, costs)
+        front = pareto_front(exported_rows(rows), costs)
         write_parquet_atomic(pa.Table.from_pandas(front, preserve_index=False), out / "pareto.parquet")
         history = front_history(rows[rows["stage"] == STAGE_SEARCH], costs)
         if not history.empty:
