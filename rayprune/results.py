@@ -116,7 +116,12 @@ class CandidateWriter:
         if not self._rows:
             return None
         path = self.directory / f"part-{self.name}-{self._parts:05d}.parquet"
-        write_parquet_atomic(_to_table(self._rows), path)
+        try:
+            write_parquet_atomic(_to_table(self._rows), path)
+        except OSError as exc:  # a full disk, a lost mount: say where; the rows stay pending
+            raise OSError(exc.errno, f"Could not write the candidate shard {path}: {exc.strerror or exc}. "
+                                     f"Its {len(self._rows)} rows stay pending in this writer (a later flush "
+                                     f"writes them); every shard written before is intact.") from exc
         self._parts += 1
         self.rows_written += len(self._rows)
         self._rows = []
