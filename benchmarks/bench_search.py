@@ -233,6 +233,30 @@ def summarise(frame: pd.DataFrame) -> str:
                          f"{diff} | {100 * r.search:.2f} ± {100 * (r.search_sd if r.search_sd == r.search_sd else 0):.2f}"
                          f" | {'-' if r.to_within != r.to_within else int(r.to_within)} | {int(r.seeds)} | "
                          f"{r.minutes:.0f} |")
+    lines.append(overview(frame))
+    return "\n".join(lines)
+
+
+def overview(frame: pd.DataFrame) -> str:
+    """One row per agent and config over all levels: mean final test and search score (each level
+    weighted equally), and at how many levels the agent has the best mean final test / search score.
+    This is the ranking the README's default agent follows."""
+    lines = []
+    for (config, evaluations), g in frame.groupby(["config", "evaluations"], sort=False):
+        per = g.groupby(["level", "agent"]).agg(test=("final_test", "mean"), search=("best_search", "mean"))
+        levels = per.index.get_level_values("level").unique()
+        best_test = per["test"].groupby(level="level").idxmax().map(lambda i: i[1]) if per["test"].notna().any() else None
+        best_search = per["search"].groupby(level="level").idxmax().map(lambda i: i[1])
+        lines.append(f"\n**{config}, {evaluations} candidates, over {len(levels)} levels**\n")
+        lines.append("| agent | mean final test % | levels best by final test | mean best search % | "
+                     "levels best by search score |")
+        lines.append("|---|---|---|---|---|")
+        by_agent = per.groupby(level="agent").mean()
+        for agent, r in by_agent.sort_values("test", ascending=False).iterrows():
+            wins_t = int((best_test == agent).sum()) if best_test is not None else 0
+            wins_s = int((best_search == agent).sum())
+            lines.append(f"| {agent} | {100 * r.test:.2f} | {wins_t} of {len(levels)} | {100 * r.search:.2f} | "
+                         f"{wins_s} of {len(levels)} |")
     return "\n".join(lines)
 
 
