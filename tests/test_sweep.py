@@ -155,6 +155,51 @@ def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds):
     assert (rows["stage"] == "search").sum() == 32
 
 
+def _trial_processes() -> list[int]:
+    """Tune's function-trainable processes (their title is ``ray::ImplicitFunc...``)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+        except OSError:
+            continue
+        if cmd.startswith("ray::ImplicitFunc"):
+            pids.append(int(pid))
+    return pids
+
+
+@pytest.mark.slow
+def test_a_crashed_trial_process_is_restarted_by_tune_from_its_checkpoint_without_lost_or_twice_written_rows(
+        tmp_path, env):
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path, evaluations=32, finetune=150, score="finetune", agents=("random",))
+    proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out), "-q"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    killed = []
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline and not killed:
+            if list((out / "tune").glob("*/checkpoint_*")) and list((out / "candidates").glob("*.parquet")):
+                time.sleep(1)  # into the next batch
+                for pid in _trial_processes():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            assert proc.poll() is None, "the sweep ended before its trial could be killed"
+            time.sleep(0.3)
+        assert killed, "no trial process to kill"
+        _, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert json.loads((out / "sweep.json").read_text())["status"] == "finished"
+    rows = check_sweep_outputs(out, agents=("random",))
+    search = rows[rows["stage"] == "search"]
+    assert len(search) == 32 and search["row_id"].is_unique  # the restarted trial dropped what it redid
+    assert sorted(search["iteration"].value_counts().unique()) == [8]  # every batch exactly once
+
+
 @pytest.mark.slow
 def test_sweep_on_a_ray_cluster_and_as_a_submitted_job(tmp_path, env, ray_head):
     cfg = write_config(tmp_path)
