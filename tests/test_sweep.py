@@ -15,6 +15,7 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from _procs import pids_titled
 
 SWEEP = """
 name: tiny-sweep
@@ -155,19 +156,6 @@ def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds):
     assert (rows["stage"] == "search").sum() == 32
 
 
-def _trial_processes() -> list[int]:
-    """Tune's function-trainable processes (their title is ``ray::ImplicitFunc...``)."""
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
-        except OSError:
-            continue
-        if cmd.startswith("ray::ImplicitFunc"):
-            pids.append(int(pid))
-    return pids
-
-
 @pytest.mark.slow
 def test_a_crashed_trial_process_is_restarted_by_tune_from_its_checkpoint_without_lost_or_twice_written_rows(
         tmp_path, env):
@@ -182,7 +170,7 @@ def test_a_crashed_trial_process_is_restarted_by_tune_from_its_checkpoint_withou
         while time.time() < deadline and not killed:
             if list((out / "tune").glob("*/checkpoint_*")) and list((out / "candidates").glob("*.parquet")):
                 time.sleep(1)  # into the next batch
-                for pid in _trial_processes():
+                for pid in pids_titled("ray::ImplicitFunc"):  # Tune's function trainable
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
             assert proc.poll() is None, "the sweep ended before its trial could be killed"

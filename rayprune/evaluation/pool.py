@@ -1,6 +1,6 @@
-"""Ray evaluator actors and the pool that keeps them busy.
+"""The pool that keeps the Ray evaluator actors (:mod:`rayprune.evaluation.evaluator`) busy.
 
-Each :class:`Evaluator` actor holds one :class:`~rayprune.problem.PruningProblem`: the dataset and
+Each :class:`~rayprune.evaluation.evaluator.Evaluator` actor holds one :class:`~rayprune.problem.PruningProblem`: the dataset and
 base weights (shipped once through the object store), the pruning space traced once, and the
 cost functions. :class:`EvaluatorPool` hands candidates to idle actors and gathers results with
 ``ray.wait`` as they finish, so K candidates are in flight at once.
@@ -21,19 +21,17 @@ retries becomes ``error`` rows; when no evaluator is left alive the pool raises
 from __future__ import annotations
 
 import math
-import os
 import time
 import uuid
 from collections import deque
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from ..config import TrainConfig
 from ..problem import PruningProblem
 from ..pruning.rounding import candidate_id, keep_counts
-from .candidate import CandidateEvaluator
+from .evaluator import Evaluator, _driver_pythonpath
 from .score import ScoreSpec
 
 __all__ = ["EvaluationTimeout", "Evaluator", "EvaluatorPool", "PoolDeadError"]
@@ -65,100 +63,6 @@ def _expired(deadlines: dict, done: list) -> list:
     """The refs past their deadline that have not finished."""
     now = time.monotonic()
     return [ref for ref, t in deadlines.items() if t <= now and ref not in done]
-
-
-@ray.remote
-class Evaluator:
-    """A Ray actor wrapping a :class:`CandidateEvaluator` (build, fine-tune, evaluate, measure)."""
-
-    def __init__(self, shared_box: list, *, index: int, threads: int, device: Optional[str],
-                 tags: Optional[dict] = None) -> None:
-        import torch
-
-        from ..telemetry import Telemetry
-
-        torch.set_num_threads(max(1, int(threads)))  # match the actor's CPU share: no oversubscription
-        shared = ray.get(shared_box[0])
-        self.index = index
-        self.problem = PruningProblem.from_shared(shared, device=device)
-        self.evaluator = CandidateEvaluator(self.problem)
-        self.busy_seconds = 0.0
-        self.started = time.time()
-        self.telemetry = Telemetry(tags or {})
-
-    def score_batch(self, ratios: Sequence[Sequence[float]], spec: ScoreSpec, seeds: Sequence[int]) -> list[dict[str, Any]]:
-        """Score a chunk of candidates one after the other; rows in order, each with its wall interval."""
-        ctx = ray.get_runtime_context()
-        node, pid = ctx.get_node_id(), os.getpid()
-        rows = []
-        for r, seed in zip(ratios, seeds):
-            t0, wall0 = time.perf_counter(), time.time()
-            row = self.evaluator.score(list(r), spec, seed=int(seed))
-            self.busy_seconds += time.perf_counter() - t0
-            row.update(evaluator=self.index, node_id=node, pid=pid, wall_start=wall0, wall_end=time.time())
-            self._record(row)
-            rows.append(row)
-        return rows
-
-    def _record(self, row: dict[str, Any]) -> None:
-        t = self.telemetry
-        t.count("rayprune_candidates_evaluated", status="cached" if row.get("cached") else row.get("status", "ok"))
-        if not row.get("cached"):
-            for phase, key in (("total", "t_total_s"), ("build", "t_build_s"), ("bn", "t_bn_s"),
-                               ("finetune", "t_finetune_s"), ("evaluate", "t_eval_s"), ("costs", "t_costs_s")):
-                t.observe("rayprune_evaluation_seconds", row.get(key), phase=phase)
-        uptime = max(time.time() - self.started, 1e-9)
-        t.gauge("rayprune_evaluator_busy_fraction", self.busy_seconds / uptime, evaluator=str(self.index))
-
-    def finalize(self, keep_ratios: Sequence[float], seed: int, export_dir: Optional[str],
-                 extra: Optional[dict] = None, finetune: Optional[dict] = None) -> dict[str, Any]:
-        """Long fine-tune of the chosen candidate, measured on val and test, exported to ``export_dir``."""
-        from ..pruning import save_pruned
-
-        ft = TrainConfig(**finetune) if finetune is not None else None
-        t0 = time.time()
-        model, summary = self.evaluator.finalize(list(keep_ratios), seed=seed, finetune=ft)
-        summary.update(evaluator=self.index, wall_start=t0, wall_end=time.time())
-        if export_dir is not None:
-            save_pruned(model, export_dir, architecture=self.problem.architecture,
-                        plan=self.problem.space.plan(list(keep_ratios)), input_shape=self.problem.data.input_shape,
-                        extra={"summary": {**summary, **(extra or {})}})
-            summary["export_path"] = str(export_dir)
-        return summary
-
-    def info(self) -> dict[str, Any]:
-        import torch
-
-        return {
-            "index": self.index,
-            "pid": os.getpid(),
-            "node_id": ray.get_runtime_context().get_node_id(),
-            "device": str(self.problem.device),
-            "threads": torch.get_num_threads(),
-            "busy_seconds": self.busy_seconds,
-            "uptime_seconds": time.time() - self.started,
-        }
-
-
-def _driver_pythonpath() -> str:
-    """The driver's import path (working directory and non-installed ``sys.path`` folders).
-
-    Given to evaluator actors as ``PYTHONPATH`` so that a user model factory or cost function the
-    driver can import (``mymodule:fn`` next to the config, say) imports in the actors too. On a
-    remote cluster ship the code with the job's ``working_dir`` instead; folders that do not exist
-    on a node are ignored there.
-    """
-    import sys
-    import sysconfig
-
-    installed = {os.path.realpath(p) for p in sysconfig.get_paths().values()}
-    entries = [os.getcwd()] + [
-        p for p in sys.path
-        if p and os.path.isdir(p) and os.path.realpath(p) not in installed and "site-packages" not in p
-        and not os.path.realpath(p).startswith(os.path.realpath(sys.base_prefix))
-    ]
-    existing = os.environ.get("PYTHONPATH", "")
-    return os.pathsep.join(dict.fromkeys([*entries, *filter(None, existing.split(os.pathsep))]))
 
 
 class EvaluatorPool:
@@ -275,46 +179,74 @@ class EvaluatorPool:
         if not self.live:
             raise PoolDeadError("No evaluator is alive; the search cannot score candidates any more.")
         size = chunk_size or max(1, math.ceil(len(todo) / (2 * len(self.live))))
-        chunks = deque(todo[i:i + size] for i in range(0, len(todo), size))
-        idle = deque(self.live)
-        in_flight: dict[ray.ObjectRef, tuple[list[int], int]] = {}
-        deadlines: dict[ray.ObjectRef, float] = {}
         telemetry = self._get_telemetry()
-        while chunks or in_flight:
-            while chunks and idle:
-                chunk, a = chunks.popleft(), idle.popleft()
-                ref = self.actors[a].score_batch.remote([list(ratios[i]) for i in chunk], spec,
-                                                        [int(seeds[i]) for i in chunk])
-                in_flight[ref] = (chunk, a)
-                if self.timeout_s is not None:
-                    deadlines[ref] = time.monotonic() + self.timeout_s * len(chunk)
+
+        def submit(chunk: list[int], a: int) -> ray.ObjectRef:
+            return self.actors[a].score_batch.remote([list(ratios[i]) for i in chunk], spec,
+                                                     [int(seeds[i]) for i in chunk])
+
+        def store(chunk: list[int], rows: list[dict[str, Any]]) -> None:
+            for i, row in zip(chunk, rows):
+                self._cache[keys[i]] = row
+                self.evaluations += 1
+
+        def failed(chunk: list[int], exc: Exception, a: int) -> None:
+            store(chunk, [self._error_row(ratios[i], spec, exc, a) for i in chunk])
+            telemetry.count("rayprune_candidates_evaluated", len(chunk), status="error")
+
+        def tick(in_flight: dict, queued: deque) -> None:
             telemetry.gauge("rayprune_evaluations_in_flight", sum(len(c) for c, _ in in_flight.values()))
-            telemetry.gauge("rayprune_evaluations_queued", sum(len(c) for c in chunks))
-            if not in_flight:  # every actor died with work left
-                raise PoolDeadError(f"Every evaluator died; {sum(len(c) for c in chunks)} candidates were left "
-                                    "unscored (rows already written are kept).")
-            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=_next_deadline(deadlines))
-            for ref in done + _expired(deadlines, done):
-                chunk, a = in_flight.pop(ref)
-                deadlines.pop(ref, None)
-                try:
-                    if ref not in done:
-                        raise self._hung(ref, a, f"{len(chunk)} candidate(s) x evaluation.timeout_s={self.timeout_s:g}")
-                    rows = ray.get(ref)
-                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.ObjectLostError,
-                        EvaluationTimeout) as exc:
-                    rows = [self._error_row(ratios[i], spec, exc, a) for i in chunk]
-                    telemetry.count("rayprune_candidates_evaluated", len(chunk), status="error")
-                    if not self._alive(a):
-                        self._dead.add(a)
-                        a = None
-                if a is not None:
-                    idle.append(a)
-                for i, row in zip(chunk, rows):
-                    self._cache[keys[i]] = row
-                    self.evaluations += 1
+            telemetry.gauge("rayprune_evaluations_queued", sum(len(c) for c in queued))
+
+        self._dispatch(
+            [todo[i:i + size] for i in range(0, len(todo), size)], submit, store, failed,
+            timeout=lambda chunk: None if self.timeout_s is None else self.timeout_s * len(chunk),
+            limit=lambda chunk: f"{len(chunk)} candidate(s) x evaluation.timeout_s={self.timeout_s:g}",
+            dead=lambda queued: (f"Every evaluator died; {sum(len(c) for c in queued)} candidates were left "
+                                 "unscored (rows already written are kept)."),
+            tick=tick)
         telemetry.gauge("rayprune_evaluations_in_flight", 0)
         telemetry.gauge("rayprune_evaluations_queued", 0)
+
+    def _dispatch(self, items: list, submit: Callable, done: Callable, failed: Callable, *,
+                  timeout: Callable, limit: Callable, dead: Callable, tick: Optional[Callable] = None) -> None:
+        """Run every item on the live actors, one call per actor at a time, results as they come.
+
+        ``submit(item, actor) -> ref`` starts a call; ``done(item, result)`` or
+        ``failed(item, exc, actor)`` takes its outcome. A call past ``timeout(item)`` seconds (None: no
+        limit) is stopped (:meth:`_hung`, the message naming ``limit(item)``) and fails; after a
+        failure an actor that no longer answers is dropped, and with none left and work queued
+        :class:`PoolDeadError` (``dead(queued)``) stops the run.
+        """
+        queued, idle = deque(items), deque(self.live)
+        in_flight: dict[ray.ObjectRef, tuple[Any, int]] = {}
+        deadlines: dict[ray.ObjectRef, float] = {}
+        while queued or in_flight:
+            while queued and idle:
+                item, a = queued.popleft(), idle.popleft()
+                ref = submit(item, a)
+                in_flight[ref] = (item, a)
+                if (seconds := timeout(item)) is not None:
+                    deadlines[ref] = time.monotonic() + seconds
+            if tick is not None:
+                tick(in_flight, queued)
+            if not in_flight:  # every actor died with work left
+                raise PoolDeadError(dead(queued))
+            finished, _ = ray.wait(list(in_flight), num_returns=1, timeout=_next_deadline(deadlines))
+            for ref in finished + _expired(deadlines, finished):
+                item, a = in_flight.pop(ref)
+                deadlines.pop(ref, None)
+                try:
+                    if ref not in finished:
+                        raise self._hung(ref, a, limit(item))
+                    done(item, ray.get(ref))
+                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.ObjectLostError,
+                        EvaluationTimeout) as exc:
+                    failed(item, exc, a)
+                    if not self._alive(a):
+                        self._dead.add(a)
+                        continue
+                idle.append(a)
 
     def _hung(self, ref: ray.ObjectRef, a: int, limit: str) -> "EvaluationTimeout":
         """Stop a call that ran past its deadline: cancel it (not retried) and restart its actor."""
@@ -380,33 +312,22 @@ class EvaluatorPool:
         if not self.live:
             raise PoolDeadError("No evaluator is alive to run the final fine-tune.")
         results: list[Optional[dict[str, Any]]] = [None] * len(jobs)
-        queue, idle, in_flight = deque(range(len(jobs))), deque(self.live), {}
-        deadlines: dict[ray.ObjectRef, float] = {}
-        while queue or in_flight:
-            while queue and idle:
-                j, a = queue.popleft(), idle.popleft()
-                job = jobs[j]
-                ref = self.actors[a].finalize.remote(list(job["keep_ratios"]), int(job.get("seed", 0)),
-                                                     job.get("export_dir"), job.get("extra"), job.get("finetune"))
-                in_flight[ref] = (j, a)
-                if self.final_timeout_s is not None:
-                    deadlines[ref] = time.monotonic() + self.final_timeout_s
-            if not in_flight:
-                raise PoolDeadError("Every evaluator died during the final fine-tunes.")
-            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=_next_deadline(deadlines))
-            for ref in done + _expired(deadlines, done):
-                j, a = in_flight.pop(ref)
-                deadlines.pop(ref, None)
-                try:
-                    if ref not in done:
-                        raise self._hung(ref, a, f"evaluation.final_timeout_s={self.final_timeout_s:g}")
-                    results[j] = {"status": "ok", "error": None, **ray.get(ref)}
-                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, EvaluationTimeout) as exc:
-                    results[j] = {"status": "error", "error": _describe(exc)}
-                    if not self._alive(a):
-                        self._dead.add(a)
-                        continue
-                idle.append(a)
+
+        def submit(j: int, a: int) -> ray.ObjectRef:
+            job = jobs[j]
+            return self.actors[a].finalize.remote(list(job["keep_ratios"]), int(job.get("seed", 0)),
+                                                  job.get("export_dir"), job.get("extra"), job.get("finetune"))
+
+        def done(j: int, summary: dict[str, Any]) -> None:
+            results[j] = {"status": "ok", "error": None, **summary}
+
+        def failed(j: int, exc: Exception, a: int) -> None:
+            results[j] = {"status": "error", "error": _describe(exc)}
+
+        self._dispatch(list(range(len(jobs))), submit, done, failed,
+                       timeout=lambda j: self.final_timeout_s,
+                       limit=lambda j: f"evaluation.final_timeout_s={self.final_timeout_s:g}",
+                       dead=lambda queued: "Every evaluator died during the final fine-tunes.")
         return results  # type: ignore[return-value]
 
     def stats(self) -> list[dict[str, Any]]:
