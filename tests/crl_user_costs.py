@@ -25,3 +25,21 @@ def hangs_once_in_an_evaluator(model: nn.Module, context) -> float:
         else:
             time.sleep(3600)
     return float(sum(p.numel() for p in model.parameters()))
+
+
+def activation_kib(model: nn.Module, context) -> float:
+    """Activation memory of one sample's forward pass through the convolutions, in KiB (a user cost
+    that grows with MACs, as memory and latency do, but is not a function of them)."""
+    import torch
+
+    total = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out: total.append(out.numel()))
+             for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(torch.zeros((1, *context.input_shape)))
+    finally:
+        for h in hooks:
+            h.remove()
+    return 4.0 * sum(total) / 1024.0

@@ -62,19 +62,26 @@ def largest_true(holds: Callable[[float], bool], lo: float, hi: float, *, tol: f
 class ProxyFit:
     """``cost ≈ a + b·x`` with ``x`` the MACs fraction, fitted by least squares over measured rows.
 
-    Until two distinct points exist the fit is ``cost = base·x`` (proportional to MACs).
+    Until two distinct points exist the fit is ``cost = base·x`` (proportional to MACs). Steering
+    aims below the fitted line by ``margin`` residual standard deviations (once three points give
+    one), so that most candidates — not half of them, as aiming at the mean would — meet the
+    black-box budget: candidates with the same MACs scatter around the line.
 
     >>> fit = ProxyFit(base=10.0)
     >>> fit.x_for(5.0)
     0.5
     >>> for x, c in [(0.2, 4.0), (0.6, 8.0)]: fit.add(x, c)
-    >>> round(fit.x_for(6.0), 3)             # 2 + 10x = 6
+    >>> round(fit.x_for(6.0), 3)             # 2 + 10x = 6 (two points: no spread known yet)
     0.4
+    >>> for x, c in [(0.4, 6.5), (0.4, 5.5)]: fit.add(x, c)
+    >>> round(fit.x_for(6.0), 3) < 0.4       # scatter: aim lower
+    True
     """
 
     base: float
     xs: list[float] = field(default_factory=list)
     ys: list[float] = field(default_factory=list)
+    margin: float = 1.0
 
     def add(self, x: float, cost: float) -> None:
         if math.isfinite(x) and cost is not None and math.isfinite(cost):
@@ -90,10 +97,26 @@ class ProxyFit:
             return 0.0, self.base
         return float(a), float(b)
 
-    def x_for(self, limit: float) -> float:
-        """The MACs fraction at which the fitted cost reaches ``limit`` (may be outside [0, 1])."""
+    def spread(self) -> float:
+        """Residual standard deviation of the fit (0 until there are three points and a fit)."""
         a, b = self.coefficients()
-        return (limit - a) / b
+        if len(self.xs) < 3 or (a, b) == (0.0, self.base):
+            return 0.0
+        resid = np.asarray(self.ys) - (a + b * np.asarray(self.xs))
+        return float(np.sqrt(np.sum(resid ** 2) / (len(resid) - 2)))
+
+    def steers(self) -> bool:
+        """False once enough points (8) show the cost does not grow with MACs: then aiming at a MACs
+        limit cannot bring it under its budget, and only the feasibility filter applies."""
+        if len(set(self.xs)) < 8:
+            return True
+        return bool(np.polyfit(np.asarray(self.xs), np.asarray(self.ys), 1)[0] > 0)
+
+    def x_for(self, limit: float) -> float:
+        """The MACs fraction at which the fitted cost plus ``margin`` spreads reaches ``limit``
+        (may be outside [0, 1])."""
+        a, b = self.coefficients()
+        return (limit - a - self.margin * self.spread()) / b
 
 
 class SearchSpace:
@@ -221,6 +244,10 @@ class SearchSpace:
             x = self.analytic(PROXY, row["keep_counts"]) / base
             for name, fit in self.proxies.items():
                 fit.add(x, row.get(name))
+
+    def unsteerable(self) -> list[str]:
+        """Black-box costs whose proxy shows they do not grow with MACs (see :meth:`ProxyFit.steers`)."""
+        return sorted(n for n, f in self.proxies.items() if not f.steers())
 
     def state_dict(self) -> dict:
         return {"proxies": {n: {"xs": f.xs, "ys": f.ys} for n, f in self.proxies.items()}}

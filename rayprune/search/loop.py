@@ -69,6 +69,7 @@ class SearchRun:
         self.evaluations = int(evaluations)
         self.seed = int(seed)
         self.log = log
+        self._warned: set[str] = set()
         self.batch = 0  # batches done; rows carry the batch number as ``iteration`` (1, 2, ...)
         self.evaluated = 0
         self.best: list[Optional[float]] = [None] * space.num_levels  # best feasible score per level
@@ -77,6 +78,15 @@ class SearchRun:
     @property
     def done(self) -> bool:
         return self.evaluated >= self.evaluations or self.agent.finished
+
+    def _warn_unsteerable(self) -> None:
+        for name in self.space.unsteerable():
+            if name not in self._warned and self.log is not None:
+                self._warned.add(name)
+                self.log(f"warning: the cost '{name}' does not grow with MACs in the candidates scored so far, so "
+                         f"the search cannot aim at its budget through MACs; candidates that break it are only "
+                         f"filtered out (expect many infeasible rows; a cost that grows with MACs, such as "
+                         f"latency or memory, is steered)")
 
     def step(self) -> dict[str, Any]:
         """One batch: ask, score, write, tell. Returns progress metrics."""
@@ -92,6 +102,7 @@ class SearchRun:
         self.writer.flush()
         t3 = time.perf_counter()
         self.space.observe(rows)
+        self._warn_unsteerable()
         self.agent.tell(proposals, outcomes)
         t4 = time.perf_counter()
         self.evaluated += len(proposals)
