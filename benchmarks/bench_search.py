@@ -234,6 +234,36 @@ def summarise(frame: pd.DataFrame) -> str:
                          f" | {'-' if r.to_within != r.to_within else int(r.to_within)} | {int(r.seeds)} | "
                          f"{r.minutes:.0f} |")
     lines.append(overview(frame))
+    if "crl" in set(frame["agent"]):
+        lines.append(versus(frame, "crl"))
+    return "\n".join(lines)
+
+
+def versus(frame: pd.DataFrame, agent: str) -> str:
+    """Paired differences (same seed) of ``agent`` to each other agent, per level: final test and
+    best search score, mean and 95 % interval, in points."""
+    lines = []
+    for (config, evaluations), g in frame.groupby(["config", "evaluations"], sort=False):
+        others = [a for a in BASELINES if a in set(g["agent"])]
+        lines.append(f"\n**{config}, {evaluations} candidates: {agent} minus each baseline, same seed "
+                     "(final test | best search score), pt, mean [95 % CI]**\n")
+        lines.append("| level | seeds | " + " | ".join(others) + " |")
+        lines.append("|---|---|" + "---|" * len(others))
+        for level, gl in g.groupby("level", sort=False):
+            cells, seeds = [], 0
+            for other in others:
+                parts = []
+                for column in ("final_test", "best_search"):
+                    t = gl.pivot_table(index="seed", columns="agent", values=column)
+                    if agent not in t or other not in t:
+                        parts.append("-")
+                        continue
+                    pair = t[[agent, other]].dropna()
+                    seeds = max(seeds, len(pair))
+                    m, lo, hi = _ci95(100 * (pair[agent] - pair[other]).to_numpy())
+                    parts.append(f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+                cells.append(" \\| ".join(parts))
+            lines.append(f"| {level} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
