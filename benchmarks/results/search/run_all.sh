@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # The search benchmark as reported in BENCHMARKS.md ("Search: crl against random, evolution and TPE").
-# Seeds 2-6: seeds 0-1 were used to choose crl's settings (benchmarks/results/search_dev/).
+# Seeds 0-1 chose crl's settings (benchmarks/results/search_dev/); the benchmark uses seeds 2 and up.
 # Records are appended to the .jsonl files; a step can be re-run for other seeds alone.
+# Run from a frozen copy of the code (git worktree) so that edits during the run do not change it:
+#   git worktree add /tmp/benchtree HEAD && cd /tmp/benchtree && PYTHONPATH=$PWD RESULTS=/path/to/results ./benchmarks/results/search/run_all.sh
 set -u
 cd "$(dirname "$0")/../../.."
 R=${RESULTS:-benchmarks/results/search}
 A=random,evolution,tpe,crl
 L=params=0.5,0.25,0.1,0.05
 S="python benchmarks/bench_search.py --jobs 2 --evaluations 512"
-# seed 2 of the first step ran first; the rest follows
-$S --seeds 3 4 5 6 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents $A --out $R/vgg11_params.jsonl
-$S --seeds 2 3 4 5 6 --configs configs/bench/small_cnn_digits.yaml --levels $L --agents $A --out $R/small_cnn_digits_params.jsonl
+# -- ran (2026-12-01) --------------------------------------------------------------------------------
+$S --seeds 2 3 4 5 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents $A --out $R/vgg11_params.jsonl
+$S --seeds 2 3 4 --configs configs/bench/small_cnn_digits.yaml --levels $L --agents $A --out $R/small_cnn_digits_params.jsonl
 $S --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents crl --set crl.budget_conditioned=false --out $R/vgg11_params_crl_per_level.jsonl
-python benchmarks/bench_scores.py --configs configs/bench/vgg11_mnist.yaml configs/bench/small_cnn_digits.yaml --budgets 0.25 0.1 --candidates 64 --jobs 2 --out ${SCORES:-benchmarks/results/scores/scores.jsonl}
+python benchmarks/bench_scores.py --configs configs/bench/small_cnn_digits.yaml configs/bench/vgg11_mnist.yaml --budgets 0.25 0.1 --candidates 64 --jobs 2 --out ${SCORES:-benchmarks/results/scores/scores.jsonl}
+# -- not run yet ------------------------------------------------------------------------------------
+$S --seeds 6 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents $A --out $R/vgg11_params.jsonl
+$S --seeds 5 6 --configs configs/bench/small_cnn_digits.yaml --levels $L --agents $A --out $R/small_cnn_digits_params.jsonl
 $S --seeds 2 3 4 --configs configs/bench/resnet20_mnist.yaml --levels $L --agents $A --out $R/resnet20_params.jsonl
 $S --seeds 2 3 4 --configs configs/bench/user_cnn_mnist.yaml --levels $L --agents $A --out $R/user_cnn_params.jsonl
 $S --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels macs=0.1 --agents $A --out $R/vgg11_macs.jsonl
 $S --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels latency_ms=rel:0.5 --agents $A --out $R/vgg11_latency.jsonl
+python benchmarks/bench_search.py --jobs 2 --evaluations 2048 --seeds 2 3 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents random,evolution,crl --out $R/vgg11_params_2048.jsonl
