@@ -231,7 +231,7 @@ class CRLAgent(SearchAgent):
         violations = {c: [] for c in self.cost_keys}
         for p, o, reward in zip(proposals, outcomes, rewards):
             episode = self._pending[p.info["policy"]][p.info["episode"]]
-            episode.set_rewards(new_data=float(reward), at_indices=-1)
+            episode.set_rewards(new_data=np.asarray(reward, dtype=np.float32), at_indices=-1)  # an array: RLlib checks it against a Box
             info = episode.get_infos(-1)
             limits = self.space.levels[p.level].limits
             if o.ok:
