@@ -88,29 +88,33 @@ class ProxyFit:
             self.xs.append(float(x))
             self.ys.append(float(cost))
 
-    def coefficients(self) -> tuple[float, float]:
+    def _fit(self) -> Optional[tuple[float, float]]:
+        """Least-squares ``(a, b)``; None until two distinct MACs fractions exist."""
         if len(set(self.xs)) < 2:
-            return 0.0, self.base
-        x, y = np.asarray(self.xs), np.asarray(self.ys)
-        b, a = np.polyfit(x, y, 1)
-        if b <= 0:  # a cost that does not grow with MACs cannot be steered through them
-            return 0.0, self.base
+            return None
+        b, a = np.polyfit(np.asarray(self.xs), np.asarray(self.ys), 1)
         return float(a), float(b)
 
+    def coefficients(self) -> tuple[float, float]:
+        fit = self._fit()
+        if fit is None or fit[1] <= 0:  # a cost that does not grow with MACs cannot be steered through them
+            return 0.0, self.base
+        return fit
+
     def spread(self) -> float:
-        """Residual standard deviation of the fit (0 until there are three points and a fit)."""
-        a, b = self.coefficients()
-        if len(self.xs) < 3 or (a, b) == (0.0, self.base):
+        """Residual standard deviation of the fit (0 until there are three points and a rising fit)."""
+        fit = self._fit()
+        if len(self.xs) < 3 or fit is None or fit[1] <= 0:
             return 0.0
-        resid = np.asarray(self.ys) - (a + b * np.asarray(self.xs))
+        resid = np.asarray(self.ys) - (fit[0] + fit[1] * np.asarray(self.xs))
         return float(np.sqrt(np.sum(resid ** 2) / (len(resid) - 2)))
 
     def steers(self) -> bool:
-        """False once enough points (8) show the cost does not grow with MACs: then aiming at a MACs
-        limit cannot bring it under its budget, and only the feasibility filter applies."""
+        """False once enough points (8 distinct) show the cost does not grow with MACs: then aiming at
+        a MACs limit cannot bring it under its budget, and only the feasibility filter applies."""
         if len(set(self.xs)) < 8:
             return True
-        return bool(np.polyfit(np.asarray(self.xs), np.asarray(self.ys), 1)[0] > 0)
+        return self._fit()[1] > 0
 
     def x_for(self, limit: float) -> float:
         """The MACs fraction at which the fitted cost plus ``margin`` spreads reaches ``limit``

@@ -216,15 +216,13 @@ def select_and_finalize(
         res.found_for = f["found_for"]
         res.found_by = str(best.get("agent"))
         res.export_path = str(target)
-        kept = {k: v for k, v in best.items() if k not in ("row_id", "timestamp", "trial_id", "trial_name", "seed")}
-        writer.add({**kept, "source_trial": best.get("trial_id"), "stage": STAGE_FINAL,
-                    "level": res.level.name, "found_for": res.found_for, "iteration": 0, "cached": False,
-                    "accuracy": f["accuracy_val"], "accuracy_final": f["accuracy_test"],
+        writer.add(_final_row(best, res.level.name, res.found_for,
+                              accuracy=f["accuracy_val"], accuracy_final=f["accuracy_test"], **{
                     "finetune_iterations": f.get("finetune_iterations"), "t_finetune_s": f.get("finetune_seconds"),
                     "feasible": res.feasible, "export_path": res.export_path, "status": STATUS_OK, "error": None,
                     "evaluator": f.get("evaluator"), "wall_start": f.get("wall_start"), "wall_end": f.get("wall_end"),
                     **{f"budget_{n}": v for n, v in res.level.values.items()},
-                    **{f"limit_{n}": v for n, v in res.level.limits.items()}, **res.costs})
+                    **{f"limit_{n}": v for n, v in res.level.limits.items()}, **res.costs}))
     writer.flush()
     shutil.rmtree(out / "models" / FINALS_DIR, ignore_errors=True)
     return results
@@ -259,12 +257,17 @@ def _final_rounds(results, orders, *, pool, out: Path, seed: int, extra, writer:
             finals[cid] = {**summary, "candidate_id": cid, "row": best, "found_for": results[li].level.name}
             if summary.get("status") != STATUS_OK:
                 log(f"Final fine-tune of {cid} (for {results[li].level.name}) failed: {summary.get('error')}")
-                kept = {k: v for k, v in best.items() if k not in ("row_id", "timestamp", "trial_id", "trial_name",
-                                                                   "seed")}
-                writer.add({**kept, "source_trial": best.get("trial_id"), "stage": STAGE_FINAL,
-                            "level": results[li].level.name, "found_for": results[li].level.name, "iteration": 0,
-                            "cached": False, "accuracy": None, "accuracy_final": None, "feasible": False,
-                            "export_path": None, "status": "error", "error": summary.get("error")})
+                level = results[li].level.name
+                writer.add(_final_row(best, level, level, accuracy=None, accuracy_final=None, feasible=False,
+                                      export_path=None, status="error", error=summary.get("error")))
+
+
+def _final_row(best: pd.Series, level: str, found_for: str, **fields: Any) -> dict[str, Any]:
+    """The ``final`` row of search candidate ``best`` for ``level``: its columns (less the search
+    row's identity), the stage, and ``fields`` (accuracies, status, export ...)."""
+    kept = {k: v for k, v in best.items() if k not in ("row_id", "timestamp", "trial_id", "trial_name", "seed")}
+    return {**kept, "source_trial": best.get("trial_id"), "stage": STAGE_FINAL, "level": level,
+            "found_for": found_for, "iteration": 0, "cached": False, **fields}
 
 
 def _replace_dir(source: Path, target: Path) -> None:
