@@ -62,10 +62,19 @@ def largest_true(holds: Callable[[float], bool], lo: float, hi: float, *, tol: f
 class ProxyFit:
     """``cost ≈ a + b·x`` with ``x`` the MACs fraction, fitted by least squares over measured rows.
 
-    Until two distinct points exist the fit is ``cost = base·x`` (proportional to MACs). Steering
-    aims below the fitted line by ``margin`` residual standard deviations (once three points give
-    one), so that most candidates — not half of them, as aiming at the mean would — meet the
-    black-box budget: candidates with the same MACs scatter around the line.
+    Three models, from least to most data:
+
+    - no measured rows: ``cost = base·x`` (proportional to MACs, the unpruned model's ratio);
+    - measured rows, but no reliable rising line: ``cost = k·x`` with ``k`` fitted through the
+      origin. A line needs its points spread along MACs: the first batch of a search sits at one
+      MACs level, where scatter alone can tilt the line either way, while the ratio the rows show
+      is already right (a memory cost at 40 % of the MACs that measures 55 % of its base moves the
+      next batch below 29 %, not back to 40 %);
+    - two or more distinct fractions spanning at least ``min_span`` and a rising fit: the line.
+
+    Steering aims below the model by ``margin`` residual standard deviations (once the model has
+    residual degrees of freedom), so that most candidates — not half of them, as aiming at the mean
+    would — meet the black-box budget: candidates with the same MACs scatter around the line.
 
     >>> fit = ProxyFit(base=10.0)
     >>> fit.x_for(5.0)
@@ -76,15 +85,22 @@ class ProxyFit:
     >>> for x, c in [(0.4, 6.5), (0.4, 5.5)]: fit.add(x, c)
     >>> round(fit.x_for(6.0), 3) < 0.4       # scatter: aim lower
     True
+    >>> narrow = ProxyFit(base=10.0)
+    >>> for x, c in [(0.40, 5.6), (0.41, 5.4)]: narrow.add(x, c)   # falls with x: scatter, not signal
+    >>> round(narrow.coefficients()[1], 1)   # k from the rows, not the base's 10
+    13.6
+    >>> round(narrow.x_for(4.0), 2)          # (4 − one spread) / k
+    0.28
     """
 
     base: float
     xs: list[float] = field(default_factory=list)
     ys: list[float] = field(default_factory=list)
     margin: float = 1.0
+    min_span: float = 0.05
 
     def add(self, x: float, cost: float) -> None:
-        if math.isfinite(x) and cost is not None and math.isfinite(cost):
+        if math.isfinite(x) and x > 0 and cost is not None and math.isfinite(cost):
             self.xs.append(float(x))
             self.ys.append(float(cost))
 
@@ -95,29 +111,41 @@ class ProxyFit:
         b, a = np.polyfit(np.asarray(self.xs), np.asarray(self.ys), 1)
         return float(a), float(b)
 
-    def coefficients(self) -> tuple[float, float]:
+    def _line(self) -> Optional[tuple[float, float]]:
+        """The fitted line when it is usable for steering (rising, over a wide enough span)."""
         fit = self._fit()
-        if fit is None or fit[1] <= 0:  # a cost that does not grow with MACs cannot be steered through them
-            return 0.0, self.base
+        if fit is None or fit[1] <= 0 or max(self.xs) - min(self.xs) < self.min_span:
+            return None
         return fit
 
+    def coefficients(self) -> tuple[float, float]:
+        line = self._line()
+        if line is not None:
+            return line
+        xs, ys = np.asarray(self.xs), np.asarray(self.ys)
+        k = float(np.dot(xs, ys) / np.dot(xs, xs)) if len(xs) else 0.0
+        return 0.0, (k if k > 0 else self.base)
+
     def spread(self) -> float:
-        """Residual standard deviation of the fit (0 until there are three points and a rising fit)."""
-        fit = self._fit()
-        if len(self.xs) < 3 or fit is None or fit[1] <= 0:
+        """Residual standard deviation of the model in use (0 while it has no residual freedom)."""
+        if not self.xs:
             return 0.0
-        resid = np.asarray(self.ys) - (fit[0] + fit[1] * np.asarray(self.xs))
-        return float(np.sqrt(np.sum(resid ** 2) / (len(resid) - 2)))
+        dof = len(self.xs) - (2 if self._line() is not None else 1)
+        if dof < 1:
+            return 0.0
+        a, b = self.coefficients()
+        resid = np.asarray(self.ys) - (a + b * np.asarray(self.xs))
+        return float(np.sqrt(np.sum(resid ** 2) / dof))
 
     def steers(self) -> bool:
         """False once enough points (8 distinct) show the cost does not grow with MACs: then aiming at
         a MACs limit cannot bring it under its budget, and only the feasibility filter applies."""
-        if len(set(self.xs)) < 8:
+        if len(set(self.xs)) < 8 or max(self.xs) - min(self.xs) < self.min_span:
             return True
         return self._fit()[1] > 0
 
     def x_for(self, limit: float) -> float:
-        """The MACs fraction at which the fitted cost plus ``margin`` spreads reaches ``limit``
+        """The MACs fraction at which the model's cost plus ``margin`` spreads reaches ``limit``
         (may be outside [0, 1])."""
         a, b = self.coefficients()
         return (limit - a - self.margin * self.spread()) / b
