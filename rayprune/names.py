@@ -13,8 +13,27 @@ from __future__ import annotations
 __all__ = [
     "STAGE_SEARCH", "STAGE_RERANK", "STAGE_FINAL", "STAGE_SELECT", "STATUS_OK", "STATUS_ERROR",
     "EVALUATIONS", "ITERATION", "BEST", "BEST_ACCURACY", "LAMBDA", "VIOLATION_RATE", "progress_key",
-    "SELECTION_TRIAL",
+    "SELECTION_TRIAL", "IN_MEMORY", "in_memory_name", "is_in_memory",
 ]
+
+# -- objects handed over in memory (the Python API) -------------------------------------------------
+#: prefix of ``model.name`` / ``data.name`` for a model or dataset passed as an object, not a name: it
+#: cannot be rebuilt from the config, so it travels with the problem (never imported by name)
+IN_MEMORY = "<in-memory>"
+
+
+def in_memory_name(what: str = "") -> str:
+    """``<in-memory> Net`` for an object of class ``Net`` (``<in-memory>`` alone without a label)."""
+    return f"{IN_MEMORY} {what}".strip()
+
+
+def is_in_memory(name: object) -> bool:
+    """Whether a config name stands for an object handed over in memory.
+
+    >>> is_in_memory(in_memory_name("Net")), is_in_memory("small_cnn")
+    (True, False)
+    """
+    return isinstance(name, str) and name.startswith(IN_MEMORY)
 
 # -- rows (candidates.parquet: the ``stage`` and ``status`` columns) --------------------------------
 #: a candidate scored by a search (the cheap score)

@@ -125,8 +125,9 @@ def test_directory_contents(saved, name):
     assert state.keys() == expected.keys()
     assert all(torch.equal(state[k], expected[k]) for k in state)
     # No temporary files of the atomic writes are left behind.
+    onnx = ["model.onnx"] if spec["files"]["onnx"] else []  # with the onnx extra
     assert sorted(p.name for p in case["dir"].iterdir()) == sorted(
-        ["spec.json", "weights.pt", "model.pt", "model.torchscript.pt"]
+        ["spec.json", "weights.pt", "model.pt", "model.torchscript.pt", *onnx]
     )
 
 

@@ -85,12 +85,15 @@ class ModelConfig(_Section):
 
 class DataConfig(_Section):
     """The dataset: ``mnist5k`` (embedded), ``digits``, ``cifar10``/``cifar100`` (``root``),
-    ``tabular`` (``path`` + ``label``) or ``sklearn:<name>``."""
+    ``tabular`` (``path`` + ``label``), ``sklearn:<name>``, ``imagefolder`` (``root``, optionally
+    ``image_size``), ``npz`` (``path``) or a data factory ``package.module:function``."""
 
     name: str = "mnist5k"
     root: Optional[Path] = None
     path: Optional[Path] = None
     label: Optional[str] = None
+    #: ``imagefolder``: the side every image is resized to (needed when their sizes differ)
+    image_size: Optional[int] = Field(None, gt=0)
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     max_samples: Optional[int] = Field(None, gt=0)
@@ -126,11 +129,25 @@ class PruningConfig(_Section):
 
 
 class LatencyConfig(_Section):
+    """How ``latency_ms`` is measured: the median of ``repeats`` timed forward passes after
+    ``warmup`` untimed ones, run by ``runtime`` (the names of ``rayprune.costs.context.LATENCY_RUNTIMES``:
+    eager ``torch``, a ``torchscript`` trace, or ``onnxruntime`` on CPU with the ``onnx`` extra)."""
+
     device: str = "cpu"
     batch_size: int = Field(1, gt=0)
     threads: Optional[int] = Field(1, gt=0)
     warmup: int = Field(5, ge=0)
     repeats: int = Field(20, gt=0)
+    runtime: Literal["torch", "torchscript", "onnxruntime"] = "torch"
+
+    @model_validator(mode="after")
+    def _onnxruntime_on_cpu(self) -> "LatencyConfig":
+        if self.runtime == "onnxruntime" and self.device.strip().lower() != "cpu":
+            raise ValueError(
+                f"runtime 'onnxruntime' measures on CPU; got device {self.device!r} "
+                "(use device 'cpu', or runtime 'torch' or 'torchscript' on an accelerator)."
+            )
+        return self
 
 
 class CostsConfig(_Section):

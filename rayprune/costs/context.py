@@ -8,7 +8,13 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-__all__ = ["CostContext", "CostFn"]
+from ..errors import UserError
+
+__all__ = ["CostContext", "CostFn", "LATENCY_RUNTIMES"]
+
+#: Where latency is measured: eager PyTorch, a ``torch.jit.trace`` of the model, or ONNX Runtime
+#: (CPU; needs the ``onnx`` extra). The config's ``costs.latency.runtime`` takes these names.
+LATENCY_RUNTIMES = ("torch", "torchscript", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,7 @@ class CostContext:
         batch_size: batch used by latency and peak memory.
         threads: torch intra-op threads while measuring latency on CPU (``None``: leave as is).
         warmup, repeats: latency runs discarded, then timed (the median is reported).
+        runtime: what runs the model while latency is timed, one of :data:`LATENCY_RUNTIMES`.
         options: free-form settings for user cost functions (from the config's ``costs.options``).
     """
 
@@ -31,6 +38,14 @@ class CostContext:
     warmup: int = 5
     repeats: int = 20
     options: Mapping[str, Any] = field(default_factory=dict)
+    runtime: str = "torch"
+
+    def __post_init__(self) -> None:
+        if self.runtime not in LATENCY_RUNTIMES:
+            raise UserError(
+                f"The 'runtime' of a CostContext must be one of {', '.join(map(repr, LATENCY_RUNTIMES))}; "
+                f"got {self.runtime!r}."
+            )
 
     def example_inputs(self, batch_size: int | None = None, device: str | torch.device | None = None) -> torch.Tensor:
         """A zeros batch of the configured shape."""

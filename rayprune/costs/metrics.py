@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import statistics
 import time
+import warnings
 import weakref
+from typing import Callable
 
 import torch
 from torch import nn
@@ -17,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..errors import UserError
 from .context import CostContext
 
 __all__ = ["count_params", "count_macs", "measure_latency_ms", "measure_peak_memory_mb"]
@@ -84,22 +88,80 @@ def _sync(device: torch.device) -> None:
 def measure_latency_ms(model: nn.Module, context: CostContext) -> float:
     """Median wall time of one forward pass in milliseconds, after ``context.warmup`` untimed runs.
 
-    Measured on ``context.device`` with ``context.batch_size`` and, on CPU, ``context.threads``.
+    Measured on ``context.device`` with ``context.batch_size`` and, on CPU, ``context.threads``,
+    in ``context.runtime``: ``torch`` runs the module eagerly, ``torchscript`` runs its
+    ``torch.jit.trace``, ``onnxruntime`` runs its ONNX export in an ``onnxruntime.InferenceSession``
+    (CPU only, ``intra_op_num_threads = context.threads``). Tracing and exporting are not timed.
     """
+    return 1000.0 * statistics.median(_LATENCY_RUNNERS[context.runtime](model, context))
+
+
+def _time_calls(run: Callable[[], object], context: CostContext, device: torch.device) -> list[float]:
+    """Seconds of each of ``context.repeats`` calls of ``run``, after ``context.warmup`` untimed ones."""
+    for _ in range(max(0, context.warmup)):
+        run()
+    _sync(device)
+    times = []
+    for _ in range(max(1, context.repeats)):
+        start = time.perf_counter()
+        run()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _torch_times(model: nn.Module, context: CostContext) -> list[float]:
     device = torch.device(context.device)
     net = _on_device(model, context.device)
     x = context.example_inputs(device=device)
-    times = []
     with _eval_mode(net), torch.inference_mode(), _num_threads(context.threads if device.type == "cpu" else None):
-        for _ in range(max(0, context.warmup)):
-            net(x)
-        _sync(device)
-        for _ in range(max(1, context.repeats)):
-            start = time.perf_counter()
-            net(x)
-            _sync(device)
-            times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
+        return _time_calls(lambda: net(x), context, device)
+
+
+def _torchscript_times(model: nn.Module, context: CostContext) -> list[float]:
+    device = torch.device(context.device)
+    net = _on_device(model, context.device)
+    x = context.example_inputs(device=device)
+    with _eval_mode(net), _num_threads(context.threads if device.type == "cpu" else None):
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # TracerWarnings and torch.jit's deprecation notice
+            traced = torch.jit.trace(net, x)
+        with torch.inference_mode():
+            return _time_calls(lambda: traced(x), context, device)
+
+
+def _onnxruntime_times(model: nn.Module, context: CostContext) -> list[float]:
+    from ..pruning.onnx_export import INPUT_NAME, ONNX_INSTALL_HINT, onnx_bytes
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise UserError(
+            f"costs.latency.runtime 'onnxruntime' needs the onnxruntime package, which is not installed: "
+            f"{ONNX_INSTALL_HINT}."
+        )
+    if torch.device(context.device).type != "cpu":
+        raise UserError(
+            f"costs.latency.runtime 'onnxruntime' measures on CPU; got device {context.device!r} "
+            "(use device 'cpu', or runtime 'torch' or 'torchscript' on an accelerator)."
+        )
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = int(context.threads or 0)  # 0: onnxruntime's default
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    session = onnxruntime.InferenceSession(
+        onnx_bytes(model, context.input_shape), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    feed = {INPUT_NAME: context.example_inputs(device="cpu").numpy()}
+    return _time_calls(lambda: session.run(None, feed), context, torch.device("cpu"))
+
+
+#: ``context.runtime`` -> the timed runs' durations in seconds.
+_LATENCY_RUNNERS: dict[str, Callable[[nn.Module, CostContext], list[float]]] = {
+    "torch": _torch_times,
+    "torchscript": _torchscript_times,
+    "onnxruntime": _onnxruntime_times,
+}
 
 
 class _LiveTensorBytes(TorchDispatchMode):

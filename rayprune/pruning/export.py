@@ -7,7 +7,10 @@ A pruned model directory holds
 * ``weights.pt``: the pruned ``state_dict`` (tensors only: loads with ``weights_only=True``);
 * ``model.pt``: the whole pickled module (``torch.save(model)``), for environments without
   rayprune; loading it runs pickled code, so :func:`load_pruned` only does it when asked;
-* ``model.torchscript.pt`` when the model can be traced with TorchScript.
+* ``model.torchscript.pt`` when the model can be traced with TorchScript;
+* ``model.onnx`` (batch dimension dynamic, input ``input``, output ``output``) when the ``onnx``
+  extra is installed and the model can be exported; otherwise ``spec.json``'s ``onnx_error`` says
+  why (:mod:`rayprune.pruning.onnx_export`).
 
 Example::
 
@@ -30,12 +33,14 @@ from torch import nn
 
 from .._io import atomic_path, atomic_torch_save, atomic_write_text
 from ..errors import UserError
+from ..names import is_in_memory
 from .plan import PruningPlan, apply_plan
 
 __all__ = ["save_pruned", "load_pruned", "read_spec", "SPEC_FORMAT", "UntrustedArchitectureError"]
 
 SPEC_FORMAT = "rayprune.pruned/1"
 SPEC_FILE, WEIGHTS_FILE, MODULE_FILE, TORCHSCRIPT_FILE = "spec.json", "weights.pt", "model.pt", "model.torchscript.pt"
+ONNX_FILE = "model.onnx"
 
 
 def save_pruned(
@@ -53,6 +58,10 @@ def save_pruned(
     ``architecture`` holds the keyword arguments of :func:`rayprune.models.load_model` that rebuild
     the *unpruned* architecture (without its checkpoint); ``None`` if it cannot be rebuilt, in
     which case only the pickled module can be loaded.
+
+    ``model.onnx`` is written best effort, like TorchScript: ``spec["files"]["onnx"]`` is ``None``
+    when it is missing and ``spec["onnx_error"]`` says why in one line (onnx not installed, or the
+    exporter's error); ``spec["onnx_error"]`` is ``None`` when the file was written.
     """
     from .. import __version__
 
@@ -77,6 +86,7 @@ def save_pruned(
                 ts_ok = True
         except Exception:  # many models cannot be traced; the other two formats remain
             ts_ok = False
+    onnx_error = _write_onnx(module_copy, out / ONNX_FILE, input_shape)
     spec = {
         "format": SPEC_FORMAT,
         "rayprune_version": __version__,
@@ -87,12 +97,28 @@ def save_pruned(
             "weights": WEIGHTS_FILE,
             "module": MODULE_FILE if module_ok else None,
             "torchscript": TORCHSCRIPT_FILE if ts_ok else None,
+            "onnx": ONNX_FILE if onnx_error is None else None,
         },
+        "onnx_error": onnx_error,
         "plan": plan.to_json(),
         **(dict(extra) if extra else {}),
     }
     atomic_write_text(out / SPEC_FILE, json.dumps(spec, indent=1))
     return out
+
+
+def _write_onnx(model: nn.Module, path: Path, input_shape: Sequence[int]) -> Optional[str]:
+    """Export ``model`` to ONNX at ``path``; ``None`` if written, else why not (one line)."""
+    from .onnx_export import ONNX_INSTALL_HINT, export_onnx, onnx_missing
+
+    if onnx_missing():
+        return f"onnx not installed ({ONNX_INSTALL_HINT})"
+    try:
+        export_onnx(model, path, input_shape)
+    except Exception as exc:  # the other formats are written all the same
+        reason = " ".join(str(exc).split()) or "(no message)"
+        return f"{type(exc).__name__}: {reason}"[:500]
+    return None
 
 
 def read_spec(directory: str | os.PathLike) -> dict:
@@ -137,6 +163,13 @@ def _architecture_builder(
     if not isinstance(arch, Mapping) or not isinstance(arch.get("name"), str):
         raise UserError(f"{spec_path}: 'architecture' must be a mapping with a string 'name'; got {arch!r}.")
     name = arch["name"]
+    if is_in_memory(name):  # pruned from a model handed over as an object: no name can rebuild it
+        if factory is None:
+            raise UntrustedArchitectureError(
+                f"{spec_path}: the model was pruned from an object handed over in memory ({name!r}); pass a "
+                "callable returning the unpruned model: load_pruned(path, factory=lambda: MyNet(...)), or load "
+                "model.onnx / model.torchscript.pt, which need no code.")
+        return lambda: _require_unpruned(factory(), spec_path)
     allowed = {a for a in ((allow_factories,) if isinstance(allow_factories, str) else allow_factories)}
     kwargs = arch.get("kwargs") or {}
     if not isinstance(kwargs, Mapping):
@@ -165,6 +198,12 @@ def _architecture_builder(
         f"If you trust it, pass it: load_pruned(path, factory=<the function>) or "
         f"load_pruned(path, allow_factories=[{name!r}])."
     )
+
+
+def _require_unpruned(model: object, spec_path: Path) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise UserError(f"{spec_path}: factory= must return the unpruned nn.Module; got {type(model).__name__}.")
+    return model
 
 
 def load_pruned(

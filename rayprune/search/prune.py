@@ -12,6 +12,7 @@ layout, not the search loop.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
@@ -24,7 +25,7 @@ from ..costs import measure_latency_ms
 from ..costs.budget import within
 from ..costs.levels import Level
 from ..errors import NoModelError, UserError
-from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT
+from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT, is_in_memory
 from ..problem import PruningProblem
 from ..results import CandidateWriter, merge_candidates, read_candidates
 from ..text_table import format_table, human
@@ -181,15 +182,21 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
 
     model = load_pruned(best, factory=_factory_of(problem))
     search_rows = rows[rows["stage"] == STAGE_SEARCH]
-    return _summary(problem, agent, seed, result.keep_ratios, model, {
+    summary = _summary(problem, agent, seed, result.keep_ratios, model, {
         **result.costs, "accuracy_val": result.accuracy_val, "accuracy_test": result.accuracy_test,
         "search_accuracy": result.search_accuracy, "rerank_accuracy": result.rerank_accuracy,
     }, feasible=result.feasible, evaluations=int(len(search_rows)))
+    summary["onnx_error"] = result.onnx_error
+    return summary
 
 
 def _factory_of(problem: PruningProblem):
-    """The user's model factory (already imported for this run), to reload its exported model."""
+    """The user's model factory (already imported for this run), or the in-memory base model's copy, to
+    reload its exported model."""
     name = problem.config.model.name
+    if is_in_memory(name):  # handed over as an object: a copy of the unpruned base rebuilds it
+        base = problem.base_model
+        return lambda: copy.deepcopy(base).to("cpu")
     if ":" not in name or name.startswith("torchvision:"):
         return None
     from .._imports import import_object
@@ -200,7 +207,7 @@ def _factory_of(problem: PruningProblem):
 def _run_neon(problem: PruningProblem, out: Path, constants: dict[str, Any], *, seed: int, progress: bool, log: Log,
               options: dict[str, Any]) -> dict[str, Any]:
     from ..neon.apply import search_neon
-    from ..pruning import save_pruned
+    from ..pruning import read_spec, save_pruned
 
     writer = CandidateWriter(out, constants=constants, flush_every=8, name=constants["trial_id"])
     try:
@@ -222,6 +229,7 @@ def _run_neon(problem: PruningProblem, out: Path, constants: dict[str, Any], *, 
     summary.update(result.summary_extra())
     save_pruned(model, out / "best", architecture=problem.architecture, plan=plan,
                 input_shape=problem.data.input_shape, extra={"summary": summary})
+    summary["onnx_error"] = read_spec(out / "best").get("onnx_error")
     return summary
 
 
@@ -255,7 +263,8 @@ def _summary(problem: PruningProblem, agent: str, seed: int, ratios: list[float]
                    "accuracy_val": pruned["accuracy_val"], "accuracy_test": pruned["accuracy_test"],
                    **{k: pruned[k] for k in ("search_accuracy", "rerank_accuracy") if pruned.get(k) is not None}},
         "evaluations": evaluations,
-        "latency_context": {"device": ctx.device, "batch_size": ctx.batch_size, "threads": ctx.threads},
+        "latency_context": {"device": ctx.device, "batch_size": ctx.batch_size, "threads": ctx.threads,
+                            "runtime": ctx.runtime},
     }
 
 
@@ -273,4 +282,7 @@ def summary_table(summary: dict[str, Any]) -> str:
     head = f"{summary['model']} on {summary['dataset']} | agent {summary['agent']} | budgets " + ", ".join(
         f"{k}<={human(v['limit'])}" for k, v in summary["budgets"].items()
     ) + f" | feasible: {'yes' if summary['feasible'] else 'NO'}"
-    return head + "\n" + format_table(["metric", "base", "pruned", "pruned/base"], rows)
+    table = head + "\n" + format_table(["metric", "base", "pruned", "pruned/base"], rows)
+    if summary.get("onnx_error"):
+        table += f"\nmodel.onnx not written: {summary['onnx_error']}"
+    return table

@@ -60,6 +60,7 @@ class LevelResult:
     export_path: Optional[str] = None
     candidates: int = 0  # search candidates that fit this level
     error: Optional[str] = None
+    onnx_error: Optional[str] = None  # why model.onnx was not written (None: written)
 
     @property
     def feasible(self) -> bool:
@@ -71,7 +72,14 @@ class LevelResult:
                 "accuracy_test": self.accuracy_test, "search_accuracy": self.search_accuracy,
                 "rerank_accuracy": self.rerank_accuracy, "found_for": self.found_for, "found_by": self.found_by,
                 "export_path": self.export_path, "candidates": self.candidates, "keep_ratios": self.keep_ratios,
-                "keep_counts": self.keep_counts, **self.costs, "error": self.error}
+                "keep_counts": self.keep_counts, **self.costs, "error": self.error, "onnx_error": self.onnx_error}
+
+
+def _onnx_error(directory: Path) -> Optional[str]:
+    """Why the ONNX file of an exported model is missing (None when it was written)."""
+    from ..pruning import read_spec
+
+    return read_spec(directory).get("onnx_error")
 
 
 def candidates_for(rows: pd.DataFrame, level: Level) -> pd.DataFrame:
@@ -216,6 +224,10 @@ def select_and_finalize(
         res.found_for = f["found_for"]
         res.found_by = str(best.get("agent"))
         res.export_path = str(target)
+        res.onnx_error = _onnx_error(target)
+        if res.onnx_error:
+            log(f"{res.level.name}: model.onnx not written ({res.onnx_error}); spec.json + weights.pt and the "
+                "other formats are.")
         writer.add(_final_row(best, res.level.name, res.found_for,
                               accuracy=f["accuracy_val"], accuracy_final=f["accuracy_test"], **{
                     "finetune_iterations": f.get("finetune_iterations"), "t_finetune_s": f.get("finetune_seconds"),

@@ -1,0 +1,105 @@
+"""Export a model to ONNX with a dynamic batch dimension.
+
+The graph is recorded with PyTorch's TorchScript-based exporter (``torch.onnx.export(...,
+dynamo=False)``): on 2 CPU cores it takes about 0.1-0.4 s for a CIFAR VGG-11, where the
+``torch.export``-based exporter takes 2-5 s, and :func:`~rayprune.pruning.export.save_pruned`
+runs it for every exported model. Where the TorchScript-based exporter fails (or a later PyTorch
+no longer has it) the ``torch.export``-based one (it needs ``onnxscript``) is tried next. The input
+is named ``input``, the output ``output``; dimension 0 of both is the symbolic ``batch``, so the
+file runs at any batch size.
+
+Example::
+
+    export_onnx(pruned, "out/best/model.onnx", input_shape=(3, 32, 32))
+    session = onnxruntime.InferenceSession("out/best/model.onnx")
+    logits = session.run(None, {"input": x.numpy()})[0]          # any batch size
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import io
+import os
+import re
+import warnings
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .._io import atomic_write_bytes
+
+__all__ = ["export_onnx", "onnx_bytes", "onnx_missing", "ONNX_INSTALL_HINT", "INPUT_NAME", "OUTPUT_NAME"]
+
+INPUT_NAME, OUTPUT_NAME, BATCH_DIM = "input", "output", "batch"
+ONNX_INSTALL_HINT = "pip install 'rayprune[onnx]'"
+#: The batch of the example input: 2, not 1, so that no exporter can mistake the batch for a constant.
+_EXAMPLE_BATCH = 2
+
+
+def onnx_missing(*modules: str) -> list[str]:
+    """Which of ``modules`` (default: ``onnx``) are not installed.
+
+    >>> onnx_missing("json", "rp_no_such_module")
+    ['rp_no_such_module']
+    """
+    return [m for m in (modules or ("onnx",)) if importlib.util.find_spec(m) is None]
+
+
+def _torchscript_exporter(model: nn.Module, x: torch.Tensor) -> bytes:
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        model, (x,), buffer, dynamo=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: {0: BATCH_DIM}, OUTPUT_NAME: {0: BATCH_DIM}},
+    )
+    return buffer.getvalue()
+
+
+def _dynamo_exporter(model: nn.Module, x: torch.Tensor) -> bytes:
+    program = torch.onnx.export(
+        model, (x,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        dynamic_shapes=({0: torch.export.Dim(BATCH_DIM)},), verbose=False,
+    )
+    return program.model_proto.SerializeToString()
+
+
+#: Tried in order; the first that returns wins.
+_EXPORTERS: tuple[tuple[str, Callable[[nn.Module, torch.Tensor], bytes]], ...] = (
+    ("torchscript-based exporter", _torchscript_exporter),
+    ("torch.export-based exporter", _dynamo_exporter),
+)
+
+
+def onnx_bytes(model: nn.Module, input_shape: Sequence[int]) -> bytes:
+    """The serialised ONNX model of ``model`` in eval mode on CPU (``model`` itself is left as it is).
+
+    Raises ``RuntimeError`` naming each exporter's failure when none of them can export it.
+    """
+    net = copy.deepcopy(model).to("cpu").eval()
+    x = torch.randn(_EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))  # global RNG untouched
+    failures = []
+    for name, exporter in _EXPORTERS:
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
+                return exporter(net, x)
+        except Exception as exc:
+            failures.append(f"{name}: {type(exc).__name__}: {_first_line(exc)}")
+    raise RuntimeError("ONNX export failed (" + "; ".join(failures) + ")")
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int]) -> None:
+    """Write ``model`` to ``path`` as ONNX (batch dimension dynamic), atomically.
+
+    ``input_shape`` is one sample's shape, e.g. ``(3, 32, 32)``. Raises ``ImportError`` naming the
+    extra when ``onnx`` is not installed, ``RuntimeError`` when the model cannot be exported.
+    """
+    if onnx_missing():
+        raise ImportError(f"onnx not installed ({ONNX_INSTALL_HINT})")
+    atomic_write_bytes(path, onnx_bytes(model, input_shape))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch.export colours its messages
+    return text.splitlines()[0][:300] if text else "(no message)"

@@ -1,0 +1,219 @@
+"""ONNX: ``model.onnx`` next to every exported model, and latency measured in each runtime."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import typing
+
+import numpy as np
+import pytest
+import torch
+from conftest import ConcatResidualNet
+
+from rayprune.config import ConfigError, LatencyConfig, parse_config
+from rayprune.costs import CostContext, count_params, measure_latency_ms
+from rayprune.costs.context import LATENCY_RUNTIMES
+from rayprune.errors import UserError
+from rayprune.models import list_models
+from rayprune.pruning import PruningPlan, PruningSpace, onnx_export, read_spec, save_pruned
+
+IMAGE = (3, 16, 16)
+# zoo name -> architecture for load_model; small widths and 16x16 images so the test is fast
+ZOO = {
+    name: dict(name=name, num_classes=10, in_channels=3, input_size=16, in_features=None,
+               kwargs={"hidden_sizes": [24, 12]} if name == "mlp" else {"width_mult": 0.25})
+    for name in list_models()
+}  # fmt: skip
+
+
+def _ort():
+    return pytest.importorskip("onnxruntime")
+
+
+def _run_onnx(path, x: torch.Tensor) -> torch.Tensor:
+    ort = _ort()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {onnx_export.INPUT_NAME: x.numpy()})
+    return torch.from_numpy(out)
+
+
+def _mixed_ratios(space: PruningSpace, seed: int) -> list[float]:
+    """A different keep ratio per group, between 0.3 and 0.9."""
+    gen = torch.Generator().manual_seed(seed)
+    return (0.3 + 0.6 * torch.rand(space.num_groups, generator=gen)).tolist()
+
+
+def _assert_same_outputs(path, model: torch.nn.Module, shape, batches=(5, 1)) -> None:
+    """ONNX Runtime agrees with PyTorch at batch sizes other than the export's (2)."""
+    gen = torch.Generator().manual_seed(0)
+    for n in batches:
+        x = torch.randn(n, *shape, generator=gen)
+        with torch.no_grad():
+            expected = model.eval()(x)
+        got = _run_onnx(path, x)
+        assert got.shape == expected.shape == (n, expected.shape[1])
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_model_exports_to_onnx_that_matches_pytorch(make_model, tmp_path, name):
+    _ort()
+    architecture, shape = ZOO[name], IMAGE
+    model = make_model(name, in_channels=3, input_size=16, **architecture["kwargs"])
+    space = PruningSpace(model, torch.randn(1, *shape))
+    ratios = _mixed_ratios(space, seed=len(name))
+    pruned, plan = space.build(ratios), space.plan(ratios)
+    assert count_params(pruned) < count_params(model)  # a real plan was applied
+    directory = save_pruned(pruned, tmp_path, architecture=architecture, plan=plan, input_shape=shape,
+                            torchscript=False)  # fmt: skip
+    spec = read_spec(directory)
+    assert spec["files"]["onnx"] == "model.onnx" and spec["onnx_error"] is None
+    _assert_same_outputs(directory / "model.onnx", pruned, shape)
+
+
+def test_concat_residual_user_model_exports_with_a_dynamic_batch(concat_net, tmp_path):
+    _ort()
+    onnx = pytest.importorskip("onnx")
+    shape = ConcatResidualNet.input_shape
+    space = PruningSpace(concat_net, torch.zeros(1, *shape))
+    ratios = _mixed_ratios(space, seed=3)
+    pruned, plan = space.build(ratios), space.plan(ratios)
+    assert pruned.merge[0].in_channels < 16  # the concatenation was pruned on both branches
+    directory = save_pruned(pruned, tmp_path, architecture=None, plan=plan, input_shape=shape)
+    spec = read_spec(directory)
+    assert spec["files"] == {"weights": "weights.pt", "module": "model.pt",
+                             "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}  # fmt: skip
+    graph = onnx.load(str(directory / "model.onnx")).graph
+    for value in (graph.input[0], graph.output[0]):  # dimension 0 is symbolic, the rest fixed
+        dims = value.type.tensor_type.shape.dim
+        assert dims[0].dim_param == "batch" and not dims[0].HasField("dim_value"), value
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]] == list(shape)
+    _assert_same_outputs(directory / "model.onnx", pruned, shape, batches=(7, 1, 3))
+
+
+def test_export_onnx_leaves_the_model_and_global_rng_alone(concat_net, tmp_path):
+    _ort()
+    concat_net.train()
+    state = torch.get_rng_state()
+    onnx_export.export_onnx(concat_net, tmp_path / "m.onnx", ConcatResidualNet.input_shape)
+    assert concat_net.training and all(m.training for m in concat_net.modules())
+    assert torch.equal(torch.get_rng_state(), state)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no temp file of the atomic write
+    _assert_same_outputs(tmp_path / "m.onnx", concat_net.eval(), ConcatResidualNet.input_shape)
+
+
+def test_the_torch_export_based_exporter_takes_over_when_the_first_fails(concat_net, tmp_path, monkeypatch):
+    _ort()
+    pytest.importorskip("onnxscript")
+    calls = []
+
+    def failing(model, x):
+        calls.append(x.shape[0])
+        raise RuntimeError("exporter gone")
+
+    monkeypatch.setattr(onnx_export, "_EXPORTERS", (("first", failing), *onnx_export._EXPORTERS[1:]))
+    directory = save_pruned(concat_net, tmp_path, architecture=None, plan=PruningPlan(),
+                            input_shape=ConcatResidualNet.input_shape, torchscript=False)  # fmt: skip
+    assert calls == [2] and read_spec(directory)["files"]["onnx"] == "model.onnx"
+    _assert_same_outputs(directory / "model.onnx", concat_net, ConcatResidualNet.input_shape)
+
+
+def test_a_failing_export_still_writes_the_other_files(concat_net, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Unsupported: ONNX export of operator aten::frobnicate\nwith a second line")
+
+    monkeypatch.setattr(torch.onnx, "export", refuse)
+    directory = save_pruned(concat_net, tmp_path, architecture=None, plan=PruningPlan(),
+                            input_shape=ConcatResidualNet.input_shape)  # fmt: skip
+    spec = read_spec(directory)
+    assert spec["files"] == {"weights": "weights.pt", "module": "model.pt",
+                             "torchscript": "model.torchscript.pt", "onnx": None}  # fmt: skip
+    reason = spec["onnx_error"]
+    assert "aten::frobnicate" in reason and "\n" not in reason, reason
+    assert sorted(p.name for p in directory.iterdir()) == ["model.pt", "model.torchscript.pt", "spec.json",
+                                                            "weights.pt"]  # fmt: skip
+    assert json.loads((directory / "spec.json").read_text()) == spec
+
+
+def test_a_failed_onnx_export_is_stated_in_the_level_result_and_the_prune_summary(concat_net, tmp_path,
+                                                                                  monkeypatch):
+    from rayprune.search.prune import summary_table
+    from rayprune.search.selection import _onnx_error
+
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no frobnicate")))
+    directory = save_pruned(concat_net, tmp_path, architecture=None, plan=PruningPlan(),
+                            input_shape=ConcatResidualNet.input_shape)  # fmt: skip
+    reason = _onnx_error(directory)
+    assert "no frobnicate" in reason
+    summary = {"model": "m", "dataset": "d", "agent": "a", "budgets": {}, "feasible": True,
+               "base": {"params": 10.0}, "pruned": {"params": 5.0}, "onnx_error": reason}
+    assert "model.onnx not written: " in summary_table(summary)
+    assert "model.onnx" not in summary_table({**summary, "onnx_error": None})
+
+
+def test_without_onnx_installed_the_spec_says_how_to_get_it(concat_net, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # what an environment without the package looks like
+    directory = save_pruned(concat_net, tmp_path, architecture=None, plan=PruningPlan(),
+                            input_shape=ConcatResidualNet.input_shape, torchscript=False)  # fmt: skip
+    spec = read_spec(directory)
+    assert spec["files"]["onnx"] is None and not (directory / "model.onnx").exists()
+    assert spec["onnx_error"] == "onnx not installed (pip install 'rayprune[onnx]')"
+    assert (directory / "weights.pt").is_file() and (directory / "model.pt").is_file()
+    with pytest.raises(ImportError, match=r"rayprune\[onnx\]"):
+        onnx_export.export_onnx(concat_net, tmp_path / "m.onnx", ConcatResidualNet.input_shape)
+
+
+# -- latency in each runtime -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime", LATENCY_RUNTIMES)
+def test_latency_in_each_runtime_is_positive_and_finite(concat_net, runtime):
+    if runtime == "onnxruntime":
+        _ort()
+    concat_net.train()
+    ctx = CostContext(input_shape=ConcatResidualNet.input_shape, batch_size=3, threads=1, warmup=1, repeats=3,
+                      runtime=runtime)  # fmt: skip
+    threads = torch.get_num_threads()
+    latency = measure_latency_ms(concat_net, ctx)
+    assert math.isfinite(latency) and latency > 0
+    assert concat_net.training and torch.get_num_threads() == threads  # left as it was
+
+
+def test_onnxruntime_latency_without_onnxruntime_names_the_extra(concat_net, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    ctx = CostContext(input_shape=ConcatResidualNet.input_shape, warmup=0, repeats=1, runtime="onnxruntime")
+    with pytest.raises(UserError, match=r"onnxruntime.*pip install 'rayprune\[onnx\]'"):
+        measure_latency_ms(concat_net, ctx)
+
+
+def test_onnxruntime_latency_is_cpu_only(concat_net):
+    ctx = CostContext(input_shape=ConcatResidualNet.input_shape, device="cuda", runtime="onnxruntime")
+    with pytest.raises(UserError, match="measures on CPU"):
+        measure_latency_ms(concat_net, ctx)
+
+
+def test_config_runtime_default_choices_and_errors():
+    assert parse_config({}).costs.latency.runtime == "torch"
+    assert typing.get_args(LatencyConfig.model_fields["runtime"].annotation) == LATENCY_RUNTIMES
+    assert parse_config({"costs": {"latency": {"runtime": "torchscript"}}}).costs.latency.runtime == "torchscript"
+    with pytest.raises(ConfigError, match=r"costs\.latency\.runtime: .*'onnxruntime'.*got 'tensorrt'"):
+        parse_config({"costs": {"latency": {"runtime": "tensorrt"}}})
+    with pytest.raises(ConfigError, match=r"costs\.latency: .*'onnxruntime' measures on CPU; got device 'cuda'"):
+        parse_config({"costs": {"latency": {"runtime": "onnxruntime", "device": "cuda"}}})
+    with pytest.raises(ValueError, match=r"'runtime'.*got 'tensorrt'"):
+        CostContext(input_shape=(3,), runtime="tensorrt")
+
+
+def test_onnx_latency_model_matches_pytorch():
+    """The session timed for ``runtime: onnxruntime`` runs the same function as the module."""
+    _ort()
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).eval()
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(onnx_export.onnx_bytes(model, (6,)), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x))
+    torch.testing.assert_close(torch.from_numpy(session.run(None, {"input": x})[0]), expected, atol=1e-5, rtol=1e-5)
