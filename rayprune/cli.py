@@ -117,14 +117,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_train_base(args: argparse.Namespace) -> int:
     from .base_model import obtain_base_model
-    from .data import load_dataset
-    from .problem import resolve_device
+    from .problem import configured_dataset, resolve_device
 
     cfg = _load(args)
-    d = cfg.data
-    dev = resolve_device(d.device)
-    data = load_dataset(d.name, root=d.root, path=d.path, label=d.label, val_fraction=d.val_fraction,
-                        test_fraction=d.test_fraction, seed=cfg.seed, max_samples=d.max_samples).to(dev)
+    dev = resolve_device(cfg.data.device)
+    data = configured_dataset(cfg).to(dev)
     model, info = obtain_base_model(cfg, data, device=dev, progress=not args.quiet, retrain=args.force,
                                     save_to=Path(args.out) if args.out else None,
                                     log=lambda m: print(m, file=sys.stderr))

@@ -7,6 +7,7 @@ Evaluators (local or Ray actors) hold one and evaluate many candidates against i
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -19,9 +20,10 @@ from .costs import ANALYTIC_COSTS, AnalyticCosts, Budget, CostContext, CostFn, m
 from .data import Dataset, load_dataset
 from .engine import evaluate
 from .models import check_input_shape
+from .names import is_in_memory
 from .pruning import PruningSpace
 
-__all__ = ["PruningProblem", "resolve_device"]
+__all__ = ["PruningProblem", "resolve_device", "configured_dataset"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,6 +34,14 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"data.device is {name!r} but CUDA is not available on this machine.")
     return device
+
+
+def configured_dataset(cfg: Config) -> Dataset:
+    """The dataset ``cfg.data`` names, on CPU (the one place a config's data section is read)."""
+    d = cfg.data
+    return load_dataset(d.name, root=d.root, path=d.path, label=d.label, image_size=d.image_size,
+                        val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
+                        max_samples=d.max_samples)
 
 
 @dataclass
@@ -73,11 +83,7 @@ class PruningProblem:
         on the same budget limits.
         """
         dev = resolve_device(device or cfg.data.device)
-        d = cfg.data
-        data = load_dataset(
-            d.name, root=d.root, path=d.path, label=d.label, val_fraction=d.val_fraction,
-            test_fraction=d.test_fraction, seed=cfg.seed, max_samples=d.max_samples,
-        ).to(dev)
+        data = configured_dataset(cfg).to(dev)
         model, info = obtain_base_model(cfg, data, device=dev, progress=progress, log=log, train=train_base)
         return cls.from_parts(cfg, data, model, info, device=dev, base_costs=base_costs, base_accuracy=base_accuracy)
 
@@ -109,7 +115,7 @@ class PruningProblem:
         )
         lat = cfg.costs.latency
         context = CostContext(
-            input_shape=tuple(data.input_shape), device=lat.device, batch_size=lat.batch_size,
+            input_shape=tuple(data.input_shape), device=lat.device, batch_size=lat.batch_size, runtime=lat.runtime,
             threads=lat.threads, warmup=lat.warmup, repeats=lat.repeats, options=dict(cfg.costs.options),
         )
         costs = resolve_costs(cfg.cost_names(), cfg.costs.custom)
@@ -126,10 +132,18 @@ class PruningProblem:
             base_accuracy=dict(base_accuracy),
         )
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether the model or the data was handed over as an object (the Python API): the problem
+        cannot be rebuilt from the config, so other processes get it through :meth:`shareable`."""
+        return is_in_memory(self.config.model.name) or is_in_memory(self.config.data.name)
+
     def shareable(self) -> dict[str, Any]:
         """What another process needs to rebuild this problem without re-training or re-measuring:
-        the config, the dataset and base weights on CPU, base costs and accuracies."""
-        return {
+        the config, the dataset and base weights on CPU, base costs and accuracies (and the base
+        module itself when it was handed over in memory: Ray pickles its class by value if it lives
+        in ``__main__`` or a notebook)."""
+        shared = {
             "config": self.config.model_dump(mode="json"),
             "data": self.data.to("cpu"),
             "base_state": {k: v.detach().cpu() for k, v in self.base_model.state_dict().items()},
@@ -137,6 +151,9 @@ class PruningProblem:
             "base_costs": self.base_costs,
             "base_accuracy": self.base_accuracy,
         }
+        if is_in_memory(self.config.model.name):
+            shared["base_module"] = copy.deepcopy(self.base_model).to("cpu")
+        return shared
 
     @classmethod
     def from_shared(cls, shared: Mapping[str, Any], *, device: Optional[str] = None) -> "PruningProblem":
@@ -147,7 +164,10 @@ class PruningProblem:
         cfg = parse_config(shared["config"])
         dev = resolve_device(device or cfg.data.device)
         data = shared["data"]
-        model = load_model(**architecture_of(cfg, data))
+        if shared.get("base_module") is not None:
+            model = shared["base_module"]
+        else:
+            model = load_model(**architecture_of(cfg, data))
         model.load_state_dict(shared["base_state"])
         return cls.from_parts(cfg, data, model, shared["base_info"], device=dev,
                               base_costs=shared["base_costs"], base_accuracy=shared["base_accuracy"])

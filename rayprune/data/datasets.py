@@ -2,7 +2,9 @@
 
 Every source (embedded images, CIFAR pickles, a CSV/Parquet file, scikit-learn's bundled sets) is
 read into numpy arrays by its own module; this one splits them (:mod:`rayprune.data.splits`),
-normalises them with statistics of the train split only, and wraps them as tensors.
+normalises them with statistics of the train split only, and wraps them as tensors. A user's own
+data (a factory, an image folder, an ``.npz`` file) is read by :mod:`rayprune.data.user`, which
+builds on the splitting and normalising helpers here.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class Dataset:
     """Per-channel standard deviation images were divided by; None for tabular data."""
     feature_names: tuple[str, ...] | None = None
     """Tabular column names after one-hot encoding; None for images."""
+    skipped_files: tuple[str, ...] = ()
+    """Files of the source that could not be read and were left out (an image folder's)."""
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -139,6 +143,7 @@ class Dataset:
             "augment": self.augment,
             "mean": list(self.mean) if self.mean is not None else None,
             "std": list(self.std) if self.std is not None else None,
+            "skipped_files": len(self.skipped_files),
             "device": str(self.device),
         }
 
@@ -157,7 +162,7 @@ class _Source(NamedTuple):
     build: Callable[..., Dataset]
     """``build(spec, **options) -> Dataset``, options being the ones listed below."""
     options: frozenset[str]
-    """Which of load_dataset's ``root``, ``path`` and ``label`` the source uses."""
+    """Which of load_dataset's ``root``, ``path``, ``label`` and ``image_size`` the source uses."""
 
 
 def load_dataset(
@@ -166,6 +171,7 @@ def load_dataset(
     root: str | Path | None = None,
     path: str | Path | None = None,
     label: str | None = None,
+    image_size: int | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     seed: int = 0,
@@ -184,6 +190,15 @@ def load_dataset(
       (default ``'label'``); non-numeric features are one-hot encoded.
     - ``sklearn:iris``, ``sklearn:wine``, ``sklearn:breast_cancer``, ``sklearn:digits`` —
       scikit-learn's bundled sets as tabular data.
+    - ``imagefolder`` — one sub-folder of images per class under ``root`` (optionally
+      ``root/train`` and ``root/test``, each so), resized to ``image_size`` when sizes differ.
+    - ``npz`` — arrays ``x_train``/``y_train`` (and optionally ``x_val``/``y_val``,
+      ``x_test``/``y_test``), or ``x``/``y``, in the ``.npz`` file at ``path``.
+    - ``package.module:factory`` — any other name with a colon: a function returning the splits,
+      taken as given, without normalisation (:func:`rayprune.data.user.load_factory`).
+
+    ``imagefolder`` and ``npz`` are normalised like the built-in sets; see :mod:`rayprune.data.user`
+    for why a factory's data is not.
 
     Otherwise ``val_fraction`` and ``test_fraction`` are shares of the whole, split stratified by
     class. ``max_samples`` caps the total number of samples (stratified by class, by ``seed``),
@@ -196,10 +211,15 @@ def load_dataset(
         >>> len(data.y_train), len(data.y_val), len(data.y_test)
         (3500, 500, 1000)
     """
-    if name not in _SOURCES:
-        raise UserError(f"'name' must be one of {list(DATASET_NAMES)}; got {name!r}.")
-    source = _SOURCES[name]
-    options = {"root": root, "path": path, "label": label}
+    source = _SOURCES.get(name) if isinstance(name, str) else None
+    if source is None and _is_factory_name(name):
+        source = _Source(functools.partial(_load_factory, factory=name), frozenset())
+    if source is None:
+        raise UserError(
+            f"'name' must be one of {list(DATASET_NAMES)} or a data factory "
+            f"'package.module:function'; got {name!r}."
+        )
+    options = {"root": root, "path": path, "label": label, "image_size": image_size}
     given = {key: value for key, value in options.items() if value is not None}
     unused = sorted(set(given) - source.options)
     if unused:
@@ -207,17 +227,23 @@ def load_dataset(
         raise UserError(
             f"{', '.join(repr(k) for k in unused)} {'does' if len(unused) == 1 else 'do'} not "
             f"apply to dataset {name!r}; "
-            f"of 'root', 'path' and 'label' it takes {accepted}."
+            f"of 'root', 'path', 'label' and 'image_size' it takes {accepted}."
         )
     spec = _split_spec(val_fraction, test_fraction, seed, max_samples)
     return source.build(spec, **given)
 
 
 def _split_spec(
-    val_fraction: float, test_fraction: float, seed: int, max_samples: int | None
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    max_samples: int | None,
+    *,
+    carves_val: bool = True,
 ) -> _SplitSpec:
+    """Checked split settings; ``carves_val=False`` when the source brings its own validation split."""
     check_fractions(val_fraction, test_fraction)
-    if val_fraction == 0:
+    if val_fraction == 0 and carves_val:
         # Caught here, before any data is read or a base model trained: the base model, every
         # candidate and the search's feasibility are all scored on the validation split.
         raise UserError(
@@ -277,12 +303,50 @@ def _load_sklearn(spec: _SplitSpec, *, dataset: str) -> Dataset:
     return _tabular_dataset(f"sklearn:{dataset}", load_sklearn_table(dataset), spec)
 
 
+# The user sources live in rayprune.data.user, which builds on this module's helpers: imported when
+# used, not at the top, so that neither module needs the other half-initialised.
+
+
+def _load_imagefolder(
+    spec: _SplitSpec, *, root: str | Path | None = None, image_size: int | None = None
+) -> Dataset:
+    from rayprune.data.user import load_image_folder
+
+    if root is None:
+        raise UserError(
+            "'root' is required for dataset 'imagefolder' (a directory with one sub-folder of "
+            "images per class)."
+        )
+    return load_image_folder(root, image_size=image_size, spec=spec)
+
+
+def _load_npz(spec: _SplitSpec, *, path: str | Path | None = None) -> Dataset:
+    from rayprune.data.user import load_npz
+
+    if path is None:
+        raise UserError("'path' is required for dataset 'npz' (a .npz file of arrays).")
+    return load_npz(path, spec=spec)
+
+
+def _load_factory(spec: _SplitSpec, *, factory: str) -> Dataset:
+    from rayprune.data.user import load_factory
+
+    return load_factory(factory, spec=spec)
+
+
+def _is_factory_name(name: object) -> bool:
+    """``package.module:function``; a misspelt ``sklearn:`` name stays an unknown built-in name."""
+    return isinstance(name, str) and ":" in name and not name.startswith("sklearn:")
+
+
 _SOURCES: dict[str, _Source] = {
     "mnist5k": _Source(_load_mnist5k, frozenset()),
     "digits": _Source(_load_digits, frozenset()),
     "cifar10": _Source(functools.partial(_load_cifar, variant="cifar10"), frozenset({"root"})),
     "cifar100": _Source(functools.partial(_load_cifar, variant="cifar100"), frozenset({"root"})),
     "tabular": _Source(_load_tabular, frozenset({"path", "label"})),
+    "imagefolder": _Source(_load_imagefolder, frozenset({"root", "image_size"})),
+    "npz": _Source(_load_npz, frozenset({"path"})),
     **{
         f"sklearn:{dataset}": _Source(
             functools.partial(_load_sklearn, dataset=dataset), frozenset()
@@ -292,7 +356,7 @@ _SOURCES: dict[str, _Source] = {
 }
 
 DATASET_NAMES: tuple[str, ...] = tuple(_SOURCES)
-"""Every name :func:`load_dataset` accepts."""
+"""Every fixed name :func:`load_dataset` accepts (besides a ``package.module:function`` factory)."""
 
 
 # ----------------------------------------------------------------------------- building
@@ -314,10 +378,7 @@ def _image_dataset(
     """Split NCHW images (uint8 0..255 or float in [0, 1]) and normalise them per channel."""
     parts = _split(images, labels, spec, test)
     _check_nonempty(name, parts, spec, official_test=test is not None)
-    splits = [(_unit_float(x), torch.from_numpy(y)) for x, y in parts]
-    mean, std = _channel_stats(splits[0][0])
-    for x, _ in splits:
-        x.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))
+    splits, mean, std = _standardise_images(parts)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits
     return Dataset(
         name=name,
@@ -341,13 +402,7 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec) -> Dataset:
     """Split a table and min-max scale its features to the train split's range."""
     splits = _split(table.features, table.labels, spec, test=None)
     _check_nonempty(name, splits, spec, official_test=False)
-    low = splits[0][0].min(axis=0)
-    span = splits[0][0].max(axis=0) - low
-    span = np.where(span > 0, span, 1.0)  # a constant column stays constant (0) instead of NaN
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
-        (torch.from_numpy(((x - low) / span).astype(np.float32)), torch.from_numpy(y))
-        for x, y in splits
-    )
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = _min_max_features(splits)
     return Dataset(
         name=name,
         kind="tabular",
@@ -363,6 +418,30 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec) -> Dataset:
         class_names=table.class_names,
         feature_names=table.feature_names,
     )
+
+
+def _standardise_images(
+    parts: tuple[_Arrays, ...],
+) -> tuple[list[tuple[Tensor, Tensor]], Tensor, Tensor]:
+    """New float32 NCHW tensors ``(x − mean) / std`` per channel, with the first (train) part's
+    statistics, uint8 first scaled to [0, 1]; returns them with the mean and std."""
+    splits = [(_unit_float(x), torch.from_numpy(y)) for x, y in parts]
+    mean, std = _channel_stats(splits[0][0])
+    for x, _ in splits:
+        x.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))
+    return splits, mean, std
+
+
+def _min_max_features(parts: tuple[_Arrays, ...]) -> list[tuple[Tensor, Tensor]]:
+    """New float32 tensors ``(x − low) / (high − low)`` per feature, with the first (train) part's
+    range; a constant feature becomes 0 instead of NaN."""
+    low = parts[0][0].min(axis=0)
+    span = parts[0][0].max(axis=0) - low
+    span = np.where(span > 0, span, 1.0)
+    return [
+        (torch.from_numpy(((x - low) / span).astype(np.float32)), torch.from_numpy(y))
+        for x, y in parts
+    ]
 
 
 def _split(
@@ -417,12 +496,20 @@ def _cap(x: np.ndarray, y: np.ndarray, max_samples: int | None, seed: int) -> _A
     return x[keep], y[keep]
 
 
-def _share_cap(max_samples: int | None, n_train: int, n_test: int) -> tuple[int | None, int | None]:
-    """Split a total cap between an official train and test split in proportion to their sizes."""
+def _share_cap(max_samples: int | None, *sizes: int) -> tuple[int | None, ...]:
+    """Split a total cap between official splits in proportion to their sizes, at least one each.
+
+    >>> _share_cap(100, 900, 100), _share_cap(10, 80, 10, 10)
+    ((90, 10), (8, 1, 1))
+    """
     if max_samples is None:
-        return None, None
-    cap_train = max(1, min(max_samples - 1, round(max_samples * n_train / (n_train + n_test))))
-    return cap_train, max_samples - cap_train
+        return (None,) * len(sizes)
+    caps, left = [], max_samples
+    for i, n in enumerate(sizes[:-1]):
+        room = left - (len(sizes) - 1 - i)  # leave one for each split still to come
+        caps.append(max(1, min(room, round(max_samples * n / sum(sizes)))))
+        left -= caps[-1]
+    return (*caps, left)
 
 
 def _unit_float(images: np.ndarray) -> Tensor:

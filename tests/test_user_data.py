@@ -1,0 +1,339 @@
+"""rayprune.data.user: a user's own data from memory, a factory, an image folder and an .npz file."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rayprune.config import parse_config
+from rayprune.data import DataFactoryError, dataset_from_splits, load_dataset
+from rayprune.errors import UserError
+
+
+def _arrays(n: int = 60, shape: tuple[int, ...] = (4,), classes: int = 3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, *shape)).astype(np.float32), np.arange(n) % classes
+
+
+class CountingDataset(torch.utils.data.Dataset):
+    """A map-style dataset that records every index read."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y, self.reads = x, y, []
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        self.reads.append(i)
+        return self.x[i], self.y[i]
+
+
+# ----------------------------------------------------------------------------- in memory
+
+
+def test_a_torch_dataset_is_read_once_in_order() -> None:
+    x, y = torch.randn(30, 1, 5, 5), torch.arange(30) % 3
+    train, test = CountingDataset(x, y), CountingDataset(x[:9], y[:9])
+    data = dataset_from_splits(train, test=test, seed=0)
+    assert train.reads == list(range(30)) and test.reads == list(range(9))
+    assert data.kind == "image" and data.input_shape == (1, 5, 5) and data.num_classes == 3
+    assert len(data.y_train) + len(data.y_val) == 30 and torch.equal(data.x_test, x[:9])
+
+
+def test_an_iterable_dataset_is_read_once() -> None:
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            for i in range(1500):  # more than the 1024 samples allocated for a stream of unknown length
+                yield np.full(2, i, dtype=np.float64), i % 2
+
+    data = dataset_from_splits(Stream(), seed=0)
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 1500
+    assert sorted(data.x_train[:, 0].tolist() + data.x_val[:, 0].tolist() + data.x_test[:, 0].tolist()) == list(
+        range(1500)
+    )
+
+
+def test_tensors_and_numpy_give_the_same_dataset_and_values_stay_as_given() -> None:
+    x, y = _arrays(shape=(6, 6))  # (H, W) samples: images with a channel added
+    from_numpy = dataset_from_splits((x, y.astype(np.int32)), seed=3)
+    from_torch = dataset_from_splits((torch.from_numpy(x), torch.from_numpy(y)), seed=3)
+    assert from_numpy.kind == "image" and from_numpy.input_shape == (1, 6, 6)
+    for field in ("x_train", "y_val", "x_test"):
+        assert torch.equal(getattr(from_numpy, field), getattr(from_torch, field))
+    assert from_numpy.y_train.dtype == torch.int64 and from_numpy.mean is None
+    # normalise=False by default: every value is one of the caller's, unchanged.
+    assert set(from_numpy.x_train.flatten().tolist()) <= set(x.flatten().tolist())
+
+
+def test_the_dataset_never_shares_memory_with_the_caller() -> None:
+    x, y = _arrays()
+    data = dataset_from_splits((x, y), (x[:5], y[:5]), (x[:5], y[:5]))
+    data.x_train.add_(1.0)
+    data.y_train.add_(1)
+    assert np.array_equal(x, _arrays()[0]) and np.array_equal(y, _arrays()[1])
+
+
+def test_inferred_splits_are_disjoint_and_reproducible_by_seed() -> None:
+    x = np.arange(200, dtype=np.float32).reshape(200, 1)  # each sample carries its own index
+    y = np.arange(200) % 4
+
+    def ids(data):
+        return [set(data.x_train[:, 0].tolist()), set(data.x_val[:, 0].tolist()), set(data.x_test[:, 0].tolist())]
+
+    first, again, other = (ids(dataset_from_splits((x, y), seed=s)) for s in (5, 5, 6))
+    train, val, test = first
+    assert not (train & val or train & test or val & test) and len(train | val | test) == 200
+    assert (len(train), len(val), len(test)) == (140, 20, 40)
+    assert first == again and first != other
+
+
+def test_a_given_val_split_is_kept_and_test_is_carved_from_train() -> None:
+    x, y = _arrays(100)
+    data = dataset_from_splits((x, y), val=(x[:7], y[:7]), test_fraction=0.25, seed=0)
+    assert torch.equal(data.x_val, torch.from_numpy(x[:7]))
+    assert (len(data.y_train), len(data.y_test)) == (75, 25)
+
+
+def test_normalise_true_does_what_the_built_in_sets_do() -> None:
+    images = np.random.default_rng(0).integers(0, 256, size=(40, 3, 4, 4), dtype=np.uint8)
+    data = dataset_from_splits((images, np.arange(40) % 2), normalise=True, seed=0)
+    assert data.mean is not None and all(0 < m < 1 for m in data.mean)  # uint8 scaled to [0, 1] first
+    assert abs(float(data.x_train.mean())) < 1e-5 and abs(float(data.x_train.std()) - 1) < 0.05
+    features, labels = _arrays(50)
+    table = dataset_from_splits((features * 10 + 3, labels), normalise=True, seed=0)
+    assert float(table.x_train.min()) == 0.0 and float(table.x_train.max()) == 1.0
+
+
+def test_labels_integral_floats_and_num_classes() -> None:
+    x, y = _arrays(30)
+    data = dataset_from_splits((x, y.astype(np.float64)), num_classes=5, class_names=None)
+    assert data.num_classes == 5 and data.y_train.dtype == torch.int64
+    named = dataset_from_splits((x, y), class_names=["a", "b", "c", "d"])
+    assert named.num_classes == 4 and named.class_names == ("a", "b", "c", "d")
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ((np.zeros((5, 3)), np.zeros(4)), r"Split 'train' .* got 5 samples in x and 4 labels in y"),
+        ("pictures/", r"Split 'train' must be an \(x, y\) pair .* got str 'pictures/'"),
+        ([{"x": 1, "y": 0}] * 4, r"Split 'train' must be an \(x, y\) pair .* list of length 4 of dict"),
+        (([[1.0, 2.0]], [0]), r"The x of split 'train' must be a torch.Tensor or numpy.ndarray; got a list"),
+        ((np.zeros((4, 2)), np.array([0, 1, -1, 1])), r"split 'train' must hold class indices >= 0; .* -1"),
+        ((np.zeros((4, 2)), np.array([0, 1, 0.5, 1])), r"integer class indices; got 1 non-integral value\(s\): 0.5"),
+        ((np.zeros((4, 2)), np.array(["a", "b", "a", "b"])), r"integer class indices; got dtype <U1"),
+        ((np.zeros((0, 2)), np.zeros(0)), r"Split 'train' is empty"),
+        ((np.zeros((4, 2)), np.eye(4)), r"shape \(N,\); got shape \(4, 4\) \(one-hot"),
+        ((np.full((4, 2), np.nan), np.array([0, 1, 0, 1])), r"must be finite; got 8 NaN"),
+        ((np.zeros((4, 2)), np.zeros(4)), r"at least 2 classes"),
+    ],
+)
+def test_bad_input_is_a_user_error_saying_what_was_expected(train, message) -> None:
+    with pytest.raises(UserError, match=message):
+        dataset_from_splits(train)
+
+
+def test_splits_with_different_sample_shapes_are_refused() -> None:
+    x, y = _arrays(20, shape=(3, 8, 8))
+    with pytest.raises(UserError, match=r"one shape; got train \(3, 8, 8\), test \(3, 9, 9\)"):
+        dataset_from_splits((x, y), test=(np.zeros((4, 3, 9, 9)), y[:4]))
+
+
+def test_an_empty_given_split_names_it() -> None:
+    x, y = _arrays(20)
+    with pytest.raises(UserError, match="Split 'val' is empty"):
+        dataset_from_splits((x, y), val=(x[:0], y[:0]))
+
+
+def test_labels_beyond_num_classes_are_refused() -> None:
+    x, y = _arrays(20, classes=4)
+    with pytest.raises(UserError, match=r"Labels must be < num_classes=3; split 'train' has label 3"):
+        dataset_from_splits((x, y), num_classes=3)
+
+
+# ----------------------------------------------------------------------------- a factory
+
+
+def _write_module(tmp_path: Path, monkeypatch, name: str, source: str) -> None:
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_a_factory_named_in_load_dataset_gets_the_seed_and_its_data_as_given(tmp_path, monkeypatch) -> None:
+    _write_module(tmp_path, monkeypatch, "my_data_a", """
+        import numpy as np
+        SEEDS = []
+        def splits(seed):
+            SEEDS.append(seed)
+            x = np.arange(80, dtype=np.float32).reshape(40, 2) * 100
+            y = np.arange(40) % 2
+            return {"train": (x[:30], y[:30]), "test": (x[30:], y[30:]), "class_names": ["no", "yes"]}
+    """)
+    data = load_dataset("my_data_a:splits", seed=7, val_fraction=0.2)
+    import my_data_a
+
+    assert my_data_a.SEEDS == [7]
+    assert data.name == "my_data_a:splits" and data.class_names == ("no", "yes")
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (24, 6, 10)
+    assert float(data.x_test.max()) == 7900.0  # not normalised
+
+
+def test_a_factory_may_return_a_tuple_and_errors_name_it(tmp_path, monkeypatch) -> None:
+    _write_module(tmp_path, monkeypatch, "my_data_b", """
+        import numpy as np
+        def pair():
+            x, y = np.zeros((20, 3)), np.arange(20) % 2
+            return (x, y), (x[:4], y[:4]), (x[:4], y[:4])
+        def mismatched():
+            return {"train": (np.zeros((5, 3)), np.zeros(4))}
+        def extra():
+            return {"train": (np.zeros((5, 3)), np.zeros(5)), "validation": None}
+        def broken():
+            raise KeyError("features.csv")
+    """)
+    data = load_dataset("my_data_b:pair")
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (20, 4, 4)
+    with pytest.raises(UserError, match=r"'my_data_b:mismatched'.*5 samples in x and 4 labels"):
+        load_dataset("my_data_b:mismatched")
+    with pytest.raises(UserError, match=r"'my_data_b:extra'.*unknown key\(s\) \['validation'\]"):
+        load_dataset("my_data_b:extra")
+    with pytest.raises(DataFactoryError, match=r"'my_data_b:broken' raised KeyError"):
+        load_dataset("my_data_b:broken")
+    with pytest.raises(ImportError, match="'my_data_b:missing'"):
+        load_dataset("my_data_b:missing")
+    with pytest.raises(ValueError, match="'path' does not apply to dataset 'my_data_b:pair'"):
+        load_dataset("my_data_b:pair", path="x.npz")
+
+
+def test_a_misspelt_sklearn_name_stays_an_unknown_name() -> None:
+    with pytest.raises(UserError, match="'name' must be one of .*sklearn:wine"):
+        load_dataset("sklearn:wines")
+
+
+# ----------------------------------------------------------------------------- an image folder
+
+
+def _write_images(folder: Path, classes: dict[str, int], *, size=(6, 5), mode="RGB", seed=0) -> None:
+    rng = np.random.default_rng(seed)
+    for name, count in classes.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(folder / name / f"{i}.png")
+
+
+def test_an_image_folder_is_read_with_sorted_classes_and_corrupt_files_skipped(tmp_path) -> None:
+    _write_images(tmp_path, {"zebra": 10, "cat": 10, "dog": 10})
+    (tmp_path / "dog" / "broken.png").write_bytes(b"not a png at all")
+    good = (tmp_path / "cat" / "0.png").read_bytes()
+    (tmp_path / "cat" / "truncated.png").write_bytes(good[: len(good) // 2])
+    with pytest.warns(UserWarning, match=r"Skipped 2 file\(s\).*cat/truncated.png, dog/broken.png"):
+        data = load_dataset("imagefolder", root=tmp_path, seed=0)
+    assert data.class_names == ("cat", "dog", "zebra") and data.input_shape == (3, 5, 6)
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 30
+    assert data.summary()["skipped_files"] == 2 and data.augment == "crop"
+    assert abs(float(data.x_train.mean())) < 1e-4  # normalised like the built-in sets
+
+
+def test_an_image_folder_with_train_and_test_and_mixed_sizes(tmp_path) -> None:
+    _write_images(tmp_path / "train", {"a": 8, "b": 8}, size=(7, 7), mode="L")
+    _write_images(tmp_path / "train", {"a": 2}, size=(9, 4), mode="L", seed=1)  # overwrites 0.png, 1.png
+    _write_images(tmp_path / "test", {"a": 3, "b": 3}, size=(7, 7), mode="L", seed=2)
+    with pytest.raises(UserError, match=r"2 different sizes \(7x7, 9x4\); set 'image_size'"):
+        load_dataset("imagefolder", root=tmp_path)
+    data = load_dataset("imagefolder", root=tmp_path, image_size=4, val_fraction=0.25)
+    assert data.input_shape == (1, 4, 4) and data.class_names == ("a", "b")  # all grayscale: L
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (12, 4, 6)
+
+
+def test_an_image_folder_without_class_folders_or_images_is_refused(tmp_path) -> None:
+    with pytest.raises(UserError, match="must hold one sub-folder per class; .* has no sub-folders"):
+        load_dataset("imagefolder", root=tmp_path)
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "notes.txt").write_text("hello")
+    with pytest.raises(UserError, match=r"No readable image under .*: 1 file\(s\) in 1 class folder"):
+        load_dataset("imagefolder", root=tmp_path)
+    with pytest.raises(NotADirectoryError, match="'root' of dataset 'imagefolder'"):
+        load_dataset("imagefolder", root=tmp_path / "nowhere")
+    with pytest.raises(UserError, match="'root' is required"):
+        load_dataset("imagefolder")
+
+
+# ----------------------------------------------------------------------------- an .npz file
+
+
+def test_npz_with_official_splits_channels_last(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(30, 8, 8, 3), dtype=np.uint8)  # N×H×W×C
+    y = np.arange(30) % 3
+    np.savez(tmp_path / "d.npz", x_train=x[:20], y_train=y[:20], x_test=x[20:], y_test=y[20:])
+    data = load_dataset("npz", path=tmp_path / "d.npz", val_fraction=0.2, seed=0)
+    assert data.input_shape == (3, 8, 8) and data.kind == "image" and data.num_classes == 3
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (16, 4, 10)
+    assert data.mean is not None
+
+
+def test_npz_with_x_and_y_is_split(tmp_path) -> None:
+    x, y = _arrays(50)
+    np.savez(tmp_path / "t.npz", x=x, y=y)
+    data = load_dataset("npz", path=tmp_path / "t.npz")
+    assert data.kind == "tabular" and (len(data.y_train), len(data.y_val), len(data.y_test)) == (35, 5, 10)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"x_train": np.zeros((4, 2))}, r"missing \['y_train'\]"),
+        ({"x_train": np.zeros((4, 2)), "y_train": np.arange(4) % 2, "x_test": np.zeros((2, 2))}, r"missing \['y_test'\]"),
+        ({"x": np.zeros((4, 2)), "y": np.arange(4) % 2, "labels": np.arange(4)}, r"unknown \['labels'\]"),
+        ({"x": np.zeros((4, 2)), "y": np.arange(4), "x_test": np.zeros((4, 2))}, "not both"),
+        ({"x_train": np.zeros((4, 2)), "y_train": np.arange(3)}, "4 samples in x and 3 labels"),
+    ],
+)
+def test_npz_errors_name_the_file_and_keys(tmp_path, arrays, message) -> None:
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(UserError, match=message) as error:
+        load_dataset("npz", path=tmp_path / "bad.npz")
+    assert "bad.npz" in str(error.value)
+
+
+def test_npz_that_is_not_an_archive(tmp_path) -> None:
+    (tmp_path / "junk.npz").write_bytes(b"\x00" * 100)
+    with pytest.raises(UserError, match="Cannot read .*junk.npz"):
+        load_dataset("npz", path=tmp_path / "junk.npz")
+    with pytest.raises(FileNotFoundError, match="'path' of dataset 'npz'"):
+        load_dataset("npz", path=tmp_path / "none.npz")
+
+
+# ----------------------------------------------------------------------------- through a config
+
+
+def test_a_config_reaches_the_user_sources_through_the_problem_call(tmp_path, monkeypatch) -> None:
+    import rayprune.problem
+
+    class Loaded(Exception):
+        pass
+
+    def stop(cfg, data, **kwargs):  # the data PruningProblem.from_config loaded, before any training
+        raise Loaded(data)
+
+    monkeypatch.setattr(rayprune.problem, "obtain_base_model", stop)
+    _write_images(tmp_path / "imgs", {"a": 6, "b": 6}, size=(5, 5))
+    _write_images(tmp_path / "imgs", {"b": 1}, size=(3, 8), seed=1)
+    cfg = parse_config({"data": {"name": "imagefolder", "root": str(tmp_path / "imgs"), "image_size": 6,
+                                 "device": "cpu"}})
+    with pytest.raises(Loaded) as loaded:
+        rayprune.problem.PruningProblem.from_config(cfg)
+    data = loaded.value.args[0]
+    assert data.input_shape == (3, 6, 6) and data.num_classes == 2 and len(data.y_test) > 0
+    with pytest.raises(ValueError, match="image_size"):
+        parse_config({"data": {"name": "imagefolder", "image_size": 0}})
