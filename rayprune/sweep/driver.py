@@ -34,7 +34,7 @@ from .._io import atomic_write_text
 from ..config import Config, parse_config
 from ..costs.levels import Level, levels_from_config
 from ..errors import UserError
-from ..names import SELECTION_TRIAL, STAGE_SEARCH, STAGE_SELECT
+from ..names import SELECTION_TRIAL, STAGE_SEARCH, STAGE_SELECT, is_in_memory
 from ..results import exported_rows, merge_candidates, read_candidates, write_parquet_atomic
 from .pareto import front_history, pareto_front
 from .trainable import SweepSetup, placement_bundles, sweep_trial, trial_name
@@ -94,10 +94,13 @@ def _check_resources(cfg: Config, log: Log) -> None:
         f"-> up to {int(have.get('CPU', 0) // per_trial) if per_trial else '?'} trials at once.")
 
 
-def _trainable(setup: SweepSetup, cfg: Config):
+def _trainable(setup: SweepSetup, cfg: Config, problem=None):
+    """The trial function with its parameters; a problem handed over in memory travels with it
+    (through the object store), any other is rebuilt by each trial from the config and the cache."""
     from ray import tune
 
-    return tune.with_resources(tune.with_parameters(sweep_trial, setup=setup),
+    shared = problem.shareable() if problem is not None and problem.in_memory else None
+    return tune.with_resources(tune.with_parameters(sweep_trial, setup=setup, shared=shared),
                                tune.PlacementGroupFactory(placement_bundles(cfg)))
 
 
@@ -142,8 +145,12 @@ def run_sweep(
     resume: bool = False,
     log: Log = print,
     verbose: int = 1,
+    problem=None,
 ) -> dict[str, Any]:
-    """Run (or resume) a sweep and select its models; returns the summary also written to sweep.json."""
+    """Run (or resume) a sweep and select its models; returns the summary also written to sweep.json.
+
+    ``problem``: an already built :class:`~rayprune.problem.PruningProblem` for ``cfg`` (the Python
+    API's model and data in memory); a resumed sweep of such a problem needs it passed again."""
     from ray import tune
 
     from ..problem import PruningProblem
@@ -155,20 +162,23 @@ def run_sweep(
         state = load_state(out, what="--resume")
         cfg = parse_config(state["config"], source=str(out / SWEEP_FILE))
         setup = SweepSetup(**state["setup"])
+        if problem is None and (is_in_memory(cfg.model.name) or is_in_memory(cfg.data.name)):
+            raise UserError(f"--resume: the sweep in {out} prunes a model handed over in memory; resume it from "
+                            "Python with the same model and data: rayprune.sweep(model, data, out=..., resume=True).")
         connect(address, log=log, metadata={"rayprune": "sweep", "config": cfg.name, "out": str(out)})
         tune_path = out / TUNE_DIR
         if not tune.Tuner.can_restore(str(tune_path)):
             raise FileNotFoundError(f"--resume: no restorable Tune experiment in {tune_path}.")
         log(f"Resuming sweep {setup.sweep_id} from {tune_path}")
-        tuner = tune.Tuner.restore(str(tune_path), trainable=_trainable(setup, cfg),
+        tuner = tune.Tuner.restore(str(tune_path), trainable=_trainable(setup, cfg, problem),
                                    resume_unfinished=True, resume_errored=True)
-        problem = None
     else:
         agents = sweep_agents(cfg)
         _claim(out)
         connect(address, log=log, metadata={"rayprune": "sweep", "config": cfg.name, "out": str(out)})
         _check_resources(cfg, log)
-        problem = PruningProblem.from_config(cfg, log=log)  # trains and caches the base model once
+        if problem is None:
+            problem = PruningProblem.from_config(cfg, log=log)  # trains and caches the base model once
         levels = levels_from_config(cfg, problem.base_costs, sweep=True)
         check_reachable(problem, levels)
         setup = SweepSetup(
@@ -183,7 +193,7 @@ def run_sweep(
             f"{len(agents) * cfg.sweep.seeds} trial(s), each searching {len(levels)} budget level(s) with "
             f"{cfg.search.evaluations} candidates -> {out}")
         tuner = tune.Tuner(
-            _trainable(setup, cfg),
+            _trainable(setup, cfg, problem),
             param_space={"agent": tune.grid_search(agents), "seed": tune.grid_search(list(range(cfg.sweep.seeds)))},
             tune_config=tune.TuneConfig(max_concurrent_trials=cfg.sweep.max_concurrent_trials,
                                         trial_dirname_creator=lambda t: trial_name(t.config["agent"], t.config["seed"])),

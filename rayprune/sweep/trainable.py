@@ -15,7 +15,7 @@ from __future__ import annotations
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 __all__ = ["SweepSetup", "sweep_trial", "trial_name", "placement_bundles"]
 
@@ -47,8 +47,11 @@ def placement_bundles(cfg) -> list[dict[str, float]]:
     return [{"CPU": float(cfg.sweep.trial_cpus)}] + [dict(evaluator) for _ in range(ev.evaluators)]
 
 
-def sweep_trial(config: dict[str, Any], setup: SweepSetup) -> None:
-    """Tune function trainable (``config = {"agent": name, "seed": n}``)."""
+def sweep_trial(config: dict[str, Any], setup: SweepSetup, shared: Optional[dict[str, Any]] = None) -> None:
+    """Tune function trainable (``config = {"agent": name, "seed": n}``).
+
+    ``shared``: the driver's :meth:`~rayprune.problem.PruningProblem.shareable` when the problem cannot
+    be rebuilt from the config (a model or data handed over in memory through the Python API)."""
     import ray
     from ray import tune
 
@@ -65,8 +68,11 @@ def sweep_trial(config: dict[str, Any], setup: SweepSetup) -> None:
     agent, seed = str(config["agent"]), int(config["seed"])
     name = trial_name(agent, seed)
     cfg = parse_config(setup.config, source=f"trial {name}")
-    problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None,
-                                         base_costs=setup.base_costs, base_accuracy=setup.base_accuracy)
+    if shared is not None:
+        problem = PruningProblem.from_shared(shared)
+    else:
+        problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None,
+                                             base_costs=setup.base_costs, base_accuracy=setup.base_accuracy)
     levels = [Level.from_json(lvl) for lvl in setup.levels]
     trial_id = tune.get_context().get_trial_id() or name
     constants: dict[str, Any] = {"sweep_id": setup.sweep_id, "trial_id": trial_id, "trial_name": name,

@@ -1,0 +1,413 @@
+"""The Python API: prune or sweep a model you hold in memory, from a notebook or a script.
+
+``rayprune.prune`` and ``rayprune.sweep`` take a trained ``nn.Module`` (or a model name, as in a
+config), the data (a :class:`rayprune.data.Dataset`, ``(x, y)`` splits, torch Datasets, or a data
+name), budgets as a dict, and any config section as a keyword argument. They build the same
+validated :class:`rayprune.config.Config` as a YAML file would — the same checks, the same errors —
+and run the same code as ``rayprune prune`` / ``rayprune sweep``
+(:func:`rayprune.search.prune.run_prune`, :func:`rayprune.sweep.driver.run_sweep`); the command
+line is the YAML front end of the same two functions.
+
+A model handed over as an object is used as the trained base model (never retrained) and travels
+to the evaluator actors through Ray's object store; a model named by string is built, and trained
+and cached when it has no checkpoint, exactly as from a config.
+
+Example (the embedded data; about a minute on 2 CPU cores)::
+
+    import rayprune
+    from rayprune.data import load_dataset
+    from rayprune.models import load_model
+
+    data = load_dataset("digits")
+    net = load_model("small_cnn", num_classes=10, in_channels=1)
+    ...                                                   # train net on data.x_train / data.y_train
+    result = rayprune.prune(net, data, budgets={"params": 0.5}, agent="evolution",
+                            search={"evaluations": 64}, out="runs/nb")
+    result.model                # the pruned, fine-tuned nn.Module
+    result.summary["pruned"]    # its costs and accuracies
+    result.candidates           # every scored candidate (pandas)
+
+    front = rayprune.sweep(net, data, levels={"params": [0.5, 0.25]}, out="runs/nb-sweep")
+    front.front                 # the Pareto front (pandas); front.models["params=0.25"] is a model
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Union
+
+from .errors import UserError, UserTypeError
+from .names import in_memory_name, is_in_memory
+
+if TYPE_CHECKING:  # imported lazily: `import rayprune` stays light
+    import pandas as pd
+    from torch import nn
+
+    from .config import Config
+    from .problem import PruningProblem
+
+__all__ = ["prune", "sweep", "PruneResult", "SweepResult", "build_config"]
+
+Log = Callable[[str], None]
+ConfigLike = Union[str, Path, Mapping[str, Any], "Config", None]
+
+
+@dataclass
+class PruneResult:
+    """What :func:`prune` returns: the pruned model, its summary, every candidate, and where it all is."""
+
+    model: "nn.Module"
+    summary: dict[str, Any]
+    candidates: "pd.DataFrame"
+    out: Path
+
+    @property
+    def feasible(self) -> bool:
+        """Whether the exported model meets every budget (measured)."""
+        return bool(self.summary.get("feasible"))
+
+    def __repr__(self) -> str:
+        from .search.prune import summary_table
+
+        return f"PruneResult(out={str(self.out)!r}, candidates={len(self.candidates)})\n{summary_table(self.summary)}"
+
+
+@dataclass
+class SweepResult:
+    """What :func:`sweep` returns: the Pareto front, one model per level, every candidate."""
+
+    front: "pd.DataFrame"
+    models: dict[str, "nn.Module"]
+    candidates: "pd.DataFrame"
+    summary: dict[str, Any]
+    out: Path
+    levels: list[dict[str, Any]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return (f"SweepResult(out={str(self.out)!r}, levels={list(self.models)}, front={len(self.front)} model(s), "
+                f"candidates={len(self.candidates)})")
+
+
+# -- config ------------------------------------------------------------------------------------------
+def _budget_entry(name: str, value: Any) -> Any:
+    """A budgets value as the config takes it: a number, ``{"value", "relative"}``, or a string as on
+    the command line (``"25%"``, ``"abs:2e8"``, ``"rel:0.5"``)."""
+    if isinstance(value, str):
+        from .costs.budget import parse_budget
+
+        b = parse_budget(f"{name}={value}")
+        return {"value": b.value, "relative": b.relative}
+    return value
+
+
+def _base_dict(config: ConfigLike) -> dict[str, Any]:
+    from .config import Config, load_config
+
+    if config is None:
+        return {}
+    if isinstance(config, Config):
+        return config.model_dump(mode="json")
+    if isinstance(config, (str, Path)):
+        return load_config(config).model_dump(mode="json")
+    if isinstance(config, Mapping):
+        return dict(config)
+    raise UserTypeError(f"config= must be a YAML path, a dict or a rayprune.config.Config; got {type(config).__name__}.")
+
+
+def build_config(
+    config: ConfigLike = None,
+    *,
+    model: Any = None,
+    data: Any = None,
+    budgets: Optional[Mapping[str, Any]] = None,
+    levels: Optional[Mapping[str, Any]] = None,
+    agent: Optional[str] = None,
+    agents: Optional[list[str]] = None,
+    evaluations: Optional[int] = None,
+    seed: Optional[int] = None,
+    device: Optional[str] = None,
+    sections: Optional[Mapping[str, Any]] = None,
+) -> "Config":
+    """The validated config the keyword arguments of :func:`prune` / :func:`sweep` describe.
+
+    ``config`` (a YAML path, dict or Config) is the starting point; ``sections`` are config sections
+    merged into it (``search={"evaluations": 64}``); ``budgets`` and ``levels`` replace the config's
+    ``budgets`` and ``sweep.budgets``. A model or dataset object is recorded under an
+    ``<in-memory>`` name. Errors are the YAML path's (:class:`rayprune.config.ConfigError`).
+
+    >>> cfg = build_config(model="small_cnn", data="digits", budgets={"params": "30%"},
+    ...                    sections={"search": {"evaluations": 64}})
+    >>> cfg.budget_list()[0].value, cfg.search.evaluations, cfg.search.agent
+    (0.3, 64, 'evolution')
+    """
+    from .config import parse_config
+
+    base = _base_dict(config)
+    over: dict[str, Any] = {}
+    for key, value in (sections or {}).items():
+        if not isinstance(value, Mapping) and key not in ("name", "seed", "budgets"):
+            raise UserTypeError(f"{key}= must be a dict of that config section's settings (e.g. "
+                                f"{key}={{...}}); got {type(value).__name__}.")
+        over[key] = value
+    if model is not None:
+        over.setdefault("model", {})
+        over["model"] = {**over["model"], "name": model if isinstance(model, str) else
+                         in_memory_name(type(model).__name__)}
+    if data is not None:
+        label = data if isinstance(data, str) else in_memory_name(getattr(data, "name", "") or "")
+        over["data"] = {**over.get("data", {}), "name": label}
+    if device is not None:
+        over["data"] = {**over.get("data", {}), "device": device}
+    if seed is not None:
+        over["seed"] = seed
+    search = dict(over.get("search", {}))
+    if agent is not None:
+        search["agent"] = agent
+    if evaluations is not None:
+        search["evaluations"] = evaluations
+    if search:
+        over["search"] = search
+    if agents is not None:
+        over["sweep"] = {**over.get("sweep", {}), "agents": list(agents)}
+    merged = parse_config(base, overrides=over).model_dump(mode="json")
+    if budgets is not None:  # replace, not merge: the budgets given are the budgets
+        merged["budgets"] = {k: _budget_entry(k, v) for k, v in budgets.items()}
+    if levels is not None:
+        merged.setdefault("sweep", {})["budgets"] = {k: list(v) if not isinstance(v, (int, float)) else [v]
+                                                     for k, v in levels.items()}
+    return parse_config(merged, source="rayprune API arguments")
+
+
+# -- problem -----------------------------------------------------------------------------------------
+def _as_dataset(data: Any, cfg: "Config"):
+    """A :class:`rayprune.data.Dataset` from what the caller passed (None when the config names the data)."""
+    from .data import Dataset
+
+    if data is None or isinstance(data, str):
+        return None
+    if isinstance(data, Dataset):
+        return data
+    from .data import dataset_from_splits
+    from .data.user import split_objects
+
+    splits, options = split_objects(data, source="data= must be a rayprune.data.Dataset, a dataset name (e.g. 'digits'), or")
+    d = cfg.data
+    return dataset_from_splits(splits["train"], splits.get("val"), splits.get("test"), **options,
+                               val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed)
+
+
+def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool, log: Log) -> Optional["PruningProblem"]:
+    """The pruning problem for objects in memory (None when the config names both model and data:
+    then the run builds it from the config, the cache included, as the command line does)."""
+    from torch import nn
+
+    from .base_model import obtain_base_model
+    from .problem import PruningProblem, configured_dataset, resolve_device
+
+    if model is not None and not isinstance(model, (nn.Module, str)):
+        raise UserTypeError(f"model= must be a torch.nn.Module or a model name (a zoo name or "
+                            f"'package.module:factory'); got {type(model).__name__}.")
+    dataset = _as_dataset(data, cfg)
+    if not isinstance(model, nn.Module) and dataset is None:
+        return None
+    device = resolve_device(cfg.data.device)
+    if dataset is None:
+        dataset = configured_dataset(cfg)
+    dataset = dataset.to(device)
+    if isinstance(model, nn.Module):
+        base = copy.deepcopy(model).to(device).eval()  # the caller's model is never modified
+        info = {"source": "in-memory", "class": f"{type(model).__module__}.{type(model).__qualname__}"}
+    else:  # a named model on in-memory data: trained (or loaded from its checkpoint) here, kept in the run
+        base, info = obtain_base_model(cfg, dataset, device=device, progress=progress, log=log,
+                                       save_to=None if cfg.model.checkpoint else out / "base_model.pt",
+                                       retrain=cfg.model.checkpoint is None)
+    return PruningProblem.from_parts(cfg, dataset, base, info, device=device)
+
+
+def _unpruned_factory(model: Any) -> Optional[Callable[[], "nn.Module"]]:
+    """Rebuilds the unpruned architecture of a model handed over in memory (to load its pruned export)."""
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        return None
+    template = copy.deepcopy(model).to("cpu")
+    return lambda: copy.deepcopy(template)
+
+
+def _default_out(kind: str) -> Path:
+    return Path("rayprune-runs") / f"{kind}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+# -- entry points ------------------------------------------------------------------------------------
+def prune(
+    model: Any = None,
+    data: Any = None,
+    *,
+    budgets: Optional[Mapping[str, Any]] = None,
+    agent: Optional[str] = None,
+    evaluations: Optional[int] = None,
+    config: ConfigLike = None,
+    out: Optional[str | Path] = None,
+    address: Optional[str] = None,
+    seed: Optional[int] = None,
+    device: Optional[str] = None,
+    progress: bool = True,
+    log: Optional[Log] = print,
+    **sections: Any,
+) -> PruneResult:
+    """Prune ``model`` to ``budgets``: search, re-rank, fine-tune and export one model.
+
+    Args:
+        model: a trained ``nn.Module`` (used as it is: never retrained, never modified), or a model
+            name as in a config (zoo name, ``package.module:factory``); None: the config's.
+        data: a :class:`rayprune.data.Dataset`; ``(x, y)`` tensors or arrays; a torch Dataset of
+            ``(x, y)`` samples; a ``(train, val[, test])`` tuple or ``{"train", "val", "test"}`` dict
+            of those (missing splits are split off train); or a dataset name (``"digits"``). Objects
+            are used as given (no normalisation): the model was trained on your preprocessing.
+        budgets: cost name -> limit, e.g. ``{"params": 0.25, "latency_ms": 4.0}``; numbers as in a
+            config (a fraction for params/MACs/peak memory, absolute otherwise) or command-line
+            strings (``"25%"``, ``"abs:2e8"``).
+        agent: ``evolution`` (default), ``crl``, ``tpe``, ``random``, ``uniform``, ``neon``.
+        evaluations: candidates the search scores.
+        config: a starting config (YAML path, dict, or Config) the other arguments override.
+        out: the run's directory (must be new or empty); default ``rayprune-runs/prune-<time>``.
+        address: a Ray cluster to run on (``ray://...``, ``auto``); default a local Ray started for
+            the call (or the one already running in this process).
+        device: where candidates are fine-tuned and scored (``data.device``: ``auto``, ``cpu``, ``cuda``).
+        progress, log: progress bars, and where progress lines go (None: silent).
+        **sections: config sections, e.g. ``search={"batch_size": 16}``, ``evaluation={"evaluators": 2}``,
+            ``costs={"measure": ["params", "latency_ms"]}``, ``pruning={"min_keep": 0.2}``. The
+            ``model`` and ``data`` sections' other settings go in ``config={"data": {...}}``.
+
+    Returns:
+        :class:`PruneResult` with ``model`` (pruned and fine-tuned, eval mode, on CPU), ``summary``
+        (as ``best/summary.json``), ``candidates`` (every scored row, a DataFrame) and ``out``.
+
+    Raises:
+        rayprune.config.ConfigError: a setting is invalid (the message names its path).
+        rayprune.errors.NoModelError: no scored candidate meets the budgets (every candidate is
+            kept in ``out/candidates.parquet``).
+
+    Example::
+
+        result = rayprune.prune(net, (x, y), budgets={"params": 0.3}, search={"evaluations": 128})
+        torch.save(result.model.state_dict(), "small.pt")
+    """
+    from .pruning import load_pruned
+    from .results import read_candidates
+    from .search.prune import run_prune
+
+    log_fn: Log = log if log is not None else (lambda m: None)
+    cfg = build_config(config, model=model, data=data, budgets=budgets, agent=agent, evaluations=evaluations,
+                       seed=seed, device=device, sections=sections)
+    out_dir = Path(out) if out is not None else _default_out("prune")
+    from .search.prune import check_out_dir
+
+    check_out_dir(out_dir)  # before the base model or the data cost anything
+    staging = Path(tempfile.mkdtemp(prefix="rayprune-base-"))
+    try:
+        problem = _problem(model, data, cfg, staging, progress=progress, log=log_fn)
+        summary = run_prune(cfg, out_dir, progress=progress, log=log_fn, problem=problem, address=address)
+        for trained in staging.iterdir():  # a named model trained here on in-memory data: kept with the run
+            shutil.move(str(trained), out_dir / trained.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    factory = _unpruned_factory(model) if problem is not None and is_in_memory(cfg.model.name) else None
+    pruned = load_pruned(out_dir / "best", factory=factory)
+    return PruneResult(model=pruned, summary=summary, candidates=read_candidates(out_dir), out=out_dir)
+
+
+def sweep(
+    model: Any = None,
+    data: Any = None,
+    *,
+    levels: Optional[Mapping[str, Any]] = None,
+    agents: Optional[list[str]] = None,
+    seeds: Optional[int] = None,
+    evaluations: Optional[int] = None,
+    budgets: Optional[Mapping[str, Any]] = None,
+    config: ConfigLike = None,
+    out: Optional[str | Path] = None,
+    address: Optional[str] = None,
+    resume: bool = False,
+    seed: Optional[int] = None,
+    device: Optional[str] = None,
+    log: Optional[Log] = print,
+    verbose: int = 0,
+    **sections: Any,
+) -> SweepResult:
+    """Sweep budget ``levels`` with Ray Tune (agents x seeds as trials) and export one model per level.
+
+    Args:
+        model, data, config, address, seed, device, log, **sections: as in :func:`prune`.
+        levels: cost name -> list of levels, e.g. ``{"params": [0.5, 0.25, 0.1]}``; several costs
+            give their product (as ``sweep.budgets``).
+        agents: searches run side by side (``["evolution", "crl"]``); default ``search.agent``.
+        seeds: seeds per agent.
+        budgets: fixed budgets every level also meets (as ``budgets`` in a config).
+        out: the sweep's directory (new or empty; with ``resume=True`` an earlier sweep's).
+        resume: continue the sweep in ``out`` (pass the same model and data again).
+        verbose: Ray Tune's progress table (0 silent, 1 a table per status update).
+
+    Returns:
+        :class:`SweepResult` with ``front`` (the non-dominated exported models, a DataFrame),
+        ``models`` (level name -> pruned nn.Module), ``candidates`` (every row) and ``out``.
+
+    Example::
+
+        res = rayprune.sweep(net, data, levels={"params": [0.5, 0.25]}, agents=["evolution", "random"])
+        res.front[["level", "accuracy", "accuracy_final", "params"]]   # validation, test accuracy
+    """
+    import json
+
+    from .config import parse_config
+    from .pruning import load_pruned
+    from .results import exported_rows, read_candidates
+    from .sweep.driver import SWEEP_FILE, load_state, run_sweep
+
+    log_fn: Log = log if log is not None else (lambda m: None)
+    out_dir = Path(out) if out is not None else _default_out("sweep")
+    if resume:
+        state = load_state(out_dir, what="resume")
+        cfg = parse_config(state["config"], source=str(out_dir / SWEEP_FILE))
+        if is_in_memory(cfg.model.name) and model is None:
+            raise UserError(f"resume: the sweep in {out_dir} pruned a model handed over in memory; pass it again "
+                            "(rayprune.sweep(model, data, out=..., resume=True)).")
+    else:
+        over = dict(sections)
+        if seeds is not None:
+            over["sweep"] = {**over.get("sweep", {}), "seeds": seeds}
+        cfg = build_config(config, model=model, data=data, budgets=budgets, levels=levels, agents=agents,
+                           evaluations=evaluations, seed=seed, device=device, sections=over)
+        from .search.prune import check_out_dir
+
+        check_out_dir(out_dir, what="sweep")
+    staging = Path(tempfile.mkdtemp(prefix="rayprune-base-"))
+    try:
+        problem = _problem(model, data, cfg, staging, progress=False, log=log_fn)
+        summary = run_sweep(None if resume else cfg, out_dir, address=address, resume=resume, log=log_fn,
+                            verbose=verbose, problem=problem)
+        for trained in staging.iterdir():
+            shutil.move(str(trained), out_dir / trained.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    rows = read_candidates(out_dir)
+    finals = exported_rows(rows) if not rows.empty else rows
+    factory = _unpruned_factory(model) if is_in_memory(cfg.model.name) else None
+    models = {}
+    for _, row in finals.iterrows():
+        path = row.get("export_path")
+        if isinstance(path, str) and Path(path).is_dir():
+            models[str(row["level"])] = load_pruned(path, factory=factory)
+    front_path = out_dir / "pareto.parquet"
+    import pandas as pd
+
+    front = pd.read_parquet(front_path) if front_path.is_file() else pd.DataFrame()
+    state = json.loads((out_dir / SWEEP_FILE).read_text())
+    return SweepResult(front=front, models=models, candidates=rows, summary=summary, out=out_dir,
+                       levels=state.get("levels", []))

@@ -1,0 +1,155 @@
+"""The Python API (rayprune.prune / rayprune.sweep): objects in memory, the same config and errors."""
+
+import subprocess
+import sys
+
+import pytest
+import ray
+import torch
+from torch import nn
+
+import rayprune
+from rayprune.api import build_config
+from rayprune.config import ConfigError
+from rayprune.data import load_dataset
+from rayprune.errors import UserError, UserTypeError
+from rayprune.pruning.export import UntrustedArchitectureError
+
+SMALL = {  # the cheapest settings that still run every stage
+    "search": {"batch_size": 8, "rerank": {"top_k": 2}, "eval_samples": 200,
+               "finetune": {"iterations": 5, "batch_size": 64}, "final_finetune": {"iterations": 20, "batch_size": 64}},
+    "evaluation": {"evaluators": 2, "cpus": 0.75},
+    "device": "cpu",
+}
+
+
+def user_net_class():
+    """A model class defined in a function, as in a notebook: Ray has to ship it by value. Two branches
+    joined by a channel concatenation, and a residual add."""
+
+    class UserNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+            self.a = nn.Sequential(nn.Conv2d(16, 12, 3, padding=1), nn.BatchNorm2d(12), nn.ReLU())
+            self.b = nn.Sequential(nn.Conv2d(16, 12, 1), nn.BatchNorm2d(12), nn.ReLU())
+            self.mix = nn.Sequential(nn.Conv2d(24, 16, 3, padding=1), nn.BatchNorm2d(16))
+            self.head = nn.Linear(16, 10)
+
+        def forward(self, x):
+            s = self.stem(x)
+            y = torch.relu(self.mix(torch.cat([self.a(s), self.b(s)], dim=1)) + s)
+            return self.head(y.mean(dim=(2, 3)))
+
+    return UserNet
+
+
+def trained(net: nn.Module, data, steps=150) -> nn.Module:
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    net.train()
+    for i in range(steps):
+        idx = torch.randint(0, len(data.y_train), (64,))
+        loss = nn.functional.cross_entropy(net(data.x_train[idx]), data.y_train[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
+                 log_to_driver=False)
+    yield
+
+
+# -- configs from keyword arguments (no Ray) ---------------------------------------------------------
+def test_keyword_arguments_build_the_same_validated_config_as_yaml():
+    cfg = build_config(model="small_cnn", data="digits", budgets={"params": "30%", "latency_ms": 4},
+                       agent="tpe", evaluations=64, sections={"pruning": {"min_keep": 0.2}})
+    assert cfg.search.agent == "tpe" and cfg.search.evaluations == 64 and cfg.pruning.min_keep == 0.2
+    assert {b.metric: (b.value, b.relative) for b in cfg.budget_list()} == {"params": (0.3, True),
+                                                                             "latency_ms": (4.0, False)}
+
+
+def test_budgets_replace_the_configs_budgets_and_levels_its_sweep_levels():
+    cfg = build_config({"budgets": {"params": 0.5, "macs": 0.5}}, budgets={"params": 0.2},
+                       levels={"params": [0.5, 0.25]})
+    assert list(cfg.budgets) == ["params"] and cfg.sweep.budgets == {"params": [0.5, 0.25]}
+
+
+def test_bad_settings_get_the_yaml_paths_errors_naming_the_field():
+    with pytest.raises(ConfigError, match=r"search\.evaluations"):
+        build_config(sections={"search": {"evaluations": 0}})
+    with pytest.raises(ConfigError, match=r"search\.evaluatoins: unknown key"):
+        build_config(sections={"search": {"evaluatoins": 10}})
+    with pytest.raises(ConfigError, match="unknown costs"):
+        build_config(budgets={"paramz": 0.5})
+    with pytest.raises(UserTypeError, match="search= must be a dict"):
+        build_config(sections={"search": 5})
+
+
+def test_an_object_model_is_recorded_under_an_in_memory_name_and_bad_objects_are_refused(tmp_path):
+    net = user_net_class()()
+    cfg = build_config(model=net)
+    assert cfg.model.name == "<in-memory> UserNet"
+    with pytest.raises(UserTypeError, match="model= must be a torch.nn.Module"):
+        rayprune.prune(42, "digits", budgets={"params": 0.5}, out=tmp_path / "a", log=None)
+    with pytest.raises(UserTypeError, match="data= must be"):
+        rayprune.prune(net, {1, 2, 3}, budgets={"params": 0.5}, out=tmp_path / "b", log=None)
+    with pytest.raises(UserError, match=r"unknown key\(s\) \['training'\]"):
+        rayprune.prune(net, {"training": None}, budgets={"params": 0.5}, out=tmp_path / "c", log=None)
+
+
+def test_a_non_empty_out_is_refused_before_anything_is_computed(tmp_path):
+    (tmp_path / "old.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        rayprune.prune(user_net_class()(), "digits", budgets={"params": 0.5}, out=tmp_path, log=None)
+
+
+# -- end to end --------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_prune_an_in_memory_model_on_in_memory_data(ray_session, tmp_path):
+    data = load_dataset("digits", seed=0)
+    net = trained(user_net_class()(), data)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    base_params = sum(p.numel() for p in net.parameters())
+
+    result = rayprune.prune(net, data, budgets={"params": 0.5}, agent="evolution", evaluations=16,
+                            out=tmp_path / "run", progress=False, log=None, **SMALL)
+
+    assert result.feasible and isinstance(result.model, nn.Module)
+    pruned_params = sum(p.numel() for p in result.model.parameters())
+    assert pruned_params <= 0.5 * base_params == result.summary["budgets"]["params"]["limit"]
+    assert result.summary["model"] == "<in-memory> UserNet"
+    assert (result.candidates["stage"] == "search").sum() == 16
+    assert result.summary["pruned"]["accuracy_val"] > 0.5  # a working model, not a broken one
+    # the caller's model is untouched
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    # the result's model is the exported one
+    x = data.x_test[:32]
+    with torch.no_grad():
+        again = rayprune.load_pruned(result.out / "best", factory=lambda: user_net_class()())
+        assert torch.allclose(again(x), result.model(x), atol=1e-5)
+    # without the code, the directory refuses to guess and says how
+    with pytest.raises(UntrustedArchitectureError, match="handed over in memory"):
+        rayprune.load_pruned(result.out / "best")
+
+
+@pytest.mark.slow
+def test_sweep_an_in_memory_model_returns_the_front_and_one_model_per_level(ray_session, tmp_path):
+    data = load_dataset("digits", seed=0)
+    net = trained(user_net_class()(), data)
+    res = rayprune.sweep(net, data, levels={"params": [0.6, 0.3]}, evaluations=16, out=tmp_path / "sw",
+                         log=None, **SMALL)
+    assert set(res.models) == {"params=0.6", "params=0.3"}
+    assert not res.front.empty and {"level", "accuracy", "accuracy_final", "params"} <= set(res.front.columns)
+    base_params = sum(p.numel() for p in net.parameters())
+    for level, model in res.models.items():
+        assert sum(p.numel() for p in model.parameters()) <= float(level.split("=")[1]) * base_params
+    # the command line cannot resume it (the model is not in any file) and says what to do instead
+    out = subprocess.run([sys.executable, "-m", "rayprune.cli", "sweep", "--resume", "--out", str(res.out)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "handed over in memory" in out.stderr
