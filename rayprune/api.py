@@ -131,6 +131,7 @@ def build_config(
     evaluations: Optional[int] = None,
     seed: Optional[int] = None,
     device: Optional[str] = None,
+    task: Optional[str] = None,
     sections: Optional[Mapping[str, Any]] = None,
 ) -> "Config":
     """The validated config the keyword arguments of :func:`prune` / :func:`sweep` describe.
@@ -163,6 +164,9 @@ def build_config(
         over["data"] = {**over.get("data", {}), "name": label}
     if device is not None:
         over["data"] = {**over.get("data", {}), "device": device}
+    task = getattr(data, "task", None) if task is None else task  # a rayprune Dataset knows its task
+    if task is not None:
+        over["data"] = {**over.get("data", {}), "task": task}
     if seed is not None:
         over["seed"] = seed
     search = dict(over.get("search", {}))
@@ -197,6 +201,9 @@ def _as_dataset(data: Any, cfg: "Config"):
 
     splits, options = split_objects(data, source="data= must be a rayprune.data.Dataset, a dataset name (e.g. 'digits'), or")
     d = cfg.data
+    options.setdefault("task", d.task)
+    if options["task"] == "regression":
+        options = {"task": "regression"}  # class names and counts mean nothing for real-valued targets
     return dataset_from_splits(splits["train"], splits.get("val"), splits.get("test"), **options,
                                val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed)
 
@@ -256,6 +263,7 @@ def prune(
     address: Optional[str] = None,
     seed: Optional[int] = None,
     device: Optional[str] = None,
+    task: Optional[str] = None,
     progress: bool = True,
     log: Optional[Log] = print,
     **sections: Any,
@@ -279,9 +287,12 @@ def prune(
         address: a Ray cluster to run on (``ray://...``, ``auto``); default a local Ray started for
             the call (or the one already running in this process).
         device: where candidates are fine-tuned and scored (``data.device``: ``auto``, ``cpu``, ``cuda``).
+        task: ``classification`` (class labels; default) or ``regression`` (real-valued targets: minus
+            the MSE is the default metric, MSE the loss); a rayprune Dataset brings its own.
         progress, log: progress bars, and where progress lines go (None: silent).
-        **sections: config sections, e.g. ``search={"batch_size": 16}``, ``evaluation={"evaluators": 2}``,
-            ``costs={"measure": ["params", "latency_ms"]}``, ``pruning={"min_keep": 0.2}``. The
+        **sections: config sections, e.g. ``search={"batch_size": 16, "metric": "my.mod:score"}``,
+            ``evaluation={"evaluators": 2}``, ``costs={"measure": ["params", "latency_ms"]}``,
+            ``pruning={"min_keep": 0.2}``, ``engine={"loss": "my.mod:loss"}``. The
             ``model`` and ``data`` sections' other settings go in ``config={"data": {...}}``.
 
     Returns:
@@ -304,7 +315,7 @@ def prune(
 
     log_fn: Log = log if log is not None else (lambda m: None)
     cfg = build_config(config, model=model, data=data, budgets=budgets, agent=agent, evaluations=evaluations,
-                       seed=seed, device=device, sections=sections)
+                       seed=seed, device=device, task=task, sections=sections)
     out_dir = Path(out) if out is not None else _default_out("prune")
     from .search.prune import check_out_dir
 
@@ -337,6 +348,7 @@ def sweep(
     resume: bool = False,
     seed: Optional[int] = None,
     device: Optional[str] = None,
+    task: Optional[str] = None,
     log: Optional[Log] = print,
     verbose: int = 0,
     **sections: Any,
@@ -344,7 +356,7 @@ def sweep(
     """Sweep budget ``levels`` with Ray Tune (agents x seeds as trials) and export one model per level.
 
     Args:
-        model, data, config, address, seed, device, log, **sections: as in :func:`prune`.
+        model, data, config, address, seed, device, task, log, **sections: as in :func:`prune`.
         levels: cost name -> list of levels, e.g. ``{"params": [0.5, 0.25, 0.1]}``; several costs
             give their product (as ``sweep.budgets``).
         agents: searches run side by side (``["evolution", "crl"]``); default ``search.agent``.
@@ -383,7 +395,7 @@ def sweep(
         if seeds is not None:
             over["sweep"] = {**over.get("sweep", {}), "seeds": seeds}
         cfg = build_config(config, model=model, data=data, budgets=budgets, levels=levels, agents=agents,
-                           evaluations=evaluations, seed=seed, device=device, sections=over)
+                           evaluations=evaluations, seed=seed, device=device, task=task, sections=over)
         from .search.prune import check_out_dir
 
         check_out_dir(out_dir, what="sweep")

@@ -13,7 +13,8 @@ from torch import nn
 from ._io import atomic_torch_save, atomic_write_text
 from .config import Config, default_cache_dir
 from .data import Dataset
-from .engine import evaluate, fine_tune
+from .engine import fine_tune
+from .engine.objective import DataSplit, resolve_objective
 from .models import load_model
 
 __all__ = ["architecture_of", "obtain_base_model", "base_cache_key"]
@@ -38,6 +39,7 @@ def base_cache_key(cfg: Config) -> str:
         "model": cfg.model.model_dump(mode="json", exclude={"checkpoint"}),
         "data": cfg.data.model_dump(mode="json", exclude={"device"}),
         "train": cfg.base_training.model_dump(mode="json", exclude={"cache_dir"}),
+        "loss": cfg.engine.loss,
         "seed": cfg.seed,
         "torch": torch.__version__.split("+")[0],
     }
@@ -82,10 +84,12 @@ def obtain_base_model(
         return model, {"source": "untrained", "checkpoint": None, "cache_path": str(path)}
     log(f"Training base model {cfg.model.name} on {data.name} ({cfg.base_training.epochs or cfg.base_training.iterations}"
         f" {'epochs' if cfg.base_training.epochs is not None else 'iterations'}); cached at {path}")
-    stats = fine_tune(model, data, cfg.base_training.engine_config(), seed=cfg.seed, progress=progress)
+    objective = resolve_objective(data.task, cfg.search.metric, cfg.engine.loss)
+    stats = fine_tune(model, data, cfg.base_training.engine_config(), seed=cfg.seed, progress=progress,
+                      loss_fn=objective.loss)
     meta = {
-        "val_accuracy": evaluate(model, data.x_val, data.y_val),
-        "test_accuracy": evaluate(model, data.x_test, data.y_test),
+        "val_accuracy": objective.score(model, DataSplit("val", data.x_val, data.y_val)),
+        "test_accuracy": objective.score(model, DataSplit("test", data.x_test, data.y_test)),
         "train_seconds": stats.get("seconds"),
         "cache_key": key,
         "architecture": arch,

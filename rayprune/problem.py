@@ -18,7 +18,8 @@ from .base_model import architecture_of, obtain_base_model
 from .config import Config
 from .costs import ANALYTIC_COSTS, AnalyticCosts, Budget, CostContext, CostFn, measure_costs, resolve_costs
 from .data import Dataset, load_dataset
-from .engine import evaluate
+from .engine.objective import DataSplit, MetricError, Objective, resolve_objective
+from .errors import UserError
 from .models import check_input_shape
 from .names import is_in_memory
 from .pruning import PruningSpace
@@ -36,12 +37,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def _split_of(data: Dataset, split: str) -> DataSplit:
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test'; got {split!r}")
+    return DataSplit(split, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
+
+
 def configured_dataset(cfg: Config) -> Dataset:
     """The dataset ``cfg.data`` names, on CPU (the one place a config's data section is read)."""
     d = cfg.data
     return load_dataset(d.name, root=d.root, path=d.path, label=d.label, image_size=d.image_size,
                         val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
-                        max_samples=d.max_samples)
+                        max_samples=d.max_samples, task=d.task)
 
 
 @dataclass
@@ -61,6 +68,7 @@ class PruningProblem:
     base_costs: dict[str, float]
     analytic: AnalyticCosts
     base_accuracy: dict[str, float] = field(default_factory=dict)
+    objective: Objective = field(default_factory=resolve_objective)
 
     @classmethod
     def from_config(
@@ -119,17 +127,23 @@ class PruningProblem:
             threads=lat.threads, warmup=lat.warmup, repeats=lat.repeats, options=dict(cfg.costs.options),
         )
         costs = resolve_costs(cfg.cost_names(), cfg.costs.custom)
+        if data.task != cfg.data.task and not is_in_memory(cfg.data.name):
+            raise UserError(f"data.task is {cfg.data.task!r} but the dataset {data.name!r} is {data.task!r}.")
+        objective = resolve_objective(data.task, cfg.search.metric, cfg.engine.loss)
         if base_costs is None:
             base_costs = measure_costs(space.base, costs, context)
         analytic = AnalyticCosts(space, CostContext(input_shape=tuple(data.input_shape), device=str(device)))
         if base_accuracy is None:
-            base_accuracy = {"val": evaluate(space.base, data.x_val, data.y_val),
-                             "test": evaluate(space.base, data.x_test, data.y_test)}
+            try:
+                base_accuracy = {split: objective.score(space.base, _split_of(data, split), context)
+                                 for split in ("val", "test")}
+            except MetricError as exc:
+                raise UserError(f"{exc} (on the base model, before any candidate: fix the metric first)") from None
         return cls(
             config=cfg, data=data, device=device, base_model=space.base, base_info=dict(base_info),
             architecture=architecture_of(cfg, data), space=space, costs=costs, context=context,
             budgets=cfg.budget_list(), base_costs=dict(base_costs), analytic=analytic,
-            base_accuracy=dict(base_accuracy),
+            base_accuracy=dict(base_accuracy), objective=objective,
         )
 
     @property
@@ -214,8 +228,9 @@ class PruningProblem:
         return self.measure(model)
 
     def accuracy(self, model: nn.Module, split: str = "val", max_samples: Optional[int] = None) -> float:
-        """Top-1 accuracy on ``split`` ('val' or 'test'), on the first ``max_samples`` samples."""
-        x, y = (self.data.x_val, self.data.y_val) if split == "val" else (self.data.x_test, self.data.y_test)
+        """The run's metric (top-1 accuracy unless ``search.metric`` or the task says otherwise) on
+        ``split`` ('val' or 'test'), on the first ``max_samples`` samples."""
+        s = _split_of(self.data, split)
         if max_samples is not None:
-            x, y = x[:max_samples], y[:max_samples]
-        return evaluate(model, x, y)
+            s = DataSplit(s.name, s.x[:max_samples], s.y[:max_samples])
+        return self.objective.score(model, s, self.context)

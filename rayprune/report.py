@@ -43,6 +43,24 @@ def _served(rows: pd.DataFrame) -> dict[str, list[str]]:
     return {cid: list(g["level"]) for cid, g in final.groupby("candidate_id", sort=False)} if "level" in final else {}
 
 
+def metric_of(state: dict[str, Any]) -> str:
+    """The sweep's metric: ``accuracy``, ``neg_mse`` (regression) or the user's ``search.metric``."""
+    cfg = state.get("config", {})
+    return (cfg.get("search", {}).get("metric")
+            or ("neg_mse" if cfg.get("data", {}).get("task") == "regression" else "accuracy"))
+
+
+def format_metric(value: Any, metric: str = "accuracy") -> str:
+    """``95.20%`` for accuracy, ``-0.0123`` for any other metric, ``-`` when missing.
+
+    >>> format_metric(0.952), format_metric(-0.01234, "neg_mse"), format_metric(None)
+    ('95.20%', '-0.01234', '-')
+    """
+    if value is None or pd.isna(value):
+        return "-"
+    return f"{100 * value:.2f}%" if metric == "accuracy" else f"{value:.4g}"
+
+
 def front_table(state: dict[str, Any], front: pd.DataFrame, rows: pd.DataFrame | None = None) -> str:
     """The base model and every front member: accuracy (val, test) and each cost (absolute and vs base).
 
@@ -51,16 +69,17 @@ def front_table(state: dict[str, Any], front: pd.DataFrame, rows: pd.DataFrame |
     base_costs, base_acc = state["setup"]["base_costs"], state["setup"]["base_accuracy"]
     costs = list(base_costs)
     served = _served(rows) if rows is not None else {}
-    headers = ["model", "val acc", "test acc", *[f"{c}" for c in costs], *[f"{c}/base" for c in costs]]
-    rows_out = [["base", f"{100 * base_acc['val']:.2f}%", f"{100 * base_acc['test']:.2f}%",
+    metric = metric_of(state)
+    label = "acc" if metric == "accuracy" else metric.rsplit(":", 1)[-1]
+    headers = ["model", f"val {label}", f"test {label}", *[f"{c}" for c in costs], *[f"{c}/base" for c in costs]]
+    rows_out = [["base", format_metric(base_acc["val"], metric), format_metric(base_acc["test"], metric),
                  *[human(base_costs[c]) for c in costs], *["1.000" for _ in costs]]]
     for _, r in front.iterrows():
         name = r.get("found_for") or r.get("level") or r.get("trial_name") or r.get("trial_id")
         others = [lvl for lvl in served.get(r.get("candidate_id"), []) if lvl != name]
         if others:
             name = f"{name} (+{', '.join(v.split('=', 1)[-1] if '=' in v else v for v in others)})"
-        rows_out.append([name, f"{100 * r['accuracy']:.2f}%",
-                     "-" if pd.isna(r.get("accuracy_final")) else f"{100 * r['accuracy_final']:.2f}%",
+        rows_out.append([name, format_metric(r["accuracy"], metric), format_metric(r.get("accuracy_final"), metric),
                      *[human(r[c]) for c in costs if c in r],
                      *[f"{r[c] / base_costs[c]:.3f}" if base_costs[c] else "-" for c in costs if c in r]])
     return format_table(headers, rows_out)
@@ -83,7 +102,8 @@ def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
         for level in levels:
             fit = candidates_for(group, level)
             mine = int((group["level"] == level.name).sum()) if "level" in group.columns else len(group)
-            cells.append(f"{100 * fit['accuracy'].max():.2f}% ({mine})" if not fit.empty else f"- ({mine})")
+            cells.append(f"{format_metric(fit['accuracy'].max(), metric_of(state))} ({mine})" if not fit.empty
+                         else f"- ({mine})")
         won = final[final.get("agent", pd.Series(dtype=str)) == agent]["level"].tolist() if "agent" in final else []
         table.append([agent, *cells, ", ".join(won) or "-"])
     return format_table(["agent", *[f"best {lvl.name} (n)" for lvl in levels], "exported"], table)

@@ -99,6 +99,9 @@ class DataConfig(_Section):
     max_samples: Optional[int] = Field(None, gt=0)
     #: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     device: str = "auto"
+    #: classification (integer class labels) or regression (real-valued targets: a data factory or
+    #: data handed over in memory); sets the default metric and loss (rayprune.engine.objective)
+    task: Literal["classification", "regression"] = "classification"
 
     @model_validator(mode="after")
     def _fractions(self) -> "DataConfig":
@@ -169,6 +172,25 @@ class BudgetConfig(_Section):
     relative: Optional[bool] = None
 
 
+def _check_function_name(v: Optional[str]) -> Optional[str]:
+    if v is not None and (v.count(":") != 1 or not all(v.split(":"))):
+        raise ValueError("must be written 'package.module:function'")
+    return v
+
+
+class EngineConfig(_Section):
+    """How models are trained (every fine-tune, and the base model's training)."""
+
+    #: "package.module:function" with f(outputs, targets) -> scalar tensor, minimised; None: cross-entropy
+    #: for classification, MSE for regression
+    loss: Optional[str] = None
+
+    @field_validator("loss")
+    @classmethod
+    def _dotted(cls, v: Optional[str]) -> Optional[str]:
+        return _check_function_name(v)
+
+
 class Config(_Section):
     """A whole rayprune run."""
 
@@ -184,6 +206,7 @@ class Config(_Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     neon: NeonConfig = Field(default_factory=NeonConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
 
     @field_validator("budgets", mode="after")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Mapping, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Section as _Section
 from .train import TrainConfig
@@ -158,6 +158,16 @@ class SearchConfig(_Section):
     crl: CRLConfig = Field(default_factory=CRLConfig)
     evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
     tpe: TPEConfig = Field(default_factory=TPEConfig)
+    #: "package.module:function" with f(model, split, context) -> float, higher is better, used in place of
+    #: the task's default (top-1 accuracy; minus MSE for regression) everywhere a candidate is scored
+    metric: Optional[str] = None
+
+    @field_validator("metric")
+    @classmethod
+    def _dotted_metric(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (v.count(":") != 1 or not all(v.split(":"))):
+            raise ValueError("must be written 'package.module:function'")
+        return v
 
 
 class SweepConfig(_Section):

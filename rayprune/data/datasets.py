@@ -38,12 +38,14 @@ _KINDS = ("image", "tabular")
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Train/validation/test tensors of one classification problem, ready to train on.
+    """Train/validation/test tensors of one classification or regression problem, ready to train on.
 
     ``x_*`` are float32 and already normalised (images NCHW, per-channel ``(x − mean) / std`` with
-    train-split statistics; tabular features min-max scaled to the train split's range); ``y_*``
-    are int64 class indices in ``[0, num_classes)``. ``augment`` names the on-device augmentation
-    that suits the data (see :func:`rayprune.data.make_augment`).
+    train-split statistics; tabular features min-max scaled to the train split's range). For
+    ``task="classification"`` ``y_*`` are int64 class indices in ``[0, num_classes)``; for
+    ``task="regression"`` they are float32 targets of shape ``(N,)`` or ``(N, k)`` and
+    ``num_classes`` is the number of outputs (1 or ``k``). ``augment`` names the on-device
+    augmentation that suits the data (see :func:`rayprune.data.make_augment`).
 
     Example:
         >>> data = load_dataset("digits", seed=0)
@@ -73,6 +75,8 @@ class Dataset:
     """Tabular column names after one-hot encoding; None for images."""
     skipped_files: tuple[str, ...] = ()
     """Files of the source that could not be read and were left out (an image folder's)."""
+    task: Literal["classification", "regression"] = "classification"
+    """What ``y`` holds: class indices, or real-valued targets."""
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -91,6 +95,18 @@ class Dataset:
 
     def _check_split(self, split: str) -> None:
         x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+        if self.task == "regression":
+            if x.dtype != torch.float32 or y.dtype != torch.float32:
+                raise UserError(f"'x_{split}' and 'y_{split}' must be float32 for regression; got {x.dtype} and {y.dtype}.")
+            outputs = 1 if y.dim() == 1 else (y.shape[1] if y.dim() == 2 else -1)
+            if tuple(x.shape[1:]) != tuple(self.input_shape) or len(y) != len(x) or outputs != self.num_classes:
+                raise UserError(
+                    f"'x_{split}' must have shape (N, *input_shape={tuple(self.input_shape)}) and 'y_{split}' shape "
+                    f"(N,) or (N, {self.num_classes}) (num_classes is the number of outputs); got {tuple(x.shape)} "
+                    f"and {tuple(y.shape)}.")
+            return
+        if self.task != "classification":
+            raise UserError(f"'task' must be 'classification' or 'regression'; got {self.task!r}.")
         if x.dtype != torch.float32 or y.dtype != torch.int64:
             raise UserError(
                 f"'x_{split}' must be float32 and 'y_{split}' int64; got {x.dtype} and {y.dtype}."
@@ -137,9 +153,9 @@ class Dataset:
             "n_train": len(self.y_train),
             "n_val": len(self.y_val),
             "n_test": len(self.y_test),
-            "train_class_counts": torch.bincount(
-                self.y_train, minlength=self.num_classes
-            ).tolist(),
+            "task": self.task,
+            "train_class_counts": torch.bincount(self.y_train, minlength=self.num_classes).tolist()
+            if self.task == "classification" else None,
             "augment": self.augment,
             "mean": list(self.mean) if self.mean is not None else None,
             "std": list(self.std) if self.std is not None else None,
@@ -176,8 +192,12 @@ def load_dataset(
     test_fraction: float = 0.2,
     seed: int = 0,
     max_samples: int | None = None,
+    task: str = "classification",
 ) -> Dataset:
     """Load a named dataset, split it by ``seed`` and normalise it with train statistics. Offline.
+
+    ``task="regression"`` (real-valued targets) is for data factories; every other source holds
+    class labels.
 
     Names (:data:`DATASET_NAMES`):
 
@@ -213,7 +233,10 @@ def load_dataset(
     """
     source = _SOURCES.get(name) if isinstance(name, str) else None
     if source is None and _is_factory_name(name):
-        source = _Source(functools.partial(_load_factory, factory=name), frozenset())
+        source = _Source(functools.partial(_load_factory, factory=name, task=task), frozenset())
+    elif task != "classification":
+        raise UserError(f"data.task {task!r} needs a data factory ('package.module:function') or data handed over "
+                        f"in memory; {name!r} holds class labels.")
     if source is None:
         raise UserError(
             f"'name' must be one of {list(DATASET_NAMES)} or a data factory "
@@ -328,10 +351,10 @@ def _load_npz(spec: _SplitSpec, *, path: str | Path | None = None) -> Dataset:
     return load_npz(path, spec=spec)
 
 
-def _load_factory(spec: _SplitSpec, *, factory: str) -> Dataset:
+def _load_factory(spec: _SplitSpec, *, factory: str, task: str = "classification") -> Dataset:
     from rayprune.data.user import load_factory
 
-    return load_factory(factory, spec=spec)
+    return load_factory(factory, spec=spec, task=task)
 
 
 def _is_factory_name(name: object) -> bool:

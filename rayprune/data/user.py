@@ -98,6 +98,7 @@ def dataset_from_splits(
     test_fraction: float = 0.2,
     seed: int = 0,
     max_samples: int | None = None,
+    task: str = "classification",
 ) -> Dataset:
     """A :class:`~rayprune.data.Dataset` from splits a user holds in memory.
 
@@ -119,12 +120,22 @@ def dataset_from_splits(
     [0, 1]), features min-max scaled to the train range. ``augment`` (``"crop"``,
     ``"crop_flip"`` or None) is the on-device augmentation used when fine-tuning.
 
+    ``task="regression"``: ``y`` holds real-valued targets, shape ``(N,)`` or ``(N, k)``, kept as
+    float32; missing splits are carved by a seeded random permutation (nothing to stratify on) and
+    ``num_classes`` is the number of outputs.
+
     Example:
         >>> x, y = np.random.default_rng(0).random((100, 4)), np.arange(100) % 3
         >>> data = dataset_from_splits((x, y), seed=0)
         >>> data.kind, data.num_classes, (len(data.y_train), len(data.y_val), len(data.y_test))
         ('tabular', 3, (70, 10, 20))
     """
+    if task == "regression":
+        return _regression_from_splits({"train": train, "val": val, "test": test}, name=name, kind=kind,
+                                       normalise=normalise, val_fraction=val_fraction, test_fraction=test_fraction,
+                                       seed=seed, max_samples=max_samples)
+    if task != "classification":
+        raise UserError(f"'task' must be 'classification' or 'regression'; got {task!r}.")
     spec = _split_spec(val_fraction, test_fraction, seed, max_samples, carves_val=val is None)
     return _from_splits(
         {"train": train, "val": val, "test": test}, spec, name=name, kind=kind,
@@ -155,17 +166,7 @@ def _from_splits(
     num_classes = _num_classes(arrays, num_classes, names)
     parts = _assemble(arrays, spec)
     _check_nonempty(name, parts, spec, official_test="test" in arrays)
-    if not normalise:
-        given_x = [x for x, _ in arrays.values()]
-        # y is already rayprune's own int64 copy (_check_labels); x is copied only where it may
-        # still be the caller's array, so that a large float32 split is not held twice
-        tensors = [(torch.from_numpy(_own_float32(x, given_x)), torch.from_numpy(y)) for x, y in parts]
-        mean = std = None
-    elif kind == "image":
-        tensors, mean_t, std_t = _standardise_images(parts)
-        mean, std = tuple(mean_t.tolist()), tuple(std_t.tolist())
-    else:
-        tensors, mean, std = _min_max_features(parts), None, None
+    tensors, mean, std = _tensors(parts, kind, normalise, given_x=[x for x, _ in arrays.values()])
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = tensors
     return Dataset(
         name=name, kind=kind, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
@@ -173,6 +174,78 @@ def _from_splits(
         augment=augment if kind == "image" else None, class_names=names, mean=mean, std=std,
         skipped_files=skipped_files,
     )  # fmt: skip
+
+
+def _regression_from_splits(given: Mapping[str, Split | None], *, name: str, kind: str | None, normalise: bool,
+                            val_fraction: float, test_fraction: float, seed: int,
+                            max_samples: int | None) -> Dataset:
+    """:func:`dataset_from_splits` for real-valued targets."""
+    if given.get("train") is None:
+        raise UserError(f"Dataset {name!r} needs a 'train' split; got none.")
+    arrays = {}
+    for split, obj in given.items():
+        if obj is None:
+            continue
+        if isinstance(obj, torch.utils.data.Dataset):
+            x, y = _materialise(split, obj)
+        elif isinstance(obj, (tuple, list)) and len(obj) == 2 and all(isinstance(a, (Tensor, np.ndarray)) for a in obj):
+            x, y = (_to_numpy(a) for a in obj)
+        else:
+            raise UserTypeError(f"Split {split!r} must be an (x, y) pair of tensors or numpy arrays, or a "
+                                f"torch.utils.data.Dataset of (x, y) samples; got {_describe(obj)}.")
+        if len(x) == 0 or len(x) != len(y):
+            raise UserError(f"Split {split!r} must be non-empty with one target per sample; got {len(x)} samples "
+                            f"in x and {len(y)} targets in y.")
+        arrays[split] = (_check_features(split, x), _check_targets(split, y))
+    widths = {s: (1 if y.ndim == 1 else y.shape[1]) for s, (_, y) in arrays.items()}
+    if len(set(widths.values())) != 1:
+        raise UserError(f"Every split's y must have the same number of targets; got {widths}.")
+    sample_shape = _common_sample_shape(arrays)
+    kind, input_shape = _infer_kind(kind, sample_shape)
+    arrays = {split: (x.reshape(len(x), *input_shape), y) for split, (x, y) in arrays.items()}
+    rng = np.random.default_rng(seed)
+    x, y = arrays["train"]
+    if max_samples is not None and len(x) > max_samples:
+        keep = np.sort(rng.permutation(len(x))[:max_samples])
+        x, y = x[keep], y[keep]
+    order = rng.permutation(len(x))
+    n_val = 0 if "val" in arrays else max(1, round(val_fraction * len(x)))
+    n_test = 0 if "test" in arrays else max(1, round(test_fraction * len(x)))
+    if len(x) - n_val - n_test < 1:
+        raise UserError(f"Split 'train' of {name!r} has {len(x)} samples: too few to carve val and test from.")
+    carved_val, carved_test, kept = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
+    parts = ((x[kept], y[kept]),
+             arrays.get("val") or (x[carved_val], y[carved_val]),
+             arrays.get("test") or (x[carved_test], y[carved_test]))
+    tensors, mean, std = _tensors(parts, kind, normalise, given_x=[x for x, _ in arrays.values()])
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = tensors
+    return Dataset(name=name, kind=kind, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test,
+                   y_test=y_test, num_classes=next(iter(widths.values())), input_shape=input_shape, augment=None,
+                   mean=mean, std=std, task="regression")
+
+
+def _tensors(parts, kind: str, normalise: bool, *, given_x: list[np.ndarray]):
+    """``([(x, y) tensors per split], mean, std)``: as given (float32) or normalised like the built-in sets."""
+    if not normalise:
+        # y is already rayprune's own copy (_check_labels / _check_targets); x is copied only where it
+        # may still be the caller's array, so that a large float32 split is not held twice
+        return [(torch.from_numpy(_own_float32(x, given_x)), torch.from_numpy(y)) for x, y in parts], None, None
+    if kind == "image":
+        tensors, mean_t, std_t = _standardise_images(parts)
+        return tensors, tuple(mean_t.tolist()), tuple(std_t.tolist())
+    return _min_max_features(parts), None, None
+
+
+def _check_targets(split: str, y: np.ndarray) -> np.ndarray:
+    """Regression targets as a new float32 array of shape (N,) or (N, k), finite."""
+    if y.ndim not in (1, 2) or not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
+        raise UserError(f"The y of split {split!r} must be real-valued targets of shape (N,) or (N, k); got "
+                        f"dtype {y.dtype} and shape {y.shape}.")
+    y = np.array(y, dtype=np.float32)
+    bad = int(np.count_nonzero(~np.isfinite(y)))
+    if bad:
+        raise UserError(f"The y of split {split!r} must be finite; got {bad} NaN or infinite value(s).")
+    return y
 
 
 def _own_float32(x: np.ndarray, callers: list[np.ndarray]) -> np.ndarray:
@@ -408,7 +481,7 @@ def _assemble(arrays: Mapping[str, _Arrays], spec: _SplitSpec) -> tuple[_Arrays,
 # ----------------------------------------------------------------------------- a factory
 
 
-def load_factory(factory: str, *, spec: _SplitSpec | None = None) -> Dataset:
+def load_factory(factory: str, *, spec: _SplitSpec | None = None, task: str = "classification") -> Dataset:
     """The data a user's function returns, named ``package.module:function`` (``data.name``).
 
     The function is called with no arguments, or with ``seed=`` if its signature names ``seed``.
@@ -425,7 +498,8 @@ def load_factory(factory: str, *, spec: _SplitSpec | None = None) -> Dataset:
             x, y = np.load("features.npy"), np.load("labels.npy")
             return {"train": (x[:800], y[:800]), "test": (x[800:], y[800:])}
 
-    and ``data: {name: my_project.data:splits}`` in the config.
+    and ``data: {name: my_project.data:splits}`` in the config. With ``data.task: regression`` (or a
+    ``"task": "regression"`` entry in the returned dict) ``y`` holds real-valued targets.
     """
     spec = spec or _split_spec(0.1, 0.2, 0, None)
     function = import_object(factory, what="data factory")
@@ -437,7 +511,12 @@ def load_factory(factory: str, *, spec: _SplitSpec | None = None) -> Dataset:
     if isinstance(result, Dataset):
         return result
     splits, options = split_objects(result, source=f"The data factory {factory!r} must return")
+    task = options.pop("task", task)
     try:
+        if task == "regression":
+            return _regression_from_splits(splits, name=factory, kind=None, normalise=False,
+                                           val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
+                                           seed=spec.seed, max_samples=spec.max_samples)
         return _from_splits(splits, spec, name=factory, normalise=False, **options)
     except UserError as err:
         raise type(err)(f"The data of factory {factory!r}: {err}") from err
@@ -463,12 +542,12 @@ def split_objects(result: Any, *, source: str) -> tuple[dict[str, Any], dict[str
         "(train, val[, test]), or one (x, y) pair or torch Dataset"
     )
     if isinstance(result, Mapping):
-        extra = sorted(set(map(str, result)) - {*SPLITS, "class_names", "num_classes"})
+        extra = sorted(set(map(str, result)) - {*SPLITS, "class_names", "num_classes", "task"})
         if extra or "train" not in result:
             problem = f"unknown key(s) {extra}" if extra else "no 'train' key"
             raise UserError(f"{source} {expected}; got a dict with {problem} (keys: {sorted(map(str, result))}).")
         splits = {split: result.get(split) for split in SPLITS}
-        options = {k: result[k] for k in ("class_names", "num_classes") if k in result}
+        options = {k: result[k] for k in ("class_names", "num_classes", "task") if k in result}
         return splits, options
     if isinstance(result, torch.utils.data.Dataset) or (
         isinstance(result, (tuple, list)) and result and isinstance(result[0], (Tensor, np.ndarray))

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from rayprune.data import Dataset, DeviceBatches, make_augment
 from rayprune.engine.evaluate import model_device, training_mode
+from rayprune.errors import UserError
 
 __all__ = ["FineTuneConfig", "ProgressCallback", "fine_tune"]
 
@@ -104,8 +105,10 @@ def fine_tune(
     *,
     seed: int = 0,
     progress: bool | ProgressCallback = False,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> dict[str, float | int]:
-    """Train ``model`` in place with cross-entropy on ``data``'s train split.
+    """Train ``model`` in place on ``data``'s train split, with cross-entropy (``config.label_smoothing``)
+    or ``loss_fn(outputs, targets) -> scalar tensor`` (see :mod:`rayprune.engine.objective`).
 
     Batches come from :class:`~rayprune.data.DeviceBatches` on the model's device (drop_last, so
     BatchNorm never sees a tiny last batch) with the dataset's own augmentation; the learning
@@ -152,7 +155,10 @@ def fine_tune(
     ):
         for step, (xb, yb) in zip(range(total), batches.infinite()):
             _set_lr(optimizer, config.lr * schedule(step, total))
-            loss = F.cross_entropy(model(xb), yb, label_smoothing=config.label_smoothing)
+            if loss_fn is None:
+                loss = F.cross_entropy(model(xb), yb, label_smoothing=config.label_smoothing)
+            else:
+                loss = _user_loss(loss_fn, model(xb), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -162,6 +168,15 @@ def fine_tune(
                 if report is not None:
                     report(step + 1, total, running)
     return {"iterations": total, "seconds": time.perf_counter() - started, "final_loss": running}
+
+
+def _user_loss(loss_fn: Callable[[Tensor, Tensor], Tensor], outputs: Tensor, targets: Tensor) -> Tensor:
+    loss = loss_fn(outputs, targets)
+    if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.requires_grad:
+        got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else type(loss).__name__
+        raise UserError(f"engine.loss must return a scalar tensor that depends on the outputs (to minimise); "
+                        f"got {got}{'' if not isinstance(loss, Tensor) or loss.requires_grad else ' without grad'}.")
+    return loss.reshape(())
 
 
 def _train_batches(

@@ -99,7 +99,7 @@ class CandidateEvaluator:
                                           max_batches=spec.bn_batches)
                     t, timings["t_bn_s"] = _lap(t)
                 if (spec.finetune.iterations or 0) > 0 or (spec.finetune.epochs or 0) > 0:
-                    fine_tune(model, p.data, spec.finetune, seed=seed)
+                    fine_tune(model, p.data, spec.finetune, seed=seed, loss_fn=p.objective.loss)
                 t, timings["t_finetune_s"] = _lap(t)
             accuracy = p.accuracy(model, "val", spec.eval_samples)
             t, timings["t_eval_s"] = _lap(t)
@@ -131,7 +131,7 @@ class CandidateEvaluator:
         if p.config.pruning.recalibrate_bn:
             bn = p.config.search.adaptive_bn
             recalibrate_batchnorm(model, p.data.x_train, batch_size=bn.batch_size, max_batches=bn.batches)
-        stats = fine_tune(model, p.data, ft.engine_config(), seed=seed, progress=progress)
+        stats = fine_tune(model, p.data, ft.engine_config(), seed=seed, progress=progress, loss_fn=p.objective.loss)
         counts = p.space.keep_counts(keep_ratios)
         costs = measure_costs(model, p.costs, p.context)  # the exported model: every cost measured
         summary = {

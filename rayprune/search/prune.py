@@ -27,6 +27,7 @@ from ..costs.levels import Level
 from ..errors import NoModelError, UserError
 from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT, is_in_memory
 from ..problem import PruningProblem
+from ..report import format_metric
 from ..results import CandidateWriter, merge_candidates, read_candidates
 from ..text_table import format_table, human
 
@@ -104,6 +105,11 @@ def run_prune(
     for b in problem.budgets:
         constants[f"budget_{b.metric}"] = b.value
         constants[f"limit_{b.metric}"] = problem.limits[b.metric]
+    if agent == "neon" and (problem.data.task != "classification" or problem.objective.custom_metric
+                            or cfg.engine.loss):
+        raise UserError("The neon agent prunes classifiers by their top-1 accuracy (its tolerance is in accuracy "
+                        "points); it does not take data.task: regression, search.metric or engine.loss. Use a "
+                        "search agent (evolution, crl, tpe, random) for those.")
     if agent == "neon":
         summary = _run_neon(problem, out, constants, seed=seed, progress=progress, log=log,
                             options=agent_options or {})
@@ -218,7 +224,10 @@ def _run_neon(problem: PruningProblem, out: Path, constants: dict[str, Any], *, 
     best = result.best_row(frame)
     model, final, plan = result.finalize(seed=seed, progress=progress)
     ratios = [float(r) for r in best["keep_ratios"]]
-    writer.add({**best.to_dict(), "stage": STAGE_FINAL, "finetune_iterations": final["finetune_iterations"],
+    # a column the chosen row leaves empty (the unpruned network has no layer, no regime) is left out: alone in its
+    # shard it would be written as float64 and clash with the search rows' strings when the shards are merged
+    chosen = {k: v for k, v in best.to_dict().items() if v is not None and not (isinstance(v, float) and v != v)}
+    writer.add({**chosen, "stage": STAGE_FINAL, "finetune_iterations": final["finetune_iterations"],
                 "cached": False, "t_finetune_s": final["finetune_seconds"], "accuracy": final["accuracy_val"],
                 "accuracy_final": final["accuracy_test"], "feasible": final["feasible"],
                 **{k: final[k] for k in problem.costs}})
@@ -251,6 +260,7 @@ def _summary(problem: PruningProblem, agent: str, seed: int, ratios: list[float]
         "config_name": cfg.name,
         "model": cfg.model.name,
         "dataset": problem.data.name,
+        "metric": problem.objective.metric_name,
         "budgets": {b.metric: {"value": b.value, "relative": b.relative, "limit": problem.limits[b.metric]}
                     for b in problem.budgets},
         "feasible": bool(feasible),
@@ -275,7 +285,10 @@ def summary_table(summary: dict[str, Any]) -> str:
     for key in [k for k in base if k in pruned]:
         b, p = base[key], pruned[key]
         ratio = f"{p / b:.3f}x" if isinstance(b, (int, float)) and b else "-"
-        if key.startswith("accuracy"):
+        if key.startswith("accuracy") and summary.get("metric", "accuracy") != "accuracy":
+            name = key.replace("accuracy", summary["metric"].rsplit(":", 1)[-1])
+            rows.append([name, format_metric(b, "other"), format_metric(p, "other"), f"{p - b:+.4g}"])
+        elif key.startswith("accuracy"):
             rows.append([key, f"{100 * b:.2f}%", f"{100 * p:.2f}%", f"{100 * (p - b):+.2f} pt"])
         else:
             rows.append([key, human(b), human(p), ratio])

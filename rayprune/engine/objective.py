@@ -1,0 +1,155 @@
+"""What "better" means for a model: the metric every candidate is scored by and the fine-tuning loss.
+
+The defaults follow the data's task: top-1 accuracy and cross-entropy for classification, negative
+mean squared error and MSE for regression. Your own replace either (``search.metric`` and
+``engine.loss`` in a config, ``package.module:function``):
+
+* a metric is ``f(model, split, context) -> float``, higher is better. ``split`` is a
+  :class:`DataSplit` (``name`` 'val' or 'test', tensors ``x`` and ``y`` on the model's device);
+  ``context`` is the run's :class:`~rayprune.costs.CostContext` (its ``options`` are the config's
+  ``costs.options``). The model is in eval mode; the metric must not train it. It is used for the
+  search's cheap score, the re-rank, the final selection and the Pareto front, in place of top-1
+  accuracy (the columns keep the name ``accuracy``).
+* a loss is ``f(outputs, targets) -> scalar tensor`` (like ``torch.nn.functional.mse_loss``),
+  minimised by every fine-tune (the base model's, the re-rank's, the final one).
+
+A metric that raises or returns something other than a finite number makes that candidate an error
+row (the search goes on); on the base model it stops the run before the search with the reason.
+
+>>> import torch
+>>> obj = resolve_objective("regression")
+>>> obj.metric_name, obj.loss(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 1.0])).item()
+('neg_mse', 2.0)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import UserError
+from .evaluate import evaluate, training_mode
+
+__all__ = ["DataSplit", "Objective", "resolve_objective", "accuracy_metric", "neg_mse_metric", "MetricError",
+           "TASKS"]
+
+TASKS = ("classification", "regression")
+
+
+class DataSplit(NamedTuple):
+    """One split handed to a metric: its name ('val', 'test') and its tensors."""
+
+    name: str
+    x: Tensor
+    y: Tensor
+
+
+class MetricError(UserError):
+    """A user metric raised or returned something other than a finite number."""
+
+
+Metric = Callable[[nn.Module, DataSplit, Any], float]
+Loss = Callable[[Tensor, Tensor], Tensor]
+
+
+def accuracy_metric(model: nn.Module, split: DataSplit, context: Any = None) -> float:
+    """Top-1 accuracy in [0, 1] (the classification default)."""
+    return evaluate(model, split.x, split.y)
+
+
+def neg_mse_metric(model: nn.Module, split: DataSplit, context: Any = None, *, batch_size: int = 512) -> float:
+    """Minus the mean squared error over every output (the regression default; higher is better).
+
+    >>> m = nn.Linear(1, 1)
+    >>> with torch.no_grad():
+    ...     _ = m.weight.fill_(1.0), m.bias.zero_()
+    >>> neg_mse_metric(m, DataSplit("val", torch.tensor([[1.0], [2.0]]), torch.tensor([1.0, 4.0])))
+    -2.0
+    """
+    total, count = 0.0, 0
+    with training_mode(model, False), torch.inference_mode():
+        for start in range(0, len(split.x), batch_size):
+            out = model(split.x[start:start + batch_size])
+            target = split.y[start:start + batch_size].to(out.dtype).reshape(out.shape)
+            total += float(((out - target) ** 2).sum())
+            count += target.numel()
+    return -total / max(count, 1)
+
+
+def mse_loss(outputs: Tensor, targets: Tensor) -> Tensor:
+    """MSE with the targets shaped like the outputs (a (N,) target for a (N, 1) output)."""
+    return F.mse_loss(outputs, targets.to(outputs.dtype).reshape(outputs.shape))
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The metric (higher is better) and the fine-tuning loss of a run."""
+
+    metric_name: str
+    metric: Metric
+    loss: Optional[Loss]  # None: cross-entropy with the fine-tune's label smoothing
+    custom_metric: bool = False
+
+    def score(self, model: nn.Module, split: DataSplit, context: Any = None) -> float:
+        """The metric of ``model`` on ``split``, checked: a finite float, else :class:`MetricError`."""
+        try:
+            value = self.metric(model, split, context)
+        except Exception as exc:
+            if not self.custom_metric:
+                raise
+            raise MetricError(f"search.metric {self.metric_name!r} raised on the {split.name} split: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        return checked_metric_value(value, self.metric_name, split.name)
+
+
+def checked_metric_value(value: Any, name: str, split: str = "val") -> float:
+    """``value`` as a float if it is a finite real number, else :class:`MetricError` naming the metric.
+
+    >>> checked_metric_value(torch.tensor(0.5), "m")
+    0.5
+    >>> checked_metric_value(float("nan"), "m")
+    Traceback (most recent call last):
+    ...
+    rayprune.engine.objective.MetricError: search.metric 'm' returned nan on the val split; expected a finite number (higher is better).
+    """
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise MetricError(f"search.metric {name!r} returned a {type(value).__name__} on the {split} split; "
+                          "expected a finite number (higher is better).")
+    if not math.isfinite(float(value)):
+        raise MetricError(f"search.metric {name!r} returned {float(value)} on the {split} split; expected a finite "
+                          "number (higher is better).")
+    return float(value)
+
+
+def resolve_objective(task: str = "classification", metric: Optional[str] = None,
+                      loss: Optional[str] = None) -> Objective:
+    """The objective for ``task`` with the user's ``metric`` / ``loss`` (``package.module:function``)
+    in place of the defaults."""
+    from .._imports import import_object
+
+    if task not in TASKS:
+        raise UserError(f"data.task must be one of {', '.join(TASKS)}; got {task!r}.")
+    if metric is not None:
+        fn = import_object(metric, what="search.metric")
+        if not callable(fn):
+            raise UserError(f"search.metric {metric!r} is a {type(fn).__name__}, not a function.")
+        name, metric_fn, custom = metric, fn, True
+    elif task == "regression":
+        name, metric_fn, custom = "neg_mse", neg_mse_metric, False
+    else:
+        name, metric_fn, custom = "accuracy", accuracy_metric, False
+    if loss is not None:
+        loss_fn = import_object(loss, what="engine.loss")
+        if not callable(loss_fn):
+            raise UserError(f"engine.loss {loss!r} is a {type(loss_fn).__name__}, not a function.")
+    else:
+        loss_fn = mse_loss if task == "regression" else None
+    return Objective(metric_name=name, metric=metric_fn, loss=loss_fn, custom_metric=custom)
