@@ -141,9 +141,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
         print(summary_table(summary))
     if "neon" in summary:
-        n = summary["neon"]
-        print(f"\nneon (tolerance {n['tolerance']:g} pt): x{n['reduction_factor']:.2f} fewer parameters, accuracy "
-              f"{n['accuracy_change_val_points']:+.2f} pt on validation, {n['accuracy_change_test_points']:+.2f} pt on test")
+        from .neon.selection import describe
+        print("\n" + describe(summary["neon"]))
     print(f"\nwrote {Path(args.out) / 'candidates.parquet'} and {Path(args.out) / 'best'}/")
     return 0 if summary["feasible"] else 4
 

@@ -93,7 +93,14 @@ def test_zero_shot_pruning_of_an_unseen_mlp(unseen_csv, tmp_path):
     assert sorted(search["rollout"].unique()) == [0, 1, 2]
     assert search["chosen"].sum() == 1 and (rows["stage"] == "final").sum() == 1
     within = search[search["within_tolerance"]]
-    assert search[search["chosen"]]["params"].iloc[0] == within["params"].min()
+    # the smallest network within tolerance on the decide split is the candidate; the selection split checks it
+    # (docs/neon.md, "Tolerance"): it is handed back, or an earlier network of its own rollout
+    candidate = summary["neon"]["candidate"]
+    at = search[(search["rollout"] == candidate["rollout"]) & (search["step"] == candidate["step"])]
+    assert at["params"].iloc[0] == within["params"].min()
+    picked = search[search["chosen"]].iloc[0]
+    assert picked["rollout"] == candidate["rollout"] and picked["step"] <= candidate["step"]
+    assert (summary["neon"]["outcome"] == "accepted") == (picked["step"] == candidate["step"] > -1)
     # the summary reports what NEON did
     neon = summary["neon"]
     assert summary["agent"] == "neon" and summary["budgets"] == {} and summary["feasible"]
@@ -119,8 +126,11 @@ def test_the_shipped_agent_prunes_an_unseen_network_on_its_own(unseen_csv, tmp_p
     cfg = neon_config(unseen_csv, tmp_path / "cache", tolerance=1.0, rollouts=1)
     summary = run_prune(cfg, tmp_path / "out", agent="neon", progress=False, log=lambda m: None)
     neon = summary["neon"]
-    assert neon["reduction_factor"] > 3.0, neon
-    assert neon["accuracy_change_val_points"] >= -1.0 - 1e-9  # rollback keeps every network within tau
+    # it cuts on the decide split; whether a cut is handed back depends on the check (90 selection samples show a
+    # network within 1 point only if it gains on them): either way the summary says which and why
+    assert neon["candidate"]["reduction_factor"] > 1.5, neon
+    assert neon["outcome"] in ("accepted", "fallback", "unpruned") and neon["reason"]
+    assert neon["accuracy_change_val_points"] >= -1.0 - 1e-9  # within tau on both parts of the validation split
     rows = pd.read_parquet(tmp_path / "out" / "candidates.parquet")
     assert (rows[rows["stage"] == "search"]["keep_fraction"] < 1.0).sum() >= 3  # it chose to cut, repeatedly
 

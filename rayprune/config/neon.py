@@ -119,8 +119,15 @@ class NeonConfig(_Section):
 
     #: a ``rayprune pretrain`` output directory or a policy directory; None: the agent shipped in the package
     checkpoint: Optional[Path] = None
-    #: tau: accuracy loss (points, validation split) the user accepts
+    #: tau: accuracy loss (points) the user accepts; the episodes keep it on the decide part of the validation split,
+    #: the result must be shown to keep it on the selection part (selection_fraction, confidence)
     tolerance: float = Field(1.0, ge=0.0)
+    #: share of the validation split held out as the selection split: the episodes (steps, rollback, retraining's
+    #: early stopping) never see it; it checks the result (docs/neon.md, "Tolerance")
+    selection_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    #: one-sided confidence of the check: the result's accuracy change on the selection split has a lower bound
+    #: (paired score bound) of at least -tolerance at this confidence, else an earlier, larger network is handed back
+    confidence: float = Field(0.9, ge=0.5, lt=1.0)
     #: passes over the hidden layers per episode at prune time (None: as many as the agent was trained with)
     passes: Optional[int] = Field(None, ge=1, le=20)
     #: undo a step that leaves the network more than tau below the unpruned one (after paying its reward),
@@ -137,7 +144,8 @@ class NeonConfig(_Section):
     retrain: NeonRetrainConfig = Field(default_factory=NeonRetrainConfig)
     #: which network of the episode is the result: the last one within tolerance, or the final one
     select: Literal["within_tolerance", "final"] = "within_tolerance"
-    #: episodes at prune time: the greedy one plus (rollouts - 1) sampled ones; the smallest within tolerance wins
+    #: episodes at prune time: the greedy one plus (rollouts - 1) sampled ones; the smallest within tolerance on the
+    #: decide split wins, and is then checked on the selection split
     #: (1: the method as published; BENCHMARKS.md: 4 prunes more at tau = 1, within 1 point)
     rollouts: int = Field(4, ge=1)
     #: fine-tune the whole chosen network with search.final_finetune before export

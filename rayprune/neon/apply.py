@@ -1,19 +1,27 @@
 """``--agent neon``: prune a new dense network with a pretrained NEON policy, inference only.
 
 The policy is loaded with plain PyTorch (:func:`~rayprune.neon.policy.load_policy`; the shipped
-agent unless ``neon.checkpoint`` names another) and drives one episode on the problem's base
-model and dataset: at each hidden layer it picks a keep fraction, the layer is pruned and the
-touched layers retrained (:class:`~rayprune.neon.episode.PruningEpisode`). Nothing is learnt.
+agent unless ``neon.checkpoint`` names another) and drives episodes on the problem's base model
+and dataset: at each hidden layer it picks a keep fraction, the layer is pruned and the touched
+layers retrained (:class:`~rayprune.neon.episode.PruningEpisode`). Nothing is learnt.
 
-Every state of the episode — the unpruned network (``step = -1``) and the network after each
-step — is a candidate row (``stage = "search"``) with the usual columns plus NEON's (``rollout``,
-``step``, ``pass``, ``layer``, ``keep_fraction``, ``removed_percent``, ``accuracy_change``,
-``reward``, ``regime``, ``tolerance``, ``within_tolerance``, ``chosen``). The result is the row
-with ``chosen = True``: by default the last state whose validation accuracy is within τ of the
-unpruned network's (``neon.select = "within_tolerance"``; the unpruned one if none is), or the
-episode's final network (``"final"``, the method as published). With ``neon.rollouts = n`` the
-greedy episode is joined by ``n − 1`` episodes sampled from the policy and the smallest chosen
-network within tolerance wins.
+The validation split is cut in two first (:func:`~rayprune.neon.selection.selection_split`): the
+episodes see only the **decide** part (rollback, reward, retraining's early stopping), and the
+**selection** part checks the result. Every state of every episode — the unpruned network
+(``step = -1``) and the network after each step — is a candidate row (``stage = "search"``) with
+the usual columns (``accuracy``: on the decide split) plus NEON's (``rollout``, ``step``, ``pass``,
+``layer``, ``keep_fraction``, ``removed_percent``, ``accuracy_change``, ``reward``, ``regime``,
+``tolerance``, ``within_tolerance`` — all on the decide split — ``selection_accuracy_change`` and
+``selection_lower_bound``, in points on the selection split, and ``chosen``).
+
+How the result is chosen: each rollout ends with the last state within τ on the decide split
+(``neon.select = "within_tolerance"``; ``"final"``: the episode's last state, the method as
+published); of those within τ the smallest wins (``neon.rollouts``: the greedy episode plus
+``n − 1`` sampled ones). Its path, from the unpruned network up to it, is then walked on the
+selection split (:func:`~rayprune.neon.selection.check_path`): the result is the last network
+whose accuracy change is shown to be at least −τ (the lower bound of a one-sided paired
+interval at ``neon.confidence``), the unpruned network if the first cut is not. The summary
+(``neon``) says which (``outcome``: accepted, fallback, unpruned) and why (``reason``).
 
 The chosen network itself (its retrained weights) is what ``rayprune prune`` exports: its kept
 neurons, in the original network's indices, become a pruning plan on the base architecture, so
@@ -24,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import os
 import socket
 import time
@@ -37,9 +44,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from rayprune.engine import fine_tune
+from rayprune.engine import evaluate, fine_tune
 from rayprune.neon.episode import PruningEpisode
+from rayprune.neon.interval import PairedChange
 from rayprune.neon.policy import NeonPolicy, load_policy
+from rayprune.neon.selection import SelectionSplit, check_path, correct, resolution_points, selection_split
 from rayprune.neon.settings import EpisodeSettings
 from rayprune.neon.training import RetrainSettings
 from rayprune.pruning import PruningPlan, PruningSpace
@@ -113,13 +122,17 @@ def run_episode(
 @dataclass
 class NeonResult:
     """What ``search_neon`` hands back to ``run_prune``: the chosen network, which it builds and
-    exports itself instead of re-building a candidate from keep ratios."""
+    exports itself instead of re-building a candidate from keep ratios, and the selection split
+    that checked it (``finalize`` checks a fine-tuned network on it again)."""
 
     problem: Any
     state: _State
     tolerance: float
     policy_dir: str
     info: dict[str, Any] = field(default_factory=dict)
+    split: SelectionSplit | None = None
+    base_correct: np.ndarray | None = None
+    confidence: float = 0.9
 
     def best_row(self, frame: pd.DataFrame) -> pd.Series:
         """The chosen candidate's row in ``frame`` (the rows this search wrote)."""
@@ -130,7 +143,11 @@ class NeonResult:
 
     def finalize(self, *, seed: int = 0, progress: bool = False) -> tuple[nn.Module, dict[str, Any], PruningPlan]:
         """The chosen network (optionally fine-tuned with ``search.final_finetune``), its measured
-        costs and accuracies, and the plan that replays it on the base architecture."""
+        costs and accuracies, and the plan that replays it on the base architecture.
+
+        A fine-tuned network is checked on the selection split like the path before it (the next
+        test of the same sequence); one that cannot be shown within τ is not exported: the chosen
+        network goes out as it was, and the summary says so."""
         p = self.problem
         model = copy.deepcopy(self.state.model).to(p.device).eval()
         started = time.perf_counter()
@@ -139,6 +156,18 @@ class NeonResult:
             stats = fine_tune(model, p.data, p.config.search.final_finetune.engine_config(), seed=seed, progress=progress)
             iterations = int(stats["iterations"])
             model.eval()
+            if self.split is not None:
+                change = PairedChange.of(self.base_correct, correct(model, self.split.x, self.split.y),
+                                         confidence=self.confidence)
+                kept = change.within(self.tolerance)
+                self.info["final_finetune_kept"] = kept
+                if kept:
+                    self.info["selection"].update(change.to_dict())
+                else:
+                    self.info["reason"] += (f"; the fine-tuned network was not exported: on the selection split it is "
+                                            f"{change.points:+.2f} pt, at least {change.lower_points:+.2f} pt, not shown "
+                                            f"within {self.tolerance:g} pt")
+                    model = copy.deepcopy(self.state.model).to(p.device).eval()
         seconds = time.perf_counter() - started
         costs = p.measure(model)
         example = torch.zeros((1, *p.data.input_shape))
@@ -184,17 +213,84 @@ def _row(problem, episode: PruningEpisode, record: dict[str, Any] | None, rollou
         "reward": record["reward"] if record else 0.0, "regime": record["regime"] if record else None,
         "rolled_back": bool(record.get("rolled_back", False)) if record else False,
         "accuracy_change": episode.accuracy_change, "tolerance": episode.tolerance,
-        "within_tolerance": episode.accuracy_change >= -episode.tolerance, "chosen": False,
+        "within_tolerance": episode.accuracy_change >= -episode.tolerance,
+        "selection_accuracy_change": None, "selection_lower_bound": None, "chosen": False,
     }
     row["t_total_s"] = row["t_build_s"] + row["t_finetune_s"] + row["t_eval_s"] + row["t_costs_s"]
     return row
 
 
-def _choose(states: list[_State], select: str) -> _State:
+def _choose(states: list[_State], select: str) -> int:
+    """Index of the rollout's network on the decide split: its last state (``final``) or its last
+    state within τ (the unpruned network if none is)."""
     if select == "final":
-        return states[-1]
-    within = [s for s in states if s.row["within_tolerance"]]
-    return within[-1] if within else states[0]
+        return len(states) - 1
+    within = [i for i, s in enumerate(states) if s.row["within_tolerance"]]
+    return within[-1] if within else 0
+
+
+def _path(states: list[_State], end: int) -> list[_State]:
+    """The distinct networks of an episode up to ``states[end]``, the unpruned one first (a step that
+    kept its layer or was rolled back leaves the network as it was: it is not a new network)."""
+    path = [states[0]]
+    for state in states[1:end + 1]:
+        if state.row["keep_counts"] != path[-1].row["keep_counts"]:
+            path.append(state)
+    return path
+
+
+def _n_params(model: nn.Module) -> int:
+    return int(sum(t.numel() for t in model.parameters()))
+
+
+def _check(path: list[_State], hits: Callable[[_State], np.ndarray], split: SelectionSplit, base_correct: np.ndarray,
+           *, tolerance: float, confidence: float, base_params: int) -> tuple[_State, dict[str, Any]]:
+    """Walk ``path`` on the selection split (``hits``: a network's per-sample correctness there);
+    the network handed back and the summary's account of it."""
+    walk = check_path(base_correct, [hits(s) for s in path[1:]], tolerance=tolerance, confidence=confidence)
+    result = path[walk.shown]
+    change = walk.result or PairedChange.unchanged(split.samples, confidence=confidence)
+
+    def name(state: _State) -> str:
+        return f"step {state.row['step']} (x{base_params / max(_n_params(state.model), 1):.2f})"
+
+    bound = f"at {100 * confidence:g} % confidence"
+    if len(path) == 1:
+        outcome, reason = "unpruned", "no rollout pruned anything within tolerance on the decide split"
+    elif walk.complete:
+        outcome = "accepted"
+        reason = (f"rollout {result.row['rollout']} {name(result)}: shown within {tolerance:g} pt on the selection split "
+                  f"(at least {change.lower_points:+.2f} pt {bound})")
+    else:
+        failed, stop = walk.failed, path[walk.shown + 1]
+        why = (f"rollout {stop.row['rollout']}'s network after {name(stop)} cannot be shown within {tolerance:g} pt on "
+               f"the selection split ({failed.points:+.2f} pt, at least {failed.lower_points:+.2f} pt {bound})")
+        if walk.shown:
+            outcome = "fallback"
+            reason = (f"{why}; handed back {name(result)} of the same rollout, the last network before it that is "
+                      f"(the rollouts' choice on the decide split was {name(path[-1])})")
+        else:
+            outcome = "unpruned"
+            reason = f"{why}; handed back the unpruned network"
+            best = resolution_points(split.samples, confidence)
+            if -best > tolerance:
+                reason += (f" (on {split.samples} selection samples a network that agrees with the base on every one "
+                           f"is shown within {-best:.2f} pt {bound}, no closer: only one that gets more of them right "
+                           "can be shown within this tolerance; a larger validation split, neon.selection_fraction or "
+                           "tolerance lets the check resolve it)")
+
+    def where(state: _State) -> dict[str, Any]:
+        return {"rollout": state.row["rollout"], "step": state.row["step"],
+                "reduction_factor": base_params / max(_n_params(state.model), 1)}
+
+    info = {"outcome": outcome, "reason": reason, "candidate": where(path[-1]),
+            "path": {"networks": len(path) - 1, "shown": walk.shown},
+            "selection": {**change.to_dict(), "decide_samples": len(split.decide_indices),
+                          "resolution_points": resolution_points(split.samples, confidence),
+                          "interval": "one-sided paired score bound (Tango)"}}
+    if walk.failed is not None:
+        info["stopped_at"] = {**where(path[walk.shown + 1]), **walk.failed.to_dict()}
+    return result, info
 
 
 def episode_settings(neon, policy: NeonPolicy, log: Log = print) -> EpisodeSettings:
@@ -215,8 +311,10 @@ def episode_settings(neon, policy: NeonPolicy, log: Log = print) -> EpisodeSetti
 def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **options: Any) -> NeonResult:
     """Apply a pretrained NEON policy to ``problem`` (zero-shot); rows go to ``writer``.
 
-    ``options`` may override ``tolerance`` and ``checkpoint`` of ``problem.config.neon``;
-    anything else (``address``, ...) is accepted and ignored: NEON needs no Ray at prune time.
+    The episodes decide on part of the validation split; the result is checked on the rest
+    (``neon.selection_fraction``, ``neon.confidence``; module docstring). ``options`` may override
+    ``tolerance`` and ``checkpoint`` of ``problem.config.neon``; anything else (``address``, ...) is
+    accepted and ignored: NEON needs no Ray at prune time.
     """
     neon = problem.config.neon
     tolerance = float(options.get("tolerance") if options.get("tolerance") is not None else neon.tolerance)
@@ -225,21 +323,26 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
     if list(neon.actions) != policy.actions:
         log(f"neon: the agent chooses among its own keep fractions {policy.actions} (neon.actions is ignored)")
     settings = episode_settings(neon, policy, log)
-    data = problem.data.to("cpu")
+    split = selection_split(problem.data.to("cpu"), neon.selection_fraction, seed=seed)
+    data = split.decide
     base = copy.deepcopy(problem.base_model).to("cpu").eval()
+    base_params = _n_params(base)
+    decide_accuracy = float(evaluate(base, data.x_val, data.y_val))
+    base_correct = correct(base, split.x, split.y)
     log(f"neon: agent {policy.directory} (trained on {len(policy.meta.get('training', {}).get('datasets', [])) or '?'} "
         f"datasets), tolerance {tolerance:g} points, {settings.passes} pass(es), "
-        f"{neon.rollouts} rollout(s), select {neon.select!r}, rollback {'on' if settings.rollback else 'off'}")
+        f"{neon.rollouts} rollout(s), select {neon.select!r}, rollback {'on' if settings.rollback else 'off'}; "
+        f"validation split: {len(split.decide_indices)} samples to decide on, {split.samples} to check the result "
+        f"(a network that agrees with the base on all of them is shown within "
+        f"{-resolution_points(split.samples, neon.confidence):.2f} pt at {100 * neon.confidence:g} % confidence)")
     rng = np.random.default_rng(seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny layers: a second thread only waits on a shared core (often 10x slower)
-    chosen: list[_State] = []
-    all_states: list[_State] = []
+    rollouts: list[list[_State]] = []
     started = time.time()
     try:
         for r in range(neon.rollouts):
-            episode = settings.episode(base, data, tolerance=tolerance, seed=seed + r,
-                                       base_accuracy=problem.base_accuracy["val"],
+            episode = settings.episode(base, data, tolerance=tolerance, seed=seed + r, base_accuracy=decide_accuracy,
                                        importance=problem.config.pruning.importance,
                                        ignored_layers=problem.config.pruning.ignored_layers)
             if episode.roots != [g.root for g in problem.space.groups]:
@@ -255,33 +358,42 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
                 if record is not None:
                     log(f"neon [rollout {r} step {record['step'] + 1}/{ep.total_steps}] layer {record['layer']} "
                         f"keep {record['keep_fraction']:.2f}: width {record['width_before']} -> {record['width_after']}, "
-                        f"params {row.get('params', ep.params):.0f}, val accuracy {100 * ep.accuracy:.2f}% "
+                        f"params {row.get('params', ep.params):.0f}, decide accuracy {100 * ep.accuracy:.2f}% "
                         f"({ep.accuracy_change:+.2f} pt), reward {record['reward']:.4g} ({record['regime']}"
                         + (f", rolled back: tried {record['tried_accuracy_change']:+.2f} pt" if record.get("rolled_back") else "")
                         + ")")
 
             keep_state(None, episode)
             run_episode(policy, episode, greedy=(r == 0), rng=rng, on_step=keep_state)
-            pick = _choose(states, neon.select)
-            chosen.append(pick)
-            all_states += states
+            rollouts.append(states)
     finally:
         torch.set_num_threads(threads)
-    within = [s for s in chosen if s.row["within_tolerance"]]
-    winner = min(within, key=lambda s: s.row.get("params", math.inf)) if within else chosen[0]
+    # the choice on the decide split: per rollout its network, then the smallest of those within τ
+    ends = [_choose(states, neon.select) for states in rollouts]
+    within = [r for r, (states, end) in enumerate(zip(rollouts, ends)) if states[end].row["within_tolerance"]]
+    best = min(within, key=lambda r: _n_params(rollouts[r][ends[r]].model)) if within else 0
+    # ... checked on the selection split, along the winner's path
+    path = _path(rollouts[best], ends[best]) if within else rollouts[best][:1]
+    every = [s for rollout in rollouts for s in rollout]
+    hits = {id(s): correct(s.model, split.x, split.y) for s in every}
+    winner, check = _check(path, lambda s: hits[id(s)], split, base_correct, tolerance=tolerance,
+                           confidence=neon.confidence, base_params=base_params)
     winner.row["chosen"] = True
-    for state in all_states:
+    original = rollouts[0][0].row["keep_counts"]
+    for state in every:  # every network's change on the selection split, for the rows (the walk used its path's)
+        change = PairedChange.unchanged(split.samples, confidence=neon.confidence) \
+            if state.row["keep_counts"] == original else \
+            PairedChange.of(base_correct, hits[id(state)], confidence=neon.confidence)
+        state.row["selection_accuracy_change"] = change.points
+        state.row["selection_lower_bound"] = change.lower_points
         writer.add(state.row)
-    base_params = problem.base_costs.get("params")
     info = {
         "select": neon.select, "rollouts": neon.rollouts, "passes": settings.passes, "actions": list(policy.actions),
+        "confidence": neon.confidence, "selection_fraction": neon.selection_fraction, **check,
         "chosen_rollout": winner.row["rollout"], "chosen_step": winner.row["step"],
         "search_accuracy_change_points": winner.row["accuracy_change"], "search_seconds": time.time() - started,
-        "keep_counts": winner.row["keep_counts"],
+        "keep_counts": winner.row["keep_counts"], "search_reduction_factor": base_params / max(_n_params(winner.model), 1),
     }
-    if base_params and winner.row.get("params"):
-        info["search_reduction_factor"] = base_params / winner.row["params"]
-    log(f"neon: chose rollout {winner.row['rollout']} step {winner.row['step']}: "
-        + (f"x{info['search_reduction_factor']:.2f} fewer parameters, " if "search_reduction_factor" in info else "")
-        + f"validation accuracy {winner.row['accuracy_change']:+.2f} pt (tolerance {tolerance:g})")
-    return NeonResult(problem=problem, state=winner, tolerance=tolerance, policy_dir=str(policy.directory), info=info)
+    log(f"neon: {check['outcome']}: {check['reason']}")
+    return NeonResult(problem=problem, state=winner, tolerance=tolerance, policy_dir=str(policy.directory), info=info,
+                      split=split, base_correct=base_correct, confidence=neon.confidence)
