@@ -38,11 +38,19 @@ def test_error_rows_and_ok_rows_merge_into_one_file(tmp_path):
 
 def test_every_row_gets_a_unique_id_and_the_constants(tmp_path):
     w = CandidateWriter(tmp_path, constants={"trial_id": "t", "seed": 3}, name="t", flush_every=2)
-    w.extend([ok_row(i) for i in range(5)])
+    for i in range(5):
+        w.add(ok_row(i))
     w.flush()
     rows = read_candidates(tmp_path)
     assert len(rows) == 5 and rows["row_id"].is_unique and set(rows["seed"]) == {3}
     assert len(list((tmp_path / "candidates").glob("*.parquet"))) == 3  # flush_every=2: 2 + 2 + 1
+
+
+def test_a_batch_added_at_once_is_one_shard(tmp_path):
+    w = CandidateWriter(tmp_path, name="t", flush_every=2)
+    w.extend([ok_row(i) for i in range(5)])  # one search batch: one file, one fsync
+    assert len(list((tmp_path / "candidates").glob("*.parquet"))) == 1
+    assert len(read_candidates(tmp_path)) == 5 and w.rows_written == 5
     assert not [p for p in (tmp_path / "candidates").iterdir() if p.name.startswith(".")]  # no temp files left
 
 

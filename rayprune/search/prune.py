@@ -160,6 +160,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
         run = SearchRun(searcher, space, pool.score_batch, spec=spec, writer=writer,
                         evaluations=cfg.search.evaluations, seed=seed, log=log)
         log(f"{agent}: scoring {cfg.search.evaluations} candidates ({spec.kind}) on {len(pool.actors)} evaluator(s)")
+        warn_idle_evaluators(cfg, len(pool.actors), log)
         from ..telemetry import Telemetry
 
         telemetry = Telemetry({"sweep": constants["sweep_id"], "trial": constants["trial_id"], "budget": level.name})
@@ -194,6 +195,14 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
     }, feasible=result.feasible, evaluations=int(len(search_rows)))
     summary["onnx_error"] = result.onnx_error
     return summary
+
+
+def warn_idle_evaluators(cfg: Config, evaluators: int, log: Log) -> None:
+    """A batch smaller than the evaluators leaves some idle every step (BENCHMARKS.md, "Scale")."""
+    if cfg.search.batch_size < evaluators:
+        log(f"warning: search.batch_size {cfg.search.batch_size} < {evaluators} evaluators: "
+            f"{evaluators - cfg.search.batch_size} of them idle in every batch; set search.batch_size to at least "
+            f"{2 * evaluators} (two chunks per evaluator) to use them.")
 
 
 def _factory_of(problem: PruningProblem):

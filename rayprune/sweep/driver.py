@@ -88,6 +88,9 @@ def _check_resources(cfg: Config, log: Log) -> None:
             f"cluster ({parts}). Lower evaluation.evaluators / evaluation.cpus / evaluation.gpus or sweep.trial_cpus, "
             "or set sweep.wait_for_resources: true on an autoscaling cluster."
         )
+    from ..search.prune import warn_idle_evaluators
+
+    warn_idle_evaluators(cfg, cfg.evaluation.evaluators, log)
     per_trial = need.get("CPU", 0.0)
     log(f"Each trial reserves {need} (trial + {cfg.evaluation.evaluators} evaluators); "
         f"the cluster has {have.get('CPU', 0):g} CPUs / {have.get('GPU', 0):g} GPUs "
