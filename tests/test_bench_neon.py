@@ -1,0 +1,72 @@
+"""benchmarks/bench_neon.py (issue #15): its episode methods go through the product's search_neon (decide
+split, then the check on the selection split), and its tables report the within-τ-on-test share next to
+the check's outcomes. Small: one tiny network, one pass, and synthetic rows for the tables."""
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rayprune.neon.networks import NetworkSpec
+from rayprune.neon.policy import load_policy
+from rayprune.neon.selection import OUTCOMES
+from rayprune.neon.suite import load_suite_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_neon", ROOT / "benchmarks" / "bench_neon.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scripted_rules_run_through_search_neon_and_hand_back_its_network(bench):
+    data = load_suite_dataset("moons", seed=0)
+    spec = NetworkSpec("moons", (16, 8), ("none", "none", "none"), ("relu", "relu"), seed=0)
+    model = spec.build(2, 2).eval()
+    problem = bench.neon_problem(SimpleNamespace(spec=spec), model, data, seed=0)
+    agent = load_policy()
+    max_cut = bench.ScriptedPolicy(agent, lambda rng: int(np.argmin(agent.actions)), "max_cut")
+    check = {"selection_fraction": 0.5, "confidence": 0.9}
+    for policy in (None, max_cut):
+        pruned, info = bench.run_checked(problem, {"tolerance": 5.0, "rollouts": 1, "passes": 1, **check}, 0,
+                                         policy=policy)
+        row = bench.check_columns(info)
+        assert row["outcome"] in OUTCOMES and row["sel_samples"] + row["decide_samples"] == len(data.y_val)
+        assert info["search_reduction_factor"] == pytest.approx(bench.n_params(model) / bench.n_params(pruned))
+        if row["outcome"] != "unpruned":  # what comes back is shown within τ on the selection split
+            assert row["sel_lower"] >= -5.0
+    # the rule took the agent's place: max_cut's first step cuts the most a step can (keep 0.6)
+    assert info["candidate"]["reduction_factor"] > 1.0 or info["path"]["networks"] == 0
+    assert torch.equal(next(model.parameters()), next(problem.base_model.parameters()))  # base untouched
+
+
+def _rows(within_neon: list[bool], outcomes: list[str]) -> pd.DataFrame:
+    rows = []
+    for i, (ok, outcome) in enumerate(zip(within_neon, outcomes)):
+        rows.append({"fold": "A", "network": f"n{i}", "method": "neon_x4", "tolerance": 1.0, "select": np.nan,
+                     "reduction": 30.0 if outcome != "unpruned" else 1.0, "delta_test": -0.2 if ok else -3.0,
+                     "outcome": outcome, "candidate_reduction": 40.0, "sel_change": 0.0, "sel_lower": -0.9})
+        rows.append({"fold": "A", "network": f"n{i}", "method": "magnitude_at_tol", "tolerance": 1.0, "select": np.nan,
+                     "reduction": 10.0, "delta_test": -1.0})  # exactly −τ: within
+    return pd.DataFrame(rows)
+
+
+def test_summaries_report_within_tau_on_test_and_the_check(bench):
+    rows = _rows([True, True, True, False], ["accepted", "fallback", "unpruned", "accepted"])
+    table = bench.summarise(rows)
+    neon = next(line for line in table.splitlines() if "| neon_x4 |" in line)
+    assert "| 75% | 25% | 25% |" in neon  # within τ on test, unpruned, fallback
+    magnitude = next(line for line in table.splitlines() if "| magnitude_at_tol |" in line)
+    assert "| 100% | – | – |" in magnitude
+    old = rows.drop(columns=["outcome", "candidate_reduction", "sel_change", "sel_lower"])  # a pre-#15 rows.csv
+    seeds = bench.summarise_seeds([rows, _rows([True] * 4, ["accepted"] * 4), old])
+    line = next(line for line in seeds.splitlines() if "| neon_x4 |" in line)
+    assert "(75%, 100%, 75%)" in line and "met in 1 of 3" in line
