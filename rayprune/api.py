@@ -5,7 +5,7 @@ config), the data (a :class:`rayprune.data.Dataset`, ``(x, y)`` splits, torch Da
 name), budgets as a dict, and any config section as a keyword argument. They build the same
 validated :class:`rayprune.config.Config` as a YAML file would — the same checks, the same errors —
 and run the same code as ``rayprune prune`` / ``rayprune sweep``
-(:func:`rayprune.search.prune.run_prune`, :func:`rayprune.sweep.driver.run_sweep`); the command
+(:func:`rayprune.search.prune.run_prune`, :func:`rayprune.sweeps.driver.run_sweep`); the command
 line is the YAML front end of the same two functions.
 
 A model handed over as an object is used as the trained base model (never retrained) and travels
@@ -380,7 +380,7 @@ def sweep(
     from .config import parse_config
     from .pruning import load_pruned
     from .results import exported_rows, read_candidates
-    from .sweep.driver import SWEEP_FILE, load_state, run_sweep
+    from .sweeps.driver import SWEEP_FILE, load_state, run_sweep
 
     log_fn: Log = log if log is not None else (lambda m: None)
     out_dir = Path(out) if out is not None else _default_out("sweep")

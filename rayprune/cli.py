@@ -162,7 +162,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep.driver import parse_levels, run_sweep
+    from .sweeps.driver import parse_levels, run_sweep
 
     if args.resume:
         summary = run_sweep(None, args.out, address=args.address, resume=True)  # type: ignore[arg-type]
@@ -191,7 +191,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from .submit import submit_sweep
-    from .sweep.driver import parse_levels
+    from .sweeps.driver import parse_levels
 
     cfg = _load(args)  # validated here, before anything reaches the cluster
     levels = dict(parse_levels(t) for t in args.budgets) if args.budgets else dict(cfg.sweep.budgets) or {

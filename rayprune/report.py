@@ -22,7 +22,7 @@ __all__ = ["make_report", "summary_text", "front_table", "agent_table"]
 
 def _load(out: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     from .results import read_candidates
-    from .sweep.driver import load_state
+    from .sweeps.driver import load_state
 
     state = load_state(out)
     rows = read_candidates(out)  # the shards: complete even when candidates.parquet was not merged yet

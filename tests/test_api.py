@@ -66,6 +66,13 @@ def ray_session():
 
 
 # -- configs from keyword arguments (no Ray) ---------------------------------------------------------
+def test_rayprune_sweep_stays_the_function_after_the_sweep_machinery_is_imported():
+    import rayprune.sweeps.driver  # noqa: F401 - a package named like the function would replace it here
+
+    assert callable(rayprune.sweep) and callable(rayprune.prune) and rayprune.sweep.__module__ == "rayprune.api"
+
+
+
 def test_keyword_arguments_build_the_same_validated_config_as_yaml():
     cfg = build_config(model="small_cnn", data="digits", budgets={"params": "30%", "latency_ms": 4},
                        agent="tpe", evaluations=64, sections={"pruning": {"min_keep": 0.2}})

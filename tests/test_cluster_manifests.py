@@ -370,7 +370,7 @@ def test_dockerfile_pins_the_cluster_versions():
 
 def test_sweep_config_is_valid_and_one_trial_fits_on_one_gpu_worker():
     from rayprune.config import load_config
-    from rayprune.sweep.trainable import placement_bundles
+    from rayprune.sweeps.trainable import placement_bundles
 
     cfg = load_config(CLUSTER / "sweep-gpu.yaml")
     assert cfg.evaluation.gpus > 0

@@ -199,9 +199,8 @@ def test_two_constraints_with_a_user_cost_and_the_export_meets_both(ray_session,
     assert summary["feasible"]
     rows = pd.read_parquet(tmp_path / "candidates.parquet")
     assert {"conv_channels", "limit_conv_channels", "params"} <= set(rows.columns)
-    # conv channels do not grow with MACs under this params budget: the search cannot aim at the
-    # budget through its MACs proxy, says so, and the selection exports a candidate that meets it
-    assert any("'conv_channels' does not grow with MACs" in m for m in messages)
+    # a black-box budget next to an analytic one: the search aims at it through its MACs proxy (fitted
+    # from the rows), and the selection exports a candidate that meets both, measured in a new process
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[2]); import rayprune; from crl_user_costs import conv_channels\n"
         "m = rayprune.load_pruned(sys.argv[1])\n"

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rayprune.sweep.pareto import front_history, pareto_front, pareto_mask
+from rayprune.sweeps.pareto import front_history, pareto_front, pareto_mask
 
 
 def brute_force(acc, costs):

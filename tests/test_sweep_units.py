@@ -7,7 +7,7 @@ import pytest
 from rayprune.config import parse_config
 from rayprune.costs.levels import contains, levels_from_config
 from rayprune.errors import UserError
-from rayprune.sweep.driver import load_state, parse_levels, sweep_agents
+from rayprune.sweeps.driver import load_state, parse_levels, sweep_agents
 
 
 def test_parse_levels_reads_one_constraint_and_names_bad_input():

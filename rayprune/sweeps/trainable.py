@@ -7,7 +7,7 @@ actors never wait for resources the trial did not reserve. The trial runs the se
 and checkpoints every ``sweep.checkpoint_seconds`` (and at the end). On a (re)start it drops the
 rows it wrote after the checkpoint it resumes from — all of its rows when there is none — so a
 restarted trial neither loses nor repeats a row. Selection, re-rank, final fine-tunes and export
-happen once for the whole sweep, after every trial is done (:mod:`rayprune.sweep.driver`).
+happen once for the whole sweep, after every trial is done (:mod:`rayprune.sweeps.driver`).
 """
 
 from __future__ import annotations
