@@ -7,7 +7,8 @@ the driver (the ``rayprune prune`` process) and of each evaluator actor (process
 sample. Reports, per process, RSS once 10 % of the candidates are scored, at 50 %, at 100 %, the
 peak, and the growth per 1,000 candidates between 10 % and 100 % (a least-squares slope)::
 
-    python benchmarks/bench_memory.py --agent evolution --evaluations 2000 --out benchmarks/results/memory/evolution.json
+    python benchmarks/bench_memory.py --agent random --evaluations 2000 --model vgg11 --width 0.25 --data mnist5k \
+        --out benchmarks/results/memory/random_vgg11_2000.json
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import numpy as np
 
 CONFIG = """
 name: memory
-model: {name: small_cnn, kwargs: {width_mult: 1.0}}
-data: {name: digits, device: cpu}
+model: {name: MODEL, kwargs: {width_mult: WIDTH}}
+data: {name: DATA, device: cpu}
 base_training: {epochs: 3, lr: 0.05, batch_size: 64}
 pruning: {min_keep: 0.2}
 budgets: {params: 0.3}
@@ -107,15 +108,31 @@ def summarise(samples: list[dict], total: int) -> dict:
     return out
 
 
+def _cached(out: Path) -> dict | None:
+    """Search rows and how many were served from the evaluators' cache (fresh ones exercise memory)."""
+    try:
+        import pandas as pd
+
+        rows = pd.read_parquet(out / "candidates.parquet")
+    except Exception:  # noqa: BLE001 - a failed run has no merged file
+        return None
+    search = rows[rows["stage"] == "search"]
+    return {"search_rows": int(len(search)), "cached": int(search["cached"].sum())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--agent", default="evolution")
     ap.add_argument("--evaluations", type=int, default=2000)
+    ap.add_argument("--model", default="small_cnn", help="zoo model (vgg11 gives a space where few candidates repeat)")
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--data", default="digits")
     ap.add_argument("--out")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rp-mem-"))
     cfg = work / "memory.yaml"
-    cfg.write_text(CONFIG.replace("EVALS", str(args.evaluations)))
+    cfg.write_text(CONFIG.replace("EVALS", str(args.evaluations)).replace("MODEL", args.model)
+                   .replace("WIDTH", str(args.width)).replace("DATA", args.data))
     env = {**os.environ, "RAYPRUNE_CACHE": str(work / "cache"), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "rayprune.cli", "prune", str(cfg), "--agent", args.agent, "--out", str(work / "out")]
     started = time.time()
@@ -144,6 +161,7 @@ def main() -> None:
     result = {
         "command": " ".join(cmd), "agent": args.agent, "evaluations": args.evaluations, "returncode": proc.returncode,
         "seconds": round(time.time() - started, 1), "memory": summarise(samples, args.evaluations),
+        "cached": _cached(work / "out"),
         "samples": samples, "tail": "".join(lines[-12:]),
     }
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=1))
