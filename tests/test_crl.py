@@ -117,6 +117,17 @@ def test_killed_evaluator_is_restarted_and_every_row_lands_once(ray_session, cac
     assert summary["feasible"]
 
 
+def test_the_pools_score_cache_is_bounded_and_a_search_runs_through_evictions(ray_session, cache, tmp_path, pools,
+                                                                               monkeypatch):
+    import rayprune.evaluation.pool as pool_module
+
+    monkeypatch.setattr(pool_module, "SCORE_CACHE_SIZE", 4)
+    summary = run_prune(tiny(cache, agent="random", evaluations=16), tmp_path, progress=False, log=lambda m: None)
+    rows = pd.read_parquet(tmp_path / "candidates.parquet")
+    assert (rows["stage"] == "search").sum() == 16 and summary["feasible"]
+    assert pools and all(len(p._cache) <= 4 for p in pools)
+
+
 def test_a_dead_pool_stops_the_search_and_keeps_what_it_scored(ray_session, cache, tmp_path, pools):
     from rayprune.evaluation.pool import PoolDeadError
 

@@ -89,6 +89,17 @@ def test_scores_are_rows_with_their_kind_and_one_schema_on_error(problem):
     assert set(bad) == set(row)  # the same columns whatever the status
 
 
+def test_the_score_cache_keeps_the_newest_rows_only(problem):
+    ev = CandidateEvaluator(problem, cache_size=2)
+    cheap = ScoreSpec.adaptive_bn(bn_batches=1, bn_batch_size=32, eval_samples=50)
+    g = problem.space.num_groups
+    for r in (0.9, 0.7, 0.5):
+        assert not ev.score([r] * g, cheap)["cached"]
+    assert ev.score([0.5] * g, cheap)["cached"] and ev.score([0.7] * g, cheap)["cached"]
+    assert not ev.score([0.9] * g, cheap)["cached"]  # the oldest was dropped: scored again
+    assert len(ev._cache) == 2
+
+
 # -- agents ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("agent_name", ["random", "sequential_random", "evolution", "tpe", "uniform"])
 def test_every_candidate_meets_the_analytic_budget_of_its_level(problem, levels, agent_name, tmp_path):

@@ -29,7 +29,7 @@ from ..engine import fine_tune, recalibrate_batchnorm
 from ..problem import PruningProblem
 from ..pruning.rounding import candidate_id
 from ..pruning.space import KeepRatios
-from .score import ScoreSpec
+from .score import SCORE_CACHE_SIZE, ScoreSpec
 
 __all__ = ["CandidateEvaluator", "candidate_id"]
 
@@ -41,11 +41,13 @@ class CandidateEvaluator:
     """Builds and scores candidates of one :class:`PruningProblem`.
 
     Identical candidates (same channel counts after rounding) scored the same way are measured
-    once; later requests get the first row with ``cached=True``.
+    once; later requests get the first row with ``cached=True`` (the last ``cache_size`` distinct
+    ones: an older repeat is scored again).
     """
 
-    def __init__(self, problem: PruningProblem) -> None:
+    def __init__(self, problem: PruningProblem, *, cache_size: int = SCORE_CACHE_SIZE) -> None:
         self.problem = problem
+        self.cache_size = max(1, int(cache_size))
         self._cache: dict[tuple[str, str], dict[str, Any]] = {}
         analytic = problem.analytic if problem.analytic.exact else None
         self._analytic_names = [n for n in problem.costs if analytic is not None and n in ANALYTIC_COSTS]
@@ -115,6 +117,8 @@ class CandidateEvaluator:
         row.update(timings)
         row["t_total_s"] = sum(timings.values())
         self._cache[key] = row
+        if len(self._cache) > self.cache_size:  # dicts keep insertion order: drop the oldest
+            del self._cache[next(iter(self._cache))]
         return dict(row)
 
     def score_many(self, ratios: Sequence[KeepRatios], spec: ScoreSpec, seeds: Sequence[int]) -> list[dict[str, Any]]:

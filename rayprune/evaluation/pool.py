@@ -32,7 +32,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from ..problem import PruningProblem
 from ..pruning.rounding import candidate_id, keep_counts
 from .evaluator import Evaluator, _driver_pythonpath
-from .score import ScoreSpec
+from .score import SCORE_CACHE_SIZE, ScoreSpec
 
 __all__ = ["EvaluationTimeout", "Evaluator", "EvaluatorPool", "PoolDeadError"]
 
@@ -173,6 +173,8 @@ class EvaluatorPool:
             else:
                 self.cache_hits += 1
                 results.append({**row, "cached": True})
+        while len(self._cache) > SCORE_CACHE_SIZE:  # after the batch has read its rows: oldest first
+            del self._cache[next(iter(self._cache))]
         return results
 
     def _run(self, todo: list[int], ratios, spec: ScoreSpec, seeds, keys, chunk_size: Optional[int]) -> None:

@@ -31,6 +31,10 @@ __all__ = ["ScoreSpec", "SCORE_KINDS", "score_specs"]
 SCORE_KINDS = ("adaptive_bn", "finetune")
 
 
+#: distinct (candidate, score) rows an evaluator and the pool keep for repeats; the oldest go first
+#: beyond it (a few KB each: a 10⁵-candidate search must not grow without bound)
+SCORE_CACHE_SIZE = 50_000
+
 @dataclass(frozen=True)
 class ScoreSpec:
     """One way of scoring a candidate (see the module docstring)."""
