@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_load import rss_mib  # benchmarks/ is on sys.path when this script runs
 
 CONFIG = """
 name: memory
@@ -45,16 +46,6 @@ evaluation: {evaluators: 2, cpus: 0.75}
 """
 
 SCORED = re.compile(r"batch \d+: (\d+)/(\d+) scored")
-
-
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def _parent(pid: int) -> int | None:

@@ -33,13 +33,14 @@ Example (the embedded data; about a minute on 2 CPU cores)::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Union
 
 from .errors import UserError, UserTypeError
 from .names import in_memory_name, is_in_memory
@@ -149,6 +150,11 @@ def build_config(
     from .config import parse_config
 
     base = _base_dict(config)
+    if budgets is not None:  # replace, not merge: the budgets given are the budgets
+        base["budgets"] = {k: _budget_entry(k, v) for k, v in budgets.items()}
+    if levels is not None:
+        base["sweep"] = {**base.get("sweep", {}), "budgets": {
+            k: [v] if isinstance(v, (int, float)) else list(v) for k, v in levels.items()}}
     over: dict[str, Any] = {}
     for key, value in (sections or {}).items():
         if not isinstance(value, Mapping) and key not in ("name", "seed", "budgets"):
@@ -156,35 +162,24 @@ def build_config(
                                 f"{key}={{...}}); got {type(value).__name__}.")
         over[key] = value
     if model is not None:
-        over.setdefault("model", {})
-        over["model"] = {**over["model"], "name": model if isinstance(model, str) else
+        over["model"] = {**over.get("model", {}), "name": model if isinstance(model, str) else
                          in_memory_name(type(model).__name__)}
-    if data is not None:
-        label = data if isinstance(data, str) else in_memory_name(getattr(data, "name", "") or "")
-        over["data"] = {**over.get("data", {}), "name": label}
-    if device is not None:
-        over["data"] = {**over.get("data", {}), "device": device}
     task = getattr(data, "task", None) if task is None else task  # a rayprune Dataset knows its task
-    if task is not None:
-        over["data"] = {**over.get("data", {}), "task": task}
+    data_over = {k: v for k, v in (
+        ("name", None if data is None else data if isinstance(data, str) else
+         in_memory_name(getattr(data, "name", "") or "")),
+        ("device", device), ("task", task)) if v is not None}
+    if data_over:
+        over["data"] = {**over.get("data", {}), **data_over}
     if seed is not None:
         over["seed"] = seed
-    search = dict(over.get("search", {}))
-    if agent is not None:
-        search["agent"] = agent
-    if evaluations is not None:
-        search["evaluations"] = evaluations
+    search = {**over.get("search", {}), **{k: v for k, v in (("agent", agent), ("evaluations", evaluations))
+                                           if v is not None}}
     if search:
         over["search"] = search
     if agents is not None:
         over["sweep"] = {**over.get("sweep", {}), "agents": list(agents)}
-    merged = parse_config(base, overrides=over).model_dump(mode="json")
-    if budgets is not None:  # replace, not merge: the budgets given are the budgets
-        merged["budgets"] = {k: _budget_entry(k, v) for k, v in budgets.items()}
-    if levels is not None:
-        merged.setdefault("sweep", {})["budgets"] = {k: list(v) if not isinstance(v, (int, float)) else [v]
-                                                     for k, v in levels.items()}
-    return parse_config(merged, source="rayprune API arguments")
+    return parse_config(base, source="rayprune API arguments", overrides=over)
 
 
 # -- problem -----------------------------------------------------------------------------------------
@@ -244,6 +239,19 @@ def _unpruned_factory(model: Any) -> Optional[Callable[[], "nn.Module"]]:
         return None
     template = copy.deepcopy(model).to("cpu")
     return lambda: copy.deepcopy(template)
+
+
+@contextlib.contextmanager
+def _base_staging(out_dir: Path) -> Iterator[Path]:
+    """A scratch folder for a base model trained here (a named model on in-memory data); moved into
+    ``out_dir`` when the run succeeds (the run refuses a non-empty ``out_dir`` when it starts)."""
+    staging = Path(tempfile.mkdtemp(prefix="rayprune-base-"))
+    try:
+        yield staging
+        for trained in staging.iterdir():
+            shutil.move(str(trained), out_dir / trained.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _default_out(kind: str) -> Path:
@@ -311,23 +319,16 @@ def prune(
     """
     from .pruning import load_pruned
     from .results import read_candidates
-    from .search.prune import run_prune
+    from .search.prune import check_out_dir, run_prune
 
     log_fn: Log = log if log is not None else (lambda m: None)
     cfg = build_config(config, model=model, data=data, budgets=budgets, agent=agent, evaluations=evaluations,
                        seed=seed, device=device, task=task, sections=sections)
     out_dir = Path(out) if out is not None else _default_out("prune")
-    from .search.prune import check_out_dir
-
     check_out_dir(out_dir)  # before the base model or the data cost anything
-    staging = Path(tempfile.mkdtemp(prefix="rayprune-base-"))
-    try:
+    with _base_staging(out_dir) as staging:
         problem = _problem(model, data, cfg, staging, progress=progress, log=log_fn)
         summary = run_prune(cfg, out_dir, progress=progress, log=log_fn, problem=problem, address=address)
-        for trained in staging.iterdir():  # a named model trained here on in-memory data: kept with the run
-            shutil.move(str(trained), out_dir / trained.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     factory = _unpruned_factory(model) if problem is not None and is_in_memory(cfg.model.name) else None
     pruned = load_pruned(out_dir / "best", factory=factory)
     return PruneResult(model=pruned, summary=summary, candidates=read_candidates(out_dir), out=out_dir)
@@ -377,9 +378,12 @@ def sweep(
     """
     import json
 
+    import pandas as pd
+
     from .config import parse_config
     from .pruning import load_pruned
     from .results import exported_rows, read_candidates
+    from .search.prune import check_out_dir
     from .sweeps.driver import SWEEP_FILE, load_state, run_sweep
 
     log_fn: Log = log if log is not None else (lambda m: None)
@@ -396,18 +400,11 @@ def sweep(
             over["sweep"] = {**over.get("sweep", {}), "seeds": seeds}
         cfg = build_config(config, model=model, data=data, budgets=budgets, levels=levels, agents=agents,
                            evaluations=evaluations, seed=seed, device=device, task=task, sections=over)
-        from .search.prune import check_out_dir
-
         check_out_dir(out_dir, what="sweep")
-    staging = Path(tempfile.mkdtemp(prefix="rayprune-base-"))
-    try:
+    with _base_staging(out_dir) as staging:
         problem = _problem(model, data, cfg, staging, progress=False, log=log_fn)
         summary = run_sweep(None if resume else cfg, out_dir, address=address, resume=resume, log=log_fn,
                             verbose=verbose, problem=problem)
-        for trained in staging.iterdir():
-            shutil.move(str(trained), out_dir / trained.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     rows = read_candidates(out_dir)
     finals = exported_rows(rows) if not rows.empty else rows
     factory = _unpruned_factory(model) if is_in_memory(cfg.model.name) else None
@@ -417,8 +414,6 @@ def sweep(
         if isinstance(path, str) and Path(path).is_dir():
             models[str(row["level"])] = load_pruned(path, factory=factory)
     front_path = out_dir / "pareto.parquet"
-    import pandas as pd
-
     front = pd.read_parquet(front_path) if front_path.is_file() else pd.DataFrame()
     state = json.loads((out_dir / SWEEP_FILE).read_text())
     return SweepResult(front=front, models=models, candidates=rows, summary=summary, out=out_dir,
