@@ -24,7 +24,7 @@ from .models import check_input_shape
 from .names import is_in_memory
 from .pruning import PruningSpace
 
-__all__ = ["PruningProblem", "resolve_device", "configured_dataset"]
+__all__ = ["PruningProblem", "resolve_device", "configured_dataset", "config_in_memory"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -41,6 +41,12 @@ def _split_of(data: Dataset, split: str) -> DataSplit:
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test'; got {split!r}")
     return DataSplit(split, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
+
+
+def config_in_memory(cfg: Config) -> bool:
+    """Whether ``cfg`` names a model or data handed over as an object (the Python API): a problem
+    that cannot be rebuilt from the config alone."""
+    return is_in_memory(cfg.model.name) or is_in_memory(cfg.data.name)
 
 
 def configured_dataset(cfg: Config) -> Dataset:
@@ -150,7 +156,7 @@ class PruningProblem:
     def in_memory(self) -> bool:
         """Whether the model or the data was handed over as an object (the Python API): the problem
         cannot be rebuilt from the config, so other processes get it through :meth:`shareable`."""
-        return is_in_memory(self.config.model.name) or is_in_memory(self.config.data.name)
+        return config_in_memory(self.config)
 
     def shareable(self) -> dict[str, Any]:
         """What another process needs to rebuild this problem without re-training or re-measuring:

@@ -34,7 +34,7 @@ from .._io import atomic_write_text
 from ..config import Config, parse_config
 from ..costs.levels import Level, levels_from_config
 from ..errors import UserError
-from ..names import SELECTION_TRIAL, STAGE_SEARCH, STAGE_SELECT, is_in_memory
+from ..names import SELECTION_TRIAL, STAGE_SEARCH, STAGE_SELECT
 from ..results import exported_rows, merge_candidates, read_candidates, write_parquet_atomic
 from .pareto import front_history, pareto_front
 from .trainable import SweepSetup, placement_bundles, sweep_trial, trial_name
@@ -156,7 +156,7 @@ def run_sweep(
     API's model and data in memory); a resumed sweep of such a problem needs it passed again."""
     from ray import tune
 
-    from ..problem import PruningProblem
+    from ..problem import PruningProblem, config_in_memory
     from ..ray_session import connect
     from ..search.prune import check_reachable
 
@@ -165,7 +165,7 @@ def run_sweep(
         state = load_state(out, what="--resume")
         cfg = parse_config(state["config"], source=str(out / SWEEP_FILE))
         setup = SweepSetup(**state["setup"])
-        if problem is None and (is_in_memory(cfg.model.name) or is_in_memory(cfg.data.name)):
+        if problem is None and config_in_memory(cfg):
             raise UserError(f"--resume: the sweep in {out} prunes a model handed over in memory; resume it from "
                             "Python with the same model and data: rayprune.sweep(model, data, out=..., resume=True).")
         connect(address, log=log, metadata={"rayprune": "sweep", "config": cfg.name, "out": str(out)})
