@@ -84,8 +84,9 @@ import rayprune.neon.apply as neon_apply
 from rayprune.config import load_config, parse_config
 from rayprune.config.neon import NeonConfig
 from rayprune.engine import evaluate
-from rayprune.neon.apply import search_neon
+from rayprune.neon.apply import NeonResult, search_neon
 from rayprune.neon.env import EpisodeSettings
+from rayprune.neon.interval import PairedChange
 from rayprune.neon.networks import (
     NetworkCache,
     NetworkSettings,
@@ -95,6 +96,7 @@ from rayprune.neon.networks import (
 )
 from rayprune.neon.policy import NeonPolicy, load_policy, resolve_policy_dir
 from rayprune.neon.pretrain import run_pretrain
+from rayprune.neon.selection import check_path, correct
 from rayprune.neon.suite import GROUPS, SuiteSplit
 from rayprune.neon.training import RetrainSettings, train_early_stopping
 from rayprune.problem import PruningProblem
@@ -169,13 +171,27 @@ def neon_problem(record, model, data, seed: int) -> PruningProblem:
 
 
 def run_checked(problem: PruningProblem, neon: dict[str, Any], seed: int, *,
-                policy: ScriptedPolicy | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+                policy: ScriptedPolicy | None = None) -> tuple[torch.nn.Module, dict[str, Any], NeonResult]:
     """One ``search_neon`` call with these ``neon`` settings: the network the product hands back
-    (what ``rayprune prune`` exports, ``neon.final_finetune`` off) and its ``summary.json`` block."""
+    (what ``rayprune prune`` exports, ``neon.final_finetune`` off), its ``summary.json`` block and
+    the result (its selection split and checked path, for :func:`recheck`)."""
     cfg = problem.config.model_copy(update={"neon": NeonConfig.model_validate(neon)})
     with agent_in_place(policy):
         result = search_neon(dataclasses.replace(problem, config=cfg), None, _Rows(), seed, log=lambda m: None)
-    return result.state.model.eval(), result.info
+    return result.state.model.eval(), result.info, result
+
+
+def recheck(result: NeonResult, tolerance: float, confidence: float) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """What the product would have handed back from the same episodes at another ``neon.confidence``:
+    the same walk (:func:`check_path`) along the same path on the same selection split."""
+    split, path = result.split, result.path
+    walk = check_path(result.base_correct, [correct(s.model, split.x, split.y) for s in path[1:]],
+                      tolerance=tolerance, confidence=confidence)
+    change = walk.result or PairedChange.unchanged(split.samples, confidence=confidence)
+    outcome = "unpruned" if walk.shown == 0 else ("accepted" if walk.complete else "fallback")
+    return path[walk.shown].model.eval(), {"outcome": outcome, "path_networks": len(path) - 1, "path_shown": walk.shown,
+                                           "sel_samples": split.samples, "confidence": confidence,
+                                           "sel_change": change.points, "sel_lower": change.lower_points}
 
 
 def check_columns(info: dict[str, Any]) -> dict[str, Any]:
@@ -295,6 +311,9 @@ def main(argv=None) -> int:
                         help="neon.selection_fraction: share of the validation split held out to check the result")
     parser.add_argument("--confidence", type=float, default=defaults.confidence,
                         help="neon.confidence: one-sided confidence of the selection-split bound")
+    parser.add_argument("--also-confidences", default="",
+                        help="comma-separated other neon.confidence values to score from the same episodes (the "
+                             "check re-walked on the same path and selection split; rows named e.g. 'neon_x4 c=0.7')")
     parser.add_argument("--crl-networks", type=int, default=1, help="networks per held-out dataset also pruned by crl")
     parser.add_argument("--crl-iterations", type=int, default=3)
     parser.add_argument("--reward-units", choices=["percent", "fraction"], default=None,
@@ -320,6 +339,9 @@ def main(argv=None) -> int:
     datasets = set(args.datasets.split(",")) if args.datasets else None
     check = {"selection_fraction": args.selection_fraction, "confidence": args.confidence}
     NeonConfig.model_validate(check)  # a bad value fails here, not after the first fold's pretraining
+    also = [float(c) for c in args.also_confidences.split(",") if c.strip()]
+    for c in also:
+        NeonConfig.model_validate({"confidence": c})
     torch.set_num_threads(1)
     if args.agent_checkpoint is None:  # pretraining trains the missing networks as Ray tasks
         connect(include_dashboard=False)
@@ -391,15 +413,22 @@ def main(argv=None) -> int:
                     return None
                 t0 = time.time()
                 agent = rules.get(method.split("_x")[0])
-                pruned, info = run_checked(problem, {"checkpoint": str(agent_dir), "tolerance": tau, "rollouts": rollouts,
-                                                     **check, **neon}, seed, policy=agent)
+                pruned, info, result = run_checked(problem, {"checkpoint": str(agent_dir), "tolerance": tau,
+                                                             "rollouts": rollouts, **check, **neon}, seed, policy=agent)
                 label = method + (" (published)" if rule == "final" else "")
                 if not todo(method, tau, rule):
                     return n_params(pruned)
-                row = record_row(method, tau, rule, pruned, time.time() - t0, rollouts=rollouts, **check_columns(info))
+                seconds = time.time() - t0
+                row = record_row(method, tau, rule, pruned, seconds, rollouts=rollouts, **check_columns(info))
                 log(f"  {label:<20} τ={tau:g}: {row['outcome']:<8} x{row['reduction']:.2f} (candidate "
                     f"x{row['candidate_reduction']:.2f}); selection {row['sel_change']:+.2f} pt, at least "
                     f"{row['sel_lower']:+.2f} ({row['sel_samples']} samples); test {row['delta_test']:+.2f} pt")
+                if rule == "":  # the same episodes checked at the other confidences
+                    for c in also:
+                        if todo(f"{method} c={c:g}", tau, rule):
+                            other, columns = recheck(result, tau, c)
+                            record_row(f"{method} c={c:g}", tau, rule, other, seconds, rollouts=rollouts,
+                                       candidate_reduction=row["candidate_reduction"], **columns)
                 return row["params"]
 
             def neon_params(tau: float) -> int:

@@ -36,8 +36,14 @@ def test_scripted_rules_run_through_search_neon_and_hand_back_its_network(bench)
     max_cut = bench.ScriptedPolicy(agent, lambda rng: int(np.argmin(agent.actions)), "max_cut")
     check = {"selection_fraction": 0.5, "confidence": 0.9}
     for policy in (None, max_cut):
-        pruned, info = bench.run_checked(problem, {"tolerance": 5.0, "rollouts": 1, "passes": 1, **check}, 0,
-                                         policy=policy)
+        pruned, info, result = bench.run_checked(problem, {"tolerance": 5.0, "rollouts": 1, "passes": 1, **check}, 0,
+                                                 policy=policy)
+        # the same walk at the same confidence hands back the same network; a looser one never a larger one
+        same, columns = bench.recheck(result, 5.0, 0.9)
+        assert bench.n_params(same) == bench.n_params(pruned) and columns["outcome"] == info["outcome"]
+        looser, _ = bench.recheck(result, 5.0, 0.5)
+        assert bench.n_params(looser) <= bench.n_params(pruned)
+        assert result.path[0].row["keep_counts"] == [16, 8]  # the walk starts at the unpruned network
         row = bench.check_columns(info)
         assert row["outcome"] in OUTCOMES and row["sel_samples"] + row["decide_samples"] == len(data.y_val)
         assert info["search_reduction_factor"] == pytest.approx(bench.n_params(model) / bench.n_params(pruned))

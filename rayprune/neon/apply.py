@@ -133,6 +133,8 @@ class NeonResult:
     split: SelectionSplit | None = None
     base_correct: np.ndarray | None = None
     confidence: float = 0.9
+    #: the networks the check walked: the unpruned one, then the chosen rollout's up to its choice
+    path: list[_State] = field(default_factory=list)
 
     def best_row(self, frame: pd.DataFrame) -> pd.Series:
         """The chosen candidate's row in ``frame`` (the rows this search wrote)."""
@@ -396,4 +398,4 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
     }
     log(f"neon: {check['outcome']}: {check['reason']}")
     return NeonResult(problem=problem, state=winner, tolerance=tolerance, policy_dir=str(policy.directory), info=info,
-                      split=split, base_correct=base_correct, confidence=neon.confidence)
+                      split=split, base_correct=base_correct, confidence=neon.confidence, path=path)
