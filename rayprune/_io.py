@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_torch_save", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_directory", "atomic_path", "atomic_torch_save", "atomic_write_bytes", "atomic_write_text",
+           "replace_directory"]
 
 
 @contextlib.contextmanager
@@ -85,3 +87,67 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """A hidden staging folder to fill with ``path``'s new content; on a clean exit it takes ``path``'s place.
+
+    A reader of ``path`` sees the old folder or the whole new one, never a mix of the two (a pruned
+    model's new weights under its old spec). If filling fails, the staging folder is removed and
+    ``path`` is left as it was. See :func:`replace_directory` for the swap.
+
+    >>> import tempfile, pathlib
+    >>> model = pathlib.Path(tempfile.mkdtemp()) / "best"
+    >>> with atomic_directory(model) as tmp:
+    ...     _ = (tmp / "spec.json").write_text("{}")
+    >>> sorted(p.name for p in model.iterdir()), sorted(p.name for p in model.parent.iterdir())
+    (['spec.json'], ['best'])
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(target)
+    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+    staging.mkdir()
+    try:
+        yield staging
+        for item in staging.rglob("*"):
+            if item.is_file():
+                _fsync_file(item)
+        _fsync_dir(staging)
+        replace_directory(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def replace_directory(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move the folder ``source`` to ``target``, replacing what ``target`` held, by two renames.
+
+    ``target`` is first renamed to a hidden ``.NAME.<random>.old`` sibling, then ``source`` to
+    ``target``, then the old folder is removed. A crash between the two renames leaves ``target``
+    missing with both the old and the new folder whole under hidden names (:func:`stale_copies`
+    names them); at no moment does ``target`` hold a part of either. Both must be on one file system.
+    """
+    source, target = Path(source), Path(target)
+    old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.old")
+    if target.exists():
+        os.rename(target, old)
+    os.rename(source, target)
+    _fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def stale_copies(path: str | os.PathLike) -> list[Path]:
+    """Hidden staging (``.tmp``) and replaced (``.old``) folders of ``path`` left by a crash."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        return []
+    return sorted(p for p in target.parent.glob(f".{target.name}.*") if p.is_dir() and p.suffix in (".tmp", ".old"))
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove what a crashed earlier replacement of ``target`` left, once ``target`` itself is whole."""
+    if target.exists():
+        for stale in stale_copies(target):
+            shutil.rmtree(stale, ignore_errors=True)

@@ -1,8 +1,9 @@
 """Mini-batches and augmentation for tensors that already live on the training device.
 
-The datasets rayprune fine-tunes on fit in device memory, so the whole split is moved there once and
-each batch is an index into it: no DataLoader workers, no host↔device copy per batch. Augmentation
-runs on the batch, on the same device, vectorised over samples.
+Data that fits in device memory is moved there once and each batch is an index into it: no
+DataLoader workers, no host↔device copy per batch. Augmentation runs on the batch, on the same
+device, vectorised over samples. (Data too large for that streams through a DataLoader instead:
+:class:`~rayprune.data.source.LoaderBatches`, the same epochs from a torch Dataset.)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "AUGMENT_KINDS",
     "Augment",
     "DeviceBatches",
+    "EpochBatches",
     "crop_flip",
     "make_augment",
     "random_crop_flip",
@@ -31,7 +33,50 @@ Augment = Callable[[Tensor, torch.Generator], Tensor]
 """An on-device batch augmentation: ``(batch, generator) -> augmented batch`` of the same shape."""
 
 
-class DeviceBatches:
+class EpochBatches:
+    """Mini-batches ``(xb, yb)`` by epoch: ``iter()`` gives the next epoch, :meth:`infinite` cycles.
+
+    Subclasses say how many batches an epoch has (``__len__``) and produce the batches of a given
+    epoch (:meth:`epoch_batches`), deterministically from ``(seed, epoch)``.
+    """
+
+    seed: int = 0
+    epoch: int = 0
+    """The epoch the next ``iter()`` will produce; advanced by one per ``iter()``."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def epoch_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """The batches of one given epoch, without advancing :attr:`epoch`."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        return self.epoch_batches(epoch)
+
+    def infinite(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """Cycle through epochs forever, for iteration-based training loops.
+
+        Example:
+            >>> batches = DeviceBatches(torch.zeros(3, 1), torch.zeros(3), batch_size=2)
+            >>> stream = batches.infinite()
+            >>> [len(next(stream)[0]) for _ in range(4)]
+            [2, 1, 2, 1]
+        """
+        if len(self) == 0:
+            raise UserError(
+                f"Cannot cycle through batches: {self._size()} samples with batch_size="
+                f"{self.batch_size} and drop_last={self.drop_last} give no batch per epoch."
+            )
+        while True:
+            yield from iter(self)
+
+    def _size(self) -> int:
+        raise NotImplementedError
+
+
+class DeviceBatches(EpochBatches):
     """Iterate ``(xb, yb)`` mini-batches of tensors that already live on the target device.
 
     Each epoch draws its permutation (and the augmentation's randomness) from a fresh
@@ -74,20 +119,18 @@ class DeviceBatches:
         self.drop_last = drop_last
         self.seed = int(seed)
         self.epoch = 0
-        """The epoch the next ``iter()`` will produce; advanced by one per ``iter()``."""
 
     def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return batch_count(len(self.x), self.batch_size, self.drop_last)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        return self.epoch_batches(epoch)
+    def _size(self) -> int:
+        return len(self.x)
 
     def epoch_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         """The batches of one given epoch, without advancing :attr:`epoch`."""
-        generator = torch.Generator(device=self.x.device)
-        generator.manual_seed(_epoch_seed(self.seed, epoch))
+        generator = None
+        if self.shuffle or self.augment is not None:  # in order without augmentation: nothing to draw
+            generator = epoch_generator(self.seed, epoch, self.x.device)
         order = None
         if self.shuffle:
             order = torch.randperm(len(self.x), generator=generator, device=self.x.device)
@@ -102,22 +145,21 @@ class DeviceBatches:
                 xb = self.augment(xb, generator)
             yield xb, yb
 
-    def infinite(self) -> Iterator[tuple[Tensor, Tensor]]:
-        """Cycle through epochs forever, for iteration-based training loops.
 
-        Example:
-            >>> batches = DeviceBatches(torch.zeros(3, 1), torch.zeros(3), batch_size=2)
-            >>> stream = batches.infinite()
-            >>> [len(next(stream)[0]) for _ in range(4)]
-            [2, 1, 2, 1]
-        """
-        if len(self) == 0:
-            raise UserError(
-                f"Cannot cycle through batches: {len(self.x)} samples with batch_size="
-                f"{self.batch_size} and drop_last={self.drop_last} give no batch per epoch."
-            )
-        while True:
-            yield from iter(self)
+def batch_count(n: int, batch_size: int, drop_last: bool) -> int:
+    """Batches per epoch of ``n`` samples.
+
+    >>> batch_count(10, 4, False), batch_count(10, 4, True)
+    (3, 2)
+    """
+    return n // batch_size if drop_last else math.ceil(n / batch_size)
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device | str) -> torch.Generator:
+    """The generator every epoch's permutation and augmentation draw from, on ``device``."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(_epoch_seed(seed, epoch))
+    return generator
 
 
 def crop_flip(

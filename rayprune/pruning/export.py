@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
-from .._io import atomic_path, atomic_torch_save, atomic_write_text
+from .._io import atomic_directory, atomic_path, atomic_torch_save, atomic_write_text, stale_copies
 from ..errors import UserError
 from ..names import is_in_memory
 from .plan import PruningPlan, apply_plan
@@ -55,6 +55,10 @@ def save_pruned(
 ) -> Path:
     """Write ``model`` (already pruned by ``plan``) to ``directory`` and return the directory.
 
+    The folder is filled under a hidden name and then takes ``directory``'s place whole
+    (:func:`rayprune._io.atomic_directory`): a reader, or a process killed mid-export, sees the
+    previous export or the new one, never the new weights under the old spec.
+
     ``architecture`` holds the keyword arguments of :func:`rayprune.models.load_model` that rebuild
     the *unpruned* architecture (without its checkpoint); ``None`` if it cannot be rebuilt, in
     which case only the pickled module can be loaded.
@@ -65,8 +69,15 @@ def save_pruned(
     """
     from .. import __version__
 
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(directory) as staging:  # the old export or the whole new one, never a mix
+        _write_model_files(model, staging, architecture=architecture, plan=plan, input_shape=input_shape,
+                           extra=extra, torchscript=torchscript, version=__version__)
+    return Path(directory)
+
+
+def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: PruningPlan, input_shape: Sequence[int],
+                       extra, torchscript: bool, version: str) -> None:
+    """Every file of a pruned-model directory into the (empty) folder ``out``; ``spec.json`` last."""
     cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_torch_save(cpu_state, out / WEIGHTS_FILE)
     module_copy = copy.deepcopy(model).to("cpu").eval()  # the caller's model keeps its mode
@@ -89,7 +100,7 @@ def save_pruned(
     onnx_error = _write_onnx(module_copy, out / ONNX_FILE, input_shape)
     spec = {
         "format": SPEC_FORMAT,
-        "rayprune_version": __version__,
+        "rayprune_version": version,
         "torch_version": torch.__version__,
         "architecture": dict(architecture) if architecture is not None else None,
         "input_shape": list(input_shape),
@@ -104,7 +115,6 @@ def save_pruned(
         **(dict(extra) if extra else {}),
     }
     atomic_write_text(out / SPEC_FILE, json.dumps(spec, indent=1))
-    return out
 
 
 def _write_onnx(model: nn.Module, path: Path, input_shape: Sequence[int]) -> Optional[str]:
@@ -125,9 +135,13 @@ def read_spec(directory: str | os.PathLike) -> dict:
     """Read and check ``spec.json`` of a pruned-model directory (data only: nothing is imported)."""
     path = Path(directory) / SPEC_FILE
     if not path.is_file():
+        stale = [p for p in stale_copies(directory) if (p / SPEC_FILE).is_file()]
+        hint = (f" An export into it was interrupted between its two renames; the whole model folders it left are "
+                f"{', '.join(str(p) for p in stale)} (the previous export is the '.old' one, the new the '.tmp' one): "
+                "rename one of them to it." if stale and not Path(directory).exists() else "")
         raise FileNotFoundError(
             f"{path} not found: {directory} is not a rayprune pruned-model directory "
-            f"(expected {SPEC_FILE}, {WEIGHTS_FILE} and {MODULE_FILE})."
+            f"(expected {SPEC_FILE}, {WEIGHTS_FILE} and {MODULE_FILE})." + hint
         )
     try:
         spec = json.loads(path.read_text())

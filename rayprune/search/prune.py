@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from .._io import replace_directory
 from ..config import Config
 from ..costs import measure_latency_ms
 from ..costs.budget import within
@@ -181,9 +182,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
         raise NoModelError(f"No model for {level.name}: {result.error}. Every scored candidate is kept in "
                            f"{out / 'candidates.parquet'}.")
     best = out / "best"
-    if best.exists():
-        shutil.rmtree(best)
-    Path(result.export_path).rename(best)
+    replace_directory(result.export_path, best)  # never a moment with a part of a model under best/
     shutil.rmtree(out / "models", ignore_errors=True)
     from ..pruning import load_pruned
 

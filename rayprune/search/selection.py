@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import pandas as pd
 
+from .._io import atomic_directory
 from ..costs.budget import FEASIBILITY_RTOL, fits
 from ..costs.levels import Level
 from ..evaluation.score import ScoreSpec
@@ -286,10 +287,6 @@ def _final_row(best: pd.Series, level: str, found_for: str, **fields: Any) -> di
 
 
 def _replace_dir(source: Path, target: Path) -> None:
-    """Copy the model directory ``source`` to ``target`` (replacing it) through a temp name."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+    """Copy the model directory ``source`` to ``target``, which a reader sees whole, before or after."""
+    with atomic_directory(target) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
