@@ -13,9 +13,11 @@ Reliability: actors restart on failure (``max_restarts``) and their calls are re
 actors never write rows (the driver side that asked does, once per candidate it asked for), and a
 score is a pure function of the candidate and the score spec. The problem is passed to actors as
 a *nested* ``ObjectRef`` (inside a list), which the actor resolves itself; the pool keeps the
-driver's ref alive so a restarted actor can fetch it again. A call that still fails after its
-retries becomes ``error`` rows; when no evaluator is left alive the pool raises
-:class:`PoolDeadError` instead of producing failures at full speed.
+driver's ref alive so a restarted actor can fetch it again. A call whose actor is lost for good
+(out of restarts, or its node removed) is moved to a live actor (:data:`MAX_MOVES` times at most); a
+call that fails otherwise (the candidates' own error, a timeout) becomes ``error`` rows; when no
+evaluator is left alive the pool raises :class:`PoolDeadError` instead of producing failures at
+full speed.
 """
 
 from __future__ import annotations
@@ -52,6 +54,17 @@ def _describe(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None) if isinstance(exc, ray.exceptions.RayTaskError) else None
     err = cause if isinstance(cause, BaseException) else exc
     return f"{type(err).__name__}: {err}"[:2000]
+
+
+#: How often one call's candidates are moved to another evaluator after theirs was lost (a dead actor
+#: out of retries, a removed node) before they become ``error`` rows.
+MAX_MOVES = 2
+
+
+def _lost_worker(exc: BaseException) -> bool:
+    """Whether a call failed because its actor or node went away (its candidates are not at fault),
+    as opposed to an exception raised while scoring them or a timeout."""
+    return isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError))
 
 
 def _next_deadline(deadlines: dict) -> Optional[float]:
@@ -223,6 +236,7 @@ class EvaluatorPool:
         queued, idle = deque(items), deque(self.live)
         in_flight: dict[ray.ObjectRef, tuple[Any, int]] = {}
         deadlines: dict[ray.ObjectRef, float] = {}
+        moves: dict[int, int] = {}  # id(item) -> times it was moved off a lost actor
         while queued or in_flight:
             while queued and idle:
                 item, a = queued.popleft(), idle.popleft()
@@ -244,9 +258,16 @@ class EvaluatorPool:
                     done(item, ray.get(ref))
                 except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.ObjectLostError,
                         EvaluationTimeout) as exc:
-                    failed(item, exc, a)
-                    if not self._alive(a):
+                    alive = self._alive(a)
+                    if not alive:
                         self._dead.add(a)
+                    if _lost_worker(exc) and self.live and moves.get(id(item), 0) < MAX_MOVES:
+                        # the actor or its node went away (not the candidates' fault): score them elsewhere
+                        moves[id(item)] = moves.get(id(item), 0) + 1
+                        queued.appendleft(item)
+                    else:
+                        failed(item, exc, a)
+                    if not alive:
                         continue
                 idle.append(a)
 
