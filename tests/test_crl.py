@@ -72,6 +72,20 @@ def test_crl_prunes_through_the_pool_with_both_evaluators_busy_at_once(ray_sessi
     assert best["pruned"]["params"] <= best["budgets"]["params"]["limit"]
 
 
+def test_overlapping_batches_keep_both_evaluators_busy_across_the_batch_boundary(ray_session, cache, tmp_path):
+    """random is pipelined: batch k+1 is submitted before batch k is written and told, so an
+    evaluator that finishes batch k's last chunks early starts on batch k+1 (rows' wall times)."""
+    cfg = tiny(cache, agent="random", evaluations=24, score="finetune", finetune={"iterations": 40, "batch_size": 64})
+    summary = run_prune(cfg, tmp_path, progress=False, log=lambda m: None)
+    rows = pd.read_parquet(tmp_path / "candidates.parquet")
+    search = rows[(rows["stage"] == "search") & ~rows["cached"].astype(bool)]
+    assert len(rows[rows["stage"] == "search"]) == 24 and rows["row_id"].is_unique and summary["feasible"]
+    for k in (1, 2):
+        last_of_k = search.loc[search["iteration"] == k, "wall_end"].max()
+        first_of_next = search.loc[search["iteration"] == k + 1, "wall_start"].min()
+        assert first_of_next < last_of_k, f"batch {k + 1} started only after batch {k} had finished"
+
+
 @pytest.fixture
 def pools(monkeypatch):
     """Every EvaluatorPool created during the test, in order (to reach its actors)."""

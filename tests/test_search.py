@@ -331,3 +331,92 @@ def test_the_whole_path_on_a_real_model_exports_a_loadable_model_per_level(probl
     assert accs[0] >= accs[1] >= accs[2]
     staged = read_candidates(tmp_path)
     assert (staged["stage"] == "rerank").sum() >= 3 and (staged["stage"] == "final").sum() == 3
+
+
+# -- overlapping batches ---------------------------------------------------------------------------
+class DeferredPool:
+    """``submit_batch`` that scores only when the result is read, logging submits, reads, asks and tells."""
+
+    def __init__(self, problem, events: list) -> None:
+        self.local, self.events = LocalPool(problem), events
+
+    def submit_batch(self, ratios, spec, seeds):
+        self.events.append(("submit", len(ratios)))
+        pool, events = self.local, self.events
+
+        class Handle:
+            def result(self):
+                events.append(("read", len(ratios)))
+                return pool.score_batch(ratios, spec, seeds)
+
+        return Handle()
+
+
+def _logged(agent, events):
+    ask, tell = agent.ask, agent.tell
+    agent.ask = lambda n=None: (events.append(("ask", n)), ask(n))[1]
+    agent.tell = lambda p, o: (events.append(("tell", len(p))), tell(p, o))[1]
+    return agent
+
+
+def test_pipelined_batches_submit_the_next_before_the_last_is_told_and_resume_exactly(problem, levels, tmp_path):
+    from rayprune.results import drop_rows_after
+
+    space = SearchSpace.from_problem(problem, levels)
+    spec, _ = score_specs(problem.config)
+
+    def new_run(out, events, submit=True):
+        agent = _logged(make_agent("random", space, seed=1, search=problem.config.search), events)
+        writer = CandidateWriter(out, constants={"stage": "search", "trial_id": "t"}, name="t")
+        pool = DeferredPool(problem, events)
+        return SearchRun(agent, space, pool.local.score_batch, submit=pool.submit_batch if submit else None,
+                         spec=spec, writer=writer, evaluations=24, seed=1)
+
+    events: list = []
+    run = new_run(tmp_path / "a", events)
+    assert run.pipelined
+    run.run()
+    kinds = [e[0] for e in events]
+    # batch 2 is asked for and submitted before batch 1 is read and told; 3 after 2 ... and nothing past 24
+    assert kinds == ["ask", "submit", "ask", "submit", "read", "tell", "ask", "submit", "read", "tell", "read", "tell"]
+    assert [e[1] for e in events if e[0] == "ask"] == [24, 16, 8]  # what is left, counting the batch in flight
+    rows = read_candidates(tmp_path / "a")
+    assert len(rows) == 24 and rows["row_id"].is_unique and sorted(rows["iteration"].unique()) == [1, 2, 3]
+
+    # a checkpoint drains the batch in flight; a restart from it proposes what the uninterrupted run did
+    events2: list = []
+    run2 = new_run(tmp_path / "b", events2)
+    run2.step()
+    with pytest.raises(RuntimeError, match="drain"):
+        run2.save(tmp_path / "ckpt")
+    assert run2.drain()["evaluations"] == 16 and run2.drain() is None
+    run2.save(tmp_path / "ckpt")
+    run2.step()  # written, then "lost" with the process
+    resumed = new_run(tmp_path / "b", [])
+    resumed.restore(tmp_path / "ckpt")
+    assert drop_rows_after(tmp_path / "b", "t", resumed.batch) == 8
+    resumed.run()
+    b = read_candidates(tmp_path / "b")
+
+    def order(frame):
+        return frame.sort_values("iteration", kind="stable")["candidate_id"].tolist()
+
+    assert len(b) == 24 and order(b) == order(rows)
+    # the same search without overlap proposes the same candidates (random needs no outcomes)
+    plain = new_run(tmp_path / "c", [], submit=False)
+    assert not plain.pipelined
+    plain.run()
+    assert order(read_candidates(tmp_path / "c")) == order(rows)
+
+
+def test_an_agent_that_needs_the_last_outcomes_is_never_pipelined(problem, levels, tmp_path):
+    space = SearchSpace.from_problem(problem, levels)
+    spec, _ = score_specs(problem.config)
+    agent = make_agent("random", space, seed=1, search=problem.config.search)
+    agent.pipelined = False  # as crl: its next episodes come from the policy the last batch updated
+    events: list = []
+    pool = DeferredPool(problem, events)
+    run = SearchRun(_logged(agent, events), space, pool.local.score_batch, submit=pool.submit_batch, spec=spec,
+                    writer=CandidateWriter(tmp_path, constants={"stage": "search"}, name="t"), evaluations=16)
+    run.run()
+    assert [e[0] for e in events] == ["ask", "tell", "ask", "tell"]  # scored through score(), one at a time

@@ -60,6 +60,10 @@ class SearchAgent(abc.ABC):
 
     #: the name users pick it by (``search.agent``)
     name: str = ""
+    #: whether :meth:`ask` may be called again before the previous batch is told (the loop then
+    #: overlaps batches: the next is scored while the last is written and told); tells still come
+    #: in the order of the asks
+    pipelined: bool = False
 
     def __init__(self, space: SearchSpace, *, seed: int, batch_size: int) -> None:
         import numpy as np

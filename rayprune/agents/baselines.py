@@ -21,6 +21,7 @@ class UniformAgent(SearchAgent):
     per level, then finished."""
 
     name = "uniform"
+    pipelined = True  # its proposals need no outcome of the batch before
 
     def ask(self, n: Optional[int] = None) -> list[Proposal]:
         if self.finished:
@@ -41,6 +42,7 @@ class RandomAgent(SearchAgent):
     """Random directions projected onto the budget boundary, levels in turn."""
 
     name = "random"
+    pipelined = True  # its proposals need no outcome of the batch before
 
     def ask(self, n: Optional[int] = None) -> list[Proposal]:
         levels = self.levels_for(self.batch(n))
@@ -63,6 +65,7 @@ class SequentialRandomAgent(SearchAgent):
     """
 
     name = "sequential_random"
+    pipelined = True  # its proposals need no outcome of the batch before
 
     def __init__(self, space, *, seed: int, batch_size: int) -> None:
         from .env import PruningEnvSpec

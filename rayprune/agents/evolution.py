@@ -48,6 +48,7 @@ def mutate(genes: Sequence[float], *, prob: float, sd: float, low: float, rng: n
 
 class EvolutionAgent(SearchAgent):
     name = "evolution"
+    pipelined = True  # breeds from the population it has: one batch behind when batches overlap
 
     def __init__(self, space: SearchSpace, *, seed: int, batch_size: int, config: EvolutionConfig) -> None:
         super().__init__(space, seed=seed, batch_size=batch_size)

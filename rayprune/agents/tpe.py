@@ -32,6 +32,7 @@ def _optuna():
 
 class TPEAgent(SearchAgent):
     name = "tpe"
+    pipelined = True  # Optuna's constant liar covers the trials of the batch still in flight
 
     def __init__(self, space: SearchSpace, *, seed: int, batch_size: int, config: TPEConfig) -> None:
         super().__init__(space, seed=seed, batch_size=batch_size)

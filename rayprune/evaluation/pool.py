@@ -26,6 +26,7 @@ import math
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import ray
@@ -137,6 +138,8 @@ class EvaluatorPool:
         self._tags = dict(tags or {})
         self._telemetry = None
         self._cache: dict[tuple[str, str], dict[str, Any]] = {}
+        self._scoring_keys: set[tuple[str, str]] = set()  # candidates being scored by a batch in flight
+        self._scoring: Optional[_Dispatcher] = None
         self.evaluations = 0
         self.cache_hits = 0
 
@@ -160,27 +163,79 @@ class EvaluatorPool:
 
     def score_batch(self, ratios: Sequence[Sequence[float]], spec: ScoreSpec, seeds: Optional[Sequence[int]] = None,
                     *, chunk_size: Optional[int] = None) -> list[dict[str, Any]]:
-        """Score candidates on the actors; rows in input order.
+        """Score candidates on the actors; rows in input order (:meth:`submit_batch`, then its result)."""
+        return self.submit_batch(ratios, spec, seeds, chunk_size=chunk_size).result()
+
+    def submit_batch(self, ratios: Sequence[Sequence[float]], spec: ScoreSpec, seeds: Optional[Sequence[int]] = None,
+                     *, chunk_size: Optional[int] = None) -> "PendingBatch":
+        """Start scoring candidates; :meth:`PendingBatch.result` waits for their rows (input order).
 
         Identical candidates (same rounded channel counts, same score) are scored once per pool;
-        repeats get the first row with ``cached=True``. The distinct ones go out in chunks of
-        ``chunk_size`` (default: about two chunks per live actor, so a slow chunk is not waited on
-        alone), gathered with ``ray.wait`` as they finish.
+        repeats get the first row with ``cached=True`` (also across batches in flight together).
+        The distinct ones go out in chunks of ``chunk_size`` (default: about two chunks per live
+        actor, so a slow chunk is not waited on alone). Batches submitted before the earlier ones'
+        results are read share the actors: the next batch's chunks start as soon as an actor is
+        free, so the actors do not wait while the driver writes and tells a finished batch.
         """
         seeds = list(seeds) if seeds is not None else [0] * len(ratios)
         keys = [(candidate_id(self.counts(r)), spec.key) for r in ratios]
         todo: list[int] = []
         seen: set[tuple[str, str]] = set()
         for i, key in enumerate(keys):
-            if key not in self._cache and key not in seen:
+            if key not in self._cache and key not in self._scoring_keys and key not in seen:
                 seen.add(key)
                 todo.append(i)
+        batch = PendingBatch(self, [list(r) for r in ratios], spec, [int(s) for s in seeds], keys, todo)
         if todo:
-            self._run(todo, ratios, spec, seeds, keys, chunk_size)
+            if not self.live:
+                raise PoolDeadError("No evaluator is alive; the search cannot score candidates any more.")
+            self._scoring_keys.update(keys[i] for i in todo)
+            size = chunk_size or max(1, math.ceil(len(todo) / (2 * len(self.live))))
+            self._scorer().add([_Chunk(batch, todo[i:i + size]) for i in range(0, len(todo), size)])
+        return batch
+
+    def _scorer(self) -> "_Dispatcher":
+        """The dispatcher of every scoring call (kept across batches, so that they can overlap)."""
+        if self._scoring is not None:
+            return self._scoring
+        telemetry = self._get_telemetry()
+
+        def submit(chunk: _Chunk, a: int) -> ray.ObjectRef:
+            b = chunk.batch
+            return self.actors[a].score_batch.remote([b.ratios[i] for i in chunk.indices], b.spec,
+                                                     [b.seeds[i] for i in chunk.indices])
+
+        def store(chunk: _Chunk, rows: list[dict[str, Any]]) -> None:
+            for i, row in zip(chunk.indices, rows):
+                key = chunk.batch.keys[i]
+                self._cache[key] = row
+                self._scoring_keys.discard(key)
+                self.evaluations += 1
+
+        def failed(chunk: _Chunk, exc: Exception, a: int) -> None:
+            b = chunk.batch
+            store(chunk, [self._error_row(b.ratios[i], b.spec, exc, a) for i in chunk.indices])
+            telemetry.count("rayprune_candidates_evaluated", len(chunk.indices), status="error")
+
+        def tick(in_flight: dict, queued: deque) -> None:
+            telemetry.gauge("rayprune_evaluations_in_flight", sum(len(c.indices) for c, _ in in_flight.values()))
+            telemetry.gauge("rayprune_evaluations_queued", sum(len(c.indices) for c in queued))
+
+        self._scoring = _Dispatcher(
+            self, submit, store, failed,
+            timeout=lambda chunk: None if self.timeout_s is None else self.timeout_s * len(chunk.indices),
+            limit=lambda chunk: f"{len(chunk.indices)} candidate(s) x evaluation.timeout_s={self.timeout_s:g}",
+            dead=lambda queued: (f"Every evaluator died; {sum(len(c.indices) for c in queued)} candidates were left "
+                                 "unscored (rows already written are kept)."),
+            tick=tick)
+        return self._scoring
+
+    def _rows(self, batch: "PendingBatch") -> list[dict[str, Any]]:
+        """A finished batch's rows from the cache, in input order; then the cache is trimmed."""
         results = []
-        fresh = set(todo)
-        for i, key in enumerate(keys):
-            row = self._cache[key]
+        fresh = set(batch.todo)
+        for i, key in enumerate(batch.keys):
+            row = self._cache[key] if key in self._cache else batch.known[key]
             if i in fresh:
                 results.append(dict(row))
             else:
@@ -188,88 +243,18 @@ class EvaluatorPool:
                 results.append({**row, "cached": True})
         while len(self._cache) > SCORE_CACHE_SIZE:  # after the batch has read its rows: oldest first
             del self._cache[next(iter(self._cache))]
+        if self._scoring is not None and not self._scoring.busy:
+            telemetry = self._get_telemetry()
+            telemetry.gauge("rayprune_evaluations_in_flight", 0)
+            telemetry.gauge("rayprune_evaluations_queued", 0)
         return results
-
-    def _run(self, todo: list[int], ratios, spec: ScoreSpec, seeds, keys, chunk_size: Optional[int]) -> None:
-        if not self.live:
-            raise PoolDeadError("No evaluator is alive; the search cannot score candidates any more.")
-        size = chunk_size or max(1, math.ceil(len(todo) / (2 * len(self.live))))
-        telemetry = self._get_telemetry()
-
-        def submit(chunk: list[int], a: int) -> ray.ObjectRef:
-            return self.actors[a].score_batch.remote([list(ratios[i]) for i in chunk], spec,
-                                                     [int(seeds[i]) for i in chunk])
-
-        def store(chunk: list[int], rows: list[dict[str, Any]]) -> None:
-            for i, row in zip(chunk, rows):
-                self._cache[keys[i]] = row
-                self.evaluations += 1
-
-        def failed(chunk: list[int], exc: Exception, a: int) -> None:
-            store(chunk, [self._error_row(ratios[i], spec, exc, a) for i in chunk])
-            telemetry.count("rayprune_candidates_evaluated", len(chunk), status="error")
-
-        def tick(in_flight: dict, queued: deque) -> None:
-            telemetry.gauge("rayprune_evaluations_in_flight", sum(len(c) for c, _ in in_flight.values()))
-            telemetry.gauge("rayprune_evaluations_queued", sum(len(c) for c in queued))
-
-        self._dispatch(
-            [todo[i:i + size] for i in range(0, len(todo), size)], submit, store, failed,
-            timeout=lambda chunk: None if self.timeout_s is None else self.timeout_s * len(chunk),
-            limit=lambda chunk: f"{len(chunk)} candidate(s) x evaluation.timeout_s={self.timeout_s:g}",
-            dead=lambda queued: (f"Every evaluator died; {sum(len(c) for c in queued)} candidates were left "
-                                 "unscored (rows already written are kept)."),
-            tick=tick)
-        telemetry.gauge("rayprune_evaluations_in_flight", 0)
-        telemetry.gauge("rayprune_evaluations_queued", 0)
 
     def _dispatch(self, items: list, submit: Callable, done: Callable, failed: Callable, *,
                   timeout: Callable, limit: Callable, dead: Callable, tick: Optional[Callable] = None) -> None:
-        """Run every item on the live actors, one call per actor at a time, results as they come.
-
-        ``submit(item, actor) -> ref`` starts a call; ``done(item, result)`` or
-        ``failed(item, exc, actor)`` takes its outcome. A call past ``timeout(item)`` seconds (None: no
-        limit) is stopped (:meth:`_hung`, the message naming ``limit(item)``) and fails; after a
-        failure an actor that no longer answers is dropped, and with none left and work queued
-        :class:`PoolDeadError` (``dead(queued)``) stops the run.
-        """
-        queued, idle = deque(items), deque(self.live)
-        in_flight: dict[ray.ObjectRef, tuple[Any, int]] = {}
-        deadlines: dict[ray.ObjectRef, float] = {}
-        moves: dict[int, int] = {}  # id(item) -> times it was moved off a lost actor
-        while queued or in_flight:
-            while queued and idle:
-                item, a = queued.popleft(), idle.popleft()
-                ref = submit(item, a)
-                in_flight[ref] = (item, a)
-                if (seconds := timeout(item)) is not None:
-                    deadlines[ref] = time.monotonic() + seconds
-            if tick is not None:
-                tick(in_flight, queued)
-            if not in_flight:  # every actor died with work left
-                raise PoolDeadError(dead(queued))
-            finished, _ = ray.wait(list(in_flight), num_returns=1, timeout=_next_deadline(deadlines))
-            for ref in finished + _expired(deadlines, finished):
-                item, a = in_flight.pop(ref)
-                deadlines.pop(ref, None)
-                try:
-                    if ref not in finished:
-                        raise self._hung(ref, a, limit(item))
-                    done(item, ray.get(ref))
-                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.ObjectLostError,
-                        EvaluationTimeout) as exc:
-                    alive = self._alive(a)
-                    if not alive:
-                        self._dead.add(a)
-                    if _lost_worker(exc) and self.live and moves.get(id(item), 0) < MAX_MOVES:
-                        # the actor or its node went away (not the candidates' fault): score them elsewhere
-                        moves[id(item)] = moves.get(id(item), 0) + 1
-                        queued.appendleft(item)
-                    else:
-                        failed(item, exc, a)
-                    if not alive:
-                        continue
-                idle.append(a)
+        """Run every item on the live actors (a :class:`_Dispatcher` of its own) until all are done."""
+        dispatcher = _Dispatcher(self, submit, done, failed, timeout=timeout, limit=limit, dead=dead, tick=tick)
+        dispatcher.add(items)
+        dispatcher.run_until(lambda: not dispatcher.busy)
 
     def _hung(self, ref: ray.ObjectRef, a: int, limit: str) -> "EvaluationTimeout":
         """Stop a call that ran past its deadline: cancel it (not retried) and restart its actor."""
@@ -298,6 +283,8 @@ class EvaluatorPool:
         state = dict(self.__dict__)
         state["_shared_ref"] = None
         state["_cache"] = {}
+        state["_scoring_keys"] = set()
+        state["_scoring"] = None  # calls in flight belong to the driver
         state["_telemetry"] = None  # Ray metric objects are per process
         return state
 
@@ -361,3 +348,109 @@ class EvaluatorPool:
         for a in self.actors:
             ray.kill(a, no_restart=True)
         self.actors = []
+
+
+class PendingBatch:
+    """A batch submitted with :meth:`EvaluatorPool.submit_batch`; :meth:`result` waits for its rows."""
+
+    def __init__(self, pool: EvaluatorPool, ratios: list[list[float]], spec: ScoreSpec, seeds: list[int],
+                 keys: list[tuple[str, str]], todo: list[int]) -> None:
+        self.pool, self.ratios, self.spec, self.seeds, self.keys, self.todo = pool, ratios, spec, seeds, keys, todo
+        # rows scored before: kept here, so that trimming the cache meanwhile cannot lose them
+        self.known = {key: pool._cache[key] for key in keys if key in pool._cache}
+        self._rows: Optional[list[dict[str, Any]]] = None
+
+    def ready(self) -> bool:
+        """Whether every candidate of the batch has its row (scored here or by a batch before it)."""
+        return all(key in self.known or key in self.pool._cache for key in self.keys)
+
+    def result(self) -> list[dict[str, Any]]:
+        """The rows in input order, once every candidate is scored; the actors keep working on any
+        batch submitted after this one meanwhile."""
+        if self._rows is None:
+            if not self.ready():
+                self.pool._scorer().run_until(self.ready)
+            self._rows = self.pool._rows(self)
+        return self._rows
+
+
+@dataclass
+class _Chunk:
+    """Candidates ``indices`` of ``batch``: one actor call."""
+
+    batch: PendingBatch
+    indices: list[int]
+
+
+class _Dispatcher:
+    """Items run on the pool's live actors, one call per actor at a time, results as they come.
+
+    ``submit(item, actor) -> ref`` starts a call; ``done(item, result)`` or ``failed(item, exc,
+    actor)`` takes its outcome. A call past ``timeout(item)`` seconds (None: no limit) is stopped
+    (:meth:`EvaluatorPool._hung`, the message naming ``limit(item)``) and fails. A call whose actor
+    or node was lost is moved to a live actor (:data:`MAX_MOVES` times at most); an actor that no
+    longer answers is dropped; with none left and work queued, :class:`PoolDeadError`
+    (``dead(queued)``) stops the run. Items may be added while others run (:meth:`add`), which is
+    how batches overlap.
+    """
+
+    def __init__(self, pool: EvaluatorPool, submit: Callable, done: Callable, failed: Callable, *,
+                 timeout: Callable, limit: Callable, dead: Callable, tick: Optional[Callable] = None) -> None:
+        self.pool, self.submit, self.done, self.failed = pool, submit, done, failed
+        self.timeout, self.limit, self.dead, self.tick = timeout, limit, dead, tick
+        self.queued: deque = deque()
+        self.in_flight: dict[ray.ObjectRef, tuple[Any, int]] = {}
+        self.deadlines: dict[ray.ObjectRef, float] = {}
+        self.moves: dict[int, int] = {}  # id(item) -> times it was moved off a lost actor
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.queued or self.in_flight)
+
+    def add(self, items: Sequence[Any]) -> None:
+        self.queued.extend(items)
+
+    def run_until(self, finished: Callable[[], bool]) -> None:
+        """Dispatch and gather until ``finished()``."""
+        while not finished():
+            if not self.busy:
+                raise RuntimeError("internal: waiting on work that was never queued")
+            self._round()
+
+    def _round(self) -> None:
+        """Start calls on idle live actors, then take the outcome of the first call(s) to finish."""
+        pool = self.pool
+        working = {a for _, a in self.in_flight.values()}
+        for a in pool.live:
+            if not self.queued:
+                break
+            if a in working:
+                continue
+            item = self.queued.popleft()
+            ref = self.submit(item, a)
+            self.in_flight[ref] = (item, a)
+            working.add(a)
+            if (seconds := self.timeout(item)) is not None:
+                self.deadlines[ref] = time.monotonic() + seconds
+        if self.tick is not None:
+            self.tick(self.in_flight, self.queued)
+        if not self.in_flight:  # every actor died with work left
+            raise PoolDeadError(self.dead(self.queued))
+        finished, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=_next_deadline(self.deadlines))
+        for ref in finished + _expired(self.deadlines, finished):
+            item, a = self.in_flight.pop(ref)
+            self.deadlines.pop(ref, None)
+            try:
+                if ref not in finished:
+                    raise pool._hung(ref, a, self.limit(item))
+                self.done(item, ray.get(ref))
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.ObjectLostError,
+                    EvaluationTimeout) as exc:
+                if not pool._alive(a):
+                    pool._dead.add(a)
+                if _lost_worker(exc) and pool.live and self.moves.get(id(item), 0) < MAX_MOVES:
+                    # the actor or its node went away (not the candidates' fault): score them elsewhere
+                    self.moves[id(item)] = self.moves.get(id(item), 0) + 1
+                    self.queued.appendleft(item)
+                else:
+                    self.failed(item, exc, a)

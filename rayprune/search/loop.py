@@ -10,6 +10,11 @@ Plain Python: the scorer is any ``score(ratios, spec, seeds) -> rows`` callable 
     rows get: level, feasible (for that level), batch number, agent   -> written as one Parquet shard
     agent.tell(proposals, outcomes)
 
+With a ``submit`` (the pool's ``submit_batch``) and an agent that allows it
+(:attr:`~rayprune.agents.base.SearchAgent.pipelined`), batches overlap: batch k+1 is asked for and
+submitted before batch k's rows are read, so the evaluators score it while the driver writes and
+tells batch k (the agent then proposes k+1 without k's outcomes).
+
 Rows are written by this loop, once per proposal, before the agent hears about them; a
 checkpoint (:meth:`SearchRun.save`) records the batch number, so a restart from it drops the rows
 of later batches (:func:`rayprune.results.drop_rows_after`) and neither loses nor repeats one.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -38,9 +44,11 @@ from ..names import (
 )
 from ..results import CandidateWriter
 
-__all__ = ["SearchRun", "Scorer"]
+__all__ = ["SearchRun", "Scorer", "Submitter"]
 
 Scorer = Callable[[Sequence[Sequence[float]], ScoreSpec, Sequence[int]], list[dict[str, Any]]]
+#: starts scoring a batch and returns a handle whose ``result()`` gives its rows (the pool's ``submit_batch``)
+Submitter = Callable[[Sequence[Sequence[float]], ScoreSpec, Sequence[int]], Any]
 
 _STATE_FILE = "search_state.json"
 
@@ -60,8 +68,12 @@ class SearchRun:
 
     def __init__(self, agent: SearchAgent, space: SearchSpace, score: Scorer, *, spec: ScoreSpec,
                  writer: CandidateWriter, evaluations: int, seed: int = 0,
-                 log: Optional[Callable[[str], None]] = None) -> None:
+                 log: Optional[Callable[[str], None]] = None, submit: Optional[Submitter] = None) -> None:
         self.agent = agent
+        # overlap: the next batch is asked for and submitted before the current one is written and told
+        self.submit = submit if submit is not None and agent.pipelined else None
+        self._pending: Optional[_Launched] = None
+        self._asked = 0  # proposals asked for: evaluated + the batch in flight
         self.space = space
         self.score = score
         self.spec = spec
@@ -77,7 +89,26 @@ class SearchRun:
 
     @property
     def done(self) -> bool:
-        return self.evaluated >= self.evaluations or self.agent.finished
+        return self._pending is None and (self.evaluated >= self.evaluations or self.agent.finished)
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether batches overlap (a ``submit`` was given and the agent allows it)."""
+        return self.submit is not None
+
+    def _launch(self) -> "_Launched":
+        """Ask the agent for the next batch and start scoring it."""
+        t0 = time.perf_counter()
+        proposals = self.agent.ask(self.evaluations - self._asked)
+        self.seconds["ask"] += time.perf_counter() - t0
+        seeds = [self.seed * 1_000_003 + self._asked + i for i in range(len(proposals))]
+        self._asked += len(proposals)
+        ratios = [p.keep_ratios for p in proposals]
+        if not proposals:
+            return _Launched(proposals, lambda: [])
+        if self.submit is not None:
+            return _Launched(proposals, self.submit(ratios, self.spec, seeds).result)
+        return _Launched(proposals, lambda: self.score(ratios, self.spec, seeds))
 
     def _warn_unsteerable(self) -> None:
         for name in self.space.unsteerable():
@@ -88,15 +119,23 @@ class SearchRun:
                          f"filtered out (expect many infeasible rows; a cost that grows with MACs, such as "
                          f"latency or memory, is steered)")
 
-    def step(self) -> dict[str, Any]:
-        """One batch: ask, score, write, tell. Returns progress metrics."""
+    def step(self, *, launch_next: bool = True) -> dict[str, Any]:
+        """One batch: ask, score, write, tell. Returns progress metrics.
+
+        Pipelined (:attr:`pipelined`), the batch was asked for and submitted by the step before;
+        this step asks for and submits the next one (unless ``launch_next`` is false or the search
+        has all it needs) before it waits for this one's rows, so the evaluators score the next
+        batch while this one is written and told.
+        """
         t0 = time.perf_counter()
-        proposals = self.agent.ask(self.evaluations - self.evaluated)
+        current, self._pending = self._pending or self._launch(), None
+        if self.pipelined and launch_next and self._asked < self.evaluations and not self.agent.finished:
+            self._pending = self._launch()
         t1 = time.perf_counter()
         self.batch += 1
-        seeds = [self.seed * 1_000_003 + self.evaluated + i for i in range(len(proposals))]
-        rows = self.score([p.keep_ratios for p in proposals], self.spec, seeds) if proposals else []
+        rows = current.result()
         t2 = time.perf_counter()
+        proposals = current.proposals
         outcomes = [self._annotate(p, row) for p, row in zip(proposals, rows)]
         self.writer.extend(rows)
         self.writer.flush()
@@ -106,9 +145,13 @@ class SearchRun:
         self.agent.tell(proposals, outcomes)
         t4 = time.perf_counter()
         self.evaluated += len(proposals)
-        for name, dt in (("ask", t1 - t0), ("score", t2 - t1), ("write", t3 - t2), ("tell", t4 - t3)):
+        for name, dt in (("score", t2 - t1), ("write", t3 - t2), ("tell", t4 - t3)):
             self.seconds[name] += dt
         return self.progress(rows, batch_seconds=t4 - t0, score_seconds=t2 - t1)
+
+    def drain(self) -> Optional[dict[str, Any]]:
+        """Finish the batch in flight (pipelined), launching none after it; its metrics, or None."""
+        return self.step(launch_next=False) if self._pending is not None else None
 
     def _annotate(self, proposal: Proposal, row: dict[str, Any]) -> Outcome:
         level = self.space.levels[proposal.level]
@@ -167,7 +210,12 @@ class SearchRun:
 
     # -- checkpoints --------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
-        """The loop's counters, the agent's state and the proxies' data (restart: :meth:`restore`)."""
+        """The loop's counters, the agent's state and the proxies' data (restart: :meth:`restore`).
+
+        Nothing may be in flight (:meth:`drain` first): the state is then exactly that of the
+        batches written, and a restart from it proposes what this run would have."""
+        if self._pending is not None:
+            raise RuntimeError("SearchRun.save() with a batch in flight: call drain() first.")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.agent.save(directory / "agent")
@@ -181,9 +229,18 @@ class SearchRun:
         if state.get("agent_name") != self.agent.name:
             raise ValueError(f"{directory}: a checkpoint of agent {state.get('agent_name')!r}, not {self.agent.name!r}.")
         self.batch, self.evaluated, self.best = int(state["batch"]), int(state["evaluated"]), list(state["best"])
+        self._asked, self._pending = self.evaluated, None
         self.agent.load_state_dict(state["agent"])
         self.agent.restore(directory / "agent")
         self.space.load_state_dict(state["space"])
+
+
+@dataclass
+class _Launched:
+    """A batch asked for: its proposals and how to get their rows (waits for them)."""
+
+    proposals: list[Proposal]
+    result: Callable[[], list[dict[str, Any]]]
 
 
 def _json_default(value: Any) -> Any:

@@ -87,7 +87,7 @@ def sweep_trial(config: dict[str, Any], setup: SweepSetup, shared: Optional[dict
         searcher = make_agent(agent, space, seed=seed, search=cfg.search, log=lambda m: None)
         spec, _ = score_specs(cfg)
         writer = CandidateWriter(setup.out_dir, constants=constants, name=trial_id)
-        run = SearchRun(searcher, space, pool.score_batch, spec=spec, writer=writer,
+        run = SearchRun(searcher, space, pool.score_batch, submit=pool.submit_batch, spec=spec, writer=writer,
                         evaluations=cfg.search.evaluations, seed=seed)
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
@@ -102,6 +102,10 @@ def sweep_trial(config: dict[str, Any], setup: SweepSetup, shared: Optional[dict
             metrics = {**run.step(), "trial_name": name, "done": run.done}
             run.publish(telemetry, metrics)
             if run.done or time.monotonic() - last_save >= cfg.sweep.checkpoint_seconds:
+                drained = run.drain()  # a checkpoint holds no batch in flight (its metrics replace this one's)
+                if drained is not None:
+                    metrics = {**drained, "trial_name": name, "done": run.done}
+                    run.publish(telemetry, metrics)
                 with tempfile.TemporaryDirectory() as directory:
                     run.save(directory)
                     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
