@@ -184,12 +184,13 @@ def build_config(
 
 # -- problem -----------------------------------------------------------------------------------------
 def _as_dataset(data: Any, cfg: "Config"):
-    """A :class:`rayprune.data.Dataset` from what the caller passed (None when the config names the data)."""
-    from .data import Dataset
+    """A :class:`rayprune.data.Dataset` (or, for torch Datasets that stream by ``data.streaming``, a
+    :class:`rayprune.data.StreamedDataset`) from what the caller passed (None when the config names the data)."""
+    from .data import Dataset, StreamedDataset
 
     if data is None or isinstance(data, str):
         return None
-    if isinstance(data, Dataset):
+    if isinstance(data, (Dataset, StreamedDataset)):
         return data
     from .data import dataset_from_splits
     from .data.user import split_objects
@@ -200,7 +201,8 @@ def _as_dataset(data: Any, cfg: "Config"):
     if options["task"] == "regression":
         options = {"task": "regression"}  # class names and counts mean nothing for real-valued targets
     return dataset_from_splits(splits["train"], splits.get("val"), splits.get("test"), **options,
-                               val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed)
+                               val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
+                               streaming=d.streaming, max_resident_mb=d.max_resident_mb, num_workers=d.num_workers)
 
 
 def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool, log: Log) -> Optional["PruningProblem"]:
@@ -285,6 +287,9 @@ def prune(
             ``(x, y)`` samples; a ``(train, val[, test])`` tuple or ``{"train", "val", "test"}`` dict
             of those (missing splits are split off train); or a dataset name (``"digits"``). Objects
             are used as given (no normalisation): the model was trained on your preprocessing.
+            Torch Datasets larger than ``data.max_resident_mb`` (or any, with ``data.streaming:
+            true``: ``config={"data": {"streaming": True}}``) stream through a DataLoader instead of
+            being read into tensors; a dict may then say ``"num_classes"`` (docs/configuration.md).
         budgets: cost name -> limit, e.g. ``{"params": 0.25, "latency_ms": 4.0}``; numbers as in a
             config (a fraction for params/MACs/peak memory, absolute otherwise) or command-line
             strings (``"25%"``, ``"abs:2e8"``).

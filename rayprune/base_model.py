@@ -12,7 +12,7 @@ from torch import nn
 
 from ._io import atomic_torch_save, atomic_write_text
 from .config import Config, default_cache_dir
-from .data import Dataset
+from .data import Dataset, StreamedDataset
 from .engine import fine_tune
 from .engine.objective import DataSplit, resolve_objective
 from .models import load_model
@@ -20,7 +20,7 @@ from .models import load_model
 __all__ = ["architecture_of", "obtain_base_model", "base_cache_key"]
 
 
-def architecture_of(cfg: Config, data: Dataset) -> dict[str, Any]:
+def architecture_of(cfg: Config, data: Dataset | StreamedDataset) -> dict[str, Any]:
     """Keyword arguments of :func:`rayprune.models.load_model` that rebuild the unpruned architecture."""
     image = data.kind == "image"
     return {
@@ -37,7 +37,8 @@ def base_cache_key(cfg: Config) -> str:
     """A content hash of everything that determines the trained base model."""
     payload = {
         "model": cfg.model.model_dump(mode="json", exclude={"checkpoint"}),
-        "data": cfg.data.model_dump(mode="json", exclude={"device"}),
+        # how the data is read (where, streamed or resident, by how many workers) gives the same batches
+        "data": cfg.data.model_dump(mode="json", exclude={"device", "streaming", "max_resident_mb", "num_workers"}),
         "train": cfg.base_training.model_dump(mode="json", exclude={"cache_dir"}),
         "loss": cfg.engine.loss,
         "seed": cfg.seed,
@@ -48,7 +49,7 @@ def base_cache_key(cfg: Config) -> str:
 
 def obtain_base_model(
     cfg: Config,
-    data: Dataset,
+    data: Dataset | StreamedDataset,
     *,
     device: torch.device,
     progress: bool = True,
@@ -88,8 +89,8 @@ def obtain_base_model(
     stats = fine_tune(model, data, cfg.base_training.engine_config(), seed=cfg.seed, progress=progress,
                       loss_fn=objective.loss)
     meta = {
-        "val_accuracy": objective.score(model, DataSplit("val", data.x_val, data.y_val)),
-        "test_accuracy": objective.score(model, DataSplit("test", data.x_test, data.y_test)),
+        "val_accuracy": objective.score(model, DataSplit("val", source=data.source("val"), device=device)),
+        "test_accuracy": objective.score(model, DataSplit("test", source=data.source("test"), device=device)),
         "train_seconds": stats.get("seconds"),
         "cache_key": key,
         "architecture": arch,

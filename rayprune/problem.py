@@ -1,8 +1,9 @@
 """A pruning problem: everything a config resolves to, built once per process.
 
-The dataset on its device, the trained base model, its pruning space, the cost functions with
-their measuring context, the budgets as absolute limits, and the analytic params/MACs model.
-Evaluators (local or Ray actors) hold one and evaluate many candidates against it.
+The dataset on its device (or, streamed, as torch Datasets read batch by batch), the trained base
+model, its pruning space, the cost functions with their measuring context, the budgets as absolute
+limits, and the analytic params/MACs model. Evaluators (local or Ray actors) hold one and evaluate
+many candidates against it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 from .base_model import architecture_of, obtain_base_model
 from .config import Config
 from .costs import ANALYTIC_COSTS, AnalyticCosts, Budget, CostContext, CostFn, measure_costs, resolve_costs
-from .data import Dataset, load_dataset
+from .data import Dataset, StreamedDataset, load_dataset
 from .engine.objective import DataSplit, MetricError, Objective, resolve_objective
 from .errors import UserError
 from .models import check_input_shape
@@ -37,10 +38,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _split_of(data: Dataset, split: str) -> DataSplit:
+def _split_of(data: Dataset | StreamedDataset, split: str, device: torch.device, max_samples: Optional[int] = None,
+              seed: int = 0) -> DataSplit:
+    """The metric's view of ``split``: all of it, or ``max_samples`` of it (the first ones of resident data,
+    a fixed random subset drawn by ``seed`` of streamed data: :meth:`~rayprune.data.SplitSource.sample`)."""
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test'; got {split!r}")
-    return DataSplit(split, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
+    source = data.source(split)
+    if max_samples is not None and max_samples < len(source):
+        source = source.sample(max_samples, seed=seed)
+    return DataSplit(split, source=source, device=device)
 
 
 def config_in_memory(cfg: Config) -> bool:
@@ -49,12 +56,23 @@ def config_in_memory(cfg: Config) -> bool:
     return is_in_memory(cfg.model.name) or is_in_memory(cfg.data.name)
 
 
-def configured_dataset(cfg: Config) -> Dataset:
+def configured_dataset(cfg: Config) -> Dataset | StreamedDataset:
     """The dataset ``cfg.data`` names, on CPU (the one place a config's data section is read)."""
     d = cfg.data
     return load_dataset(d.name, root=d.root, path=d.path, label=d.label, image_size=d.image_size,
                         val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
-                        max_samples=d.max_samples, task=d.task)
+                        max_samples=d.max_samples, task=d.task, streaming=d.streaming,
+                        max_resident_mb=d.max_resident_mb, num_workers=d.num_workers)
+
+
+def check_streaming_agent(cfg: Config, data: Dataset | StreamedDataset, agent: Optional[str] = None) -> None:
+    """Refuse the neon agent on streamed data before anything is trained: it reads whole splits as tensors."""
+    agents = {agent or cfg.search.agent, *cfg.sweep.agents}
+    if data.streamed and "neon" in agents:
+        raise UserError(f"The neon agent needs the data as tensors (it prunes small tabular MLPs) but dataset "
+                        f"{data.name!r} is streamed (data.streaming: {cfg.data.streaming!r}, "
+                        f"{data.size_mb or 0:.0f} MiB estimated); set data.streaming: false, or use a search "
+                        f"agent (evolution, crl, tpe, random), which read streamed data.")
 
 
 @dataclass
@@ -62,7 +80,7 @@ class PruningProblem:
     """A config resolved: data, base model, pruning space, costs, budgets and limits."""
 
     config: Config
-    data: Dataset
+    data: Dataset | StreamedDataset
     device: torch.device
     base_model: nn.Module
     base_info: dict[str, Any]
@@ -75,6 +93,8 @@ class PruningProblem:
     analytic: AnalyticCosts
     base_accuracy: dict[str, float] = field(default_factory=dict)
     objective: Objective = field(default_factory=resolve_objective)
+    _splits: dict[tuple[str, Optional[int]], DataSplit] = field(default_factory=dict, init=False, repr=False,
+                                                                 compare=False)
 
     @classmethod
     def from_config(
@@ -98,6 +118,7 @@ class PruningProblem:
         """
         dev = resolve_device(device or cfg.data.device)
         data = configured_dataset(cfg).to(dev)
+        check_streaming_agent(cfg, data)
         model, info = obtain_base_model(cfg, data, device=dev, progress=progress, log=log, train=train_base)
         return cls.from_parts(cfg, data, model, info, device=dev, base_costs=base_costs, base_accuracy=base_accuracy)
 
@@ -105,7 +126,7 @@ class PruningProblem:
     def from_parts(
         cls,
         cfg: Config,
-        data: Dataset,
+        data: Dataset | StreamedDataset,
         model: nn.Module,
         base_info: dict[str, Any],
         *,
@@ -119,6 +140,7 @@ class PruningProblem:
         measured once, not once per process).
         """
         data = data.to(device)
+        check_streaming_agent(cfg, data)
         model = model.to(device)
         check_input_shape(model, tuple(data.input_shape))
         model.eval()
@@ -141,7 +163,7 @@ class PruningProblem:
         analytic = AnalyticCosts(space, CostContext(input_shape=tuple(data.input_shape), device=str(device)))
         if base_accuracy is None:
             try:
-                base_accuracy = {split: objective.score(space.base, _split_of(data, split), context)
+                base_accuracy = {split: objective.score(space.base, _split_of(data, split, device), context)
                                  for split in ("val", "test")}
             except MetricError as exc:
                 raise UserError(f"{exc} (on the base model, before any candidate: fix the metric first)") from None
@@ -162,7 +184,14 @@ class PruningProblem:
         """What another process needs to rebuild this problem without re-training or re-measuring:
         the config, the dataset and base weights on CPU, base costs and accuracies (and the base
         module itself when it was handed over in memory: Ray pickles its class by value if it lives
-        in ``__main__`` or a notebook)."""
+        in ``__main__`` or a notebook).
+
+        A streamed dataset ships as its torch Datasets (file paths, typically), never as tensors; one
+        that cannot be pickled is a :class:`~rayprune.errors.UserTypeError` naming its class, here
+        rather than deep inside Ray (:meth:`~rayprune.data.StreamedDataset.check_shippable`).
+        """
+        if self.data.streamed:
+            self.data.check_shippable(warn_above_mb=self.config.data.max_resident_mb)
         shared = {
             "config": self.config.model_dump(mode="json"),
             "data": self.data.to("cpu"),
@@ -235,8 +264,10 @@ class PruningProblem:
 
     def accuracy(self, model: nn.Module, split: str = "val", max_samples: Optional[int] = None) -> float:
         """The run's metric (top-1 accuracy unless ``search.metric`` or the task says otherwise) on
-        ``split`` ('val' or 'test'), on the first ``max_samples`` samples."""
-        s = _split_of(self.data, split)
-        if max_samples is not None:
-            s = DataSplit(s.name, s.x[:max_samples], s.y[:max_samples])
+        ``split`` ('val' or 'test'), on ``max_samples`` of its samples (``search.eval_samples``: the
+        first ones of resident data, a fixed subset drawn by the run's seed of streamed data)."""
+        key = (split, max_samples)
+        s = self._splits.get(key)
+        if s is None:  # kept: a streamed subset's DataLoader (and workers) serves every candidate
+            s = self._splits[key] = _split_of(self.data, split, self.device, max_samples, seed=self.config.seed)
         return self.objective.score(model, s, self.context)

@@ -102,6 +102,14 @@ class DataConfig(_Section):
     #: classification (integer class labels) or regression (real-valued targets: a data factory or
     #: data handed over in memory); sets the default metric and loss (rayprune.engine.objective)
     task: Literal["classification", "regression"] = "classification"
+    #: torch Datasets (a data factory's, or handed to the Python API) stream through a DataLoader
+    #: instead of being read into device-resident tensors: auto (when larger than max_resident_mb),
+    #: true (always; other sources are then an error) or false (never) (rayprune.data.streaming)
+    streaming: Union[Literal["auto"], bool] = "auto"
+    #: the estimated size (one sample x length, as float32) above which `auto` streams, in MiB
+    max_resident_mb: float = Field(1024.0, gt=0.0)
+    #: DataLoader worker processes per process that reads streamed data (0: read in that process)
+    num_workers: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _fractions(self) -> "DataConfig":

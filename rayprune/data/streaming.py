@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import UserError
+from ..errors import UserError, UserTypeError
 from .batches import AUGMENT_KINDS
 from .source import LoaderSource, StreamedDataError
 
@@ -88,19 +88,20 @@ def is_streamable(obj: Any) -> bool:
     return True
 
 
-def estimate_mb(given: Mapping[str, Any]) -> float:
-    """The splits' size as float32 tensors, in MiB: a torch Dataset's sample 0 times its length
-    (one read, not a pass over it), an ``(x, y)`` pair's ``x`` as it is; anything else counts 0.
+def estimate_mb(given: Mapping[str, Any], first: Mapping[str, Any] | None = None) -> float:
+    """The splits' size as float32 tensors, in MiB: a torch Dataset's sample 0 (``first[split]``
+    when read already) times its length, never a pass over it; an ``(x, y)`` pair's ``x`` as it is.
 
     >>> estimate_mb({"train": torch.utils.data.TensorDataset(torch.zeros(1024, 256), torch.zeros(1024))})
     1.0
     """
+    first = first or {}
     total = 0.0
-    for obj in given.values():
+    for split, obj in given.items():
         if is_streamable(obj):
             if len(obj) == 0:
                 continue
-            sample = obj[0]
+            sample = first[split] if split in first else obj[0]
             x = sample[0] if isinstance(sample, (tuple, list)) and sample else sample
             total += 4.0 * _numel(x) * len(obj)
         elif isinstance(obj, (tuple, list)) and len(obj) == 2:
@@ -229,8 +230,6 @@ class StreamedDataset:
         pickle). Warns when the pickled datasets exceed ``warn_above_mb``: the Dataset then carries
         its data, not paths to it, and every evaluator process receives a copy.
         """
-        from ..errors import UserTypeError
-
         dumps = _dumps()
         total = 0
         for split in _SPLITS:

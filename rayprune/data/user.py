@@ -8,6 +8,11 @@
   images per class, read with Pillow;
 - ``data.name: npz`` with ``data.path`` — :func:`load_npz`: arrays ``x_train``, ``y_train``, ...
 
+Splits given as map-style torch Datasets may instead stay torch Datasets, read batch by batch
+through a DataLoader (a :class:`~rayprune.data.streaming.StreamedDataset`): when
+``streaming=True``, or ``"auto"`` (the default) and their estimated size as float32 tensors exceeds
+``max_resident_mb`` (:class:`~rayprune.data.streaming.StreamingPolicy`).
+
 Normalisation follows who trained the model. A model trained by its user saw the user's
 preprocessing, and feeding it anything else (even a "better" normalisation) silently lowers its
 accuracy before any pruning, so data handed over in memory or by a factory is taken as given
@@ -47,6 +52,8 @@ from .datasets import (
     _SplitSpec,
     _standardise_images,
 )
+from .splits import split_indices, subsample_indices
+from .streaming import DEFAULT_MAX_RESIDENT_MB, StreamedDataset, StreamingPolicy, estimate_mb, is_streamable
 
 __all__ = [
     "DataFactoryError",
@@ -99,7 +106,10 @@ def dataset_from_splits(
     seed: int = 0,
     max_samples: int | None = None,
     task: str = "classification",
-) -> Dataset:
+    streaming: str | bool = "auto",
+    max_resident_mb: float = DEFAULT_MAX_RESIDENT_MB,
+    num_workers: int = 0,
+) -> Dataset | StreamedDataset:
     """A :class:`~rayprune.data.Dataset` from splits a user holds in memory.
 
     Each split is an ``(x, y)`` pair of tensors or numpy arrays, or a ``torch.utils.data.Dataset``
@@ -124,22 +134,37 @@ def dataset_from_splits(
     float32; missing splits are carved by a seeded random permutation (nothing to stratify on) and
     ``num_classes`` is the number of outputs.
 
+    ``streaming`` (``"auto"``, True, False), ``max_resident_mb`` and ``num_workers``: torch
+    Datasets stream instead of being read (a :class:`~rayprune.data.streaming.StreamedDataset`) when
+    ``streaming`` is True, or ``"auto"`` and the splits' estimated size as float32 tensors exceeds
+    ``max_resident_mb``; see :func:`_streamed_from_splits` for what a streamed dataset needs.
+
     Example:
         >>> x, y = np.random.default_rng(0).random((100, 4)), np.arange(100) % 3
         >>> data = dataset_from_splits((x, y), seed=0)
         >>> data.kind, data.num_classes, (len(data.y_train), len(data.y_val), len(data.y_test))
         ('tabular', 3, (70, 10, 20))
     """
-    if task == "regression":
-        return _regression_from_splits({"train": train, "val": val, "test": test}, name=name, kind=kind,
-                                       normalise=normalise, val_fraction=val_fraction, test_fraction=test_fraction,
-                                       seed=seed, max_samples=max_samples)
-    if task != "classification":
+    given = {"train": train, "val": val, "test": test}
+    if task not in ("classification", "regression"):
         raise UserError(f"'task' must be 'classification' or 'regression'; got {task!r}.")
+    policy = StreamingPolicy(streaming, max_resident_mb, num_workers)
+    streams, first = _stream_choice(given, policy, name=name)
+    if streams:
+        if normalise:
+            raise UserError(f"normalise=True needs statistics of the whole train split, which streamed data "
+                            f"({name!r}) never reads at once: apply the normalisation in your Dataset's "
+                            f"__getitem__, or pass streaming=False.")
+        spec = _split_spec(val_fraction, test_fraction, seed, max_samples, carves_val=val is None)
+        return _streamed_from_splits(given, spec, policy, first, name=name, kind=kind, num_classes=num_classes,
+                                     class_names=class_names, augment=augment, task=task)
+    if task == "regression":
+        return _regression_from_splits(given, name=name, kind=kind, normalise=normalise, val_fraction=val_fraction,
+                                       test_fraction=test_fraction, seed=seed, max_samples=max_samples, first=first)
     spec = _split_spec(val_fraction, test_fraction, seed, max_samples, carves_val=val is None)
     return _from_splits(
-        {"train": train, "val": val, "test": test}, spec, name=name, kind=kind,
-        num_classes=num_classes, class_names=class_names, normalise=normalise, augment=augment,
+        given, spec, name=name, kind=kind, num_classes=num_classes, class_names=class_names,
+        normalise=normalise, augment=augment, first=first,
     )  # fmt: skip
 
 
@@ -154,11 +179,14 @@ def _from_splits(
     normalise: bool = False,
     augment: str | None = None,
     skipped_files: tuple[str, ...] = (),
+    first: Mapping[str, Any] | None = None,
 ) -> Dataset:
-    """:func:`dataset_from_splits` with a checked split spec; the sources below call this."""
+    """:func:`dataset_from_splits` with a checked split spec; the sources below call this.
+    ``first``: sample 0 of torch Dataset splits, already read (for the size estimate)."""
     if given.get("train") is None:
         raise UserError(f"Dataset {name!r} needs a 'train' split; got none.")
-    arrays = {split: _read_split(split, obj) for split, obj in given.items() if obj is not None}
+    first = first or {}
+    arrays = {split: _read_split(split, obj, first.get(split)) for split, obj in given.items() if obj is not None}
     sample_shape = _common_sample_shape(arrays)
     kind, input_shape = _infer_kind(kind, sample_shape)
     arrays = {split: (x.reshape(len(x), *input_shape), y) for split, (x, y) in arrays.items()}
@@ -178,25 +206,13 @@ def _from_splits(
 
 def _regression_from_splits(given: Mapping[str, Split | None], *, name: str, kind: str | None, normalise: bool,
                             val_fraction: float, test_fraction: float, seed: int,
-                            max_samples: int | None) -> Dataset:
+                            max_samples: int | None, first: Mapping[str, Any] | None = None) -> Dataset:
     """:func:`dataset_from_splits` for real-valued targets."""
     if given.get("train") is None:
         raise UserError(f"Dataset {name!r} needs a 'train' split; got none.")
-    arrays = {}
-    for split, obj in given.items():
-        if obj is None:
-            continue
-        if isinstance(obj, torch.utils.data.Dataset):
-            x, y = _materialise(split, obj)
-        elif isinstance(obj, (tuple, list)) and len(obj) == 2 and all(isinstance(a, (Tensor, np.ndarray)) for a in obj):
-            x, y = (_to_numpy(a) for a in obj)
-        else:
-            raise UserTypeError(f"Split {split!r} must be an (x, y) pair of tensors or numpy arrays, or a "
-                                f"torch.utils.data.Dataset of (x, y) samples; got {_describe(obj)}.")
-        if len(x) == 0 or len(x) != len(y):
-            raise UserError(f"Split {split!r} must be non-empty with one target per sample; got {len(x)} samples "
-                            f"in x and {len(y)} targets in y.")
-        arrays[split] = (_check_features(split, x), _check_targets(split, y))
+    first = first or {}
+    arrays = {split: _read_regression_split(split, obj, first.get(split))
+              for split, obj in given.items() if obj is not None}
     widths = {s: (1 if y.ndim == 1 else y.shape[1]) for s, (_, y) in arrays.items()}
     if len(set(widths.values())) != 1:
         raise UserError(f"Every split's y must have the same number of targets; got {widths}.")
@@ -222,6 +238,21 @@ def _regression_from_splits(given: Mapping[str, Split | None], *, name: str, kin
     return Dataset(name=name, kind=kind, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test,
                    y_test=y_test, num_classes=next(iter(widths.values())), input_shape=input_shape, augment=None,
                    mean=mean, std=std, task="regression")
+
+
+def _read_regression_split(split: str, obj: Split, first: Any = None) -> _Arrays:
+    """``(x, y)`` numpy arrays of one regression split: x checked, y float32 targets, both non-empty."""
+    if isinstance(obj, torch.utils.data.Dataset):
+        x, y = _materialise(split, obj, first)
+    elif isinstance(obj, (tuple, list)) and len(obj) == 2 and all(isinstance(a, (Tensor, np.ndarray)) for a in obj):
+        x, y = (_to_numpy(a) for a in obj)
+    else:
+        raise UserTypeError(f"Split {split!r} must be an (x, y) pair of tensors or numpy arrays, or a "
+                            f"torch.utils.data.Dataset of (x, y) samples; got {_describe(obj)}.")
+    if len(x) == 0 or len(x) != len(y):
+        raise UserError(f"Split {split!r} must be non-empty with one target per sample; got {len(x)} samples "
+                        f"in x and {len(y)} targets in y.")
+    return _check_features(split, x), _check_targets(split, y)
 
 
 def _tensors(parts, kind: str, normalise: bool, *, given_x: list[np.ndarray]):
@@ -254,10 +285,11 @@ def _own_float32(x: np.ndarray, callers: list[np.ndarray]) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _read_split(split: str, obj: Split) -> _Arrays:
-    """``(x, y)`` numpy arrays of one split: x as given, y checked and int64, both non-empty."""
+def _read_split(split: str, obj: Split, first: Any = None) -> _Arrays:
+    """``(x, y)`` numpy arrays of one split: x as given, y checked and int64, both non-empty.
+    ``first``: a torch Dataset's sample 0 when it was read already."""
     if isinstance(obj, torch.utils.data.Dataset):
-        x, y = _materialise(split, obj)
+        x, y = _materialise(split, obj, first)
     elif isinstance(obj, (tuple, list)) and len(obj) == 2:
         x, y = obj
         if not isinstance(x, (Tensor, np.ndarray)):
@@ -282,8 +314,9 @@ def _read_split(split: str, obj: Split) -> _Arrays:
     return _check_features(split, x), _check_labels(split, y)
 
 
-def _materialise(split: str, dataset: torch.utils.data.Dataset) -> _Arrays:
-    """Read every ``(x, y)`` sample of a torch Dataset once, in order, into one array each."""
+def _materialise(split: str, dataset: torch.utils.data.Dataset, first: Any = None) -> _Arrays:
+    """Read every ``(x, y)`` sample of a torch Dataset once, in order, into one array each (sample 0
+    is ``first`` when given: read already)."""
     if isinstance(dataset, torch.utils.data.IterableDataset):
         samples: Iterable[Any] = iter(dataset)
         try:
@@ -298,7 +331,7 @@ def _materialise(split: str, dataset: torch.utils.data.Dataset) -> _Arrays:
                 f"The torch Dataset of split {split!r} ({type(dataset).__name__}) must have a "
                 f"length (__len__) to be read as a map-style dataset."
             ) from None
-        samples = (dataset[i] for i in range(n))
+        samples = (first if i == 0 and first is not None else dataset[i] for i in range(n))
         capacity = max(n, 1)
     xs: np.ndarray | None = None
     labels: list[Any] = []
@@ -478,10 +511,188 @@ def _assemble(arrays: Mapping[str, _Arrays], spec: _SplitSpec) -> tuple[_Arrays,
     return tuple(_cap(x, y, cap, spec.seed) for (x, y), cap in zip((train, val, test), caps))  # type: ignore[return-value]
 
 
+# ----------------------------------------------------------------------------- streamed splits
+
+
+def _stream_choice(given: Mapping[str, Any], policy: StreamingPolicy, *, name: str) -> tuple[bool, dict[str, Any]]:
+    """``(stream?, {split: sample 0})``: whether the splits stream under ``policy``, and the samples
+    read to decide (one per torch Dataset split; the tensor path reuses them instead of re-reading)."""
+    present = {split: obj for split, obj in given.items() if obj is not None}
+    datasets = {split: obj for split, obj in present.items() if isinstance(obj, torch.utils.data.Dataset)}
+    if policy.mode is False or (policy.mode == "auto" and not datasets):
+        return False, {}
+    fixed = [split for split, obj in datasets.items() if not is_streamable(obj)]
+    if policy.mode is True:
+        if not datasets:
+            raise UserError(f"data.streaming is true but no split of {name!r} is a torch Dataset: only torch "
+                            f"Datasets stream ((x, y) arrays are in memory already); set data.streaming to auto "
+                            f"or false.")
+        if fixed:
+            raise UserError(f"data.streaming is true but split {fixed[0]!r} of {name!r} is a "
+                            f"{type(datasets[fixed[0]]).__name__} without random access: streaming needs a "
+                            f"map-style torch Dataset (__len__ and __getitem__); set data.streaming to auto or "
+                            f"false to read it whole.")
+    elif fixed:  # auto: an IterableDataset can only be read whole, so the splits are read whole
+        return False, {}
+    first = {split: obj[0] for split, obj in datasets.items() if len(obj)}
+    return policy.streams(estimate_mb(present, first)), first
+
+
+def _streamed_from_splits(
+    given: Mapping[str, Split | None],
+    spec: _SplitSpec,
+    policy: StreamingPolicy,
+    first: Mapping[str, Any],
+    *,
+    name: str,
+    kind: str | None = None,
+    num_classes: int | None = None,
+    class_names: Iterable[str] | None = None,
+    augment: str | None = None,
+    task: str = "classification",
+) -> StreamedDataset:
+    """A :class:`~rayprune.data.streaming.StreamedDataset`: torch Dataset splits kept as they are.
+
+    Only sample 0 of each split is read here, to check its shape and label; splits given as
+    ``(x, y)`` arrays are checked and wrapped in a ``TensorDataset``. Missing splits are carved out
+    of train as ``torch.utils.data.Subset`` objects by ``spec`` (the fractions, the seed and
+    ``max_samples`` mean what they mean for resident data), stratified when the labels are known
+    without reading samples (a ``targets`` attribute, as torchvision's datasets have), else a
+    seeded random split. A classification needs its number of classes up front: ``num_classes``,
+    ``class_names`` or ``targets``; a label outside it is only met when its batch is read.
+    """
+    if given.get("train") is None:
+        raise UserError(f"Dataset {name!r} needs a 'train' split; got none.")
+    classify = task != "regression"
+    parts: dict[str, torch.utils.data.Dataset] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    widths: dict[str, int] = {}
+    for split, obj in given.items():
+        if obj is None:
+            continue
+        if is_streamable(obj):
+            if len(obj) == 0:
+                raise UserError(f"Split {split!r} is empty; every split given needs at least one sample.")
+            sample = first[split] if split in first else obj[0]
+            if not (isinstance(sample, (tuple, list)) and len(sample) == 2):
+                raise UserTypeError(f"Sample 0 of split {split!r} must be an (x, y) pair; got {_describe(sample)}.")
+            x0 = sample[0]
+            x0 = _check_features(split, np.asarray(_to_numpy(x0) if isinstance(x0, Tensor) else x0)[None])
+            y0 = _to_numpy(sample[1]) if isinstance(sample[1], Tensor) else np.asarray(sample[1])
+            if classify:
+                _check_labels(split, np.asarray([_scalar_label(split, 0, y0)]))
+            else:
+                widths[split] = int(_check_targets(split, y0.reshape(1, -1)).shape[1])
+            parts[split], shapes[split] = obj, tuple(x0.shape[1:])
+        else:
+            x, y = _read_split(split, obj) if classify else _read_regression_split(split, obj)
+            parts[split] = torch.utils.data.TensorDataset(torch.from_numpy(np.asarray(x, dtype=np.float32)),
+                                                          torch.from_numpy(y))
+            shapes[split] = tuple(x.shape[1:])
+            if not classify:
+                widths[split] = 1 if y.ndim == 1 else int(y.shape[1])
+    if len(set(shapes.values())) > 1:
+        described = ", ".join(f"{split} {shape}" for split, shape in shapes.items())
+        raise UserError(f"Every split must have samples of one shape; got {described}.")
+    kind, input_shape = _infer_kind(kind, shapes["train"])
+    names = None if class_names is None else tuple(str(c) for c in class_names)
+    labels = {split: _known_labels(split, ds) for split, ds in parts.items()} if classify else {}
+    if classify:
+        outputs = _streamed_num_classes(name, labels, num_classes, names)
+    else:
+        if len(set(widths.values())) != 1:
+            raise UserError(f"Every split's y must have the same number of targets; got {widths}.")
+        outputs = next(iter(widths.values()))
+    train, val, test = _carve(parts, labels.get("train"), spec)
+    _check_nonempty(name, ((None, train), (None, val), (None, test)), spec, official_test="test" in parts)
+    return StreamedDataset(
+        name=name, kind=kind, train=train, val=val, test=test, num_classes=outputs, input_shape=input_shape,
+        augment=augment if kind == "image" and classify else None, class_names=names if classify else None,
+        task="classification" if classify else "regression", num_workers=policy.num_workers,
+        size_mb=estimate_mb(given, first),
+    )  # fmt: skip
+
+
+def _known_labels(split: str, dataset: torch.utils.data.Dataset) -> np.ndarray | None:
+    """The labels of a dataset when they are known without reading its samples: a TensorDataset's
+    second tensor, a ``targets`` attribute of the right length, or a Subset of either."""
+    if isinstance(dataset, torch.utils.data.Subset):
+        inner = _known_labels(split, dataset.dataset)
+        return None if inner is None else inner[np.asarray(dataset.indices, dtype=np.int64)]
+    if isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) == 2:
+        labels: Any = dataset.tensors[1]
+    else:
+        labels = getattr(dataset, "targets", None)
+    if labels is None or isinstance(labels, (str, bytes)):
+        return None
+    try:
+        labels = _to_numpy(labels) if isinstance(labels, Tensor) else np.asarray(labels)
+    except (TypeError, ValueError):
+        return None
+    if labels.ndim != 1 or len(labels) != len(dataset):  # type: ignore[arg-type]
+        return None
+    return _check_labels(split, labels)
+
+
+def _streamed_num_classes(name: str, labels: Mapping[str, np.ndarray | None], num_classes: int | None,
+                          names: tuple[str, ...] | None) -> int:
+    known = {split: y for split, y in labels.items() if y is not None and len(y)}
+    if num_classes is None and names is None and len(known) < len(labels):
+        unknown = sorted(set(labels) - set(known))
+        raise UserError(
+            f"Streamed dataset {name!r} needs its number of classes up front (finding the largest label would "
+            f"read every sample of {unknown}): return 'num_classes' or 'class_names' with the splits (a data "
+            f"factory's dict, or rayprune.prune(data={{'train': ..., 'num_classes': K}})), or give the torch "
+            f"Dataset a 'targets' attribute with every label (as torchvision's datasets have)."
+        )
+    # labels not known (num_classes or class_names given instead) are checked only as batches are read
+    checked = {split: (None, y) for split, y in known.items()} or {"train": (None, np.zeros(1, dtype=np.int64))}
+    return _num_classes(checked, num_classes, names)
+
+
+def _carve(parts: Mapping[str, torch.utils.data.Dataset], labels: np.ndarray | None,
+           spec: _SplitSpec) -> tuple[torch.utils.data.Dataset, ...]:
+    """(train, val, test) Datasets: the given ones (capped by ``spec.max_samples``), the missing ones
+    carved out of train as Subsets, as :func:`_assemble` does with arrays."""
+    train, val, test = (parts.get(split) for split in SPLITS)
+    n = len(train)  # type: ignore[arg-type]
+    by = labels if labels is not None else np.zeros(n, dtype=np.int64)  # one "class": a seeded random split
+
+    def subset(ds, index):
+        return torch.utils.data.Subset(ds, np.asarray(index, dtype=np.int64).tolist())
+
+    def capped(ds, cap, ds_labels=None):
+        if cap is None or cap >= len(ds):
+            return ds, np.arange(len(ds))
+        ds_labels = _known_labels("train", ds) if ds_labels is None else ds_labels
+        keep = subsample_indices(ds_labels if ds_labels is not None else np.zeros(len(ds)), cap, seed=spec.seed)
+        return subset(ds, keep), keep
+
+    if val is None or test is None:
+        official = test if val is None else val
+        if official is None:
+            cap_train = spec.max_samples
+        else:
+            cap_train, cap_official = _share_cap(spec.max_samples, n, len(official))
+            official, _ = capped(official, cap_official)
+        pool, kept = capped(train, cap_train, by)
+        val_share, test_share = ((spec.val_fraction, spec.test_fraction if test is None else 0.0) if val is None
+                                 else (spec.test_fraction, 0.0))
+        keep, carved, carved_test = split_indices(by[kept], val_fraction=val_share, test_fraction=test_share,
+                                                  seed=spec.seed)
+        train_part, carved_part = subset(pool, keep), subset(pool, carved)
+        if val is None and test is None:
+            return train_part, carved_part, subset(pool, carved_test)
+        return (train_part, carved_part, official) if val is None else (train_part, official, carved_part)
+    caps = _share_cap(spec.max_samples, n, len(val), len(test)) if spec.max_samples is not None else (None,) * 3
+    return tuple(capped(ds, cap)[0] for ds, cap in zip((train, val, test), caps))
+
+
 # ----------------------------------------------------------------------------- a factory
 
 
-def load_factory(factory: str, *, spec: _SplitSpec | None = None, task: str = "classification") -> Dataset:
+def load_factory(factory: str, *, spec: _SplitSpec | None = None, task: str = "classification",
+                 policy: StreamingPolicy | None = None) -> Dataset | StreamedDataset:
     """The data a user's function returns, named ``package.module:function`` (``data.name``).
 
     The function is called with no arguments, or with ``seed=`` if its signature names ``seed``.
@@ -489,8 +700,9 @@ def load_factory(factory: str, *, spec: _SplitSpec | None = None, task: str = "c
     ``num_classes``; or a tuple ``(train, val)`` / ``(train, val, test)``; or one split (an
     ``(x, y)`` pair or a torch Dataset) as ``train``; each split as in :func:`dataset_from_splits`.
     The data is taken as given, without normalisation: it is what the user's model eats. A
-    :class:`~rayprune.data.Dataset` returned as it is is used as it is (the config's fractions,
-    seed and ``max_samples`` then do not apply).
+    :class:`~rayprune.data.Dataset` (or :class:`~rayprune.data.streaming.StreamedDataset`) returned
+    as it is is used as it is (the config's fractions, seed and ``max_samples`` then do not apply).
+    Torch Dataset splits stream through a DataLoader when ``policy`` says so (``data.streaming``).
 
     Example (``my_project/data.py``)::
 
@@ -502,22 +714,26 @@ def load_factory(factory: str, *, spec: _SplitSpec | None = None, task: str = "c
     ``"task": "regression"`` entry in the returned dict) ``y`` holds real-valued targets.
     """
     spec = spec or _split_spec(0.1, 0.2, 0, None)
+    policy = policy or StreamingPolicy()
     function = import_object(factory, what="data factory")
     if not callable(function):
         raise UserTypeError(
             f"The data factory {factory!r} must be callable; got {_describe(function)}."
         )
     result = _call_factory(function, factory, spec.seed)
-    if isinstance(result, Dataset):
+    if isinstance(result, (Dataset, StreamedDataset)):
         return result
     splits, options = split_objects(result, source=f"The data factory {factory!r} must return")
     task = options.pop("task", task)
     try:
+        streams, first = _stream_choice(splits, policy, name=factory)
+        if streams:
+            return _streamed_from_splits(splits, spec, policy, first, name=factory, task=task, **options)
         if task == "regression":
             return _regression_from_splits(splits, name=factory, kind=None, normalise=False,
                                            val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
-                                           seed=spec.seed, max_samples=spec.max_samples)
-        return _from_splits(splits, spec, name=factory, normalise=False, **options)
+                                           seed=spec.seed, max_samples=spec.max_samples, first=first)
+        return _from_splits(splits, spec, name=factory, normalise=False, first=first, **options)
     except UserError as err:
         raise type(err)(f"The data of factory {factory!r}: {err}") from err
 

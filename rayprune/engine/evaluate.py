@@ -8,15 +8,19 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+from rayprune.data import SplitSource, TensorSource
+
 __all__ = ["evaluate", "model_device", "training_mode"]
 
 
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 512) -> float:
-    """Top-1 accuracy of ``model`` on ``(x, y)``, in [0, 1].
+def evaluate(model: nn.Module, x: Tensor | SplitSource, y: Tensor | None = None, *, batch_size: int = 512) -> float:
+    """Top-1 accuracy of ``model`` on ``(x, y)`` tensors, or on a split ``x`` (a
+    :class:`~rayprune.data.SplitSource`: resident or streamed), in [0, 1].
 
-    Runs in eval mode under ``torch.inference_mode`` on the model's device (batches are moved
-    there only if they live elsewhere) and restores every module's training flag afterwards.
-    Correct predictions are counted on the device, so there is one host sync per call.
+    Runs in eval mode under ``torch.inference_mode`` on the model's device (tensors are moved there
+    only if they live elsewhere; a streamed split's batches are read and moved one by one) and
+    restores every module's training flag afterwards. Correct predictions are counted on the
+    device, so there is one host sync per call.
 
     Example:
         >>> model = nn.Linear(2, 2)
@@ -25,20 +29,26 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 512) -
         >>> evaluate(model, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
         0.5
     """
-    if len(x) != len(y):
-        raise ValueError(f"'x' and 'y' must have the same length; got {len(x)} and {len(y)}.")
-    if len(x) == 0:
+    if isinstance(x, SplitSource):
+        if y is not None:
+            raise ValueError("Pass 'y' only with an 'x' tensor; a split brings its own labels.")
+        source = x
+    else:
+        if y is None:
+            raise ValueError("'y' is required when 'x' is a tensor.")
+        if len(x) != len(y):
+            raise ValueError(f"'x' and 'y' must have the same length; got {len(x)} and {len(y)}.")
+        source = TensorSource(x, y)
+    if len(source) == 0:
         raise ValueError("Cannot evaluate on an empty set: 'x' has no samples.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"'batch_size' must be a positive integer; got {batch_size!r}.")
-    device = model_device(model) or x.device
+    device = model_device(model) or source.device
     correct = torch.zeros((), dtype=torch.int64, device=device)
     with training_mode(model, False), torch.inference_mode():
-        for start in range(0, len(x), batch_size):
-            xb = x[start : start + batch_size].to(device, non_blocking=True)
-            yb = y[start : start + batch_size].to(device, non_blocking=True)
+        for xb, yb in source.batches(batch_size, device=device):
             correct += (model(xb).argmax(dim=1) == yb).sum()
-    return correct.item() / len(x)
+    return correct.item() / len(source)
 
 
 def model_device(model: nn.Module) -> torch.device | None:

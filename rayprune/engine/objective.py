@@ -5,8 +5,10 @@ mean squared error and MSE for regression. Your own replace either (``search.met
 ``engine.loss`` in a config, ``package.module:function``):
 
 * a metric is ``f(model, split, context) -> float``, higher is better. ``split`` is a
-  :class:`DataSplit` (``name`` 'val' or 'test', tensors ``x`` and ``y`` on the model's device);
-  ``context`` is the run's :class:`~rayprune.costs.CostContext` (its ``options`` are the config's
+  :class:`DataSplit`: ``name`` 'val' or 'test', ``batches()`` of ``(x, y)`` on the model's device,
+  and, when the data is device-resident, the whole split as tensors ``x`` and ``y`` (a streamed
+  split has none: its ``x`` raises and ``batches()`` reads it through the DataLoader). ``context``
+  is the run's :class:`~rayprune.costs.CostContext` (its ``options`` are the config's
   ``costs.options``). The model is in eval mode; the metric must not train it. It is used for the
   search's cheap score, the re-rank, the final selection and the Pareto front, in place of top-1
   accuracy (the columns keep the name ``accuracy``).
@@ -26,13 +28,15 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data import SplitSource, TensorSource
 from ..errors import UserError
 from .evaluate import evaluate, training_mode
 
@@ -42,12 +46,62 @@ __all__ = ["DataSplit", "Objective", "resolve_objective", "accuracy_metric", "ne
 TASKS = ("classification", "regression")
 
 
-class DataSplit(NamedTuple):
-    """One split handed to a metric: its name ('val', 'test') and its tensors."""
+class DataSplit:
+    """One split handed to a metric: its name ('val', 'test') and its samples.
 
-    name: str
-    x: Tensor
-    y: Tensor
+    - ``split.batches(batch_size=512)``: ``(x, y)`` mini-batches in order, on :attr:`device` (the
+      model's), ``x`` float32 — on every split, resident or streamed;
+    - ``split.x``, ``split.y``: the whole split as tensors, when the data is device-resident. A
+      streamed split (``split.streamed``) has no such tensors and raises
+      :class:`~rayprune.data.StreamedDataError` (a ``UserError`` and an ``AttributeError``);
+    - ``split.dataset``: a streamed split's torch Dataset (a ``Subset`` under
+      ``search.eval_samples``), None when resident; ``len(split)``: its samples.
+
+    ``DataSplit(name, x, y)`` wraps tensors; ``DataSplit(name, source=..., device=...)`` a
+    :class:`~rayprune.data.SplitSource`.
+
+    Example:
+        >>> split = DataSplit("val", torch.zeros(5, 2), torch.arange(5))
+        >>> len(split), [len(yb) for _, yb in split.batches(batch_size=2)], split.streamed
+        (5, [2, 2, 1], False)
+    """
+
+    __slots__ = ("device", "name", "source")
+
+    def __init__(self, name: str, x: Optional[Tensor] = None, y: Optional[Tensor] = None, *,
+                 source: Optional[SplitSource] = None, device: Optional[torch.device | str] = None) -> None:
+        if (source is None) == (x is None or y is None):
+            raise TypeError("DataSplit takes tensors x and y, or a source=; not both, not neither.")
+        self.name = name
+        self.source = source if source is not None else TensorSource(x, y)
+        self.device = torch.device(device) if device is not None else self.source.device
+
+    @property
+    def streamed(self) -> bool:
+        return self.source.streamed
+
+    @property
+    def x(self) -> Tensor:
+        return self.source.tensors(self.name)[0]
+
+    @property
+    def y(self) -> Tensor:
+        return self.source.tensors(self.name)[1]
+
+    @property
+    def dataset(self) -> Optional[torch.utils.data.Dataset]:
+        return getattr(self.source, "dataset", None)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batches(self, batch_size: int = 512) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(x, y)`` mini-batches of the whole split, in order, on :attr:`device`."""
+        return iter(self.source.batches(batch_size, device=self.device))
+
+    def __repr__(self) -> str:
+        kind = "streamed" if self.streamed else "resident"
+        return f"DataSplit({self.name!r}, {len(self)} samples, {kind}, device={self.device})"
 
 
 class MetricError(UserError):
@@ -60,7 +114,7 @@ Loss = Callable[[Tensor, Tensor], Tensor]
 
 def accuracy_metric(model: nn.Module, split: DataSplit, context: Any = None) -> float:
     """Top-1 accuracy in [0, 1] (the classification default)."""
-    return evaluate(model, split.x, split.y)
+    return evaluate(model, split.source)
 
 
 def neg_mse_metric(model: nn.Module, split: DataSplit, context: Any = None, *, batch_size: int = 512) -> float:
@@ -74,9 +128,9 @@ def neg_mse_metric(model: nn.Module, split: DataSplit, context: Any = None, *, b
     """
     total, count = 0.0, 0
     with training_mode(model, False), torch.inference_mode():
-        for start in range(0, len(split.x), batch_size):
-            out = model(split.x[start:start + batch_size])
-            target = split.y[start:start + batch_size].to(out.dtype).reshape(out.shape)
+        for xb, yb in split.batches(batch_size):
+            out = model(xb)
+            target = yb.to(out.dtype).reshape(out.shape)
             total += float(((out - target) ** 2).sum())
             count += target.numel()
     return -total / max(count, 1)

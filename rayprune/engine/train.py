@@ -1,4 +1,4 @@
-"""Fine-tuning: a short, iteration-based cross-entropy training loop on device-resident data."""
+"""Fine-tuning: a short, iteration-based cross-entropy training loop on device-resident or streamed data."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rayprune.data import Dataset, DeviceBatches, make_augment
+from rayprune.data import Dataset, StreamedDataset, make_augment
+from rayprune.data.batches import EpochBatches
 from rayprune.engine.evaluate import model_device, training_mode
 from rayprune.errors import UserError
 
@@ -100,7 +101,7 @@ class FineTuneConfig:
 
 def fine_tune(
     model: nn.Module,
-    data: Dataset,
+    data: Dataset | StreamedDataset,
     config: FineTuneConfig,
     *,
     seed: int = 0,
@@ -110,17 +111,20 @@ def fine_tune(
     """Train ``model`` in place on ``data``'s train split, with cross-entropy (``config.label_smoothing``)
     or ``loss_fn(outputs, targets) -> scalar tensor`` (see :mod:`rayprune.engine.objective`).
 
-    Batches come from :class:`~rayprune.data.DeviceBatches` on the model's device (drop_last, so
-    BatchNorm never sees a tiny last batch) with the dataset's own augmentation; the learning
-    rate follows ``config.schedule`` per step. The loss is checked for NaN/inf every
+    Batches come from ``data.source("train")`` on the model's device — index slices of resident
+    tensors (:class:`~rayprune.data.DeviceBatches`), or a DataLoader over a streamed dataset's
+    torch Dataset (:class:`~rayprune.data.source.LoaderBatches`), the same epochs for the same
+    seed — with drop_last (so BatchNorm never sees a tiny last batch) and the dataset's own
+    augmentation on the device; the learning rate follows ``config.schedule`` per step. The loss is checked for NaN/inf every
     :data:`CHECK_EVERY` steps (one host sync each, not one per step); on failure
     ``FloatingPointError`` is raised and the model's weights are not usable. The run is
     deterministic for a given ``seed``: batch order and augmentation use a local generator, and
     in-model randomness (dropout) runs on the global RNG seeded with ``seed`` inside
     ``torch.random.fork_rng``, so the caller's RNG state is left as it was.
 
-    Call ``data.to(device)`` once beforehand when fine-tuning many models: a train split that is
-    not on the model's device is copied there on every call.
+    Call ``data.to(device)`` once beforehand when fine-tuning many models: a resident train split
+    that is not on the model's device is copied there on every call (a streamed one is read batch
+    by batch whatever its device).
 
     Returns ``{'iterations': steps run, 'seconds': wall time, 'final_loss': mean of the last 20
     losses}`` (``final_loss`` is NaN when no step ran). ``progress=True`` shows a tqdm bar; a
@@ -134,8 +138,6 @@ def fine_tune(
         50
     """
     config.validate()
-    if len(data.x_train) == 0:
-        raise ValueError(f"Dataset {data.name!r} has an empty train split; nothing to train on.")
     device = model_device(model) or data.device
     batches = _train_batches(data, config, device, seed)
     total = config.total_iterations(len(batches))
@@ -180,13 +182,15 @@ def _user_loss(loss_fn: Callable[[Tensor, Tensor], Tensor], outputs: Tensor, tar
 
 
 def _train_batches(
-    data: Dataset, config: FineTuneConfig, device: torch.device, seed: int
-) -> DeviceBatches:
+    data: Dataset | StreamedDataset, config: FineTuneConfig, device: torch.device, seed: int
+) -> EpochBatches:
+    train = data.source("train")
+    if len(train) == 0:
+        raise ValueError(f"Dataset {data.name!r} has an empty train split; nothing to train on.")
     image_size = data.input_shape[-1] if data.kind == "image" else None
-    return DeviceBatches(
-        data.x_train.to(device),
-        data.y_train.to(device),
-        batch_size=min(config.batch_size, len(data.x_train)),
+    return train.batches(
+        min(config.batch_size, len(train)),
+        device=device,
         shuffle=True,
         augment=make_augment(data.augment, image_size=image_size),
         drop_last=True,

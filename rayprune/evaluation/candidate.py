@@ -93,11 +93,11 @@ class CandidateEvaluator:
             costs = self.costs(model, counts)
             t, timings["t_costs_s"] = _lap(t)
             if spec.kind == "adaptive_bn":
-                recalibrate_batchnorm(model, p.data.x_train, batch_size=spec.bn_batch_size, max_batches=spec.bn_batches)
+                recalibrate_batchnorm(model, p.data.source("train"), batch_size=spec.bn_batch_size, max_batches=spec.bn_batches)
                 t, timings["t_bn_s"] = _lap(t)
             else:
                 if spec.recalibrate_bn:
-                    recalibrate_batchnorm(model, p.data.x_train, batch_size=spec.bn_batch_size,
+                    recalibrate_batchnorm(model, p.data.source("train"), batch_size=spec.bn_batch_size,
                                           max_batches=spec.bn_batches)
                     t, timings["t_bn_s"] = _lap(t)
                 if (spec.finetune.iterations or 0) > 0 or (spec.finetune.epochs or 0) > 0:
@@ -134,7 +134,7 @@ class CandidateEvaluator:
         model = p.space.build(keep_ratios)
         if p.config.pruning.recalibrate_bn:
             bn = p.config.search.adaptive_bn
-            recalibrate_batchnorm(model, p.data.x_train, batch_size=bn.batch_size, max_batches=bn.batches)
+            recalibrate_batchnorm(model, p.data.source("train"), batch_size=bn.batch_size, max_batches=bn.batches)
         stats = fine_tune(model, p.data, ft.engine_config(), seed=seed, progress=progress, loss_fn=p.objective.loss)
         counts = p.space.keep_counts(keep_ratios)
         costs = measure_costs(model, p.costs, p.context)  # the exported model: every cost measured

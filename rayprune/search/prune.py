@@ -100,6 +100,8 @@ def run_prune(
     out = Path(out_dir)
     check_out_dir(out)
     started = time.time()
+    if agent == "neon" and cfg.search.agent != "neon":  # so that building the problem refuses what neon cannot read
+        cfg = cfg.model_copy(update={"search": cfg.search.model_copy(update={"agent": "neon"})})
     problem = _problem_for(cfg, problem, progress, log)
     constants: dict[str, Any] = {"sweep_id": uuid.uuid4().hex[:12], "trial_id": f"{agent}-{seed}", "agent": agent,
                                  "seed": seed, "stage": STAGE_SEARCH}
