@@ -55,15 +55,17 @@ class Point:
     batch: Optional[int] = None  # None: per_evaluator x evaluators
     batches: Optional[int] = None  # None: DEFAULT_BATCHES
     flush_every: Optional[int] = None  # CandidateWriter.flush_every; None: the product's default
+    pipeline: bool = True  # search.pipeline: batches overlap (the product's default)
 
     @classmethod
     def parse(cls, text: str) -> "Point":
-        """``agent:evaluators:seconds[:batch=N][:batches=N][:flush=N]``, e.g. ``random:64:0.5:batch=32``."""
+        """``agent:evaluators:seconds[:batch=N][:batches=N][:flush=N][:pipe=0|1]``, e.g. ``random:64:0.5:batch=32``."""
         agent, k, s, *rest = text.split(":")
         kw = dict(part.split("=", 1) for part in rest)
         return cls(agent, int(k), float(s), batch=int(kw["batch"]) if "batch" in kw else None,
                    batches=int(kw["batches"]) if "batches" in kw else None,
-                   flush_every=int(kw["flush"]) if "flush" in kw else None)
+                   flush_every=int(kw["flush"]) if "flush" in kw else None,
+                   pipeline=kw.get("pipe", "1") != "0")
 
 
 def start_cluster(nodes: int, cpus: int, gpus: int, store_mib: int, temp_dir: str, log):
@@ -137,14 +139,16 @@ def run_point(point: Point, pool, cfg, problem, levels, *, per_evaluator: int, s
     space = SearchSpace.from_problem(problem, levels)
     search = cfg.search.model_copy(update={"batch_size": batch, "evaluations": evaluations})
     agent = make_agent(point.agent, space, seed=seed, search=search, log=lambda m: None)
-    label = f"{point.agent}-k{k}-s{d:g}-b{batch}" + (f"-f{point.flush_every}" if point.flush_every else "")
+    label = (f"{point.agent}-k{k}-s{d:g}-b{batch}" + (f"-f{point.flush_every}" if point.flush_every else "")
+             + ("" if point.pipeline else "-p0"))
     out = Path(tempfile.mkdtemp(prefix=label + "-", dir=scratch))
     constants = {"sweep_id": "bench-scale", "trial_id": label, "agent": point.agent, "seed": seed,
                  "stage": STAGE_SEARCH}
     writer_kw = {} if point.flush_every is None else {"flush_every": point.flush_every}
     writer = CandidateWriter(out, constants=constants, name=label, **writer_kw)
     spec = SimSpec(d, label)
-    run = SearchRun(agent, space, pool.score_batch, spec=spec, writer=writer, evaluations=evaluations, seed=seed)
+    run = SearchRun(agent, space, pool.score_batch, submit=pool.submit_batch if point.pipeline else None, spec=spec,
+                    writer=writer, evaluations=evaluations, seed=seed)
     telemetry = Telemetry({"sweep": "bench-scale", "trial": label})
     batch_seconds: list[float] = []
 
@@ -186,7 +190,8 @@ def run_point(point: Point, pool, cfg, problem, levels, *, per_evaluator: int, s
     ideal_score = sum(ideal_batch_score_s(int(n), k, d) for n in fresh.groupby("iteration").size())
     scoring = float(fresh["t_total_s"].sum())
     rec = {
-        "agent": point.agent, "evaluators": k, "sleep_s": d, "batch": batch, "batches": run.batch,
+        "agent": point.agent, "pipelined": run.pipelined, "evaluators": k, "sleep_s": d, "batch": batch,
+        "batches": run.batch,
         "flush_every": point.flush_every or writer.flush_every, "candidates": int(len(rows)),
         "fresh": int(len(fresh)), "errors": int((rows["status"] != "ok").sum()), "wall_s": round(wall, 3),
         "candidates_per_s": round(len(rows) / wall, 2), "fresh_per_s": round(len(fresh) / wall, 2),
@@ -244,13 +249,13 @@ def _append_csv(path: Path, rec: dict[str, Any]) -> None:
 
 
 def table(records: list[dict[str, Any]]) -> str:
-    head = ("| agent | evaluators | sleep s | batch | candidates | candidates/s | ideal/s | efficiency | "
+    head = ("| agent | pipelined | evaluators | sleep s | batch | candidates | candidates/s | ideal/s | efficiency | "
             "ask ms | score ms | write ms | tell ms | dispatch overhead ms | driver CPU | driver CPU ms/cand. |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in records:
         eff = "-" if r["efficiency"] is None else f"{100 * r['efficiency']:.0f} %"
         ideal = "-" if r["ideal_per_s"] is None else f"{r['ideal_per_s']:g}"
-        lines.append(f"| {r['agent']} | {r['evaluators']} | {r['sleep_s']:g} | {r['batch']} | {r['fresh']} | "
+        lines.append(f"| {r['agent']} | {'yes' if r['pipelined'] else 'no'} | {r['evaluators']} | {r['sleep_s']:g} | {r['batch']} | {r['fresh']} | "
                      f"{r['fresh_per_s']:.1f} | {ideal} | {eff} | {r['ask_ms_per_batch']:.0f} | "
                      f"{r['score_ms_per_batch']:.0f} | {r['write_ms_per_batch']:.0f} | {r['tell_ms_per_batch']:.0f} | "
                      f"{r['dispatch_overhead_ms_per_batch']:.0f} | {100 * r['driver_cpu_share']:.0f} % | "
@@ -271,6 +276,8 @@ def main() -> None:
     ap.add_argument("--extra", nargs="*", default=[], help="more points, agent:evaluators:seconds[:batch=N]"
                                                            "[:batches=N][:flush=N]")
     ap.add_argument("--profile", nargs="*", default=[], help="points to run once more under cProfile")
+    ap.add_argument("--pipeline", choices=["on", "off", "both"], default="on",
+                    help="search.pipeline for the grid points; both: each point without, then with (side by side)")
     ap.add_argument("--per-evaluator", type=int, default=4, help="batch = this x evaluators")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/scale")
@@ -308,7 +315,9 @@ def main() -> None:
             pool, start_rec = pool_for(problem, k, log)
             _append_csv(startup_csv, start_rec)
             try:
-                todo = [Point(a, k, d) for a in args.agents for d in args.sleeps if k in args.evaluators]
+                modes = {"on": [True], "off": [False], "both": [False, True]}[args.pipeline]
+                todo = [Point(a, k, d, pipeline=m) for a in args.agents for d in args.sleeps for m in modes
+                        if k in args.evaluators]
                 todo += [p for p in extras if p.evaluators == k]
                 for point in todo:
                     rec = run_point(point, pool, cfg, problem, levels, per_evaluator=args.per_evaluator,

@@ -144,6 +144,10 @@ class SearchConfig(_Section):
     evaluations: int = Field(512, gt=0)
     #: candidates proposed and scored together per step (crl: episodes per PPO iteration)
     batch_size: int = Field(32, gt=0)
+    #: overlap batches: the next batch is proposed and scoring before the last is written and told, so the
+    #: evaluators do not wait on the driver (agents whose proposals need no outcome of the batch before: all but
+    #: crl, which always runs in step); false runs every batch to its end before the next is proposed
+    pipeline: bool = True
     #: two_stage: search on adaptive_bn, re-rank the top_k per level with `finetune`, fine-tune the winner;
     #: adaptive_bn / finetune: search on that score and fine-tune its best candidate (no re-rank)
     score: Literal["two_stage", "adaptive_bn", "finetune"] = "two_stage"

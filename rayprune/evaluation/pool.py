@@ -57,6 +57,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(err).__name__}: {err}"[:2000]
 
 
+#: Scoring calls queued on one actor at a time: the second starts as soon as the first ends, with no
+#: round trip to the driver, and keeps the actor busy while the driver writes and tells a batch.
+#: (Final fine-tunes go one per actor: a long call queued behind another could wait while an actor idles.)
+CALLS_PER_ACTOR = 2
+
 #: How often one call's candidates are moved to another evaluator after theirs was lost (a dead actor
 #: out of retries, a removed node) before they become ``error`` rows.
 MAX_MOVES = 2
@@ -227,7 +232,7 @@ class EvaluatorPool:
             limit=lambda chunk: f"{len(chunk.indices)} candidate(s) x evaluation.timeout_s={self.timeout_s:g}",
             dead=lambda queued: (f"Every evaluator died; {sum(len(c.indices) for c in queued)} candidates were left "
                                  "unscored (rows already written are kept)."),
-            tick=tick)
+            tick=tick, per_actor=CALLS_PER_ACTOR)
         return self._scoring
 
     def _rows(self, batch: "PendingBatch") -> list[dict[str, Any]]:
@@ -395,9 +400,11 @@ class _Dispatcher:
     """
 
     def __init__(self, pool: EvaluatorPool, submit: Callable, done: Callable, failed: Callable, *,
-                 timeout: Callable, limit: Callable, dead: Callable, tick: Optional[Callable] = None) -> None:
+                 timeout: Callable, limit: Callable, dead: Callable, tick: Optional[Callable] = None,
+                 per_actor: int = 1) -> None:
         self.pool, self.submit, self.done, self.failed = pool, submit, done, failed
         self.timeout, self.limit, self.dead, self.tick = timeout, limit, dead, tick
+        self.per_actor = per_actor
         self.queued: deque = deque()
         self.in_flight: dict[ray.ObjectRef, tuple[Any, int]] = {}
         self.deadlines: dict[ray.ObjectRef, float] = {}
@@ -408,7 +415,30 @@ class _Dispatcher:
         return bool(self.queued or self.in_flight)
 
     def add(self, items: Sequence[Any]) -> None:
+        """Queue ``items`` and start what the actors have room for at once."""
         self.queued.extend(items)
+        self._fill()
+
+    def _fill(self) -> None:
+        """Start queued items on the live actors, up to ``per_actor`` calls each, one per actor per pass
+        (so work spreads before any actor gets a second call). A call queued behind others on its actor
+        gets their time limits added to its own."""
+        calls: dict[int, int] = {}
+        for _, a in self.in_flight.values():
+            calls[a] = calls.get(a, 0) + 1
+        for depth in range(self.per_actor):
+            for a in self.pool.live:
+                if not self.queued:
+                    return
+                if calls.get(a, 0) > depth:
+                    continue
+                item = self.queued.popleft()
+                ref = self.submit(item, a)
+                if (seconds := self.timeout(item)) is not None:
+                    ahead = [self.deadlines[r] for r, (_, b) in self.in_flight.items() if b == a and r in self.deadlines]
+                    self.deadlines[ref] = max([time.monotonic(), *ahead]) + seconds
+                self.in_flight[ref] = (item, a)
+                calls[a] = calls.get(a, 0) + 1
 
     def run_until(self, finished: Callable[[], bool]) -> None:
         """Dispatch and gather until ``finished()``."""
@@ -420,18 +450,7 @@ class _Dispatcher:
     def _round(self) -> None:
         """Start calls on idle live actors, then take the outcome of the first call(s) to finish."""
         pool = self.pool
-        working = {a for _, a in self.in_flight.values()}
-        for a in pool.live:
-            if not self.queued:
-                break
-            if a in working:
-                continue
-            item = self.queued.popleft()
-            ref = self.submit(item, a)
-            self.in_flight[ref] = (item, a)
-            working.add(a)
-            if (seconds := self.timeout(item)) is not None:
-                self.deadlines[ref] = time.monotonic() + seconds
+        self._fill()
         if self.tick is not None:
             self.tick(self.in_flight, self.queued)
         if not self.in_flight:  # every actor died with work left
@@ -446,7 +465,9 @@ class _Dispatcher:
                 self.done(item, ray.get(ref))
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.ObjectLostError,
                     EvaluationTimeout) as exc:
-                if not pool._alive(a):
+                # a call that raised in the actor leaves it alive; otherwise ask it (a restart answers when back;
+                # asking an actor whose other call raised would wait behind that actor's next call)
+                if not isinstance(exc, ray.exceptions.RayTaskError) and not pool._alive(a):
                     pool._dead.add(a)
                 if _lost_worker(exc) and pool.live and self.moves.get(id(item), 0) < MAX_MOVES:
                     # the actor or its node went away (not the candidates' fault): score them elsewhere

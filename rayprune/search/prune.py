@@ -160,7 +160,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
         pool.wait_ready()
         searcher = make_agent(agent, space, seed=seed, search=cfg.search, log=log)
         writer = CandidateWriter(out, constants=constants, name=constants["trial_id"])
-        run = SearchRun(searcher, space, pool.score_batch, submit=pool.submit_batch, spec=spec, writer=writer,
+        run = SearchRun(searcher, space, pool.score_batch, submit=pool.submit_batch if cfg.search.pipeline else None, spec=spec, writer=writer,
                         evaluations=cfg.search.evaluations, seed=seed, log=log)
         log(f"{agent}: scoring {cfg.search.evaluations} candidates ({spec.kind}) on {len(pool.actors)} evaluator(s)")
         warn_idle_evaluators(cfg, len(pool.actors), log)

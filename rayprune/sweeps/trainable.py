@@ -87,7 +87,7 @@ def sweep_trial(config: dict[str, Any], setup: SweepSetup, shared: Optional[dict
         searcher = make_agent(agent, space, seed=seed, search=cfg.search, log=lambda m: None)
         spec, _ = score_specs(cfg)
         writer = CandidateWriter(setup.out_dir, constants=constants, name=trial_id)
-        run = SearchRun(searcher, space, pool.score_batch, submit=pool.submit_batch, spec=spec, writer=writer,
+        run = SearchRun(searcher, space, pool.score_batch, submit=pool.submit_batch if cfg.search.pipeline else None, spec=spec, writer=writer,
                         evaluations=cfg.search.evaluations, seed=seed)
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
