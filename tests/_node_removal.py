@@ -35,6 +35,7 @@ def remove_mid_search():
 threading.Thread(target=remove_mid_search, daemon=True).start()
 result = {}
 try:
+    t_start = time.time()
     res = rayprune.prune(
         None, None, agent="random", evaluations=24, out=out, address=cluster.address, seed=0, progress=False,
         budgets={"params": 0.5},
@@ -48,7 +49,9 @@ try:
               "status": search["status"].value_counts().to_dict(),
               "errors": sorted(set(search.loc[search["status"] != "ok", "error"].astype(str).str[:200])),
               "evaluators": sorted(int(e) for e in search["evaluator"].dropna().unique()),
-              "best": str(out / "best"), "removed": bool(removed)}
+              "best": str(out / "best"), "removed": bool(removed),
+              "seconds_after_removal": round(time.time() - removed["at"], 1) if removed else None,
+              "seconds": round(time.time() - t_start, 1)}
 except Exception as exc:  # noqa: BLE001 - reported to the test
     result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "removed": bool(removed)}
 print("RESULT " + json.dumps(result), flush=True)

@@ -467,7 +467,7 @@ class _Dispatcher:
                     EvaluationTimeout) as exc:
                 # a call that raised in the actor leaves it alive; otherwise ask it (a restart answers when back;
                 # asking an actor whose other call raised would wait behind that actor's next call)
-                if not isinstance(exc, ray.exceptions.RayTaskError) and not pool._alive(a):
+                if a not in pool._dead and not isinstance(exc, ray.exceptions.RayTaskError) and not pool._alive(a):
                     pool._dead.add(a)
                 if _lost_worker(exc) and pool.live and self.moves.get(id(item), 0) < MAX_MOVES:
                     # the actor or its node went away (not the candidates' fault): score them elsewhere
