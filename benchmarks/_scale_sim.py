@@ -79,7 +79,7 @@ class SimProblem(PruningProblem):
 
     @classmethod
     def wrap(cls, problem: PruningProblem) -> "SimProblem":
-        wrapped = cls(**{f.name: getattr(problem, f.name) for f in dataclasses.fields(problem)})
+        wrapped = cls(**{f.name: getattr(problem, f.name) for f in dataclasses.fields(problem) if f.init})
         groups = problem.space.groups
         wrapped.sim = {"channels": [g.channels for g in groups], "min_channels": [g.min_channels for g in groups],
                        "round_to": problem.space.round_to, "costs": cost_polynomials(problem)}
