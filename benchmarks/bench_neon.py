@@ -390,7 +390,7 @@ def main(argv=None) -> int:
                       "agent": str(agent_dir)}
 
             def todo(method: str, tolerance: float, rule: str = "") -> bool:
-                wanted = methods is None or method in methods
+                wanted = methods is None or method.split(" c=")[0] in methods  # 'neon_x4 c=0.5' goes with neon_x4
                 return wanted and (record.key, method, float(tolerance), rule) not in done
 
             def record_row(method: str, tolerance: float, rule: str, pruned, seconds: float, **extra) -> dict[str, Any]:
@@ -409,26 +409,25 @@ def main(argv=None) -> int:
             def checked(method: str, tau: float, rule: str = "", *, rollouts: int = 1, force: bool = False,
                         **neon) -> int | None:
                 """``method`` through the product (search_neon); the handed-back size (None: not run)."""
-                if not todo(method, tau, rule) and not force:
+                others = [c for c in also if rule == "" and todo(f"{method} c={c:g}", tau, rule)]
+                if not todo(method, tau, rule) and not others and not force:
                     return None
                 t0 = time.time()
                 agent = rules.get(method.split("_x")[0])
                 pruned, info, result = run_checked(problem, {"checkpoint": str(agent_dir), "tolerance": tau,
                                                              "rollouts": rollouts, **check, **neon}, seed, policy=agent)
                 label = method + (" (published)" if rule == "final" else "")
+                seconds = time.time() - t0
+                for c in others:  # the same episodes checked at the other confidences
+                    other, columns = recheck(result, tau, c)
+                    record_row(f"{method} c={c:g}", tau, rule, other, seconds, rollouts=rollouts,
+                               candidate_reduction=info["candidate"]["reduction_factor"], **columns)
                 if not todo(method, tau, rule):
                     return n_params(pruned)
-                seconds = time.time() - t0
                 row = record_row(method, tau, rule, pruned, seconds, rollouts=rollouts, **check_columns(info))
                 log(f"  {label:<20} τ={tau:g}: {row['outcome']:<8} x{row['reduction']:.2f} (candidate "
                     f"x{row['candidate_reduction']:.2f}); selection {row['sel_change']:+.2f} pt, at least "
                     f"{row['sel_lower']:+.2f} ({row['sel_samples']} samples); test {row['delta_test']:+.2f} pt")
-                if rule == "":  # the same episodes checked at the other confidences
-                    for c in also:
-                        if todo(f"{method} c={c:g}", tau, rule):
-                            other, columns = recheck(result, tau, c)
-                            record_row(f"{method} c={c:g}", tau, rule, other, seconds, rollouts=rollouts,
-                                       candidate_reduction=row["candidate_reduction"], **columns)
                 return row["params"]
 
             def neon_params(tau: float) -> int:
