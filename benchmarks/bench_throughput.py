@@ -52,8 +52,8 @@ def measure(config: str, agent_name: str, mode: str, candidates: int, batch: int
     space = SearchSpace.from_problem(problem, levels)
     if mode == "bare":
         pool, evaluators = LocalPool(problem), 1
-    else:
-        evaluators = int(mode[-1])
+    else:  # poolK: the product's loop (batches overlap where the agent allows); poolKs: every batch in step
+        evaluators = int(mode[4])
         pool = EvaluatorPool(problem, size=evaluators, num_cpus=1.0, name=f"bench-{mode}")
         pool.wait_ready()
     spec, _ = score_specs(cfg)
@@ -61,7 +61,9 @@ def measure(config: str, agent_name: str, mode: str, candidates: int, batch: int
     agent = make_agent(agent_name, space, seed=0, search=cfg.search, log=lambda m: None)
     try:
         writer = CandidateWriter(out, constants={"stage": "search", "trial_id": "t"}, name="t")
-        run = SearchRun(agent, space, pool.score_batch, spec=spec, writer=writer, evaluations=candidates)
+        overlap = mode != "bare" and not mode.endswith("s") and cfg.search.pipeline
+        run = SearchRun(agent, space, pool.score_batch, submit=pool.submit_batch if overlap else None, spec=spec,
+                        writer=writer, evaluations=candidates)
         t0 = time.perf_counter()
         run.run()
         wall = time.perf_counter() - t0
@@ -71,7 +73,8 @@ def measure(config: str, agent_name: str, mode: str, candidates: int, batch: int
         pool.shutdown()
     fresh = rows[~rows["cached"].astype(bool)]  # a repeat is not scored again: its row copies the first one's times
     scoring = float(fresh["t_total_s"].sum())
-    return {"config": Path(config).stem, "agent": agent_name, "mode": mode, "evaluators": evaluators,
+    return {"config": Path(config).stem, "agent": agent_name, "mode": mode, "pipelined": run.pipelined,
+            "evaluators": evaluators,
             "candidates": int(len(rows)), "wall_s": wall, "candidates_per_s": len(rows) / wall,
             "scoring_s": scoring, "scoring_per_candidate_s": scoring / len(rows),
             "overhead": 1.0 - scoring / (evaluators * wall), "agent_s": run.seconds["ask"] + run.seconds["tell"],
@@ -94,7 +97,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", nargs="+", default=["configs/bench/vgg11_mnist.yaml"])
     ap.add_argument("--agents", nargs="+", default=["random", "crl"])
-    ap.add_argument("--modes", nargs="+", default=["bare", "pool1", "pool2"])
+    ap.add_argument("--modes", nargs="+", default=["bare", "pool1", "pool2"],
+                    help="bare (no Ray), poolK (K actors, the product's loop: batches overlap where the agent "
+                         "allows), poolKs (K actors, every batch in step)")
     ap.add_argument("--candidates", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--out")
