@@ -277,6 +277,33 @@ def test_a_failed_final_falls_back_to_the_next_reranked_candidate_and_is_kept_as
     assert exported_rows(final)["candidate_id"].tolist() == ["c200"]
 
 
+def test_final_latencies_are_measured_again_one_at_a_time_before_the_levels_choose(tmp_path):
+    """The finals run in parallel, so their latencies were measured while other finals trained; a
+    latency budget decides on the numbers measured again with nothing else running."""
+    rows = _rows([(0.40, 0.90, 40.0, "lat"), (0.30, 0.80, 30.0, "lat")])
+    rows["latency_ms"] = [1.0, 1.0]
+
+    class TimedPool(FakePool):
+        measured: list = []
+
+        def measure_sequentially(self, ratios, names):
+            self.measured.append((len(ratios), list(names)))
+            return [{"latency_ms": 3.0 if _cid(r) == "c400" else 1.5} for r in ratios]  # c400 is slow, alone
+
+    level = Level("lat", {"latency_ms": 2.0}, {"latency_ms": 2.0})
+    pool = TimedPool(rerank={"c400": 0.9, "c300": 0.8}, final={"c400": 0.95, "c300": 0.90},
+                     costs={"c400": {"latency_ms": 1.2}, "c300": {"latency_ms": 1.1}})  # noisy, during the finals
+    spec = ScoreSpec.fine_tuned(__import__("rayprune.engine", fromlist=["FineTuneConfig"]).FineTuneConfig(iterations=1))
+    [res] = select_and_finalize(rows, [level], pool=pool, out_dir=tmp_path, rerank_spec=spec, top_k=2,
+                                writer=CandidateWriter(tmp_path, name="sel"), cost_names=["latency_ms"],
+                                log=lambda m: None)
+    assert pool.finalized == [["c400"], ["c300"]]  # the re-rank winner, over budget alone: the next one
+    assert pool.measured == [(1, ["latency_ms"]), (1, ["latency_ms"])]  # after each round, one at a time
+    assert res.candidate_id == "c300" and res.costs["latency_ms"] == 1.5
+    final = read_candidates(tmp_path)
+    assert final.loc[final["stage"] == "final", "latency_ms"].tolist() == [1.5]
+
+
 def test_a_level_whose_every_final_fails_says_so_with_the_cause(tmp_path):
     rows = _rows([(0.40, 0.90, 40.0, "params=0.5"), (0.30, 0.80, 30.0, "params=0.5")])
     pool = FakePool(rerank={}, final={}, costs={}, fail={"c400", "c300"})

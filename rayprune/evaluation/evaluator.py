@@ -81,6 +81,13 @@ class Evaluator:
             summary["export_path"] = str(export_dir)
         return summary
 
+    def measure(self, keep_ratios: Sequence[float], names: Sequence[str]) -> dict[str, float]:
+        """The costs ``names`` of the candidate ``keep_ratios`` (built afresh; weights do not matter)."""
+        from ..costs import measure_costs
+
+        model = self.problem.space.build(list(keep_ratios))
+        return measure_costs(model, {n: self.problem.costs[n] for n in names}, self.problem.context)
+
     def info(self) -> dict[str, Any]:
         import torch
 

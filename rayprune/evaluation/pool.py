@@ -345,6 +345,14 @@ class EvaluatorPool:
                        dead=lambda queued: "Every evaluator died during the final fine-tunes.")
         return results  # type: ignore[return-value]
 
+    def measure_sequentially(self, ratios: Sequence[Sequence[float]], names: Sequence[str]) -> list[dict[str, float]]:
+        """The costs ``names`` of each candidate, measured one at a time on one evaluator while the
+        others do nothing (latency measured while another evaluator trains on the same cores is noise)."""
+        if not self.live:
+            raise PoolDeadError("No evaluator is alive to measure the exported models.")
+        actor = self.actors[self.live[0]]
+        return [ray.get(actor.measure.remote(list(r), list(names))) for r in ratios]
+
     def stats(self) -> list[dict[str, Any]]:
         """Each live actor's info (busy seconds, uptime, device, threads)."""
         return ray.get([self.actors[a].info.remote() for a in self.live])

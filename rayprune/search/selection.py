@@ -201,7 +201,7 @@ def select_and_finalize(
     # 3. one final fine-tune per distinct winner, in parallel on the pool; a level whose winner's
     #    final fails (a diverging loss, a dead evaluator) falls back to its next candidate
     finals_by_id = _final_rounds(results, orders, pool=pool, out=out, seed=seed, extra=extra, writer=writer,
-                                 log=log)
+                                 log=log, cost_names=cost_names)
     finals = [f for f in finals_by_id.values() if f.get("status") == STATUS_OK]
     # 4. monotone choice: each level takes the best final that fits it
     choice = monotone_choice(levels, finals)
@@ -245,18 +245,28 @@ def select_and_finalize(
 
 
 def _final_rounds(results, orders, *, pool, out: Path, seed: int, extra, writer: CandidateWriter,
-                  log: Log) -> dict[str, dict[str, Any]]:
+                  log: Log, cost_names: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """Final fine-tunes in rounds: each round runs, in parallel, every level's first candidate whose
-    final has not failed; a failure is written as an ``error`` row of stage ``final`` and that level
-    tries its next candidate in the following round. Returns every final run, by candidate id."""
+    final has neither failed nor come out over the level's budget (timed costs are measured again
+    one at a time after each round: :func:`_remeasure_timed`); a failure is written as an ``error``
+    row of stage ``final``, and that level tries its next candidate in the following round.
+    Returns every final run, by candidate id."""
     finals: dict[str, dict[str, Any]] = {}
     pos = [0] * len(orders)
+
+    def settled(final: Optional[dict[str, Any]], level: Level) -> bool:
+        """Whether a level may stop at this final: not run yet (it runs), or fine and within budget."""
+        if final is None:
+            return True
+        return final.get("status") == STATUS_OK and fits({n: final.get(n) for n in level.limits
+                                                          if final.get(n) is not None}, level.limits)
+
     while True:
         jobs: dict[str, tuple[int, pd.Series]] = {}
         for li, order in enumerate(orders):
-            while pos[li] < len(order) and finals.get(order[pos[li]]["candidate_id"], {}).get("status") not in (
-                    None, STATUS_OK):
-                pos[li] += 1  # its current candidate failed: the next one
+            while pos[li] < len(order) and not settled(finals.get(order[pos[li]]["candidate_id"]),
+                                                        results[li].level):
+                pos[li] += 1  # its current candidate failed, or is over budget as finally measured: the next one
             if pos[li] < len(order):
                 cid = order[pos[li]]["candidate_id"]
                 if cid not in finals and cid not in jobs:
@@ -269,13 +279,39 @@ def _final_rounds(results, orders, *, pool, out: Path, seed: int, extra, writer:
                  export_dir=str(out / "models" / FINALS_DIR / cid),
                  extra={**dict(extra or {}), "found_for": results[li].level.name})
             for cid, (li, best) in jobs.items()])
-        for (cid, (li, best)), summary in zip(jobs.items(), summaries):
-            finals[cid] = {**summary, "candidate_id": cid, "row": best, "found_for": results[li].level.name}
+        done = [{**summary, "candidate_id": cid, "row": best, "found_for": results[li].level.name}
+                for (cid, (li, best)), summary in zip(jobs.items(), summaries)]
+        _remeasure_timed([f for f in done if f.get("status") == STATUS_OK], pool, cost_names, log)
+        for (cid, (li, best)), summary in zip(jobs.items(), done):
+            finals[cid] = summary
             if summary.get("status") != STATUS_OK:
                 log(f"Final fine-tune of {cid} (for {results[li].level.name}) failed: {summary.get('error')}")
                 level = results[li].level.name
                 writer.add(_final_row(best, level, level, accuracy=None, accuracy_final=None, feasible=False,
                                       export_path=None, status="error", error=summary.get("error")))
+
+
+#: costs that are timings: measured while other evaluators train on the same machine they are noise
+TIMED_COSTS = ("latency_ms",)
+
+
+def _remeasure_timed(finals: list[dict[str, Any]], pool, cost_names: Sequence[str], log: Log) -> None:
+    """Measure the timed costs of the final models again, one at a time with nothing else running
+    (the finals ran in parallel), before they decide which level each fits and land in the front."""
+    timed = [n for n in cost_names if n in TIMED_COSTS]
+    if not timed or not finals or not hasattr(pool, "measure_sequentially"):
+        return
+    try:
+        measured = pool.measure_sequentially([[float(r) for r in f["row"]["keep_ratios"]] for f in finals], timed)
+    except Exception as exc:  # noqa: BLE001 - the parallel numbers stand, said so
+        log(f"warning: could not re-measure {', '.join(timed)} of the final models one at a time ({exc}); the "
+            "numbers measured during the parallel final fine-tunes are kept")
+        return
+    for f, costs in zip(finals, measured):
+        for name in timed:
+            f[f"{name}_during_finals"] = f.get(name)
+            f[name] = costs[name]
+    log(f"Measured {', '.join(timed)} of {len(finals)} final model(s) one at a time")
 
 
 def _final_row(best: pd.Series, level: str, found_for: str, **fields: Any) -> dict[str, Any]:
