@@ -447,3 +447,43 @@ def test_an_agent_that_needs_the_last_outcomes_is_never_pipelined(problem, level
                     writer=CandidateWriter(tmp_path, constants={"stage": "search"}, name="t"), evaluations=16)
     run.run()
     assert [e[0] for e in events] == ["ask", "tell", "ask", "tell"]  # scored through score(), one at a time
+
+
+@pytest.mark.parametrize("agent_name", ["evolution", "tpe"])
+def test_an_overlapping_search_proposes_the_same_however_often_it_is_checkpointed(problem, levels, agent_name,
+                                                                                    tmp_path):
+    """Agents that learn from outcomes (evolution, tpe) under overlapping batches: a drain for a
+    checkpoint (a sweep trial's, every checkpoint_seconds) must not change what is proposed next, and a
+    restart from a drained checkpoint proposes what the uninterrupted run did."""
+    space = SearchSpace.from_problem(problem, levels)
+    spec, _ = score_specs(problem.config)
+    search = problem.config.search.model_copy(update={"batch_size": 6})
+
+    def new_run(out):
+        pool = DeferredPool(problem, [])
+        agent = make_agent(agent_name, space, seed=2, search=search)
+        writer = CandidateWriter(out, constants={"stage": "search", "trial_id": "t"}, name="t")
+        return SearchRun(agent, space, pool.local.score_batch, submit=pool.submit_batch, spec=spec, writer=writer,
+                         evaluations=36, seed=2)
+
+    def order(out):
+        return read_candidates(out).sort_values("iteration", kind="stable")["candidate_id"].tolist()
+
+    straight = new_run(tmp_path / "a")
+    straight.run()
+    drained = new_run(tmp_path / "b")
+    for k in range(3):
+        drained.step()
+        if k in (1, 2):
+            drained.drain()
+    while not drained.done:
+        drained.step()
+    resumed = new_run(tmp_path / "c")
+    resumed.step()
+    resumed.drain()
+    resumed.save(tmp_path / "ckpt")
+    again = new_run(tmp_path / "c")
+    again.restore(tmp_path / "ckpt")
+    again.run()
+    assert order(tmp_path / "b") == order(tmp_path / "a")
+    assert order(tmp_path / "c") == order(tmp_path / "a")

@@ -22,6 +22,7 @@ of later batches (:func:`rayprune.results.drop_rows_after`) and neither loses no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ class SearchRun:
         # overlap: the next batch is asked for and submitted before the current one is written and told
         self.submit = submit if submit is not None and agent.pipelined else None
         self._pending: Optional[_Launched] = None
+        self._untold: Optional[tuple] = None  # a drained batch (proposals, outcomes, rows) not yet told
         self._asked = 0  # proposals asked for: evaluated + the batch in flight
         self.space = space
         self.score = score
@@ -129,6 +131,9 @@ class SearchRun:
         """
         t0 = time.perf_counter()
         current, self._pending = self._pending or self._launch(), None
+        if self._untold is not None:  # a drained batch's tell, where an overlapping run would have told it
+            self._tell(*self._untold)
+            self._untold = None
         if self.pipelined and launch_next and self._asked < self.evaluations and not self.agent.finished:
             self._pending = self._launch()
         t1 = time.perf_counter()
@@ -140,14 +145,22 @@ class SearchRun:
         self.writer.extend(rows)
         self.writer.flush()
         t3 = time.perf_counter()
-        self.space.observe(rows)
-        self._warn_unsteerable()
-        self.agent.tell(proposals, outcomes)
+        if self.pipelined and not launch_next:
+            # drained: told only after the next batch is asked for, as when batches overlap, so that a run
+            # proposes the same candidates however often it is checkpointed (the state keeps this batch)
+            self._untold = (proposals, outcomes, rows)
+        else:
+            self._tell(proposals, outcomes, rows)
         t4 = time.perf_counter()
         self.evaluated += len(proposals)
         for name, dt in (("score", t2 - t1), ("write", t3 - t2), ("tell", t4 - t3)):
             self.seconds[name] += dt
         return self.progress(rows, batch_seconds=t4 - t0, score_seconds=t2 - t1)
+
+    def _tell(self, proposals: Sequence[Proposal], outcomes: Sequence[Outcome], rows: Sequence[Mapping[str, Any]]) -> None:
+        self.space.observe(rows)
+        self._warn_unsteerable()
+        self.agent.tell(proposals, outcomes)
 
     def drain(self) -> Optional[dict[str, Any]]:
         """Finish the batch in flight (pipelined), launching none after it; its metrics, or None."""
@@ -221,6 +234,10 @@ class SearchRun:
         self.agent.save(directory / "agent")
         state = {"batch": self.batch, "evaluated": self.evaluated, "best": self.best, "agent": self.agent.state_dict(),
                  "space": self.space.state_dict(), "agent_name": self.agent.name}
+        if self._untold is not None:
+            proposals, outcomes, rows = self._untold
+            state["untold"] = {"proposals": [dataclasses.asdict(p) for p in proposals],
+                               "outcomes": [dataclasses.asdict(o) for o in outcomes], "rows": list(rows)}
         (directory / _STATE_FILE).write_text(json.dumps(state, default=_json_default))
 
     def restore(self, directory: str | Path) -> None:
@@ -230,6 +247,9 @@ class SearchRun:
             raise ValueError(f"{directory}: a checkpoint of agent {state.get('agent_name')!r}, not {self.agent.name!r}.")
         self.batch, self.evaluated, self.best = int(state["batch"]), int(state["evaluated"]), list(state["best"])
         self._asked, self._pending = self.evaluated, None
+        untold = state.get("untold")
+        self._untold = None if untold is None else (
+            [Proposal(**p) for p in untold["proposals"]], [Outcome(**o) for o in untold["outcomes"]], untold["rows"])
         self.agent.load_state_dict(state["agent"])
         self.agent.restore(directory / "agent")
         self.space.load_state_dict(state["space"])
