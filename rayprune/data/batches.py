@@ -8,6 +8,7 @@ device, vectorised over samples. (Data too large for that streams through a Data
 
 from __future__ import annotations
 
+import abc
 import functools
 import math
 from collections.abc import Callable, Iterator
@@ -33,23 +34,40 @@ Augment = Callable[[Tensor, torch.Generator], Tensor]
 """An on-device batch augmentation: ``(batch, generator) -> augmented batch`` of the same shape."""
 
 
-class EpochBatches:
+class EpochBatches(abc.ABC):
     """Mini-batches ``(xb, yb)`` by epoch: ``iter()`` gives the next epoch, :meth:`infinite` cycles.
 
-    Subclasses say how many batches an epoch has (``__len__``) and produce the batches of a given
-    epoch (:meth:`epoch_batches`), deterministically from ``(seed, epoch)``.
+    Subclasses say how many samples an epoch draws from (:meth:`_size`) and produce the batches of
+    a given epoch (:meth:`epoch_batches`), deterministically from ``(seed, epoch)``; they set their
+    shared settings with :meth:`_set_options`.
     """
 
     seed: int = 0
     epoch: int = 0
     """The epoch the next ``iter()`` will produce; advanced by one per ``iter()``."""
 
-    def __len__(self) -> int:
-        raise NotImplementedError
+    def _set_options(self, *, batch_size: int, shuffle: bool, drop_last: bool, augment: Augment | None,
+                     seed: int) -> None:
+        """Check and keep the settings every kind of batches has; the next epoch is 0."""
+        _check_positive_int("batch_size", batch_size)
+        _check_non_negative_int("seed", seed)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.augment = augment
+        self.seed = int(seed)
+        self.epoch = 0
 
+    @abc.abstractmethod
+    def _size(self) -> int:
+        """The samples one epoch draws from."""
+
+    @abc.abstractmethod
     def epoch_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         """The batches of one given epoch, without advancing :attr:`epoch`."""
-        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return batch_count(self._size(), self.batch_size, self.drop_last)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
@@ -71,9 +89,6 @@ class EpochBatches:
             )
         while True:
             yield from iter(self)
-
-    def _size(self) -> int:
-        raise NotImplementedError
 
 
 class DeviceBatches(EpochBatches):
@@ -109,19 +124,8 @@ class DeviceBatches(EpochBatches):
             raise UserError(
                 f"'x' and 'y' must be on the same device; got {x.device} and {y.device}."
             )
-        _check_positive_int("batch_size", batch_size)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise UserError(f"'seed' must be a non-negative integer; got {seed!r}.")
         self.x, self.y = x, y
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.augment = augment
-        self.drop_last = drop_last
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return batch_count(len(self.x), self.batch_size, self.drop_last)
+        self._set_options(batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, augment=augment, seed=seed)
 
     def _size(self) -> int:
         return len(self.x)

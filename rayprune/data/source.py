@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from ..errors import UserError
-from .batches import Augment, DeviceBatches, EpochBatches, _epoch_seed, batch_count, epoch_generator
+from .batches import Augment, DeviceBatches, EpochBatches, _epoch_seed, epoch_generator
 
 __all__ = ["LoaderBatches", "LoaderSource", "SplitSource", "StreamedDataError", "TensorSource"]
 
@@ -225,25 +225,13 @@ class LoaderBatches(EpochBatches):
     def __init__(self, source: LoaderSource, *, batch_size: int, device: torch.device | str,
                  index: Index | None = None, shuffle: bool = False, drop_last: bool = False,
                  augment: Augment | None = None, seed: int = 0) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise UserError(f"'batch_size' must be a positive integer; got {batch_size!r}.")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise UserError(f"'seed' must be a non-negative integer; got {seed!r}.")
         self.source = source
         self.device = torch.device(device)
         self.index = None if index is None else torch.as_tensor(index, dtype=torch.long).cpu()
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.augment = augment
-        self.seed = int(seed)
-        self.epoch = 0
+        self._set_options(batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, augment=augment, seed=seed)
 
     def _size(self) -> int:
         return len(self.source) if self.index is None else len(self.index)
-
-    def __len__(self) -> int:
-        return batch_count(self._size(), self.batch_size, self.drop_last)
 
     def epoch_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         """The batches of one given epoch, without advancing :attr:`epoch`."""
