@@ -142,3 +142,14 @@ def ray_head():
                 pass
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A small local Ray for the module's tests (joined if one is already running in this process)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
+                 log_to_driver=False)
+    yield

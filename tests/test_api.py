@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-import ray
 import torch
 from torch import nn
 
@@ -55,14 +54,6 @@ def trained(net: nn.Module, data, steps=150) -> nn.Module:
         loss.backward()
         opt.step()
     return net.eval()
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-                 log_to_driver=False)
-    yield
 
 
 # -- configs from keyword arguments (no Ray) ---------------------------------------------------------

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import ray
 
 from rayprune.config import parse_config
 from rayprune.search.prune import run_prune
@@ -35,13 +34,6 @@ def tiny(tmp_cache, agent="crl", **search):
                    "eval_samples": 200, **search},
         "evaluation": {"evaluators": 2, "cpus": 1.0, **evaluation},
     })
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False)
-    yield
 
 
 @pytest.fixture(scope="module")

@@ -392,16 +392,6 @@ SMALL = {
 }
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-                 log_to_driver=False)
-    yield
-
-
 @pytest.mark.slow
 def test_prune_on_streamed_data_end_to_end(ray_session, tmp_path):
     import rayprune
