@@ -396,7 +396,7 @@ class _Chunk:
 
 
 class _Dispatcher:
-    """Items run on the pool's live actors, one call per actor at a time, results as they come.
+    """Items run on the pool's live actors, up to ``per_actor`` calls queued on each, results as they come.
 
     ``submit(item, actor) -> ref`` starts a call; ``done(item, result)`` or ``failed(item, exc,
     actor)`` takes its outcome. A call past ``timeout(item)`` seconds (None: no limit) is stopped
