@@ -193,7 +193,7 @@ def _as_dataset(data: Any, cfg: "Config"):
     if isinstance(data, (Dataset, StreamedDataset)):
         return data
     from .data import dataset_from_splits
-    from .data.user import split_objects
+    from .data.factory import split_objects
 
     splits, options = split_objects(data, source="data= must be a rayprune.data.Dataset, a dataset name (e.g. 'digits'), or")
     d = cfg.data

@@ -1,4 +1,4 @@
-"""rayprune.data.user: a user's own data from memory, a factory, an image folder and an .npz file."""
+"""A user's own data: from memory (rayprune.data.convert), a factory, an image folder and an .npz file."""
 
 from __future__ import annotations
 

@@ -3,8 +3,9 @@
 Every source (embedded images, CIFAR pickles, a CSV/Parquet file, scikit-learn's bundled sets) is
 read into numpy arrays by its own module; this one splits them (:mod:`rayprune.data.splits`),
 normalises them with statistics of the train split only, and wraps them as tensors. A user's own
-data (a factory, an image folder, an ``.npz`` file) is read by :mod:`rayprune.data.user`, which
-builds on the splitting and normalising helpers here.
+data (a factory, an image folder, an ``.npz`` file) is read by :mod:`rayprune.data.factory`,
+:mod:`rayprune.data.image_folder` and :mod:`rayprune.data.npz` through :mod:`rayprune.data.convert`,
+which build on the splitting and normalising helpers here.
 """
 
 from __future__ import annotations
@@ -234,9 +235,9 @@ def load_dataset(
     - ``npz`` — arrays ``x_train``/``y_train`` (and optionally ``x_val``/``y_val``,
       ``x_test``/``y_test``), or ``x``/``y``, in the ``.npz`` file at ``path``.
     - ``package.module:factory`` — any other name with a colon: a function returning the splits,
-      taken as given, without normalisation (:func:`rayprune.data.user.load_factory`).
+      taken as given, without normalisation (:func:`rayprune.data.factory.load_factory`).
 
-    ``imagefolder`` and ``npz`` are normalised like the built-in sets; see :mod:`rayprune.data.user`
+    ``imagefolder`` and ``npz`` are normalised like the built-in sets; see :mod:`rayprune.data.convert`
     for why a factory's data is not.
 
     ``streaming``, ``max_resident_mb``, ``num_workers`` (``data.streaming``, ...): a factory's torch
@@ -355,14 +356,14 @@ def _load_sklearn(spec: _SplitSpec, *, dataset: str) -> Dataset:
     return _tabular_dataset(f"sklearn:{dataset}", load_sklearn_table(dataset), spec)
 
 
-# The user sources live in rayprune.data.user, which builds on this module's helpers: imported when
-# used, not at the top, so that neither module needs the other half-initialised.
+# The user sources live in rayprune.data.factory, .image_folder and .npz, which build on this module's
+# helpers: imported when used, not at the top, so that neither side needs the other half-initialised.
 
 
 def _load_imagefolder(
     spec: _SplitSpec, *, root: str | Path | None = None, image_size: int | None = None
 ) -> Dataset:
-    from rayprune.data.user import load_image_folder
+    from rayprune.data.image_folder import load_image_folder
 
     if root is None:
         raise UserError(
@@ -373,7 +374,7 @@ def _load_imagefolder(
 
 
 def _load_npz(spec: _SplitSpec, *, path: str | Path | None = None) -> Dataset:
-    from rayprune.data.user import load_npz
+    from rayprune.data.npz import load_npz
 
     if path is None:
         raise UserError("'path' is required for dataset 'npz' (a .npz file of arrays).")
@@ -382,7 +383,7 @@ def _load_npz(spec: _SplitSpec, *, path: str | Path | None = None) -> Dataset:
 
 def _load_factory(spec: _SplitSpec, *, factory: str, task: str = "classification",
                   policy: StreamingPolicy | None = None) -> Dataset | StreamedDataset:
-    from rayprune.data.user import load_factory
+    from rayprune.data.factory import load_factory
 
     return load_factory(factory, spec=spec, task=task, policy=policy)
 
