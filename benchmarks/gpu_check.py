@@ -13,8 +13,8 @@ timing, meaningless for accuracy), this script measures and prints
     :class:`~rayprune.evaluation.pool.EvaluatorPool` with 1, 2 and 4 Ray actors of ``num_gpus=1/k``
     (1 CPU each), candidates/s and the ratio to one actor (the issue's target: 4 >= 2.5x one, on an
     idle GPU, for small models);
-(c) **channels_last and mixed precision** on/off for the fine-tune step. rayprune has no switch for
-    either, so this script measures them with its own loop on a pruned candidate (the same
+(c) **channels_last and mixed precision** on/off for the fine-tune step. rayprune's
+    ``evaluation.channels_last`` (off by default) covers forward passes only and it has no switch for mixed precision, so this script measures them with its own loop on a pruned candidate (the same
     optimiser, loss and device-resident batches as :func:`rayprune.engine.fine_tune`), next to the
     library's ``fine_tune`` itself as the reference;
 (d) **GPU utilisation** while scoring: ``pynvml`` if importable, else ``nvidia-smi`` sampled in a
@@ -425,7 +425,7 @@ def render(results: dict[str, Any]) -> str:
         [[r["model"], r["score"], r["evaluators"], _fmt(r["gpu_per_evaluator"], ".2f"), r["candidates"],
           _fmt(r["wall_s"], ".2f"), _fmt(r["candidates_per_s"], ".2f"), f"{r['vs_fewest']:.2f}x",
           f"{100 * r['busy']:.0f} %", _util(r), r["errors"]] for r in results["pool"]]))
-    lines += ["", "(c) fine-tune step: channels_last and mixed precision (rayprune has no switch for either; "
+    lines += ["", "(c) fine-tune step: channels_last and mixed precision (rayprune's evaluation.channels_last covers forward passes only, and there is no switch for mixed precision; "
                   "measured by this script's own loop on a candidate at keep 0.5, the library's fine_tune as reference)"]
     lines.append(format_table(
         ["model", "variant", "iterations", "batch", "ms/iteration", "vs loop fp32"],

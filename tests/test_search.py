@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -59,6 +60,46 @@ def run_search(problem, levels, agent_name, out, *, seed=0, evaluations=24):
 
 
 # -- scores ----------------------------------------------------------------------------------------
+def _with_channels_last(problem, setting):
+    cfg = problem.config.model_copy(deep=True)
+    cfg.evaluation.channels_last = setting
+    return dataclasses.replace(problem, config=cfg)
+
+
+def test_channels_last_forward_passes_score_the_same_and_fine_tunes_and_exports_stay_contiguous(problem, monkeypatch):
+    seen = []  # per forward of the first conv: (grad enabled, weight held channels_last)
+    build = problem.space.build
+
+    def recording_build(ratios):
+        model = build(ratios)
+        conv = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]  # several input channels: the layouts differ
+        conv.register_forward_hook(lambda m, i, o: seen.append(
+            (torch.is_grad_enabled(), m.weight.is_contiguous(memory_format=torch.channels_last)
+             and not m.weight.is_contiguous())))
+        return model
+
+    monkeypatch.setattr(problem.space, "build", recording_build)
+    g = problem.space.num_groups
+    cheap = ScoreSpec.adaptive_bn(bn_batches=2, bn_batch_size=32, eval_samples=120)
+    tuned = ScoreSpec.fine_tuned(problem.config.search.finetune.engine_config(), eval_samples=120,
+                                 bn_batches=2, bn_batch_size=32)
+    rows = {}
+    for setting in (False, True):
+        ev = CandidateEvaluator(_with_channels_last(problem, setting))
+        seen.clear()
+        rows[setting] = [ev.score([r] * g, spec) for r in (0.9, 0.5) for spec in (cheap, tuned)]
+        passes = list(seen)
+        if setting:  # a model with 2-D convolutions: every forward without gradients in channels_last
+            assert any(not grad for grad, _ in passes) and all(last for grad, last in passes if not grad)
+            assert any(grad for grad, _ in passes) and not any(last for grad, last in passes if grad)
+        else:
+            assert not any(last for _, last in passes)
+        model, summary = ev.finalize([0.5] * g)
+        assert all(p.is_contiguous() for p in model.parameters())  # what is exported: the usual layout
+    for a, b in zip(rows[False], rows[True]):
+        assert a["status"] == b["status"] == "ok" and a["accuracy"] == pytest.approx(b["accuracy"], abs=1e-9)
+
+
 def test_adaptive_bn_changes_batchnorm_statistics_and_nothing_else(problem):
     model = problem.space.build([0.5] * problem.space.num_groups)
     before = copy.deepcopy(model.state_dict())

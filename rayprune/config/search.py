@@ -132,6 +132,11 @@ class EvaluationConfig(_Section):
     timeout_s: Optional[float] = Field(None, gt=0)
     #: the same for one final fine-tune (re-rank fine-tunes are scores and use `timeout_s`)
     final_timeout_s: Optional[float] = Field(None, gt=0)
+    #: hold a candidate in torch.channels_last for its forward passes (BatchNorm re-estimation and
+    #: accuracy; fine-tunes keep the usual layout): 1.2-1.4x faster adaptive-BN scores on CPU for the
+    #: small CNN, VGG11 and a depthwise-separable CNN, 1.3x slower for ResNet-20 (BENCHMARKS.md
+    #: "Memory format"), so off unless a config asks
+    channels_last: bool = False
 
 
 class SearchConfig(_Section):

@@ -14,15 +14,17 @@ Example:
 """
 
 from rayprune.engine.batchnorm import recalibrate_batchnorm
-from rayprune.engine.evaluate import evaluate, model_device, training_mode
+from rayprune.engine.evaluate import channels_last, evaluate, model_device, training_mode, wants_channels_last
 from rayprune.engine.train import FineTuneConfig, ProgressCallback, fine_tune
 
 __all__ = [
     "FineTuneConfig",
     "ProgressCallback",
+    "channels_last",
     "evaluate",
     "fine_tune",
     "model_device",
     "recalibrate_batchnorm",
     "training_mode",
+    "wants_channels_last",
 ]

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..costs import ANALYTIC_COSTS, measure_costs
-from ..engine import fine_tune, recalibrate_batchnorm
+from ..engine import channels_last, fine_tune, recalibrate_batchnorm, wants_channels_last
 from ..problem import PruningProblem
 from ..pruning.rounding import candidate_id
 from ..pruning.space import KeepRatios
@@ -52,6 +52,10 @@ class CandidateEvaluator:
         analytic = problem.analytic if problem.analytic.exact else None
         self._analytic_names = [n for n in problem.costs if analytic is not None and n in ANALYTIC_COSTS]
         self._measured = {n: f for n, f in problem.costs.items() if n not in self._analytic_names}
+
+    def _channels_last(self, model: nn.Module) -> bool:
+        """Whether this candidate's forward passes run in channels_last (``evaluation.channels_last``)."""
+        return wants_channels_last(model, self.problem.config.evaluation.channels_last)
 
     def build(self, keep_ratios: KeepRatios) -> nn.Module:
         """The physically pruned candidate (fast path)."""
@@ -92,18 +96,18 @@ class CandidateEvaluator:
             t, timings["t_build_s"] = _lap(t)
             costs = self.costs(model, counts)
             t, timings["t_costs_s"] = _lap(t)
-            if spec.kind == "adaptive_bn":
-                recalibrate_batchnorm(model, p.data.source("train"), batch_size=spec.bn_batch_size, max_batches=spec.bn_batches)
-                t, timings["t_bn_s"] = _lap(t)
-            else:
-                if spec.recalibrate_bn:
+            fast = self._channels_last(model)
+            if spec.recalibrate_bn or spec.kind == "adaptive_bn":
+                with channels_last(model, fast):
                     recalibrate_batchnorm(model, p.data.source("train"), batch_size=spec.bn_batch_size,
                                           max_batches=spec.bn_batches)
-                    t, timings["t_bn_s"] = _lap(t)
+                t, timings["t_bn_s"] = _lap(t)
+            if spec.kind != "adaptive_bn":
                 if (spec.finetune.iterations or 0) > 0 or (spec.finetune.epochs or 0) > 0:
                     fine_tune(model, p.data, spec.finetune, seed=seed, loss_fn=p.objective.loss)
                 t, timings["t_finetune_s"] = _lap(t)
-            accuracy = p.accuracy(model, "val", spec.eval_samples)
+            with channels_last(model, fast):
+                accuracy = p.accuracy(model, "val", spec.eval_samples)
             t, timings["t_eval_s"] = _lap(t)
             if not math.isfinite(accuracy):
                 raise FloatingPointError(f"accuracy is {accuracy}")
@@ -132,16 +136,20 @@ class CandidateEvaluator:
         p = self.problem
         ft = finetune if finetune is not None else p.config.search.final_finetune
         model = p.space.build(keep_ratios)
+        fast = self._channels_last(model)
         if p.config.pruning.recalibrate_bn:
             bn = p.config.search.adaptive_bn
-            recalibrate_batchnorm(model, p.data.source("train"), batch_size=bn.batch_size, max_batches=bn.batches)
+            with channels_last(model, fast):
+                recalibrate_batchnorm(model, p.data.source("train"), batch_size=bn.batch_size, max_batches=bn.batches)
         stats = fine_tune(model, p.data, ft.engine_config(), seed=seed, progress=progress, loss_fn=p.objective.loss)
         counts = p.space.keep_counts(keep_ratios)
         costs = measure_costs(model, p.costs, p.context)  # the exported model: every cost measured
+        with channels_last(model, fast):
+            accuracy_val, accuracy_test = p.accuracy(model, "val"), p.accuracy(model, "test")
         summary = {
             "candidate_id": candidate_id(counts),
-            "accuracy_val": p.accuracy(model, "val"),
-            "accuracy_test": p.accuracy(model, "test"),
+            "accuracy_val": accuracy_val,
+            "accuracy_test": accuracy_test,
             "finetune_seconds": stats.get("seconds"),
             "finetune_iterations": stats.get("iterations"),
             **costs,
