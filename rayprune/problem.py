@@ -18,6 +18,7 @@ from torch import nn
 from .base_model import architecture_of, obtain_base_model
 from .config import Config
 from .costs import ANALYTIC_COSTS, AnalyticCosts, Budget, CostContext, CostFn, measure_costs, resolve_costs
+from .costs.budget import fits
 from .data import Dataset, StreamedDataset, load_dataset
 from .engine.objective import DataSplit, MetricError, Objective, resolve_objective
 from .errors import UserError
@@ -232,8 +233,8 @@ class PruningProblem:
         return {name: costs[name] / limit - 1.0 for name, limit in self.limits.items()}
 
     def feasible(self, costs: Mapping[str, float]) -> bool:
-        """Whether measured ``costs`` meet every budget."""
-        return all(costs[name] <= limit * (1 + 1e-9) for name, limit in self.limits.items())
+        """Whether measured ``costs`` meet every budget (the one feasibility rule, :func:`~rayprune.costs.budget.fits`)."""
+        return fits(costs, self.limits)
 
     def analytic_limits(self) -> dict[str, float]:
         """The limits on costs that the analytic model predicts exactly (params, MACs)."""
