@@ -46,8 +46,8 @@ class RandomAgent(SearchAgent):
 
     def ask(self, n: Optional[int] = None) -> list[Proposal]:
         levels = self.levels_for(self.batch(n))
-        proposals = [Proposal(self.space.project(self.rng.uniform(self.space.min_keep, 1.0, self.space.num_groups), lvl),
-                              lvl) for lvl in levels]
+        directions = [self.rng.uniform(self.space.min_keep, 1.0, self.space.num_groups) for _ in levels]
+        proposals = [Proposal(r, lvl) for r, lvl in zip(self.space.project_many(directions, levels), levels)]
         self.asked += len(proposals)
         return proposals
 

@@ -56,7 +56,8 @@ class EvolutionAgent(SearchAgent):
         # per level: members as (score, keep ratios)
         self.populations: list[list[tuple[float, list[float]]]] = [[] for _ in range(space.num_levels)]
 
-    def _child(self, level: int) -> list[float]:
+    def _direction(self, level: int) -> np.ndarray:
+        """A child's genes before projection: a random direction while the population is not full."""
         pop, c = self.populations[level], self.config
         if len(pop) < c.population:
             direction = self.rng.uniform(self.space.min_keep, 1.0, self.space.num_groups)
@@ -66,10 +67,12 @@ class EvolutionAgent(SearchAgent):
             b = pop[tournament(scores, c.tournament, self.rng)][1]
             genes = crossover(a, b, self.rng) if self.rng.random() < c.crossover else np.asarray(a, dtype=float)
             direction = mutate(genes, prob=c.mutation_prob, sd=c.mutation_sd, low=self.space.min_keep, rng=self.rng)
-        return self.space.project(direction, level)
+        return direction
 
     def ask(self, n: Optional[int] = None) -> list[Proposal]:
-        proposals = [Proposal(self._child(lvl), lvl) for lvl in self.levels_for(self.batch(n))]
+        levels = self.levels_for(self.batch(n))
+        directions = [self._direction(lvl) for lvl in levels]  # every draw first, in order; then one projection
+        proposals = [Proposal(r, lvl) for r, lvl in zip(self.space.project_many(directions, levels), levels)]
         self.asked += len(proposals)
         return proposals
 

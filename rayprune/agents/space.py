@@ -5,7 +5,9 @@ rounding rule, :func:`rayprune.pruning.rounding.keep_counts`), predicts params/M
 analytic model, and *projects* a direction onto a level's budget boundary: the candidate
 ``clip(a·d, min_keep, 1)`` with the largest ``a`` that meets every budget of the level. Random
 search, evolution and TPE all propose through that projection (EagleEye keeps candidates within
-±0.5 % of the FLOPs target for the same reason: a candidate under the budget wastes it).
+±0.5 % of the FLOPs target for the same reason: a candidate under the budget wastes it), a whole
+batch at once (:meth:`SearchSpace.project_many`: one numpy bisection, the same candidates as
+projecting them one by one).
 
 Budgets on costs without an analytic model (latency, memory, a user function) are steered through
 a proxy: a straight-line fit ``cost ≈ a + b·(MACs / base MACs)`` over the candidates measured so
@@ -29,7 +31,7 @@ import numpy as np
 from ..costs.analytic import AnalyticCosts
 from ..costs.budget import within
 from ..costs.levels import Level
-from ..pruning.rounding import keep_counts
+from ..pruning.rounding import keep_counts, keep_counts_many
 
 __all__ = ["SearchSpace", "ProxyFit", "largest_true"]
 
@@ -37,8 +39,12 @@ __all__ = ["SearchSpace", "ProxyFit", "largest_true"]
 PROXY = "macs"
 
 
-def largest_true(holds: Callable[[float], bool], lo: float, hi: float, *, tol: float = 1e-4,
-                 steps: int = 40) -> Optional[float]:
+#: :func:`largest_true`'s defaults, which :meth:`SearchSpace.project_many` replicates.
+BISECT_TOL, BISECT_STEPS = 1e-4, 40
+
+
+def largest_true(holds: Callable[[float], bool], lo: float, hi: float, *, tol: float = BISECT_TOL,
+                 steps: int = BISECT_STEPS) -> Optional[float]:
     """Largest ``x`` in ``[lo, hi]`` with ``holds(x)``, for a predicate that is true then false.
 
     None if it does not even hold at ``lo``.
@@ -244,6 +250,8 @@ class SearchSpace:
 
         Rounded to channel counts. If even ``min_keep`` everywhere misses a limit, the smallest
         candidate; with no analytic model, ``direction`` itself clipped to ``[min_keep, 1]``.
+        For a batch, :meth:`project_many` gives the same candidates far faster (for one direction
+        this scalar path is the faster: the memoised costs beat numpy's per-call overhead).
         """
         d = np.clip(np.asarray(direction, dtype=float), self.min_keep, 1.0)
         limits = self.steering_limits(level)
@@ -256,6 +264,72 @@ class SearchSpace:
         top = 1.0 / float(d.min())  # beyond it every ratio is 1
         a = largest_true(lambda x: self.meets(ratios(x), limits), self.min_keep / float(d.max()), top)
         return self.rounded(ratios(self.min_keep / float(d.max())) if a is None else ratios(a))
+
+    def project_many(self, directions: Sequence[Sequence[float]], levels: Sequence[int]) -> list[list[float]]:
+        """:meth:`project` of each ``(directions[i], levels[i])``, all at once: ``[project(d, l) ...]``
+        exactly, at a fraction of the cost (the agents' batch proposals).
+
+        One bisection for the whole batch, each row's as :func:`largest_true` does it (``hi``, then
+        ``lo``, then halving until ``hi - lo < tol``, at most 40 halvings; each row stops on its
+        own), every step one :meth:`AnalyticCosts.costs_many` of the rows still halving. Rows may
+        aim at different levels.
+        """
+        if len(directions) != len(levels):
+            raise ValueError(f"Got {len(directions)} directions but {len(levels)} levels.")
+        if len(directions) == 0:
+            return []
+        d = np.asarray(directions, dtype=float)
+        if d.ndim != 2 or d.shape[1] != self.num_groups:
+            raise ValueError(f"Expected {self.num_groups} keep ratios (one per prunable group) per direction; "
+                             f"got directions of shape {d.shape}.")
+        d = np.clip(d, self.min_keep, 1.0)
+        levels = [int(lvl) for lvl in levels]
+        steering = {lvl: self.steering_limits(lvl) for lvl in sorted(set(levels))}
+        ratios = d.copy()  # rows without limits: the clipped direction itself
+        steered = np.asarray([bool(steering[lvl]) for lvl in levels])
+        if steered.any():
+            rows = np.flatnonzero(steered)
+            ratios[rows] = self._bisect(d[rows], [steering[levels[i]] for i in rows])
+        counts = keep_counts_many(ratios, self.channels, self.min_channels, self.round_to)
+        return (counts / np.asarray(self.channels, dtype=np.int64)).tolist()
+
+    def _bisect(self, d: np.ndarray, limits: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """The unrounded ``clip(a·d, min_keep, 1)`` of :meth:`project` for every row of ``d`` (clipped
+        directions), row ``i`` under ``limits[i]`` (non-empty)."""
+        column = {name: j for j, name in enumerate(AnalyticCosts.NAMES)}
+        bounds = np.full((len(d), len(column)), np.inf)
+        checked = np.zeros((len(d), len(column)), dtype=bool)
+        for i, lim in enumerate(limits):
+            for name, value in lim.items():
+                bounds[i, column[name]] = value
+                checked[i, column[name]] = True
+
+        def holds(idx: np.ndarray, scale: np.ndarray) -> np.ndarray:
+            counts = keep_counts_many(np.clip(scale[:, None] * d[idx], self.min_keep, 1.0), self.channels,
+                                      self.min_channels, self.round_to)
+            costs = np.stack(self.analytic.costs_many(counts), axis=1)
+            return np.all(~checked[idx] | within(costs, bounds[idx]), axis=1)  # within() works elementwise
+
+        lowest = self.min_keep / d.max(axis=1)
+        top = 1.0 / d.min(axis=1)  # beyond it every ratio is 1
+        everything = np.arange(len(d))
+        at_top = holds(everything, top)
+        scale = np.where(at_top, top, lowest)  # lowest: also where even it misses a limit
+        rest = np.flatnonzero(~at_top)
+        rest = rest[holds(rest, lowest[rest])]
+        lo, hi = lowest[rest], top[rest]
+        going = np.ones(len(rest), dtype=bool)
+        for _ in range(BISECT_STEPS):  # largest_true's, row by row
+            at = np.flatnonzero(going)
+            if len(at) == 0:
+                break
+            mid = 0.5 * (lo[at] + hi[at])
+            ok = holds(rest[at], mid)
+            lo[at] = np.where(ok, mid, lo[at])
+            hi[at] = np.where(ok, hi[at], mid)
+            going[at] = ~(hi[at] - lo[at] < BISECT_TOL)
+        scale[rest] = lo
+        return np.clip(scale[:, None] * d, self.min_keep, 1.0)
 
     def uniform(self, level: int) -> list[float]:
         """The largest single keep ratio for every group that meets the level's steering limits."""

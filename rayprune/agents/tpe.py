@@ -47,11 +47,12 @@ class TPEAgent(SearchAgent):
         self._dist = optuna.distributions.FloatDistribution(space.min_keep, 1.0)
 
     def ask(self, n: Optional[int] = None) -> list[Proposal]:
-        proposals = []
-        for level in self.levels_for(self.batch(n)):
-            trial = self.studies[level].ask({f"g{i}": self._dist for i in range(self.space.num_groups)})
-            direction = [trial.params[f"g{i}"] for i in range(self.space.num_groups)]
-            proposals.append(Proposal(self.space.project(direction, level), level, {"trial": trial.number}))
+        levels = self.levels_for(self.batch(n))
+        trials = [self.studies[level].ask({f"g{i}": self._dist for i in range(self.space.num_groups)})
+                  for level in levels]  # every ask first (the projection does not touch the studies)
+        directions = [[t.params[f"g{i}"] for i in range(self.space.num_groups)] for t in trials]
+        proposals = [Proposal(r, level, {"trial": t.number})
+                     for r, level, t in zip(self.space.project_many(directions, levels), levels, trials)]
         self.asked += len(proposals)
         return proposals
 

@@ -183,6 +183,56 @@ class AnalyticCosts:
         self._memo[key] = (params, macs)
         return params, macs
 
+    def _vectorised(self) -> tuple:
+        """:attr:`_compiled` with numpy lookups, for :meth:`costs_many` (built on first use, not pickled)."""
+        vec = self.__dict__.get("_vectors")
+        if vec is None:
+            layers = [(kind, out, inp, groups, kernel, bias, spatial, depthwise, numel,
+                       [(g, np.asarray(lookup, dtype=np.int64)) for g, lookup in outs],
+                       [(g, np.asarray(lookup, dtype=np.int64)) for g, lookup in ins])
+                      for kind, out, inp, groups, kernel, bias, spatial, depthwise, numel, outs, ins in self._compiled]
+            vec = self._vectors = (np.asarray(self._channels, dtype=np.int64), layers)
+        return vec
+
+    def costs_many(self, counts) -> tuple[np.ndarray, np.ndarray]:
+        """(params, MACs) of a batch of candidates, ``counts[b, g]`` channels kept in group ``g``:
+        :meth:`_costs` row by row, vectorised over the rows (the same arithmetic in the same order,
+        so every value equals the scalar one exactly: integer shapes, one float64 addition per layer).
+        Not memoised. The search agents' batched projection calls it once per bisection step.
+        """
+        counts = np.asarray(counts)
+        channels, layers = self._vectorised()
+        if counts.ndim != 2 or counts.shape[1] != len(channels):
+            raise ValueError(f"Expected keep counts of shape (batch, {len(channels)}); got {counts.shape}.")
+        if counts.dtype.kind not in "iu":
+            counts = counts.astype(np.int64)  # int() of each, as _costs does: toward zero
+        pruned = np.ascontiguousarray((channels - counts.astype(np.int64, copy=False)).T)  # [G, B]
+        rows = counts.shape[0]
+        params = np.full(rows, float(self._fixed_params))
+        macs = np.full(rows, float(self._fixed_macs))
+        for kind, out, inp, groups, kernel, bias, spatial, depthwise, numel, outs, ins in layers:
+            ro = 0
+            for g, lookup in outs:
+                ro = ro + lookup[pruned[g]]
+            if kind == "weight":
+                ri = 0
+                for g, lookup in ins:
+                    ri = ri + lookup[pruned[g]]
+                if depthwise:
+                    out = inp = groups = out - np.maximum(ro, ri)
+                    if np.any(groups == 0):
+                        raise ZeroDivisionError("integer division or modulo by zero")
+                else:
+                    out, inp = out - ro, inp - ri
+                weights = out * (inp // groups) * kernel
+                params += (weights + out) if bias else weights
+                macs += weights * spatial
+            elif kind == "channel":
+                params += numel * (out - ro) / out
+            else:
+                params += numel
+        return params, macs
+
     def params(self, counts: Sequence[int]) -> float:
         """Parameters of the candidate that keeps ``counts[g]`` channels in group ``g``."""
         return self._costs(counts)[0]
@@ -194,7 +244,7 @@ class AnalyticCosts:
     def __getstate__(self) -> dict:
         # Shipped to env runners and actors: the formulas travel, not the model they came from.
         state = dict(self.__dict__)
-        state.update(space=None, _layers={}, _memo={})
+        state.update(space=None, _layers={}, _memo={}, _vectors=None)
         return state
 
     def __call__(self, name: str, counts: Sequence[int]) -> float:

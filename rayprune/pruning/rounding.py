@@ -6,7 +6,9 @@ import hashlib
 import math
 from typing import Optional, Sequence
 
-__all__ = ["keep_channels", "keep_counts", "check_keep_ratio", "candidate_id"]
+import numpy as np
+
+__all__ = ["keep_channels", "keep_counts", "keep_counts_many", "check_keep_ratio", "candidate_id"]
 
 
 def check_keep_ratio(ratio: float, *, name: str = "keep ratio") -> float:
@@ -71,6 +73,36 @@ def keep_counts(
         max(keep_channels(min(1.0, max(float(r), 1e-9)), int(c), round_to), int(f))
         for r, c, f in zip(ratios, channels, floors)
     ]
+
+
+def keep_counts_many(
+    ratios, channels: Sequence[int], min_channels: Optional[Sequence[int]] = None, round_to: int = 1
+) -> np.ndarray:
+    """:func:`keep_counts` of every row of a ``[batch, groups]`` matrix of keep ratios, as an int64 array.
+
+    The same rule in the same float arithmetic, so each row equals :func:`keep_counts` of it
+    exactly: the clip into ``(0, 1]`` (NaN counts as 1, as Python's ``min``/``max`` make it), a
+    ratio of 1 keeps every channel, ``round_to`` multiples, never below one multiple nor
+    ``min_channels[g]``.
+
+    >>> keep_counts_many([[0.5, 0.0, 1.2], [0.3, 0.01, 0.5]], [64, 64, 10], [1, 4, 1], round_to=8).tolist()
+    [[32, 8, 10], [16, 8, 8]]
+    """
+    r = np.asarray(ratios, dtype=float)
+    if r.ndim != 2 or r.shape[1] != len(channels):
+        raise ValueError(f"Expected keep ratios of shape (batch, {len(channels)}) (one per prunable group); "
+                         f"got {r.shape}.")
+    c = np.asarray([int(x) for x in channels], dtype=np.int64)
+    floors = np.asarray([int(f) for f in min_channels] if min_channels is not None else [1] * len(c), dtype=np.int64)
+    if (c < 1).any():
+        raise ValueError(f"channels must be >= 1; got {int(c.min())}.")
+    if round_to < 1:
+        raise ValueError(f"round_to must be >= 1; got {round_to}.")
+    r = np.where(1e-9 > r, 1e-9, r)   # max(r, 1e-9): r unless 1e-9 is greater (NaN stays)
+    r = np.where(r < 1.0, r, 1.0)     # min(1.0, r): 1 unless r is smaller (NaN becomes 1)
+    k = round_to * np.floor(r * c / round_to + 0.5).astype(np.int64)
+    k = np.minimum(np.maximum(np.maximum(k, np.minimum(round_to, c)), 1), c)
+    return np.maximum(np.where(r >= 1.0, c, k), floors)
 
 
 def candidate_id(counts: Sequence[int]) -> str:
