@@ -16,6 +16,7 @@ $S --seeds 2 3 4 --configs configs/bench/small_cnn_digits.yaml --levels $L --age
 $S --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents crl --set crl.budget_conditioned=false --out $R/vgg11_params_crl_per_level.jsonl
 python benchmarks/bench_scores.py --configs configs/bench/small_cnn_digits.yaml configs/bench/vgg11_mnist.yaml --budgets 0.25 0.1 --candidates 64 --jobs 2 --out ${SCORES:-benchmarks/results/scores/scores.jsonl}
 $S --seeds 2 3 4 --configs configs/bench/user_cnn_mnist.yaml --levels $L --agents $A --out $R/user_cnn_params.jsonl  # session 7
+$S --seeds 2 3 --configs configs/bench/user_cnn_mnist.yaml --levels $L --agents sequential_random --out $R/user_cnn_seqrand.jsonl  # session 7
 # -- not run yet ------------------------------------------------------------------------------------
 $S --seeds 6 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents $A --out $R/vgg11_params.jsonl
 $S --seeds 5 6 --configs configs/bench/small_cnn_digits.yaml --levels $L --agents $A --out $R/small_cnn_digits_params.jsonl
