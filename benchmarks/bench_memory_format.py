@@ -28,6 +28,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -96,14 +97,17 @@ def measure(key: str, keep: float, threads: int, *, batch: int, rounds: int, ste
     torch.manual_seed(0)
     base, shape = _model(key)
     example = torch.randn(2, *shape)
-    model = base if keep >= 1.0 else PruningSpace(base, example, importance="l2", round_to=1).build(
-        [keep] * PruningSpace(base, example, importance="l2", round_to=1).num_groups)
+    if keep >= 1.0:
+        model = base
+    else:
+        space = PruningSpace(base, example, importance="l2", round_to=1)
+        model = space.build([keep] * space.num_groups)
     torch.set_num_threads(threads)
     x = torch.randn(batch, *shape)
     y = torch.randint(0, 10, (batch,))
     layouts = {
         "contiguous": (model, x),
-        "channels_last": (_copy(model).to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)),
+        "channels_last": (copy.deepcopy(model).to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)),
     }
     out: dict[str, dict[str, list[float]]] = {k: {"train": [], "eval": []} for k in layouts}
     kinds = ("eval",) if crashes_in_channels_last_backward(model) else ("train", "eval")
@@ -122,12 +126,6 @@ def measure(key: str, keep: float, threads: int, *, batch: int, rounds: int, ste
             "train_ms": {k: 1e3 * med[k]["train"] for k in med}, "eval_ms": {k: 1e3 * med[k]["eval"] for k in med},
             "train_ratio": med["contiguous"]["train"] / med["channels_last"]["train"],
             "eval_ratio": med["contiguous"]["eval"] / med["channels_last"]["eval"]}
-
-
-def _copy(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model)
 
 
 def measure_scores(config: str, candidates: int, threads: int) -> dict:

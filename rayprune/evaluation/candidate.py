@@ -52,10 +52,8 @@ class CandidateEvaluator:
         analytic = problem.analytic if problem.analytic.exact else None
         self._analytic_names = [n for n in problem.costs if analytic is not None and n in ANALYTIC_COSTS]
         self._measured = {n: f for n, f in problem.costs.items() if n not in self._analytic_names}
-
-    def _channels_last(self, model: nn.Module) -> bool:
-        """Whether this candidate's forward passes run in channels_last (``evaluation.channels_last``)."""
-        return wants_channels_last(model, self.problem.config.evaluation.channels_last)
+        # pruning removes channels, never layers: the base model decides for every candidate
+        self._channels_last = wants_channels_last(problem.base_model, problem.config.evaluation.channels_last)
 
     def build(self, keep_ratios: KeepRatios) -> nn.Module:
         """The physically pruned candidate (fast path)."""
@@ -96,7 +94,7 @@ class CandidateEvaluator:
             t, timings["t_build_s"] = _lap(t)
             costs = self.costs(model, counts)
             t, timings["t_costs_s"] = _lap(t)
-            fast = self._channels_last(model)
+            fast = self._channels_last
             if spec.recalibrate_bn or spec.kind == "adaptive_bn":
                 with channels_last(model, fast):
                     recalibrate_batchnorm(model, p.data.source("train"), batch_size=spec.bn_batch_size,
@@ -136,7 +134,7 @@ class CandidateEvaluator:
         p = self.problem
         ft = finetune if finetune is not None else p.config.search.final_finetune
         model = p.space.build(keep_ratios)
-        fast = self._channels_last(model)
+        fast = self._channels_last
         if p.config.pruning.recalibrate_bn:
             bn = p.config.search.adaptive_bn
             with channels_last(model, fast):
