@@ -1,7 +1,7 @@
 """The evaluator actor: one :class:`~rayprune.evaluation.candidate.CandidateEvaluator` per Ray actor.
 
-Each actor builds its :class:`~rayprune.problem.PruningProblem` once from the shared object the
-pool puts in the object store (dataset, base weights, cost functions), then scores chunks of
+Each actor builds its :class:`~rayprune.problem.PruningProblem` once (on its first call) from the
+shared object the pool puts in the object store (dataset, base weights, cost functions), then scores chunks of
 candidates and runs final fine-tunes for :class:`~rayprune.evaluation.pool.EvaluatorPool`, which
 decides what runs where, with what timeout, and what a failure means.
 """
@@ -26,23 +26,36 @@ __all__ = ["Evaluator"]
 class Evaluator:
     """A Ray actor wrapping a :class:`CandidateEvaluator` (build, fine-tune, evaluate, measure)."""
 
-    def __init__(self, shared_box: list, *, index: int, threads: int, device: Optional[str],
-                 tags: Optional[dict] = None) -> None:
+    def __init__(self, *, index: int, threads: int, device: Optional[str], tags: Optional[dict] = None) -> None:
         import torch
 
         from ..telemetry import Telemetry
 
         torch.set_num_threads(max(1, int(threads)))  # match the actor's CPU share: no oversubscription
-        shared = ray.get(shared_box[0])
         self.index = index
-        self.problem = PruningProblem.from_shared(shared, device=device)
-        self.evaluator = CandidateEvaluator(self.problem)
+        self.device = device
+        self.problem: Optional[PruningProblem] = None
+        self.evaluator: Optional[CandidateEvaluator] = None
         self.busy_seconds = 0.0
         self.started = time.time()
         self.telemetry = Telemetry(tags or {})
 
-    def score_batch(self, ratios: Sequence[Sequence[float]], spec: ScoreSpec, seeds: Sequence[int]) -> list[dict[str, Any]]:
+    def _load(self, shared_box: list) -> None:
+        """Build the problem from the shared object on this actor's first call (and after a restart).
+
+        Every call carries the shared object's ref, boxed in a list so that Ray does not resolve it per
+        call; the constructor carries none. The pool holds the ref for its lifetime, so a restarted
+        actor finds it; with the ref among the constructor's arguments Ray logs an error-level line
+        per pool about restarts (ray-project/ray#53727) that read like a failure to users.
+        """
+        if self.problem is None:
+            self.problem = PruningProblem.from_shared(ray.get(shared_box[0]), device=self.device)
+            self.evaluator = CandidateEvaluator(self.problem)
+
+    def score_batch(self, shared_box: list, ratios: Sequence[Sequence[float]], spec: ScoreSpec,
+                    seeds: Sequence[int]) -> list[dict[str, Any]]:
         """Score a chunk of candidates one after the other; rows in order, each with its wall interval."""
+        self._load(shared_box)
         ctx = ray.get_runtime_context()
         node, pid = ctx.get_node_id(), os.getpid()
         rows = []
@@ -65,9 +78,10 @@ class Evaluator:
         uptime = max(time.time() - self.started, 1e-9)
         t.gauge("rayprune_evaluator_busy_fraction", self.busy_seconds / uptime, evaluator=str(self.index))
 
-    def finalize(self, keep_ratios: Sequence[float], seed: int, export_dir: Optional[str],
+    def finalize(self, shared_box: list, keep_ratios: Sequence[float], seed: int, export_dir: Optional[str],
                  extra: Optional[dict] = None, finetune: Optional[dict] = None) -> dict[str, Any]:
         """Long fine-tune of the chosen candidate, measured on val and test, exported to ``export_dir``."""
+        self._load(shared_box)
         from ..pruning import save_pruned
 
         ft = TrainConfig(**finetune) if finetune is not None else None
@@ -81,15 +95,19 @@ class Evaluator:
             summary["export_path"] = str(export_dir)
         return summary
 
-    def measure(self, keep_ratios: Sequence[float], names: Sequence[str]) -> dict[str, float]:
+    def measure(self, shared_box: list, keep_ratios: Sequence[float], names: Sequence[str]) -> dict[str, float]:
         """The costs ``names`` of the candidate ``keep_ratios`` (built afresh; weights do not matter)."""
+        self._load(shared_box)
         from ..costs import measure_costs
 
         model = self.problem.space.build(list(keep_ratios))
         return measure_costs(model, {n: self.problem.costs[n] for n in names}, self.problem.context)
 
-    def info(self) -> dict[str, Any]:
+    def info(self, shared_box: list) -> dict[str, Any]:
+        """Who and where this actor is; the pool's readiness check (loads the problem first)."""
         import torch
+
+        self._load(shared_box)
 
         return {
             "index": self.index,

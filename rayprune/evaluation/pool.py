@@ -121,6 +121,7 @@ class EvaluatorPool:
         self._round_to = problem.space.round_to
         self._cost_names = list(problem.costs)
         self._shared_ref = ray.put(problem.shareable())  # kept alive for actor restarts
+        self._box = [self._shared_ref]  # every actor call carries it (see Evaluator._load)
         device = "cuda" if num_gpus > 0 else "cpu"
         self.actors = []
         run = uuid.uuid4().hex[:6]
@@ -136,7 +137,7 @@ class EvaluatorPool:
                 options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                     placement_group=placement_group, placement_group_bundle_index=bundle_offset + i
                 )
-            actor = Evaluator.options(**options).remote([self._shared_ref], index=i, threads=num_cpus, device=device,
+            actor = Evaluator.options(**options).remote(index=i, threads=num_cpus, device=device,
                                                         tags=dict(tags or {}))
             self.actors.append(actor)
         self._dead: set[int] = set()
@@ -157,7 +158,7 @@ class EvaluatorPool:
 
     def wait_ready(self, timeout: float = 600.0) -> list[dict[str, Any]]:
         """Block until every actor has built its problem; returns their info."""
-        return ray.get([a.info.remote() for a in self.actors], timeout=timeout)
+        return ray.get([a.info.remote(self._box) for a in self.actors], timeout=timeout)
 
     @property
     def live(self) -> list[int]:
@@ -207,7 +208,7 @@ class EvaluatorPool:
 
         def submit(chunk: _Chunk, a: int) -> ray.ObjectRef:
             b = chunk.batch
-            return self.actors[a].score_batch.remote([b.ratios[i] for i in chunk.indices], b.spec,
+            return self.actors[a].score_batch.remote(self._box, [b.ratios[i] for i in chunk.indices], b.spec,
                                                      [b.seeds[i] for i in chunk.indices])
 
         def store(chunk: _Chunk, rows: list[dict[str, Any]]) -> None:
@@ -270,7 +271,7 @@ class EvaluatorPool:
     def _alive(self, a: int, timeout: float = 120.0) -> bool:
         """Whether actor ``a`` answers (a restarting actor answers once it is back)."""
         try:
-            ray.get(self.actors[a].info.remote(), timeout=timeout)
+            ray.get(self.actors[a].info.remote(self._box), timeout=timeout)
             return True
         except Exception:  # noqa: BLE001 - dead, or not back in time: either way not usable
             return False
@@ -330,7 +331,7 @@ class EvaluatorPool:
 
         def submit(j: int, a: int) -> ray.ObjectRef:
             job = jobs[j]
-            return self.actors[a].finalize.remote(list(job["keep_ratios"]), int(job.get("seed", 0)),
+            return self.actors[a].finalize.remote(self._box, list(job["keep_ratios"]), int(job.get("seed", 0)),
                                                   job.get("export_dir"), job.get("extra"), job.get("finetune"))
 
         def done(j: int, summary: dict[str, Any]) -> None:
@@ -351,11 +352,11 @@ class EvaluatorPool:
         if not self.live:
             raise PoolDeadError("No evaluator is alive to measure the exported models.")
         actor = self.actors[self.live[0]]
-        return [ray.get(actor.measure.remote(list(r), list(names))) for r in ratios]
+        return [ray.get(actor.measure.remote(self._box, list(r), list(names))) for r in ratios]
 
     def stats(self) -> list[dict[str, Any]]:
         """Each live actor's info (busy seconds, uptime, device, threads)."""
-        return ray.get([self.actors[a].info.remote() for a in self.live])
+        return ray.get([self.actors[a].info.remote(self._box) for a in self.live])
 
     def shutdown(self) -> None:
         for a in self.actors:
