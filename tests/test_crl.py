@@ -270,3 +270,32 @@ def test_crl_checkpoint_round_trip_keeps_the_policy_and_the_multipliers(ray_sess
         assert restored.metrics()["lambda/params"] < lam  # under budget now: the multiplier falls
     finally:
         restored.close()
+
+
+def test_crl_with_direction_actions_proposes_its_directions_projected_onto_each_levels_boundary(ray_session, cache):
+    from rayprune.agents import SearchSpace, make_agent
+    from rayprune.agents.base import Outcome
+    from rayprune.agents.env import CANDIDATE_INFO
+    from rayprune.costs.levels import levels_from_config
+    from rayprune.problem import PruningProblem
+
+    cfg = parse_config(tiny(cache).model_dump(mode="json"), overrides={
+        "sweep": {"budgets": {"params": [0.6, 0.3]}}, "search": {"crl": {"action": "direction"}}})
+    problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
+    levels = levels_from_config(cfg, problem.base_costs, sweep=True)
+    space = SearchSpace.from_problem(problem, levels)
+    agent = make_agent("crl", space, seed=0, search=cfg.search)
+    try:
+        for _ in range(2):  # before and after a PPO update
+            proposals = agent.ask()
+            assert {p.level for p in proposals} == {0, 1}
+            directions = [list(e.get_infos(-1)[CANDIDATE_INFO]) for e in agent._pending[0]]
+            assert [p.keep_ratios for p in proposals] == space.project_many(directions, [p.level for p in proposals])
+            for p in proposals:
+                limit = levels[p.level].limits["params"]
+                assert space.predict("params", p.keep_ratios) <= limit  # every candidate meets its budget
+                assert space.predict("params", p.keep_ratios) >= 0.85 * limit  # and spends it (channel rounding)
+            agent.tell(proposals, [Outcome(score=float(p.keep_ratios[0]), feasible=True,
+                                           costs={"params": space.predict("params", p.keep_ratios)}) for p in proposals])
+    finally:
+        agent.close()

@@ -103,3 +103,33 @@ def test_episodes_take_levels_in_turn_and_emit_their_candidate(problem):
         assert params <= limit * (1 + 1e-9) and params >= 0.9 * limit, (level, params, limit)
     env.step(np.zeros((4, 1)))  # NEXT_STEP autoreset: the next round draws the following levels
     assert list(env._levels) == [1, 2, 0, 1]
+
+
+def test_a_direction_action_maps_onto_min_keep_to_one_whatever_was_decided_before(problem):
+    """``action: direction``: no walls, the same linear map at every step; the budget is the
+    agent's projection's business, not the env's."""
+    spec = spec_for(problem, action="direction")
+    limits = spec.levels[0]
+    for decided in ([], [1.0] * 3, [spec.min_keep] * 3):
+        t = len(decided)
+        assert action_to_ratio(spec, limits, -1.0, decided, t) == pytest.approx(spec.min_keep)
+        assert action_to_ratio(spec, limits, 1.0, decided, t) == pytest.approx(1.0)
+        assert action_to_ratio(spec, limits, 0.0, decided, t) == pytest.approx((spec.min_keep + 1.0) / 2)
+        assert action_to_ratio(spec, limits, 7.0, decided, t) == pytest.approx(1.0)  # clipped like any action
+    ratios, used = walk(spec, np.ones(spec.num_groups))
+    assert ratios == [1.0] * spec.num_groups and max(used.values()) > 1.0  # a direction may be over budget
+
+
+def test_the_direction_env_emits_the_direction_and_its_level_at_the_last_step(problem):
+    levels = levels_from_config(problem.config, problem.base_costs)
+    space = SearchSpace.from_problem(problem, levels)
+    spec = PruningEnvSpec.from_space(space, [0], action="direction")
+    env = PruningVectorEnv(spec, num_envs=2)
+    env.reset()
+    actions = np.linspace(-1, 1, spec.num_groups)
+    for t in range(spec.num_groups):
+        _, _, done, _, info = env.step(np.full((2, 1), actions[t]))
+    assert done.all()
+    expected = spec.min_keep + (actions + 1) / 2 * (1 - spec.min_keep)
+    assert np.allclose(np.stack(info[CANDIDATE_INFO]), expected[None, :])
+    assert list(info[LEVEL_INFO]) == [0, 0]

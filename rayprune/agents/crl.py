@@ -136,7 +136,7 @@ class _Policy:
         self.space = space
         self.levels = list(level_indices)
         self.spec = PruningEnvSpec.from_space(space, self.levels, action_wall=config.action_wall,
-                                              budget_fill=config.budget_fill)
+                                              budget_fill=config.budget_fill, action=config.action)
         num_envs = max(1, min(config.num_envs, episodes))
         self.episodes = int(math.ceil(episodes / num_envs) * num_envs)  # whole lockstep rounds
         steps = self.episodes * space.num_groups
@@ -216,8 +216,13 @@ class CRLAgent(SearchAgent):
         for p, policy in enumerate(self.policies):
             sampled = policy.sample()
             self._pending[p] = [episode for episode, _, _ in sampled]
-            for j, (_, ratios, level) in enumerate(sampled):
-                proposals.append(Proposal(self.space.rounded(ratios), level, {"policy": p, "episode": j}))
+            levels = [level for _, _, level in sampled]
+            if self.config.action == "direction":  # every direction onto its level's boundary, in one go
+                candidates = self.space.project_many([ratios for _, ratios, _ in sampled], levels)
+            else:
+                candidates = [self.space.rounded(ratios) for _, ratios, _ in sampled]
+            for j, (ratios, level) in enumerate(zip(candidates, levels)):
+                proposals.append(Proposal(ratios, level, {"policy": p, "episode": j}))
         self.asked += len(proposals)
         return proposals
 

@@ -22,11 +22,19 @@ costs), the MACs limit its proxy predicts (:meth:`rayprune.agents.space.SearchSp
 "min/max reachable" keep the groups already decided at their ratios and put the rest (this one
 included) at ``min_keep`` or 1.
 
-Action: one number in [-1, 1], mapped linearly to a keep ratio in [floor, cap]: the cap is AMC's
-action wall (the steering limits stay reachable if the remaining groups go to ``min_keep``), the
-floor (``budget_fill``) the smallest ratio from which the tightest limit can still be *spent* if
-the remaining groups keep everything. With both, every candidate lands on the budget boundary
-(up to channel rounding) and the policy decides how the budget is shared between groups.
+Action: one number in [-1, 1] per group, read one of two ways (``action``):
+
+* ``"direction"``: mapped linearly onto ``[min_keep, 1]`` with no bound: the episode draws a
+  *direction*, and the agent projects it onto the level's budget boundary
+  (:meth:`rayprune.agents.space.SearchSpace.project_many`), as random search and evolution do. An
+  untrained policy (mean ≈ 0, wide Gaussian) then proposes what random search proposes, and the
+  policy learns which directions score well.
+* ``"ratio"`` (AMC's): mapped linearly to a keep ratio in [floor, cap]: the cap is AMC's action
+  wall (the steering limits stay reachable if the remaining groups go to ``min_keep``), the floor
+  (``budget_fill``) the smallest ratio from which the tightest limit can still be *spent* if the
+  remaining groups keep everything. With both, every candidate lands on the budget boundary (up
+  to channel rounding) and the policy decides how the budget is shared between groups, one group
+  after another, each bounded by what the earlier ones took.
 """
 
 from __future__ import annotations
@@ -67,6 +75,7 @@ class PruningEnvSpec:
     levels: list[dict[str, float]] = field(default_factory=list)
     action_wall: bool = True
     budget_fill: bool = True
+    action: str = "ratio"  # or "direction" (see the module docstring)
 
     @property
     def num_groups(self) -> int:
@@ -84,13 +93,13 @@ class PruningEnvSpec:
 
     @classmethod
     def from_space(cls, space, level_indices: Sequence[int], *, action_wall: bool = True,
-                   budget_fill: bool = True) -> "PruningEnvSpec":
+                   budget_fill: bool = True, action: str = "ratio") -> "PruningEnvSpec":
         """For the levels ``level_indices`` of a :class:`~rayprune.agents.space.SearchSpace`."""
         feats = space.group_features if space.group_features is not None else np.zeros((space.num_groups, 13))
         return cls(channels=list(space.channels), min_channels=list(space.min_channels), round_to=space.round_to,
                    min_keep=space.min_keep, group_features=np.asarray(feats, dtype=np.float32),
                    analytic=space.analytic, levels=[space.steering_limits(i) for i in level_indices],
-                   action_wall=action_wall, budget_fill=budget_fill)
+                   action_wall=action_wall, budget_fill=budget_fill, action=action)
 
 
 def _count_range(spec: PruningEnvSpec, t: int) -> tuple[int, int]:
@@ -152,8 +161,11 @@ def lower_bound(spec: PruningEnvSpec, limits: dict[str, float], decided: Sequenc
 
 def action_to_ratio(spec: PruningEnvSpec, limits: dict[str, float], action: float, decided: Sequence[float],
                     t: int) -> float:
-    """Map an action in [-1, 1] linearly onto [floor, cap] (see the module docstring)."""
+    """Map an action in [-1, 1] linearly onto [floor, cap], or onto [min_keep, 1] for a direction (see
+    the module docstring)."""
     a = float(np.clip(action, -1.0, 1.0))
+    if spec.action == "direction":
+        return spec.min_keep + (a + 1.0) / 2.0 * (1.0 - spec.min_keep)
     hi = upper_bound(spec, limits, decided, t)
     if not spec.budget_fill:
         return min(spec.min_keep + (a + 1.0) / 2.0 * (1.0 - spec.min_keep), hi)

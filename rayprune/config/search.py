@@ -47,7 +47,12 @@ class CRLConfig(_Section):
     num_envs: int = Field(8, gt=0)
     #: remote env runners (0: sample in the driver, the default: sampling is policy inference only)
     env_runners: int = Field(0, ge=0)
-    #: AMC-style cap on each action so analytic budgets stay reachable
+    #: what an episode's actions are: "direction", one number per group in [min_keep, 1] that the agent
+    #: projects onto the level's budget boundary as random search and evolution do (an untrained
+    #: policy proposes what random search proposes); "ratio", AMC's keep ratio per group between a
+    #: floor and a cap that depend on the groups decided before it (action_wall, budget_fill)
+    action: Literal["direction", "ratio"] = "ratio"
+    #: with action "ratio": AMC-style cap on each action so analytic budgets stay reachable
     action_wall: bool = True
     #: with action_wall, also a floor on each action so the budget can still be spent if the later groups
     #: keep everything: the action picks a point in [floor, cap], so every candidate lands on the budget
