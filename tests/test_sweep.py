@@ -127,8 +127,8 @@ def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds):
     """Killed mid-search (with a checkpoint behind it, or before its trials wrote any), then resumed:
     every trial ends with exactly its candidates, none lost, none twice."""
     out = tmp_path / "out"
-    # fine-tune scores: slow enough that most of the work is still ahead at the kill
-    cfg = write_config(tmp_path, evaluations=32, finetune=150, score="finetune", agents=("random",),
+    # fine-tune scores: slow enough that two of the three batches are still ahead at the kill
+    cfg = write_config(tmp_path, evaluations=24, finetune=60, score="finetune", agents=("random",),
                        checkpoint_seconds=checkpoint_seconds)
     proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out), "-q"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -153,14 +153,14 @@ def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds):
     res = rayprune("sweep", "--resume", "--out", out, "-q", env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = check_sweep_outputs(out, agents=("random",))
-    assert (rows["stage"] == "search").sum() == 32
+    assert (rows["stage"] == "search").sum() == 24
 
 
 @pytest.mark.slow
 def test_a_crashed_trial_process_is_restarted_by_tune_from_its_checkpoint_without_lost_or_twice_written_rows(
         tmp_path, env):
     out = tmp_path / "out"
-    cfg = write_config(tmp_path, evaluations=32, finetune=150, score="finetune", agents=("random",))
+    cfg = write_config(tmp_path, evaluations=24, finetune=60, score="finetune", agents=("random",))
     proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out), "-q"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -184,7 +184,7 @@ def test_a_crashed_trial_process_is_restarted_by_tune_from_its_checkpoint_withou
     assert json.loads((out / "sweep.json").read_text())["status"] == "finished"
     rows = check_sweep_outputs(out, agents=("random",))
     search = rows[rows["stage"] == "search"]
-    assert len(search) == 32 and search["row_id"].is_unique  # the restarted trial dropped what it redid
+    assert len(search) == 24 and search["row_id"].is_unique  # the restarted trial dropped what it redid
     assert sorted(search["iteration"].value_counts().unique()) == [8]  # every batch exactly once
 
 
