@@ -17,7 +17,14 @@ $S --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents c
 python benchmarks/bench_scores.py --configs configs/bench/small_cnn_digits.yaml configs/bench/vgg11_mnist.yaml --budgets 0.25 0.1 --candidates 64 --jobs 2 --out ${SCORES:-benchmarks/results/scores/scores.jsonl}
 $S --seeds 2 3 4 --configs configs/bench/user_cnn_mnist.yaml --levels $L --agents $A --out $R/user_cnn_params.jsonl  # session 7
 $S --seeds 2 3 --configs configs/bench/user_cnn_mnist.yaml --levels $L --agents sequential_random --out $R/user_cnn_seqrand.jsonl  # session 7
+# session 8: crl with direction actions (now the default; recorded as crl_direction), and seeds 5-6 of the user-style CNN
+D="--agents crl --set crl.action=\"direction\" --label crl_direction"
+$S --seeds 2 3 4 5 6 --configs configs/bench/user_cnn_mnist.yaml --levels $L $D --out $R/user_cnn_crl_direction.jsonl
+$S --seeds 5 6 --configs configs/bench/user_cnn_mnist.yaml --levels $L --agents random,evolution,tpe --out $R/user_cnn_params.jsonl
+$S --seeds 2 3 4 5 --configs configs/bench/vgg11_mnist.yaml --levels $L $D --out $R/vgg11_crl_direction.jsonl
+$S --seeds 2 3 4 5 --configs configs/bench/small_cnn_digits.yaml --levels $L $D --out $R/small_cnn_crl_direction.jsonl
 # -- not run yet ------------------------------------------------------------------------------------
+# (crl here is the default since session 8, action: direction; the rows above labelled crl are action: ratio)
 $S --seeds 6 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents $A --out $R/vgg11_params.jsonl
 $S --seeds 5 6 --configs configs/bench/small_cnn_digits.yaml --levels $L --agents $A --out $R/small_cnn_digits_params.jsonl
 $S --seeds 2 3 4 --configs configs/bench/resnet20_mnist.yaml --levels $L --agents $A --out $R/resnet20_params.jsonl
