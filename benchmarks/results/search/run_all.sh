@@ -23,6 +23,7 @@ $S --seeds 2 3 4 5 6 --configs configs/bench/user_cnn_mnist.yaml --levels $L $D 
 $S --seeds 5 6 --configs configs/bench/user_cnn_mnist.yaml --levels $L --agents random,evolution,tpe --out $R/user_cnn_params.jsonl
 $S --seeds 2 3 4 5 --configs configs/bench/vgg11_mnist.yaml --levels $L $D --out $R/vgg11_crl_direction.jsonl
 $S --seeds 2 3 4 5 --configs configs/bench/small_cnn_digits.yaml --levels $L $D --out $R/small_cnn_crl_direction.jsonl
+$S --seeds 2 3 --configs configs/bench/user_cnn_mnist.yaml --levels $L --agents crl --set crl.action=\"direction\" --set crl.budget_conditioned=false --label crl_direction_per_level --out $R/user_cnn_crl_direction_per_level.jsonl
 # -- not run yet ------------------------------------------------------------------------------------
 # (crl here is the default since session 8, action: direction; the rows above labelled crl are action: ratio)
 $S --seeds 6 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents $A --out $R/vgg11_params.jsonl
