@@ -114,7 +114,7 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
     out = Path(tempfile.mkdtemp(prefix="bench-search-"))
     try:
         agent = make_agent(job["agent"], space, seed=job["seed"], search=cfg.search, log=lambda m: None)
-        writer = CandidateWriter(out, constants={"agent": job.get("label", job["agent"]), "seed": job["seed"], "stage": "search",
+        writer = CandidateWriter(out, constants={"agent": job["label"], "seed": job["seed"], "stage": "search",
                                                  "trial_id": "bench"}, name="bench")
         run = SearchRun(agent, space, pool.score_batch, spec=spec, writer=writer, evaluations=cfg.search.evaluations,
                         seed=job["seed"])
@@ -143,7 +143,7 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
             fit = candidates_for(rows, level)
             res = results[i] if results else None
             records.append({
-                "config": Path(job["config"]).stem, "agent": job.get("label", job["agent"]), "seed": job["seed"],
+                "config": Path(job["config"]).stem, "agent": job["label"], "seed": job["seed"],
                 "evaluations": job["evaluations"], "level": level.name, "n_level": int((rows["level"] == level.name).sum()),
                 "n_fit": int(len(fit)), "errors": int((rows["status"] != "ok").sum()),
                 "best_search": float(fit["accuracy"].max()) if not fit.empty else None,
@@ -173,7 +173,7 @@ def _run_job(job):
     except Exception as exc:  # noqa: BLE001 - record and go on with the other runs
         import traceback
 
-        return [{"config": Path(job["config"]).stem, "agent": job.get("label", job["agent"]), "seed": job["seed"],
+        return [{"config": Path(job["config"]).stem, "agent": job["label"], "seed": job["seed"],
                  "evaluations": job["evaluations"], "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}]
 
 
@@ -351,8 +351,9 @@ def main() -> None:
         node[leaf] = json.loads(value)
     if args.label and len(args.agents.split(",")) != 1:
         ap.error("--label names one agent: give --agents a single name")
-    jobs = [dict(config=c, agent=a, label=args.label or a, seed=s, evaluations=n, levels=args.levels, final=not args.no_final, search=search,
-                 keep_rows=(f"{args.rows}/{Path(c).stem}-{a}-{s}-{n}.parquet" if args.rows else None))
+    jobs = [dict(config=c, agent=a, label=args.label or a, seed=s, evaluations=n, levels=args.levels,
+                 final=not args.no_final, search=search,
+                 keep_rows=(f"{args.rows}/{Path(c).stem}-{args.label or a}-{s}-{n}.parquet" if args.rows else None))
             for c in args.configs for n in args.evaluations for s in args.seeds for a in args.agents.split(",")]
     for c in args.configs:  # train and cache base models once, before the workers start
         _problem(c, args.levels)

@@ -6,8 +6,8 @@ only) and the finished episodes become proposals: with ``search.crl.action: dire
 default) each episode's actions are a direction that is projected onto its level's budget boundary
 (:meth:`~rayprune.agents.space.SearchSpace.project_many`, the projection random search and
 evolution use), with ``ratio`` they are AMC-style keep ratios already on the boundary. The search
-loop scores them on the evaluator pool like any agent's; :meth:`CRLAgent.tell` writes each score into its episode's last reward and
-each measured cost (divided by the level's limit, so every budget is 1.0) into its last
+loop scores them on the evaluator pool like any agent's; :meth:`CRLAgent.tell` writes each score
+into its episode's last reward and each measured cost (divided by the level's limit, so every budget is 1.0) into its last
 ``info["costs"]``, then runs the dual ascent and the PPO update
 (:meth:`~rayprune.agents.ppo_lagrangian.PPOLagrangian.learn_pending`).
 

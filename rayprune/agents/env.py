@@ -40,7 +40,7 @@ Action: one number in [-1, 1] per group, read one of two ways (``action``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -75,7 +75,7 @@ class PruningEnvSpec:
     levels: list[dict[str, float]] = field(default_factory=list)
     action_wall: bool = True
     budget_fill: bool = True
-    action: str = "ratio"  # or "direction" (see the module docstring)
+    action: Literal["ratio", "direction"] = "ratio"  # see the module docstring
 
     @property
     def num_groups(self) -> int:
@@ -93,7 +93,7 @@ class PruningEnvSpec:
 
     @classmethod
     def from_space(cls, space, level_indices: Sequence[int], *, action_wall: bool = True,
-                   budget_fill: bool = True, action: str = "ratio") -> "PruningEnvSpec":
+                   budget_fill: bool = True, action: Literal["ratio", "direction"] = "ratio") -> "PruningEnvSpec":
         """For the levels ``level_indices`` of a :class:`~rayprune.agents.space.SearchSpace`."""
         feats = space.group_features if space.group_features is not None else np.zeros((space.num_groups, 13))
         return cls(channels=list(space.channels), min_channels=list(space.min_channels), round_to=space.round_to,
@@ -164,11 +164,12 @@ def action_to_ratio(spec: PruningEnvSpec, limits: dict[str, float], action: floa
     """Map an action in [-1, 1] linearly onto [floor, cap], or onto [min_keep, 1] for a direction (see
     the module docstring)."""
     a = float(np.clip(action, -1.0, 1.0))
+    unbounded = spec.min_keep + (a + 1.0) / 2.0 * (1.0 - spec.min_keep)
     if spec.action == "direction":
-        return spec.min_keep + (a + 1.0) / 2.0 * (1.0 - spec.min_keep)
+        return unbounded
     hi = upper_bound(spec, limits, decided, t)
     if not spec.budget_fill:
-        return min(spec.min_keep + (a + 1.0) / 2.0 * (1.0 - spec.min_keep), hi)
+        return min(unbounded, hi)
     lo = min(lower_bound(spec, limits, decided, t), hi)
     return lo + (a + 1.0) / 2.0 * (hi - lo)
 

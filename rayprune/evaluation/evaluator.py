@@ -1,8 +1,8 @@
 """The evaluator actor: one :class:`~rayprune.evaluation.candidate.CandidateEvaluator` per Ray actor.
 
 Each actor builds its :class:`~rayprune.problem.PruningProblem` once (on its first call) from the
-shared object the pool puts in the object store (dataset, base weights, cost functions), then scores chunks of
-candidates and runs final fine-tunes for :class:`~rayprune.evaluation.pool.EvaluatorPool`, which
+shared object the pool puts in the object store (dataset, base weights, cost functions), then
+scores chunks of candidates and runs final fine-tunes for :class:`~rayprune.evaluation.pool.EvaluatorPool`, which
 decides what runs where, with what timeout, and what a failure means.
 """
 
@@ -81,9 +81,9 @@ class Evaluator:
     def finalize(self, shared_box: list, keep_ratios: Sequence[float], seed: int, export_dir: Optional[str],
                  extra: Optional[dict] = None, finetune: Optional[dict] = None) -> dict[str, Any]:
         """Long fine-tune of the chosen candidate, measured on val and test, exported to ``export_dir``."""
-        self._load(shared_box)
         from ..pruning import save_pruned
 
+        self._load(shared_box)
         ft = TrainConfig(**finetune) if finetune is not None else None
         t0 = time.time()
         model, summary = self.evaluator.finalize(list(keep_ratios), seed=seed, finetune=ft)
@@ -97,9 +97,9 @@ class Evaluator:
 
     def measure(self, shared_box: list, keep_ratios: Sequence[float], names: Sequence[str]) -> dict[str, float]:
         """The costs ``names`` of the candidate ``keep_ratios`` (built afresh; weights do not matter)."""
-        self._load(shared_box)
         from ..costs import measure_costs
 
+        self._load(shared_box)
         model = self.problem.space.build(list(keep_ratios))
         return measure_costs(model, {n: self.problem.costs[n] for n in names}, self.problem.context)
 
@@ -108,7 +108,6 @@ class Evaluator:
         import torch
 
         self._load(shared_box)
-
         return {
             "index": self.index,
             "pid": os.getpid(),
