@@ -163,6 +163,30 @@ def test_count_macs_agrees_with_flop_counter_and_hooks(model_and_shape):
     assert len(seen) == len(candidates)  # each candidate really is a different network
 
 
+def test_counting_macs_and_memory_does_not_import_dynamo():
+    """torch wraps every dispatch mode's handler so that Dynamo skips it; the wrapper's first call
+    imports torch._dynamo (seconds per process). MACs and peak memory go around it, and leave
+    FlopCounterMode's wrapper as it was for everyone else."""
+    import subprocess
+
+    code = textwrap.dedent("""
+        import sys
+        from torch import nn
+        from torch.utils.flop_counter import _FlopCounterMode
+        from rayprune.costs import CostContext, count_macs, measure_peak_memory_mb
+        model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 30 * 30, 10))
+        ctx = CostContext(input_shape=(3, 32, 32))
+        assert count_macs(model, ctx) == 3 * 8 * 9 * 30 * 30 + 8 * 30 * 30 * 10
+        assert measure_peak_memory_mb(model, ctx) > 0
+        assert "torch._dynamo" not in sys.modules, "counting imported torch._dynamo"
+        raw = _FlopCounterMode.__dict__["__torch_dispatch__"].__wrapped__
+        assert not hasattr(raw, "__dynamo_disable"), "the wrapper's cache was left behind"
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 # -- analytic costs ---------------------------------------------------------------------------
 
 

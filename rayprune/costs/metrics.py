@@ -9,6 +9,7 @@ import contextlib
 import copy
 import importlib.util
 import statistics
+import sys
 import time
 import warnings
 import weakref
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode
 
 from ..errors import UserError
 from .context import CostContext
@@ -58,9 +59,37 @@ def count_macs(model: nn.Module, context: CostContext) -> float:
     usual in the pruning literature.
     """
     counter = FlopCounterMode(display=False)
-    with _eval_mode(model), counter:
+    with _eval_mode(model), _without_dynamo_import(_FlopCounterMode), counter:
         model(context.example_inputs(batch_size=1, device=_model_device(model)))
     return counter.get_total_flops() / 2.0
+
+
+@contextlib.contextmanager
+def _without_dynamo_import(mode: type):
+    """Run ``mode``'s dispatch handler as it is, not through ``torch._disable_dynamo``'s wrapper.
+
+    PyTorch wraps the ``__torch_dispatch__`` of every ``TorchDispatchMode`` subclass so that Dynamo
+    never traces it; the wrapper imports ``torch._dynamo`` on its first call: 2-5 s and ~100 MB in
+    every process that counts MACs (the driver, each trial, each evaluator), on the critical path of
+    every sweep's start. Counting MACs compiles nothing, so the unwrapped handler is equivalent here.
+    The wrapper looks up the disabled function it caches on the raw handler; for the block the raw
+    handler stands in for it, and afterwards the wrapper is as it was. Anything else (Dynamo already
+    imported, a PyTorch whose wrapper looks different): the block runs unchanged.
+    """
+    wrapper = mode.__dict__.get("__torch_dispatch__")
+    raw = getattr(wrapper, "__wrapped__", None)
+    if raw is None or "torch._dynamo" in sys.modules or hasattr(raw, _DYNAMO_CACHE):
+        yield
+        return
+    setattr(raw, _DYNAMO_CACHE, raw)
+    try:
+        yield
+    finally:
+        delattr(raw, _DYNAMO_CACHE)
+
+
+#: the attribute ``torch._compile._disable_dynamo``'s wrapper caches its disabled function under
+_DYNAMO_CACHE = "__dynamo_disable"
 
 
 @contextlib.contextmanager
@@ -172,6 +201,12 @@ class _LiveTensorBytes(TorchDispatchMode):
         self.live = 0
         self.peak = 0
         self._storages: dict[int, int] = {}
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        """No ``torch._disable_dynamo`` wrapper (nothing here is compiled): its first call would
+        import ``torch._dynamo``, seconds per process (see :func:`_without_dynamo_import`)."""
+        return False
 
     def _free(self, key: int, nbytes: int) -> None:
         self.live -= nbytes
