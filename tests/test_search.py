@@ -300,6 +300,32 @@ def test_rerank_picks_the_best_reranked_candidate_not_the_best_cheap_one(tmp_pat
     assert final[final["stage"] == "final"]["candidate_id"].tolist() == ["c300"]
 
 
+def test_reranks_and_finals_are_handed_out_largest_first_and_each_candidate_keeps_its_seed(tmp_path):
+    """Longest first, so that fine-tunes of different lengths end together on the pool; the order
+    changes nothing else (the seeds follow the candidates, the winners are the same)."""
+    rows = _rows([(0.20, 0.90, 20.0, "params=0.5"), (0.40, 0.80, 40.0, "params=0.5"), (0.30, 0.70, 30.0, "params=0.5"),
+                  (0.08, 0.60, 8.0, "params=0.1")])
+
+    class SeededPool(FakePool):
+        seeds: dict = {}
+
+        def score_batch(self, ratios, spec, seeds=None):
+            self.seeds.update({_cid(r): s for r, s in zip(ratios, seeds)})
+            return super().score_batch(ratios, spec, seeds)
+
+    pool = SeededPool(rerank={"c200": 0.7, "c400": 0.6, "c300": 0.5, "c80": 0.4}, final={"c200": 0.9, "c80": 0.8},
+                      costs={"c200": {"params": 20.0}, "c80": {"params": 8.0}})
+    spec = ScoreSpec.fine_tuned(__import__("rayprune.engine", fromlist=["FineTuneConfig"]).FineTuneConfig(iterations=1))
+    small, large = select_and_finalize(rows, [SMALL, LARGE], pool=pool, out_dir=tmp_path, rerank_spec=spec, top_k=3,
+                                       writer=CandidateWriter(tmp_path, name="sel"), cost_names=["params"], seed=2,
+                                       log=lambda m: None)
+    assert pool.reranked == ["c400", "c300", "c200", "c80"]
+    # seeds as numbered by the shortlists (the small level's first, then the large level's by search score)
+    assert pool.seeds == {"c80": 2 * 7919, "c200": 2 * 7919 + 1, "c400": 2 * 7919 + 2, "c300": 2 * 7919 + 3}
+    assert pool.finalized == [["c200", "c80"]]  # the large level's winner first, though listed second
+    assert (small.candidate_id, large.candidate_id) == ("c80", "c200")
+
+
 def test_a_failed_final_falls_back_to_the_next_reranked_candidate_and_is_kept_as_an_error_row(tmp_path):
     from rayprune.results import exported_rows
 

@@ -179,7 +179,9 @@ class EvaluatorPool:
         Identical candidates (same rounded channel counts, same score) are scored once per pool;
         repeats get the first row with ``cached=True`` (also across batches in flight together).
         The distinct ones go out in chunks of ``chunk_size`` (default: about two chunks per live
-        actor, so a slow chunk is not waited on alone). Batches submitted before the earlier ones'
+        actor, so a slow chunk is not waited on alone; one candidate per call when the score
+        fine-tunes, seconds each, so that the last calls of a batch do not leave actors idle),
+        in the order given. Batches submitted before the earlier ones'
         results are read share the actors: the next batch's chunks start as soon as an actor is
         free, so the actors do not wait while the driver writes and tells a finished batch.
         """
@@ -196,7 +198,7 @@ class EvaluatorPool:
             if not self.live:
                 raise PoolDeadError("No evaluator is alive; the search cannot score candidates any more.")
             self._scoring_keys.update(keys[i] for i in todo)
-            size = chunk_size or max(1, math.ceil(len(todo) / (2 * len(self.live))))
+            size = chunk_size or (1 if spec.finetune_iterations else max(1, math.ceil(len(todo) / (2 * len(self.live)))))
             self._scorer().add([_Chunk(batch, todo[i:i + size]) for i in range(0, len(todo), size)])
         return batch
 

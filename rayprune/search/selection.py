@@ -173,8 +173,11 @@ def select_and_finalize(
         if not unique.empty:
             log(f"Re-ranking {len(unique)} candidate(s) ({top_k} best per level) with a "
                 f"{rerank_spec.finetune_iterations}-iteration fine-tune")
+            seeds = [seed * 7919 + i for i in range(len(unique))]
+            order = _longest_first(unique, cost_names)  # each keeps its seed, whatever the order
+            unique = unique.iloc[order]
             ratios = [list(map(float, r)) for r in unique["keep_ratios"]]
-            scored = pool.score_batch(ratios, rerank_spec, [seed * 7919 + i for i in range(len(ratios))])
+            scored = pool.score_batch(ratios, rerank_spec, [seeds[i] for i in order])
             for (_, src), row in zip(unique.iterrows(), scored):
                 row.update(stage=STAGE_RERANK, iteration=0, level=src.get("level"), agent=src.get("agent"),
                            source_trial=src.get("trial_id"), feasible=bool(row.get("status") == STATUS_OK))
@@ -244,6 +247,21 @@ def select_and_finalize(
     return results
 
 
+def _longest_first(rows: pd.DataFrame, cost_names: Sequence[str]) -> list[int]:
+    """Positions of ``rows`` with the largest candidates (MACs, else params) first: handed out in
+    this order, fine-tunes of different lengths end close together on the pool (longest processing
+    time first) instead of one long fine-tune running alone at the end.
+
+    >>> _longest_first(pd.DataFrame({"macs": [1.0, 3.0, 2.0]}), ["params", "macs"])
+    [1, 2, 0]
+    """
+    for name in ("macs", "params"):
+        if name in cost_names and name in rows.columns:
+            values = pd.to_numeric(rows[name], errors="coerce").fillna(0.0).to_numpy()
+            return sorted(range(len(rows)), key=lambda i: -values[i])
+    return list(range(len(rows)))
+
+
 def _final_rounds(results, orders, *, pool, out: Path, seed: int, extra, writer: CandidateWriter,
                   log: Log, cost_names: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """Final fine-tunes in rounds: each round runs, in parallel, every level's first candidate whose
@@ -274,6 +292,8 @@ def _final_rounds(results, orders, *, pool, out: Path, seed: int, extra, writer:
         if not jobs:
             return finals
         log(f"Final fine-tune of {len(jobs)} model(s)")
+        rows = pd.DataFrame([best for _, best in jobs.values()])
+        jobs = dict(list(jobs.items())[i] for i in _longest_first(rows, cost_names))
         summaries = pool.finalize_many([
             dict(keep_ratios=[float(r) for r in best["keep_ratios"]], seed=seed,
                  export_dir=str(out / "models" / FINALS_DIR / cid),
