@@ -28,6 +28,7 @@ Run from the repository root (``--jobs 2`` runs two processes with one thread ea
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -102,7 +103,7 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
     base = _problem(job["config"], job.get("levels"))
     cfg = parse_config(base.config.model_dump(mode="json"), overrides={
         "search": {"evaluations": job["evaluations"], **job.get("search", {})}})
-    problem = base
+    problem = dataclasses.replace(base, config=cfg)  # the job's config everywhere, the final fine-tune's too
     levels = levels_from_config(cfg, problem.base_costs, sweep=True)
     space = SearchSpace.from_problem(problem, levels)
     if job["agent"] == "crl":
