@@ -94,6 +94,8 @@ class EvaluatorPool:
             the actor is set to ``max(1, int(num_cpus))``.
         placement_group: optional placement group whose bundles ``bundle_offset ..`` hold the actors.
         name: the trial's label in the actors' names (``Evaluator[trial=<name>, #<i>] (<run id>)``).
+        shared_ref: ``problem.shareable()`` already in the object store (a sweep's trials and its
+            selection share the driver's one copy); default: put here.
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class EvaluatorPool:
         tags: Optional[dict[str, str]] = None,
         timeout_s: Optional[float] = None,
         final_timeout_s: Optional[float] = None,
+        shared_ref: Optional[ray.ObjectRef] = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"The evaluator pool 'size' must be >= 1; got {size}.")
@@ -120,7 +123,8 @@ class EvaluatorPool:
         self._min_channels = [g.min_channels for g in problem.space.groups]
         self._round_to = problem.space.round_to
         self._cost_names = list(problem.costs)
-        self._shared_ref = ray.put(problem.shareable())  # kept alive for actor restarts
+        # kept alive for actor restarts
+        self._shared_ref = shared_ref if shared_ref is not None else ray.put(problem.shareable())
         self._box = [self._shared_ref]  # every actor call carries it (see Evaluator._load)
         device = "cuda" if num_gpus > 0 else "cpu"
         self.actors = []

@@ -97,13 +97,14 @@ def _check_resources(cfg: Config, log: Log) -> None:
         f"-> up to {int(have.get('CPU', 0) // per_trial) if per_trial else '?'} trials at once.")
 
 
-def _trainable(setup: SweepSetup, cfg: Config, problem=None):
-    """The trial function with its parameters; a problem handed over in memory travels with it
-    (through the object store), any other is rebuilt by each trial from the config and the cache."""
+def _trainable(setup: SweepSetup, cfg: Config, shared_ref):
+    """The trial function with its parameters. ``shared_ref``: the driver's problem in the object store
+    (:meth:`~rayprune.problem.PruningProblem.shareable`), boxed so that Tune hands each trial the ref,
+    not a copy: every trial and its evaluators, on any node, prune the same base weights and read the
+    one copy of the data."""
     from ray import tune
 
-    shared = problem.shareable() if problem is not None and problem.in_memory else None
-    return tune.with_resources(tune.with_parameters(sweep_trial, setup=setup, shared=shared),
+    return tune.with_resources(tune.with_parameters(sweep_trial, setup=setup, shared_box=[shared_ref]),
                                tune.PlacementGroupFactory(placement_bundles(cfg)))
 
 
@@ -154,6 +155,7 @@ def run_sweep(
 
     ``problem``: an already built :class:`~rayprune.problem.PruningProblem` for ``cfg`` (the Python
     API's model and data in memory); a resumed sweep of such a problem needs it passed again."""
+    import ray
     from ray import tune
 
     from ..problem import PruningProblem, config_in_memory
@@ -172,8 +174,12 @@ def run_sweep(
         tune_path = out / TUNE_DIR
         if not tune.Tuner.can_restore(str(tune_path)):
             raise FileNotFoundError(f"--resume: no restorable Tune experiment in {tune_path}.")
+        if problem is None:
+            problem = PruningProblem.from_config(cfg, log=log, base_costs=setup.base_costs,
+                                                 base_accuracy=setup.base_accuracy)
+        shared_ref = ray.put(problem.shareable())
         log(f"Resuming sweep {setup.sweep_id} from {tune_path}")
-        tuner = tune.Tuner.restore(str(tune_path), trainable=_trainable(setup, cfg, problem),
+        tuner = tune.Tuner.restore(str(tune_path), trainable=_trainable(setup, cfg, shared_ref),
                                    resume_unfinished=True, resume_errored=True)
     else:
         agents = sweep_agents(cfg)
@@ -195,8 +201,9 @@ def run_sweep(
         log(f"Sweep {setup.sweep_id}: {len(agents)} agent(s) x {cfg.sweep.seeds} seed(s) = "
             f"{len(agents) * cfg.sweep.seeds} trial(s), each searching {len(levels)} budget level(s) with "
             f"{cfg.search.evaluations} candidates -> {out}")
+        shared_ref = ray.put(problem.shareable())
         tuner = tune.Tuner(
-            _trainable(setup, cfg, problem),
+            _trainable(setup, cfg, shared_ref),
             param_space={"agent": tune.grid_search(agents), "seed": tune.grid_search(list(range(cfg.sweep.seeds)))},
             tune_config=tune.TuneConfig(max_concurrent_trials=cfg.sweep.max_concurrent_trials,
                                         trial_dirname_creator=lambda t: trial_name(t.config["agent"], t.config["seed"])),
@@ -211,12 +218,12 @@ def run_sweep(
     errors = [str(r.error) for r in results if r.error is not None]
     if errors:
         log(f"{len(errors)} trial(s) failed: " + "; ".join(e.splitlines()[0] for e in errors))
-    summary = finish_sweep(out, log=log, problem=problem)
+    summary = finish_sweep(out, log=log, problem=problem, shared_ref=shared_ref)
     summary["trial_errors"] = errors
     return summary
 
 
-def _selection_pool(problem, cfg: Config):
+def _selection_pool(problem, cfg: Config, shared_ref=None):
     """Evaluators for the re-rank and final fine-tunes, once the trials have freed the cluster."""
     import ray
 
@@ -229,12 +236,13 @@ def _selection_pool(problem, cfg: Config):
     size = max(1, min(by_cpu, by_gpu, 8))
     return EvaluatorPool(problem, size=size, num_cpus=ev.cpus, num_gpus=ev.gpus, max_restarts=ev.max_restarts,
                          max_task_retries=ev.max_task_retries, timeout_s=ev.timeout_s,
-                         final_timeout_s=ev.final_timeout_s, name=SELECTION_TRIAL)
+                         final_timeout_s=ev.final_timeout_s, name=SELECTION_TRIAL, shared_ref=shared_ref)
 
 
-def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None) -> dict[str, Any]:
+def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_ref=None) -> dict[str, Any]:
     """Select and export one model per level from the whole store, then fronts and the report.
 
+    ``shared_ref``: ``problem``'s shareable already in the object store (the trials' copy).
     Safe to run again: the selection's earlier rows are replaced."""
     from ..evaluation.score import score_specs
     from ..problem import PruningProblem
@@ -242,6 +250,8 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None) -> dict
     from ..search.selection import select_and_finalize
 
     out = Path(out_dir)
+    if problem is None:
+        shared_ref = None  # it would be another problem's
     state = load_state(out)
     cfg = parse_config(state["config"])
     setup = SweepSetup(**state["setup"])
@@ -257,7 +267,7 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None) -> dict
         drop_rows_after(out, SELECTION_TRIAL, -1)  # a selection run before (an interrupted finish) is redone
         writer = CandidateWriter(out, constants={"sweep_id": setup.sweep_id, "trial_id": SELECTION_TRIAL, "stage": STAGE_SELECT},
                                  name=SELECTION_TRIAL)
-        pool = _selection_pool(problem, cfg)
+        pool = _selection_pool(problem, cfg, shared_ref)
         try:
             pool.wait_ready()
             results = select_and_finalize(search, levels, pool=pool, out_dir=out, rerank_spec=rerank,

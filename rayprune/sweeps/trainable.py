@@ -15,7 +15,7 @@ from __future__ import annotations
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 __all__ = ["SweepSetup", "sweep_trial", "trial_name", "placement_bundles"]
 
@@ -47,11 +47,12 @@ def placement_bundles(cfg) -> list[dict[str, float]]:
     return [{"CPU": float(cfg.sweep.trial_cpus)}] + [dict(evaluator) for _ in range(ev.evaluators)]
 
 
-def sweep_trial(config: dict[str, Any], setup: SweepSetup, shared: Optional[dict[str, Any]] = None) -> None:
+def sweep_trial(config: dict[str, Any], setup: SweepSetup, shared_box: list) -> None:
     """Tune function trainable (``config = {"agent": name, "seed": n}``).
 
-    ``shared``: the driver's :meth:`~rayprune.problem.PruningProblem.shareable` when the problem cannot
-    be rebuilt from the config (a model or data handed over in memory through the Python API)."""
+    ``shared_box``: ``[ref]`` to the driver's :meth:`~rayprune.problem.PruningProblem.shareable` in the
+    object store. The trial builds its problem from it (no data loading, no base model from a cache
+    that another node may not have) and its evaluators read the same object."""
     import ray
     from ray import tune
 
@@ -68,18 +69,14 @@ def sweep_trial(config: dict[str, Any], setup: SweepSetup, shared: Optional[dict
     agent, seed = str(config["agent"]), int(config["seed"])
     name = trial_name(agent, seed)
     cfg = parse_config(setup.config, source=f"trial {name}")
-    if shared is not None:
-        problem = PruningProblem.from_shared(shared)
-    else:
-        problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None,
-                                             base_costs=setup.base_costs, base_accuracy=setup.base_accuracy)
+    problem = PruningProblem.from_shared(ray.get(shared_box[0]))
     levels = [Level.from_json(lvl) for lvl in setup.levels]
     trial_id = tune.get_context().get_trial_id() or name
     constants: dict[str, Any] = {"sweep_id": setup.sweep_id, "trial_id": trial_id, "trial_name": name,
                                  "agent": agent, "seed": seed, "stage": STAGE_SEARCH}
     tags = {"sweep": setup.sweep_id, "trial": name, "budget": ";".join(lvl.name for lvl in levels)}
     pool = EvaluatorPool.from_config(problem, cfg.evaluation, placement_group=ray.util.get_current_placement_group(),
-                                     bundle_offset=1, name=name, tags=tags)
+                                     bundle_offset=1, name=name, tags=tags, shared_ref=shared_box[0])
     searcher = None
     try:
         pool.wait_ready()
