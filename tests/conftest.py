@@ -110,7 +110,9 @@ def ray_head():
     """
     temp = Path(tempfile.mkdtemp(prefix="rps-", dir="/tmp"))  # short: Ray's socket paths have a length limit
     gcs, dashboard, metrics = free_port(), free_port(), free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # the node's own base-model cache, apart from any driver's (as on a cluster whose nodes have their own disks)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "RAYPRUNE_CACHE": str(temp / "node-cache")}
     args = ["ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", f"--port={gcs}",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--ray-client-server-port={free_port()}",
             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
@@ -124,6 +126,7 @@ def ray_head():
             time.sleep(0.5)
         session = (temp / "session_latest").resolve().name
         yield {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dashboard}", "temp": str(temp),
+               "node_cache": temp / "node-cache",
                "session": session, "env": env, "metrics": f"http://127.0.0.1:{metrics}/metrics"}
     finally:
         proc.terminate()  # `ray start --block` stops its node on SIGTERM

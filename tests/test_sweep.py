@@ -198,6 +198,9 @@ def test_sweep_on_a_ray_cluster(tmp_path, env, ray_head):
     res = rayprune("sweep", cfg, "--out", out, "--address", ray_head["gcs"], "-q", env=client_env)
     assert res.returncode == 0, res.stderr[-3000:]
     check_sweep_outputs(out)
+    # the trials and evaluators built the driver's problem from the object store: none looked for a
+    # base model in the node's own cache (and so none trained another one there)
+    assert not ray_head["node_cache"].exists() or not any(ray_head["node_cache"].rglob("*.pt"))
 
 
 @pytest.mark.slow
