@@ -24,11 +24,14 @@ $S --seeds 5 6 --configs configs/bench/user_cnn_mnist.yaml --levels $L --agents 
 $S --seeds 2 3 4 5 --configs configs/bench/vgg11_mnist.yaml --levels $L $D --out $R/vgg11_crl_direction.jsonl
 $S --seeds 2 3 4 5 --configs configs/bench/small_cnn_digits.yaml --levels $L $D --out $R/small_cnn_crl_direction.jsonl
 $S --seeds 2 3 --configs configs/bench/user_cnn_mnist.yaml --levels $L --agents crl --set crl.action=\"direction\" --set crl.budget_conditioned=false --label crl_direction_per_level --out $R/user_cnn_crl_direction_per_level.jsonl
+# session 9: seed 6 of small_cnn (crl direction and the baselines); a MACs budget on VGG11 (seeds 2-4)
+$S --seeds 6 --configs configs/bench/small_cnn_digits.yaml --levels $L --agents random,evolution,tpe --out $R/small_cnn_digits_params.jsonl
+$S --seeds 6 --configs configs/bench/small_cnn_digits.yaml --levels $L $D --out $R/small_cnn_crl_direction.jsonl
+$S --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels macs=0.1 --agents random,evolution,tpe --out $R/vgg11_macs.jsonl
+$S --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels macs=0.1 $D --out $R/vgg11_macs.jsonl
 # -- not run yet ------------------------------------------------------------------------------------
 # (crl here is the default since session 8, action: direction; the rows above labelled crl are action: ratio)
 $S --seeds 6 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents $A --out $R/vgg11_params.jsonl
-$S --seeds 5 6 --configs configs/bench/small_cnn_digits.yaml --levels $L --agents $A --out $R/small_cnn_digits_params.jsonl
 $S --seeds 2 3 4 --configs configs/bench/resnet20_mnist.yaml --levels $L --agents $A --out $R/resnet20_params.jsonl
-$S --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels macs=0.1 --agents $A --out $R/vgg11_macs.jsonl
 $S --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels latency_ms=rel:0.5 --agents $A --out $R/vgg11_latency.jsonl
 python benchmarks/bench_search.py --jobs 2 --evaluations 2048 --seeds 2 3 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents random,evolution,crl --out $R/vgg11_params_2048.jsonl
