@@ -31,6 +31,8 @@ $S --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels macs=0.1 --ag
 $S --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels macs=0.1 $D --out $R/vgg11_macs.jsonl
 python benchmarks/bench_search.py --evaluations 512 --seeds 2 3 4 5 6 --configs configs/bench/small_cnn_digits.yaml --levels $L --set rerank.top_k=16 --agents random --label random_top16 --out $R/small_cnn_top16.jsonl
 python benchmarks/bench_search.py --evaluations 512 --seeds 2 3 4 5 6 --configs configs/bench/small_cnn_digits.yaml --levels $L --set rerank.top_k=16 --agents crl --set crl.action=\"direction\" --label crl_direction_top16 --out $R/small_cnn_top16.jsonl
+python benchmarks/bench_search.py --evaluations 512 --seeds 2 3 4 5 6 --configs configs/bench/small_cnn_digits.yaml --levels $L --set rerank.top_k=4 --agents random --label random_top4 --out $R/small_cnn_top4.jsonl
+python benchmarks/bench_search.py --evaluations 512 --seeds 2 3 4 5 6 --configs configs/bench/small_cnn_digits.yaml --levels $L --set rerank.top_k=4 --agents crl --set crl.action=\"direction\" --label crl_direction_top4 --out $R/small_cnn_top4.jsonl
 # -- not run yet ------------------------------------------------------------------------------------
 # (crl here is the default since session 8, action: direction; the rows above labelled crl are action: ratio)
 $S --seeds 6 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents $A --out $R/vgg11_params.jsonl
