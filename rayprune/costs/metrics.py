@@ -64,13 +64,17 @@ def count_macs(model: nn.Module, context: CostContext) -> float:
     return counter.get_total_flops() / 2.0
 
 
+#: the attribute ``torch._compile._disable_dynamo``'s wrapper caches its disabled function under
+_DYNAMO_CACHE = "__dynamo_disable"
+
+
 @contextlib.contextmanager
 def _without_dynamo_import(mode: type):
     """Run ``mode``'s dispatch handler as it is, not through ``torch._disable_dynamo``'s wrapper.
 
     PyTorch wraps the ``__torch_dispatch__`` of every ``TorchDispatchMode`` subclass so that Dynamo
-    never traces it; the wrapper imports ``torch._dynamo`` on its first call: 2-5 s and ~100 MB in
-    every process that counts MACs (the driver, each trial, each evaluator), on the critical path of
+    never traces it; the wrapper imports ``torch._dynamo`` on its first call: 2-5 s in every
+    process that counts MACs (the driver, each trial, each evaluator), on the critical path of
     every sweep's start. Counting MACs compiles nothing, so the unwrapped handler is equivalent here.
     The wrapper looks up the disabled function it caches on the raw handler; for the block the raw
     handler stands in for it, and afterwards the wrapper is as it was. Anything else (Dynamo already
@@ -86,10 +90,6 @@ def _without_dynamo_import(mode: type):
         yield
     finally:
         delattr(raw, _DYNAMO_CACHE)
-
-
-#: the attribute ``torch._compile._disable_dynamo``'s wrapper caches its disabled function under
-_DYNAMO_CACHE = "__dynamo_disable"
 
 
 @contextlib.contextmanager
