@@ -86,8 +86,9 @@ def _problem(config: str, levels: Optional[str]):
     return _PROBLEMS[key]
 
 
-def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
-    """One search + selection; returns one record per level."""
+def run_search(job: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The search part of one run (no selection): its problem, config, levels, search rows (also
+    written under ``out``), best-so-far curves per level and timings. bench_selection.py uses it too."""
     import torch
 
     torch.set_num_threads(1)
@@ -98,7 +99,6 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
     from rayprune.evaluation.score import score_specs
     from rayprune.results import CandidateWriter, read_candidates
     from rayprune.search.loop import SearchRun
-    from rayprune.search.selection import candidates_for, select_and_finalize
 
     base = _problem(job["config"], job.get("levels"))
     cfg = parse_config(base.config.model_dump(mode="json"), overrides={
@@ -112,25 +112,37 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
         connect(num_cpus=1, include_dashboard=False, object_store_memory=100 * 1024**2, log=lambda m: None)
     pool = LocalPool(problem)
     spec, rerank = score_specs(cfg)
+    agent = make_agent(job["agent"], space, seed=job["seed"], search=cfg.search, log=lambda m: None)
+    writer = CandidateWriter(out, constants={"agent": job["label"], "seed": job["seed"], "stage": "search",
+                                             "trial_id": "bench"}, name="bench")
+    run = SearchRun(agent, space, pool.score_batch, spec=spec, writer=writer, evaluations=cfg.search.evaluations,
+                    seed=job["seed"])
+    t0 = time.perf_counter()
+    curves: list[list[Optional[float]]] = [[] for _ in levels]
+    while not run.done:
+        run.step()
+        for i, b in enumerate(run.best):
+            curves[i].append(b)
+    search_s = time.perf_counter() - t0
+    agent.close()
+    rows = read_candidates(out)
+    if job.get("keep_rows"):
+        Path(job["keep_rows"]).parent.mkdir(parents=True, exist_ok=True)
+        rows.to_parquet(job["keep_rows"])
+    return dict(problem=problem, cfg=cfg, levels=levels, pool=pool, rerank=rerank, rows=rows, curves=curves,
+                search_s=search_s, seconds=run.seconds)
+
+
+def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """One search + selection; returns one record per level."""
+    from rayprune.results import CandidateWriter
+    from rayprune.search.selection import candidates_for, select_and_finalize
+
     out = Path(tempfile.mkdtemp(prefix="bench-search-"))
     try:
-        agent = make_agent(job["agent"], space, seed=job["seed"], search=cfg.search, log=lambda m: None)
-        writer = CandidateWriter(out, constants={"agent": job["label"], "seed": job["seed"], "stage": "search",
-                                                 "trial_id": "bench"}, name="bench")
-        run = SearchRun(agent, space, pool.score_batch, spec=spec, writer=writer, evaluations=cfg.search.evaluations,
-                        seed=job["seed"])
-        t0 = time.perf_counter()
-        curves: list[list[Optional[float]]] = [[] for _ in levels]
-        while not run.done:
-            run.step()
-            for i, b in enumerate(run.best):
-                curves[i].append(b)
-        search_s = time.perf_counter() - t0
-        agent.close()
-        rows = read_candidates(out)
-        if job.get("keep_rows"):
-            Path(job["keep_rows"]).parent.mkdir(parents=True, exist_ok=True)
-            rows.to_parquet(job["keep_rows"])
+        s = run_search(job, out)
+        problem, cfg, levels, pool, rerank, rows = (s[k] for k in ("problem", "cfg", "levels", "pool", "rerank", "rows"))
+        curves, search_s, seconds = s["curves"], s["search_s"], s["seconds"]
         t1 = time.perf_counter()
         results = []
         if job.get("final", True):
@@ -155,8 +167,8 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
                 **({f"final_{c}_rel": res.costs.get(c, math.nan) / problem.base_costs[c] for c in level.limits}
                    if res is not None and res.costs else {}),
                 "batch_size": cfg.search.batch_size, "curve": json.dumps(curves[i]),
-                "search_s": search_s, "score_s": run.seconds["score"],
-                "agent_s": run.seconds["ask"] + run.seconds["tell"], "write_s": run.seconds["write"],
+                "search_s": search_s, "score_s": seconds["score"],
+                "agent_s": seconds["ask"] + seconds["tell"], "write_s": seconds["write"],
                 "select_s": select_s, "base_val": problem.base_accuracy["val"], "base_test": problem.base_accuracy["test"],
             })
         return records

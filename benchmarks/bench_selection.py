@@ -1,0 +1,268 @@
+"""Which candidate should get the final fine-tune? Selection rules compared on the same shortlists.
+
+The search benchmark found that at tight budgets the *selection* decides the last half point: a
+longer re-rank shortlist (16 instead of 8) picked worse models, because the re-rank chooses on a
+small validation split (digits: 180 images) and the best of more noisy scores is more often a lucky
+one. This script measures, for the same candidates, how much better other rules would choose.
+
+For each config x agent x seed it runs the product's search (``bench_search.run_search``: the same
+agents, scores and candidate store), takes each level's ``--top-k`` distinct candidates by the cheap
+score (the product's shortlist, same order and tie-break) and measures every one of them:
+
+* ``--rerank-seeds`` short fine-tunes (``search.finetune``) with different seeds, each scored on the
+  whole validation split: accuracy, mean loss (the fine-tune's own loss, cross-entropy for
+  classification) and the per-sample results;
+* the final fine-tune (``search.final_finetune``, the run's seed as the product uses): validation and
+  test accuracy and loss.
+
+``--summarise`` then applies each selection rule to the shortlists of length 4, 8 and 16 and reports
+the test accuracy of the model each rule would export, paired against the product's rule (best
+re-rank accuracy, one seed) with a 95 % interval, next to the shortlist's mean (a random pick) and
+best (an oracle that looks at test). Selection never sees test; test only judges. Run from the
+repository root::
+
+    python benchmarks/bench_selection.py --configs configs/bench/small_cnn_digits.yaml \\
+        --levels params=0.5,0.25,0.1,0.05 --agents random,evolution --seeds 2 3 4 5 6 --jobs 2 \\
+        --out benchmarks/results/selection/small_cnn.jsonl
+    python benchmarks/bench_selection.py --summarise benchmarks/results/selection/small_cnn.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_search  # noqa: E402  (the search part of a run, and the paired interval)
+
+SHORTLISTS = (4, 8, 16)
+
+
+def _split_stats(problem, model, split: str) -> dict[str, Any]:
+    """Accuracy, mean loss and per-sample correctness / loss of ``model`` on ``split``."""
+    import torch
+
+    from rayprune.engine import model_device, training_mode
+
+    source = problem.data.source(split)
+    device = model_device(model) or source.device
+    correct, losses = [], []
+    custom = problem.objective.loss  # None: cross-entropy (without the fine-tune's label smoothing here)
+    with training_mode(model, False), torch.inference_mode():
+        for xb, yb in source.batches(512, device=device):
+            out = model(xb)
+            correct.append((out.argmax(dim=1) == yb).cpu())
+            if custom is None:
+                losses.append(torch.nn.functional.cross_entropy(out, yb, reduction="none").cpu())
+            else:
+                losses.append(torch.stack([custom(out[i:i + 1], yb[i:i + 1]) for i in range(len(yb))]).cpu())
+    c, lo = torch.cat(correct).numpy(), torch.cat(losses).numpy()
+    return {"acc": float(c.mean()), "loss": float(lo.mean()), "correct": "".join("1" if v else "0" for v in c),
+            "losses": [round(float(v), 5) for v in lo]}
+
+
+def _tuned(problem, ratios, ft, seed: int):
+    """The candidate built, BatchNorm re-estimated (as every score does) and fine-tuned for ``ft``."""
+    from rayprune.engine import fine_tune, recalibrate_batchnorm
+
+    cfg = problem.config
+    model = problem.space.build(ratios)
+    if cfg.pruning.recalibrate_bn:
+        bn = cfg.search.adaptive_bn
+        recalibrate_batchnorm(model, problem.data.source("train"), batch_size=bn.batch_size, max_batches=bn.batches)
+    fine_tune(model, problem.data, ft.engine_config(), seed=seed, loss_fn=problem.objective.loss)
+    return model
+
+
+def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """One search, then every shortlisted candidate re-ranked ``rerank_seeds`` times and finally fine-tuned."""
+    from rayprune.search.selection import candidates_for, top_distinct
+
+    out = Path(tempfile.mkdtemp(prefix="bench-selection-"))
+    try:
+        s = bench_search.run_search(job, out)
+        problem, cfg, levels, rows = s["problem"], s["cfg"], s["levels"], s["rows"]
+        search = rows[rows["stage"] == "search"]
+        ranks: dict[str, dict[str, int]] = {}
+        first: dict[str, pd.Series] = {}
+        for level in levels:
+            short = top_distinct(candidates_for(search, level), job["top_k"], tiebreak=list(problem.costs))
+            for rank, (_, row) in enumerate(short.iterrows()):
+                ranks.setdefault(row["candidate_id"], {})[level.name] = rank
+                first.setdefault(row["candidate_id"], row)
+        records = []
+        for idx, (cid, row) in enumerate(first.items()):
+            ratios = [float(r) for r in row["keep_ratios"]]
+            t = time.perf_counter()
+            reranks = [_split_stats(problem, _tuned(problem, ratios, cfg.search.finetune, 1000 * r + idx), "val")
+                       for r in range(job["rerank_seeds"])]
+            t_rerank = (time.perf_counter() - t) / job["rerank_seeds"]
+            t = time.perf_counter()
+            model = _tuned(problem, ratios, cfg.search.final_finetune, job["seed"])
+            t_final = time.perf_counter() - t
+            records.append({
+                "config": Path(job["config"]).stem, "agent": job["label"], "seed": job["seed"],
+                "evaluations": job["evaluations"], "candidate_id": cid, "ranks": ranks[cid],
+                "search": float(row["accuracy"]), **{c: float(row[c]) for c in problem.costs},
+                "rerank": reranks, "final_val": _split_stats(problem, model, "val"),
+                "final_test": _split_stats(problem, model, "test"), "t_rerank": t_rerank, "t_final": t_final,
+                "search_s": s["search_s"]})
+        return records
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _run_job(job):
+    try:
+        return run_one(job)
+    except Exception as exc:  # noqa: BLE001 - record and go on
+        import traceback
+
+        return [{"config": Path(job["config"]).stem, "agent": job["label"], "seed": job["seed"],
+                 "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}]
+
+
+# -- the rules ------------------------------------------------------------------------------------
+def _mean(items, key):
+    return float(np.mean([i[key] for i in items]))
+
+
+#: name -> (what it costs, a sort key over a shortlist's records: larger is chosen; ties keep the
+#: shortlist's order, as the product's stable sort does)
+RULES: dict[str, tuple[str, Callable[[dict], Any]]] = {
+    "search score only": ("no re-rank", lambda r: r["search"]),
+    "re-rank accuracy (product)": ("1 short fine-tune each", lambda r: r["rerank"][0]["acc"]),
+    "re-rank loss": ("1 short fine-tune each", lambda r: -r["rerank"][0]["loss"]),
+    "re-rank accuracy, ties by loss": ("1 short fine-tune each",
+                                       lambda r: (r["rerank"][0]["acc"], -r["rerank"][0]["loss"])),
+    "re-rank accuracy, 3 seeds": ("3 short fine-tunes each", lambda r: (_mean(r["rerank"][:3], "acc"),
+                                                                         -_mean(r["rerank"][:3], "loss"))),
+    "re-rank loss, 3 seeds": ("3 short fine-tunes each", lambda r: -_mean(r["rerank"][:3], "loss")),
+    "final val accuracy": ("a final fine-tune each", lambda r: r["final_val"]["acc"]),
+    "final val loss": ("a final fine-tune each", lambda r: -r["final_val"]["loss"]),
+}
+PRODUCT = "re-rank accuracy (product)"
+
+
+def picks(frame: pd.DataFrame, k: int) -> pd.DataFrame:
+    """For each (config, agent, seed, level) shortlist of length ``k``: the test accuracy of each rule's pick,
+    the shortlist's mean and best test accuracy."""
+    out = []
+    for (config, agent, seed), g in frame.groupby(["config", "agent", "seed"], sort=False):
+        recs = g.to_dict("records")
+        levels = sorted({lv for r in recs for lv in r["ranks"]})
+        for level in levels:
+            short = sorted((r for r in recs if level in r["ranks"] and r["ranks"][level] < k),
+                           key=lambda r: r["ranks"][level])
+            if not short:
+                continue
+            tests = [r["final_test"]["acc"] for r in short]
+            rec = {"config": config, "agent": agent, "seed": seed, "level": level, "k": k, "n": len(short),
+                   "mean of shortlist": float(np.mean(tests)), "best of shortlist (test oracle)": max(tests)}
+            for name, (_, key) in RULES.items():
+                if any(len(r["rerank"]) < 3 for r in short) and "3 seeds" in name:
+                    continue
+                best = max(range(len(short)), key=lambda i: (key(short[i]), -i))
+                rec[name] = tests[best]
+            out.append(rec)
+    return pd.DataFrame(out)
+
+
+def summarise(frame: pd.DataFrame) -> str:
+    frame = frame[frame.get("error").isna()] if "error" in frame else frame
+    lines = []
+    for k in SHORTLISTS:
+        p = picks(frame, k)
+        if p.empty or (p["n"] < k).all():
+            continue
+        cols = ["mean of shortlist", *[r for r in RULES if r in p], "best of shortlist (test oracle)"]
+        lines += [f"\nShortlist of {k} (runs: {len(p[['config', 'agent', 'seed']].drop_duplicates())}; "
+                  "test accuracy of the pick, % mean over runs; paired difference to the product's rule, 95 % interval)",
+                  "| config | level | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+        for (config, level), g in p.groupby(["config", "level"], sort=False):
+            cells = []
+            for c in cols:
+                m, lo, hi = bench_search._ci95(100 * (g[c] - g[PRODUCT]).to_numpy())
+                cells.append(f"{100 * g[c].mean():.2f}" + ("" if c == PRODUCT else f" ({m:+.2f} [{lo:+.2f}, {hi:+.2f}])"))
+            lines.append(f"| {config} | {level} | " + " | ".join(cells) + " |")
+        for config, g in p.groupby("config", sort=False):
+            cells = []
+            for c in cols:
+                m, lo, hi = bench_search._ci95(100 * (g[c] - g[PRODUCT]).to_numpy())
+                cells.append(f"{100 * g[c].mean():.2f}" + ("" if c == PRODUCT else f" ({m:+.2f} [{lo:+.2f}, {hi:+.2f}])"))
+            lines.append(f"| {config} | all levels | " + " | ".join(cells) + " |")
+    t = frame.groupby("config")[["t_rerank", "t_final"]].mean()
+    lines.append("\nSeconds per candidate (one thread): " + "; ".join(
+        f"{c}: short fine-tune {r.t_rerank:.2f}, final {r.t_final:.2f}" for c, r in t.iterrows()))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configs", nargs="+", default=["configs/bench/small_cnn_digits.yaml"])
+    ap.add_argument("--agents", default="random,evolution")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[2, 3, 4, 5, 6])
+    ap.add_argument("--evaluations", type=int, default=512)
+    ap.add_argument("--levels", help="replace the configs' sweep levels, e.g. params=0.5,0.25,0.1,0.05")
+    ap.add_argument("--top-k", type=int, default=max(SHORTLISTS), help="shortlist length measured per level")
+    ap.add_argument("--rerank-seeds", type=int, default=3)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="search.* override, as bench_search")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--out", help="JSON-lines file of per-candidate records (appended)")
+    ap.add_argument("--summarise", nargs="+")
+    args = ap.parse_args()
+    if args.summarise:
+        print(summarise(pd.concat([pd.read_json(p, lines=True) for p in args.summarise], ignore_index=True)))
+        return
+    search: dict = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        node = search
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = json.loads(value)
+    jobs = [dict(config=c, agent=a, label=a, seed=s, evaluations=args.evaluations, levels=args.levels, search=search,
+                 top_k=args.top_k, rerank_seeds=args.rerank_seeds)
+            for c in args.configs for s in args.seeds for a in args.agents.split(",")]
+    for c in args.configs:  # train and cache base models once, before the workers start
+        bench_search._problem(c, args.levels)
+    started = time.time()
+    records: list[dict] = []
+
+    def report(recs: list[dict]) -> None:
+        nonlocal records
+        records += recs
+        r = recs[0]
+        print(f"[{time.time() - started:6.0f}s] {r['config']} {r['agent']} seed {r['seed']}: "
+              + (f"ERROR {r['error']}" if r.get("error") else f"{len(recs)} candidates measured"), flush=True)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            with open(args.out, "a") as fh:
+                for rec in recs:
+                    fh.write(json.dumps(rec, default=float) + "\n")
+
+    if args.jobs > 1:
+        with mp.get_context("spawn").Pool(args.jobs, initializer=bench_search._worker_init, maxtasksperchild=1) as pool:
+            for recs in pool.imap_unordered(_run_job, jobs):
+                report(recs)
+    else:
+        for job in jobs:
+            report(_run_job(job))
+    print(summarise(pd.DataFrame(records)))
+
+
+if __name__ == "__main__":
+    main()
