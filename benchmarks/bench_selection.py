@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -180,29 +180,33 @@ def picks(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _cell(values: pd.Series, product: pd.Series, is_product: bool) -> str:
+    m, lo, hi = bench_search._ci95(100 * (values - product).to_numpy())
+    return f"{100 * values.mean():.2f}" + ("" if is_product else f" ({m:+.2f} [{lo:+.2f}, {hi:+.2f}])")
+
+
 def summarise(frame: pd.DataFrame) -> str:
-    frame = frame[frame.get("error").isna()] if "error" in frame else frame
+    """One table per config and shortlist length: a row per rule, a column per level (and all levels)."""
+    if "error" in frame:
+        frame = frame[frame["error"].isna()]
     lines = []
     for k in SHORTLISTS:
         p = picks(frame, k)
-        if p.empty or (p["n"] < k).all():
+        if p.empty or (k > SHORTLISTS[0] and (p["n"] < k).all()):  # longer than any shortlist: nothing new
             continue
-        cols = ["mean of shortlist", *[r for r in RULES if r in p], "best of shortlist (test oracle)"]
-        lines += [f"\nShortlist of {k} (runs: {len(p[['config', 'agent', 'seed']].drop_duplicates())}; "
-                  "test accuracy of the pick, % mean over runs; paired difference to the product's rule, 95 % interval)",
-                  "| config | level | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
-        for (config, level), g in p.groupby(["config", "level"], sort=False):
-            cells = []
-            for c in cols:
-                m, lo, hi = bench_search._ci95(100 * (g[c] - g[PRODUCT]).to_numpy())
-                cells.append(f"{100 * g[c].mean():.2f}" + ("" if c == PRODUCT else f" ({m:+.2f} [{lo:+.2f}, {hi:+.2f}])"))
-            lines.append(f"| {config} | {level} | " + " | ".join(cells) + " |")
+        rows = ["mean of shortlist", *[r for r in RULES if r in p], "best of shortlist (test oracle)"]
         for config, g in p.groupby("config", sort=False):
-            cells = []
-            for c in cols:
-                m, lo, hi = bench_search._ci95(100 * (g[c] - g[PRODUCT]).to_numpy())
-                cells.append(f"{100 * g[c].mean():.2f}" + ("" if c == PRODUCT else f" ({m:+.2f} [{lo:+.2f}, {hi:+.2f}])"))
-            lines.append(f"| {config} | all levels | " + " | ".join(cells) + " |")
+            levels = list(dict.fromkeys(g.sort_values("level")["level"]))
+            runs = g[["agent", "seed"]].drop_duplicates()
+            lines += [f"\n{config}, shortlist of {k}: test accuracy (%) of the model each rule picks, mean over "
+                      f"{len(runs)} runs ({', '.join(sorted(set(runs['agent'])))}); in brackets the paired "
+                      "difference to the product's rule with its 95 % interval",
+                      "| rule | cost | " + " | ".join(levels) + " | all levels |", "|---|---|" + "---|" * (len(levels) + 1)]
+            for rule in rows:
+                cost = RULES[rule][0] if rule in RULES else ""
+                cells = [_cell(g[g["level"] == lv][rule], g[g["level"] == lv][PRODUCT], rule == PRODUCT) for lv in levels]
+                cells.append(_cell(g[rule], g[PRODUCT], rule == PRODUCT))
+                lines.append(f"| {rule} | {cost} | " + " | ".join(cells) + " |")
     t = frame.groupby("config")[["t_rerank", "t_final"]].mean()
     lines.append("\nSeconds per candidate (one thread): " + "; ".join(
         f"{c}: short fine-tune {r.t_rerank:.2f}, final {r.t_final:.2f}" for c, r in t.iterrows()))

@@ -1,0 +1,60 @@
+"""benchmarks/bench_selection.py: each selection rule picks from the level's shortlist (its first k
+candidates by the search's rank), ties keep the shortlist's order as the product's stable sort does,
+and the pick is judged by its test accuracy. Synthetic records; no search runs."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("bench_selection", ROOT / "benchmarks" / "bench_selection.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rec(cid, rank, search, reranks, final_val, test, level="params=0.1"):
+    return {"config": "c", "agent": "random", "seed": 2, "candidate_id": cid, "ranks": {level: rank},
+            "search": search, "rerank": [{"acc": a, "loss": lo} for a, lo in reranks],
+            "final_val": {"acc": final_val, "loss": 1 - final_val}, "final_test": {"acc": test, "loss": 1 - test},
+            "t_rerank": 0.1, "t_final": 1.0}
+
+
+def test_each_rule_picks_its_best_from_the_first_k_and_ties_keep_the_shortlist_order(bench):
+    frame = pd.DataFrame([
+        # rank 0: best search score; tied with rank 1 on the first re-rank accuracy, worse loss
+        _rec("a", 0, 0.90, [(0.95, 0.30), (0.90, 0.30), (0.90, 0.30)], 0.96, 0.91),
+        _rec("b", 1, 0.80, [(0.95, 0.10), (0.97, 0.10), (0.97, 0.10)], 0.97, 0.92),
+        _rec("c", 2, 0.70, [(0.94, 0.20), (0.94, 0.20), (0.94, 0.20)], 0.99, 0.93),
+        _rec("d", 3, 0.60, [(0.99, 0.05), (0.99, 0.05), (0.99, 0.05)], 0.99, 0.99),  # only in a shortlist of 4+
+    ])
+    p3 = bench.picks(frame, 3).iloc[0]
+    assert p3["n"] == 3
+    assert p3["search score only"] == 0.91
+    assert p3[bench.PRODUCT] == 0.91  # a and b tie at 0.95: the shortlist's order decides (a)
+    assert p3["re-rank accuracy, ties by loss"] == 0.92  # the tie goes to b's lower loss
+    assert p3["re-rank loss"] == 0.92
+    assert p3["re-rank accuracy, 3 seeds"] == 0.92  # b's mean 0.963 beats a's 0.917
+    assert p3["final val accuracy"] == 0.93
+    assert p3["mean of shortlist"] == pytest.approx((0.91 + 0.92 + 0.93) / 3)
+    assert p3["best of shortlist (test oracle)"] == 0.93
+    p4 = bench.picks(frame, 4).iloc[0]
+    assert p4[bench.PRODUCT] == 0.99 and p4["n"] == 4
+
+
+def test_the_summary_pairs_every_rule_with_the_product_rule(bench):
+    frame = pd.DataFrame([_rec("a", 0, 0.9, [(0.95, 0.3)] * 3, 0.96, 0.91), _rec("b", 1, 0.8, [(0.97, 0.1)] * 3,
+                                                                                  0.97, 0.92)])
+    frame = pd.concat([frame, frame.assign(seed=3)], ignore_index=True)
+    text = bench.summarise(frame)
+    assert "shortlist of 4" in text  # two candidates: every shortlist length up to the first that is full
+    row = next(line for line in text.splitlines() if line.startswith("| search score only"))
+    assert "91.00 (-1.00 [-1.00, -1.00])" in row  # a (search) against b (re-rank), on both seeds
