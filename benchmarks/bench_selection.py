@@ -13,7 +13,9 @@ score (the product's shortlist, same order and tie-break) and measures every one
   whole validation split: accuracy, mean loss (the fine-tune's own loss, cross-entropy for
   classification) and the per-sample results;
 * the final fine-tune (``search.final_finetune``, the run's seed as the product uses): validation and
-  test accuracy and loss.
+  test accuracy and loss; with ``--final-seeds N``, N - 1 more final fine-tunes with other seeds, so
+  that a pick can also be judged by its mean test accuracy over seeds (less of it is one seed's luck)
+  and the summary says how much the seed alone moves a candidate's test accuracy.
 
 ``--summarise`` then applies each selection rule to the shortlists of length 4, 8 and 16 and reports
 the test accuracy of the model each rule would export, paired against the product's rule (best
@@ -112,13 +114,17 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
             t = time.perf_counter()
             model = _tuned(problem, ratios, cfg.search.final_finetune, job["seed"])
             t_final = time.perf_counter() - t
+            more = []  # further final fine-tunes, other seeds: how much of a pick's test accuracy is its seed
+            for j in range(1, job.get("final_seeds", 1)):
+                other = _tuned(problem, ratios, cfg.search.final_finetune, job["seed"] + 100_000 * j)
+                more.append({"val": problem.accuracy(other, "val"), "test": problem.accuracy(other, "test")})
             records.append({
                 "config": Path(job["config"]).stem, "agent": job["label"], "seed": job["seed"],
                 "evaluations": job["evaluations"], "candidate_id": cid, "ranks": ranks[cid],
                 "search": float(row["accuracy"]), **{c: float(row[c]) for c in problem.costs},
                 "rerank": reranks, "final_val": _split_stats(problem, model, "val"),
-                "final_test": _split_stats(problem, model, "test"), "t_rerank": t_rerank, "t_final": t_final,
-                "search_s": s["search_s"]})
+                "final_test": _split_stats(problem, model, "test"), "final_more": more, "t_rerank": t_rerank,
+                "t_final": t_final, "search_s": s["search_s"]})
         return records
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -156,9 +162,18 @@ RULES: dict[str, tuple[str, Callable[[dict], Any]]] = {
 PRODUCT = "re-rank accuracy (product)"
 
 
-def picks(frame: pd.DataFrame, k: int) -> pd.DataFrame:
+def _judged(rec: dict, judge: str) -> float:
+    """A candidate's test accuracy: after the product's final fine-tune (``one``), or the mean over every final
+    seed measured (``mean``: less of the pick's value is its fine-tune seed's luck)."""
+    tests = [rec["final_test"]["acc"]]
+    if judge == "mean":
+        tests += [m["test"] for m in (rec.get("final_more") or [])]
+    return float(np.mean(tests))
+
+
+def picks(frame: pd.DataFrame, k: int, judge: str = "one") -> pd.DataFrame:
     """For each (config, agent, seed, level) shortlist of length ``k``: the test accuracy of each rule's pick,
-    the shortlist's mean and best test accuracy."""
+    the shortlist's mean and best test accuracy (``judge``: see :func:`_judged`)."""
     out = []
     for (config, agent, seed), g in frame.groupby(["config", "agent", "seed"], sort=False):
         recs = g.to_dict("records")
@@ -168,7 +183,7 @@ def picks(frame: pd.DataFrame, k: int) -> pd.DataFrame:
                            key=lambda r: r["ranks"][level])
             if not short:
                 continue
-            tests = [r["final_test"]["acc"] for r in short]
+            tests = [_judged(r, judge) for r in short]
             rec = {"config": config, "agent": agent, "seed": seed, "level": level, "k": k, "n": len(short),
                    "mean of shortlist": float(np.mean(tests)), "best of shortlist (test oracle)": max(tests)}
             for name, (_, key) in RULES.items():
@@ -190,15 +205,20 @@ def summarise(frame: pd.DataFrame) -> str:
     if "error" in frame:
         frame = frame[frame["error"].isna()]
     lines = []
-    for k in SHORTLISTS:
-        p = picks(frame, k)
+    judges = ["one"]
+    if "final_more" in frame and frame["final_more"].map(lambda m: isinstance(m, list) and len(m) > 0).all():
+        judges.append("mean")
+    for judge, k in ((j, k) for j in judges for k in SHORTLISTS):
+        p = picks(frame, k, judge)
         if p.empty or (k > SHORTLISTS[0] and (p["n"] < k).all()):  # longer than any shortlist: nothing new
             continue
         rows = ["mean of shortlist", *[r for r in RULES if r in p], "best of shortlist (test oracle)"]
         for config, g in p.groupby("config", sort=False):
             levels = list(dict.fromkeys(g.sort_values("level")["level"]))
             runs = g[["agent", "seed"]].drop_duplicates()
-            lines += [f"\n{config}, shortlist of {k}: test accuracy (%) of the model each rule picks, mean over "
+            judged = ("test accuracy (%)" if judge == "one" else
+                      f"test accuracy (%) averaged over {1 + len(frame['final_more'].iloc[0])} final fine-tune seeds")
+            lines += [f"\n{config}, shortlist of {k}: {judged} of the model each rule picks, mean over "
                       f"{len(runs)} runs ({', '.join(sorted(set(runs['agent'])))}); in brackets the paired "
                       "difference to the product's rule with its 95 % interval",
                       "| rule | cost | " + " | ".join(levels) + " | all levels |", "|---|---|" + "---|" * (len(levels) + 1)]
@@ -207,6 +227,10 @@ def summarise(frame: pd.DataFrame) -> str:
                 cells = [_cell(g[g["level"] == lv][rule], g[g["level"] == lv][PRODUCT], rule == PRODUCT) for lv in levels]
                 cells.append(_cell(g[rule], g[PRODUCT], rule == PRODUCT))
                 lines.append(f"| {rule} | {cost} | " + " | ".join(cells) + " |")
+    if "mean" in judges:
+        sd = frame.apply(lambda r: np.std([r["final_test"]["acc"], *[m["test"] for m in r["final_more"]]], ddof=1), axis=1)
+        lines.append(f"\nThe final fine-tune's seed alone moves a candidate's test accuracy by {100 * sd.mean():.2f} "
+                     f"points (sd over seeds, mean over {len(frame)} candidates).")
     t = frame.groupby("config")[["t_rerank", "t_final"]].mean()
     lines.append("\nSeconds per candidate (one thread): " + "; ".join(
         f"{c}: short fine-tune {r.t_rerank:.2f}, final {r.t_final:.2f}" for c, r in t.iterrows()))
@@ -222,6 +246,7 @@ def main() -> None:
     ap.add_argument("--levels", help="replace the configs' sweep levels, e.g. params=0.5,0.25,0.1,0.05")
     ap.add_argument("--top-k", type=int, default=max(SHORTLISTS), help="shortlist length measured per level")
     ap.add_argument("--rerank-seeds", type=int, default=3)
+    ap.add_argument("--final-seeds", type=int, default=1, help="final fine-tunes per candidate (seeds after the run's)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="search.* override, as bench_search")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", help="JSON-lines file of per-candidate records (appended)")
@@ -239,7 +264,8 @@ def main() -> None:
             node = node.setdefault(p, {})
         node[leaf] = json.loads(value)
     jobs = [dict(config=c, agent=a, label=a, seed=s, evaluations=args.evaluations, levels=args.levels, search=search,
-                 top_k=args.top_k, rerank_seeds=args.rerank_seeds)
+                 top_k=args.top_k, rerank_seeds=args.rerank_seeds,
+                 final_seeds=args.final_seeds)
             for c in args.configs for s in args.seeds for a in args.agents.split(",")]
     for c in args.configs:  # train and cache base models once, before the workers start
         bench_search._problem(c, args.levels)

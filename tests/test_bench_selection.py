@@ -58,3 +58,11 @@ def test_the_summary_pairs_every_rule_with_the_product_rule(bench):
     assert "shortlist of 4" in text  # two candidates: every shortlist length up to the first that is full
     row = next(line for line in text.splitlines() if line.startswith("| search score only"))
     assert "91.00 (-1.00 [-1.00, -1.00])" in row  # a (search) against b (re-rank), on both seeds
+
+
+def test_the_mean_judge_averages_every_final_seed(bench):
+    a = {**_rec("a", 0, 0.9, [(0.97, 0.1)] * 3, 0.96, 0.90), "final_more": [{"val": 0.9, "test": 0.96}]}
+    b = {**_rec("b", 1, 0.8, [(0.95, 0.1)] * 3, 0.97, 0.92), "final_more": [{"val": 0.9, "test": 0.92}]}
+    one, mean = bench.picks(pd.DataFrame([a, b]), 4, "one").iloc[0], bench.picks(pd.DataFrame([a, b]), 4, "mean").iloc[0]
+    assert one[bench.PRODUCT] == 0.90 and mean[bench.PRODUCT] == pytest.approx(0.93)  # a: (0.90 + 0.96) / 2
+    assert "averaged over 2 final fine-tune seeds" in bench.summarise(pd.DataFrame([a, b]))
