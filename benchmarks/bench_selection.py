@@ -53,7 +53,8 @@ SHORTLISTS = (4, 8, 16)
 
 
 def _split_stats(problem, model, split: str) -> dict[str, Any]:
-    """Accuracy, mean loss and per-sample correctness / loss of ``model`` on ``split``."""
+    """Accuracy, mean loss and per-sample correctness (a string of 0/1, in the split's order) of ``model`` on
+    ``split``."""
     import torch
 
     from rayprune.engine import model_device, training_mode
@@ -71,8 +72,7 @@ def _split_stats(problem, model, split: str) -> dict[str, Any]:
             else:
                 losses.append(torch.stack([custom(out[i:i + 1], yb[i:i + 1]) for i in range(len(yb))]).cpu())
     c, lo = torch.cat(correct).numpy(), torch.cat(losses).numpy()
-    return {"acc": float(c.mean()), "loss": float(lo.mean()), "correct": "".join("1" if v else "0" for v in c),
-            "losses": [round(float(v), 5) for v in lo]}
+    return {"acc": float(c.mean()), "loss": float(lo.mean()), "correct": "".join("1" if v else "0" for v in c)}
 
 
 def _tuned(problem, ratios, ft, seed: int):

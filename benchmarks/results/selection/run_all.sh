@@ -1,0 +1,14 @@
+# The selection study as reported in BENCHMARKS.md ("Which shortlisted candidate to fine-tune").
+# Run from a frozen copy of the code (git worktree), like the search benchmark:
+#   git worktree add --detach /tmp/selw HEAD && cd /tmp/selw && PYTHONPATH=$PWD RESULTS=/path/to/results ./benchmarks/results/selection/run_all.sh
+set -u
+cd "$(dirname "$0")/../../.."
+R=${RESULTS:-benchmarks/results/selection}
+L=params=0.5,0.25,0.1,0.05
+S="python benchmarks/bench_selection.py --jobs 2 --levels $L"
+# session 10 (2026-12-02)
+$S --configs configs/bench/small_cnn_digits.yaml --agents random,evolution,crl --seeds 2 3 4 5 6 --out $R/small_cnn.jsonl
+$S --configs configs/bench/small_cnn_digits.yaml --agents random --seeds 2 3 4 5 6 --final-seeds 3 --out $R/small_cnn_seeds.jsonl
+$S --configs configs/bench/vgg11_mnist.yaml --agents random,evolution --seeds 2 3 --top-k 8 --out $R/vgg11.jsonl
+gzip -f $R/*.jsonl  # the committed records are gzipped (the summary reads .jsonl.gz as is)
+python benchmarks/bench_selection.py --summarise $R/small_cnn.jsonl.gz
