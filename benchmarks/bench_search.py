@@ -191,6 +191,23 @@ def _run_job(job):
 
 
 # -- summary --------------------------------------------------------------------------------------
+def search_overrides(items: list[str]) -> dict:
+    """``--set`` items (``key.sub=JSON``) as a nested ``search`` override.
+
+    >>> search_overrides(['crl.action="direction"', "rerank.top_k=4"])
+    {'crl': {'action': 'direction'}, 'rerank': {'top_k': 4}}
+    """
+    search: dict = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        node = search
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = json.loads(value)
+    return search
+
+
 def _ci95(diffs: np.ndarray) -> tuple[float, float, float]:
     """Mean and 95 % t-interval of paired differences."""
     from scipy import stats
@@ -354,14 +371,7 @@ def main() -> None:
         if args.plot:
             plot(frame, args.plot)
         return
-    search: dict = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        node = search
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = json.loads(value)
+    search = search_overrides(args.set)
     if args.label and len(args.agents.split(",")) != 1:
         ap.error("--label names one agent: give --agents a single name")
     jobs = [dict(config=c, agent=a, label=args.label or a, seed=s, evaluations=n, levels=args.levels,

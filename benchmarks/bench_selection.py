@@ -255,14 +255,7 @@ def main() -> None:
     if args.summarise:
         print(summarise(pd.concat([pd.read_json(p, lines=True) for p in args.summarise], ignore_index=True)))
         return
-    search: dict = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        node = search
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = json.loads(value)
+    search = bench_search.search_overrides(args.set)
     jobs = [dict(config=c, agent=a, label=a, seed=s, evaluations=args.evaluations, levels=args.levels, search=search,
                  top_k=args.top_k, rerank_seeds=args.rerank_seeds,
                  final_seeds=args.final_seeds)
