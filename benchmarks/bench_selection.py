@@ -200,14 +200,34 @@ def _cell(values: pd.Series, product: pd.Series, is_product: bool) -> str:
     return f"{100 * values.mean():.2f}" + ("" if is_product else f" ({m:+.2f} [{lo:+.2f}, {hi:+.2f}])")
 
 
+def overview(frame: pd.DataFrame, judge: str) -> str:
+    """Per config: a row per rule, a column per shortlist length, over every level and run (BENCHMARKS.md's
+    tables). Levels of one run share candidates, so these intervals are a little optimistic."""
+    lines = []
+    for config, g in frame.groupby("config", sort=False):
+        p = {k: picks(g, k, judge) for k in SHORTLISTS}
+        p = {k: v for k, v in p.items() if not v.empty and (k == SHORTLISTS[0] or (v["n"] >= k).any())}
+        runs = g[["agent", "seed"]].drop_duplicates()
+        lines += [f"\n{config}, every level ({len(runs)} runs: {', '.join(sorted(set(runs['agent'])))}; judged by "
+                  + ("the test accuracy after the product's final fine-tune" if judge == "one" else
+                     "the mean test accuracy over the final fine-tune seeds") + ")",
+                  "| rule | cost | " + " | ".join(f"top {k}" for k in p) + " |", "|---|---|" + "---|" * len(p)]
+        for rule in ["mean of shortlist", *[r for r in RULES if r in next(iter(p.values()))],
+                     "best of shortlist (test oracle)"]:
+            cells = [_cell(v[rule], v[PRODUCT], rule == PRODUCT) for v in p.values()]
+            lines.append(f"| {rule} | {RULES[rule][0] if rule in RULES else ''} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def summarise(frame: pd.DataFrame) -> str:
-    """One table per config and shortlist length: a row per rule, a column per level (and all levels)."""
+    """The overview per judge, then one table per config and shortlist length: a row per rule, a column per
+    level (and all levels)."""
     if "error" in frame:
         frame = frame[frame["error"].isna()]
-    lines = []
     judges = ["one"]
     if "final_more" in frame and frame["final_more"].map(lambda m: isinstance(m, list) and len(m) > 0).all():
         judges.append("mean")
+    lines = [overview(frame, judge) for judge in judges]
     for judge, k in ((j, k) for j in judges for k in SHORTLISTS):
         p = picks(frame, k, judge)
         if p.empty or (k > SHORTLISTS[0] and (p["n"] < k).all()):  # longer than any shortlist: nothing new
