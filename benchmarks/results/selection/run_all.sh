@@ -11,4 +11,4 @@ $S --configs configs/bench/small_cnn_digits.yaml --agents random,evolution,crl -
 $S --configs configs/bench/small_cnn_digits.yaml --agents random --seeds 2 3 4 5 6 --final-seeds 3 --out $R/small_cnn_seeds.jsonl
 $S --configs configs/bench/vgg11_mnist.yaml --agents random,evolution --seeds 2 3 --top-k 8 --out $R/vgg11.jsonl
 gzip -f $R/*.jsonl  # the committed records are gzipped (the summary reads .jsonl.gz as is)
-python benchmarks/bench_selection.py --summarise $R/small_cnn.jsonl.gz
+for f in small_cnn small_cnn_seeds vgg11; do python benchmarks/bench_selection.py --summarise $R/$f.jsonl.gz; done
