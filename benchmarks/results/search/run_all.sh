@@ -36,8 +36,10 @@ python benchmarks/bench_search.py --evaluations 512 --seeds 2 3 4 5 6 --configs 
 # session 10: seed 6 of VGG11 (crl direction and the baselines)
 $S --seeds 6 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents random,evolution,tpe --out $R/vgg11_params.jsonl
 $S --seeds 6 --configs configs/bench/vgg11_mnist.yaml --levels $L $D --out $R/vgg11_crl_direction.jsonl
+# session 10: the latency budget, seeds 2-4, one run at a time (latency is measured)
+python benchmarks/bench_search.py --jobs 1 --evaluations 512 --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels latency_ms=rel:0.5 --agents random,evolution,tpe --out $R/vgg11_latency.jsonl
+python benchmarks/bench_search.py --jobs 1 --evaluations 512 --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels latency_ms=rel:0.5 $D --out $R/vgg11_latency.jsonl
 # -- not run yet ------------------------------------------------------------------------------------
 # (crl here is the default since session 8, action: direction; the rows above labelled crl are action: ratio)
 $S --seeds 2 3 4 --configs configs/bench/resnet20_mnist.yaml --levels $L --agents $A --out $R/resnet20_params.jsonl
-$S --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels latency_ms=rel:0.5 --agents $A --out $R/vgg11_latency.jsonl
 python benchmarks/bench_search.py --jobs 2 --evaluations 2048 --seeds 2 3 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents random,evolution,crl --out $R/vgg11_params_2048.jsonl
