@@ -145,19 +145,19 @@ def _mean(items, key):
     return float(np.mean([i[key] for i in items]))
 
 
-#: name -> (what it costs, a sort key over a shortlist's records: larger is chosen; ties keep the
-#: shortlist's order, as the product's stable sort does)
-RULES: dict[str, tuple[str, Callable[[dict], Any]]] = {
-    "search score only": ("no re-rank", lambda r: r["search"]),
-    "re-rank accuracy (product)": ("1 short fine-tune each", lambda r: r["rerank"][0]["acc"]),
-    "re-rank loss": ("1 short fine-tune each", lambda r: -r["rerank"][0]["loss"]),
-    "re-rank accuracy, ties by loss": ("1 short fine-tune each",
+#: name -> (what it costs, re-rank seeds it needs, a sort key over a shortlist's records: larger is
+#: chosen; ties keep the shortlist's order, as the product's stable sort does)
+RULES: dict[str, tuple[str, int, Callable[[dict], Any]]] = {
+    "search score only": ("no re-rank", 0, lambda r: r["search"]),
+    "re-rank accuracy (product)": ("1 short fine-tune each", 1, lambda r: r["rerank"][0]["acc"]),
+    "re-rank loss": ("1 short fine-tune each", 1, lambda r: -r["rerank"][0]["loss"]),
+    "re-rank accuracy, ties by loss": ("1 short fine-tune each", 1,
                                        lambda r: (r["rerank"][0]["acc"], -r["rerank"][0]["loss"])),
-    "re-rank accuracy, 3 seeds": ("3 short fine-tunes each", lambda r: (_mean(r["rerank"][:3], "acc"),
-                                                                         -_mean(r["rerank"][:3], "loss"))),
-    "re-rank loss, 3 seeds": ("3 short fine-tunes each", lambda r: -_mean(r["rerank"][:3], "loss")),
-    "final val accuracy": ("a final fine-tune each", lambda r: r["final_val"]["acc"]),
-    "final val loss": ("a final fine-tune each", lambda r: -r["final_val"]["loss"]),
+    "re-rank accuracy, 3 seeds": ("3 short fine-tunes each", 3, lambda r: (_mean(r["rerank"][:3], "acc"),
+                                                                            -_mean(r["rerank"][:3], "loss"))),
+    "re-rank loss, 3 seeds": ("3 short fine-tunes each", 3, lambda r: -_mean(r["rerank"][:3], "loss")),
+    "final val accuracy": ("a final fine-tune each", 0, lambda r: r["final_val"]["acc"]),
+    "final val loss": ("a final fine-tune each", 0, lambda r: -r["final_val"]["loss"]),
 }
 PRODUCT = "re-rank accuracy (product)"
 
@@ -186,8 +186,8 @@ def picks(frame: pd.DataFrame, k: int, judge: str = "one") -> pd.DataFrame:
             tests = [_judged(r, judge) for r in short]
             rec = {"config": config, "agent": agent, "seed": seed, "level": level, "k": k, "n": len(short),
                    "mean of shortlist": float(np.mean(tests)), "best of shortlist (test oracle)": max(tests)}
-            for name, (_, key) in RULES.items():
-                if any(len(r["rerank"]) < 3 for r in short) and "3 seeds" in name:
+            for name, (_, seeds, key) in RULES.items():
+                if any(len(r["rerank"]) < seeds for r in short):  # measured with fewer re-rank seeds
                     continue
                 best = max(range(len(short)), key=lambda i: (key(short[i]), -i))
                 rec[name] = tests[best]
