@@ -33,7 +33,7 @@ from ..costs.budget import within
 from ..costs.levels import Level
 from ..pruning.rounding import keep_counts, keep_counts_many
 
-__all__ = ["SearchSpace", "ProxyFit", "largest_true"]
+__all__ = ["SearchSpace", "ProxyFit", "feasible_reach", "largest_true"]
 
 #: The analytic cost that stands for a budget without an analytic model.
 PROXY = "macs"
@@ -82,6 +82,18 @@ class ProxyFit:
     residual degrees of freedom), so that most candidates — not half of them, as aiming at the mean
     would — meet the black-box budget: candidates with the same MACs scatter around the line.
 
+    The line is a model, the measured rows are evidence, and two guards keep the aim near them. A
+    cost with a large fixed part (CPU latency: the line's intercept near the limit, the same MACs
+    costing half to all of the base) otherwise sends the aim below every measured candidate, even
+    below zero, and so on to the smallest network, whose repeats are served from the score cache
+    and teach the proxy nothing more (a collapse measured on VGG11 under ``latency_ms=rel:0.5``):
+
+    - a trust region: one step aims at least ``trust`` times the smallest measured fraction (the
+      line is not extrapolated further than halving below the data at a time);
+    - measured reach: the aim never falls below the largest measured fraction up to which the rows
+      met the limit about as often as the margin promises (:func:`feasible_reach`; Φ(margin), 84 %
+      for one spread).
+
     >>> fit = ProxyFit(base=10.0)
     >>> fit.x_for(5.0)
     0.5
@@ -97,6 +109,16 @@ class ProxyFit:
     13.6
     >>> round(narrow.x_for(4.0), 2)          # (4 − one spread) / k
     0.28
+    >>> fixed = ProxyFit(base=10.0)          # cost 6.6 at 0.28, 7.9 at 0.5: the line aims below zero ...
+    >>> for x, c in [(0.28, 6.5), (0.28, 6.7), (0.5, 7.8), (0.5, 8.0)]: fixed.add(x, c)
+    >>> a, b = fixed.coefficients()
+    >>> (5.0 - a - fixed.margin * fixed.spread()) / b < 0
+    True
+    >>> fixed.x_for(5.0)                     # ... the trust region: half the smallest measured fraction
+    0.14
+    >>> for c in [4.8, 4.9, 4.7, 4.6, 4.9]: fixed.add(0.2, c)
+    >>> fixed.x_for(5.0)                     # five of five candidates at 0.2 met 5.0: measured reach
+    0.2
     """
 
     base: float
@@ -104,6 +126,7 @@ class ProxyFit:
     ys: list[float] = field(default_factory=list)
     margin: float = 1.0
     min_span: float = 0.05
+    trust: float = 0.5
 
     def add(self, x: float, cost: float) -> None:
         if math.isfinite(x) and x > 0 and cost is not None and math.isfinite(cost):
@@ -151,10 +174,48 @@ class ProxyFit:
         return self._fit()[1] > 0
 
     def x_for(self, limit: float) -> float:
-        """The MACs fraction at which the model's cost plus ``margin`` spreads reaches ``limit``
-        (may be outside [0, 1])."""
+        """The MACs fraction at which the model's cost plus ``margin`` spreads reaches ``limit`` (may
+        be above 1), within the trust region and not below the measured :func:`feasible_reach`."""
         a, b = self.coefficients()
-        return (limit - a - self.margin * self.spread()) / b
+        aim = (limit - a - self.margin * self.spread()) / b
+        if not self.xs:
+            return aim
+        aim = max(aim, self.trust * min(self.xs))
+        hits = [within(y, limit) for y in self.ys]
+        reach = feasible_reach(self.xs, hits, share=0.5 * (1.0 + math.erf(self.margin / math.sqrt(2.0))))
+        return aim if reach is None else max(aim, reach)
+
+
+def feasible_reach(xs: Sequence[float], hits: Sequence[bool], share: float) -> Optional[float]:
+    """The largest ``x`` among ``xs`` at which the measured share of hits reaches ``share``.
+
+    The share of hits (candidates that met a limit) should not rise with the MACs fraction ``x``, so
+    it is fitted as a non-increasing step function of ``x`` (isotonic regression, scikit-learn's);
+    each step's share is counted with one pseudo-hit and one pseudo-miss (Laplace), so that a step
+    needs support: 5 of 5 hits reach 84 % (6/7), 4 of 4 do not (5/6). None when no step reaches it.
+
+    >>> feasible_reach([0.2, 0.2, 0.2, 0.2, 0.2, 0.4, 0.4], [True] * 5 + [False, True], share=0.84)
+    0.2
+    >>> feasible_reach([0.2, 0.2, 0.4], [True, True, True], share=0.84) is None   # 3 of 3: 4/5 = 0.8
+    True
+    """
+    if len(xs) == 0:
+        return None
+    from sklearn.isotonic import IsotonicRegression
+
+    x = np.asarray(xs, dtype=float)
+    y = np.asarray(hits, dtype=float)
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    fitted = IsotonicRegression(increasing=False).fit_transform(x, y)
+    # steps: runs of equal fitted share (ties in x are one point to the regression, so one step)
+    starts = np.flatnonzero(np.r_[True, ~np.isclose(np.diff(fitted), 0.0)])
+    ends = np.r_[starts[1:], len(x)]
+    best = None
+    for s, e in zip(starts, ends):
+        if (y[s:e].sum() + 1.0) / (e - s + 2.0) >= share:
+            best = float(x[e - 1])
+    return best
 
 
 class SearchSpace:
