@@ -355,6 +355,8 @@ def test_final_latencies_are_measured_again_one_at_a_time_before_the_levels_choo
 
         def measure_sequentially(self, ratios, names):
             self.measured.append((len(ratios), list(names)))
+            if len(self.measured) == 1:  # the shortlist's check: both fit
+                return [{"latency_ms": 1.9} for r in ratios]
             return [{"latency_ms": 3.0 if _cid(r) == "c400" else 1.5} for r in ratios]  # c400 is slow, alone
 
     level = Level("lat", {"latency_ms": 2.0}, {"latency_ms": 2.0})
@@ -365,10 +367,56 @@ def test_final_latencies_are_measured_again_one_at_a_time_before_the_levels_choo
                                 writer=CandidateWriter(tmp_path, name="sel"), cost_names=["latency_ms"],
                                 log=lambda m: None)
     assert pool.finalized == [["c400"], ["c300"]]  # the re-rank winner, over budget alone: the next one
-    assert pool.measured == [(1, ["latency_ms"]), (1, ["latency_ms"])]  # after each round, one at a time
+    # the shortlist's check, then after each round of finals, one at a time
+    assert pool.measured == [(2, ["latency_ms"]), (1, ["latency_ms"]), (1, ["latency_ms"])]
     assert res.candidate_id == "c300" and res.costs["latency_ms"] == 1.5
     final = read_candidates(tmp_path)
     assert final.loc[final["stage"] == "final", "latency_ms"].tolist() == [1.5]
+
+
+def test_shortlisted_candidates_over_a_latency_limit_when_measured_alone_give_their_place_before_any_fine_tune(tmp_path):
+    """The search timed its candidates while other evaluators trained; the best-scoring ones sit on
+    the limit. Measured again alone, the two best are over it: the third takes the shortlist."""
+    rows = _rows([(0.40, 0.90, 40.0, "lat"), (0.30, 0.85, 30.0, "lat"), (0.20, 0.80, 20.0, "lat"),
+                  (0.10, 0.70, 10.0, "lat")])
+    rows["latency_ms"] = [1.9, 1.9, 1.8, 1.0]
+    alone = {"c400": 3.0, "c300": 2.5, "c200": 1.5, "c100": 1.0}
+
+    class TimedPool(FakePool):
+        measured: list = []
+
+        def measure_sequentially(self, ratios, names):
+            self.measured.append([_cid(r) for r in ratios])
+            return [{"latency_ms": alone[_cid(r)]} for r in ratios]
+
+    level = Level("lat", {"latency_ms": 2.0}, {"latency_ms": 2.0})
+    pool = TimedPool(rerank={"c200": 0.9, "c100": 0.8}, final={"c200": 0.95, "c100": 0.9},
+                     costs={"c200": {"latency_ms": 1.5}, "c100": {"latency_ms": 1.0}})
+    spec = ScoreSpec.fine_tuned(__import__("rayprune.engine", fromlist=["FineTuneConfig"]).FineTuneConfig(iterations=1))
+    logs = []
+    [res] = select_and_finalize(rows, [level], pool=pool, out_dir=tmp_path, rerank_spec=spec, top_k=2,
+                                writer=CandidateWriter(tmp_path, name="sel"), cost_names=["latency_ms"], log=logs.append)
+    assert pool.measured[:2] == [["c400", "c300"], ["c200", "c100"]]  # the top 2, then the next 2 for the lost places
+    assert sorted(pool.reranked) == ["c100", "c200"]  # no re-rank spent on c400 and c300
+    assert pool.finalized == [["c200"]] and res.candidate_id == "c200" and res.costs["latency_ms"] == 1.5
+    assert any("2 over their level's limit gave their place" in m for m in logs)
+
+
+def test_a_level_whose_every_shortlisted_candidate_is_over_its_latency_limit_alone_says_so(tmp_path):
+    rows = _rows([(0.40, 0.90, 40.0, "lat"), (0.30, 0.85, 30.0, "lat")])
+    rows["latency_ms"] = [1.9, 1.9]
+
+    class TimedPool(FakePool):
+        def measure_sequentially(self, ratios, names):
+            return [{"latency_ms": 2.5} for _ in ratios]
+
+    level = Level("lat", {"latency_ms": 2.0}, {"latency_ms": 2.0})
+    pool = TimedPool(rerank={}, final={}, costs={})
+    [res] = select_and_finalize(rows, [level], pool=pool, out_dir=tmp_path, rerank_spec=None, top_k=2,
+                                writer=CandidateWriter(tmp_path, name="sel"), cost_names=["latency_ms"],
+                                log=lambda m: None)
+    assert res.candidate_id is None and pool.finalized == []
+    assert "latency_ms is measured again one at a time (2 of its best tried" in res.error
 
 
 def test_a_level_whose_every_final_fails_says_so_with_the_cause(tmp_path):

@@ -6,7 +6,9 @@ Given every search row of a run (one candidate store: all agents, trials and lev
    was found (a candidate found for ``params=0.1`` also serves ``params=0.5``).
 2. **Re-rank** (``search.score: two_stage``): the ``top_k`` distinct candidates of each level by
    the cheap score get a short fine-tune and are scored on the whole validation split; the best
-   re-ranked one wins. Without a re-rank the best search score wins.
+   re-ranked one wins. Without a re-rank the best search score wins. Under a timed budget
+   (latency) the shortlisted candidates are first timed again one at a time; one over the limit
+   gives its place to the level's next candidate (:func:`_shortlists`).
 3. **Final**: each distinct winner is fine-tuned for ``search.final_finetune`` on the evaluator
    pool (in parallel), measured on validation and test, exported.
 4. **Monotone front**: each level gets, among the final models that fit it, the one with the best
@@ -158,13 +160,15 @@ def select_and_finalize(
     out = Path(out_dir)
     search = rows[rows["stage"] == STAGE_SEARCH] if not rows.empty and "stage" in rows.columns else rows
     results = [LevelResult(level) for level in levels]
-    shortlists: list[pd.DataFrame] = []
+    ranked: list[pd.DataFrame] = []
     for res in results:
         fitting = candidates_for(search, res.level)
         res.candidates = int(len(fitting))
-        shortlists.append(top_distinct(fitting, top_k, tiebreak=list(cost_names)))  # re-ranked, or fallbacks
+        ranked.append(top_distinct(fitting, len(fitting), tiebreak=list(cost_names)))
         if fitting.empty:
             res.error = "no scored candidate fits this level"
+    # the top_k of each level (re-ranked, or fallbacks), timed costs checked again one at a time
+    shortlists = _shortlists(ranked, results, top_k, pool=pool, cost_names=cost_names, log=log)
     # 2. re-rank every shortlisted candidate once, however many levels list it
     rerank: dict[str, float] = {}
     if rerank_spec is not None:
@@ -245,6 +249,70 @@ def select_and_finalize(
     writer.flush()
     shutil.rmtree(out / "models" / FINALS_DIR, ignore_errors=True)
     return results
+
+
+#: how far down its ranking a level looks for candidates whose timed costs still fit, in top_k's
+QUIET_CHECK_DEPTH = 4
+
+
+def _shortlists(ranked: Sequence[pd.DataFrame], results: Sequence[LevelResult], top_k: int, *, pool,
+                cost_names: Sequence[str], log: Log) -> list[pd.DataFrame]:
+    """Each level's ``top_k`` best distinct candidates (``ranked``: all of them, best first).
+
+    Where a level has a timed budget (latency), its candidates' timings were taken while other
+    evaluators trained on the same cores, and the best-scoring candidates are the largest that fit:
+    those that measured lucky sit right on the limit. Before any re-rank or final fine-tune is spent
+    on them, their timed costs are measured again one at a time with the pool otherwise idle; a
+    candidate over the limit then gives its place to the level's next one, down to
+    ``QUIET_CHECK_DEPTH × top_k`` candidates. (Without this a level could end without a model: its
+    whole shortlist fine-tuned, then measured over the limit.)
+    """
+    timed = [n for n in cost_names if n in TIMED_COSTS]
+    checked = [{n: res.level.limits[n] for n in timed if n in res.level.limits} for res in results]
+    if not any(checked) or not hasattr(pool, "measure_sequentially"):
+        return [r.head(top_k) for r in ranked]
+    quiet: dict[str, dict[str, float]] = {}
+    kept: list[list[int]] = [[] for _ in ranked]
+    pos = [0] * len(ranked)
+    depth = [min(len(r), QUIET_CHECK_DEPTH * top_k) if lim else 0 for r, lim in zip(ranked, checked)]
+    while True:
+        want: dict[str, list[float]] = {}
+        for li, rows in enumerate(ranked):
+            while len(kept[li]) < top_k and pos[li] < depth[li]:
+                cid = rows.iloc[pos[li]]["candidate_id"]
+                if cid not in quiet:
+                    break
+                if fits(quiet[cid], checked[li]):
+                    kept[li].append(pos[li])
+                pos[li] += 1
+            for j in range(pos[li], min(depth[li], pos[li] + top_k - len(kept[li]))):
+                row = rows.iloc[j]
+                if row["candidate_id"] not in quiet:
+                    want.setdefault(row["candidate_id"], [float(r) for r in row["keep_ratios"]])
+        if not want:
+            break
+        try:
+            measured = pool.measure_sequentially(list(want.values()), timed)
+        except Exception as exc:  # noqa: BLE001 - the search's numbers stand, said so
+            log(f"warning: could not measure {', '.join(timed)} of the shortlisted candidates again one at a time "
+                f"({exc}); the shortlists keep the numbers measured during the search")
+            return [r.head(top_k) for r in ranked]
+        quiet.update(zip(want, measured))
+    out, dropped = [], set()
+    for li, (rows, res) in enumerate(zip(ranked, results)):
+        if not checked[li]:
+            out.append(rows.head(top_k))
+            continue
+        out.append(rows.iloc[kept[li]])
+        dropped.update(rows.iloc[j]["candidate_id"] for j in range(pos[li]) if j not in kept[li])
+        if not rows.empty and not kept[li]:
+            res.error = (f"no scored candidate fits this level when its {', '.join(checked[li])} is measured again "
+                         f"one at a time ({pos[li]} of its best tried; the search measured them while other "
+                         f"evaluators trained)")
+    if quiet:
+        log(f"Measured {', '.join(timed)} of {len(quiet)} shortlisted candidate(s) again one at a time: "
+            f"{len(dropped)} over their level's limit gave their place to the next candidate(s)")
+    return out
 
 
 def _longest_first(rows: pd.DataFrame, cost_names: Sequence[str]) -> list[int]:
