@@ -114,3 +114,26 @@ def test_feasible_reach_is_the_largest_fraction_whose_step_has_enough_support():
     xs2 = [0.1] * 6 + [0.2] * 6 + [0.3] * 6
     hits2 = [True] * 6 + [False] * 6 + [True] * 6
     assert feasible_reach(xs2, hits2, share=0.84) == 0.1
+
+
+def test_the_aim_is_computed_once_per_rows_and_limit_and_follows_new_rows():
+    fit = ProxyFit(base=1.0)
+    for x in (0.2, 0.4, 0.6):
+        fit.add(x, x)
+    first = fit.x_for(0.3)
+    assert fit.x_for(0.3) == first and fit.x_for(0.5) != first  # each level's limit its own aim
+    fit.add(0.3, 0.35)
+    fresh = ProxyFit(base=1.0)
+    for x, c in zip(fit.xs, fit.ys):
+        fresh.add(x, c)
+    assert fit.x_for(0.3) == fresh.x_for(0.3) != first  # a new row: aimed again
+
+
+def test_a_restored_proxy_aims_from_its_restored_rows():
+    from rayprune.agents.space import SearchSpace
+
+    space = SearchSpace.__new__(SearchSpace)
+    space.proxies = {"latency_ms": ProxyFit(base=1.0)}
+    space.proxies["latency_ms"].x_for(0.5)
+    space.load_state_dict({"proxies": {"latency_ms": {"xs": [0.2, 0.4], "ys": [0.4, 0.6]}}})
+    assert round(space.proxies["latency_ms"].x_for(0.5), 3) == 0.3  # 0.2 + x = 0.5, not the empty fit's 0.5

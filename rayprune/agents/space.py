@@ -127,6 +127,7 @@ class ProxyFit:
     margin: float = 1.0
     min_span: float = 0.05
     trust: float = 0.5
+    _aims: dict = field(default_factory=dict, repr=False, compare=False)  # (rows, limit) -> aim
 
     def add(self, x: float, cost: float) -> None:
         if math.isfinite(x) and x > 0 and cost is not None and math.isfinite(cost):
@@ -176,6 +177,13 @@ class ProxyFit:
     def x_for(self, limit: float) -> float:
         """The MACs fraction at which the model's cost plus ``margin`` spreads reaches ``limit`` (may
         be above 1), within the trust region and not below the measured :func:`feasible_reach`."""
+        key = (len(self.xs), float(limit))  # rows are only ever added (load_state_dict clears this)
+        if key not in self._aims:
+            self._aims = {k: v for k, v in self._aims.items() if k[0] == key[0]}  # other levels' limits
+            self._aims[key] = self._aim(limit)
+        return self._aims[key]
+
+    def _aim(self, limit: float) -> float:
         a, b = self.coefficients()
         aim = (limit - a - self.margin * self.spread()) / b
         if not self.xs:
@@ -423,6 +431,7 @@ class SearchSpace:
         for name, data in state.get("proxies", {}).items():
             if name in self.proxies:
                 self.proxies[name].xs, self.proxies[name].ys = list(data["xs"]), list(data["ys"])
+                self.proxies[name]._aims = {}
 
 
 def group_features(problem) -> np.ndarray:
