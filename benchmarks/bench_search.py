@@ -192,9 +192,10 @@ def _run_job(job):
 
 # -- summary --------------------------------------------------------------------------------------
 def search_overrides(items: list[str]) -> dict:
-    """``--set`` items (``key.sub=JSON``) as a nested ``search`` override.
+    """``--set`` items (``key.sub=JSON``) as a nested ``search`` override; a value that is not JSON
+    is taken as a string (a shell eats the quotes of ``crl.action="direction"``).
 
-    >>> search_overrides(['crl.action="direction"', "rerank.top_k=4"])
+    >>> search_overrides(['crl.action="direction"', "rerank.top_k=4", "crl.action=direction"])
     {'crl': {'action': 'direction'}, 'rerank': {'top_k': 4}}
     """
     search: dict = {}
@@ -204,7 +205,10 @@ def search_overrides(items: list[str]) -> dict:
         *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = json.loads(value)
+        try:
+            node[leaf] = json.loads(value)
+        except json.JSONDecodeError:
+            node[leaf] = value
     return search
 
 

@@ -66,3 +66,11 @@ def test_the_mean_judge_averages_every_final_seed(bench):
     one, mean = bench.picks(pd.DataFrame([a, b]), 4, "one").iloc[0], bench.picks(pd.DataFrame([a, b]), 4, "mean").iloc[0]
     assert one[bench.PRODUCT] == 0.90 and mean[bench.PRODUCT] == pytest.approx(0.93)  # a: (0.90 + 0.96) / 2
     assert "averaged over 2 final fine-tune seeds" in bench.summarise(pd.DataFrame([a, b]))
+
+
+def test_the_search_benchmarks_set_parser_takes_json_or_a_bare_string(bench):
+    import bench_search  # on the path through the fixture
+
+    assert bench_search.search_overrides(['crl.action="direction"', "rerank.top_k=4"]) == {
+        "crl": {"action": "direction"}, "rerank": {"top_k": 4}}
+    assert bench_search.search_overrides(["crl.action=direction"]) == {"crl": {"action": "direction"}}
