@@ -17,7 +17,16 @@ from torch import nn
 
 from .base_model import architecture_of, obtain_base_model
 from .config import Config
-from .costs import ANALYTIC_COSTS, AnalyticCosts, Budget, CostContext, CostFn, measure_costs, resolve_costs
+from .costs import (
+    ANALYTIC_COSTS,
+    AnalyticCosts,
+    Budget,
+    CostContext,
+    CostFn,
+    measure_base_costs,
+    measure_costs,
+    resolve_costs,
+)
 from .costs.budget import fits
 from .data import Dataset, StreamedDataset, load_dataset
 from .engine.objective import DataSplit, MetricError, Objective, resolve_objective
@@ -160,7 +169,7 @@ class PruningProblem:
             raise UserError(f"data.task is {cfg.data.task!r} but the dataset {data.name!r} is {data.task!r}.")
         objective = resolve_objective(data.task, cfg.search.metric, cfg.engine.loss)
         if base_costs is None:
-            base_costs = measure_costs(space.base, costs, context)
+            base_costs = measure_base_costs(space.base, costs, context)
         analytic = AnalyticCosts(space, CostContext(input_shape=tuple(data.input_shape), device=str(device)))
         if base_accuracy is None:
             try:

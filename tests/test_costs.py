@@ -464,3 +464,46 @@ def test_measure_costs_accepts_numpy_and_tensor_scalars():
     model, ctx = nn.Linear(4, 2), CostContext(input_shape=(4,))
     values = measure_costs(model, {"a": lambda m, c: np.float32(1.5), "b": lambda m, c: torch.tensor(2.0)}, ctx)
     assert values == {"a": 1.5, "b": 2.0} and all(type(v) is float for v in values.values())
+
+
+def test_the_base_models_latency_is_the_lowest_of_several_rounds_and_other_costs_are_measured_once():
+    """A relative latency budget is a fraction of the base model's latency for the whole run: a round
+    slowed by a moment's load must not loosen it (load only ever adds time)."""
+    import doctest
+
+    from rayprune.costs import registry
+    from rayprune.costs.registry import BASE_TIMING_ROUNDS, measure_base_costs
+
+    assert doctest.testmod(registry).failed == 0
+    timings = iter([4.4, 2.8, 2.7, 2.9, 2.75])
+    calls = {"latency_ms": 0, "params": 0}
+
+    def latency(model, context):
+        calls["latency_ms"] += 1
+        return next(timings)
+
+    def params(model, context):
+        calls["params"] += 1
+        return 10.0
+
+    assert measure_base_costs(None, {"latency_ms": latency, "params": params}, None) == {"latency_ms": 2.7, "params": 10.0}
+    assert calls == {"latency_ms": BASE_TIMING_ROUNDS, "params": 1}
+    assert measure_base_costs(None, {"params": params}, None) == {"params": 10.0} and calls["params"] == 2
+
+
+def test_a_problems_base_latency_is_measured_in_rounds(monkeypatch, tmp_path):
+    from rayprune.config import parse_config
+    from rayprune.costs import registry
+    from rayprune.costs.registry import BASE_TIMING_ROUNDS
+    from rayprune.problem import PruningProblem
+
+    seen = []
+    monkeypatch.setitem(registry.BUILTIN_COSTS, "latency_ms", lambda model, context: seen.append(1) or 5.0 - len(seen))
+    cfg = parse_config({
+        "name": "base-latency", "model": {"name": "small_cnn", "kwargs": {"width_mult": 0.25}},
+        "data": {"name": "digits", "device": "cpu"},
+        "base_training": {"epochs": 1, "batch_size": 64, "cache_dir": str(tmp_path)},
+        "costs": {"measure": ["params", "latency_ms"]}, "budgets": {"latency_ms": {"value": 0.5, "relative": True}},
+    })
+    problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
+    assert len(seen) == BASE_TIMING_ROUNDS and problem.base_costs["latency_ms"] == 5.0 - BASE_TIMING_ROUNDS

@@ -15,7 +15,8 @@ _EXPORTS = {
     "count_macs": "metrics", "count_params": "metrics", "measure_latency_ms": "metrics",
     "measure_peak_memory_mb": "metrics",
     "ANALYTIC_COSTS": "registry", "BUILTIN_COSTS": "registry", "CostFunctionError": "registry",
-    "measure_costs": "registry", "resolve_cost": "registry", "resolve_costs": "registry",
+    "measure_costs": "registry", "measure_base_costs": "registry", "TIMED_COSTS": "registry",
+    "resolve_cost": "registry", "resolve_costs": "registry",
     "Level": "levels", "levels_from_config": "levels",
 }
 

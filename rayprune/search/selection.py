@@ -32,6 +32,7 @@ import pandas as pd
 from .._io import atomic_directory
 from ..costs.budget import FEASIBILITY_RTOL, fits
 from ..costs.levels import Level
+from ..costs.registry import TIMED_COSTS
 from ..evaluation.score import ScoreSpec
 from ..names import STAGE_FINAL, STAGE_RERANK, STAGE_SEARCH, STATUS_OK
 from ..results import CandidateWriter
@@ -377,10 +378,6 @@ def _final_rounds(results, orders, *, pool, out: Path, seed: int, extra, writer:
                 level = results[li].level.name
                 writer.add(_final_row(best, level, level, accuracy=None, accuracy_final=None, feasible=False,
                                       export_path=None, status="error", error=summary.get("error")))
-
-
-#: costs that are timings: measured while other evaluators train on the same machine they are noise
-TIMED_COSTS = ("latency_ms",)
 
 
 def _remeasure_timed(finals: list[dict[str, Any]], pool, cost_names: Sequence[str], log: Log) -> None:
