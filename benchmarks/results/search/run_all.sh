@@ -39,6 +39,13 @@ $S --seeds 6 --configs configs/bench/vgg11_mnist.yaml --levels $L $D --out $R/vg
 # session 10: the latency budget, seeds 2-4, one run at a time (latency is measured)
 python benchmarks/bench_search.py --jobs 1 --evaluations 512 --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels latency_ms=rel:0.5 --agents random,evolution,tpe --out $R/vgg11_latency.jsonl
 python benchmarks/bench_search.py --jobs 1 --evaluations 512 --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels latency_ms=rel:0.5 $D --out $R/vgg11_latency.jsonl
+# session 11: the latency budget after the steering fix (random, evolution, tpe; seeds 2-4), then old vs new code
+# side by side (two frozen worktrees: /tmp/old at 67fd820, /tmp/lat at e44f012; each pair back to back)
+python benchmarks/bench_search.py --jobs 1 --evaluations 512 --seeds 2 3 4 --configs configs/bench/vgg11_mnist.yaml --levels latency_ms=rel:0.5 --agents random,evolution,tpe --out $R/vgg11_latency_session11.jsonl
+#   for seed in 2 3 4; for agent in evolution random; for tree in old lat (order alternating):
+#   (cd /tmp/$tree && PYTHONPATH=$PWD python benchmarks/bench_search.py --jobs 1 --evaluations 512 --seeds $seed \
+#     --configs configs/bench/vgg11_mnist.yaml --levels latency_ms=rel:0.5 --agents $agent --label ${agent}_$tree \
+#     --rows ROWS/${agent}_${tree}_$seed --out $R/paired_latency.jsonl)   # the rows' columns: paired_latency_rows.csv.gz
 # -- not run yet ------------------------------------------------------------------------------------
 # (crl here is the default since session 8, action: direction; the rows above labelled crl are action: ratio)
 $S --seeds 2 3 4 --configs configs/bench/resnet20_mnist.yaml --levels $L --agents $A --out $R/resnet20_params.jsonl
