@@ -103,10 +103,11 @@ def measure_base_costs(model: nn.Module, costs: Mapping[str, CostFn], context: C
     of ``rounds`` measurements.
 
     A relative latency budget (``latency_ms=rel:0.5``) is a fraction of this number for the whole
-    run. One median of ``context.repeats`` runs was not enough on a shared 2-vCPU machine: the base
-    VGG11's latency came out at 2.7 ms in most processes and 3.0-4.4 ms in about one in three (the
-    first measurement in a process, or a moment's load), so the same budget allowed up to 65 % more
-    latency from one run to the next. Load only adds time, so the lowest round is the estimate.
+    run. On a shared 2-vCPU machine the first median of ``context.repeats`` runs in a process came
+    out as much as 30 % above the ones after it (3.54 ms, then 2.7-2.9 ms); load only adds time, so
+    the lowest round is the estimate. It does not help when a whole process runs slow (one process
+    in four measured the base VGG11 at 4.7 ms in every round where others measured 3.0-3.3): the
+    budget then follows that process's speed.
 
     >>> from itertools import count
     >>> calls = count()
