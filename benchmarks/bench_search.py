@@ -166,6 +166,9 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
                 "found_for": None if res is None else res.found_for,
                 **({f"final_{c}_rel": res.costs.get(c, math.nan) / problem.base_costs[c] for c in level.limits}
                    if res is not None and res.costs else {}),
+                **{f"limit_{c}": v for c, v in level.limits.items()},
+                **{f"base_{c}": problem.base_costs[c] for c in level.limits},
+                "costs_share": _costs_share(rows),
                 "batch_size": cfg.search.batch_size, "curve": json.dumps(curves[i]),
                 "search_s": search_s, "score_s": seconds["score"],
                 "agent_s": seconds["ask"] + seconds["tell"], "write_s": seconds["write"],
@@ -174,6 +177,13 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
         return records
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def _costs_share(rows) -> Optional[float]:
+    """The share of the scored (not cached) candidates' time spent measuring costs."""
+    scored = rows[(rows["status"] == "ok") & ~rows["cached"].fillna(False).astype(bool)]
+    total = scored["t_total_s"].sum() if "t_total_s" in scored else 0.0
+    return float(scored["t_costs_s"].sum() / total) if total > 0 else None
 
 
 def _worker_init() -> None:

@@ -19,12 +19,15 @@ from .base_model import architecture_of, obtain_base_model
 from .config import Config
 from .costs import (
     ANALYTIC_COSTS,
+    TIMED_COSTS,
     AnalyticCosts,
     Budget,
     CostContext,
     CostFn,
+    PairedTiming,
     measure_base_costs,
     measure_costs,
+    paired_columns,
     resolve_costs,
 )
 from .costs.budget import fits
@@ -103,6 +106,7 @@ class PruningProblem:
     analytic: AnalyticCosts
     base_accuracy: dict[str, float] = field(default_factory=dict)
     objective: Objective = field(default_factory=resolve_objective)
+    _timing: Optional[PairedTiming] = field(default=None, init=False, repr=False, compare=False)
     _splits: dict[tuple[str, Optional[int]], DataSplit] = field(default_factory=dict, init=False, repr=False,
                                                                  compare=False)
 
@@ -263,9 +267,39 @@ class PruningProblem:
             return {}
         return {name: self.analytic(name, counts) for name in ANALYTIC_COSTS}
 
-    def measure(self, model: nn.Module) -> dict[str, float]:
-        """Every configured cost of a built model."""
-        return measure_costs(model, self.costs, self.context)
+    def measure(self, model: nn.Module, names: Optional[Sequence[str]] = None) -> dict[str, float]:
+        """The configured costs ``names`` (default: all) of a built model; timed ones paired with the
+        base model unless ``costs.latency.paired`` is off (:meth:`measure_with_raw`)."""
+        return self.measure_with_raw(model, names)[0]
+
+    def measure_with_raw(self, model: nn.Module,
+                         names: Optional[Sequence[str]] = None) -> tuple[dict[str, float], dict[str, float]]:
+        """``(costs, raw)``: :meth:`measure`, and each paired cost's two raw medians (the candidate's
+        and the base's, :func:`~rayprune.costs.paired_columns`; empty when nothing is paired)."""
+        chosen = {n: self.costs[n] for n in (self.costs if names is None else names)}
+        timing = self._paired_timing()
+        paired = {n: f for n, f in chosen.items() if timing is not None and n in timing.costs}
+        values = measure_costs(model, {n: f for n, f in chosen.items() if n not in paired}, self.context)
+        raw: dict[str, float] = {}
+        if paired:
+            timed, raw = timing.measure(model)
+            values.update({n: timed[n] for n in paired})
+        return {n: values[n] for n in chosen}, raw
+
+    @property
+    def paired_columns(self) -> list[str]:
+        """The raw columns paired timings add to a row (:func:`~rayprune.costs.paired_columns`)."""
+        timing = self._paired_timing()
+        return [c for name in (timing.costs if timing is not None else ()) for c in paired_columns(name)]
+
+    def _paired_timing(self) -> Optional[PairedTiming]:
+        """The paired timer of this problem's timed costs (built on first use; None when off)."""
+        timed = {n: f for n, f in self.costs.items() if n in TIMED_COSTS}
+        if not timed or not self.config.costs.latency.paired:
+            return None
+        if self._timing is None:
+            self._timing = PairedTiming(self.base_model, timed, self.context, self.base_costs)
+        return self._timing
 
     def reachable(self) -> dict[str, float]:
         """Costs of the smallest model in the space: what each budget can get down to at best."""

@@ -124,7 +124,7 @@ def test_scores_are_rows_with_their_kind_and_one_schema_on_error(problem):
     def broken_cost(model, counts):
         raise RuntimeError("user cost exploded")
 
-    ev.costs = broken_cost  # e.g. a user cost that raises for some candidates: an error row, not a crash
+    ev.costs_with_raw = broken_cost  # e.g. a user cost that raises for some candidates: an error row, not a crash
     bad = ev.score([0.4] * problem.space.num_groups, cheap)
     assert bad["status"] == "error" and bad["accuracy"] is None and "user cost exploded" in bad["error"]
     assert set(bad) == set(row)  # the same columns whatever the status

@@ -142,7 +142,11 @@ class PruningConfig(_Section):
 class LatencyConfig(_Section):
     """How ``latency_ms`` is measured: the median of ``repeats`` timed forward passes after
     ``warmup`` untimed ones, run by ``runtime`` (the names of ``rayprune.costs.context.LATENCY_RUNTIMES``:
-    eager ``torch``, a ``torchscript`` trace, or ``onnxruntime`` on CPU with the ``onnx`` extra)."""
+    eager ``torch``, a ``torchscript`` trace, or ``onnxruntime`` on CPU with the ``onnx`` extra).
+
+    ``paired`` (default): every candidate's latency is timed next to the base model's, in the same
+    process, and reported as that ratio times the run's base latency, so the speed of a process or a
+    moment cancels (:mod:`rayprune.costs.paired`); ``false``: the candidate's own median, as measured."""
 
     device: str = "cpu"
     batch_size: int = Field(1, gt=0)
@@ -150,6 +154,7 @@ class LatencyConfig(_Section):
     warmup: int = Field(5, ge=0)
     repeats: int = Field(20, gt=0)
     runtime: Literal["torch", "torchscript", "onnxruntime"] = "torch"
+    paired: bool = True
 
     @model_validator(mode="after")
     def _onnxruntime_on_cpu(self) -> "LatencyConfig":

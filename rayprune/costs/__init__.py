@@ -18,6 +18,7 @@ _EXPORTS = {
     "measure_costs": "registry", "measure_base_costs": "registry", "TIMED_COSTS": "registry",
     "resolve_cost": "registry", "resolve_costs": "registry",
     "Level": "levels", "levels_from_config": "levels",
+    "PairedTiming": "paired", "paired_columns": "paired",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode
 from ..errors import UserError
 from .context import CostContext
 
-__all__ = ["count_params", "count_macs", "measure_latency_ms", "measure_peak_memory_mb"]
+__all__ = ["count_params", "count_macs", "measure_latency_ms", "measure_peak_memory_mb", "on_device"]
 
 
 @contextlib.contextmanager
@@ -105,7 +105,8 @@ def _num_threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def _on_device(model: nn.Module, device: str) -> nn.Module:
+def on_device(model: nn.Module, device: str) -> nn.Module:
+    """``model`` if it is on ``device`` already, else a copy moved there (the original stays)."""
     return model if _model_device(model) == torch.device(device) else copy.deepcopy(model).to(device)
 
 
@@ -141,7 +142,7 @@ def _time_calls(run: Callable[[], object], context: CostContext, device: torch.d
 
 def _torch_times(model: nn.Module, context: CostContext) -> list[float]:
     device = torch.device(context.device)
-    net = _on_device(model, context.device)
+    net = on_device(model, context.device)
     x = context.example_inputs(device=device)
     with _eval_mode(net), torch.inference_mode(), _num_threads(context.threads if device.type == "cpu" else None):
         return _time_calls(lambda: net(x), context, device)
@@ -149,7 +150,7 @@ def _torch_times(model: nn.Module, context: CostContext) -> list[float]:
 
 def _torchscript_times(model: nn.Module, context: CostContext) -> list[float]:
     device = torch.device(context.device)
-    net = _on_device(model, context.device)
+    net = on_device(model, context.device)
     x = context.example_inputs(device=device)
     with _eval_mode(net), _num_threads(context.threads if device.type == "cpu" else None):
         with warnings.catch_warnings(), torch.no_grad():
@@ -235,7 +236,7 @@ def measure_peak_memory_mb(model: nn.Module, context: CostContext) -> float:
     with a ``TorchDispatchMode``) plus the model's parameters and buffers.
     """
     device = torch.device(context.device)
-    net = _on_device(model, context.device)
+    net = on_device(model, context.device)
     x = context.example_inputs(device=device)
     with _eval_mode(net), torch.inference_mode():
         if device.type == "cuda":

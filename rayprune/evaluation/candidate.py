@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 from torch import nn
 
 from ..config import TrainConfig
-from ..costs import ANALYTIC_COSTS, measure_costs
+from ..costs import ANALYTIC_COSTS
 from ..engine import channels_last, fine_tune, recalibrate_batchnorm, wants_channels_last
 from ..problem import PruningProblem
 from ..pruning.rounding import candidate_id
@@ -60,11 +60,19 @@ class CandidateEvaluator:
         return self.problem.space.build(keep_ratios)
 
     def costs(self, model: nn.Module, counts: Sequence[int]) -> dict[str, float]:
-        """Every configured cost of a built candidate (analytic params/MACs where exact)."""
+        """Every configured cost of a built candidate (analytic params/MACs where exact; timed costs
+        paired with the base model, :meth:`PruningProblem.measure <rayprune.problem.PruningProblem.measure>`)."""
+        return self.costs_with_raw(model, counts)[0]
+
+    def costs_with_raw(self, model: nn.Module, counts: Sequence[int]) -> tuple[dict[str, float], dict[str, float]]:
+        """:meth:`costs`, and the raw medians of paired timings (the row's ``<cost>_measured`` and
+        ``<cost>_base`` columns)."""
         out = {n: float(self.problem.analytic(n, counts)) for n in self._analytic_names}
+        raw: dict[str, float] = {}
         if self._measured:
-            out.update(measure_costs(model, self._measured, self.problem.context))
-        return {n: out[n] for n in self.problem.costs}
+            measured, raw = self.problem.measure_with_raw(model, list(self._measured))
+            out.update(measured)
+        return {n: out[n] for n in self.problem.costs}, raw
 
     def score(self, keep_ratios: KeepRatios, spec: ScoreSpec, *, seed: int = 0) -> dict[str, Any]:
         """A result row for ``keep_ratios`` scored by ``spec`` (columns: ``docs/results.md``)."""
@@ -92,7 +100,7 @@ class CandidateEvaluator:
             t = time.perf_counter()
             model = p.space.build(row["keep_ratios"])
             t, timings["t_build_s"] = _lap(t)
-            costs = self.costs(model, counts)
+            costs, raw = self.costs_with_raw(model, counts)
             t, timings["t_costs_s"] = _lap(t)
             fast = self._channels_last
             if spec.recalibrate_bn or spec.kind == "adaptive_bn":
@@ -110,11 +118,12 @@ class CandidateEvaluator:
             if not math.isfinite(accuracy):
                 raise FloatingPointError(f"accuracy is {accuracy}")
             row.update(costs)
+            row.update(raw)
             row["accuracy"] = float(accuracy)
         except Exception as exc:  # a broken candidate is a row, not a crashed run
             row.update(status="error", error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
                        accuracy=None)
-            for name in p.costs:
+            for name in [*p.costs, *p.paired_columns]:
                 row.setdefault(name, None)
         row.update(timings)
         row["t_total_s"] = sum(timings.values())
@@ -141,7 +150,7 @@ class CandidateEvaluator:
                 recalibrate_batchnorm(model, p.data.source("train"), batch_size=bn.batch_size, max_batches=bn.batches)
         stats = fine_tune(model, p.data, ft.engine_config(), seed=seed, progress=progress, loss_fn=p.objective.loss)
         counts = p.space.keep_counts(keep_ratios)
-        costs = measure_costs(model, p.costs, p.context)  # the exported model: every cost measured
+        costs, raw = p.measure_with_raw(model)  # the exported model: every cost measured
         with channels_last(model, fast):
             accuracy_val, accuracy_test = p.accuracy(model, "val"), p.accuracy(model, "test")
         summary = {
@@ -151,6 +160,7 @@ class CandidateEvaluator:
             "finetune_seconds": stats.get("seconds"),
             "finetune_iterations": stats.get("iterations"),
             **costs,
+            **raw,
         }
         return model, summary
 

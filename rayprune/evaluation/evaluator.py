@@ -97,11 +97,8 @@ class Evaluator:
 
     def measure(self, shared_box: list, keep_ratios: Sequence[float], names: Sequence[str]) -> dict[str, float]:
         """The costs ``names`` of the candidate ``keep_ratios`` (built afresh; weights do not matter)."""
-        from ..costs import measure_costs
-
         self._load(shared_box)
-        model = self.problem.space.build(list(keep_ratios))
-        return measure_costs(model, {n: self.problem.costs[n] for n in names}, self.problem.context)
+        return self.problem.measure(self.problem.space.build(list(keep_ratios)), names)
 
     def info(self, shared_box: list) -> dict[str, Any]:
         """Who and where this actor is; the pool's readiness check (loads the problem first)."""

@@ -42,10 +42,8 @@ class LocalPool:
         return rows
 
     def measure_sequentially(self, ratios: Sequence[Sequence[float]], names: Sequence[str]) -> list[dict[str, float]]:
-        from ..costs import measure_costs
-
         p = self.problem
-        return [measure_costs(p.space.build(list(r)), {n: p.costs[n] for n in names}, p.context) for r in ratios]
+        return [p.measure(p.space.build(list(r)), names) for r in ratios]
 
     def finalize_many(self, jobs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         from ..pruning import save_pruned

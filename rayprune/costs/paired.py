@@ -1,0 +1,89 @@
+"""Timed costs measured next to the base model: a candidate's latency as a ratio to the base's.
+
+A timing depends on the process and the moment as much as on the model: on a shared 2-vCPU
+machine one process measured the base VGG11 at 4.7 ms where others measured 3.0-3.3 ms, and a
+relative budget (``latency_ms=rel:0.5``) set from one process's base timing then judged every
+candidate timed in another process at another moment (BENCHMARKS.md, "The latency budget after
+the steering fix": the limit moved by half between runs). Timing the base model in the same
+process just before the candidate and using the *ratio* cancels that speed:
+
+    reported = candidate_measured / base_measured_now × reference
+
+where ``reference`` is the run's one base measurement (:func:`~rayprune.costs.registry.measure_base_costs`,
+the number the budget limits were computed from). A relative budget is then judged on the ratio
+alone (``reported ≤ v·reference`` ⇔ ``ratio ≤ v``), whichever process measured it; an absolute one
+on the candidate's latency at the speed the base had when the run measured it.
+
+Rows keep the two raw medians (``<cost>_measured``, ``<cost>_base``) so nothing is hidden.
+
+Example:
+    >>> from itertools import count
+    >>> ticks = iter([4.0, 2.0])                       # the base, then the candidate, in one slow process
+    >>> timer = PairedTiming("BASE", {"latency_ms": lambda m, c: next(ticks)}, None, {"latency_ms": 3.0})
+    >>> timer.measure("CAND")
+    ({'latency_ms': 1.5}, {'latency_ms_measured': 2.0, 'latency_ms_base': 4.0})
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .context import CostContext, CostFn
+
+__all__ = ["PairedTiming", "paired_columns"]
+
+
+def paired_columns(name: str) -> tuple[str, str]:
+    """The raw columns a paired cost adds to a row: the candidate's and the base's own medians."""
+    return f"{name}_measured", f"{name}_base"
+
+
+class PairedTiming:
+    """Measures timed costs of candidates as ratios to ``base_model`` timed next to them.
+
+    Args:
+        base_model: the unpruned model (timed before every candidate).
+        costs: the timed costs to pair (name -> function); others are not this class's business.
+        context: the measuring context (device, threads, repeats, runtime).
+        reference: the run's base value of each cost, the unit reported values are scaled to.
+    """
+
+    def __init__(self, base_model: Any, costs: Mapping[str, CostFn], context: CostContext,
+                 reference: Mapping[str, float]) -> None:
+        missing = [n for n in costs if n not in reference]
+        if missing:
+            raise ValueError(f"Paired timing needs the base value of {missing}; got base values for {sorted(reference)}.")
+        self.base_model = base_model
+        self.costs = dict(costs)
+        self.context = context
+        self.reference = {n: float(reference[n]) for n in costs}
+        self._base_on_device = None
+
+    def _base(self) -> Any:
+        """The base model on the measuring device, copied there once (not once per candidate)."""
+        if self._base_on_device is None:
+            from .metrics import on_device
+
+            ctx = self.context
+            self._base_on_device = self.base_model if ctx is None else on_device(self.base_model, ctx.device)
+        return self._base_on_device
+
+    def measure(self, model: Any) -> tuple[dict[str, float], dict[str, float]]:
+        """``(values, raw)``: each cost scaled to the reference, and the two raw medians per cost.
+
+        The base is timed first, then the candidate, with the same function and context. A cost
+        function that raises, or returns a non-positive base time, raises (see
+        :func:`~rayprune.costs.registry.measure_costs`, which reports it by name).
+        """
+        from .registry import measure_costs
+
+        values, raw = {}, {}
+        for name, fn in self.costs.items():
+            base_now = measure_costs(self._base(), {name: fn}, self.context)[name]
+            measured = measure_costs(model, {name: fn}, self.context)[name]
+            if not base_now > 0:
+                raise ValueError(f"Cost {name!r} measured the base model at {base_now}; a paired timing needs it > 0.")
+            values[name] = measured / base_now * self.reference[name]
+            measured_col, base_col = paired_columns(name)
+            raw[measured_col], raw[base_col] = measured, base_now
+        return values, raw

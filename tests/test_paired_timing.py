@@ -1,0 +1,115 @@
+"""Timed costs judged on a ratio to the base model timed in the same process (rayprune.costs.paired)."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+from torch import nn
+
+from rayprune.costs import PairedTiming, paired_columns
+
+
+def test_the_module_examples_hold():
+    from rayprune.costs import paired
+
+    assert doctest.testmod(paired).failed == 0
+
+
+def test_the_base_is_timed_before_each_candidate_and_the_ratio_is_scaled_to_the_reference():
+    order = []
+    speed = {"now": 1.0}
+
+    def latency(model, context):
+        order.append(model)
+        return speed["now"] * {"base": 4.0, "small": 1.0}[model]
+
+    timer = PairedTiming("base", {"latency_ms": latency}, None, {"latency_ms": 4.0})
+    quick = timer.measure("small")
+    speed["now"] = 1.6  # a process (or a moment) 60 % slower: the raw medians move, the value does not
+    slow = timer.measure("small")
+    assert order == ["base", "small", "base", "small"]
+    assert quick[0] == slow[0] == {"latency_ms": pytest.approx(1.0)}
+    assert slow[1] == {"latency_ms_measured": pytest.approx(1.6), "latency_ms_base": pytest.approx(6.4)}
+    assert paired_columns("latency_ms") == ("latency_ms_measured", "latency_ms_base")
+
+
+def test_a_paired_cost_needs_its_reference_and_a_positive_base_time():
+    with pytest.raises(ValueError, match="base value of \\['latency_ms'\\]"):
+        PairedTiming(nn.Linear(2, 2), {"latency_ms": lambda m, c: 1.0}, None, {"params": 1.0})
+    timer = PairedTiming("base", {"latency_ms": lambda m, c: 0.0 if m == "base" else 1.0}, None, {"latency_ms": 2.0})
+    with pytest.raises(ValueError, match="base model at 0.0"):
+        timer.measure("small")
+
+
+def _problem(tmp_path, monkeypatch, speed, *, paired=True):
+    """small_cnn on digits with a deterministic 'latency' (params × the process's speed)."""
+    from rayprune.config import parse_config
+    from rayprune.costs import count_params, registry
+    from rayprune.problem import PruningProblem
+
+    monkeypatch.setitem(registry.BUILTIN_COSTS, "latency_ms",
+                        lambda model, context: speed["now"] * count_params(model) / 1000.0)
+    cfg = parse_config({
+        "name": "paired", "model": {"name": "small_cnn", "kwargs": {"width_mult": 0.25}},
+        "data": {"name": "digits", "device": "cpu"},
+        "base_training": {"epochs": 1, "batch_size": 64, "cache_dir": str(tmp_path)},
+        "costs": {"measure": ["params", "latency_ms"], "latency": {"paired": paired}},
+        "budgets": {"latency_ms": {"value": 0.5, "relative": True}},
+    })
+    return PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_a_candidate_scored_in_a_slow_process_is_judged_on_its_ratio_to_the_base(tmp_path, monkeypatch, paired):
+    """The driver times the base (the budget's limit); an evaluator running 1.6x slower times a
+    candidate with 40 % of the base's 'latency'. Paired, it meets latency_ms=rel:0.5 and the row says
+    what was measured; unpaired, the slow process alone puts it over (64 % of the base)."""
+    from rayprune.evaluation.candidate import CandidateEvaluator
+    from rayprune.evaluation.score import ScoreSpec
+
+    speed = {"now": 1.0}
+    problem = _problem(tmp_path, monkeypatch, speed, paired=paired)
+    base = problem.base_costs["latency_ms"]
+    assert base == pytest.approx(problem.base_costs["params"] / 1000.0)
+    speed["now"] = 1.6
+    evaluator = CandidateEvaluator(problem)
+    spec = ScoreSpec.adaptive_bn(bn_batches=1, bn_batch_size=32, eval_samples=64)
+    ratios = [0.6] * len(problem.space.groups)
+    row = evaluator.score(ratios, spec)
+    assert row["status"] == "ok", row["error"]
+    share = row["params"] / problem.base_costs["params"]
+    assert 0.3 < share < 0.5
+    if paired:
+        assert row["latency_ms"] == pytest.approx(share * base)
+        assert row["latency_ms_measured"] == pytest.approx(1.6 * share * base)
+        assert row["latency_ms_base"] == pytest.approx(1.6 * base)
+        assert problem.feasible(row)
+        assert problem.measure(problem.space.build(ratios), ["latency_ms"]) == {"latency_ms": pytest.approx(share * base)}
+    else:
+        assert row["latency_ms"] == pytest.approx(1.6 * share * base)
+        assert "latency_ms_measured" not in row and problem.paired_columns == []
+        assert not problem.feasible(row)
+
+
+def test_an_error_row_has_the_paired_columns_and_a_final_summary_reports_them(tmp_path, monkeypatch):
+    from rayprune.config import TrainConfig
+    from rayprune.evaluation.candidate import CandidateEvaluator
+    from rayprune.evaluation.score import ScoreSpec
+
+    speed = {"now": 1.0}
+    problem = _problem(tmp_path, monkeypatch, speed)
+    evaluator = CandidateEvaluator(problem)
+    spec = ScoreSpec.adaptive_bn(bn_batches=1, bn_batch_size=32, eval_samples=64)
+    monkeypatch.setattr(problem.space, "build", lambda ratios: (_ for _ in ()).throw(RuntimeError("boom")))
+    row = evaluator.score([0.5] * len(problem.space.groups), spec)
+    assert row["status"] == "error"
+    assert {"latency_ms", "latency_ms_measured", "latency_ms_base"} <= set(row)
+    monkeypatch.undo()
+    problem = _problem(tmp_path, monkeypatch, speed)
+    speed["now"] = 2.0
+    evaluator = CandidateEvaluator(problem)
+    _, summary = evaluator.finalize([0.5] * len(problem.space.groups),
+                                    finetune=TrainConfig(iterations=1, batch_size=16))
+    assert summary["latency_ms_base"] == pytest.approx(2.0 * problem.base_costs["latency_ms"])
+    assert summary["latency_ms"] == pytest.approx(summary["latency_ms_measured"] / 2.0)
