@@ -46,6 +46,12 @@ python benchmarks/bench_search.py --jobs 1 --evaluations 512 --seeds 2 3 4 --con
 #   (cd /tmp/$tree && PYTHONPATH=$PWD python benchmarks/bench_search.py --jobs 1 --evaluations 512 --seeds $seed \
 #     --configs configs/bench/vgg11_mnist.yaml --levels latency_ms=rel:0.5 --agents $agent --label ${agent}_$tree \
 #     --rows ROWS/${agent}_${tree}_$seed --out $R/paired_latency.jsonl)   # the rows' columns: paired_latency_rows.csv.gz
+# session 12: the latency budget judged on a ratio timed together (costs.latency.paired); all agents, seeds 2-4,
+# one run at a time, each run's search rows kept (--rows) to read the evaluator's base timings (ran: crl seeds 2-4 first, then seed by seed random, evolution, tpe)
+for seed in 2 3 4; do for agent in crl random evolution tpe; do
+  python benchmarks/bench_search.py --jobs 1 --evaluations 512 --seeds $seed --configs configs/bench/vgg11_mnist.yaml \
+    --levels latency_ms=rel:0.5 --agents $agent --rows ROWS/${agent}_$seed --out $R/vgg11_latency_paired.jsonl
+done; done
 # -- not run yet ------------------------------------------------------------------------------------
 # (crl here is the default since session 8, action: direction; the rows above labelled crl are action: ratio)
 $S --seeds 2 3 4 --configs configs/bench/resnet20_mnist.yaml --levels $L --agents $A --out $R/resnet20_params.jsonl
