@@ -113,3 +113,18 @@ def test_an_error_row_has_the_paired_columns_and_a_final_summary_reports_them(tm
                                     finetune=TrainConfig(iterations=1, batch_size=16))
     assert summary["latency_ms_base"] == pytest.approx(2.0 * problem.base_costs["latency_ms"])
     assert summary["latency_ms"] == pytest.approx(summary["latency_ms_measured"] / 2.0)
+
+
+def test_measuring_alone_returns_the_paired_value_with_its_raw_medians(tmp_path, monkeypatch):
+    """The selection's one-at-a-time check and the finals' re-timing read these (LocalPool here; the
+    Ray evaluator's ``measure`` returns the same dict)."""
+    from rayprune.evaluation.local import LocalPool
+
+    speed = {"now": 1.0}
+    problem = _problem(tmp_path, monkeypatch, speed)
+    speed["now"] = 1.25
+    ratios = [0.5] * len(problem.space.groups)
+    [measured] = LocalPool(problem).measure_sequentially([ratios], ["latency_ms"])
+    base = problem.base_costs["latency_ms"]
+    assert measured["latency_ms_base"] == pytest.approx(1.25 * base)
+    assert measured["latency_ms"] == pytest.approx(measured["latency_ms_measured"] / 1.25)

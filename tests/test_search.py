@@ -357,11 +357,13 @@ def test_final_latencies_are_measured_again_one_at_a_time_before_the_levels_choo
             self.measured.append((len(ratios), list(names)))
             if len(self.measured) == 1:  # the shortlist's check: both fit
                 return [{"latency_ms": 1.9} for r in ratios]
-            return [{"latency_ms": 3.0 if _cid(r) == "c400" else 1.5} for r in ratios]  # c400 is slow, alone
+            return [{"latency_ms": 3.0 if _cid(r) == "c400" else 1.5,  # c400 is slow, alone
+                     "latency_ms_measured": 3.6 if _cid(r) == "c400" else 1.8, "latency_ms_base": 2.4} for r in ratios]
 
     level = Level("lat", {"latency_ms": 2.0}, {"latency_ms": 2.0})
     pool = TimedPool(rerank={"c400": 0.9, "c300": 0.8}, final={"c400": 0.95, "c300": 0.90},
-                     costs={"c400": {"latency_ms": 1.2}, "c300": {"latency_ms": 1.1}})  # noisy, during the finals
+                     costs={"c400": {"latency_ms": 1.2}, "c300": {"latency_ms": 1.1, "latency_ms_measured": 0.9,
+                                                                   "latency_ms_base": 1.6}})  # noisy, during the finals
     spec = ScoreSpec.fine_tuned(__import__("rayprune.engine", fromlist=["FineTuneConfig"]).FineTuneConfig(iterations=1))
     [res] = select_and_finalize(rows, [level], pool=pool, out_dir=tmp_path, rerank_spec=spec, top_k=2,
                                 writer=CandidateWriter(tmp_path, name="sel"), cost_names=["latency_ms"],
@@ -371,7 +373,10 @@ def test_final_latencies_are_measured_again_one_at_a_time_before_the_levels_choo
     assert pool.measured == [(2, ["latency_ms"]), (1, ["latency_ms"]), (1, ["latency_ms"])]
     assert res.candidate_id == "c300" and res.costs["latency_ms"] == 1.5
     final = read_candidates(tmp_path)
-    assert final.loc[final["stage"] == "final", "latency_ms"].tolist() == [1.5]
+    final = final[final["stage"] == "final"]
+    assert final["latency_ms"].tolist() == [1.5]
+    # the raw medians behind the paired value are the re-measured ones too, not the finals' noisy ones
+    assert final["latency_ms_measured"].tolist() == [1.8] and final["latency_ms_base"].tolist() == [2.4]
 
 
 def test_shortlisted_candidates_over_a_latency_limit_when_measured_alone_give_their_place_before_any_fine_tune(tmp_path):

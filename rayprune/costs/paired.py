@@ -17,7 +17,6 @@ on the candidate's latency at the speed the base had when the run measured it.
 Rows keep the two raw medians (``<cost>_measured``, ``<cost>_base``) so nothing is hidden.
 
 Example:
-    >>> from itertools import count
     >>> ticks = iter([4.0, 2.0])                       # the base, then the candidate, in one slow process
     >>> timer = PairedTiming("BASE", {"latency_ms": lambda m, c: next(ticks)}, None, {"latency_ms": 3.0})
     >>> timer.measure("CAND")
@@ -28,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ..errors import UserError
 from .context import CostContext, CostFn
 
 __all__ = ["PairedTiming", "paired_columns"]
@@ -72,17 +72,18 @@ class PairedTiming:
         """``(values, raw)``: each cost scaled to the reference, and the two raw medians per cost.
 
         The base is timed first, then the candidate, with the same function and context. A cost
-        function that raises, or returns a non-positive base time, raises (see
-        :func:`~rayprune.costs.registry.measure_costs`, which reports it by name).
+        function that raises is reported by name (:func:`~rayprune.costs.registry.measure_costs`);
+        a base time that is not positive is a :class:`~rayprune.errors.UserError`.
         """
         from .registry import measure_costs
 
         values, raw = {}, {}
         for name, fn in self.costs.items():
             base_now = measure_costs(self._base(), {name: fn}, self.context)[name]
-            measured = measure_costs(model, {name: fn}, self.context)[name]
             if not base_now > 0:
-                raise ValueError(f"Cost {name!r} measured the base model at {base_now}; a paired timing needs it > 0.")
+                raise UserError(f"Cost {name!r} measured the base model at {base_now}; a timing paired with the "
+                                "base needs it > 0 (or set costs.latency.paired: false).")
+            measured = measure_costs(model, {name: fn}, self.context)[name]
             values[name] = measured / base_now * self.reference[name]
             measured_col, base_col = paired_columns(name)
             raw[measured_col], raw[base_col] = measured, base_now

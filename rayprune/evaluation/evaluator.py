@@ -96,9 +96,11 @@ class Evaluator:
         return summary
 
     def measure(self, shared_box: list, keep_ratios: Sequence[float], names: Sequence[str]) -> dict[str, float]:
-        """The costs ``names`` of the candidate ``keep_ratios`` (built afresh; weights do not matter)."""
+        """The costs ``names`` of the candidate ``keep_ratios`` (built afresh; weights do not matter),
+        with the raw medians of paired timings (``latency_ms_measured``, ``latency_ms_base``)."""
         self._load(shared_box)
-        return self.problem.measure(self.problem.space.build(list(keep_ratios)), names)
+        values, raw = self.problem.measure_with_raw(self.problem.space.build(list(keep_ratios)), names)
+        return {**values, **raw}
 
     def info(self, shared_box: list) -> dict[str, Any]:
         """Who and where this actor is; the pool's readiness check (loads the problem first)."""

@@ -43,7 +43,11 @@ class LocalPool:
 
     def measure_sequentially(self, ratios: Sequence[Sequence[float]], names: Sequence[str]) -> list[dict[str, float]]:
         p = self.problem
-        return [p.measure(p.space.build(list(r)), names) for r in ratios]
+        out = []
+        for r in ratios:
+            values, raw = p.measure_with_raw(p.space.build(list(r)), names)
+            out.append({**values, **raw})
+        return out
 
     def finalize_many(self, jobs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         from ..pruning import save_pruned

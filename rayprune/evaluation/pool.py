@@ -354,7 +354,8 @@ class EvaluatorPool:
 
     def measure_sequentially(self, ratios: Sequence[Sequence[float]], names: Sequence[str]) -> list[dict[str, float]]:
         """The costs ``names`` of each candidate, measured one at a time on one evaluator while the
-        others do nothing (latency measured while another evaluator trains on the same cores is noise)."""
+        others do nothing (latency measured while another evaluator trains on the same cores is noise);
+        paired timings come with their raw medians (:func:`~rayprune.costs.paired_columns`)."""
         if not self.live:
             raise PoolDeadError("No evaluator is alive to measure the exported models.")
         actor = self.actors[self.live[0]]

@@ -32,6 +32,7 @@ import pandas as pd
 from .._io import atomic_directory
 from ..costs.budget import FEASIBILITY_RTOL, fits
 from ..costs.levels import Level
+from ..costs.paired import paired_columns
 from ..costs.registry import TIMED_COSTS
 from ..evaluation.score import ScoreSpec
 from ..names import STAGE_FINAL, STAGE_RERANK, STAGE_SEARCH, STATUS_OK
@@ -246,7 +247,8 @@ def select_and_finalize(
                     "feasible": res.feasible, "export_path": res.export_path, "status": STATUS_OK, "error": None,
                     "evaluator": f.get("evaluator"), "wall_start": f.get("wall_start"), "wall_end": f.get("wall_end"),
                     **{f"budget_{n}": v for n, v in res.level.values.items()},
-                    **{f"limit_{n}": v for n, v in res.level.limits.items()}, **res.costs}))
+                    **{f"limit_{n}": v for n, v in res.level.limits.items()}, **res.costs,
+                    **{c: f[c] for n in cost_names for c in paired_columns(n) if c in f}}))  # not the search row's
     writer.flush()
     shutil.rmtree(out / "models" / FINALS_DIR, ignore_errors=True)
     return results
@@ -396,6 +398,7 @@ def _remeasure_timed(finals: list[dict[str, Any]], pool, cost_names: Sequence[st
         for name in timed:
             f[f"{name}_during_finals"] = f.get(name)
             f[name] = costs[name]
+            f.update({col: costs[col] for col in paired_columns(name) if col in costs})  # the raw medians behind it
     log(f"Measured {', '.join(timed)} of {len(finals)} final model(s) one at a time")
 
 
