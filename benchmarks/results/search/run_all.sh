@@ -52,6 +52,8 @@ for seed in 2 3 4; do for agent in crl random evolution tpe; do
   python benchmarks/bench_search.py --jobs 1 --evaluations 512 --seeds $seed --configs configs/bench/vgg11_mnist.yaml \
     --levels latency_ms=rel:0.5 --agents $agent --rows ROWS/${agent}_$seed --out $R/vgg11_latency_paired.jsonl
 done; done
+# session 12: 2,048 candidates on small_cnn, all agents, seeds 2-4 (16:40-16:57 UTC)
+python benchmarks/bench_search.py --jobs 2 --evaluations 2048 --seeds 2 3 4 --configs configs/bench/small_cnn_digits.yaml --levels $L --agents $A --out $R/small_cnn_params_2048.jsonl
 # -- not run yet ------------------------------------------------------------------------------------
 # (crl here is the default since session 8, action: direction; the rows above labelled crl are action: ratio)
 $S --seeds 2 3 4 --configs configs/bench/resnet20_mnist.yaml --levels $L --agents $A --out $R/resnet20_params.jsonl
