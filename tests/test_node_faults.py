@@ -24,7 +24,9 @@ HERE = Path(__file__).resolve().parent
 def test_a_node_removed_mid_search_loses_nothing_and_the_run_completes(tmp_path):
     env = {**os.environ, "RAYPRUNE_CACHE": str(tmp_path / "cache"), "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}
     temp = Path("/tmp") / f"rp-node-{os.getpid()}"  # short: Ray's socket paths must stay under 108 bytes
-    proc = subprocess.Popen([sys.executable, str(HERE / "_node_removal.py"), str(tmp_path / "out"), str(temp)],
+    result_file = tmp_path / "result.json"
+    proc = subprocess.Popen([sys.executable, str(HERE / "_node_removal.py"), str(tmp_path / "out"), str(temp),
+                             str(result_file)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
     try:
@@ -34,9 +36,8 @@ def test_a_node_removed_mid_search_loses_nothing_and_the_run_completes(tmp_path)
             os.killpg(proc.pid, signal.SIGKILL)  # the loopback nodes it started
         except ProcessLookupError:
             pass
-    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, stderr[-3000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+    assert result_file.exists(), stdout[-1500:] + stderr[-3000:]
+    result = json.loads(result_file.read_text())
     assert result["removed"], "the node was not removed: the search ended first"
     assert result["ok"], result["error"]
     assert result["search_rows"] == 24 and result["row_ids_unique"]  # none lost, none twice
