@@ -282,22 +282,22 @@ class PruningProblem:
         values = measure_costs(model, {n: f for n, f in chosen.items() if n not in paired}, self.context)
         raw: dict[str, float] = {}
         if paired:
-            timed, raw = timing.measure(model)
-            values.update({n: timed[n] for n in paired})
+            timed, raw = timing.measure(model, list(paired))
+            values.update(timed)
         return {n: values[n] for n in chosen}, raw
 
     @property
-    def paired_columns(self) -> list[str]:
+    def paired_raw_columns(self) -> list[str]:
         """The raw columns paired timings add to a row (:func:`~rayprune.costs.paired_columns`)."""
         timing = self._paired_timing()
         return [c for name in (timing.costs if timing is not None else ()) for c in paired_columns(name)]
 
     def _paired_timing(self) -> Optional[PairedTiming]:
         """The paired timer of this problem's timed costs (built on first use; None when off)."""
-        timed = {n: f for n, f in self.costs.items() if n in TIMED_COSTS}
-        if not timed or not self.config.costs.latency.paired:
-            return None
         if self._timing is None:
+            timed = {n: f for n, f in self.costs.items() if n in TIMED_COSTS}
+            if not timed or not self.config.costs.latency.paired:
+                return None
             self._timing = PairedTiming(self.base_model, timed, self.context, self.base_costs)
         return self._timing
 

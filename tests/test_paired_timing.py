@@ -88,7 +88,7 @@ def test_a_candidate_scored_in_a_slow_process_is_judged_on_its_ratio_to_the_base
         assert problem.measure(problem.space.build(ratios), ["latency_ms"]) == {"latency_ms": pytest.approx(share * base)}
     else:
         assert row["latency_ms"] == pytest.approx(1.6 * share * base)
-        assert "latency_ms_measured" not in row and problem.paired_columns == []
+        assert "latency_ms_measured" not in row and problem.paired_raw_columns == []
         assert not problem.feasible(row)
 
 

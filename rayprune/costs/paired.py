@@ -25,7 +25,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional, Sequence
 
 from ..errors import UserError
 from .context import CostContext, CostFn
@@ -68,8 +68,9 @@ class PairedTiming:
             self._base_on_device = self.base_model if ctx is None else on_device(self.base_model, ctx.device)
         return self._base_on_device
 
-    def measure(self, model: Any) -> tuple[dict[str, float], dict[str, float]]:
-        """``(values, raw)``: each cost scaled to the reference, and the two raw medians per cost.
+    def measure(self, model: Any, names: Optional[Sequence[str]] = None) -> tuple[dict[str, float], dict[str, float]]:
+        """``(values, raw)``: each cost (``names``, default all) scaled to the reference, and the two
+        raw medians per cost.
 
         The base is timed first, then the candidate, with the same function and context. A cost
         function that raises is reported by name (:func:`~rayprune.costs.registry.measure_costs`);
@@ -78,7 +79,8 @@ class PairedTiming:
         from .registry import measure_costs
 
         values, raw = {}, {}
-        for name, fn in self.costs.items():
+        for name in self.costs if names is None else names:
+            fn = self.costs[name]
             base_now = measure_costs(self._base(), {name: fn}, self.context)[name]
             if not base_now > 0:
                 raise UserError(f"Cost {name!r} measured the base model at {base_now}; a timing paired with the "

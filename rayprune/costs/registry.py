@@ -106,8 +106,8 @@ def measure_base_costs(model: nn.Module, costs: Mapping[str, CostFn], context: C
     run. On a shared 2-vCPU machine the first median of ``context.repeats`` runs in a process came
     out as much as 30 % above the ones after it (3.54 ms, then 2.7-2.9 ms); load only adds time, so
     the lowest round is the estimate. It does not help when a whole process runs slow (one process
-    in four measured the base VGG11 at 4.7 ms in every round where others measured 3.0-3.3): the
-    budget then follows that process's speed.
+    in four measured the base VGG11 at 4.7 ms in every round where others measured 3.0-3.3); that is
+    what timing each candidate next to the base cures (:mod:`rayprune.costs.paired`).
 
     >>> from itertools import count
     >>> calls = count()

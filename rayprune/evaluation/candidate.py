@@ -123,7 +123,7 @@ class CandidateEvaluator:
         except Exception as exc:  # a broken candidate is a row, not a crashed run
             row.update(status="error", error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
                        accuracy=None)
-            for name in [*p.costs, *p.paired_columns]:
+            for name in [*p.costs, *p.paired_raw_columns]:
                 row.setdefault(name, None)
         row.update(timings)
         row["t_total_s"] = sum(timings.values())
