@@ -38,7 +38,7 @@ from .base import Outcome, Proposal, SearchAgent
 from .env import CANDIDATE_INFO, LEVEL_INFO, PruningEnvSpec, PruningVectorEnv
 from .space import SearchSpace
 
-__all__ = ["CRLAgent", "ENV_NAME", "make_env", "RewardNormalizer"]
+__all__ = ["CRLAgent", "ENV_NAME", "make_env", "RewardNormalizer", "centred_rank"]
 
 ENV_NAME = "rayprune-pruning"
 #: scores remembered per level for reward standardisation
@@ -56,16 +56,32 @@ def make_env(env_config: dict) -> PruningVectorEnv:
 
 
 class RewardNormalizer:
-    """Per-level running standardisation of scores: ``(s - mean_l) / max(std_l, 1e-3)`` over the
-    last scores of level ``l`` (this batch included).
+    """Per-level rewards from scores, over the last ``window`` scores of each level (this batch included).
+
+    ``mode``:
+
+    * ``"level"``: standardised, ``(s - mean_l) / max(std_l, 1e-3)``;
+    * ``"rank"``: the centred rank of ``s`` among the level's recent scores, in [-0.5, 0.5]
+      (fitness shaping as in natural evolution strategies: one outlier cannot swamp the rest);
+    * ``"elite"``: risk-seeking (Petersen et al. 2021): ``max(s - q_l, 0) / std_l``, ``q_l`` the
+      level's ``1 - elite`` quantile, so only candidates among its recent best are rewarded — a
+      search keeps its best candidate, not its average one.
+
+    A failed candidate (``None``) scores as the level's worst recent score.
 
     >>> norm = RewardNormalizer(levels=1)
     >>> [round(x, 3) for x in norm([0.5, 0.7], [0, 0])]
     [-1.0, 1.0]
+    >>> [round(x, 3) for x in RewardNormalizer(levels=1, mode="rank")([0.1, 0.5, 0.9], [0, 0, 0])]
+    [-0.333, 0.0, 0.333]
     """
 
-    def __init__(self, levels: int, window: int = _WINDOW) -> None:
-        self.window = window
+    def __init__(self, levels: int, window: int = _WINDOW, mode: str = "level", elite: float = 0.2) -> None:
+        if mode not in ("level", "rank", "elite"):
+            raise ValueError(f"RewardNormalizer mode: expected 'level', 'rank' or 'elite'; got {mode!r}.")
+        if not 0.0 < elite <= 1.0:
+            raise ValueError(f"RewardNormalizer elite: expected a share in (0, 1]; got {elite}.")
+        self.window, self.mode, self.elite = window, mode, elite
         self.history: list[list[float]] = [[] for _ in range(levels)]
 
     def __call__(self, scores: Sequence[Optional[float]], levels: Sequence[int]) -> list[float]:
@@ -73,15 +89,29 @@ class RewardNormalizer:
             if s is not None:
                 self.history[lvl].append(float(s))
                 del self.history[lvl][:-self.window]
-        out = []
-        for s, lvl in zip(scores, levels):
-            h = self.history[lvl]
-            if not h:
-                out.append(0.0)
-                continue
-            mean, std = float(np.mean(h)), max(float(np.std(h)), 1e-3)
-            out.append(((min(h) if s is None else s) - mean) / std)
-        return out
+        return [self._reward(s, lvl) for s, lvl in zip(scores, levels)]
+
+    def _reward(self, score: Optional[float], level: int) -> float:
+        h = np.asarray(self.history[level])
+        if not h.size:
+            return 0.0
+        s = float(h.min()) if score is None else float(score)
+        std = max(float(h.std()), 1e-3)
+        if self.mode == "rank":
+            return centred_rank(s, h)
+        if self.mode == "elite":
+            return max(s - float(np.quantile(h, 1.0 - self.elite)), 0.0) / std
+        return (s - float(h.mean())) / std
+
+
+def centred_rank(value: float, sample: np.ndarray) -> float:
+    """Where ``value`` ranks in ``sample`` (ties count half), centred: -0.5 below all, +0.5 above all.
+
+    >>> centred_rank(0.5, np.array([0.1, 0.5, 0.9]))
+    0.0
+    """
+    below = float(np.sum(sample < value)) + 0.5 * float(np.sum(sample == value))
+    return below / max(len(sample), 1) - 0.5
 
 
 @contextlib.contextmanager
@@ -209,7 +239,9 @@ class CRLAgent(SearchAgent):
         per_policy = max(1, batch_size // len(groups))
         self.policies = [_Policy(space, g, episodes=per_policy, seed=seed * 101 + i, config=config,
                                  cost_keys=self.cost_keys) for i, g in enumerate(groups)]
-        self.normalizer = RewardNormalizer(space.num_levels)
+        self.normalizer = RewardNormalizer(space.num_levels, mode=config.reward_normalization
+                                           if config.reward_normalization != "none" else "level",
+                                           elite=config.elite_share)
         self._pending: list[list[Any]] = [[] for _ in self.policies]
         self._last: dict[str, Any] = {}
 
@@ -232,7 +264,7 @@ class CRLAgent(SearchAgent):
     def tell(self, proposals: Sequence[Proposal], outcomes: Sequence[Outcome]) -> None:
         from .cost_gae import COSTS_INFO_KEY, FAILED_INFO_KEY
 
-        if self.config.reward_normalization == "level":
+        if self.config.reward_normalization != "none":
             rewards = self.normalizer([o.score for o in outcomes], [p.level for p in proposals])
         else:
             rewards = [0.0 if o.score is None else float(o.score) for o in outcomes]

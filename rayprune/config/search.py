@@ -76,7 +76,11 @@ class CRLConfig(_Section):
     initial_log_std: Optional[float] = -0.5
     #: rewards standardised per budget level over its recent scores, so levels with lower accuracy do
     #: not dominate a budget-conditioned policy's advantages ("none": the raw score, the method)
-    reward_normalization: Literal["level", "none"] = "level"
+    #: ("rank": centred ranks per level; "elite": risk-seeking, only a level's recent top ``elite_share``
+    #: is rewarded, by its margin over that quantile)
+    reward_normalization: Literal["level", "rank", "elite", "none"] = "level"
+    #: with reward_normalization "elite": the share of a level's recent scores that earns a reward
+    elite_share: float = Field(0.2, gt=0, le=1)
     lagrange_init: float = Field(1.0, gt=0)
     lagrange_lr: float = Field(1.0, gt=0)
 
