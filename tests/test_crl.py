@@ -299,3 +299,59 @@ def test_crl_with_direction_actions_proposes_its_directions_projected_onto_each_
                                            costs={"params": space.predict("params", p.keep_ratios)}) for p in proposals])
     finally:
         agent.close()
+
+
+def test_one_seed_gives_one_search_and_a_restored_agent_continues_it(ray_session, cache, tmp_path):
+    """Same seed, same candidates — whatever else the process draws — and a resume proposes what the
+    uninterrupted search would have proposed next (three levels: 8 episodes a rollout do not share
+    them evenly, so the levels' round robin must resume where it was too)."""
+    import torch
+
+    from rayprune.agents import SearchSpace, make_agent
+    from rayprune.agents.base import Outcome
+    from rayprune.costs.levels import levels_from_config
+    from rayprune.problem import PruningProblem
+
+    cfg = parse_config(tiny(cache).model_dump(mode="json"), overrides={"sweep": {"budgets": {"params": [0.7, 0.45, 0.3]}}})
+    problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
+    levels = levels_from_config(cfg, problem.base_costs, sweep=True)
+    space = SearchSpace.from_problem(problem, levels)
+
+    def outcomes(proposals):
+        return [Outcome(score=float(p.keep_ratios[0] - p.keep_ratios[-1]), feasible=True,
+                        costs={"params": space.predict("params", p.keep_ratios)}) for p in proposals]
+
+    def search(agent, rounds, *, save_after=None):
+        asked = []
+        for r in range(rounds):
+            torch.rand(17 + r), np.random.rand(3)  # other work in the process draws in between
+            proposals = agent.ask()
+            asked.append([p.keep_ratios for p in proposals])
+            agent.tell(proposals, outcomes(proposals))
+            if save_after == r:
+                agent.save(tmp_path)
+                state = json.loads(json.dumps(agent.state_dict()))
+        return asked, (state if save_after is not None else None)
+
+    runs = []
+    for _ in range(2):
+        agent = make_agent("crl", space, seed=3, search=cfg.search)
+        try:
+            runs.append(search(agent, 3, save_after=0))
+        finally:
+            agent.close()
+    (first, state), (second, _) = runs
+    assert first == second
+    other = make_agent("crl", space, seed=4, search=cfg.search)
+    try:
+        assert [p.keep_ratios for p in other.ask()] != first[0]
+    finally:
+        other.close()
+    restored = make_agent("crl", space, seed=11, search=cfg.search)
+    try:
+        restored.load_state_dict(state)
+        restored.restore(tmp_path)
+        resumed, _ = search(restored, 2)
+    finally:
+        restored.close()
+    assert resumed == first[1:]

@@ -25,6 +25,7 @@ and is left out of the dual ascent (a failure is not a budget violation).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -38,7 +39,7 @@ from .base import Outcome, Proposal, SearchAgent
 from .env import CANDIDATE_INFO, LEVEL_INFO, PruningEnvSpec, PruningVectorEnv
 from .space import SearchSpace
 
-__all__ = ["CRLAgent", "ENV_NAME", "make_env", "RewardNormalizer", "centred_rank"]
+__all__ = ["CRLAgent", "ENV_NAME", "make_env", "RandomStreams", "RewardNormalizer", "centred_rank"]
 
 ENV_NAME = "rayprune-pruning"
 #: scores remembered per level for reward standardisation
@@ -138,6 +139,65 @@ def _preserve_global_torch_state():
         torch.set_rng_state(states[2])
 
 
+class RandomStreams:
+    """The random streams one policy's sampling and PPO update draw from, kept apart from the process's.
+
+    RLlib draws exploration noise from torch's global generator and shuffles minibatches with
+    numpy's (and Python's) global one, so without this a crl search depends on whatever else the
+    process drew before and between its rollouts: the same seed gave different candidates from the
+    first batch on (two runs of ``bench_search.py --agents crl --seeds 2`` on small_cnn differed at
+    every level, session 15). :meth:`active` swaps the policy's own states in for the duration of a
+    rollout or an update and the process's back afterwards, so a seed reproduces a search and the
+    rest of the process is left alone; :meth:`state_dict` makes a resumed search continue the same
+    streams.
+
+    >>> a, b = RandomStreams(3), RandomStreams(3)
+    >>> with a.active():
+    ...     x = torch.rand(2)
+    >>> with b.active():
+    ...     y = torch.rand(2)
+    >>> bool(torch.equal(x, y))
+    True
+    """
+
+    def __init__(self, seed: int) -> None:
+        import random
+
+        self.torch = torch.Generator().manual_seed(int(seed)).get_state()
+        self.numpy = np.random.RandomState(int(seed) % 2**32).get_state()
+        self.python = random.Random(int(seed)).getstate()
+
+    @contextlib.contextmanager
+    def active(self):
+        import random
+
+        outer = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+        torch.set_rng_state(self.torch)
+        np.random.set_state(self.numpy)
+        random.setstate(self.python)
+        try:
+            yield self
+        finally:
+            self.torch, self.numpy, self.python = torch.get_rng_state(), np.random.get_state(), random.getstate()
+            torch.set_rng_state(outer[0])
+            np.random.set_state(outer[1])
+            random.setstate(outer[2])
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able copies of the three states."""
+        name, keys, pos, has_gauss, cached = self.numpy
+        version, internal, gauss = self.python
+        return {"torch": self.torch.tolist(), "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+                "python": [version, list(internal), gauss]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        version, internal, gauss = state["python"]
+        self.torch = torch.tensor(state["torch"], dtype=torch.uint8)
+        self.numpy = (name, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached))
+        self.python = (int(version), tuple(int(v) for v in internal), gauss)
+
+
 @contextlib.contextmanager
 def _one_thread():
     threads = torch.get_num_threads()
@@ -148,10 +208,35 @@ def _one_thread():
         torch.set_num_threads(threads)
 
 
-def _set_levels(env_runner: Any, *, levels: list[dict[str, float]]) -> None:
+def _pruning_env(env_runner: Any) -> Optional[PruningVectorEnv]:
     env = getattr(env_runner, "env", None)
-    if env is not None and isinstance(env.unwrapped, PruningVectorEnv):
-        env.unwrapped.set_levels(levels)
+    return env.unwrapped if env is not None and isinstance(env.unwrapped, PruningVectorEnv) else None
+
+
+def _start_rollout(env_runner: Any, *, levels: list[dict[str, float]]) -> None:
+    """New steering limits, and a clean reset at the rollout's start.
+
+    A rollout ends on an episode boundary; left alone, RLlib's env runner would start the next one
+    by drawing exploration actions for the finished episodes' last observations (which the
+    NEXT_STEP autoreset throws away), while a freshly restored runner resets without drawing, so
+    a resumed search would draw different candidates from the uninterrupted one.
+    (``_needs_initial_reset`` is RLlib's ``SingleAgentEnvRunner`` flag for exactly that reset.)
+    """
+    env = _pruning_env(env_runner)
+    if env is not None:
+        env.set_levels(levels)
+        env_runner._needs_initial_reset = True
+
+
+def _episodes_started(env_runner: Any) -> Optional[int]:
+    env = _pruning_env(env_runner)
+    return None if env is None else env.episodes_started
+
+
+def _set_episodes_started(env_runner: Any, *, count: int) -> None:
+    env = _pruning_env(env_runner)
+    if env is not None:
+        env.episodes_started = int(count)  # the levels' round robin goes on where it was
 
 
 class _Policy:
@@ -195,12 +280,13 @@ class _Policy:
         )
         with _preserve_global_torch_state(), _one_thread():
             self.algo = algo_config.build_algo()
+        self.streams = RandomStreams(seed)
 
     def sample(self) -> list[tuple[Any, list[float], int]]:
         """Run one rollout; returns ``(episode, keep_ratios, level index in the space)`` per finished episode."""
         steering = [self.space.steering_limits(i) for i in self.levels]
-        self.algo.env_runner_group.foreach_env_runner(lambda r: _set_levels(r, levels=steering))
-        with _one_thread():
+        self.algo.env_runner_group.foreach_env_runner(lambda r: _start_rollout(r, levels=steering))
+        with _one_thread(), self.streams.active():
             self.algo.train()
         out = []
         for episode in self.algo.pending_episodes:
@@ -211,8 +297,19 @@ class _Policy:
         return out
 
     def learn(self) -> None:
-        with _one_thread():
+        with _one_thread(), self.streams.active():
             self.algo.learn_pending()
+
+    def sampling_state(self) -> dict[str, Any]:
+        """What the next rollout's draws depend on besides the weights: the random streams and where
+        the env's level round robin stands."""
+        started = [c for c in self.algo.env_runner_group.foreach_env_runner(_episodes_started) if c is not None]
+        return {"random": self.streams.state_dict(), "episodes_started": started[0] if started else 0}
+
+    def load_sampling_state(self, state: Mapping[str, Any]) -> None:
+        self.streams.load_state_dict(state["random"])
+        count = int(state["episodes_started"])
+        self.algo.env_runner_group.foreach_env_runner(lambda r: _set_episodes_started(r, count=count))
 
     def multipliers(self) -> dict[str, float]:
         return self.algo.lagranges.values()
@@ -305,11 +402,15 @@ class CRLAgent(SearchAgent):
     def save(self, directory: str | Path) -> None:
         for i, policy in enumerate(self.policies):
             policy.algo.save_to_path(str((Path(directory) / f"policy-{i}").resolve()))
+            (Path(directory) / f"policy-{i}-sampling.json").write_text(json.dumps(policy.sampling_state()))
 
     def restore(self, directory: str | Path) -> None:
         for i, policy in enumerate(self.policies):
             with _one_thread():
                 policy.algo.restore_from_path(str((Path(directory) / f"policy-{i}").resolve()))
+            sampling = Path(directory) / f"policy-{i}-sampling.json"
+            if sampling.exists():  # checkpoints from before session 15 have none: the seed's streams go on
+                policy.load_sampling_state(json.loads(sampling.read_text()))
 
     def close(self) -> None:
         for policy in self.policies:
