@@ -21,6 +21,10 @@ Run from the repository root (``--jobs 2`` runs two processes with one thread ea
         --out benchmarks/results/search/small_cnn_digits.jsonl
     python benchmarks/bench_search.py --summarise benchmarks/results/search/small_cnn_digits.jsonl
 
+Batches run in step (ask, score, tell) unless ``--overlap`` is given: then agents that allow it
+(``pipelined``: random, evolution, TPE, and crl with ``search.crl.pipeline``) are asked for batch
+k+1 before batch k is told, the order the product's loop uses on the Ray pool (``search.pipeline``).
+
 ``--levels macs=0.3`` or ``--levels latency_ms=rel:0.5`` replace the config's sweep levels
 (several comma-separated values make several levels of one constraint).
 """
@@ -115,8 +119,9 @@ def run_search(job: dict[str, Any], out: Path) -> dict[str, Any]:
     agent = make_agent(job["agent"], space, seed=job["seed"], search=cfg.search, log=lambda m: None)
     writer = CandidateWriter(out, constants={"agent": job["label"], "seed": job["seed"], "stage": "search",
                                              "trial_id": "bench"}, name="bench")
-    run = SearchRun(agent, space, pool.score_batch, spec=spec, writer=writer, evaluations=cfg.search.evaluations,
-                    seed=job["seed"])
+    submit = pool.submit_batch if job.get("overlap") and cfg.search.pipeline else None  # the product's order
+    run = SearchRun(agent, space, pool.score_batch, submit=submit, spec=spec, writer=writer,
+                    evaluations=cfg.search.evaluations, seed=job["seed"])
     t0 = time.perf_counter()
     curves: list[list[Optional[float]]] = [[] for _ in levels]
     while not run.done:
@@ -373,6 +378,9 @@ def main() -> None:
                     help="search.* override for every run, e.g. crl.budget_conditioned=false")
     ap.add_argument("--label", help="record the (one) agent under this name, e.g. crl_direction for a --set variant")
     ap.add_argument("--no-final", action="store_true", help="search only (no re-rank or final fine-tune)")
+    ap.add_argument("--overlap", action="store_true",
+                    help="overlap batches as the product does (search.pipeline) for agents that allow it: batch k+1 "
+                         "is asked for before batch k is told (scored in order, in one process)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--rows", help="folder to keep each run's search rows (Parquet)")
     ap.add_argument("--out", help="JSON-lines file of records (appended)")
@@ -389,7 +397,7 @@ def main() -> None:
     if args.label and len(args.agents.split(",")) != 1:
         ap.error("--label names one agent: give --agents a single name")
     jobs = [dict(config=c, agent=a, label=args.label or a, seed=s, evaluations=n, levels=args.levels,
-                 final=not args.no_final, search=search,
+                 final=not args.no_final, search=search, overlap=args.overlap,
                  keep_rows=(f"{args.rows}/{Path(c).stem}-{args.label or a}-{s}-{n}.parquet" if args.rows else None))
             for c in args.configs for n in args.evaluations for s in args.seeds for a in args.agents.split(",")]
     for c in args.configs:  # train and cache base models once, before the workers start

@@ -289,7 +289,7 @@ def test_crl_with_direction_actions_proposes_its_directions_projected_onto_each_
         for _ in range(2):  # before and after a PPO update
             proposals = agent.ask()
             assert {p.level for p in proposals} == {0, 1}
-            directions = [list(e.get_infos(-1)[CANDIDATE_INFO]) for e in agent._pending[0]]
+            directions = [list(e.get_infos(-1)[CANDIDATE_INFO]) for e in agent._rollouts[(0, agent._rollout - 1)]]
             assert [p.keep_ratios for p in proposals] == space.project_many(directions, [p.level for p in proposals])
             used = [space.predict("params", p.keep_ratios) / levels[p.level].limits["params"] for p in proposals]
             assert max(used) <= 1.0  # every candidate meets its budget
@@ -355,3 +355,70 @@ def test_one_seed_gives_one_search_and_a_restored_agent_continues_it(ray_session
     finally:
         restored.close()
     assert resumed == first[1:]
+
+
+def test_crl_with_overlapping_batches_learns_one_batch_behind_and_resumes_exactly(ray_session, cache, tmp_path):
+    """search.crl.pipeline: the loop asks for batch k+1 before it tells batch k (the order it uses on the
+    Ray pool); the policy still learns every batch, and drains for checkpoints or a restart from a
+    drained checkpoint (its untold episodes saved with it) propose what the uninterrupted search did."""
+    from rayprune.agents import SearchSpace, make_agent
+    from rayprune.costs.levels import levels_from_config
+    from rayprune.evaluation.local import LocalPool
+    from rayprune.evaluation.score import score_specs
+    from rayprune.problem import PruningProblem
+    from rayprune.results import CandidateWriter, read_candidates
+    from rayprune.search.loop import SearchRun
+
+    cfg = parse_config(tiny(cache).model_dump(mode="json"), overrides={
+        "sweep": {"budgets": {"params": [0.7, 0.45, 0.3]}}, "search": {"crl": {"pipeline": True}}})
+    problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
+    levels = levels_from_config(cfg, problem.base_costs, sweep=True)
+    space = SearchSpace.from_problem(problem, levels)
+    spec, _ = score_specs(cfg)
+    pool = LocalPool(problem)
+    events: list = []
+
+    def new_run(out, log=False):
+        agent = make_agent("crl", space, seed=2, search=cfg.search)
+        if log:
+            ask, tell = agent.ask, agent.tell
+            agent.ask = lambda n=None: (events.append("ask"), ask(n))[1]
+            agent.tell = lambda p, o: (events.append("tell"), tell(p, o))[1]
+        writer = CandidateWriter(out, constants={"stage": "search", "trial_id": "t"}, name="t")
+        return SearchRun(agent, space, pool.score_batch, submit=pool.submit_batch, spec=spec, writer=writer,
+                         evaluations=32, seed=2)
+
+    def order(out):
+        return read_candidates(out).sort_values("iteration", kind="stable")["candidate_id"].tolist()
+
+    straight = new_run(tmp_path / "a", log=True)
+    assert straight.pipelined
+    weights0 = {k: v.clone() for k, v in straight.agent.policies[0].algo.get_module().state_dict().items()}
+    straight.run()
+    assert events == ["ask", "ask", "tell", "ask", "tell", "ask", "tell", "tell"]  # 4 batches of 8, one behind
+    assert straight.agent._rollouts == {}  # every rollout learned from
+    weights = straight.agent.policies[0].algo.get_module().state_dict()
+    assert any(not np.allclose(np.asarray(weights0[k]), np.asarray(weights[k])) for k in weights0)
+    straight.agent.close()
+
+    drained = new_run(tmp_path / "b")
+    for k in range(3):
+        drained.step()
+        if k in (0, 1):
+            drained.drain()
+    while not drained.done:
+        drained.step()
+    drained.agent.close()
+
+    resumed = new_run(tmp_path / "c")
+    resumed.step()
+    resumed.drain()  # one batch written and not yet told: its episodes go with the checkpoint
+    assert len(resumed.agent._rollouts) == 1
+    resumed.save(tmp_path / "ckpt")
+    resumed.agent.close()
+    again = new_run(tmp_path / "c")
+    again.restore(tmp_path / "ckpt")
+    again.run()
+    again.agent.close()
+    assert order(tmp_path / "b") == order(tmp_path / "a")
+    assert order(tmp_path / "c") == order(tmp_path / "a")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import pickle
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -44,6 +45,8 @@ __all__ = ["CRLAgent", "ENV_NAME", "make_env", "RandomStreams", "RewardNormalize
 ENV_NAME = "rayprune-pruning"
 #: scores remembered per level for reward standardisation
 _WINDOW = 256
+#: in a checkpoint: the episodes of rollouts asked for and not told yet
+_UNTOLD_FILE = "untold-episodes.pkl"
 
 
 def make_env(env_config: dict) -> PruningVectorEnv:
@@ -296,7 +299,9 @@ class _Policy:
             out.append((episode, [float(r) for r in info[CANDIDATE_INFO]], self.levels[int(info[LEVEL_INFO])]))
         return out
 
-    def learn(self) -> None:
+    def learn(self, episodes: Sequence[Any]) -> None:
+        """Dual ascent and PPO update on ``episodes`` (one rollout's, their rewards written)."""
+        self.algo.pending_episodes = list(episodes)  # with overlapping batches, not the last rollout's
         with _one_thread(), self.streams.active():
             self.algo.learn_pending()
 
@@ -339,22 +344,30 @@ class CRLAgent(SearchAgent):
         self.normalizer = RewardNormalizer(space.num_levels, mode=config.reward_normalization
                                            if config.reward_normalization != "none" else "level",
                                            elite=config.elite_share)
-        self._pending: list[list[Any]] = [[] for _ in self.policies]
+        # rollouts asked for and not yet told: (policy, rollout number) -> its episodes
+        self._rollouts: dict[tuple[int, int], list[Any]] = {}
+        self._rollout = 0
+        # overlapping batches: the next rollout is drawn before the last batch's outcomes are in
+        self.pipelined = bool(config.pipeline)
         self._last: dict[str, Any] = {}
 
     def ask(self, n: Optional[int] = None) -> list[Proposal]:
-        """One rollout of every policy: its whole batch of episodes (``n`` is not used: PPO's batch is fixed)."""
-        proposals = []
+        """One rollout of every policy: its whole batch of episodes (PPO's batch is fixed, so ``n`` only
+        matters when it is 0: nothing is left to propose)."""
+        if n is not None and n <= 0:
+            return []
+        proposals, r = [], self._rollout
+        self._rollout += 1
         for p, policy in enumerate(self.policies):
             sampled = policy.sample()
-            self._pending[p] = [episode for episode, _, _ in sampled]
+            self._rollouts[(p, r)] = [episode for episode, _, _ in sampled]
             levels = [level for _, _, level in sampled]
             if self.config.action == "direction":  # every direction onto its level's boundary, in one go
                 candidates = self.space.project_many([ratios for _, ratios, _ in sampled], levels)
             else:
                 candidates = [self.space.rounded(ratios) for _, ratios, _ in sampled]
             for j, (ratios, level) in enumerate(zip(candidates, levels)):
-                proposals.append(Proposal(ratios, level, {"policy": p, "episode": j}))
+                proposals.append(Proposal(ratios, level, {"policy": p, "rollout": r, "episode": j}))
         self.asked += len(proposals)
         return proposals
 
@@ -366,8 +379,13 @@ class CRLAgent(SearchAgent):
         else:
             rewards = [0.0 if o.score is None else float(o.score) for o in outcomes]
         violations = {c: [] for c in self.cost_keys}
+        told = sorted({(int(p.info["policy"]), int(p.info["rollout"])) for p in proposals})
+        missing = [key for key in told if key not in self._rollouts]
+        if missing:
+            raise ValueError(f"crl tell(): outcomes for rollouts {missing} that this agent did not ask for "
+                             f"(or already learned from); pending: {sorted(self._rollouts)}.")
         for p, o, reward in zip(proposals, outcomes, rewards):
-            episode = self._pending[p.info["policy"]][p.info["episode"]]
+            episode = self._rollouts[(int(p.info["policy"]), int(p.info["rollout"]))][p.info["episode"]]
             episode.set_rewards(new_data=np.asarray(reward, dtype=np.float32), at_indices=-1)  # an array: RLlib checks it against a Box
             info = episode.get_infos(-1)
             limits = self.space.levels[p.level].limits
@@ -379,8 +397,8 @@ class CRLAgent(SearchAgent):
             else:
                 costs, info[FAILED_INFO_KEY] = {c: 1.0 for c in self.cost_keys}, True
             info[COSTS_INFO_KEY] = costs
-        for policy in self.policies:
-            policy.learn()
+        for key in told:  # in the order they were asked for
+            self.policies[key[0]].learn(self._rollouts.pop(key))
         self._last = {progress_key(VIOLATION_RATE, c): (float(np.mean(v)) if v else None) for c, v in violations.items()}
 
     def metrics(self) -> dict[str, Any]:
@@ -393,16 +411,22 @@ class CRLAgent(SearchAgent):
 
     # -- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "reward_history": self.normalizer.history}
+        return {**super().state_dict(), "reward_history": self.normalizer.history, "rollout": self._rollout}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.normalizer.history = [list(h) for h in state["reward_history"]]
+        self._rollout = int(state.get("rollout", 0))
 
     def save(self, directory: str | Path) -> None:
         for i, policy in enumerate(self.policies):
             policy.algo.save_to_path(str((Path(directory) / f"policy-{i}").resolve()))
             (Path(directory) / f"policy-{i}-sampling.json").write_text(json.dumps(policy.sampling_state()))
+        # a batch the search loop drained but has not told yet (overlapping batches) is told after a
+        # restart: its episodes go with the checkpoint (RLlib's own episode state; a pickle, like the
+        # RLlib checkpoint beside it)
+        with open(Path(directory) / _UNTOLD_FILE, "wb") as f:
+            pickle.dump({key: [e.get_state() for e in episodes] for key, episodes in self._rollouts.items()}, f)
 
     def restore(self, directory: str | Path) -> None:
         for i, policy in enumerate(self.policies):
@@ -411,6 +435,14 @@ class CRLAgent(SearchAgent):
             sampling = Path(directory) / f"policy-{i}-sampling.json"
             if sampling.exists():  # checkpoints from before session 15 have none: the seed's streams go on
                 policy.load_sampling_state(json.loads(sampling.read_text()))
+        untold = Path(directory) / _UNTOLD_FILE
+        if untold.exists():
+            from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+            with open(untold, "rb") as f:
+                saved = pickle.load(f)
+            self._rollouts = {tuple(key): [SingleAgentEpisode.from_state(e) for e in episodes]
+                              for key, episodes in saved.items()}
 
     def close(self) -> None:
         for policy in self.policies:

@@ -83,6 +83,10 @@ class CRLConfig(_Section):
     elite_share: float = Field(0.2, gt=0, le=1)
     lagrange_init: float = Field(1.0, gt=0)
     lagrange_lr: float = Field(1.0, gt=0)
+    #: let crl's batches overlap like the other agents' (with ``search.pipeline``): the next rollout is
+    #: drawn while the last batch is scored, so each PPO update learns from a rollout of the policy one
+    #: update behind (PPO's clipped ratio covers that), and the evaluators do not wait for the update
+    pipeline: bool = False
 
     @model_validator(mode="before")
     @classmethod

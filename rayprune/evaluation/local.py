@@ -9,14 +9,27 @@ notebooks on one core). Same methods, same rows as :class:`~rayprune.evaluation.
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ..config import TrainConfig
 from ..problem import PruningProblem
 from .candidate import CandidateEvaluator
 from .score import ScoreSpec
 
-__all__ = ["LocalPool"]
+__all__ = ["LocalPool", "DeferredBatch"]
+
+
+class DeferredBatch:
+    """A batch handed to :meth:`LocalPool.submit_batch`: scored on the first :meth:`result`."""
+
+    def __init__(self, score: Callable[[], list[dict[str, Any]]]) -> None:
+        self._score: Optional[Callable[[], list[dict[str, Any]]]] = score
+        self._rows: list[dict[str, Any]] = []
+
+    def result(self) -> list[dict[str, Any]]:
+        if self._score is not None:
+            self._rows, self._score = self._score(), None
+        return self._rows
 
 
 class LocalPool:
@@ -40,6 +53,15 @@ class LocalPool:
             row.update(evaluator=0, wall_start=wall0, wall_end=time.time())
             rows.append(row)
         return rows
+
+    def submit_batch(self, ratios: Sequence[Sequence[float]], spec: ScoreSpec, seeds: Optional[Sequence[int]] = None,
+                     **_: Any) -> "DeferredBatch":
+        """The Ray pool's ``submit_batch`` order without its concurrency: the batch is scored when its
+        ``result()`` is first read. A search loop given this as ``submit`` asks for batch k+1 before it
+        tells batch k, exactly as it does on the Ray pool, so an overlapping search proposes the same
+        candidates in one process as on a cluster."""
+        ratios, seeds = [list(r) for r in ratios], (list(seeds) if seeds is not None else None)
+        return DeferredBatch(lambda: self.score_batch(ratios, spec, seeds))
 
     def measure_sequentially(self, ratios: Sequence[Sequence[float]], names: Sequence[str]) -> list[dict[str, float]]:
         p = self.problem
