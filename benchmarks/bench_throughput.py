@@ -30,6 +30,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
+#: agent variants by name: (agent, search overrides)
+VARIANTS = {"crl_pipe": ("crl", {"crl": {"pipeline": True}})}  # crl with overlapping batches
+
+
 def measure(config: str, agent_name: str, mode: str, candidates: int, batch: int) -> dict:
     import torch
 
@@ -45,8 +49,9 @@ def measure(config: str, agent_name: str, mode: str, candidates: int, batch: int
 
     torch.set_num_threads(1)
     cfg = load_config(config)
+    agent_kind, variant = VARIANTS.get(agent_name, (agent_name, {}))
     cfg = parse_config(cfg.model_dump(mode="json"), overrides={
-        "search": {"evaluations": candidates, "batch_size": batch}, "data": {"device": "cpu"}})
+        "search": {"evaluations": candidates, "batch_size": batch, **variant}, "data": {"device": "cpu"}})
     problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None)
     levels = levels_from_config(cfg, problem.base_costs, sweep=True)
     space = SearchSpace.from_problem(problem, levels)
@@ -58,7 +63,7 @@ def measure(config: str, agent_name: str, mode: str, candidates: int, batch: int
         pool.wait_ready()
     spec, _ = score_specs(cfg)
     out = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
-    agent = make_agent(agent_name, space, seed=0, search=cfg.search, log=lambda m: None)
+    agent = make_agent(agent_kind, space, seed=0, search=cfg.search, log=lambda m: None)
     try:
         writer = CandidateWriter(out, constants={"stage": "search", "trial_id": "t"}, name="t")
         overlap = mode != "bare" and not mode.endswith("s") and cfg.search.pipeline
@@ -96,7 +101,8 @@ def table(records: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", nargs="+", default=["configs/bench/vgg11_mnist.yaml"])
-    ap.add_argument("--agents", nargs="+", default=["random", "crl"])
+    ap.add_argument("--agents", nargs="+", default=["random", "crl"],
+                    help="agent names, or a variant: " + ", ".join(f"{k} ({v[0]} with {v[1]})" for k, v in VARIANTS.items()))
     ap.add_argument("--modes", nargs="+", default=["bare", "pool1", "pool2"],
                     help="bare (no Ray), poolK (K actors, the product's loop: batches overlap where the agent "
                          "allows), poolKs (K actors, every batch in step)")
