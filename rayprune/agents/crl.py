@@ -16,6 +16,11 @@ of the search; each episode draws a level (round robin) and sees its limits in t
 so what the policy learns about sharing a budget between layers carries across levels. Otherwise
 one policy per level, each with its share of the batch.
 
+Batches run in step by default (the next rollout comes from the policy the last batch updated);
+with ``search.crl.pipeline`` the loop asks for the next rollout while the last batch is scored, and
+each PPO update learns from a rollout of the policy one update behind. Each policy draws from its
+own random streams (:class:`RandomStreams`), so a seed reproduces a search and a checkpoint resumes it.
+
 Rewards: the score, standardised per level over its recent scores (``reward_normalization:
 level``) so that the lower accuracies of tight levels do not swamp the advantages of a
 budget-conditioned policy; a candidate whose scoring failed gets the level's worst recent score
