@@ -58,3 +58,15 @@ python benchmarks/bench_search.py --jobs 2 --evaluations 2048 --seeds 2 3 4 --co
 # (crl here is the default since session 8, action: direction; the rows above labelled crl are action: ratio)
 $S --seeds 2 3 4 --configs configs/bench/resnet20_mnist.yaml --levels $L --agents $A --out $R/resnet20_params.jsonl
 python benchmarks/bench_search.py --jobs 2 --evaluations 2048 --seeds 2 3 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents random,evolution,crl --out $R/vgg11_params_2048.jsonl
+# session 15 (frozen worktree at 5239b36, before the crl random-streams fix): every agent side by side on seeds 2-6,
+# and crl with Monte Carlo returns (gamma = gae_lambda = 1); the user CNN's crl_mc run was not made (stopped after small_cnn's result)
+for cfg in small_cnn_digits user_cnn_mnist; do
+  python benchmarks/bench_search.py --jobs 2 --evaluations 512 --seeds 2 3 4 5 6 --configs configs/bench/$cfg.yaml --levels $L --agents random,evolution,tpe,crl --out $R/${cfg}_s15.jsonl
+done
+python benchmarks/bench_search.py --jobs 2 --evaluations 512 --seeds 2 3 4 5 6 --configs configs/bench/small_cnn_digits.yaml --levels $L --agents crl --set crl.gamma=1.0 --set crl.gae_lambda=1.0 --label crl_mc --out $R/small_cnn_digits_crl_mc_s15.jsonl
+# session 15 (worktree at 25e67a7): VGG11 side by side, every agent
+python benchmarks/bench_search.py --jobs 2 --evaluations 512 --seeds 2 3 4 5 6 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents crl,random,evolution,tpe --out $R/vgg11_mnist_s15.jsonl
+# session 15, development seeds, search only, crl in step against crl with overlapping batches (search.crl.pipeline)
+#   for cfg/seeds in small_cnn_digits/"0 1 7 8 9 10" vgg11_mnist/"0 1 7 8":
+#   python benchmarks/bench_search.py --jobs 1 --evaluations 512 --no-final --overlap --seeds $S --configs configs/bench/$cfg.yaml --levels $L \
+#     --agents crl [--set crl.pipeline=true --label crl_pipe] --out benchmarks/results/search_dev/..._s15.jsonl
