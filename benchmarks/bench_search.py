@@ -135,7 +135,7 @@ def run_search(job: dict[str, Any], out: Path) -> dict[str, Any]:
         Path(job["keep_rows"]).parent.mkdir(parents=True, exist_ok=True)
         rows.to_parquet(job["keep_rows"])
     return dict(problem=problem, cfg=cfg, levels=levels, pool=pool, rerank=rerank, rows=rows, curves=curves,
-                search_s=search_s, seconds=run.seconds)
+                search_s=search_s, seconds=run.seconds, overlap=run.pipelined)
 
 
 def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -174,7 +174,7 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
                 **{f"limit_{c}": v for c, v in level.limits.items()},
                 **{f"base_{c}": problem.base_costs[c] for c in level.limits},
                 "costs_share": _costs_share(rows),
-                "batch_size": cfg.search.batch_size, "curve": json.dumps(curves[i]),
+                "batch_size": cfg.search.batch_size, "overlap": s["overlap"], "curve": json.dumps(curves[i]),
                 "search_s": search_s, "score_s": seconds["score"],
                 "agent_s": seconds["ask"] + seconds["tell"], "write_s": seconds["write"],
                 "select_s": select_s, "base_val": problem.base_accuracy["val"], "base_test": problem.base_accuracy["test"],
