@@ -160,7 +160,9 @@ def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds):
 def test_a_crashed_trial_process_is_restarted_by_tune_from_its_checkpoint_without_lost_or_twice_written_rows(
         tmp_path, env):
     out = tmp_path / "out"
-    cfg = write_config(tmp_path, evaluations=24, finetune=60, score="finetune", agents=("random",))
+    # six batches: on a fast day three finished within the second the test waits after the first
+    # checkpoint, and the sweep ended before its trial could be killed (session 15)
+    cfg = write_config(tmp_path, evaluations=48, finetune=60, score="finetune", agents=("random",))
     proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out), "-q"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -184,7 +186,7 @@ def test_a_crashed_trial_process_is_restarted_by_tune_from_its_checkpoint_withou
     assert json.loads((out / "sweep.json").read_text())["status"] == "finished"
     rows = check_sweep_outputs(out, agents=("random",))
     search = rows[rows["stage"] == "search"]
-    assert len(search) == 24 and search["row_id"].is_unique  # the restarted trial dropped what it redid
+    assert len(search) == 48 and search["row_id"].is_unique  # the restarted trial dropped what it redid
     assert sorted(search["iteration"].value_counts().unique()) == [8]  # every batch exactly once
 
 
