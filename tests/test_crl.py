@@ -36,6 +36,17 @@ def tiny(tmp_cache, agent="crl", **search):
     })
 
 
+def problem_and_space(cfg):
+    """The problem, the sweep's budget levels and the search space the agents propose in."""
+    from rayprune.agents import SearchSpace
+    from rayprune.costs.levels import levels_from_config
+    from rayprune.problem import PruningProblem
+
+    problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
+    levels = levels_from_config(cfg, problem.base_costs, sweep=True)
+    return problem, levels, SearchSpace.from_problem(problem, levels)
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("base-cache")
@@ -232,15 +243,11 @@ def test_two_constraints_with_a_user_cost_and_the_export_meets_both(ray_session,
 
 
 def test_crl_checkpoint_round_trip_keeps_the_policy_and_the_multipliers(ray_session, cache, tmp_path):
-    from rayprune.agents import SearchSpace, make_agent
+    from rayprune.agents import make_agent
     from rayprune.agents.base import Outcome
-    from rayprune.costs.levels import levels_from_config
-    from rayprune.problem import PruningProblem
 
     cfg = parse_config(tiny(cache).model_dump(mode="json"), overrides={"sweep": {"budgets": {"params": [0.6, 0.3]}}})
-    problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
-    levels = levels_from_config(cfg, problem.base_costs, sweep=True)
-    space = SearchSpace.from_problem(problem, levels)
+    problem, levels, space = problem_and_space(cfg)
 
     def outcomes(proposals, over=1.3):
         return [Outcome(score=float(np.mean(p.keep_ratios)), feasible=False,
@@ -273,17 +280,13 @@ def test_crl_checkpoint_round_trip_keeps_the_policy_and_the_multipliers(ray_sess
 
 
 def test_crl_with_direction_actions_proposes_its_directions_projected_onto_each_levels_boundary(ray_session, cache):
-    from rayprune.agents import SearchSpace, make_agent
+    from rayprune.agents import make_agent
     from rayprune.agents.base import Outcome
     from rayprune.agents.env import CANDIDATE_INFO
-    from rayprune.costs.levels import levels_from_config
-    from rayprune.problem import PruningProblem
 
     cfg = parse_config(tiny(cache).model_dump(mode="json"), overrides={
         "sweep": {"budgets": {"params": [0.6, 0.3]}}, "search": {"crl": {"action": "direction"}}})
-    problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
-    levels = levels_from_config(cfg, problem.base_costs, sweep=True)
-    space = SearchSpace.from_problem(problem, levels)
+    problem, levels, space = problem_and_space(cfg)
     agent = make_agent("crl", space, seed=0, search=cfg.search)
     try:
         for _ in range(2):  # before and after a PPO update
@@ -307,15 +310,11 @@ def test_one_seed_gives_one_search_and_a_restored_agent_continues_it(ray_session
     them evenly, so the levels' round robin must resume where it was too)."""
     import torch
 
-    from rayprune.agents import SearchSpace, make_agent
+    from rayprune.agents import make_agent
     from rayprune.agents.base import Outcome
-    from rayprune.costs.levels import levels_from_config
-    from rayprune.problem import PruningProblem
 
     cfg = parse_config(tiny(cache).model_dump(mode="json"), overrides={"sweep": {"budgets": {"params": [0.7, 0.45, 0.3]}}})
-    problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
-    levels = levels_from_config(cfg, problem.base_costs, sweep=True)
-    space = SearchSpace.from_problem(problem, levels)
+    problem, levels, space = problem_and_space(cfg)
 
     def outcomes(proposals):
         return [Outcome(score=float(p.keep_ratios[0] - p.keep_ratios[-1]), feasible=True,
@@ -361,19 +360,15 @@ def test_crl_with_overlapping_batches_learns_one_batch_behind_and_resumes_exactl
     """search.crl.pipeline: the loop asks for batch k+1 before it tells batch k (the order it uses on the
     Ray pool); the policy still learns every batch, and drains for checkpoints or a restart from a
     drained checkpoint (its untold episodes saved with it) propose what the uninterrupted search did."""
-    from rayprune.agents import SearchSpace, make_agent
-    from rayprune.costs.levels import levels_from_config
+    from rayprune.agents import make_agent
     from rayprune.evaluation.local import LocalPool
     from rayprune.evaluation.score import score_specs
-    from rayprune.problem import PruningProblem
     from rayprune.results import CandidateWriter, read_candidates
     from rayprune.search.loop import SearchRun
 
     cfg = parse_config(tiny(cache).model_dump(mode="json"), overrides={
         "sweep": {"budgets": {"params": [0.7, 0.45, 0.3]}}, "search": {"crl": {"pipeline": True}}})
-    problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
-    levels = levels_from_config(cfg, problem.base_costs, sweep=True)
-    space = SearchSpace.from_problem(problem, levels)
+    problem, levels, space = problem_and_space(cfg)
     spec, _ = score_specs(cfg)
     pool = LocalPool(problem)
     events: list = []

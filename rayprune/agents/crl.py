@@ -131,20 +131,31 @@ def _preserve_global_torch_state():
     Python's, numpy's and torch's global generators; without this, everything later in the process
     (the final fine-tune, other trials) would inherit that.
     """
-    import random
-
     det = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    states = _global_random_states()
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(det, warn_only=warn_only)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
+        _set_global_random_states(states)
+
+
+def _global_random_states() -> tuple[Any, Any, Any]:
+    """The process's torch, numpy and Python random states (what RLlib draws from)."""
+    import random
+
+    return torch.get_rng_state(), np.random.get_state(), random.getstate()
+
+
+def _set_global_random_states(states: tuple[Any, Any, Any]) -> None:
+    import random
+
+    torch.set_rng_state(states[0])
+    np.random.set_state(states[1])
+    random.setstate(states[2])
 
 
 class RandomStreams:
@@ -177,19 +188,13 @@ class RandomStreams:
 
     @contextlib.contextmanager
     def active(self):
-        import random
-
-        outer = (torch.get_rng_state(), np.random.get_state(), random.getstate())
-        torch.set_rng_state(self.torch)
-        np.random.set_state(self.numpy)
-        random.setstate(self.python)
+        outer = _global_random_states()
+        _set_global_random_states((self.torch, self.numpy, self.python))
         try:
             yield self
         finally:
-            self.torch, self.numpy, self.python = torch.get_rng_state(), np.random.get_state(), random.getstate()
-            torch.set_rng_state(outer[0])
-            np.random.set_state(outer[1])
-            random.setstate(outer[2])
+            self.torch, self.numpy, self.python = _global_random_states()
+            _set_global_random_states(outer)
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-able copies of the three states."""
