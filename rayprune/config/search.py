@@ -158,9 +158,9 @@ class SearchConfig(_Section):
     """How candidates are searched and scored (every agent the same way), re-ranked and fine-tuned."""
 
     #: crl (PPO-Lagrangian, budget-conditioned) by default: on the search benchmark (BENCHMARKS.md "Search",
-    #: session 15, every agent side by side on 5 seeds) it has the best mean final test accuracy over the levels
-    #: on all three models (tied with random on small_cnn) and no resolved loss against any baseline at any
-    #: level; evolution is ~10 % faster per search and needs no RLlib update, the choice when time matters most
+    #: sessions 15-16, every agent side by side) it ranks first over four models: best mean final test over the
+    #: levels on VGG11-BN and the user-style CNN, tied first on small_cnn, last on ResNet-20 (one resolved loss,
+    #: -0.27 points against TPE at 25 %); evolution, the default before, ranks last on three of the four
     agent: Literal["uniform", "random", "sequential_random", "evolution", "tpe", "crl", "neon"] = "crl"
     #: candidates each search scores, whatever the agent (shared by a sweep's levels)
     evaluations: int = Field(512, gt=0)

@@ -70,3 +70,5 @@ python benchmarks/bench_search.py --jobs 2 --evaluations 512 --seeds 2 3 4 5 6 -
 #   for cfg/seeds in small_cnn_digits/"0 1 7 8 9 10" vgg11_mnist/"0 1 7 8":
 #   python benchmarks/bench_search.py --jobs 1 --evaluations 512 --no-final --overlap --seeds $S --configs configs/bench/$cfg.yaml --levels $L \
 #     --agents crl [--set crl.pipeline=true --label crl_pipe] --out benchmarks/results/search_dev/..._s15.jsonl
+# session 16: ResNet-20, every agent side by side, the product's batch order (--overlap); seeds 2-4, then 5-6
+$S --overlap --seeds 2 3 4 5 6 --configs configs/bench/resnet20_mnist.yaml --levels $L --agents crl,evolution,random,tpe --out $R/resnet20_mnist_s16.jsonl
