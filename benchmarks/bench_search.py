@@ -228,12 +228,17 @@ def search_overrides(items: list[str]) -> dict:
 
 
 def _ci95(diffs: np.ndarray) -> tuple[float, float, float]:
-    """Mean and 95 % t-interval of paired differences."""
+    """Mean and 95 % t-interval of paired differences; no interval (NaN bounds) below 3 pairs.
+
+    Accuracies on a test split are discrete (one image is 0.1-0.3 point here), so two seeds often
+    give the same difference, and a t-interval from two equal differences has zero width: a
+    "resolved" difference that is a coincidence of rounding (t(1) = 12.7 would otherwise be the
+    honest width). With three or more pairs the interval is reported as computed."""
     from scipy import stats
 
     n = len(diffs)
     mean = float(np.mean(diffs))
-    if n < 2:
+    if n < 3:
         return mean, math.nan, math.nan
     half = float(stats.t.ppf(0.975, n - 1) * np.std(diffs, ddof=1) / math.sqrt(n))
     return mean, mean - half, mean + half

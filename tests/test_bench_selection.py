@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -53,11 +54,21 @@ def test_each_rule_picks_its_best_from_the_first_k_and_ties_keep_the_shortlist_o
 def test_the_summary_pairs_every_rule_with_the_product_rule(bench):
     frame = pd.DataFrame([_rec("a", 0, 0.9, [(0.95, 0.3)] * 3, 0.96, 0.91), _rec("b", 1, 0.8, [(0.97, 0.1)] * 3,
                                                                                   0.97, 0.92)])
-    frame = pd.concat([frame, frame.assign(seed=3)], ignore_index=True)
+    frame = pd.concat([frame, frame.assign(seed=3), frame.assign(seed=4)], ignore_index=True)
     text = bench.summarise(frame)
     assert "shortlist of 4" in text  # two candidates: every shortlist length up to the first that is full
     row = next(line for line in text.splitlines() if line.startswith("| search score only"))
-    assert "91.00 (-1.00 [-1.00, -1.00])" in row  # a (search) against b (re-rank), on both seeds
+    assert "91.00 (-1.00 [-1.00, -1.00])" in row  # a (search) against b (re-rank), on all three seeds
+
+
+def test_paired_intervals_need_three_pairs(bench):
+    import bench_search  # on the path through the fixture
+
+    mean, lo, hi = bench_search._ci95(np.array([0.1, 0.1]))  # two equal differences: no zero-width interval
+    assert mean == pytest.approx(0.1) and np.isnan(lo) and np.isnan(hi)
+    mean, lo, hi = bench_search._ci95(np.array([0.0, 0.2, 0.4]))
+    assert mean == pytest.approx(0.2) and lo < 0.0 < 0.4 < hi  # t(2) = 4.30: wider than the sample's range
+    assert (hi - mean) == pytest.approx(4.303 * 0.2 / np.sqrt(3), rel=1e-3)
 
 
 def test_the_mean_judge_averages_every_final_seed(bench):
