@@ -417,3 +417,37 @@ def test_crl_with_overlapping_batches_learns_one_batch_behind_and_resumes_exactl
     again.agent.close()
     assert order(tmp_path / "b") == order(tmp_path / "a")
     assert order(tmp_path / "c") == order(tmp_path / "a")
+
+
+def test_building_the_agent_logs_no_rllib_warnings_a_user_cannot_act_on(ray_session, cache):
+    """crl is the default agent: RLlib's 'new API stack' notice, its own RLModuleConfig deprecation and
+    Tune's 'install gputil' must not reach a user's terminal on every run (the config asks for ERROR)."""
+    import logging
+
+    from ray.util.debug import reset_log_once
+
+    from rayprune.agents import make_agent
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    cfg = tiny(cache)
+    _, _, space = problem_and_space(cfg)
+    reset_log_once()  # RLlib logs some of these once per process: another test may have built an agent
+    handler = Collect()
+    loggers = [logging.getLogger("ray"), logging.getLogger("ray.rllib")]  # ray.rllib does not propagate to ray
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        agent = make_agent("crl", space, seed=0, search=cfg.search)
+        agent.ask()
+        agent.close()
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    assert [f"{r.name}: {r.getMessage()[:80]}" for r in handler.records] == [], [r.name for r in handler.records]

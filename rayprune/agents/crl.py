@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import pickle
 from pathlib import Path
@@ -211,6 +212,38 @@ class RandomStreams:
         self.python = (int(version), tuple(int(v) for v in internal), gauss)
 
 
+#: What RLlib 2.60 logs while it builds an algorithm that no user of rayprune can act on (crl is the
+#: default agent, so every ``rayprune prune`` would print them): logger name -> message fragment.
+#: The new-API-stack notice is about RLlib's defaults, which rayprune relies on; the deprecation is
+#: RLlib's own (``RLModule.__init__`` builds a deprecated ``RLModuleConfig`` itself).
+_RLLIB_NOTICES = {
+    "ray.rllib.algorithms.algorithm_config": "on the new API stack! This is the new default behavior",
+    "ray._common.deprecation": "RLModule(config=[RLModuleConfig object])",
+}
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, fragment: str) -> None:
+        super().__init__()
+        self.fragment = fragment
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.fragment not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_rllib_notices():
+    """Drop :data:`_RLLIB_NOTICES` while an algorithm is built; every other record still shows."""
+    installed = [(logging.getLogger(name), _DropMessage(fragment)) for name, fragment in _RLLIB_NOTICES.items()]
+    for logger, flt in installed:
+        logger.addFilter(flt)
+    try:
+        yield
+    finally:
+        for logger, flt in installed:
+            logger.removeFilter(flt)
+
+
 @contextlib.contextmanager
 def _one_thread():
     threads = torch.get_num_threads()
@@ -289,9 +322,10 @@ class _Policy:
                       lagrange_init=config.lagrange_init, lagrange_lr=config.lagrange_lr,
                       cost_gae_lambda=config.cost_gae_lambda, defer_learning=True)
             .rl_module(model_config=model_config)
-            .debugging(seed=seed, log_level="ERROR")
+            # log_sys_usage off: no CPU/GPU polling thread in the driver (and no 'install gputil' line)
+            .debugging(seed=seed, log_level="ERROR", log_sys_usage=False)
         )
-        with _preserve_global_torch_state(), _one_thread():
+        with _preserve_global_torch_state(), _one_thread(), _without_rllib_notices():
             self.algo = algo_config.build_algo()
         self.streams = RandomStreams(seed)
 
