@@ -159,8 +159,8 @@ class SearchConfig(_Section):
 
     #: crl (PPO-Lagrangian, budget-conditioned) by default: on the search benchmark (BENCHMARKS.md "Search",
     #: sessions 15-16, every agent side by side) it ranks first over four models: best mean final test over the
-    #: levels on VGG11-BN and the user-style CNN, tied first on small_cnn, last on ResNet-20 (one resolved loss,
-    #: -0.27 points against TPE at 25 %); evolution, the default before, ranks last on three of the four
+    #: levels on VGG11-BN and the user-style CNN, tied first on small_cnn, last on ResNet-20 (within 0.4 points,
+    #: nothing resolved); no loss resolved anywhere; evolution, the default before, ranks last on the other three
     agent: Literal["uniform", "random", "sequential_random", "evolution", "tpe", "crl", "neon"] = "crl"
     #: candidates each search scores, whatever the agent (shared by a sweep's levels)
     evaluations: int = Field(512, gt=0)
