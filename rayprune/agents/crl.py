@@ -222,19 +222,11 @@ _RLLIB_NOTICES = {
 }
 
 
-class _DropMessage(logging.Filter):
-    def __init__(self, fragment: str) -> None:
-        super().__init__()
-        self.fragment = fragment
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.fragment not in record.getMessage()
-
-
 @contextlib.contextmanager
 def _without_rllib_notices():
     """Drop :data:`_RLLIB_NOTICES` while an algorithm is built; every other record still shows."""
-    installed = [(logging.getLogger(name), _DropMessage(fragment)) for name, fragment in _RLLIB_NOTICES.items()]
+    installed = [(logging.getLogger(name), lambda record, f=fragment: f not in record.getMessage())
+                 for name, fragment in _RLLIB_NOTICES.items()]
     for logger, flt in installed:
         logger.addFilter(flt)
     try:
