@@ -419,6 +419,55 @@ def test_crl_with_overlapping_batches_learns_one_batch_behind_and_resumes_exactl
     assert order(tmp_path / "c") == order(tmp_path / "a")
 
 
+def test_self_imitation_replays_earlier_elites_into_the_update_and_resumes_with_them(ray_session, cache, tmp_path):
+    """search.crl.replay_elites: the first update has no earlier elites (the same search as without),
+    later updates learn from them too (the searches part), and a restored agent has its elites back."""
+    from rayprune.agents import make_agent
+    from rayprune.agents.base import Outcome
+
+    base = tiny(cache).model_dump(mode="json")
+    levels_override = {"sweep": {"budgets": {"params": [0.7, 0.4]}}}
+    plain = parse_config(base, overrides=levels_override)
+    replaying = parse_config(base, overrides={**levels_override, "search": {"crl": {"replay_elites": 2}}})
+    problem, levels, space = problem_and_space(plain)
+
+    def outcomes(proposals):
+        return [Outcome(score=float(p.keep_ratios[0] - p.keep_ratios[-1]), feasible=True,
+                        costs={"params": space.predict("params", p.keep_ratios)}) for p in proposals]
+
+    def search(agent, rounds, *, save_after=None):
+        asked = []
+        for r in range(rounds):
+            proposals = agent.ask()
+            asked.append([p.keep_ratios for p in proposals])
+            agent.tell(proposals, outcomes(proposals))
+            if save_after == r:
+                agent.save(tmp_path)
+                state = json.loads(json.dumps(agent.state_dict()))
+        return asked, (state if save_after is not None else None)
+
+    runs = {}
+    for name, cfg in (("plain", plain), ("replaying", replaying)):
+        agent = make_agent("crl", space, seed=5, search=cfg.search)
+        try:
+            runs[name] = search(agent, 4, save_after=1 if name == "replaying" else None)
+            if name == "replaying":
+                assert all(len(agent.elites.scores(lvl)) == 2 for lvl in range(space.num_levels))
+        finally:
+            agent.close()
+    (plain_asked, _), (replay_asked, state) = runs["plain"], runs["replaying"]
+    assert replay_asked[:2] == plain_asked[:2]  # batch 0 is asked before any update, batch 1 after one without elites
+    assert replay_asked[2:] != plain_asked[2:]
+    restored = make_agent("crl", space, seed=9, search=replaying.search)
+    try:
+        restored.load_state_dict(state)
+        restored.restore(tmp_path)
+        resumed, _ = search(restored, 2)
+    finally:
+        restored.close()
+    assert resumed == replay_asked[2:]
+
+
 def test_building_the_agent_logs_no_rllib_warnings_a_user_cannot_act_on(ray_session, cache):
     """crl is the default agent: RLlib's 'new API stack' notice, its own RLModuleConfig deprecation and
     Tune's 'install gputil' must not reach a user's terminal on every run (the config asks for ERROR)."""

@@ -30,6 +30,7 @@ and is left out of the dual ascent (a failure is not a budget violation).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -46,13 +47,15 @@ from .base import Outcome, Proposal, SearchAgent
 from .env import CANDIDATE_INFO, LEVEL_INFO, PruningEnvSpec, PruningVectorEnv
 from .space import SearchSpace
 
-__all__ = ["CRLAgent", "ENV_NAME", "make_env", "RandomStreams", "RewardNormalizer", "centred_rank"]
+__all__ = ["CRLAgent", "ENV_NAME", "EliteReplay", "make_env", "RandomStreams", "RewardNormalizer", "centred_rank"]
 
 ENV_NAME = "rayprune-pruning"
 #: scores remembered per level for reward standardisation
 _WINDOW = 256
 #: in a checkpoint: the episodes of rollouts asked for and not told yet
 _UNTOLD_FILE = "untold-episodes.pkl"
+#: in a checkpoint: the elite episodes of self-imitation (``search.crl.replay_elites``)
+_ELITES_FILE = "elite-episodes.pkl"
 
 
 def make_env(env_config: dict) -> PruningVectorEnv:
@@ -99,9 +102,10 @@ class RewardNormalizer:
             if s is not None:
                 self.history[lvl].append(float(s))
                 del self.history[lvl][:-self.window]
-        return [self._reward(s, lvl) for s, lvl in zip(scores, levels)]
+        return [self.reward(s, lvl) for s, lvl in zip(scores, levels)]
 
-    def _reward(self, score: Optional[float], level: int) -> float:
+    def reward(self, score: Optional[float], level: int) -> float:
+        """The reward of ``score`` at ``level`` against the level's scores so far (nothing recorded)."""
         h = np.asarray(self.history[level])
         if not h.size:
             return 0.0
@@ -122,6 +126,57 @@ def centred_rank(value: float, sample: np.ndarray) -> float:
     """
     below = float(np.sum(sample < value)) + 0.5 * float(np.sum(sample == value))
     return below / max(len(sample), 1) - 0.5
+
+
+class EliteReplay:
+    """Self-imitation (Oh et al. 2018): each level's ``size`` best-scored episodes so far.
+
+    :meth:`offer` keeps a copy of a scored episode if it is among its level's best (ties: the
+    earlier one stays); :meth:`episodes` hands fresh copies back, their last reward rewritten by
+    ``reward(score, level)`` (so an elite is rewarded against the level's scores *now*), for a PPO
+    update to learn from beside the new rollout (RLlib's learner extends the episodes it is given,
+    hence copies both ways).
+    """
+
+    def __init__(self, levels: int, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"EliteReplay size: expected >= 0 episodes per level; got {size}.")
+        self.size = int(size)
+        self.entries: list[list[tuple[float, int, dict]]] = [[] for _ in range(levels)]
+        self._offered = 0
+
+    def offer(self, level: int, score: Optional[float], episode: Any) -> bool:
+        """Keep ``episode`` if ``score`` is among ``level``'s best; returns whether it was kept."""
+        entries = self.entries[level]
+        if self.size == 0 or score is None or (len(entries) >= self.size and score <= entries[-1][0]):
+            return False
+        entries.append((float(score), self._offered, copy.deepcopy(episode.get_state())))
+        self._offered += 1
+        entries.sort(key=lambda e: (-e[0], e[1]))
+        del entries[self.size:]
+        return True
+
+    def scores(self, level: int) -> list[float]:
+        return [score for score, _, _ in self.entries[level]]
+
+    def episodes(self, levels: Sequence[int], reward: Callable[[float, int], float]) -> list[Any]:
+        """Fresh copies of the elites of ``levels``, best first per level, rewarded by ``reward``."""
+        from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+        out = []
+        for level in levels:
+            for score, _, state in self.entries[level]:
+                episode = SingleAgentEpisode.from_state(copy.deepcopy(state))
+                episode.set_rewards(new_data=np.asarray(reward(score, level), dtype=np.float32), at_indices=-1)
+                out.append(episode)
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"size": self.size, "entries": self.entries, "offered": self._offered}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self.entries = [list(map(tuple, level)) for level in state["entries"]]
+        self._offered = int(state["offered"])
 
 
 @contextlib.contextmanager
@@ -335,11 +390,12 @@ class _Policy:
             out.append((episode, [float(r) for r in info[CANDIDATE_INFO]], self.levels[int(info[LEVEL_INFO])]))
         return out
 
-    def learn(self, episodes: Sequence[Any]) -> None:
-        """Dual ascent and PPO update on ``episodes`` (one rollout's, their rewards written)."""
+    def learn(self, episodes: Sequence[Any], replay: Sequence[Any] = ()) -> None:
+        """Dual ascent and PPO update on ``episodes`` (one rollout's, their rewards written); ``replay``
+        (earlier episodes, rewards written) joins the PPO update only."""
         self.algo.pending_episodes = list(episodes)  # with overlapping batches, not the last rollout's
         with _one_thread(), self.streams.active():
-            self.algo.learn_pending()
+            self.algo.learn_pending(replay=replay)
 
     def sampling_state(self) -> dict[str, Any]:
         """What the next rollout's draws depend on besides the weights: the random streams and where
@@ -380,6 +436,7 @@ class CRLAgent(SearchAgent):
         self.normalizer = RewardNormalizer(space.num_levels, mode=config.reward_normalization
                                            if config.reward_normalization != "none" else "level",
                                            elite=config.elite_share)
+        self.elites = EliteReplay(space.num_levels, config.replay_elites)
         # rollouts asked for and not yet told: (policy, rollout number) -> its episodes
         self._rollouts: dict[tuple[int, int], list[Any]] = {}
         self._rollout = 0
@@ -433,8 +490,15 @@ class CRLAgent(SearchAgent):
             else:
                 costs, info[FAILED_INFO_KEY] = {c: 1.0 for c in self.cost_keys}, True
             info[COSTS_INFO_KEY] = costs
+        # self-imitation: the elites found before this batch join each update (this batch's are in it already)
+        replays = [self.elites.episodes(policy.levels, self.normalizer.reward) if self.elites.size else []
+                   for policy in self.policies]
+        for p, o in zip(proposals, outcomes):
+            if o.ok:
+                self.elites.offer(p.level, o.score, self._rollouts[(int(p.info["policy"]), int(p.info["rollout"]))][p.info["episode"]])
         for key in told:  # in the order they were asked for
-            self.policies[key[0]].learn(self._rollouts.pop(key))
+            self.policies[key[0]].learn(self._rollouts.pop(key), replay=replays[key[0]])
+            replays[key[0]] = []  # once per tell
         self._last = {progress_key(VIOLATION_RATE, c): (float(np.mean(v)) if v else None) for c, v in violations.items()}
 
     def metrics(self) -> dict[str, Any]:
@@ -463,6 +527,9 @@ class CRLAgent(SearchAgent):
         # RLlib checkpoint beside it)
         with open(Path(directory) / _UNTOLD_FILE, "wb") as f:
             pickle.dump({key: [e.get_state() for e in episodes] for key, episodes in self._rollouts.items()}, f)
+        if self.elites.size:
+            with open(Path(directory) / _ELITES_FILE, "wb") as f:
+                pickle.dump(self.elites.state(), f)
 
     def restore(self, directory: str | Path) -> None:
         for i, policy in enumerate(self.policies):
@@ -479,6 +546,10 @@ class CRLAgent(SearchAgent):
                 saved = pickle.load(f)
             self._rollouts = {tuple(key): [SingleAgentEpisode.from_state(e) for e in episodes]
                               for key, episodes in saved.items()}
+        elites = Path(directory) / _ELITES_FILE
+        if self.elites.size and elites.exists():
+            with open(elites, "rb") as f:
+                self.elites.load_state(pickle.load(f))
 
     def close(self) -> None:
         for policy in self.policies:

@@ -81,6 +81,11 @@ class CRLConfig(_Section):
     reward_normalization: Literal["level", "rank", "elite", "none"] = "level"
     #: with reward_normalization "elite": the share of a level's recent scores that earns a reward
     elite_share: float = Field(0.2, gt=0, le=1)
+    #: self-imitation (Oh et al. 2018): every PPO update also learns from each level's ``replay_elites``
+    #: best-scored episodes so far (re-rewarded against the level's current scores; PPO's clipped ratio to
+    #: the policy that sampled them bounds the pull), so the policy does not drift away from the best
+    #: candidates it has found. 0: off (the method)
+    replay_elites: int = Field(0, ge=0)
     lagrange_init: float = Field(1.0, gt=0)
     lagrange_lr: float = Field(1.0, gt=0)
     #: let crl's batches overlap like the other agents' (with ``search.pipeline``): the next rollout is

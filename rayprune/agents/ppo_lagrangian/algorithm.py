@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -109,16 +109,20 @@ class PPOLagrangian(PPO):
             return
         self._learn(episodes)
 
-    def learn_pending(self) -> None:
+    def learn_pending(self, replay: Sequence[Any] = ()) -> None:
         """Dual ascent and PPO update on the episodes of the last ``train()`` (``defer_learning``),
         once their rewards and costs have been written into them. Episodes whose last info says
-        ``failed`` (their candidate could not be scored) do not move the multipliers."""
+        ``failed`` (their candidate could not be scored) do not move the multipliers.
+
+        ``replay``: earlier episodes (fresh copies, rewards written) that join the PPO update but
+        not the dual ascent, e.g. a search's best episodes so far (self-imitation); PPO's ratio to
+        the policy that sampled them (their stored log-probabilities) is clipped as for any other."""
         episodes, self.pending_episodes = getattr(self, "pending_episodes", []), []
         if not episodes:
             raise RuntimeError("learn_pending() without pending episodes: call train() first (defer_learning=True).")
-        self._learn(episodes)
+        self._learn(episodes, replay=list(replay))
 
-    def _learn(self, episodes: list) -> None:
+    def _learn(self, episodes: list, replay: Sequence[Any] = ()) -> None:
         # 2. Dual ascent on this rollout's episode costs, before the policy update (OmniSafe).
         #    Must run before the Learner pipeline, which extends the (shared) episode objects.
         self._dual_update(self._episode_costs.add(episodes))
@@ -126,7 +130,7 @@ class PPOLagrangian(PPO):
         # 3.+4. Advantages (Learner connector pipeline) and PPO epochs (as PPO.training_step).
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
             learner_results = self.learner_group.update(
-                episodes=episodes,
+                episodes=list(episodes) + list(replay),
                 timesteps={
                     NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
                         (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)
