@@ -25,6 +25,11 @@ Rewards: the score, standardised per level over its recent scores (``reward_norm
 level``) so that the lower accuracies of tight levels do not swamp the advantages of a
 budget-conditioned policy; a candidate whose scoring failed gets the level's worst recent score
 and is left out of the dual ascent (a failure is not a budget violation).
+
+Self-imitation (``search.crl.replay_elites``, off by default): each level's best-scored episodes
+so far (:class:`EliteReplay`) join every later PPO update, re-rewarded against the level's current
+scores, so the policy keeps learning from the best candidates it found instead of only from its
+latest batch (Oh et al. 2018); PPO's clipped ratio to the policy that sampled them bounds the pull.
 """
 
 from __future__ import annotations
@@ -491,7 +496,7 @@ class CRLAgent(SearchAgent):
                 costs, info[FAILED_INFO_KEY] = {c: 1.0 for c in self.cost_keys}, True
             info[COSTS_INFO_KEY] = costs
         # self-imitation: the elites found before this batch join each update (this batch's are in it already)
-        replays = [self.elites.episodes(policy.levels, self.normalizer.reward) if self.elites.size else []
+        replays = [self.elites.episodes(policy.levels, self._reward_now) if self.elites.size else []
                    for policy in self.policies]
         for p, o in zip(proposals, outcomes):
             if o.ok:
@@ -500,6 +505,10 @@ class CRLAgent(SearchAgent):
             self.policies[key[0]].learn(self._rollouts.pop(key), replay=replays[key[0]])
             replays[key[0]] = []  # once per tell
         self._last = {progress_key(VIOLATION_RATE, c): (float(np.mean(v)) if v else None) for c, v in violations.items()}
+
+    def _reward_now(self, score: float, level: int) -> float:
+        """What ``score`` earns at ``level`` today (a replayed elite's reward), as :meth:`tell` rewards."""
+        return self.normalizer.reward(score, level) if self.config.reward_normalization != "none" else float(score)
 
     def metrics(self) -> dict[str, Any]:
         """λ per constraint (mean over policies) and the last batch's violation rates."""
