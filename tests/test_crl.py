@@ -56,6 +56,43 @@ def _intervals_overlap(a, b):
     return a["wall_start"] < b["wall_end"] and b["wall_start"] < a["wall_end"]
 
 
+def scripted_outcomes(space, proposals):
+    """A made-up score that prefers keeping the first group over the last, with the predicted params."""
+    from rayprune.agents.base import Outcome
+
+    return [Outcome(score=float(p.keep_ratios[0] - p.keep_ratios[-1]), feasible=True,
+                    costs={"params": space.predict("params", p.keep_ratios)}) for p in proposals]
+
+
+def scripted_search(agent, space, rounds, *, save_to=None, save_after=None, between=lambda r: None):
+    """``rounds`` ask/tell rounds on :func:`scripted_outcomes`; the keep ratios asked per round, and the
+    agent's state when it was saved to ``save_to`` after round ``save_after``."""
+    asked, state = [], None
+    for r in range(rounds):
+        between(r)
+        proposals = agent.ask()
+        asked.append([p.keep_ratios for p in proposals])
+        agent.tell(proposals, scripted_outcomes(space, proposals))
+        if save_after == r:
+            agent.save(save_to)
+            state = json.loads(json.dumps(agent.state_dict()))
+    return asked, state
+
+
+def resumed_search(space, search_config, state, directory, rounds, run):
+    """The keep ratios a new crl agent asks for in ``rounds`` rounds of ``run`` once restored from
+    ``state`` and ``directory`` (another seed: the checkpoint must carry everything)."""
+    from rayprune.agents import make_agent
+
+    agent = make_agent("crl", space, seed=11, search=search_config)
+    try:
+        agent.load_state_dict(state)
+        agent.restore(directory)
+        return run(agent, rounds)[0]
+    finally:
+        agent.close()
+
+
 def test_crl_prunes_through_the_pool_with_both_evaluators_busy_at_once(ray_session, cache, tmp_path):
     cfg = tiny(cache, score="finetune", finetune={"iterations": 40, "batch_size": 64})
     summary = run_prune(cfg, tmp_path, agent="crl", progress=False, log=lambda m: None)
@@ -311,26 +348,14 @@ def test_one_seed_gives_one_search_and_a_restored_agent_continues_it(ray_session
     import torch
 
     from rayprune.agents import make_agent
-    from rayprune.agents.base import Outcome
 
     cfg = parse_config(tiny(cache).model_dump(mode="json"), overrides={"sweep": {"budgets": {"params": [0.7, 0.45, 0.3]}}})
     problem, levels, space = problem_and_space(cfg)
 
-    def outcomes(proposals):
-        return [Outcome(score=float(p.keep_ratios[0] - p.keep_ratios[-1]), feasible=True,
-                        costs={"params": space.predict("params", p.keep_ratios)}) for p in proposals]
-
     def search(agent, rounds, *, save_after=None):
-        asked = []
-        for r in range(rounds):
-            torch.rand(17 + r), np.random.rand(3)  # other work in the process draws in between
-            proposals = agent.ask()
-            asked.append([p.keep_ratios for p in proposals])
-            agent.tell(proposals, outcomes(proposals))
-            if save_after == r:
-                agent.save(tmp_path)
-                state = json.loads(json.dumps(agent.state_dict()))
-        return asked, (state if save_after is not None else None)
+        def other_work(r):  # other work in the process draws in between
+            torch.rand(17 + r), np.random.rand(3)
+        return scripted_search(agent, space, rounds, save_to=tmp_path, save_after=save_after, between=other_work)
 
     runs = []
     for _ in range(2):
@@ -346,14 +371,7 @@ def test_one_seed_gives_one_search_and_a_restored_agent_continues_it(ray_session
         assert [p.keep_ratios for p in other.ask()] != first[0]
     finally:
         other.close()
-    restored = make_agent("crl", space, seed=11, search=cfg.search)
-    try:
-        restored.load_state_dict(state)
-        restored.restore(tmp_path)
-        resumed, _ = search(restored, 2)
-    finally:
-        restored.close()
-    assert resumed == first[1:]
+    assert resumed_search(space, cfg.search, state, tmp_path, 2, search) == first[1:]
 
 
 def test_crl_with_overlapping_batches_learns_one_batch_behind_and_resumes_exactly(ray_session, cache, tmp_path):
@@ -423,7 +441,6 @@ def test_self_imitation_replays_earlier_elites_into_the_update_and_resumes_with_
     """search.crl.replay_elites: the first update has no earlier elites (the same search as without),
     later updates learn from them too (the searches part), and a restored agent has its elites back."""
     from rayprune.agents import make_agent
-    from rayprune.agents.base import Outcome
 
     base = tiny(cache).model_dump(mode="json")
     levels_override = {"sweep": {"budgets": {"params": [0.7, 0.4]}}}
@@ -431,20 +448,8 @@ def test_self_imitation_replays_earlier_elites_into_the_update_and_resumes_with_
     replaying = parse_config(base, overrides={**levels_override, "search": {"crl": {"replay_elites": 2}}})
     problem, levels, space = problem_and_space(plain)
 
-    def outcomes(proposals):
-        return [Outcome(score=float(p.keep_ratios[0] - p.keep_ratios[-1]), feasible=True,
-                        costs={"params": space.predict("params", p.keep_ratios)}) for p in proposals]
-
     def search(agent, rounds, *, save_after=None):
-        asked = []
-        for r in range(rounds):
-            proposals = agent.ask()
-            asked.append([p.keep_ratios for p in proposals])
-            agent.tell(proposals, outcomes(proposals))
-            if save_after == r:
-                agent.save(tmp_path)
-                state = json.loads(json.dumps(agent.state_dict()))
-        return asked, (state if save_after is not None else None)
+        return scripted_search(agent, space, rounds, save_to=tmp_path, save_after=save_after)
 
     runs = {}
     for name, cfg in (("plain", plain), ("replaying", replaying)):
@@ -458,14 +463,7 @@ def test_self_imitation_replays_earlier_elites_into_the_update_and_resumes_with_
     (plain_asked, _), (replay_asked, state) = runs["plain"], runs["replaying"]
     assert replay_asked[:2] == plain_asked[:2]  # batch 0 is asked before any update, batch 1 after one without elites
     assert replay_asked[2:] != plain_asked[2:]
-    restored = make_agent("crl", space, seed=9, search=replaying.search)
-    try:
-        restored.load_state_dict(state)
-        restored.restore(tmp_path)
-        resumed, _ = search(restored, 2)
-    finally:
-        restored.close()
-    assert resumed == replay_asked[2:]
+    assert resumed_search(space, replaying.search, state, tmp_path, 2, search) == replay_asked[2:]
 
 
 def test_building_the_agent_logs_no_rllib_warnings_a_user_cannot_act_on(ray_session, cache):
