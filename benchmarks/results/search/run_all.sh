@@ -72,3 +72,12 @@ python benchmarks/bench_search.py --jobs 2 --evaluations 512 --seeds 2 3 4 5 6 -
 #     --agents crl [--set crl.pipeline=true --label crl_pipe] --out benchmarks/results/search_dev/..._s15.jsonl
 # session 16: ResNet-20, every agent side by side, the product's batch order (--overlap); seeds 2-4, then 5-6
 $S --overlap --seeds 2 3 4 5 6 --configs configs/bench/resnet20_mnist.yaml --levels $L --agents crl,evolution,random,tpe --out $R/resnet20_mnist_s16.jsonl
+# session 17 (frozen worktree at 640ca32, --overlap): crl with self-imitation on small_cnn, then every agent with today's code
+#   development seeds, search only: --no-final --overlap --seeds 0 1 7 8 9 10 (small_cnn) / 0 1 (resnet20), agents crl and
+#   crl --set crl.replay_elites=8 --label crl_sil8 (and evolution,tpe on small_cnn) -> benchmarks/results/search_dev/*_crl_sil_s17.jsonl
+$S --overlap --seeds 2 3 4 5 6 --configs configs/bench/small_cnn_digits.yaml --levels $L --agents crl --set crl.replay_elites=8 --label crl_sil8 --out $R/small_cnn_digits_s17.jsonl
+$S --overlap --seeds 2 3 4 5 6 --configs configs/bench/small_cnn_digits.yaml --levels $L --agents crl,random,evolution,tpe --out $R/small_cnn_digits_s17.jsonl
+$S --overlap --seeds 2 3 4 5 6 --configs configs/bench/user_cnn_mnist.yaml --levels $L --agents crl,evolution,tpe --out $R/user_cnn_mnist_s17.jsonl
+$S --overlap --seeds 2 --configs configs/bench/user_cnn_mnist.yaml --levels $L --agents random --out $R/user_cnn_mnist_s17.jsonl   # identical to session 15's
+$S --overlap --seeds 2 3 4 5 6 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents evolution,tpe --out $R/vgg11_mnist_s17.jsonl
+$S --overlap --seeds 2 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents crl --out $R/vgg11_mnist_s17.jsonl   # identical to session 15's
