@@ -81,3 +81,5 @@ $S --overlap --seeds 2 3 4 5 6 --configs configs/bench/user_cnn_mnist.yaml --lev
 $S --overlap --seeds 2 --configs configs/bench/user_cnn_mnist.yaml --levels $L --agents random --out $R/user_cnn_mnist_s17.jsonl   # identical to session 15's
 $S --overlap --seeds 2 3 4 5 6 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents evolution,tpe --out $R/vgg11_mnist_s17.jsonl
 $S --overlap --seeds 2 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents crl --out $R/vgg11_mnist_s17.jsonl   # identical to session 15's
+# session 17: VGG11 at 2,048 candidates, seed 2 (seeds 3-4 not run yet)
+python benchmarks/bench_search.py --jobs 2 --overlap --evaluations 2048 --seeds 2 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents crl,random,evolution,tpe --out $R/vgg11_mnist_2048_s17.jsonl
