@@ -467,8 +467,8 @@ def test_self_imitation_replays_earlier_elites_into_the_update_and_resumes_with_
 
 
 def test_building_the_agent_logs_no_rllib_warnings_a_user_cannot_act_on(ray_session, cache):
-    """crl is the default agent: RLlib's 'new API stack' notice, its own RLModuleConfig deprecation and
-    Tune's 'install gputil' must not reach a user's terminal on every run (the config asks for ERROR)."""
+    """RLlib's 'new API stack' notice, its own RLModuleConfig deprecation and Tune's 'install gputil'
+    must not reach a crl user's terminal on every run (the config asks for ERROR)."""
     import logging
 
     from ray.util.debug import reset_log_once

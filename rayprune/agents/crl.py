@@ -272,8 +272,8 @@ class RandomStreams:
         self.python = (int(version), tuple(int(v) for v in internal), gauss)
 
 
-#: What RLlib 2.60 logs while it builds an algorithm that no user of rayprune can act on (crl is the
-#: default agent, so every ``rayprune prune`` would print them): logger name -> message fragment.
+#: What RLlib 2.60 logs while it builds an algorithm that no user of rayprune can act on (every
+#: ``rayprune prune --agent crl`` would print them): logger name -> message fragment.
 #: The new-API-stack notice is about RLlib's defaults, which rayprune relies on; the deprecation is
 #: RLlib's own (``RLModule.__init__`` builds a deprecated ``RLModuleConfig`` itself).
 _RLLIB_NOTICES = {
@@ -482,6 +482,9 @@ class CRLAgent(SearchAgent):
         if missing:
             raise ValueError(f"crl tell(): outcomes for rollouts {missing} that this agent did not ask for "
                              f"(or already learned from); pending: {sorted(self._rollouts)}.")
+        # self-imitation: the elites found before this batch join each update (this batch's are in it already)
+        replays = [self.elites.episodes(policy.levels, self._reward_now) if self.elites.size else []
+                   for policy in self.policies]
         for p, o, reward in zip(proposals, outcomes, rewards):
             episode = self._rollouts[(int(p.info["policy"]), int(p.info["rollout"]))][p.info["episode"]]
             episode.set_rewards(new_data=np.asarray(reward, dtype=np.float32), at_indices=-1)  # an array: RLlib checks it against a Box
@@ -495,12 +498,8 @@ class CRLAgent(SearchAgent):
             else:
                 costs, info[FAILED_INFO_KEY] = {c: 1.0 for c in self.cost_keys}, True
             info[COSTS_INFO_KEY] = costs
-        # self-imitation: the elites found before this batch join each update (this batch's are in it already)
-        replays = [self.elites.episodes(policy.levels, self._reward_now) if self.elites.size else []
-                   for policy in self.policies]
-        for p, o in zip(proposals, outcomes):
             if o.ok:
-                self.elites.offer(p.level, o.score, self._rollouts[(int(p.info["policy"]), int(p.info["rollout"]))][p.info["episode"]])
+                self.elites.offer(p.level, o.score, episode)  # its reward and costs written
         for key in told:  # in the order they were asked for
             self.policies[key[0]].learn(self._rollouts.pop(key), replay=replays[key[0]])
             replays[key[0]] = []  # once per tell
