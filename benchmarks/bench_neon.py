@@ -58,6 +58,9 @@ Run from the repository root (Ray starts locally)::
     python benchmarks/bench_neon.py --folds A --datasets iris --networks 1 --agent-checkpoint rayprune/assets/neon \\
         --methods neon,neon_x4 --rollouts 2 --crl-networks 0 --out /tmp/nb-smoke       # no pretraining: a smoke run
     python benchmarks/bench_neon.py --summarise-seeds OUT_s0/rows.csv OUT_s1/rows.csv OUT_s2/rows.csv
+    # the same fold agents on held-out data with more validation samples (synthetic sets 4x larger,
+    # 30 % validation): how much τ = 1 can prune when the selection split can show a 1-point change
+    python benchmarks/bench_neon.py --fold-agents OUT --eval-scale 4 --eval-val-fraction 0.3 --out OUT_x4 ...
 
 Rows go to ``OUT/rows.csv`` (appended as they come; a rerun skips rows already there), the fold
 agents to ``OUT/fold-<g>/``, the summary tables to ``OUT/summary.md``. A ``rows.csv`` written before
@@ -279,11 +282,16 @@ def fold_agent(base_cfg, group: str, iterations: int | None, out: Path, log: Cal
     return agent_dir
 
 
-def held_out_networks(base_cfg, group: str, count: int, log, datasets: set[str] | None = None):
-    """The first ``count`` cached networks of each of the group's datasets (only those are trained)."""
+def held_out_networks(base_cfg, group: str, count: int, log, datasets: set[str] | None = None,
+                      split_overrides: dict[str, Any] | None = None):
+    """The first ``count`` cached networks of each of the group's datasets (only those are trained).
+
+    ``split_overrides`` (``SuiteSplit`` fields: ``scale``, ``val_fraction``, ``max_samples``, ...)
+    change the held-out data only, not the fold agent's pretraining: the same network specs, trained
+    on that split (a different network key, so cached apart)."""
     pre = base_cfg.neon.pretrain
     settings = NetworkSettings.from_config(pre.networks)
-    split = SuiteSplit.from_config(pre.suite, base_cfg.seed)
+    split = dataclasses.replace(SuiteSplit.from_config(pre.suite, base_cfg.seed), **(split_overrides or {}))
     names = [d for d in GROUPS[group] if datasets is None or d in datasets]
     specs = sample_network_specs(names, pre.networks.per_dataset, settings, seed=base_cfg.seed)
     chosen = [s for d in names for s in [s for s in specs if s.dataset == d][:count]]
@@ -324,6 +332,16 @@ def main(argv=None) -> int:
                         help="seed of the fold agents' PPO (the networks and splits keep the config's seed)")
     parser.add_argument("--methods", default=None,
                         help="comma-separated methods to score (default: all), e.g. neon,neon_x4 for another agent")
+    parser.add_argument("--eval-scale", type=int, default=None, metavar="K",
+                        help="held-out data only: draw the synthetic sets K times larger (suite.scale; the cap "
+                             "max_samples is lifted unless --eval-max-samples is given); real sets keep their size")
+    parser.add_argument("--eval-val-fraction", type=float, default=None,
+                        help="held-out data only: validation share of each set (default: the config's suite.val_fraction)")
+    parser.add_argument("--eval-max-samples", type=int, default=None,
+                        help="held-out data only: cap on each set's samples (default: the config's; none with --eval-scale)")
+    parser.add_argument("--fold-agents", default=None, metavar="OUT",
+                        help="use the fold agents an earlier run pretrained (OUT/fold-<g>/) instead of pretraining here, "
+                             "e.g. to prune the same folds on other held-out data")
     parser.add_argument("--rollouts", type=int, default=4,
                         help="also score neon with this many rollouts (greedy + sampled) against as many random episodes")
     args = parser.parse_args(argv)
@@ -342,6 +360,15 @@ def main(argv=None) -> int:
     also = [float(c) for c in args.also_confidences.split(",") if c.strip()]
     for c in also:
         NeonConfig.model_validate({"confidence": c})
+    split_overrides: dict[str, Any] = {}
+    if args.eval_scale is not None:
+        split_overrides.update(scale=args.eval_scale, max_samples=None)
+    if args.eval_val_fraction is not None:
+        split_overrides["val_fraction"] = args.eval_val_fraction
+    if args.eval_max_samples is not None:
+        split_overrides["max_samples"] = args.eval_max_samples
+    if split_overrides:  # a bad value fails here, not after the first fold's pretraining
+        dataclasses.replace(SuiteSplit.from_config(base_cfg.neon.pretrain.suite, seed), **split_overrides)
     torch.set_num_threads(1)
     if args.agent_checkpoint is None:  # pretraining trains the missing networks as Ray tasks
         connect(include_dashboard=False)
@@ -367,6 +394,11 @@ def main(argv=None) -> int:
         log = lambda m: print(f"[fold {group}] {m}", flush=True)  # noqa: E731
         if args.agent_checkpoint is not None:
             agent_dir = resolve_policy_dir(args.agent_checkpoint)
+        elif args.fold_agents is not None:
+            agent_dir = Path(args.fold_agents) / f"fold-{group}"
+            if not (agent_dir / "policy" / "policy.json").is_file():
+                raise SystemExit(f"--fold-agents: no fold agent at {agent_dir / 'policy'} (expected an earlier run's "
+                                 f"OUT with fold-{group}/policy/policy.json).")
         else:
             agent_dir = fold_agent(base_cfg, group, args.iterations, out, log, reward_units=args.reward_units,
                                    agent_seed=args.agent_seed)
@@ -377,7 +409,7 @@ def main(argv=None) -> int:
         n_actions = len(settings.actions)
         rules = {"random": ScriptedPolicy(policy, lambda rng: int(rng.integers(n_actions)), "random"),
                  "max_cut": ScriptedPolicy(policy, lambda rng: int(np.argmin(settings.actions)), "max_cut")}
-        records, split = held_out_networks(base_cfg, group, args.networks, log, datasets)
+        records, split = held_out_networks(base_cfg, group, args.networks, log, datasets, split_overrides)
         crl_budget: dict[str, int] = {}
         for record in records:
             data = split.load(record.spec.dataset)
@@ -387,7 +419,8 @@ def main(argv=None) -> int:
             common = {"fold": group, "dataset": record.spec.dataset, "network": record.key,
                       "depth": len(record.spec.hidden_sizes), "widths": "x".join(map(str, record.spec.hidden_sizes)),
                       "base_params": base_params, "base_acc_val": base["acc_val"], "base_acc_test": base["acc_test"],
-                      "agent": str(agent_dir)}
+                      "agent": str(agent_dir), "data_scale": split.scale, "val_samples": len(data.y_val),
+                      "test_samples": len(data.y_test)}
 
             def todo(method: str, tolerance: float, rule: str = "") -> bool:
                 wanted = methods is None or method.split(" c=")[0] in methods  # 'neon_x4 c=0.5' goes with neon_x4

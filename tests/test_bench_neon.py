@@ -76,3 +76,18 @@ def test_summaries_report_within_tau_on_test_and_the_check(bench):
     seeds = bench.summarise_seeds([rows, _rows([True] * 4, ["accepted"] * 4), old])
     line = next(line for line in seeds.splitlines() if "| neon_x4 |" in line)
     assert "(75%, 100%, 75%)" in line and "met in 1 of 3" in line
+
+
+def test_held_out_networks_on_scaled_data_train_apart_from_the_suite_ones(bench, tmp_path):
+    from rayprune.config import load_config, parse_config
+
+    base = load_config(ROOT / "configs" / "neon_pretrain.yaml").model_dump(mode="json")
+    cfg = parse_config(base, overrides={"neon": {"pretrain": {"networks": {
+        "widths": [8], "max_layers": 1, "cache_dir": str(tmp_path), "train": {"max_epochs": 1, "patience": 1}}}}})
+    plain, split = bench.held_out_networks(cfg, "A", 1, lambda m: None, {"moons"})
+    scaled, big = bench.held_out_networks(cfg, "A", 1, lambda m: None, {"moons"},
+                                          {"scale": 4, "max_samples": None, "val_fraction": 0.3})
+    assert [r.spec for r in plain] == [r.spec for r in scaled]  # the same network specs ...
+    assert plain[0].key != scaled[0].key  # ... trained on other data, cached apart
+    assert (split.scale, big.scale, big.val_fraction) == (1, 4, 0.3)
+    assert len(big.load("moons").y_val) == 1200 and len(split.load("moons").y_val) == 150

@@ -44,6 +44,42 @@ def test_suite_is_deterministic_and_seeded():
     assert torch.equal(a.x_train, b.x_train) and not torch.equal(a.y_train, c.y_train)
 
 
+def test_scale_draws_more_of_the_synthetic_sets_and_leaves_the_real_ones():
+    from rayprune.config.neon import NeonSuiteConfig
+
+    big = SuiteSplit(scale=3, max_samples=None).load("moons")
+    small = SuiteSplit().load("moons")
+    assert len(big.y_train) + len(big.y_val) + len(big.y_test) == 3 * 1000
+    assert len(small.y_train) + len(small.y_val) + len(small.y_test) == 1000
+    real = [SuiteSplit(scale=s, max_samples=None).load("iris") for s in (1, 3)]
+    assert torch.equal(real[0].x_val, real[1].x_val)  # a real set has the size it has
+    capped = SuiteSplit(scale=3).load("moons")  # the cap still applies: raise max_samples with scale
+    assert len(capped.y_train) + len(capped.y_val) + len(capped.y_test) == 2000
+    assert SuiteSplit.from_config(NeonSuiteConfig(scale=2), seed=0).scale == 2
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="scale"):
+            SuiteSplit(scale=bad)
+
+
+def test_scaled_data_trains_other_networks_and_scale_1_keeps_the_old_keys():
+    import dataclasses
+    import hashlib
+
+    from rayprune.neon import networks
+
+    settings = NetworkSettings(widths=(8,), max_layers=1)
+    spec = sample_network_specs(["moons"], 1, settings, seed=0)[0]
+    plain, scaled = SuiteSplit(), SuiteSplit(scale=2, max_samples=None)
+    assert networks.network_key(spec, settings.train, plain) != networks.network_key(spec, settings.train, scaled)
+    # scale 1 hashes the split as it was before `scale` existed, so caches trained then are reused
+    old_split = {k: v for k, v in dataclasses.asdict(plain).items() if k != "scale"}
+    payload = {"spec": spec.to_dict(), "train": settings.train.to_dict(), "split": old_split,
+               "torch": torch.__version__.split("+")[0], "data": networks.data_fingerprint("moons", plain),
+               "version": networks.CACHE_VERSION}
+    old_key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    assert networks.network_key(spec, settings.train, plain) == old_key
+
+
 def test_resolve_datasets():
     held_out = resolve_datasets(exclude_groups=["A"])
     assert not set(held_out) & set(GROUPS["A"]) and len(held_out) == len(SUITE) - len(GROUPS["A"])

