@@ -178,6 +178,7 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
                 "search_s": search_s, "score_s": seconds["score"],
                 "agent_s": seconds["ask"] + seconds["tell"], "write_s": seconds["write"],
                 "select_s": select_s, "base_val": problem.base_accuracy["val"], "base_test": problem.base_accuracy["test"],
+                "test_samples": len(problem.data.y_test),
             })
         return records
     finally:
@@ -242,6 +243,70 @@ def _ci95(diffs: np.ndarray) -> tuple[float, float, float]:
         return mean, math.nan, math.nan
     half = float(stats.t.ppf(0.975, n - 1) * np.std(diffs, ddof=1) / math.sqrt(n))
     return mean, mean - half, mean + half
+
+
+def read_rows(spec: str) -> pd.DataFrame:
+    """The records of a JSON-lines file, ``FILE`` or ``FILE:agent,agent`` (only those agents' rows:
+    to combine agents kept from one file with agents re-run into another)."""
+    path, _, agents = spec.rpartition(":") if not spec.endswith(".jsonl") else (spec, "", "")
+    frame = pd.read_json(path or spec, lines=True)
+    return frame[frame["agent"].isin(agents.split(","))] if agents else frame
+
+
+def seeds_needed(sd: float, effect: float = 0.3, *, power: float = 0.8, most: int = 100_000) -> Optional[int]:
+    """Seeds a paired comparison needs for a true difference of ``effect`` points to come out with
+    its two-sided 95 % t-interval above 0 with probability ``power``, when the paired differences
+    have standard deviation ``sd`` points: the least n with ``(t(0.975, n-1) + t(power, n-1)) · sd / √n
+    ≤ effect`` (3 at least, as :func:`_ci95` gives no interval below 3 pairs); None above ``most``.
+
+    >>> seeds_needed(0.0), seeds_needed(0.44), seeds_needed(3.5)
+    (3, 19, 1071)
+    """
+    from scipy import stats
+
+    if not sd > 0:
+        return 3
+    n = max(3, int(((1.96 + stats.norm.ppf(power)) * sd / effect) ** 2))  # the normal answer, t is a bit more
+    while n <= most:
+        if (stats.t.ppf(0.975, n - 1) + stats.t.ppf(power, n - 1)) * sd / math.sqrt(n) <= effect:
+            while n > 3 and (stats.t.ppf(0.975, n - 2) + stats.t.ppf(power, n - 2)) * sd / math.sqrt(n - 1) <= effect:
+                n -= 1
+            return n
+        n += 1
+    return None
+
+
+def power_table(frame: pd.DataFrame, effect: float = 0.3) -> str:
+    """How many seeds each (model, level) would need to resolve a paired difference of ``effect``
+    points between two agents (95 % interval above 0, 80 % power), from the spread of the paired
+    final-test differences of every pair of agents measured on the same seeds (median over the pairs);
+    with the test split's granularity (one image, in points) next to it."""
+    frame = frame[frame["error"].isna()] if "error" in frame.columns else frame
+    lines = [f"\n**Seeds needed to resolve a {effect:g}-point paired difference in final test accuracy** "
+             "(sd of same-seed differences between two agents, median over every pair of agents; 95 % interval, "
+             "80 % power)\n",
+             "| config | candidates | level | agent pairs | seeds per pair | sd of paired diffs, pt (median; range) | "
+             "seeds needed | one test image, pt |", "|---|---|---|---|---|---|---|---|"]
+    for (config, evaluations, level), g in frame.groupby(["config", "evaluations", "level"], sort=False):
+        t = g.pivot_table(index="seed", columns="agent", values="final_test")
+        sds, seeds = [], []
+        agents = list(t.columns)
+        for i, a in enumerate(agents):
+            for b in agents[i + 1:]:
+                pair = t[[a, b]].dropna()
+                if len(pair) >= 3:
+                    sds.append(float(np.std(100 * (pair[a] - pair[b]), ddof=1)))
+                    seeds.append(len(pair))
+        if not sds:
+            continue
+        sd = float(np.median(sds))
+        needed = seeds_needed(sd, effect)
+        image = "-"
+        if "test_samples" in g and g["test_samples"].notna().any():
+            image = f"{100 / float(g['test_samples'].dropna().iloc[0]):.2f}"
+        lines.append(f"| {config} | {evaluations} | {level} | {len(sds)} | {int(np.median(seeds))} | {sd:.2f} "
+                     f"({min(sds):.2f}-{max(sds):.2f}) | {needed if needed is not None else '> 100,000'} | {image} |")
+    return "\n".join(lines)
 
 
 def _to_within(curve: list, target: float, batch: int) -> Optional[int]:
@@ -389,12 +454,15 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--rows", help="folder to keep each run's search rows (Parquet)")
     ap.add_argument("--out", help="JSON-lines file of records (appended)")
-    ap.add_argument("--summarise", nargs="+", help="only print the tables of these JSON-lines files")
+    ap.add_argument("--summarise", nargs="+", metavar="FILE[:AGENTS]",
+                    help="only print the tables of these JSON-lines files; FILE:random,crl takes only those agents' rows")
     ap.add_argument("--plot", help="with --summarise: also draw the best-so-far curves to this PNG")
+    ap.add_argument("--power", type=float, metavar="POINTS",
+                    help="with --summarise: only the table of seeds needed to resolve a paired difference of POINTS")
     args = ap.parse_args()
     if args.summarise:
-        frame = pd.concat([pd.read_json(p, lines=True) for p in args.summarise], ignore_index=True)
-        print(summarise(frame))
+        frame = pd.concat([read_rows(p) for p in args.summarise], ignore_index=True)
+        print(power_table(frame, args.power) if args.power else summarise(frame))
         if args.plot:
             plot(frame, args.plot)
         return

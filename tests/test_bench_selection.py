@@ -85,3 +85,30 @@ def test_the_search_benchmarks_set_parser_takes_json_or_a_bare_string(bench):
     assert bench_search.search_overrides(['crl.action="direction"', "rerank.top_k=4"]) == {
         "crl": {"action": "direction"}, "rerank": {"top_k": 4}}
     assert bench_search.search_overrides(["crl.action=direction"]) == {"crl": {"action": "direction"}}
+
+
+def test_seeds_needed_grows_with_the_spread_and_the_power_table_reads_pairs(bench, tmp_path):
+    import bench_search  # on the path through the fixture
+
+    assert bench_search.seeds_needed(0.0) == 3
+    small, large = bench_search.seeds_needed(0.3), bench_search.seeds_needed(0.9)
+    assert 3 < small < large
+    n = large  # the least n that reaches the power: n works, n - 1 does not
+    from scipy import stats
+
+    def reach(k):
+        return (stats.t.ppf(0.975, k - 1) + stats.t.ppf(0.8, k - 1)) * 0.9 / np.sqrt(k)
+
+    assert reach(n) <= 0.3 < reach(n - 1)
+    assert bench_search.seeds_needed(50.0, most=100) is None
+    rows = [{"config": "m", "evaluations": 8, "level": "params=0.1", "agent": agent, "seed": seed,
+             "final_test": 0.9 + 0.001 * seed * (agent == "crl") + 0.002 * (seed % 2), "test_samples": 500}
+            for agent in ("crl", "random") for seed in range(5)]
+    path = tmp_path / "rows.jsonl"
+    pd.DataFrame(rows).to_json(path, orient="records", lines=True)
+    assert set(bench_search.read_rows(f"{path}:random")["agent"]) == {"random"}
+    assert len(bench_search.read_rows(str(path))) == 10
+    table = bench_search.power_table(bench_search.read_rows(str(path)))
+    line = next(x for x in table.splitlines() if x.startswith("| m |"))
+    sd = np.std([0.1 * s for s in range(5)], ddof=1)  # crl - random = 0.1 pt x seed
+    assert f"| 1 | 5 | {sd:.2f} " in line and line.endswith(f"| {bench_search.seeds_needed(sd)} | 0.20 |")
