@@ -87,7 +87,7 @@ import rayprune.neon.apply as neon_apply
 from rayprune.config import load_config, parse_config
 from rayprune.config.neon import NeonConfig
 from rayprune.engine import evaluate
-from rayprune.neon.apply import NeonResult, search_neon
+from rayprune.neon.apply import NeonResult, search_neon, walked_path
 from rayprune.neon.env import EpisodeSettings
 from rayprune.neon.interval import PairedChange
 from rayprune.neon.networks import (
@@ -184,17 +184,21 @@ def run_checked(problem: PruningProblem, neon: dict[str, Any], seed: int, *,
     return result.state.model.eval(), result.info, result
 
 
-def recheck(result: NeonResult, tolerance: float, confidence: float) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """What the product would have handed back from the same episodes at another ``neon.confidence``:
-    the same walk (:func:`check_path`) along the same path on the same selection split."""
-    split, path = result.split, result.path
-    walk = check_path(result.base_correct, [correct(s.model, split.x, split.y) for s in path[1:]],
-                      tolerance=tolerance, confidence=confidence)
-    change = walk.result or PairedChange.unchanged(split.samples, confidence=confidence)
-    outcome = "unpruned" if walk.shown == 0 else ("accepted" if walk.complete else "fallback")
-    return path[walk.shown].model.eval(), {"outcome": outcome, "path_networks": len(path) - 1, "path_shown": walk.shown,
-                                           "sel_samples": split.samples, "confidence": confidence,
-                                           "sel_change": change.points, "sel_lower": change.lower_points}
+def recheck(result: NeonResult, tolerance: float, confidence: float,
+            walk: str = "every") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """What the product would have handed back from the same episodes at another ``neon.confidence``
+    or ``neon.walk``: the walk (:func:`check_path`) along the same path on the same selection split."""
+    split = result.split
+    base_params = n_params(result.path[0].model)
+    path = walked_path(result.path, walk, base_params)
+    check = check_path(result.base_correct, [correct(s.model, split.x, split.y) for s in path[1:]],
+                       tolerance=tolerance, confidence=confidence)
+    change = check.result or PairedChange.unchanged(split.samples, confidence=confidence)
+    outcome = "unpruned" if check.shown == 0 else ("accepted" if check.complete else "fallback")
+    return path[check.shown].model.eval(), {"outcome": outcome, "path_networks": len(path) - 1,
+                                            "path_shown": check.shown, "sel_samples": split.samples,
+                                            "confidence": confidence, "walk": walk,
+                                            "sel_change": change.points, "sel_lower": change.lower_points}
 
 
 def check_columns(info: dict[str, Any]) -> dict[str, Any]:
@@ -203,6 +207,7 @@ def check_columns(info: dict[str, Any]) -> dict[str, Any]:
     stop = info.get("stopped_at") or {}
     return {
         "protocol": PROTOCOL, "outcome": info["outcome"], "candidate_reduction": info["candidate"]["reduction_factor"],
+        "walk": info.get("walk"), "episode_tolerance": info.get("episode_tolerance"),
         "path_networks": info["path"]["networks"], "path_shown": info["path"]["shown"],
         "sel_samples": sel["samples"], "decide_samples": sel["decide_samples"], "confidence": sel["confidence"],
         "sel_change": sel["accuracy_change_points"], "sel_lower": sel["lower_bound_points"],
@@ -322,6 +327,10 @@ def main(argv=None) -> int:
     parser.add_argument("--also-confidences", default="",
                         help="comma-separated other neon.confidence values to score from the same episodes (the "
                              "check re-walked on the same path and selection split; rows named e.g. 'neon_x4 c=0.7')")
+    parser.add_argument("--walk", default=defaults.walk, help="neon.walk: which networks of the path the check walks")
+    parser.add_argument("--also-walks", default="",
+                        help="comma-separated other neon.walk values to score from the same episodes (rows named e.g. "
+                             "'neon_x4 w=doubling'; with --also-confidences, every combination)")
     parser.add_argument("--crl-networks", type=int, default=1, help="networks per held-out dataset also pruned by crl")
     parser.add_argument("--crl-iterations", type=int, default=3)
     parser.add_argument("--reward-units", choices=["percent", "fraction"], default=None,
@@ -339,6 +348,9 @@ def main(argv=None) -> int:
                         help="held-out data only: validation share of each set (default: the config's suite.val_fraction)")
     parser.add_argument("--eval-max-samples", type=int, default=None,
                         help="held-out data only: cap on each set's samples (default: the config's; none with --eval-scale)")
+    parser.add_argument("--episode-tolerances", default="",
+                        help="comma-separated neon.episode_tolerance values (share of τ the episodes may spend) to "
+                             "score with --rollouts as well, as rows named e.g. 'neon_x4 e=0.5'")
     parser.add_argument("--fold-agents", default=None, metavar="OUT",
                         help="use the fold agents an earlier run pretrained (OUT/fold-<g>/) instead of pretraining here, "
                              "e.g. to prune the same folds on other held-out data")
@@ -355,11 +367,21 @@ def main(argv=None) -> int:
     seed = int(base_cfg.seed)  # the run's seed: networks, their splits, the selection split, the episodes
     methods = set(args.methods.split(",")) if args.methods else None
     datasets = set(args.datasets.split(",")) if args.datasets else None
-    check = {"selection_fraction": args.selection_fraction, "confidence": args.confidence}
+    check = {"selection_fraction": args.selection_fraction, "confidence": args.confidence, "walk": args.walk}
     NeonConfig.model_validate(check)  # a bad value fails here, not after the first fold's pretraining
-    also = [float(c) for c in args.also_confidences.split(",") if c.strip()]
-    for c in also:
+    episode_shares = [float(e) for e in args.episode_tolerances.split(",") if e.strip()]
+    for e in episode_shares:
+        NeonConfig.model_validate({"episode_tolerance": e})
+    also_walks = [w for w in args.also_walks.split(",") if w.strip()]
+    also_c = [float(c) for c in args.also_confidences.split(",") if c.strip()]
+    for c in also_c:
         NeonConfig.model_validate({"confidence": c})
+    for w in also_walks:
+        NeonConfig.model_validate({"walk": w})
+    # other checks scored from the same episodes: (label suffix, confidence, walk)
+    also = [(("" if c == args.confidence else f" c={c:g}") + ("" if w == args.walk else f" w={w}"), c, w)
+            for c in [args.confidence, *also_c] for w in [args.walk, *also_walks]
+            if (c, w) != (args.confidence, args.walk)]
     split_overrides: dict[str, Any] = {}
     if args.eval_scale is not None:
         split_overrides.update(scale=args.eval_scale, max_samples=None)
@@ -423,7 +445,7 @@ def main(argv=None) -> int:
                       "test_samples": len(data.y_test)}
 
             def todo(method: str, tolerance: float, rule: str = "") -> bool:
-                wanted = methods is None or method.split(" c=")[0] in methods  # 'neon_x4 c=0.5' goes with neon_x4
+                wanted = methods is None or method.split(" ")[0] in methods  # 'neon_x4 c=0.5', 'neon_x4 e=0.5': neon_x4
                 return wanted and (record.key, method, float(tolerance), rule) not in done
 
             def record_row(method: str, tolerance: float, rule: str, pruned, seconds: float, **extra) -> dict[str, Any]:
@@ -442,7 +464,7 @@ def main(argv=None) -> int:
             def checked(method: str, tau: float, rule: str = "", *, rollouts: int = 1, force: bool = False,
                         **neon) -> int | None:
                 """``method`` through the product (search_neon); the handed-back size (None: not run)."""
-                others = [c for c in also if rule == "" and todo(f"{method} c={c:g}", tau, rule)]
+                others = [(suffix, c, w) for suffix, c, w in also if rule == "" and todo(method + suffix, tau, rule)]
                 if not todo(method, tau, rule) and not others and not force:
                     return None
                 t0 = time.time()
@@ -451,9 +473,9 @@ def main(argv=None) -> int:
                                                              "rollouts": rollouts, **check, **neon}, seed, policy=agent)
                 label = method + (" (published)" if rule == "final" else "")
                 seconds = time.time() - t0
-                for c in others:  # the same episodes checked at the other confidences
-                    other, columns = recheck(result, tau, c)
-                    record_row(f"{method} c={c:g}", tau, rule, other, seconds, rollouts=rollouts,
+                for suffix, c, w in others:  # the same episodes checked at the other confidences and walks
+                    other, columns = recheck(result, tau, c, w)
+                    record_row(method + suffix, tau, rule, other, seconds, rollouts=rollouts,
                                candidate_reduction=info["candidate"]["reduction_factor"], **columns)
                 if not todo(method, tau, rule):
                     return n_params(pruned)
@@ -496,6 +518,8 @@ def main(argv=None) -> int:
                 for tau in tolerances:
                     checked(f"neon_x{args.rollouts}", tau, rollouts=args.rollouts)
                     checked(f"random_x{args.rollouts}", tau, rollouts=args.rollouts)
+                    for share in episode_shares:  # the episodes spend only this share of τ; the check asks for τ
+                        checked(f"neon_x{args.rollouts} e={share:g}", tau, rollouts=args.rollouts, episode_tolerance=share)
             crl_count = crl_budget.get(record.spec.dataset, 0)
             tau = tolerances[0]
             if crl_count < args.crl_networks and todo("crl", tau):

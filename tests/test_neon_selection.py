@@ -170,6 +170,35 @@ def test_the_walk_stops_at_the_first_network_it_cannot_show_within_tolerance():
     assert walk.shown == 0 and walk.failed.points == 0.0 and walk.failed.lower_points < -1.0
 
 
+def test_walk_positions_pick_the_networks_the_check_walks():
+    from rayprune.neon.selection import walk_positions
+
+    reductions = [1.0, 1.2, 1.5, 2.0, 2.2, 3.9, 4.1, 17.0, 20.0]
+    assert walk_positions(reductions, "every") == list(range(9))
+    # the first network at or past x2, x4, x8 (x16 is reached at x17, in the same step), then the candidate
+    assert walk_positions(reductions, "doubling") == [0, 3, 6, 7, 8]
+    assert walk_positions(reductions, "candidate") == [0, 8]
+    assert walk_positions([1.0], "doubling") == [0] and walk_positions([1.0, 1.5], "doubling") == [0, 1]
+    with pytest.raises(ValueError, match="walk"):
+        walk_positions(reductions, "all")
+
+
+def test_a_dip_in_the_middle_of_the_path_stops_every_walk_but_not_the_doubling_one():
+    from rayprune.neon.selection import walk_positions
+
+    base = np.ones(400, dtype=bool)
+    base[:40] = False
+    same, dip = base.copy(), base.copy()
+    dip[40:60] = False  # 5 points down: a cut the next step's retraining recovers from
+    hits = {1: dip, 2: same, 3: same}  # the path after the unpruned network: x1.5 (the dip), x2.5, x5
+    reductions = [1.0, 1.5, 2.5, 5.0]
+    kwargs = {"tolerance": 1.0, "confidence": 0.8}
+    every = check_path(base, [hits[i] for i in walk_positions(reductions, "every")[1:]], **kwargs)
+    doubling = check_path(base, [hits[i] for i in walk_positions(reductions, "doubling")[1:]], **kwargs)
+    assert every.shown == 0 and not every.complete  # stopped at the dip: the unpruned network comes back
+    assert doubling.complete and doubling.shown == 2  # x2.5 and x5 shown within 1 point; the dip is never asked
+
+
 # -- runs of the shipped agent ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_net():
@@ -283,3 +312,17 @@ def test_a_fine_tuned_network_that_fails_the_check_is_not_exported(tiny_net, tmp
     assert neon["final_finetune_kept"] is False and "fine-tuned network was not exported" in neon["reason"]
     assert neon["accuracy_change_val_points"] >= -5.0  # the checked network went out instead
     assert "fine-tuned network was not exported" in describe(neon)
+
+
+def test_the_episodes_spend_only_their_share_of_tolerance_and_the_check_asks_for_all_of_it(tiny_net, tmp_path):
+    cfg, problem = problem_for(tiny_net, tolerance=4.0, episode_tolerance=0.25, walk="doubling")
+    summary = run_prune(cfg, tmp_path / "out", agent="neon", problem=problem, progress=False, log=lambda m: None)
+    neon = summary["neon"]
+    assert neon["episode_tolerance"] == 1.0 and neon["tolerance"] == 4.0 and neon["walk"] == "doubling"
+    rows = pd.read_parquet(tmp_path / "out" / "candidates.parquet")
+    search = rows[rows["stage"] == "search"]
+    assert set(search["tolerance"]) == {1.0}  # rollback and the reward used 1 point, not 4
+    assert (search.loc[search["chosen"].fillna(False).astype(bool), "accuracy_change"] >= -1.0).all()
+    if neon["outcome"] != "unpruned":  # the check: shown within the user's 4 points
+        assert neon["selection"]["lower_bound_points"] >= -4.0
+    assert neon["path"]["networks"] <= neon["path_networks"]  # doubling walks at most the path

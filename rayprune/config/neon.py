@@ -133,6 +133,15 @@ class NeonConfig(_Section):
     #: 0.8 by the leave-one-group-out benchmark (BENCHMARKS.md, NEON, session 6): the most pruning among the values
     #: that kept >= 80 % of held-out networks within tau on test in every run at tau 1 and 5 (0.7 and 0.5 did not)
     confidence: float = Field(0.8, ge=0.5, lt=1.0)
+    #: share of tau the episodes may spend on the decide split (rollback, the reward, the choice among rollouts);
+    #: the check still asks for tau. Below 1 the episodes stop short of tau, leaving the selection split's margin
+    #: room: an episode that spends all of tau ends with networks whose change is about -tau, which a lower bound
+    #: below the point estimate can rarely show within tau (docs/neon.md, "Tolerance")
+    episode_tolerance: float = Field(1.0, gt=0.0, le=1.0)
+    #: which networks of the chosen rollout's path the check walks, stopping at the first not shown within tau:
+    #: every one, the first to reach each power of two of parameter reduction plus the candidate, or the candidate
+    #: alone (rayprune.neon.selection.walk_positions)
+    walk: Literal["every", "doubling", "candidate"] = "every"
     #: passes over the hidden layers per episode at prune time (None: as many as the agent was trained with)
     passes: Optional[int] = Field(None, ge=1, le=20)
     #: undo a step that leaves the network more than tau below the unpruned one (after paying its reward),

@@ -18,9 +18,11 @@ How the result is chosen: each rollout ends with the last state within τ on the
 (``neon.select = "within_tolerance"``; ``"final"``: the episode's last state, the method as
 published); of those within τ the smallest wins (``neon.rollouts``: the greedy episode plus
 ``n − 1`` sampled ones). Its path, from the unpruned network up to it, is then walked on the
-selection split (:func:`~rayprune.neon.selection.check_path`): the result is the last network
-whose accuracy change is shown to be at least −τ (the lower bound of a one-sided paired
-interval at ``neon.confidence``), the unpruned network if the first cut is not. The summary
+selection split (:func:`~rayprune.neon.selection.check_path`; ``neon.walk``: every network of
+the path, or only those at each doubling of the reduction and the candidate): the result is the
+last network whose accuracy change is shown to be at least −τ (the lower bound of a one-sided
+paired interval at ``neon.confidence``), the unpruned network if the first one walked is not.
+The episodes may spend only ``neon.episode_tolerance`` of τ on the decide split. The summary
 (``neon``) says which (``outcome``: accepted, fallback, unpruned) and why (``reason``).
 
 The chosen network itself (its retrained weights) is what ``rayprune prune`` exports: its kept
@@ -48,13 +50,20 @@ from rayprune.engine import evaluate, fine_tune
 from rayprune.neon.episode import PruningEpisode
 from rayprune.neon.interval import PairedChange
 from rayprune.neon.policy import NeonPolicy, load_policy
-from rayprune.neon.selection import SelectionSplit, check_path, correct, resolution_points, selection_split
+from rayprune.neon.selection import (
+    SelectionSplit,
+    check_path,
+    correct,
+    resolution_points,
+    selection_split,
+    walk_positions,
+)
 from rayprune.neon.settings import EpisodeSettings
 from rayprune.neon.training import RetrainSettings
 from rayprune.pruning import PruningPlan, PruningSpace
 from rayprune.pruning.rounding import candidate_id
 
-__all__ = ["NeonResult", "episode_settings", "kept_neurons_plan", "run_episode", "search_neon"]
+__all__ = ["NeonResult", "episode_settings", "kept_neurons_plan", "run_episode", "search_neon", "walked_path"]
 
 Log = Callable[[str], None]
 
@@ -133,7 +142,8 @@ class NeonResult:
     split: SelectionSplit | None = None
     base_correct: np.ndarray | None = None
     confidence: float = 0.9
-    #: the networks the check walked: the unpruned one, then the chosen rollout's up to its choice
+    #: the chosen rollout's distinct networks up to its choice, the unpruned one first; the check walked
+    #: ``neon.walk``'s networks of it (:func:`walked_path`)
     path: list[_State] = field(default_factory=list)
 
     def best_row(self, frame: pd.DataFrame) -> pd.Series:
@@ -241,6 +251,12 @@ def _path(states: list[_State], end: int) -> list[_State]:
     return path
 
 
+def walked_path(path: list[_State], walk: str, base_params: int) -> list[_State]:
+    """The networks of ``path`` the check walks (``neon.walk``; :func:`~rayprune.neon.selection.walk_positions`)."""
+    reductions = [base_params / max(_n_params(s.model), 1) for s in path]
+    return [path[i] for i in walk_positions(reductions, walk)]
+
+
 def _n_params(model: nn.Module) -> int:
     return int(sum(t.numel() for t in model.parameters()))
 
@@ -325,6 +341,7 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
     if list(neon.actions) != policy.actions:
         log(f"neon: the agent chooses among its own keep fractions {policy.actions} (neon.actions is ignored)")
     settings = episode_settings(neon, policy, log)
+    episode_tolerance = tolerance * neon.episode_tolerance  # what the episodes may spend; the check asks for τ
     split = selection_split(problem.data.to("cpu"), neon.selection_fraction, seed=seed)
     data = split.decide
     base = copy.deepcopy(problem.base_model).to("cpu").eval()
@@ -332,7 +349,9 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
     decide_accuracy = float(evaluate(base, data.x_val, data.y_val))
     base_correct = correct(base, split.x, split.y)
     log(f"neon: agent {policy.directory} (trained on {len(policy.meta.get('training', {}).get('datasets', [])) or '?'} "
-        f"datasets), tolerance {tolerance:g} points, {settings.passes} pass(es), "
+        f"datasets), tolerance {tolerance:g} points"
+        + (f" ({episode_tolerance:g} for the episodes)" if episode_tolerance != tolerance else "")
+        + f", {settings.passes} pass(es), "
         f"{neon.rollouts} rollout(s), select {neon.select!r}, rollback {'on' if settings.rollback else 'off'}; "
         f"validation split: {len(split.decide_indices)} samples to decide on, {split.samples} to check the result "
         f"(a network that agrees with the base on all of them is shown within "
@@ -344,7 +363,7 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
     started = time.time()
     try:
         for r in range(neon.rollouts):
-            episode = settings.episode(base, data, tolerance=tolerance, seed=seed + r, base_accuracy=decide_accuracy,
+            episode = settings.episode(base, data, tolerance=episode_tolerance, seed=seed + r, base_accuracy=decide_accuracy,
                                        importance=problem.config.pruning.importance,
                                        ignored_layers=problem.config.pruning.ignored_layers)
             if episode.roots != [g.root for g in problem.space.groups]:
@@ -378,7 +397,8 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
     path = _path(rollouts[best], ends[best]) if within else rollouts[best][:1]
     every = [s for rollout in rollouts for s in rollout]
     hits = {id(s): correct(s.model, split.x, split.y) for s in every}
-    winner, check = _check(path, lambda s: hits[id(s)], split, base_correct, tolerance=tolerance,
+    walked = walked_path(path, neon.walk, base_params)
+    winner, check = _check(walked, lambda s: hits[id(s)], split, base_correct, tolerance=tolerance,
                            confidence=neon.confidence, base_params=base_params)
     winner.row["chosen"] = True
     original = rollouts[0][0].row["keep_counts"]
@@ -391,7 +411,8 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
         writer.add(state.row)
     info = {
         "select": neon.select, "rollouts": neon.rollouts, "passes": settings.passes, "actions": list(policy.actions),
-        "confidence": neon.confidence, "selection_fraction": neon.selection_fraction, **check,
+        "confidence": neon.confidence, "selection_fraction": neon.selection_fraction,
+        "episode_tolerance": episode_tolerance, "walk": neon.walk, "path_networks": len(path) - 1, **check,
         "chosen_rollout": winner.row["rollout"], "chosen_step": winner.row["step"],
         "search_accuracy_change_points": winner.row["accuracy_change"], "search_seconds": time.time() - started,
         "keep_counts": winner.row["keep_counts"], "search_reduction_factor": base_params / max(_n_params(winner.model), 1),

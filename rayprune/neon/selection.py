@@ -46,8 +46,8 @@ from rayprune.data import Dataset, subsample_indices
 from rayprune.engine import model_device, training_mode
 from rayprune.neon.interval import PairedChange, paired_lower_bound
 
-__all__ = ["OUTCOMES", "PathCheck", "SelectionSplit", "check_path", "correct", "describe", "resolution_points",
-           "selection_split"]
+__all__ = ["OUTCOMES", "WALKS", "PathCheck", "SelectionSplit", "check_path", "correct", "describe",
+           "resolution_points", "selection_split", "walk_positions"]
 
 OUTCOMES = ("accepted", "fallback", "unpruned")
 """What the check did with the rollouts' winner: handed it back (shown within τ), handed back an
@@ -158,6 +158,45 @@ def check_path(base_correct: np.ndarray, path_correct: Sequence[np.ndarray], *, 
         if not change.within(tolerance):
             return PathCheck(len(changes) - 1, tuple(changes))
     return PathCheck(len(changes), tuple(changes))
+
+
+WALKS = ("every", "doubling", "candidate")
+"""Which networks of the path the check walks (``neon.walk``): every one, the first to reach each
+power of two of parameter reduction plus the candidate, or the candidate alone."""
+
+
+def walk_positions(reductions: Sequence[float], walk: str) -> list[int]:
+    """Positions in a path (``reductions[0]`` is the unpruned network's, 1.0) that the check walks,
+    the unpruned network (0) first.
+
+    ``every``: each network; ``doubling``: the first network whose reduction reaches each next power
+    of two, and the last one (the candidate) — about log2 of the reduction tests instead of one per
+    step, so a dip in the middle of a long path (a cut the next steps' retraining recovers from, or
+    one unlucky split) stops fewer walks; ``candidate``: the last network only (one test; if it
+    fails, the unpruned network). The positions depend on parameter counts only, fixed before the
+    selection split is looked at, so the walk stays a fixed-sequence test.
+
+    >>> walk_positions([1.0, 1.3, 1.9, 2.4, 3.1, 4.2, 9.0, 9.5], "doubling")
+    [0, 3, 5, 6, 7]
+    >>> walk_positions([1.0, 1.3, 1.9], "candidate"), walk_positions([1.0, 1.3], "every")
+    ([0, 2], [0, 1])
+    """
+    if walk not in WALKS:
+        raise ValueError(f"'walk' must be one of {list(WALKS)}; got {walk!r}.")
+    last = len(reductions) - 1
+    if walk == "every" or last <= 0:
+        return list(range(last + 1))
+    if walk == "candidate":
+        return [0, last]
+    positions, level = [0], 0
+    for i in range(1, last + 1):
+        reached = int(np.floor(np.log2(max(reductions[i], 1.0)) + 1e-9))
+        if reached > level:
+            positions.append(i)
+            level = reached
+    if positions[-1] != last:
+        positions.append(last)
+    return positions
 
 
 def resolution_points(samples: int, confidence: float) -> float:
