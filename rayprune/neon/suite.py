@@ -65,11 +65,6 @@ class SuiteEntry:
     description: str
     load: Callable[[int], Table]  # scale -> table; only synthetic sets grow with scale
 
-    @property
-    def scalable(self) -> bool:
-        """Whether ``scale`` draws more samples of this set (the synthetic generators do)."""
-        return self.source == "synthetic"
-
 
 def _table(x: np.ndarray, y: np.ndarray, class_names: Sequence[str] | None = None) -> Table:
     y = np.asarray(y)
