@@ -83,3 +83,10 @@ $S --overlap --seeds 2 3 4 5 6 --configs configs/bench/vgg11_mnist.yaml --levels
 $S --overlap --seeds 2 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents crl --out $R/vgg11_mnist_s17.jsonl   # identical to session 15's
 # session 17: VGG11 at 2,048 candidates, seed 2 (seeds 3-4 not run yet)
 python benchmarks/bench_search.py --jobs 2 --overlap --evaluations 2048 --seeds 2 --configs configs/bench/vgg11_mnist.yaml --levels $L --agents crl,random,evolution,tpe --out $R/vgg11_mnist_2048_s17.jsonl
+
+# session 18 (2026-12-03): small_cnn seeds 7-16 (all four agents, product's order); VGG11-BN 2,048 candidates seeds 3-4
+python benchmarks/bench_search.py --jobs 1 --overlap --evaluations 512 --seeds 7 8 9 10 11 12 13 14 15 16 --configs configs/bench/small_cnn_digits.yaml --levels params=0.5,0.25,0.1,0.05 --agents crl,random,evolution,tpe --out benchmarks/results/search/small_cnn_digits_s18.jsonl
+python benchmarks/bench_search.py --jobs 2 --overlap --evaluations 2048 --seeds 3 4 --configs configs/bench/vgg11_mnist.yaml --levels params=0.5,0.25,0.1,0.05 --agents crl,random,evolution,tpe --out benchmarks/results/search/vgg11_mnist_2048_s17.jsonl
+# seeds a 0.3-point paired difference needs, per model and level
+R=benchmarks/results/search
+python benchmarks/bench_search.py --power 0.3 --summarise $R/small_cnn_digits_s17.jsonl:crl,random,evolution,tpe $R/small_cnn_digits_s18.jsonl $R/user_cnn_mnist_s17.jsonl:crl,evolution,tpe $R/user_cnn_mnist_s15.jsonl:random $R/vgg11_mnist_s17.jsonl:evolution,tpe $R/vgg11_mnist_s15.jsonl:crl,random $R/resnet20_mnist_s16.jsonl:crl,random,evolution,tpe
