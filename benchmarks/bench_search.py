@@ -248,8 +248,10 @@ def _ci95(diffs: np.ndarray) -> tuple[float, float, float]:
 def read_rows(spec: str) -> pd.DataFrame:
     """The records of a JSON-lines file, ``FILE`` or ``FILE:agent,agent`` (only those agents' rows:
     to combine agents kept from one file with agents re-run into another)."""
-    path, _, agents = spec.rpartition(":") if not spec.endswith(".jsonl") else (spec, "", "")
-    frame = pd.read_json(path or spec, lines=True)
+    path, sep, agents = spec.rpartition(":")
+    if not sep or "/" in agents or agents.endswith(".jsonl"):  # no agent list: the whole file
+        path, agents = spec, ""
+    frame = pd.read_json(path, lines=True)
     return frame[frame["agent"].isin(agents.split(","))] if agents else frame
 
 
@@ -266,11 +268,10 @@ def seeds_needed(sd: float, effect: float = 0.3, *, power: float = 0.8, most: in
 
     if not sd > 0:
         return 3
-    n = max(3, int(((1.96 + stats.norm.ppf(power)) * sd / effect) ** 2))  # the normal answer, t is a bit more
+    # start from the normal answer (t quantiles exceed z, so the least n is never below it) and count up
+    n = max(3, int(((1.96 + stats.norm.ppf(power)) * sd / effect) ** 2))
     while n <= most:
         if (stats.t.ppf(0.975, n - 1) + stats.t.ppf(power, n - 1)) * sd / math.sqrt(n) <= effect:
-            while n > 3 and (stats.t.ppf(0.975, n - 2) + stats.t.ppf(power, n - 2)) * sd / math.sqrt(n - 1) <= effect:
-                n -= 1
             return n
         n += 1
     return None
