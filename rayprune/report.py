@@ -121,8 +121,28 @@ def summary_text(out_dir: str | Path) -> str:
             f"({', '.join(state.get('agents', []))} x {state.get('seeds', 1)} seed(s)); {n_search} candidates scored, "
             f"{n_final} models exported; Pareto front: {len(front)} model(s){status}")
     agents = agent_table(state, rows)
+    weak = weak_score_lines(state)
     return (head + "\n" + front_table(state, front, rows) + (f"\nsearch, by agent (best cheap score among candidates "
-            f"that fit each level; n: proposed for it):\n{agents}" if agents else "") + f"\nreport: {out / 'report.html'}")
+            f"that fit each level; n: proposed for it):\n{agents}" if agents else "")
+            + "".join(f"\n{line}" for line in weak) + f"\nreport: {out / 'report.html'}")
+
+
+def weak_score_lines(state: dict[str, Any]) -> list[str]:
+    """One line per level whose search score barely rose above chance (:mod:`rayprune.search.score_signal`).
+
+    >>> weak_score_lines({"summary": {"levels": [{"level": "params=0.1", "search_signal": {"best": 0.164,
+    ...     "chance": 0.1, "base": 0.984, "retained": 0.072, "weak": True}}]}})[0][:60]
+    'params=0.1: weak search score (best 16.4 %, chance 10.0 %, b'
+    """
+    lines = []
+    for level in (state.get("summary") or {}).get("levels", []):
+        sig = level.get("search_signal") or {}
+        if sig.get("weak"):
+            lines.append(f"{level['level']}: weak search score (best {100 * sig['best']:.1f} %, chance "
+                         f"{100 * sig['chance']:.1f} %, base {100 * sig['base']:.1f} %: {100 * sig['retained']:.0f} % "
+                         "of the base's margin over chance): the search could not rank this level's candidates "
+                         "(docs/search.md, \"A weak search score\")")
+    return lines
 
 
 def _plot(state: dict[str, Any], rows: pd.DataFrame, front: pd.DataFrame, path: Path) -> None:

@@ -145,6 +145,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
     from ..evaluation.score import score_specs
     from ..ray_session import connect
     from .loop import SearchRun
+    from .score_signal import chance_and_base
     from .selection import select_and_finalize
 
     cfg = problem.config
@@ -174,7 +175,8 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
         [result] = select_and_finalize(rows, [level], pool=pool, out_dir=out, rerank_spec=rerank,
                                        top_k=cfg.search.rerank.top_k, writer=selection_writer, seed=seed,
                                        cost_names=list(problem.costs), log=log,
-                                       extra={"agent": agent, "budgets": level.values})
+                                       extra={"agent": agent, "budgets": level.values},
+                                       reference=chance_and_base(problem))
     finally:
         if searcher is not None:
             searcher.close()
@@ -195,6 +197,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
         "search_accuracy": result.search_accuracy, "rerank_accuracy": result.rerank_accuracy,
     }, feasible=result.feasible, evaluations=int(len(search_rows)))
     summary["onnx_error"] = result.onnx_error
+    summary["search_signal"] = result.search_signal.to_json() if result.search_signal is not None else None
     return summary
 
 

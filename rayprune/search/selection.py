@@ -37,6 +37,7 @@ from ..costs.registry import TIMED_COSTS
 from ..evaluation.score import ScoreSpec
 from ..names import STAGE_FINAL, STAGE_RERANK, STAGE_SEARCH, STATUS_OK
 from ..results import CandidateWriter
+from .score_signal import ScoreSignal, score_signal
 
 __all__ = ["LevelResult", "candidates_for", "top_distinct", "monotone_choice", "select_and_finalize",
            "FINALS_DIR"]
@@ -66,6 +67,7 @@ class LevelResult:
     candidates: int = 0  # search candidates that fit this level
     error: Optional[str] = None
     onnx_error: Optional[str] = None  # why model.onnx was not written (None: written)
+    search_signal: Optional[ScoreSignal] = None  # how far above chance the level's search scores rose
 
     @property
     def feasible(self) -> bool:
@@ -77,7 +79,8 @@ class LevelResult:
                 "accuracy_test": self.accuracy_test, "search_accuracy": self.search_accuracy,
                 "rerank_accuracy": self.rerank_accuracy, "found_for": self.found_for, "found_by": self.found_by,
                 "export_path": self.export_path, "candidates": self.candidates, "keep_ratios": self.keep_ratios,
-                "keep_counts": self.keep_counts, **self.costs, "error": self.error, "onnx_error": self.onnx_error}
+                "keep_counts": self.keep_counts, **self.costs, "error": self.error, "onnx_error": self.onnx_error,
+                "search_signal": self.search_signal.to_json() if self.search_signal is not None else None}
 
 
 def _onnx_error(directory: Path) -> Optional[str]:
@@ -153,11 +156,15 @@ def select_and_finalize(
     cost_names: Sequence[str] = ("params", "macs"),
     extra: Optional[Mapping[str, Any]] = None,
     log: Log = print,
+    reference: tuple[Optional[float], Optional[float]] = (None, None),
 ) -> list[LevelResult]:
     """Steps 1-4 of the module docstring; returns one :class:`LevelResult` per level (in order).
 
     ``pool`` is an :class:`~rayprune.evaluation.pool.EvaluatorPool` (``score_batch``,
-    ``finalize_many``); models land in ``out_dir/models/<level>/``.
+    ``finalize_many``); models land in ``out_dir/models/<level>/``. ``reference``: ``(chance, base)``
+    accuracies (:func:`~rayprune.search.score_signal.chance_and_base`); with both, each level's
+    search scores are compared with them and a level whose score is weak gets a warning
+    (:mod:`rayprune.search.score_signal`).
     """
     out = Path(out_dir)
     search = rows[rows["stage"] == STAGE_SEARCH] if not rows.empty and "stage" in rows.columns else rows
@@ -166,6 +173,11 @@ def select_and_finalize(
     for res in results:
         fitting = candidates_for(search, res.level)
         res.candidates = int(len(fitting))
+        if not fitting.empty:
+            unique = fitting.drop_duplicates(subset=["candidate_id"])
+            res.search_signal = score_signal(unique["accuracy"].tolist(), chance=reference[0], base=reference[1])
+            if res.search_signal is not None and res.search_signal.weak:
+                log(res.search_signal.advice(res.level.name))
         ranked.append(top_distinct(fitting, len(fitting), tiebreak=list(cost_names)))
         if fitting.empty:
             res.error = "no scored candidate fits this level"

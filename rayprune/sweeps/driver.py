@@ -247,6 +247,7 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_
     from ..evaluation.score import score_specs
     from ..problem import PruningProblem
     from ..results import CandidateWriter, drop_rows_after
+    from ..search.score_signal import chance_and_base
     from ..search.selection import select_and_finalize
 
     out = Path(out_dir)
@@ -273,7 +274,7 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_
             results = select_and_finalize(search, levels, pool=pool, out_dir=out, rerank_spec=rerank,
                                           top_k=cfg.search.rerank.top_k, writer=writer, seed=cfg.seed,
                                           cost_names=list(setup.base_costs), log=log,
-                                          extra={"sweep_id": setup.sweep_id})
+                                          extra={"sweep_id": setup.sweep_id}, reference=chance_and_base(problem))
         finally:
             pool.shutdown()
     try:

@@ -1,0 +1,103 @@
+"""Whether a level's search score can tell its candidates apart: how far above chance its best one scored.
+
+Every agent searches on the cheap score (adaptive-BN accuracy on ``search.eval_samples`` validation
+samples). When a budget is tight enough that one-shot pruning breaks every candidate, every score
+sits near chance and the search ranks noise: no agent can learn anything there, and the model the
+level exports is close to a blind pick from what fits. BENCHMARKS.md ("Is the search blind?") has the
+measurement that motivated this: on a converged depthwise-separable CNN at 10 % of its parameters
+the best of 85 adaptive-BN scores was 16.4 % (chance 10 %, the base model 98.4 %).
+
+:func:`score_signal` measures one level: the share of the base model's margin over chance that the
+level's best search score keeps,
+
+    retained = (best − chance) / (base − chance),
+
+and calls the level's score **weak** when ``retained < WEAK_BELOW``. It is defined for the built-in
+accuracy metric of a classification task (chance = 1 / classes); a custom metric or a regression
+has no chance level to compare with, and gets no verdict. The verdict is advice, printed with what
+to do, and stored in the summary (``levels[].search_signal``); it changes no choice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Optional, Sequence
+
+__all__ = ["ScoreSignal", "score_signal", "chance_and_base", "WEAK_BELOW"]
+
+#: a level's best search score keeping less than this share of the base model's margin over chance is
+#: called weak (chosen before measuring its rank correlations; BENCHMARKS.md "Is the search blind?").
+WEAK_BELOW = 0.25
+
+
+@dataclass(frozen=True)
+class ScoreSignal:
+    """One level's search scores against chance and the base model (accuracies as fractions)."""
+
+    best: float
+    median: float
+    chance: float
+    base: float
+    candidates: int
+
+    @property
+    def retained(self) -> float:
+        """Share of the base's margin over chance kept by the best candidate (can be < 0 or > 1).
+
+        >>> ScoreSignal(best=0.625, median=0.3, chance=0.25, base=1.0, candidates=8).retained
+        0.5
+        """
+        margin = self.base - self.chance
+        return (self.best - self.chance) / margin if margin > 0 else math.nan
+
+    @property
+    def weak(self) -> bool:
+        """Whether the best candidate keeps less than :data:`WEAK_BELOW` of the margin (False if undefined)."""
+        return bool(self.retained < WEAK_BELOW)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "retained": round(self.retained, 4) if math.isfinite(self.retained) else None,
+                "weak": self.weak}
+
+    def advice(self, level: str) -> str:
+        """The warning a user reads when the score is weak at ``level``."""
+        return (f"warning: {level}: the search score barely rises above chance — the best of {self.candidates} "
+                f"candidate(s) scored {100 * self.best:.1f} % (median {100 * self.median:.1f} %, chance "
+                f"{100 * self.chance:.1f} %, base model {100 * self.base:.1f} %), so one-shot pruning breaks every "
+                f"candidate this budget allows and the search cannot rank them: the exported model is close to a "
+                f"blind pick. What helps is a score that trains before it measures (search.score: finetune, or more "
+                f"search.finetune iterations), a looser budget, or a longer search.final_finetune; another agent "
+                f"searching the same scores does not.")
+
+
+def score_signal(scores: Sequence[float], *, chance: Optional[float], base: Optional[float]) -> Optional[ScoreSignal]:
+    """The :class:`ScoreSignal` of one level's search scores; None without scores or a reference.
+
+    >>> s = score_signal([0.16, 0.13, 0.12], chance=0.1, base=0.98)
+    >>> round(s.retained, 3), s.weak
+    (0.068, True)
+    >>> score_signal([0.9, 0.8], chance=0.1, base=0.98).weak
+    False
+    >>> score_signal([], chance=0.1, base=0.98) is None, score_signal([0.5], chance=None, base=0.9) is None
+    (True, True)
+    """
+    values = sorted(float(s) for s in scores if s is not None and math.isfinite(float(s)))
+    if not values or chance is None or base is None:
+        return None
+    n = len(values)
+    median = values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
+    return ScoreSignal(best=values[-1], median=median, chance=float(chance), base=float(base), candidates=n)
+
+
+def chance_and_base(problem) -> tuple[Optional[float], Optional[float]]:
+    """``(chance, base)`` for a problem: ``1 / classes`` and the base model's validation accuracy, for
+    the built-in accuracy metric of a classification task; ``(None, None)`` otherwise."""
+    objective = getattr(problem, "objective", None)
+    data = getattr(problem, "data", None)
+    classes = getattr(data, "num_classes", None)
+    if (objective is None or objective.custom_metric or objective.metric_name != "accuracy"
+            or getattr(data, "task", "classification") != "classification" or not classes or classes < 2):
+        return None, None
+    base = (getattr(problem, "base_accuracy", None) or {}).get("val")
+    return 1.0 / classes, (float(base) if base is not None else None)

@@ -1,0 +1,108 @@
+"""A level whose search score barely rises above chance is named, with what to do (rayprune.search.score_signal)."""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import pytest
+from test_search import FakePool, _rows  # the selection tests' fakes
+
+from rayprune.costs.levels import Level
+from rayprune.evaluation.score import ScoreSpec
+from rayprune.results import CandidateWriter
+from rayprune.search import score_signal as module
+from rayprune.search.score_signal import WEAK_BELOW, ScoreSignal, chance_and_base, score_signal
+from rayprune.search.selection import select_and_finalize
+
+
+def test_the_modules_doctests_hold():
+    assert doctest.testmod(module).failed == 0
+
+
+def test_retained_is_the_share_of_the_base_margin_over_chance_and_weak_below_the_threshold():
+    s = score_signal([0.3125, 0.375, 0.25], chance=0.25, base=0.75)  # binary fractions: exact arithmetic
+    assert (s.best, s.median, s.candidates) == (0.375, 0.3125, 3)
+    assert s.retained == 0.25
+    assert not s.weak  # exactly at the threshold is not weak
+    just_below = score_signal([0.1 + 0.8 * WEAK_BELOW - 1e-6], chance=0.1, base=0.9)
+    assert just_below.weak
+    assert score_signal([0.1, 0.2, 0.3, 0.4], chance=0.1, base=0.9).median == pytest.approx(0.25)
+
+
+def test_no_verdict_without_a_reference_or_finite_scores():
+    assert score_signal([0.5], chance=None, base=0.9) is None
+    assert score_signal([0.5], chance=0.1, base=None) is None
+    assert score_signal([float("nan"), None], chance=0.1, base=0.9) is None
+    # a base no better than chance: the share is undefined, and that is not called weak
+    s = ScoreSignal(best=0.2, median=0.2, chance=0.5, base=0.5, candidates=1)
+    assert math.isnan(s.retained) and not s.weak and s.to_json()["retained"] is None
+
+
+class _Objective:
+    def __init__(self, name="accuracy", custom=False):
+        self.metric_name, self.custom_metric = name, custom
+
+
+class _Data:
+    def __init__(self, classes=10, task="classification"):
+        self.num_classes, self.task = classes, task
+
+
+class _Problem:
+    def __init__(self, objective=None, data=None, val=0.98):
+        self.objective, self.data = objective or _Objective(), data or _Data()
+        self.base_accuracy = {"val": val, "test": 0.97}
+
+
+def test_chance_is_one_over_the_classes_for_the_built_in_accuracy_only():
+    assert chance_and_base(_Problem()) == (0.1, 0.98)
+    assert chance_and_base(_Problem(data=_Data(classes=4))) == (0.25, 0.98)
+    assert chance_and_base(_Problem(objective=_Objective("my:metric", custom=True))) == (None, None)
+    assert chance_and_base(_Problem(objective=_Objective("neg_mse"), data=_Data(1, "regression"))) == (None, None)
+
+
+def _select(rows, tmp_path, reference, log):
+    pool = FakePool(rerank={"c90": 0.3, "c80": 0.2}, final={"c90": 0.6, "c80": 0.5},
+                    costs={"c90": {"params": 9.0}, "c80": {"params": 8.0}})
+    spec = ScoreSpec.fine_tuned(__import__("rayprune.engine", fromlist=["FineTuneConfig"]).FineTuneConfig(iterations=1))
+    level = Level("params=0.1", {"params": 0.1}, {"params": 10.0})
+    [res] = select_and_finalize(rows, [level], pool=pool, out_dir=tmp_path, rerank_spec=spec, top_k=2,
+                                writer=CandidateWriter(tmp_path, name="sel"), cost_names=["params"], log=log,
+                                reference=reference)
+    return res
+
+
+def test_selection_warns_on_a_weak_level_stores_the_signal_and_chooses_as_before(tmp_path):
+    rows = _rows([(0.09, 0.16, 9.0, "params=0.1"), (0.08, 0.13, 8.0, "params=0.1")])
+    messages: list[str] = []
+    res = _select(rows, tmp_path / "weak", (0.1, 0.984), messages.append)
+    assert res.candidate_id == "c90"  # the verdict is advice: the same choice as without it
+    assert res.search_signal.weak and res.to_json()["search_signal"]["best"] == 0.16
+    warning = [m for m in messages if "barely rises above chance" in m]
+    assert len(warning) == 1 and "params=0.1" in warning[0] and "16.0 %" in warning[0] and "search.score: finetune" in warning[0]
+    # the same rows without a reference: no verdict, no warning, the same model
+    quiet: list[str] = []
+    plain = _select(rows, tmp_path / "plain", (None, None), quiet.append)
+    assert plain.candidate_id == "c90" and plain.search_signal is None
+    assert not any("chance" in m for m in quiet) and plain.to_json()["search_signal"] is None
+
+
+def test_a_level_whose_candidates_keep_their_accuracy_gets_no_warning(tmp_path):
+    rows = _rows([(0.09, 0.90, 9.0, "params=0.1"), (0.08, 0.85, 8.0, "params=0.1")])
+    messages: list[str] = []
+    res = _select(rows, tmp_path, (0.1, 0.98), messages.append)
+    assert not res.search_signal.weak and res.search_signal.retained == pytest.approx(0.8 / 0.88)
+    assert not any("chance" in m for m in messages)
+
+
+def test_the_summary_lines_name_only_weak_levels():
+    from rayprune.report import weak_score_lines
+
+    state = {"summary": {"levels": [
+        {"level": "params=0.5", "search_signal": {"best": 0.8, "chance": 0.1, "base": 0.98, "retained": 0.8, "weak": False}},
+        {"level": "params=0.1", "search_signal": {"best": 0.16, "chance": 0.1, "base": 0.98, "retained": 0.07, "weak": True}},
+        {"level": "params=0.05", "search_signal": None}]}}
+    lines = weak_score_lines(state)
+    assert len(lines) == 1 and lines[0].startswith("params=0.1: weak search score (best 16.0 %")
+    assert weak_score_lines({}) == []
