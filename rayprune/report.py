@@ -196,6 +196,8 @@ def make_report(out_dir: str | Path) -> Path:
     cols = [c for c in ["level", "agent", "found_for", "accuracy", "accuracy_final", *_costs(state, rows), "keep_counts", "export_path"]
             if c in front.columns]
     table = front[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}") if not front.empty else "<p>No feasible model.</p>"
+    weak = weak_score_lines(state)
+    weak = (f"<h2>Weak search scores</h2><pre>{html.escape(chr(10).join(weak))}</pre>" if weak else "")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rayprune sweep {html.escape(state['setup']['sweep_id'])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style>
 </head><body><h1>rayprune sweep {html.escape(state['setup']['sweep_id'])}</h1>
@@ -203,7 +205,7 @@ def make_report(out_dir: str | Path) -> Path:
 <img alt="accuracy against each cost" src="data:image/png;base64,{image}" style="max-width:100%">
 <h2>Pareto front (exported models)</h2>{table}
 <h2>Summary</h2><pre>{html.escape(front_table(state, front, rows))}</pre>
-<h2>Search, by agent</h2><pre>{html.escape(agent_table(state, rows))}</pre></body></html>"""
+<h2>Search, by agent</h2><pre>{html.escape(agent_table(state, rows))}</pre>{weak}</body></html>"""
     path = out / "report.html"
     path.write_text(page)
     return path

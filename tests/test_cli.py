@@ -97,6 +97,9 @@ def test_prune_uniform_writes_rows_and_a_loadable_model_within_budget(tiny_confi
     assert summary["feasible"] and summary["pruned"]["params"] <= 0.4 * summary["base"]["params"]
     for key in ("params", "macs", "latency_ms", "accuracy_test"):
         assert key in summary["base"] and key in summary["pruned"]
+    signal = summary["search_signal"]  # the one candidate's search score against chance and the base
+    assert signal["candidates"] == 1 and signal["best"] == signal["median"] and 0 < signal["chance"] < 1
+    assert signal["base"] == pytest.approx(summary["base"]["accuracy_val"])
     # re-measured in a fresh process, the exported model meets the budget
     check = subprocess.run(
         [sys.executable, "-c",

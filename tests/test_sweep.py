@@ -82,6 +82,11 @@ def check_sweep_outputs(out: Path, agents=("random", "crl")) -> pd.DataFrame:
     assert set(final["level"]) == LEVELS and len(final) == 2  # one exported model per level
     state = json.loads((out / "sweep.json").read_text())
     assert state["status"] == "finished" and state["summary"]["monotone"]
+    for level in state["summary"]["levels"]:  # each level's search score measured against chance and the base
+        signal = level["search_signal"]
+        assert signal["base"] == pytest.approx(state["setup"]["base_accuracy"]["val"])
+        assert 0 < signal["chance"] < 1 and signal["median"] <= signal["best"] and signal["candidates"] >= 1
+        assert signal["weak"] == (signal["retained"] < 0.25)
     acc = final.set_index("level")["accuracy"]
     assert acc["params=0.5"] >= acc["params=0.3"]  # a larger budget never buys a worse model
     for level in LEVELS:
