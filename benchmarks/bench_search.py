@@ -141,6 +141,7 @@ def run_search(job: dict[str, Any], out: Path) -> dict[str, Any]:
 def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
     """One search + selection; returns one record per level."""
     from rayprune.results import CandidateWriter
+    from rayprune.search.score_signal import chance_and_base
     from rayprune.search.selection import candidates_for, select_and_finalize
 
     out = Path(tempfile.mkdtemp(prefix="bench-search-"))
@@ -154,7 +155,8 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
             sel = CandidateWriter(out, constants={"stage": "select", "trial_id": "selection"}, name="selection")
             results = select_and_finalize(rows, levels, pool=pool, out_dir=out, rerank_spec=rerank,
                                           top_k=cfg.search.rerank.top_k, writer=sel, seed=job["seed"],
-                                          cost_names=list(problem.costs), log=lambda m: None)
+                                          cost_names=list(problem.costs), log=lambda m: None,
+                                          reference=chance_and_base(problem), weak_finals=cfg.search.rerank.weak_finals)
         select_s = time.perf_counter() - t1
         records = []
         for i, level in enumerate(levels):
@@ -169,6 +171,8 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
                 "final_val": None if res is None else res.accuracy_val,
                 "final_test": None if res is None else res.accuracy_test,
                 "found_for": None if res is None else res.found_for,
+                "retained": None if res is None or res.search_signal is None else res.search_signal.retained,
+                "weak": None if res is None or res.search_signal is None else res.search_signal.weak,
                 **({f"final_{c}_rel": res.costs.get(c, math.nan) / problem.base_costs[c] for c in level.limits}
                    if res is not None and res.costs else {}),
                 **{f"limit_{c}": v for c, v in level.limits.items()},

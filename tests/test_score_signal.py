@@ -23,10 +23,9 @@ def test_the_modules_doctests_hold():
 def test_retained_is_the_share_of_the_base_margin_over_chance_and_weak_below_the_threshold():
     s = score_signal([0.3125, 0.375, 0.25], chance=0.25, base=0.75)  # binary fractions: exact arithmetic
     assert (s.best, s.median, s.candidates) == (0.375, 0.3125, 3)
-    assert s.retained == 0.25
-    assert not s.weak  # exactly at the threshold is not weak
-    just_below = score_signal([0.1 + 0.8 * WEAK_BELOW - 1e-6], chance=0.1, base=0.9)
-    assert just_below.weak
+    assert s.retained == 0.25 and not s.weak
+    assert score_signal([0.1 + 0.8 * WEAK_BELOW - 1e-6], chance=0.1, base=0.9).weak
+    assert not score_signal([0.1 + 0.8 * WEAK_BELOW + 1e-6], chance=0.1, base=0.9).weak
     assert score_signal([0.1, 0.2, 0.3, 0.4], chance=0.1, base=0.9).median == pytest.approx(0.25)
 
 
@@ -62,14 +61,16 @@ def test_chance_is_one_over_the_classes_for_the_built_in_accuracy_only():
     assert chance_and_base(_Problem(objective=_Objective("neg_mse"), data=_Data(1, "regression"))) == (None, None)
 
 
-def _select(rows, tmp_path, reference, log):
-    pool = FakePool(rerank={"c90": 0.3, "c80": 0.2}, final={"c90": 0.6, "c80": 0.5},
-                    costs={"c90": {"params": 9.0}, "c80": {"params": 8.0}})
+LEVEL = Level("params=0.1", {"params": 0.1}, {"params": 10.0})
+
+
+def _select(rows, tmp_path, reference, log, pool=None, weak_finals=1, top_k=2):
+    pool = pool or FakePool(rerank={"c90": 0.3, "c80": 0.2}, final={"c90": 0.6, "c80": 0.5},
+                            costs={"c90": {"params": 9.0}, "c80": {"params": 8.0}})
     spec = ScoreSpec.fine_tuned(__import__("rayprune.engine", fromlist=["FineTuneConfig"]).FineTuneConfig(iterations=1))
-    level = Level("params=0.1", {"params": 0.1}, {"params": 10.0})
-    [res] = select_and_finalize(rows, [level], pool=pool, out_dir=tmp_path, rerank_spec=spec, top_k=2,
+    [res] = select_and_finalize(rows, [LEVEL], pool=pool, out_dir=tmp_path, rerank_spec=spec, top_k=top_k,
                                 writer=CandidateWriter(tmp_path, name="sel"), cost_names=["params"], log=log,
-                                reference=reference)
+                                reference=reference, weak_finals=weak_finals)
     return res
 
 
@@ -106,3 +107,36 @@ def test_the_summary_lines_name_only_weak_levels():
     lines = weak_score_lines(state)
     assert len(lines) == 1 and lines[0].startswith("params=0.1: weak search score (best 16.0 %")
     assert weak_score_lines({}) == []
+
+
+def _three_pool():
+    # the re-rank prefers c90, then c80, then c70; the final fine-tune prefers c70
+    return FakePool(rerank={"c90": 0.30, "c80": 0.25, "c70": 0.20, "c60": 0.10},
+                    final={"c90": 0.60, "c80": 0.50, "c70": 0.80, "c60": 0.95},
+                    costs={c: {"params": float(c[1:]) / 10} for c in ("c90", "c80", "c70", "c60")})
+
+
+_FOUR = [(0.09, 0.16, 9.0, "params=0.1"), (0.08, 0.15, 8.0, "params=0.1"), (0.07, 0.14, 7.0, "params=0.1"),
+         (0.06, 0.13, 6.0, "params=0.1")]
+
+
+def test_a_weak_level_finalises_its_best_reranked_candidates_and_takes_the_best_by_validation(tmp_path):
+    from rayprune.results import read_candidates
+
+    pool, messages = _three_pool(), []
+    res = _select(_rows(_FOUR), tmp_path, (0.1, 0.984), messages.append, pool=pool, weak_finals=3, top_k=4)
+    # the re-rank's winner first (its own round), then the next two re-ranked; c60 (4th) gets none
+    assert pool.finalized[0] == ["c90"] and sorted(pool.finalized[1]) == ["c70", "c80"] and len(pool.finalized) == 2
+    assert res.candidate_id == "c70" and res.accuracy_val == 0.80  # the best final validation accuracy
+    assert any("weak level(s) params=0.1" in m and "weak_finals=3" in m for m in messages)
+    final = read_candidates(tmp_path)
+    assert final[final["stage"] == "final"]["candidate_id"].tolist() == ["c70"]
+
+
+def test_weak_finals_change_nothing_at_a_level_whose_score_is_not_weak_or_without_a_reference(tmp_path):
+    informative = [(r, acc + 0.7, p, lvl) for r, acc, p, lvl in _FOUR]  # the same candidates scoring 83-86 %
+    for name, rows, reference in (("informative", informative, (0.1, 0.984)), ("no reference", _FOUR, (None, None))):
+        pool = _three_pool()
+        res = _select(_rows(rows), tmp_path / name.replace(" ", "_"), reference, lambda m: None, pool=pool,
+                      weak_finals=3, top_k=4)
+        assert pool.finalized == [["c90"]] and res.candidate_id == "c90", name

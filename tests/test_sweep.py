@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 from _procs import pids_titled
 
+from rayprune.search.score_signal import WEAK_BELOW
+
 SWEEP = """
 name: tiny-sweep
 model: {name: small_cnn, kwargs: {width_mult: 0.5}}
@@ -86,7 +88,7 @@ def check_sweep_outputs(out: Path, agents=("random", "crl")) -> pd.DataFrame:
         signal = level["search_signal"]
         assert signal["base"] == pytest.approx(state["setup"]["base_accuracy"]["val"])
         assert 0 < signal["chance"] < 1 and signal["median"] <= signal["best"] and signal["candidates"] >= 1
-        assert signal["weak"] == (signal["retained"] < 0.25)
+        assert signal["weak"] == (signal["retained"] < WEAK_BELOW)
     acc = final.set_index("level")["accuracy"]
     assert acc["params=0.5"] >= acc["params=0.3"]  # a larger budget never buys a worse model
     for level in LEVELS:

@@ -137,6 +137,10 @@ class RerankConfig(_Section):
     re-ranked after a short fine-tune (``search.finetune``) on the whole validation split."""
 
     top_k: int = Field(8, gt=0)
+    #: at a level whose search score is weak (docs/search.md, "A weak search score"), this many of its best
+    #: re-ranked candidates get the final fine-tune and the level takes the best by validation accuracy
+    #: (1: only the re-rank's winner, as at every other level)
+    weak_finals: int = Field(1, gt=0)
 
 
 class EvaluationConfig(_Section):

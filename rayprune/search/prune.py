@@ -176,7 +176,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
                                        top_k=cfg.search.rerank.top_k, writer=selection_writer, seed=seed,
                                        cost_names=list(problem.costs), log=log,
                                        extra={"agent": agent, "budgets": level.values},
-                                       reference=chance_and_base(problem))
+                                       reference=chance_and_base(problem), weak_finals=cfg.search.rerank.weak_finals)
     finally:
         if searcher is not None:
             searcher.close()

@@ -27,8 +27,9 @@ from typing import Any, Optional, Sequence
 __all__ = ["ScoreSignal", "score_signal", "chance_and_base", "WEAK_BELOW"]
 
 #: a level's best search score keeping less than this share of the base model's margin over chance is
-#: called weak (chosen before measuring its rank correlations; BENCHMARKS.md "Is the search blind?").
-WEAK_BELOW = 0.25
+#: called weak. Measured on a converged CNN (BENCHMARKS.md "Is the search blind?"): keeping 17 % the
+#: adaptive-BN score still ranked the final accuracy at Spearman +0.63, keeping 5 % at -0.41.
+WEAK_BELOW = 0.10
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,7 @@ def select_and_finalize(
     extra: Optional[Mapping[str, Any]] = None,
     log: Log = print,
     reference: tuple[Optional[float], Optional[float]] = (None, None),
+    weak_finals: int = 1,
 ) -> list[LevelResult]:
     """Steps 1-4 of the module docstring; returns one :class:`LevelResult` per level (in order).
 
@@ -164,7 +165,8 @@ def select_and_finalize(
     ``finalize_many``); models land in ``out_dir/models/<level>/``. ``reference``: ``(chance, base)``
     accuracies (:func:`~rayprune.search.score_signal.chance_and_base`); with both, each level's
     search scores are compared with them and a level whose score is weak gets a warning
-    (:mod:`rayprune.search.score_signal`).
+    (:mod:`rayprune.search.score_signal`) and, with ``weak_finals`` N > 1, a final fine-tune for
+    each of its N best re-ranked candidates (:func:`_weak_level_finals`).
     """
     out = Path(out_dir)
     search = rows[rows["stage"] == STAGE_SEARCH] if not rows.empty and "stage" in rows.columns else rows
@@ -223,6 +225,9 @@ def select_and_finalize(
     #    final fails (a diverging loss, a dead evaluator) falls back to its next candidate
     finals_by_id = _final_rounds(results, orders, pool=pool, out=out, seed=seed, extra=extra, writer=writer,
                                  log=log, cost_names=cost_names)
+    if weak_finals > 1:  # 3b. a weak level's next re-ranked candidates get a final too; the best by validation wins
+        _weak_level_finals(results, orders, finals_by_id, weak_finals, pool=pool, out=out, seed=seed, extra=extra,
+                           writer=writer, log=log, cost_names=cost_names)
     finals = [f for f in finals_by_id.values() if f.get("status") == STATUS_OK]
     # 4. monotone choice: each level takes the best final that fits it
     choice = monotone_choice(levels, finals)
@@ -375,23 +380,56 @@ def _final_rounds(results, orders, *, pool, out: Path, seed: int, extra, writer:
         if not jobs:
             return finals
         log(f"Final fine-tune of {len(jobs)} model(s)")
-        rows = pd.DataFrame([best for _, best in jobs.values()])
-        jobs = dict(list(jobs.items())[i] for i in _longest_first(rows, cost_names))
-        summaries = pool.finalize_many([
-            dict(keep_ratios=[float(r) for r in best["keep_ratios"]], seed=seed,
-                 export_dir=str(out / "models" / FINALS_DIR / cid),
-                 extra={**dict(extra or {}), "found_for": results[li].level.name})
-            for cid, (li, best) in jobs.items()])
-        done = [{**summary, "candidate_id": cid, "row": best, "found_for": results[li].level.name}
-                for (cid, (li, best)), summary in zip(jobs.items(), summaries)]
-        _remeasure_timed([f for f in done if f.get("status") == STATUS_OK], pool, cost_names, log)
-        for (cid, (li, best)), summary in zip(jobs.items(), done):
-            finals[cid] = summary
-            if summary.get("status") != STATUS_OK:
-                log(f"Final fine-tune of {cid} (for {results[li].level.name}) failed: {summary.get('error')}")
-                level = results[li].level.name
-                writer.add(_final_row(best, level, level, accuracy=None, accuracy_final=None, feasible=False,
-                                      export_path=None, status="error", error=summary.get("error")))
+        _run_finals(jobs, results, finals, pool=pool, out=out, seed=seed, extra=extra, writer=writer, log=log,
+                    cost_names=cost_names)
+
+
+def _run_finals(jobs: dict[str, tuple[int, pd.Series]], results, finals: dict[str, dict[str, Any]], *, pool,
+                out: Path, seed: int, extra, writer: CandidateWriter, log: Log, cost_names: Sequence[str]) -> None:
+    """One parallel round of final fine-tunes (``jobs``: candidate id -> (level index, its row)), largest
+    first; timed costs measured again alone; each result lands in ``finals``, a failure also as an error row."""
+    rows = pd.DataFrame([best for _, best in jobs.values()])
+    jobs = dict(list(jobs.items())[i] for i in _longest_first(rows, cost_names))
+    summaries = pool.finalize_many([
+        dict(keep_ratios=[float(r) for r in best["keep_ratios"]], seed=seed,
+             export_dir=str(out / "models" / FINALS_DIR / cid),
+             extra={**dict(extra or {}), "found_for": results[li].level.name})
+        for cid, (li, best) in jobs.items()])
+    done = [{**summary, "candidate_id": cid, "row": best, "found_for": results[li].level.name}
+            for (cid, (li, best)), summary in zip(jobs.items(), summaries)]
+    _remeasure_timed([f for f in done if f.get("status") == STATUS_OK], pool, cost_names, log)
+    for (cid, (li, best)), summary in zip(jobs.items(), done):
+        finals[cid] = summary
+        if summary.get("status") != STATUS_OK:
+            level = results[li].level.name
+            log(f"Final fine-tune of {cid} (for {level}) failed: {summary.get('error')}")
+            writer.add(_final_row(best, level, level, accuracy=None, accuracy_final=None, feasible=False,
+                                  export_path=None, status="error", error=summary.get("error")))
+
+
+def _weak_level_finals(results, orders, finals: dict[str, dict[str, Any]], n: int, *, pool, out: Path, seed: int,
+                       extra, writer: CandidateWriter, log: Log, cost_names: Sequence[str] = ()) -> None:
+    """At each weak level (its search score barely above chance), the first ``n`` candidates of its order
+    (best re-ranked first) that have no final yet get one, in parallel, added to ``finals``; the monotone
+    choice then takes the best final by validation accuracy. Where one-shot pruning breaks every candidate,
+    the pruned networks' accuracies after the final fine-tune spread by tens of points, and validation
+    accuracy after it ranks them far better than the short re-rank does (BENCHMARKS.md, "Is the search
+    blind?"). A failed extra final is written as an error row and changes nothing else."""
+    jobs: dict[str, tuple[int, pd.Series]] = {}
+    for li, (res, order) in enumerate(zip(results, orders)):
+        if res.search_signal is None or not res.search_signal.weak:
+            continue
+        for row in order[:n]:
+            cid = row["candidate_id"]
+            if cid not in finals and cid not in jobs:
+                jobs[cid] = (li, row)
+    if not jobs:
+        return
+    levels = sorted({results[li].level.name for li, _ in jobs.values()})
+    log(f"Final fine-tune of {len(jobs)} more candidate(s) at the weak level(s) {', '.join(levels)} "
+        f"(search.rerank.weak_finals={n}): the best by validation accuracy wins")
+    _run_finals(jobs, results, finals, pool=pool, out=out, seed=seed, extra=extra, writer=writer, log=log,
+                cost_names=cost_names)
 
 
 def _remeasure_timed(finals: list[dict[str, Any]], pool, cost_names: Sequence[str], log: Log) -> None:

@@ -274,7 +274,8 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_
             results = select_and_finalize(search, levels, pool=pool, out_dir=out, rerank_spec=rerank,
                                           top_k=cfg.search.rerank.top_k, writer=writer, seed=cfg.seed,
                                           cost_names=list(setup.base_costs), log=log,
-                                          extra={"sweep_id": setup.sweep_id}, reference=chance_and_base(problem))
+                                          extra={"sweep_id": setup.sweep_id}, reference=chance_and_base(problem),
+                                          weak_finals=cfg.search.rerank.weak_finals)
         finally:
             pool.shutdown()
     try:
