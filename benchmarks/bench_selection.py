@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -145,8 +145,11 @@ def _mean(items, key):
     return float(np.mean([i[key] for i in items]))
 
 
+WEAK_FINALS_RULE = "final val among the 4 best re-ranked (weak level)"
+WEAK_FINALS = 4
+
 #: name -> (what it costs, re-rank seeds it needs, a sort key over a shortlist's records: larger is
-#: chosen; ties keep the shortlist's order, as the product's stable sort does)
+#: chosen; ties keep the shortlist's order, as the product's stable sort does; None: see _pick)
 RULES: dict[str, tuple[str, int, Callable[[dict], Any]]] = {
     "search score only": ("no re-rank", 0, lambda r: r["search"]),
     "re-rank accuracy (product)": ("1 short fine-tune each", 1, lambda r: r["rerank"][0]["acc"]),
@@ -158,6 +161,9 @@ RULES: dict[str, tuple[str, int, Callable[[dict], Any]]] = {
     "re-rank loss, 3 seeds": ("3 short fine-tunes each", 3, lambda r: -_mean(r["rerank"][:3], "loss")),
     "final val accuracy": ("a final fine-tune each", 0, lambda r: r["final_val"]["acc"]),
     "final val loss": ("a final fine-tune each", 0, lambda r: -r["final_val"]["loss"]),
+    # the product at a weak level (search.rerank.weak_finals=4): the 4 best re-ranked candidates get a
+    # final fine-tune and the best by validation wins
+    WEAK_FINALS_RULE: ("1 short fine-tune each, 4 finals", 1, None),
 }
 PRODUCT = "re-rank accuracy (product)"
 
@@ -189,10 +195,26 @@ def picks(frame: pd.DataFrame, k: int, judge: str = "one") -> pd.DataFrame:
             for name, (_, seeds, key) in RULES.items():
                 if any(len(r["rerank"]) < seeds for r in short):  # measured with fewer re-rank seeds
                     continue
-                best = max(range(len(short)), key=lambda i: (key(short[i]), -i))
-                rec[name] = tests[best]
+                rec[name] = tests[_pick(short, key)]
             out.append(rec)
     return pd.DataFrame(out)
+
+
+def _pick(short: list[dict], key: Optional[Callable[[dict], Any]]) -> int:
+    """Index of the shortlisted record a rule picks: the largest ``key`` (ties: the earlier one); ``key`` None:
+    the weak-level rule — the best final validation accuracy among the first :data:`WEAK_FINALS` by the
+    product's re-rank order.
+
+    >>> pairs = [(0.5, 0.6), (0.4, 0.9), (0.3, 0.7), (0.2, 0.5), (0.1, 0.99)]  # (re-rank, final validation)
+    >>> recs = [{"rerank": [{"acc": a}], "final_val": {"acc": v}} for a, v in pairs]
+    >>> _pick(recs, RULES[PRODUCT][2]), _pick(recs, None), _pick(recs, RULES["final val accuracy"][2])
+    (0, 1, 4)
+    """
+    if key is not None:
+        return max(range(len(short)), key=lambda i: (key(short[i]), -i))
+    product = RULES[PRODUCT][2]
+    order = sorted(range(len(short)), key=lambda i: (-product(short[i]), i))[:WEAK_FINALS]
+    return max(order, key=lambda i: (short[i]["final_val"]["acc"], -order.index(i)))
 
 
 def _cell(values: pd.Series, product: pd.Series, is_product: bool) -> str:

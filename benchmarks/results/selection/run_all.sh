@@ -12,3 +12,8 @@ $S --configs configs/bench/small_cnn_digits.yaml --agents random --seeds 2 3 4 5
 $S --configs configs/bench/vgg11_mnist.yaml --agents random,evolution --seeds 2 3 --top-k 8 --out $R/vgg11.jsonl
 gzip -f $R/*.jsonl  # the committed records are gzipped (the summary reads .jsonl.gz as is)
 for f in small_cnn small_cnn_seeds vgg11; do python benchmarks/bench_selection.py --summarise $R/$f.jsonl.gz; done
+
+# session 19: the converged user CNN, levels 25/10 % (BENCHMARKS.md "Is the search blind?")
+python benchmarks/bench_selection.py --configs configs/bench/user_cnn_trained_mnist.yaml --agents random --seeds 2 3 4 \
+    --evaluations 512 --levels params=0.25,0.1 --top-k 16 --rerank-seeds 1 --final-seeds 1 \
+    --out benchmarks/results/selection/user_cnn_trained_top16.jsonl   # gzipped after
