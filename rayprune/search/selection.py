@@ -10,7 +10,10 @@ Given every search row of a run (one candidate store: all agents, trials and lev
    (latency) the shortlisted candidates are first timed again one at a time; one over the limit
    gives its place to the level's next candidate (:func:`_shortlists`).
 3. **Final**: each distinct winner is fine-tuned for ``search.final_finetune`` on the evaluator
-   pool (in parallel), measured on validation and test, exported.
+   pool (in parallel), measured on validation and test, exported. At a level whose search score is
+   weak (:mod:`rayprune.search.score_signal`: its best barely above chance), the
+   ``search.rerank.weak_finals`` best re-ranked candidates all get the final fine-tune
+   (:func:`_weak_level_finals`), and step 4 takes the best of them by validation.
 4. **Monotone front**: each level gets, among the final models that fit it, the one with the best
    validation accuracy. A level that contains another therefore never ends with a worse model
    (:func:`rayprune.costs.levels.contains`); its export may be the smaller level's model.
