@@ -91,3 +91,8 @@ python benchmarks/bench_search.py --jobs 2 --overlap --evaluations 512 --seeds 1
 # seeds a 0.3-point paired difference needs, per model and level
 R=benchmarks/results/search
 python benchmarks/bench_search.py --power 0.3 --summarise $R/small_cnn_digits_s17.jsonl:crl,random,evolution,tpe $R/small_cnn_digits_s18.jsonl $R/small_cnn_digits_s18b.jsonl $R/user_cnn_mnist_s17.jsonl:crl,evolution,tpe $R/user_cnn_mnist_s15.jsonl:random $R/vgg11_mnist_s17.jsonl:evolution,tpe $R/vgg11_mnist_s15.jsonl:crl,random $R/resnet20_mnist_s16.jsonl:crl,random,evolution,tpe
+
+# session 19: every agent on the converged user CNN at its informative levels (BENCHMARKS.md "Is the search blind?")
+python benchmarks/bench_search.py --jobs 2 --overlap --evaluations 512 --seeds 2 3 4 5 6 \
+    --configs configs/bench/user_cnn_trained_mnist.yaml --levels params=0.5,0.35 --agents crl,random,evolution,tpe \
+    --out benchmarks/results/search/user_cnn_trained_s19.jsonl
