@@ -22,6 +22,7 @@ stored in the summary (``levels[].search_signal``); it changes a choice only thr
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, Optional, Sequence
 
@@ -68,8 +69,9 @@ class ScoreSignal:
         return (f"warning: {level}: the search score barely rises above chance — the best of {self.candidates} "
                 f"candidate(s) scored {100 * self.best:.1f} % (median {100 * self.median:.1f} %, chance "
                 f"{100 * self.chance:.1f} %, base model {100 * self.base:.1f} %), so one-shot pruning breaks every "
-                f"candidate this budget allows and the search score cannot rank them. The selection gives several of its re-ranked candidates the final fine-tune "
-                f"(search.rerank.weak_finals) and keeps the best by validation; beyond that, what helps is a score "
+                f"candidate this budget allows and the search score cannot rank them. The selection gives several "
+                f"of its re-ranked candidates the final fine-tune (search.rerank.weak_finals) and keeps the best by "
+                f"validation; beyond that, what helps is a score "
                 f"that trains before it measures (search.score: finetune, or more search.finetune iterations), a "
                 f"looser budget, or a longer search.final_finetune; another agent searching the same scores does "
                 f"not.")
@@ -89,9 +91,8 @@ def score_signal(scores: Sequence[float], *, chance: Optional[float], base: Opti
     values = sorted(float(s) for s in scores if s is not None and math.isfinite(float(s)))
     if not values or chance is None or base is None:
         return None
-    n = len(values)
-    median = values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
-    return ScoreSignal(best=values[-1], median=median, chance=float(chance), base=float(base), candidates=n)
+    return ScoreSignal(best=values[-1], median=statistics.median(values), chance=float(chance), base=float(base),
+                       candidates=len(values))
 
 
 def chance_and_base(problem) -> tuple[Optional[float], Optional[float]]:
