@@ -49,6 +49,8 @@ sys.path.insert(0, str(HERE))
 
 import bench_search  # noqa: E402  (the search part of a run, and the paired interval)
 
+from rayprune.config.search import RerankConfig  # noqa: E402
+
 SHORTLISTS = (4, 8, 16)
 
 
@@ -145,8 +147,9 @@ def _mean(items, key):
     return float(np.mean([i[key] for i in items]))
 
 
-WEAK_FINALS_RULE = "final val among the 4 best re-ranked (weak level)"
-WEAK_FINALS = 4
+#: the product's search.rerank.weak_finals default: how many re-ranked candidates a weak level finalises
+WEAK_FINALS = RerankConfig.model_fields["weak_finals"].default
+WEAK_FINALS_RULE = f"final val among the {WEAK_FINALS} best re-ranked (weak level)"
 
 #: name -> (what it costs, re-rank seeds it needs, a sort key over a shortlist's records: larger is
 #: chosen; ties keep the shortlist's order, as the product's stable sort does; None: see _pick)
@@ -161,9 +164,9 @@ RULES: dict[str, tuple[str, int, Callable[[dict], Any]]] = {
     "re-rank loss, 3 seeds": ("3 short fine-tunes each", 3, lambda r: -_mean(r["rerank"][:3], "loss")),
     "final val accuracy": ("a final fine-tune each", 0, lambda r: r["final_val"]["acc"]),
     "final val loss": ("a final fine-tune each", 0, lambda r: -r["final_val"]["loss"]),
-    # the product at a weak level (search.rerank.weak_finals=4): the 4 best re-ranked candidates get a
-    # final fine-tune and the best by validation wins
-    WEAK_FINALS_RULE: ("1 short fine-tune each, 4 finals", 1, None),
+    # the product at a weak level (search.rerank.weak_finals): its best re-ranked candidates get a final
+    # fine-tune and the best by validation wins
+    WEAK_FINALS_RULE: (f"1 short fine-tune each, {WEAK_FINALS} finals", 1, None),
 }
 PRODUCT = "re-rank accuracy (product)"
 

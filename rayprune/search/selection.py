@@ -178,12 +178,11 @@ def select_and_finalize(
     for res in results:
         fitting = candidates_for(search, res.level)
         res.candidates = int(len(fitting))
-        if not fitting.empty:
-            unique = fitting.drop_duplicates(subset=["candidate_id"])
-            res.search_signal = score_signal(unique["accuracy"].tolist(), chance=reference[0], base=reference[1])
+        ranked.append(top_distinct(fitting, len(fitting), tiebreak=list(cost_names)))
+        if not fitting.empty:  # over distinct candidates: a cached repeat does not count twice
+            res.search_signal = score_signal(ranked[-1]["accuracy"].tolist(), chance=reference[0], base=reference[1])
             if res.search_signal is not None and res.search_signal.weak:
                 log(res.search_signal.advice(res.level.name))
-        ranked.append(top_distinct(fitting, len(fitting), tiebreak=list(cost_names)))
         if fitting.empty:
             res.error = "no scored candidate fits this level"
     # the top_k of each level (re-ranked, or fallbacks), timed costs checked again one at a time
