@@ -56,7 +56,7 @@ Run from the repository root (Ray starts locally)::
     python benchmarks/bench_neon.py --out benchmarks/results/neon            # all methods, one agent seed
     python benchmarks/bench_neon.py --folds A --iterations 2 --networks 1 --crl-networks 0 --out /tmp/nb
     python benchmarks/bench_neon.py --folds A --datasets iris --networks 1 --agent-checkpoint rayprune/assets/neon \\
-        --methods neon,neon_x4 --rollouts 2 --crl-networks 0 --out /tmp/nb-smoke       # no pretraining: a smoke run
+        --methods neon,neon_x2 --rollouts 2 --crl-networks 0 --out /tmp/nb-smoke       # no pretraining: a smoke run
     python benchmarks/bench_neon.py --summarise-seeds OUT_s0/rows.csv OUT_s1/rows.csv OUT_s2/rows.csv
     # the same fold agents on held-out data with more validation samples (synthetic sets 4x larger,
     # 30 % validation): how much τ = 1 can prune when the selection split can show a 1-point change
@@ -113,6 +113,9 @@ GRID = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 PROTOCOL = "decide/selection"
 """``protocol`` of the rows this version writes: episode methods decide on the decide split and are
 checked on the selection split (issue #15); the column marks rows.csv files from before it."""
+#: names ``--methods`` accepts (besides ``neon_x<R>`` and ``random_x<R>`` for ``--rollouts R``)
+EPISODE_METHODS = ("neon", "random", "max_cut")
+BASELINE_METHODS = ("magnitude_same_size", "magnitude_at_tol", "crl")
 TARGET = {"tolerance": 1.0, "within": 0.8, "reduction": 20.0, "delta": -0.5}
 """Issue #15 item 3, at τ = 1: ≥ 80 % of held-out networks within τ on test, mean reduction ≥ ×20,
 mean test change ≥ −0.5 points."""
@@ -366,6 +369,10 @@ def main(argv=None) -> int:
     base_cfg = load_config(args.config)
     seed = int(base_cfg.seed)  # the run's seed: networks, their splits, the selection split, the episodes
     methods = set(args.methods.split(",")) if args.methods else None
+    known = {*EPISODE_METHODS, f"neon_x{args.rollouts}", f"random_x{args.rollouts}", *BASELINE_METHODS}
+    if methods is not None and methods - known:  # a name that matches nothing would run nothing, silently
+        raise SystemExit(f"--methods: unknown {sorted(methods - known)}; with --rollouts {args.rollouts} the methods "
+                         f"are {sorted(known)}")
     datasets = set(args.datasets.split(",")) if args.datasets else None
     check = {"selection_fraction": args.selection_fraction, "confidence": args.confidence, "walk": args.walk}
     NeonConfig.model_validate(check)  # a bad value fails here, not after the first fold's pretraining

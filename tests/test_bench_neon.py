@@ -94,3 +94,10 @@ def test_held_out_networks_on_scaled_data_train_apart_from_the_suite_ones(bench,
     assert plain[0].key != scaled[0].key  # ... trained on other data, cached apart
     assert (split.scale, big.scale, big.val_fraction) == (1, 4, 0.3)
     assert len(big.load("moons").y_val) == 1200 and len(split.load("moons").y_val) == 150
+
+
+def test_a_method_name_that_matches_nothing_is_refused_before_any_work(bench, tmp_path):
+    # with --rollouts 2 the multi-rollout methods are neon_x2/random_x2: neon_x4 would silently run nothing
+    with pytest.raises(SystemExit, match=r"--methods: unknown \['neon_x4'\].*neon_x2"):
+        bench.main(["--folds", "A", "--rollouts", "2", "--methods", "neon,neon_x4", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out" / "rows.csv").exists()
