@@ -50,6 +50,7 @@ def run_chunk(job: dict) -> list[dict]:
     from rayprune.costs.levels import Level
     from rayprune.evaluation.candidate import CandidateEvaluator
     from rayprune.evaluation.score import ScoreSpec, score_specs
+    from rayprune.search.score_signal import chance_and_base
 
     problem = _problem(job["config"], job["budget"])
     cfg = problem.config
@@ -57,6 +58,7 @@ def run_chunk(job: dict) -> list[dict]:
     rng = np.random.default_rng(job["seed"])
     ev = CandidateEvaluator(problem)
     cheap, _ = score_specs(cfg)
+    reference = chance_and_base(problem)  # (1 / classes, base validation accuracy): the weak-score verdict's scale
     tuned = ScoreSpec.fine_tuned(cfg.search.finetune.engine_config(), eval_samples=None,
                                  bn_batches=cfg.search.adaptive_bn.batches, bn_batch_size=cfg.search.adaptive_bn.batch_size)
     out = []
@@ -64,6 +66,8 @@ def run_chunk(job: dict) -> list[dict]:
         ratios = space.project(rng.uniform(space.min_keep, 1.0, space.num_groups), 0)
         rec = {"config": Path(job["config"]).stem, "budget": job["budget"], "seed": job["seed"], "i": i,
                "keep_ratios": ratios}
+        if None not in reference:
+            rec["chance"], rec["base_val"] = reference
         t = time.perf_counter()
         model = problem.space.build(ratios)
         rec["pruned"] = problem.accuracy(model, "val", cfg.search.eval_samples)
@@ -81,6 +85,8 @@ def run_chunk(job: dict) -> list[dict]:
 def summarise(frame: pd.DataFrame) -> str:
     from scipy import stats
 
+    from rayprune.search.score_signal import score_signal
+
     lines = ["| model | params budget | candidates | score | Spearman ρ | Kendall τ | s / candidate |",
              "|---|---|---|---|---|---|---|"]
     for (config, budget), g in frame.groupby(["config", "budget"], sort=False):
@@ -90,6 +96,12 @@ def summarise(frame: pd.DataFrame) -> str:
             cost = g[f"t_{score}"].mean() if f"t_{score}" in g else g["t_final"].mean()
             label = "final val (the selection's own signal)" if score == "final_val" else score
             lines.append(f"| {config} | {budget:g} | {len(g)} | {label} | {rho:+.2f} | {tau:+.2f} | {cost:.2f} |")
+        if "base_val" in g and g["base_val"].notna().all():  # rows from session 20 on
+            signal = score_signal(g["adaptive_bn"].tolist(), chance=float(g["chance"].iloc[0]),
+                                  base=float(g["base_val"].iloc[0]))
+            verdict = "weak" if signal.weak else "not weak"
+            lines.append(f"| {config} | {budget:g} | | (best / median adaptive BN {100 * signal.best:.1f} / "
+                         f"{100 * signal.median:.1f} %, retained {signal.retained:.2f}: {verdict}) | | | |")
         spread = 100 * (g["final_test"].max() - g["final_test"].min())
         lines.append(f"| {config} | {budget:g} | | (final test spread: {spread:.1f} pt, sd "
                      f"{100 * g['final_test'].std():.2f}) | | | |")
