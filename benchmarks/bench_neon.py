@@ -339,7 +339,8 @@ def main(argv=None) -> int:
     parser.add_argument("--reward-units", choices=["percent", "fraction"], default=None,
                         help="train the fold agents with s in NEON's reward in these units (default: the config's)")
     parser.add_argument("--summarise-seeds", nargs="+", default=None, metavar="ROWS_CSV",
-                        help="run nothing: one table over these rows.csv files (runs with different --agent-seed)")
+                        help="run nothing: one table over these rows.csv files (runs with different --agent-seed); "
+                             "A.csv+B.csv counts the rows of two files as one run (e.g. two dataset subsets)")
     parser.add_argument("--agent-seed", type=int, default=None,
                         help="seed of the fold agents' PPO (the networks and splits keep the config's seed)")
     parser.add_argument("--methods", default=None,
@@ -361,7 +362,9 @@ def main(argv=None) -> int:
                         help="also score neon with this many rollouts (greedy + sampled) against as many random episodes")
     args = parser.parse_args(argv)
     if args.summarise_seeds:
-        print(summarise_seeds([pd.read_csv(path) for path in args.summarise_seeds]))
+        # one run per argument; 'A.csv+B.csv' joins the rows of one agent seed written to two folders
+        print(summarise_seeds([pd.concat([pd.read_csv(p) for p in run.split("+")], ignore_index=True)
+                               for run in args.summarise_seeds]))
         return 0
     tolerances = tuple(float(t) for t in args.tolerances.split(","))
     out = Path(args.out)

@@ -101,3 +101,15 @@ def test_a_method_name_that_matches_nothing_is_refused_before_any_work(bench, tm
     with pytest.raises(SystemExit, match=r"--methods: unknown \['neon_x4'\].*neon_x2"):
         bench.main(["--folds", "A", "--rollouts", "2", "--methods", "neon,neon_x4", "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out" / "rows.csv").exists()
+
+
+def test_summarise_seeds_counts_two_files_joined_by_a_plus_as_one_run(bench, tmp_path, capsys):
+    a, b = _rows([True, True], ["accepted"] * 2), _rows([False, False], ["accepted"] * 2)
+    b["network"] = b["network"] + "-fixed"  # another dataset subset of the same agent seed
+    paths = []
+    for name, frame in (("syn.csv", a), ("fixed.csv", b), ("other.csv", _rows([True] * 4, ["accepted"] * 4))):
+        frame.to_csv(tmp_path / name, index=False)
+        paths.append(str(tmp_path / name))
+    assert bench.main(["--summarise-seeds", f"{paths[0]}+{paths[1]}", paths[2]]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "| neon_x4 |" in line)
+    assert "| 2 | 4 |" in line and "(50%, 100%)" in line  # two runs of four networks each
