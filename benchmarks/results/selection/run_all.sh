@@ -17,3 +17,8 @@ for f in small_cnn small_cnn_seeds vgg11; do python benchmarks/bench_selection.p
 python benchmarks/bench_selection.py --configs configs/bench/user_cnn_trained_mnist.yaml --agents random --seeds 2 3 4 \
     --evaluations 512 --levels params=0.25,0.1 --top-k 16 --rerank-seeds 1 --final-seeds 1 \
     --out benchmarks/results/selection/user_cnn_trained_top16.jsonl   # gzipped after
+
+# session 20: the weak-level finals on a converged ResNet-20 at 10/5 % (BENCHMARKS.md "Is the search blind?")
+python benchmarks/bench_selection.py --configs configs/bench/resnet20_trained_mnist.yaml --agents random --seeds 2 3 4 \
+    --evaluations 512 --levels params=0.1,0.05 --top-k 8 --rerank-seeds 1 --final-seeds 1 \
+    --out benchmarks/results/selection/resnet20_trained_top8.jsonl   # gzipped after
