@@ -96,3 +96,16 @@ python benchmarks/bench_search.py --power 0.3 --summarise $R/small_cnn_digits_s1
 python benchmarks/bench_search.py --jobs 2 --overlap --evaluations 512 --seeds 2 3 4 5 6 \
     --configs configs/bench/user_cnn_trained_mnist.yaml --levels params=0.5,0.35 --agents crl,random,evolution,tpe \
     --out benchmarks/results/search/user_cnn_trained_s19.jsonl
+
+# session 20: the weak threshold on a converged ResNet-20 (retained as a search measures it) and the finetune score
+# at a weak level (BENCHMARKS.md "Is the search blind?")
+python benchmarks/bench_search.py --jobs 1 --overlap --evaluations 512 --seeds 2 --configs configs/bench/resnet20_trained_mnist.yaml \
+    --levels params=0.1,0.05,0.03 --agents random --no-final --out benchmarks/results/search/resnet20_trained_nofinal_s20.jsonl
+python benchmarks/bench_scores.py --configs configs/bench/resnet20_trained_mnist.yaml --budgets 0.05 0.1 --candidates 16 \
+    --out benchmarks/results/scores/resnet20_trained.jsonl
+for S in 2 3 4 5 6; do
+  python benchmarks/bench_search.py --jobs 1 --overlap --evaluations 512 --seeds $S --configs configs/bench/user_cnn_trained_mnist.yaml \
+      --levels params=0.1 --agents random --out benchmarks/results/search/weak_score_s20.jsonl
+  python benchmarks/bench_search.py --jobs 1 --overlap --evaluations 64 --seeds $S --configs configs/bench/user_cnn_trained_mnist.yaml \
+      --levels params=0.1 --agents random --set 'score="finetune"' --label random_finetune --out benchmarks/results/search/weak_score_s20.jsonl
+done
