@@ -307,6 +307,19 @@ def held_out_networks(base_cfg, group: str, count: int, log, datasets: set[str] 
     return records, split
 
 
+def _joined(run: str) -> pd.DataFrame:
+    """The rows of one run given as ``A.csv`` or ``A.csv+B.csv`` (e.g. two dataset subsets of one agent
+    seed); the files must hold different networks."""
+    frames = [pd.read_csv(path) for path in run.split("+")]
+    for i, a in enumerate(frames):
+        for b in frames[i + 1:]:
+            shared = set(a["network"]) & set(b["network"])
+            if shared:
+                raise SystemExit(f"--summarise-seeds {run}: the joined files share {len(shared)} network(s) "
+                                 f"(e.g. {sorted(shared)[0]}); join files of different networks only.")
+    return pd.concat(frames, ignore_index=True)
+
+
 def main(argv=None) -> int:
     defaults = NeonConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -363,8 +376,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.summarise_seeds:
         # one run per argument; 'A.csv+B.csv' joins the rows of one agent seed written to two folders
-        print(summarise_seeds([pd.concat([pd.read_csv(p) for p in run.split("+")], ignore_index=True)
-                               for run in args.summarise_seeds]))
+        print(summarise_seeds([_joined(run) for run in args.summarise_seeds]))
         return 0
     tolerances = tuple(float(t) for t in args.tolerances.split(","))
     out = Path(args.out)
@@ -372,7 +384,9 @@ def main(argv=None) -> int:
     base_cfg = load_config(args.config)
     seed = int(base_cfg.seed)  # the run's seed: networks, their splits, the selection split, the episodes
     methods = set(args.methods.split(",")) if args.methods else None
-    known = {*EPISODE_METHODS, f"neon_x{args.rollouts}", f"random_x{args.rollouts}", *BASELINE_METHODS}
+    known = {*EPISODE_METHODS, *BASELINE_METHODS}
+    if args.rollouts > 1:  # the multi-rollout methods run only then
+        known |= {f"neon_x{args.rollouts}", f"random_x{args.rollouts}"}
     if methods is not None and methods - known:  # a name that matches nothing would run nothing, silently
         raise SystemExit(f"--methods: unknown {sorted(methods - known)}; with --rollouts {args.rollouts} the methods "
                          f"are {sorted(known)}")
@@ -383,7 +397,9 @@ def main(argv=None) -> int:
     for e in episode_shares:
         NeonConfig.model_validate({"episode_tolerance": e})
     also_walks = [w for w in args.also_walks.split(",") if w.strip()]
-    also_c = [float(c) for c in args.also_confidences.split(",") if c.strip()]
+    # the run's own --confidence is scored anyway (rows without ' c='): listing it again would write rows twice
+    also_c = [c for c in dict.fromkeys(float(c) for c in args.also_confidences.split(",") if c.strip())
+              if c != args.confidence]
     for c in also_c:
         NeonConfig.model_validate({"confidence": c})
     for w in also_walks:
@@ -412,6 +428,13 @@ def main(argv=None) -> int:
         if "protocol" not in old.columns:
             raise SystemExit(f"{rows_path} was written before the decide/selection check (its neon rows chose on the "
                              "whole validation split); use a new --out.")
+        plain = old[old["method"].str.match(r"^(neon|random|max_cut)") & ~old["method"].str.contains(" c=")]
+        if "confidence" in plain.columns and plain["confidence"].notna().any() and \
+                set(plain["confidence"].dropna().astype(float)) != {args.confidence}:
+            raise SystemExit(f"{rows_path}: its rows without ' c=' were checked at neon.confidence "
+                             f"{sorted(set(plain['confidence'].dropna().astype(float)))}, this run's --confidence is "
+                             f"{args.confidence:g} (the default follows the product's); pass --confidence to match, "
+                             "or use a new --out.")
         rows = old.to_dict("records")
         done = set(zip(old["network"], old["method"], old["tolerance"].astype(float), _select(old["select"])))
     started = time.time()

@@ -113,3 +113,19 @@ def test_summarise_seeds_counts_two_files_joined_by_a_plus_as_one_run(bench, tmp
     assert bench.main(["--summarise-seeds", f"{paths[0]}+{paths[1]}", paths[2]]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if "| neon_x4 |" in line)
     assert "| 2 | 4 |" in line and "(50%, 100%)" in line  # two runs of four networks each
+
+
+def test_joined_files_must_hold_different_networks_and_a_resume_keeps_its_confidence(bench, tmp_path):
+    rows = _rows([True, True], ["accepted"] * 2)
+    for name in ("a.csv", "b.csv"):
+        rows.to_csv(tmp_path / name, index=False)
+    with pytest.raises(SystemExit, match="share 2 network"):
+        bench.main(["--summarise-seeds", f"{tmp_path / 'a.csv'}+{tmp_path / 'b.csv'}"])
+    out = tmp_path / "out"  # rows checked at 0.8 (the default before session 20) cannot be resumed at 0.5
+    out.mkdir()
+    rows.assign(protocol=bench.PROTOCOL, confidence=0.8).to_csv(out / "rows.csv", index=False)
+    with pytest.raises(SystemExit, match=r"checked at neon.confidence \[0.8\].*--confidence is 0.5"):
+        bench.main(["--folds", "A", "--agent-checkpoint", str(ROOT / "rayprune" / "assets" / "neon"),
+                    "--confidence", "0.5", "--out", str(out)])
+    with pytest.raises(SystemExit, match=r"unknown \['neon_x1'\]"):  # one rollout: no multi-rollout methods run
+        bench.main(["--folds", "A", "--rollouts", "1", "--methods", "neon_x1", "--out", str(tmp_path / "o2")])

@@ -34,7 +34,7 @@ __all__ = ["ScoreSignal", "score_signal", "chance_and_base", "WEAK_BELOW"]
 #: CNN keeps 0.28 at 25 % of its parameters, where adaptive BN still ranks the final accuracy (Spearman
 #: +0.63), and 0.09-0.11 at 10 %, where it ranks it backwards (-0.41); ResNet-20 (width 0.5) keeps 0.21
 #: at 10 % and 0.165 at 5 %, where adaptive BN ranks at only +0.27 and +0.18 (16 candidates each). Any
-#: value in (0.21, 0.28] separates both models' levels; the spearman estimates are coarse.
+#: value in (0.21, 0.278] separates both models' levels; the Spearman estimates are coarse.
 WEAK_BELOW = 0.25
 
 
@@ -71,10 +71,10 @@ class ScoreSignal:
         """The warning a user reads when the score is weak at ``level``."""
         return (f"warning: {level}: the search score stays close to chance — the best of {self.candidates} "
                 f"candidate(s) scored {100 * self.best:.1f} % (median {100 * self.median:.1f} %, chance "
-                f"{100 * self.chance:.1f} %, base model {100 * self.base:.1f} %), so one-shot pruning breaks every "
-                f"candidate this budget allows and the search score ranks them poorly. The selection gives several "
+                f"{100 * self.chance:.1f} %, base model {100 * self.base:.1f} %), so one-shot pruning leaves every "
+                f"candidate this budget allows far below the base and the search score ranks them poorly. The selection gives several "
                 f"of its re-ranked candidates the final fine-tune (search.rerank.weak_finals) and keeps the best by "
-                f"validation. A looser budget is the sure remedy. A score that trains before it measures "
+                f"validation. A looser budget moves the level away from this. A score that trains before it measures "
                 f"(search.score: finetune) is worth trying: on one converged CNN at such a level, 64 such "
                 f"candidates ended +1.1 test points on average against 512 adaptive-BN ones, by seed between -1.5 "
                 f"and +6.5 (not resolved; BENCHMARKS.md, 'Is the search blind?'). Another agent searching the same "
