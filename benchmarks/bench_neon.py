@@ -87,7 +87,7 @@ import rayprune.neon.apply as neon_apply
 from rayprune.config import load_config, parse_config
 from rayprune.config.neon import NeonConfig
 from rayprune.engine import evaluate
-from rayprune.neon.apply import NeonResult, search_neon, walked_path
+from rayprune.neon.apply import NeonResult, search_neon, walked_paths
 from rayprune.neon.env import EpisodeSettings
 from rayprune.neon.interval import PairedChange
 from rayprune.neon.networks import (
@@ -193,9 +193,11 @@ def recheck(result: NeonResult, tolerance: float, confidence: float,
     or ``neon.walk``: the walk (:func:`check_path`) along the same path on the same selection split."""
     split = result.split
     base_params = n_params(result.path[0].model)
-    path = walked_path(result.path, walk, base_params)
-    check = check_path(result.base_correct, [correct(s.model, split.x, split.y) for s in path[1:]],
-                       tolerance=tolerance, confidence=confidence)
+    for path in walked_paths(result.path, walk, base_params):  # the first walk that shows all it walks decides
+        check = check_path(result.base_correct, [correct(s.model, split.x, split.y) for s in path[1:]],
+                           tolerance=tolerance, confidence=confidence)
+        if check.complete:
+            break
     change = check.result or PairedChange.unchanged(split.samples, confidence=confidence)
     outcome = "unpruned" if check.shown == 0 else ("accepted" if check.complete else "fallback")
     return path[check.shown].model.eval(), {"outcome": outcome, "path_networks": len(path) - 1,

@@ -46,6 +46,8 @@ def test_scripted_rules_run_through_search_neon_and_hand_back_its_network(bench)
         alone, columns = bench.recheck(result, 5.0, 0.9, "candidate")  # one test: the candidate or nothing
         assert columns["outcome"] in ("accepted", "unpruned") and columns["path_networks"] <= 1
         assert bench.n_params(alone) in (bench.n_params(result.path[0].model), bench.n_params(result.path[-1].model))
+        two, _ = bench.recheck(result, 5.0, 0.9, "candidate_first")  # the candidate, else every network
+        assert bench.n_params(two) == bench.n_params(alone if columns["outcome"] == "accepted" else same)
         assert result.path[0].row["keep_counts"] == [16, 8]  # the walk starts at the unpruned network
         row = bench.check_columns(info)
         assert row["outcome"] in OUTCOMES and row["sel_samples"] + row["decide_samples"] == len(data.y_val)

@@ -326,3 +326,23 @@ def test_the_episodes_spend_only_their_share_of_tolerance_and_the_check_asks_for
     if neon["outcome"] != "unpruned":  # the check: shown within the user's 4 points
         assert neon["selection"]["lower_bound_points"] >= -4.0
     assert neon["path"]["networks"] <= neon["path_networks"]  # doubling walks at most the path
+
+
+@pytest.mark.parametrize("tolerance,confidence", [(5.0, 0.5), (1.0, 0.9)])
+def test_candidate_first_hands_back_the_candidate_if_it_alone_is_shown_else_what_walking_every_network_does(
+        tiny_net, tmp_path, tolerance, confidence):
+    got = {}
+    for walk in ("candidate", "every", "candidate_first"):  # the same episodes (the run's seed): only the check differs
+        cfg, problem = problem_for(tiny_net, tolerance=tolerance, confidence=confidence, walk=walk)
+        summary = run_prune(cfg, tmp_path / walk, agent="neon", problem=problem, progress=False, log=lambda m: None)
+        got[walk] = summary["neon"]
+    assert got["candidate_first"]["walk"] == "candidate_first"
+    expected = got["candidate"] if got["candidate"]["outcome"] == "accepted" else got["every"]
+    assert got["candidate_first"]["reduction_factor"] == pytest.approx(expected["reduction_factor"])
+    assert got["candidate_first"]["outcome"] == expected["outcome"]
+    # at τ = 5 the candidate alone is shown (one look); at τ = 1 and 90 % it is not, and walking every
+    # network hands back an earlier one of its path (two looks)
+    assert (got["candidate"]["outcome"] == "accepted") == (tolerance == 5.0)
+    if got["candidate"]["outcome"] != "accepted" and "stopped_at" in got["candidate"]:  # the second look, said so
+        assert got["candidate_first"]["reason"].startswith("the candidate alone is not shown within")
+        assert "first_look" in got["candidate_first"]

@@ -143,9 +143,10 @@ class NeonConfig(_Section):
     #: below the point estimate can rarely show within tau (docs/neon.md, "Tolerance")
     episode_tolerance: float = Field(1.0, gt=0.0, le=1.0)
     #: which networks of the chosen rollout's path the check walks, stopping at the first not shown within tau:
-    #: every one, the first to reach each power of two of parameter reduction plus the candidate, or the candidate
-    #: alone (rayprune.neon.selection.walk_positions)
-    walk: Literal["every", "doubling", "candidate"] = "every"
+    #: every one, the first to reach each power of two of parameter reduction plus the candidate, the candidate
+    #: alone, or candidate_first: the candidate alone and, if it is not shown, every one (two looks;
+    #: rayprune.neon.selection.walk_plans)
+    walk: Literal["every", "doubling", "candidate", "candidate_first"] = "every"
     #: passes over the hidden layers per episode at prune time (None: as many as the agent was trained with)
     passes: Optional[int] = Field(None, ge=1, le=20)
     #: undo a step that leaves the network more than tau below the unpruned one (after paying its reward),

@@ -56,6 +56,7 @@ from rayprune.neon.selection import (
     correct,
     resolution_points,
     selection_split,
+    walk_plans,
     walk_positions,
 )
 from rayprune.neon.settings import EpisodeSettings
@@ -63,7 +64,8 @@ from rayprune.neon.training import RetrainSettings
 from rayprune.pruning import PruningPlan, PruningSpace
 from rayprune.pruning.rounding import candidate_id
 
-__all__ = ["NeonResult", "episode_settings", "kept_neurons_plan", "run_episode", "search_neon", "walked_path"]
+__all__ = ["NeonResult", "episode_settings", "kept_neurons_plan", "run_episode", "search_neon", "walked_path",
+           "walked_paths"]
 
 Log = Callable[[str], None]
 
@@ -257,6 +259,12 @@ def walked_path(path: list[_State], walk: str, base_params: int) -> list[_State]
     return [path[i] for i in walk_positions(reductions, walk)]
 
 
+def walked_paths(path: list[_State], walk: str, base_params: int) -> list[list[_State]]:
+    """The walks the check makes along ``path``, in order (:func:`~rayprune.neon.selection.walk_plans`)."""
+    reductions = [base_params / max(_n_params(s.model), 1) for s in path]
+    return [[path[i] for i in plan] for plan in walk_plans(reductions, walk)]
+
+
 def _n_params(model: nn.Module) -> int:
     return int(sum(t.numel() for t in model.parameters()))
 
@@ -397,9 +405,20 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
     path = _path(rollouts[best], ends[best]) if within else rollouts[best][:1]
     every = [s for rollout in rollouts for s in rollout]
     hits = {id(s): correct(s.model, split.x, split.y) for s in every}
-    walked = walked_path(path, neon.walk, base_params)
-    winner, check = _check(walked, lambda s: hits[id(s)], split, base_correct, tolerance=tolerance,
-                           confidence=neon.confidence, base_params=base_params)
+    plans = walked_paths(path, neon.walk, base_params)
+    for look, walked in enumerate(plans):  # the first walk that shows all it walks decides, else the last one's
+        winner, check = _check(walked, lambda s: hits[id(s)], split, base_correct, tolerance=tolerance,
+                               confidence=neon.confidence, base_params=base_params)
+        if check["outcome"] == "accepted":
+            break
+        if look + 1 < len(plans):
+            first = check
+    if look > 0 and "stopped_at" in first:  # candidate_first, the candidate not shown: say so first
+        stop = first["stopped_at"]
+        check["reason"] = (f"the candidate alone is not shown within {tolerance:g} pt on the selection split "
+                           f"({stop['accuracy_change_points']:+.2f} pt, at least {stop['lower_bound_points']:+.2f} pt); "
+                           "then every network of its path: " + check["reason"])
+        check["first_look"] = {"candidate": stop}
     winner.row["chosen"] = True
     original = rollouts[0][0].row["keep_counts"]
     for state in every:  # every network's change on the selection split, for the rows (the walk used its path's)
