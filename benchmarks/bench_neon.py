@@ -309,6 +309,28 @@ def held_out_networks(base_cfg, group: str, count: int, log, datasets: set[str] 
     return records, split
 
 
+def with_candidate_first(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` plus, for every checked label that has a ``w=candidate`` twin and no ``w=candidate_first``
+    one, the rows ``walk: candidate_first`` would have written from the same episodes: the candidate
+    row where the candidate alone was accepted, else the walk-every row (what
+    :func:`rayprune.neon.selection.walk_plans` does; rows written before that walk existed)."""
+    if "outcome" not in rows.columns:
+        return rows
+    methods = set(rows["method"])
+    extra = []
+    for method in sorted(methods):
+        if " w=" in method or f"{method} w=candidate" not in methods or f"{method} w=candidate_first" in methods:
+            continue
+        keys = ["network", "tolerance"]
+        every = rows[rows["method"] == method].drop_duplicates(keys).set_index(keys)
+        alone = rows[rows["method"] == f"{method} w=candidate"].drop_duplicates(keys).set_index(keys)
+        both = every.index.intersection(alone.index)
+        accepted = alone.loc[both, "outcome"] == "accepted"
+        pick = pd.concat([alone.loc[both[accepted.to_numpy()]], every.loc[both[~accepted.to_numpy()]]])
+        extra.append(pick.reset_index().assign(method=f"{method} w=candidate_first", walk="candidate_first"))
+    return pd.concat([rows, *extra], ignore_index=True) if extra else rows
+
+
 def _joined(run: str) -> pd.DataFrame:
     """The rows of one run given as ``A.csv`` or ``A.csv+B.csv`` (e.g. two dataset subsets of one agent
     seed); the files must hold different networks."""
@@ -356,6 +378,9 @@ def main(argv=None) -> int:
     parser.add_argument("--summarise-seeds", nargs="+", default=None, metavar="ROWS_CSV",
                         help="run nothing: one table over these rows.csv files (runs with different --agent-seed); "
                              "A.csv+B.csv counts the rows of two files as one run (e.g. two dataset subsets)")
+    parser.add_argument("--derive-candidate-first", action="store_true",
+                        help="with --summarise-seeds: add the rows walk 'candidate_first' would have written, from the "
+                             "'w=candidate' and walk-every rows of the same episodes (runs made before it existed)")
     parser.add_argument("--agent-seed", type=int, default=None,
                         help="seed of the fold agents' PPO (the networks and splits keep the config's seed)")
     parser.add_argument("--methods", default=None,
@@ -378,7 +403,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.summarise_seeds:
         # one run per argument; 'A.csv+B.csv' joins the rows of one agent seed written to two folders
-        print(summarise_seeds([_joined(run) for run in args.summarise_seeds]))
+        frames = [_joined(run) for run in args.summarise_seeds]
+        if args.derive_candidate_first:
+            frames = [with_candidate_first(f) for f in frames]
+        print(summarise_seeds(frames))
         return 0
     tolerances = tuple(float(t) for t in args.tolerances.split(","))
     out = Path(args.out)

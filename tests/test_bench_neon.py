@@ -131,3 +131,16 @@ def test_joined_files_must_hold_different_networks_and_a_resume_keeps_its_confid
                     "--confidence", "0.5", "--out", str(out)])
     with pytest.raises(SystemExit, match=r"unknown \['neon_x1'\]"):  # one rollout: no multi-rollout methods run
         bench.main(["--folds", "A", "--rollouts", "1", "--methods", "neon_x1", "--out", str(tmp_path / "o2")])
+
+
+def test_candidate_first_rows_derived_from_the_candidate_and_walk_every_rows(bench):
+    every = _rows([True, True], ["fallback", "fallback"])
+    alone = every[every["method"] == "neon_x4"].assign(method="neon_x4 w=candidate")
+    alone["outcome"] = ["accepted", "unpruned"]
+    alone["reduction"] = [50.0, 1.0]
+    derived = bench.with_candidate_first(pd.concat([every, alone], ignore_index=True))
+    two = derived[derived["method"] == "neon_x4 w=candidate_first"].set_index("network")
+    # n0: the candidate alone was shown, so it comes back; n1: it was not, so the walk of every network decides
+    assert two.loc["n0", "reduction"] == 50.0 and two.loc["n0", "outcome"] == "accepted"
+    assert two.loc["n1", "reduction"] == 30.0 and two.loc["n1", "outcome"] == "fallback"
+    assert len(bench.with_candidate_first(derived)) == len(derived)  # never derived twice
