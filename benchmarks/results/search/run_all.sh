@@ -109,3 +109,8 @@ for S in 2 3 4 5 6; do
   python benchmarks/bench_search.py --jobs 1 --overlap --evaluations 64 --seeds $S --configs configs/bench/user_cnn_trained_mnist.yaml \
       --levels params=0.1 --agents random --set 'score="finetune"' --label random_finetune --out benchmarks/results/search/weak_score_s20.jsonl
 done
+# session 20: crl, random and evolution at the converged CNN's 25 % level
+for S in 2 3 4 5 6; do
+  python benchmarks/bench_search.py --jobs 1 --overlap --evaluations 512 --seeds $S --configs configs/bench/user_cnn_trained_mnist.yaml \
+      --levels params=0.25 --agents crl,random,evolution --out benchmarks/results/search/user_cnn_trained_25_s20.jsonl
+done
