@@ -149,6 +149,7 @@ class EvaluatorPool:
         self._telemetry = None
         self._cache: dict[tuple[str, str], dict[str, Any]] = {}
         self._scoring_keys: set[tuple[str, str]] = set()  # candidates being scored by a batch in flight
+        self._pending: list["PendingBatch"] = []  # batches submitted and not yet read, oldest first
         self._scoring: Optional[_Dispatcher] = None
         self.evaluations = 0
         self.cache_hits = 0
@@ -198,6 +199,7 @@ class EvaluatorPool:
                 seen.add(key)
                 todo.append(i)
         batch = PendingBatch(self, [list(r) for r in ratios], spec, [int(s) for s in seeds], keys, todo)
+        self._pending.append(batch)
         if todo:
             if not self.live:
                 raise PoolDeadError("No evaluator is alive; the search cannot score candidates any more.")
@@ -223,6 +225,9 @@ class EvaluatorPool:
                 self._cache[key] = row
                 self._scoring_keys.discard(key)
                 self.evaluations += 1
+                for pending in self._pending:  # a later batch waiting on this candidate keeps its row now:
+                    if key in pending.awaiting:  # reading an earlier batch trims the cache, maybe of this row
+                        pending.known[key] = row
 
         def failed(chunk: _Chunk, exc: Exception, a: int) -> None:
             b = chunk.batch
@@ -253,6 +258,8 @@ class EvaluatorPool:
             else:
                 self.cache_hits += 1
                 results.append({**row, "cached": True})
+        if batch in self._pending:
+            self._pending.remove(batch)
         while len(self._cache) > SCORE_CACHE_SIZE:  # after the batch has read its rows: oldest first
             del self._cache[next(iter(self._cache))]
         if self._scoring is not None and not self._scoring.busy:
@@ -296,6 +303,7 @@ class EvaluatorPool:
         state["_shared_ref"] = None
         state["_cache"] = {}
         state["_scoring_keys"] = set()
+        state["_pending"] = []
         state["_scoring"] = None  # calls in flight belong to the driver
         state["_telemetry"] = None  # Ray metric objects are per process
         return state
@@ -377,8 +385,10 @@ class PendingBatch:
     def __init__(self, pool: EvaluatorPool, ratios: list[list[float]], spec: ScoreSpec, seeds: list[int],
                  keys: list[tuple[str, str]], todo: list[int]) -> None:
         self.pool, self.ratios, self.spec, self.seeds, self.keys, self.todo = pool, ratios, spec, seeds, keys, todo
-        # rows scored before: kept here, so that trimming the cache meanwhile cannot lose them
+        # rows scored before: kept here, so that trimming the cache meanwhile cannot lose them; the rows
+        # of candidates another batch in flight is scoring arrive here as they are stored (``awaiting``)
         self.known = {key: pool._cache[key] for key in keys if key in pool._cache}
+        self.awaiting = {key for key in keys if key not in self.known}
         self._rows: Optional[list[dict[str, Any]]] = None
 
     def ready(self) -> bool:
