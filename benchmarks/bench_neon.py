@@ -458,13 +458,17 @@ def main(argv=None) -> int:
         if "protocol" not in old.columns:
             raise SystemExit(f"{rows_path} was written before the decide/selection check (its neon rows chose on the "
                              "whole validation split); use a new --out.")
-        plain = old[old["method"].str.match(r"^(neon|random|max_cut)") & ~old["method"].str.contains(" c=")]
-        if "confidence" in plain.columns and plain["confidence"].notna().any() and \
-                set(plain["confidence"].dropna().astype(float)) != {args.confidence}:
-            raise SystemExit(f"{rows_path}: its rows without ' c=' were checked at neon.confidence "
-                             f"{sorted(set(plain['confidence'].dropna().astype(float)))}, this run's --confidence is "
-                             f"{args.confidence:g} (the default follows the product's); pass --confidence to match, "
-                             "or use a new --out.")
+        # rows without ' c=' / ' w=' were checked at the run's --confidence / --walk, whose defaults follow the
+        # product's: a resume at other values would label two different checks alike
+        checked_rows = old["method"].str.match(r"^(neon|random|max_cut)")
+        for column, flag, value in (("confidence", " c=", args.confidence), ("walk", " w=", args.walk)):
+            plain = old[checked_rows & ~old["method"].str.contains(flag)]
+            if column in plain.columns and plain[column].notna().any():
+                before = set(plain[column].dropna().astype(type(value)))
+                if before != {value}:
+                    raise SystemExit(f"{rows_path}: its rows without '{flag.strip()}' were checked at neon.{column} "
+                                     f"{sorted(before)}, this run's --{column} is {value} (the default follows the "
+                                     f"product's); pass --{column} to match, or use a new --out.")
         rows = old.to_dict("records")
         done = set(zip(old["network"], old["method"], old["tolerance"].astype(float), _select(old["select"])))
     started = time.time()

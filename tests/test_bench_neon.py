@@ -34,7 +34,7 @@ def test_scripted_rules_run_through_search_neon_and_hand_back_its_network(bench)
     problem = bench.neon_problem(SimpleNamespace(spec=spec), model, data, seed=0)
     agent = load_policy()
     max_cut = bench.ScriptedPolicy(agent, lambda rng: int(np.argmin(agent.actions)), "max_cut")
-    check = {"selection_fraction": 0.5, "confidence": 0.9}
+    check = {"selection_fraction": 0.5, "confidence": 0.9, "walk": "every"}
     for policy in (None, max_cut):
         pruned, info, result = bench.run_checked(problem, {"tolerance": 5.0, "rollouts": 1, "passes": 1, **check}, 0,
                                                  policy=policy)
@@ -129,6 +129,10 @@ def test_joined_files_must_hold_different_networks_and_a_resume_keeps_its_confid
     with pytest.raises(SystemExit, match=r"checked at neon.confidence \[0.8\].*--confidence is 0.5"):
         bench.main(["--folds", "A", "--agent-checkpoint", str(ROOT / "rayprune" / "assets" / "neon"),
                     "--confidence", "0.5", "--out", str(out)])
+    rows.assign(protocol=bench.PROTOCOL, confidence=0.8, walk="every").to_csv(out / "rows.csv", index=False)
+    with pytest.raises(SystemExit, match=r"checked at neon.walk \['every'\].*--walk is candidate_first"):
+        bench.main(["--folds", "A", "--agent-checkpoint", str(ROOT / "rayprune" / "assets" / "neon"),
+                    "--confidence", "0.8", "--out", str(out)])
     with pytest.raises(SystemExit, match=r"unknown \['neon_x1'\]"):  # one rollout: no multi-rollout methods run
         bench.main(["--folds", "A", "--rollouts", "1", "--methods", "neon_x1", "--out", str(tmp_path / "o2")])
 

@@ -250,7 +250,7 @@ def test_the_steps_never_see_the_selection_split(tiny_net, tmp_path, monkeypatch
     neon = summary["neon"]
     sel = neon["selection"]
     assert sel["samples"] == split.samples == 112 and sel["decide_samples"] == len(split.decide_indices) == 113
-    assert sel["confidence"] == cfg.neon.confidence == 0.5 and sel["lower_bound_points"] <= sel["accuracy_change_points"]
+    assert sel["confidence"] == cfg.neon.confidence == 0.7 and sel["lower_bound_points"] <= sel["accuracy_change_points"]
     assert neon["outcome"] in ("accepted", "fallback") and neon["reduction_factor"] > 1.0
     assert sel["lower_bound_points"] >= -5.0  # what was handed back is shown within tau
     assert neon["accuracy_change_test_points"] == pytest.approx(
@@ -292,7 +292,9 @@ def test_a_network_whose_every_cut_breaks_tolerance_on_the_selection_split_comes
     assert search[search["chosen"]]["step"].tolist() == [-1]
     model = load_pruned(tmp_path / "out" / "best")
     assert sum(p.numel() for p in model.parameters()) == base_params == summary["pruned"]["params"]
-    assert describe(neon).splitlines()[1].startswith("neon: rollout ")
+    # the default walk (candidate_first) looked at the candidate alone first, then walked the path
+    assert describe(neon).splitlines()[1].startswith("neon: the candidate alone is not shown within 5 pt")
+    assert "; then every network of its path: rollout " in neon["reason"] and "first_look" in neon
 
 
 def test_a_fine_tuned_network_that_fails_the_check_is_not_exported(tiny_net, tmp_path, monkeypatch):
