@@ -321,9 +321,12 @@ def with_candidate_first(rows: pd.DataFrame) -> pd.DataFrame:
     for method in sorted(methods):
         if " w=" in method or f"{method} w=candidate" not in methods or f"{method} w=candidate_first" in methods:
             continue
-        keys = ["network", "tolerance"]
-        every = rows[rows["method"] == method].drop_duplicates(keys).set_index(keys)
-        alone = rows[rows["method"] == f"{method} w=candidate"].drop_duplicates(keys).set_index(keys)
+        keys = ["network", "tolerance", "select"]
+        plain = rows[rows["method"] == method]
+        if "walk" in plain.columns:  # the plain label is the run's --walk: only a walk-every run can be rebuilt
+            plain = plain[plain["walk"].fillna("every") == "every"]
+        every = plain.fillna({"select": ""}).drop_duplicates(keys).set_index(keys)
+        alone = rows[rows["method"] == f"{method} w=candidate"].fillna({"select": ""}).drop_duplicates(keys).set_index(keys)
         both = every.index.intersection(alone.index)
         accepted = alone.loc[both, "outcome"] == "accepted"
         pick = pd.concat([alone.loc[both[accepted.to_numpy()]], every.loc[both[~accepted.to_numpy()]]])

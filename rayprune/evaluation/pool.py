@@ -199,10 +199,10 @@ class EvaluatorPool:
                 seen.add(key)
                 todo.append(i)
         batch = PendingBatch(self, [list(r) for r in ratios], spec, [int(s) for s in seeds], keys, todo)
+        if todo and not self.live:
+            raise PoolDeadError("No evaluator is alive; the search cannot score candidates any more.")
         self._pending.append(batch)
         if todo:
-            if not self.live:
-                raise PoolDeadError("No evaluator is alive; the search cannot score candidates any more.")
             self._scoring_keys.update(keys[i] for i in todo)
             size = chunk_size or (1 if spec.finetune_iterations else max(1, math.ceil(len(todo) / (2 * len(self.live)))))
             self._scorer().add([_Chunk(batch, todo[i:i + size]) for i in range(0, len(todo), size)])

@@ -18,10 +18,11 @@ How the result is chosen: each rollout ends with the last state within τ on the
 (``neon.select = "within_tolerance"``; ``"final"``: the episode's last state, the method as
 published); of those within τ the smallest wins (``neon.rollouts``: the greedy episode plus
 ``n − 1`` sampled ones). Its path, from the unpruned network up to it, is then walked on the
-selection split (:func:`~rayprune.neon.selection.check_path`; ``neon.walk``: every network of
-the path, or only those at each doubling of the reduction and the candidate): the result is the
-last network whose accuracy change is shown to be at least −τ (the lower bound of a one-sided
-paired interval at ``neon.confidence``), the unpruned network if the first one walked is not.
+selection split (:func:`~rayprune.neon.selection.check_path`; ``neon.walk``, default
+``candidate_first``: the candidate alone, then, if it is not shown, every network of the path —
+:func:`~rayprune.neon.selection.walk_plans`): the result is the last network whose accuracy change
+is shown to be at least −τ (the lower bound of a one-sided paired interval at ``neon.confidence``),
+the unpruned network if the first one walked is not.
 The episodes may spend only ``neon.episode_tolerance`` of τ on the decide split. The summary
 (``neon``) says which (``outcome``: accepted, fallback, unpruned) and why (``reason``).
 
@@ -57,15 +58,13 @@ from rayprune.neon.selection import (
     resolution_points,
     selection_split,
     walk_plans,
-    walk_positions,
 )
 from rayprune.neon.settings import EpisodeSettings
 from rayprune.neon.training import RetrainSettings
 from rayprune.pruning import PruningPlan, PruningSpace
 from rayprune.pruning.rounding import candidate_id
 
-__all__ = ["NeonResult", "episode_settings", "kept_neurons_plan", "run_episode", "search_neon", "walked_path",
-           "walked_paths"]
+__all__ = ["NeonResult", "episode_settings", "kept_neurons_plan", "run_episode", "search_neon", "walked_paths"]
 
 Log = Callable[[str], None]
 
@@ -145,7 +144,7 @@ class NeonResult:
     base_correct: np.ndarray | None = None
     confidence: float = 0.7  # neon.confidence; the search passes the config's
     #: the chosen rollout's distinct networks up to its choice, the unpruned one first; the check walked
-    #: ``neon.walk``'s networks of it (:func:`walked_path`)
+    #: ``neon.walk``'s networks of it (:func:`walked_paths`)
     path: list[_State] = field(default_factory=list)
 
     def best_row(self, frame: pd.DataFrame) -> pd.Series:
@@ -251,12 +250,6 @@ def _path(states: list[_State], end: int) -> list[_State]:
         if state.row["keep_counts"] != path[-1].row["keep_counts"]:
             path.append(state)
     return path
-
-
-def walked_path(path: list[_State], walk: str, base_params: int) -> list[_State]:
-    """The networks of ``path`` the check walks (``neon.walk``; :func:`~rayprune.neon.selection.walk_positions`)."""
-    reductions = [base_params / max(_n_params(s.model), 1) for s in path]
-    return [path[i] for i in walk_positions(reductions, walk)]
 
 
 def walked_paths(path: list[_State], walk: str, base_params: int) -> list[list[_State]]:
@@ -416,8 +409,9 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
     if look > 0 and "stopped_at" in first:  # candidate_first, the candidate not shown: say so first
         stop = first["stopped_at"]
         check["reason"] = (f"the candidate alone is not shown within {tolerance:g} pt on the selection split "
-                           f"({stop['accuracy_change_points']:+.2f} pt, at least {stop['lower_bound_points']:+.2f} pt); "
-                           "then every network of its path: " + check["reason"])
+                           f"({stop['accuracy_change_points']:+.2f} pt, at least {stop['lower_bound_points']:+.2f} pt "
+                           f"at {100 * neon.confidence:g} % confidence); then every network of its path: "
+                           + check["reason"])
         check["first_look"] = {"candidate": stop}
     winner.row["chosen"] = True
     original = rollouts[0][0].row["keep_counts"]

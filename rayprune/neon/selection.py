@@ -21,7 +21,9 @@ Why one path and a stop at the first failure: the order of the tests (the path, 
 decide split before the selection split is looked at) makes this a fixed-sequence test, so the
 chance that the result is more than τ below the base is at most ``1 − confidence`` without a
 correction for the number of networks tried; testing every rollout's networks and keeping the
-smallest that passes would multiply that chance by the number of tests.
+smallest that passes would multiply that chance by the number of tests. The default walk,
+``candidate_first`` (:func:`walk_plans`), takes a second look after the candidate alone fails, which
+can double that chance; the benchmark measures how often τ holds on test (docs/neon.md).
 
 Example:
     >>> base = np.ones(200, dtype=bool)                      # the base gets all 200 right
