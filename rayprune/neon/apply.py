@@ -398,16 +398,15 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
     path = _path(rollouts[best], ends[best]) if within else rollouts[best][:1]
     every = [s for rollout in rollouts for s in rollout]
     hits = {id(s): correct(s.model, split.x, split.y) for s in every}
-    plans = walked_paths(path, neon.walk, base_params)
-    for look, walked in enumerate(plans):  # the first walk that shows all it walks decides, else the last one's
+    looks = []  # the first walk that shows all it walks decides, else the last one's
+    for walked in walked_paths(path, neon.walk, base_params):
         winner, check = _check(walked, lambda s: hits[id(s)], split, base_correct, tolerance=tolerance,
                                confidence=neon.confidence, base_params=base_params)
+        looks.append(check)
         if check["outcome"] == "accepted":
             break
-        if look + 1 < len(plans):
-            first = check
-    if look > 0 and "stopped_at" in first:  # candidate_first, the candidate not shown: say so first
-        stop = first["stopped_at"]
+    if len(looks) > 1 and "stopped_at" in looks[0]:  # candidate_first, the candidate not shown: say so first
+        stop = looks[0]["stopped_at"]
         check["reason"] = (f"the candidate alone is not shown within {tolerance:g} pt on the selection split "
                            f"({stop['accuracy_change_points']:+.2f} pt, at least {stop['lower_bound_points']:+.2f} pt "
                            f"at {100 * neon.confidence:g} % confidence); then every network of its path: "

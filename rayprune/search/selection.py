@@ -11,7 +11,7 @@ Given every search row of a run (one candidate store: all agents, trials and lev
    gives its place to the level's next candidate (:func:`_shortlists`).
 3. **Final**: each distinct winner is fine-tuned for ``search.final_finetune`` on the evaluator
    pool (in parallel), measured on validation and test, exported. At a level whose search score is
-   weak (:mod:`rayprune.search.score_signal`: its best barely above chance), the
+   weak (:mod:`rayprune.search.score_signal`: its best close to chance), the
    ``search.rerank.weak_finals`` best re-ranked candidates all get the final fine-tune
    (:func:`_weak_level_finals`), and step 4 takes the best of them by validation.
 4. **Monotone front**: each level gets, among the final models that fit it, the one with the best
