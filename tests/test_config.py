@@ -105,3 +105,25 @@ def test_missing_config_file():
 def test_overrides_merge_deeply():
     cfg = parse_config({"search": {"finetune": {"iterations": 7}}}, overrides={"search": {"agent": "random"}})
     assert cfg.search.agent == "random" and cfg.search.finetune.iterations == 7
+
+
+def test_benchmark_configs_validate_and_their_pinned_bases_load(monkeypatch):
+    """configs/bench/*.yaml validate; a pinned base (model.checkpoint) is in the repository and loads
+    into the architecture its config names (benchmarks/bases/: the converged bases the rows were measured on)."""
+    import torch
+
+    from rayprune.base_model import obtain_base_model
+    from rayprune.problem import configured_dataset
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # user_models:dsconv_net lives there
+    pinned = []
+    for path in sorted((REPO / "configs" / "bench").glob("*.yaml")):
+        cfg = load_config(path)
+        if cfg.model.checkpoint is None:
+            continue
+        assert cfg.model.checkpoint.is_file(), f"{path.name}: pinned base {cfg.model.checkpoint} is missing"
+        model, info = obtain_base_model(cfg, configured_dataset(cfg), device=torch.device("cpu"), progress=False,
+                                        log=lambda m: None, train=False)
+        assert info["source"] == "checkpoint" and sum(p.numel() for p in model.parameters()) > 0
+        pinned.append(path.stem)
+    assert {"user_cnn_trained_mnist", "resnet20_trained_mnist"} <= set(pinned)
