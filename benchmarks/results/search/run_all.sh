@@ -114,3 +114,11 @@ for S in 2 3 4 5 6; do
   python benchmarks/bench_search.py --jobs 1 --overlap --evaluations 512 --seeds $S --configs configs/bench/user_cnn_trained_mnist.yaml \
       --levels params=0.25 --agents crl,random,evolution --out benchmarks/results/search/user_cnn_trained_25_s20.jsonl
 done
+# session 21: cheaper scores than the 30-iteration re-rank, on candidates whose finals are measured (the bases are
+# pinned in benchmarks/bases/ from session 21 on; BENCHMARKS.md "Is the search blind?")
+python benchmarks/bench_scores.py --configs configs/bench/user_cnn_trained_mnist.yaml --budgets 0.1 0.25 --candidates 24 --jobs 2 \
+    --out benchmarks/results/scores/user_cnn_trained_s21.jsonl
+python benchmarks/bench_score_probe.py --rows benchmarks/results/scores/resnet20_trained.jsonl \
+    --out benchmarks/results/scores/probe_resnet20_trained.jsonl
+python benchmarks/bench_score_probe.py --rows benchmarks/results/scores/user_cnn_trained_s21.jsonl \
+    --out benchmarks/results/scores/probe_user_cnn_trained.jsonl

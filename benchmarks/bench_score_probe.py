@@ -1,0 +1,165 @@
+"""Candidate scores the product does not have yet, measured on candidates whose final accuracy is known.
+
+``bench_scores.py`` rows carry each candidate's keep ratios and its test accuracy after the final
+fine-tune (the expensive part: ~30 s a candidate). This script rebuilds those candidates from the
+same cached base model and measures cheaper scores on them, so a new score's rank correlation with
+the final accuracy costs seconds, not another round of final fine-tunes:
+
+* ``abn_acc``: the product's adaptive-BN score (a check: it must equal the row's ``adaptive_bn``);
+* ``abn_loss``: minus the cross-entropy on the same validation samples after adaptive BN;
+* ``abn_kd``: minus the KL divergence from the base model's softmax to the candidate's (the base
+  as teacher; no labels used);
+* ``abn_fid``: share of the validation samples on which the candidate's top-1 equals the base's;
+* ``abn40_acc`` / ``abn40_loss``: adaptive BN on 40 batches instead of the config's count;
+* ``ft{K}_acc`` / ``ft{K}_loss``: after ``K`` iterations of the re-rank's fine-tune (its optimizer,
+  learning rate and batch size), every validation sample.
+
+A row whose base model is not the one cached now (``base_val`` differs: base training is not
+bit-reproducible across machines) is refused, since its finals belong to another base.
+Run from the repository root::
+
+    python benchmarks/bench_score_probe.py --rows benchmarks/results/scores/resnet20_trained.jsonl \\
+        --configs-dir configs/bench --out benchmarks/results/scores/probe_resnet20_trained.jsonl
+    python benchmarks/bench_score_probe.py --summarise benchmarks/results/scores/probe_*.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+FT_ITERATIONS = (5, 10, 30)
+PROBES = ("adaptive_bn", "abn_acc", "abn_loss", "abn_kd", "abn_fid", "abn40_acc", "abn40_loss",
+          *[f"ft{k}_{m}" for k in FT_ITERATIONS for m in ("acc", "loss")], "finetune", "final_val")
+
+
+def _outputs(model, source, batch_size: int = 512):
+    import torch
+
+    from rayprune.engine import training_mode
+
+    outs, ys = [], []
+    with training_mode(model, False), torch.inference_mode():
+        for xb, yb in source.batches(batch_size, device=torch.device("cpu")):
+            outs.append(model(xb))
+            ys.append(yb)
+    return torch.cat(outs), torch.cat(ys)
+
+
+def _stats(logits, y, teacher=None) -> dict[str, float]:
+    import torch.nn.functional as F
+
+    out = {"acc": float((logits.argmax(1) == y).float().mean()), "loss": -float(F.cross_entropy(logits, y))}
+    if teacher is not None:
+        log_p = F.log_softmax(logits, 1)
+        log_t = F.log_softmax(teacher, 1)
+        out["kd"] = -float(F.kl_div(log_p, log_t, log_target=True, reduction="batchmean"))
+        out["fid"] = float((logits.argmax(1) == teacher.argmax(1)).float().mean())
+    return out
+
+
+def probe_rows(rows: list[dict], config: str) -> list[dict]:
+    import torch
+
+    torch.set_num_threads(1)
+    from bench_scores import _problem
+
+    from rayprune.engine import fine_tune, recalibrate_batchnorm
+    from rayprune.problem import _split_of
+    from rayprune.search.score_signal import chance_and_base
+
+    problem = _problem(config, float(rows[0]["budget"]))
+    cfg = problem.config
+    base_val = chance_and_base(problem)[1]
+    stale = [r["i"] for r in rows if abs(float(r["base_val"]) - base_val) > 1e-9]
+    if stale:
+        raise SystemExit(f"{config}: the cached base model scores {base_val:.4f} on validation, the rows' base "
+                         f"{rows[0]['base_val']:.4f}; their finals belong to another base model. Re-run bench_scores.py.")
+    val = _split_of(problem.data, "val", torch.device("cpu"), cfg.search.eval_samples, seed=cfg.seed).source
+    full_val = problem.data.source("val")
+    teacher, y = _outputs(problem.base_model, val)
+    bn = cfg.search.adaptive_bn
+    train = problem.data.source("train")
+    out = []
+    for r in rows:
+        rec = {k: r[k] for k in ("config", "budget", "seed", "i", "adaptive_bn", "finetune", "final_val", "final_test")}
+        t = time.perf_counter()
+        model = problem.space.build(r["keep_ratios"])
+        recalibrate_batchnorm(model, train, batch_size=bn.batch_size, max_batches=bn.batches)
+        s = _stats(_outputs(model, val)[0], y, teacher)
+        rec.update({f"abn_{k}": v for k, v in s.items()})
+        rec["t_abn"] = time.perf_counter() - t
+        t = time.perf_counter()
+        model = problem.space.build(r["keep_ratios"])
+        recalibrate_batchnorm(model, train, batch_size=bn.batch_size, max_batches=40)
+        s = _stats(_outputs(model, val)[0], y)
+        rec["abn40_acc"], rec["abn40_loss"] = s["acc"], s["loss"]
+        rec["t_abn40"] = time.perf_counter() - t
+        for k in FT_ITERATIONS:  # each its own run (the re-rank's cosine schedule over k iterations)
+            t0 = time.perf_counter()
+            ft = problem.space.build(r["keep_ratios"])
+            recalibrate_batchnorm(ft, train, batch_size=bn.batch_size, max_batches=bn.batches)
+            engine = dataclasses.replace(cfg.search.finetune.engine_config(), iterations=k)
+            fine_tune(ft, problem.data, engine, seed=int(r["i"]), loss_fn=problem.objective.loss)
+            s = _stats(*_outputs(ft, full_val))
+            rec[f"ft{k}_acc"], rec[f"ft{k}_loss"] = s["acc"], s["loss"]
+            rec[f"t_ft{k}"] = time.perf_counter() - t0
+        out.append(rec)
+        print(f"{config} {r['budget']} #{r['i']}: abn {rec['abn_acc']:.3f} (row {r['adaptive_bn']:.3f}) "
+              f"kd {rec['abn_kd']:.3f} ft{k} {rec[f'ft{k}_acc']:.3f} final {r['final_test']:.3f}", flush=True)
+    return out
+
+
+def summarise(frame: pd.DataFrame) -> str:
+    from scipy import stats
+
+    lines = ["| model | params | n | score | Spearman ρ with final test | Kendall τ | s / candidate |", "|---|---|---|---|---|---|---|"]
+    cost = {"abn_acc": "t_abn", "abn_loss": "t_abn", "abn_kd": "t_abn", "abn_fid": "t_abn", "abn40_acc": "t_abn40",
+            "abn40_loss": "t_abn40", **{f"ft{k}_{m}": f"t_ft{k}" for k in FT_ITERATIONS for m in ("acc", "loss")}}
+    for (config, budget), g in frame.groupby(["config", "budget"], sort=False):
+        for score in PROBES:
+            if score not in g or g[score].isna().all():
+                continue
+            rho = stats.spearmanr(g[score], g["final_test"]).statistic
+            tau = stats.kendalltau(g[score], g["final_test"]).statistic
+            seconds = f"{g[cost[score]].mean():.2f}" if score in cost else ""
+            lines.append(f"| {config} | {budget:g} | {len(g)} | {score} | {rho:+.2f} | {tau:+.2f} | {seconds} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", nargs="+", help="bench_scores.py rows (jsonl)")
+    ap.add_argument("--configs-dir", default="configs/bench")
+    ap.add_argument("--out")
+    ap.add_argument("--summarise", nargs="+")
+    args = ap.parse_args()
+    if args.summarise:
+        print(summarise(pd.concat([pd.read_json(p, lines=True) for p in args.summarise], ignore_index=True)))
+        return
+    if not args.rows:
+        ap.error("give --rows (bench_scores.py output) or --summarise")
+    frame = pd.concat([pd.read_json(p, lines=True) for p in args.rows], ignore_index=True)
+    records = []
+    for (config, budget), g in frame.groupby(["config", "budget"], sort=False):
+        recs = probe_rows(g.to_dict("records"), str(Path(args.configs_dir) / f"{config}.yaml"))
+        records += recs
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            with open(args.out, "a") as fh:
+                for r in recs:
+                    fh.write(json.dumps(r, default=float) + "\n")
+    print(summarise(pd.DataFrame(records)))
+
+
+if __name__ == "__main__":
+    main()
