@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -146,6 +145,8 @@ def main() -> None:
     if args.summarise:
         print(summarise(pd.concat([pd.read_json(p, lines=True) for p in args.summarise], ignore_index=True)))
         return
+    from bench_scores import append_rows
+
     if not args.rows:
         ap.error("give --rows (bench_scores.py output) or --summarise")
     frame = pd.concat([pd.read_json(p, lines=True) for p in args.rows], ignore_index=True)
@@ -154,10 +155,7 @@ def main() -> None:
         recs = probe_rows(g.to_dict("records"), str(Path(args.configs_dir) / f"{config}.yaml"))
         records += recs
         if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            with open(args.out, "a") as fh:
-                for r in recs:
-                    fh.write(json.dumps(r, default=float) + "\n")
+            append_rows(args.out, recs)
     print(summarise(pd.DataFrame(records)))
 
 

@@ -82,6 +82,14 @@ def run_chunk(job: dict) -> list[dict]:
     return out
 
 
+def append_rows(path: str, records: list[dict]) -> None:
+    """Append records to a JSON-lines file as they come (a killed run keeps what it measured)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        for r in records:
+            fh.write(json.dumps(r, default=float) + "\n")
+
+
 def summarise(frame: pd.DataFrame) -> str:
     from scipy import stats
 
@@ -133,10 +141,7 @@ def main() -> None:
             records += recs
             print(f"{len(records)} candidates measured", flush=True)
             if args.out:
-                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                with open(args.out, "a") as fh:
-                    for r in recs:
-                        fh.write(json.dumps(r, default=float) + "\n")
+                append_rows(args.out, recs)
     print(summarise(pd.DataFrame(records)))
 
 
