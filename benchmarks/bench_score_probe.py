@@ -11,8 +11,9 @@ the final accuracy costs seconds, not another round of final fine-tunes:
   as teacher; no labels used);
 * ``abn_fid``: share of the validation samples on which the candidate's top-1 equals the base's;
 * ``abn40_acc`` / ``abn40_loss``: adaptive BN on 40 batches instead of the config's count;
-* ``ft{K}_acc`` / ``ft{K}_loss``: after ``K`` iterations of the re-rank's fine-tune (its optimizer,
-  learning rate and batch size), every validation sample.
+* ``ft{K}_acc`` / ``ft{K}_loss``: after a ``K``-iteration run of the re-rank's fine-tune (its
+  optimizer, learning rate, schedule over ``K`` and batch size, from adaptive BN, seeded as the
+  product seeds it), on every validation sample; ``K`` = 30 is the re-rank itself.
 
 A row whose base model is not the one cached now (``base_val`` differs: base training is not
 bit-reproducible across machines) is refused, since its finals belong to another base.
