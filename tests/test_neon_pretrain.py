@@ -118,6 +118,9 @@ def test_short_pretraining_improves_the_mean_episode_reward(tmp_path, ray_sessio
     assert report["last_return_mean"] > report["first_return_mean"] and report["episodes"] == curves["episodes"].sum()
     assert (out / "curves.png").stat().st_size > 0 and (out / "rllib_checkpoint").is_dir()
     assert "| iteration |" in (out / "report.md").read_text()
+    # no neon.pretrain.seed: PPO runs on the config's seed, and both are recorded (bench_neon's fold agents set it)
+    assert policy.meta["training"]["agent_seed"] == report["agent_seed"] == report["seed"]
+    assert f"agent seed {report['agent_seed']}" in (out / "report.md").read_text()
 
 
 def test_cli_pretrain_checks_the_config_before_starting(tmp_path):

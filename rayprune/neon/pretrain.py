@@ -155,7 +155,8 @@ def _report_md(report: dict[str, Any], curves: pd.DataFrame) -> str:
             "within_tolerance_share", "entropy"]
     lines = [
         "# NEON pretraining report", "",
-        f"- config: `{report['config_name']}`, seed {report['seed']}, rayprune {report['rayprune']}, "
+        f"- config: `{report['config_name']}`, seed {report['seed']} (networks and splits), agent seed "
+        f"{report.get('agent_seed', report['seed'])} (PPO and the episodes' draws), rayprune {report['rayprune']}, "
         f"torch {report['torch']}, ray {report['ray']}",
         f"- datasets ({len(report['datasets'])}): {', '.join(report['datasets'])}",
         f"- networks: {report['networks_used']} used of {report['networks']} trained "
@@ -205,7 +206,8 @@ def run_pretrain(cfg, out_dir: str | Path, *, address: Optional[str] = None, log
         f"parallel steps {pre.parallel_steps}, tolerances {list(pre.tolerances)}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the policy is tiny; the prune-and-retrain tasks get the cores
-    algo = build_algorithm(source, pre, seed=cfg.seed if pre.seed is None else pre.seed)
+    agent_seed = cfg.seed if pre.seed is None else pre.seed  # PPO's seed and the episodes' draws
+    algo = build_algorithm(source, pre, seed=agent_seed)
     rows: list[dict[str, Any]] = []
     episodes = 0
     try:
@@ -225,7 +227,7 @@ def run_pretrain(cfg, out_dir: str | Path, *, address: Optional[str] = None, log
         curves = pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
         window = max(1, min(3, len(curves) // 3))
         report = {
-            "config_name": cfg.name, "seed": cfg.seed, "rayprune": __version__, "torch": torch.__version__,
+            "config_name": cfg.name, "seed": cfg.seed, "agent_seed": agent_seed, "rayprune": __version__, "torch": torch.__version__,
             "ray": ray.__version__, "python": platform.python_version(), **facts,
             "iterations": pre.iterations, "steps_per_iteration": pre.steps_per_iteration, "episodes": episodes,
             "tolerances": list(pre.tolerances), "seconds": time.time() - started, "window": window,
@@ -234,7 +236,7 @@ def run_pretrain(cfg, out_dir: str | Path, *, address: Optional[str] = None, log
             "neon": cfg.neon.model_dump(mode="json"), "episode": settings.to_meta(),
         }
         training = {k: report[k] for k in ("datasets", "networks_used", "iterations", "steps_per_iteration", "episodes",
-                                            "tolerances", "seconds", "seed", "first_return_mean", "last_return_mean")}
+                                            "tolerances", "seconds", "seed", "agent_seed", "first_return_mean", "last_return_mean")}
         export_policy(algo, out / "policy", settings=settings, pretrain=pre,
                       meta={"training": training, "rayprune": __version__})
         algo.save_to_path(str((out / "rllib_checkpoint").resolve()))
