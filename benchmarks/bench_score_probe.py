@@ -5,18 +5,22 @@ fine-tune (the expensive part: ~30 s a candidate). This script rebuilds those ca
 same cached base model and measures cheaper scores on them, so a new score's rank correlation with
 the final accuracy costs seconds, not another round of final fine-tunes:
 
-* ``abn_acc``: the product's adaptive-BN score (a check: it must equal the row's ``adaptive_bn``);
+* ``abn_acc``: the product's adaptive-BN score (a check: it must reproduce the row's ``adaptive_bn``,
+  or the run stops — the rows were measured on another base);
 * ``abn_loss``: minus the cross-entropy on the same validation samples after adaptive BN;
-* ``abn_kd``: minus the KL divergence from the base model's softmax to the candidate's (the base
-  as teacher; no labels used);
+* ``abn_kd``: minus KL(base ‖ candidate) of the softmax outputs, averaged over the samples (the
+  distillation direction: the base as teacher; no labels used);
 * ``abn_fid``: share of the validation samples on which the candidate's top-1 equals the base's;
 * ``abn40_acc`` / ``abn40_loss``: adaptive BN on 40 batches instead of the config's count;
 * ``ft{K}_acc`` / ``ft{K}_loss``: after a ``K``-iteration run of the re-rank's fine-tune (its
-  optimizer, learning rate, schedule over ``K`` and batch size, from adaptive BN, seeded as the
-  product seeds it), on every validation sample; ``K`` = 30 is the re-rank itself.
+  optimizer, learning rate, schedule over ``K`` and batch size, from adaptive BN, seeded with the row's
+  ``i`` as ``bench_scores.py`` seeded its re-rank), on every validation sample; ``K`` = 30 reproduces
+  the row's ``finetune``.
 
-A row whose base model is not the one cached now (``base_val`` differs: base training is not
-bit-reproducible across machines) is refused, since its finals belong to another base.
+Rows measured on another base model than the config gives now are refused, since their finals
+belong to that base (base training is not bit-reproducible; the converged benchmark bases are pinned
+in ``benchmarks/bases/``): a row without ``base_val``, a ``base_val`` other than the base's validation
+accuracy, or an adaptive-BN score the rebuilt candidate does not reproduce.
 Run from the repository root::
 
     python benchmarks/bench_score_probe.py --rows benchmarks/results/scores/resnet20_trained.jsonl \\
@@ -80,10 +84,14 @@ def probe_rows(rows: list[dict], config: str) -> list[dict]:
     problem = _problem(config, float(rows[0]["budget"]))
     cfg = problem.config
     base_val = chance_and_base(problem)[1]
-    stale = [r["i"] for r in rows if abs(float(r["base_val"]) - base_val) > 1e-9]
-    if stale:
-        raise SystemExit(f"{config}: the cached base model scores {base_val:.4f} on validation, the rows' base "
-                         f"{rows[0]['base_val']:.4f}; their finals belong to another base model. Re-run bench_scores.py.")
+    if base_val is None:
+        raise SystemExit(f"{config}: the probe's scores are accuracies of a classifier; this config's task or metric "
+                         "is another.")
+    for r in rows:
+        row_base = r.get("base_val")
+        if row_base is None or not abs(float(row_base) - base_val) <= 1e-9:  # NaN (a row without it) fails too
+            raise SystemExit(f"{config}: the base model scores {base_val:.4f} on validation, row #{r['i']}'s base "
+                             f"{row_base}; its final belongs to another base model. Re-run bench_scores.py.")
     val = _split_of(problem.data, "val", torch.device("cpu"), cfg.search.eval_samples, seed=cfg.seed).source
     full_val = problem.data.source("val")
     teacher, y = _outputs(problem.base_model, val)
@@ -98,6 +106,9 @@ def probe_rows(rows: list[dict], config: str) -> list[dict]:
         s = _stats(_outputs(model, val)[0], y, teacher)
         rec.update({f"abn_{k}": v for k, v in s.items()})
         rec["t_abn"] = time.perf_counter() - t
+        if not abs(rec["abn_acc"] - float(r["adaptive_bn"])) <= 1e-6:  # float32 means; NaN fails too
+            raise SystemExit(f"{config}: row #{r['i']} scored {r['adaptive_bn']} after adaptive BN, the rebuilt "
+                             f"candidate {rec['abn_acc']}; the row was measured on another base model or code.")
         t = time.perf_counter()
         model = problem.space.build(r["keep_ratios"])
         recalibrate_batchnorm(model, train, batch_size=bn.batch_size, max_batches=40)

@@ -33,8 +33,14 @@ def test_stats_on_known_logits(probe):
     assert same["acc"] == pytest.approx(2 / 3)
     assert same["loss"] == pytest.approx(-F.cross_entropy(logits, y).item())
     assert same["kd"] == pytest.approx(0.0, abs=1e-7) and same["fid"] == 1.0  # the base against itself
-    other = probe._stats(logits, y, teacher=logits.flip(1))
-    assert other["kd"] < 0 and other["fid"] == pytest.approx(1 / 3)  # only the middle row's top-1 agrees
+    teacher = torch.tensor([[1.0, 0.5, -1.0], [0.2, 0.1, 2.0], [0.0, 1.5, 0.3]])
+    other = probe._stats(logits, y, teacher=teacher)
+    t, p = F.softmax(teacher, 1), F.softmax(logits, 1)
+    kl_base_to_candidate = (t * (t.log() - p.log())).sum(1).mean().item()  # KL(base || candidate), by hand
+    kl_candidate_to_base = (p * (p.log() - t.log())).sum(1).mean().item()
+    assert other["kd"] == pytest.approx(-kl_base_to_candidate)
+    assert abs(kl_base_to_candidate - kl_candidate_to_base) > 0.05  # the case tells the two directions apart
+    assert other["fid"] == pytest.approx(1 / 3)  # top-1 agrees on the first row only
 
 
 def test_probe_reproduces_the_rows_scores_and_refuses_another_base(probe, tmp_path, monkeypatch):
@@ -69,6 +75,7 @@ def _check_probe(scores, probe, config, monkeypatch):
         assert rec["abn_acc"] == pytest.approx(row["adaptive_bn"], abs=1e-6)  # float32 means
         assert rec["ft3_acc"] == pytest.approx(row["finetune"], abs=1e-6)  # float32 means
         assert rec["final_test"] == row["final_test"] and {"abn_kd", "abn_fid", "abn40_acc", "ft1_acc"} <= set(rec)
-    stale = [{**r, "base_val": r["base_val"] - 0.01} for r in rows]
-    with pytest.raises(SystemExit, match="another base model"):
-        probe.probe_rows(stale, str(config))
+    for stale in ({"base_val": rows[0]["base_val"] - 0.01}, {"base_val": float("nan")}, {"base_val": None},
+                  {"adaptive_bn": rows[0]["adaptive_bn"] + 0.01}):  # another base, a row without one, another score
+        with pytest.raises(SystemExit, match="another base model"):
+            probe.probe_rows([{**rows[0], **stale}], str(config))
