@@ -250,7 +250,7 @@ def test_the_steps_never_see_the_selection_split(tiny_net, tmp_path, monkeypatch
     neon = summary["neon"]
     sel = neon["selection"]
     assert sel["samples"] == split.samples == 112 and sel["decide_samples"] == len(split.decide_indices) == 113
-    assert sel["confidence"] == cfg.neon.confidence == 0.6 and sel["lower_bound_points"] <= sel["accuracy_change_points"]
+    assert sel["confidence"] == cfg.neon.confidence == 0.7 and sel["lower_bound_points"] <= sel["accuracy_change_points"]
     assert neon["outcome"] in ("accepted", "fallback") and neon["reduction_factor"] > 1.0
     assert sel["lower_bound_points"] >= -5.0  # what was handed back is shown within tau
     assert neon["accuracy_change_test_points"] == pytest.approx(

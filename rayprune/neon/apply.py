@@ -142,7 +142,7 @@ class NeonResult:
     info: dict[str, Any] = field(default_factory=dict)
     split: SelectionSplit | None = None
     base_correct: np.ndarray | None = None
-    confidence: float = 0.6  # neon.confidence; the search passes the config's
+    confidence: float = 0.7  # neon.confidence; the search passes the config's
     #: the chosen rollout's distinct networks up to its choice, the unpruned one first; the check walked
     #: ``neon.walk``'s networks of it (:func:`walked_paths`)
     path: list[_State] = field(default_factory=list)
