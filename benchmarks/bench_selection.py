@@ -51,7 +51,7 @@ import bench_search  # noqa: E402  (the search part of a run, and the paired int
 
 from rayprune.config.search import RerankConfig  # noqa: E402
 
-SHORTLISTS = (4, 8, 16)
+SHORTLISTS = (4, 8, 16, 32)
 
 
 def _split_stats(problem, model, split: str) -> dict[str, Any]:
@@ -106,30 +106,64 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
             for rank, (_, row) in enumerate(short.iterrows()):
                 ranks.setdefault(row["candidate_id"], {})[level.name] = rank
                 first.setdefault(row["candidate_id"], row)
-        records = []
+        reranks: dict[str, list[dict[str, Any]]] = {}
+        t_rerank: dict[str, float] = {}
         for idx, (cid, row) in enumerate(first.items()):
             ratios = [float(r) for r in row["keep_ratios"]]
             t = time.perf_counter()
-            reranks = [_split_stats(problem, _tuned(problem, ratios, cfg.search.finetune, 1000 * r + idx), "val")
-                       for r in range(job["rerank_seeds"])]
-            t_rerank = (time.perf_counter() - t) / job["rerank_seeds"]
-            t = time.perf_counter()
-            model = _tuned(problem, ratios, cfg.search.final_finetune, job["seed"])
-            t_final = time.perf_counter() - t
-            more = []  # further final fine-tunes, other seeds: how much of a pick's test accuracy is its seed
-            for j in range(1, job.get("final_seeds", 1)):
-                other = _tuned(problem, ratios, cfg.search.final_finetune, job["seed"] + 100_000 * j)
-                more.append({"val": problem.accuracy(other, "val"), "test": problem.accuracy(other, "test")})
-            records.append({
-                "config": Path(job["config"]).stem, "agent": job["label"], "seed": job["seed"],
-                "evaluations": job["evaluations"], "candidate_id": cid, "ranks": ranks[cid],
-                "search": float(row["accuracy"]), **{c: float(row[c]) for c in problem.costs},
-                "rerank": reranks, "final_val": _split_stats(problem, model, "val"),
-                "final_test": _split_stats(problem, model, "test"), "final_more": more, "t_rerank": t_rerank,
-                "t_final": t_final, "search_s": s["search_s"]})
+            reranks[cid] = [_split_stats(problem, _tuned(problem, ratios, cfg.search.finetune, 1000 * r + idx), "val")
+                            for r in range(job["rerank_seeds"])]
+            t_rerank[cid] = (time.perf_counter() - t) / job["rerank_seeds"]
+        finalised = _needs_final(ranks, reranks, job.get("finals_among"))
+        records = []
+        for cid, row in first.items():
+            rec = {"config": Path(job["config"]).stem, "agent": job["label"], "seed": job["seed"],
+                   "evaluations": job["evaluations"], "candidate_id": cid, "ranks": ranks[cid],
+                   "search": float(row["accuracy"]), **{c: float(row[c]) for c in problem.costs},
+                   "rerank": reranks[cid], "final_val": None, "final_test": None, "final_more": [],
+                   "t_rerank": t_rerank[cid], "t_final": None, "search_s": s["search_s"]}
+            if cid in finalised:
+                ratios = [float(r) for r in row["keep_ratios"]]
+                t = time.perf_counter()
+                model = _tuned(problem, ratios, cfg.search.final_finetune, job["seed"])
+                rec["t_final"] = time.perf_counter() - t
+                rec["final_val"], rec["final_test"] = _split_stats(problem, model, "val"), _split_stats(problem, model, "test")
+                for j in range(1, job.get("final_seeds", 1)):  # other seeds: how much of a pick's test is its seed
+                    other = _tuned(problem, ratios, cfg.search.final_finetune, job["seed"] + 100_000 * j)
+                    rec["final_more"].append({"val": problem.accuracy(other, "val"),
+                                              "test": problem.accuracy(other, "test")})
+            records.append(rec)
         return records
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def _needs_final(ranks: dict[str, dict[str, int]], reranks: dict[str, list[dict[str, Any]]],
+                 among: Optional[int]) -> set[str]:
+    """The candidates that get a final fine-tune: every shortlisted one (``among`` None), or only those some
+    rule of :data:`RULES` except the final-validation rules can pick: per level and shortlist length in
+    :data:`SHORTLISTS`, the first by search score and the ``among`` best by the first re-rank (the product's
+    order; ``among`` >= the weak-level rule's finals, so that rule can be judged too).
+
+    >>> ranks = {c: {"L": i} for i, c in enumerate("abcdefghij")}
+    >>> reranks = {c: [{"acc": a}] for c, a in zip("abcdefghij", [.9, .8, .7, .6, .5, .4, .3, .2, .1, .99])}
+    >>> sorted(_needs_final(ranks, reranks, 4))  # lengths 4 and 8: a-d lead the re-rank; 16 (all ten): j, a-c
+    ['a', 'b', 'c', 'd', 'j']
+    """
+    if among is None:
+        return set(ranks)
+    if among < WEAK_FINALS:
+        raise ValueError(f"--finals-among must be at least {WEAK_FINALS} (the weak-level rule's finals); got {among}")
+    needed: set[str] = set()
+    for level in {lv for r in ranks.values() for lv in r}:
+        listed = sorted((c for c in ranks if level in ranks[c]), key=lambda c: ranks[c][level])
+        needed.add(listed[0])
+        for k in SHORTLISTS:
+            first = listed[:k]
+            needed.update(sorted(first, key=lambda c: (-reranks[c][0]["acc"], first.index(c)))[:among])
+            if k >= len(listed):
+                break
+    return needed
 
 
 def _run_job(job):
@@ -173,7 +207,9 @@ PRODUCT = "re-rank accuracy (product)"
 
 def _judged(rec: dict, judge: str) -> float:
     """A candidate's test accuracy: after the product's final fine-tune (``one``), or the mean over every final
-    seed measured (``mean``: less of the pick's value is its fine-tune seed's luck)."""
+    seed measured (``mean``: less of the pick's value is its fine-tune seed's luck); NaN without a final."""
+    if not isinstance(rec.get("final_test"), dict):
+        return float("nan")
     tests = [rec["final_test"]["acc"]]
     if judge == "mean":
         tests += [m["test"] for m in (rec.get("final_more") or [])]
@@ -192,11 +228,16 @@ def picks(frame: pd.DataFrame, k: int, judge: str = "one") -> pd.DataFrame:
                            key=lambda r: r["ranks"][level])
             if not short:
                 continue
-            tests = [_judged(r, judge) for r in short]
+            tests = [_judged(r, judge) for r in short]  # NaN where a candidate got no final (--finals-among)
+            whole = not np.isnan(tests).any()
             rec = {"config": config, "agent": agent, "seed": seed, "level": level, "k": k, "n": len(short),
-                   "mean of shortlist": float(np.mean(tests)), "best of shortlist (test oracle)": max(tests)}
+                   "mean of shortlist": float(np.mean(tests)) if whole else np.nan,
+                   "best of shortlist (test oracle)": max(tests) if whole else np.nan}
             for name, (_, seeds, key) in RULES.items():
                 if any(len(r["rerank"]) < seeds for r in short):  # measured with fewer re-rank seeds
+                    continue
+                if name.startswith("final val") and not whole:  # needs every candidate's final
+                    rec[name] = np.nan
                     continue
                 rec[name] = tests[_pick(short, key)]
             out.append(rec)
@@ -221,6 +262,8 @@ def _pick(short: list[dict], key: Optional[Callable[[dict], Any]]) -> int:
 
 
 def _cell(values: pd.Series, product: pd.Series, is_product: bool) -> str:
+    if values.isna().any():  # a pick without a final fine-tune (--finals-among): not judged
+        return "n/a"
     m, lo, hi = bench_search._ci95(100 * (values - product).to_numpy())
     return f"{100 * values.mean():.2f}" + ("" if is_product else f" ({m:+.2f} [{lo:+.2f}, {hi:+.2f}])")
 
@@ -244,6 +287,34 @@ def overview(frame: pd.DataFrame, judge: str) -> str:
     return "\n".join(lines)
 
 
+#: the product's search.rerank.top_k default: the shortlist length the other lengths are paired with
+TOP_K = RerankConfig.model_fields["top_k"].default
+
+
+def by_length(frame: pd.DataFrame, judge: str = "one") -> str:
+    """The product's two rules (the re-rank's winner; the weak-level rule) at every shortlist length measured,
+    each paired with the same rule at the product's ``top_k``: what a longer (or shorter) re-rank shortlist buys,
+    per config and level. Empty when only one length is measured."""
+    lengths = [k for k in SHORTLISTS if k != TOP_K and not (p := picks(frame, k, judge)).empty and (p["n"] >= k).any()
+               or k < TOP_K]
+    if not lengths:
+        return ""
+    base = picks(frame, TOP_K, judge).set_index(["config", "agent", "seed", "level"])
+    lines = [f"\nShortlist length: each rule at k re-ranked candidates against the same rule at the product's "
+             f"top_k = {TOP_K} (test %, paired difference with its 95 % interval; one row per config and level)",
+             "| config | level | rule | " + " | ".join(f"k = {k}" for k in sorted({*lengths, TOP_K})) + " |",
+             "|---|---|---|" + "---|" * len({*lengths, TOP_K})]
+    per_k = {k: picks(frame, k, judge).set_index(["config", "agent", "seed", "level"]) for k in sorted({*lengths, TOP_K})}
+    for (config, level), g in base.groupby(level=["config", "level"], sort=False):
+        for rule in (PRODUCT, WEAK_FINALS_RULE):
+            cells = []
+            for k, p in per_k.items():
+                joined = p[rule].reindex(g.index)
+                cells.append(_cell(joined, g[rule], k == TOP_K))
+            lines.append(f"| {config} | {level} | {rule} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def summarise(frame: pd.DataFrame) -> str:
     """The overview per judge, then one table per config and shortlist length: a row per rule, a column per
     level (and all levels)."""
@@ -252,7 +323,7 @@ def summarise(frame: pd.DataFrame) -> str:
     judges = ["one"]
     if "final_more" in frame and frame["final_more"].map(lambda m: isinstance(m, list) and len(m) > 0).all():
         judges.append("mean")
-    lines = [overview(frame, judge) for judge in judges]
+    lines = [overview(frame, judge) for judge in judges] + [by_length(frame)]
     for judge, k in ((j, k) for j in judges for k in SHORTLISTS):
         p = picks(frame, k, judge)
         if p.empty or (k > SHORTLISTS[0] and (p["n"] < k).all()):  # longer than any shortlist: nothing new
@@ -292,6 +363,10 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=max(SHORTLISTS), help="shortlist length measured per level")
     ap.add_argument("--rerank-seeds", type=int, default=3)
     ap.add_argument("--final-seeds", type=int, default=1, help="final fine-tunes per candidate (seeds after the run's)")
+    ap.add_argument("--finals-among", type=int, metavar="N",
+                    help="final fine-tunes only for the N best re-ranked of each shortlist length (and the best by "
+                         "search score), not for every shortlisted candidate: the rules that need every final are "
+                         "then not judged (n/a)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="search.* override, as bench_search")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", help="JSON-lines file of per-candidate records (appended)")
@@ -303,7 +378,7 @@ def main() -> None:
     search = bench_search.search_overrides(args.set)
     jobs = [dict(config=c, agent=a, label=a, seed=s, evaluations=args.evaluations, levels=args.levels, search=search,
                  top_k=args.top_k, rerank_seeds=args.rerank_seeds,
-                 final_seeds=args.final_seeds)
+                 final_seeds=args.final_seeds, finals_among=args.finals_among)
             for c in args.configs for s in args.seeds for a in args.agents.split(",")]
     for c in args.configs:  # train and cache base models once, before the workers start
         bench_search._problem(c, args.levels)
