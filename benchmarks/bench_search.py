@@ -135,7 +135,7 @@ def run_search(job: dict[str, Any], out: Path) -> dict[str, Any]:
         Path(job["keep_rows"]).parent.mkdir(parents=True, exist_ok=True)
         rows.to_parquet(job["keep_rows"])
     return dict(problem=problem, cfg=cfg, levels=levels, pool=pool, rerank=rerank, rows=rows, curves=curves,
-                search_s=search_s, seconds=run.seconds, overlap=run.pipelined)
+                search_s=search_s, seconds=run.seconds, overlap=run.pipelined, space=space)
 
 
 def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -156,7 +156,8 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
             results = select_and_finalize(rows, levels, pool=pool, out_dir=out, rerank_spec=rerank,
                                           top_k=cfg.search.rerank.top_k, writer=sel, seed=job["seed"],
                                           cost_names=list(problem.costs), log=lambda m: None,
-                                          reference=chance_and_base(problem), weak_finals=cfg.search.rerank.weak_finals)
+                                          reference=chance_and_base(problem), weak_finals=cfg.search.rerank.weak_finals,
+                                          uniform=s["space"].uniform if cfg.search.rerank.weak_uniform else None)
         select_s = time.perf_counter() - t1
         records = []
         for i, level in enumerate(levels):
@@ -171,6 +172,7 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
                 "final_val": None if res is None else res.accuracy_val,
                 "final_test": None if res is None else res.accuracy_test,
                 "found_for": None if res is None else res.found_for,
+                "found_by": None if res is None else res.found_by,
                 "retained": None if res is None or res.search_signal is None else res.search_signal.retained,
                 "weak": None if res is None or res.search_signal is None else res.search_signal.weak,
                 **({f"final_{c}_rel": res.costs.get(c, math.nan) / problem.base_costs[c] for c in level.limits}

@@ -64,13 +64,13 @@ def test_chance_is_one_over_the_classes_for_the_built_in_accuracy_only():
 LEVEL = Level("params=0.1", {"params": 0.1}, {"params": 10.0})
 
 
-def _select(rows, tmp_path, reference, log, pool=None, weak_finals=1, top_k=2):
+def _select(rows, tmp_path, reference, log, pool=None, weak_finals=1, top_k=2, uniform=None):
     pool = pool or FakePool(rerank={"c90": 0.3, "c80": 0.2}, final={"c90": 0.6, "c80": 0.5},
                             costs={"c90": {"params": 9.0}, "c80": {"params": 8.0}})
     spec = ScoreSpec.fine_tuned(__import__("rayprune.engine", fromlist=["FineTuneConfig"]).FineTuneConfig(iterations=1))
     [res] = select_and_finalize(rows, [LEVEL], pool=pool, out_dir=tmp_path, rerank_spec=spec, top_k=top_k,
                                 writer=CandidateWriter(tmp_path, name="sel"), cost_names=["params"], log=log,
-                                reference=reference, weak_finals=weak_finals)
+                                reference=reference, weak_finals=weak_finals, uniform=uniform)
     return res
 
 
@@ -140,3 +140,44 @@ def test_weak_finals_change_nothing_at_a_level_whose_score_is_not_weak_or_withou
         res = _select(_rows(rows), tmp_path / name.replace(" ", "_"), reference, lambda m: None, pool=pool,
                       weak_finals=3, top_k=4)
         assert pool.finalized == [["c90"]] and res.candidate_id == "c90", name
+
+
+def _uniform_pool(final_of_uniform):
+    pool = _three_pool()
+    pool.rerank["c50"], pool.final["c50"], pool.costs["c50"] = 0.05, final_of_uniform, {"params": 5.0}
+    return pool
+
+
+def test_a_weak_levels_uniform_candidate_is_reranked_and_finalised_and_wins_by_validation(tmp_path):
+    from rayprune.results import read_candidates
+    from rayprune.search.selection import UNIFORM_AGENT
+
+    pool, messages, asked = _uniform_pool(0.99), [], []
+    res = _select(_rows(_FOUR), tmp_path, (0.1, 0.984), messages.append, pool=pool, weak_finals=2, top_k=4,
+                  uniform=lambda li: asked.append(li) or [0.05])
+    assert asked == [0] and pool.reranked[-1] == "c50"  # re-ranked after the shortlist, once
+    # the re-rank's winner first, then the next re-ranked and the uniform candidate together
+    assert pool.finalized[0] == ["c90"] and sorted(pool.finalized[1]) == ["c50", "c80"] and len(pool.finalized) == 2
+    assert res.candidate_id == "c50" and res.accuracy_val == 0.99 and res.found_by == UNIFORM_AGENT
+    assert res.rerank_accuracy == 0.05 and res.search_accuracy is None  # never a search row
+    rows = read_candidates(tmp_path)
+    uniform = rows[rows["agent"] == UNIFORM_AGENT]
+    assert uniform["stage"].tolist() == ["rerank", "final"] and uniform["level"].tolist() == ["params=0.1"] * 2
+    assert any("uniform candidate" in m and "weak_uniform" in m for m in messages)
+    # a worse uniform final changes nothing but its cost: the weak level's own pick stands
+    worse = _select(_rows(_FOUR), tmp_path / "worse", (0.1, 0.984), lambda m: None, pool=_uniform_pool(0.1),
+                    weak_finals=2, top_k=4, uniform=lambda li: [0.05])
+    assert worse.candidate_id == "c90" and worse.found_by == "a"
+
+
+def test_the_uniform_candidate_is_left_alone_where_the_score_is_informative_or_already_finalised(tmp_path):
+    informative = [(r, acc + 0.7, p, lvl) for r, acc, p, lvl in _FOUR]
+    pool = _uniform_pool(0.99)
+    res = _select(_rows(informative), tmp_path / "informative", (0.1, 0.984), lambda m: None, pool=pool,
+                  weak_finals=2, top_k=4, uniform=lambda li: pytest.fail("asked for an informative level"))
+    assert pool.finalized == [["c90"]] and res.candidate_id == "c90"
+    # the uniform candidate is the re-rank's winner itself: one final, not two
+    pool = _uniform_pool(0.99)
+    res = _select(_rows(_FOUR), tmp_path / "same", (0.1, 0.984), lambda m: None, pool=pool, weak_finals=1, top_k=4,
+                  uniform=lambda li: [0.09])
+    assert pool.finalized == [["c90"]] and res.candidate_id == "c90" and res.search_accuracy == 0.16

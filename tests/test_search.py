@@ -252,7 +252,8 @@ class FakePool:
         for r in ratios:
             cid = _cid(r)
             self.reranked.append(cid)
-            rows.append({"candidate_id": cid, "status": "ok", "accuracy": self.rerank[cid], "keep_ratios": list(r)})
+            rows.append({"candidate_id": cid, "status": "ok", "accuracy": self.rerank[cid], "keep_ratios": list(r),
+                         "keep_counts": [int(100 * r[0])], **self.costs.get(cid, {})})
         return rows
 
     def finalize_many(self, jobs):

@@ -142,6 +142,11 @@ class RerankConfig(_Section):
     #: (1: only the re-rank's winner, as at every other level). 4: +3.4 test points over the re-rank's
     #: winner alone at the weak level of BENCHMARKS.md "Is the search blind?" (3 seeds; never below it)
     weak_finals: int = Field(4, gt=0)
+    #: at a weak level, the level's uniform candidate (one keep ratio for every group) is re-ranked and gets a
+    #: final fine-tune too, competing by validation accuracy with the weak_finals: +0.34 test points over 11 weak-
+    #: level runs of two converged models (BENCHMARKS.md "The uniform candidate at a weak level"); only with
+    #: score two_stage (it needs the re-rank)
+    weak_uniform: bool = True
 
 
 class EvaluationConfig(_Section):

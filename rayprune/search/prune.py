@@ -176,7 +176,8 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
                                        top_k=cfg.search.rerank.top_k, writer=selection_writer, seed=seed,
                                        cost_names=list(problem.costs), log=log,
                                        extra={"agent": agent, "budgets": level.values},
-                                       reference=chance_and_base(problem), weak_finals=cfg.search.rerank.weak_finals)
+                                       reference=chance_and_base(problem), weak_finals=cfg.search.rerank.weak_finals,
+                                       uniform=space.uniform if cfg.search.rerank.weak_uniform else None)
     finally:
         if searcher is not None:
             searcher.close()

@@ -13,7 +13,9 @@ Given every search row of a run (one candidate store: all agents, trials and lev
    pool (in parallel), measured on validation and test, exported. At a level whose search score is
    weak (:mod:`rayprune.search.score_signal`: its best close to chance), the
    ``search.rerank.weak_finals`` best re-ranked candidates all get the final fine-tune
-   (:func:`_weak_level_finals`), and step 4 takes the best of them by validation.
+   (:func:`_weak_level_finals`), and so does the level's uniform candidate (one keep ratio for
+   every group, ``search.rerank.weak_uniform``: re-ranked, then finalised; :func:`_uniform_rows`),
+   and step 4 takes the best of them by validation.
 4. **Monotone front**: each level gets, among the final models that fit it, the one with the best
    validation accuracy. A level that contains another therefore never ends with a worse model
    (:func:`rayprune.costs.levels.contains`); its export may be the smaller level's model.
@@ -161,6 +163,7 @@ def select_and_finalize(
     log: Log = print,
     reference: tuple[Optional[float], Optional[float]] = (None, None),
     weak_finals: int = 1,
+    uniform: Optional[Callable[[int], Sequence[float]]] = None,
 ) -> list[LevelResult]:
     """Steps 1-4 of the module docstring; returns one :class:`LevelResult` per level (in order).
 
@@ -169,7 +172,9 @@ def select_and_finalize(
     accuracies (:func:`~rayprune.search.score_signal.chance_and_base`); with both, each level's
     search scores are compared with them and a level whose score is weak gets a warning
     (:mod:`rayprune.search.score_signal`) and, with ``weak_finals`` N > 1, a final fine-tune for
-    each of its N best re-ranked candidates (:func:`_weak_level_finals`).
+    each of its N best re-ranked candidates (:func:`_weak_level_finals`). ``uniform``: the keep ratios of
+    level i's uniform candidate (:meth:`rayprune.agents.space.SearchSpace.uniform`); with it and a re-rank,
+    a weak level's uniform candidate is re-ranked and finalised too (:func:`_uniform_rows`).
     """
     out = Path(out_dir)
     search = rows[rows["stage"] == STAGE_SEARCH] if not rows.empty and "stage" in rows.columns else rows
@@ -227,9 +232,13 @@ def select_and_finalize(
     #    final fails (a diverging loss, a dead evaluator) falls back to its next candidate
     finals_by_id = _final_rounds(results, orders, pool=pool, out=out, seed=seed, extra=extra, writer=writer,
                                  log=log, cost_names=cost_names)
-    if weak_finals > 1:  # 3b. a weak level's next re-ranked candidates get a final too; the best by validation wins
+    # 3b. a weak level's next re-ranked candidates, and its uniform candidate, get a final too; the best by
+    #     validation wins
+    anchors = _uniform_rows(results, uniform, rerank, pool=pool, rerank_spec=rerank_spec, seed=seed, writer=writer,
+                            log=log) if uniform is not None and rerank_spec is not None else {}
+    if weak_finals > 1 or anchors:
         _weak_level_finals(results, orders, finals_by_id, weak_finals, pool=pool, out=out, seed=seed, extra=extra,
-                           writer=writer, log=log, cost_names=cost_names)
+                           writer=writer, log=log, cost_names=cost_names, anchors=anchors)
     finals = [f for f in finals_by_id.values() if f.get("status") == STATUS_OK]
     # 4. monotone choice: each level takes the best final that fits it
     choice = monotone_choice(levels, finals)
@@ -251,7 +260,8 @@ def select_and_finalize(
         res.keep_counts = [int(c) for c in best["keep_counts"]]
         res.accuracy_val, res.accuracy_test = f["accuracy_val"], f["accuracy_test"]
         res.costs = {n: f[n] for n in cost_names if f.get(n) is not None}
-        res.search_accuracy = float(best["accuracy"])
+        # a uniform candidate (step 3b) was never a search row: its only score is its re-rank
+        res.search_accuracy = None if best.get("stage") == STAGE_RERANK else float(best["accuracy"])
         res.rerank_accuracy = rerank.get(f["candidate_id"])
         res.found_for = f["found_for"]
         res.found_by = str(best.get("agent"))
@@ -409,10 +419,49 @@ def _run_finals(jobs: dict[str, tuple[int, pd.Series]], results, finals: dict[st
                                   export_path=None, status="error", error=summary.get("error")))
 
 
+#: the ``agent`` of a weak level's uniform candidate's rows (step 3b): the selection added it, no search found it
+UNIFORM_AGENT = "uniform (weak level)"
+
+
+def _uniform_rows(results, uniform: Callable[[int], Sequence[float]], rerank: dict[str, float], *, pool,
+                  rerank_spec: ScoreSpec, seed: int, writer: CandidateWriter, log: Log) -> dict[int, pd.Series]:
+    """Each weak level's uniform candidate (``uniform(i)``: one keep ratio for every group, the largest that
+    fits level i), re-ranked like the shortlisted candidates (written as ``rerank`` rows, agent
+    :data:`UNIFORM_AGENT`, accuracy into ``rerank``); by level index, the ones that scored.
+
+    Where the search score is blind, which candidates reach the finals is close to chance, and uniform
+    pruning is a strong prior there: on two converged models' weak levels the uniform candidate alone ended
+    level with the whole search's pick on one and 0.6 points below on the other, and adding it to the finals
+    gained +0.34 points over 11 runs (BENCHMARKS.md, "The uniform candidate at a weak level")."""
+    weak = [li for li, res in enumerate(results) if res.search_signal is not None and res.search_signal.weak]
+    if not weak:
+        return {}
+    ratios = [[float(r) for r in uniform(li)] for li in weak]
+    log(f"Re-ranking the uniform candidate of the weak level(s) {', '.join(results[li].level.name for li in weak)} "
+        "(search.rerank.weak_uniform)")
+    scored = pool.score_batch(ratios, rerank_spec, [seed * 7919 + 7907 + li for li in weak])
+    rows: dict[int, pd.Series] = {}
+    for li, row in zip(weak, scored):
+        ok = row.get("status", STATUS_OK) == STATUS_OK and row.get("accuracy") is not None
+        row.update(stage=STAGE_RERANK, iteration=0, level=results[li].level.name, agent=UNIFORM_AGENT,
+                   source_trial=None, feasible=bool(ok))
+        writer.add(row)
+        if ok:
+            rerank.setdefault(row["candidate_id"], float(row["accuracy"]))
+            rows[li] = pd.Series(row)
+        else:
+            log(f"{results[li].level.name}: the uniform candidate's re-rank failed ({row.get('error')}); the level's "
+                "re-ranked candidates stand")
+    writer.flush()
+    return rows
+
+
 def _weak_level_finals(results, orders, finals: dict[str, dict[str, Any]], n: int, *, pool, out: Path, seed: int,
-                       extra, writer: CandidateWriter, log: Log, cost_names: Sequence[str] = ()) -> None:
+                       extra, writer: CandidateWriter, log: Log, cost_names: Sequence[str] = (),
+                       anchors: Optional[Mapping[int, pd.Series]] = None) -> None:
     """At each weak level (its search score barely above chance), the first ``n`` candidates of its order
-    (best re-ranked first) that have no final yet get one, in parallel, added to ``finals``; the monotone
+    (best re-ranked first) that have no final yet get one, in parallel, added to ``finals``, and so does the
+    level's uniform candidate (``anchors``: its re-rank row, by level index); the monotone
     choice then takes the best final by validation accuracy. Where one-shot pruning breaks every candidate,
     the pruned networks' accuracies after the final fine-tune spread by tens of points, and validation
     accuracy after it ranks them far better than the short re-rank does (BENCHMARKS.md, "Is the search
@@ -421,7 +470,8 @@ def _weak_level_finals(results, orders, finals: dict[str, dict[str, Any]], n: in
     for li, (res, order) in enumerate(zip(results, orders)):
         if res.search_signal is None or not res.search_signal.weak:
             continue
-        for row in order[:n]:
+        anchor = (anchors or {}).get(li)
+        for row in [*order[:n], *([] if anchor is None else [anchor])]:
             cid = row["candidate_id"]
             if cid not in finals and cid not in jobs:
                 jobs[cid] = (li, row)
@@ -429,7 +479,8 @@ def _weak_level_finals(results, orders, finals: dict[str, dict[str, Any]], n: in
         return
     levels = sorted({results[li].level.name for li, _ in jobs.values()})
     log(f"Final fine-tune of {len(jobs)} more candidate(s) at the weak level(s) {', '.join(levels)} "
-        f"(search.rerank.weak_finals={n}): the best by validation accuracy wins")
+        f"(search.rerank.weak_finals={n}" + (", and each one's uniform candidate" if anchors else "")
+        + "): the best by validation accuracy wins")
     _run_finals(jobs, results, finals, pool=pool, out=out, seed=seed, extra=extra, writer=writer, log=log,
                 cost_names=cost_names)
 

@@ -239,6 +239,15 @@ def _selection_pool(problem, cfg: Config, shared_ref=None):
                          final_timeout_s=ev.final_timeout_s, name=SELECTION_TRIAL, shared_ref=shared_ref)
 
 
+def _uniform_of(problem, levels, cfg):
+    """Level i's uniform candidate, for a weak level's finals (``search.rerank.weak_uniform``), or None."""
+    if not cfg.search.rerank.weak_uniform:
+        return None
+    from ..agents import SearchSpace
+
+    return SearchSpace.from_problem(problem, levels).uniform
+
+
 def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_ref=None) -> dict[str, Any]:
     """Select and export one model per level from the whole store, then fronts and the report.
 
@@ -275,7 +284,8 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_
                                           top_k=cfg.search.rerank.top_k, writer=writer, seed=cfg.seed,
                                           cost_names=list(setup.base_costs), log=log,
                                           extra={"sweep_id": setup.sweep_id}, reference=chance_and_base(problem),
-                                          weak_finals=cfg.search.rerank.weak_finals)
+                                          weak_finals=cfg.search.rerank.weak_finals,
+                                          uniform=_uniform_of(problem, levels, cfg))
         finally:
             pool.shutdown()
     try:
