@@ -481,6 +481,38 @@ def test_the_whole_path_on_a_real_model_exports_a_loadable_model_per_level(probl
     assert (staged["stage"] == "rerank").sum() >= 3 and (staged["stage"] == "final").sum() == 3
 
 
+
+def test_a_weak_levels_uniform_candidate_is_scored_finalised_and_exported_on_a_real_model(problem, levels, tmp_path):
+    """The product's pool rows carry what a uniform candidate's final and export need (counts, costs)."""
+    from rayprune.pruning import load_pruned
+    from rayprune.search.selection import UNIFORM_AGENT
+
+    tight = levels[-1:]  # params=0.25
+    _, rows = run_search(problem, tight, "random", tmp_path, evaluations=8)
+    space = SearchSpace.from_problem(problem, tight)
+    _, rerank = score_specs(problem.config)
+    pool, finalised = LocalPool(problem), []
+    finalize_many = pool.finalize_many
+    pool.finalize_many = lambda jobs: (finalised.extend(j["keep_ratios"] for j in jobs), finalize_many(jobs))[1]
+    # a reference base of 10 (1,000 %): every score keeps under a quarter of the margin over chance, so weak
+    [res] = select_and_finalize(rows, tight, pool=pool, out_dir=tmp_path, rerank_spec=rerank, top_k=2,
+                                writer=CandidateWriter(tmp_path, constants={"trial_id": "selection"}, name="sel"),
+                                cost_names=list(problem.costs), log=lambda m: None, reference=(0.0, 10.0),
+                                weak_finals=1, uniform=space.uniform)
+    assert res.search_signal.weak and res.feasible
+    staged = read_candidates(tmp_path)
+    mine = staged[staged["agent"] == UNIFORM_AGENT]
+    assert mine["stage"].tolist()[0] == "rerank" and mine["status"].tolist()[0] == "ok"
+    assert list(mine["keep_ratios"].iloc[0]) == space.uniform(0)
+    assert mine["params"].iloc[0] <= tight[0].limits["params"]
+    assert len(finalised) == 2 and space.uniform(0) in finalised  # the re-rank's winner, then the uniform one
+    finals = staged[staged["stage"] == "final"]
+    assert len(finals) == 1  # one exported model for the level: the better final by validation
+    assert (res.found_by == UNIFORM_AGENT) == (list(finals["keep_ratios"].iloc[0]) == space.uniform(0))
+    model = load_pruned(res.export_path)
+    assert sum(p.numel() for p in model.parameters()) <= tight[0].limits["params"]
+
+
 # -- overlapping batches ---------------------------------------------------------------------------
 class DeferredPool:
     """``submit_batch`` that scores only when the result is read, logging submits, reads, asks and tells."""

@@ -243,9 +243,12 @@ def _uniform_of(problem, levels, cfg):
     """Level i's uniform candidate, for a weak level's finals (``search.rerank.weak_uniform``), or None."""
     if not cfg.search.rerank.weak_uniform:
         return None
+    from functools import cache
+
     from ..agents import SearchSpace
 
-    return SearchSpace.from_problem(problem, levels).uniform
+    space = cache(lambda: SearchSpace.from_problem(problem, levels))  # built only if a level is weak
+    return lambda level: space().uniform(level)
 
 
 def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_ref=None) -> dict[str, Any]:
