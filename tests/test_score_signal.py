@@ -181,3 +181,14 @@ def test_the_uniform_candidate_is_left_alone_where_the_score_is_informative_or_a
     res = _select(_rows(_FOUR), tmp_path / "same", (0.1, 0.984), lambda m: None, pool=pool, weak_finals=1, top_k=4,
                   uniform=lambda li: [0.09])
     assert pool.finalized == [["c90"]] and res.candidate_id == "c90" and res.search_accuracy == 0.16
+
+
+def test_the_prune_summary_names_a_uniform_winner_and_is_quiet_otherwise():
+    from rayprune.search.prune import summary_table
+    from rayprune.search.selection import UNIFORM_AGENT
+
+    summary = {"model": "m", "dataset": "d", "agent": "random", "budgets": {}, "feasible": True,
+               "base": {"params": 10.0}, "pruned": {"params": 5.0}, "found_by": UNIFORM_AGENT}
+    assert f"agent random (the exported model: {UNIFORM_AGENT})" in summary_table(summary)
+    for found in ("random", None):
+        assert "exported model" not in summary_table({**summary, "found_by": found})

@@ -199,6 +199,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
     }, feasible=result.feasible, evaluations=int(len(search_rows)))
     summary["onnx_error"] = result.onnx_error
     summary["search_signal"] = result.search_signal.to_json() if result.search_signal is not None else None
+    summary["found_by"] = result.found_by  # the agent, or the selection's uniform candidate at a weak level
     return summary
 
 
@@ -306,7 +307,9 @@ def summary_table(summary: dict[str, Any]) -> str:
             rows.append([key, f"{100 * b:.2f}%", f"{100 * p:.2f}%", f"{100 * (p - b):+.2f} pt"])
         else:
             rows.append([key, human(b), human(p), ratio])
-    head = f"{summary['model']} on {summary['dataset']} | agent {summary['agent']} | budgets " + ", ".join(
+    found = summary.get("found_by")
+    by = f" (the exported model: {found})" if found and found != summary["agent"] else ""
+    head = f"{summary['model']} on {summary['dataset']} | agent {summary['agent']}{by} | budgets " + ", ".join(
         f"{k}<={human(v['limit'])}" for k, v in summary["budgets"].items()
     ) + f" | feasible: {'yes' if summary['feasible'] else 'NO'}"
     table = head + "\n" + format_table(["metric", "base", "pruned", "pruned/base"], rows)
