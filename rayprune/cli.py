@@ -325,8 +325,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # is a bug and keeps its traceback
         print(f"rayprune {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"rayprune {args.command}: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
 
 

@@ -10,7 +10,7 @@ rayprune (or in user code it calls) and keeps its traceback. ``UserError`` is a 
 
 from __future__ import annotations
 
-__all__ = ["NoModelError", "UserError", "UserTypeError"]
+__all__ = ["Interrupted", "NoModelError", "UserError", "UserTypeError"]
 
 
 class UserError(ValueError):
@@ -26,3 +26,9 @@ class NoModelError(RuntimeError):
     """A search ran but no model could be exported for a level (every final fine-tune tried failed,
     or no candidate fits); the message gives the cause and where the scored candidates are kept.
     The CLI prints it as one line and exits 2, like a :class:`UserError`."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Work stopped by the user (Ctrl-C) before it finished; the message says what is kept and how to
+    continue. A ``KeyboardInterrupt``, so code that stops on Ctrl-C still does; the CLI prints it as
+    one line and exits 130."""

@@ -112,3 +112,9 @@ def test_seeds_needed_grows_with_the_spread_and_the_power_table_reads_pairs(benc
     line = next(x for x in table.splitlines() if x.startswith("| m |"))
     sd = np.std([0.1 * s for s in range(5)], ddof=1)  # crl - random = 0.1 pt x seed
     assert f"| 1 | 5 | {sd:.2f} " in line and line.endswith(f"| {bench_search.seeds_needed(sd)} | 0.20 |")
+
+
+def test_the_modules_doctests_hold(bench):
+    import doctest
+
+    assert doctest.testmod(bench).failed == 0

@@ -129,16 +129,22 @@ def test_two_agents_sweep_two_levels_end_to_end(tmp_path, env):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("checkpoint_seconds", [0, 100000], ids=["after-a-checkpoint", "before-any-checkpoint"])
-def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds):
-    """Killed mid-search (with a checkpoint behind it, or before its trials wrote any), then resumed:
-    every trial ends with exactly its candidates, none lost, none twice."""
+@pytest.mark.parametrize("checkpoint_seconds,how", [(0, "kill"), (100000, "kill"), (0, "ctrl-c")],
+                         ids=["after-a-checkpoint", "before-any-checkpoint", "ctrl-c"])
+def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds, how):
+    """Killed mid-search (with a checkpoint behind it, or before its trials wrote any), or stopped with Ctrl-C
+    (Tune then returns as if done: the sweep must say it was interrupted, select nothing and exit 130), then
+    resumed: every trial ends with exactly its candidates, none lost, none twice."""
     out = tmp_path / "out"
     # fine-tune scores: slow enough that two of the three batches are still ahead at the kill
-    cfg = write_config(tmp_path, evaluations=24, finetune=60, score="finetune", agents=("random",),
+    # (Ctrl-C: more batches, so that the trial is still searching when the signal lands)
+    evaluations = 64 if how == "ctrl-c" else 24
+    cfg = write_config(tmp_path, evaluations=evaluations, finetune=60, score="finetune", agents=("random",),
                        checkpoint_seconds=checkpoint_seconds)
     proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out), "-q"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    stderr = ""
     try:
         deadline = time.time() + 400
         while time.time() < deadline:
@@ -150,17 +156,28 @@ def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds):
         else:
             pytest.fail("no rows appeared")
         time.sleep(1)  # into the next batch
+        if how == "ctrl-c":
+            proc.send_signal(signal.SIGINT)  # the driver only, as `kill -INT`
+            stderr = proc.communicate(timeout=120)[1]
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
-        proc.wait()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+            proc.wait()
+    if how == "ctrl-c":
+        assert proc.returncode == 130, stderr[-3000:]
+        assert "interrupted" in stderr and "trial(s) had not finished" in stderr and "--resume --out" in stderr
+        from rayprune.report import summary_text
+
+        assert "INCOMPLETE" in summary_text(out)
     assert json.loads((out / "sweep.json").read_text())["status"] == "running", "the sweep ended before the kill"
     assert not (out / "pareto.parquet").exists()
+    assert not (out / "models").exists()  # nothing selected from half a search
     if checkpoint_seconds:
         assert not list((out / "tune").glob("*/checkpoint_*")), "a checkpoint was written: not the case under test"
     res = rayprune("sweep", "--resume", "--out", out, "-q", env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = check_sweep_outputs(out, agents=("random",))
-    assert (rows["stage"] == "search").sum() == 24
+    assert (rows["stage"] == "search").sum() == evaluations
 
 
 @pytest.mark.slow

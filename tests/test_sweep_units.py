@@ -54,3 +54,13 @@ def test_a_submitted_sweep_runs_the_same_options_as_a_local_one():
                            evaluations=64, max_concurrent_trials=3)
     assert cmd == ("rayprune sweep 'cfg dir/c.yaml' --out /shared/o -q --budgets params=0.5,0.25 --agents crl,random "
                    "--evaluations 64 --seeds 2 --max-concurrent-trials 3")
+
+
+def test_a_ctrl_c_is_told_apart_from_a_finished_sweep():
+    """Tune returns normally after a SIGINT; trials whose last report is not ``done`` (and did not fail) make the
+    driver stop before any selection (the end-to-end case: tests/test_sweep.py)."""
+    import doctest
+
+    from rayprune.sweeps import driver
+
+    assert doctest.testmod(driver).failed == 0

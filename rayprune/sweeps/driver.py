@@ -33,7 +33,7 @@ import pyarrow as pa
 from .._io import atomic_write_text
 from ..config import Config, parse_config
 from ..costs.levels import Level, levels_from_config
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 from ..names import SELECTION_TRIAL, STAGE_SEARCH, STAGE_SELECT
 from ..results import exported_rows, merge_candidates, read_candidates, write_parquet_atomic
 from .pareto import front_history, pareto_front
@@ -215,12 +215,32 @@ def run_sweep(
             ),
         )
     results = tuner.fit()
+    unfinished = unfinished_trials(results)
+    if unfinished:  # Tune stops gracefully on Ctrl-C (SIGINT) and returns: no selection on half a search
+        raise Interrupted(
+            f"{len(unfinished)} of {len(results)} trial(s) had not finished ({', '.join(unfinished)}); no model "
+            f"was selected and every scored candidate is kept in {out}. Continue the sweep with: rayprune sweep "
+            f"--resume --out {out}")
     errors = [str(r.error) for r in results if r.error is not None]
     if errors:
         log(f"{len(errors)} trial(s) failed: " + "; ".join(e.splitlines()[0] for e in errors))
     summary = finish_sweep(out, log=log, problem=problem, shared_ref=shared_ref)
     summary["trial_errors"] = errors
     return summary
+
+
+def unfinished_trials(results) -> list[str]:
+    """Names of the trials in Tune's ``results`` that neither finished (their last report says ``done``) nor
+    failed: what a Ctrl-C leaves, which Tune reports as a normal return.
+
+    >>> from types import SimpleNamespace as R
+    >>> unfinished_trials([R(error=None, metrics={"done": True, "trial_name": "a"}),
+    ...                    R(error=None, metrics={"done": False, "trial_name": "b"}),
+    ...                    R(error=RuntimeError("x"), metrics={}), R(error=None, metrics=None)])
+    ['b', '?']
+    """
+    return [str((r.metrics or {}).get("trial_name", "?")) for r in results
+            if r.error is None and not (r.metrics or {}).get("done")]
 
 
 def _selection_pool(problem, cfg: Config, shared_ref=None):
