@@ -162,3 +162,31 @@ def test_unknown_model_exits_2_listing_models(tmp_path, env):
 def test_bad_budget_flag_exits_2(tiny_config, env):
     res = rayprune("validate", tiny_config, "--budget", "params=1.5", env=env)
     assert res.returncode == 2 and "(0, 1]" in res.stderr
+
+
+def test_config_mistakes_found_after_parsing_name_their_field_without_a_traceback(tmp_path, env):
+    """A new user's typos (session 22's pass): each exits 2 with one line naming the config field."""
+    cases = {
+        "device": (TINY.replace("device: cpu", "device: gpu"), "data.device"),
+        "ignored": (TINY.replace("pruning: {importance: l2, min_keep: 0.2}",
+                                 "pruning: {importance: l2, min_keep: 0.2, ignored_layers: [stem.9]}"),
+                    "pruning.ignored_layers"),
+        "kwargs": (TINY.replace("kwargs: {width_mult: 0.5}", "kwargs: {width_mult: 0.5, num_classes: 10}"),
+                   "model.kwargs must not repeat 'num_classes'"),
+        "dataset": (TINY.replace("name: digits", "name: digitz"), "data.name must be one of"),
+    }
+    for name, (text, expected) in cases.items():
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(text)
+        res = rayprune("validate", config, "-q", env=env)
+        assert res.returncode == 2 and expected in res.stderr and "Traceback" not in res.stderr, (name, res.stderr[-2000:])
+
+
+@pytest.mark.slow
+def test_a_prune_whose_evaluators_cannot_fit_is_refused_with_the_numbers(tiny_config, env, tmp_path):
+    config = tmp_path / "cpus.yaml"
+    config.write_text(tiny_config.read_text() + "evaluation: {evaluators: 2, cpus: 64}\n")
+    res = rayprune("prune", config, "--agent", "random", "--evaluations", "4", "--out", tmp_path / "out", "-q",
+                   env=env)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "need CPU: 128, the cluster has" in res.stderr and "evaluation.cpus" in res.stderr

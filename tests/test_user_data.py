@@ -215,7 +215,7 @@ def test_a_factory_may_return_a_tuple_and_errors_name_it(tmp_path, monkeypatch) 
 
 
 def test_a_misspelt_sklearn_name_stays_an_unknown_name() -> None:
-    with pytest.raises(UserError, match="'name' must be one of .*sklearn:wine"):
+    with pytest.raises(UserError, match="data.name must be one of .*sklearn:wine"):
         load_dataset("sklearn:wines")
 
 
@@ -310,7 +310,7 @@ def test_npz_that_is_not_an_archive(tmp_path) -> None:
     (tmp_path / "junk.npz").write_bytes(b"\x00" * 100)
     with pytest.raises(UserError, match="Cannot read .*junk.npz"):
         load_dataset("npz", path=tmp_path / "junk.npz")
-    with pytest.raises(FileNotFoundError, match="'path' of dataset 'npz'"):
+    with pytest.raises(FileNotFoundError, match="data.path of dataset 'npz'"):
         load_dataset("npz", path=tmp_path / "none.npz")
 
 

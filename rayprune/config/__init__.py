@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Union
 
@@ -83,6 +84,19 @@ class ModelConfig(_Section):
     checkpoint: Optional[Path] = None
 
 
+#: torch device strings a config may name (``torch.device`` would accept a few more exotic ones)
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|hpu|mtia|privateuseone)(:\d+)?")
+
+
+def _device(value: str, *, auto: bool) -> str:
+    """``value`` if it names a torch device (or ``auto``, where allowed); else an error saying what is expected."""
+    text = str(value).strip().lower()
+    if (auto and text == "auto") or _DEVICE.fullmatch(text):
+        return text
+    expected = "'auto', " if auto else ""
+    raise ValueError(f"expected a torch device: {expected}'cpu', 'cuda', 'cuda:1', 'mps', ...")
+
+
 class DataConfig(_Section):
     """The dataset: ``mnist5k`` (embedded), ``digits``, ``cifar10``/``cifar100`` (``root``),
     ``tabular`` (``path`` + ``label``), ``sklearn:<name>``, ``imagefolder`` (``root``, optionally
@@ -99,6 +113,11 @@ class DataConfig(_Section):
     max_samples: Optional[int] = Field(None, gt=0)
     #: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     device: str = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return _device(value, auto=True)
     #: classification (integer class labels) or regression (real-valued targets: a data factory or
     #: data handed over in memory); sets the default metric and loss (rayprune.engine.objective)
     task: Literal["classification", "regression"] = "classification"
@@ -155,6 +174,11 @@ class LatencyConfig(_Section):
     repeats: int = Field(20, gt=0)
     runtime: Literal["torch", "torchscript", "onnxruntime"] = "torch"
     paired: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return _device(value, auto=False)
 
     @model_validator(mode="after")
     def _onnxruntime_on_cpu(self) -> "LatencyConfig":

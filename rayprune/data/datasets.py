@@ -269,7 +269,7 @@ def load_dataset(
                         f"in memory; {name!r} holds class labels.")
     if source is None:
         raise UserError(
-            f"'name' must be one of {list(DATASET_NAMES)} or a data factory "
+            f"data.name must be one of {list(DATASET_NAMES)} or a data factory "
             f"'package.module:function'; got {name!r}."
         )
     options = {"root": root, "path": path, "label": label, "image_size": image_size}

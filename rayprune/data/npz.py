@@ -35,7 +35,7 @@ def load_npz(path: str | Path, *, spec: _SplitSpec | None = None) -> Dataset:
     spec = spec or _split_spec(0.1, 0.2, 0, None)
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"'path' of dataset 'npz' must be an existing .npz file; got '{path}'.")
+        raise FileNotFoundError(f"data.path of dataset 'npz' must be an existing .npz file; got '{path}'.")
     try:
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):

@@ -80,7 +80,7 @@ def read_table(path: str | Path, label: str = "label") -> Table:
             f"suffix such as .gz); got '{path.name}'."
         )
     if not path.is_file():
-        raise FileNotFoundError(f"'path' must be an existing file; got '{path}'.")
+        raise FileNotFoundError(f"data.path must be an existing file; got '{path}'.")
     kind = "CSV" if suffix == ".csv" else "Parquet"
     try:
         frame = TABLE_READERS[suffix](path)

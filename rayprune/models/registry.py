@@ -148,7 +148,9 @@ def load_model(
     clashes = sorted(set(options) & {"num_classes", "in_channels", "input_size", "in_features"})
     if clashes:
         raise UserError(
-            f"'kwargs' must not repeat {', '.join(map(repr, clashes))}; pass them as arguments."
+            f"model.kwargs must not repeat {', '.join(map(repr, clashes))}: rayprune passes "
+            f"{'them' if len(clashes) > 1 else 'it'} to the model factory from the data (its number of classes and "
+            "input shape); remove it from kwargs (with load_model, pass it as its own argument)."
         )
     if not isinstance(name, str):
         raise UserError(_unknown_model_message(name))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence, Union
 
@@ -33,6 +34,7 @@ import torch_pruning as tp
 from torch import nn
 
 from ..engine.evaluate import training_mode
+from ..errors import UserError
 from .importance import Importance, get_importance
 from .plan import PlanEntry, PruningPlan, apply_plan, pruner_name
 from .rounding import check_keep_ratio, keep_counts
@@ -198,7 +200,13 @@ class PruningSpace:
         ignored_layers = (ignored_layers,) if isinstance(ignored_layers, str) else tuple(ignored_layers)
         unknown = [n for n in ignored_layers if n not in names]
         if unknown:
-            raise ValueError(f"ignored_layers names {unknown} which the model does not have.")
+            prunable = [n for n, m in names.items() if n and isinstance(m, (nn.Conv2d, nn.Linear, nn.Conv1d))]
+            close = sorted({c for n in unknown for c in difflib.get_close_matches(n, list(names), n=3)})
+            raise UserError(
+                f"pruning.ignored_layers names {unknown}, which the model does not have"
+                + (f" (did you mean {close}?)" if close else "")
+                + f"; its convolution and linear layers are {prunable[:12]}" + (" ..." if len(prunable) > 12 else "")
+                + " (names as in model.named_modules()).")
         self._execution_order, self.output_layers = _trace_layers(self.base, example_inputs)
         self.ignored_layers = tuple(dict.fromkeys([*self.output_layers, *ignored_layers]))
         self.groups = self._discover(get_importance(importance))

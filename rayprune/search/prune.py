@@ -152,6 +152,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
     level = Level.from_budgets(problem.budgets, problem.base_costs)
     check_reachable(problem, [level])
     connect(address, log=log, metadata={"rayprune": "prune", "config": cfg.name, "budgets": level.name})
+    check_evaluators_fit(cfg, log)
     space = SearchSpace.from_problem(problem, [level])
     spec, rerank = score_specs(cfg)
     pool = EvaluatorPool.from_config(problem, cfg.evaluation, name=constants["trial_id"],
@@ -201,6 +202,38 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
     summary["search_signal"] = result.search_signal.to_json() if result.search_signal is not None else None
     summary["found_by"] = result.found_by  # the agent, or the selection's uniform candidate at a weak level
     return summary
+
+
+def check_evaluators_fit(cfg: Config, log: Log) -> None:
+    """Refuse, with the numbers, an evaluator pool the connected cluster cannot hold: its actors would wait for
+    resources that never come (``sweep.wait_for_resources: true`` waits for an autoscaler instead)."""
+    import ray
+
+    ev = cfg.evaluation
+    need = {"CPU": ev.cpus * ev.evaluators, **({"GPU": ev.gpus * ev.evaluators} if ev.gpus else {})}
+    message = evaluator_shortfall(need, ray.cluster_resources(), ev.evaluators)
+    if message is None:
+        return
+    if cfg.sweep.wait_for_resources:
+        log(f"{message}; waiting for the autoscaler (sweep.wait_for_resources).")
+        return
+    raise UserError(f"{message}. Lower evaluation.evaluators / evaluation.cpus / evaluation.gpus, or set "
+                    "sweep.wait_for_resources: true on an autoscaling cluster.")
+
+
+def evaluator_shortfall(need: dict[str, float], have: dict[str, float], evaluators: int) -> Optional[str]:
+    """What an evaluator pool needing ``need`` lacks on a cluster with ``have`` (None: it fits).
+
+    >>> evaluator_shortfall({"CPU": 16.0}, {"CPU": 2.0}, 2)
+    'The 2 evaluator(s) need CPU: 16, the cluster has 2'
+    >>> evaluator_shortfall({"CPU": 2.0}, {"CPU": 2.0, "GPU": 1.0}, 2) is None
+    True
+    """
+    short = {k: (v, have.get(k, 0.0)) for k, v in need.items() if have.get(k, 0.0) + 1e-9 < v}
+    if not short:
+        return None
+    return f"The {evaluators} evaluator(s) need " + ", ".join(f"{k}: {v:g}, the cluster has {h:g}"
+                                                              for k, (v, h) in short.items())
 
 
 def warn_idle_evaluators(cfg: Config, evaluators: int, log: Log) -> None:
