@@ -431,8 +431,9 @@ def _uniform_rows(results, uniform: Callable[[int], Sequence[float]], rerank: di
 
     Where the search score is blind, which candidates reach the finals is close to chance, and uniform
     pruning is a strong prior there: on two converged models' weak levels the uniform candidate alone ended
-    level with the whole search's pick on one and 0.6 points below on the other, and adding it to the finals
-    gained +0.34 points over 11 runs (BENCHMARKS.md, "The uniform candidate at a weak level")."""
+    level with the whole search's pick on one and 0.6 points below on the other; as one more finalist it
+    gained +0.60 points on the first and nothing on the second (BENCHMARKS.md, "The uniform candidate at a
+    weak level")."""
     weak = [li for li, res in enumerate(results) if res.search_signal is not None and res.search_signal.weak]
     if not weak:
         return {}
