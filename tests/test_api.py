@@ -87,6 +87,18 @@ def test_bad_settings_get_the_yaml_paths_errors_naming_the_field():
         build_config(budgets={"paramz": 0.5})
     with pytest.raises(UserTypeError, match="search= must be a dict"):
         build_config(sections={"search": 5})
+    # a typo of a keyword argument lands among the sections: named as a typo, with the argument it resembles
+    with pytest.raises(UserError, match=r"evaluatoins= is neither an argument .*did you mean evaluations=") as err:
+        rayprune.prune("small_cnn", "digits", budgets={"params": 0.5}, evaluatoins=8, out="/nonexistent/never")
+    assert "search={'evaluations': 8}" in str(err.value)
+    with pytest.raises(UserError, match=r"did you mean search=\?"):
+        build_config(sections={"serch": {"agent": "tpe"}})
+
+    import doctest
+
+    from rayprune import api
+
+    assert doctest.testmod(api).failed == 0  # build_config's example: the default agent as it is now
 
 
 def test_an_object_model_is_recorded_under_an_in_memory_name_and_bad_objects_are_refused(tmp_path):
