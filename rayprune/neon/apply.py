@@ -270,8 +270,8 @@ def _check(path: list[_State], hits: Callable[[_State], np.ndarray], split: Sele
     result = path[walk.shown]
     change = walk.result or PairedChange.unchanged(split.samples, confidence=confidence)
 
-    def name(state: _State) -> str:
-        return f"step {state.row['step']} (x{base_params / max(_n_params(state.model), 1):.2f})"
+    def name(state: _State) -> str:  # counted from 1 as the progress lines are (the rows' `step` is 0-based)
+        return f"step {state.row['step'] + 1} (x{base_params / max(_n_params(state.model), 1):.2f})"
 
     bound = f"at {100 * confidence:g} % confidence"
     if len(path) == 1:
