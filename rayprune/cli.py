@@ -75,11 +75,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .text_table import format_table, human
 
     cfg = _load(args)
-    print("# resolved config")
-    print(json.dumps(cfg.model_dump(mode="json"), indent=2))
-    # budgets depend on the architecture, not the weights: validate never trains the base model
+    # budgets depend on the architecture, not the weights: validate never trains the base model; built before
+    # anything is printed, so that a data, model or cost error is the first thing a user reads
     problem = PruningProblem.from_config(cfg, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
                                          train_base=False)
+    print("# resolved config")
+    print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     smallest = problem.reachable()
     if problem.base_info.get("source") == "untrained":
         print(f"\n# base model: {cfg.model.name}, not trained yet (validate does not train it; the first prune or "
