@@ -505,3 +505,28 @@ def test_crop_augment_never_flips_digits() -> None:
     assert make_augment(None) is None
     with pytest.raises(ValueError, match="'augment'"):
         make_augment("rotate")
+
+
+def test_the_preprocessing_record_turns_raw_inputs_into_what_the_model_saw(tmp_path):
+    """spec.json's `preprocessing` (rayprune.data.preprocessing_of) is enough to prepare a raw input elsewhere."""
+    from rayprune.data import load_npz, load_sklearn_table, preprocessing_of
+
+    wine = load_dataset("sklearn:wine", seed=0)
+    record = preprocessing_of(wine)
+    raw = load_sklearn_table("wine").features
+    low, span = np.asarray(record["low"]), np.asarray(record["span"])
+    rebuilt = (raw - low) / span  # every raw row, prepared as the record says
+    for row in wine.x_train[:5].numpy():  # each train input is one of them
+        assert np.isclose(rebuilt, row, atol=1e-5).all(axis=1).any()
+    assert record["feature_names"] == list(wine.feature_names)
+    # images from a user's npz: uint8 / 255, then per channel (x - mean) / std
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(60, 6, 6, 3), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.arange(60) % 3)
+    data = load_npz(tmp_path / "d.npz")
+    record = preprocessing_of(data)
+    mean, std = np.asarray(record["mean"]).reshape(-1, 1, 1), np.asarray(record["std"]).reshape(-1, 1, 1)
+    prepared = (x.transpose(0, 3, 1, 2) / 255.0 - mean) / std
+    first = data.x_train[0].numpy()
+    assert any(np.allclose(p, first, atol=1e-5) for p in prepared)
+    assert record["layout"].startswith("NCHW")

@@ -475,6 +475,9 @@ def test_the_whole_path_on_a_real_model_exports_a_loadable_model_per_level(probl
         assert res.feasible and res.export_path
         model = load_pruned(res.export_path)
         assert sum(p.numel() for p in model.parameters()) <= res.level.limits["params"]
+        from rayprune.pruning import read_spec  # how to prepare a raw input travels with the model
+
+        assert read_spec(res.export_path)["preprocessing"]["mean"] == list(problem.data.mean)
     # levels are 0.6, 0.4, 0.25: accuracy never rises as the budget shrinks
     assert accs[0] >= accs[1] >= accs[2]
     staged = read_candidates(tmp_path)

@@ -29,7 +29,7 @@ from rayprune.data.batches import (
 )
 from rayprune.data.cifar import read_cifar
 from rayprune.data.convert import dataset_from_splits
-from rayprune.data.datasets import DATASET_NAMES, Dataset, load_dataset
+from rayprune.data.datasets import DATASET_NAMES, Dataset, load_dataset, preprocessing_of
 from rayprune.data.factory import DataFactoryError, load_factory
 from rayprune.data.image_folder import load_image_folder
 from rayprune.data.npz import load_npz
@@ -61,6 +61,7 @@ __all__ = [
     "load_npz",
     "load_sklearn_table",
     "make_augment",
+    "preprocessing_of",
     "random_crop_flip",
     "read_cifar",
     "read_table",

@@ -40,6 +40,7 @@ from .datasets import (
     _split_spec,
     _SplitSpec,
     _standardise_images,
+    feature_range,
 )
 from .streamed_splits import _stream_choice, _streamed_from_splits
 from .streaming import DEFAULT_MAX_RESIDENT_MB, StreamedDataset, StreamingPolicy
@@ -166,7 +167,7 @@ def _from_splits(
         name=name, kind=kind, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
         x_test=x_test, y_test=y_test, num_classes=num_classes, input_shape=input_shape,
         augment=augment if kind == "image" else None, class_names=names, mean=mean, std=std,
-        skipped_files=skipped_files,
+        skipped_files=skipped_files, **_feature_fields(parts, kind, normalise),
     )  # fmt: skip
 
 
@@ -203,7 +204,7 @@ def _regression_from_splits(given: Mapping[str, Split | None], *, name: str, kin
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = tensors
     return Dataset(name=name, kind=kind, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test,
                    y_test=y_test, num_classes=next(iter(widths.values())), input_shape=input_shape, augment=None,
-                   mean=mean, std=std, task="regression")
+                   mean=mean, std=std, task="regression", **_feature_fields(parts, kind, normalise))
 
 
 def _tensors(parts, kind: str, normalise: bool, *, given_x: list[np.ndarray]):
@@ -215,7 +216,15 @@ def _tensors(parts, kind: str, normalise: bool, *, given_x: list[np.ndarray]):
     if kind == "image":
         tensors, mean_t, std_t = _standardise_images(parts)
         return tensors, tuple(mean_t.tolist()), tuple(std_t.tolist())
-    return _min_max_features(parts), None, None
+    return _min_max_features(parts), None, None  # the range goes on the Dataset: _feature_fields
+
+
+def _feature_fields(parts, kind: str, normalise: bool) -> dict[str, tuple[float, ...]]:
+    """The train range :func:`_min_max_features` scaled tabular features by, as Dataset fields ({} otherwise)."""
+    if not normalise or kind == "image":
+        return {}
+    low, span = feature_range(parts[0][0])
+    return {"feature_low": tuple(float(v) for v in low), "feature_span": tuple(float(v) for v in span)}
 
 
 def _own_float32(x: np.ndarray, callers: list[np.ndarray]) -> np.ndarray:

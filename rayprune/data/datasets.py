@@ -78,6 +78,10 @@ class Dataset:
     """Tabular column names after one-hot encoding; None for images."""
     skipped_files: tuple[str, ...] = ()
     """Files of the source that could not be read and were left out (an image folder's)."""
+    feature_low: tuple[float, ...] | None = None
+    """Tabular: each feature's train-split minimum, subtracted before dividing by ``feature_span``."""
+    feature_span: tuple[float, ...] | None = None
+    """Tabular: each feature's train-split range (max − min; 1 for a constant feature)."""
     task: Literal["classification", "regression"] = "classification"
     """What ``y`` holds: class indices, or real-valued targets."""
 
@@ -457,6 +461,7 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec) -> Dataset:
     splits = _split(table.features, table.labels, spec, test=None)
     _check_nonempty(name, splits, spec, official_test=False)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = _min_max_features(splits)
+    low, span = feature_range(splits[0][0])
     return Dataset(
         name=name,
         kind="tabular",
@@ -471,6 +476,8 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec) -> Dataset:
         augment=None,
         class_names=table.class_names,
         feature_names=table.feature_names,
+        feature_low=tuple(float(v) for v in low),
+        feature_span=tuple(float(v) for v in span),
     )
 
 
@@ -489,13 +496,43 @@ def _standardise_images(
 def _min_max_features(parts: tuple[_Arrays, ...]) -> list[tuple[Tensor, Tensor]]:
     """New float32 tensors ``(x − low) / (high − low)`` per feature, with the first (train) part's
     range; a constant feature becomes 0 instead of NaN."""
-    low = parts[0][0].min(axis=0)
-    span = parts[0][0].max(axis=0) - low
-    span = np.where(span > 0, span, 1.0)
+    low, span = feature_range(parts[0][0])
     return [
         (torch.from_numpy(((x - low) / span).astype(np.float32)), torch.from_numpy(y))
         for x, y in parts
     ]
+
+
+def feature_range(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's train minimum and range (1 where the feature is constant)."""
+    low = x_train.min(axis=0)
+    span = x_train.max(axis=0) - low
+    return low, np.where(span > 0, span, 1.0)
+
+
+def preprocessing_of(data) -> dict:
+    """How rayprune prepared the inputs a model was trained, pruned and evaluated on: what a user must do
+    to a raw input before the exported model sees it (``spec.json``'s ``preprocessing``).
+
+    >>> preprocessing_of(load_dataset("digits", seed=0))["steps"][1]
+    'per channel c: (x - mean[c]) / std[c]'
+    """
+    kind = getattr(data, "kind", None)
+    shape = list(getattr(data, "input_shape", ()) or ())
+    mean, low = getattr(data, "mean", None), getattr(data, "feature_low", None)
+    if mean is not None:
+        return {"kind": kind, "input_shape": shape, "layout": "NCHW, float32",
+                "steps": ["uint8 pixels divided by 255 (float pixels kept as given)",
+                          "per channel c: (x - mean[c]) / std[c]"],
+                "mean": list(mean), "std": list(getattr(data, "std", None) or [])}
+    if low is not None:
+        return {"kind": kind, "input_shape": shape, "layout": "N x features, float32",
+                "steps": ["categorical columns one-hot encoded, in the order of feature_names",
+                          "per feature j: (x - low[j]) / span[j] (the train split's min and range)"],
+                "feature_names": list(getattr(data, "feature_names", None) or []), "low": list(low),
+                "span": list(getattr(data, "feature_span", None) or [])}
+    return {"kind": kind, "input_shape": shape,
+            "steps": ["as given (cast to float32): rayprune did not transform these inputs"]}
 
 
 def _split(

@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 import ray
 
 from ..config import TrainConfig
+from ..data import preprocessing_of
 from ..problem import PruningProblem
 from .candidate import CandidateEvaluator
 from .score import ScoreSpec
@@ -91,7 +92,8 @@ class Evaluator:
         if export_dir is not None:
             save_pruned(model, export_dir, architecture=self.problem.architecture,
                         plan=self.problem.space.plan(list(keep_ratios)), input_shape=self.problem.data.input_shape,
-                        extra={"summary": {**summary, **(extra or {})}})
+                        extra={"summary": {**summary, **(extra or {})},
+                               "preprocessing": preprocessing_of(self.problem.data)})
             summary["export_path"] = str(export_dir)
         return summary
 

@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 from ..config import TrainConfig
+from ..data import preprocessing_of
 from ..problem import PruningProblem
 from .candidate import CandidateEvaluator
 from .score import ScoreSpec
@@ -85,7 +86,8 @@ class LocalPool:
                 if job.get("export_dir"):
                     save_pruned(model, job["export_dir"], architecture=p.architecture,
                                 plan=p.space.plan(list(job["keep_ratios"])), input_shape=p.data.input_shape,
-                                extra={"summary": {**summary, **(job.get("extra") or {})}}, torchscript=False)
+                                extra={"summary": {**summary, **(job.get("extra") or {})},
+                                       "preprocessing": preprocessing_of(p.data)}, torchscript=False)
                     summary["export_path"] = str(job["export_dir"])
                 out.append({"status": "ok", "error": None, **summary, "evaluator": 0, "wall_start": t0,
                             "wall_end": time.time()})

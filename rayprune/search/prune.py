@@ -25,6 +25,7 @@ from ..config import Config
 from ..costs import measure_latency_ms
 from ..costs.budget import within
 from ..costs.levels import Level
+from ..data import preprocessing_of
 from ..errors import NoModelError, UserError
 from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT, is_in_memory
 from ..problem import PruningProblem
@@ -285,7 +286,8 @@ def _run_neon(problem: PruningProblem, out: Path, constants: dict[str, Any], *, 
                        feasible=bool(final["feasible"]), evaluations=int((frame["stage"] == STAGE_SEARCH).sum()))
     summary.update(result.summary_extra())
     save_pruned(model, out / "best", architecture=problem.architecture, plan=plan,
-                input_shape=problem.data.input_shape, extra={"summary": summary})
+                input_shape=problem.data.input_shape,
+                extra={"summary": summary, "preprocessing": preprocessing_of(problem.data)})
     summary["onnx_error"] = read_spec(out / "best").get("onnx_error")
     return summary
 
