@@ -86,7 +86,8 @@ def obtain_base_model(
     log(f"Training base model {cfg.model.name} on {data.name} ({cfg.base_training.epochs or cfg.base_training.iterations}"
         f" {'epochs' if cfg.base_training.epochs is not None else 'iterations'}); cached at {path}")
     objective = resolve_objective(data.task, cfg.search.metric, cfg.engine.loss)
-    stats = fine_tune(model, data, cfg.base_training.engine_config(), seed=cfg.seed, progress=progress,
+    stats = fine_tune(model, data, cfg.base_training.engine_config(), seed=cfg.seed,
+                      progress="train base model" if progress is True else progress,
                       loss_fn=objective.loss)
     meta = {
         "val_accuracy": objective.score(model, DataSplit("val", source=data.source("val"), device=device)),

@@ -643,3 +643,20 @@ def test_an_overlapping_search_proposes_the_same_however_often_it_is_checkpointe
     again.run()
     assert order(tmp_path / "b") == order(tmp_path / "a")
     assert order(tmp_path / "c") == order(tmp_path / "a")
+
+
+def test_an_agent_that_never_leaves_its_random_warmup_says_so(problem, levels):
+    import doctest
+
+    from rayprune.agents import registry
+
+    assert doctest.testmod(registry).failed == 0
+    space = SearchSpace.from_problem(problem, levels)  # three levels
+    messages: list[str] = []
+    search = problem.config.search.model_copy(update={"evaluations": 24})
+    make_agent("evolution", space, seed=0, search=search, log=messages.append)  # 8 per level, population 4
+    assert not messages
+    few = search.model_copy(update={"evaluations": 9})  # 3 per level
+    make_agent("evolution", space, seed=0, search=few, log=messages.append)
+    make_agent("random", space, seed=0, search=few, log=messages.append)
+    assert len(messages) == 1 and "search.evolution.population (4)" in messages[0]

@@ -66,4 +66,29 @@ def make_agent(name: str, space: SearchSpace, *, seed: int, search: Any, **kwarg
     if name not in AGENTS:
         raise ValueError(f"Unknown search agent {name!r}; available: {', '.join(AGENTS)} (and neon, which "
                          "has no budget: `rayprune prune --agent neon`).")
+    warning = warmup_warning(name, search, space.num_levels)
+    if warning and kwargs.get("log") is not None:
+        kwargs["log"](warning)
     return AGENTS[name](space, seed=seed, search=search, **kwargs)
+
+
+def warmup_warning(name: str, search: Any, levels: int) -> str | None:
+    """A warning when each level gets no more candidates than the agent spends at random before it models anything
+    (evolution's first population, TPE's startup trials): the search is then random search.
+
+    >>> from rayprune.config.search import SearchConfig
+    >>> warmup_warning("evolution", SearchConfig(evaluations=16), 1)[:60]
+    'warning: evolution: each level gets 16 candidate(s), no more'
+    >>> warmup_warning("evolution", SearchConfig(evaluations=512), 4) is None
+    True
+    """
+    warmup = {"evolution": ("evolution.population", getattr(getattr(search, "evolution", None), "population", None)),
+              "tpe": ("tpe.startup", getattr(getattr(search, "tpe", None), "startup", None))}.get(name)
+    if warmup is None or warmup[1] is None:
+        return None
+    per_level = search.evaluations // max(levels, 1)
+    if per_level > warmup[1]:
+        return None
+    return (f"warning: {name}: each level gets {per_level} candidate(s), no more than search.{warmup[0]} ({warmup[1]}) "
+            f"that it draws at random before it models anything: this search is random search. Raise "
+            f"search.evaluations or lower search.{warmup[0]}.")

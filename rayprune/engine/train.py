@@ -105,7 +105,7 @@ def fine_tune(
     config: FineTuneConfig,
     *,
     seed: int = 0,
-    progress: bool | ProgressCallback = False,
+    progress: bool | str | ProgressCallback = False,
     loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> dict[str, float | int]:
     """Train ``model`` in place on ``data``'s train split, with cross-entropy (``config.label_smoothing``)
@@ -127,7 +127,7 @@ def fine_tune(
     by batch whatever its device).
 
     Returns ``{'iterations': steps run, 'seconds': wall time, 'final_loss': mean of the last 20
-    losses}`` (``final_loss`` is NaN when no step ran). ``progress=True`` shows a tqdm bar; a
+    losses}`` (``final_loss`` is NaN when no step ran). ``progress=True`` shows a tqdm bar (a string: one with that label); a
     callable receives ``(step, total, loss)``.
 
     Example:
@@ -230,13 +230,13 @@ def _seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _reporter(progress: bool | ProgressCallback, total: int) -> Iterator[ProgressCallback | None]:
+def _reporter(progress: bool | str | ProgressCallback, total: int) -> Iterator[ProgressCallback | None]:
     if progress is False or progress is None:
         yield None
-    elif progress is True:
+    elif progress is True or isinstance(progress, str):  # a string: the bar's label
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc="fine-tune", unit="it")
+        bar = tqdm(total=total, desc=progress if isinstance(progress, str) else "fine-tune", unit="it")
 
         def update(step: int, total: int, loss: float) -> None:
             bar.update(step - bar.n)

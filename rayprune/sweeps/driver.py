@@ -190,6 +190,10 @@ def run_sweep(
             problem = PruningProblem.from_config(cfg, log=log)  # trains and caches the base model once
         levels = levels_from_config(cfg, problem.base_costs, sweep=True)
         check_reachable(problem, levels)
+        from ..agents.registry import warmup_warning
+
+        for warning in filter(None, (warmup_warning(a, cfg.search, len(levels)) for a in agents)):
+            log(warning)  # the trials' own logs are not the user's console
         setup = SweepSetup(
             config=cfg.model_dump(mode="json"), out_dir=str(out), sweep_id=uuid.uuid4().hex[:12],
             base_costs=dict(problem.base_costs), base_accuracy=dict(problem.base_accuracy),
