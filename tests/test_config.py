@@ -127,3 +127,14 @@ def test_benchmark_configs_validate_and_their_pinned_bases_load(monkeypatch):
         assert info["source"] == "checkpoint" and sum(p.numel() for p in model.parameters()) > 0
         pinned.append(path.stem)
     assert {"user_cnn_trained_mnist", "resnet20_trained_mnist"} <= set(pinned)
+
+
+def test_a_malformed_budget_is_one_problem_saying_what_a_budget_looks_like():
+    from rayprune.config import ConfigError, parse_config
+
+    for bad, expected in (({"params": "half"}, "got 'half'"), ({"params": {"vlaue": 0.5}}, "['vlaue'] unknown"),
+                          ({"params": True}, "got True")):
+        with pytest.raises(ConfigError, match="1 problem") as err:
+            parse_config({"budgets": bad})
+        assert "budgets.params: expected a number" in str(err.value) and expected in str(err.value)
+    assert parse_config({"budgets": {"params": "0.5"}}).budgets["params"] == 0.5  # a number in quotes is a number

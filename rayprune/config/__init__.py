@@ -245,6 +245,29 @@ class Config(_Section):
     neon: NeonConfig = Field(default_factory=NeonConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
 
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _budget_shapes(cls, budgets: Any) -> Any:
+        """One clear message per malformed entry, instead of one per branch of the union it failed."""
+        if not isinstance(budgets, Mapping):
+            return budgets
+        for name, b in budgets.items():
+            if isinstance(b, Mapping):
+                unknown = sorted(set(b) - {"value", "relative"})
+                if unknown or "value" not in b:
+                    raise ValueError(f"budgets.{name}: expected a number or {{value: <number>, relative: <true|false>}}; "
+                                     f"got keys {sorted(b)}" + (f" ({unknown} unknown)" if unknown else ""))
+            elif isinstance(b, bool) or not isinstance(b, (int, float)):
+                try:
+                    if isinstance(b, bool):
+                        raise TypeError
+                    float(b)
+                except (TypeError, ValueError):
+                    raise ValueError(f"budgets.{name}: expected a number (for params, MACs and peak memory a fraction "
+                                     f"of the base model's, e.g. 0.5; else a value in the cost's unit) or "
+                                     f"{{value: ..., relative: ...}}; got {b!r}") from None
+        return budgets
+
     @field_validator("budgets", mode="after")
     @classmethod
     def _check_budgets(cls, budgets: dict) -> dict:
