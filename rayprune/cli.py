@@ -47,16 +47,14 @@ def _load(args: argparse.Namespace):
 
     over = _overrides(args)
     cfg = load_config(args.config)
-    if "budgets" in over:  # command-line budgets replace the config's, they do not merge with them
-        cfg = cfg.model_copy(update={"budgets": {}})
-        from .config import parse_config
-
-        cfg = parse_config(cfg.model_dump(mode="json"), source=str(args.config), overrides=over)
-        return _resolve(cfg, args.config)
     if over:
         from .config import parse_config
 
-        cfg = parse_config(cfg.model_dump(mode="json"), source=str(args.config), overrides=over)
+        if "budgets" in over:  # command-line budgets replace the config's, they do not merge with them
+            cfg = cfg.model_copy(update={"budgets": {}})
+        # the file passed validation alone: what fails now is what the command line changed
+        cfg = parse_config(cfg.model_dump(mode="json"), source=f"{args.config} with the command line's flags",
+                           overrides=over)
     return _resolve(cfg, args.config)
 
 
