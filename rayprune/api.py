@@ -398,6 +398,10 @@ def sweep(
         :class:`SweepResult` with ``front`` (the non-dominated exported models, a DataFrame),
         ``models`` (level name -> pruned nn.Module), ``candidates`` (every row) and ``out``.
 
+    Raises:
+        rayprune.errors.Interrupted: (a ``KeyboardInterrupt``) when Ctrl-C stops the trials before they finish:
+            nothing is selected, every scored candidate is kept, and ``resume=True`` continues the sweep.
+
     Example::
 
         res = rayprune.sweep(net, data, levels={"params": [0.5, 0.25]}, agents=["evolution", "random"])

@@ -138,3 +138,7 @@ def test_a_malformed_budget_is_one_problem_saying_what_a_budget_looks_like():
             parse_config({"budgets": bad})
         assert "budgets.params: expected a number" in str(err.value) and expected in str(err.value)
     assert parse_config({"budgets": {"params": "0.5"}}).budgets["params"] == 0.5  # a number in quotes is a number
+    from rayprune.config import BudgetConfig, Config
+
+    made = BudgetConfig(value=30, relative=False)  # the public class itself, as the Python API may pass it
+    assert Config(budgets={"params": made}).budgets["params"] == made

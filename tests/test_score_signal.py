@@ -192,3 +192,35 @@ def test_the_prune_summary_names_a_uniform_winner_and_is_quiet_otherwise():
     assert f"agent random (the exported model: {UNIFORM_AGENT})" in summary_table(summary)
     for found in ("random", None):
         assert "exported model" not in summary_table({**summary, "found_by": found})
+
+
+def test_a_uniform_candidate_the_search_shortlisted_keeps_its_own_row_and_an_unaimed_one_is_skipped(tmp_path):
+    from rayprune.results import read_candidates
+    from rayprune.search.selection import UNIFORM_AGENT
+
+    # c70 is the uniform candidate, shortlisted third by the re-rank; its final validates best (0.80)
+    pool = _three_pool()
+    res = _select(_rows(_FOUR), tmp_path / "listed", (0.1, 0.984), lambda m: None, pool=pool, weak_finals=1,
+                  top_k=4, uniform=lambda li: [0.07])
+    assert res.candidate_id == "c70" and res.found_by == "a" and res.search_accuracy == 0.14
+    rows = read_candidates(tmp_path / "listed")
+    assert (rows["agent"] == UNIFORM_AGENT).sum() == 0 and (rows["stage"] == "rerank").sum() == 4  # no second row
+    # no steering limits to aim at (uniform() gives all ones: the base): nothing is spent on it
+    pool = _three_pool()
+    res = _select(_rows(_FOUR), tmp_path / "unaimed", (0.1, 0.984), lambda m: None, pool=pool, weak_finals=1,
+                  top_k=4, uniform=lambda li: [1.0])
+    assert pool.finalized == [["c90"]] and sorted(pool.reranked) == ["c60", "c70", "c80", "c90"]
+
+
+def test_a_weak_level_whose_reranks_all_failed_but_exports_its_uniform_candidate_reports_no_error(tmp_path):
+    pool = _uniform_pool(0.9)
+    score = pool.score_batch
+
+    def failing(ratios, spec, seeds=None):  # every shortlisted re-rank fails; the uniform candidate's works
+        rows = score(ratios, spec, seeds)
+        return [r if r["candidate_id"] == "c50" else {**r, "status": "error", "accuracy": None} for r in rows]
+
+    pool.score_batch = failing
+    res = _select(_rows(_FOUR), tmp_path, (0.1, 0.984), lambda m: None, pool=pool, weak_finals=2, top_k=4,
+                  uniform=lambda li: [0.05])
+    assert res.candidate_id == "c50" and res.error is None and res.to_json()["error"] is None

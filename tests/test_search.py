@@ -660,3 +660,15 @@ def test_an_agent_that_never_leaves_its_random_warmup_says_so(problem, levels):
     make_agent("evolution", space, seed=0, search=few, log=messages.append)
     make_agent("random", space, seed=0, search=few, log=messages.append)
     assert len(messages) == 1 and "search.evolution.population (4)" in messages[0]
+
+
+def test_the_sweeps_uniform_candidates_are_the_search_spaces_fitted_on_the_sweeps_rows(problem, levels, tmp_path):
+    from rayprune.sweeps.driver import _uniform_of
+
+    _, rows = run_search(problem, levels, "random", tmp_path, evaluations=8)
+    uniform = _uniform_of(problem, levels, problem.config, rows[rows["stage"] == "search"])
+    space = SearchSpace.from_problem(problem, levels)
+    assert [uniform(i) for i in range(len(levels))] == [space.uniform(i) for i in range(len(levels))]
+    off = problem.config.model_copy(deep=True)
+    off.search.rerank.weak_uniform = False
+    assert _uniform_of(problem, levels, off, rows) is None

@@ -252,6 +252,8 @@ class Config(_Section):
         if not isinstance(budgets, Mapping):
             return budgets
         for name, b in budgets.items():
+            if isinstance(b, BudgetConfig):
+                continue
             if isinstance(b, Mapping):
                 unknown = sorted(set(b) - {"value", "relative"})
                 if unknown or "value" not in b:

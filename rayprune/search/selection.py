@@ -234,8 +234,8 @@ def select_and_finalize(
                                  log=log, cost_names=cost_names)
     # 3b. a weak level's next re-ranked candidates, and its uniform candidate, get a final too; the best by
     #     validation wins
-    anchors = _uniform_rows(results, uniform, rerank, pool=pool, rerank_spec=rerank_spec, seed=seed, writer=writer,
-                            log=log) if uniform is not None and rerank_spec is not None else {}
+    anchors = _uniform_rows(results, uniform, rerank, orders, pool=pool, rerank_spec=rerank_spec, seed=seed,
+                            writer=writer, log=log) if uniform is not None and rerank_spec is not None else {}
     if weak_finals > 1 or anchors:
         _weak_level_finals(results, orders, finals_by_id, weak_finals, pool=pool, out=out, seed=seed, extra=extra,
                            writer=writer, log=log, cost_names=cost_names, anchors=anchors)
@@ -253,6 +253,7 @@ def select_and_finalize(
                     f"{failed[0].get('error')})" if failed else "")
             continue
         f, best = finals[idx], finals[idx]["row"]
+        res.error = None  # (a weak level whose re-ranks all failed may still export its uniform candidate)
         target = out / "models" / res.level.name
         _replace_dir(Path(f["export_path"]), target)
         res.candidate_id = f["candidate_id"]
@@ -423,26 +424,39 @@ def _run_finals(jobs: dict[str, tuple[int, pd.Series]], results, finals: dict[st
 UNIFORM_AGENT = "uniform (weak level)"
 
 
-def _uniform_rows(results, uniform: Callable[[int], Sequence[float]], rerank: dict[str, float], *, pool,
-                  rerank_spec: ScoreSpec, seed: int, writer: CandidateWriter, log: Log) -> dict[int, pd.Series]:
+def _uniform_rows(results, uniform: Callable[[int], Optional[Sequence[float]]], rerank: dict[str, float],
+                  orders: Sequence[Sequence[pd.Series]], *, pool, rerank_spec: ScoreSpec, seed: int,
+                  writer: CandidateWriter, log: Log) -> dict[int, pd.Series]:
     """Each weak level's uniform candidate (``uniform(i)``: one keep ratio for every group, the largest that
-    fits level i), re-ranked like the shortlisted candidates (written as ``rerank`` rows, agent
-    :data:`UNIFORM_AGENT`, accuracy into ``rerank``); by level index, the ones that scored.
+    fits level i; None or all ones: no such candidate, e.g. without analytic costs to aim it), re-ranked like
+    the shortlisted candidates (written as ``rerank`` rows, agent :data:`UNIFORM_AGENT`, accuracy into
+    ``rerank``); by level index, the ones that scored. One the search found and the level shortlisted is
+    its own search row (its agent, its search score), not a second re-rank row.
 
     Where the search score is blind, which candidates reach the finals is close to chance, and uniform
     pruning is a strong prior there: on two converged models' weak levels the uniform candidate alone ended
     level with the whole search's pick on one and 0.6 points below on the other; as one more finalist it
     gained +0.60 points on the first and nothing on the second (BENCHMARKS.md, "The uniform candidate at a
     weak level")."""
-    weak = [li for li, res in enumerate(results) if res.search_signal is not None and res.search_signal.weak]
+    weak, ratios = [], []
+    for li, res in enumerate(results):
+        if res.search_signal is None or not res.search_signal.weak:
+            continue
+        r = uniform(li)
+        if r is not None and min(r) < 1.0:  # all ones: the base itself, which fits no budget
+            weak.append(li)
+            ratios.append([float(v) for v in r])
     if not weak:
         return {}
-    ratios = [[float(r) for r in uniform(li)] for li in weak]
     log(f"Re-ranking the uniform candidate of the weak level(s) {', '.join(results[li].level.name for li in weak)} "
         "(search.rerank.weak_uniform)")
     scored = pool.score_batch(ratios, rerank_spec, [seed * 7919 + 7907 + li for li in weak])
     rows: dict[int, pd.Series] = {}
     for li, row in zip(weak, scored):
+        listed = {r["candidate_id"]: r for r in orders[li]}
+        if row.get("candidate_id") in listed:  # the search found it and the level re-ranked it already
+            rows[li] = listed[row["candidate_id"]]
+            continue
         ok = row.get("status", STATUS_OK) == STATUS_OK and row.get("accuracy") is not None
         row.update(stage=STAGE_RERANK, iteration=0, level=results[li].level.name, agent=UNIFORM_AGENT,
                    source_trial=None, feasible=bool(ok))

@@ -224,7 +224,8 @@ def run_sweep(
         raise Interrupted(
             f"{len(unfinished)} of {len(results)} trial(s) had not finished ({', '.join(unfinished)}); no model "
             f"was selected and every scored candidate is kept in {out}. Continue the sweep with: rayprune sweep "
-            f"--resume --out {out}")
+            f"--resume --out {out} (add the --address you used; from Python: rayprune.sweep(..., out=..., "
+            f"resume=True), with the same model and data when they were handed over in memory)")
     errors = [str(r.error) for r in results if r.error is not None]
     if errors:
         log(f"{len(errors)} trial(s) failed: " + "; ".join(e.splitlines()[0] for e in errors))
@@ -263,15 +264,22 @@ def _selection_pool(problem, cfg: Config, shared_ref=None):
                          final_timeout_s=ev.final_timeout_s, name=SELECTION_TRIAL, shared_ref=shared_ref)
 
 
-def _uniform_of(problem, levels, cfg):
-    """Level i's uniform candidate, for a weak level's finals (``search.rerank.weak_uniform``), or None."""
+def _uniform_of(problem, levels, cfg, search: pd.DataFrame):
+    """Level i's uniform candidate, for a weak level's finals (``search.rerank.weak_uniform``), or None. A timed
+    budget (latency) is aimed at through the cost proxy fitted on the sweep's measured ``search`` rows, as the
+    trials' own spaces were."""
     if not cfg.search.rerank.weak_uniform:
         return None
     from functools import cache
 
     from ..agents import SearchSpace
 
-    space = cache(lambda: SearchSpace.from_problem(problem, levels))  # built only if a level is weak
+    @cache
+    def space() -> SearchSpace:  # built only if a level is weak
+        built = SearchSpace.from_problem(problem, levels)
+        built.observe(search.to_dict("records"))
+        return built
+
     return lambda level: space().uniform(level)
 
 
@@ -312,7 +320,7 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_
                                           cost_names=list(setup.base_costs), log=log,
                                           extra={"sweep_id": setup.sweep_id}, reference=chance_and_base(problem),
                                           weak_finals=cfg.search.rerank.weak_finals,
-                                          uniform=_uniform_of(problem, levels, cfg))
+                                          uniform=_uniform_of(problem, levels, cfg, search))
         finally:
             pool.shutdown()
     try:
