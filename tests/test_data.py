@@ -529,4 +529,5 @@ def test_the_preprocessing_record_turns_raw_inputs_into_what_the_model_saw(tmp_p
     prepared = (x.transpose(0, 3, 1, 2) / 255.0 - mean) / std
     first = data.x_train[0].numpy()
     assert any(np.allclose(p, first, atol=1e-5) for p in prepared)
-    assert record["layout"].startswith("NCHW")
+    assert record["layout"].startswith("NCHW") and "transposed to (N, C, H, W)" in record["steps"][0]
+    assert "divided by 16" in preprocessing_of(load_dataset("digits", seed=0))["steps"][0]  # what the loader did first

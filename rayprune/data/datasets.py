@@ -78,6 +78,8 @@ class Dataset:
     """Tabular column names after one-hot encoding; None for images."""
     skipped_files: tuple[str, ...] = ()
     """Files of the source that could not be read and were left out (an image folder's)."""
+    source_steps: tuple[str, ...] = ()
+    """How the loader turned its files or arrays into the values normalised next (recorded with exports)."""
     feature_low: tuple[float, ...] | None = None
     """Tabular: each feature's train-split minimum, subtracted before dividing by ``feature_span``."""
     feature_span: tuple[float, ...] | None = None
@@ -330,9 +332,8 @@ def _load_mnist5k(spec: _SplitSpec) -> Dataset:
 
 def _load_digits(spec: _SplitSpec) -> Dataset:
     images, labels = load_digits_images()
-    return _image_dataset(
-        "digits", images, labels, spec, augment="crop", class_names=DIGIT_CLASS_NAMES
-    )
+    data = _image_dataset("digits", images, labels, spec, augment="crop", class_names=DIGIT_CLASS_NAMES)
+    return dataclasses.replace(data, source_steps=("scikit-learn's 8x8 digit counts (0..16) divided by 16",))
 
 
 def _load_cifar(spec: _SplitSpec, *, variant: str, root: str | Path | None = None) -> Dataset:
@@ -514,25 +515,27 @@ def preprocessing_of(data) -> dict:
     """How rayprune prepared the inputs a model was trained, pruned and evaluated on: what a user must do
     to a raw input before the exported model sees it (``spec.json``'s ``preprocessing``).
 
-    >>> preprocessing_of(load_dataset("digits", seed=0))["steps"][1]
-    'per channel c: (x - mean[c]) / std[c]'
+    >>> preprocessing_of(load_dataset("digits", seed=0))["steps"]  # doctest: +NORMALIZE_WHITESPACE
+    ["scikit-learn's 8x8 digit counts (0..16) divided by 16", 'uint8 pixels divided by 255 (float pixels kept as given)',
+     'per channel c: (x - mean[c]) / std[c]']
     """
     kind = getattr(data, "kind", None)
     shape = list(getattr(data, "input_shape", ()) or ())
+    source = list(getattr(data, "source_steps", ()) or ())
     mean, low = getattr(data, "mean", None), getattr(data, "feature_low", None)
     if mean is not None:
         return {"kind": kind, "input_shape": shape, "layout": "NCHW, float32",
-                "steps": ["uint8 pixels divided by 255 (float pixels kept as given)",
+                "steps": [*source, "uint8 pixels divided by 255 (float pixels kept as given)",
                           "per channel c: (x - mean[c]) / std[c]"],
                 "mean": list(mean), "std": list(getattr(data, "std", None) or [])}
     if low is not None:
         return {"kind": kind, "input_shape": shape, "layout": "N x features, float32",
-                "steps": ["categorical columns one-hot encoded, in the order of feature_names",
+                "steps": [*source, "categorical columns one-hot encoded, in the order of feature_names",
                           "per feature j: (x - low[j]) / span[j] (the train split's min and range)"],
                 "feature_names": list(getattr(data, "feature_names", None) or []), "low": list(low),
                 "span": list(getattr(data, "feature_span", None) or [])}
     return {"kind": kind, "input_shape": shape,
-            "steps": ["as given (cast to float32): rayprune did not transform these inputs"]}
+            "steps": [*source, "as given (cast to float32): rayprune did not transform these inputs"]}
 
 
 def _split(

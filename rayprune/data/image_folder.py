@@ -6,6 +6,7 @@ the files it cannot read, and normalises them like the built-in sets (see :mod:`
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,13 @@ def load_image_folder(
             UserWarning,
             stacklevel=2,
         )
-    return _from_splits(
+    data = _from_splits(
         arrays, spec, name="imagefolder", kind="image", num_classes=len(class_names),
         class_names=class_names, normalise=True, augment="crop", skipped_files=skipped_names,
     )  # fmt: skip
+    read = f"each image read with Pillow and converted to {mode}" + (
+        f", resized to {size[0]}x{size[1]} (bilinear)" if image_size else "")
+    return dataclasses.replace(data, source_steps=(read, "laid out as (N, C, H, W)"))
 
 
 def _folder_layout(root: Path) -> dict[str, Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from pathlib import Path
 
@@ -49,7 +50,11 @@ def load_npz(path: str | Path, *, spec: _SplitSpec | None = None) -> Dataset:
         raise UserError(f"Cannot read '{path}' as an .npz file of numeric arrays: {err}") from err
     splits = _npz_splits(path, arrays)
     try:
-        return _from_splits(splits, spec, name="npz", normalise=True, augment="crop")
+        data = _from_splits(splits, spec, name="npz", normalise=True, augment="crop")
+        if data.kind == "image":  # (the arrays' own layout, whichever it was, made NCHW)
+            data = dataclasses.replace(data, source_steps=(
+                "(N, H, W, C) arrays transposed to (N, C, H, W); (N, H, W) given a channel axis",))
+        return data
     except UserError as err:
         raise type(err)(f"The arrays in '{path}': {err}") from err
 
