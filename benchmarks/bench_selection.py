@@ -140,10 +140,10 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _needs_final(ranks: dict[str, dict[str, int]], reranks: dict[str, list[dict[str, Any]]],
                  among: Optional[int]) -> set[str]:
-    """The candidates that get a final fine-tune: every shortlisted one (``among`` None), or only those some
-    rule of :data:`RULES` except the final-validation rules can pick: per level and shortlist length in
-    :data:`SHORTLISTS`, the first by search score and the ``among`` best by the first re-rank (the product's
-    order; ``among`` >= the weak-level rule's finals, so that rule can be judged too).
+    """The candidates that get a final fine-tune: every shortlisted one (``among`` None), or only those the
+    product's rules can pick: per level and shortlist length in :data:`SHORTLISTS`, the first by search score
+    and the ``among`` best by the first re-rank (the product's order; ``among`` >= the weak-level rule's
+    finals, so that rule can be judged too). Other rules' picks may lack a final: they are then n/a.
 
     >>> ranks = {c: {"L": i} for i, c in enumerate("abcdefghij")}
     >>> reranks = {c: [{"acc": a}] for c, a in zip("abcdefghij", [.9, .8, .7, .6, .5, .4, .3, .2, .1, .99])}
@@ -294,7 +294,7 @@ TOP_K = RerankConfig.model_fields["top_k"].default
 def by_length(frame: pd.DataFrame, judge: str = "one") -> str:
     """The product's two rules (the re-rank's winner; the weak-level rule) at every shortlist length measured,
     each paired with the same rule at the product's ``top_k``: what a longer (or shorter) re-rank shortlist buys,
-    per config and level. Empty when only one length is measured."""
+    per config and level. Lengths above ``top_k`` appear where some shortlist is that long; shorter ones always."""
     lengths = [k for k in SHORTLISTS if k != TOP_K and not (p := picks(frame, k, judge)).empty and (p["n"] >= k).any()
                or k < TOP_K]
     if not lengths:
@@ -321,7 +321,9 @@ def summarise(frame: pd.DataFrame) -> str:
     if "error" in frame:
         frame = frame[frame["error"].isna()]
     judges = ["one"]
-    if "final_more" in frame and frame["final_more"].map(lambda m: isinstance(m, list) and len(m) > 0).all():
+    finalised = frame["final_test"].map(lambda t: isinstance(t, dict)) if "final_test" in frame else None
+    if "final_more" in frame and finalised is not None and frame[finalised]["final_more"].map(
+            lambda m: isinstance(m, list) and len(m) > 0).all():
         judges.append("mean")
     lines = [overview(frame, judge) for judge in judges] + [by_length(frame)]
     for judge, k in ((j, k) for j in judges for k in SHORTLISTS):
@@ -344,9 +346,10 @@ def summarise(frame: pd.DataFrame) -> str:
                 cells.append(_cell(g[rule], g[PRODUCT], rule == PRODUCT))
                 lines.append(f"| {rule} | {cost} | " + " | ".join(cells) + " |")
     if "mean" in judges:
-        sd = frame.apply(lambda r: np.std([r["final_test"]["acc"], *[m["test"] for m in r["final_more"]]], ddof=1), axis=1)
+        done = frame[finalised]
+        sd = done.apply(lambda r: np.std([r["final_test"]["acc"], *[m["test"] for m in r["final_more"]]], ddof=1), axis=1)
         lines.append(f"\nThe final fine-tune's seed alone moves a candidate's test accuracy by {100 * sd.mean():.2f} "
-                     f"points (sd over seeds, mean over {len(frame)} candidates).")
+                     f"points (sd over seeds, mean over {len(done)} candidates).")
     t = frame.groupby("config")[["t_rerank", "t_final"]].mean()
     lines.append("\nSeconds per candidate (one thread): " + "; ".join(
         f"{c}: short fine-tune {r.t_rerank:.2f}, final {r.t_final:.2f}" for c, r in t.iterrows()))
@@ -360,18 +363,20 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[2, 3, 4, 5, 6])
     ap.add_argument("--evaluations", type=int, default=512)
     ap.add_argument("--levels", help="replace the configs' sweep levels, e.g. params=0.5,0.25,0.1,0.05")
-    ap.add_argument("--top-k", type=int, default=max(SHORTLISTS), help="shortlist length measured per level")
+    ap.add_argument("--top-k", type=int, default=16, help="shortlist length measured per level (up to 32 compared)")
     ap.add_argument("--rerank-seeds", type=int, default=3)
     ap.add_argument("--final-seeds", type=int, default=1, help="final fine-tunes per candidate (seeds after the run's)")
     ap.add_argument("--finals-among", type=int, metavar="N",
-                    help="final fine-tunes only for the N best re-ranked of each shortlist length (and the best by "
-                         "search score), not for every shortlisted candidate: the rules that need every final are "
-                         "then not judged (n/a)")
+                    help="final fine-tunes only for the N (>= the weak-level rule's finals) best re-ranked of each "
+                         "shortlist length and the best by search score, not for every shortlisted candidate: a rule "
+                         "whose pick has no final, or that needs every final, is then not judged (n/a)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="search.* override, as bench_search")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", help="JSON-lines file of per-candidate records (appended)")
     ap.add_argument("--summarise", nargs="+")
     args = ap.parse_args()
+    if args.finals_among is not None and args.finals_among < WEAK_FINALS:
+        ap.error(f"--finals-among must be at least {WEAK_FINALS} (the weak-level rule's finals); got {args.finals_among}")
     if args.summarise:
         print(summarise(pd.concat([pd.read_json(p, lines=True) for p in args.summarise], ignore_index=True)))
         return
