@@ -106,6 +106,11 @@ def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
                          else f"- ({mine})")
         won = final[final.get("agent", pd.Series(dtype=str)) == agent]["level"].tolist() if "agent" in final else []
         table.append([agent, *cells, ", ".join(won) or "-"])
+    from .search.selection import UNIFORM_AGENT
+
+    if "agent" in final and (final["agent"] == UNIFORM_AGENT).any():  # the selection's own candidate won a level
+        won = final[final["agent"] == UNIFORM_AGENT]["level"].tolist()
+        table.append([UNIFORM_AGENT, *["-" for _ in levels], ", ".join(won)])
     return format_table(["agent", *[f"best {lvl.name} (n)" for lvl in levels], "exported"], table)
 
 

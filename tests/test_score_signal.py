@@ -224,3 +224,21 @@ def test_a_weak_level_whose_reranks_all_failed_but_exports_its_uniform_candidate
     res = _select(_rows(_FOUR), tmp_path, (0.1, 0.984), lambda m: None, pool=pool, weak_finals=2, top_k=4,
                   uniform=lambda li: [0.05])
     assert res.candidate_id == "c50" and res.error is None and res.to_json()["error"] is None
+
+
+def test_the_reports_agent_table_names_a_level_won_by_the_weak_levels_uniform_candidate():
+    import pandas as pd
+
+    from rayprune.report import agent_table
+    from rayprune.search.selection import UNIFORM_AGENT
+
+    rows = pd.DataFrame([
+        {"stage": "search", "status": "ok", "agent": "random", "level": LEVEL.name, "accuracy": 0.16, "params": 9.0,
+         "candidate_id": "c90"},
+        {"stage": "final", "status": "ok", "agent": UNIFORM_AGENT, "level": LEVEL.name, "accuracy": 0.8, "params": 5.0,
+         "candidate_id": "c50"}])
+    table = agent_table({"setup": {"levels": [LEVEL.to_json()]}}, rows)
+    line = next(line for line in table.splitlines() if UNIFORM_AGENT in line)
+    assert line.rstrip().endswith(LEVEL.name)  # its "exported" cell
+    random_line = next(line for line in table.splitlines() if line.startswith("random"))
+    assert random_line.rstrip().endswith("-")  # random found the other candidates, not the exported one
