@@ -126,7 +126,8 @@ def test_benchmark_configs_validate_and_their_pinned_bases_load(monkeypatch):
                                         log=lambda m: None, train=False)
         assert info["source"] == "checkpoint" and sum(p.numel() for p in model.parameters()) > 0
         pinned.append(path.stem)
-    assert {"user_cnn_trained_mnist", "resnet20_trained_mnist"} <= set(pinned)
+    assert {"user_cnn_trained_mnist", "resnet20_trained_mnist", "small_cnn_digits", "user_cnn_mnist", "resnet20_mnist",
+            "vgg11_mnist"} <= set(pinned)
 
 
 def test_a_malformed_budget_is_one_problem_saying_what_a_budget_looks_like():
