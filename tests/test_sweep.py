@@ -129,8 +129,8 @@ def test_two_agents_sweep_two_levels_end_to_end(tmp_path, env):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("checkpoint_seconds,how", [(0, "kill"), (100000, "kill"), (0, "ctrl-c")],
-                         ids=["after-a-checkpoint", "before-any-checkpoint", "ctrl-c"])
+@pytest.mark.parametrize("checkpoint_seconds,how", [(0, "kill"), (100000, "kill"), (0, "ctrl-c"), (0, "sigterm")],
+                         ids=["after-a-checkpoint", "before-any-checkpoint", "ctrl-c", "sigterm"])
 def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds, how):
     """Killed mid-search (with a checkpoint behind it, or before its trials wrote any), or stopped with Ctrl-C
     (Tune then returns as if done: the sweep must say it was interrupted, select nothing and exit 130), then
@@ -138,7 +138,7 @@ def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds, ho
     out = tmp_path / "out"
     # fine-tune scores: slow enough that two of the three batches are still ahead at the kill
     # (Ctrl-C: more batches, so that the trial is still searching when the signal lands)
-    evaluations = 64 if how == "ctrl-c" else 24
+    evaluations = 24 if how == "kill" else 64
     cfg = write_config(tmp_path, evaluations=evaluations, finetune=60, score="finetune", agents=("random",),
                        checkpoint_seconds=checkpoint_seconds)
     proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out), "-q"],
@@ -156,14 +156,14 @@ def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds, ho
         else:
             pytest.fail("no rows appeared")
         time.sleep(1)  # into the next batch
-        if how == "ctrl-c":
-            proc.send_signal(signal.SIGINT)  # the driver only, as `kill -INT`
+        if how != "kill":  # the driver only, as `kill -INT` / `kill` (a job scheduler's stop) would
+            proc.send_signal(signal.SIGINT if how == "ctrl-c" else signal.SIGTERM)
             stderr = proc.communicate(timeout=120)[1]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
             proc.wait()
-    if how == "ctrl-c":
+    if how != "kill":  # stopped gracefully: said so, nothing selected, resumable
         assert proc.returncode == 130, stderr[-3000:]
         assert "interrupted" in stderr and "trial(s) had not finished" in stderr and "--resume --out" in stderr
         from rayprune.report import summary_text

@@ -20,12 +20,15 @@ Layout of ``OUT/``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pandas as pd
 import pyarrow as pa
@@ -218,7 +221,8 @@ def run_sweep(
                 verbose=verbose,
             ),
         )
-    results = tuner.fit()
+    with _sigterm_stops_trials():
+        results = tuner.fit()
     unfinished = unfinished_trials(results)
     if unfinished:  # Tune stops gracefully on Ctrl-C (SIGINT) and returns: no selection on half a search
         raise Interrupted(
@@ -232,6 +236,22 @@ def run_sweep(
     summary = finish_sweep(out, log=log, problem=problem, shared_ref=shared_ref)
     summary["trial_errors"] = errors
     return summary
+
+
+@contextlib.contextmanager
+def _sigterm_stops_trials() -> Iterator[None]:
+    """While Tune runs the trials, SIGTERM (what a job scheduler or `kill` sends) stops them as Ctrl-C does:
+    through Tune's graceful stop (SIGUSR1), so the driver then says the sweep was interrupted and how to resume,
+    instead of dying inside Ray with a stack dump. Outside this block, and off the main thread, nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGUSR1))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def unfinished_trials(results) -> list[str]:
