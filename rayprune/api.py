@@ -120,10 +120,26 @@ def _base_dict(config: ConfigLike) -> dict[str, Any]:
     raise UserTypeError(f"config= must be a YAML path, a dict or a rayprune.config.Config; got {type(config).__name__}.")
 
 
-def _search_fields() -> list[str]:
+def _check_section_name(key: str, value: Any) -> None:
+    """A keyword that is neither an argument nor a config section is a typo (``evaluatoins=8``): name it, with
+    the argument or section it resembles and, for a search setting, where it belongs."""
+    import difflib
+    import inspect
+
+    from .config import Config
     from .config.search import SearchConfig
 
-    return list(SearchConfig.model_fields)
+    sections = list(Config.model_fields)
+    if key in sections:
+        return
+    arguments = [a for a in inspect.signature(build_config).parameters if a not in ("config", "sections")]
+    close = difflib.get_close_matches(key, [*arguments, *sections], n=2)
+    search = difflib.get_close_matches(key, list(SearchConfig.model_fields), n=1, cutoff=0.75)
+    raise UserError(f"{key}= is neither an argument of this function nor a config section"
+                    + (f" (did you mean {' or '.join(c + '=' for c in close)}?)" if close else "")
+                    + f"; the sections are {', '.join(sections)}"
+                    + (f"; a setting of the search goes in search={{...}}, e.g. search={{{search[0]!r}: {value!r}}}"
+                       if search else "") + ".")
 
 
 def build_config(
@@ -162,23 +178,8 @@ def build_config(
         base["sweep"] = {**base.get("sweep", {}), "budgets": {
             k: [v] if isinstance(v, (int, float)) else list(v) for k, v in levels.items()}}
     over: dict[str, Any] = {}
-    from .config import Config
-
-    known = list(Config.model_fields)
     for key, value in (sections or {}).items():
-        if key not in known:  # a typo of an argument or of a section (evaluatoins=8)
-            import difflib
-
-            search = [f for f in _search_fields() if f == key or difflib.get_close_matches(key, [f], cutoff=0.75)]
-            hint = (f"; a setting of the search goes in search={{...}}, e.g. search={{{search[0]!r}: {value!r}}}"
-                    if search else "")
-            import inspect
-
-            arguments = [a for a in inspect.signature(build_config).parameters if a not in ("config", "sections")]
-            close = difflib.get_close_matches(key, [*arguments, *known], n=2)
-            raise UserError(f"{key}= is neither an argument of this function nor a config section"
-                            + (f" (did you mean {' or '.join(c + '=' for c in close)}?)" if close else "")
-                            + f"; the sections are {', '.join(known)}{hint}.")
+        _check_section_name(key, value)
         if not isinstance(value, Mapping) and key not in ("name", "seed", "budgets"):
             raise UserTypeError(f"{key}= must be a dict of that config section's settings (e.g. "
                                 f"{key}={{...}}); got {type(value).__name__}.")

@@ -306,6 +306,17 @@ class PruningProblem:
         model = self.space.build([c / g.channels for c, g in zip(self.min_keep_counts, self.space.groups)])
         return self.measure(model)
 
+    def export(self, model: nn.Module, directory, *, plan, summary: Mapping[str, Any], torchscript: bool = True):
+        """Write the pruned ``model`` (pruned by ``plan``) to ``directory`` (:func:`rayprune.pruning.save_pruned`)
+        with what every export of this problem carries: the architecture, the input shape, ``summary`` and how
+        the inputs were prepared (``preprocessing``: :func:`rayprune.data.preprocessing_of`)."""
+        from .data import preprocessing_of
+        from .pruning import save_pruned
+
+        return save_pruned(model, directory, architecture=self.architecture, plan=plan,
+                           input_shape=self.data.input_shape, torchscript=torchscript,
+                           extra={"summary": dict(summary), "preprocessing": preprocessing_of(self.data)})
+
     def accuracy(self, model: nn.Module, split: str = "val", max_samples: Optional[int] = None) -> float:
         """The run's metric (top-1 accuracy unless ``search.metric`` or the task says otherwise) on
         ``split`` ('val' or 'test'), on ``max_samples`` of its samples (``search.eval_samples``: the

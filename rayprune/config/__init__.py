@@ -88,6 +88,17 @@ class ModelConfig(_Section):
 _DEVICE = re.compile(r"(cpu|cuda|mps|xpu|hpu|mtia|privateuseone)(:\d+)?")
 
 
+def _number_like(value: Any) -> bool:
+    """A number, or text that reads as one ("0.5"); not a bool."""
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _device(value: str, *, auto: bool) -> str:
     """``value`` if it names a torch device (or ``auto``, where allowed); else an error saying what is expected."""
     text = str(value).strip().lower()
@@ -113,11 +124,6 @@ class DataConfig(_Section):
     max_samples: Optional[int] = Field(None, gt=0)
     #: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     device: str = "auto"
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        return _device(value, auto=True)
     #: classification (integer class labels) or regression (real-valued targets: a data factory or
     #: data handed over in memory); sets the default metric and loss (rayprune.engine.objective)
     task: Literal["classification", "regression"] = "classification"
@@ -137,6 +143,11 @@ class DataConfig(_Section):
                 f"val_fraction + test_fraction must be < 1; got {self.val_fraction} + {self.test_fraction}."
             )
         return self
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return _device(value, auto=True)
 
 
 class BaseTrainingConfig(TrainConfig):
@@ -259,15 +270,10 @@ class Config(_Section):
                 if unknown or "value" not in b:
                     raise ValueError(f"budgets.{name}: expected a number or {{value: <number>, relative: <true|false>}}; "
                                      f"got keys {sorted(b)}" + (f" ({unknown} unknown)" if unknown else ""))
-            elif isinstance(b, bool) or not isinstance(b, (int, float)):
-                try:
-                    if isinstance(b, bool):
-                        raise TypeError
-                    float(b)
-                except (TypeError, ValueError):
-                    raise ValueError(f"budgets.{name}: expected a number (for params, MACs and peak memory a fraction "
-                                     f"of the base model's, e.g. 0.5; else a value in the cost's unit) or "
-                                     f"{{value: ..., relative: ...}}; got {b!r}") from None
+            elif not _number_like(b):
+                raise ValueError(f"budgets.{name}: expected a number (for params, MACs and peak memory a fraction "
+                                 f"of the base model's, e.g. 0.5; else a value in the cost's unit) or "
+                                 f"{{value: ..., relative: ...}}; got {b!r}")
         return budgets
 
     @field_validator("budgets", mode="after")

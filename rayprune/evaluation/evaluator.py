@@ -15,7 +15,6 @@ from typing import Any, Optional, Sequence
 import ray
 
 from ..config import TrainConfig
-from ..data import preprocessing_of
 from ..problem import PruningProblem
 from .candidate import CandidateEvaluator
 from .score import ScoreSpec
@@ -82,18 +81,14 @@ class Evaluator:
     def finalize(self, shared_box: list, keep_ratios: Sequence[float], seed: int, export_dir: Optional[str],
                  extra: Optional[dict] = None, finetune: Optional[dict] = None) -> dict[str, Any]:
         """Long fine-tune of the chosen candidate, measured on val and test, exported to ``export_dir``."""
-        from ..pruning import save_pruned
-
         self._load(shared_box)
         ft = TrainConfig(**finetune) if finetune is not None else None
         t0 = time.time()
         model, summary = self.evaluator.finalize(list(keep_ratios), seed=seed, finetune=ft)
         summary.update(evaluator=self.index, wall_start=t0, wall_end=time.time())
         if export_dir is not None:
-            save_pruned(model, export_dir, architecture=self.problem.architecture,
-                        plan=self.problem.space.plan(list(keep_ratios)), input_shape=self.problem.data.input_shape,
-                        extra={"summary": {**summary, **(extra or {})},
-                               "preprocessing": preprocessing_of(self.problem.data)})
+            self.problem.export(model, export_dir, plan=self.problem.space.plan(list(keep_ratios)),
+                                summary={**summary, **(extra or {})})
             summary["export_path"] = str(export_dir)
         return summary
 

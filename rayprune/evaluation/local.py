@@ -12,7 +12,6 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 from ..config import TrainConfig
-from ..data import preprocessing_of
 from ..problem import PruningProblem
 from .candidate import CandidateEvaluator
 from .score import ScoreSpec
@@ -73,8 +72,6 @@ class LocalPool:
         return out
 
     def finalize_many(self, jobs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        from ..pruning import save_pruned
-
         p = self.problem
         out = []
         for job in jobs:
@@ -84,10 +81,8 @@ class LocalPool:
                 model, summary = self.evaluator.finalize(list(job["keep_ratios"]), seed=int(job.get("seed", 0)),
                                                          finetune=ft)
                 if job.get("export_dir"):
-                    save_pruned(model, job["export_dir"], architecture=p.architecture,
-                                plan=p.space.plan(list(job["keep_ratios"])), input_shape=p.data.input_shape,
-                                extra={"summary": {**summary, **(job.get("extra") or {})},
-                                       "preprocessing": preprocessing_of(p.data)}, torchscript=False)
+                    p.export(model, job["export_dir"], plan=p.space.plan(list(job["keep_ratios"])),
+                             summary={**summary, **(job.get("extra") or {})}, torchscript=False)
                     summary["export_path"] = str(job["export_dir"])
                 out.append({"status": "ok", "error": None, **summary, "evaluator": 0, "wall_start": t0,
                             "wall_end": time.time()})

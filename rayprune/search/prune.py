@@ -18,14 +18,13 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from .._io import replace_directory
 from ..config import Config
 from ..costs import measure_latency_ms
 from ..costs.budget import within
 from ..costs.levels import Level
-from ..data import preprocessing_of
 from ..errors import NoModelError, UserError
 from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT, is_in_memory
 from ..problem import PruningProblem
@@ -222,6 +221,11 @@ def check_evaluators_fit(cfg: Config, log: Log) -> None:
                     "sweep.wait_for_resources: true on an autoscaling cluster.")
 
 
+def resource_shortfall(need: Mapping[str, float], have: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+    """The resources of ``need`` that a cluster with ``have`` lacks: name -> (needed, available)."""
+    return {k: (v, have.get(k, 0.0)) for k, v in need.items() if have.get(k, 0.0) + 1e-9 < v}
+
+
 def evaluator_shortfall(need: dict[str, float], have: dict[str, float], evaluators: int) -> Optional[str]:
     """What an evaluator pool needing ``need`` lacks on a cluster with ``have`` (None: it fits).
 
@@ -230,7 +234,7 @@ def evaluator_shortfall(need: dict[str, float], have: dict[str, float], evaluato
     >>> evaluator_shortfall({"CPU": 2.0}, {"CPU": 2.0, "GPU": 1.0}, 2) is None
     True
     """
-    short = {k: (v, have.get(k, 0.0)) for k, v in need.items() if have.get(k, 0.0) + 1e-9 < v}
+    short = resource_shortfall(need, have)
     if not short:
         return None
     return f"The {evaluators} evaluator(s) need " + ", ".join(f"{k}: {v:g}, the cluster has {h:g}"
@@ -262,7 +266,7 @@ def _factory_of(problem: PruningProblem):
 def _run_neon(problem: PruningProblem, out: Path, constants: dict[str, Any], *, seed: int, progress: bool, log: Log,
               options: dict[str, Any]) -> dict[str, Any]:
     from ..neon.apply import search_neon
-    from ..pruning import read_spec, save_pruned
+    from ..pruning import read_spec
 
     writer = CandidateWriter(out, constants=constants, flush_every=8, name=constants["trial_id"])
     try:
@@ -285,9 +289,7 @@ def _run_neon(problem: PruningProblem, out: Path, constants: dict[str, Any], *, 
     summary = _summary(problem, "neon", seed, ratios, model, {**final, "search_accuracy": float(best["accuracy"])},
                        feasible=bool(final["feasible"]), evaluations=int((frame["stage"] == STAGE_SEARCH).sum()))
     summary.update(result.summary_extra())
-    save_pruned(model, out / "best", architecture=problem.architecture, plan=plan,
-                input_shape=problem.data.input_shape,
-                extra={"summary": summary, "preprocessing": preprocessing_of(problem.data)})
+    problem.export(model, out / "best", plan=plan, summary=summary)
     summary["onnx_error"] = read_spec(out / "best").get("onnx_error")
     return summary
 

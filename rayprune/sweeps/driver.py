@@ -75,12 +75,14 @@ def sweep_agents(cfg: Config) -> list[str]:
 def _check_resources(cfg: Config, log: Log) -> None:
     import ray
 
+    from ..search.prune import resource_shortfall, warn_idle_evaluators
+
     need: dict[str, float] = {}
     for bundle in placement_bundles(cfg):
         for k, v in bundle.items():
             need[k] = need.get(k, 0.0) + v
     have = ray.cluster_resources()
-    short = {k: (v, have.get(k, 0.0)) for k, v in need.items() if have.get(k, 0.0) + 1e-9 < v}
+    short = resource_shortfall(need, have)
     if short:
         parts = ", ".join(f"{k}: needs {v:g}, cluster has {h:g}" for k, (v, h) in short.items())
         if cfg.sweep.wait_for_resources:
@@ -91,8 +93,6 @@ def _check_resources(cfg: Config, log: Log) -> None:
             f"cluster ({parts}). Lower evaluation.evaluators / evaluation.cpus / evaluation.gpus or sweep.trial_cpus, "
             "or set sweep.wait_for_resources: true on an autoscaling cluster."
         )
-    from ..search.prune import warn_idle_evaluators
-
     warn_idle_evaluators(cfg, cfg.evaluation.evaluators, log)
     per_trial = need.get("CPU", 0.0)
     log(f"Each trial reserves {need} (trial + {cfg.evaluation.evaluators} evaluators); "
