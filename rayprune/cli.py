@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prune", help="prune for one budget level and export the best model")
     common(p)
-    p.add_argument("--agent", choices=["uniform", "random", "sequential_random", "evolution", "tpe", "crl", "neon"],
+    p.add_argument("--agent", choices=["uniform", "global", "random", "sequential_random", "evolution", "tpe", "crl", "neon"],
                    help="search agent (default: search.agent)")
     p.add_argument("--evaluations", type=int, help="candidates the search scores (default: search.evaluations)")
     p.add_argument("--out", required=True, help="output directory")

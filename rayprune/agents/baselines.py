@@ -1,5 +1,5 @@
-"""Baseline searches: one uniform keep ratio per level, random search on the budget boundary, and random
-search in crl's action space.
+"""Baseline searches: one uniform keep ratio per level, global pruning per level, random search on the
+budget boundary, and random search in crl's action space.
 
 Both are plain NumPy over a :class:`~rayprune.agents.space.SearchSpace` (no Ray, no models): they
 propose, the search loop scores. Random search is the field's strongest simple baseline
@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from .base import Outcome, Proposal, SearchAgent
 
-__all__ = ["UniformAgent", "RandomAgent", "SequentialRandomAgent"]
+__all__ = ["UniformAgent", "GlobalAgent", "RandomAgent", "SequentialRandomAgent"]
 
 
 class UniformAgent(SearchAgent):
@@ -23,10 +23,13 @@ class UniformAgent(SearchAgent):
     name = "uniform"
     pipelined = True  # its proposals need no outcome of the batch before
 
+    def candidate(self, level: int) -> list[float]:
+        return self.space.uniform(level)
+
     def ask(self, n: Optional[int] = None) -> list[Proposal]:
         if self.finished:
             return []
-        proposals = [Proposal(self.space.uniform(level), level) for level in range(self.space.num_levels)]
+        proposals = [Proposal(self.candidate(level), level) for level in range(self.space.num_levels)]
         self.asked += len(proposals)
         return proposals
 
@@ -36,6 +39,18 @@ class UniformAgent(SearchAgent):
     @property
     def finished(self) -> bool:
         return self.asked >= self.space.num_levels
+
+
+class GlobalAgent(UniformAgent):
+    """Global pruning, as Torch-Pruning's ``global_pruning=True`` does it but aimed at each level's budget:
+    the network's least important channels (by the pruning space's normalised importance) dropped
+    wherever they are, as few as fit (:meth:`~rayprune.agents.space.SearchSpace.global_candidate`).
+    One proposal per level, then finished."""
+
+    name = "global"
+
+    def candidate(self, level: int) -> list[float]:
+        return self.space.global_candidate(level)
 
 
 class RandomAgent(SearchAgent):

@@ -19,6 +19,12 @@ def _uniform(space, *, seed, search, **_):
     return UniformAgent(space, seed=seed, batch_size=search.batch_size)
 
 
+def _global(space, *, seed, search, **_):
+    from .baselines import GlobalAgent
+
+    return GlobalAgent(space, seed=seed, batch_size=search.batch_size)
+
+
 def _random(space, *, seed, search, **_):
     from .baselines import RandomAgent
 
@@ -51,7 +57,7 @@ def _crl(space, *, seed, search, **kwargs):
 
 #: Agents that search under budgets through :class:`~rayprune.agents.base.SearchAgent`.
 AGENTS: dict[str, Callable[..., SearchAgent]] = {
-    "uniform": _uniform, "random": _random, "sequential_random": _sequential_random, "evolution": _evolution,
+    "uniform": _uniform, "global": _global, "random": _random, "sequential_random": _sequential_random, "evolution": _evolution,
     "tpe": _tpe, "crl": _crl,
 }
 BUDGETED_AGENTS = tuple(AGENTS)

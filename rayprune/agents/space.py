@@ -236,11 +236,14 @@ class SearchSpace:
         analytic: the exact params/MACs model (None when it is not exact for this model: then no
             projection is possible and proposals are taken as they are).
         group_features: per-group descriptors for agents that want them (crl's observation).
+        importance: per group, each channel's importance score normalised by the group's mean
+            (:attr:`rayprune.pruning.space.PrunableGroup.scores`), for :meth:`global_candidate`.
     """
 
     def __init__(self, *, channels: Sequence[int], min_channels: Sequence[int], round_to: int, min_keep: float,
                  levels: Sequence[Level], base_costs: Mapping[str, float], analytic: Optional[AnalyticCosts],
-                 group_features: Optional[np.ndarray] = None) -> None:
+                 group_features: Optional[np.ndarray] = None,
+                 importance: Optional[Sequence[np.ndarray]] = None) -> None:
         if not levels:
             raise ValueError("A search needs at least one budget level.")
         self.channels = [int(c) for c in channels]
@@ -251,6 +254,9 @@ class SearchSpace:
         self.base_costs = dict(base_costs)
         self.analytic = analytic
         self.group_features = group_features
+        self.importance = None if importance is None else [np.asarray(x, dtype=np.float64) for x in importance]
+        if self.importance is not None and [len(x) for x in self.importance] != self.channels:
+            raise ValueError("importance needs one score per channel of every group.")
         self.proxies = {name: ProxyFit(base=self.base_costs[name]) for name in self.blackbox_costs()}
 
     @classmethod
@@ -260,7 +266,8 @@ class SearchSpace:
         return cls(channels=[g.channels for g in groups], min_channels=[g.min_channels for g in groups],
                    round_to=problem.space.round_to, min_keep=problem.config.pruning.min_keep, levels=levels,
                    base_costs=problem.base_costs, analytic=problem.analytic if problem.analytic.exact else None,
-                   group_features=group_features(problem))
+                   group_features=group_features(problem),
+                   importance=None if any(g.scores is None for g in groups) else [g.scores for g in groups])
 
     # -- facts -------------------------------------------------------------------------------------
     @property
@@ -407,6 +414,35 @@ class SearchSpace:
             return [1.0] * self.num_groups
         r = largest_true(lambda x: self.meets([x] * self.num_groups, limits), self.min_keep, 1.0)
         return self.rounded([self.min_keep if r is None else r] * self.num_groups)
+
+    def global_candidate(self, level: int) -> list[float]:
+        """Global pruning aimed at the level: channels ranked across the whole network by their normalised
+        importance (Torch-Pruning's ``global_pruning=True``), and the least important dropped, wherever they
+        are, until the candidate meets the level's steering limits: the fewest dropped that fit.
+
+        A group keeps the share of its channels that score above the threshold (at least ``min_keep``, and
+        its rounding rule). If even the highest threshold misses a limit, that smallest candidate.
+        """
+        if self.importance is None:
+            raise ValueError("Global pruning needs each channel's importance score; this search space has none.")
+        limits = self.steering_limits(level)
+
+        def ratios(k: int) -> list[float]:  # drop every channel scoring at most thresholds[k] (k = -1: none)
+            if k < 0:
+                return [1.0] * self.num_groups
+            t = thresholds[k]
+            return [max(self.min_keep, np.count_nonzero(s > t) / c) for s, c in zip(self.importance, self.channels)]
+
+        thresholds = np.unique(np.concatenate(self.importance)) if self.num_groups else np.zeros(0)
+        if not limits or self.meets(ratios(-1), limits):
+            return self.rounded(ratios(-1))
+        lo, hi = -1, len(thresholds) - 1  # ratios(lo) misses; find the smallest k in (lo, hi] that meets
+        if not self.meets(ratios(hi), limits):
+            return self.rounded(ratios(hi))
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if self.meets(ratios(mid), limits) else (mid, hi)
+        return self.rounded(ratios(hi))
 
     def observe(self, rows: Sequence[Mapping]) -> None:
         """Feed measured rows to the black-box proxies (called by the search loop after each batch)."""

@@ -177,7 +177,7 @@ class SearchConfig(_Section):
     #: rank sum of mean final test over the levels (random 8, evolution 10, crl 11, TPE 11); the agents end
     #: within half a point of each other almost everywhere and the ranks move with the seeds, so the simplest
     #: search with no model of its own is the default; crl (PPO-Lagrangian) was the default in session 16
-    agent: Literal["uniform", "random", "sequential_random", "evolution", "tpe", "crl", "neon"] = "random"
+    agent: Literal["uniform", "global", "random", "sequential_random", "evolution", "tpe", "crl", "neon"] = "random"
     #: candidates each search scores, whatever the agent (shared by a sweep's levels)
     evaluations: int = Field(512, gt=0)
     #: candidates proposed and scored together per step (crl: episodes per PPO iteration)
@@ -217,7 +217,7 @@ class SweepConfig(_Section):
     own evaluators; one candidate store for the whole sweep."""
 
     #: searches run side by side, one Tune trial per agent x seed (empty: search.agent)
-    agents: list[Literal["uniform", "random", "sequential_random", "evolution", "tpe", "crl"]] = Field(default_factory=list)
+    agents: list[Literal["uniform", "global", "random", "sequential_random", "evolution", "tpe", "crl"]] = Field(default_factory=list)
     #: seconds between a trial's checkpoints (rows written after the last one are redone on restart)
     checkpoint_seconds: float = Field(30.0, ge=0.0)
 

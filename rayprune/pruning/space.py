@@ -26,7 +26,7 @@ import copy
 import dataclasses
 import difflib
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence, Union
+from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -76,6 +76,9 @@ class PrunableGroup:
     ranking: np.ndarray  # root channel indices, least important first
     #: fewest channels the group may keep: one per producer layer (a concat branch may not be emptied)
     min_channels: int = 1
+    #: the importance criterion's score of each root channel (channel order), normalised by the group's mean
+    #: (Torch-Pruning's ``normalizer="mean"``), so scores compare across groups: global pruning ranks on them
+    scores: Optional[np.ndarray] = None
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -167,6 +170,18 @@ def _protect_segments(ranking: np.ndarray, members: Sequence["GroupMember"]) -> 
     head = [c for c in ranking if int(c) not in keep_last]
     tail = sorted(keep_last, key=position.__getitem__)
     return np.asarray(head + tail, dtype=np.int64), len(keep_last)
+
+
+def _normalised(scores: np.ndarray) -> np.ndarray:
+    """Scores divided by their mean (Torch-Pruning's ``normalizer="mean"``; a no-op on its own criteria,
+    which are normalised already), so a custom criterion's scores compare across groups too.
+
+    >>> _normalised(np.array([1.0, 3.0])).tolist()
+    [0.5, 1.5]
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    mean = float(np.abs(scores).mean()) if scores.size else 0.0
+    return scores / mean if mean > 0 else scores
 
 
 class PruningSpace:
@@ -267,6 +282,7 @@ class PruningSpace:
                     members=tuple(members),
                     ranking=ranking,
                     min_channels=min_channels,
+                    scores=_normalised(scores.numpy()),
                 )
             )
         # One step per group from input to output, in the order the roots run in forward().
