@@ -86,13 +86,15 @@ def test_validate_catches_an_impossible_budget(tiny_config, env):
 
 
 @pytest.mark.slow
-def test_prune_uniform_writes_rows_and_a_loadable_model_within_budget(tiny_config, env, tmp_path):
+@pytest.mark.parametrize("agent", ["uniform", "global"])
+def test_prune_uniform_writes_rows_and_a_loadable_model_within_budget(tiny_config, env, tmp_path, agent):
     out = tmp_path / "run"
-    res = rayprune("prune", tiny_config, "--agent", "uniform", "--budget", "params=0.4", "--out", out, "-q", env=env)
+    res = rayprune("prune", tiny_config, "--agent", agent, "--budget", "params=0.4", "--out", out, "-q", env=env)
     assert res.returncode == 0, res.stderr
     assert "accuracy_test" in res.stdout and "pruned/base" in res.stdout
     rows = pd.read_parquet(out / "candidates.parquet")
-    assert sorted(rows["stage"]) == ["final", "rerank", "search"]  # one uniform candidate, re-ranked, fine-tuned
+    assert sorted(rows["stage"]) == ["final", "rerank", "search"]  # one candidate, re-ranked, fine-tuned
+    assert set(rows["agent"]) == {agent}
     summary = json.loads((out / "best" / "summary.json").read_text())
     assert summary["feasible"] and summary["pruned"]["params"] <= 0.4 * summary["base"]["params"]
     for key in ("params", "macs", "latency_ms", "accuracy_test"):
