@@ -142,7 +142,7 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
     """One search + selection; returns one record per level."""
     from rayprune.results import CandidateWriter
     from rayprune.search.score_signal import chance_and_base
-    from rayprune.search.selection import candidates_for, select_and_finalize
+    from rayprune.search.selection import candidates_for, select_and_finalize, weak_level_priors
 
     out = Path(tempfile.mkdtemp(prefix="bench-search-"))
     try:
@@ -157,7 +157,7 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
                                           top_k=cfg.search.rerank.top_k, writer=sel, seed=job["seed"],
                                           cost_names=list(problem.costs), log=lambda m: None,
                                           reference=chance_and_base(problem), weak_finals=cfg.search.rerank.weak_finals,
-                                          uniform=s["space"].uniform if cfg.search.rerank.weak_uniform else None)
+                                          priors=weak_level_priors(cfg.search.rerank, lambda: s["space"]))
         select_s = time.perf_counter() - t1
         records = []
         for i, level in enumerate(levels):

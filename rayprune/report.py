@@ -92,7 +92,7 @@ def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
     if search.empty or "agent" not in search.columns:
         return ""
     from .costs.levels import Level
-    from .search.selection import candidates_for
+    from .search.selection import candidates_for, prior_agent
 
     levels = [Level.from_json(lvl) for lvl in state["setup"].get("levels", [])]
     final = exported_rows(rows)
@@ -106,11 +106,10 @@ def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
                          else f"- ({mine})")
         won = final[final.get("agent", pd.Series(dtype=str)) == agent]["level"].tolist() if "agent" in final else []
         table.append([agent, *cells, ", ".join(won) or "-"])
-    from .search.selection import UNIFORM_AGENT
-
-    if "agent" in final and (final["agent"] == UNIFORM_AGENT).any():  # the selection's own candidate won a level
-        won = final[final["agent"] == UNIFORM_AGENT]["level"].tolist()
-        table.append([UNIFORM_AGENT, *["-" for _ in levels], ", ".join(won)])
+    if "agent" in final:  # the selection's own structured candidates (weak levels) that won a level
+        for agent in sorted(a for a in set(final["agent"].dropna()) if str(a).endswith(prior_agent(""))):
+            won = final[final["agent"] == agent]["level"].tolist()
+            table.append([agent, *["-" for _ in levels], ", ".join(won)])
     return format_table(["agent", *[f"best {lvl.name} (n)" for lvl in levels], "exported"], table)
 
 

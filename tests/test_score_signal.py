@@ -64,13 +64,14 @@ def test_chance_is_one_over_the_classes_for_the_built_in_accuracy_only():
 LEVEL = Level("params=0.1", {"params": 0.1}, {"params": 10.0})
 
 
-def _select(rows, tmp_path, reference, log, pool=None, weak_finals=1, top_k=2, uniform=None):
+def _select(rows, tmp_path, reference, log, pool=None, weak_finals=1, top_k=2, uniform=None, priors=None):
     pool = pool or FakePool(rerank={"c90": 0.3, "c80": 0.2}, final={"c90": 0.6, "c80": 0.5},
                             costs={"c90": {"params": 9.0}, "c80": {"params": 8.0}})
     spec = ScoreSpec.fine_tuned(__import__("rayprune.engine", fromlist=["FineTuneConfig"]).FineTuneConfig(iterations=1))
     [res] = select_and_finalize(rows, [LEVEL], pool=pool, out_dir=tmp_path, rerank_spec=spec, top_k=top_k,
                                 writer=CandidateWriter(tmp_path, name="sel"), cost_names=["params"], log=log,
-                                reference=reference, weak_finals=weak_finals, uniform=uniform)
+                                reference=reference, weak_finals=weak_finals,
+                                priors=priors if priors is not None else {"uniform": uniform} if uniform else None)
     return res
 
 
@@ -242,3 +243,64 @@ def test_the_reports_agent_table_names_a_level_won_by_the_weak_levels_uniform_ca
     assert line.rstrip().endswith(LEVEL.name)  # its "exported" cell
     random_line = next(line for line in table.splitlines() if line.startswith("random"))
     assert random_line.rstrip().endswith("-")  # random found the other candidates, not the exported one
+
+
+def test_a_weak_levels_global_candidate_competes_with_the_uniform_one_and_the_report_names_its_win(tmp_path):
+    import pandas as pd
+
+    from rayprune.report import agent_table
+    from rayprune.results import read_candidates
+    from rayprune.search.selection import prior_agent
+
+    pool = _uniform_pool(0.90)  # c50: the uniform candidate, final 0.90
+    pool.rerank["c40"], pool.final["c40"], pool.costs["c40"] = 0.04, 0.97, {"params": 4.0}  # c40: global, 0.97
+    res = _select(_rows(_FOUR), tmp_path, (0.1, 0.984), lambda m: None, pool=pool, weak_finals=1, top_k=4,
+                  priors={"uniform": lambda li: [0.05], "global": lambda li: [0.04]})
+    assert sorted(pool.finalized[1]) == ["c40", "c50"]  # both finalised after the re-rank's winner
+    assert res.candidate_id == "c40" and res.found_by == prior_agent("global") == "global (weak level)"
+    rows = read_candidates(tmp_path)
+    assert rows[rows["agent"] == prior_agent("global")]["stage"].tolist() == ["rerank", "final"]
+    assert rows[rows["agent"] == prior_agent("uniform")]["stage"].tolist() == ["rerank"]  # finalised, not chosen
+    table = agent_table({"setup": {"levels": [LEVEL.to_json()]}}, pd.concat([_rows(_FOUR), rows], ignore_index=True))
+    assert next(x for x in table.splitlines() if "global (weak level)" in x).rstrip().endswith(LEVEL.name)
+    assert all("uniform (weak level)" not in x for x in table.splitlines())  # it won nothing
+
+
+def test_two_structured_candidates_that_are_the_same_candidate_cost_one_rerank_and_one_final(tmp_path):
+    from rayprune.results import read_candidates
+
+    pool = _uniform_pool(0.99)
+    res = _select(_rows(_FOUR), tmp_path, (0.1, 0.984), lambda m: None, pool=pool, weak_finals=1, top_k=4,
+                  priors={"uniform": lambda li: [0.05], "global": lambda li: [0.05]})
+    assert pool.reranked.count("c50") == 1 and sum(f.count("c50") for f in pool.finalized) == 1
+    assert res.candidate_id == "c50" and res.found_by == "uniform (weak level)"
+    rows = read_candidates(tmp_path)
+    assert (rows["candidate_id"] == "c50").sum() == 2  # one re-rank row, one final row
+
+
+def test_weak_level_priors_follow_the_config_and_build_the_space_only_when_asked():
+    from rayprune.config.search import RerankConfig
+    from rayprune.search.selection import weak_level_priors
+
+    class Space:
+        importance = [1.0]
+
+        def uniform(self, li):
+            return [0.5]
+
+        def global_candidate(self, li):
+            return [0.4]
+
+    built = []
+
+    def space():
+        built.append(1)
+        return Space()
+
+    assert list(weak_level_priors(RerankConfig(), space)) == ["uniform"]  # the defaults
+    both = weak_level_priors(RerankConfig(weak_global=True), space)
+    assert list(both) == ["uniform", "global"] and built == []
+    assert both["uniform"](0) == [0.5] and both["global"](0) == [0.4] and built
+    assert weak_level_priors(RerankConfig(weak_uniform=False), space) == {}
+    Space.importance = None  # a space without importance scores has no global candidate
+    assert both["global"](0) is None

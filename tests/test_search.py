@@ -485,10 +485,10 @@ def test_the_whole_path_on_a_real_model_exports_a_loadable_model_per_level(probl
 
 
 
-def test_a_weak_levels_uniform_candidate_is_scored_finalised_and_exported_on_a_real_model(problem, levels, tmp_path):
-    """The product's pool rows carry what a uniform candidate's final and export need (counts, costs)."""
+def test_a_weak_levels_structured_candidates_are_scored_finalised_and_exported_on_a_real_model(problem, levels, tmp_path):
+    """The product's pool rows carry what a uniform or global candidate's final and export need (counts, costs)."""
     from rayprune.pruning import load_pruned
-    from rayprune.search.selection import UNIFORM_AGENT
+    from rayprune.search.selection import UNIFORM_AGENT, prior_agent
 
     tight = levels[-1:]  # params=0.25
     _, rows = run_search(problem, tight, "random", tmp_path, evaluations=8)
@@ -501,16 +501,19 @@ def test_a_weak_levels_uniform_candidate_is_scored_finalised_and_exported_on_a_r
     [res] = select_and_finalize(rows, tight, pool=pool, out_dir=tmp_path, rerank_spec=rerank, top_k=2,
                                 writer=CandidateWriter(tmp_path, constants={"trial_id": "selection"}, name="sel"),
                                 cost_names=list(problem.costs), log=lambda m: None, reference=(0.0, 10.0),
-                                weak_finals=1, uniform=space.uniform)
+                                weak_finals=1, priors={"uniform": space.uniform, "global": space.global_candidate})
     assert res.search_signal.weak and res.feasible
     staged = read_candidates(tmp_path)
-    mine = staged[staged["agent"] == UNIFORM_AGENT]
-    assert mine["stage"].tolist()[0] == "rerank" and mine["status"].tolist()[0] == "ok"
-    assert list(mine["keep_ratios"].iloc[0]) == space.uniform(0)
-    assert mine["params"].iloc[0] <= tight[0].limits["params"]
-    assert len(finalised) == 2 and space.uniform(0) in finalised  # the re-rank's winner, then the uniform one
+    assert space.uniform(0) != space.global_candidate(0)
+    for agent, ratios in ((UNIFORM_AGENT, space.uniform(0)), (prior_agent("global"), space.global_candidate(0))):
+        mine = staged[staged["agent"] == agent]
+        assert mine["stage"].tolist()[0] == "rerank" and mine["status"].tolist()[0] == "ok"
+        assert list(mine["keep_ratios"].iloc[0]) == ratios
+        assert mine["params"].iloc[0] <= tight[0].limits["params"]
+        assert ratios in finalised
+    assert len(finalised) == 3  # the re-rank's winner, then the uniform and the global candidates
     finals = staged[staged["stage"] == "final"]
-    assert len(finals) == 1  # one exported model for the level: the better final by validation
+    assert len(finals) == 1  # one exported model for the level: the best final by validation
     assert (res.found_by == UNIFORM_AGENT) == (list(finals["keep_ratios"].iloc[0]) == space.uniform(0))
     model = load_pruned(res.export_path)
     assert sum(p.numel() for p in model.parameters()) <= tight[0].limits["params"]
@@ -663,12 +666,16 @@ def test_an_agent_that_never_leaves_its_random_warmup_says_so(problem, levels):
 
 
 def test_the_sweeps_uniform_candidates_are_the_search_spaces_fitted_on_the_sweeps_rows(problem, levels, tmp_path):
-    from rayprune.sweeps.driver import _uniform_of
+    from rayprune.sweeps.driver import _priors_of
 
     _, rows = run_search(problem, levels, "random", tmp_path, evaluations=8)
-    uniform = _uniform_of(problem, levels, problem.config, rows[rows["stage"] == "search"])
+    priors = _priors_of(problem, levels, problem.config, rows[rows["stage"] == "search"])
     space = SearchSpace.from_problem(problem, levels)
-    assert [uniform(i) for i in range(len(levels))] == [space.uniform(i) for i in range(len(levels))]
+    assert [priors["uniform"](i) for i in range(len(levels))] == [space.uniform(i) for i in range(len(levels))]
     off = problem.config.model_copy(deep=True)
     off.search.rerank.weak_uniform = False
-    assert _uniform_of(problem, levels, off, rows) is None
+    assert _priors_of(problem, levels, off, rows) == {}
+    both = problem.config.model_copy(deep=True)
+    both.search.rerank.weak_global = True
+    global_ = _priors_of(problem, levels, both, rows)["global"]
+    assert [global_(i) for i in range(len(levels))] == [space.global_candidate(i) for i in range(len(levels))]

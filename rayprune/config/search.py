@@ -147,6 +147,10 @@ class RerankConfig(_Section):
     #: CNN's weak level (5 seeds; it won one), no change on ResNet-20's two (6 runs) (BENCHMARKS.md "The uniform
     #: candidate at a weak level"); only with score two_stage (it needs the re-rank)
     weak_uniform: bool = True
+    #: at a weak level, the level's global pruning candidate (the network's least important channels dropped
+    #: wherever they are, as few as fit: the ``global`` agent's candidate) is re-ranked and finalised too, like
+    #: weak_uniform (BENCHMARKS.md "Does the search beat global pruning?"); only with score two_stage
+    weak_global: bool = False
 
 
 class EvaluationConfig(_Section):

@@ -146,7 +146,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
     from ..ray_session import connect
     from .loop import SearchRun
     from .score_signal import chance_and_base
-    from .selection import select_and_finalize
+    from .selection import select_and_finalize, weak_level_priors
 
     cfg = problem.config
     level = Level.from_budgets(problem.budgets, problem.base_costs)
@@ -178,7 +178,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
                                        cost_names=list(problem.costs), log=log,
                                        extra={"agent": agent, "budgets": level.values},
                                        reference=chance_and_base(problem), weak_finals=cfg.search.rerank.weak_finals,
-                                       uniform=space.uniform if cfg.search.rerank.weak_uniform else None)
+                                       priors=weak_level_priors(cfg.search.rerank, lambda: space))
     finally:
         if searcher is not None:
             searcher.close()

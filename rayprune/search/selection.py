@@ -13,9 +13,10 @@ Given every search row of a run (one candidate store: all agents, trials and lev
    pool (in parallel), measured on validation and test, exported. At a level whose search score is
    weak (:mod:`rayprune.search.score_signal`: its best close to chance), the
    ``search.rerank.weak_finals`` best re-ranked candidates all get the final fine-tune
-   (:func:`_weak_level_finals`), and so does the level's uniform candidate (one keep ratio for
-   every group, ``search.rerank.weak_uniform``: re-ranked, then finalised; :func:`_uniform_rows`),
-   and step 4 takes the best of them by validation.
+   (:func:`_weak_level_finals`), and so do the level's structured candidates (:func:`_prior_rows`:
+   the uniform candidate, one keep ratio for every group, ``search.rerank.weak_uniform``; the global
+   pruning candidate, ``search.rerank.weak_global``: each re-ranked, then finalised), and step 4
+   takes the best of them by validation.
 4. **Monotone front**: each level gets, among the final models that fit it, the one with the best
    validation accuracy. A level that contains another therefore never ends with a worse model
    (:func:`rayprune.costs.levels.contains`); its export may be the smaller level's model.
@@ -45,7 +46,7 @@ from ..results import CandidateWriter
 from .score_signal import ScoreSignal, score_signal
 
 __all__ = ["LevelResult", "candidates_for", "top_distinct", "monotone_choice", "select_and_finalize",
-           "FINALS_DIR"]
+           "FINALS_DIR", "weak_level_priors", "prior_agent", "UNIFORM_AGENT"]
 
 #: Where final models are exported before each level's choice is copied to ``models/<level>/``.
 FINALS_DIR = ".finals"
@@ -163,7 +164,7 @@ def select_and_finalize(
     log: Log = print,
     reference: tuple[Optional[float], Optional[float]] = (None, None),
     weak_finals: int = 1,
-    uniform: Optional[Callable[[int], Sequence[float]]] = None,
+    priors: Optional[Mapping[str, Prior]] = None,
 ) -> list[LevelResult]:
     """Steps 1-4 of the module docstring; returns one :class:`LevelResult` per level (in order).
 
@@ -172,9 +173,9 @@ def select_and_finalize(
     accuracies (:func:`~rayprune.search.score_signal.chance_and_base`); with both, each level's
     search scores are compared with them and a level whose score is weak gets a warning
     (:mod:`rayprune.search.score_signal`) and, with ``weak_finals`` N > 1, a final fine-tune for
-    each of its N best re-ranked candidates (:func:`_weak_level_finals`). ``uniform``: the keep ratios of
-    level i's uniform candidate (:meth:`rayprune.agents.space.SearchSpace.uniform`); with it and a re-rank,
-    a weak level's uniform candidate is re-ranked and finalised too (:func:`_uniform_rows`).
+    each of its N best re-ranked candidates (:func:`_weak_level_finals`). ``priors``: by name, the keep ratios
+    of level i's structured candidates (:func:`weak_level_priors`: uniform, global pruning); with them and a
+    re-rank, each weak level's are re-ranked and finalised too (:func:`_prior_rows`).
     """
     out = Path(out_dir)
     search = rows[rows["stage"] == STAGE_SEARCH] if not rows.empty and "stage" in rows.columns else rows
@@ -232,10 +233,10 @@ def select_and_finalize(
     #    final fails (a diverging loss, a dead evaluator) falls back to its next candidate
     finals_by_id = _final_rounds(results, orders, pool=pool, out=out, seed=seed, extra=extra, writer=writer,
                                  log=log, cost_names=cost_names)
-    # 3b. a weak level's next re-ranked candidates, and its uniform candidate, get a final too; the best by
+    # 3b. a weak level's next re-ranked candidates, and its structured candidates, get a final too; the best by
     #     validation wins
-    anchors = _uniform_rows(results, uniform, rerank, orders, pool=pool, rerank_spec=rerank_spec, seed=seed,
-                            writer=writer, log=log) if uniform is not None and rerank_spec is not None else {}
+    anchors = _prior_rows(results, priors, rerank, orders, pool=pool, rerank_spec=rerank_spec, seed=seed,
+                          writer=writer, log=log) if priors and rerank_spec is not None else {}
     if weak_finals > 1 or anchors:
         _weak_level_finals(results, orders, finals_by_id, weak_finals, pool=pool, out=out, seed=seed, extra=extra,
                            writer=writer, log=log, cost_names=cost_names, anchors=anchors)
@@ -253,7 +254,7 @@ def select_and_finalize(
                     f"{failed[0].get('error')})" if failed else "")
             continue
         f, best = finals[idx], finals[idx]["row"]
-        res.error = None  # (a weak level whose re-ranks all failed may still export its uniform candidate)
+        res.error = None  # (a weak level whose re-ranks all failed may still export a structured candidate)
         target = out / "models" / res.level.name
         _replace_dir(Path(f["export_path"]), target)
         res.candidate_id = f["candidate_id"]
@@ -261,7 +262,7 @@ def select_and_finalize(
         res.keep_counts = [int(c) for c in best["keep_counts"]]
         res.accuracy_val, res.accuracy_test = f["accuracy_val"], f["accuracy_test"]
         res.costs = {n: f[n] for n in cost_names if f.get(n) is not None}
-        # a uniform candidate (step 3b) was never a search row: its only score is its re-rank
+        # a structured candidate (step 3b) was never a search row: its only score is its re-rank
         res.search_accuracy = None if best.get("stage") == STAGE_RERANK else float(best["accuracy"])
         res.rerank_accuracy = rerank.get(f["candidate_id"])
         res.found_for = f["found_for"]
@@ -420,63 +421,93 @@ def _run_finals(jobs: dict[str, tuple[int, pd.Series]], results, finals: dict[st
                                   export_path=None, status="error", error=summary.get("error")))
 
 
-#: the ``agent`` of a weak level's uniform candidate's rows (step 3b): the selection added it, no search found it
-UNIFORM_AGENT = "uniform (weak level)"
+#: a structured candidate for a weak level: level index -> keep ratios (None: none for this level)
+Prior = Callable[[int], Optional[Sequence[float]]]
 
 
-def _uniform_rows(results, uniform: Callable[[int], Optional[Sequence[float]]], rerank: dict[str, float],
-                  orders: Sequence[Sequence[pd.Series]], *, pool, rerank_spec: ScoreSpec, seed: int,
-                  writer: CandidateWriter, log: Log) -> dict[int, pd.Series]:
-    """Each weak level's uniform candidate (``uniform(i)``: one keep ratio for every group, the largest that
-    fits level i; None or all ones: no such candidate, e.g. without analytic costs to aim it), re-ranked like
-    the shortlisted candidates (written as ``rerank`` rows, agent :data:`UNIFORM_AGENT`, accuracy into
-    ``rerank``); by level index, the ones that scored. One the search found and the level shortlisted is
-    its own search row (its agent, its search score), not a second re-rank row.
+def prior_agent(name: str) -> str:
+    """The ``agent`` of a weak level's structured candidate's rows (step 3b): the selection added it, no
+    search found it."""
+    return f"{name} (weak level)"
 
-    Where the search score is blind, which candidates reach the finals is close to chance, and uniform
-    pruning is a strong prior there: on two converged models' weak levels the uniform candidate alone ended
+
+UNIFORM_AGENT = prior_agent("uniform")
+
+
+def weak_level_priors(rerank_config, space: Callable[[], Any]) -> dict[str, Prior]:
+    """The structured candidates ``search.rerank`` asks for at weak levels, by name, from a
+    :class:`~rayprune.agents.space.SearchSpace` that ``space()`` builds (called only once a level is weak):
+    ``uniform`` (``weak_uniform``) and ``global`` (``weak_global``; none where the space has no importance
+    scores)."""
+    priors: dict[str, Prior] = {}
+    if rerank_config.weak_uniform:
+        priors["uniform"] = lambda li: space().uniform(li)
+    if rerank_config.weak_global:
+        priors["global"] = lambda li: None if space().importance is None else space().global_candidate(li)
+    return priors
+
+
+def _prior_rows(results, priors: Mapping[str, Prior], rerank: dict[str, float],
+                orders: Sequence[Sequence[pd.Series]], *, pool, rerank_spec: ScoreSpec, seed: int,
+                writer: CandidateWriter, log: Log) -> dict[int, list[pd.Series]]:
+    """Each weak level's structured candidates (``priors[name](i)``: keep ratios for level i; None or all ones:
+    no such candidate, e.g. without analytic costs to aim it), re-ranked like the shortlisted candidates
+    (written as ``rerank`` rows, agent :func:`prior_agent`, accuracy into ``rerank``); by level index, the ones
+    that scored. One the search found and the level shortlisted is its own search row (its agent, its search
+    score), not a second re-rank row; two priors that are the same candidate are re-ranked once.
+
+    Where the search score is blind, which candidates reach the finals is close to chance, and a structured
+    candidate is a strong prior there: on two converged models' weak levels the uniform candidate alone ended
     level with the whole search's pick on one and 0.6 points below on the other; as one more finalist it
     gained +0.60 points on the first and nothing on the second (BENCHMARKS.md, "The uniform candidate at a
-    weak level")."""
-    weak, ratios = [], []
+    weak level"; global pruning: "Does the search beat global pruning?")."""
+    jobs: list[tuple[int, str, list[float]]] = []
     for li, res in enumerate(results):
         if res.search_signal is None or not res.search_signal.weak:
             continue
-        r = uniform(li)
-        if r is not None and min(r) < 1.0:  # all ones: the base itself, which fits no budget
-            weak.append(li)
-            ratios.append([float(v) for v in r])
-    if not weak:
+        seen: set[tuple[float, ...]] = set()
+        for name, prior in priors.items():
+            r = prior(li)
+            if r is None or min(r) >= 1.0 or tuple(r) in seen:  # all ones: the base, which fits no budget
+                continue
+            seen.add(tuple(r))
+            jobs.append((li, name, [float(v) for v in r]))
+    if not jobs:
         return {}
-    log(f"Re-ranking the uniform candidate of the weak level(s) {', '.join(results[li].level.name for li in weak)} "
-        "(search.rerank.weak_uniform)")
-    scored = pool.score_batch(ratios, rerank_spec, [seed * 7919 + 7907 + li for li in weak])
-    rows: dict[int, pd.Series] = {}
-    for li, row in zip(weak, scored):
-        listed = {r["candidate_id"]: r for r in orders[li]}
-        if row.get("candidate_id") in listed:  # the search found it and the level re-ranked it already
-            rows[li] = listed[row["candidate_id"]]
+    names = ", ".join(dict.fromkeys(n for _, n, _ in jobs))
+    levels = ", ".join(dict.fromkeys(results[li].level.name for li, _, _ in jobs))
+    log(f"Re-ranking the {names} candidate(s) of the weak level(s) {levels} (search.rerank.weak_"
+        f"{'/weak_'.join(dict.fromkeys(n for _, n, _ in jobs))})")
+    k_of = {name: k for k, name in enumerate(priors)}  # the uniform candidate keeps the seed it always had
+    scored = pool.score_batch([r for _, _, r in jobs], rerank_spec,
+                              [seed * 7919 + 7907 + li + 7883 * k_of[name] for li, name, _ in jobs])
+    rows: dict[int, list[pd.Series]] = {}
+    for (li, name, _), row in zip(jobs, scored):
+        listed = {r["candidate_id"]: r for r in [*orders[li], *rows.get(li, [])]}
+        if row.get("candidate_id") in listed:  # the search (or another prior) found it and it was re-ranked already
+            if all(r["candidate_id"] != row["candidate_id"] for r in rows.get(li, [])):
+                rows.setdefault(li, []).append(listed[row["candidate_id"]])
             continue
         ok = row.get("status", STATUS_OK) == STATUS_OK and row.get("accuracy") is not None
-        row.update(stage=STAGE_RERANK, iteration=0, level=results[li].level.name, agent=UNIFORM_AGENT,
+        row.update(stage=STAGE_RERANK, iteration=0, level=results[li].level.name, agent=prior_agent(name),
                    source_trial=None, feasible=bool(ok))
         writer.add(row)
         if ok:
             rerank.setdefault(row["candidate_id"], float(row["accuracy"]))
-            rows[li] = pd.Series(row)
+            rows.setdefault(li, []).append(pd.Series(row))
         else:
-            log(f"{results[li].level.name}: the uniform candidate's re-rank failed ({row.get('error')}); the level's "
-                "re-ranked candidates stand")
+            log(f"{results[li].level.name}: the {name} candidate's re-rank failed ({row.get('error')}); the level's "
+                "other candidates stand")
     writer.flush()
     return rows
 
 
 def _weak_level_finals(results, orders, finals: dict[str, dict[str, Any]], n: int, *, pool, out: Path, seed: int,
                        extra, writer: CandidateWriter, log: Log, cost_names: Sequence[str] = (),
-                       anchors: Optional[Mapping[int, pd.Series]] = None) -> None:
+                       anchors: Optional[Mapping[int, Sequence[pd.Series]]] = None) -> None:
     """At each weak level (its search score barely above chance), the first ``n`` candidates of its order
     (best re-ranked first) that have no final yet get one, in parallel, added to ``finals``, and so does the
-    level's uniform candidate (``anchors``: its re-rank row, by level index); the monotone
+    level's structured candidates (``anchors``: their re-rank rows, by level index); the monotone
     choice then takes the best final by validation accuracy. Where one-shot pruning breaks every candidate,
     the pruned networks' accuracies after the final fine-tune spread by tens of points, and validation
     accuracy after it ranks them far better than the short re-rank does (BENCHMARKS.md, "Is the search
@@ -485,8 +516,7 @@ def _weak_level_finals(results, orders, finals: dict[str, dict[str, Any]], n: in
     for li, (res, order) in enumerate(zip(results, orders)):
         if res.search_signal is None or not res.search_signal.weak:
             continue
-        anchor = (anchors or {}).get(li)
-        for row in [*order[:n], *([] if anchor is None else [anchor])]:
+        for row in [*order[:n], *(anchors or {}).get(li, [])]:
             cid = row["candidate_id"]
             if cid not in finals and cid not in jobs:
                 jobs[cid] = (li, row)
@@ -494,7 +524,7 @@ def _weak_level_finals(results, orders, finals: dict[str, dict[str, Any]], n: in
         return
     levels = sorted({results[li].level.name for li, _ in jobs.values()})
     log(f"Final fine-tune of {len(jobs)} more candidate(s) at the weak level(s) {', '.join(levels)} "
-        f"(search.rerank.weak_finals={n}" + (", and each one's uniform candidate" if anchors else "")
+        f"(search.rerank.weak_finals={n}" + (", and each one's structured candidates" if anchors else "")
         + "): the best by validation accuracy wins")
     _run_finals(jobs, results, finals, pool=pool, out=out, seed=seed, extra=extra, writer=writer, log=log,
                 cost_names=cost_names)

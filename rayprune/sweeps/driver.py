@@ -284,15 +284,14 @@ def _selection_pool(problem, cfg: Config, shared_ref=None):
                          final_timeout_s=ev.final_timeout_s, name=SELECTION_TRIAL, shared_ref=shared_ref)
 
 
-def _uniform_of(problem, levels, cfg, search: pd.DataFrame):
-    """Level i's uniform candidate, for a weak level's finals (``search.rerank.weak_uniform``), or None. A timed
-    budget (latency) is aimed at through the cost proxy fitted on the sweep's measured ``search`` rows, as the
-    trials' own spaces were."""
-    if not cfg.search.rerank.weak_uniform:
-        return None
+def _priors_of(problem, levels, cfg, search: pd.DataFrame):
+    """The structured candidates of a weak level's finals (``search.rerank.weak_uniform``, ``weak_global``:
+    :func:`~rayprune.search.selection.weak_level_priors`). A timed budget (latency) is aimed at through the cost
+    proxy fitted on the sweep's measured ``search`` rows, as the trials' own spaces were."""
     from functools import cache
 
     from ..agents import SearchSpace
+    from ..search.selection import weak_level_priors
 
     @cache
     def space() -> SearchSpace:  # built only if a level is weak
@@ -300,7 +299,7 @@ def _uniform_of(problem, levels, cfg, search: pd.DataFrame):
         built.observe(search.to_dict("records"))
         return built
 
-    return lambda level: space().uniform(level)
+    return weak_level_priors(cfg.search.rerank, space)
 
 
 def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_ref=None) -> dict[str, Any]:
@@ -340,7 +339,7 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_
                                           cost_names=list(setup.base_costs), log=log,
                                           extra={"sweep_id": setup.sweep_id}, reference=chance_and_base(problem),
                                           weak_finals=cfg.search.rerank.weak_finals,
-                                          uniform=_uniform_of(problem, levels, cfg, search))
+                                          priors=_priors_of(problem, levels, cfg, search))
         finally:
             pool.shutdown()
     try:
