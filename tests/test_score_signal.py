@@ -297,10 +297,10 @@ def test_weak_level_priors_follow_the_config_and_build_the_space_only_when_asked
         built.append(1)
         return Space()
 
-    assert list(weak_level_priors(RerankConfig(), space)) == ["uniform"]  # the defaults
-    both = weak_level_priors(RerankConfig(weak_global=True), space)
+    assert list(weak_level_priors(RerankConfig(weak_global=False), space)) == ["uniform"]
+    both = weak_level_priors(RerankConfig(), space)  # the defaults
     assert list(both) == ["uniform", "global"] and built == []
     assert both["uniform"](0) == [0.5] and both["global"](0) == [0.4] and built
-    assert weak_level_priors(RerankConfig(weak_uniform=False), space) == {}
+    assert weak_level_priors(RerankConfig(weak_uniform=False, weak_global=False), space) == {}
     Space.importance = None  # a space without importance scores has no global candidate
     assert both["global"](0) is None

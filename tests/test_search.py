@@ -674,8 +674,7 @@ def test_the_sweeps_uniform_candidates_are_the_search_spaces_fitted_on_the_sweep
     assert [priors["uniform"](i) for i in range(len(levels))] == [space.uniform(i) for i in range(len(levels))]
     off = problem.config.model_copy(deep=True)
     off.search.rerank.weak_uniform = False
+    off.search.rerank.weak_global = False
     assert _priors_of(problem, levels, off, rows) == {}
-    both = problem.config.model_copy(deep=True)
-    both.search.rerank.weak_global = True
-    global_ = _priors_of(problem, levels, both, rows)["global"]
+    global_ = priors["global"]
     assert [global_(i) for i in range(len(levels))] == [space.global_candidate(i) for i in range(len(levels))]
