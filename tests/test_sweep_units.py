@@ -64,3 +64,19 @@ def test_a_ctrl_c_is_told_apart_from_a_finished_sweep():
     from rayprune.sweeps import driver
 
     assert doctest.testmod(driver).failed == 0
+
+
+def test_the_handlers_tune_leaves_behind_are_put_back_after_the_trials():
+    """Tune replaces SIGINT's handler and keeps it after fit(): Ctrl-C in the selection then did nothing."""
+    import signal
+
+    from rayprune.sweeps.driver import _sigterm_stops_trials
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    with _sigterm_stops_trials():
+        assert signal.getsignal(signal.SIGTERM) is not before[signal.SIGTERM]
+        signal.signal(signal.SIGINT, lambda *a: None)  # what Tune does
+        signal.signal(signal.SIGUSR1, lambda *a: None)
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C interrupts again
+        signal.raise_signal(signal.SIGINT)

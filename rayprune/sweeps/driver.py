@@ -242,16 +242,20 @@ def run_sweep(
 def _sigterm_stops_trials() -> Iterator[None]:
     """While Tune runs the trials, SIGTERM (what a job scheduler or `kill` sends) stops them as Ctrl-C does:
     through Tune's graceful stop (SIGUSR1), so the driver then says the sweep was interrupted and how to resume,
-    instead of dying inside Ray with a stack dump. Outside this block, and off the main thread, nothing changes."""
+    instead of dying inside Ray with a stack dump. After it, every handler is what it was before (Ctrl-C during the
+    selection interrupts it). Outside this block, and off the main thread, nothing changes."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
         yield
         return
-    previous = signal.getsignal(signal.SIGTERM)
+    # Tune installs its own SIGINT/SIGUSR1 handlers and leaves them in place after fit(): without restoring them,
+    # Ctrl-C during the selection (re-rank, final fine-tunes: the long part) only printed Tune's stop warning
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
     signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGUSR1))
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def unfinished_trials(results) -> list[str]:
