@@ -161,11 +161,23 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from .errors import UserError
     from .sweeps.driver import parse_levels, run_sweep
 
     if args.resume:
+        given = [flag for flag, value in (("a config", args.config), ("--budgets", args.budgets), ("--agents", args.agents),
+                                          ("--seeds", args.seeds), ("--evaluations", args.evaluations),
+                                          ("--max-concurrent-trials", args.max_concurrent_trials))
+                 if value is not None]
+        if given:  # they used to be dropped without a word
+            raise UserError(f"sweep --resume continues the sweep in {args.out} with the config stored there; "
+                            f"it takes no config or sweep options (given: {', '.join(given)}). Drop them, or start a new sweep in "
+                            "another --out.")
         summary = run_sweep(None, args.out, address=args.address, resume=True)  # type: ignore[arg-type]
         return 0 if not summary.get("trial_errors") else 5
+    if args.config is None:
+        raise UserError("sweep needs a YAML config (rayprune sweep CONFIG --out DIR), or --resume to continue the "
+                        f"sweep in {args.out}.")
     cfg = _load(args)
     over: dict = {}
     if args.budgets:

@@ -192,3 +192,10 @@ def test_a_prune_whose_evaluators_cannot_fit_is_refused_with_the_numbers(tiny_co
                    env=env)
     assert res.returncode == 2, res.stderr[-2000:]
     assert "need CPU: 128, the cluster has" in res.stderr and "evaluation.cpus" in res.stderr
+
+
+def test_sweep_without_a_config_or_resume_and_resume_with_new_options_are_one_line_errors(tiny_config, env, tmp_path):
+    res = rayprune("sweep", "--out", tmp_path / "x", env=env)
+    assert res.returncode == 2 and "needs a YAML config" in res.stderr and "Traceback" not in res.stderr
+    res = rayprune("sweep", tiny_config, "--resume", "--evaluations", "9", "--out", tmp_path / "x", env=env)
+    assert res.returncode == 2 and "(given: a config, --evaluations)" in res.stderr and "Traceback" not in res.stderr
