@@ -149,3 +149,17 @@ python benchmarks/bench_search.py --jobs 2 --overlap --evaluations 512 --seeds 2
     --levels params=0.5,0.25,0.1,0.05 --agents random --out benchmarks/results/search/random_resnet20_mnist_s22.jsonl
 python benchmarks/bench_search.py --jobs 2 --overlap --evaluations 512 --seeds 2 3 --configs configs/bench/vgg11_mnist.yaml \
     --levels params=0.5,0.25,0.1,0.05 --agents random --out benchmarks/results/search/random_vgg11_mnist_s22.jsonl
+# session 23: global pruning (the global agent) at the converged models' weak levels (R1) and at every level of the
+# four search-benchmark models (R2), paired with session 22's rows (BENCHMARKS.md "Global pruning")
+python benchmarks/bench_search.py --jobs 2 --evaluations 1 --seeds 2 3 4 5 6 --configs configs/bench/user_cnn_trained_mnist.yaml \
+    --levels params=0.1 --agents global --out benchmarks/results/search/global_user_cnn_trained_s23.jsonl
+python benchmarks/bench_search.py --jobs 2 --evaluations 1 --seeds 2 3 4 --configs configs/bench/resnet20_trained_mnist.yaml \
+    --levels params=0.1,0.05 --agents global --out benchmarks/results/search/global_resnet20_trained_s23.jsonl
+python benchmarks/bench_search.py --jobs 2 --evaluations 4 --seeds $(seq 2 26) --configs configs/bench/small_cnn_digits.yaml \
+    --levels params=0.5,0.25,0.1,0.05 --agents global --out benchmarks/results/search/global_small_cnn_digits_s23.jsonl
+for cfg in user_cnn_mnist resnet20_mnist; do
+  python benchmarks/bench_search.py --jobs 2 --evaluations 4 --seeds 2 3 4 5 6 --configs configs/bench/$cfg.yaml \
+      --levels params=0.5,0.25,0.1,0.05 --agents global --out benchmarks/results/search/global_${cfg}_s23.jsonl
+done
+python benchmarks/bench_search.py --jobs 2 --evaluations 4 --seeds 2 3 --configs configs/bench/vgg11_mnist.yaml \
+    --levels params=0.5,0.25,0.1,0.05 --agents global --out benchmarks/results/search/global_vgg11_mnist_s23.jsonl
