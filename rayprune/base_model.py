@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -43,8 +44,54 @@ def base_cache_key(cfg: Config) -> str:
         "loss": cfg.engine.loss,
         "seed": cfg.seed,
         "torch": torch.__version__.split("+")[0],
+        **_sources(cfg),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _sources(cfg: Config) -> dict[str, str]:
+    """Digests of what the config's names point at — a user factory's source file (``model.name`` or
+    ``data.name`` ``package.module:function``) and ``data.path`` / ``data.root`` — so a cached base model is not reused after
+    the user edits their model code or replaces their data (a config that names them did not change)."""
+    out: dict[str, str] = {}
+    for field, name in (("model_source", cfg.model.name), ("data_source", cfg.data.name)):
+        origin = _module_file(name)
+        if origin is not None:
+            out[field] = _digest(origin)
+    for field in ("path", "root"):  # a file (npz, csv) or a folder (imagefolder, cifar)
+        value = getattr(cfg.data, field)
+        if value is not None and Path(value).exists():
+            out[f"data_{field}"] = _digest(Path(value))
+    return out
+
+
+def _module_file(name: str) -> Optional[Path]:
+    """The source file of ``package.module`` in a ``package.module:function`` name, if it has one."""
+    if not isinstance(name, str) or name.count(":") != 1 or name.startswith("torchvision:"):
+        return None
+    try:
+        spec = importlib.util.find_spec(name.split(":")[0])
+    except (ImportError, ValueError):
+        return None  # the import error is the model's or the data's to report, with its field
+    origin = Path(spec.origin) if spec is not None and spec.origin else None
+    return origin if origin is not None and origin.is_file() else None
+
+
+#: files up to this size are hashed whole; larger ones (and folders' files) by size and modification time
+_HASH_WHOLE_BYTES = 64 * 2**20
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        stat = f.stat()
+        h.update(f"{f.relative_to(path) if path.is_dir() else f.name}|{stat.st_size}".encode())
+        if not path.is_dir() and stat.st_size <= _HASH_WHOLE_BYTES:
+            h.update(f.read_bytes())
+        else:
+            h.update(str(stat.st_mtime_ns).encode())
+    return h.hexdigest()[:16]
 
 
 def obtain_base_model(
@@ -64,7 +111,7 @@ def obtain_base_model(
     Otherwise the model is trained with ``base_training`` on first use and cached as
     ``<cache>/base/<model>-<data>-<hash>.pt`` (``<cache>`` is ``base_training.cache_dir``, else
     ``$RAYPRUNE_CACHE``, else ``~/.cache/rayprune``; the hash covers the model, data and training
-    settings), so later runs reuse it. With ``train=False`` a model that is neither in a checkpoint
+    settings, a user factory's source file and the data file's contents), so later runs reuse it. With ``train=False`` a model that is neither in a checkpoint
     nor in the cache comes back freshly initialised (``source: "untrained"``), not trained: what
     ``rayprune validate`` needs to check budgets, which depend on the architecture only.
     """

@@ -1,0 +1,46 @@
+"""The base-model cache key follows what the config's names point at, not only the config's text."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from rayprune.base_model import base_cache_key
+from rayprune.config import parse_config
+
+
+def _cfg(**data):
+    return parse_config({"model": {"name": "mynets_cache_key:make"}, "data": data or {"name": "digits"}})
+
+
+def test_editing_the_model_factorys_source_changes_the_key(tmp_path, monkeypatch):
+    src = tmp_path / "mynets_cache_key.py"
+    src.write_text("def make(**kw):\n    return None  # with a residual add\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("mynets_cache_key", None)
+    before = base_cache_key(_cfg())
+    assert base_cache_key(_cfg()) == before  # stable while nothing changes
+    src.write_text("def make(**kw):\n    return None  # without it\n")
+    assert base_cache_key(_cfg()) != before
+
+
+def test_replacing_the_data_file_or_a_folders_file_changes_the_key(tmp_path):
+    data = tmp_path / "d.npz"
+    np.savez(data, x_train=np.zeros((4, 2)), y_train=np.zeros(4))
+    before = base_cache_key(_cfg(name="npz", path=str(data)))
+    np.savez(data, x_train=np.ones((4, 2)), y_train=np.zeros(4))  # same shapes and size, other values
+    assert base_cache_key(_cfg(name="npz", path=str(data))) != before
+    folder = tmp_path / "images"
+    (folder / "a").mkdir(parents=True)
+    (folder / "a" / "1.png").write_bytes(b"x")
+    before = base_cache_key(_cfg(name="imagefolder", root=str(folder)))
+    (folder / "a" / "2.png").write_bytes(b"y")
+    assert base_cache_key(_cfg(name="imagefolder", root=str(folder))) != before
+
+
+def test_a_zoo_model_on_embedded_data_keeps_the_key_it_had():
+    """Nothing to fingerprint: caches of zoo models on built-in data stay valid."""
+    from rayprune.base_model import _sources
+
+    assert _sources(parse_config({"model": {"name": "small_cnn"}, "data": {"name": "digits"}})) == {}
