@@ -170,6 +170,11 @@ def run_sweep(
         state = load_state(out, what="--resume")
         cfg = parse_config(state["config"], source=str(out / SWEEP_FILE))
         setup = SweepSetup(**state["setup"])
+        if state.get("status") == "finished" and state.get("summary") is not None:
+            # nothing to continue: re-selecting would re-run every final fine-tune and overwrite the exported models
+            log(f"The sweep in {out} has finished already; its models are in {out / 'models'} (rayprune report "
+                f"{out} shows them). Nothing was re-run. To sweep again, start a new sweep in another --out.")
+            return state["summary"]
         if problem is None and config_in_memory(cfg):
             raise UserError(f"--resume: the sweep in {out} prunes a model handed over in memory; resume it from "
                             "Python with the same model and data: rayprune.sweep(model, data, out=..., resume=True).")
