@@ -301,6 +301,16 @@ def test_rerank_picks_the_best_reranked_candidate_not_the_best_cheap_one(tmp_pat
     assert final[final["stage"] == "final"]["candidate_id"].tolist() == ["c300"]
 
 
+def test_a_level_nothing_fits_says_how_close_the_candidates_came(tmp_path):
+    rows = _rows([(0.40, 0.90, 40.0, "params=0.5"), (0.30, 0.80, 30.0, "params=0.5")])
+    pool = FakePool(rerank={}, final={}, costs={})
+    spec = ScoreSpec.fine_tuned(__import__("rayprune.engine", fromlist=["FineTuneConfig"]).FineTuneConfig(iterations=1))
+    [res] = select_and_finalize(rows, [SMALL], pool=pool, out_dir=tmp_path, rerank_spec=spec, top_k=3,
+                                writer=CandidateWriter(tmp_path, name="sel"), cost_names=["params"], log=lambda m: None)
+    assert res.candidate_id is None and res.error.startswith("no scored candidate fits this level")
+    assert "of 2 scored candidates, the smallest params was 30 against a limit of 10" in res.error
+
+
 def test_reranks_and_finals_are_handed_out_largest_first_and_each_candidate_keeps_its_seed(tmp_path):
     """Longest first, so that fine-tunes of different lengths end together on the pool; the order
     changes nothing else (the seeds follow the candidates, the winners are the same)."""

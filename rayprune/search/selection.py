@@ -190,7 +190,7 @@ def select_and_finalize(
             if res.search_signal is not None and res.search_signal.weak:
                 log(res.search_signal.advice(res.level.name))
         if fitting.empty:
-            res.error = "no scored candidate fits this level"
+            res.error = "no scored candidate fits this level" + _closest(search, res.level)
     # the top_k of each level (re-ranked, or fallbacks), timed costs checked again one at a time
     shortlists = _shortlists(ranked, results, top_k, pool=pool, cost_names=cost_names, log=log)
     # 2. re-rank every shortlisted candidate once, however many levels list it
@@ -283,6 +283,24 @@ def select_and_finalize(
     writer.flush()
     shutil.rmtree(out / "models" / FINALS_DIR, ignore_errors=True)
     return results
+
+
+def _closest(search: pd.DataFrame, level: Level) -> str:
+    """How near the scored candidates came to ``level``: each limit's smallest measured value, for the error
+    of a level nothing fits (a black-box budget is aimed at through a proxy that learns from measurements, so
+    a short search can miss it narrowly).
+
+    >>> _closest(pd.DataFrame({"status": ["ok", "ok"], "latency_ms": [0.25, 0.23]}),
+    ...          Level("latency_ms=0.9", {"latency_ms": 0.9}, {"latency_ms": 0.22}))
+    ' (of 2 scored candidates, the smallest latency_ms was 0.23 against a limit of 0.22; more evaluations let the search aim at it better)'
+    """
+    ok = search[search["status"] == STATUS_OK] if "status" in search.columns else search
+    parts = [f"the smallest {name} was {ok[name].min():.4g} against a limit of {limit:.4g}"
+             for name, limit in level.limits.items() if name in ok.columns and ok[name].notna().any()]
+    if ok.empty or not parts:
+        return ""
+    return (f" (of {len(ok)} scored candidates, {'; '.join(parts)}; more evaluations let the search aim at it "
+            "better)")
 
 
 #: how far down its ranking a level looks for candidates whose timed costs still fit, in top_k's
