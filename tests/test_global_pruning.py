@@ -119,3 +119,32 @@ def test_a_space_without_importance_scores_says_so_and_wrong_lengths_are_refused
         SearchSpace(channels=full.channels, min_channels=full.min_channels, round_to=1, min_keep=MIN_KEEP,
                     levels=full.levels, base_costs=full.base_costs, analytic=full.analytic,
                     importance=[s[:-1] for s in full.importance])
+
+
+class _ConvThenLinear(torch.nn.Module):
+    """conv-BN, conv-BN, then a hidden Linear group without BatchNorm (which bn_scale does not score)."""
+
+    def __init__(self):
+        super().__init__()
+        self.f = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+                                     torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU())
+        self.h = torch.nn.Linear(16, 64)
+        self.out = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.h(self.f(x).mean((2, 3)))))
+
+
+@pytest.mark.parametrize("round_to", [1, 8])
+def test_a_group_the_criterion_does_not_score_is_left_out_of_the_global_ranking(round_to):
+    """bn_scale scores no group without BatchNorm; Torch-Pruning's global pruning skips such a group, and so
+    does ours (it once ranked it lowest and cut it to min_keep even at 90 % of the parameters)."""
+    pspace, space = _space(_ConvThenLinear(), (1, 8, 8), importance="bn_scale", round_to=round_to)
+    linear = next(i for i, g in enumerate(pspace.groups) if g.root == "h")
+    assert np.isnan(pspace.groups[linear].scores).all()
+    loose = Level("params=0.9", {"params": 0.9}, {"params": 0.9 * space.analytic.base["params"]})
+    other = SearchSpace(channels=space.channels, min_channels=space.min_channels, round_to=round_to,
+                        min_keep=MIN_KEEP, levels=[loose, *space.levels], base_costs=space.base_costs,
+                        analytic=space.analytic, importance=space.importance)
+    ratios = other.global_candidate(0)
+    assert ratios[linear] == 1.0 and min(ratios) < 1.0 and other.meets(ratios, loose.limits)

@@ -206,6 +206,7 @@ def test_a_uniform_candidate_the_search_shortlisted_keeps_its_own_row_and_an_una
     assert res.candidate_id == "c70" and res.found_by == "a" and res.search_accuracy == 0.14
     rows = read_candidates(tmp_path / "listed")
     assert (rows["agent"] == UNIFORM_AGENT).sum() == 0 and (rows["stage"] == "rerank").sum() == 4  # no second row
+    assert pool.reranked.count("c70") == 1  # and no second re-rank
     # no steering limits to aim at (uniform() gives all ones: the base): nothing is spent on it
     pool = _three_pool()
     res = _select(_rows(_FOUR), tmp_path / "unaimed", (0.1, 0.984), lambda m: None, pool=pool, weak_finals=1,

@@ -427,13 +427,17 @@ class SearchSpace:
             raise ValueError("Global pruning needs each channel's importance score; this search space has none.")
         limits = self.steering_limits(level)
 
+        # a group the criterion does not score (NaN) is never dropped by the ranking, as Torch-Pruning skips it
+        scores = [np.where(np.isnan(s), np.inf, s) for s in self.importance]
+
         def ratios(k: int) -> list[float]:  # drop every channel scoring at most thresholds[k] (k = -1: none)
             if k < 0:
                 return [1.0] * self.num_groups
             t = thresholds[k]
-            return [max(self.min_keep, np.count_nonzero(s > t) / c) for s, c in zip(self.importance, self.channels)]
+            return [max(self.min_keep, np.count_nonzero(s > t) / c) for s, c in zip(scores, self.channels)]
 
-        thresholds = np.unique(np.concatenate(self.importance)) if self.num_groups else np.zeros(0)
+        pooled = np.concatenate(scores) if self.num_groups else np.zeros(0)
+        thresholds = np.unique(pooled[np.isfinite(pooled)])
         if not limits or self.meets(ratios(-1), limits):
             return self.rounded(ratios(-1))
         lo, hi = -1, len(thresholds) - 1  # ratios(lo) misses; find the smallest k in (lo, hi] that meets

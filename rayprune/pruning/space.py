@@ -77,7 +77,8 @@ class PrunableGroup:
     #: fewest channels the group may keep: one per producer layer (a concat branch may not be emptied)
     min_channels: int = 1
     #: the importance criterion's score of each root channel (channel order), normalised by the group's mean
-    #: (Torch-Pruning's ``normalizer="mean"``), so scores compare across groups: global pruning ranks on them
+    #: (Torch-Pruning's ``normalizer="mean"``), so scores compare across groups: global pruning ranks on them;
+    #: NaN where the criterion does not score the group (bn_scale on a group without BatchNorm)
     scores: Optional[np.ndarray] = None
 
     @property
@@ -267,9 +268,10 @@ class PruningSpace:
                 )
             with torch.no_grad():
                 scores = importance(group)
-            if scores is None:  # tp returns None for groups the criterion does not cover
+            covered = scores is not None  # tp returns None for groups the criterion does not cover
+            if not covered:
                 scores = torch.zeros(channels)
-            scores = torch.nan_to_num(scores.detach().float().cpu(), nan=0.0)
+            scores = torch.nan_to_num(scores.detach().float().cpu(), nan=0.0, posinf=3.0e38, neginf=-3.0e38)
             ranking = np.argsort(scores.numpy(), kind="stable").astype(np.int64)
             ranking, min_channels = _protect_segments(ranking, members)
             groups.append(
@@ -282,7 +284,8 @@ class PruningSpace:
                     members=tuple(members),
                     ranking=ranking,
                     min_channels=min_channels,
-                    scores=_normalised(scores.numpy()),
+                    # a group the criterion does not score has no place in a global ranking: NaN, never dropped by it
+                    scores=_normalised(scores.numpy()) if covered else np.full(channels, np.nan),
                 )
             )
         # One step per group from input to output, in the order the roots run in forward().

@@ -480,18 +480,24 @@ def _prior_rows(results, priors: Mapping[str, Prior], rerank: dict[str, float],
     gained +0.60 points on the first and nothing on the second (BENCHMARKS.md, "The uniform candidate at a
     weak level"; global pruning: "Does the search beat global pruning?")."""
     jobs: list[tuple[int, str, list[float]]] = []
+    rows: dict[int, list[pd.Series]] = {}
     for li, res in enumerate(results):
         if res.search_signal is None or not res.search_signal.weak:
             continue
         seen: set[tuple[float, ...]] = set()
+        listed = {tuple(round(float(v), 9) for v in row["keep_ratios"]): row for row in orders[li]}
         for name, prior in priors.items():
             r = prior(li)
-            if r is None or min(r) >= 1.0 or tuple(r) in seen:  # all ones: the base, which fits no budget
+            key = None if r is None else tuple(round(float(v), 9) for v in r)
+            if r is None or min(r) >= 1.0 or key in seen:  # all ones: the base, which fits no budget
                 continue
-            seen.add(tuple(r))
+            seen.add(key)
+            if key in listed:  # the search found it and the level re-ranked it: its own row, no second re-rank
+                rows.setdefault(li, []).append(listed[key])
+                continue
             jobs.append((li, name, [float(v) for v in r]))
     if not jobs:
-        return {}
+        return rows
     names = ", ".join(dict.fromkeys(n for _, n, _ in jobs))
     levels = ", ".join(dict.fromkeys(results[li].level.name for li, _, _ in jobs))
     log(f"Re-ranking the {names} candidate(s) of the weak level(s) {levels} (search.rerank.weak_"
@@ -499,7 +505,6 @@ def _prior_rows(results, priors: Mapping[str, Prior], rerank: dict[str, float],
     k_of = {name: k for k, name in enumerate(priors)}  # the uniform candidate keeps the seed it always had
     scored = pool.score_batch([r for _, _, r in jobs], rerank_spec,
                               [seed * 7919 + 7907 + li + 7883 * k_of[name] for li, name, _ in jobs])
-    rows: dict[int, list[pd.Series]] = {}
     for (li, name, _), row in zip(jobs, scored):
         listed = {r["candidate_id"]: r for r in [*orders[li], *rows.get(li, [])]}
         if row.get("candidate_id") in listed:  # the search (or another prior) found it and it was re-ranked already

@@ -170,7 +170,8 @@ def run_sweep(
         state = load_state(out, what="--resume")
         cfg = parse_config(state["config"], source=str(out / SWEEP_FILE))
         setup = SweepSetup(**state["setup"])
-        if state.get("status") == "finished" and state.get("summary") is not None:
+        failed = list((out / TUNE_DIR).rglob("error.txt"))  # Tune's mark of a failed trial: resume retries it
+        if state.get("status") == "finished" and state.get("summary") is not None and not failed:
             # nothing to continue: re-selecting would re-run every final fine-tune and overwrite the exported models
             log(f"The sweep in {out} has finished already; its models are in {out / 'models'} (rayprune report "
                 f"{out} shows them). Nothing was re-run. To sweep again, start a new sweep in another --out.")
