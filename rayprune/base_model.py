@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -55,10 +56,11 @@ def _sources(cfg: Config) -> dict[str, str]:
     the user edits their model code or replaces their data (a config that names them did not change)."""
     out: dict[str, str] = {}
     for field, name in (("model_source", cfg.model.name), ("data_source", cfg.data.name)):
-        origin = _module_file(name)
+        origin = None if name.startswith("sklearn:") else _module_file(name)
         if origin is not None:
             out[field] = _digest(origin)
-    for field in ("path", "root"):  # a file (npz, csv) or a folder (imagefolder, cifar)
+    # a file (npz, csv) or an image folder; not CIFAR's root, which may be a shared parent of the fixed release
+    for field in ("path", *(("root",) if cfg.data.name == "imagefolder" else ())):
         value = getattr(cfg.data, field)
         if value is not None and Path(value).exists():
             out[f"data_{field}"] = _digest(Path(value))
@@ -77,20 +79,22 @@ def _module_file(name: str) -> Optional[Path]:
     return origin if origin is not None and origin.is_file() else None
 
 
-#: files up to this size are hashed whole; larger ones (and folders' files) by size and modification time
+#: a file up to this size is hashed whole; a larger one by its size and modification time
 _HASH_WHOLE_BYTES = 64 * 2**20
 
 
 def _digest(path: Path) -> str:
+    """A file's contents (or size and mtime when large); a folder's file names and sizes (not mtimes, which a
+    copy or ``touch`` changes), following symlinked class folders."""
     h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        stat = f.stat()
-        h.update(f"{f.relative_to(path) if path.is_dir() else f.name}|{stat.st_size}".encode())
-        if not path.is_dir() and stat.st_size <= _HASH_WHOLE_BYTES:
-            h.update(f.read_bytes())
-        else:
-            h.update(str(stat.st_mtime_ns).encode())
+    if path.is_dir():
+        for root, _, names in sorted(os.walk(path, followlinks=True)):
+            for name in sorted(names):
+                f = Path(root) / name
+                h.update(f"{f.relative_to(path)}|{f.stat().st_size}\n".encode())
+    else:
+        size = path.stat().st_size
+        h.update(path.read_bytes() if size <= _HASH_WHOLE_BYTES else f"{size}|{path.stat().st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 
 
@@ -111,7 +115,8 @@ def obtain_base_model(
     Otherwise the model is trained with ``base_training`` on first use and cached as
     ``<cache>/base/<model>-<data>-<hash>.pt`` (``<cache>`` is ``base_training.cache_dir``, else
     ``$RAYPRUNE_CACHE``, else ``~/.cache/rayprune``; the hash covers the model, data and training
-    settings, a user factory's source file and the data file's contents), so later runs reuse it. With ``train=False`` a model that is neither in a checkpoint
+    settings, a user factory's source file, the data file's contents — size and mtime above 64 MiB — and an
+    image folder's file names and sizes), so later runs reuse it. With ``train=False`` a model that is neither in a checkpoint
     nor in the cache comes back freshly initialised (``source: "untrained"``), not trained: what
     ``rayprune validate`` needs to check budgets, which depend on the architecture only.
     """

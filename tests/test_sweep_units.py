@@ -80,3 +80,26 @@ def test_the_handlers_tune_leaves_behind_are_put_back_after_the_trials():
     assert {sig: signal.getsignal(sig) for sig in before} == before
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C interrupts again
         signal.raise_signal(signal.SIGINT)
+
+
+def test_resume_refuses_a_sweep_whose_model_source_changed_since_it_started(tmp_path, monkeypatch):
+    """A resumed sweep must prune the base its candidates came from; a changed factory would retrain another."""
+    import sys
+
+    from rayprune.base_model import base_cache_key
+    from rayprune.sweeps.driver import run_sweep
+
+    src = tmp_path / "resumed_nets.py"
+    src.write_text("def make(**kw):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("resumed_nets", None)
+    cfg = parse_config({"model": {"name": "resumed_nets:make"}, "data": {"name": "digits"}})
+    out = tmp_path / "sweep"
+    out.mkdir()
+    setup = {"config": cfg.model_dump(mode="json"), "out_dir": str(out), "sweep_id": "x", "base_costs": {},
+             "base_accuracy": {}}
+    (out / "sweep.json").write_text(json.dumps({"config": setup["config"], "setup": setup, "status": "running",
+                                                "base_key": base_cache_key(cfg)}))
+    src.write_text("def make(**kw):\n    return None  # edited\n")
+    with pytest.raises(UserError, match="changed since the sweep"):
+        run_sweep(None, out, resume=True, log=lambda m: None)

@@ -161,6 +161,7 @@ def run_sweep(
     import ray
     from ray import tune
 
+    from ..base_model import base_cache_key
     from ..problem import PruningProblem, config_in_memory
     from ..ray_session import connect
     from ..search.prune import check_reachable
@@ -176,6 +177,12 @@ def run_sweep(
             log(f"The sweep in {out} has finished already; its models are in {out / 'models'} (rayprune report "
                 f"{out} shows them). Nothing was re-run. To sweep again, start a new sweep in another --out.")
             return state["summary"]
+        if (problem is None and state.get("base_key") and cfg.model.checkpoint is None
+                and base_cache_key(cfg) != state["base_key"]):
+            raise UserError(f"--resume: the model's source file or the data ({cfg.model.name}, {cfg.data.name}) "
+                            f"changed since the sweep in {out} started, so its base model is not the one its "
+                            "candidates were pruned from. Put them back as they were, or start a new sweep in "
+                            "another --out.")
         if problem is None and config_in_memory(cfg):
             raise UserError(f"--resume: the sweep in {out} prunes a model handed over in memory; resume it from "
                             "Python with the same model and data: rayprune.sweep(model, data, out=..., resume=True).")
@@ -209,7 +216,8 @@ def run_sweep(
             relative={n: cfg.is_relative(n) for n in levels[0].values}, levels=[lvl.to_json() for lvl in levels],
         )
         state = {"config": setup.config, "setup": setup.__dict__, "levels": [lvl.values for lvl in levels],
-                 "agents": agents, "seeds": cfg.sweep.seeds, "started": time.time(), "status": "running"}
+                 "agents": agents, "seeds": cfg.sweep.seeds, "started": time.time(), "status": "running",
+                 "base_key": None if config_in_memory(cfg) else base_cache_key(cfg)}
         _write_state(out, state)
         log(f"Sweep {setup.sweep_id}: {len(agents)} agent(s) x {cfg.sweep.seeds} seed(s) = "
             f"{len(agents) * cfg.sweep.seeds} trial(s), each searching {len(levels)} budget level(s) with "
