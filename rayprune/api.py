@@ -316,7 +316,7 @@ def prune(
         budgets: cost name -> limit, e.g. ``{"params": 0.25, "latency_ms": 4.0}``; numbers as in a
             config (a fraction for params/MACs/peak memory, absolute otherwise) or command-line
             strings (``"25%"``, ``"abs:2e8"``).
-        agent: ``random`` (default), ``crl``, ``evolution``, ``tpe``, ``uniform``, ``neon``.
+        agent: ``random`` (default), ``crl``, ``evolution``, ``tpe``, ``uniform``, ``global``, ``neon``.
         evaluations: candidates the search scores.
         config: a starting config (YAML path, dict, or Config) the other arguments override.
         out: the run's directory (must be new or empty); default ``rayprune-runs/prune-<time>``.

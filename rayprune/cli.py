@@ -167,7 +167,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.resume:
         given = [flag for flag, value in (("a config", args.config), ("--budgets", args.budgets), ("--agents", args.agents),
                                           ("--seeds", args.seeds), ("--evaluations", args.evaluations),
-                                          ("--max-concurrent-trials", args.max_concurrent_trials))
+                                          ("--max-concurrent-trials", args.max_concurrent_trials),
+                                          ("--seed", args.seed), ("--device", args.device), ("--budget", args.budget))
                  if value is not None]
         if given:  # they used to be dropped without a word
             raise UserError(f"sweep --resume continues the sweep in {args.out} with the config stored there; "
@@ -280,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budgets", action="append", metavar="NAME=V1,V2,...",
                    help="levels of one constraint (repeat for several: their product is swept)")
     p.add_argument("--agents", metavar="A,B,...", help="agents side by side, one trial each per seed "
-                   "(uniform, random, evolution, tpe, crl; default: sweep.agents or search.agent)")
+                   "(uniform, global, random, evolution, tpe, crl; default: sweep.agents or search.agent)")
     p.add_argument("--seeds", type=int, help="seeds per agent (default: sweep.seeds)")
     p.add_argument("--evaluations", type=int, help="candidates each trial scores (default: search.evaluations)")
     p.add_argument("--max-concurrent-trials", type=int, help="trials at once (default: as resources allow)")

@@ -68,7 +68,7 @@ def sweep_agents(cfg: Config) -> list[str]:
     agents = list(cfg.sweep.agents) or [cfg.search.agent]
     if "neon" in agents:
         raise UserError("search.agent 'neon' has no budget and cannot be swept; use `rayprune prune --agent neon`, "
-                         "or set sweep.agents to budgeted agents (uniform, random, evolution, tpe, crl).")
+                         "or set sweep.agents to budgeted agents (uniform, global, random, evolution, tpe, crl).")
     return agents
 
 

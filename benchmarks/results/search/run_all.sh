@@ -122,32 +122,33 @@ python benchmarks/bench_score_probe.py --rows benchmarks/results/scores/resnet20
     --out benchmarks/results/scores/probe_resnet20_trained.jsonl
 python benchmarks/bench_score_probe.py --rows benchmarks/results/scores/user_cnn_trained_s21.jsonl \
     --out benchmarks/results/scores/probe_user_cnn_trained.jsonl
+# (session 23: the session-22 lines below run with --set rerank.weak_global=false, as their rows were made)
 # session 22: the uniform candidate at the converged models' weak levels, and the weak-level uniform finalist in the product
-python benchmarks/bench_search.py --jobs 2 --evaluations 1 --seeds 2 3 4 5 6 --configs configs/bench/user_cnn_trained_mnist.yaml \
+python benchmarks/bench_search.py --set rerank.weak_global=false --jobs 2 --evaluations 1 --seeds 2 3 4 5 6 --configs configs/bench/user_cnn_trained_mnist.yaml \
     --levels params=0.1 --agents uniform --out benchmarks/results/search/uniform_user_cnn_trained_s22.jsonl
-python benchmarks/bench_search.py --jobs 2 --evaluations 1 --seeds 2 3 4 --configs configs/bench/resnet20_trained_mnist.yaml \
+python benchmarks/bench_search.py --set rerank.weak_global=false --jobs 2 --evaluations 1 --seeds 2 3 4 --configs configs/bench/resnet20_trained_mnist.yaml \
     --levels params=0.1,0.05 --agents uniform --out benchmarks/results/search/uniform_resnet20_trained_s22.jsonl
-python benchmarks/bench_search.py --jobs 2 --evaluations 512 --seeds 2 3 4 5 6 --configs configs/bench/user_cnn_trained_mnist.yaml \
+python benchmarks/bench_search.py --set rerank.weak_global=false --jobs 2 --evaluations 512 --seeds 2 3 4 5 6 --configs configs/bench/user_cnn_trained_mnist.yaml \
     --levels params=0.1 --agents random --out benchmarks/results/search/weak_uniform_user_cnn_trained_s22.jsonl
-python benchmarks/bench_search.py --jobs 2 --evaluations 512 --seeds 2 3 4 --configs configs/bench/resnet20_trained_mnist.yaml \
+python benchmarks/bench_search.py --set rerank.weak_global=false --jobs 2 --evaluations 512 --seeds 2 3 4 --configs configs/bench/resnet20_trained_mnist.yaml \
     --levels params=0.1,0.05 --agents random --out benchmarks/results/search/weak_uniform_resnet20_trained_s22.jsonl
-python benchmarks/bench_search.py --jobs 2 --evaluations 512 --seeds 2 3 4 --configs configs/bench/resnet20_trained_mnist.yaml \
+python benchmarks/bench_search.py --set rerank.weak_global=false --jobs 2 --evaluations 512 --seeds 2 3 4 --configs configs/bench/resnet20_trained_mnist.yaml \
     --levels params=0.1,0.05 --agents random --set rerank.weak_uniform=false --label random_no_uniform \
     --out benchmarks/results/search/weak_uniform_resnet20_trained_s22.jsonl
 # session 22: does the search beat uniform pruning? The uniform candidate at every level of the four search-benchmark
 # models (small_cnn against the 25-seed rows of sessions 17-18, same base); random search again on the other three,
 # whose bases were retrained in this environment (BENCHMARKS.md "Does the search beat uniform pruning?")
-python benchmarks/bench_search.py --jobs 2 --evaluations 4 --seeds $(seq 2 26) --configs configs/bench/small_cnn_digits.yaml \
+python benchmarks/bench_search.py --set rerank.weak_global=false --jobs 2 --evaluations 4 --seeds $(seq 2 26) --configs configs/bench/small_cnn_digits.yaml \
     --levels params=0.5,0.25,0.1,0.05 --agents uniform --out benchmarks/results/search/uniform_small_cnn_digits_s22.jsonl
 for cfg in user_cnn_mnist resnet20_mnist vgg11_mnist; do
-  python benchmarks/bench_search.py --jobs 2 --evaluations 4 --seeds 2 3 4 5 6 --configs configs/bench/$cfg.yaml \
+  python benchmarks/bench_search.py --set rerank.weak_global=false --jobs 2 --evaluations 4 --seeds 2 3 4 5 6 --configs configs/bench/$cfg.yaml \
       --levels params=0.5,0.25,0.1,0.05 --agents uniform --out benchmarks/results/search/uniform_${cfg}_s22.jsonl
 done
-python benchmarks/bench_search.py --jobs 2 --overlap --evaluations 512 --seeds 2 3 4 5 6 --configs configs/bench/user_cnn_mnist.yaml \
+python benchmarks/bench_search.py --set rerank.weak_global=false --jobs 2 --overlap --evaluations 512 --seeds 2 3 4 5 6 --configs configs/bench/user_cnn_mnist.yaml \
     --levels params=0.5,0.25,0.1,0.05 --agents random --out benchmarks/results/search/random_user_cnn_mnist_s22.jsonl
-python benchmarks/bench_search.py --jobs 2 --overlap --evaluations 512 --seeds 2 3 4 5 6 --configs configs/bench/resnet20_mnist.yaml \
+python benchmarks/bench_search.py --set rerank.weak_global=false --jobs 2 --overlap --evaluations 512 --seeds 2 3 4 5 6 --configs configs/bench/resnet20_mnist.yaml \
     --levels params=0.5,0.25,0.1,0.05 --agents random --out benchmarks/results/search/random_resnet20_mnist_s22.jsonl
-python benchmarks/bench_search.py --jobs 2 --overlap --evaluations 512 --seeds 2 3 --configs configs/bench/vgg11_mnist.yaml \
+python benchmarks/bench_search.py --set rerank.weak_global=false --jobs 2 --overlap --evaluations 512 --seeds 2 3 --configs configs/bench/vgg11_mnist.yaml \
     --levels params=0.5,0.25,0.1,0.05 --agents random --out benchmarks/results/search/random_vgg11_mnist_s22.jsonl
 # session 23: global pruning (the global agent) at the converged models' weak levels (R1) and at every level of the
 # four search-benchmark models (R2), paired with session 22's rows (BENCHMARKS.md "Global pruning")
