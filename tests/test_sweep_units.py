@@ -72,14 +72,23 @@ def test_the_handlers_tune_leaves_behind_are_put_back_after_the_trials():
 
     from rayprune.sweeps.driver import _sigterm_stops_trials
 
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
-    with _sigterm_stops_trials():
-        assert signal.getsignal(signal.SIGTERM) is not before[signal.SIGTERM]
-        signal.signal(signal.SIGINT, lambda *a: None)  # what Tune does
-        signal.signal(signal.SIGUSR1, lambda *a: None)
-    assert {sig: signal.getsignal(sig) for sig in before} == before
-    with pytest.raises(KeyboardInterrupt):  # Ctrl-C interrupts again
-        signal.raise_signal(signal.SIGINT)
+    outer = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    # known handlers first: an earlier test in this process (Ray, Tune) may have left its own
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    try:
+        before = {sig: signal.getsignal(sig) for sig in outer}
+        with _sigterm_stops_trials():
+            assert signal.getsignal(signal.SIGTERM) is not before[signal.SIGTERM]
+            signal.signal(signal.SIGINT, lambda *a: None)  # what Tune does
+            signal.signal(signal.SIGUSR1, lambda *a: None)
+        assert {sig: signal.getsignal(sig) for sig in before} == before
+        with pytest.raises(KeyboardInterrupt):  # Ctrl-C interrupts again
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        for sig, handler in outer.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def test_resume_refuses_a_sweep_whose_model_source_changed_since_it_started(tmp_path, monkeypatch):

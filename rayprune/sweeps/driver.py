@@ -171,12 +171,6 @@ def run_sweep(
         state = load_state(out, what="--resume")
         cfg = parse_config(state["config"], source=str(out / SWEEP_FILE))
         setup = SweepSetup(**state["setup"])
-        failed = list((out / TUNE_DIR).rglob("error.txt"))  # Tune's mark of a failed trial: resume retries it
-        if state.get("status") == "finished" and state.get("summary") is not None and not failed:
-            # nothing to continue: re-selecting would re-run every final fine-tune and overwrite the exported models
-            log(f"The sweep in {out} has finished already; its models are in {out / 'models'} (rayprune report "
-                f"{out} shows them). Nothing was re-run. To sweep again, start a new sweep in another --out.")
-            return state["summary"]
         if (problem is None and state.get("base_key") and cfg.model.checkpoint is None
                 and base_cache_key(cfg) != state["base_key"]):
             raise UserError(f"--resume: the model's source file or the data ({cfg.model.name}, {cfg.data.name}) "
@@ -186,6 +180,12 @@ def run_sweep(
         if problem is None and config_in_memory(cfg):
             raise UserError(f"--resume: the sweep in {out} prunes a model handed over in memory; resume it from "
                             "Python with the same model and data: rayprune.sweep(model, data, out=..., resume=True).")
+        failed = list((out / TUNE_DIR).rglob("error.txt"))  # Tune's mark of a failed trial: resume retries it
+        if state.get("status") == "finished" and state.get("summary") is not None and not failed:
+            # nothing to continue: re-selecting would re-run every final fine-tune and overwrite the exported models
+            log(f"The sweep in {out} has finished already; its models are in {out / 'models'} (rayprune report "
+                f"{out} shows them). Nothing was re-run. To sweep again, start a new sweep in another --out.")
+            return state["summary"]
         connect(address, log=log, metadata={"rayprune": "sweep", "config": cfg.name, "out": str(out)})
         tune_path = out / TUNE_DIR
         if not tune.Tuner.can_restore(str(tune_path)):
