@@ -232,6 +232,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .agents.registry import BUDGETED_AGENTS
 
     parser = argparse.ArgumentParser(prog="rayprune", description="Budget-constrained structured pruning of PyTorch models.")
     parser.add_argument("--version", action="version", version=f"rayprune {__version__}")
@@ -258,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prune", help="prune for one budget level and export the best model")
     common(p)
-    p.add_argument("--agent", choices=["uniform", "global", "random", "sequential_random", "evolution", "tpe", "crl", "neon"],
+    p.add_argument("--agent", choices=[*BUDGETED_AGENTS, "neon"],
                    help="search agent (default: search.agent)")
     p.add_argument("--evaluations", type=int, help="candidates the search scores (default: search.evaluations)")
     p.add_argument("--out", required=True, help="output directory")
@@ -281,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budgets", action="append", metavar="NAME=V1,V2,...",
                    help="levels of one constraint (repeat for several: their product is swept)")
     p.add_argument("--agents", metavar="A,B,...", help="agents side by side, one trial each per seed "
-                   "(uniform, global, random, evolution, tpe, crl; default: sweep.agents or search.agent)")
+                   f"({', '.join(BUDGETED_AGENTS)}; default: sweep.agents or search.agent)")
     p.add_argument("--seeds", type=int, help="seeds per agent (default: sweep.seeds)")
     p.add_argument("--evaluations", type=int, help="candidates each trial scores (default: search.evaluations)")
     p.add_argument("--max-concurrent-trials", type=int, help="trials at once (default: as resources allow)")

@@ -465,6 +465,11 @@ def weak_level_priors(rerank_config, space: Callable[[], Any]) -> dict[str, Prio
     return priors
 
 
+def _ratio_key(ratios: Sequence[float]) -> tuple[float, ...]:
+    """Keep ratios as a dictionary key (rounded: the same candidate whether it came from a row or a prior)."""
+    return tuple(round(float(v), 9) for v in ratios)
+
+
 def _prior_rows(results, priors: Mapping[str, Prior], rerank: dict[str, float],
                 orders: Sequence[Sequence[pd.Series]], *, pool, rerank_spec: ScoreSpec, seed: int,
                 writer: CandidateWriter, log: Log) -> dict[int, list[pd.Series]]:
@@ -485,10 +490,10 @@ def _prior_rows(results, priors: Mapping[str, Prior], rerank: dict[str, float],
         if res.search_signal is None or not res.search_signal.weak:
             continue
         seen: set[tuple[float, ...]] = set()
-        listed = {tuple(round(float(v), 9) for v in row["keep_ratios"]): row for row in orders[li]}
+        listed = {_ratio_key(row["keep_ratios"]): row for row in orders[li]}
         for name, prior in priors.items():
             r = prior(li)
-            key = None if r is None else tuple(round(float(v), 9) for v in r)
+            key = None if r is None else _ratio_key(r)
             if r is None or min(r) >= 1.0 or key in seen:  # all ones: the base, which fits no budget
                 continue
             seen.add(key)
@@ -498,10 +503,10 @@ def _prior_rows(results, priors: Mapping[str, Prior], rerank: dict[str, float],
             jobs.append((li, name, [float(v) for v in r]))
     if not jobs:
         return rows
-    names = ", ".join(dict.fromkeys(n for _, n, _ in jobs))
+    names = list(dict.fromkeys(n for _, n, _ in jobs))
     levels = ", ".join(dict.fromkeys(results[li].level.name for li, _, _ in jobs))
-    log(f"Re-ranking the {names} candidate(s) of the weak level(s) {levels} (search.rerank.weak_"
-        f"{'/weak_'.join(dict.fromkeys(n for _, n, _ in jobs))})")
+    log(f"Re-ranking the {', '.join(names)} candidate(s) of the weak level(s) {levels} "
+        f"({', '.join(f'search.rerank.weak_{n}' for n in names)})")
     k_of = {name: k for k, name in enumerate(priors)}  # the uniform candidate keeps the seed it always had
     scored = pool.score_batch([r for _, _, r in jobs], rerank_spec,
                               [seed * 7919 + 7907 + li + 7883 * k_of[name] for li, name, _ in jobs])

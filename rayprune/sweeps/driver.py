@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .._io import atomic_write_text
+from ..agents.registry import BUDGETED_AGENTS
 from ..config import Config, parse_config
 from ..costs.levels import Level, levels_from_config
 from ..errors import Interrupted, UserError
@@ -68,7 +69,7 @@ def sweep_agents(cfg: Config) -> list[str]:
     agents = list(cfg.sweep.agents) or [cfg.search.agent]
     if "neon" in agents:
         raise UserError("search.agent 'neon' has no budget and cannot be swept; use `rayprune prune --agent neon`, "
-                         "or set sweep.agents to budgeted agents (uniform, global, random, evolution, tpe, crl).")
+                         f"or set sweep.agents to budgeted agents ({', '.join(BUDGETED_AGENTS)}).")
     return agents
 
 
