@@ -269,7 +269,8 @@ class FakePool:
             Path(job["export_dir"]).mkdir(parents=True)
             (Path(job["export_dir"]) / "id.txt").write_text(cid)
             out.append({"status": "ok", "candidate_id": cid, "accuracy_val": self.final[cid], "accuracy_test": 0.5,
-                        "export_path": job["export_dir"], **self.costs[cid]})
+                        "export_path": job["export_dir"], "wall_start": 100.0, "wall_end": 112.5,
+                        "finetune_iterations": 7, **self.costs[cid]})
         return out
 
 
@@ -353,6 +354,10 @@ def test_a_failed_final_falls_back_to_the_next_reranked_candidate_and_is_kept_as
     assert final.set_index("candidate_id")["status"].to_dict() == {"c300": "error", "c200": "ok"}
     assert "nan" in final.set_index("candidate_id").loc["c300", "error"]
     assert exported_rows(final)["candidate_id"].tolist() == ["c200"]
+    # the exported row describes the final fine-tune, not the search score it was copied from
+    exported = exported_rows(final).iloc[0]
+    assert exported["score_kind"] == "final" and exported["score_key"] == "final:it=7"
+    assert exported["t_total_s"] == 12.5
 
 
 def test_final_latencies_are_measured_again_one_at_a_time_before_the_levels_choose(tmp_path):
@@ -385,6 +390,10 @@ def test_final_latencies_are_measured_again_one_at_a_time_before_the_levels_choo
     assert res.candidate_id == "c300" and res.costs["latency_ms"] == 1.5
     final = read_candidates(tmp_path)
     final = final[final["stage"] == "final"]
+    assert final.set_index("candidate_id")["status"].to_dict() == {"c400": "error", "c300": "ok"}
+    over = final.set_index("candidate_id").loc["c400"]  # fine-tuned, then over the limit: kept with its numbers
+    assert over["latency_ms"] == 3.0 and not over["feasible"] and "latency_ms 3 > 2" in over["error"]
+    final = final[final["status"] == "ok"]
     assert final["latency_ms"].tolist() == [1.5]
     # the raw medians behind the paired value are the re-measured ones too, not the finals' noisy ones
     assert final["latency_ms_measured"].tolist() == [1.8] and final["latency_ms_base"].tolist() == [2.4]
@@ -433,6 +442,35 @@ def test_a_level_whose_every_shortlisted_candidate_is_over_its_latency_limit_alo
                                 log=lambda m: None)
     assert res.candidate_id is None and pool.finalized == []
     assert "latency_ms is measured again one at a time (2 of its best tried" in res.error
+
+
+def test_a_level_whose_every_final_model_is_over_its_latency_limit_says_by_how_much(tmp_path):
+    """The shortlist fit when timed alone, the fine-tuned models do not: the level names their numbers and
+    the re-rank rows say whether they fit the level (they were timed under load, during the re-rank)."""
+    rows = _rows([(0.40, 0.90, 40.0, "lat"), (0.30, 0.85, 30.0, "lat")])
+    rows["latency_ms"] = [1.9, 1.9]
+
+    class TimedPool(FakePool):
+        calls = 0
+
+        def measure_sequentially(self, ratios, names):
+            TimedPool.calls += 1
+            return [{"latency_ms": 1.9 if TimedPool.calls == 1 else 2.5} for _ in ratios]
+
+    level = Level("lat", {"latency_ms": 2.0}, {"latency_ms": 2.0})
+    pool = TimedPool(rerank={"c400": 0.9, "c300": 0.8}, final={"c400": 0.95, "c300": 0.9},
+                     costs={"c400": {"latency_ms": 2.2}, "c300": {"latency_ms": 1.8}})
+    spec = ScoreSpec.fine_tuned(__import__("rayprune.engine", fromlist=["FineTuneConfig"]).FineTuneConfig(iterations=1))
+    [res] = select_and_finalize(rows, [level], pool=pool, out_dir=tmp_path, rerank_spec=spec, top_k=2,
+                                writer=CandidateWriter(tmp_path, name="sel"), cost_names=["latency_ms"],
+                                log=lambda m: None)
+    assert res.candidate_id is None and pool.finalized == [["c400"], ["c300"]]
+    assert "2 final model(s) measured over its limits: c400: latency_ms 2.5 > 2; c300: latency_ms 2.5 > 2" in res.error
+    rows = read_candidates(tmp_path)
+    final = rows[rows["stage"] == "final"]
+    assert sorted(final["candidate_id"]) == ["c300", "c400"] and set(final["status"]) == {"error"}
+    rerank = rows[rows["stage"] == "rerank"].set_index("candidate_id")["feasible"].to_dict()
+    assert rerank == {"c400": False, "c300": True}
 
 
 def test_a_level_whose_every_final_fails_says_so_with_the_cause(tmp_path):

@@ -41,7 +41,7 @@ from ..costs.levels import Level
 from ..costs.paired import paired_columns
 from ..costs.registry import TIMED_COSTS
 from ..evaluation.score import ScoreSpec
-from ..names import STAGE_FINAL, STAGE_RERANK, STAGE_SEARCH, STATUS_OK
+from ..names import STAGE_FINAL, STAGE_RERANK, STAGE_SEARCH, STATUS_ERROR, STATUS_OK
 from ..results import CandidateWriter
 from .score_signal import ScoreSignal, score_signal
 
@@ -74,6 +74,7 @@ class LevelResult:
     error: Optional[str] = None
     onnx_error: Optional[str] = None  # why model.onnx was not written (None: written)
     search_signal: Optional[ScoreSignal] = None  # how far above chance the level's search scores rose
+    over_limit: list[str] = field(default_factory=list)  # final models measured over this level's limits
 
     @property
     def feasible(self) -> bool:
@@ -206,9 +207,13 @@ def select_and_finalize(
             unique = unique.iloc[order]
             ratios = [list(map(float, r)) for r in unique["keep_ratios"]]
             scored = pool.score_batch(ratios, rerank_spec, [seeds[i] for i in order])
+            by_name = {lv.name: lv for lv in levels}
             for (_, src), row in zip(unique.iterrows(), scored):
+                ok = row.get("status") == STATUS_OK
+                level = by_name.get(src.get("level"))  # feasible for the level it was found for, as search rows are
                 row.update(stage=STAGE_RERANK, iteration=0, level=src.get("level"), agent=src.get("agent"),
-                           source_trial=src.get("trial_id"), feasible=bool(row.get("status") == STATUS_OK))
+                           source_trial=src.get("trial_id"), feasible=bool(ok and (level is None or fits(
+                               {n: row.get(n) for n in level.limits if row.get(n) is not None}, level.limits))))
                 writer.add(row)
                 if row.get("status") == "ok":
                     rerank[row["candidate_id"]] = float(row["accuracy"])
@@ -251,7 +256,10 @@ def select_and_finalize(
                 res.error = "no final model fits this level" + (
                     f" (the final fine-tune, search.final_finetune, failed for all {len(failed)} candidate(s) "
                     f"tried; first error: "
-                    f"{failed[0].get('error')})" if failed else "")
+                    f"{failed[0].get('error')})" if failed else "") + (
+                    f" ({len(res.over_limit)} final model(s) measured over its limits: {'; '.join(res.over_limit)}; "
+                    "a timed cost measured during the search, while other evaluators trained, can read low: "
+                    "a little more room under the limit, or more evaluations, helps)" if res.over_limit else "")
             continue
         f, best = finals[idx], finals[idx]["row"]
         res.error = None  # (a weak level whose re-ranks all failed may still export a structured candidate)
@@ -275,6 +283,7 @@ def select_and_finalize(
         writer.add(_final_row(best, res.level.name, res.found_for,
                               accuracy=f["accuracy_val"], accuracy_final=f["accuracy_test"], **{
                     "finetune_iterations": f.get("finetune_iterations"), "t_finetune_s": f.get("finetune_seconds"),
+                    **_final_timing(f),
                     "feasible": res.feasible, "export_path": res.export_path, "status": STATUS_OK, "error": None,
                     "evaluator": f.get("evaluator"), "wall_start": f.get("wall_start"), "wall_end": f.get("wall_end"),
                     **{f"budget_{n}": v for n, v in res.level.values.items()},
@@ -404,6 +413,7 @@ def _final_rounds(results, orders, *, pool, out: Path, seed: int, extra, writer:
         for li, order in enumerate(orders):
             while pos[li] < len(order) and not settled(finals.get(order[pos[li]]["candidate_id"]),
                                                         results[li].level):
+                _note_over_limit(finals[order[pos[li]]["candidate_id"]], order[pos[li]], results[li], writer)
                 pos[li] += 1  # its current candidate failed, or is over budget as finally measured: the next one
             if pos[li] < len(order):
                 cid = order[pos[li]]["candidate_id"]
@@ -414,6 +424,22 @@ def _final_rounds(results, orders, *, pool, out: Path, seed: int, extra, writer:
         log(f"Final fine-tune of {len(jobs)} model(s)")
         _run_finals(jobs, results, finals, pool=pool, out=out, seed=seed, extra=extra, writer=writer, log=log,
                     cost_names=cost_names)
+
+
+def _note_over_limit(final: dict[str, Any], row: pd.Series, res: LevelResult, writer: CandidateWriter) -> None:
+    """A final model that came out over ``res``'s limits (a timed cost measured again alone): its numbers go
+    to the level (for its error, should nothing fit) and to a ``final`` row of status ``error``, so that
+    nothing fine-tuned vanishes without a trace. (It may still serve a larger level: monotone choice.)"""
+    if final.get("status") != STATUS_OK:
+        return  # a failure has its row already
+    over = [f"{n} {final[n]:.4g} > {limit:.4g}" for n, limit in res.level.limits.items()
+            if final.get(n) is not None and not fits({n: final[n]}, {n: limit})]
+    res.over_limit.append(f"{final['candidate_id']}: {', '.join(over)}")
+    writer.add(_final_row(row, res.level.name, res.level.name, accuracy=final.get("accuracy_val"),
+                          accuracy_final=final.get("accuracy_test"), feasible=False, export_path=None,
+                          status=STATUS_ERROR, error=f"over this level's limit after the final fine-tune, measured "
+                          f"alone: {', '.join(over)}",
+                          **{n: final[n] for n in res.level.limits if final.get(n) is not None}))
 
 
 def _run_finals(jobs: dict[str, tuple[int, pd.Series]], results, finals: dict[str, dict[str, Any]], *, pool,
@@ -584,6 +610,19 @@ def _final_row(best: pd.Series, level: str, found_for: str, **fields: Any) -> di
     kept = {k: v for k, v in best.items() if k not in ("row_id", "timestamp", "trial_id", "trial_name", "seed")}
     return {**kept, "source_trial": best.get("trial_id"), "stage": STAGE_FINAL, "level": level,
             "found_for": found_for, "iteration": 0, "cached": False, **fields}
+
+
+def _final_timing(final: Mapping[str, Any]) -> dict[str, Any]:
+    """A final row's score columns: its accuracy is the final fine-tune's (``score_kind`` ``final``), its time
+    the whole final job's (build, fine-tune, evaluation), not the search row's it was copied from.
+
+    >>> _final_timing({"wall_start": 10.0, "wall_end": 25.5, "finetune_iterations": 300})
+    {'score_kind': 'final', 'score_key': 'final:it=300', 't_total_s': 15.5, 't_build_s': None, 't_costs_s': None, 't_bn_s': None, 't_eval_s': None}
+    """
+    start, end = final.get("wall_start"), final.get("wall_end")
+    return {"score_kind": "final", "score_key": f"final:it={final.get('finetune_iterations')}",
+            "t_total_s": float(end - start) if start is not None and end is not None else None,
+            **{c: None for c in ("t_build_s", "t_costs_s", "t_bn_s", "t_eval_s")}}
 
 
 def _replace_dir(source: Path, target: Path) -> None:
