@@ -38,12 +38,17 @@ EOF
 }
 
 # pids of the processes whose command line mentions the state folder (this cluster's processes:
-# GCS, raylets, dashboard, monitors), then all their descendants (workers and agents rename
-# themselves to `ray::...` and no longer show the folder)
+# GCS, raylets, dashboard, monitors) or, for the head's Ray client server (started by `ray start`,
+# which exits: it is re-parented and names neither the folder nor a parent of ours), this cluster's
+# GCS port; then all their descendants (workers and agents rename themselves to `ray::...` and no
+# longer show the folder)
 own_pids() {
-    "$PYTHON" - "$STATE/" "$$" <<'EOF'
-import os, sys
-state, me = sys.argv[1], {sys.argv[2], str(os.getpid()), str(os.getppid())}
+    local gcs=""
+    if [ -f "$STATE/ports" ]; then gcs="$(sed -n 's/^GCS_PORT=//p' "$STATE/ports")"; fi
+    "$PYTHON" - "$STATE/" "$$" "$gcs" <<'EOF'
+import os, re, sys
+state, me, gcs = sys.argv[1], {sys.argv[2], str(os.getpid()), str(os.getppid())}, sys.argv[3]
+client = re.compile(r"ray\.util\.client\.server .*--address=[^ ]*:" + re.escape(gcs) + r"( |$)") if gcs else None
 roots, children = [], {}
 for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
@@ -54,7 +59,8 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     except OSError:
         continue
     children.setdefault(ppid, []).append(pid)
-    if state in cmd and "local-cluster.sh" not in cmd and pid not in me:
+    ours = state in cmd or (client is not None and client.search(cmd) is not None)
+    if ours and "local-cluster.sh" not in cmd and pid not in me:
         roots.append(pid)
 seen, todo = set(), roots
 while todo:

@@ -1,5 +1,6 @@
 """The Python API (rayprune.prune / rayprune.sweep): objects in memory, the same config and errors."""
 
+import json
 import subprocess
 import sys
 
@@ -152,8 +153,11 @@ def test_prune_an_in_memory_model_on_in_memory_data(ray_session, tmp_path):
 def test_sweep_an_in_memory_model_returns_the_front_and_one_model_per_level(ray_session, tmp_path):
     data = load_dataset("digits", seed=0)
     net = trained(user_net_class()(), data)
+    logs = []  # evaluation.cpus left unset, as a user would: 2 evaluators and the trial must fit 2 cores
     res = rayprune.sweep(net, data, levels={"params": [0.6, 0.3]}, evaluations=16, out=tmp_path / "sw",
-                         log=None, **SMALL)
+                         log=logs.append, **{**SMALL, "evaluation": {"evaluators": 2}})
+    assert any("evaluation.cpus is not set: each of the 2 evaluators reserves 0.85" in m for m in logs), logs
+    assert json.loads((res.out / "sweep.json").read_text())["config"]["evaluation"]["cpus"] == 0.85
     assert set(res.models) == {"params=0.6", "params=0.3"}
     assert not res.front.empty and {"level", "accuracy", "accuracy_final", "params"} <= set(res.front.columns)
     base_params = sum(p.numel() for p in net.parameters())

@@ -419,6 +419,7 @@ def test_local_cluster_script_without_a_cluster(tmp_path):
 def test_local_cluster_start_status_stop(tmp_path):
     state = f"/tmp/rplc-{os.getpid()}"
     env = {**os.environ, "RAYPRUNE_LOCAL_CLUSTER": state, "RAY_ADDRESS": ""}
+    gcs = None
     try:
         start = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, env=env, timeout=300)
         assert start.returncode == 0, start.stdout + start.stderr
@@ -426,6 +427,7 @@ def test_local_cluster_start_status_stop(tmp_path):
         assert status.returncode == 0 and len(re.findall(r"^ 1 node_", status.stdout, re.M)) == 2, status.stdout
         client = subprocess.run(["bash", str(SCRIPT), "env"], capture_output=True, text=True, env=env)
         exports = dict(re.findall(r"^export (\w+)=(.*)$", client.stdout, re.M))
+        gcs = exports["RAYPRUNE_ADDRESS"].rsplit(":", 1)[1]
         probe = ("import ray; ray.init(address='%s', log_to_driver=False); "
                  "print(sum(n['Alive'] for n in ray.nodes()))" % exports["RAYPRUNE_ADDRESS"])
         noauth = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
@@ -439,3 +441,7 @@ def test_local_cluster_start_status_stop(tmp_path):
         stop = subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, text=True, env=env, timeout=120)
     assert stop.returncode == 0, stop.stdout + stop.stderr
     assert not pids_mentioning(state) and not Path(state).exists()
+    # the head's Ray client server (re-parented when `ray start` exits, no state folder in its command line)
+    assert gcs and not [pid for pid in pids_mentioning("ray.util.client.server")
+                        if re.search(rf"--address=\S*:{gcs}( |$)", Path(f"/proc/{pid}/cmdline").read_bytes()
+                                     .replace(b"\0", b" ").decode(errors="ignore"))]

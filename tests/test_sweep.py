@@ -281,8 +281,6 @@ def test_submit_follows_the_job_and_every_metric_reaches_prometheus(tmp_path, en
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="session 23: fails in the full suite (twice), passes alone and with its neighbour; "
-                  "cause not found yet - see docs/notes/2026-12-04-session23.md")
 def test_ctrl_c_stops_following_not_the_job(tmp_path, env, ray_head):
     cfg = write_config(tmp_path)
     client_env = {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}

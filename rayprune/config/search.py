@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, Mapping, Optional
 
 from pydantic import Field, field_validator, model_validator
@@ -158,7 +159,10 @@ class EvaluationConfig(_Section):
     """The evaluator pool: Ray actors that build and score candidates (every agent uses it)."""
 
     evaluators: int = Field(2, gt=0)
-    cpus: float = Field(1.0, gt=0)
+    #: CPUs each evaluator reserves. None (the default): 1, or less where the connected cluster has fewer CPUs
+    #: than one trial's evaluators (and the trial's own share) would need at 1 each, e.g. 2 evaluators and a
+    #: sweep trial on a 2-core laptop (:meth:`fitted`); a number is reserved as given
+    cpus: Optional[float] = Field(None, gt=0)
     gpus: float = Field(0.0, ge=0)
     max_restarts: int = Field(3, ge=-1)
     max_task_retries: int = Field(3, ge=-1)
@@ -172,6 +176,31 @@ class EvaluationConfig(_Section):
     #: small CNN, VGG11 and a depthwise-separable CNN, 1.3x slower for ResNet-20 (BENCHMARKS.md
     #: "Memory format"), so off unless a config asks
     channels_last: bool = False
+
+    @property
+    def cpus_each(self) -> float:
+        """The CPUs each evaluator reserves: ``cpus``, or 1 where it was left unset and not :meth:`fitted`."""
+        return float(self.cpus) if self.cpus is not None else 1.0
+
+    def fitted(self, cluster_cpus: float, reserved: float = 0.0) -> tuple["EvaluationConfig", Optional[str]]:
+        """This section with ``cpus`` set for a cluster of ``cluster_cpus`` CPUs of which ``reserved`` are held
+        for the trial itself, and a line saying so where the unset default had to shrink (else None).
+        A ``cpus`` the user set is kept (too large, it is refused later with the numbers).
+
+        >>> EvaluationConfig().fitted(2.0, reserved=0.25)[0].cpus            # 2 evaluators + a trial on 2 cores
+        0.85
+        >>> EvaluationConfig().fitted(16.0, reserved=0.25)[0].cpus, EvaluationConfig(cpus=1.5).fitted(2.0)[0].cpus
+        (1.0, 1.5)
+        """
+        if self.cpus is not None:
+            return self, None
+        share = math.floor(100 * (cluster_cpus - reserved) / self.evaluators / 5) * 5 / 100  # 0.05 steps
+        if share >= 1.0 or share < 0.05:  # room for 1 each, or none at all: the refusal names the numbers
+            return self.model_copy(update={"cpus": 1.0}), None
+        return self.model_copy(update={"cpus": share}), (
+            f"evaluation.cpus is not set: each of the {self.evaluators} evaluators reserves {share:g} of the "
+            f"cluster's {cluster_cpus:g} CPUs" + (f" ({reserved:g} held for the trial)" if reserved else "")
+            + " so that they fit; set evaluation.cpus to choose.")
 
 
 class SearchConfig(_Section):

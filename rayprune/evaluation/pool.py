@@ -157,7 +157,7 @@ class EvaluatorPool:
     @classmethod
     def from_config(cls, problem: PruningProblem, evaluation, **kwargs: Any) -> "EvaluatorPool":
         """A pool sized by the config's ``evaluation`` section."""
-        return cls(problem, size=evaluation.evaluators, num_cpus=evaluation.cpus, num_gpus=evaluation.gpus,
+        return cls(problem, size=evaluation.evaluators, num_cpus=evaluation.cpus_each, num_gpus=evaluation.gpus,
                    max_restarts=evaluation.max_restarts, max_task_retries=evaluation.max_task_retries,
                    timeout_s=evaluation.timeout_s, final_timeout_s=evaluation.final_timeout_s, **kwargs)
 

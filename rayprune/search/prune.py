@@ -152,10 +152,10 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
     level = Level.from_budgets(problem.budgets, problem.base_costs)
     check_reachable(problem, [level])
     connect(address, log=log, metadata={"rayprune": "prune", "config": cfg.name, "budgets": level.name})
-    check_evaluators_fit(cfg, log)
+    evaluation = check_evaluators_fit(cfg, log)
     space = SearchSpace.from_problem(problem, [level])
     spec, rerank = score_specs(cfg)
-    pool = EvaluatorPool.from_config(problem, cfg.evaluation, name=constants["trial_id"],
+    pool = EvaluatorPool.from_config(problem, evaluation, name=constants["trial_id"],
                                      tags={"trial": constants["trial_id"], "budget": level.name})
     searcher = None
     try:
@@ -204,19 +204,33 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
     return summary
 
 
-def check_evaluators_fit(cfg: Config, log: Log) -> None:
-    """Refuse, with the numbers, an evaluator pool the connected cluster cannot hold: its actors would wait for
-    resources that never come (``sweep.wait_for_resources: true`` waits for an autoscaler instead)."""
+def fitted_evaluation(cfg: Config, reserved: float, log: Log):
+    """``cfg.evaluation`` with ``cpus`` fitted to the connected cluster where the user left it unset
+    (:meth:`~rayprune.config.search.EvaluationConfig.fitted`; not on an autoscaling cluster, which grows)."""
     import ray
 
-    ev = cfg.evaluation
-    need = {"CPU": ev.cpus * ev.evaluators, **({"GPU": ev.gpus * ev.evaluators} if ev.gpus else {})}
+    if cfg.sweep.wait_for_resources:
+        return cfg.evaluation.fitted(float("inf"))[0]
+    evaluation, message = cfg.evaluation.fitted(float(ray.cluster_resources().get("CPU", 0.0)), reserved)
+    if message:
+        log(message)
+    return evaluation
+
+
+def check_evaluators_fit(cfg: Config, log: Log):
+    """The evaluation section for the connected cluster (:func:`fitted_evaluation`); refuses, with the numbers,
+    an evaluator pool the cluster cannot hold: its actors would wait for resources that never come
+    (``sweep.wait_for_resources: true`` waits for an autoscaler instead)."""
+    import ray
+
+    ev = fitted_evaluation(cfg, 0.0, log)
+    need = {"CPU": ev.cpus_each * ev.evaluators, **({"GPU": ev.gpus * ev.evaluators} if ev.gpus else {})}
     message = evaluator_shortfall(need, ray.cluster_resources(), ev.evaluators)
     if message is None:
-        return
+        return ev
     if cfg.sweep.wait_for_resources:
         log(f"{message}; waiting for the autoscaler (sweep.wait_for_resources).")
-        return
+        return ev
     raise UserError(f"{message}. Lower evaluation.evaluators / evaluation.cpus / evaluation.gpus, or set "
                     "sweep.wait_for_resources: true on an autoscaling cluster.")
 

@@ -73,11 +73,14 @@ def sweep_agents(cfg: Config) -> list[str]:
     return agents
 
 
-def _check_resources(cfg: Config, log: Log) -> None:
+def _check_resources(cfg: Config, log: Log) -> Config:
+    """``cfg`` with its evaluation section fitted to the cluster (an unset ``evaluation.cpus``); refuses, with
+    the numbers, a trial whose placement group the cluster cannot hold."""
     import ray
 
-    from ..search.prune import resource_shortfall, warn_idle_evaluators
+    from ..search.prune import fitted_evaluation, resource_shortfall, warn_idle_evaluators
 
+    cfg = cfg.model_copy(update={"evaluation": fitted_evaluation(cfg, cfg.sweep.trial_cpus, log)})
     need: dict[str, float] = {}
     for bundle in placement_bundles(cfg):
         for k, v in bundle.items():
@@ -88,7 +91,7 @@ def _check_resources(cfg: Config, log: Log) -> None:
         parts = ", ".join(f"{k}: needs {v:g}, cluster has {h:g}" for k, (v, h) in short.items())
         if cfg.sweep.wait_for_resources:
             log(f"No trial fits on the cluster yet ({parts}); waiting for the autoscaler (sweep.wait_for_resources).")
-            return
+            return cfg
         raise UserError(
             f"One trial's placement group (trial + {cfg.evaluation.evaluators} evaluators) cannot fit on this "
             f"cluster ({parts}). Lower evaluation.evaluators / evaluation.cpus / evaluation.gpus or sweep.trial_cpus, "
@@ -99,6 +102,7 @@ def _check_resources(cfg: Config, log: Log) -> None:
     log(f"Each trial reserves {need} (trial + {cfg.evaluation.evaluators} evaluators); "
         f"the cluster has {have.get('CPU', 0):g} CPUs / {have.get('GPU', 0):g} GPUs "
         f"-> up to {int(have.get('CPU', 0) // per_trial) if per_trial else '?'} trials at once.")
+    return cfg
 
 
 def _trainable(setup: SweepSetup, cfg: Config, shared_ref):
@@ -202,7 +206,7 @@ def run_sweep(
         agents = sweep_agents(cfg)
         _claim(out)
         connect(address, log=log, metadata={"rayprune": "sweep", "config": cfg.name, "out": str(out)})
-        _check_resources(cfg, log)
+        cfg = _check_resources(cfg, log)
         if problem is None:
             problem = PruningProblem.from_config(cfg, log=log)  # trains and caches the base model once
         levels = levels_from_config(cfg, problem.base_costs, sweep=True)
@@ -295,10 +299,10 @@ def _selection_pool(problem, cfg: Config, shared_ref=None):
 
     free = ray.available_resources()
     ev = cfg.evaluation
-    by_cpu = int(free.get("CPU", 0) // ev.cpus) if ev.cpus else ev.evaluators
+    by_cpu = int(free.get("CPU", 0) // ev.cpus_each)
     by_gpu = int(free.get("GPU", 0) // ev.gpus) if ev.gpus else by_cpu
     size = max(1, min(by_cpu, by_gpu, 8))
-    return EvaluatorPool(problem, size=size, num_cpus=ev.cpus, num_gpus=ev.gpus, max_restarts=ev.max_restarts,
+    return EvaluatorPool(problem, size=size, num_cpus=ev.cpus_each, num_gpus=ev.gpus, max_restarts=ev.max_restarts,
                          max_task_retries=ev.max_task_retries, timeout_s=ev.timeout_s,
                          final_timeout_s=ev.final_timeout_s, name=SELECTION_TRIAL, shared_ref=shared_ref)
 
