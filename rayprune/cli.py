@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("submit", help="submit a sweep to a Ray cluster as a Ray job and follow its logs")
     p.add_argument("config", help="YAML config, inside --working-dir")
     p.add_argument("--address", required=True, help="the cluster's job server, e.g. http://127.0.0.1:8265")
-    p.add_argument("--out", required=True, help="output directory on the cluster (shared storage on several nodes)")
+    p.add_argument("--out", required=True, help="output directory on the cluster: an absolute path (shared storage on several nodes)")
     p.add_argument("--working-dir", default=".", help="uploaded with the job (default: current directory)")
     p.add_argument("--budgets", action="append", metavar="NAME=V1,V2,...", help="as for `rayprune sweep`")
     p.add_argument("--agents", metavar="A,B,...", help="as for `rayprune sweep`")

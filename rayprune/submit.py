@@ -52,6 +52,11 @@ def submit_sweep(address: str, config_path: str | Path, out: str, *, working_dir
     use_cluster_token()
     from ray.job_submission import JobSubmissionClient
 
+    if not Path(out).is_absolute():
+        raise UserError(f"--out {out!r} is relative: the job runs in a temporary copy of the working directory "
+                        "that Ray deletes when the job ends, and the sweep's results would go with it. Give an "
+                        f"absolute path on storage the cluster's nodes share (on a cluster on this machine: "
+                        f"--out {Path(out).resolve()}).")
     working_dir = Path(working_dir).resolve()
     config_path = Path(config_path).resolve()
     try:

@@ -194,6 +194,15 @@ def test_a_prune_whose_evaluators_cannot_fit_is_refused_with_the_numbers(tiny_co
     assert "need CPU: 128, the cluster has" in res.stderr and "evaluation.cpus" in res.stderr
 
 
+def test_submit_refuses_a_relative_out_before_anything_reaches_the_cluster(tiny_config, env, tmp_path):
+    """The job runs in Ray's temporary copy of the working directory: a relative --out would be deleted with it."""
+    res = subprocess.run([sys.executable, "-m", "rayprune.cli", "submit", str(tiny_config), "--address",
+                          "http://127.0.0.1:9", "--working-dir", str(tiny_config.parent), "--out", "runs/job"],
+                         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert res.returncode == 2 and "--out 'runs/job' is relative" in res.stderr, res.stderr[-2000:]
+    assert f"--out {tmp_path / 'runs' / 'job'}" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_sweep_without_a_config_or_resume_and_resume_with_new_options_are_one_line_errors(tiny_config, env, tmp_path):
     res = rayprune("sweep", "--out", tmp_path / "x", env=env)
     assert res.returncode == 2 and "needs a YAML config" in res.stderr and "Traceback" not in res.stderr
