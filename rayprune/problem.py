@@ -34,7 +34,7 @@ from .costs.budget import fits
 from .data import Dataset, StreamedDataset, load_dataset
 from .engine.objective import DataSplit, MetricError, Objective, resolve_objective
 from .errors import UserError
-from .models import check_input_shape
+from .models import check_input_shape, check_output_width
 from .names import is_in_memory
 from .pruning import PruningSpace
 
@@ -156,7 +156,9 @@ class PruningProblem:
         data = data.to(device)
         check_streaming_agent(cfg, data)
         model = model.to(device)
-        check_input_shape(model, tuple(data.input_shape))
+        output = check_input_shape(model, tuple(data.input_shape))
+        if data.task == "classification":
+            check_output_width(output, int(data.num_classes), type(model).__name__)
         model.eval()
         example = torch.zeros((1, *data.input_shape), device=device)
         space = PruningSpace(

@@ -114,6 +114,14 @@ def test_an_object_model_is_recorded_under_an_in_memory_name_and_bad_objects_are
         rayprune.prune(net, {"training": None}, budgets={"params": 0.5}, out=tmp_path / "c", log=None)
 
 
+def test_a_classifier_with_fewer_outputs_than_the_data_has_classes_is_refused_before_any_search(tmp_path):
+    """Else the whole search runs and every fine-tune fails on the first label the model cannot score."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 5))  # digits has 10 classes
+    with pytest.raises(UserError, match=r"gives 5 outputs per sample, but the data has 10 classes"):
+        rayprune.prune(net, "digits", budgets={"params": 0.5}, out=tmp_path / "a", log=None)
+    assert not list((tmp_path / "a").glob("candidates/*.parquet"))
+
+
 def test_a_non_empty_out_is_refused_before_anything_is_computed(tmp_path):
     (tmp_path / "old.txt").write_text("x")
     with pytest.raises(FileExistsError, match="not empty"):

@@ -13,9 +13,10 @@ Example:
 from rayprune.models.registry import (
     build_model,
     check_input_shape,
+    check_output_width,
     list_models,
     load_model,
     output_layer_name,
 )
 
-__all__ = ["build_model", "check_input_shape", "list_models", "load_model", "output_layer_name"]
+__all__ = ["build_model", "check_input_shape", "check_output_width", "list_models", "load_model", "output_layer_name"]

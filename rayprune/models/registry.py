@@ -34,6 +34,7 @@ __all__ = [
     "ModelFactoryError",
     "build_model",
     "check_input_shape",
+    "check_output_width",
     "list_models",
     "load_model",
     "output_layer_name",
@@ -201,14 +202,16 @@ def output_layer_name(model: nn.Module) -> str | None:
     return linear_names[-1] if linear_names else None
 
 
-def check_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> None:
-    """Run one forward pass on a zero batch of 2 to check that the model takes ``input_shape``.
+def check_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> Any:
+    """Run one forward pass on a zero batch of 2 to check that the model takes ``input_shape``; returns
+    the model's output on it.
 
     ``input_shape`` excludes the batch dimension. The pass runs in eval mode without gradients;
     every submodule's train/eval mode is restored afterwards.
 
     Example:
-        >>> check_input_shape(build_model("small_cnn", num_classes=10, in_channels=1), (1, 28, 28))
+        >>> check_input_shape(build_model("small_cnn", num_classes=10, in_channels=1), (1, 28, 28)).shape
+        torch.Size([2, 10])
     """
     shape = tuple(input_shape)
     if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
@@ -222,7 +225,7 @@ def check_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> None:
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros((2, *shape), device=device, dtype=dtype))
+            return model(torch.zeros((2, *shape), device=device, dtype=dtype))
     except Exception as err:  # noqa: BLE001 - any failure means the shape is not accepted
         raise UserError(
             f"model {type(model).__name__!r} does not accept inputs of shape {shape}: {err}"
@@ -230,6 +233,24 @@ def check_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> None:
     finally:
         for module, training in modes.items():
             module.training = training
+
+
+def check_output_width(output: Any, num_classes: int, model_name: str) -> None:
+    """Refuse a classifier with fewer outputs per sample than the data has classes: its fine-tunes would
+    fail on the first label it cannot score, after the whole search (``output``: the model's output on
+    a batch, :func:`check_input_shape`'s; anything but a 2-D tensor is not checked).
+
+    >>> check_output_width(torch.zeros(2, 10), 10, "Net")
+    >>> check_output_width(torch.zeros(2, 5), 10, "Net")
+    Traceback (most recent call last):
+    ...
+    rayprune.errors.UserError: model 'Net' gives 5 outputs per sample, but the data has 10 classes (labels 0 to 9): its last layer needs 10 outputs (e.g. nn.Linear(..., 10)).
+    """
+    if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[1] >= num_classes:
+        return
+    raise UserError(f"model {model_name!r} gives {output.shape[1]} outputs per sample, but the data has {num_classes} "
+                    f"classes (labels 0 to {num_classes - 1}): its last layer needs {num_classes} outputs "
+                    f"(e.g. nn.Linear(..., {num_classes})).")
 
 
 def _unknown_model_message(name: object) -> str:
