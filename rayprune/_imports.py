@@ -7,7 +7,18 @@ from typing import Any
 
 from .errors import UserError
 
-__all__ = ["import_object"]
+__all__ = ["import_object", "import_user_module"]
+
+
+def import_user_module(module_name: str, *, what: str) -> Any:
+    """``importlib.import_module``, with a syntax error in the user's file said in one line (file, line, message)
+    instead of a traceback through the importer; other failures propagate as they are."""
+    try:
+        return importlib.import_module(module_name)
+    except SyntaxError as exc:  # IndentationError / TabError included
+        where = f"{exc.filename}, line {exc.lineno}" if exc.filename else f"line {exc.lineno}"
+        text = f": {exc.text.strip()}" if exc.text and exc.text.strip() else ""
+        raise UserError(f"The module {module_name!r} of {what} has a syntax error ({where}): {exc.msg}{text}") from None
 
 
 def import_object(path: str, *, what: str = "object") -> Any:
@@ -20,7 +31,7 @@ def import_object(path: str, *, what: str = "object") -> Any:
         raise UserError(f"The {what} must be written 'package.module:name'; got {path!r}.")
     module_name, attr = path.split(":")
     try:
-        module = importlib.import_module(module_name)
+        module = import_user_module(module_name, what=f"{what} {path!r}")
     except ModuleNotFoundError as exc:
         raise ImportError(
             f"Cannot import module {module_name!r} for {what} {path!r}: {exc}. Is it installed or on PYTHONPATH?"

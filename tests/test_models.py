@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from rayprune.errors import UserError
 from rayprune.models import (
     build_model,
     check_input_shape,
@@ -266,6 +267,16 @@ def test_user_factory_errors_name_the_problem(user_module):
         load_model(f"{user_module}:NOT_CALLABLE", num_classes=2)
     with pytest.raises(TypeError, match="dict"):
         load_model(f"{user_module}:not_a_model", num_classes=2)
+
+
+def test_a_syntax_error_in_the_users_model_file_is_one_line_with_file_and_line(tmp_path, monkeypatch):
+    (tmp_path / "typo_nets.py").write_text("from torch import nn\n\ndef make(num_classes)\n    return nn.Linear(2, 2)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UserError) as error:
+        load_model("typo_nets:make", num_classes=2)
+    message = str(error.value)
+    assert "typo_nets.py, line 3" in message and "syntax error" in message and "def make(num_classes)" in message
+    assert "\n" not in message and error.value.__cause__ is None
 
 
 def test_user_factory_that_raises_is_named_with_its_exception_as_cause(user_module):

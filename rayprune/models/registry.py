@@ -14,7 +14,6 @@ can leave it out of the prunable layers.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,6 +27,7 @@ from rayprune.models.resnet import resnet18, resnet20, resnet34, resnet56
 from rayprune.models.small_cnn import small_cnn
 from rayprune.models.vgg import vgg11, vgg13, vgg16, vgg19
 
+from .._imports import import_user_module
 from ..errors import UserError, UserTypeError
 
 __all__ = [
@@ -302,7 +302,7 @@ def _build_from_factory(
     if not module_name or not attr_path:
         raise UserError(f"Model {spec!r} must look like 'package.module:factory'.")
     try:
-        module = importlib.import_module(module_name)
+        module = import_user_module(module_name, what=f"model {spec!r}")
     except ModuleNotFoundError as err:
         if err.name is not None and (module_name + ".").startswith(err.name + "."):
             raise ModuleNotFoundError(
