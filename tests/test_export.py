@@ -13,6 +13,7 @@ from torch import nn
 
 import rayprune
 from rayprune.costs import count_params
+from rayprune.errors import UserError
 from rayprune.models import load_model
 from rayprune.pruning import PruningPlan, PruningSpace, load_pruned, read_spec, save_pruned
 from rayprune.pruning.export import UntrustedArchitectureError
@@ -279,6 +280,12 @@ def test_a_user_factory_loads_when_the_caller_passes_it(make_model, tmp_path):
     torch.testing.assert_close(forward(by_name, x), forward(pruned, x), atol=1e-5, rtol=1e-5)
     with pytest.raises(UntrustedArchitectureError):  # an allow-list for another factory does not help
         load_pruned(directory, allow_factories=["test_export:something_else"])
+    # a factory that builds another network (here: twice as wide) is told so, with the first mismatch
+    with pytest.raises(UserError) as info:
+        load_pruned(directory, factory=lambda num_classes, width_mult: make_user_vgg(num_classes, width_mult=2 * width_mult))
+    message = str(info.value)
+    assert "does not build the network that was pruned" in message and str(directory) in message
+    assert "factory=" in message and "\n" not in message
 
 
 def test_malformed_spec_json_is_named(saved, tmp_path):

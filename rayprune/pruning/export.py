@@ -220,6 +220,18 @@ def _require_unpruned(model: object, spec_path: Path) -> nn.Module:
     return model
 
 
+def _mismatch(directory: Path, arch: Mapping[str, Any], factory: Optional[Callable[..., nn.Module]],
+              exc: Exception) -> str:
+    """One line for a rebuilt network that the saved pruning plan or weights do not fit: the first mismatch."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    first = next((ln for ln in lines if ln.startswith(("size mismatch", "Missing key", "Unexpected key"))),
+                 lines[0] if lines else type(exc).__name__)
+    by = "the factory= you passed" if factory is not None else f"{arch.get('name')!r}"
+    return (f"{directory}: {by} does not build the network that was pruned (spec.json: {arch.get('name')!r} with "
+            f"num_classes={arch.get('num_classes')}, kwargs={arch.get('kwargs') or {}}); first mismatch: {first}. "
+            "Pass factory= the function that built the unpruned model, called with those arguments.")
+
+
 def load_pruned(
     directory: str | os.PathLike,
     *,
@@ -261,9 +273,12 @@ def load_pruned(
             rebuild_error = exc
             model = None
         if model is not None:
-            apply_plan(model, PruningPlan.from_json(spec["plan"]))
             state = torch.load(directory / WEIGHTS_FILE, map_location=map_location, weights_only=True)
-            model.load_state_dict(state, strict=True)
+            try:
+                apply_plan(model, PruningPlan.from_json(spec["plan"]))
+                model.load_state_dict(state, strict=True)
+            except (RuntimeError, IndexError, KeyError, ValueError) as exc:
+                raise UserError(_mismatch(directory, arch, factory, exc)) from exc
             return model.to(map_location).eval()
     if allow_pickle:
         module = torch.load(directory / MODULE_FILE, map_location=map_location, weights_only=False)
