@@ -242,6 +242,9 @@ def test_an_image_folder_is_read_with_sorted_classes_and_corrupt_files_skipped(t
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 30
     assert data.summary()["skipped_files"] == 2 and data.augment == "crop"
     assert abs(float(data.x_train.mean())) < 1e-4  # normalised like the built-in sets
+    from rayprune.data import preprocessing_of  # spec.json says which output is which class
+
+    assert preprocessing_of(data)["class_names"] == ["cat", "dog", "zebra"]
 
 
 def test_an_image_folder_with_train_and_test_and_mixed_sizes(tmp_path) -> None:

@@ -523,18 +523,20 @@ def preprocessing_of(data) -> dict:
     shape = list(getattr(data, "input_shape", ()) or ())
     source = list(getattr(data, "source_steps", ()) or ())
     mean, low = getattr(data, "mean", None), getattr(data, "feature_low", None)
+    names = getattr(data, "class_names", None)
+    outputs = {"class_names": list(names)} if names else {}  # output i is class_names[i] (an image folder's names)
     if mean is not None:
-        return {"kind": kind, "input_shape": shape, "layout": "NCHW, float32",
+        return {"kind": kind, "input_shape": shape, "layout": "NCHW, float32", **outputs,
                 "steps": [*source, "uint8 pixels divided by 255 (float pixels kept as given)",
                           "per channel c: (x - mean[c]) / std[c]"],
                 "mean": list(mean), "std": list(getattr(data, "std", None) or [])}
     if low is not None:
-        return {"kind": kind, "input_shape": shape, "layout": "N x features, float32",
+        return {"kind": kind, "input_shape": shape, "layout": "N x features, float32", **outputs,
                 "steps": [*source, "categorical columns one-hot encoded, in the order of feature_names",
                           "per feature j: (x - low[j]) / span[j] (the train split's min and range)"],
                 "feature_names": list(getattr(data, "feature_names", None) or []), "low": list(low),
                 "span": list(getattr(data, "feature_span", None) or [])}
-    return {"kind": kind, "input_shape": shape,
+    return {"kind": kind, "input_shape": shape, **outputs,
             "steps": [*source, "as given (cast to float32): rayprune did not transform these inputs"]}
 
 
