@@ -206,6 +206,16 @@ def test_evolution_breeds_from_the_best_after_its_population_fills(problem, leve
     assert [s for s, _ in pop] == sorted((s for s, _ in pop), reverse=True)  # elitist: the best kept, in order
 
 
+def test_evolution_and_random_search_at_the_same_seed_propose_different_candidates(problem, levels):
+    """Side by side in one sweep (same seed), evolution's random warm-up must not re-score random search's picks."""
+    space = SearchSpace.from_problem(problem, levels)
+    evo = make_agent("evolution", space, seed=0, search=problem.config.search)
+    rnd = make_agent("random", space, seed=0, search=problem.config.search)
+    a, b = evo.ask(), rnd.ask()
+    assert len(a) == len(b) > 0
+    assert not any(np.allclose(p.keep_ratios, q.keep_ratios) for p in a for q in b)
+
+
 # -- the loop --------------------------------------------------------------------------------------
 def test_the_loop_writes_a_row_per_proposal_and_restores_from_its_checkpoint(problem, levels, tmp_path):
     from rayprune.results import drop_rows_after

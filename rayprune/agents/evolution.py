@@ -21,6 +21,9 @@ from .space import SearchSpace
 
 __all__ = ["EvolutionAgent", "crossover", "mutate", "tournament"]
 
+#: the second word of evolution's seed sequence (random search draws from the seed alone)
+EVOLUTION_STREAM = 0x6576
+
 
 def tournament(scores: Sequence[float], k: int, rng: np.random.Generator) -> int:
     """Index of the best of ``k`` members drawn at random (with replacement).
@@ -52,6 +55,9 @@ class EvolutionAgent(SearchAgent):
 
     def __init__(self, space: SearchSpace, *, seed: int, batch_size: int, config: EvolutionConfig) -> None:
         super().__init__(space, seed=seed, batch_size=batch_size)
+        # its own stream: at the same seed its random warm-up would otherwise propose exactly random search's
+        # candidates, so `agents: [evolution, random]` in one sweep would score them twice (session 24)
+        self.rng = np.random.default_rng([self.seed, EVOLUTION_STREAM])
         self.config = config
         # per level: members as (score, keep ratios)
         self.populations: list[list[tuple[float, list[float]]]] = [[] for _ in range(space.num_levels)]
