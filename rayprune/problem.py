@@ -305,8 +305,16 @@ class PruningProblem:
 
     def reachable(self) -> dict[str, float]:
         """Costs of the smallest model in the space: what each budget can get down to at best."""
+        from .costs.registry import CostFunctionError
+
         model = self.space.build([c / g.channels for c, g in zip(self.min_keep_counts, self.space.groups)])
-        return self.measure(model)
+        try:
+            return self.measure(model)
+        except CostFunctionError as err:  # the first pruned model a cost function sees: say which one it was
+            raise CostFunctionError(
+                f"{err} (on the smallest model the search can build, every group at pruning.min_keep="
+                f"{self.config.pruning.min_keep}, measured before the search to check that the budgets can be met; "
+                "a cost function must handle every model the search may build)") from err.__cause__
 
     def export(self, model: nn.Module, directory, *, plan, summary: Mapping[str, Any], torchscript: bool = True):
         """Write the pruned ``model`` (pruned by ``plan``) to ``directory`` (:func:`rayprune.pruning.save_pruned`)

@@ -43,3 +43,12 @@ def activation_kib(model: nn.Module, context) -> float:
         for h in hooks:
             h.remove()
     return 4.0 * sum(total) / 1024.0
+
+
+def fails_on_small_models(model: nn.Module, context) -> float:
+    """Parameters, but a lookup that fails below ``context.options["fail_below"]`` (a user's table that
+    only covers the sizes they tried)."""
+    params = sum(p.numel() for p in model.parameters())
+    if params < context.options.get("fail_below", 0):
+        raise KeyError(f"no entry for {params} parameters")
+    return float(params)

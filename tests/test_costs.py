@@ -507,3 +507,23 @@ def test_a_problems_base_latency_is_measured_in_rounds(monkeypatch, tmp_path):
     })
     problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
     assert len(seen) == BASE_TIMING_ROUNDS and problem.base_costs["latency_ms"] == 5.0 - BASE_TIMING_ROUNDS
+
+
+def test_a_cost_function_that_fails_on_the_smallest_model_is_told_which_model_that_was(tmp_path):
+    from rayprune.config import parse_config
+    from rayprune.problem import PruningProblem
+
+    cfg = parse_config({
+        "name": "small-fails", "model": {"name": "small_cnn", "kwargs": {"width_mult": 0.25}},
+        "data": {"name": "digits", "device": "cpu"},
+        "base_training": {"epochs": 1, "batch_size": 64, "cache_dir": str(tmp_path)},
+        "costs": {"custom": {"energy": "crl_user_costs:fails_on_small_models"}, "options": {"fail_below": 500}},
+        "budgets": {"params": 0.5}, "pruning": {"min_keep": 0.1},
+    })
+    problem = PruningProblem.from_config(cfg, progress=False, log=lambda m: None, device="cpu")
+    assert problem.base_costs["energy"] > 500  # the base model is measured fine
+    with pytest.raises(CostFunctionError) as error:
+        problem.reachable()
+    message = str(error.value)
+    assert "'energy'" in message and "smallest model the search can build" in message and "min_keep=0.1" in message
+    assert isinstance(error.value.__cause__, KeyError)
