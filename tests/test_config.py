@@ -143,3 +143,35 @@ def test_a_malformed_budget_is_one_problem_saying_what_a_budget_looks_like():
 
     made = BudgetConfig(value=30, relative=False)  # the public class itself, as the Python API may pass it
     assert Config(budgets={"params": made}).budgets["params"] == made
+
+
+def test_an_unset_evaluation_cpus_is_fitted_to_the_nodes_bundle_by_bundle():
+    """Each bundle goes whole on one node: two 1-CPU nodes hold a 0.25 trial and two evaluators at 0.75, not 0.85."""
+    from rayprune.config.search import EvaluationConfig
+
+    one_node, message = EvaluationConfig().fitted([2.0], reserved=0.25)
+    assert one_node.cpus == 0.85 and "CPUs per node: 2" in message
+    two_nodes, message = EvaluationConfig().fitted([1.0, 1.0], reserved=0.25)
+    assert two_nodes.cpus == 0.75 and "CPUs per node: 1, 1" in message
+    assert EvaluationConfig(evaluators=3).fitted([1.0, 1.0])[0].cpus == 0.5  # prune: no trial bundle; 2 + 1 per node
+    roomy, message = EvaluationConfig().fitted([8.0, 8.0], reserved=0.25)
+    assert roomy.cpus == 1.0 and message is None
+    assert EvaluationConfig(cpus=0.6).fitted([1.0, 1.0], reserved=0.25)[0].cpus == 0.6  # set: kept as given
+
+
+def test_an_autoscaling_cluster_keeps_one_cpu_per_evaluator_without_asking_ray():
+    from rayprune.search.prune import fitted_evaluation
+
+    cfg = parse_config({"model": {"name": "small_cnn"}, "data": {"name": "digits"},
+                        "sweep": {"wait_for_resources": True}}, source="x")
+    assert fitted_evaluation(cfg, 0.25, log=print).cpus == 1.0
+
+
+def test_bundles_that_fit_the_totals_but_not_the_nodes_are_refused_with_the_numbers(monkeypatch):
+    from rayprune.search import prune
+
+    monkeypatch.setattr(prune, "node_cpus", lambda: [1.0, 1.0])
+    message = prune.unplaceable([0.25, 0.85, 0.85], "One trial's bundles")
+    assert message == ("One trial's bundles (0.25 + 0.85 + 0.85 CPUs) cannot be placed on this cluster's nodes "
+                       "(CPUs per node: 1, 1): each must fit on one node")
+    assert prune.unplaceable([0.25, 0.75, 0.75], "One trial's bundles") is None

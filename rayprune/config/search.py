@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
@@ -11,7 +10,7 @@ from .base import Section as _Section
 from .train import TrainConfig
 
 __all__ = ["CRLConfig", "EvolutionConfig", "TPEConfig", "AdaptiveBNConfig", "RerankConfig", "EvaluationConfig",
-           "SearchConfig", "SweepConfig"]
+           "SearchConfig", "SweepConfig", "packs"]
 
 
 _MOVED_KEYS = {
@@ -182,25 +181,54 @@ class EvaluationConfig(_Section):
         """The CPUs each evaluator reserves: ``cpus``, or 1 where it was left unset and not :meth:`fitted`."""
         return float(self.cpus) if self.cpus is not None else 1.0
 
-    def fitted(self, cluster_cpus: float, reserved: float = 0.0) -> tuple["EvaluationConfig", Optional[str]]:
-        """This section with ``cpus`` set for a cluster of ``cluster_cpus`` CPUs of which ``reserved`` are held
-        for the trial itself, and a line saying so where the unset default had to shrink (else None).
-        A ``cpus`` the user set is kept (too large, it is refused later with the numbers).
+    def fitted(self, node_cpus: Sequence[float], reserved: float = 0.0) -> tuple["EvaluationConfig", Optional[str]]:
+        """This section with ``cpus`` set for a cluster whose nodes have ``node_cpus`` CPUs, where a bundle of
+        ``reserved`` CPUs (a sweep trial's own; 0: none) is placed too, and a line saying so where the unset
+        default had to shrink (else None): the largest share (1 at most, in steps of 0.05) whose bundles can
+        all be placed, each on one node (:func:`packs`). A ``cpus`` the user set is kept (one that cannot be
+        placed is refused later with the numbers); so is 1 where nothing smaller can be placed either.
 
-        >>> EvaluationConfig().fitted(2.0, reserved=0.25)[0].cpus            # 2 evaluators + a trial on 2 cores
+        >>> EvaluationConfig().fitted([2.0], reserved=0.25)[0].cpus            # 2 evaluators + a trial on 2 cores
         0.85
-        >>> EvaluationConfig().fitted(16.0, reserved=0.25)[0].cpus, EvaluationConfig(cpus=1.5).fitted(2.0)[0].cpus
+        >>> EvaluationConfig().fitted([1.0, 1.0], reserved=0.25)[0].cpus       # two 1-CPU nodes: 0.25 + 0.75 | 0.75
+        0.75
+        >>> EvaluationConfig().fitted([16.0], reserved=0.25)[0].cpus, EvaluationConfig(cpus=1.5).fitted([2.0])[0].cpus
         (1.0, 1.5)
         """
         if self.cpus is not None:
             return self, None
-        share = math.floor(100 * (cluster_cpus - reserved) / self.evaluators / 5) * 5 / 100  # 0.05 steps
-        if share >= 1.0 or share < 0.05:  # room for 1 each, or none at all: the refusal names the numbers
+        trial = [reserved] if reserved > 0 else []
+        for step in range(20, 0, -1):  # 1.00, 0.95, ..., 0.05
+            share = step / 20
+            if packs(trial + [share] * self.evaluators, node_cpus):
+                break
+        else:  # not even 0.05 each: the refusal names the numbers
             return self.model_copy(update={"cpus": 1.0}), None
+        if share >= 1.0:
+            return self.model_copy(update={"cpus": 1.0}), None
+        nodes = ", ".join(f"{c:g}" for c in node_cpus)
         return self.model_copy(update={"cpus": share}), (
-            f"evaluation.cpus is not set: each of the {self.evaluators} evaluators reserves {share:g} of the "
-            f"cluster's {cluster_cpus:g} CPUs" + (f" ({reserved:g} held for the trial)" if reserved else "")
-            + " so that they fit; set evaluation.cpus to choose.")
+            f"evaluation.cpus is not set: each of the {self.evaluators} evaluators reserves {share:g} CPU"
+            + (f" (and the trial {reserved:g})" if reserved else "")
+            + f" so that they fit this cluster (CPUs per node: {nodes}); set evaluation.cpus to choose.")
+
+
+def packs(bundles: Sequence[float], capacities: Sequence[float]) -> bool:
+    """Whether every bundle can be placed whole on one node (first fit, largest bundle first: Ray places a
+    placement group's bundles, and actors, each on a single node).
+
+    >>> packs([0.25, 0.85, 0.85], [1.0, 1.0]), packs([0.25, 0.75, 0.75], [1.0, 1.0]), packs([0.9, 0.9], [2.0])
+    (False, True, True)
+    """
+    free = sorted((float(c) for c in capacities), reverse=True)
+    for size in sorted(bundles, reverse=True):
+        for i, room in enumerate(free):
+            if size <= room + 1e-9:
+                free[i] = room - size
+                break
+        else:
+            return False
+    return True
 
 
 class SearchConfig(_Section):

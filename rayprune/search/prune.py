@@ -18,7 +18,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from .._io import replace_directory
 from ..config import Config
@@ -207,14 +207,31 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
 def fitted_evaluation(cfg: Config, reserved: float, log: Log):
     """``cfg.evaluation`` with ``cpus`` fitted to the connected cluster where the user left it unset
     (:meth:`~rayprune.config.search.EvaluationConfig.fitted`; not on an autoscaling cluster, which grows)."""
-    import ray
-
-    if cfg.sweep.wait_for_resources:
-        return cfg.evaluation.fitted(float("inf"))[0]
-    evaluation, message = cfg.evaluation.fitted(float(ray.cluster_resources().get("CPU", 0.0)), reserved)
+    if cfg.sweep.wait_for_resources:  # the cluster will grow: 1 each unless set
+        return cfg.evaluation.model_copy(update={"cpus": cfg.evaluation.cpus_each})
+    evaluation, message = cfg.evaluation.fitted(node_cpus(), reserved)
     if message:
         log(message)
     return evaluation
+
+
+def node_cpus() -> list[float]:
+    """The CPUs of each alive node of the connected cluster."""
+    import ray
+
+    return [float(n.get("Resources", {}).get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")]
+
+
+def unplaceable(bundles: Sequence[float], what: str) -> Optional[str]:
+    """Why ``bundles`` (CPUs each) cannot be placed on the connected cluster's nodes, each bundle on one node
+    (None: they can). The totals may fit while the bundles do not: a bundle never spans two nodes."""
+    from ..config.search import packs
+
+    nodes = node_cpus()
+    if packs(bundles, nodes):
+        return None
+    return (f"{what} ({' + '.join(f'{b:g}' for b in bundles)} CPUs) cannot be placed on this cluster's nodes (CPUs per "
+            f"node: {', '.join(f'{c:g}' for c in nodes)}): each must fit on one node")
 
 
 def check_evaluators_fit(cfg: Config, log: Log):
@@ -225,7 +242,8 @@ def check_evaluators_fit(cfg: Config, log: Log):
 
     ev = fitted_evaluation(cfg, 0.0, log)
     need = {"CPU": ev.cpus_each * ev.evaluators, **({"GPU": ev.gpus * ev.evaluators} if ev.gpus else {})}
-    message = evaluator_shortfall(need, ray.cluster_resources(), ev.evaluators)
+    message = evaluator_shortfall(need, ray.cluster_resources(), ev.evaluators) or unplaceable(
+        [ev.cpus_each] * ev.evaluators, f"The {ev.evaluators} evaluator(s)")
     if message is None:
         return ev
     if cfg.sweep.wait_for_resources:

@@ -78,7 +78,7 @@ def _check_resources(cfg: Config, log: Log) -> Config:
     the numbers, a trial whose placement group the cluster cannot hold."""
     import ray
 
-    from ..search.prune import fitted_evaluation, resource_shortfall, warn_idle_evaluators
+    from ..search.prune import fitted_evaluation, resource_shortfall, unplaceable, warn_idle_evaluators
 
     cfg = cfg.model_copy(update={"evaluation": fitted_evaluation(cfg, cfg.sweep.trial_cpus, log)})
     need: dict[str, float] = {}
@@ -87,6 +87,12 @@ def _check_resources(cfg: Config, log: Log) -> Config:
             need[k] = need.get(k, 0.0) + v
     have = ray.cluster_resources()
     short = resource_shortfall(need, have)
+    spread = None if short else unplaceable([b.get("CPU", 0.0) for b in placement_bundles(cfg)],
+                                            "One trial's bundles (the trial's and each evaluator's)")
+    if spread and not cfg.sweep.wait_for_resources:
+        raise UserError(f"{spread}. Lower evaluation.cpus or evaluation.evaluators (or leave evaluation.cpus unset: "
+                        "it is then fitted to the nodes), or set sweep.wait_for_resources: true on an autoscaling "
+                        "cluster.")
     if short:
         parts = ", ".join(f"{k}: needs {v:g}, cluster has {h:g}" for k, (v, h) in short.items())
         if cfg.sweep.wait_for_resources:
