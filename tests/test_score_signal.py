@@ -134,6 +134,19 @@ def test_a_weak_level_finalises_its_best_reranked_candidates_and_takes_the_best_
     assert final[final["stage"] == "final"]["candidate_id"].tolist() == ["c70"]
 
 
+def test_an_extra_weak_level_final_over_the_levels_limit_leaves_its_numbers(tmp_path):
+    from rayprune.results import read_candidates
+
+    pool = _three_pool()
+    pool.costs["c70"] = {"params": 12.0}  # its final model measures over the level's 10
+    res = _select(_rows(_FOUR), tmp_path, (0.1, 0.984), lambda m: None, pool=pool, weak_finals=3, top_k=4)
+    assert res.candidate_id == "c90"  # the best final that fits
+    final = read_candidates(tmp_path)
+    final = final[final["stage"] == "final"].set_index("candidate_id")
+    assert final.loc["c70", "status"] == "error" and "params 12 > 10" in final.loc["c70", "error"]
+    assert final.loc["c70", "accuracy"] == 0.80 and final.loc["c90", "status"] == "ok"
+
+
 def test_weak_finals_change_nothing_at_a_level_whose_score_is_not_weak_or_without_a_reference(tmp_path):
     informative = [(r, acc + 0.7, p, lvl) for r, acc, p, lvl in _FOUR]  # the same candidates scoring 83-86 %
     for name, rows, reference in (("informative", informative, (0.1, 0.984)), ("no reference", _FOUR, (None, None))):

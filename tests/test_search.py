@@ -403,6 +403,9 @@ def test_final_latencies_are_measured_again_one_at_a_time_before_the_levels_choo
     assert final.set_index("candidate_id")["status"].to_dict() == {"c400": "error", "c300": "ok"}
     over = final.set_index("candidate_id").loc["c400"]  # fine-tuned, then over the limit: kept with its numbers
     assert over["latency_ms"] == 3.0 and not over["feasible"] and "latency_ms 3 > 2" in over["error"]
+    # the final's own numbers, not the search row's: its score kind, time and the raw medians of its re-timing
+    assert over["score_kind"] == "final" and over["accuracy"] == 0.95 and over["t_total_s"] == 12.5
+    assert over["latency_ms_measured"] == 3.6 and over["latency_ms_base"] == 2.4
     final = final[final["status"] == "ok"]
     assert final["latency_ms"].tolist() == [1.5]
     # the raw medians behind the paired value are the re-measured ones too, not the finals' noisy ones

@@ -254,12 +254,13 @@ def select_and_finalize(
                 failed = [finals_by_id[r["candidate_id"]] for r in order
                           if finals_by_id.get(r["candidate_id"], {}).get("status", STATUS_OK) != STATUS_OK]
                 res.error = "no final model fits this level" + (
-                    f" (the final fine-tune, search.final_finetune, failed for all {len(failed)} candidate(s) "
-                    f"tried; first error: "
+                    f" (the final fine-tune, search.final_finetune, failed for "
+                    f"{'all ' if not res.over_limit else ''}{len(failed)} candidate(s) tried; first error: "
                     f"{failed[0].get('error')})" if failed else "") + (
-                    f" ({len(res.over_limit)} final model(s) measured over its limits: {'; '.join(res.over_limit)}; "
-                    "a timed cost measured during the search, while other evaluators trained, can read low: "
-                    "a little more room under the limit, or more evaluations, helps)" if res.over_limit else "")
+                    f" ({len(res.over_limit)} final model(s) measured over its limits when re-timed alone after the "
+                    f"final fine-tune: {'; '.join(res.over_limit)}; timings vary by a few per cent between "
+                    "measurements, so candidates close to the limit can end over it: a little more room under the "
+                    "limit, or more evaluations, helps)" if res.over_limit else "")
             continue
         f, best = finals[idx], finals[idx]["row"]
         res.error = None  # (a weak level whose re-ranks all failed may still export a structured candidate)
@@ -280,15 +281,10 @@ def select_and_finalize(
         if res.onnx_error:
             log(f"{res.level.name}: model.onnx not written ({res.onnx_error}); spec.json + weights.pt and the "
                 "other formats are.")
-        writer.add(_final_row(best, res.level.name, res.found_for,
-                              accuracy=f["accuracy_val"], accuracy_final=f["accuracy_test"], **{
-                    "finetune_iterations": f.get("finetune_iterations"), "t_finetune_s": f.get("finetune_seconds"),
-                    **_final_timing(f),
+        writer.add(_final_row(best, res.level.name, res.found_for, **_final_fields(f, cost_names), **{
                     "feasible": res.feasible, "export_path": res.export_path, "status": STATUS_OK, "error": None,
-                    "evaluator": f.get("evaluator"), "wall_start": f.get("wall_start"), "wall_end": f.get("wall_end"),
                     **{f"budget_{n}": v for n, v in res.level.values.items()},
-                    **{f"limit_{n}": v for n, v in res.level.limits.items()}, **res.costs,
-                    **{c: f[c] for n in cost_names for c in paired_columns(n) if c in f}}))  # not the search row's
+                    **{f"limit_{n}": v for n, v in res.level.limits.items()}}))  # the final's numbers, not the search row's
     writer.flush()
     shutil.rmtree(out / "models" / FINALS_DIR, ignore_errors=True)
     return results
@@ -413,7 +409,8 @@ def _final_rounds(results, orders, *, pool, out: Path, seed: int, extra, writer:
         for li, order in enumerate(orders):
             while pos[li] < len(order) and not settled(finals.get(order[pos[li]]["candidate_id"]),
                                                         results[li].level):
-                _note_over_limit(finals[order[pos[li]]["candidate_id"]], order[pos[li]], results[li], writer)
+                _note_over_limit(finals[order[pos[li]]["candidate_id"]], order[pos[li]], results[li], writer,
+                                 cost_names)
                 pos[li] += 1  # its current candidate failed, or is over budget as finally measured: the next one
             if pos[li] < len(order):
                 cid = order[pos[li]]["candidate_id"]
@@ -426,20 +423,30 @@ def _final_rounds(results, orders, *, pool, out: Path, seed: int, extra, writer:
                     cost_names=cost_names)
 
 
-def _note_over_limit(final: dict[str, Any], row: pd.Series, res: LevelResult, writer: CandidateWriter) -> None:
+def _note_over_limit(final: dict[str, Any], row: pd.Series, res: LevelResult, writer: CandidateWriter,
+                     cost_names: Sequence[str]) -> None:
     """A final model that came out over ``res``'s limits (a timed cost measured again alone): its numbers go
-    to the level (for its error, should nothing fit) and to a ``final`` row of status ``error``, so that
-    nothing fine-tuned vanishes without a trace. (It may still serve a larger level: monotone choice.)"""
+    to the level (for its error, should nothing fit) and to a ``final`` row of status ``error`` carrying the
+    final's own measurements (accuracies, costs, timings), so that nothing fine-tuned vanishes without a
+    trace. (It may still serve a larger level: monotone choice.)"""
     if final.get("status") != STATUS_OK:
         return  # a failure has its row already
     over = [f"{n} {final[n]:.4g} > {limit:.4g}" for n, limit in res.level.limits.items()
             if final.get(n) is not None and not fits({n: final[n]}, {n: limit})]
     res.over_limit.append(f"{final['candidate_id']}: {', '.join(over)}")
-    writer.add(_final_row(row, res.level.name, res.level.name, accuracy=final.get("accuracy_val"),
-                          accuracy_final=final.get("accuracy_test"), feasible=False, export_path=None,
-                          status=STATUS_ERROR, error=f"over this level's limit after the final fine-tune, measured "
-                          f"alone: {', '.join(over)}",
-                          **{n: final[n] for n in res.level.limits if final.get(n) is not None}))
+    writer.add(_final_row(row, res.level.name, res.level.name, **_final_fields(final, cost_names),
+                          feasible=False, export_path=None, status=STATUS_ERROR,
+                          error=f"over this level's limit when re-timed alone after the final fine-tune: "
+                          f"{', '.join(over)}"))
+
+
+def _final_fields(final: Mapping[str, Any], cost_names: Sequence[str]) -> dict[str, Any]:
+    """A final row's measured columns, from the final job (not the search row it was copied from)."""
+    return {"accuracy": final.get("accuracy_val"), "accuracy_final": final.get("accuracy_test"),
+            "finetune_iterations": final.get("finetune_iterations"), "t_finetune_s": final.get("finetune_seconds"),
+            **_final_timing(final), "evaluator": final.get("evaluator"), "wall_start": final.get("wall_start"),
+            "wall_end": final.get("wall_end"), **{n: final[n] for n in cost_names if final.get(n) is not None},
+            **{c: final[c] for n in cost_names for c in paired_columns(n) if c in final}}
 
 
 def _run_finals(jobs: dict[str, tuple[int, pd.Series]], results, finals: dict[str, dict[str, Any]], *, pool,
@@ -462,7 +469,8 @@ def _run_finals(jobs: dict[str, tuple[int, pd.Series]], results, finals: dict[st
             level = results[li].level.name
             log(f"Final fine-tune of {cid} (for {level}) failed: {summary.get('error')}")
             writer.add(_final_row(best, level, level, accuracy=None, accuracy_final=None, feasible=False,
-                                  export_path=None, status="error", error=summary.get("error")))
+                                  export_path=None, status=STATUS_ERROR, error=summary.get("error"),
+                                  **_final_timing(summary)))
 
 
 #: a structured candidate for a weak level: level index -> keep ratios (None: none for this level)
@@ -543,8 +551,10 @@ def _prior_rows(results, priors: Mapping[str, Prior], rerank: dict[str, float],
                 rows.setdefault(li, []).append(listed[row["candidate_id"]])
             continue
         ok = row.get("status", STATUS_OK) == STATUS_OK and row.get("accuracy") is not None
+        limits = results[li].level.limits
         row.update(stage=STAGE_RERANK, iteration=0, level=results[li].level.name, agent=prior_agent(name),
-                   source_trial=None, feasible=bool(ok))
+                   source_trial=None, feasible=bool(ok and fits({n: row.get(n) for n in limits
+                                                                 if row.get(n) is not None}, limits)))
         writer.add(row)
         if ok:
             rerank.setdefault(row["candidate_id"], float(row["accuracy"]))
@@ -582,6 +592,11 @@ def _weak_level_finals(results, orders, finals: dict[str, dict[str, Any]], n: in
         + "): the best by validation accuracy wins")
     _run_finals(jobs, results, finals, pool=pool, out=out, seed=seed, extra=extra, writer=writer, log=log,
                 cost_names=cost_names)
+    for cid, (li, row) in jobs.items():  # an extra final over its level's limit leaves its numbers too
+        final, level = finals[cid], results[li].level
+        if final.get("status") == STATUS_OK and not fits({n: final.get(n) for n in level.limits
+                                                          if final.get(n) is not None}, level.limits):
+            _note_over_limit(final, row, results[li], writer, cost_names)
 
 
 def _remeasure_timed(finals: list[dict[str, Any]], pool, cost_names: Sequence[str], log: Log) -> None:
@@ -620,7 +635,8 @@ def _final_timing(final: Mapping[str, Any]) -> dict[str, Any]:
     {'score_kind': 'final', 'score_key': 'final:it=300', 't_total_s': 15.5, 't_build_s': None, 't_costs_s': None, 't_bn_s': None, 't_eval_s': None}
     """
     start, end = final.get("wall_start"), final.get("wall_end")
-    return {"score_kind": "final", "score_key": f"final:it={final.get('finetune_iterations')}",
+    iterations = final.get("finetune_iterations")
+    return {"score_kind": "final", "score_key": f"final:it={iterations}" if iterations is not None else None,
             "t_total_s": float(end - start) if start is not None and end is not None else None,
             **{c: None for c in ("t_build_s", "t_costs_s", "t_bn_s", "t_eval_s")}}
 
