@@ -122,6 +122,36 @@ def test_a_classifier_with_fewer_outputs_than_the_data_has_classes_is_refused_be
     assert not list((tmp_path / "a").glob("candidates/*.parquet"))
 
 
+def test_a_named_factory_with_too_few_outputs_is_refused_before_its_base_model_is_trained(tmp_path, monkeypatch):
+    """A factory may ignore num_classes (it names only the arguments it wants): refused before any training step."""
+    (tmp_path / "five_nets.py").write_text("from torch import nn\n\ndef make():\n"
+                                            "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 5))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UserError, match=r"gives 5 outputs per sample, but the data has 10 classes"):
+        rayprune.prune("five_nets:make", "digits", budgets={"params": 0.5}, out=tmp_path / "a", log=None,
+                       base_training={"epochs": 1, "cache_dir": str(tmp_path / "cache")})
+    assert not list((tmp_path / "cache").rglob("*.pt"))  # nothing was trained
+
+
+def test_a_custom_loss_may_read_fewer_outputs_than_classes(tmp_path):
+    """One logit for two classes, trained with the user's loss: not the built-in cross-entropy's business."""
+    from rayprune.config import parse_config
+    from rayprune.problem import PruningProblem
+
+    data = load_dataset("digits", seed=0)
+    binary = type(data)(**{**data.__dict__, "y_train": data.y_train % 2, "y_val": data.y_val % 2,
+                           "y_test": data.y_test % 2, "num_classes": 2, "class_names": None})
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 1))
+    cfg = parse_config({"model": {"name": "<in-memory> Sequential"}, "data": {"name": "<in-memory> data"},
+                        "engine": {"loss": "objective_funcs:l1_loss"}, "search": {"metric": "objective_funcs:neg_mae"},
+                        "budgets": {"params": 0.5}}, source="test")
+    problem = PruningProblem.from_parts(cfg, binary, net, {"source": "in-memory"}, device=torch.device("cpu"))
+    assert problem.base_costs["params"] > 0
+    with pytest.raises(UserError, match="gives 1 outputs per sample, but the data has 2 classes"):
+        PruningProblem.from_parts(cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"loss": None})}),
+                                  binary, net, {"source": "in-memory"}, device=torch.device("cpu"))
+
+
 def test_a_non_empty_out_is_refused_before_anything_is_computed(tmp_path):
     (tmp_path / "old.txt").write_text("x")
     with pytest.raises(FileExistsError, match="not empty"):

@@ -13,10 +13,12 @@ Example:
 from rayprune.models.registry import (
     build_model,
     check_input_shape,
+    check_model_for_data,
     check_output_width,
+    classes_to_check,
     list_models,
     load_model,
     output_layer_name,
 )
 
-__all__ = ["build_model", "check_input_shape", "check_output_width", "list_models", "load_model", "output_layer_name"]
+__all__ = ["build_model", "check_input_shape", "check_output_width", "check_model_for_data", "classes_to_check", "list_models", "load_model", "output_layer_name"]
