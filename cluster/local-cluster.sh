@@ -9,7 +9,8 @@
 #
 # Everything lives under one state folder ($RAYPRUNE_LOCAL_CLUSTER, default
 # /tmp/rayprune-local-cluster-$USER): both nodes' --temp-dir, the cluster's token and the ports.
-# `stop` kills exactly the processes whose command line names that folder; it never runs
+# `stop` kills exactly the processes whose command line names that folder (and the head's Ray client
+# server, found by this cluster's GCS port), and their descendants; it never runs
 # `ray stop`, which would kill every Ray process on the machine (other users' clusters too).
 #
 # Settings (environment): RAYPRUNE_LOCAL_CLUSTER (state folder), HEAD_CPUS (default 1),
@@ -43,12 +44,18 @@ EOF
 # GCS port; then all their descendants (workers and agents rename themselves to `ray::...` and no
 # longer show the folder)
 own_pids() {
-    local gcs=""
-    if [ -f "$STATE/ports" ]; then gcs="$(sed -n 's/^GCS_PORT=//p' "$STATE/ports")"; fi
-    "$PYTHON" - "$STATE/" "$$" "$gcs" <<'EOF'
+    local gcs="" cport=""
+    if [ -f "$STATE/ports" ]; then
+        gcs="$(sed -n 's/^GCS_PORT=//p' "$STATE/ports")"
+        cport="$(sed -n 's/^CLIENT_PORT=//p' "$STATE/ports")"
+    fi
+    "$PYTHON" - "$STATE/" "$$" "$gcs" "$cport" <<'EOF'
 import os, re, sys
-state, me, gcs = sys.argv[1], {sys.argv[2], str(os.getpid()), str(os.getppid())}, sys.argv[3]
+state, me, gcs, cport = sys.argv[1], {sys.argv[2], str(os.getpid()), str(os.getppid())}, sys.argv[3], sys.argv[4]
+# this cluster's GCS address and the client port it was started with (another cluster reusing the port later
+# would have to reuse both)
 client = re.compile(r"ray\.util\.client\.server .*--address=[^ ]*:" + re.escape(gcs) + r"( |$)") if gcs else None
+client_port = re.compile(r"--port=" + re.escape(cport) + r"( |$)") if cport else None
 roots, children = [], {}
 for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
@@ -59,7 +66,8 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     except OSError:
         continue
     children.setdefault(ppid, []).append(pid)
-    ours = state in cmd or (client is not None and client.search(cmd) is not None)
+    ours = state in cmd or (client is not None and client.search(cmd) is not None
+                            and (client_port is None or client_port.search(cmd) is not None))
     if ours and "local-cluster.sh" not in cmd and pid not in me:
         roots.append(pid)
 seen, todo = set(), roots
@@ -104,6 +112,7 @@ start() {
     cat > "$STATE/ports" <<EOF
 GCS_PORT=$GCS_PORT
 DASHBOARD_PORT=$DASHBOARD_PORT
+CLIENT_PORT=${p[2]}
 EOF
     export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$STATE/auth_token"
 

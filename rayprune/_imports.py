@@ -15,10 +15,11 @@ def import_user_module(module_name: str, *, what: str) -> Any:
     instead of a traceback through the importer; other failures propagate as they are."""
     try:
         return importlib.import_module(module_name)
-    except SyntaxError as exc:  # IndentationError / TabError included
-        where = f"{exc.filename}, line {exc.lineno}" if exc.filename else f"line {exc.lineno}"
+    except SyntaxError as exc:  # IndentationError / TabError included; in the module or in one it imports
+        where = ", ".join(str(p) for p in (exc.filename, f"line {exc.lineno}" if exc.lineno else None) if p)
         text = f": {exc.text.strip()}" if exc.text and exc.text.strip() else ""
-        raise UserError(f"The module {module_name!r} of {what} has a syntax error ({where}): {exc.msg}{text}") from None
+        raise UserError(f"Importing module {module_name!r} (for {what}) hit a syntax error"
+                        + (f" in {where}" if where else "") + f": {exc.msg}{text}") from None
 
 
 def import_object(path: str, *, what: str = "object") -> Any:

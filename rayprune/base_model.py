@@ -73,7 +73,7 @@ def _module_file(name: str) -> Optional[Path]:
         return None
     try:
         spec = importlib.util.find_spec(name.split(":")[0])
-    except (ImportError, ValueError):
+    except (ImportError, ValueError, SyntaxError):  # find_spec imports the parent package: its __init__ may not parse
         return None  # the import error is the model's or the data's to report, with its field
     origin = Path(spec.origin) if spec is not None and spec.origin else None
     return origin if origin is not None and origin.is_file() else None

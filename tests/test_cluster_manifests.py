@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -423,11 +424,17 @@ def test_local_cluster_start_status_stop(tmp_path):
     try:
         start = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, env=env, timeout=300)
         assert start.returncode == 0, start.stdout + start.stderr
-        status = subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True, text=True, env=env, timeout=120)
+        for _ in range(10):  # the autoscaler's view of the second node can lag the GCS's on a loaded machine
+            status = subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True, text=True, env=env,
+                                    timeout=120)
+            if status.returncode == 0 and len(re.findall(r"^ 1 node_", status.stdout, re.M)) == 2:
+                break
+            time.sleep(3)
         assert status.returncode == 0 and len(re.findall(r"^ 1 node_", status.stdout, re.M)) == 2, status.stdout
         client = subprocess.run(["bash", str(SCRIPT), "env"], capture_output=True, text=True, env=env)
         exports = dict(re.findall(r"^export (\w+)=(.*)$", client.stdout, re.M))
         gcs = exports["RAYPRUNE_ADDRESS"].rsplit(":", 1)[1]
+        assert client_servers(gcs), "the head runs a Ray client server (what stop must not leave behind)"
         probe = ("import ray; ray.init(address='%s', log_to_driver=False); "
                  "print(sum(n['Alive'] for n in ray.nodes()))" % exports["RAYPRUNE_ADDRESS"])
         noauth = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
@@ -442,6 +449,17 @@ def test_local_cluster_start_status_stop(tmp_path):
     assert stop.returncode == 0, stop.stdout + stop.stderr
     assert not pids_mentioning(state) and not Path(state).exists()
     # the head's Ray client server (re-parented when `ray start` exits, no state folder in its command line)
-    assert gcs and not [pid for pid in pids_mentioning("ray.util.client.server")
-                        if re.search(rf"--address=\S*:{gcs}( |$)", Path(f"/proc/{pid}/cmdline").read_bytes()
-                                     .replace(b"\0", b" ").decode(errors="ignore"))]
+    assert gcs and not client_servers(gcs)
+
+
+def client_servers(gcs: str) -> list[int]:
+    """The Ray client servers of the cluster whose GCS listens on port ``gcs``."""
+    found = []
+    for pid in pids_mentioning("ray.util.client.server"):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+        except OSError:
+            continue
+        if re.search(rf"--address=\S*:{gcs}( |$)", cmd):
+            found.append(pid)
+    return found

@@ -293,3 +293,23 @@ def test_malformed_spec_json_is_named(saved, tmp_path):
     (directory / "spec.json").write_bytes(b"\x00\xff not json")
     with pytest.raises(ValueError, match="spec.json: not valid JSON"):
         load_pruned(directory)
+
+
+def test_weights_from_another_export_and_a_spec_without_a_plan_are_named_as_such(saved, tmp_path):
+    import shutil
+
+    _, _, cases = saved
+    directory = tmp_path / "mixed"
+    shutil.copytree(cases["vgg11"]["dir"], directory)
+    spec = read_spec(directory)
+    unpruned = load_model("vgg11", num_classes=spec["architecture"]["num_classes"],
+                          kwargs=spec["architecture"].get("kwargs") or {})
+    torch.save(unpruned.state_dict(), directory / "weights.pt")  # the unpruned network's weights, not this export's
+    with pytest.raises(UserError) as info:
+        load_pruned(directory)
+    message = str(info.value)
+    assert "weights.pt does not match the pruned network" in message and "size mismatch" in message
+    assert "factory=" not in message  # a zoo model: no factory to pass
+    (directory / "spec.json").write_text(json.dumps({k: v for k, v in spec.items() if k != "plan"}))
+    with pytest.raises(UserError, match="no pruning 'plan'"):
+        load_pruned(directory)

@@ -275,8 +275,17 @@ def test_a_syntax_error_in_the_users_model_file_is_one_line_with_file_and_line(t
     with pytest.raises(UserError) as error:
         load_model("typo_nets:make", num_classes=2)
     message = str(error.value)
-    assert "typo_nets.py, line 3" in message and "syntax error" in message and "def make(num_classes)" in message
+    assert "typo_nets.py, line 3" in message and "hit a syntax error" in message and "def make(num_classes)" in message
     assert "\n" not in message and error.value.__cause__ is None
+    # in a package's __init__ (imported first, also by the base model's cache key): the same one line
+    (tmp_path / "typo_pkg").mkdir()
+    (tmp_path / "typo_pkg" / "__init__.py").write_text("x = (\n")
+    (tmp_path / "typo_pkg" / "nets.py").write_text("def make(num_classes):\n    return None\n")
+    from rayprune.base_model import _module_file
+
+    assert _module_file("typo_pkg.nets:make") is None
+    with pytest.raises(UserError, match=r"__init__.py, line 1"):
+        load_model("typo_pkg.nets:make", num_classes=2)
 
 
 def test_user_factory_that_raises_is_named_with_its_exception_as_cause(user_module):

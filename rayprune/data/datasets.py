@@ -524,7 +524,7 @@ def preprocessing_of(data) -> dict:
     source = list(getattr(data, "source_steps", ()) or ())
     mean, low = getattr(data, "mean", None), getattr(data, "feature_low", None)
     names = getattr(data, "class_names", None)
-    outputs = {"class_names": list(names)} if names else {}  # output i is class_names[i] (an image folder's names)
+    outputs = {"class_names": [str(n) for n in names]} if names else {}  # output i is class_names[i] (an image folder's names)
     if mean is not None:
         return {"kind": kind, "input_shape": shape, "layout": "NCHW, float32", **outputs,
                 "steps": [*source, "uint8 pixels divided by 255 (float pixels kept as given)",

@@ -221,15 +221,25 @@ def _require_unpruned(model: object, spec_path: Path) -> nn.Module:
 
 
 def _mismatch(directory: Path, arch: Mapping[str, Any], factory: Optional[Callable[..., nn.Module]],
-              exc: Exception) -> str:
-    """One line for a rebuilt network that the saved pruning plan or weights do not fit: the first mismatch."""
+              exc: Exception, *, stage: str) -> str:
+    """One line for a rebuilt network that the saved pruning plan (``stage="plan"``) or weights (``"weights"``)
+    do not fit, with the first mismatch and the likely cause."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     first = next((ln for ln in lines if ln.startswith(("size mismatch", "Missing key", "Unexpected key"))),
                  lines[0] if lines else type(exc).__name__)
-    by = "the factory= you passed" if factory is not None else f"{arch.get('name')!r}"
-    return (f"{directory}: {by} does not build the network that was pruned (spec.json: {arch.get('name')!r} with "
-            f"num_classes={arch.get('num_classes')}, kwargs={arch.get('kwargs') or {}}); first mismatch: {first}. "
-            "Pass factory= the function that built the unpruned model, called with those arguments.")
+    name = arch.get("name")
+    described = f"{name!r} with num_classes={arch.get('num_classes')}, kwargs={arch.get('kwargs') or {}}"
+    user_built = factory is not None and (is_in_memory(name) or ":" in str(name))
+    if user_built:
+        cause = (f"the factory= you passed does not build the network that was pruned (spec.json: {described}); "
+                 "pass the function that built the unpruned model, called with those arguments")
+    elif stage == "plan":
+        cause = (f"the network rebuilt from spec.json ({described}) is not the one that was pruned (a changed zoo "
+                 "definition or rayprune version, or an edited spec.json)")
+    else:
+        cause = (f"{WEIGHTS_FILE} does not match the pruned network spec.json describes ({described}): it may come "
+                 "from another export")
+    return f"{directory}: {cause}; first mismatch: {first}."
 
 
 def load_pruned(
@@ -273,12 +283,19 @@ def load_pruned(
             rebuild_error = exc
             model = None
         if model is not None:
+            if not isinstance(spec.get("plan"), (list, dict)):
+                raise UserError(f"{directory / SPEC_FILE}: no pruning 'plan' (got {spec.get('plan')!r}); the file is "
+                                "not a complete rayprune export.")
+            plan = PruningPlan.from_json(spec["plan"])  # a malformed entry says so itself (ValueError)
             state = torch.load(directory / WEIGHTS_FILE, map_location=map_location, weights_only=True)
             try:
-                apply_plan(model, PruningPlan.from_json(spec["plan"]))
-                model.load_state_dict(state, strict=True)
+                apply_plan(model, plan)
             except (RuntimeError, IndexError, KeyError, ValueError) as exc:
-                raise UserError(_mismatch(directory, arch, factory, exc)) from exc
+                raise UserError(_mismatch(directory, arch, factory, exc, stage="plan")) from exc
+            try:
+                model.load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                raise UserError(_mismatch(directory, arch, factory, exc, stage="weights")) from exc
             return model.to(map_location).eval()
     if allow_pickle:
         module = torch.load(directory / MODULE_FILE, map_location=map_location, weights_only=False)
