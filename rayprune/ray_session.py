@@ -25,7 +25,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from rayprune._auth import use_cluster_token
+from rayprune._auth import token_available, use_cluster_token
+from rayprune.errors import UserError
 
 __all__ = ["connect"]
 
@@ -56,12 +57,13 @@ def connect(
     if ray.is_initialized():
         return
     job = JobConfig(metadata={str(k): str(v) for k, v in (metadata or {}).items()})
-    if address:
-        ray.init(address=address, log_to_driver=False, job_config=job)
-        log(f"Connected to Ray at {address}: {ray.cluster_resources()}")
-    elif joining:  # RAY_ADDRESS: inside a Ray job, or set by the user; ray.init reads it
-        ray.init(log_to_driver=False, job_config=job)
-        log(f"Connected to Ray at {os.environ['RAY_ADDRESS']}: {ray.cluster_resources()}")
+    if joining:
+        where = address or os.environ["RAY_ADDRESS"]
+        try:  # RAY_ADDRESS (inside a Ray job, or set by the user): ray.init reads it
+            ray.init(**({"address": address} if address else {}), log_to_driver=False, job_config=job)
+        except ConnectionError as exc:
+            raise UserError(_connect_advice(where, exc)) from None
+        log(f"Connected to Ray at {where}: {ray.cluster_resources()}")
     else:
         local = {k: v for k, v in (("num_cpus", num_cpus), ("object_store_memory", object_store_memory),
                                    ("include_dashboard", include_dashboard)) if v is not None}
@@ -75,3 +77,13 @@ def connect(
                 log(f"Ray did not start in time ({exc}); trying once more")
                 ray.shutdown()
         log(f"Started a local Ray instance: {ray.cluster_resources()}")
+
+
+def _connect_advice(where: str, exc: Exception) -> str:
+    """One line for a cluster that could not be joined, with what usually causes it."""
+    token = ("no token was at hand (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token): a cluster started "
+             "with `ray start --head` needs its token (cluster/local-cluster.sh env prints the exports)"
+             if not token_available() else
+             "if the cluster's log says InvalidAuthToken, the token at hand is not this cluster's (RAY_AUTH_TOKEN_PATH)")
+    return (f"Could not connect to the Ray cluster at {where} ({str(exc).strip().splitlines()[0]}). Is it running "
+            f"at that address (`ray status --address {where}`)? {token[0].upper() + token[1:]}.")

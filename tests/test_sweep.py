@@ -313,3 +313,19 @@ def test_ctrl_c_stops_following_not_the_job(tmp_path, env, ray_head):
         pytest.fail(f"job status: {now}\nfollower output: {rest[-2000:]}\njob logs: {(logs.stdout + logs.stderr)[-4000:]}")
     subprocess.run(["ray", "job", "stop", job_id, "--address", ray_head["dashboard"]], capture_output=True,
                    env=ray_head["env"], timeout=60)  # its sweep is the submit test's above: no need to wait for it
+
+
+@pytest.mark.slow
+def test_a_sweep_that_cannot_join_the_cluster_says_why_in_one_line_and_gives_its_out_back(tmp_path, env, ray_head):
+    """No token at hand for a token-authenticated cluster: a one-line error naming the token, and --out unclaimed
+    (it used to keep a "starting" sweep.json that refused both a new sweep and --resume)."""
+    cfg = write_config(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    no_token = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")} | {"HOME": str(home)}
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--address", ray_head["gcs"],
+                          "--out", str(out), "-q"], capture_output=True, text=True, env=no_token, timeout=300)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "Could not connect to the Ray cluster" in res.stderr and "No token was at hand" in res.stderr
+    assert "Traceback" not in res.stderr and not out.exists()

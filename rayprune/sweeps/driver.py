@@ -137,6 +137,19 @@ def _claim(out: Path) -> None:
         json.dump({"status": "starting", "started": time.time()}, fh)
 
 
+def _release(out: Path, created: bool) -> None:
+    """Undo :func:`_claim` for a sweep that failed before it started: its ``sweep.json`` (still "starting"),
+    and the directory itself if the claim created it and nothing else is in it."""
+    path = out / SWEEP_FILE
+    try:
+        if json.loads(path.read_text()).get("status") == "starting":
+            path.unlink()
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+    except (OSError, ValueError):
+        pass  # best effort: the original error is the one to report
+
+
 def load_state(out: str | Path, *, what: str = "") -> dict[str, Any]:
     """``OUT/sweep.json``, checked: it exists and is past the start (``setup`` is written once the base
     model and the levels are known). ``what`` (e.g. ``--resume``) prefixes the error."""
@@ -210,26 +223,31 @@ def run_sweep(
                                    resume_unfinished=True, resume_errored=True)
     else:
         agents = sweep_agents(cfg)
+        created = not out.exists()
         _claim(out)
-        connect(address, log=log, metadata={"rayprune": "sweep", "config": cfg.name, "out": str(out)})
-        cfg = _check_resources(cfg, log)
-        if problem is None:
-            problem = PruningProblem.from_config(cfg, log=log)  # trains and caches the base model once
-        levels = levels_from_config(cfg, problem.base_costs, sweep=True)
-        check_reachable(problem, levels)
-        from ..agents.registry import warmup_warning
+        try:  # until the state is written, a failure (no cluster, a bad model) gives the directory back
+            connect(address, log=log, metadata={"rayprune": "sweep", "config": cfg.name, "out": str(out)})
+            cfg = _check_resources(cfg, log)
+            if problem is None:
+                problem = PruningProblem.from_config(cfg, log=log)  # trains and caches the base model once
+            levels = levels_from_config(cfg, problem.base_costs, sweep=True)
+            check_reachable(problem, levels)
+            from ..agents.registry import warmup_warning
 
-        for warning in filter(None, (warmup_warning(a, cfg.search, len(levels)) for a in agents)):
-            log(warning)  # the trials' own logs are not the user's console
-        setup = SweepSetup(
-            config=cfg.model_dump(mode="json"), out_dir=str(out), sweep_id=uuid.uuid4().hex[:12],
-            base_costs=dict(problem.base_costs), base_accuracy=dict(problem.base_accuracy),
-            relative={n: cfg.is_relative(n) for n in levels[0].values}, levels=[lvl.to_json() for lvl in levels],
-        )
-        state = {"config": setup.config, "setup": setup.__dict__, "levels": [lvl.values for lvl in levels],
-                 "agents": agents, "seeds": cfg.sweep.seeds, "started": time.time(), "status": "running",
-                 "base_key": None if config_in_memory(cfg) else base_cache_key(cfg)}
-        _write_state(out, state)
+            for warning in filter(None, (warmup_warning(a, cfg.search, len(levels)) for a in agents)):
+                log(warning)  # the trials' own logs are not the user's console
+            setup = SweepSetup(
+                config=cfg.model_dump(mode="json"), out_dir=str(out), sweep_id=uuid.uuid4().hex[:12],
+                base_costs=dict(problem.base_costs), base_accuracy=dict(problem.base_accuracy),
+                relative={n: cfg.is_relative(n) for n in levels[0].values}, levels=[lvl.to_json() for lvl in levels],
+            )
+            state = {"config": setup.config, "setup": setup.__dict__, "levels": [lvl.values for lvl in levels],
+                     "agents": agents, "seeds": cfg.sweep.seeds, "started": time.time(), "status": "running",
+                     "base_key": None if config_in_memory(cfg) else base_cache_key(cfg)}
+            _write_state(out, state)
+        except BaseException:
+            _release(out, created)
+            raise
         log(f"Sweep {setup.sweep_id}: {len(agents)} agent(s) x {cfg.sweep.seeds} seed(s) = "
             f"{len(agents) * cfg.sweep.seeds} trial(s), each searching {len(levels)} budget level(s) with "
             f"{cfg.search.evaluations} candidates -> {out}")
