@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -99,6 +100,11 @@ def test_prune_uniform_writes_rows_and_a_loadable_model_within_budget(tiny_confi
     assert summary["feasible"] and summary["pruned"]["params"] <= 0.4 * summary["base"]["params"]
     for key in ("params", "macs", "latency_ms", "accuracy_test"):
         assert key in summary["base"] and key in summary["pruned"]
+    # the final row points at the exported model, and its latency is the one the summary reports (the budget's)
+    final = rows[rows["stage"] == "final"].iloc[0]
+    assert Path(final["export_path"]) == out / "best" and (out / "best" / "weights.pt").is_file()
+    assert not (out / "models").exists()
+    assert summary["pruned"]["latency_ms"] == pytest.approx(final["latency_ms"])
     signal = summary["search_signal"]  # the one candidate's search score against chance and the base
     assert signal["candidates"] == 1 and signal["best"] == signal["median"] and 0 < signal["chance"] < 1
     assert signal["base"] == pytest.approx(summary["base"]["accuracy_val"])

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from .._io import replace_directory
 from ..config import Config
 from ..costs import measure_latency_ms
 from ..costs.budget import within
@@ -178,7 +176,8 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
                                        cost_names=list(problem.costs), log=log,
                                        extra={"agent": agent, "budgets": level.values},
                                        reference=chance_and_base(problem), weak_finals=cfg.search.rerank.weak_finals,
-                                       priors=weak_level_priors(cfg.search.rerank, lambda: space))
+                                       priors=weak_level_priors(cfg.search.rerank, lambda: space),
+                                       export_to=lambda _level: out / "best")
     finally:
         if searcher is not None:
             searcher.close()
@@ -187,9 +186,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
     if result.candidate_id is None:
         raise NoModelError(f"No model for {level.name}: {result.error}. Every scored candidate is kept in "
                            f"{out / 'candidates.parquet'}.")
-    best = out / "best"
-    replace_directory(result.export_path, best)  # never a moment with a part of a model under best/
-    shutil.rmtree(out / "models", ignore_errors=True)
+    best = out / "best"  # where the selection exported it (a whole directory at once), as its final row says
     from ..pruning import load_pruned
 
     model = load_pruned(best, factory=_factory_of(problem))
@@ -351,9 +348,13 @@ def _summary(problem: PruningProblem, agent: str, seed: int, ratios: list[float]
         "keep_ratios": ratios,
         "keep_counts": problem.space.keep_counts(ratios),
         "groups": [g.root for g in problem.space.groups],
-        "base": {**problem.base_costs, "latency_ms": measure_latency_ms(problem.base_model, ctx),
+        # latency as the budget judged it where it is a configured cost (the base's from the run's start, the
+        # pruned model's paired and re-timed alone); else timed now, for information
+        "base": {**problem.base_costs, "latency_ms": problem.base_costs.get("latency_ms")
+                 or measure_latency_ms(problem.base_model, ctx),
                  "accuracy_val": problem.base_accuracy["val"], "accuracy_test": problem.base_accuracy["test"]},
-        "pruned": {**{k: pruned[k] for k in problem.costs if k in pruned}, "latency_ms": measure_latency_ms(model, ctx),
+        "pruned": {**{k: pruned[k] for k in problem.costs if k in pruned},
+                   "latency_ms": pruned.get("latency_ms") or measure_latency_ms(model, ctx),
                    "accuracy_val": pruned["accuracy_val"], "accuracy_test": pruned["accuracy_test"],
                    **{k: pruned[k] for k in ("search_accuracy", "rerank_accuracy") if pruned.get(k) is not None}},
         "evaluations": evaluations,

@@ -166,6 +166,7 @@ def select_and_finalize(
     reference: tuple[Optional[float], Optional[float]] = (None, None),
     weak_finals: int = 1,
     priors: Optional[Mapping[str, Prior]] = None,
+    export_to: Optional[Callable[[Level], Path]] = None,
 ) -> list[LevelResult]:
     """Steps 1-4 of the module docstring; returns one :class:`LevelResult` per level (in order).
 
@@ -176,7 +177,9 @@ def select_and_finalize(
     (:mod:`rayprune.search.score_signal`) and, with ``weak_finals`` N > 1, a final fine-tune for
     each of its N best re-ranked candidates (:func:`_weak_level_finals`). ``priors``: by name, the keep ratios
     of level i's structured candidates (:func:`weak_level_priors`: uniform, global pruning); with them and a
-    re-rank, each weak level's are re-ranked and finalised too (:func:`_prior_rows`).
+    re-rank, each weak level's are re-ranked and finalised too (:func:`_prior_rows`). ``export_to``: where a
+    level's model goes (default ``out_dir/models/<level>``; ``rayprune prune``: ``out_dir/best``), the path its
+    final row records.
     """
     out = Path(out_dir)
     search = rows[rows["stage"] == STAGE_SEARCH] if not rows.empty and "stage" in rows.columns else rows
@@ -264,7 +267,7 @@ def select_and_finalize(
             continue
         f, best = finals[idx], finals[idx]["row"]
         res.error = None  # (a weak level whose re-ranks all failed may still export a structured candidate)
-        target = out / "models" / res.level.name
+        target = export_to(res.level) if export_to is not None else out / "models" / res.level.name
         _replace_dir(Path(f["export_path"]), target)
         res.candidate_id = f["candidate_id"]
         res.keep_ratios = [float(r) for r in best["keep_ratios"]]
@@ -287,6 +290,8 @@ def select_and_finalize(
                     **{f"limit_{n}": v for n, v in res.level.limits.items()}}))  # the final's numbers, not the search row's
     writer.flush()
     shutil.rmtree(out / "models" / FINALS_DIR, ignore_errors=True)
+    if (out / "models").is_dir() and not any((out / "models").iterdir()):
+        (out / "models").rmdir()  # only the finals' scratch folder was there (export_to elsewhere)
     return results
 
 
