@@ -203,14 +203,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from .submit import submit_sweep
-    from .sweeps.driver import parse_levels
+    from .sweeps.driver import budgets_text, parse_levels
 
     cfg = _load(args)  # validated here, before anything reaches the cluster
-    levels = dict(parse_levels(t) for t in args.budgets) if args.budgets else dict(cfg.sweep.budgets) or {
-        b.metric: [b.value] for b in cfg.budget_list()}
+    if args.budgets:
+        cfg = cfg.model_copy(update={"sweep": cfg.sweep.model_copy(update={
+            "budgets": dict(parse_levels(t) for t in args.budgets)})})
     metadata = {"submitted_by": "rayprune submit", "rayprune_config": cfg.name, "config_file": str(args.config),
-                "budgets": ";".join(f"{k}={','.join(f'{v:g}' for v in vs)}" for k, vs in levels.items()),
-                "out": args.out}
+                "budgets": budgets_text(cfg), "out": args.out}
     job_id, status = submit_sweep(args.address, args.config, args.out, working_dir=args.working_dir,
                                   budgets=args.budgets or (), seeds=args.seeds,
                                   max_concurrent_trials=args.max_concurrent_trials, agents=args.agents,

@@ -112,3 +112,17 @@ def test_resume_refuses_a_sweep_whose_model_source_changed_since_it_started(tmp_
     src.write_text("def make(**kw):\n    return None  # edited\n")
     with pytest.raises(UserError, match="changed since the sweep"):
         run_sweep(None, out, resume=True, log=lambda m: None)
+
+
+def test_the_jobs_page_shows_a_sweeps_levels_for_a_fresh_and_a_resumed_driver(tmp_path):
+    from rayprune.config import parse_config
+    from rayprune.sweeps.driver import _job_metadata, budgets_text
+
+    cfg = parse_config({"name": "qs", "model": {"name": "small_cnn"}, "data": {"name": "digits"},
+                        "sweep": {"budgets": {"params": [0.5, 0.25], "macs": [0.5]}}}, source="x")
+    assert budgets_text(cfg) == "params=0.5,0.25;macs=0.5"
+    single = parse_config({"model": {"name": "small_cnn"}, "data": {"name": "digits"}, "budgets": {"params": 0.3}},
+                          source="x")
+    assert budgets_text(single) == "params=0.3"
+    assert _job_metadata(cfg, tmp_path) == {"rayprune": "sweep", "config": "qs", "budgets": "params=0.5,0.25;macs=0.5",
+                                            "out": str(tmp_path)}

@@ -137,6 +137,17 @@ def _claim(out: Path) -> None:
         json.dump({"status": "starting", "started": time.time()}, fh)
 
 
+def budgets_text(cfg: Config) -> str:
+    """The sweep's levels as the Jobs page shows them: ``params=0.5,0.25;macs=0.5`` (``;`` between constraints)."""
+    levels = dict(cfg.sweep.budgets) or {b.metric: [b.value] for b in cfg.budget_list()}
+    return ";".join(f"{k}={','.join(f'{v:g}' for v in vs)}" for k, vs in levels.items())
+
+
+def _job_metadata(cfg: Config, out: Path) -> dict[str, str]:
+    """What the Ray dashboard's Jobs page shows for this sweep's driver."""
+    return {"rayprune": "sweep", "config": cfg.name, "budgets": budgets_text(cfg), "out": str(out)}
+
+
 def _release(out: Path, created: bool) -> None:
     """Undo :func:`_claim` for a sweep that failed before it started: its ``sweep.json`` (still "starting"),
     and the directory itself if the claim created it and nothing else is in it."""
@@ -210,7 +221,7 @@ def run_sweep(
             log(f"The sweep in {out} has finished already; its models are in {out / 'models'} (rayprune report "
                 f"{out} shows them). Nothing was re-run. To sweep again, start a new sweep in another --out.")
             return state["summary"]
-        connect(address, log=log, metadata={"rayprune": "sweep", "config": cfg.name, "out": str(out)})
+        connect(address, log=log, metadata=_job_metadata(cfg, out))
         tune_path = out / TUNE_DIR
         if not tune.Tuner.can_restore(str(tune_path)):
             raise FileNotFoundError(f"--resume: no restorable Tune experiment in {tune_path}.")
@@ -226,7 +237,7 @@ def run_sweep(
         created = not out.exists()
         _claim(out)
         try:  # until the state is written, a failure (no cluster, a bad model) gives the directory back
-            connect(address, log=log, metadata={"rayprune": "sweep", "config": cfg.name, "out": str(out)})
+            connect(address, log=log, metadata=_job_metadata(cfg, out))
             cfg = _check_resources(cfg, log)
             if problem is None:
                 problem = PruningProblem.from_config(cfg, log=log)  # trains and caches the base model once
