@@ -341,6 +341,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt as exc:
         print(f"rayprune {args.command}: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - only the user's own code's failures are turned into one line
+        cause = _user_code_failure(exc)
+        if cause is None:
+            raise
+        import traceback
+
+        # the user's function's own frames (what they need to fix it), then one line naming it
+        traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
+        print(f"rayprune {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _user_code_failure(exc: BaseException):
+    """The exception raised inside the user's own function (a cost function, a model factory) when ``exc`` is
+    rayprune's report of it; else None."""
+    from .costs.registry import CostFunctionError
+    from .models.registry import ModelFactoryError
+
+    if isinstance(exc, (CostFunctionError, ModelFactoryError)) and exc.__cause__ is not None:
+        return exc.__cause__
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

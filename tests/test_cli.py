@@ -209,6 +209,20 @@ def test_submit_refuses_a_relative_out_before_anything_reaches_the_cluster(tiny_
     assert f"--out {tmp_path / 'runs' / 'job'}" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_a_failing_cost_function_shows_its_own_frames_and_one_error_line(tiny_config, env, tmp_path):
+    """Not rayprune's internals: the user's function's traceback, then what failed, exit code 2."""
+    (tmp_path / "my_costs.py").write_text("def energy(model, context):\n    table = {}\n    return table['conv1']\n")
+    config = tmp_path / "cost.yaml"
+    config.write_text(tiny_config.read_text().replace("  measure: [params, macs, latency_ms]\n",
+                                                      "  measure: [params, macs]\n  custom: {energy: my_costs:energy}\n"))
+    res = subprocess.run([sys.executable, "-m", "rayprune.cli", "validate", str(config)], capture_output=True,
+                         text=True, env={**env, "PYTHONPATH": f"{tmp_path}:{env.get('PYTHONPATH', '')}"}, timeout=300)
+    assert res.returncode == 2, res.stderr[-3000:]
+    lines = res.stderr.strip().splitlines()
+    assert lines[-1].startswith("rayprune validate: error: Cost 'energy' (my_costs:energy) raised KeyError")
+    assert "my_costs.py\", line 3, in energy" in res.stderr and "rayprune/problem.py" not in res.stderr
+
+
 def test_sweep_without_a_config_or_resume_and_resume_with_new_options_are_one_line_errors(tiny_config, env, tmp_path):
     res = rayprune("sweep", "--out", tmp_path / "x", env=env)
     assert res.returncode == 2 and "needs a YAML config" in res.stderr and "Traceback" not in res.stderr
