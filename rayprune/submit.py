@@ -42,6 +42,25 @@ async def _follow(client, job_id: str) -> None:
         sys.stdout.flush()
 
 
+#: never uploaded with a job: version control, caches, and rayprune's own outputs (not a user's data files,
+#: which may be Parquet or CSV: the job reads them from the uploaded working dir)
+OUTPUT_EXCLUDES = [".git", "__pycache__", "*.whl", "runs", "candidates/", "candidates.parquet", "pareto.parquet",
+                   "front_history.parquet"]
+
+
+def upload_excludes(working_dir: Path, out: str) -> list[str]:
+    """What the job's upload leaves out: :data:`OUTPUT_EXCLUDES`, and ``out`` itself if it lies in ``working_dir``.
+
+    >>> upload_excludes(Path("/w"), "/w/results/sweep1")[-1], len(upload_excludes(Path("/w"), "/shared/x"))
+    ('/results/sweep1', 8)
+    """
+    try:
+        inside = Path(out).relative_to(working_dir)
+    except ValueError:
+        return list(OUTPUT_EXCLUDES)
+    return [*OUTPUT_EXCLUDES, f"/{inside.as_posix()}"]
+
+
 def submit_sweep(address: str, config_path: str | Path, out: str, *, working_dir: str | Path = ".",
                  budgets: Sequence[str] = (), seeds: Optional[int] = None, max_concurrent_trials: Optional[int] = None,
                  agents: Optional[str] = None, evaluations: Optional[int] = None,
@@ -67,8 +86,7 @@ def submit_sweep(address: str, config_path: str | Path, out: str, *, working_dir
     entrypoint = sweep_entrypoint(str(rel_config), out, budgets=budgets, seeds=seeds,
                                   max_concurrent_trials=max_concurrent_trials, agents=agents, evaluations=evaluations)
     client = JobSubmissionClient(address)
-    runtime_env: dict[str, Any] = {"working_dir": str(working_dir),
-                                   "excludes": [".git", "runs", "*.parquet", "__pycache__", ".whl", ".gl"]}
+    runtime_env: dict[str, Any] = {"working_dir": str(working_dir), "excludes": upload_excludes(working_dir, out)}
     job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata=dict(metadata or {}))
     log(f"submitted job {job_id} to {address}: {entrypoint}")
     if not follow:
@@ -80,5 +98,9 @@ def submit_sweep(address: str, config_path: str | Path, out: str, *, working_dir
             f"`ray job status|logs|stop {job_id} --address {address}` (with RAY_AUTH_MODE=token) take over.")
         return job_id, None
     status = str(client.get_job_status(job_id))
-    log(f"job {job_id}: {status}")
+    reason = ""
+    if not status.endswith("SUCCEEDED"):  # e.g. a runtime env that failed to set up: its logs are empty
+        message = getattr(client.get_job_info(job_id), "message", None)
+        reason = f" ({message.strip()})" if message and message.strip() else ""
+    log(f"job {job_id}: {status}{reason}")
     return job_id, status

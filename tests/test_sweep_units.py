@@ -126,3 +126,18 @@ def test_the_jobs_page_shows_a_sweeps_levels_for_a_fresh_and_a_resumed_driver(tm
     assert budgets_text(single) == "params=0.3"
     assert _job_metadata(cfg, tmp_path) == {"rayprune": "sweep", "config": "qs", "budgets": "params=0.5,0.25;macs=0.5",
                                             "out": str(tmp_path)}
+
+
+def test_a_submitted_job_uploads_the_users_data_files_but_not_rayprunes_outputs(tmp_path):
+    """Matched as Ray matches a working dir's excludes (its _get_excludes: gitwildmatch, paths relative to it)."""
+    from ray._private.runtime_env.packaging import _get_excludes
+
+    from rayprune.submit import upload_excludes
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "results" / "s1" / "candidates").mkdir(parents=True)
+    excluded = _get_excludes(tmp_path, upload_excludes(tmp_path, str(tmp_path / "results" / "s1")))
+    for kept in ("data/table.parquet", "data/table.csv", "sweep.yaml"):
+        assert not excluded(tmp_path / kept), kept
+    for left_out in ("results/s1", "runs", "candidates.parquet", "results/other/pareto.parquet", ".git"):
+        assert excluded(tmp_path / left_out), left_out
