@@ -455,6 +455,7 @@ def test_a_level_whose_every_shortlisted_candidate_is_over_its_latency_limit_alo
                                 log=lambda m: None)
     assert res.candidate_id is None and pool.finalized == []
     assert "latency_ms is measured again one at a time (2 of its best tried" in res.error
+    assert "the smallest latency_ms measured alone was 2.5 against a limit of 2" in res.error
 
 
 def test_a_level_whose_every_final_model_is_over_its_latency_limit_says_by_how_much(tmp_path):

@@ -116,10 +116,12 @@ class SearchRun:
         for name in self.space.unsteerable():
             if name not in self._warned and self.log is not None:
                 self._warned.add(name)
-                self.log(f"warning: the cost '{name}' does not grow with MACs in the candidates scored so far, so "
-                         f"the search cannot aim at its budget through MACs; candidates that break it are only "
-                         f"filtered out (expect many infeasible rows; a cost that grows with MACs, such as "
-                         f"latency or memory, is steered)")
+                self.log(f"warning: the measured '{name}' of the candidates scored so far does not grow with "
+                         f"MACs, so the search cannot aim at its budget through MACs; candidates that break it are "
+                         f"only filtered out (expect many infeasible rows). With a timed cost such as latency_ms "
+                         f"this usually means the timings are noisy next to the differences between candidates "
+                         f"(a small model, a loaded machine): more costs.latency.repeats, or a budget further from "
+                         f"the base model, help")
 
     def step(self, *, launch_next: bool = True) -> dict[str, Any]:
         """One batch: ask, score, write, tell. Returns progress metrics.

@@ -368,9 +368,12 @@ def _shortlists(ranked: Sequence[pd.DataFrame], results: Sequence[LevelResult], 
         out.append(rows.iloc[kept[li]])
         dropped.update(rows.iloc[j]["candidate_id"] for j in range(pos[li]) if j not in kept[li])
         if not rows.empty and not kept[li]:
+            tried = [quiet[rows.iloc[j]["candidate_id"]] for j in range(pos[li]) if rows.iloc[j]["candidate_id"] in quiet]
+            near = "; ".join(f"the smallest {n} measured alone was {min(t[n] for t in tried):.4g} against a limit "
+                             f"of {lim:.4g}" for n, lim in checked[li].items() if tried)
             res.error = (f"no scored candidate fits this level when its {', '.join(checked[li])} is measured again "
-                         f"one at a time ({pos[li]} of its best tried; the search measured them while other "
-                         f"evaluators trained)")
+                         f"one at a time ({pos[li]} of its best tried" + (f"; {near}" if near else "") +
+                         "; the search measured them while other evaluators trained)")
     if quiet:
         log(f"Measured {', '.join(timed)} of {len(quiet)} shortlisted candidate(s) again one at a time: "
             f"{len(dropped)} over their level's limit gave their place to the next candidate(s)")
