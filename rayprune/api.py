@@ -206,9 +206,10 @@ def build_config(
 
 
 # -- problem -----------------------------------------------------------------------------------------
-def _as_dataset(data: Any, cfg: "Config"):
+def _as_dataset(data: Any, cfg: "Config", carved: Optional[list[str]] = None):
     """A :class:`rayprune.data.Dataset` (or, for torch Datasets that stream by ``data.streaming``, a
-    :class:`rayprune.data.StreamedDataset`) from what the caller passed (None when the config names the data)."""
+    :class:`rayprune.data.StreamedDataset`) from what the caller passed (None when the config names the data).
+    ``carved``, if given, receives the splits (``val``, ``test``) that were split off the caller's train samples."""
     from .data import Dataset, StreamedDataset
 
     if data is None or isinstance(data, str):
@@ -219,6 +220,8 @@ def _as_dataset(data: Any, cfg: "Config"):
     from .data.factory import split_objects
 
     splits, options = split_objects(data, source="data= must be a rayprune.data.Dataset, a dataset name (e.g. 'digits'), or")
+    if carved is not None:
+        carved.extend(s for s in ("val", "test") if splits.get(s) is None)
     d = cfg.data
     options.setdefault("task", d.task)
     if options["task"] == "regression":
@@ -239,9 +242,15 @@ def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool,
     if model is not None and not isinstance(model, (nn.Module, str)):
         raise UserTypeError(f"model= must be a torch.nn.Module or a model name (a zoo name or "
                             f"'package.module:factory'); got {type(model).__name__}.")
-    dataset = _as_dataset(data, cfg)
+    carved: list[str] = []
+    dataset = _as_dataset(data, cfg, carved)
     if not isinstance(model, nn.Module) and dataset is None:
         return None
+    if isinstance(model, nn.Module) and carved:
+        log(f"warning: data= has no {' or '.join(carved)} split, so rayprune split {'them' if len(carved) > 1 else 'it'} "
+            f"off the samples you passed (data.val_fraction, data.test_fraction). If your model was trained on those "
+            "samples, its accuracies (and every candidate's) are measured on training data: pass "
+            '{"train": ..., "val": ..., "test": ...} with held-out samples.')
     device = resolve_device(cfg.data.device)
     if dataset is None:
         dataset = configured_dataset(cfg)

@@ -152,6 +152,22 @@ def test_a_custom_loss_may_read_fewer_outputs_than_classes(tmp_path):
                                   binary, net, {"source": "in-memory"}, device=torch.device("cpu"))
 
 
+def test_validation_and_test_split_off_a_trained_models_own_data_are_warned_about(tmp_path):
+    """The README's first example used to pass (x_train, y_train): every accuracy was then measured on training samples."""
+    from rayprune.search.prune import BudgetUnreachable
+
+    data = load_dataset("digits", seed=0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    for given, warned in (((data.x_train, data.y_train), True),
+                          ({"train": (data.x_train, data.y_train), "val": (data.x_val, data.y_val),
+                            "test": (data.x_test, data.y_test)}, False)):
+        logs = []
+        with pytest.raises(BudgetUnreachable):  # stops right after the problem is built: no Ray, no search
+            rayprune.prune(net, given, budgets={"params": 0.001}, out=tmp_path / str(warned), log=logs.append)
+        hits = [m for m in logs if "split them off the samples you passed" in m]
+        assert bool(hits) == warned, logs
+
+
 def test_a_non_empty_out_is_refused_before_anything_is_computed(tmp_path):
     (tmp_path / "old.txt").write_text("x")
     with pytest.raises(FileExistsError, match="not empty"):
