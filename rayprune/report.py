@@ -120,7 +120,7 @@ def summary_text(out_dir: str | Path) -> str:
     n_final = len(exported_rows(rows)) if not rows.empty else 0
     trials = len(state.get("agents", [None])) * int(state.get("seeds", 1))
     status = "" if state.get("status") == "finished" else (
-        " -- INCOMPLETE: the sweep did not finish (rayprune sweep --resume --out DIR continues it)")
+        f" -- INCOMPLETE: the sweep did not finish (rayprune sweep --resume --out {out.resolve()} continues it)")
     head = (f"sweep {state['setup']['sweep_id']}: {len(state['levels'])} budget level(s), {trials} trial(s) "
             f"({', '.join(state.get('agents', []))} x {state.get('seeds', 1)} seed(s)); {n_search} candidates scored, "
             f"{n_final} models exported; Pareto front: {len(front)} model(s){status}")

@@ -125,7 +125,7 @@ def test_two_agents_sweep_two_levels_end_to_end(tmp_path, env):
     report = rayprune("report", out, env=env, timeout=120)
     assert report.returncode == 0 and "params=0.3" in report.stdout and "crl" in report.stdout
     again = rayprune("sweep", write_config(tmp_path), "--out", out, env=env, timeout=120)
-    assert again.returncode == 2 and "--resume" in again.stderr
+    assert again.returncode == 2 and "already holds a finished sweep" in again.stderr  # not "pass --resume"
     # --resume of a finished sweep re-runs nothing (it used to redo the selection and overwrite the models)
     weights = {p: p.stat().st_mtime_ns for p in (out / "models").rglob("weights.pt")}
     resumed = rayprune("sweep", "--resume", "--out", out, env=env, timeout=120)

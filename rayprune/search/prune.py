@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +24,7 @@ from ..config import Config
 from ..costs import measure_latency_ms
 from ..costs.budget import within
 from ..costs.levels import Level
-from ..errors import NoModelError, UserError
+from ..errors import Interrupted, NoModelError, UserError
 from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT, is_in_memory
 from ..problem import PruningProblem
 from ..report import format_metric
@@ -178,6 +179,11 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
                                        reference=chance_and_base(problem), weak_finals=cfg.search.rerank.weak_finals,
                                        priors=weak_level_priors(cfg.search.rerank, lambda: space),
                                        export_to=lambda _level: out / "best")
+    except KeyboardInterrupt:
+        shutil.rmtree(out / "models", ignore_errors=True)  # the finals' scratch folder: nothing there is a model
+        raise Interrupted(f"every scored candidate is kept in {out} (candidates.parquet) and no model was exported. "
+                          "`rayprune prune` does not resume: run it again into a new --out (a `rayprune sweep` "
+                          "can be resumed)") from None
     finally:
         if searcher is not None:
             searcher.close()

@@ -105,7 +105,8 @@ def _check_resources(cfg: Config, log: Log) -> Config:
         )
     warn_idle_evaluators(cfg, cfg.evaluation.evaluators, log)
     per_trial = need.get("CPU", 0.0)
-    log(f"Each trial reserves {need} (trial + {cfg.evaluation.evaluators} evaluators); "
+    reserved = ", ".join(f"{v:.4g} {k}" for k, v in need.items())
+    log(f"Each trial reserves {reserved} (trial + {cfg.evaluation.evaluators} evaluators); "
         f"the cluster has {have.get('CPU', 0):g} CPUs / {have.get('GPU', 0):g} GPUs "
         f"-> up to {int(have.get('CPU', 0) // per_trial) if per_trial else '?'} trials at once.")
     return cfg
@@ -127,7 +128,9 @@ def _claim(out: Path) -> None:
     from ..search.prune import check_out_dir
 
     if (out / SWEEP_FILE).exists():
-        raise FileExistsError(f"{out} already holds a sweep; pass --resume to continue it or choose another --out.")
+        finished = _status_of(out / SWEEP_FILE) == "finished"
+        raise FileExistsError(f"{out} already holds a " + ("finished sweep (rayprune report shows it); choose another "
+                              "--out." if finished else "sweep; pass --resume to continue it or choose another --out."))
     check_out_dir(out, what="sweep")
     try:
         fd = os.open(out / SWEEP_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -135,6 +138,14 @@ def _claim(out: Path) -> None:
         raise FileExistsError(f"{out} already holds a sweep (another one just started there).") from None
     with os.fdopen(fd, "w") as fh:
         json.dump({"status": "starting", "started": time.time()}, fh)
+
+
+def _status_of(path: Path) -> Optional[str]:
+    """The ``status`` recorded in a ``sweep.json`` (None if unreadable)."""
+    try:
+        return json.loads(path.read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def budgets_text(cfg: Config) -> str:
@@ -287,7 +298,13 @@ def run_sweep(
     errors = [str(r.error) for r in results if r.error is not None]
     if errors:
         log(f"{len(errors)} trial(s) failed: " + "; ".join(e.splitlines()[0] for e in errors))
-    summary = finish_sweep(out, log=log, problem=problem, shared_ref=shared_ref)
+    try:
+        summary = finish_sweep(out, log=log, problem=problem, shared_ref=shared_ref)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"during the selection (re-rank and final fine-tunes): every search finished and every scored candidate "
+            f"is kept in {out}, but {out / 'models'} may hold models of an unfinished selection. Finish it with: "
+            f"rayprune sweep --resume --out {out} (it redoes only the selection)") from None
     summary["trial_errors"] = errors
     return summary
 
@@ -319,11 +336,16 @@ def unfinished_trials(results) -> list[str]:
     >>> from types import SimpleNamespace as R
     >>> unfinished_trials([R(error=None, metrics={"done": True, "trial_name": "a"}),
     ...                    R(error=None, metrics={"done": False, "trial_name": "b"}),
-    ...                    R(error=RuntimeError("x"), metrics={}), R(error=None, metrics=None)])
-    ['b', '?']
+    ...                    R(error=RuntimeError("x"), metrics={}), R(error=None, metrics=None),
+    ...                    R(error=None, metrics={}, config={"agent": "crl", "seed": 1})])
+    ['b', '?', 'crl,seed=1']
     """
-    return [str((r.metrics or {}).get("trial_name", "?")) for r in results
-            if r.error is None and not (r.metrics or {}).get("done")]
+    def name(r) -> str:  # a trial stopped before its first report has no trial_name metric: its config says it
+        config = getattr(r, "config", None) or {}
+        fallback = trial_name(config["agent"], config["seed"]) if {"agent", "seed"} <= set(config) else "?"
+        return str((r.metrics or {}).get("trial_name") or fallback)
+
+    return [name(r) for r in results if r.error is None and not (r.metrics or {}).get("done")]
 
 
 def _selection_pool(problem, cfg: Config, shared_ref=None):
