@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -58,7 +59,7 @@ def _sources(cfg: Config) -> dict[str, str]:
     for field, name in (("model_source", cfg.model.name), ("data_source", cfg.data.name)):
         origin = None if name.startswith("sklearn:") else _module_file(name)
         if origin is not None:
-            out[field] = _digest(origin)
+            out[field] = _digest_sources(local_sources(origin, name.split(":")[0]))
     # a file (npz, csv) or an image folder; not CIFAR's root, which may be a shared parent of the fixed release
     for field in ("path", *(("root",) if cfg.data.name == "imagefolder" else ())):
         value = getattr(cfg.data, field)
@@ -77,6 +78,60 @@ def _module_file(name: str) -> Optional[Path]:
         return None  # the import error is the model's or the data's to report, with its field
     origin = Path(spec.origin) if spec is not None and spec.origin else None
     return origin if origin is not None and origin.is_file() else None
+
+
+#: at most this many of a user's own source files are followed from a factory's module (then the rest is left out)
+_MAX_SOURCES = 300
+
+
+def local_sources(origin: Path, module: str) -> list[Path]:
+    """The source files of ``module`` (at ``origin``) and of every module of the same project it imports, found
+    by reading the ``import`` statements (not by running them), so that editing a building block in another file
+    of the user's package invalidates the cached base model as editing the factory's own file does. "The same
+    project": files under the folder the module's top-level package was imported from; libraries elsewhere
+    (torch, site-packages) are not followed."""
+    parts = module.split(".")
+    is_pkg = origin.name == "__init__.py"
+    root = origin.parents[len(parts) - 1 + int(is_pkg)]
+    found: dict[Path, None] = {}
+    queue = [(origin, module, is_pkg)]
+    while queue and len(found) < _MAX_SOURCES:
+        path, name, pkg = queue.pop(0)
+        if path in found:
+            continue
+        found[path] = None
+        try:
+            tree = ast.parse(path.read_text(errors="replace"))
+        except (OSError, SyntaxError, ValueError):
+            continue  # the import itself will report it
+        package = name if pkg else name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: max(0, len(package.split(".")) - node.level + 1)] if package else []
+                    base = ".".join([*anchor, *([base] if base else [])])
+                targets = [base, *(f"{base}.{a.name}" if base else a.name for a in node.names)]
+            for target in filter(None, targets):
+                bits = target.split(".")
+                for i in range(1, len(bits) + 1):  # a.b.c runs a/__init__, a/b/__init__ and a/b/c
+                    stem = root.joinpath(*bits[:i])
+                    for candidate, is_package in ((stem / "__init__.py", True), (stem.with_suffix(".py"), False)):
+                        if candidate.is_file() and candidate not in found:
+                            queue.append((candidate, ".".join(bits[:i]), is_package))
+                            break
+    return sorted(found)
+
+
+def _digest_sources(paths: list[Path]) -> str:
+    """One digest of several source files (their names and contents)."""
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(f"{path.name}|{_digest(path)}\n".encode())
+    return h.hexdigest()[:16]
 
 
 #: a file up to this size is hashed whole; a larger one by its size and modification time

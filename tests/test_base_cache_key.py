@@ -44,3 +44,32 @@ def test_a_zoo_model_on_embedded_data_keeps_the_key_it_had():
     from rayprune.base_model import _sources
 
     assert _sources(parse_config({"model": {"name": "small_cnn"}, "data": {"name": "digits"}})) == {}
+
+
+def test_editing_a_building_block_in_another_file_of_the_users_package_changes_the_key(tmp_path, monkeypatch):
+    """The factory's own file did not change; the residual block it imports did (new-user pass, session 24)."""
+    pkg = tmp_path / "ckpkg"
+    (pkg / "parts").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "parts" / "__init__.py").write_text("from .blocks import Block\n")
+    (pkg / "parts" / "blocks.py").write_text("class Block:\n    residual = True\n")
+    (pkg / "nets.py").write_text("import torch\nfrom .parts import Block\nfrom ckpkg import helpers\n\n"
+                                 "def make(**kw):\n    return None\n")
+    (pkg / "helpers.py").write_text("WIDTH = 4\n")
+    (pkg / "unrelated.py").write_text("x = 1\n")  # not imported by the factory's module
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = parse_config({"model": {"name": "ckpkg.nets:make"}, "data": {"name": "digits"}})
+    before = base_cache_key(cfg)
+    (pkg / "unrelated.py").write_text("x = 2\n")
+    assert base_cache_key(cfg) == before  # only what the factory's module imports counts
+    (pkg / "parts" / "blocks.py").write_text("class Block:\n    residual = False\n")
+    after_block = base_cache_key(cfg)
+    assert after_block != before
+    (pkg / "helpers.py").write_text("WIDTH = 8\n")
+    assert base_cache_key(cfg) != after_block
+
+    from rayprune.base_model import _module_file, local_sources
+
+    found = {p.relative_to(tmp_path).as_posix() for p in local_sources(_module_file("ckpkg.nets:make"), "ckpkg.nets")}
+    assert found == {"ckpkg/nets.py", "ckpkg/__init__.py", "ckpkg/parts/__init__.py", "ckpkg/parts/blocks.py",
+                     "ckpkg/helpers.py"}  # torch is not followed
