@@ -20,7 +20,7 @@ from .engine import fine_tune
 from .engine.objective import DataSplit, resolve_objective
 from .models import check_model_for_data, classes_to_check, load_model
 
-__all__ = ["architecture_of", "obtain_base_model", "base_cache_key"]
+__all__ = ["architecture_of", "obtain_base_model", "base_cache_key", "weights_fingerprint"]
 
 
 def architecture_of(cfg: Config, data: Dataset | StreamedDataset) -> dict[str, Any]:
@@ -34,6 +34,21 @@ def architecture_of(cfg: Config, data: Dataset | StreamedDataset) -> dict[str, A
         "in_features": None if image else int(data.input_shape[0]),
         "kwargs": dict(cfg.model.kwargs),
     }
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A digest of a model's parameters and buffers (names, shapes, values): the same network and weights, the same
+    digest, on any device.
+
+    >>> a = nn.Linear(2, 2); weights_fingerprint(a) == weights_fingerprint(a), len(weights_fingerprint(a))
+    (True, 16)
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)
+        h.update(f"{name}|{tuple(tensor.shape)}|{t.dtype}\n".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
 
 
 def base_cache_key(cfg: Config) -> str:

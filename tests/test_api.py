@@ -217,6 +217,11 @@ def test_sweep_an_in_memory_model_returns_the_front_and_one_model_per_level(ray_
     base_params = sum(p.numel() for p in net.parameters())
     for level, model in res.models.items():
         assert sum(p.numel() for p in model.parameters()) <= float(level.split("=")[1]) * base_params
+    # resuming it with another model is refused: its candidates were pruned from this one
+    other = trained(user_net_class()(), data, steps=20)
+    with pytest.raises(UserError, match="not the one the sweep"):
+        rayprune.sweep(other, data, levels={"params": [0.6, 0.3]}, evaluations=16, out=res.out, resume=True,
+                       log=None, **SMALL)
     # the command line cannot resume it (the model is not in any file) and says what to do instead
     out = subprocess.run([sys.executable, "-m", "rayprune.cli", "sweep", "--resume", "--out", str(res.out)],
                          capture_output=True, text=True, timeout=120)

@@ -207,7 +207,7 @@ def run_sweep(
     import ray
     from ray import tune
 
-    from ..base_model import base_cache_key
+    from ..base_model import base_cache_key, weights_fingerprint
     from ..problem import PruningProblem, config_in_memory
     from ..ray_session import connect
     from ..search.prune import check_reachable
@@ -226,6 +226,10 @@ def run_sweep(
         if problem is None and config_in_memory(cfg):
             raise UserError(f"--resume: the sweep in {out} prunes a model handed over in memory; resume it from "
                             "Python with the same model and data: rayprune.sweep(model, data, out=..., resume=True).")
+        if problem is not None and state.get("base_fingerprint") not in (None, weights_fingerprint(problem.base_model)):
+            raise UserError(f"--resume: the model handed over is not the one the sweep in {out} started with (its "
+                            "weights differ), so the candidates already scored were pruned from another network. "
+                            "Resume with the same model, or start a new sweep in another out.")
         failed = list((out / TUNE_DIR).rglob("error.txt"))  # Tune's mark of a failed trial: resume retries it
         if state.get("status") == "finished" and state.get("summary") is not None and not failed:
             # nothing to continue: re-selecting would re-run every final fine-tune and overwrite the exported models
@@ -265,7 +269,8 @@ def run_sweep(
             )
             state = {"config": setup.config, "setup": setup.__dict__, "levels": [lvl.values for lvl in levels],
                      "agents": agents, "seeds": cfg.sweep.seeds, "started": time.time(), "status": "running",
-                     "base_key": None if config_in_memory(cfg) else base_cache_key(cfg)}
+                     "base_key": None if config_in_memory(cfg) else base_cache_key(cfg),
+                     "base_fingerprint": weights_fingerprint(problem.base_model)}
             _write_state(out, state)
         except BaseException:
             _release(out, created)
