@@ -175,7 +175,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             f"it takes no config or sweep options (given: {', '.join(given)}). Drop them, or start a new sweep in "
                             "another --out.")
         summary = run_sweep(None, args.out, address=args.address, resume=True)  # type: ignore[arg-type]
-        return 0 if not summary.get("trial_errors") else 5
+        return _sweep_status(summary)
     if args.config is None:
         raise UserError("sweep needs a YAML config (rayprune sweep CONFIG --out DIR), or --resume to continue the "
                         f"sweep in {args.out}.")
@@ -198,7 +198,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         cfg = _resolve(parse_config(cfg.model_dump(mode="json"), source=str(args.config), overrides=overrides),
                        args.config)
     summary = run_sweep(cfg, args.out, address=args.address, verbose=0 if args.quiet else 1)
-    return 0 if not summary.get("trial_errors") else 5
+    return _sweep_status(summary)
+
+
+def _sweep_status(summary: dict) -> int:
+    """A sweep's exit status: 0, 5 when a trial failed, 4 when a level ended without a model (as prune's 4: no
+    feasible model), so that a script does not take a partial front for a whole one."""
+    if summary.get("trial_errors"):
+        return 5
+    return 4 if any(level.get("candidate_id") is None for level in summary.get("levels", [])) else 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

@@ -125,10 +125,22 @@ def summary_text(out_dir: str | Path) -> str:
             f"({', '.join(state.get('agents', []))} x {state.get('seeds', 1)} seed(s)); {n_search} candidates scored, "
             f"{n_final} models exported; Pareto front: {len(front)} model(s){status}")
     agents = agent_table(state, rows)
-    weak = weak_score_lines(state)
+    weak = missing_level_lines(state) + weak_score_lines(state)
     return (head + "\n" + front_table(state, front, rows) + (f"\nsearch, by agent (best cheap score among candidates "
             f"that fit each level; n: proposed for it):\n{agents}" if agents else "")
             + "".join(f"\n{line}" for line in weak) + f"\nreport: {out / 'report.html'}")
+
+
+def missing_level_lines(state: dict[str, Any]) -> list[str]:
+    """One line per level that ended without a model, with the reason (else the level would be absent from the
+    tables without a word).
+
+    >>> missing_level_lines({"summary": {"levels": [{"level": "latency_ms=0.23", "candidate_id": None,
+    ...     "error": "no scored candidate fits this level"}, {"level": "params=0.5", "candidate_id": "c1"}]}})
+    ['latency_ms=0.23: NO MODEL: no scored candidate fits this level']
+    """
+    return [f"{level['level']}: NO MODEL: {level.get('error') or 'no final model fits this level'}"
+            for level in (state.get("summary") or {}).get("levels", []) if level.get("candidate_id") is None]
 
 
 def weak_score_lines(state: dict[str, Any]) -> list[str]:
