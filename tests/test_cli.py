@@ -228,3 +228,13 @@ def test_sweep_without_a_config_or_resume_and_resume_with_new_options_are_one_li
     assert res.returncode == 2 and "needs a YAML config" in res.stderr and "Traceback" not in res.stderr
     res = rayprune("sweep", tiny_config, "--resume", "--evaluations", "9", "--out", tmp_path / "x", env=env)
     assert res.returncode == 2 and "(given: a config, --evaluations)" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_sweep_with_a_level_left_without_a_model_does_not_exit_0():
+    from rayprune.cli import _sweep_status
+
+    whole = {"levels": [{"level": "params=0.5", "candidate_id": "a"}, {"level": "params=0.25", "candidate_id": "b"}]}
+    partial = {"levels": [{"level": "latency_ms=0.25", "candidate_id": "a"}, {"level": "latency_ms=0.23",
+                                                                             "candidate_id": None}]}
+    assert _sweep_status(whole) == 0 and _sweep_status(partial) == 4
+    assert _sweep_status({**partial, "trial_errors": ["RuntimeError"]}) == 5
