@@ -162,7 +162,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .errors import UserError
-    from .sweeps.driver import parse_levels, run_sweep
+    from .sweeps.driver import parse_level_spec, run_sweep
 
     if args.resume:
         given = [flag for flag, value in (("a config", args.config), ("--budgets", args.budgets), ("--agents", args.agents),
@@ -181,8 +181,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         f"sweep in {args.out}.")
     cfg = _load(args)
     over: dict = {}
+    relative: dict = {}
     if args.budgets:
-        over["budgets"] = dict(parse_levels(t) for t in args.budgets)
+        specs = [parse_level_spec(t) for t in args.budgets]
+        over["budgets"] = {name: values for name, values, _ in specs}
+        # rel:/% (or abs:) on the levels decides for that cost, as the config's budgets.<cost>.relative would
+        relative = {name: {"value": values[0], "relative": rel} for name, values, rel in specs if rel is not None}
     if args.seeds is not None:
         over["seeds"] = args.seeds
     if args.max_concurrent_trials is not None:
@@ -192,7 +196,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if over or args.evaluations is not None:
         from .config import parse_config
 
-        overrides: dict = {"sweep": over}
+        overrides: dict = {"sweep": over, **({"budgets": relative} if relative else {})}
         if args.evaluations is not None:
             overrides["search"] = {"evaluations": args.evaluations}
         cfg = _resolve(parse_config(cfg.model_dump(mode="json"), source=str(args.config), overrides=overrides),
@@ -288,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="agents x seeds as Ray Tune trials over every budget level; one model per level, Pareto front in Parquet")
     p.add_argument("config", nargs="?", help="YAML config (not needed with --resume)")
     p.add_argument("--budgets", action="append", metavar="NAME=V1,V2,...",
-                   help="levels of one constraint (repeat for several: their product is swept)")
+                   help="levels of one constraint (repeat for several: their product is swept); values as for "
+                        "prune's --budget: latency_ms=90%%,80%% or rel:0.9,0.8 sweep fractions of the base latency")
     p.add_argument("--agents", metavar="A,B,...", help="agents side by side, one trial each per seed "
                    f"({', '.join(BUDGETED_AGENTS)}; default: sweep.agents or search.agent)")
     p.add_argument("--seeds", type=int, help="seeds per agent (default: sweep.seeds)")

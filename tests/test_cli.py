@@ -238,3 +238,17 @@ def test_a_sweep_with_a_level_left_without_a_model_does_not_exit_0():
                                                                              "candidate_id": None}]}
     assert _sweep_status(whole) == 0 and _sweep_status(partial) == 4
     assert _sweep_status({**partial, "trial_errors": ["RuntimeError"]}) == 5
+
+
+def test_sweep_budgets_on_the_command_line_may_be_relative_for_any_cost(tiny_config, tmp_path, monkeypatch):
+    """`--budgets latency_ms=90%,80%` (or rel:) sweeps fractions of the base latency, as `--budget` does for prune."""
+    from rayprune import cli
+    from rayprune.costs.levels import levels_from_config
+    from rayprune.sweeps import driver
+
+    seen = {}
+    monkeypatch.setattr(driver, "run_sweep", lambda cfg, out, **kw: seen.update(cfg=cfg) or {"levels": []})
+    assert cli.main(["sweep", str(tiny_config), "--out", str(tmp_path / "o"), "--budgets", "latency_ms=90%,rel:0.8"]) == 0
+    levels = levels_from_config(seen["cfg"], {"params": 100.0, "macs": 1e4, "latency_ms": 2.0}, sweep=True)
+    assert [lvl.limits["latency_ms"] for lvl in levels] == pytest.approx([1.8, 1.6])
+    assert cli.main(["sweep", str(tiny_config), "--out", str(tmp_path / "p"), "--budgets", "latency_ms=90%,abs:3"]) == 2

@@ -51,17 +51,34 @@ Log = Callable[[str], None]
 
 
 def parse_levels(text: str) -> tuple[str, list[float]]:
-    """``params=0.5,0.25,0.1`` -> ``("params", [0.5, 0.25, 0.1])``."""
+    """``params=0.5,0.25,0.1`` -> ``("params", [0.5, 0.25, 0.1])`` (see :func:`parse_level_spec`)."""
+    name, values, _ = parse_level_spec(text)
+    return name, values
+
+
+def parse_level_spec(text: str) -> tuple[str, list[float], Optional[bool]]:
+    """``NAME=V1,V2,...`` -> ``(name, values, relative)``; each value as a prune budget is written (``rel:0.9``,
+    ``90%``, ``abs:2e8`` or a plain number), ``relative`` True/False where the values say so, else None (the
+    config decides: params, MACs and memory relative by default, latency and user costs absolute).
+
+    >>> parse_level_spec("params=0.5,0.25"), parse_level_spec("latency_ms=90%,rel:0.8")
+    (('params', [0.5, 0.25], None), ('latency_ms', [0.9, 0.8], True))
+    """
+    from ..costs.budget import parse_budget
+
     name, sep, raw = text.partition("=")
     if not sep or not name.strip() or not raw.strip():
         raise UserError(f"--budgets must look like NAME=V1,V2,... (e.g. params=0.5,0.25,0.1); got {text!r}.")
-    try:
-        values = [float(v) for v in raw.split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"--budgets {name.strip()!r}: every level must be a number; got {raw!r}.") from None
-    if not values:
-        raise UserError(f"--budgets {name.strip()!r} has no levels.")
-    return name.strip(), values
+    name = name.strip()
+    parts = [v.strip() for v in raw.split(",") if v.strip()]
+    if not parts:
+        raise UserError(f"--budgets {name!r} has no levels.")
+    budgets = [parse_budget(f"{name}={v}") for v in parts]
+    said = {b.relative for v, b in zip(parts, budgets) if v.startswith(("rel:", "abs:")) or v.endswith("%")}
+    if len(said) > 1:
+        raise UserError(f"--budgets {name!r} mixes relative and absolute levels ({raw!r}); a sweep's levels of one "
+                        "cost are all one or the other.")
+    return name, [b.value for b in budgets], (said.pop() if said else None)
 
 
 def sweep_agents(cfg: Config) -> list[str]:
