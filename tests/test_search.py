@@ -741,3 +741,16 @@ def test_the_sweeps_uniform_candidates_are_the_search_spaces_fitted_on_the_sweep
     assert _priors_of(problem, levels, off, rows) == {}
     global_ = priors["global"]
     assert [global_(i) for i in range(len(levels))] == [space.global_candidate(i) for i in range(len(levels))]
+
+
+def test_the_progress_line_says_when_many_proposals_repeat_candidates_already_scored():
+    from types import SimpleNamespace
+
+    from rayprune.search.loop import SearchRun
+
+    run = SimpleNamespace(agent=SimpleNamespace(name="random"), evaluations=64, best=[0.9],
+                          space=SimpleNamespace(levels=[Level("params=0.3", {"params": 0.3}, {"params": 3.0})]))
+    line = SearchRun.describe(run, {"iteration": 4, "evaluations": 64, "evals_per_s": 100.0, "repeats": 36})
+    assert "36 of them repeated a candidate already scored" in line
+    assert "repeated" not in SearchRun.describe(run, {"iteration": 4, "evaluations": 64, "evals_per_s": 1.0,
+                                                      "repeats": 3})

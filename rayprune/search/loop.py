@@ -86,6 +86,7 @@ class SearchRun:
         self._warned: set[str] = set()
         self.batch = 0  # batches done; rows carry the batch number as ``iteration`` (1, 2, ...)
         self.evaluated = 0
+        self.repeats = 0  # proposals that repeated a candidate already scored (its cached score): a small space
         self.best: list[Optional[float]] = [None] * space.num_levels  # best feasible score per level
         self.seconds = {"ask": 0.0, "score": 0.0, "tell": 0.0, "write": 0.0}
 
@@ -174,6 +175,7 @@ class SearchRun:
         costs = {name: row.get(name) for name in self.space.base_costs}
         feasible = ok and fits(costs, level.limits)
         row.update(level=level.name, feasible=bool(feasible), iteration=self.batch, agent=self.agent.name)
+        self.repeats += bool(row.get("cached"))
         if ok:  # any candidate counts for every level it fits
             for i, other in enumerate(self.space.levels):
                 if fits(costs, other.limits) and (self.best[i] is None or row["accuracy"] > self.best[i]):
@@ -184,7 +186,7 @@ class SearchRun:
                  score_seconds: float = 0.0) -> dict[str, Any]:
         errors = sum(1 for r in rows if r.get("status") != "ok")
         out: dict[str, Any] = {
-            ITERATION: self.batch, EVALUATIONS: self.evaluated, "batch_errors": errors,
+            ITERATION: self.batch, EVALUATIONS: self.evaluated, "batch_errors": errors, "repeats": self.repeats,
             "evals_per_s": len(rows) / max(batch_seconds, 1e-9), "batch_seconds": batch_seconds,
             "overhead_fraction": (batch_seconds - score_seconds) / max(batch_seconds, 1e-9),
         }
@@ -199,7 +201,10 @@ class SearchRun:
         best = ", ".join(f"{lvl.name}: {'-' if b is None else f'{b:.4f}'}" for lvl, b in zip(self.space.levels, self.best))
         return (f"{self.agent.name} batch {metrics['iteration']}: {metrics['evaluations']}/{self.evaluations} scored, "
                 f"best per level {best}; {metrics['evals_per_s']:.1f} candidates/s"
-                + (f", {metrics['batch_errors']} errors" if metrics.get("batch_errors") else ""))
+                + (f", {metrics['batch_errors']} errors" if metrics.get("batch_errors") else "")
+                + (f"; {metrics['repeats']} of them repeated a candidate already scored (the space has few distinct "
+                   "candidates: more evaluations add little)" if metrics.get("repeats", 0) * 4 >= max(1, metrics[
+                       EVALUATIONS]) else ""))
 
     def run(self, *, on_step: Optional[Callable[[dict[str, Any]], None]] = None) -> dict[str, Any]:
         """Steps until done; ``on_step`` gets each batch's metrics (progress, checkpoints)."""
@@ -234,7 +239,7 @@ class SearchRun:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.agent.save(directory / "agent")
-        state = {"batch": self.batch, "evaluated": self.evaluated, "best": self.best, "agent": self.agent.state_dict(),
+        state = {"batch": self.batch, "evaluated": self.evaluated, "repeats": self.repeats, "best": self.best, "agent": self.agent.state_dict(),
                  "space": self.space.state_dict(), "agent_name": self.agent.name}
         if self._untold is not None:
             proposals, outcomes, rows = self._untold
@@ -248,6 +253,7 @@ class SearchRun:
         if state.get("agent_name") != self.agent.name:
             raise ValueError(f"{directory}: a checkpoint of agent {state.get('agent_name')!r}, not {self.agent.name!r}.")
         self.batch, self.evaluated, self.best = int(state["batch"]), int(state["evaluated"]), list(state["best"])
+        self.repeats = int(state.get("repeats", 0))
         self._asked, self._pending = self.evaluated, None
         untold = state.get("untold")
         self._untold = None if untold is None else (
