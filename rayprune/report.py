@@ -211,7 +211,11 @@ def make_report(out_dir: str | Path) -> Path:
     image = base64.b64encode(png.read_bytes()).decode()
     cols = [c for c in ["level", "agent", "found_for", "accuracy", "accuracy_final", *_costs(state, rows), "keep_counts", "export_path"]
             if c in front.columns]
-    table = front[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}") if not front.empty else "<p>No feasible model.</p>"
+    shown = front[cols].copy()
+    for cost in _costs(state, rows):  # as the text tables write them (12.9k, 250k), not 1.293e+04
+        if cost in shown.columns:
+            shown[cost] = [human(v) if v is not None and v == v else "" for v in shown[cost]]
+    table = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}") if not front.empty else "<p>No feasible model.</p>"
     weak = weak_score_lines(state)
     weak = (f"<h2>Weak search scores</h2><pre>{html.escape(chr(10).join(weak))}</pre>" if weak else "")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rayprune sweep {html.escape(state['setup']['sweep_id'])}</title>
