@@ -73,7 +73,11 @@ def parse_level_spec(text: str) -> tuple[str, list[float], Optional[bool]]:
     parts = [v.strip() for v in raw.split(",") if v.strip()]
     if not parts:
         raise UserError(f"--budgets {name!r} has no levels.")
-    budgets = [parse_budget(f"{name}={v}") for v in parts]
+    try:
+        budgets = [parse_budget(f"{name}={v}") for v in parts]
+    except UserError:
+        raise UserError(f"--budgets {name!r}: every level must be a number (optionally rel:/abs: or a %); "
+                        f"got {raw!r}.") from None
     said = {b.relative for v, b in zip(parts, budgets) if v.startswith(("rel:", "abs:")) or v.endswith("%")}
     if len(said) > 1:
         raise UserError(f"--budgets {name!r} mixes relative and absolute levels ({raw!r}); a sweep's levels of one "
