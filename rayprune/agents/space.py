@@ -92,7 +92,10 @@ class ProxyFit:
       line is not extrapolated further than halving below the data at a time);
     - measured reach: the aim never falls below the largest measured fraction up to which the rows
       met the limit about as often as the margin promises (:func:`feasible_reach`; Φ(margin), 84 %
-      for one spread).
+      for one spread);
+    - no hit yet: while no measured row has met the limit, the aim is at most ``descend`` times the
+      smallest measured fraction, so a cost that barely moves with MACs (a small model whose CPU latency
+      is mostly fixed overhead) cannot hold the search near the full model where nothing fits (session 24).
 
     >>> fit = ProxyFit(base=10.0)
     >>> fit.x_for(5.0)
@@ -119,6 +122,10 @@ class ProxyFit:
     >>> for c in [4.8, 4.9, 4.7, 4.6, 4.9]: fixed.add(0.2, c)
     >>> fixed.x_for(5.0)                     # five of five candidates at 0.2 met 5.0: measured reach
     0.2
+    >>> flat = ProxyFit(base=10.0)           # overhead-bound: 9.6-9.9 from 0.86 to 0.93, limit 9.3, no hit yet
+    >>> for x, c in [(0.93, 9.7), (0.9, 9.9), (0.88, 9.6), (0.86, 9.8)]: flat.add(x, c)
+    >>> round(flat.x_for(9.3), 3)            # 0.7 x the smallest tried (the line alone would stay at ~0.84)
+    0.602
     """
 
     base: float
@@ -127,6 +134,7 @@ class ProxyFit:
     margin: float = 1.0
     min_span: float = 0.05
     trust: float = 0.5
+    descend: float = 0.7
     _aims: dict = field(default_factory=dict, repr=False, compare=False)  # (rows, limit) -> aim
 
     def add(self, x: float, cost: float) -> None:
@@ -190,6 +198,8 @@ class ProxyFit:
             return aim
         aim = max(aim, self.trust * min(self.xs))
         hits = [within(y, limit) for y in self.ys]
+        if not any(hits):  # nothing measured has met the limit yet: step below the smallest tried, whatever the
+            return min(aim, self.descend * min(self.xs))  # line says (a flat, overhead-bound cost stalls it)
         reach = feasible_reach(self.xs, hits, share=0.5 * (1.0 + math.erf(self.margin / math.sqrt(2.0))))
         return aim if reach is None else max(aim, reach)
 
