@@ -44,10 +44,14 @@ def weights_fingerprint(model: nn.Module) -> str:
     (True, 16)
     """
     h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(model.state_dict().items(), key=lambda kv: kv[0]):
+        if not isinstance(tensor, torch.Tensor) or tensor.is_meta:  # extra state, a meta tensor: its description
+            h.update(f"{name}|{tensor!r}\n".encode())
+            continue
         t = tensor.detach().to("cpu").contiguous().reshape(-1)
         h.update(f"{name}|{tuple(tensor.shape)}|{t.dtype}\n".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():
+            h.update(memoryview(t.view(torch.uint8).numpy()))
     return h.hexdigest()[:16]
 
 
@@ -108,6 +112,8 @@ def local_sources(origin: Path, module: str) -> list[Path]:
     parts = module.split(".")
     is_pkg = origin.name == "__init__.py"
     root = origin.parents[len(parts) - 1 + int(is_pkg)]
+    if _installed(root):  # an installed package (or the standard library): its own file only, not all of them
+        return [origin]
     found: dict[Path, None] = {}
     queue = [(origin, module, is_pkg)]
     while queue and len(found) < _MAX_SOURCES:
@@ -139,6 +145,17 @@ def local_sources(origin: Path, module: str) -> list[Path]:
                             queue.append((candidate, ".".join(bits[:i]), is_package))
                             break
     return sorted(found)
+
+
+def _installed(folder: Path) -> bool:
+    """Whether ``folder`` is where installed packages or the standard library live (site-packages, the stdlib)."""
+    import site
+    import sysconfig
+
+    roots = {sysconfig.get_paths().get(k) for k in ("purelib", "platlib", "stdlib", "platstdlib")}
+    roots |= set(getattr(site, "getsitepackages", lambda: [])()) | {getattr(site, "getusersitepackages", lambda: "")()}
+    resolved = folder.resolve()
+    return any(r and resolved == Path(r).resolve() for r in roots) or "site-packages" in resolved.parts
 
 
 def _digest_sources(paths: list[Path]) -> str:

@@ -206,8 +206,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _sweep_status(summary: dict) -> int:
-    """A sweep's exit status: 0, 5 when a trial failed, 4 when a level ended without a model (as prune's 4: no
-    feasible model), so that a script does not take a partial front for a whole one."""
+    """A sweep's exit status: 0, 5 when a trial failed, 4 when the sweep finished but a level ended without a model
+    (its NO MODEL line says why; `--resume` will not change it), so that a script does not take a partial front for
+    a whole one."""
     if summary.get("trial_errors"):
         return 5
     return 4 if any(level.get("candidate_id") is None for level in summary.get("levels", [])) else 0

@@ -85,5 +85,5 @@ def _connect_advice(where: str, exc: Exception) -> str:
              "with `ray start --head` needs its token (cluster/local-cluster.sh env prints the exports)"
              if not token_available() else
              "if the cluster's log says InvalidAuthToken, the token at hand is not this cluster's (RAY_AUTH_TOKEN_PATH)")
-    return (f"Could not connect to the Ray cluster at {where} ({str(exc).strip().splitlines()[0]}). Is it running "
+    return (f"Could not connect to the Ray cluster at {where} ({(str(exc).strip().splitlines() or [type(exc).__name__])[0]}). Is it running "
             f"at that address (`ray status --address {where}`)? {token[0].upper() + token[1:]}.")

@@ -73,3 +73,11 @@ def test_editing_a_building_block_in_another_file_of_the_users_package_changes_t
     found = {p.relative_to(tmp_path).as_posix() for p in local_sources(_module_file("ckpkg.nets:make"), "ckpkg.nets")}
     assert found == {"ckpkg/nets.py", "ckpkg/__init__.py", "ckpkg/parts/__init__.py", "ckpkg/parts/blocks.py",
                      "ckpkg/helpers.py"}  # torch is not followed
+
+
+def test_a_factory_from_an_installed_package_is_keyed_by_its_own_file_not_everything_it_imports():
+    """Following torch's imports would hash hundreds of unrelated installed files (and retrain after any upgrade)."""
+    from rayprune.base_model import _module_file, local_sources
+
+    origin = _module_file("torch.nn.modules.linear:Linear")
+    assert local_sources(origin, "torch.nn.modules.linear") == [origin]

@@ -13,7 +13,7 @@ from rayprune.sweeps.driver import load_state, parse_levels, sweep_agents
 def test_parse_levels_reads_one_constraint_and_names_bad_input():
     assert parse_levels("params=0.5,0.25, 0.1") == ("params", [0.5, 0.25, 0.1])
     for bad, message in [("params", "NAME=V1"), ("params=", "NAME=V1"), ("=0.5", "NAME=V1"),
-                         ("params=0.5,x", "every level must be a number")]:
+                         ("params=0.5,x", "must be a number"), ("params=0", "must be in \\(0, 1\\]")]:
         with pytest.raises(ValueError, match=message):
             parse_levels(bad)
 

@@ -233,6 +233,9 @@ def _mismatch(directory: Path, arch: Mapping[str, Any], factory: Optional[Callab
     if user_built:
         cause = (f"the factory= you passed does not build the network that was pruned (spec.json: {described}); "
                  "pass the function that built the unpruned model, called with those arguments")
+    elif stage == "plan" and ":" in str(name):
+        cause = (f"{name!r} no longer builds the network that was pruned (spec.json: {described}; has its code "
+                 "changed since the export?)")
     elif stage == "plan":
         cause = (f"the network rebuilt from spec.json ({described}) is not the one that was pruned (a changed zoo "
                  "definition or rayprune version, or an edited spec.json)")

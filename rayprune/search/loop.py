@@ -202,8 +202,8 @@ class SearchRun:
         return (f"{self.agent.name} batch {metrics['iteration']}: {metrics['evaluations']}/{self.evaluations} scored, "
                 f"best per level {best}; {metrics['evals_per_s']:.1f} candidates/s"
                 + (f", {metrics['batch_errors']} errors" if metrics.get("batch_errors") else "")
-                + (f"; {metrics['repeats']} of them repeated a candidate already scored (the space has few distinct "
-                   "candidates: more evaluations add little)" if metrics.get("repeats", 0) * 4 >= max(1, metrics[
+                + (f"; {metrics['repeats']} of them repeated a candidate already scored (few distinct candidates "
+                   "left to the agent: a small space, or a converged search)" if metrics.get("repeats", 0) * 4 >= max(1, metrics[
                        EVALUATIONS]) else ""))
 
     def run(self, *, on_step: Optional[Callable[[dict[str, Any]], None]] = None) -> dict[str, Any]:

@@ -59,7 +59,9 @@ def parse_levels(text: str) -> tuple[str, list[float]]:
 def parse_level_spec(text: str) -> tuple[str, list[float], Optional[bool]]:
     """``NAME=V1,V2,...`` -> ``(name, values, relative)``; each value as a prune budget is written (``rel:0.9``,
     ``90%``, ``abs:2e8`` or a plain number), ``relative`` True/False where the values say so, else None (the
-    config decides: params, MACs and memory relative by default, latency and user costs absolute).
+    config decides: params, MACs and memory relative by default, latency and user costs absolute). A mark on
+    any level applies to the unmarked ones too (``params=abs:1e6,5e5``: both absolute), and each level is
+    checked with that meaning.
 
     >>> parse_level_spec("params=0.5,0.25"), parse_level_spec("latency_ms=90%,rel:0.8")
     (('params', [0.5, 0.25], None), ('latency_ms', [0.9, 0.8], True))
@@ -73,15 +75,17 @@ def parse_level_spec(text: str) -> tuple[str, list[float], Optional[bool]]:
     parts = [v.strip() for v in raw.split(",") if v.strip()]
     if not parts:
         raise UserError(f"--budgets {name!r} has no levels.")
-    try:
-        budgets = [parse_budget(f"{name}={v}") for v in parts]
-    except UserError:
-        raise UserError(f"--budgets {name!r}: every level must be a number (optionally rel:/abs: or a %); "
-                        f"got {raw!r}.") from None
-    said = {b.relative for v, b in zip(parts, budgets) if v.startswith(("rel:", "abs:")) or v.endswith("%")}
+    marked = [v for v in parts if v.startswith(("rel:", "abs:")) or v.endswith("%")]
+    said = {v.startswith("rel:") or v.endswith("%") for v in marked}
     if len(said) > 1:
         raise UserError(f"--budgets {name!r} mixes relative and absolute levels ({raw!r}); a sweep's levels of one "
                         "cost are all one or the other.")
+    # an unmarked level takes the marked ones' meaning (params=abs:1e6,5e5: both absolute), and is checked as such
+    prefix = ("rel:" if said == {True} else "abs:") if said else ""
+    try:
+        budgets = [parse_budget(f"{name}={v if v in marked else prefix + v}") for v in parts]
+    except UserError as exc:
+        raise UserError(f"--budgets {name!r}: {exc}") from None
     return name, [b.value for b in budgets], (said.pop() if said else None)
 
 
@@ -247,7 +251,8 @@ def run_sweep(
         if problem is None and config_in_memory(cfg):
             raise UserError(f"--resume: the sweep in {out} prunes a model handed over in memory; resume it from "
                             "Python with the same model and data: rayprune.sweep(model, data, out=..., resume=True).")
-        if problem is not None and state.get("base_fingerprint") not in (None, weights_fingerprint(problem.base_model)):
+        handed_over = problem is not None and problem.base_info.get("source") == "in-memory"  # not a retrained name
+        if handed_over and state.get("base_fingerprint") not in (None, weights_fingerprint(problem.base_model)):
             raise UserError(f"--resume: the model handed over is not the one the sweep in {out} started with (its "
                             "weights differ), so the candidates already scored were pruned from another network. "
                             "Resume with the same model, or start a new sweep in another out.")
