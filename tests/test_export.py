@@ -313,3 +313,6 @@ def test_weights_from_another_export_and_a_spec_without_a_plan_are_named_as_such
     (directory / "spec.json").write_text(json.dumps({k: v for k, v in spec.items() if k != "plan"}))
     with pytest.raises(UserError, match="no pruning 'plan'"):
         load_pruned(directory)
+    (directory / "spec.json").write_text(json.dumps({**spec, "plan": [{"not": "an entry"}]}))
+    with pytest.raises(UserError, match=r"spec\.json: "):  # a malformed entry names the file
+        load_pruned(directory)

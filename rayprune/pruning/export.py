@@ -289,7 +289,10 @@ def load_pruned(
             if not isinstance(spec.get("plan"), (list, dict)):
                 raise UserError(f"{directory / SPEC_FILE}: no pruning 'plan' (got {spec.get('plan')!r}); the file is "
                                 "not a complete rayprune export.")
-            plan = PruningPlan.from_json(spec["plan"])  # a malformed entry says so itself (ValueError)
+            try:
+                plan = PruningPlan.from_json(spec["plan"])
+            except ValueError as exc:
+                raise UserError(f"{directory / SPEC_FILE}: {exc}") from None
             state = torch.load(directory / WEIGHTS_FILE, map_location=map_location, weights_only=True)
             try:
                 apply_plan(model, plan)

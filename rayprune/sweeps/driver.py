@@ -114,6 +114,8 @@ def _check_resources(cfg: Config, log: Log) -> Config:
     short = resource_shortfall(need, have)
     spread = None if short else unplaceable([b.get("CPU", 0.0) for b in placement_bundles(cfg)],
                                             "One trial's bundles (the trial's and each evaluator's)")
+    if spread and cfg.sweep.wait_for_resources:
+        log(f"{spread}; waiting for the autoscaler (sweep.wait_for_resources).")
     if spread and not cfg.sweep.wait_for_resources:
         raise UserError(f"{spread}. Lower evaluation.cpus or evaluation.evaluators (or leave evaluation.cpus unset: "
                         "it is then fitted to the nodes), or set sweep.wait_for_resources: true on an autoscaling "
