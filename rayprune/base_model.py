@@ -18,7 +18,7 @@ from .config import Config, default_cache_dir
 from .data import Dataset, StreamedDataset
 from .engine import fine_tune
 from .engine.objective import DataSplit, resolve_objective
-from .models import check_model_for_data, classes_to_check, load_model
+from .models import check_model_for_data, load_model
 
 __all__ = ["architecture_of", "obtain_base_model", "base_cache_key", "weights_fingerprint"]
 
@@ -221,8 +221,8 @@ def obtain_base_model(
     torch.manual_seed(cfg.seed)
     model = load_model(**arch).to(device)
     # before any training: a classifier with too few outputs would fail on its first label (a raw IndexError)
-    check_model_for_data(model, tuple(data.input_shape), num_classes=classes_to_check(
-        data.task, getattr(data, "num_classes", None), cfg.engine.loss is not None))
+    check_model_for_data(model, tuple(data.input_shape), task=data.task, num_classes=getattr(data, "num_classes", None),
+                         custom_loss=cfg.engine.loss is not None)
     if not train:
         return model, {"source": "untrained", "checkpoint": None, "cache_path": str(path)}
     log(f"Training base model {cfg.model.name} on {data.name} ({cfg.base_training.epochs or cfg.base_training.iterations}"

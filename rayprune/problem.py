@@ -34,7 +34,7 @@ from .costs.budget import fits
 from .data import Dataset, StreamedDataset, load_dataset
 from .engine.objective import DataSplit, MetricError, Objective, resolve_objective
 from .errors import UserError
-from .models import check_model_for_data, classes_to_check
+from .models import check_model_for_data
 from .names import is_in_memory
 from .pruning import PruningSpace
 
@@ -156,8 +156,8 @@ class PruningProblem:
         data = data.to(device)
         check_streaming_agent(cfg, data)
         model = model.to(device)
-        check_model_for_data(model, tuple(data.input_shape), num_classes=classes_to_check(
-            data.task, data.num_classes, cfg.engine.loss is not None))
+        check_model_for_data(model, tuple(data.input_shape), task=data.task, num_classes=data.num_classes,
+                             custom_loss=cfg.engine.loss is not None)
         model.eval()
         example = torch.zeros((1, *data.input_shape), device=device)
         space = PruningSpace(

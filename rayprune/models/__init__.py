@@ -15,10 +15,9 @@ from rayprune.models.registry import (
     check_input_shape,
     check_model_for_data,
     check_output_width,
-    classes_to_check,
     list_models,
     load_model,
     output_layer_name,
 )
 
-__all__ = ["build_model", "check_input_shape", "check_output_width", "check_model_for_data", "classes_to_check", "list_models", "load_model", "output_layer_name"]
+__all__ = ["build_model", "check_input_shape", "check_output_width", "check_model_for_data", "list_models", "load_model", "output_layer_name"]

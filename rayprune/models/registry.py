@@ -36,7 +36,6 @@ __all__ = [
     "check_input_shape",
     "check_output_width",
     "check_model_for_data",
-    "classes_to_check",
     "list_models",
     "load_model",
     "output_layer_name",
@@ -237,21 +236,16 @@ def check_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> Any:
             module.training = training
 
 
-def check_model_for_data(model: nn.Module, input_shape: tuple[int, ...], *, num_classes: Optional[int]) -> None:
-    """:func:`check_input_shape`, then, with ``num_classes`` (a classification task trained with the built-in
-    cross-entropy: a custom loss may read the outputs any way), :func:`check_output_width`."""
-    output = check_input_shape(model, tuple(input_shape))
-    if num_classes is not None:
-        check_output_width(output, int(num_classes), type(model).__name__)
+def check_model_for_data(model: nn.Module, input_shape: tuple[int, ...], *, task: str, num_classes: Optional[int],
+                         custom_loss: bool) -> None:
+    """:func:`check_input_shape`, then, for a classifier trained with the built-in cross-entropy (a custom loss
+    may read the outputs any way), :func:`check_output_width`.
 
-
-def classes_to_check(task: str, num_classes: Optional[int], custom_loss: bool) -> Optional[int]:
-    """The class count :func:`check_model_for_data` holds a model to: a classifier's under the built-in loss.
-
-    >>> classes_to_check("classification", 10, False), classes_to_check("classification", 2, True)
-    (10, None)
+    >>> check_model_for_data(nn.Linear(4, 1), (4,), task="classification", num_classes=2, custom_loss=True)
     """
-    return int(num_classes) if task == "classification" and num_classes and not custom_loss else None
+    output = check_input_shape(model, tuple(input_shape))
+    if task == "classification" and num_classes and not custom_loss:
+        check_output_width(output, int(num_classes), type(model).__name__)
 
 
 def check_output_width(output: Any, num_classes: int, model_name: str) -> None:

@@ -215,8 +215,8 @@ def select_and_finalize(
                 ok = row.get("status") == STATUS_OK
                 level = by_name.get(src.get("level"))  # feasible for the level it was found for, as search rows are
                 row.update(stage=STAGE_RERANK, iteration=0, level=src.get("level"), agent=src.get("agent"),
-                           source_trial=src.get("trial_id"), feasible=bool(ok and (level is None or fits(
-                               {n: row.get(n) for n in level.limits if row.get(n) is not None}, level.limits))))
+                           source_trial=src.get("trial_id"),
+                           feasible=bool(ok and (level is None or _fits_level(row, level))))
                 writer.add(row)
                 if row.get("status") == "ok":
                     rerank[row["candidate_id"]] = float(row["accuracy"])
@@ -293,6 +293,12 @@ def select_and_finalize(
     if (out / "models").is_dir() and not any((out / "models").iterdir()):
         (out / "models").rmdir()  # only the finals' scratch folder was there (export_to elsewhere)
     return results
+
+
+def _fits_level(measured: Mapping[str, Any], level: Level) -> bool:
+    """Whether the costs ``measured`` (a row, a final's summary) meet ``level``'s limits; a cost it lacks is not
+    held against it (as :func:`~rayprune.costs.budget.fits` treats a missing one)."""
+    return fits({n: measured.get(n) for n in level.limits if measured.get(n) is not None}, level.limits)
 
 
 def _closest(search: pd.DataFrame, level: Level) -> str:
@@ -409,8 +415,7 @@ def _final_rounds(results, orders, *, pool, out: Path, seed: int, extra, writer:
         """Whether a level may stop at this final: not run yet (it runs), or fine and within budget."""
         if final is None:
             return True
-        return final.get("status") == STATUS_OK and fits({n: final.get(n) for n in level.limits
-                                                          if final.get(n) is not None}, level.limits)
+        return final.get("status") == STATUS_OK and _fits_level(final, level)
 
     while True:
         jobs: dict[str, tuple[int, pd.Series]] = {}
@@ -559,10 +564,8 @@ def _prior_rows(results, priors: Mapping[str, Prior], rerank: dict[str, float],
                 rows.setdefault(li, []).append(listed[row["candidate_id"]])
             continue
         ok = row.get("status", STATUS_OK) == STATUS_OK and row.get("accuracy") is not None
-        limits = results[li].level.limits
         row.update(stage=STAGE_RERANK, iteration=0, level=results[li].level.name, agent=prior_agent(name),
-                   source_trial=None, feasible=bool(ok and fits({n: row.get(n) for n in limits
-                                                                 if row.get(n) is not None}, limits)))
+                   source_trial=None, feasible=bool(ok and _fits_level(row, results[li].level)))
         writer.add(row)
         if ok:
             rerank.setdefault(row["candidate_id"], float(row["accuracy"]))
@@ -602,8 +605,7 @@ def _weak_level_finals(results, orders, finals: dict[str, dict[str, Any]], n: in
                 cost_names=cost_names)
     for cid, (li, row) in jobs.items():  # an extra final over its level's limit leaves its numbers too
         final, level = finals[cid], results[li].level
-        if final.get("status") == STATUS_OK and not fits({n: final.get(n) for n in level.limits
-                                                          if final.get(n) is not None}, level.limits):
+        if final.get("status") == STATUS_OK and not _fits_level(final, level):
             _note_over_limit(final, row, results[li], writer, cost_names)
 
 

@@ -106,17 +106,18 @@ def _check_resources(cfg: Config, log: Log) -> Config:
     from ..search.prune import fitted_evaluation, resource_shortfall, unplaceable, warn_idle_evaluators
 
     cfg = cfg.model_copy(update={"evaluation": fitted_evaluation(cfg, cfg.sweep.trial_cpus, log)})
+    bundles = placement_bundles(cfg)
     need: dict[str, float] = {}
-    for bundle in placement_bundles(cfg):
+    for bundle in bundles:
         for k, v in bundle.items():
             need[k] = need.get(k, 0.0) + v
     have = ray.cluster_resources()
     short = resource_shortfall(need, have)
-    spread = None if short else unplaceable([b.get("CPU", 0.0) for b in placement_bundles(cfg)],
+    spread = None if short else unplaceable([b.get("CPU", 0.0) for b in bundles],
                                             "One trial's bundles (the trial's and each evaluator's)")
     if spread and cfg.sweep.wait_for_resources:
         log(f"{spread}; waiting for the autoscaler (sweep.wait_for_resources).")
-    if spread and not cfg.sweep.wait_for_resources:
+    elif spread:
         raise UserError(f"{spread}. Lower evaluation.cpus or evaluation.evaluators (or leave evaluation.cpus unset: "
                         "it is then fitted to the nodes), or set sweep.wait_for_resources: true on an autoscaling "
                         "cluster.")
@@ -189,13 +190,12 @@ def _job_metadata(cfg: Config, out: Path) -> dict[str, str]:
 def _release(out: Path, created: bool) -> None:
     """Undo :func:`_claim` for a sweep that failed before it started: its ``sweep.json`` (still "starting"),
     and the directory itself if the claim created it and nothing else is in it."""
-    path = out / SWEEP_FILE
     try:
-        if json.loads(path.read_text()).get("status") == "starting":
-            path.unlink()
+        if _status_of(out / SWEEP_FILE) == "starting":
+            (out / SWEEP_FILE).unlink()
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
-    except (OSError, ValueError):
+    except OSError:
         pass  # best effort: the original error is the one to report
 
 
