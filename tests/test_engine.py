@@ -200,8 +200,8 @@ def test_recalibrate_batchnorm_without_batchnorm_is_a_no_op() -> None:
 def test_fine_tune_on_gpu_is_deterministic_and_leaves_rngs_alone(quadrants: Dataset) -> None:
     data = quadrants.to("cuda")
     config = FineTuneConfig(iterations=30, lr=0.05, batch_size=32)
+    first, second = _mlp(dropout=0.5).cuda(), _mlp(dropout=0.5).cuda()  # _mlp reseeds: take the states after
     cpu_state, cuda_state = torch.get_rng_state(), torch.cuda.get_rng_state()
-    first, second = _mlp(dropout=0.5).cuda(), _mlp(dropout=0.5).cuda()
     fine_tune(first, data, config, seed=1)
     fine_tune(second, data, config, seed=1)
     assert _same_weights(first, second)
