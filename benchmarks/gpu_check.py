@@ -174,6 +174,19 @@ class UtilSampler:
             self._thread.join(timeout=5)
 
 
+def mps_running(proc: Path = Path("/proc")) -> bool:
+    """Whether an NVIDIA MPS control daemon (``nvidia-cuda-mps-control -d``) runs on this machine.
+
+    With MPS, the evaluators' CUDA contexts share the GPU at once instead of taking turns; the
+    results record which way they ran (see BENCHMARKS.md, "One GPU").
+    """
+    for comm in proc.glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "nvidia-cuda-mps":  # the kernel keeps 15 characters of the name
+                return True
+    return False
+
+
 # -- problem and candidates ---------------------------------------------------------------------------
 def cifar_shaped_data(sizes: Sizes, seed: int = 0):
     """Random 3x32x32 images with 10 random labels, as a rayprune Dataset (CIFAR's crop+flip)."""
@@ -405,7 +418,8 @@ def render(results: dict[str, Any]) -> str:
 
     meta = results["meta"]
     lines = [f"rayprune GPU check — {meta['date']}; device: {meta['device_name']}; torch {meta['torch']} "
-             f"(CUDA {meta['cuda'] or 'none'}); {meta['cpu_count']} CPU cores; Ray {meta['ray']}"]
+             f"(CUDA {meta['cuda'] or 'none'}); {meta['cpu_count']} CPU cores; Ray {meta['ray']}; "
+             f"MPS {'on' if meta.get('mps') else 'off'}"]
     if meta["dry_run"]:
         lines.append(DRY_RUN_LINE)
     lines.append(f"models {', '.join(meta['models'])} at width_mult {meta['width_mult']}, CIFAR-shaped random data "
@@ -577,7 +591,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "host": platform.node(), "cpu_count": os.cpu_count(), "ray_cpus": ray_cpus, "models": list(args.models),
         "width_mult": sizes.width_mult, "train": sizes.train, "val": sizes.val, "test": sizes.test,
         "evaluators": list(args.evaluators), "cpus_per_evaluator": args.cpus_per_evaluator, "score_keys": score_keys,
-        "gpu_util_source": sampler.source, "sizes": asdict(sizes), "wall_s": time.perf_counter() - _STARTED,
+        "gpu_util_source": sampler.source, "mps": mps_running(), "sizes": asdict(sizes), "wall_s": time.perf_counter() - _STARTED,
     }
     print("\n" + render(results), flush=True)
     written = write_outputs(Path(args.out), results)
