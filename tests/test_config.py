@@ -170,8 +170,46 @@ def test_an_autoscaling_cluster_keeps_one_cpu_per_evaluator_without_asking_ray()
 def test_bundles_that_fit_the_totals_but_not_the_nodes_are_refused_with_the_numbers(monkeypatch):
     from rayprune.search import prune
 
-    monkeypatch.setattr(prune, "node_cpus", lambda: [1.0, 1.0])
-    message = prune.unplaceable([0.25, 0.85, 0.85], "One trial's bundles")
+    monkeypatch.setattr(prune, "node_resources", lambda: [{"CPU": 1.0, "GPU": 0.0}] * 2)
+    cpus = lambda *c: [{"CPU": x} for x in c]  # noqa: E731
+    message = prune.unplaceable(cpus(0.25, 0.85, 0.85), "One trial's bundles")
     assert message == ("One trial's bundles (0.25 + 0.85 + 0.85 CPUs) cannot be placed on this cluster's nodes "
                        "(CPUs per node: 1, 1): each must fit on one node")
-    assert prune.unplaceable([0.25, 0.75, 0.75], "One trial's bundles") is None
+    assert prune.unplaceable(cpus(0.25, 0.75, 0.75), "One trial's bundles") is None
+    assert prune.unplaceable(cpus(0.6, 0.5, 0.5, 0.4), "x") is None  # 0.6 + 0.4 | 0.5 + 0.5: first fit alone refused it
+
+
+def test_an_evaluator_needs_its_cpus_on_the_node_that_holds_its_gpu_share(monkeypatch):
+    """A CPU head and one GPU worker: the totals fit, but 5 evaluators of 1 CPU + 0.2 GPU need 5 CPUs beside the GPU."""
+    from rayprune.config.search import EvaluationConfig
+    from rayprune.search import prune
+
+    head, gpu_worker = {"CPU": 8.0, "GPU": 0.0}, {"CPU": 4.0, "GPU": 1.0}
+    monkeypatch.setattr(prune, "node_resources", lambda: [head, gpu_worker])
+    trial = [{"CPU": 0.25}]
+    assert prune.unplaceable(trial + [{"CPU": 1.0, "GPU": 0.25}] * 4, "One trial's bundles") is None
+    message = prune.unplaceable(trial + [{"CPU": 1.0, "GPU": 0.2}] * 5, "One trial's bundles")
+    assert message == ("One trial's bundles (0.25 CPU; 5 x (1 CPU + 0.2 GPU)) cannot be placed on this cluster's "
+                       "nodes (per node: 8 CPU; 4 CPU + 1 GPU): each must fit on one node")
+    # An unset evaluation.cpus is fitted to the GPU worker's CPUs, not to the head's.
+    fitted, line = EvaluationConfig(evaluators=5, gpus=0.2).fitted([head, gpu_worker], reserved=0.25)
+    assert fitted.cpus == 0.8 and "per node: 8 CPU; 4 CPU + 1 GPU" in line
+    assert EvaluationConfig(evaluators=2, gpus=0.5).fitted([head, gpu_worker], reserved=0.25)[0].cpus == 1.0
+
+
+def test_packs_finds_a_placement_whenever_one_exists():
+    """Against brute force over every assignment of bundles to nodes (small random cases, CPUs and GPUs)."""
+    import itertools
+    import random
+
+    from rayprune.config.search import packs
+
+    rng = random.Random(0)
+    for _ in range(400):
+        bundles = [{"CPU": round(rng.uniform(0.1, 1.0), 2), "GPU": rng.choice([0.0, 0.25, 0.5])}
+                   for _ in range(rng.randint(1, 6))]
+        nodes = [{"CPU": round(rng.uniform(0.5, 2.0), 2), "GPU": rng.choice([0.0, 1.0])} for _ in range(rng.randint(1, 3))]
+        exists = any(all(sum(b[k] for b, a in zip(bundles, where) if a == n) <= nodes[n][k] + 1e-9
+                         for n in range(len(nodes)) for k in ("CPU", "GPU"))
+                     for where in itertools.product(range(len(nodes)), repeat=len(bundles)))
+        assert packs(bundles, nodes) == exists, (bundles, nodes)

@@ -212,29 +212,31 @@ def fitted_evaluation(cfg: Config, reserved: float, log: Log):
     (:meth:`~rayprune.config.search.EvaluationConfig.fitted`; not on an autoscaling cluster, which grows)."""
     if cfg.sweep.wait_for_resources:  # the cluster will grow: 1 each unless set
         return cfg.evaluation.model_copy(update={"cpus": cfg.evaluation.cpus_each})
-    evaluation, message = cfg.evaluation.fitted(node_cpus(), reserved)
+    evaluation, message = cfg.evaluation.fitted(node_resources(), reserved)
     if message:
         log(message)
     return evaluation
 
 
-def node_cpus() -> list[float]:
-    """The CPUs of each alive node of the connected cluster."""
+def node_resources() -> list[dict[str, float]]:
+    """The CPUs and GPUs of each alive node of the connected cluster."""
     import ray
 
-    return [float(n.get("Resources", {}).get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")]
+    return [{k: float(n.get("Resources", {}).get(k, 0.0)) for k in ("CPU", "GPU")} for n in ray.nodes()
+            if n.get("Alive")]
 
 
-def unplaceable(bundles: Sequence[float], what: str) -> Optional[str]:
-    """Why ``bundles`` (CPUs each) cannot be placed on the connected cluster's nodes, each bundle on one node
-    (None: they can). The totals may fit while the bundles do not: a bundle never spans two nodes."""
-    from ..config.search import packs
+def unplaceable(bundles: Sequence[Mapping[str, float]], what: str) -> Optional[str]:
+    """Why ``bundles`` (each ``{"CPU": .., "GPU": ..}``) cannot be placed on the connected cluster's nodes, each
+    bundle on one node (None: they can). The totals may fit while the bundles do not: a bundle never spans two
+    nodes, and an evaluator's CPUs must be on the node that holds its GPU share."""
+    from ..config.search import describe_bundles, describe_nodes, packs
 
-    nodes = node_cpus()
+    nodes = node_resources()
     if packs(bundles, nodes):
         return None
-    return (f"{what} ({' + '.join(f'{b:g}' for b in bundles)} CPUs) cannot be placed on this cluster's nodes (CPUs per "
-            f"node: {', '.join(f'{c:g}' for c in nodes)}): each must fit on one node")
+    return (f"{what} ({describe_bundles(bundles)}) cannot be placed on this cluster's nodes ({describe_nodes(nodes)}): "
+            "each must fit on one node")
 
 
 def check_evaluators_fit(cfg: Config, log: Log):
@@ -246,7 +248,7 @@ def check_evaluators_fit(cfg: Config, log: Log):
     ev = fitted_evaluation(cfg, 0.0, log)
     need = {"CPU": ev.cpus_each * ev.evaluators, **({"GPU": ev.gpus * ev.evaluators} if ev.gpus else {})}
     message = evaluator_shortfall(need, ray.cluster_resources(), ev.evaluators) or unplaceable(
-        [ev.cpus_each] * ev.evaluators, f"The {ev.evaluators} evaluator(s)")
+        [ev.bundle(ev.cpus_each)] * ev.evaluators, f"The {ev.evaluators} evaluator(s)")
     if message is None:
         return ev
     if cfg.sweep.wait_for_resources:

@@ -113,12 +113,11 @@ def _check_resources(cfg: Config, log: Log) -> Config:
             need[k] = need.get(k, 0.0) + v
     have = ray.cluster_resources()
     short = resource_shortfall(need, have)
-    spread = None if short else unplaceable([b.get("CPU", 0.0) for b in bundles],
-                                            "One trial's bundles (the trial's and each evaluator's)")
+    spread = None if short else unplaceable(bundles, "One trial's bundles (the trial's and each evaluator's)")
     if spread and cfg.sweep.wait_for_resources:
         log(f"{spread}; waiting for the autoscaler (sweep.wait_for_resources).")
     elif spread:
-        raise UserError(f"{spread}. Lower evaluation.cpus or evaluation.evaluators (or leave evaluation.cpus unset: "
+        raise UserError(f"{spread}. Lower evaluation.cpus, evaluation.gpus or evaluation.evaluators (or leave evaluation.cpus unset: "
                         "it is then fitted to the nodes), or set sweep.wait_for_resources: true on an autoscaling "
                         "cluster.")
     if short:
