@@ -174,19 +174,6 @@ class UtilSampler:
             self._thread.join(timeout=5)
 
 
-def mps_running(proc: Path = Path("/proc")) -> bool:
-    """Whether an NVIDIA MPS control daemon (``nvidia-cuda-mps-control -d``) runs on this machine.
-
-    With MPS, the evaluators' CUDA contexts share the GPU at once instead of taking turns; the
-    results record which way they ran (see BENCHMARKS.md, "One GPU").
-    """
-    for comm in proc.glob("[0-9]*/comm"):
-        with contextlib.suppress(OSError):
-            if comm.read_text().strip() == "nvidia-cuda-mps":  # the kernel keeps 15 characters of the name
-                return True
-    return False
-
-
 # -- problem and candidates ---------------------------------------------------------------------------
 def cifar_shaped_data(sizes: Sizes, seed: int = 0):
     """Random 3x32x32 images with 10 random labels, as a rayprune Dataset (CIFAR's crop+flip)."""
@@ -547,6 +534,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import numpy as np
     import ray
 
+    from rayprune.evaluation.gpu_sharing import mps_running
     from rayprune.evaluation.score import score_specs
 
     if args.dry_run:

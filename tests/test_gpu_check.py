@@ -70,24 +70,3 @@ def test_dry_run_prints_every_table_and_writes_rows_for_both_models_and_each_eva
     util = pd.read_csv(tmp_path / "gpu_util.csv")
     assert len(util) > 0 and util["gpu_util_mean"].isna().all()  # no GPU: 'n/a', never a made-up number
 
-
-def _gpu_check_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("gpu_check", module)  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_mps_running_reads_the_process_names_the_kernel_keeps(tmp_path):
-    mps_running = _gpu_check_module().mps_running
-    (tmp_path / "12").mkdir()
-    (tmp_path / "12" / "comm").write_text("python3\n")
-    (tmp_path / "self").mkdir()  # not a pid: ignored
-    (tmp_path / "self" / "comm").write_text("nvidia-cuda-mps\n")
-    assert mps_running(tmp_path) is False
-    (tmp_path / "345").mkdir()
-    (tmp_path / "345" / "comm").write_text("nvidia-cuda-mps\n")  # nvidia-cuda-mps-control, cut to 15 characters
-    assert mps_running(tmp_path) is True

@@ -245,11 +245,14 @@ def check_evaluators_fit(cfg: Config, log: Log):
     (``sweep.wait_for_resources: true`` waits for an autoscaler instead)."""
     import ray
 
+    from ..evaluation.gpu_sharing import log_gpu_sharing
+
     ev = fitted_evaluation(cfg, 0.0, log)
     need = {"CPU": ev.cpus_each * ev.evaluators, **({"GPU": ev.gpus * ev.evaluators} if ev.gpus else {})}
     message = evaluator_shortfall(need, ray.cluster_resources(), ev.evaluators) or unplaceable(
         [ev.bundle(ev.cpus_each)] * ev.evaluators, f"The {ev.evaluators} evaluator(s)")
     if message is None:
+        log_gpu_sharing(ev.gpus, ev.evaluators, log)
         return ev
     if cfg.sweep.wait_for_resources:
         log(f"{message}; waiting for the autoscaler (sweep.wait_for_resources).")

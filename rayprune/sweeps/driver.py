@@ -103,6 +103,7 @@ def _check_resources(cfg: Config, log: Log) -> Config:
     the numbers, a trial whose placement group the cluster cannot hold."""
     import ray
 
+    from ..evaluation.gpu_sharing import log_gpu_sharing
     from ..search.prune import fitted_evaluation, resource_shortfall, unplaceable, warn_idle_evaluators
 
     cfg = cfg.model_copy(update={"evaluation": fitted_evaluation(cfg, cfg.sweep.trial_cpus, log)})
@@ -131,6 +132,7 @@ def _check_resources(cfg: Config, log: Log) -> Config:
             "or set sweep.wait_for_resources: true on an autoscaling cluster."
         )
     warn_idle_evaluators(cfg, cfg.evaluation.evaluators, log)
+    log_gpu_sharing(cfg.evaluation.gpus, cfg.evaluation.evaluators, log)
     per_trial = need.get("CPU", 0.0)
     reserved = ", ".join(f"{v:.4g} {k}" for k, v in need.items())
     log(f"Each trial reserves {reserved} (trial + {cfg.evaluation.evaluators} evaluators); "
