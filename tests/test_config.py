@@ -196,20 +196,3 @@ def test_an_evaluator_needs_its_cpus_on_the_node_that_holds_its_gpu_share(monkey
     assert fitted.cpus == 0.8 and "per node: 8 CPU; 4 CPU + 1 GPU" in line
     assert EvaluationConfig(evaluators=2, gpus=0.5).fitted([head, gpu_worker], reserved=0.25)[0].cpus == 1.0
 
-
-def test_packs_finds_a_placement_whenever_one_exists():
-    """Against brute force over every assignment of bundles to nodes (small random cases, CPUs and GPUs)."""
-    import itertools
-    import random
-
-    from rayprune.config.search import packs
-
-    rng = random.Random(0)
-    for _ in range(400):
-        bundles = [{"CPU": round(rng.uniform(0.1, 1.0), 2), "GPU": rng.choice([0.0, 0.25, 0.5])}
-                   for _ in range(rng.randint(1, 6))]
-        nodes = [{"CPU": round(rng.uniform(0.5, 2.0), 2), "GPU": rng.choice([0.0, 1.0])} for _ in range(rng.randint(1, 3))]
-        exists = any(all(sum(b[k] for b, a in zip(bundles, where) if a == n) <= nodes[n][k] + 1e-9
-                         for n in range(len(nodes)) for k in ("CPU", "GPU"))
-                     for where in itertools.product(range(len(nodes)), repeat=len(bundles)))
-        assert packs(bundles, nodes) == exists, (bundles, nodes)

@@ -230,7 +230,7 @@ def unplaceable(bundles: Sequence[Mapping[str, float]], what: str) -> Optional[s
     """Why ``bundles`` (each ``{"CPU": .., "GPU": ..}``) cannot be placed on the connected cluster's nodes, each
     bundle on one node (None: they can). The totals may fit while the bundles do not: a bundle never spans two
     nodes, and an evaluator's CPUs must be on the node that holds its GPU share."""
-    from ..config.search import describe_bundles, describe_nodes, packs
+    from ..placement import describe_bundles, describe_nodes, packs
 
     nodes = node_resources()
     if packs(bundles, nodes):

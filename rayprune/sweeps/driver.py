@@ -104,7 +104,8 @@ def _check_resources(cfg: Config, log: Log) -> Config:
     import ray
 
     from ..evaluation.gpu_sharing import log_gpu_sharing
-    from ..search.prune import fitted_evaluation, resource_shortfall, unplaceable, warn_idle_evaluators
+    from ..placement import copies_that_fit
+    from ..search.prune import fitted_evaluation, node_resources, resource_shortfall, unplaceable, warn_idle_evaluators
 
     cfg = cfg.model_copy(update={"evaluation": fitted_evaluation(cfg, cfg.sweep.trial_cpus, log)})
     bundles = placement_bundles(cfg)
@@ -133,11 +134,10 @@ def _check_resources(cfg: Config, log: Log) -> Config:
         )
     warn_idle_evaluators(cfg, cfg.evaluation.evaluators, log)
     log_gpu_sharing(cfg.evaluation.gpus, cfg.evaluation.evaluators, log)
-    per_trial = need.get("CPU", 0.0)
     reserved = ", ".join(f"{v:.4g} {k}" for k, v in need.items())
     log(f"Each trial reserves {reserved} (trial + {cfg.evaluation.evaluators} evaluators); "
         f"the cluster has {have.get('CPU', 0):g} CPUs / {have.get('GPU', 0):g} GPUs "
-        f"-> up to {int(have.get('CPU', 0) // per_trial) if per_trial else '?'} trials at once.")
+        f"-> up to {copies_that_fit(bundles, node_resources())} trials at once.")
     return cfg
 
 
