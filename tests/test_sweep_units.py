@@ -126,6 +126,16 @@ def test_the_jobs_page_shows_a_sweeps_levels_for_a_fresh_and_a_resumed_driver(tm
     assert budgets_text(single) == "params=0.3"
     assert _job_metadata(cfg, tmp_path) == {"rayprune": "sweep", "config": "qs", "budgets": "params=0.5,0.25;macs=0.5",
                                             "out": str(tmp_path)}
+    # Fractions of the base latency keep their mark (latency_ms=0.9 would read as 0.9 ms), as the levels are named.
+    relative = parse_config({"model": {"name": "small_cnn"}, "data": {"name": "digits"},
+                             "budgets": {"latency_ms": {"value": 0.9, "relative": True}},
+                             "sweep": {"budgets": {"latency_ms": [0.9, 0.8]}}}, source="x")
+    assert budgets_text(relative) == "latency_ms=90%,80%"
+    from rayprune.costs.levels import levels_from_config
+
+    assert [lvl.name for lvl in levels_from_config(relative, {"latency_ms": 2.0}, sweep=True)] == [
+        "latency_ms=90%", "latency_ms=80%"]
+    assert levels_from_config(relative, {"latency_ms": 2.0}, sweep=True)[0].limits == {"latency_ms": 1.8}
 
 
 def test_a_submitted_job_uploads_the_users_data_files_but_not_rayprunes_outputs(tmp_path):

@@ -68,6 +68,21 @@ class Budget:
     def __str__(self) -> str:
         return f"{self.metric}<={self.value:g}{'x base' if self.relative else ''}"
 
+    @property
+    def value_text(self) -> str:
+        """The value as a level's name writes it: ``0.25`` where the kind is the cost's default (a fraction of
+        the base for params, an absolute limit for latency), ``93%`` for a relative budget of a cost that is
+        absolute by default (``latency_ms=0.93`` would read as 0.93 ms).
+
+        >>> Budget("params", 0.25, True).value_text, Budget("latency_ms", 0.93, True).value_text
+        ('0.25', '93%')
+        >>> Budget("latency_ms", 4.0, False).value_text, Budget("params", 4e4, False).value_text
+        ('4', '40000')
+        """
+        if self.relative and self.metric not in RELATIVE_BY_DEFAULT:
+            return f"{round(self.value * 100, 10):g}%"
+        return f"{float(self.value):g}"
+
 
 def parse_budget(text: str) -> Budget:
     """Parse ``NAME=VALUE`` from the command line.

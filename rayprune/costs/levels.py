@@ -24,9 +24,12 @@ from .budget import Budget, fits
 __all__ = ["Level", "level_name", "contains", "levels_from_config"]
 
 
-def level_name(values: Mapping[str, float]) -> str:
-    """``params=0.25`` or ``params=0.5,latency_ms=4``: readable, stable, usable as a folder name."""
-    return ",".join(f"{k}={float(v):g}" for k, v in values.items())
+def level_name(values: Mapping[str, float], budgets: Sequence[Budget] = ()) -> str:
+    """``params=0.25`` or ``params=0.5,latency_ms=4``: readable, stable, usable as a folder name. With the
+    ``budgets``, a relative limit on a cost that is absolute by default reads ``latency_ms=90%``
+    (:attr:`Budget.value_text`)."""
+    texts = {b.metric: b.value_text for b in budgets}
+    return ",".join(f"{k}={texts.get(k, f'{float(v):g}')}" for k, v in values.items())
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Level:
     def from_budgets(cls, budgets: Sequence[Budget], base_costs: Mapping[str, float]) -> "Level":
         values = {b.metric: float(b.value) for b in budgets}
         limits = {b.metric: b.limit(base_costs[b.metric]) for b in budgets}
-        return cls(name=level_name(values), values=values, limits=limits)
+        return cls(name=level_name(values, budgets), values=values, limits=limits)
 
     def admits(self, costs: Mapping[str, float]) -> bool:
         """Whether measured ``costs`` meet every budget of this level."""

@@ -36,6 +36,7 @@ import pyarrow as pa
 from .._io import atomic_write_text
 from ..agents.registry import BUDGETED_AGENTS
 from ..config import Config, parse_config
+from ..costs.budget import Budget
 from ..costs.levels import Level, levels_from_config
 from ..errors import Interrupted, UserError
 from ..names import SELECTION_TRIAL, STAGE_SEARCH, STAGE_SELECT
@@ -178,9 +179,13 @@ def _status_of(path: Path) -> Optional[str]:
 
 
 def budgets_text(cfg: Config) -> str:
-    """The sweep's levels as the Jobs page shows them: ``params=0.5,0.25;macs=0.5`` (``;`` between constraints)."""
-    levels = dict(cfg.sweep.budgets) or {b.metric: [b.value] for b in cfg.budget_list()}
-    return ";".join(f"{k}={','.join(f'{v:g}' for v in vs)}" for k, vs in levels.items())
+    """The sweep's levels as the Jobs page shows them: ``params=0.5,0.25;macs=0.5`` (``;`` between constraints;
+    ``latency_ms=90%,80%`` for fractions of the base latency, as the levels are named)."""
+    if cfg.sweep.budgets:
+        levels = {k: [Budget(k, float(v), cfg.is_relative(k)) for v in vs] for k, vs in cfg.sweep.budgets.items()}
+    else:
+        levels = {b.metric: [b] for b in cfg.budget_list()}
+    return ";".join(f"{k}={','.join(b.value_text for b in bs)}" for k, bs in levels.items())
 
 
 def _job_metadata(cfg: Config, out: Path) -> dict[str, str]:
