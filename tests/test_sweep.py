@@ -108,6 +108,9 @@ def test_two_agents_sweep_two_levels_end_to_end(tmp_path, env):
     res = rayprune("sweep", write_config(tmp_path), "--out", out, "-q", env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Pareto front" in res.stdout and "search, by agent" in res.stdout
+    for tune_line in ("Configuration for experiment", "View detailed results", "tensorboard --logdir",
+                      "Wrote the latest version"):  # -q: Tune's own console output is held back
+        assert tune_line not in res.stdout + res.stderr, tune_line
     rows = check_sweep_outputs(out)
     # budgets hold on every feasible row and on the exported models, re-measured in a fresh process
     feas = rows[(rows["stage"] == "search") & rows["feasible"].astype(bool)]

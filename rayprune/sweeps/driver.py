@@ -178,6 +178,30 @@ def _status_of(path: Path) -> Optional[str]:
         return None
 
 
+@contextlib.contextmanager
+def _tune_output(verbose: int) -> Iterator[None]:
+    """With ``verbose=0`` (``rayprune sweep -q``), Tune prints nothing: Ray 2.60's new console output prints its
+    experiment box and result-folder lines at every verbosity, so the legacy reporter (silent at 0) is used, and
+    Tune's INFO lines are held back; both are restored afterwards."""
+    if verbose:
+        yield
+        return
+    import logging
+
+    tune_logger = logging.getLogger("ray.tune")
+    saved_env, saved_level = os.environ.get("RAY_AIR_NEW_OUTPUT"), tune_logger.level
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    tune_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        tune_logger.setLevel(saved_level)
+        if saved_env is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = saved_env
+
+
 def budgets_text(cfg: Config) -> str:
     """The sweep's levels as the Jobs page shows them: ``params=0.5,0.25;macs=0.5`` (``;`` between constraints;
     ``latency_ms=90%,80%`` for fractions of the base latency, as the levels are named)."""
@@ -325,7 +349,7 @@ def run_sweep(
                 verbose=verbose,
             ),
         )
-    with _sigterm_stops_trials():
+    with _sigterm_stops_trials(), _tune_output(verbose):
         results = tuner.fit()
     unfinished = unfinished_trials(results)
     if unfinished:  # Tune stops gracefully on Ctrl-C (SIGINT) and returns: no selection on half a search
