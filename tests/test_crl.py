@@ -529,3 +529,28 @@ def test_a_batch_waiting_on_a_candidate_an_earlier_batch_scores_gets_its_row_tho
         assert second[0]["cached"] and second[0]["accuracy"] == first[0]["accuracy"] and not second[1]["cached"]
     finally:
         pool.shutdown()
+
+
+@pytest.mark.parametrize("exported", [False, True])
+def test_ctrl_c_in_prunes_selection_says_whether_a_model_was_exported(ray_session, cache, tmp_path, monkeypatch,
+                                                                        exported):
+    """Interrupted during the selection: the message says 'no model was exported' only when best/ is absent."""
+    from rayprune.errors import Interrupted
+    from rayprune.search import selection
+
+    def interrupted_selection(*args, export_to, **kwargs):
+        if exported:  # the selection moves a finished export into best/ whole; the interrupt comes after
+            (tmp_path / "best").mkdir()
+            (tmp_path / "best" / "spec.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(selection, "select_and_finalize", interrupted_selection)  # prune imports it at run time
+    with pytest.raises(Interrupted) as err:
+        run_prune(tiny(cache, agent="random", evaluations=8), tmp_path, progress=False, log=lambda m: None)
+    message = str(err.value)
+    assert "candidates.parquet" in message and "does not resume" in message
+    if exported:
+        assert f"{tmp_path / 'best'}" in message and "no model was exported" not in message
+    else:
+        assert "no model was exported" in message
+    assert len(pd.read_parquet(tmp_path / "candidates.parquet")) == 8  # the search's rows are kept

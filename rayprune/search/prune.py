@@ -181,7 +181,10 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
                                        export_to=lambda _level: out / "best")
     except KeyboardInterrupt:
         shutil.rmtree(out / "models", ignore_errors=True)  # the finals' scratch folder: nothing there is a model
-        raise Interrupted(f"every scored candidate is kept in {out} (candidates.parquet) and no model was exported. "
+        exported = (out / "best").is_dir()  # the selection moves a finished export there whole, or not at all
+        model = (f"the model exported before the interrupt is in {out / 'best'} (rayprune.load_pruned reads it; "
+                 "summary.json was not written)" if exported else "no model was exported")
+        raise Interrupted(f"every scored candidate is kept in {out} (candidates.parquet) and {model}. "
                           "`rayprune prune` does not resume: run it again into a new --out (a `rayprune sweep` "
                           "can be resumed)") from None
     finally:
