@@ -231,9 +231,11 @@ def _as_dataset(data: Any, cfg: "Config", carved: Optional[list[str]] = None):
                                streaming=d.streaming, max_resident_mb=d.max_resident_mb, num_workers=d.num_workers)
 
 
-def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool, log: Log) -> Optional["PruningProblem"]:
+def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool, log: Log,
+             reuse: bool = False) -> Optional["PruningProblem"]:
     """The pruning problem for objects in memory (None when the config names both model and data:
-    then the run builds it from the config, the cache included, as the command line does)."""
+    then the run builds it from the config, the cache included, as the command line does). ``reuse``: a named
+    model's base trained on in-memory data is loaded from ``out`` (a resumed sweep's) instead of trained again."""
     from torch import nn
 
     from .base_model import obtain_base_model
@@ -261,7 +263,7 @@ def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool,
     else:  # a named model on in-memory data: trained (or loaded from its checkpoint) here, kept in the run
         base, info = obtain_base_model(cfg, dataset, device=device, progress=progress, log=log,
                                        save_to=None if cfg.model.checkpoint else out / "base_model.pt",
-                                       retrain=cfg.model.checkpoint is None)
+                                       retrain=cfg.model.checkpoint is None and not reuse)
     return PruningProblem.from_parts(cfg, dataset, base, info, device=device)
 
 
@@ -276,14 +278,25 @@ def _unpruned_factory(model: Any) -> Optional[Callable[[], "nn.Module"]]:
 
 
 @contextlib.contextmanager
-def _base_staging(out_dir: Path) -> Iterator[Path]:
+def _base_staging(out_dir: Path, *, keep_if: Optional[str] = None) -> Iterator[Path]:
     """A scratch folder for a base model trained here (a named model on in-memory data); moved into
-    ``out_dir`` when the run succeeds (the run refuses a non-empty ``out_dir`` when it starts)."""
+    ``out_dir`` when the run succeeds (the run refuses a non-empty ``out_dir`` when it starts). With ``keep_if``
+    (a sweep's ``sweep.json``), also when the run fails or is interrupted after it wrote that file into ``out_dir``:
+    a resumed sweep then loads its base from there instead of training it again."""
     staging = Path(tempfile.mkdtemp(prefix="rayprune-base-"))
+
+    def keep() -> None:
+        for trained in staging.iterdir():
+            if not (out_dir / trained.name).exists():
+                shutil.move(str(trained), out_dir / trained.name)
+
     try:
         yield staging
-        for trained in staging.iterdir():
-            shutil.move(str(trained), out_dir / trained.name)
+        keep()
+    except BaseException:
+        if keep_if is not None and (out_dir / keep_if).is_file():
+            keep()
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -442,8 +455,10 @@ def sweep(
         cfg = build_config(config, model=model, data=data, budgets=budgets, levels=levels, agents=agents,
                            evaluations=evaluations, seed=seed, device=device, task=task, sections=over)
         check_out_dir(out_dir, what="sweep")
-    with _base_staging(out_dir) as staging:
-        problem = _problem(model, data, cfg, staging, progress=False, log=log_fn)
+    # a resumed sweep of a named model on in-memory data: its base was kept in out when the sweep stopped
+    kept = resume and all((out_dir / f"base_model.{ext}").is_file() for ext in ("pt", "json"))
+    with _base_staging(out_dir, keep_if=SWEEP_FILE) as staging:
+        problem = _problem(model, data, cfg, out_dir if kept else staging, progress=False, log=log_fn, reuse=kept)
         summary = run_sweep(None if resume else cfg, out_dir, address=address, resume=resume, log=log_fn,
                             verbose=verbose, problem=problem)
     rows = read_candidates(out_dir)

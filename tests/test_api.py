@@ -204,6 +204,42 @@ def test_prune_an_in_memory_model_on_in_memory_data(ray_session, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_resumed_sweep_of_a_named_model_on_in_memory_data_loads_its_base_instead_of_training_it(
+        ray_session, tmp_path, monkeypatch):
+    """The base trained on in-memory data is kept in out when the sweep stops (interrupted in its selection here),
+    and resume=True loads it: the same weights, no second training (which is not bit-reproducible on a GPU)."""
+    from rayprune.base_model import weights_fingerprint
+    from rayprune.errors import Interrupted
+    from rayprune.sweeps import driver
+
+    data = load_dataset("digits", seed=0)
+    settings = {**SMALL, "base_training": {"epochs": 1, "batch_size": 64}}
+    real_finish = driver.finish_sweep
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(driver, "finish_sweep", interrupted)
+    first: list[str] = []
+    with pytest.raises(Interrupted, match="--resume"):
+        rayprune.sweep("small_cnn", data, levels={"params": [0.5]}, evaluations=8, out=tmp_path / "sw",
+                       log=first.append, **settings)
+    assert any("Training base model" in m for m in first), first
+    kept = tmp_path / "sw" / "base_model.pt"
+    assert kept.is_file() and (tmp_path / "sw" / "base_model.json").is_file()
+    started_with = json.loads((tmp_path / "sw" / "sweep.json").read_text())["base_fingerprint"]
+    monkeypatch.setattr(driver, "finish_sweep", real_finish)
+    again: list[str] = []
+    res = rayprune.sweep("small_cnn", data, out=tmp_path / "sw", resume=True, log=again.append)
+    assert not any("Training base model" in m for m in again), again
+    assert set(res.models) == {"params=0.5"}
+    from rayprune.models import load_model
+
+    arch = json.loads((tmp_path / "sw" / "base_model.json").read_text())["architecture"]
+    assert weights_fingerprint(load_model(**arch, checkpoint=kept)) == started_with
+
+
+@pytest.mark.slow
 def test_sweep_an_in_memory_model_returns_the_front_and_one_model_per_level(ray_session, tmp_path):
     data = load_dataset("digits", seed=0)
     net = trained(user_net_class()(), data)
