@@ -160,9 +160,38 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_sweep_options(cfg, args: argparse.Namespace):
+    """``cfg`` with the sweep options of ``sweep`` / ``submit`` applied as the sweep applies them: ``--budgets``
+    merged into ``sweep.budgets`` (a rel:/%/abs: mark sets that cost's ``budgets.<cost>.relative``), ``--seeds``,
+    ``--max-concurrent-trials``, ``--agents``, ``--evaluations``."""
+    from .sweeps.driver import parse_level_spec
+
+    over: dict = {}
+    relative: dict = {}
+    if args.budgets:
+        specs = [parse_level_spec(t) for t in args.budgets]
+        over["budgets"] = {name: values for name, values, _ in specs}
+        # rel:/% (or abs:) on the levels decides for that cost, as the config's budgets.<cost>.relative would
+        relative = {name: {"value": values[0], "relative": rel} for name, values, rel in specs if rel is not None}
+    if args.seeds is not None:
+        over["seeds"] = args.seeds
+    if getattr(args, "max_concurrent_trials", None) is not None:
+        over["max_concurrent_trials"] = args.max_concurrent_trials
+    if args.agents:
+        over["agents"] = [a.strip() for a in args.agents.split(",") if a.strip()]
+    if not over and args.evaluations is None:
+        return cfg
+    from .config import parse_config
+
+    overrides: dict = {"sweep": over, **({"budgets": relative} if relative else {})}
+    if args.evaluations is not None:
+        overrides["search"] = {"evaluations": args.evaluations}
+    return _resolve(parse_config(cfg.model_dump(mode="json"), source=str(args.config), overrides=overrides), args.config)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .errors import UserError
-    from .sweeps.driver import parse_level_spec, run_sweep
+    from .sweeps.driver import run_sweep
 
     if args.resume:
         given = [flag for flag, value in (("a config", args.config), ("--budgets", args.budgets), ("--agents", args.agents),
@@ -179,28 +208,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.config is None:
         raise UserError("sweep needs a YAML config (rayprune sweep CONFIG --out DIR), or --resume to continue the "
                         f"sweep in {args.out}.")
-    cfg = _load(args)
-    over: dict = {}
-    relative: dict = {}
-    if args.budgets:
-        specs = [parse_level_spec(t) for t in args.budgets]
-        over["budgets"] = {name: values for name, values, _ in specs}
-        # rel:/% (or abs:) on the levels decides for that cost, as the config's budgets.<cost>.relative would
-        relative = {name: {"value": values[0], "relative": rel} for name, values, rel in specs if rel is not None}
-    if args.seeds is not None:
-        over["seeds"] = args.seeds
-    if args.max_concurrent_trials is not None:
-        over["max_concurrent_trials"] = args.max_concurrent_trials
-    if args.agents:
-        over["agents"] = [a.strip() for a in args.agents.split(",") if a.strip()]
-    if over or args.evaluations is not None:
-        from .config import parse_config
-
-        overrides: dict = {"sweep": over, **({"budgets": relative} if relative else {})}
-        if args.evaluations is not None:
-            overrides["search"] = {"evaluations": args.evaluations}
-        cfg = _resolve(parse_config(cfg.model_dump(mode="json"), source=str(args.config), overrides=overrides),
-                       args.config)
+    cfg = _with_sweep_options(_load(args), args)
     summary = run_sweep(cfg, args.out, address=args.address, verbose=0 if args.quiet else 1)
     return _sweep_status(summary)
 
@@ -216,12 +224,10 @@ def _sweep_status(summary: dict) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from .submit import submit_sweep
-    from .sweeps.driver import budgets_text, parse_levels
+    from .sweeps.driver import budgets_text
 
-    cfg = _load(args)  # validated here, before anything reaches the cluster
-    if args.budgets:
-        cfg = cfg.model_copy(update={"sweep": cfg.sweep.model_copy(update={
-            "budgets": dict(parse_levels(t) for t in args.budgets)})})
+    # validated here, before anything reaches the cluster, with the options the job's sweep will apply
+    cfg = _with_sweep_options(_load(args), args)
     metadata = {"submitted_by": "rayprune submit", "rayprune_config": cfg.name, "config_file": str(args.config),
                 "budgets": budgets_text(cfg), "out": args.out}
     job_id, status = submit_sweep(args.address, args.config, args.out, working_dir=args.working_dir,

@@ -209,6 +209,20 @@ def test_submit_refuses_a_relative_out_before_anything_reaches_the_cluster(tiny_
     assert f"--out {tmp_path / 'runs' / 'job'}" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_submits_jobs_page_budgets_are_the_levels_the_jobs_sweep_will_run(tiny_config, tmp_path, monkeypatch):
+    """--budgets merges into the config's sweep.budgets (as `rayprune sweep` applies it) and keeps its marks."""
+    from rayprune import cli, submit
+
+    config = tmp_path / "with-levels.yaml"
+    config.write_text(tiny_config.read_text() + "sweep:\n  budgets: {params: [0.5, 0.3]}\n")
+    seen = {}
+    monkeypatch.setattr(submit, "submit_sweep", lambda *a, **kw: seen.update(kw) or ("job-1", None))
+    assert cli.main(["submit", str(config), "--address", "http://127.0.0.1:9", "--working-dir", str(tmp_path),
+                     "--out", str(tmp_path / "o"), "--budgets", "latency_ms=90%,80%", "--no-follow"]) == 0
+    assert seen["metadata"]["budgets"] == "params=0.5,0.3;latency_ms=90%,80%"
+    assert seen["budgets"] == ["latency_ms=90%,80%"]  # the job's own command line gets them as typed
+
+
 def test_a_failing_cost_function_shows_its_own_frames_and_one_error_line(tiny_config, env, tmp_path):
     """Not rayprune's internals: the user's function's traceback, then what failed, exit code 2."""
     (tmp_path / "my_costs.py").write_text("def energy(model, context):\n    table = {}\n    return table['conv1']\n")
