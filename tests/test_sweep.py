@@ -190,6 +190,43 @@ def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds, ho
 
 
 @pytest.mark.slow
+def test_ctrl_c_in_the_selection_keeps_every_search_row_and_resume_redoes_only_the_selection(tmp_path, env):
+    """Every trial finished; Ctrl-C lands while the re-rank fine-tunes run: exit 130, a message that says what is
+    kept and how to finish, and `--resume` selects without searching again."""
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path, evaluations=16, finetune=300, agents=("random",))  # long re-ranks: time to land
+    proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    stdout, stderr = [], ""
+    try:
+        deadline = time.time() + 400
+        for line in proc.stdout:  # the driver's progress lines, unbuffered (env)
+            stdout.append(line)
+            if line.startswith("Re-ranking") or time.time() > deadline:
+                break
+        assert stdout and stdout[-1].startswith("Re-ranking"), "".join(stdout)[-3000:]
+        time.sleep(1.0)  # into the first re-rank fine-tune
+        proc.send_signal(signal.SIGINT)
+        rest, stderr = proc.communicate(timeout=180)
+        stdout.append(rest)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "during the selection" in stderr and f"--resume --out {out}" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert json.loads((out / "sweep.json").read_text())["status"] != "finished"
+    from rayprune.results import read_candidates
+
+    assert (read_candidates(out)["stage"] == "search").sum() == 16  # every search row kept (in the shards)
+    res = rayprune("sweep", "--resume", "--out", out, "-q", env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = check_sweep_outputs(out, agents=("random",))
+    assert (rows["stage"] == "search").sum() == 16  # the search was not run again
+
+
+@pytest.mark.slow
 def test_a_crashed_trial_process_is_restarted_by_tune_from_its_checkpoint_without_lost_or_twice_written_rows(
         tmp_path, env):
     out = tmp_path / "out"
