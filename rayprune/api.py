@@ -239,7 +239,7 @@ def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool,
     from torch import nn
 
     from .base_model import obtain_base_model
-    from .problem import PruningProblem, configured_dataset, resolve_device
+    from .problem import PruningProblem, configured_dataset, resolve_device, warn_if_base_at_chance
 
     if model is not None and not isinstance(model, (nn.Module, str)):
         raise UserTypeError(f"model= must be a torch.nn.Module or a model name (a zoo name or "
@@ -264,7 +264,9 @@ def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool,
         base, info = obtain_base_model(cfg, dataset, device=device, progress=progress, log=log,
                                        save_to=None if cfg.model.checkpoint else out / "base_model.pt",
                                        retrain=cfg.model.checkpoint is None and not reuse)
-    return PruningProblem.from_parts(cfg, dataset, base, info, device=device)
+    problem = PruningProblem.from_parts(cfg, dataset, base, info, device=device)
+    warn_if_base_at_chance(problem, log)
+    return problem
 
 
 def _unpruned_factory(model: Any) -> Optional[Callable[[], "nn.Module"]]:

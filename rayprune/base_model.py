@@ -60,7 +60,8 @@ def base_cache_key(cfg: Config) -> str:
     payload = {
         "model": cfg.model.model_dump(mode="json", exclude={"checkpoint"}),
         # how the data is read (where, streamed or resident, by how many workers) gives the same batches
-        "data": cfg.data.model_dump(mode="json", exclude={"device", "streaming", "max_resident_mb", "num_workers"}),
+        "data": cfg.data.model_dump(mode="json", exclude={"device", "streaming", "max_resident_mb", "num_workers",
+                                                          *(("scale",) if cfg.data.scale is None else ())}),
         "train": cfg.base_training.model_dump(mode="json", exclude={"cache_dir"}),
         "loss": cfg.engine.loss,
         "seed": cfg.seed,

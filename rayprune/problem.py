@@ -9,6 +9,7 @@ many candidates against it.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -72,10 +73,43 @@ def config_in_memory(cfg: Config) -> bool:
 def configured_dataset(cfg: Config) -> Dataset | StreamedDataset:
     """The dataset ``cfg.data`` names, on CPU (the one place a config's data section is read)."""
     d = cfg.data
-    return load_dataset(d.name, root=d.root, path=d.path, label=d.label, image_size=d.image_size,
+    return load_dataset(d.name, root=d.root, path=d.path, label=d.label, image_size=d.image_size, scale=d.scale,
                         val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
                         max_samples=d.max_samples, task=d.task, streaming=d.streaming,
                         max_resident_mb=d.max_resident_mb, num_workers=d.num_workers)
+
+
+def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]) -> None:
+    """Log a warning when the base model's validation accuracy is no better than always answering the most
+    common class (within two standard errors): its accuracies, and every candidate's, then mean little. A
+    model trained elsewhere usually means other preprocessing; one trained here, a failed training."""
+    from .search.score_signal import chance_and_base
+
+    if problem.base_info.get("source") == "untrained":  # `validate` before any training: nothing to judge
+        return
+    chance, base = chance_and_base(problem)
+    y = getattr(problem.data, "y_val", None)
+    if chance is None or base is None or y is None or len(y) == 0:
+        return
+    counts = torch.bincount(torch.as_tensor(y).reshape(-1).long().cpu())
+    majority = float(counts.max()) / len(y)
+    floor = max(chance, majority)
+    if base > floor + 2.0 * math.sqrt(floor * (1.0 - floor) / len(y)):
+        return
+    source = problem.base_info.get("source")
+    if source in ("trained", "cache"):
+        why = ("its training did not learn (base_training: more epochs, another lr, or check the labels); "
+               "pruning it is pointless")
+    else:
+        kind = getattr(problem.data, "kind", None)
+        how = {"tabular": "rayprune scales tabular columns to the train split's range; set data.scale: none if the "
+                          "model expects the columns as the file holds them",
+               "image": "rayprune normalises images per channel with the train split's mean and std; load them "
+                        "with a data factory of yours to keep your own preprocessing"}.get(kind, "")
+        why = ("a model trained elsewhere usually saw other preprocessing than it gets here"
+               + (f" ({how})" if how else "") + ", or other labels")
+    log(f"warning: the base model scores {100 * base:.1f} % on the validation split ({len(y)} samples), no better "
+        f"than always answering the most common class ({100 * floor:.1f} %): {why}.")
 
 
 def check_streaming_agent(cfg: Config, data: Dataset | StreamedDataset, agent: Optional[str] = None) -> None:
@@ -134,7 +168,10 @@ class PruningProblem:
         data = configured_dataset(cfg).to(dev)
         check_streaming_agent(cfg, data)
         model, info = obtain_base_model(cfg, data, device=dev, progress=progress, log=log, train=train_base)
-        return cls.from_parts(cfg, data, model, info, device=dev, base_costs=base_costs, base_accuracy=base_accuracy)
+        problem = cls.from_parts(cfg, data, model, info, device=dev, base_costs=base_costs, base_accuracy=base_accuracy)
+        if base_accuracy is None:  # measured here (not handed over by the driver): say so once if it is chance
+            warn_if_base_at_chance(problem, log)
+        return problem
 
     @classmethod
     def from_parts(

@@ -309,6 +309,55 @@ def test_tabular_label_with_one_class_is_refused(tmp_path: Path) -> None:
         load_dataset("tabular", path=path)
 
 
+def test_a_label_column_of_measurements_or_identifiers_is_refused_naming_it(tmp_path: Path) -> None:
+    """A feature (non-integer numbers) or an id (one row per class) picked as the label: not thousands of classes."""
+    path = tmp_path / "table.csv"
+    frame = _numeric_frame()
+    frame["row"] = np.arange(len(frame))
+    frame.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"label column 'a' .* holds non-integer numbers \(300 distinct values in "
+                                         r"300 rows"):
+        load_dataset("tabular", path=path, label="a")
+    with pytest.raises(ValueError, match=r"label column 'row' .* has 300 classes in 300 rows, 300 of them with a "
+                                         r"single row"):
+        load_dataset("tabular", path=path, label="row")
+    frame.assign(label=frame["label"].astype(float)).to_csv(path, index=False)  # 0.0 / 1.0: whole numbers, classes
+    assert load_dataset("tabular", path=path).num_classes == 2
+
+
+def test_data_scale_none_keeps_the_columns_as_the_file_holds_them(tmp_path: Path) -> None:
+    from rayprune.data.datasets import preprocessing_of
+
+    path = tmp_path / "table.csv"
+    _frame().to_csv(path, index=False)
+    scaled = load_dataset("tabular", path=path, label="species", seed=0)
+    raw = load_dataset("tabular", path=path, label="species", seed=0, scale="none")
+    assert scaled.feature_names == raw.feature_names and torch.equal(scaled.y_train, raw.y_train)
+    height = raw.feature_names.index("height")
+    assert raw.x_train[:, height].min() > 50 and raw.x_train[:, height].max() > 100  # metres, not [0, 1]
+    recipe = preprocessing_of(raw)
+    assert recipe["feature_names"] == list(raw.feature_names) and "low" not in recipe
+    assert any("data.scale: none" in step for step in recipe["steps"])
+    assert "low" in preprocessing_of(scaled)
+    with pytest.raises(ValueError, match="'scale' does not apply to dataset 'digits'"):
+        load_dataset("digits", scale="none")
+    with pytest.raises(ValueError, match=r"data.scale must be one of \['minmax', 'none'\]"):
+        load_dataset("tabular", path=path, label="species", scale="zscore")
+
+
+def test_an_unset_data_scale_keeps_the_base_models_cache_key():
+    """The key of every config written before data.scale existed stays as it was (no retraining)."""
+    from rayprune.base_model import base_cache_key
+    from rayprune.config import parse_config
+
+    plain = parse_config({"model": {"name": "small_cnn"}, "data": {"name": "sklearn:iris"}}, source="x")
+    minmax = parse_config({"model": {"name": "small_cnn"}, "data": {"name": "sklearn:iris", "scale": "minmax"}},
+                          source="x")
+    none = parse_config({"model": {"name": "small_cnn"}, "data": {"name": "sklearn:iris", "scale": "none"}}, source="x")
+    assert len({base_cache_key(plain), base_cache_key(minmax), base_cache_key(none)}) == 3
+    assert "scale" not in plain.data.model_dump(exclude_none=True)
+
+
 def test_tabular_infinite_values_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "inf.csv"
     frame = _numeric_frame()
@@ -531,3 +580,44 @@ def test_the_preprocessing_record_turns_raw_inputs_into_what_the_model_saw(tmp_p
     assert any(np.allclose(p, first, atol=1e-5) for p in prepared)
     assert record["layout"].startswith("NCHW") and "transposed to (N, C, H, W)" in record["steps"][0]
     assert "divided by 16" in preprocessing_of(load_dataset("digits", seed=0))["steps"][0]  # what the loader did first
+
+
+def test_a_base_model_at_chance_is_warned_about_with_the_likely_cause(tmp_path: Path) -> None:
+    """A checkpoint trained on other preprocessing scores at chance: say so (and how to fix it) before anything runs."""
+    from rayprune.config import parse_config
+    from rayprune.problem import PruningProblem, warn_if_base_at_chance
+
+    path = tmp_path / "table.csv"
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({f"f{i}": rng.normal(size=600) for i in range(4)})
+    frame["label"] = (frame["f0"] > 0).astype(int) + (frame["f1"] > 0).astype(int)
+    frame.to_csv(path, index=False)
+    cfg = parse_config({"model": {"name": "mlp", "kwargs": {"hidden": [16]}},
+                        "data": {"name": "tabular", "path": str(path), "device": "cpu"}}, source="x")
+    data = load_dataset("tabular", path=path, seed=0)
+    torch.manual_seed(0)
+    constant = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    with torch.no_grad():  # answers one class for every input
+        constant[2].weight.zero_()
+        constant[2].bias.copy_(torch.tensor([0.0, 0.0, 5.0]))
+    lines: list[str] = []
+    problem = PruningProblem.from_parts(cfg, data, constant, {"source": "checkpoint"}, device=torch.device("cpu"))
+    warn_if_base_at_chance(problem, lines.append)
+    assert len(lines) == 1 and "no better than always answering the most common class" in lines[0]
+    assert "data.scale: none" in lines[0]  # a checkpoint on a table: the likely cause and the setting
+    trained = PruningProblem.from_parts(cfg, data, constant, {"source": "trained"}, device=torch.device("cpu"))
+    lines.clear()
+    warn_if_base_at_chance(trained, lines.append)
+    assert "did not learn" in lines[0]
+    # A model that learned something: not a word.
+    good = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    opt = torch.optim.Adam(good.parameters(), lr=0.05)
+    for _ in range(200):
+        loss = torch.nn.functional.cross_entropy(good(data.x_train), data.y_train)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    lines.clear()
+    warn_if_base_at_chance(PruningProblem.from_parts(cfg, data, good, {"source": "checkpoint"},
+                                                     device=torch.device("cpu")), lines.append)
+    assert lines == [], lines

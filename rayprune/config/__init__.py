@@ -119,6 +119,9 @@ class DataConfig(_Section):
     label: Optional[str] = None
     #: ``imagefolder``: the side every image is resized to (needed when their sizes differ)
     image_size: Optional[int] = Field(None, gt=0)
+    #: ``tabular`` and ``sklearn:*``: ``minmax`` (unset: the default) scales each column to the train split's
+    #: range; ``none`` keeps the columns as the file holds them (a checkpoint trained on your own preprocessing)
+    scale: Optional[Literal["minmax", "none"]] = None
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     max_samples: Optional[int] = Field(None, gt=0)

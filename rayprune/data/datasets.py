@@ -211,6 +211,7 @@ def load_dataset(
     path: str | Path | None = None,
     label: str | None = None,
     image_size: int | None = None,
+    scale: str | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     seed: int = 0,
@@ -244,7 +245,9 @@ def load_dataset(
       taken as given, without normalisation (:func:`rayprune.data.factory.load_factory`).
 
     ``imagefolder`` and ``npz`` are normalised like the built-in sets; see :mod:`rayprune.data.convert`
-    for why a factory's data is not.
+    for why a factory's data is not. Tabular sources (``tabular``, ``sklearn:*``) are min-max scaled to the
+    train split's range (``scale="minmax"``, the default) or taken as the file holds them (``scale="none"``:
+    columns a model trained elsewhere expects as they are).
 
     ``streaming``, ``max_resident_mb``, ``num_workers`` (``data.streaming``, ...): a factory's torch
     Dataset splits stream through a DataLoader (a :class:`~rayprune.data.streaming.StreamedDataset`)
@@ -278,7 +281,7 @@ def load_dataset(
             f"data.name must be one of {list(DATASET_NAMES)} or a data factory "
             f"'package.module:function'; got {name!r}."
         )
-    options = {"root": root, "path": path, "label": label, "image_size": image_size}
+    options = {"root": root, "path": path, "label": label, "image_size": image_size, "scale": scale}
     given = {key: value for key, value in options.items() if value is not None}
     unused = sorted(set(given) - source.options)
     if unused:
@@ -286,7 +289,7 @@ def load_dataset(
         raise UserError(
             f"{', '.join(repr(k) for k in unused)} {'does' if len(unused) == 1 else 'do'} not "
             f"apply to dataset {name!r}; "
-            f"of 'root', 'path', 'label' and 'image_size' it takes {accepted}."
+            f"of 'root', 'path', 'label', 'image_size' and 'scale' it takes {accepted}."
         )
     spec = _split_spec(val_fraction, test_fraction, seed, max_samples)
     return source.build(spec, **given)
@@ -350,15 +353,15 @@ def _load_cifar(spec: _SplitSpec, *, variant: str, root: str | Path | None = Non
 
 
 def _load_tabular(
-    spec: _SplitSpec, *, path: str | Path | None = None, label: str | None = None
+    spec: _SplitSpec, *, path: str | Path | None = None, label: str | None = None, scale: str | None = None
 ) -> Dataset:
     if path is None:
         raise UserError("'path' is required for dataset 'tabular' (a .csv or .parquet file).")
-    return _tabular_dataset("tabular", read_table(path, label or "label"), spec)
+    return _tabular_dataset("tabular", read_table(path, label or "label"), spec, scale=scale)
 
 
-def _load_sklearn(spec: _SplitSpec, *, dataset: str) -> Dataset:
-    return _tabular_dataset(f"sklearn:{dataset}", load_sklearn_table(dataset), spec)
+def _load_sklearn(spec: _SplitSpec, *, dataset: str, scale: str | None = None) -> Dataset:
+    return _tabular_dataset(f"sklearn:{dataset}", load_sklearn_table(dataset), spec, scale=scale)
 
 
 # The user sources live in rayprune.data.factory, .image_folder and .npz, which build on this module's
@@ -403,12 +406,12 @@ _SOURCES: dict[str, _Source] = {
     "digits": _Source(_load_digits, frozenset()),
     "cifar10": _Source(functools.partial(_load_cifar, variant="cifar10"), frozenset({"root"})),
     "cifar100": _Source(functools.partial(_load_cifar, variant="cifar100"), frozenset({"root"})),
-    "tabular": _Source(_load_tabular, frozenset({"path", "label"})),
+    "tabular": _Source(_load_tabular, frozenset({"path", "label", "scale"})),
     "imagefolder": _Source(_load_imagefolder, frozenset({"root", "image_size"})),
     "npz": _Source(_load_npz, frozenset({"path"})),
     **{
         f"sklearn:{dataset}": _Source(
-            functools.partial(_load_sklearn, dataset=dataset), frozenset()
+            functools.partial(_load_sklearn, dataset=dataset), frozenset({"scale"})
         )
         for dataset in SKLEARN_DATASETS
     },
@@ -457,12 +460,24 @@ def _image_dataset(
     )
 
 
-def _tabular_dataset(name: str, table: Table, spec: _SplitSpec) -> Dataset:
-    """Split a table and min-max scale its features to the train split's range."""
+#: how tabular columns are scaled (``data.scale``): to the train split's range, or as the file holds them
+TABULAR_SCALES = ("minmax", "none")
+
+
+def _tabular_dataset(name: str, table: Table, spec: _SplitSpec, *, scale: str | None = None) -> Dataset:
+    """Split a table and min-max scale its features to the train split's range (``scale="none"``: as given)."""
+    scale = scale or "minmax"
+    if scale not in TABULAR_SCALES:
+        raise UserError(f"data.scale must be one of {list(TABULAR_SCALES)} for dataset {name!r}; got {scale!r}.")
     splits = _split(table.features, table.labels, spec, test=None)
     _check_nonempty(name, splits, spec, official_test=False)
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = _min_max_features(splits)
-    low, span = feature_range(splits[0][0])
+    if scale == "none":
+        (x_train, y_train), (x_val, y_val), (x_test, y_test) = [
+            (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y)) for x, y in splits]
+        low = span = None
+    else:
+        (x_train, y_train), (x_val, y_val), (x_test, y_test) = _min_max_features(splits)
+        low, span = feature_range(splits[0][0])
     return Dataset(
         name=name,
         kind="tabular",
@@ -477,8 +492,8 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec) -> Dataset:
         augment=None,
         class_names=table.class_names,
         feature_names=table.feature_names,
-        feature_low=tuple(float(v) for v in low),
-        feature_span=tuple(float(v) for v in span),
+        feature_low=None if low is None else tuple(float(v) for v in low),
+        feature_span=None if span is None else tuple(float(v) for v in span),
     )
 
 
@@ -536,6 +551,12 @@ def preprocessing_of(data) -> dict:
                           "per feature j: (x - low[j]) / span[j] (the train split's min and range)"],
                 "feature_names": list(getattr(data, "feature_names", None) or []), "low": list(low),
                 "span": list(getattr(data, "feature_span", None) or [])}
+    features = list(getattr(data, "feature_names", None) or [])
+    if kind == "tabular" and features:  # a table read with data.scale: none
+        return {"kind": kind, "input_shape": shape, "layout": "N x features, float32", **outputs,
+                "steps": [*source, "categorical columns one-hot encoded, in the order of feature_names",
+                          "columns as the file holds them (data.scale: none), cast to float32"],
+                "feature_names": features}
     return {"kind": kind, "input_shape": shape, **outputs,
             "steps": [*source, "as given (cast to float32): rayprune did not transform these inputs"]}
 

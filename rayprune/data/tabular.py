@@ -127,7 +127,15 @@ def table_from_frame(
             f"{_sentence(where)} has no feature columns besides the label column {label!r}."
         )
     _reject_missing(frame, where)
+    _reject_continuous_labels(frame[label], label, where)
     labels, class_names = encode_labels(frame[label].to_numpy())
+    counts = np.bincount(labels)
+    if len(class_names) > 2 and (counts == 1).sum() > len(class_names) / 2:
+        raise UserError(
+            f"The label column {label!r} of {where} has {len(class_names)} classes in {len(frame)} rows, "
+            f"{int((counts == 1).sum())} of them with a single row: that is an identifier or a measurement, not a "
+            f"class. Set 'label' to the column that holds the class."
+        )
     if len(class_names) < 2:
         raise UserError(
             f"The label column {label!r} of {where} must hold at least 2 classes to classify; "
@@ -142,6 +150,21 @@ def table_from_frame(
         class_names=class_names,
         feature_names=tuple(str(c) for c in encoded.columns),
     )
+
+
+def _reject_continuous_labels(column: pd.Series, label: str, where: str) -> None:
+    """A label column of non-integer numbers is a feature or a real-valued target, not a class."""
+    values = column.to_numpy()
+    if not np.issubdtype(values.dtype, np.floating):
+        return
+    fractional = values[np.abs(values - np.round(values)) > 1e-9]
+    if len(fractional):
+        raise UserError(
+            f"The label column {label!r} of {where} holds non-integer numbers ({column.nunique()} distinct values "
+            f"in {len(column)} rows, e.g. {fractional[0]:g}): a class label names one of a few classes. Set "
+            f"'label' to the column that holds the class; a real-valued target (regression) needs a data factory "
+            f"('package.module:function' with data.task: regression) or the Python API."
+        )
 
 
 def encode_labels(values: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
