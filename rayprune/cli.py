@@ -133,6 +133,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     quiet = args.quiet
+    agent = args.agent or cfg.search.agent
+    ignored = (["--evaluations (neon's work is its rollouts x passes x layers, neon.rollouts and neon.passes)"]
+               if agent == "neon" and args.evaluations is not None else []) + (
+        [f"--tolerance (it is neon's tau; agent {agent!r} meets budgets)"]
+        if agent != "neon" and args.tolerance is not None else [])
+    if ignored:
+        print(f"note: {'; '.join(ignored)} does not apply to agent {agent!r} and is ignored.", file=sys.stderr)
     summary = run_prune(cfg, args.out, agent=args.agent, progress=not quiet, address=args.address,
                         log=(lambda m: None) if quiet else (lambda m: print(m, flush=True)))
     if quiet:

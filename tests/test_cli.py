@@ -223,6 +223,21 @@ def test_submits_jobs_page_budgets_are_the_levels_the_jobs_sweep_will_run(tiny_c
     assert seen["budgets"] == ["latency_ms=90%,80%"]  # the job's own command line gets them as typed
 
 
+def test_prune_says_which_flag_its_agent_ignores(tiny_config, tmp_path, monkeypatch, capsys):
+    from rayprune import cli
+    from rayprune.search import prune
+
+    summary = {"feasible": True, "agent": "x"}
+    monkeypatch.setattr(prune, "run_prune", lambda *a, **kw: summary)
+    assert cli.main(["prune", str(tiny_config), "--agent", "neon", "--evaluations", "32", "--out", str(tmp_path / "a")]) == 0
+    assert "--evaluations (neon's work is its rollouts" in capsys.readouterr().err
+    assert cli.main(["prune", str(tiny_config), "--agent", "random", "--tolerance", "2", "--out", str(tmp_path / "b")]) == 0
+    assert "--tolerance (it is neon's tau; agent 'random' meets budgets) does not apply" in capsys.readouterr().err
+    assert cli.main(["prune", str(tiny_config), "--agent", "random", "--out", str(tmp_path / "c")]) == 0
+    assert "does not apply" not in capsys.readouterr().err
+    assert cli.main(["prune", str(tiny_config), "--agent", "neon", "--tolerance", "1e9", "--out", str(tmp_path / "d")]) == 2
+
+
 def test_a_failing_cost_function_shows_its_own_frames_and_one_error_line(tiny_config, env, tmp_path):
     """Not rayprune's internals: the user's function's traceback, then what failed, exit code 2."""
     (tmp_path / "my_costs.py").write_text("def energy(model, context):\n    table = {}\n    return table['conv1']\n")

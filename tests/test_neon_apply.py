@@ -101,8 +101,8 @@ def test_zero_shot_pruning_of_an_unseen_mlp(unseen_csv, tmp_path):
     picked = search[search["chosen"]].iloc[0]
     assert picked["rollout"] == candidate["rollout"] and picked["step"] <= candidate["step"]
     assert (summary["neon"]["outcome"] == "accepted") == (picked["step"] == candidate["step"] > -1)
-    if summary["neon"]["outcome"] != "unpruned":  # the verdict counts steps from 1, as the progress lines do
-        assert f"step {picked['step'] + 1} (x" in summary["neon"]["reason"], summary["neon"]["reason"]
+    if summary["neon"]["outcome"] != "unpruned":  # the verdict names the row: its `step`, 0-based
+        assert f"step {picked['step']} (x" in summary["neon"]["reason"], summary["neon"]["reason"]
     # the summary reports what NEON did
     neon = summary["neon"]
     assert summary["agent"] == "neon" and summary["budgets"] == {} and summary["feasible"]

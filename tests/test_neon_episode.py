@@ -204,3 +204,20 @@ def test_a_layer_cut_to_one_neuron_stays_and_the_others_are_still_pruned(digits_
         episode.step(1)
     assert episode.widths == [1, 2, 1]  # 2 -> 1; 8 -> 5 -> 3 -> 2; 6 -> 4 -> 2 -> 1
     assert [episode.model.get_submodule(r).out_features for r in episode.roots] == [1, 2, 1]
+
+
+def test_neon_min_keep_floors_every_layer_at_its_share_of_the_original_width(trained):
+    """neon.min_keep: the smallest keep fraction, pass after pass, stops at half of each layer (20, 12, 8 -> 10, 6, 4)."""
+    net, data = trained
+    settings = EpisodeSettings(retrain=FAST, passes=2, rollback=False)
+    floored = PruningEpisode(net, data, settings, tolerance=100.0, min_keep=0.5)
+    free = PruningEpisode(net, data, settings, tolerance=100.0)
+    smallest = int(np.argmin(floored.actions))
+    while not floored.done:
+        floored.step(smallest)
+    while not free.done:
+        free.step(smallest)
+    assert floored.widths == [10, 6, 4]
+    assert min(w / o for w, o in zip(free.widths, free.original_widths)) < 0.5  # without it, further down
+    with pytest.raises(ValueError, match="min_keep"):
+        PruningEpisode(net, data, settings, min_keep=1.5)

@@ -124,7 +124,11 @@ class NeonConfig(_Section):
     checkpoint: Optional[Path] = None
     #: tau: accuracy loss (points) the user accepts; the episodes keep it on the decide part of the validation split,
     #: the result must be shown to keep it on the selection part (selection_fraction, confidence)
-    tolerance: float = Field(1.0, ge=0.0)
+    tolerance: float = Field(1.0, ge=0.0, le=100.0)
+    #: the fewest neurons a step may leave in a hidden layer, as a share of its original width (0: down to one
+    #: neuron, the method's own rule). ``pruning.min_keep`` (0.1 by default) is for the budgeted agents: NEON
+    #: prunes by tolerance, and its benchmark prunes layers far below a tenth
+    min_keep: float = Field(0.0, ge=0.0, lt=1.0)
     #: share of the validation split held out as the selection split: the episodes (steps, rollback, retraining's
     #: early stopping) never see it; it checks the result (docs/neon.md, "Tolerance")
     selection_fraction: float = Field(0.5, gt=0.0, lt=1.0)

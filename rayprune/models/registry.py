@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Optional
@@ -259,7 +260,13 @@ def check_output_width(output: Any, num_classes: int, model_name: str) -> None:
     ...
     rayprune.errors.UserError: model 'Net' gives 5 outputs per sample, but the data has 10 classes (labels 0 to 9): its last layer needs 10 outputs (e.g. nn.Linear(..., 10)).
     """
-    if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[1] >= num_classes:
+    if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[1] == num_classes:
+        return
+    if output.shape[1] > num_classes:  # legal (cross-entropy trains it), but the extra outputs name no class
+        warnings.warn(f"model {model_name!r} gives {output.shape[1]} outputs per sample, but the data has {num_classes} "
+                      f"classes: outputs {num_classes} to {output.shape[1] - 1} name no class (the exported model keeps "
+                      f"them; spec.json's class_names has {num_classes}). A last layer of {num_classes} outputs is "
+                      "what this data needs.", UserWarning, stacklevel=3)
         return
     raise UserError(f"model {model_name!r} gives {output.shape[1]} outputs per sample, but the data has {num_classes} "
                     f"classes (labels 0 to {num_classes - 1}): its last layer needs {num_classes} outputs "

@@ -270,8 +270,8 @@ def _check(path: list[_State], hits: Callable[[_State], np.ndarray], split: Sele
     result = path[walk.shown]
     change = walk.result or PairedChange.unchanged(split.samples, confidence=confidence)
 
-    def name(state: _State) -> str:  # counted from 1 as the progress lines are (the rows' `step` is 0-based)
-        return f"step {state.row['step'] + 1} (x{base_params / max(_n_params(state.model), 1):.2f})"
+    def name(state: _State) -> str:  # the rows' `step` (0-based), so that a message names the row to look up
+        return f"step {state.row['step']} (x{base_params / max(_n_params(state.model), 1):.2f})"
 
     bound = f"at {100 * confidence:g} % confidence"
     if len(path) == 1:
@@ -353,8 +353,10 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
         f"datasets), tolerance {tolerance:g} points"
         + (f" ({episode_tolerance:g} for the episodes)" if episode_tolerance != tolerance else "")
         + f", {settings.passes} pass(es), "
-        f"{neon.rollouts} rollout(s), select {neon.select!r}, rollback {'on' if settings.rollback else 'off'}; "
-        f"validation split: {len(split.decide_indices)} samples to decide on, {split.samples} to check the result "
+        f"{neon.rollouts} rollout(s), select {neon.select!r}, rollback {'on' if settings.rollback else 'off'}, "
+        + (f"layers kept at >= {neon.min_keep:g} of their width (neon.min_keep); " if neon.min_keep else
+           "layers may go down to one neuron (neon.min_keep; pruning.min_keep is for the budgeted agents); ")
+        + f"validation split: {len(split.decide_indices)} samples to decide on, {split.samples} to check the result "
         f"(a network that agrees with the base on all of them is shown within "
         f"{-resolution_points(split.samples, neon.confidence):.2f} pt at {100 * neon.confidence:g} % confidence)")
     rng = np.random.default_rng(seed)
@@ -366,7 +368,8 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
         for r in range(neon.rollouts):
             episode = settings.episode(base, data, tolerance=episode_tolerance, seed=seed + r, base_accuracy=decide_accuracy,
                                        importance=problem.config.pruning.importance,
-                                       ignored_layers=problem.config.pruning.ignored_layers)
+                                       ignored_layers=problem.config.pruning.ignored_layers,
+                                       min_keep=neon.min_keep)
             if episode.roots != [g.root for g in problem.space.groups]:
                 raise ValueError(f"NEON's hidden layers {episode.roots} differ from the problem's prunable groups "
                                  f"{[g.root for g in problem.space.groups]}.")
@@ -378,7 +381,7 @@ def search_neon(problem, evaluator, writer, seed: int, log: Log = print, **optio
                 row = _row(problem, ep, record, r, time.perf_counter() - t0, costs)
                 states.append(_State(row, copy.deepcopy(ep.model), ep.roots, [k.copy() for k in ep.kept]))
                 if record is not None:
-                    log(f"neon [rollout {r} step {record['step'] + 1}/{ep.total_steps}] layer {record['layer']} "
+                    log(f"neon [rollout {r} step {record['step']} of {ep.total_steps}] layer {record['layer']} "
                         f"keep {record['keep_fraction']:.2f}: width {record['width_before']} -> {record['width_after']}, "
                         f"params {row.get('params', ep.params):.0f}, decide accuracy {100 * ep.accuracy:.2f}% "
                         f"({ep.accuracy_change:+.2f} pt), reward {record['reward']:.4g} ({record['regime']}"

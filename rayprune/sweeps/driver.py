@@ -94,7 +94,8 @@ def sweep_agents(cfg: Config) -> list[str]:
     """The agents a sweep runs side by side: ``sweep.agents``, else ``search.agent``."""
     agents = list(cfg.sweep.agents) or [cfg.search.agent]
     if "neon" in agents:
-        raise UserError("search.agent 'neon' has no budget and cannot be swept; use `rayprune prune --agent neon`, "
+        raise UserError("agent 'neon' prunes by tolerance, not to budget levels, and cannot be swept; use `rayprune "
+                        "prune --agent neon`, "
                          f"or set sweep.agents to budgeted agents ({', '.join(BUDGETED_AGENTS)}).")
     return agents
 
