@@ -43,6 +43,8 @@ def test_shipped_agent_is_small_and_loads():
 def test_a_broken_checkpoint_is_refused_with_its_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="pretrain"):
         load_policy(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # a mistyped path is not "holds no policy"
+        load_policy(tmp_path / "typo")
     (tmp_path / POLICY_FILE).write_bytes(b"")
     (tmp_path / "policy.json").write_text(json.dumps({"format": "something/9"}))
     with pytest.raises(ValueError, match="format"):

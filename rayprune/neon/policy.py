@@ -150,6 +150,9 @@ def resolve_policy_dir(path: str | os.PathLike | None) -> Path:
     if path is None:
         return shipped_policy_dir()
     p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"The NEON agent checkpoint {str(p)!r} does not exist; pass the --out directory of "
+                                "`rayprune pretrain` or a policy directory.")
     for candidate in (p, p / "policy"):
         if (candidate / META_FILE).is_file() and (candidate / POLICY_FILE).is_file():
             return candidate
