@@ -131,6 +131,7 @@ def test_a_named_factory_with_too_few_outputs_is_refused_before_its_base_model_i
         rayprune.prune("five_nets:make", "digits", budgets={"params": 0.5}, out=tmp_path / "a", log=None,
                        base_training={"epochs": 1, "cache_dir": str(tmp_path / "cache")})
     assert not list((tmp_path / "cache").rglob("*.pt"))  # nothing was trained
+    assert not (tmp_path / "a").exists()  # and --out is given back, not left empty
 
 
 def test_a_custom_loss_may_read_fewer_outputs_than_classes(tmp_path):

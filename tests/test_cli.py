@@ -238,6 +238,15 @@ def test_prune_says_which_flag_its_agent_ignores(tiny_config, tmp_path, monkeypa
     assert cli.main(["prune", str(tiny_config), "--agent", "neon", "--tolerance", "1e9", "--out", str(tmp_path / "d")]) == 2
 
 
+@pytest.mark.slow
+def test_a_prune_refused_before_it_wrote_anything_gives_its_out_back(tiny_config, env, tmp_path):
+    out = tmp_path / "never"
+    res = rayprune("prune", tiny_config, "--agent", "neon", "--agent-checkpoint", tmp_path / "typo", "--out", out,
+                   env=env)
+    assert res.returncode == 2 and "does not exist" in res.stderr, res.stderr[-2000:]
+    assert not out.exists()  # not an empty directory left behind
+
+
 def test_a_failing_cost_function_shows_its_own_frames_and_one_error_line(tiny_config, env, tmp_path):
     """Not rayprune's internals: the user's function's traceback, then what failed, exit code 2."""
     (tmp_path / "my_costs.py").write_text("def energy(model, context):\n    table = {}\n    return table['conv1']\n")

@@ -97,10 +97,26 @@ def run_prune(
         raise UserError("No budget given: set 'budgets' in the config or pass --budget NAME=VALUE.")
     seed = cfg.seed if seed is None else seed
     out = Path(out_dir)
+    created = not out.exists()
     check_out_dir(out)
     started = time.time()
     if agent == "neon" and cfg.search.agent != "neon":  # so that building the problem refuses what neon cannot read
         cfg = cfg.model_copy(update={"search": cfg.search.model_copy(update={"agent": "neon"})})
+    try:
+        summary = _prune(cfg, problem, out, agent=agent, seed=seed, progress=progress, log=log, address=address,
+                         agent_options=agent_options)
+    except BaseException:  # refused or failed before anything was written (a model, data or agent mistake)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # --out given back, not left empty
+        raise
+    summary["seconds"] = time.time() - started
+    (out / "best" / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    log(summary_table(summary))
+    return summary
+
+
+def _prune(cfg: Config, problem: Optional[PruningProblem], out: Path, *, agent: str, seed: int, progress: bool,
+           log: Log, address: Optional[str], agent_options: Optional[dict[str, Any]]) -> dict[str, Any]:
     problem = _problem_for(cfg, problem, progress, log)
     constants: dict[str, Any] = {"sweep_id": uuid.uuid4().hex[:12], "trial_id": f"{agent}-{seed}", "agent": agent,
                                  "seed": seed, "stage": STAGE_SEARCH}
@@ -113,14 +129,8 @@ def run_prune(
                         "points); it does not take data.task: regression, search.metric or engine.loss. Use a "
                         "search agent (evolution, crl, tpe, random) for those.")
     if agent == "neon":
-        summary = _run_neon(problem, out, constants, seed=seed, progress=progress, log=log,
-                            options=agent_options or {})
-    else:
-        summary = _run_search(problem, out, constants, agent=agent, seed=seed, log=log, address=address)
-    summary["seconds"] = time.time() - started
-    (out / "best" / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
-    log(summary_table(summary))
-    return summary
+        return _run_neon(problem, out, constants, seed=seed, progress=progress, log=log, options=agent_options or {})
+    return _run_search(problem, out, constants, agent=agent, seed=seed, log=log, address=address)
 
 
 def _problem_for(cfg: Config, problem: Optional[PruningProblem], progress: bool, log: Log) -> PruningProblem:
