@@ -117,13 +117,17 @@ def summary_text(out_dir: str | Path) -> str:
     out = Path(out_dir)
     state, rows, front = _load(out)
     n_search = int((rows["stage"] == STAGE_SEARCH).sum()) if not rows.empty else 0
-    n_final = len(exported_rows(rows)) if not rows.empty else 0
+    finals = exported_rows(rows) if not rows.empty else rows
+    n_final = len(finals)
+    distinct = finals["candidate_id"].nunique() if n_final and "candidate_id" in finals else n_final
     trials = len(state.get("agents", [None])) * int(state.get("seeds", 1))
     status = "" if state.get("status") == "finished" else (
         f" -- INCOMPLETE: the sweep did not finish (rayprune sweep --resume --out {out.resolve()} continues it)")
     head = (f"sweep {state['setup']['sweep_id']}: {len(state['levels'])} budget level(s), {trials} trial(s) "
             f"({', '.join(state.get('agents', []))} x {state.get('seeds', 1)} seed(s)); {n_search} candidates scored, "
-            f"{n_final} models exported; Pareto front: {len(front)} model(s){status}")
+            f"{n_final} models exported" + (f" ({distinct} distinct: a smaller level's model serves a larger one)"
+                                              if distinct < n_final else "")
+            + f"; Pareto front: {len(front)} model(s){status}")
     agents = agent_table(state, rows)
     weak = missing_level_lines(state) + weak_score_lines(state)
     return (head + "\n" + front_table(state, front, rows) + (f"\nsearch, by agent (best cheap score among candidates "

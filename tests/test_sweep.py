@@ -112,6 +112,13 @@ def test_two_agents_sweep_two_levels_end_to_end(tmp_path, env):
                       "Wrote the latest version"):  # -q: Tune's own console output is held back
         assert tune_line not in res.stdout + res.stderr, tune_line
     rows = check_sweep_outputs(out)
+    from rayprune.report import summary_text
+    from rayprune.results import exported_rows
+
+    exported = exported_rows(rows)
+    head = summary_text(out).splitlines()[0]  # one model may serve several levels: the count says so
+    assert f"{len(exported)} models exported" in head
+    assert (f"({exported['candidate_id'].nunique()} distinct" in head) == (exported["candidate_id"].nunique() < len(exported))
     # budgets hold on every feasible row and on the exported models, re-measured in a fresh process
     feas = rows[(rows["stage"] == "search") & rows["feasible"].astype(bool)]
     limits = {"params=0.5": 0.5, "params=0.3": 0.3}
