@@ -287,9 +287,10 @@ def _base_staging(out_dir: Path, *, keep_if: Optional[str] = None) -> Iterator[P
     a resumed sweep then loads its base from there instead of training it again."""
     staging = Path(tempfile.mkdtemp(prefix="rayprune-base-"))
 
-    def keep() -> None:
-        for trained in staging.iterdir():
-            if not (out_dir / trained.name).exists():
+    def keep() -> None:  # all of it or none: a base_model.pt from one training with another's .json would mislead
+        staged = list(staging.iterdir())
+        if not any((out_dir / trained.name).exists() for trained in staged):
+            for trained in staged:
                 shutil.move(str(trained), out_dir / trained.name)
 
     try:

@@ -226,7 +226,7 @@ def obtain_base_model(
                          custom_loss=cfg.engine.loss is not None)
     if not train:
         return model, {"source": "untrained", "checkpoint": None, "cache_path": str(path)}
-    log(f"Training base model {cfg.model.name} on {data.name} ({cfg.base_training.epochs or cfg.base_training.iterations:g}"
+    log(f"Training base model {cfg.model.name} on {data.name} ({cfg.base_training.epochs if cfg.base_training.epochs is not None else cfg.base_training.iterations:g}"
         f" {'epochs' if cfg.base_training.epochs is not None else 'iterations'}); cached at {path}")
     objective = resolve_objective(data.task, cfg.search.metric, cfg.engine.loss)
     stats = fine_tune(model, data, cfg.base_training.engine_config(), seed=cfg.seed,

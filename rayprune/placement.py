@@ -7,14 +7,16 @@ sit on the node that holds its GPU share. Plain Python (no Ray): the callers rea
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 #: a node's or a bundle's resources: a number of CPUs, or ``{"CPU": .., "GPU": ..}``
 Node = float | Mapping[str, float]
 
 
-#: placements tried by :func:`packs` before it settles for first-fit-decreasing's answer
+#: placements tried by :func:`packs`'s exact search before it settles for first-fit-decreasing's answer
 PACK_STEPS = 5_000
+#: the most bundles :func:`packs` searches exactly (beyond: first-fit-decreasing alone)
+EXACT_BUNDLES = 64
 
 
 def _resources(item: Node) -> dict[str, float]:
@@ -58,9 +60,10 @@ def packs(bundles: Sequence[Node], capacities: Sequence[Node]) -> bool:
     """Whether every bundle can be placed whole on one node (Ray places a placement group's bundles, and
     actors, each on a single node), every resource of a bundle (CPU, GPU, ...) on the same node.
 
-    An exact search (largest bundle first, nodes with equal room tried once) that answers with
-    first-fit-decreasing's placement after :data:`PACK_STEPS` tries; first fit alone refuses placements that
-    exist, e.g. 0.6 + 0.5 + 0.5 + 0.4 on two 1-CPU nodes.
+    First-fit-decreasing; where it finds no placement and there are at most :data:`EXACT_BUNDLES` bundles, an
+    exact search (largest bundle first, nodes with equal room tried once) that answers with first fit's "no"
+    after :data:`PACK_STEPS` tries: first fit alone refuses placements that exist, e.g. 0.6 + 0.5 + 0.5 + 0.4
+    on two 1-CPU nodes.
 
     >>> packs([0.25, 0.85, 0.85], [1.0, 1.0]), packs([0.25, 0.75, 0.75], [1.0, 1.0]), packs([0.9, 0.9], [2.0])
     (False, True, True)
@@ -72,6 +75,10 @@ def packs(bundles: Sequence[Node], capacities: Sequence[Node]) -> bool:
     need = sorted((_resources(b) for b in bundles), key=lambda r: (r.get("GPU", 0.0), sum(r.values())), reverse=True)
     keys = sorted({k for r in need for k in r})
     want = [tuple(r.get(k, 0.0) for k in keys) for r in need]
+    if _first_fit_decreasing(want, [[_resources(c).get(k, 0.0) for k in keys] for c in capacities]):
+        return True
+    if len(want) > EXACT_BUNDLES:  # the exact search recurses once per bundle: first fit's answer
+        return False
     free = [[_resources(c).get(k, 0.0) for k in keys] for c in capacities]
     steps = [0]
 
@@ -98,7 +105,7 @@ def packs(bundles: Sequence[Node], capacities: Sequence[Node]) -> bool:
     try:
         return place(0, 0)
     except _TooManySteps:
-        return _first_fit_decreasing(want, [[_resources(c).get(k, 0.0) for k in keys] for c in capacities])
+        return False  # first fit found none either
 
 
 class _TooManySteps(Exception):
@@ -116,8 +123,9 @@ def _first_fit_decreasing(want: list[tuple[float, ...]], free: list[list[float]]
     return True
 
 
-def copies_that_fit(bundles: Sequence[Node], capacities: Sequence[Node]) -> int:
-    """How many copies of ``bundles`` (one trial's) can be placed on the nodes at once.
+def copies_that_fit(bundles: Sequence[Node], capacities: Sequence[Node], at_most: Optional[int] = None) -> int:
+    """How many copies of ``bundles`` (one trial's) can be placed on the nodes at once (``at_most``: no more
+    than that are asked about, e.g. the trials a sweep runs).
 
     >>> copies_that_fit([0.25, 0.85, 0.85], [2.0, 2.0]), copies_that_fit([{"CPU": 0.5}, {"CPU": 1, "GPU": 0.5}], [
     ...     {"CPU": 8.0}, {"CPU": 4.0, "GPU": 1.0}])                    # the GPU worker holds two evaluators
@@ -137,6 +145,8 @@ def copies_that_fit(bundles: Sequence[Node], capacities: Sequence[Node]) -> int:
     if not per_copy:
         return 0
     low, high = 0, int(min(total.get(k, 0.0) / v for k, v in per_copy.items()) + 1e-9)
+    if at_most is not None:
+        high = min(high, int(at_most))
     while low < high:  # placing k copies is monotone in k: the largest k that packs
         mid = (low + high + 1) // 2
         if packs(list(bundles) * mid, capacities):

@@ -81,8 +81,9 @@ def configured_dataset(cfg: Config) -> Dataset | StreamedDataset:
 
 def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]) -> None:
     """Log a warning when the base model's validation accuracy is no better than always answering the most
-    common class (within two standard errors): its accuracies, and every candidate's, then mean little. A
-    model trained elsewhere usually means other preprocessing; one trained here, a failed training."""
+    common class (within two standard errors): its accuracies, and every candidate's, then mean little. At
+    chance for a model trained elsewhere, the likely cause is preprocessing (named where rayprune applied
+    some); for one trained here, a failed training; above chance on imbalanced data, accuracy itself."""
     from .search.score_signal import chance_and_base
 
     if problem.base_info.get("source") == "untrained":  # `validate` before any training: nothing to judge
@@ -91,24 +92,27 @@ def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]
     y = getattr(problem.data, "y_val", None)
     if chance is None or base is None or y is None or len(y) == 0:
         return
-    counts = torch.bincount(torch.as_tensor(y).reshape(-1).long().cpu())
-    majority = float(counts.max()) / len(y)
+    n = len(y)
+    majority = float(torch.bincount(torch.as_tensor(y).reshape(-1).long().cpu()).max()) / n
     floor = max(chance, majority)
-    if base > floor + 2.0 * math.sqrt(floor * (1.0 - floor) / len(y)):
+    if base > floor + 2.0 * math.sqrt(floor * (1.0 - floor) / n):
         return
-    source = problem.base_info.get("source")
-    if source in ("trained", "cache"):
+    at_chance = base <= chance + 2.0 * math.sqrt(chance * (1.0 - chance) / n)
+    if problem.base_info.get("source") in ("trained", "cache"):
         why = ("its training did not learn (base_training: more epochs, another lr, or check the labels); "
                "pruning it is pointless")
+    elif not at_chance:
+        why = (f"on data this imbalanced accuracy says little (the most common class alone scores "
+               f"{100 * majority:.1f} %); a metric of yours that weighs the classes (search.metric) may judge it better")
     else:
-        kind = getattr(problem.data, "kind", None)
-        how = {"tabular": "rayprune scales tabular columns to the train split's range; set data.scale: none if the "
-                          "model expects the columns as the file holds them",
-               "image": "rayprune normalises images per channel with the train split's mean and std; load them "
-                        "with a data factory of yours to keep your own preprocessing"}.get(kind, "")
+        data = problem.data
+        how = ("rayprune scales tabular columns to the train split's range; set data.scale: none if the model "
+               "expects the columns as the file holds them" if getattr(data, "feature_low", None) is not None else
+               "rayprune normalises images per channel with the train split's mean and std; load them with a data "
+               "factory of yours to keep your own preprocessing" if getattr(data, "mean", None) is not None else "")
         why = ("a model trained elsewhere usually saw other preprocessing than it gets here"
                + (f" ({how})" if how else "") + ", or other labels")
-    log(f"warning: the base model scores {100 * base:.1f} % on the validation split ({len(y)} samples), no better "
+    log(f"warning: the base model scores {100 * base:.1f} % on the validation split ({n} samples), no better "
         f"than always answering the most common class ({100 * floor:.1f} %): {why}.")
 
 

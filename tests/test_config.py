@@ -196,3 +196,17 @@ def test_an_evaluator_needs_its_cpus_on_the_node_that_holds_its_gpu_share(monkey
     assert fitted.cpus == 0.8 and "per node: 8 CPU; 4 CPU + 1 GPU" in line
     assert EvaluationConfig(evaluators=2, gpus=0.5).fitted([head, gpu_worker], reserved=0.25)[0].cpus == 1.0
 
+
+
+def test_base_training_of_zero_epochs_says_so(tmp_path):
+    """An untrained base on purpose (epochs: 0): the log line reads '0 epochs' (it raised a TypeError once)."""
+    import torch
+
+    from rayprune.base_model import obtain_base_model
+    from rayprune.problem import configured_dataset
+
+    cfg = parse_config({"model": {"name": "mlp", "kwargs": {"hidden_sizes": [8]}}, "data": {"name": "sklearn:iris"},
+                        "base_training": {"epochs": 0, "cache_dir": str(tmp_path)}}, source="x")
+    lines: list[str] = []
+    obtain_base_model(cfg, configured_dataset(cfg), device=torch.device("cpu"), progress=False, log=lines.append)
+    assert any("(0 epochs)" in line for line in lines), lines

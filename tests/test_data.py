@@ -323,6 +323,9 @@ def test_a_label_column_of_measurements_or_identifiers_is_refused_naming_it(tmp_
         load_dataset("tabular", path=path, label="row")
     frame.assign(label=frame["label"].astype(float)).to_csv(path, index=False)  # 0.0 / 1.0: whole numbers, classes
     assert load_dataset("tabular", path=path).num_classes == 2
+    rare = frame.assign(label=["ok"] * 297 + ["odd1", "odd2", "odd3"])  # a few one-off labels among many rows
+    rare.to_csv(path, index=False)
+    assert load_dataset("tabular", path=path, val_fraction=0.1, test_fraction=0.1).num_classes == 4
 
 
 def test_data_scale_none_keeps_the_columns_as_the_file_holds_them(tmp_path: Path) -> None:
@@ -337,7 +340,7 @@ def test_data_scale_none_keeps_the_columns_as_the_file_holds_them(tmp_path: Path
     assert raw.x_train[:, height].min() > 50 and raw.x_train[:, height].max() > 100  # metres, not [0, 1]
     recipe = preprocessing_of(raw)
     assert recipe["feature_names"] == list(raw.feature_names) and "low" not in recipe
-    assert any("data.scale: none" in step for step in recipe["steps"])
+    assert recipe["steps"][0].startswith("categorical columns one-hot encoded") and "data.scale: none" in recipe["steps"][0]
     assert "low" in preprocessing_of(scaled)
     with pytest.raises(ValueError, match="'scale' does not apply to dataset 'digits'"):
         load_dataset("digits", scale="none")
@@ -345,17 +348,26 @@ def test_data_scale_none_keeps_the_columns_as_the_file_holds_them(tmp_path: Path
         load_dataset("tabular", path=path, label="species", scale="zscore")
 
 
-def test_an_unset_data_scale_keeps_the_base_models_cache_key():
+def test_an_unset_data_scale_keeps_the_base_models_cache_key(monkeypatch):
     """The key of every config written before data.scale existed stays as it was (no retraining)."""
     from rayprune.base_model import base_cache_key
-    from rayprune.config import parse_config
+    from rayprune.config import DataConfig, parse_config
 
     plain = parse_config({"model": {"name": "small_cnn"}, "data": {"name": "sklearn:iris"}}, source="x")
     minmax = parse_config({"model": {"name": "small_cnn"}, "data": {"name": "sklearn:iris", "scale": "minmax"}},
                           source="x")
     none = parse_config({"model": {"name": "small_cnn"}, "data": {"name": "sklearn:iris", "scale": "none"}}, source="x")
     assert len({base_cache_key(plain), base_cache_key(minmax), base_cache_key(none)}) == 3
-    assert "scale" not in plain.data.model_dump(exclude_none=True)
+    unset_key = base_cache_key(plain)
+    dump = DataConfig.model_dump
+
+    def as_before_the_field(self, *args, **kwargs):  # the data section as it was dumped before `scale` existed
+        out = dump(self, *args, **kwargs)
+        out.pop("scale", None)
+        return out
+
+    monkeypatch.setattr(DataConfig, "model_dump", as_before_the_field)
+    assert base_cache_key(plain) == unset_key
 
 
 def test_tabular_infinite_values_are_refused(tmp_path: Path) -> None:
@@ -592,7 +604,7 @@ def test_a_base_model_at_chance_is_warned_about_with_the_likely_cause(tmp_path: 
     frame = pd.DataFrame({f"f{i}": rng.normal(size=600) for i in range(4)})
     frame["label"] = (frame["f0"] > 0).astype(int) + (frame["f1"] > 0).astype(int)
     frame.to_csv(path, index=False)
-    cfg = parse_config({"model": {"name": "mlp", "kwargs": {"hidden": [16]}},
+    cfg = parse_config({"model": {"name": "mlp", "kwargs": {"hidden_sizes": [16]}},
                         "data": {"name": "tabular", "path": str(path), "device": "cpu"}}, source="x")
     data = load_dataset("tabular", path=path, seed=0)
     torch.manual_seed(0)
@@ -621,3 +633,21 @@ def test_a_base_model_at_chance_is_warned_about_with_the_likely_cause(tmp_path: 
     warn_if_base_at_chance(PruningProblem.from_parts(cfg, data, good, {"source": "checkpoint"},
                                                      device=torch.device("cpu")), lines.append)
     assert lines == [], lines
+    # The same data handed over in memory (not scaled by rayprune): no advice about data.scale.
+    raw = type(data)(**{**data.__dict__, "feature_low": None, "feature_span": None})
+    lines.clear()
+    warn_if_base_at_chance(PruningProblem.from_parts(cfg, raw, constant, {"source": "in-memory"},
+                                                     device=torch.device("cpu")), lines.append)
+    assert len(lines) == 1 and "data.scale" not in lines[0] and "other preprocessing" in lines[0]
+    # Imbalanced data, a model a little above the most common class: accuracy, not preprocessing, is the matter.
+    skewed_y = torch.where(torch.rand(len(data.y_val), generator=torch.Generator().manual_seed(0)) < 0.9,
+                           torch.zeros_like(data.y_val), data.y_val)
+    skewed = type(data)(**{**data.__dict__, "y_val": skewed_y})
+    zero = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    with torch.no_grad():  # always class 0: the majority's score, well above 1/3
+        zero[2].weight.zero_()
+        zero[2].bias.copy_(torch.tensor([5.0, 0.0, 0.0]))
+    lines.clear()
+    warn_if_base_at_chance(PruningProblem.from_parts(cfg, skewed, zero, {"source": "checkpoint"},
+                                                     device=torch.device("cpu")), lines.append)
+    assert len(lines) == 1 and "accuracy says little" in lines[0] and "preprocessing" not in lines[0]

@@ -12,9 +12,19 @@ def test_mps_running_reads_the_process_names_the_kernel_keeps(tmp_path):
     (tmp_path / "12" / "comm").write_text("python3\n")
     (tmp_path / "self").mkdir()  # not a pid: ignored
     (tmp_path / "self" / "comm").write_text(f"{MPS_PROCESS}\n")
-    assert mps_running(tmp_path) is False
+    no_pipe = tmp_path / "no-mps"
+    assert mps_running(tmp_path, no_pipe) is False
     (tmp_path / "345").mkdir()
     (tmp_path / "345" / "comm").write_text(f"{MPS_PROCESS}\n")  # nvidia-cuda-mps-control, cut to 15 characters
+    assert mps_running(tmp_path, no_pipe) is True
+
+
+def test_a_daemon_outside_the_container_is_seen_by_its_control_pipe(tmp_path, monkeypatch):
+    pipes = tmp_path / "mps-pipes"
+    pipes.mkdir()
+    (pipes / "control").write_text("")  # a named pipe on a real node; its existence is what counts
+    assert mps_running(tmp_path, pipes) is True
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(pipes))
     assert mps_running(tmp_path) is True
 
 
@@ -43,7 +53,8 @@ def test_the_probe_runs_on_each_gpu_node_and_reads_its_process_table(ray_session
     import ray
 
     real = ray.nodes()
-    assert mps_on_gpu_nodes() == {}  # no GPU node: no probe
+    gpu_nodes = {n["NodeID"] for n in real if n.get("Alive") and n.get("Resources", {}).get("GPU", 0) > 0}
+    assert set(mps_on_gpu_nodes()) == gpu_nodes  # only GPU nodes are asked (none on a CPU machine)
     as_gpu = [{**n, "Resources": {**n.get("Resources", {}), "GPU": 1.0}} for n in real]
     monkeypatch.setattr(ray, "nodes", lambda: as_gpu)
     answers = mps_on_gpu_nodes(timeout_s=60)

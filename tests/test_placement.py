@@ -39,3 +39,11 @@ def test_packs_finds_a_placement_whenever_one_exists():
                          for n in range(len(nodes)) for k in ("CPU", "GPU"))
                      for where in itertools.product(range(len(nodes)), repeat=len(bundles)))
         assert packs(bundles, nodes) == exists, (bundles, nodes)
+
+
+def test_large_clusters_are_answered_quickly_without_deep_recursion():
+    """768 CPUs, 320 GPUs, 1,200 bundles: first fit answers (the exact search is for small, tight cases)."""
+    assert copies_that_fit([0.25, 1, 1], [96.0] * 8) == 341
+    assert copies_that_fit([0.25, 1, 1], [96.0] * 8, at_most=6) == 6  # no more than the sweep's trials
+    assert copies_that_fit([{"CPU": 0.25}] + [{"CPU": 1, "GPU": 0.25}] * 4, [{"CPU": 64, "GPU": 8}] * 40) == 320
+    assert packs([1.0] * 1200, [2000.0]) and not packs([1.0] * 1200, [1000.0, 199.0])

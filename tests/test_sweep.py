@@ -202,24 +202,26 @@ def test_ctrl_c_in_the_selection_keeps_every_search_row_and_resume_redoes_only_t
     kept and how to finish, and `--resume` selects without searching again."""
     out = tmp_path / "out"
     cfg = write_config(tmp_path, evaluations=16, finetune=300, agents=("random",))  # long re-ranks: time to land
-    proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    stdout, stderr = [], ""
+    err_file = tmp_path / "stderr.txt"
+    with open(err_file, "w") as err:  # a file, not a pipe: a pipe nobody reads can fill and block the driver
+        proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out)],
+                                env=env, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+    stdout = []
     try:
         deadline = time.time() + 400
         for line in proc.stdout:  # the driver's progress lines, unbuffered (env)
             stdout.append(line)
             if line.startswith("Re-ranking") or time.time() > deadline:
                 break
-        assert stdout and stdout[-1].startswith("Re-ranking"), "".join(stdout)[-3000:]
+        assert stdout and stdout[-1].startswith("Re-ranking"), "".join(stdout)[-3000:] + err_file.read_text()[-3000:]
         time.sleep(1.0)  # into the first re-rank fine-tune
         proc.send_signal(signal.SIGINT)
-        rest, stderr = proc.communicate(timeout=180)
-        stdout.append(rest)
+        stdout.append(proc.communicate(timeout=180)[0])
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    stderr = err_file.read_text()
     assert proc.returncode == 130, stderr[-3000:]
     assert "during the selection" in stderr and f"--resume --out {out}" in stderr, stderr[-3000:]
     assert "Traceback" not in stderr

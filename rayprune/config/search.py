@@ -270,10 +270,18 @@ class SweepConfig(_Section):
     """``rayprune sweep``: agents x seeds as Ray Tune trials, each searching every budget level with its
     own evaluators; one candidate store for the whole sweep."""
 
-    #: searches run side by side, one Tune trial per agent x seed (empty: search.agent); ``neon`` is accepted here only
-    #: to be refused by the sweep with the reason (it prunes by tolerance, not to budget levels)
-    agents: list[Literal["uniform", "global", "random", "sequential_random", "evolution", "tpe", "crl", "neon"]] = Field(
+    #: searches run side by side, one Tune trial per agent x seed (empty: search.agent); not ``neon``, which prunes by
+    #: tolerance, not to budget levels
+    agents: list[Literal["uniform", "global", "random", "sequential_random", "evolution", "tpe", "crl"]] = Field(
         default_factory=list)
+    @field_validator("agents", mode="before")
+    @classmethod
+    def _no_neon(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)) and "neon" in value:
+            raise ValueError("'neon' prunes by tolerance, not to budget levels, and cannot be swept; use `rayprune "
+                             "prune --agent neon` for it and budgeted agents here")
+        return value
+
     #: seconds between a trial's checkpoints (rows written after the last one are redone on restart)
     checkpoint_seconds: float = Field(30.0, ge=0.0)
 

@@ -494,6 +494,9 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec, *, scale: str | 
         feature_names=table.feature_names,
         feature_low=None if low is None else tuple(float(v) for v in low),
         feature_span=None if span is None else tuple(float(v) for v in span),
+        # with data.scale: none, what a raw row still needs: the one-hot encoding (spec.json's preprocessing)
+        source_steps=("categorical columns one-hot encoded, in the order of feature_names (data.scale: none: "
+                      "the columns are not scaled)",) if low is None else (),
     )
 
 
@@ -552,12 +555,7 @@ def preprocessing_of(data) -> dict:
                 "feature_names": list(getattr(data, "feature_names", None) or []), "low": list(low),
                 "span": list(getattr(data, "feature_span", None) or [])}
     features = list(getattr(data, "feature_names", None) or [])
-    if kind == "tabular" and features:  # a table read with data.scale: none
-        return {"kind": kind, "input_shape": shape, "layout": "N x features, float32", **outputs,
-                "steps": [*source, "categorical columns one-hot encoded, in the order of feature_names",
-                          "columns as the file holds them (data.scale: none), cast to float32"],
-                "feature_names": features}
-    return {"kind": kind, "input_shape": shape, **outputs,
+    return {"kind": kind, "input_shape": shape, **outputs, **({"feature_names": features} if features else {}),
             "steps": [*source, "as given (cast to float32): rayprune did not transform these inputs"]}
 
 

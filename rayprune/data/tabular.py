@@ -130,7 +130,7 @@ def table_from_frame(
     _reject_continuous_labels(frame[label], label, where)
     labels, class_names = encode_labels(frame[label].to_numpy())
     counts = np.bincount(labels)
-    if len(class_names) > 2 and (counts == 1).sum() > len(class_names) / 2:
+    if len(class_names) > 20 and (counts == 1).sum() > len(class_names) / 2:  # not a few rare labels among many rows
         raise UserError(
             f"The label column {label!r} of {where} has {len(class_names)} classes in {len(frame)} rows, "
             f"{int((counts == 1).sum())} of them with a single row: that is an identifier or a measurement, not a "

@@ -10,6 +10,7 @@ does not (a hint in the log; nothing is changed).
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
@@ -17,8 +18,13 @@ from typing import Callable, Mapping, Optional
 MPS_PROCESS = "nvidia-cuda-mps"
 
 
-def mps_running(proc: Path = Path("/proc")) -> bool:
-    """Whether an NVIDIA MPS daemon runs on this machine (a process named ``nvidia-cuda-mps*``)."""
+def mps_running(proc: Path = Path("/proc"), pipe_dir: Optional[Path] = None) -> bool:
+    """Whether an NVIDIA MPS daemon serves this machine: a process named ``nvidia-cuda-mps*``, or its control pipe
+    (in ``$CUDA_MPS_PIPE_DIRECTORY``, default ``/tmp/nvidia-mps``: a container sees the pipe of a daemon that runs
+    outside it, e.g. Kubernetes' device plugin, but not its process)."""
+    pipes = pipe_dir if pipe_dir is not None else Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps")
+    if (pipes / "control").exists():
+        return True
     for comm in proc.glob("[0-9]*/comm"):
         with contextlib.suppress(OSError):
             if comm.read_text().strip() == MPS_PROCESS:

@@ -125,7 +125,8 @@ class PruningEpisode:
         self.original_widths = [g.channels for g in space.groups]
         if not 0.0 <= min_keep <= 1.0:
             raise ValueError(f"'min_keep' must be in [0, 1]; got {min_keep!r}.")
-        #: per hidden layer, the fewest neurons a step may leave (``pruning.min_keep`` of its original width)
+        #: per hidden layer, the fewest neurons a step may leave (``min_keep``, i.e. ``neon.min_keep``, of its original
+        #: width; at least one)
         self.min_widths = [max(1, keep_channels(min_keep, c)) if min_keep > 0 else 1 for c in self.original_widths]
         #: per hidden layer, the indices (in the original network) of the neurons still there
         self.kept = [np.arange(c) for c in self.original_widths]
@@ -246,7 +247,7 @@ class PruningEpisode:
         keep = self.actions[int(action)]
         layer, before = self.layer, self.widths[self.layer]
         after = max(1, keep_channels(keep, before)) if keep < 1.0 else before
-        after = max(after, min(before, self.min_widths[layer]))  # never below pruning.min_keep of the original
+        after = max(after, min(before, self.min_widths[layer]))  # never below neon.min_keep of the original
         t0 = time.perf_counter()
         retrain = {"epochs": 0, "iterations": 0, "seconds": 0.0}
         previous = (self.model, self.kept[layer], self.accuracy)

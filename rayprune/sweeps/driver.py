@@ -137,9 +137,10 @@ def _check_resources(cfg: Config, log: Log) -> Config:
     warn_idle_evaluators(cfg, cfg.evaluation.evaluators, log)
     log_gpu_sharing(cfg.evaluation.gpus, cfg.evaluation.evaluators, log)
     reserved = ", ".join(f"{v:.4g} {k}" for k, v in need.items())
+    trials = len(sweep_agents(cfg)) * cfg.sweep.seeds
     log(f"Each trial reserves {reserved} (trial + {cfg.evaluation.evaluators} evaluators); "
         f"the cluster has {have.get('CPU', 0):g} CPUs / {have.get('GPU', 0):g} GPUs "
-        f"-> up to {copies_that_fit(bundles, node_resources())} trials at once.")
+        f"-> up to {copies_that_fit(bundles, node_resources(), at_most=trials)} of its {trials} trial(s) at once.")
     return cfg
 
 
