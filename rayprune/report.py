@@ -43,6 +43,18 @@ def _served(rows: pd.DataFrame) -> dict[str, list[str]]:
     return {cid: list(g["level"]) for cid, g in final.groupby("candidate_id", sort=False)} if "level" in final else {}
 
 
+def _tightest(state: dict[str, Any], names: list[str]) -> str:
+    """Of the levels ``names``, the one every other contains (the tightest; the first if none is)."""
+    from .costs.levels import Level, contains
+
+    levels = {lvl["name"]: Level.from_json(lvl) for lvl in state.get("setup", {}).get("levels", [])}
+    known = [levels[n] for n in names if n in levels]
+    for level in known:
+        if all(contains(other, level) for other in known):
+            return level.name
+    return names[0]
+
+
 def metric_of(state: dict[str, Any]) -> str:
     """The sweep's metric: ``accuracy``, ``neg_mse`` (regression) or the user's ``search.metric``."""
     cfg = state.get("config", {})
@@ -76,7 +88,10 @@ def front_table(state: dict[str, Any], front: pd.DataFrame, rows: pd.DataFrame |
                  *[human(base_costs[c]) for c in costs], *["1.000" for _ in costs]]]
     for _, r in front.iterrows():
         name = r.get("found_for") or r.get("level") or r.get("trial_name") or r.get("trial_id")
-        others = [lvl for lvl in served.get(r.get("candidate_id"), []) if lvl != name]
+        exported = served.get(r.get("candidate_id"), [])
+        if exported and name not in exported:  # found for a level it did not end up meeting (re-timed over it)
+            name = _tightest(state, exported)
+        others = [lvl for lvl in exported if lvl != name]
         if others:
             name = f"{name} (+{', '.join(v.split('=', 1)[-1] if '=' in v else v for v in others)})"
         rows_out.append([name, format_metric(r["accuracy"], metric), format_metric(r.get("accuracy_final"), metric),
@@ -104,7 +119,9 @@ def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
             mine = int((group["level"] == level.name).sum()) if "level" in group.columns else len(group)
             cells.append(f"{format_metric(fit['accuracy'].max(), metric_of(state))} ({mine})" if not fit.empty
                          else f"- ({mine})")
-        won = final[final.get("agent", pd.Series(dtype=str)) == agent]["level"].tolist() if "agent" in final else []
+        # every level whose exported model this agent's search scored too (two agents can find the same network)
+        won = final[final["candidate_id"].isin(set(group["candidate_id"]))]["level"].tolist() \
+            if "candidate_id" in final and "candidate_id" in group else []
         table.append([agent, *cells, ", ".join(won) or "-"])
     if "agent" in final:  # the selection's own structured candidates (weak levels) that won a level
         for agent in sorted(a for a in set(final["agent"].dropna()) if str(a).endswith(prior_agent(""))):

@@ -527,3 +527,22 @@ def test_a_cost_function_that_fails_on_the_smallest_model_is_told_which_model_th
     message = str(error.value)
     assert "'energy'" in message and "smallest model the search can build" in message and "min_keep=0.1" in message
     assert isinstance(error.value.__cause__, KeyError)
+
+
+def test_a_budget_the_unpruned_model_already_meets_is_warned_about_with_the_likely_meaning():
+    """`--budget latency_ms=0.8` is 0.8 ms: above a 0.36 ms base, it prunes nothing; the line says how to write 80 %."""
+    from types import SimpleNamespace
+
+    from rayprune.costs.budget import Budget
+    from rayprune.costs.levels import Level
+    from rayprune.search.prune import loose_budget_lines
+
+    problem = SimpleNamespace(base_costs={"latency_ms": 0.36, "params": 1000.0})
+    meant_ms = Level.from_budgets([Budget("latency_ms", 0.8, False)], problem.base_costs)
+    [line] = loose_budget_lines(problem, [meant_ms])
+    assert "already meets latency_ms <= 0.8 (it has 0.36)" in line and "latency_ms=80% or rel:0.8" in line
+    binding = [Level.from_budgets([Budget("latency_ms", 0.8, True)], problem.base_costs),
+               Level.from_budgets([Budget("params", 0.5, True)], problem.base_costs)]
+    assert loose_budget_lines(problem, binding) == []
+    [whole] = loose_budget_lines(problem, [Level.from_budgets([Budget("params", 1.0, True)], problem.base_costs)])
+    assert "nothing is pruned" in whole and "rel:" not in whole  # 100 % of the base: no unit mix-up to suggest

@@ -318,3 +318,34 @@ def test_weak_level_priors_follow_the_config_and_build_the_space_only_when_asked
     assert weak_level_priors(RerankConfig(weak_uniform=False, weak_global=False), space) == {}
     Space.importance = None  # a space without importance scores has no global candidate
     assert both["global"](0) is None
+
+
+def test_two_agents_that_found_the_exported_network_both_get_the_credit_and_a_row_is_named_for_what_it_serves():
+    """The selection keeps one row per candidate: the report credits every agent that scored it, and a front
+    member found for a level it did not end up meeting is named after the level it serves."""
+    import pandas as pd
+
+    from rayprune.costs.levels import Level
+    from rayprune.report import agent_table, front_table
+
+    loose, tight = Level("params=0.5", {"params": 0.5}, {"params": 50.0}), LEVEL
+    state = {"setup": {"levels": [loose.to_json(), tight.to_json()], "base_costs": {"params": 100.0},
+                       "base_accuracy": {"val": 0.9, "test": 0.9}}}
+    rows = pd.DataFrame([
+        {"stage": "search", "status": "ok", "agent": "random", "level": tight.name, "accuracy": 0.5, "params": 9.0,
+         "candidate_id": "shared"},
+        {"stage": "search", "status": "ok", "agent": "evolution", "level": tight.name, "accuracy": 0.5, "params": 9.0,
+         "candidate_id": "shared"},
+        {"stage": "search", "status": "ok", "agent": "evolution", "level": loose.name, "accuracy": 0.4, "params": 40.0,
+         "candidate_id": "other"},
+        {"stage": "final", "status": "ok", "agent": "evolution", "level": loose.name, "accuracy": 0.8, "params": 40.0,
+         "candidate_id": "late", "found_for": tight.name, "export_path": "x"}])
+    rows.loc[len(rows)] = {"stage": "final", "status": "ok", "agent": "random", "level": tight.name, "accuracy": 0.85,
+                           "params": 9.0, "candidate_id": "shared", "found_for": tight.name, "export_path": "y"}
+    table = agent_table(state, rows)
+    assert next(x for x in table.splitlines() if x.startswith("random")).rstrip().endswith(tight.name)
+    assert next(x for x in table.splitlines() if x.startswith("evolution")).rstrip().endswith(tight.name)
+    front = pd.DataFrame([{"candidate_id": "late", "found_for": tight.name, "level": loose.name, "accuracy": 0.8,
+                           "accuracy_final": 0.8, "params": 40.0}])
+    late = front_table(state, front, rows).splitlines()[-1]
+    assert late.startswith("params=0.5 ") and "params=0.1" not in late  # it serves 0.5 only: not named for 0.1

@@ -265,6 +265,10 @@ def test_an_image_folder_without_class_folders_or_images_is_refused(tmp_path) ->
     (tmp_path / "cat" / "notes.txt").write_text("hello")
     with pytest.raises(UserError, match=r"No readable image under .*: 1 file\(s\) in 1 class folder"):
         load_dataset("imagefolder", root=tmp_path)
+    _write_images(tmp_path, {"dog": 6})
+    (tmp_path / "ghost").mkdir()  # an empty class folder: a 3rd output no image teaches (was accepted silently)
+    with pytest.raises(UserError, match=r"Class folder\(s\) 'cat', 'ghost' under .* hold no readable image"):
+        load_dataset("imagefolder", root=tmp_path)
     with pytest.raises(NotADirectoryError, match="'root' of dataset 'imagefolder'"):
         load_dataset("imagefolder", root=tmp_path / "nowhere")
     with pytest.raises(UserError, match="'root' is required"):

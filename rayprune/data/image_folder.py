@@ -78,6 +78,13 @@ def load_image_folder(
             else:
                 headers[split].append((path, label, *header))
     readable = [h for entries in headers.values() for h in entries]
+    empty = [name for i, name in enumerate(class_names) if not any(h[1] == i for h in headers.get("train", []))]
+    if readable and empty:  # a class with no training image: an output the model can never learn
+        raise UserError(
+            f"Class folder(s) {', '.join(repr(n) for n in empty)} under '{root}' hold no readable image"
+            + (" in the train split" if len(layout) > 1 else "") + f" (of {len(class_names)} classes): every class "
+            "needs images to learn from. Remove the folder or add images."
+        )
     if not readable:
         raise UserError(
             f"No readable image under '{root}': {len(skipped)} file(s) in {len(class_names)} class "

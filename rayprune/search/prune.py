@@ -31,7 +31,8 @@ from ..report import format_metric
 from ..results import CandidateWriter, merge_candidates, read_candidates
 from ..text_table import format_table, human
 
-__all__ = ["run_prune", "check_reachable", "check_out_dir", "BudgetUnreachable", "NoModelError", "summary_table"]
+__all__ = ["run_prune", "check_reachable", "loose_budget_lines", "check_out_dir", "BudgetUnreachable", "NoModelError",
+           "summary_table"]
 
 Log = Callable[[str], None]
 
@@ -53,6 +54,24 @@ def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = Non
             + f" (pruning.min_keep={problem.config.pruning.min_keep}). Lower pruning.min_keep or raise the budget."
         )
     return smallest
+
+
+def loose_budget_lines(problem: PruningProblem, levels: Optional[list[Level]] = None) -> list[str]:
+    """A warning per level and cost whose limit the unpruned model already meets: nothing needs pruning for it
+    (``--budget latency_ms=0.8`` is 0.8 ms; a fraction of the base is written ``80%`` or ``rel:0.8``)."""
+    levels = levels if levels is not None else [Level.from_budgets(problem.budgets, problem.base_costs)]
+    lines = []
+    for lvl in levels:
+        for k, lim in lvl.limits.items():
+            base = problem.base_costs.get(k)
+            if base is None or base > lim:
+                continue
+            value = lvl.values.get(k)
+            hint = (f"; a fraction of the base is written {k}={100 * value:g}% or rel:{value:g}"
+                    if value is not None and value < 1 and abs(value - lim) < 1e-12 else "")
+            lines.append(f"warning: {lvl.name}: the unpruned model already meets {k} <= {human(lim)} (it has "
+                         f"{human(base)}), so nothing is pruned for it{hint}.")
+    return lines
 
 
 def check_out_dir(out: Path, *, what: str = "prune") -> None:
@@ -160,6 +179,8 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
     cfg = problem.config
     level = Level.from_budgets(problem.budgets, problem.base_costs)
     check_reachable(problem, [level])
+    for line in loose_budget_lines(problem, [level]):
+        log(line)
     connect(address, log=log, metadata={"rayprune": "prune", "config": cfg.name, "budgets": level.name})
     evaluation = check_evaluators_fit(cfg, log)
     space = SearchSpace.from_problem(problem, [level])
@@ -191,6 +212,9 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
                                        export_to=lambda _level: out / "best")
     except KeyboardInterrupt:
         shutil.rmtree(out / "models", ignore_errors=True)  # the finals' scratch folder: nothing there is a model
+        if not any(out.glob("candidates*")):  # interrupted before the first batch was written
+            raise Interrupted("before any candidate was scored; nothing was kept. `rayprune prune` does not resume: "
+                              "run it again") from None
         exported = (out / "best").is_dir()  # the selection moves a finished export there whole, or not at all
         model = (f"the model exported before the interrupt is in {out / 'best'} (rayprune.load_pruned reads it; "
                  "summary.json was not written)" if exported else "no model was exported")

@@ -114,6 +114,15 @@ def candidates_for(rows: pd.DataFrame, level: Level) -> pd.DataFrame:
     return ok[mask]
 
 
+def _proposers(search: pd.DataFrame, candidate_id: str) -> Optional[str]:
+    """Every agent whose search scored ``candidate_id`` (``random, evolution`` when two found the same network),
+    or None when no search row has it (the selection's own structured candidate)."""
+    if search.empty or "agent" not in search.columns or "candidate_id" not in search.columns:
+        return None
+    agents = sorted({str(a) for a in search.loc[search["candidate_id"] == candidate_id, "agent"].dropna()})
+    return ", ".join(agents) or None
+
+
 def top_distinct(rows: pd.DataFrame, k: int, *, score: str = "accuracy", tiebreak: Sequence[str] = ()) -> pd.DataFrame:
     """The ``k`` best rows by ``score``, one per ``candidate_id`` (ties: smaller ``tiebreak`` costs first).
 
@@ -278,7 +287,7 @@ def select_and_finalize(
         res.search_accuracy = None if best.get("stage") == STAGE_RERANK else float(best["accuracy"])
         res.rerank_accuracy = rerank.get(f["candidate_id"])
         res.found_for = f["found_for"]
-        res.found_by = str(best.get("agent"))
+        res.found_by = _proposers(search, f["candidate_id"]) or str(best.get("agent"))
         res.export_path = str(target)
         res.onnx_error = _onnx_error(target)
         if res.onnx_error:
