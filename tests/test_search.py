@@ -319,7 +319,14 @@ def test_a_level_nothing_fits_says_how_close_the_candidates_came(tmp_path):
     [res] = select_and_finalize(rows, [SMALL], pool=pool, out_dir=tmp_path, rerank_spec=spec, top_k=3,
                                 writer=CandidateWriter(tmp_path, name="sel"), cost_names=["params"], log=lambda m: None)
     assert res.candidate_id is None and res.error.startswith("no scored candidate fits this level")
-    assert "of 2 scored candidates, the smallest params was 30 against a limit of 10" in res.error
+    assert "of 2 scored candidates, 2 distinct, the smallest params was 30 against a limit of 10" in res.error
+    assert "more evaluations" in res.error and "proxy" not in res.error  # params is analytic: nothing to learn
+    from rayprune.search.selection import _closest
+
+    timed = rows.assign(latency_ms=[0.5, 0.4], candidate_id=["a", "a"])
+    level = Level("latency_ms=0.2", {"latency_ms": 0.2}, {"latency_ms": 0.2})
+    message = _closest(timed, level)  # a measured cost: what lets the search aim at it, and how few were distinct
+    assert "1 distinct" in message and "search.pipeline: false" in message and "smaller search.batch_size" in message
 
 
 def test_reranks_and_finals_are_handed_out_largest_first_and_each_candidate_keeps_its_seed(tmp_path):

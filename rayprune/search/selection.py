@@ -36,6 +36,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import pandas as pd
 
 from .._io import atomic_directory
+from ..costs import ANALYTIC_COSTS
 from ..costs.budget import FEASIBILITY_RTOL, fits
 from ..costs.levels import Level
 from ..costs.paired import paired_columns
@@ -315,17 +316,22 @@ def _closest(search: pd.DataFrame, level: Level) -> str:
     of a level nothing fits (a black-box budget is aimed at through a proxy that learns from measurements, so
     a short search can miss it narrowly).
 
-    >>> _closest(pd.DataFrame({"status": ["ok", "ok"], "latency_ms": [0.25, 0.23]}),
-    ...          Level("latency_ms=0.9", {"latency_ms": 0.9}, {"latency_ms": 0.22}))
-    ' (of 2 scored candidates, the smallest latency_ms was 0.23 against a limit of 0.22; more evaluations let the search aim at it better)'
+    >>> _closest(pd.DataFrame({"status": ["ok", "ok"], "latency_ms": [0.25, 0.23], "candidate_id": ["a", "a"]}),
+    ...          Level("latency_ms=0.9", {"latency_ms": 0.9}, {"latency_ms": 0.22}))[:94]
+    ' (of 2 scored candidates, 1 distinct, the smallest latency_ms was 0.23 against a limit of 0.22'
     """
     ok = search[search["status"] == STATUS_OK] if "status" in search.columns else search
     parts = [f"the smallest {name} was {ok[name].min():.4g} against a limit of {limit:.4g}"
              for name, limit in level.limits.items() if name in ok.columns and ok[name].notna().any()]
     if ok.empty or not parts:
         return ""
-    return (f" (of {len(ok)} scored candidates, {'; '.join(parts)}; more evaluations let the search aim at it "
-            "better)")
+    distinct = ok["candidate_id"].nunique() if "candidate_id" in ok.columns else len(ok)
+    measured = [name for name in level.limits if name not in ANALYTIC_COSTS]
+    aim = (f"; a measured cost ({', '.join(measured)}) is aimed at through a proxy learned from the batches already "
+           "scored, so give the search several batches: more evaluations, a smaller search.batch_size, or "
+           "search.pipeline: false (each batch then learns from the one before)" if measured else
+           "; more evaluations let the search aim at it better")
+    return (f" (of {len(ok)} scored candidates, {distinct} distinct, {'; '.join(parts)}{aim})")
 
 
 #: how far down its ranking a level looks for candidates whose timed costs still fit, in top_k's
