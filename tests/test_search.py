@@ -761,3 +761,45 @@ def test_the_progress_line_says_when_many_proposals_repeat_candidates_already_sc
     assert "36 of them repeated a candidate already scored" in line
     assert "repeated" not in SearchRun.describe(run, {"iteration": 4, "evaluations": 64, "evals_per_s": 1.0,
                                                       "repeats": 3})
+
+
+def test_a_black_box_budget_is_measured_once_before_batches_overlap_and_checkpoints_keep_the_order(problem, tmp_path):
+    """With no measurement of a timed budget yet, the second batch waits for the first one's rows (it would aim on
+    the same guess); then batches overlap. A checkpoint in the blind phase proposes what the run without one did."""
+    from rayprune.costs.budget import Budget
+    from rayprune.results import drop_rows_after
+
+    cfg = problem.config.model_copy(update={"costs": problem.config.costs.model_copy(
+        update={"measure": ["params", "macs", "peak_memory_mb"]})})
+    timed = PruningProblem.from_parts(cfg, problem.data, problem.base_model, problem.base_info,
+                                      device=problem.device, base_accuracy=problem.base_accuracy)
+    level = [Level.from_budgets([Budget("peak_memory_mb", 0.9, True)], timed.base_costs)]
+    spec, _ = score_specs(cfg)
+
+    def new_run(out, events):
+        space = SearchSpace.from_problem(timed, level)
+        assert space.aiming_blind
+        agent = _logged(make_agent("random", space, seed=1, search=cfg.search), events)
+        pool = DeferredPool(timed, events)
+        return SearchRun(agent, space, pool.local.score_batch, submit=pool.submit_batch, spec=spec, evaluations=24,
+                         writer=CandidateWriter(out, constants={"stage": "search", "trial_id": "t"}, name="t"), seed=1)
+
+    events: list = []
+    run = new_run(tmp_path / "a", events)
+    run.run()
+    assert [e[0] for e in events] == ["ask", "submit", "read", "tell",  # blind: measured before the next is asked
+                                      "ask", "submit", "ask", "submit", "read", "tell", "read", "tell"]
+    assert not run.space.aiming_blind
+    rows = read_candidates(tmp_path / "a")
+    interrupted = new_run(tmp_path / "b", [])
+    interrupted.step(launch_next=False)  # a checkpoint right after the blind batch
+    interrupted.save(tmp_path / "ckpt")
+    resumed = new_run(tmp_path / "b", [])
+    resumed.restore(tmp_path / "ckpt")
+    assert drop_rows_after(tmp_path / "b", "t", resumed.batch) == 0
+    resumed.run()
+
+    def order(frame):
+        return frame.sort_values("iteration", kind="stable")["candidate_id"].tolist()
+
+    assert order(read_candidates(tmp_path / "b")) == order(rows)

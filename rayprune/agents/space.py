@@ -476,6 +476,14 @@ class SearchSpace:
             for name, fit in self.proxies.items():
                 fit.add(x, row.get(name))
 
+    @property
+    def aiming_blind(self) -> bool:
+        """Whether a black-box budget has no measured row yet (its proxy is only the base's ratio to MACs): the
+        search loop then lets the batch in flight be measured before it asks for the next, rather than
+        proposing two batches on the same guess (a small CNN whose latency barely moves with MACs got 7
+        distinct candidates in 64 that way, and none under its budget)."""
+        return any(not fit.xs for fit in self.proxies.values())
+
     def unsteerable(self) -> list[str]:
         """Black-box costs whose proxy shows they do not grow with MACs (see :meth:`ProxyFit.steers`)."""
         return sorted(n for n, f in self.proxies.items() if not f.steers())

@@ -137,7 +137,9 @@ class SearchRun:
         if self._untold is not None:  # a drained batch's tell, where an overlapping run would have told it
             self._tell(*self._untold)
             self._untold = None
-        if self.pipelined and launch_next and self._asked < self.evaluations and not self.agent.finished:
+        # overlap, except while a black-box budget has no measurement: the next batch would aim on the same guess
+        overlap = self.pipelined and not getattr(self.space, "aiming_blind", False)
+        if overlap and launch_next and self._asked < self.evaluations and not self.agent.finished:
             self._pending = self._launch()
         t1 = time.perf_counter()
         self.batch += 1
@@ -148,7 +150,7 @@ class SearchRun:
         self.writer.extend(rows)
         self.writer.flush()
         t3 = time.perf_counter()
-        if self.pipelined and not launch_next:
+        if overlap and not launch_next:
             # drained: told only after the next batch is asked for, as when batches overlap, so that a run
             # proposes the same candidates however often it is checkpointed (the state keeps this batch)
             self._untold = (proposals, outcomes, rows)
