@@ -372,22 +372,16 @@ def prune(
     """
     from .pruning import load_pruned
     from .results import read_candidates
-    from .search.prune import check_out_dir, run_prune
+    from .search.prune import check_out_dir, given_back_if_empty, run_prune
 
     log_fn: Log = log if log is not None else (lambda m: None)
     cfg = build_config(config, model=model, data=data, budgets=budgets, agent=agent, evaluations=evaluations,
                        seed=seed, device=device, task=task, sections=sections)
     out_dir = Path(out) if out is not None else _default_out("prune")
-    created = not out_dir.exists()
-    check_out_dir(out_dir)  # before the base model or the data cost anything
-    try:
-        with _base_staging(out_dir) as staging:
-            problem = _problem(model, data, cfg, staging, progress=progress, log=log_fn)
-            summary = run_prune(cfg, out_dir, progress=progress, log=log_fn, problem=problem, address=address)
-    except BaseException:  # refused before anything was written (a model, data or config mistake): out given back
-        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()
-        raise
+    with given_back_if_empty(out_dir), _base_staging(out_dir) as staging:
+        check_out_dir(out_dir)  # before the base model or the data cost anything
+        problem = _problem(model, data, cfg, staging, progress=progress, log=log_fn)
+        summary = run_prune(cfg, out_dir, progress=progress, log=log_fn, problem=problem, address=address)
     factory = _unpruned_factory(model) if problem is not None and is_in_memory(cfg.model.name) else None
     pruned = load_pruned(out_dir / "best", factory=factory)
     return PruneResult(model=pruned, summary=summary, candidates=read_candidates(out_dir), out=out_dir)

@@ -69,7 +69,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .costs.budget import fits, within
     from .costs.levels import Level, levels_from_config
     from .problem import PruningProblem
-    from .search.prune import BudgetUnreachable, check_reachable, loose_budget_lines
+    from .search.prune import BudgetUnreachable, check_reachable
     from .text_table import format_table, human
 
     cfg = _load(args)
@@ -105,11 +105,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(format_table(["sweep level", *[f"{n} limit" for n in levels[0].limits], "reachable"],
                            [[lvl.name, *[human(v) for v in lvl.limits.values()],
                              "yes" if fits(smallest, lvl.limits) else "NO"] for lvl in levels]))
-    checked = ([Level.from_budgets(problem.budgets, problem.base_costs)] if problem.budgets else []) + levels
-    for line in loose_budget_lines(problem, checked):
-        print(line, file=sys.stderr)
     try:
-        check_reachable(problem, checked)
+        check_reachable(problem, ([Level.from_budgets(problem.budgets, problem.base_costs)] if problem.budgets else [])
+                        + levels, log=lambda line: print(line, file=sys.stderr))
     except BudgetUnreachable as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 3

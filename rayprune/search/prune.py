@@ -12,13 +12,14 @@ layout, not the search loop.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from ..config import Config
 from ..costs import measure_latency_ms
@@ -41,11 +42,15 @@ class BudgetUnreachable(UserError):
     """Even the smallest model in the pruning space misses a budget."""
 
 
-def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = None) -> dict[str, float]:
+def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = None, *,
+                    log: Optional[Log] = None) -> dict[str, float]:
     """Costs of the smallest model in the space; raises :class:`BudgetUnreachable` naming every level
-    (and budget) below them."""
+    (and budget) below them. ``log``: also say which budgets the unpruned model already meets
+    (:func:`loose_budget_lines`)."""
     smallest = problem.reachable()
     levels = levels if levels is not None else [Level.from_budgets(problem.budgets, problem.base_costs)]
+    for line in loose_budget_lines(problem, levels) if log is not None else ():
+        log(line)
     missed = [f"{lvl.name}: {k} <= {human(lim)} but the smallest model in the space has {human(smallest[k])}"
               for lvl in levels for k, lim in lvl.limits.items() if not within(smallest[k], lim)]
     if missed:
@@ -72,6 +77,19 @@ def loose_budget_lines(problem: PruningProblem, levels: Optional[list[Level]] = 
             lines.append(f"warning: {lvl.name}: the unpruned model already meets {k} <= {human(lim)} (it has "
                          f"{human(base)}), so nothing is pruned for it{hint}.")
     return lines
+
+
+@contextlib.contextmanager
+def given_back_if_empty(out: Path) -> Iterator[None]:
+    """Around a run into ``out``: if the run fails while ``out`` is still empty and the run created it, remove it
+    (a refused model, data or agent leaves no empty folder behind)."""
+    created = not out.exists()
+    try:
+        yield
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
 
 
 def check_out_dir(out: Path, *, what: str = "prune") -> None:
@@ -116,18 +134,13 @@ def run_prune(
         raise UserError("No budget given: set 'budgets' in the config or pass --budget NAME=VALUE.")
     seed = cfg.seed if seed is None else seed
     out = Path(out_dir)
-    created = not out.exists()
-    check_out_dir(out)
     started = time.time()
     if agent == "neon" and cfg.search.agent != "neon":  # so that building the problem refuses what neon cannot read
         cfg = cfg.model_copy(update={"search": cfg.search.model_copy(update={"agent": "neon"})})
-    try:
+    with given_back_if_empty(out):
+        check_out_dir(out)
         summary = _prune(cfg, problem, out, agent=agent, seed=seed, progress=progress, log=log, address=address,
                          agent_options=agent_options)
-    except BaseException:  # refused or failed before anything was written (a model, data or agent mistake)
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # --out given back, not left empty
-        raise
     summary["seconds"] = time.time() - started
     (out / "best" / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     log(summary_table(summary))
@@ -178,9 +191,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
 
     cfg = problem.config
     level = Level.from_budgets(problem.budgets, problem.base_costs)
-    check_reachable(problem, [level])
-    for line in loose_budget_lines(problem, [level]):
-        log(line)
+    check_reachable(problem, [level], log=log)
     connect(address, log=log, metadata={"rayprune": "prune", "config": cfg.name, "budgets": level.name})
     evaluation = check_evaluators_fit(cfg, log)
     space = SearchSpace.from_problem(problem, [level])

@@ -269,7 +269,7 @@ def run_sweep(
     from ..base_model import base_cache_key, weights_fingerprint
     from ..problem import PruningProblem, config_in_memory
     from ..ray_session import connect
-    from ..search.prune import check_reachable, loose_budget_lines
+    from ..search.prune import check_reachable
 
     out = Path(out_dir).resolve()
     if resume:
@@ -317,9 +317,7 @@ def run_sweep(
             if problem is None:
                 problem = PruningProblem.from_config(cfg, log=log)  # trains and caches the base model once
             levels = levels_from_config(cfg, problem.base_costs, sweep=True)
-            check_reachable(problem, levels)
-            for line in loose_budget_lines(problem, levels):
-                log(line)
+            check_reachable(problem, levels, log=log)
             from ..agents.registry import warmup_warning
 
             for warning in filter(None, (warmup_warning(a, cfg.search, len(levels)) for a in agents)):

@@ -41,10 +41,7 @@ def trial_name(agent: str, seed: int) -> str:
 def placement_bundles(cfg) -> list[dict[str, float]]:
     """Bundle 0 for the trial itself, then one per evaluator actor."""
     ev = cfg.evaluation
-    evaluator = {"CPU": ev.cpus_each}
-    if ev.gpus:
-        evaluator["GPU"] = float(ev.gpus)
-    return [{"CPU": float(cfg.sweep.trial_cpus)}] + [dict(evaluator) for _ in range(ev.evaluators)]
+    return [{"CPU": float(cfg.sweep.trial_cpus)}] + [ev.bundle(ev.cpus_each) for _ in range(ev.evaluators)]
 
 
 def sweep_trial(config: dict[str, Any], setup: SweepSetup, shared_box: list) -> None:
