@@ -340,25 +340,27 @@ def summarise(frame: pd.DataFrame) -> str:
         baselines = [a for a in BASELINES if a in stats_.index]
         finals = stats_["test"].notna().any()
         key, column = ("test", "final_test") if finals else ("search", "best_search")  # search only: compare scores
-        best_base = stats_.loc[baselines, key].idxmax() if baselines else None
+        scored = stats_.loc[baselines, key].dropna()  # a baseline whose every run ended without a model has no mean
+        best_base = scored.idxmax() if len(scored) else None
+        stats_["no_model"] = g.groupby("agent")[column].apply(lambda c: int(c.isna().sum()))
         lines.append(f"\n**{config}, {level}, {evaluations} candidates** (best baseline by mean "
                      f"{'final test' if finals else 'search score'}: {best_base})\n")
         lines.append(f"| agent | final test % (mean ± sd) | paired diff to best baseline, {'test' if finals else 'search'} "
                      "(95 % CI), pt | best search % | "
-                     "candidates to within 0.5 pt (median) | seeds | search s |")
-        lines.append("|---|---|---|---|---|---|---|")
+                     "candidates to within 0.5 pt (median) | seeds | runs without a model | search s |")
+        lines.append("|---|---|---|---|---|---|---|---|")
         for agent, r in stats_.iterrows():
             diff = "-"
             if best_base is not None and agent != best_base:
                 a = g[g.agent == agent].set_index("seed")[column]
                 b = g[g.agent == best_base].set_index("seed")[column]
                 common = a.index.intersection(b.index)
-                m, lo, hi = _ci95(100 * (a[common] - b[common]).to_numpy())
+                m, lo, hi = _ci95(100 * (a[common] - b[common]).dropna().to_numpy())  # pairs where both have a model
                 diff = f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
             lines.append(f"| {agent} | {100 * r.test:.2f} ± {100 * (r.test_sd if r.test_sd == r.test_sd else 0):.2f} | "
                          f"{diff} | {100 * r.search:.2f} ± {100 * (r.search_sd if r.search_sd == r.search_sd else 0):.2f}"
                          f" | {'-' if r.to_within != r.to_within else int(r.to_within)} | {int(r.seeds)} | "
-                         f"{r.minutes:.0f} |")
+                         f"{int(r.no_model)} | {r.minutes:.0f} |")
     lines.append(overview(frame))
     for agent in sorted(a for a in set(frame["agent"]) if str(a).startswith("crl")):  # crl and its --label variants
         lines.append(versus(frame, agent))
@@ -393,6 +395,15 @@ def versus(frame: pd.DataFrame, agent: str) -> str:
     return "\n".join(lines)
 
 
+def _best_per_level(means: pd.Series) -> pd.Series:
+    """The agent with the highest mean per level, over levels where any agent has one (a level where every
+    run ended without a model has no best)."""
+    means = means.dropna()
+    if means.empty:
+        return pd.Series(dtype=object)
+    return means.groupby(level="level").idxmax().map(lambda i: i[1])
+
+
 def overview(frame: pd.DataFrame) -> str:
     """One row per agent and config over all levels: mean final test and search score (each level
     weighted equally), and at how many levels the agent has the best mean final test / search score.
@@ -401,16 +412,14 @@ def overview(frame: pd.DataFrame) -> str:
     for (config, evaluations), g in frame.groupby(["config", "evaluations"], sort=False):
         per = g.groupby(["level", "agent"]).agg(test=("final_test", "mean"), search=("best_search", "mean"))
         levels = per.index.get_level_values("level").unique()
-        best_test = per["test"].groupby(level="level").idxmax().map(lambda i: i[1]) if per["test"].notna().any() else None
-        best_search = per["search"].groupby(level="level").idxmax().map(lambda i: i[1])
+        best_test, best_search = (_best_per_level(per[c]) for c in ("test", "search"))
         lines.append(f"\n**{config}, {evaluations} candidates, over {len(levels)} levels**\n")
         lines.append("| agent | mean final test % | levels best by final test | mean best search % | "
                      "levels best by search score |")
         lines.append("|---|---|---|---|---|")
         by_agent = per.groupby(level="agent").mean()
         for agent, r in by_agent.sort_values("test", ascending=False).iterrows():
-            wins_t = int((best_test == agent).sum()) if best_test is not None else 0
-            wins_s = int((best_search == agent).sum())
+            wins_t, wins_s = int((best_test == agent).sum()), int((best_search == agent).sum())
             lines.append(f"| {agent} | {100 * r.test:.2f} | {wins_t} of {len(levels)} | {100 * r.search:.2f} | "
                          f"{wins_s} of {len(levels)} |")
     return "\n".join(lines)

@@ -118,3 +118,21 @@ def test_the_modules_doctests_hold(bench):
     import doctest
 
     assert doctest.testmod(bench).failed == 0
+
+
+def test_the_search_summary_counts_runs_without_a_model(bench):
+    import bench_search  # on the path through the fixture
+
+    rows = [{"config": "m", "evaluations": 64, "level": "latency_ms=50%", "agent": agent, "seed": seed,
+             "best_search": None if agent == "random" or seed == 0 else 0.5, "batch_size": 32,
+             "final_test": None if agent == "random" or seed == 0 else 0.9 + 0.01 * seed * (agent == "crl"),
+             "final_val": None, "search_s": 2.0, "curve": "[null, 0.5]"}
+            for agent in ("crl", "random", "evolution") for seed in range(4)]
+    table = bench_search.summarise(pd.DataFrame(rows))  # random never had a model: the best baseline is evolution
+    assert "best baseline by mean final test: evolution" in table
+    crl = next(x for x in table.splitlines() if x.startswith("| crl |"))
+    random = next(x for x in table.splitlines() if x.startswith("| random |"))
+    assert "+2.00 [" in crl and crl.endswith("| 4 | 1 | 2 |")  # seeds 1-3 paired; seed 0 had no model
+    assert random.endswith("| 4 | 4 | 2 |")
+    nothing = bench_search.summarise(pd.DataFrame([r for r in rows if r["agent"] == "random"]))
+    assert "best baseline by mean search score: None" in nothing
