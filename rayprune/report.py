@@ -45,14 +45,9 @@ def _served(rows: pd.DataFrame) -> dict[str, list[str]]:
 
 def _tightest(state: dict[str, Any], names: list[str]) -> str:
     """Of the levels ``names``, the one every other contains (the tightest; the first if none is)."""
-    from .costs.levels import Level, contains
+    from .costs.levels import Level, tightest
 
-    levels = {lvl["name"]: Level.from_json(lvl) for lvl in state.get("setup", {}).get("levels", [])}
-    known = [levels[n] for n in names if n in levels]
-    for level in known:
-        if all(contains(other, level) for other in known):
-            return level.name
-    return names[0]
+    return tightest([Level.from_json(lvl) for lvl in state.get("setup", {}).get("levels", [])], names)
 
 
 def metric_of(state: dict[str, Any]) -> str:

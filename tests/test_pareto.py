@@ -66,3 +66,20 @@ def test_front_history_grows_per_iteration():
     hist = front_history(frame, ["params"])
     by_step = {s: sorted(g["candidate_id"]) for s, g in hist.groupby("front_step")}
     assert by_step == {1: ["w", "x"], 2: ["w", "y"], 3: ["w", "y", "z"]}
+
+
+def test_a_front_member_serving_several_levels_is_named_after_the_tightest():
+    from rayprune.costs.levels import Level
+    from rayprune.sweeps.pareto import with_served_levels
+
+    levels = [Level(f"params={v}", {"params": v}, {"params": 100 * v}) for v in (0.5, 0.25, 0.35)]
+    # the 0.25 level's model is also the best that fits 0.35 and 0.5; the rows come in the levels' order
+    finals = pd.DataFrame({"candidate_id": ["a", "a", "a"], "level": ["params=0.5", "params=0.25", "params=0.35"],
+                           "accuracy": [0.95] * 3, "params": [24] * 3, "feasible": [True] * 3, "status": ["ok"] * 3})
+    front = with_served_levels(pareto_front(finals, ["params"]), finals, levels)
+    assert len(front) == 1 and front.loc[0, "level"] == "params=0.25"  # the front kept the 0.5 row; named by 0.25
+    assert list(front.loc[0, "levels"]) == ["params=0.5", "params=0.25", "params=0.35"]
+    two = pd.concat([finals.iloc[:1].assign(candidate_id="b", accuracy=0.97, params=50), finals.iloc[1:]])
+    front = with_served_levels(pareto_front(two, ["params"]), two, levels)
+    assert dict(zip(front["candidate_id"], front["level"])) == {"a": "params=0.25", "b": "params=0.5"}
+    assert [list(v) for v in front["levels"]] == [["params=0.25", "params=0.35"], ["params=0.5"]]

@@ -95,6 +95,10 @@ def check_sweep_outputs(out: Path, agents=("random", "crl")) -> pd.DataFrame:
         assert (out / "models" / level / "spec.json").is_file()
     front = pd.read_parquet(out / "pareto.parquet")
     assert 1 <= len(front) <= 2 and front["feasible"].all()
+    served = final.groupby("candidate_id")["level"].apply(set)
+    for _, member in front.iterrows():  # named by the tightest level it is the model of, listing all of them
+        assert set(member["levels"]) == served[member["candidate_id"]]
+        assert member["level"] == min(member["levels"], key=lambda name: float(name.split("=")[1]))
     for path in front["export_path"]:
         assert (Path(path) / "spec.json").is_file()
     assert (out / "front_history.parquet").is_file()

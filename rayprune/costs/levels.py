@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 from ..errors import UserError
 from .budget import Budget, fits
 
-__all__ = ["Level", "level_name", "contains", "levels_from_config"]
+__all__ = ["Level", "level_name", "contains", "tightest", "levels_from_config"]
 
 
 def level_name(values: Mapping[str, float], budgets: Sequence[Budget] = ()) -> str:
@@ -70,6 +70,22 @@ def contains(outer: Level, inner: Level) -> bool:
     (True, False)
     """
     return all(name in inner.limits and inner.limits[name] <= limit for name, limit in outer.limits.items())
+
+
+def tightest(levels: Sequence[Level], names: Sequence[str]) -> str:
+    """Of the level ``names``, the one every other contains (the tightest); the first if none is (two
+    levels on different costs), or if none of them is among ``levels``.
+
+    >>> lv = [Level(f"params={v}", {"params": v}, {"params": 100 * v}) for v in (0.5, 0.1, 0.25)]
+    >>> tightest(lv, ["params=0.5", "params=0.25"])
+    'params=0.25'
+    """
+    known = {lvl.name: lvl for lvl in levels}
+    named = [known[n] for n in names if n in known]
+    for level in named:
+        if all(contains(other, level) for other in named):
+            return level.name
+    return names[0]
 
 
 def levels_from_config(cfg, base_costs: Mapping[str, float], *, sweep: bool = False) -> list[Level]:

@@ -41,7 +41,7 @@ from ..costs.levels import Level, levels_from_config
 from ..errors import Interrupted, UserError
 from ..names import SELECTION_TRIAL, STAGE_SEARCH, STAGE_SELECT
 from ..results import exported_rows, merge_candidates, read_candidates, write_parquet_atomic
-from .pareto import front_history, pareto_front
+from .pareto import front_history, pareto_front, with_served_levels
 from .trainable import SweepSetup, placement_bundles, sweep_trial, trial_name
 
 __all__ = ["run_sweep", "finish_sweep", "load_state", "parse_levels", "sweep_agents", "TUNE_DIR", "SWEEP_FILE"]
@@ -495,7 +495,8 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_
     costs = [c for c in cfg.cost_names() if c in rows.columns] if not rows.empty else []
     front = pd.DataFrame()
     if not rows.empty:
-        front = pareto_front(exported_rows(rows), costs)
+        finals = exported_rows(rows)
+        front = with_served_levels(pareto_front(finals, costs), finals, levels)
         write_parquet_atomic(pa.Table.from_pandas(front, preserve_index=False), out / "pareto.parquet")
         history = front_history(rows[rows["stage"] == STAGE_SEARCH], costs)
         if not history.empty:

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["pareto_mask", "pareto_front", "front_history"]
+__all__ = ["pareto_mask", "pareto_front", "front_history", "with_served_levels"]
 
 
 def pareto_mask(accuracy: Sequence[float], costs: Sequence[Sequence[float]]) -> np.ndarray:
@@ -61,3 +61,17 @@ def front_history(frame: pd.DataFrame, costs: Sequence[str], *, accuracy: str = 
             if not front.empty:
                 parts.append(front.assign(front_step=int(s)))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def with_served_levels(front: pd.DataFrame, finals: pd.DataFrame, levels: Sequence) -> pd.DataFrame:
+    """``front`` with each member's ``levels`` (every level whose exported model it is, from ``finals``:
+    the exported rows, one per level) and its ``level`` set to the tightest of them, the name the report
+    gives it: a model found for params=0.25 that is also the best fit for 0.35 and 0.5 is ``params=0.25``
+    with ``levels`` [params=0.25, params=0.35, params=0.5], whichever level's row the front kept."""
+    from ..costs.levels import tightest
+
+    if front.empty or "candidate_id" not in front.columns or "level" not in finals.columns:
+        return front
+    served = {cid: [str(v) for v in g["level"]] for cid, g in finals.groupby("candidate_id", sort=False)}
+    names = [served.get(cid) or [lvl] for cid, lvl in zip(front["candidate_id"], front["level"])]
+    return front.assign(level=[tightest(levels, n) for n in names], levels=names)
