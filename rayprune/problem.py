@@ -314,17 +314,18 @@ class PruningProblem:
         base model unless ``costs.latency.paired`` is off (:meth:`measure_with_raw`)."""
         return self.measure_with_raw(model, names)[0]
 
-    def measure_with_raw(self, model: nn.Module,
-                         names: Optional[Sequence[str]] = None) -> tuple[dict[str, float], dict[str, float]]:
+    def measure_with_raw(self, model: nn.Module, names: Optional[Sequence[str]] = None, *,
+                         rounds: int = 1) -> tuple[dict[str, float], dict[str, float]]:
         """``(costs, raw)``: :meth:`measure`, and each paired cost's two raw medians (the candidate's
-        and the base's, :func:`~rayprune.costs.paired_columns`; empty when nothing is paired)."""
+        and the base's, :func:`~rayprune.costs.paired_columns`; empty when nothing is paired); paired
+        timings take ``rounds`` turns with the base (:meth:`PairedTiming.measure`)."""
         chosen = {n: self.costs[n] for n in (self.costs if names is None else names)}
         timing = self._paired_timing()
         paired = {n: f for n, f in chosen.items() if timing is not None and n in timing.costs}
         values = measure_costs(model, {n: f for n, f in chosen.items() if n not in paired}, self.context)
         raw: dict[str, float] = {}
         if paired:
-            timed, raw = timing.measure(model, list(paired))
+            timed, raw = timing.measure(model, list(paired), rounds=rounds)
             values.update(timed)
         return {n: values[n] for n in chosen}, raw
 

@@ -128,3 +128,35 @@ def test_measuring_alone_returns_the_paired_value_with_its_raw_medians(tmp_path,
     base = problem.base_costs["latency_ms"]
     assert measured["latency_ms_base"] == pytest.approx(1.25 * base)
     assert measured["latency_ms"] == pytest.approx(measured["latency_ms_measured"] / 1.25)
+
+
+def test_a_burst_of_other_work_during_one_timing_does_not_move_the_ratio_when_they_take_turns():
+    """One base timing caught in a burst (3x slow) halves the candidate's one-round ratio; with
+    turns the lowest of each is kept and the ratio is the models' own."""
+    timings = {"base": iter([12.0, 4.0, 4.2]), "small": iter([2.0, 2.1, 2.0])}
+    timer = PairedTiming("base", {"latency_ms": lambda m, c: next(timings[m])}, None, {"latency_ms": 4.0})
+    burst = PairedTiming("base", {"latency_ms": lambda m, c: {"base": 12.0, "small": 2.0}[m]}, None,
+                         {"latency_ms": 4.0})
+    assert burst.measure("small")[0] == {"latency_ms": pytest.approx(2.0 / 12.0 * 4.0)}  # one round: 0.17x
+    values, raw = timer.measure("small", rounds=3)
+    assert values == {"latency_ms": pytest.approx(2.0)} and raw == {"latency_ms_measured": 2.0, "latency_ms_base": 4.0}
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        timer.measure("small", rounds=0)
+
+
+def test_measuring_alone_takes_turns_with_the_base(tmp_path, monkeypatch):
+    """The quiet checks (shortlist, finals) time the candidate and the base QUIET_TIMING_ROUNDS times each."""
+    from rayprune.costs import count_params, registry
+    from rayprune.evaluation.local import LocalPool
+
+    speed = {"now": 1.0}
+    problem = _problem(tmp_path, monkeypatch, speed)
+    calls = []
+    monkeypatch.setitem(problem.costs, "latency_ms",
+                        lambda model, context: calls.append(model) or count_params(model) / 1000.0)
+    problem._timing = None  # rebuilt with the counting cost
+    [measured] = LocalPool(problem).measure_sequentially([[0.5] * len(problem.space.groups)], ["latency_ms"])
+    assert len(calls) == 2 * registry.QUIET_TIMING_ROUNDS and registry.QUIET_TIMING_ROUNDS > 1
+    assert calls[0::2] == [problem.base_model] * registry.QUIET_TIMING_ROUNDS  # base, candidate, base, ...
+    assert measured["latency_ms"] == pytest.approx(measured["latency_ms_measured"] / measured["latency_ms_base"]
+                                                   * problem.base_costs["latency_ms"])

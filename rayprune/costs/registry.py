@@ -35,6 +35,11 @@ TIMED_COSTS = ("latency_ms",)
 #: Rounds of each timed cost of the base model; the lowest is kept (:func:`measure_base_costs`).
 BASE_TIMING_ROUNDS = 5
 
+#: Turns a candidate and the base take when a candidate's timed costs are measured with the evaluators
+#: otherwise idle (the shortlists' quiet check and the final models': ``measure_sequentially``); the lowest
+#: of each is kept (:meth:`~rayprune.costs.paired.PairedTiming.measure`). Search rows take one.
+QUIET_TIMING_ROUNDS = 3
+
 
 class CostFunctionError(RuntimeError):
     """A cost function raised while measuring a model; its exception is ``__cause__``."""

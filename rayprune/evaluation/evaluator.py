@@ -92,11 +92,14 @@ class Evaluator:
             summary["export_path"] = str(export_dir)
         return summary
 
-    def measure(self, shared_box: list, keep_ratios: Sequence[float], names: Sequence[str]) -> dict[str, float]:
+    def measure(self, shared_box: list, keep_ratios: Sequence[float], names: Sequence[str],
+                rounds: int = 1) -> dict[str, float]:
         """The costs ``names`` of the candidate ``keep_ratios`` (built afresh; weights do not matter),
-        with the raw medians of paired timings (``latency_ms_measured``, ``latency_ms_base``)."""
+        with the raw medians of paired timings (``latency_ms_measured``, ``latency_ms_base``), which
+        take ``rounds`` turns with the base."""
         self._load(shared_box)
-        values, raw = self.problem.measure_with_raw(self.problem.space.build(list(keep_ratios)), names)
+        values, raw = self.problem.measure_with_raw(self.problem.space.build(list(keep_ratios)), names,
+                                                    rounds=rounds)
         return {**values, **raw}
 
     def info(self, shared_box: list) -> dict[str, Any]:

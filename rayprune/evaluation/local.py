@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 from ..config import TrainConfig
+from ..costs.registry import QUIET_TIMING_ROUNDS
 from ..problem import PruningProblem
 from .candidate import CandidateEvaluator
 from .score import ScoreSpec
@@ -63,11 +64,12 @@ class LocalPool:
         ratios, seeds = [list(r) for r in ratios], (list(seeds) if seeds is not None else None)
         return DeferredBatch(lambda: self.score_batch(ratios, spec, seeds))
 
-    def measure_sequentially(self, ratios: Sequence[Sequence[float]], names: Sequence[str]) -> list[dict[str, float]]:
+    def measure_sequentially(self, ratios: Sequence[Sequence[float]], names: Sequence[str], *,
+                             rounds: int = QUIET_TIMING_ROUNDS) -> list[dict[str, float]]:
         p = self.problem
         out = []
         for r in ratios:
-            values, raw = p.measure_with_raw(p.space.build(list(r)), names)
+            values, raw = p.measure_with_raw(p.space.build(list(r)), names, rounds=rounds)
             out.append({**values, **raw})
         return out
 

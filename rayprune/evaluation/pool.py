@@ -32,6 +32,7 @@ from typing import Any, Callable, Optional, Sequence
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from ..costs.registry import QUIET_TIMING_ROUNDS
 from ..problem import PruningProblem
 from ..pruning.rounding import candidate_id, keep_counts
 from .evaluator import Evaluator, _driver_pythonpath
@@ -360,14 +361,16 @@ class EvaluatorPool:
                        dead=lambda queued: "Every evaluator died during the final fine-tunes.")
         return results  # type: ignore[return-value]
 
-    def measure_sequentially(self, ratios: Sequence[Sequence[float]], names: Sequence[str]) -> list[dict[str, float]]:
+    def measure_sequentially(self, ratios: Sequence[Sequence[float]], names: Sequence[str], *,
+                             rounds: int = QUIET_TIMING_ROUNDS) -> list[dict[str, float]]:
         """The costs ``names`` of each candidate, measured one at a time on one evaluator while the
         others do nothing (latency measured while another evaluator trains on the same cores is noise);
-        paired timings come with their raw medians (:func:`~rayprune.costs.paired_columns`)."""
+        paired timings take ``rounds`` turns with the base, the lowest of each kept, and come with their
+        raw values (:func:`~rayprune.costs.paired_columns`)."""
         if not self.live:
             raise PoolDeadError("No evaluator is alive to measure the exported models.")
         actor = self.actors[self.live[0]]
-        return [ray.get(actor.measure.remote(self._box, list(r), list(names))) for r in ratios]
+        return [ray.get(actor.measure.remote(self._box, list(r), list(names), rounds)) for r in ratios]
 
     def stats(self) -> list[dict[str, Any]]:
         """Each live actor's info (busy seconds, uptime, device, threads)."""
