@@ -247,6 +247,29 @@ def test_a_prune_refused_before_it_wrote_anything_gives_its_out_back(tiny_config
     assert not out.exists()  # not an empty directory left behind
 
 
+def test_a_failed_run_gives_back_every_folder_it_created_and_nothing_else(tmp_path):
+    from rayprune.search.prune import check_out_dir, given_back_if_empty
+
+    kept = tmp_path / "runs"
+    kept.mkdir()
+    out = kept / "new" / "deeper" / "out"  # three folders created by the run, under one that existed
+    with pytest.raises(ValueError), given_back_if_empty(out):
+        check_out_dir(out)
+        raise ValueError("refused model")
+    assert kept.is_dir() and not (kept / "new").exists()
+    with pytest.raises(ValueError), given_back_if_empty(out):  # a file written: nothing is removed
+        check_out_dir(out)
+        (out / "rows.parquet").write_text("x")
+        raise ValueError("failed later")
+    assert (out / "rows.parquet").is_file()
+    (kept / "new" / "other").mkdir()
+    out2 = kept / "new" / "second"
+    with pytest.raises(ValueError), given_back_if_empty(out2):  # "new" existed before this run: kept
+        check_out_dir(out2)
+        raise ValueError("refused")
+    assert not out2.exists() and (kept / "new" / "other").is_dir()
+
+
 def test_a_failing_cost_function_shows_its_own_frames_and_one_error_line(tiny_config, env, tmp_path):
     """Not rayprune's internals: the user's function's traceback, then what failed, exit code 2."""
     (tmp_path / "my_costs.py").write_text("def energy(model, context):\n    table = {}\n    return table['conv1']\n")

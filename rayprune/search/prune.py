@@ -81,14 +81,18 @@ def loose_budget_lines(problem: PruningProblem, levels: Optional[list[Level]] = 
 
 @contextlib.contextmanager
 def given_back_if_empty(out: Path) -> Iterator[None]:
-    """Around a run into ``out``: if the run fails while ``out`` is still empty and the run created it, remove it
-    (a refused model, data or agent leaves no empty folder behind)."""
-    created = not out.exists()
+    """Around a run into ``out``: if the run fails while ``out`` is still empty and the run created it, remove it,
+    and each parent folder the run created with it that is empty then (``--out runs/new/a`` with no ``runs/``:
+    a refused model, data or agent leaves no empty folder behind)."""
+    out = Path(out).absolute()
+    created = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
     try:
         yield
     except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
+        for folder in created:
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
         raise
 
 
