@@ -239,7 +239,13 @@ def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool,
     from torch import nn
 
     from .base_model import obtain_base_model
-    from .problem import PruningProblem, configured_dataset, resolve_device, warn_if_base_at_chance
+    from .problem import (
+        PruningProblem,
+        configured_dataset,
+        resolve_device,
+        warn_if_base_at_chance,
+        warn_if_groups_skipped,
+    )
 
     if model is not None and not isinstance(model, (nn.Module, str)):
         raise UserTypeError(f"model= must be a torch.nn.Module or a model name (a zoo name or "
@@ -265,6 +271,7 @@ def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool,
                                        save_to=None if cfg.model.checkpoint else out / "base_model.pt",
                                        retrain=cfg.model.checkpoint is None and not reuse)
     problem = PruningProblem.from_parts(cfg, dataset, base, info, device=device)
+    warn_if_groups_skipped(problem, log)
     warn_if_base_at_chance(problem, log)
     return problem
 

@@ -79,6 +79,13 @@ def configured_dataset(cfg: Config) -> Dataset | StreamedDataset:
                         max_resident_mb=d.max_resident_mb, num_workers=d.num_workers)
 
 
+def warn_if_groups_skipped(problem: "PruningProblem", log: Callable[[str], None]) -> None:
+    """Say which groups of channels the search leaves whole because they touch a grouped convolution."""
+    if problem.space.skipped:
+        log(f"warning: {problem.space.skipped_text()}; the other {problem.space.num_groups} group(s) are searched "
+            "(`rayprune validate CONFIG --groups` lists them).")
+
+
 def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]) -> None:
     """Log a warning when the base model's validation accuracy is no better than always answering the most
     common class (within two standard errors): its accuracies, and every candidate's, then mean little. At
@@ -173,6 +180,7 @@ class PruningProblem:
         check_streaming_agent(cfg, data)
         model, info = obtain_base_model(cfg, data, device=dev, progress=progress, log=log, train=train_base)
         problem = cls.from_parts(cfg, data, model, info, device=dev, base_costs=base_costs, base_accuracy=base_accuracy)
+        warn_if_groups_skipped(problem, log)  # once, in the driver (evaluators assemble theirs with from_parts)
         if base_accuracy is None:  # measured here (not handed over by the driver): say so once if it is chance
             warn_if_base_at_chance(problem, log)
         return problem

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from rayprune.costs import count_params
+from rayprune.errors import UserError
 from rayprune.pruning import (
     PruningPlan,
     PruningSpace,
@@ -619,3 +620,43 @@ def test_fast_build_shares_no_storage_with_the_base_and_leaves_it_unchanged(make
             p.add_(1.0)
     after = space.base.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+class _GroupedNet(nn.Module):
+    """stem -> a grouped (or depthwise-multiplier) conv -> 1x1 conv -> head: only the 1x1 conv's channels
+    can go."""
+
+    def __init__(self, groups: int, out: int = 64) -> None:
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
+        self.g = nn.Sequential(nn.Conv2d(32, out, 3, padding=1, groups=groups), nn.BatchNorm2d(out), nn.ReLU())
+        self.c = nn.Sequential(nn.Conv2d(out, 16, 1), nn.BatchNorm2d(16), nn.ReLU())
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(self.c(self.g(self.a(x))).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("groups, out", [(4, 64), (32, 64)])
+def test_groups_touching_a_grouped_convolution_are_left_unpruned_and_named(groups, out):
+    """A grouped conv (ResNeXt-style) or a depthwise one with a channel multiplier: the layer feeding it and
+    its own output channels stay whole (before: a conv with 0 input channels per group, or Torch-Pruning's
+    IndexError), the rest of the model is searched, and the space says which and why."""
+    x = torch.randn(2, 3, 16, 16)
+    space = PruningSpace(_GroupedNet(groups, out).eval(), x)
+    assert [g.root for g in space.groups] == ["c.0"]
+    assert sorted(root for root, _ in space.skipped) == ["a.0", "g.0"] and all(c == ("g.0",) for _, c in space.skipped)
+    assert "grouped convolution(s) ['g.0']" in space.skipped_text() and "left unpruned" in space.skipped_text()
+    for ratio in (0.05, 0.3, 0.77):
+        model = space.build([ratio])
+        assert model.g[0].weight.shape == space.base.g[0].weight.shape and model(x).shape == (2, 4)
+    depthwise = PruningSpace(_GroupedNet(32, 32).eval(), x)  # groups == in == out: pruned as before
+    assert [g.root for g in depthwise.groups] == ["g.0", "c.0"] and depthwise.skipped == []
+    assert depthwise.build([0.5, 0.5])(x).shape == (2, 4)
+
+
+def test_a_model_whose_every_group_touches_a_grouped_convolution_is_refused_saying_why():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=2), nn.Flatten(), nn.LazyLinear(3))
+    net(torch.randn(1, 3, 8, 8))
+    with pytest.raises(UserError, match=r"no prunable groups.*grouped convolution\(s\) \['1'\]"):
+        PruningSpace(net.eval(), torch.randn(1, 3, 8, 8))

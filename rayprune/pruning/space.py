@@ -87,6 +87,22 @@ class PrunableGroup:
         return tuple(dict.fromkeys(m.target for m in self.members))
 
 
+def grouped_conv(module) -> bool:
+    """A convolution with ``1 < groups`` that is not a plain depthwise one (``groups == in == out``, which
+    Torch-Pruning couples channel by channel): a ResNeXt/RegNet/ShuffleNet-style grouped convolution, or a
+    depthwise one with a channel multiplier. Its channels can only go in equal numbers per group, which
+    the keep-count rounding does not guarantee, so the groups that touch it are left unpruned.
+
+    >>> grouped_conv(nn.Conv2d(32, 64, 3, groups=4)), grouped_conv(nn.Conv2d(32, 32, 3, groups=32))
+    (True, False)
+    >>> grouped_conv(nn.Conv2d(32, 64, 3, groups=32)), grouped_conv(nn.Linear(4, 4))
+    (True, False)
+    """
+    groups = getattr(module, "groups", 1)
+    return (isinstance(module, nn.modules.conv._ConvNd) and groups > 1
+            and not (groups == module.in_channels == module.out_channels))
+
+
 def _pair(value) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)
@@ -225,11 +241,15 @@ class PruningSpace:
                 + " (names as in model.named_modules()).")
         self._execution_order, self.output_layers = _trace_layers(self.base, example_inputs)
         self.ignored_layers = tuple(dict.fromkeys([*self.output_layers, *ignored_layers]))
+        #: ``(root layer, grouped convolutions it is coupled to)`` of each group left unpruned because it touches
+        #: a grouped convolution (:func:`grouped_conv`)
+        self.skipped: list[tuple[str, tuple[str, ...]]] = []
         self.groups = self._discover(get_importance(importance))
         if not self.groups:
-            raise ValueError(
+            raise UserError(
                 "The model has no prunable groups: no conv/linear layer whose output channels can be "
-                f"removed (output layers {list(self.output_layers)} are never pruned)."
+                f"removed (output layers {list(self.output_layers)} are never pruned"
+                + (f"; {self.skipped_text()}" if self.skipped else "") + ")."
             )
         self._cache: dict[tuple[int, int], list[tuple[tuple, np.ndarray]]] = {}
 
@@ -245,6 +265,11 @@ class PruningSpace:
             root = group[0].dep.target.module
             channels = len(group[0].idxs)
             if channels < 2 or root not in module_names:
+                continue
+            grouped = tuple(dict.fromkeys(module_names[i.dep.target.module] for i in group.items
+                                          if i.dep.target.module in module_names and grouped_conv(i.dep.target.module)))
+            if grouped:  # before the importance: Torch-Pruning's criteria fail on some of these
+                self.skipped.append((module_names.get(root, str(root)), grouped))
                 continue
             members = []
             for item in group.items:
@@ -292,6 +317,17 @@ class PruningSpace:
         rank = {name: i for i, name in enumerate(self._execution_order)}
         groups.sort(key=lambda g: rank.get(g.root, len(rank)))
         return [dataclasses.replace(g, index=i) for i, g in enumerate(groups)]
+
+    def skipped_text(self) -> str:
+        """One sentence on the groups left unpruned because they touch a grouped convolution ('' if none)."""
+        if not self.skipped:
+            return ""
+        convs = sorted({c for _, cs in self.skipped for c in cs})
+        roots = [r for r, _ in self.skipped]
+        return (f"{len(roots)} group(s) of coupled channels (rooted at {roots[:6]}{' ...' if len(roots) > 6 else ''}) "
+                f"are left unpruned because they feed or come out of grouped convolution(s) {convs[:6]}"
+                f"{' ...' if len(convs) > 6 else ''} (groups > 1, not depthwise): rayprune does not prune "
+                "grouped convolutions yet")
 
     # -- keep ratios -> counts -> plan -> model ------------------------------------------------
     @property
