@@ -52,3 +52,13 @@ def fails_on_small_models(model: nn.Module, context) -> float:
     if params < context.options.get("fail_below", 0):
         raise KeyError(f"no entry for {params} parameters")
     return float(params)
+
+
+def fails_between(model: nn.Module, context) -> float:
+    """Parameters, but an exporter that cannot handle models whose parameter count lies in
+    ``context.options["fail_between"]`` (a user's tool with a gap in what it supports)."""
+    params = sum(p.numel() for p in model.parameters())
+    lo, hi = context.options.get("fail_between", (0, 0))
+    if lo <= params <= hi:
+        raise ValueError(f"exporter cannot handle a model of {params} params")
+    return float(params)

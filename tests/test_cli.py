@@ -135,6 +135,27 @@ def test_prune_random_evaluates_the_requested_number_of_candidates(tiny_config, 
     assert len(pd.read_parquet(out / "candidates.parquet")) == len(rows)
 
 
+def test_candidates_a_cost_function_failed_on_are_counted_in_the_summary_with_the_message(tiny_config, env, tmp_path):
+    """A user cost that raises on some models (2,950-3,030 parameters, where about half of the random candidates
+    under the 50 % budget of a 6,274-parameter base land): the run still exports a model, and the summary says
+    how many candidates failed and why (before: only 'N errors' in the batch lines)."""
+    config = tmp_path / "flaky.yaml"
+    config.write_text(TINY.replace("  measure: [params, macs, latency_ms]\n",
+                                   "  measure: [params, macs]\n  custom: {flaky: crl_user_costs:fails_between}\n"
+                                   "  options: {fail_between: [2950, 3030]}\n"))
+    out = tmp_path / "o"
+    res = rayprune("prune", config, "--agent", "random", "--evaluations", "24", "--out", out,
+                   env={**env, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])})
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = pd.read_parquet(out / "candidates.parquet")
+    bad = rows[(rows["stage"] == "search") & (rows["status"] == "error")]
+    assert 0 < len(bad) < 24
+    failed = json.loads((out / "best" / "summary.json").read_text())["failed"]
+    assert failed["count"] == len(bad) and failed["of"] == 24 and "exporter cannot handle" in failed["message"]
+    line = next(x for x in res.stdout.splitlines() if "candidates failed" in x)
+    assert line.startswith(f"{len(bad)} of 24 candidates failed and were not scored") and "exporter cannot handle" in line
+
+
 @pytest.mark.slow
 def test_a_final_fine_tune_that_diverges_is_one_line_naming_the_cause_and_keeps_the_candidates(tmp_path, env):
     config = tmp_path / "diverge.yaml"

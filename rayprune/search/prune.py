@@ -21,12 +21,14 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
+import pandas as pd
+
 from ..config import Config
 from ..costs import measure_latency_ms
 from ..costs.budget import within
 from ..costs.levels import Level
 from ..errors import Interrupted, NoModelError, UserError
-from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT, is_in_memory
+from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT, STATUS_ERROR, is_in_memory
 from ..problem import PruningProblem
 from ..report import format_metric
 from ..results import CandidateWriter, merge_candidates, read_candidates
@@ -253,6 +255,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
         **result.costs, "accuracy_val": result.accuracy_val, "accuracy_test": result.accuracy_test,
         "search_accuracy": result.search_accuracy, "rerank_accuracy": result.rerank_accuracy,
     }, feasible=result.feasible, evaluations=int(len(search_rows)))
+    summary["failed"] = failed_candidates(search_rows)
     summary["onnx_error"] = result.onnx_error
     summary["search_signal"] = result.search_signal.to_json() if result.search_signal is not None else None
     summary["found_by"] = result.found_by  # the agent, or the selection's uniform candidate at a weak level
@@ -426,6 +429,28 @@ def _summary(problem: PruningProblem, agent: str, seed: int, ratios: list[float]
     }
 
 
+def failed_candidates(search_rows: pd.DataFrame) -> Optional[dict[str, Any]]:
+    """How many search candidates failed (``status == "error"``) and the most frequent first line of their
+    errors, with its count; None when none failed.
+
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"status": ["ok", "error", "error", "error"],
+    ...                      "error": [None, "ValueError: a\\ntrace", "ValueError: a\\nother", "KeyError: b"]})
+    >>> failed_candidates(rows)
+    {'count': 3, 'of': 4, 'message': 'ValueError: a', 'with_message': 2}
+    """
+    if search_rows.empty or "status" not in search_rows.columns:
+        return None
+    bad = search_rows[search_rows["status"] == STATUS_ERROR]
+    if bad.empty:
+        return None
+    firsts = bad["error"].fillna("(no message)").astype(str).str.strip().str.split("\n").str[0] \
+        if "error" in bad.columns else pd.Series(["(no message)"] * len(bad))
+    counts = firsts.value_counts()
+    return {"count": int(len(bad)), "of": int(len(search_rows)), "message": str(counts.index[0]),
+            "with_message": int(counts.iloc[0])}
+
+
 def summary_table(summary: dict[str, Any]) -> str:
     """Base vs pruned, one row per metric."""
     base, pruned = summary["base"], summary["pruned"]
@@ -446,6 +471,10 @@ def summary_table(summary: dict[str, Any]) -> str:
         f"{k}<={human(v['limit'])}" for k, v in summary["budgets"].items()
     ) + f" | feasible: {'yes' if summary['feasible'] else 'NO'}"
     table = head + "\n" + format_table(["metric", "base", "pruned", "pruned/base"], rows)
+    failed = summary.get("failed")
+    if failed:
+        table += (f"\n{failed['count']} of {failed['of']} candidates failed and were not scored (status=error in "
+                  f"candidates.parquet, column 'error'); {failed['with_message']} of them: {failed['message']}")
     if summary.get("onnx_error"):
         table += f"\nmodel.onnx not written: {summary['onnx_error']}"
     return table
