@@ -210,3 +210,20 @@ def test_base_training_of_zero_epochs_says_so(tmp_path):
     lines: list[str] = []
     obtain_base_model(cfg, configured_dataset(cfg), device=torch.device("cpu"), progress=False, log=lines.append)
     assert any("(0 epochs)" in line for line in lines), lines
+
+
+def _notebook_cost(model, context):
+    return 1.0
+
+
+@pytest.mark.parametrize("section, field", [({"costs": {"custom": {"size": _notebook_cost}}}, "costs.custom.size"),
+                                            ({"engine": {"loss": _notebook_cost}}, "engine.loss"),
+                                            ({"search": {"metric": _notebook_cost}}, "search.metric")])
+def test_a_function_object_where_a_name_belongs_says_what_to_write_and_why(section, field):
+    from rayprune.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as err:
+        parse_config({"name": "nb", **section})
+    message = str(err.value)
+    assert f"{field} takes the function's name, 'package.module:function', not the function object" in message
+    assert "'that_module:_notebook_cost'" in message and "other processes" in message

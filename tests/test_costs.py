@@ -546,3 +546,24 @@ def test_a_budget_the_unpruned_model_already_meets_is_warned_about_with_the_like
     assert loose_budget_lines(problem, binding) == []
     [whole] = loose_budget_lines(problem, [Level.from_budgets([Budget("params", 1.0, True)], problem.base_costs)])
     assert "nothing is pruned" in whole and "rel:" not in whole  # 100 % of the base: no unit mix-up to suggest
+
+
+def test_an_absolute_budget_written_as_a_fraction_is_told_how_to_write_a_fraction():
+    """`fb=0.4` on a cost of one's own is 0.4 bytes: unreachable, and the message says `fb=40%` (or rel:0.4)."""
+    from types import SimpleNamespace
+
+    from rayprune.costs.budget import Budget
+    from rayprune.costs.levels import Level
+    from rayprune.search.prune import BudgetUnreachable, check_reachable
+
+    base = {"fb": 104_000.0, "params": 30_000.0}
+    problem = SimpleNamespace(base_costs=base, reachable=lambda: {"fb": 12_900.0, "params": 900.0},
+                              config=SimpleNamespace(pruning=SimpleNamespace(min_keep=0.1)))
+    with pytest.raises(BudgetUnreachable, match=r"fb <= 0.4 .* absolute, in the cost's own unit; .* fb=40% \(or rel:0.4\)"):
+        check_reachable(problem, [Level.from_budgets([Budget("fb", 0.4, False)], base)])
+    with pytest.raises(BudgetUnreachable) as meant_bytes:  # 5,000 bytes meant as such: no fraction to suggest
+        check_reachable(problem, [Level.from_budgets([Budget("fb", 5000.0, False)], base)])
+    assert "absolute" not in str(meant_bytes.value)
+    with pytest.raises(BudgetUnreachable) as relative:  # already a fraction (1 % of params): the plain advice
+        check_reachable(problem, [Level.from_budgets([Budget("params", 0.01, True)], base)])
+    assert "absolute" not in str(relative.value)

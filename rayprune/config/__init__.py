@@ -214,6 +214,14 @@ class CostsConfig(_Section):
     custom: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("custom", mode="before")
+    @classmethod
+    def _named_functions(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for name, fn in v.items():
+                refuse_function_object(fn, f"costs.custom.{name}")
+        return v
+
 
 class BudgetConfig(_Section):
     """``value`` is a fraction of the base model's cost if ``relative`` (default for params, MACs and
@@ -221,6 +229,25 @@ class BudgetConfig(_Section):
 
     value: float
     relative: Optional[bool] = None
+
+
+def refuse_function_object(value: Any, field: str) -> None:
+    """A function object where a config wants a function's name: say what to write and why (the evaluators
+    run in other processes and import the function by name; a config is also stored as JSON).
+
+    >>> def mine(model, context): return 1.0
+    >>> refuse_function_object(mine, "costs.custom.size")
+    Traceback (most recent call last):
+    ...
+    ValueError: costs.custom.size takes the function's name, 'package.module:function', not the function object (got mine): the evaluators run in other processes and import it by that name, and the config is stored as JSON. Put the function in a .py file on the Python path (a module next to your notebook works) and write 'that_module:mine'.
+    """
+    if callable(value) and not isinstance(value, str):
+        label = getattr(value, "__qualname__", None) or repr(value)
+        raise ValueError(
+            f"{field} takes the function's name, 'package.module:function', not the function object (got {label}): "
+            "the evaluators run in other processes and import it by that name, and the config is stored as JSON. "
+            f"Put the function in a .py file on the Python path (a module next to your notebook works) and write "
+            f"'that_module:{getattr(value, '__name__', 'function')}'.")
 
 
 def _check_function_name(v: Optional[str]) -> Optional[str]:
@@ -235,6 +262,12 @@ class EngineConfig(_Section):
     #: "package.module:function" with f(outputs, targets) -> scalar tensor, minimised; None: cross-entropy
     #: for classification, MSE for regression
     loss: Optional[str] = None
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _named(cls, v: Any) -> Any:
+        refuse_function_object(v, "engine.loss")
+        return v
 
     @field_validator("loss")
     @classmethod

@@ -258,6 +258,14 @@ class SearchConfig(_Section):
     #: the task's default (top-1 accuracy; minus MSE for regression) everywhere a candidate is scored
     metric: Optional[str] = None
 
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _named_metric(cls, v: Any) -> Any:
+        from . import refuse_function_object  # the package imports this module first
+
+        refuse_function_object(v, "search.metric")
+        return v
+
     @field_validator("metric")
     @classmethod
     def _dotted_metric(cls, v: Optional[str]) -> Optional[str]:

@@ -56,9 +56,16 @@ def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = Non
     missed = [f"{lvl.name}: {k} <= {human(lim)} but the smallest model in the space has {human(smallest[k])}"
               for lvl in levels for k, lim in lvl.limits.items() if not within(smallest[k], lim)]
     if missed:
+        # an absolute budget written as a fraction (fb=0.4 meant 40 % of a 100 kB model): say how to write that
+        fractions = sorted({f"{k}={100 * lim:g}% (or rel:{lim:g})" for lvl in levels for k, lim in lvl.limits.items()
+                            if not within(smallest[k], lim) and lvl.values.get(k) == lim and 0 < lim < 1
+                            and problem.base_costs.get(k, 0) > 1})
+        hint = (f" A budget on {', '.join(f.split('=')[0] for f in fractions)} is absolute, in the cost's own unit; "
+                f"for a fraction of the unpruned model's write {', '.join(fractions)}.") if fractions else ""
         raise BudgetUnreachable(
             "Budget cannot be met: " + "; ".join(missed)
             + f" (pruning.min_keep={problem.config.pruning.min_keep}). Lower pruning.min_keep or raise the budget."
+            + hint
         )
     return smallest
 
