@@ -133,7 +133,7 @@ def _check_section_name(key: str, value: Any) -> None:
     if key in sections:
         return
     arguments = [a for a in inspect.signature(build_config).parameters if a not in ("config", "sections")]
-    close = difflib.get_close_matches(key, [*arguments, *sections], n=2)
+    close = list(dict.fromkeys(difflib.get_close_matches(key, [*arguments, *sections], n=2)))  # budgets is both
     search = difflib.get_close_matches(key, list(SearchConfig.model_fields), n=1, cutoff=0.75)
     raise UserError(f"{key}= is neither an argument of this function nor a config section"
                     + (f" (did you mean {' or '.join(c + '=' for c in close)}?)" if close else "")
@@ -181,8 +181,14 @@ def build_config(
     for key, value in (sections or {}).items():
         _check_section_name(key, value)
         if not isinstance(value, Mapping) and key not in ("name", "seed", "budgets"):
+            import difflib
+            import inspect
+
+            arguments = [a for a in inspect.signature(build_config).parameters if a not in ("config", "sections")]
+            close = difflib.get_close_matches(key, [a for a in arguments if a != key], n=1, cutoff=0.8)
             raise UserTypeError(f"{key}= must be a dict of that config section's settings (e.g. "
-                                f"{key}={{...}}); got {type(value).__name__}.")
+                                f"{key}={{...}}); got {type(value).__name__}"
+                                + (f" (did you mean {close[0]}={value!r}?)" if close else "") + ".")
         over[key] = value
     if model is not None:
         over["model"] = {**over.get("model", {}), "name": model if isinstance(model, str) else

@@ -82,8 +82,13 @@ def test_budgets_replace_the_configs_budgets_and_levels_its_sweep_levels():
 def test_bad_settings_get_the_yaml_paths_errors_naming_the_field():
     with pytest.raises(ConfigError, match=r"search\.evaluations"):
         build_config(sections={"search": {"evaluations": 0}})
-    with pytest.raises(ConfigError, match=r"search\.evaluatoins: unknown key"):
+    with pytest.raises(ConfigError, match=r"search\.evaluatoins: unknown key \(did you mean evaluations\?\)"):
         build_config(sections={"search": {"evaluatoins": 10}})
+    with pytest.raises(UserTypeError, match=r"evaluation= must be a dict .*got int \(did you mean evaluations=48\?\)"):
+        build_config(sections={"evaluation": 48})  # the section exists: a typo of the evaluations= argument
+    with pytest.raises(UserError, match=r"did you mean budgets=\?\)") as twice:  # budgets is an argument and a section
+        build_config(sections={"budget": {"params": 0.3}})
+    assert "budgets= or budgets=" not in str(twice.value)
     with pytest.raises(ConfigError, match="unknown costs"):
         build_config(budgets={"paramz": 0.5})
     with pytest.raises(UserTypeError, match="search= must be a dict"):
@@ -171,7 +176,7 @@ def test_validation_and_test_split_off_a_trained_models_own_data_are_warned_abou
 
 def test_a_non_empty_out_is_refused_before_anything_is_computed(tmp_path):
     (tmp_path / "old.txt").write_text("x")
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(FileExistsError, match=r"\(--out, or out= in Python\) is not empty"):
         rayprune.prune(user_net_class()(), "digits", budgets={"params": 0.5}, out=tmp_path, log=None)
 
 

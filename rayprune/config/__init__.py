@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Union
+from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -372,13 +372,39 @@ def _construct_mapping(loader, node, deep=False):
 _NoDuplicatesLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _close_keys(loc: Sequence[Any]) -> list[str]:
+    """The known keys of the section at ``loc[:-1]`` that look like the unknown key ``loc[-1]``.
+
+    >>> _close_keys(("search", "evaluatoins")), _close_keys(("search", "finetune", "iteration"))
+    (['evaluations'], ['iterations'])
+    >>> _close_keys(("no_such_section", "x"))
+    []
+    """
+    import difflib
+    import typing
+
+    from pydantic import BaseModel
+
+    cls: Any = Config
+    for part in loc[:-1]:
+        field = cls.model_fields.get(str(part)) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+        if field is None:
+            return []
+        options = [field.annotation, *typing.get_args(field.annotation)]  # Optional[Section] too
+        cls = next((o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None)
+        if cls is None:
+            return []
+    return difflib.get_close_matches(str(loc[-1]), list(cls.model_fields), n=1)
+
+
 def _format_errors(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: {exc.error_count()} problem(s) in the configuration:"]
     for err in exc.errors():
         path = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling)"
+            close = _close_keys(err["loc"])
+            msg = f"unknown key (did you mean {' or '.join(close)}?)" if close else "unknown key (check its spelling)"
         received = err.get("input")
         detail = "" if err["type"] == "extra_forbidden" or isinstance(received, dict) else f"; got {received!r}"
         lines.append(f"  - {path}: {msg}{detail}")

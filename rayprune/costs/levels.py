@@ -100,6 +100,7 @@ def levels_from_config(cfg, base_costs: Mapping[str, float], *, sweep: bool = Fa
                 for combo in combos]
     budgets = cfg.budget_list()
     if not budgets:
-        raise UserError("No budget given: set 'budgets' in the config or pass --budget NAME=VALUE"
-                         + (" (or sweep.budgets / --budgets for a sweep)." if sweep else "."))
+        raise UserError("No budget given: set 'budgets' in the config, pass budgets={NAME: VALUE} in Python or "
+                        "--budget NAME=VALUE on the command line"
+                        + (" (or sweep.budgets, levels= / --budgets for a sweep)." if sweep else "."))
     return [Level.from_budgets(budgets, base_costs)]

@@ -109,9 +109,9 @@ def check_out_dir(out: Path, *, what: str = "prune") -> None:
     """Refuse an output directory that already holds results (runs are never mixed), a path under a
     file, or a directory that cannot be written — before anything is computed."""
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file; choose a directory.")
+        raise FileExistsError(f"The output directory {out} (--out, or out= in Python) is a file; choose a directory.")
     if out.is_dir() and any(out.iterdir()):
-        raise FileExistsError(f"--out {out} is not empty (it holds {', '.join(sorted(p.name for p in out.iterdir())[:5])}); "
+        raise FileExistsError(f"The output directory {out} (--out, or out= in Python) is not empty (it holds {', '.join(sorted(p.name for p in out.iterdir())[:5])}); "
                               f"a {what} never mixes its results with another run's. Choose a new directory.")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -119,7 +119,7 @@ def check_out_dir(out: Path, *, what: str = "prune") -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise UserError(f"--out {out} cannot be written: {exc}") from None
+        raise UserError(f"The output directory {out} (--out, or out= in Python) cannot be written: {exc}") from None
 
 
 def run_prune(
@@ -144,7 +144,8 @@ def run_prune(
     if agent not in AGENTS and agent != "neon":
         raise UserError(f"Unknown agent {agent!r}; available: {', '.join([*AGENTS, 'neon'])}.")
     if not cfg.budgets and agent != "neon":
-        raise UserError("No budget given: set 'budgets' in the config or pass --budget NAME=VALUE.")
+        raise UserError("No budget given: set 'budgets' in the config, pass budgets={NAME: VALUE} in Python "
+                        "or --budget NAME=VALUE on the command line.")
     seed = cfg.seed if seed is None else seed
     out = Path(out_dir)
     started = time.time()
