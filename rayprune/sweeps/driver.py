@@ -402,12 +402,15 @@ def unfinished_trials(results) -> list[str]:
     >>> unfinished_trials([R(error=None, metrics={"done": True, "trial_name": "a"}),
     ...                    R(error=None, metrics={"done": False, "trial_name": "b"}),
     ...                    R(error=RuntimeError("x"), metrics={}), R(error=None, metrics=None),
-    ...                    R(error=None, metrics={}, config={"agent": "crl", "seed": 1})])
-    ['b', '?', 'crl,seed=1']
+    ...                    R(error=None, metrics={}, config={"agent": "crl", "seed": 1}),
+    ...                    R(error=None, metrics=None, config=None, path="/o/tune/evolution,seed=0")])
+    ['b', '?', 'crl,seed=1', 'evolution,seed=0']
     """
-    def name(r) -> str:  # a trial stopped before its first report has no trial_name metric: its config says it
-        config = getattr(r, "config", None) or {}
-        fallback = trial_name(config["agent"], config["seed"]) if {"agent", "seed"} <= set(config) else "?"
+    def name(r) -> str:  # a trial stopped before its first report has no trial_name metric: its config says it,
+        config = getattr(r, "config", None) or {}  # or, for one that never started, its folder (named after it)
+        path = getattr(r, "path", None)
+        fallback = (trial_name(config["agent"], config["seed"]) if {"agent", "seed"} <= set(config)
+                    else Path(path).name if path else "?")
         return str((r.metrics or {}).get("trial_name") or fallback)
 
     return [name(r) for r in results if r.error is None and not (r.metrics or {}).get("done")]
