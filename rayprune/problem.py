@@ -80,8 +80,8 @@ def configured_dataset(cfg: Config) -> Dataset | StreamedDataset:
 
 
 def warn_if_groups_skipped(problem: "PruningProblem", log: Callable[[str], None]) -> None:
-    """Say which groups of channels the search leaves whole because they touch a grouped convolution."""
-    if problem.space.skipped:
+    """Say which groups of channels the search leaves whole (a grouped convolution, or a pruned model that does not run)."""
+    if problem.space.skipped or problem.space.unbuildable:
         log(f"warning: {problem.space.skipped_text()}; the other {problem.space.num_groups} group(s) are searched "
             "(`rayprune validate CONFIG --groups` lists them).")
 

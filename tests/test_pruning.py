@@ -660,3 +660,31 @@ def test_a_model_whose_every_group_touches_a_grouped_convolution_is_refused_sayi
     net(torch.randn(1, 3, 8, 8))
     with pytest.raises(UserError, match=r"no prunable groups.*grouped convolution\(s\) \['1'\]"):
         PruningSpace(net.eval(), torch.randn(1, 3, 8, 8))
+
+
+class _CatFlatten(nn.Module):
+    """cat([a, conv(a)]) -> pool -> flatten -> Linear: Torch-Pruning couples both branches into one group and
+    cuts the Linear's inputs to fit neither."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.c2 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.c3 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())  # a branch of its own: still prunable
+        self.c4 = nn.Conv2d(8, 4, 1)
+        self.pool = nn.MaxPool2d(4)
+        self.fc = nn.Linear(32 * 16, 4)
+
+    def forward(self, x):
+        a = self.c1(x)
+        return self.fc(torch.flatten(self.pool(torch.cat([a, self.c2(a)], 1)), 1)) + self.c4(self.c3(x)).mean((2, 3))
+
+
+def test_a_group_whose_pruned_model_does_not_run_is_left_unpruned_with_the_error():
+    x = torch.randn(2, 3, 16, 16)
+    space = PruningSpace(_CatFlatten().eval(), x)
+    assert [g.root for g in space.groups] == ["c3.0"] and [g.index for g in space.groups] == [0]
+    [(root, error)] = space.unbuildable
+    assert root == "c2.0" and "mat1 and mat2 shapes cannot be multiplied" in error
+    assert "does not run" in space.skipped_text() and "concatenation before a flatten" in space.skipped_text()
+    assert space.build([0.3])(x).shape == (2, 4)

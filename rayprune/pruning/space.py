@@ -245,13 +245,16 @@ class PruningSpace:
         #: a grouped convolution (:func:`grouped_conv`)
         self.skipped: list[tuple[str, tuple[str, ...]]] = []
         self.groups = self._discover(get_importance(importance))
+        self._cache: dict[tuple[int, int], list[tuple[tuple, np.ndarray]]] = {}
+        #: ``(root layer, error)`` of each group whose pruned model does not run (:meth:`_drop_unbuildable`)
+        self.unbuildable: list[tuple[str, str]] = []
+        self._drop_unbuildable()
         if not self.groups:
             raise UserError(
                 "The model has no prunable groups: no conv/linear layer whose output channels can be "
                 f"removed (output layers {list(self.output_layers)} are never pruned"
-                + (f"; {self.skipped_text()}" if self.skipped else "") + ")."
+                + (f"; {self.skipped_text()}" if self.skipped or self.unbuildable else "") + ")."
             )
-        self._cache: dict[tuple[int, int], list[tuple[tuple, np.ndarray]]] = {}
 
     # -- discovery (once) -------------------------------------------------------------------
     def _discover(self, importance: Importance) -> list[PrunableGroup]:
@@ -318,16 +321,44 @@ class PruningSpace:
         groups.sort(key=lambda g: rank.get(g.root, len(rank)))
         return [dataclasses.replace(g, index=i) for i, g in enumerate(groups)]
 
+    def _drop_unbuildable(self) -> None:
+        """Prune each group alone by half and run the model on the example inputs; a group whose pruned model
+        fails is left unpruned (:attr:`unbuildable`). Torch-Pruning's dependency graph can couple channels
+        wrongly: a concatenation followed by ``flatten`` and a ``Linear`` made one group of both branches and
+        cut the linear layer's inputs to fit neither ("mat1 and mat2 shapes cannot be multiplied")."""
+        kept = []
+        for group in self.groups:
+            counts = [g.channels for g in self.groups]
+            counts[group.index] = max(group.min_channels, group.channels // 2)
+            try:
+                with torch.no_grad():
+                    self._built(self.plan_from_counts(counts))(*_as_inputs(self.example_inputs))
+            except Exception as exc:  # noqa: BLE001 - any failure means this group cannot be pruned as traced
+                self.unbuildable.append((group.root, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+                continue
+            kept.append(group)
+        if len(kept) < len(self.groups):
+            self.groups = [dataclasses.replace(g, index=i) for i, g in enumerate(kept)]
+            self._cache = {}  # keyed by group index
+
     def skipped_text(self) -> str:
-        """One sentence on the groups left unpruned because they touch a grouped convolution ('' if none)."""
-        if not self.skipped:
-            return ""
-        convs = sorted({c for _, cs in self.skipped for c in cs})
-        roots = [r for r, _ in self.skipped]
-        return (f"{len(roots)} group(s) of coupled channels (rooted at {roots[:6]}{' ...' if len(roots) > 6 else ''}) "
-                f"are left unpruned because they feed or come out of grouped convolution(s) {convs[:6]}"
-                f"{' ...' if len(convs) > 6 else ''} (groups > 1, not depthwise): rayprune does not prune "
-                "grouped convolutions yet")
+        """One sentence on the groups left unpruned: those touching a grouped convolution, and those whose pruned
+        model did not run ('' if none)."""
+        parts = []
+        if self.skipped:
+            convs = sorted({c for _, cs in self.skipped for c in cs})
+            roots = [r for r, _ in self.skipped]
+            parts.append(f"{len(roots)} group(s) of coupled channels (rooted at {roots[:6]}"
+                         f"{' ...' if len(roots) > 6 else ''}) are left unpruned because they feed or come out of "
+                         f"grouped convolution(s) {convs[:6]}{' ...' if len(convs) > 6 else ''} (groups > 1, not "
+                         "depthwise): rayprune does not prune grouped convolutions yet")
+        if self.unbuildable:
+            roots = [r for r, _ in self.unbuildable]
+            parts.append(f"{len(roots)} group(s) (rooted at {roots[:6]}{' ...' if len(roots) > 6 else ''}) are left "
+                         "unpruned because the model with that group pruned alone does not run — Torch-Pruning could "
+                         f"not follow its channels (the first: {self.unbuildable[0][1]}); a concatenation before a "
+                         "flatten and a Linear does this, pooling to 1x1 before the flatten does not")
+        return "; ".join(parts)
 
     # -- keep ratios -> counts -> plan -> model ------------------------------------------------
     @property
@@ -402,10 +433,14 @@ class PruningSpace:
         tensors the plan leaves untouched are cloned. Each weight is copied once, not twice
         (deep copy, then index_select). The candidate shares no storage with the base.
         """
+        return self._built(self.plan(keep_ratios))
+
+    def _built(self, plan: PruningPlan) -> nn.Module:
+        """:meth:`build` of a plan."""
         base = self.base
         shared = [*base.parameters(), *base.buffers()]
         model = copy.deepcopy(base, {id(t): t for t in shared})
-        apply_plan(model, self.plan(keep_ratios))
+        apply_plan(model, plan)
         base_ids = {id(t) for t in shared}
         with torch.no_grad():
             for module in model.modules():
