@@ -153,3 +153,26 @@ def test_a_submitted_job_uploads_the_users_data_files_but_not_rayprunes_outputs(
         assert not excluded(tmp_path / kept), kept
     for left_out in ("results/s1", "runs", "candidates.parquet", "results/other/pareto.parquet", ".git"):
         assert excluded(tmp_path / left_out), left_out
+
+
+def test_a_quiet_sweep_prints_a_progress_line_when_more_candidates_were_scored(tmp_path):
+    """Tune's output off (Python's default, sweep -q): a line per period in which rows landed, none otherwise."""
+    import time
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rayprune.sweeps.driver import progress_lines, scored_so_far
+
+    shards = tmp_path / "candidates"
+    shards.mkdir()
+    (shards / "part-t1-00000.parquet").write_bytes(b"not parquet yet")  # being replaced: skipped, no error
+    assert scored_so_far(tmp_path) == 0
+    lines = []
+    with progress_lines(tmp_path, 64, lines.append, every=0.2):
+        time.sleep(0.3)
+        assert lines == []  # nothing scored yet: nothing said
+        pq.write_table(pa.table({"x": list(range(16))}), shards / "part-t1-00000.parquet")
+        pq.write_table(pa.table({"x": list(range(8))}), shards / "part-t2-00000.parquet")
+        time.sleep(0.5)
+    assert lines and lines[0].startswith("24 of 64 candidates scored (") and len(set(lines)) == len(lines)

@@ -351,7 +351,9 @@ def run_sweep(
                 verbose=verbose,
             ),
         )
-    with _sigterm_stops_trials(), _tune_output(verbose):
+    total = len(sweep_agents(cfg)) * cfg.sweep.seeds * cfg.search.evaluations
+    with _sigterm_stops_trials(), _tune_output(verbose), (progress_lines(out, total, log) if not verbose
+                                                          else contextlib.nullcontext()):
         results = tuner.fit()
     unfinished = unfinished_trials(results)
     if unfinished:  # Tune stops gracefully on Ctrl-C (SIGINT) and returns: no selection on half a search
@@ -392,6 +394,50 @@ def _sigterm_stops_trials() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+#: Seconds between two progress lines of a sweep whose Tune output is off (:func:`progress_lines`).
+PROGRESS_SECONDS = 30.0
+
+
+def scored_so_far(out: Path) -> int:
+    """Rows in the candidate shards under ``out`` (read from the Parquet footers; a shard being replaced is
+    skipped this time)."""
+    import pyarrow.parquet as pq
+
+    n = 0
+    for shard in (Path(out) / "candidates").glob("part-*.parquet"):
+        try:
+            n += pq.read_metadata(shard).num_rows
+        except Exception:  # noqa: BLE001 - replaced while read: counted next time
+            pass
+    return n
+
+
+@contextlib.contextmanager
+def progress_lines(out: Path, total: int, log: Log, every: Optional[float] = None) -> Iterator[None]:
+    """While Tune's own output is off (``verbose=0``: Python's default, ``rayprune sweep -q``), one line every
+    ``every`` seconds (:data:`PROGRESS_SECONDS`) when more candidates were scored, so that a running sweep does not
+    look like a hung one in a notebook."""
+    every = PROGRESS_SECONDS if every is None else every
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def report() -> None:
+        last = scored_so_far(out)
+        while not stop.wait(every):
+            n = scored_so_far(out)
+            if n != last:
+                log(f"{min(n, total)} of {total} candidates scored ({time.monotonic() - started:.0f} s)")
+                last = n
+
+    thread = threading.Thread(target=report, name="rayprune-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def unfinished_trials(results) -> list[str]:
