@@ -25,7 +25,15 @@ def _overrides(args: argparse.Namespace) -> dict:
         budgets = {}
         for text in args.budget:
             b = parse_budget(text)
-            budgets[b.metric] = {"value": b.value, "relative": b.relative}
+            if b.metric in budgets:  # two values of one cost: the last would win silently
+                from .errors import UserError
+
+                raise UserError(f"--budget {b.metric} is given twice ({budgets[b.metric]['text']} and {text}); a run "
+                                f"meets one value per cost. To compare several, sweep them: rayprune sweep CONFIG "
+                                f"--budgets {b.metric}=...,...")
+            budgets[b.metric] = {"value": b.value, "relative": b.relative, "text": text}
+        for entry in budgets.values():
+            del entry["text"]
         over["budgets"] = budgets
     if getattr(args, "device", None):
         over["data"] = {"device": args.device}

@@ -86,6 +86,16 @@ def test_validate_catches_an_impossible_budget(tiny_config, env):
     assert "Budget cannot be met" in res.stderr and "min_keep" in res.stderr
 
 
+def test_one_cost_budgeted_twice_is_refused_naming_both_values(tiny_config, tmp_path, capsys):
+    from rayprune import cli
+
+    out = tmp_path / "o"
+    assert cli.main(["prune", str(tiny_config), "--budget", "params=0.3", "--budget", "macs=0.5",
+                     "--budget", "params=20%", "--out", str(out)]) == 2
+    assert "--budget params is given twice (params=0.3 and params=20%)" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("agent", ["uniform", "global"])
 def test_prune_uniform_writes_rows_and_a_loadable_model_within_budget(tiny_config, env, tmp_path, agent):
@@ -154,6 +164,11 @@ def test_candidates_a_cost_function_failed_on_are_counted_in_the_summary_with_th
     assert failed["count"] == len(bad) and failed["of"] == 24 and "exporter cannot handle" in failed["message"]
     line = next(x for x in res.stdout.splitlines() if "candidates failed" in x)
     assert line.startswith(f"{len(bad)} of 24 candidates failed and were not scored") and "exporter cannot handle" in line
+    config.write_text(config.read_text().replace("[2950, 3030]", "[2900, 3200]"))  # every candidate fails
+    res = rayprune("prune", config, "--agent", "random", "--evaluations", "8", "--out", tmp_path / "all",
+                   env={**env, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])})
+    assert res.returncode == 4, res.stderr[-3000:]  # the reason is the cost function, not only "nothing fits"
+    assert "8 of the 8 candidates failed and were not scored" in res.stderr and "exporter cannot handle" in res.stderr
 
 
 @pytest.mark.slow
