@@ -227,3 +227,15 @@ def test_a_function_object_where_a_name_belongs_says_what_to_write_and_why(secti
     message = str(err.value)
     assert f"{field} takes the function's name, 'package.module:function', not the function object" in message
     assert "'that_module:_notebook_cost'" in message and "other processes" in message
+
+
+def test_budget_strings_read_as_on_the_command_line_and_unknown_costs_name_the_configs_own():
+    cfg = parse_config({"budgets": {"params": "40%", "latency_ms": "rel:0.5", "fb": "abs:5000"},
+                        "costs": {"measure": ["params", "latency_ms", "fb"], "custom": {"fb": "m:f"}}})
+    assert {b.metric: (b.value, b.relative) for b in cfg.budget_list()} == {
+        "params": (0.4, True), "latency_ms": (0.5, True), "fb": (5000.0, False)}
+    with pytest.raises(ConfigError, match=r"budgets.params: The value of budget 'params' must be a number"):
+        parse_config({"budgets": {"params": "rel:x"}})
+    with pytest.raises(ConfigError, match=r"unknown costs \['fbytes'\] \(did you mean fb\?\).*own costs \(costs.custom\) "
+                                          r"are \['fb'\]"):
+        parse_config({"budgets": {"fbytes": 0.3}, "costs": {"custom": {"fb": "m:f"}}})

@@ -298,7 +298,17 @@ class Config(_Section):
         """One clear message per malformed entry, instead of one per branch of the union it failed."""
         if not isinstance(budgets, Mapping):
             return budgets
+        budgets = dict(budgets)
         for name, b in budgets.items():
+            if isinstance(b, str) and not _number_like(b) and b.strip().startswith(("rel:", "abs:")) \
+                    or isinstance(b, str) and b.strip().endswith("%"):  # as --budget and Python take them
+                from ..costs.budget import parse_budget
+
+                try:
+                    parsed = parse_budget(f"{name}={b.strip()}")
+                except ValueError as exc:
+                    raise ValueError(f"budgets.{name}: {exc}") from None
+                budgets[name] = b = {"value": parsed.value, "relative": parsed.relative}
             if isinstance(b, BudgetConfig):
                 continue
             if isinstance(b, Mapping):
@@ -327,9 +337,14 @@ class Config(_Section):
                              ("sweep.budgets", list(self.sweep.budgets))):
             unknown = [n for n in names if n not in known]
             if unknown:
+                import difflib
+
+                close = sorted({c for n in unknown for c in difflib.get_close_matches(n, sorted(known), n=1, cutoff=0.5)})
+                mine = (f"this config's own costs (costs.custom) are {sorted(self.costs.custom)}" if self.costs.custom
+                        else "user costs must be defined under costs.custom as name: 'package.module:function'")
                 raise ValueError(
-                    f"{where} names unknown costs {unknown}; built-in costs are {sorted(BUILTIN_COST_NAMES)}, "
-                    "user costs must be defined under costs.custom as name: 'package.module:function'."
+                    f"{where} names unknown costs {unknown}" + (f" (did you mean {' or '.join(close)}?)" if close else "")
+                    + f"; built-in costs are {sorted(BUILTIN_COST_NAMES)}, {mine}."
                 )
         return self
 
