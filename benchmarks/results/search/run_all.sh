@@ -164,3 +164,10 @@ for cfg in user_cnn_mnist resnet20_mnist; do
 done
 python benchmarks/bench_search.py --jobs 2 --evaluations 4 --seeds 2 3 --configs configs/bench/vgg11_mnist.yaml \
     --levels params=0.5,0.25,0.1,0.05 --agents global --out benchmarks/results/search/global_vgg11_mnist_s23.jsonl
+# session 26: a MACs and a latency budget on the two CNNs, and small_cnn at 2,048 candidates (BENCHMARKS.md,
+# "A MACs and a latency budget on the two CNNs, and 2,048 candidates on small_cnn")
+B26="python benchmarks/bench_search.py --jobs 2 --overlap --seeds 2 3 4 5 6 --agents crl,random,evolution,tpe"
+$B26 --evaluations 512 --configs configs/bench/small_cnn_digits.yaml --levels macs=0.1 --out benchmarks/results/search/small_cnn_macs_s26.jsonl
+$B26 --evaluations 512 --configs configs/bench/user_cnn_mnist.yaml --levels macs=0.1 --out benchmarks/results/search/user_cnn_macs_s26.jsonl
+$B26 --evaluations 512 --configs configs/bench/user_cnn_mnist.yaml --levels latency_ms=rel:0.9 --out benchmarks/results/search/user_cnn_latency_s26.jsonl
+$B26 --evaluations 2048 --configs configs/bench/small_cnn_digits.yaml --levels params=0.5,0.25,0.1,0.05 --out benchmarks/results/search/small_cnn_2048_s26.jsonl
