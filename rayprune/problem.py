@@ -83,7 +83,7 @@ def warn_if_groups_skipped(problem: "PruningProblem", log: Callable[[str], None]
     """Say which groups of channels the search leaves whole (a grouped convolution, or a pruned model that does not run)."""
     if problem.space.skipped or problem.space.unbuildable:
         log(f"warning: {problem.space.skipped_text()}; the other {problem.space.num_groups} group(s) are searched "
-            "(`rayprune validate CONFIG --groups` lists them).")
+            "(`rayprune validate CONFIG --groups` lists them; from Python, problem.space.describe()).")
 
 
 def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]) -> None:
@@ -196,6 +196,7 @@ class PruningProblem:
         device: torch.device,
         base_costs: Optional[Mapping[str, float]] = None,
         base_accuracy: Optional[Mapping[str, float]] = None,
+        unbuildable: Optional[Sequence[str]] = None,
     ) -> "PruningProblem":
         """Assemble a problem from an already loaded dataset and base model (e.g. in a Ray actor).
 
@@ -211,7 +212,7 @@ class PruningProblem:
         example = torch.zeros((1, *data.input_shape), device=device)
         space = PruningSpace(
             model, example, importance=cfg.pruning.importance, round_to=cfg.pruning.round_to,
-            ignored_layers=cfg.pruning.ignored_layers,
+            ignored_layers=cfg.pruning.ignored_layers, unbuildable=unbuildable,
         )
         lat = cfg.costs.latency
         context = CostContext(
@@ -263,6 +264,7 @@ class PruningProblem:
             "base_info": self.base_info,
             "base_costs": self.base_costs,
             "base_accuracy": self.base_accuracy,
+            "unbuildable": [root for root, _ in self.space.unbuildable],  # the same groups in every process
         }
         if is_in_memory(self.config.model.name):
             shared["base_module"] = copy.deepcopy(self.base_model).to("cpu")
@@ -283,7 +285,8 @@ class PruningProblem:
             model = load_model(**architecture_of(cfg, data))
         model.load_state_dict(shared["base_state"])
         return cls.from_parts(cfg, data, model, shared["base_info"], device=dev,
-                              base_costs=shared["base_costs"], base_accuracy=shared["base_accuracy"])
+                              base_costs=shared["base_costs"], base_accuracy=shared["base_accuracy"],
+                              unbuildable=shared.get("unbuildable"))
 
     # -- budgets -------------------------------------------------------------------------------
     @property

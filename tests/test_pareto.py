@@ -75,11 +75,20 @@ def test_a_front_member_serving_several_levels_is_named_after_the_tightest():
     levels = [Level(f"params={v}", {"params": v}, {"params": 100 * v}) for v in (0.5, 0.25, 0.35)]
     # the 0.25 level's model is also the best that fits 0.35 and 0.5; the rows come in the levels' order
     finals = pd.DataFrame({"candidate_id": ["a", "a", "a"], "level": ["params=0.5", "params=0.25", "params=0.35"],
+                           "export_path": ["m/params=0.5", "m/params=0.25", "m/params=0.35"],
                            "accuracy": [0.95] * 3, "params": [24] * 3, "feasible": [True] * 3, "status": ["ok"] * 3})
     front = with_served_levels(pareto_front(finals, ["params"]), finals, levels)
     assert len(front) == 1 and front.loc[0, "level"] == "params=0.25"  # the front kept the 0.5 row; named by 0.25
+    assert front.loc[0, "export_path"] == "m/params=0.25"  # the whole row is the 0.25 level's, not relabelled
     assert list(front.loc[0, "levels"]) == ["params=0.5", "params=0.25", "params=0.35"]
     two = pd.concat([finals.iloc[:1].assign(candidate_id="b", accuracy=0.97, params=50), finals.iloc[1:]])
     front = with_served_levels(pareto_front(two, ["params"]), two, levels)
     assert dict(zip(front["candidate_id"], front["level"])) == {"a": "params=0.25", "b": "params=0.5"}
     assert [list(v) for v in front["levels"]] == [["params=0.25", "params=0.35"], ["params=0.5"]]
+
+
+def test_an_empty_front_still_has_the_levels_column():
+    from rayprune.sweeps.pareto import with_served_levels
+
+    empty = pd.DataFrame({"candidate_id": [], "level": [], "accuracy": []})
+    assert "levels" in with_served_levels(empty, empty, []).columns

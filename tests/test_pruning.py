@@ -688,3 +688,25 @@ def test_a_group_whose_pruned_model_does_not_run_is_left_unpruned_with_the_error
     assert root == "c2.0" and "mat1 and mat2 shapes cannot be multiplied" in error
     assert "does not run" in space.skipped_text() and "concatenation before a flatten" in space.skipped_text()
     assert space.build([0.3])(x).shape == (2, 4)
+
+
+class _AssertsWidth(nn.Module):
+    """A forward that checks a width and raises an error without a message: pruning c1 breaks it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2, self.c3 = nn.Conv2d(3, 16, 3), nn.Conv2d(16, 8, 3), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        h = self.c1(x)
+        if h.shape[1] != 16:
+            raise RuntimeError()
+        return self.c3(self.c2(h)).mean((2, 3))
+
+
+def test_an_error_without_a_message_is_named_and_another_process_drops_the_same_groups_unchecked():
+    x = torch.randn(1, 3, 8, 8)
+    space = PruningSpace(_AssertsWidth().eval(), x)
+    assert [g.root for g in space.groups] == ["c2"] and space.unbuildable == [("c1", "RuntimeError: RuntimeError()")]
+    told = PruningSpace(_AssertsWidth().eval(), x, unbuildable=["c2"])  # a driver's finding, taken as it is
+    assert [g.root for g in told.groups] == ["c1"] and told.unbuildable == [("c2", "found by the driver")]

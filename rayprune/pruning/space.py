@@ -221,6 +221,7 @@ class PruningSpace:
         importance: Union[str, Importance] = "l2",
         round_to: int = 1,
         ignored_layers: Iterable[str] = (),
+        unbuildable: Optional[Sequence[str]] = None,
     ) -> None:
         if int(round_to) < 1:
             raise ValueError(f"The 'round_to' of the pruning space must be >= 1; got {round_to!r}.")
@@ -246,9 +247,11 @@ class PruningSpace:
         self.skipped: list[tuple[str, tuple[str, ...]]] = []
         self.groups = self._discover(get_importance(importance))
         self._cache: dict[tuple[int, int], list[tuple[tuple, np.ndarray]]] = {}
-        #: ``(root layer, error)`` of each group whose pruned model does not run (:meth:`_drop_unbuildable`)
+        #: ``(root layer, error)`` of each group whose pruned model does not run (:meth:`_drop_unbuildable`);
+        #: ``unbuildable`` (roots) drops the groups another process found so, without checking again, so that
+        #: every process of a run has the same groups (keep ratios are matched to groups by position)
         self.unbuildable: list[tuple[str, str]] = []
-        self._drop_unbuildable()
+        self._drop_unbuildable(None if unbuildable is None else set(unbuildable))
         if not self.groups:
             raise UserError(
                 "The model has no prunable groups: no conv/linear layer whose output channels can be "
@@ -321,20 +324,29 @@ class PruningSpace:
         groups.sort(key=lambda g: rank.get(g.root, len(rank)))
         return [dataclasses.replace(g, index=i) for i, g in enumerate(groups)]
 
-    def _drop_unbuildable(self) -> None:
+    def _drop_unbuildable(self, known: Optional[set[str]] = None) -> None:
         """Prune each group alone by half and run the model on the example inputs; a group whose pruned model
         fails is left unpruned (:attr:`unbuildable`). Torch-Pruning's dependency graph can couple channels
         wrongly: a concatenation followed by ``flatten`` and a ``Linear`` made one group of both branches and
         cut the linear layer's inputs to fit neither ("mat1 and mat2 shapes cannot be multiplied")."""
         kept = []
         for group in self.groups:
+            if known is not None:  # decided by the process that built the run's first space
+                if group.root in known:
+                    self.unbuildable.append((group.root, "found by the driver"))
+                else:
+                    kept.append(group)
+                continue
             counts = [g.channels for g in self.groups]
             counts[group.index] = max(group.min_channels, group.channels // 2)
             try:
                 with torch.no_grad():
                     self._built(self.plan_from_counts(counts))(*_as_inputs(self.example_inputs))
-            except Exception as exc:  # noqa: BLE001 - any failure means this group cannot be pruned as traced
-                self.unbuildable.append((group.root, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+            except (MemoryError, torch.cuda.OutOfMemoryError):
+                raise  # the machine, not the group
+            except Exception as exc:  # noqa: BLE001 - any other failure: this group cannot be pruned as traced
+                first = next(iter(str(exc).strip().splitlines()), "") or repr(exc)
+                self.unbuildable.append((group.root, f"{type(exc).__name__}: {first[:200]}"))
                 continue
             kept.append(group)
         if len(kept) < len(self.groups):

@@ -253,9 +253,10 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
         _merge(out, log)
     if result.candidate_id is None:
         failed = failed_candidates(rows[rows["stage"] == STAGE_SEARCH]) if "stage" in rows.columns else None
-        why = (f" {failed['count']} of the {failed['of']} candidates failed and were not scored; {failed['with_message']} "
-               f"of them: {failed['message']}." if failed else "")
-        raise NoModelError(f"No model for {level.name}: {result.error}.{why} Every scored candidate is kept in "
+        why = (f"{failed['count']} of the {failed['of']} candidates failed and were not scored; {failed['with_message']} "
+               f"of them: {failed['message']}" if failed else "")
+        reason = why if failed and failed["count"] == failed["of"] else result.error + (f". {why}" if why else "")
+        raise NoModelError(f"No model for {level.name}: {reason}. Every scored candidate is kept in "
                            f"{out / 'candidates.parquet'}.")
     best = out / "best"  # where the selection exported it (a whole directory at once), as its final row says
     from ..pruning import load_pruned

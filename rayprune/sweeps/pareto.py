@@ -64,14 +64,22 @@ def front_history(frame: pd.DataFrame, costs: Sequence[str], *, accuracy: str = 
 
 
 def with_served_levels(front: pd.DataFrame, finals: pd.DataFrame, levels: Sequence) -> pd.DataFrame:
-    """``front`` with each member's ``levels`` (every level whose exported model it is, from ``finals``:
-    the exported rows, one per level) and its ``level`` set to the tightest of them, the name the report
-    gives it: a model found for params=0.25 that is also the best fit for 0.35 and 0.5 is ``params=0.25``
-    with ``levels`` [params=0.25, params=0.35, params=0.5], whichever level's row the front kept."""
+    """``front`` with each member's ``levels`` (every level whose exported model it is, from ``finals``: the
+    exported rows, one per level) and, for a member that serves several, the exported row of the tightest of
+    them — its ``level``, ``export_path``, limits and ``found_for`` agree, and the name is the report's: a model
+    found for params=0.25 that is also the best fit for 0.35 and 0.5 is the ``params=0.25`` row, with ``levels``
+    [params=0.25, params=0.35, params=0.5], whichever level's row the front kept."""
     from ..costs.levels import tightest
 
-    if front.empty or "candidate_id" not in front.columns or "level" not in finals.columns:
-        return front
-    served = {cid: [str(v) for v in g["level"]] for cid, g in finals.groupby("candidate_id", sort=False)}
-    names = [served.get(cid) or [lvl] for cid, lvl in zip(front["candidate_id"], front["level"])]
-    return front.assign(level=[tightest(levels, n) for n in names], levels=names)
+    if front.empty or "candidate_id" not in front.columns or "level" not in front.columns:
+        return front.assign(levels=pd.Series(dtype=object, index=front.index))
+    by_cid = {cid: g for cid, g in finals.groupby("candidate_id", sort=False)} if "level" in finals.columns else {}
+    rows, served = [], []
+    for _, member in front.iterrows():
+        own = by_cid.get(member["candidate_id"])
+        names = [str(v) for v in own["level"]] if own is not None else [str(member["level"])]
+        chosen = own[own["level"] == tightest(levels, names)] if own is not None else own
+        rows.append(chosen.iloc[0] if chosen is not None and len(chosen) else member)
+        served.append(names)
+    out = pd.DataFrame(rows, columns=front.columns).reset_index(drop=True)
+    return out.assign(levels=served)
