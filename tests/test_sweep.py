@@ -45,6 +45,13 @@ def env(tmp_path_factory):
             "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
+
+def _sigint_default() -> None:
+    """In a child about to run the CLI: Ctrl-C's default action, even where pytest itself was started with SIGINT
+    ignored (a background job of a shell script: Python then never raises KeyboardInterrupt, and the tests that
+    send SIGINT saw the sweep run to the end)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def write_config(folder: Path, evaluations=16, finetune=3, score="two_stage", agents=("random", "crl"),
                  checkpoint_seconds=0) -> Path:
     path = folder / "sweep.yaml"
@@ -163,7 +170,7 @@ def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds, ho
                        checkpoint_seconds=checkpoint_seconds)
     proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out), "-q"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_sigint_default)
     stderr = ""
     try:
         deadline = time.time() + 400
@@ -209,7 +216,7 @@ def test_ctrl_c_in_the_selection_keeps_every_search_row_and_resume_redoes_only_t
     err_file = tmp_path / "stderr.txt"
     with open(err_file, "w") as err:  # a file, not a pipe: a pipe nobody reads can fill and block the driver
         proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out)],
-                                env=env, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+                                env=env, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True, preexec_fn=_sigint_default)
     stdout = []
     try:
         deadline = time.time() + 400
@@ -248,7 +255,7 @@ def test_a_crashed_trial_process_is_restarted_by_tune_from_its_checkpoint_withou
     cfg = write_config(tmp_path, evaluations=48, finetune=60, score="finetune", agents=("random",))
     proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out), "-q"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_sigint_default)
     killed = []
     try:
         deadline = time.time() + 400
@@ -308,7 +315,8 @@ def test_submit_follows_the_job_and_every_metric_reaches_prometheus(tmp_path, en
     client_env = {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}
     proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "submit", str(cfg), "--address", ray_head["dashboard"],
                              "--working-dir", str(tmp_path), "--out", str(out)],
-                            env=client_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=client_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_sigint_default)
     seen = ""
     deadline = time.time() + 600
     while proc.poll() is None and time.time() < deadline:
@@ -339,7 +347,8 @@ def test_ctrl_c_stops_following_not_the_job(tmp_path, env, ray_head):
     client_env = {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}
     proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "submit", str(cfg), "--address", ray_head["dashboard"],
                              "--working-dir", str(tmp_path), "--out", str(tmp_path / "o")],
-                            env=client_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=client_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_sigint_default)
     first = ""
     for _ in range(50):  # Ray logs the upload first
         first = proc.stdout.readline()
