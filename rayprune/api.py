@@ -120,11 +120,17 @@ def _base_dict(config: ConfigLike) -> dict[str, Any]:
     raise UserTypeError(f"config= must be a YAML path, a dict or a rayprune.config.Config; got {type(config).__name__}.")
 
 
+def _argument_names() -> list[str]:
+    """The keyword arguments of :func:`build_config` that are not config sections (for did-you-mean hints)."""
+    import inspect
+
+    return [a for a in inspect.signature(build_config).parameters if a not in ("config", "sections")]
+
+
 def _check_section_name(key: str, value: Any) -> None:
     """A keyword that is neither an argument nor a config section is a typo (``evaluatoins=8``): name it, with
     the argument or section it resembles and, for a search setting, where it belongs."""
     import difflib
-    import inspect
 
     from .config import Config
     from .config.search import SearchConfig
@@ -132,7 +138,7 @@ def _check_section_name(key: str, value: Any) -> None:
     sections = list(Config.model_fields)
     if key in sections:
         return
-    arguments = [a for a in inspect.signature(build_config).parameters if a not in ("config", "sections")]
+    arguments = _argument_names()
     close = list(dict.fromkeys(difflib.get_close_matches(key, [*arguments, *sections], n=2)))  # budgets is both
     search = difflib.get_close_matches(key, list(SearchConfig.model_fields), n=1, cutoff=0.75)
     raise UserError(f"{key}= is neither an argument of this function nor a config section"
@@ -182,10 +188,8 @@ def build_config(
         _check_section_name(key, value)
         if not isinstance(value, Mapping) and key not in ("name", "seed", "budgets"):
             import difflib
-            import inspect
 
-            arguments = [a for a in inspect.signature(build_config).parameters if a not in ("config", "sections")]
-            close = difflib.get_close_matches(key, [a for a in arguments if a != key], n=1, cutoff=0.8)
+            close = difflib.get_close_matches(key, [a for a in _argument_names() if a != key], n=1, cutoff=0.8)
             raise UserTypeError(f"{key}= must be a dict of that config section's settings (e.g. "
                                 f"{key}={{...}}); got {type(value).__name__}"
                                 + (f" (did you mean {close[0]}={value!r}?)" if close else "") + ".")
