@@ -148,6 +148,43 @@ def _check_section_name(key: str, value: Any) -> None:
                        if search else "") + ".")
 
 
+def _model_and_data(model: Any, data: Any, sections: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """``model`` and ``data`` as :func:`prune` and :func:`sweep` take them: positionally, or as keywords (which
+    arrive in ``sections``). A keyword ``model=`` dict, or a ``data=`` dict of data settings, is that config
+    section (``model={"kwargs": {...}}`` beside a positional ``"pkg:fn"``); anything else given as a keyword
+    (a ``{"train": ..., "val": ...}`` dict included) is the argument itself."""
+    from .config import Config
+
+    sections = dict(sections)
+    given = {"model": model, "data": data}
+
+    def is_section(key: str) -> bool:  # data= may also be a {"train", "val", "test"} dict: the data itself
+        value = sections[key]
+        fields = Config.model_fields[key].annotation.model_fields  # type: ignore[union-attr]
+        return isinstance(value, Mapping) and (key == "model" or all(k in fields for k in value))
+
+    for key in ("model", "data"):
+        if key not in sections or is_section(key):
+            continue
+        value = sections.pop(key)
+        if given[key] is not None and value is not None:
+            raise UserTypeError(f"{key} given twice: positionally ({_short(given[key])}) and as {key}="
+                                f"{_short(value)}; pass it once (a dict as {key}= is the config's {key} section, e.g. "
+                                + ('model={"kwargs": {"width": 64}}' if key == "model" else 'data={"val_fraction": 0.2}')
+                                + ").")
+        given[key] = value
+    for key in ("model", "data"):
+        section, value = sections.get(key), given[key]
+        if isinstance(section, Mapping) and isinstance(value, str) and section.get("name") not in (None, value):
+            raise UserError(f"{key} names two things: {value!r} (the argument) and {key}={{'name': "
+                            f"{section['name']!r}, ...}}; give the name once.")
+    return given["model"], given["data"], sections
+
+
+def _short(value: Any) -> str:
+    return repr(value) if isinstance(value, (str, int, float)) else f"a {type(value).__name__}"
+
+
 def build_config(
     config: ConfigLike = None,
     *,
@@ -329,6 +366,7 @@ def _default_out(kind: str) -> Path:
 def prune(
     model: Any = None,
     data: Any = None,
+    /,
     *,
     budgets: Optional[Mapping[str, Any]] = None,
     agent: Optional[str] = None,
@@ -370,8 +408,9 @@ def prune(
         progress, log: progress bars, and where progress lines go (None: silent).
         **sections: config sections, e.g. ``search={"batch_size": 16, "metric": "my.mod:score"}``,
             ``evaluation={"evaluators": 2}``, ``costs={"measure": ["params", "latency_ms"]}``,
-            ``pruning={"min_keep": 0.2}``, ``engine={"loss": "my.mod:loss"}``. The
-            ``model`` and ``data`` sections' other settings go in ``config={"data": {...}}``.
+            ``pruning={"min_keep": 0.2}``, ``engine={"loss": "my.mod:loss"}``; ``model=`` and ``data=``
+            given as dicts are those sections too (``prune("pkg.mod:make", data, model={"kwargs":
+            {"width": 64}})``), and as anything else the arguments above.
 
     Returns:
         :class:`PruneResult` with ``model`` (pruned and fine-tuned, eval mode, on CPU), ``summary``
@@ -391,6 +430,7 @@ def prune(
     from .results import read_candidates
     from .search.prune import check_out_dir, given_back_if_empty, run_prune
 
+    model, data, sections = _model_and_data(model, data, sections)
     log_fn: Log = log if log is not None else (lambda m: None)
     cfg = build_config(config, model=model, data=data, budgets=budgets, agent=agent, evaluations=evaluations,
                        seed=seed, device=device, task=task, sections=sections)
@@ -407,6 +447,7 @@ def prune(
 def sweep(
     model: Any = None,
     data: Any = None,
+    /,
     *,
     levels: Optional[Mapping[str, Any]] = None,
     agents: Optional[list[str]] = None,
@@ -460,6 +501,7 @@ def sweep(
     from .search.prune import check_out_dir
     from .sweeps.driver import SWEEP_FILE, load_state, run_sweep
 
+    model, data, sections = _model_and_data(model, data, sections)
     log_fn: Log = log if log is not None else (lambda m: None)
     out_dir = Path(out) if out is not None else _default_out("sweep")
     if resume:

@@ -119,6 +119,30 @@ def test_an_object_model_is_recorded_under_an_in_memory_name_and_bad_objects_are
         rayprune.prune(net, {"training": None}, budgets={"params": 0.5}, out=tmp_path / "c", log=None)
 
 
+def test_model_and_data_as_keywords_are_the_arguments_and_as_settings_dicts_the_config_sections(tmp_path, monkeypatch):
+    """A new user wrote prune("pkg:fn", data, model={"kwargs": ...}) and got Python's "multiple values for
+    argument 'model'": a dict of model settings is the model section, beside the factory's name."""
+    (tmp_path / "width_nets.py").write_text("from torch import nn\n\ndef make(outputs):\n"
+                                             "    return nn.Sequential(nn.Flatten(), nn.Linear(64, outputs))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # the kwargs reach the factory: its 5 outputs are refused against digits' 10 classes
+    with pytest.raises(UserError, match=r"gives 5 outputs per sample"):
+        rayprune.prune("width_nets:make", "digits", model={"kwargs": {"outputs": 5}}, budgets={"params": 0.5},
+                       out=tmp_path / "a", log=None, base_training={"epochs": 1, "cache_dir": str(tmp_path / "c")})
+    with pytest.raises(UserTypeError, match="model= must be a torch.nn.Module"):  # a keyword model is the argument
+        rayprune.prune(model=42, data="digits", budgets={"params": 0.5}, out=tmp_path / "b", log=None)
+    with pytest.raises(UserError, match=r"unknown key\(s\) \['training'\]"):  # a dict of splits is the data
+        rayprune.prune(user_net_class()(), data={"training": None}, budgets={"params": 0.5}, out=tmp_path / "c",
+                       log=None)
+    with pytest.raises(UserTypeError, match=r"model given twice: positionally \('small_cnn'\) and as model='vgg11'"):
+        rayprune.sweep("small_cnn", "digits", model="vgg11", levels={"params": [0.5]}, out=tmp_path / "d", log=None)
+    with pytest.raises(UserError, match=r"model names two things: 'small_cnn' .* 'vgg11'"):
+        rayprune.prune("small_cnn", "digits", model={"name": "vgg11"}, budgets={"params": 0.5}, out=tmp_path / "e")
+    cfg = build_config(model="small_cnn", sections={"data": {"val_fraction": 0.3}})
+    assert cfg.data.val_fraction == 0.3
+    assert not [p for p in tmp_path.iterdir() if p.name in "abcde"]  # nothing was left behind
+
+
 def test_a_classifier_with_fewer_outputs_than_the_data_has_classes_is_refused_before_any_search(tmp_path):
     """Else the whole search runs and every fine-tune fails on the first label the model cannot score."""
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 5))  # digits has 10 classes
