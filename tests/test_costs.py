@@ -314,6 +314,7 @@ def test_costs_leave_every_module_mode_as_it_was(cost):
         ("macs=abs:2e8", "macs", 2e8, False),
         ("latency_ms=rel:0.5", "latency_ms", 0.5, True),
         ("latency_ms=50%", "latency_ms", 0.5, True),
+        ("latency_ms=rel:50%", "latency_ms", 0.5, True),
         ("params=25%", "params", 0.25, True),
         (" params = 0.3 ", "params", 0.3, True),
     ],
@@ -339,6 +340,7 @@ def test_parse_budget(text, metric, value, relative):
         ("macs=abs:0", ["> 0"]),
         ("latency_ms=nan", ["finite", "nan"]),
         ("latency_ms=inf", ["finite"]),
+        ("latency_ms=abs:50%", ["abs:", "latency_ms=50%", "latency_ms=abs:<number>"]),  # was read as 50 % of the base
     ],
 )
 def test_parse_budget_errors(text, pieces):

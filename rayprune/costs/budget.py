@@ -102,10 +102,15 @@ def parse_budget(text: str) -> Budget:
     if not sep or not name or not raw:
         raise UserError(f"A budget must look like NAME=VALUE (e.g. params=0.25 or latency_ms=4.0); got {text!r}.")
     relative = name in RELATIVE_BY_DEFAULT
-    if raw.startswith(("rel:", "abs:")):
-        relative, raw = raw.startswith("rel:"), raw[4:]
+    prefix = raw[:4] if raw.startswith(("rel:", "abs:")) else ""
+    if prefix:
+        relative, raw = prefix == "rel:", raw[4:].strip()
     scale = 1.0
     if raw.endswith("%"):
+        if prefix == "abs:":  # 'abs:50%' asks for an absolute limit and a share of the base at once
+            raise UserError(f"Budget {name!r}: {text!r} says abs: (an absolute limit, in the cost's unit) and % (a "
+                            f"share of the base model's value); write {name}={raw} for the share or "
+                            f"{name}=abs:<number> for the limit.")
         relative, raw, scale = True, raw[:-1], 0.01
     try:
         value = float(raw) * scale
