@@ -355,16 +355,27 @@ def summarise(frame: pd.DataFrame) -> str:
                 a = g[g.agent == agent].set_index("seed")[column]
                 b = g[g.agent == best_base].set_index("seed")[column]
                 common = a.index.intersection(b.index)
-                m, lo, hi = _ci95(100 * (a[common] - b[common]).dropna().to_numpy())  # pairs where both have a model
-                diff = f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-            lines.append(f"| {agent} | {100 * r.test:.2f} ± {100 * (r.test_sd if r.test_sd == r.test_sd else 0):.2f} | "
-                         f"{diff} | {100 * r.search:.2f} ± {100 * (r.search_sd if r.search_sd == r.search_sd else 0):.2f}"
+                pairs = (a[common] - b[common]).dropna().to_numpy()  # pairs where both have a model
+                m, lo, hi = _ci95(100 * pairs) if len(pairs) else (math.nan,) * 3
+                diff = f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" if len(pairs) else "no shared seed"
+            lines.append(f"| {agent} | {_pct(r.test, r.test_sd)} | {diff} | {_pct(r.search, r.search_sd)}"
                          f" | {'-' if r.to_within != r.to_within else int(r.to_within)} | {int(r.seeds)} | "
                          f"{int(r.no_model)} | {r.minutes:.0f} |")
     lines.append(overview(frame))
     for agent in sorted(a for a in set(frame["agent"]) if str(a).startswith("crl")):  # crl and its --label variants
         lines.append(versus(frame, agent))
     return "\n".join(lines)
+
+
+def _pct(mean: float, sd: Optional[float] = None) -> str:
+    """A fraction as a percentage (``-`` where no run had one), with its sd (0 from a single run).
+
+    >>> _pct(0.9812, 0.004), _pct(float("nan"), float("nan")), _pct(0.5)
+    ('98.12 ± 0.40', '-', '50.00')
+    """
+    if mean != mean:
+        return "-"
+    return f"{100 * mean:.2f}" + ("" if sd is None else f" ± {100 * (sd if sd == sd else 0):.2f}")
 
 
 def versus(frame: pd.DataFrame, agent: str) -> str:
@@ -387,6 +398,9 @@ def versus(frame: pd.DataFrame, agent: str) -> str:
                         parts.append("-")
                         continue
                     pair = t[[agent, other]].dropna()
+                    if pair.empty:  # no seed where both ended with a model
+                        parts.append("no shared seed")
+                        continue
                     seeds = max(seeds, len(pair))
                     m, lo, hi = _ci95(100 * (pair[agent] - pair[other]).to_numpy())
                     parts.append(f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]")
@@ -420,7 +434,7 @@ def overview(frame: pd.DataFrame) -> str:
         by_agent = per.groupby(level="agent").mean()
         for agent, r in by_agent.sort_values("test", ascending=False).iterrows():
             wins_t, wins_s = int((best_test == agent).sum()), int((best_search == agent).sum())
-            lines.append(f"| {agent} | {100 * r.test:.2f} | {wins_t} of {len(levels)} | {100 * r.search:.2f} | "
+            lines.append(f"| {agent} | {_pct(r.test)} | {wins_t} of {len(levels)} | {_pct(r.search)} | "
                          f"{wins_s} of {len(levels)} |")
     return "\n".join(lines)
 

@@ -133,6 +133,11 @@ def test_the_search_summary_counts_runs_without_a_model(bench):
     crl = next(x for x in table.splitlines() if x.startswith("| crl |"))
     random = next(x for x in table.splitlines() if x.startswith("| random |"))
     assert "+2.00 [" in crl and crl.endswith("| 4 | 1 | 2 |")  # seeds 1-3 paired; seed 0 had no model
-    assert random.endswith("| 4 | 4 | 2 |")
+    assert random.startswith("| random | - | ") and random.endswith("| 4 | 4 | 2 |")  # no model: no mean
     nothing = bench_search.summarise(pd.DataFrame([r for r in rows if r["agent"] == "random"]))
     assert "best baseline by mean search score: None" in nothing
+    # an agent sharing no seed with the best baseline has no paired difference (it printed "+nan [+nan, +nan]")
+    apart = [dict(r, seed=r["seed"] + 10) if r["agent"] == "crl" else r for r in rows]
+    table = bench_search.summarise(pd.DataFrame(apart))
+    crl = next(x for x in table.splitlines() if x.startswith("| crl |"))
+    assert "| no shared seed |" in crl and "nan" not in table
