@@ -498,7 +498,7 @@ def sweep(
     from .config import parse_config
     from .pruning import load_pruned
     from .results import exported_rows, read_candidates
-    from .search.prune import check_out_dir
+    from .search.prune import check_out_dir, given_back_if_empty
     from .sweeps.driver import SWEEP_FILE, load_state, run_sweep
 
     model, data, sections = _model_and_data(model, data, sections)
@@ -516,10 +516,13 @@ def sweep(
             over["sweep"] = {**over.get("sweep", {}), "seeds": seeds}
         cfg = build_config(config, model=model, data=data, budgets=budgets, levels=levels, agents=agents,
                            evaluations=evaluations, seed=seed, device=device, task=task, sections=over)
-        check_out_dir(out_dir, what="sweep")
     # a resumed sweep of a named model on in-memory data: its base was kept in out when the sweep stopped
     kept = resume and all((out_dir / f"base_model.{ext}").is_file() for ext in ("pt", "json"))
-    with _base_staging(out_dir, keep_if=SWEEP_FILE) as staging:
+    # a new sweep that fails before it starts (bad data, no cluster) gives back the folders it created
+    with contextlib.nullcontext() if resume else given_back_if_empty(out_dir), \
+            _base_staging(out_dir, keep_if=SWEEP_FILE) as staging:
+        if not resume:
+            check_out_dir(out_dir, what="sweep")  # before the base model or the data cost anything
         problem = _problem(model, data, cfg, out_dir if kept else staging, progress=False, log=log_fn, reuse=kept)
         summary = run_sweep(None if resume else cfg, out_dir, address=address, resume=resume, log=log_fn,
                             verbose=verbose, problem=problem)

@@ -143,6 +143,13 @@ def test_model_and_data_as_keywords_are_the_arguments_and_as_settings_dicts_the_
     assert not [p for p in tmp_path.iterdir() if p.name in "abcde"]  # nothing was left behind
 
 
+def test_a_sweep_refused_before_it_starts_gives_back_the_folders_it_created(tmp_path):
+    with pytest.raises(UserError, match=r"unknown key\(s\) \['training'\]"):
+        rayprune.sweep(user_net_class()(), {"training": None}, levels={"params": [0.5]},
+                       out=tmp_path / "runs" / "new" / "sw", log=None)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_classifier_with_fewer_outputs_than_the_data_has_classes_is_refused_before_any_search(tmp_path):
     """Else the whole search runs and every fine-tune fails on the first label the model cannot score."""
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 5))  # digits has 10 classes

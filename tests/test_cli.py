@@ -305,6 +305,12 @@ def test_a_failed_run_gives_back_every_folder_it_created_and_nothing_else(tmp_pa
         check_out_dir(out2)
         raise ValueError("refused")
     assert not out2.exists() and (kept / "new" / "other").is_dir()
+    out3 = kept / "made" / ".." / "x"  # 'made' is created on the way to x, named only through '..'
+    with pytest.raises(ValueError), given_back_if_empty(out3):
+        check_out_dir(out3)
+        assert (kept / "made").is_dir() and (kept / "x").is_dir()
+        raise ValueError("refused")
+    assert not (kept / "made").exists() and not (kept / "x").exists()
 
 
 def test_a_failing_cost_function_shows_its_own_frames_and_one_error_line(tiny_config, env, tmp_path):

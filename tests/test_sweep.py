@@ -385,9 +385,9 @@ def test_a_sweep_that_cannot_join_the_cluster_says_why_in_one_line_and_gives_its
     home = tmp_path / "home"
     home.mkdir()
     no_token = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")} | {"HOME": str(home)}
-    out = tmp_path / "out"
+    out = tmp_path / "runs" / "new" / "out"  # the parents too are the sweep's to give back
     res = subprocess.run([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--address", ray_head["gcs"],
                           "--out", str(out), "-q"], capture_output=True, text=True, env=no_token, timeout=300)
     assert res.returncode == 2, res.stderr[-3000:]
     assert "Could not connect to the Ray cluster" in res.stderr and "No token was at hand" in res.stderr
-    assert "Traceback" not in res.stderr and not out.exists()
+    assert "Traceback" not in res.stderr and not (tmp_path / "runs").exists()

@@ -94,11 +94,14 @@ def given_back_if_empty(out: Path) -> Iterator[None]:
     and each parent folder the run created with it that is empty then (``--out runs/new/a`` with no ``runs/``:
     a refused model, data or agent leaves no empty folder behind)."""
     out = Path(out).absolute()
-    created = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
+    # innermost first; 'runs/new/../x' creates runs/new, which its '..' step names only as 'runs/new/..'
+    created = [p for p in (out, *out.parents) if not p.exists() and p.name != ".."]
     try:
         yield
     except BaseException:
         for folder in created:
+            if not folder.exists():  # already given back (a sweep's claim undoes itself)
+                continue
             if not folder.is_dir() or any(folder.iterdir()):
                 break
             folder.rmdir()

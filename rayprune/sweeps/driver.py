@@ -219,14 +219,12 @@ def _job_metadata(cfg: Config, out: Path) -> dict[str, str]:
     return {"rayprune": "sweep", "config": cfg.name, "budgets": budgets_text(cfg), "out": str(out)}
 
 
-def _release(out: Path, created: bool) -> None:
-    """Undo :func:`_claim` for a sweep that failed before it started: its ``sweep.json`` (still "starting"),
-    and the directory itself if the claim created it and nothing else is in it."""
+def _release(out: Path) -> None:
+    """Undo :func:`_claim` for a sweep that failed before it started: its ``sweep.json`` (still "starting"; the
+    folders the claim created go with :func:`~rayprune.search.prune.given_back_if_empty`)."""
     try:
         if _status_of(out / SWEEP_FILE) == "starting":
             (out / SWEEP_FILE).unlink()
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
     except OSError:
         pass  # best effort: the original error is the one to report
 
@@ -308,33 +306,37 @@ def run_sweep(
         tuner = tune.Tuner.restore(str(tune_path), trainable=_trainable(setup, cfg, shared_ref),
                                    resume_unfinished=True, resume_errored=True)
     else:
-        agents = sweep_agents(cfg)
-        created = not out.exists()
-        _claim(out)
-        try:  # until the state is written, a failure (no cluster, a bad model) gives the directory back
-            connect(address, log=log, metadata=_job_metadata(cfg, out))
-            cfg = _check_resources(cfg, log)
-            if problem is None:
-                problem = PruningProblem.from_config(cfg, log=log)  # trains and caches the base model once
-            levels = levels_from_config(cfg, problem.base_costs, sweep=True)
-            check_reachable(problem, levels, log=log)
-            from ..agents.registry import warmup_warning
+        from ..search.prune import given_back_if_empty
 
-            for warning in filter(None, (warmup_warning(a, cfg.search, len(levels)) for a in agents)):
-                log(warning)  # the trials' own logs are not the user's console
-            setup = SweepSetup(
-                config=cfg.model_dump(mode="json"), out_dir=str(out), sweep_id=uuid.uuid4().hex[:12],
-                base_costs=dict(problem.base_costs), base_accuracy=dict(problem.base_accuracy),
-                relative={n: cfg.is_relative(n) for n in levels[0].values}, levels=[lvl.to_json() for lvl in levels],
-            )
-            state = {"config": setup.config, "setup": setup.__dict__, "levels": [lvl.values for lvl in levels],
-                     "agents": agents, "seeds": cfg.sweep.seeds, "started": time.time(), "status": "running",
-                     "base_key": None if config_in_memory(cfg) else base_cache_key(cfg),
-                     "base_fingerprint": weights_fingerprint(problem.base_model)}
-            _write_state(out, state)
-        except BaseException:
-            _release(out, created)
-            raise
+        agents = sweep_agents(cfg)
+        # until the state is written, a failure (no cluster, a bad model) gives back the directory, and every
+        # parent folder the claim created with it
+        with given_back_if_empty(out):
+            _claim(out)
+            try:
+                connect(address, log=log, metadata=_job_metadata(cfg, out))
+                cfg = _check_resources(cfg, log)
+                if problem is None:
+                    problem = PruningProblem.from_config(cfg, log=log)  # trains and caches the base model once
+                levels = levels_from_config(cfg, problem.base_costs, sweep=True)
+                check_reachable(problem, levels, log=log)
+                from ..agents.registry import warmup_warning
+
+                for warning in filter(None, (warmup_warning(a, cfg.search, len(levels)) for a in agents)):
+                    log(warning)  # the trials' own logs are not the user's console
+                setup = SweepSetup(
+                    config=cfg.model_dump(mode="json"), out_dir=str(out), sweep_id=uuid.uuid4().hex[:12],
+                    base_costs=dict(problem.base_costs), base_accuracy=dict(problem.base_accuracy),
+                    relative={n: cfg.is_relative(n) for n in levels[0].values}, levels=[lvl.to_json() for lvl in levels],
+                )
+                state = {"config": setup.config, "setup": setup.__dict__, "levels": [lvl.values for lvl in levels],
+                         "agents": agents, "seeds": cfg.sweep.seeds, "started": time.time(), "status": "running",
+                         "base_key": None if config_in_memory(cfg) else base_cache_key(cfg),
+                         "base_fingerprint": weights_fingerprint(problem.base_model)}
+                _write_state(out, state)
+            except BaseException:
+                _release(out)
+                raise
         log(f"Sweep {setup.sweep_id}: {len(agents)} agent(s) x {cfg.sweep.seeds} seed(s) = "
             f"{len(agents) * cfg.sweep.seeds} trial(s), each searching {len(levels)} budget level(s) with "
             f"{cfg.search.evaluations} candidates -> {out}")
