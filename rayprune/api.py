@@ -525,7 +525,7 @@ def sweep(
             check_out_dir(out_dir, what="sweep")  # before the base model or the data cost anything
         problem = _problem(model, data, cfg, out_dir if kept else staging, progress=False, log=log_fn, reuse=kept)
         summary = run_sweep(None if resume else cfg, out_dir, address=address, resume=resume, log=log_fn,
-                            verbose=verbose, problem=problem)
+                            verbose=verbose, problem=problem, from_python=True)
     rows = read_candidates(out_dir)
     finals = exported_rows(rows) if not rows.empty else rows
     factory = _unpruned_factory(model) if is_in_memory(cfg.model.name) else None

@@ -258,7 +258,7 @@ def test_a_resumed_sweep_of_a_named_model_on_in_memory_data_loads_its_base_inste
 
     monkeypatch.setattr(driver, "finish_sweep", interrupted)
     first: list[str] = []
-    with pytest.raises(Interrupted, match="--resume"):
+    with pytest.raises(Interrupted, match=r"it redoes only the selection\): rayprune\.sweep\(\.\.\., out="):
         rayprune.sweep("small_cnn", data, levels={"params": [0.5]}, evaluations=8, out=tmp_path / "sw",
                        log=first.append, **settings)
     assert any("Training base model" in m for m in first), first

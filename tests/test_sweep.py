@@ -193,6 +193,8 @@ def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds, ho
     if how != "kill":  # stopped gracefully: said so, nothing selected, resumable
         assert proc.returncode == 130, stderr[-3000:]
         assert "interrupted" in stderr and "trial(s) had not finished" in stderr and "--resume --out" in stderr
+        assert "Tuner.restore" not in stderr and "Trials did not complete" not in stderr  # Tune's own, held back
+        assert stderr.index("rayprune sweep --resume") < stderr.index("rayprune.sweep(")  # the CLI's way first
         from rayprune.report import summary_text
 
         assert "INCOMPLETE" in summary_text(out)

@@ -179,3 +179,40 @@ def test_a_quiet_sweep_prints_a_progress_line_when_more_candidates_were_scored(t
         time.sleep(0.5)
         assert len(lines) == said  # nothing new scored: nothing more said
     assert lines and lines[-1].startswith("24 of 64 candidates scored (")  # (a wake between the two writes: 16 first)
+
+
+def test_an_interrupted_sweep_names_the_resume_of_the_way_it_was_started_first():
+    from pathlib import Path
+
+    from rayprune.sweeps.driver import resume_how
+
+    shell, python = resume_how(Path("runs/s"), False), resume_how(Path("runs/s"), True)
+    assert shell.startswith("rayprune sweep --resume --out runs/s") and "rayprune.sweep(" in shell
+    assert python.startswith("rayprune.sweep(..., out='runs/s', resume=True)") and "same model and data" in python
+    assert python.index("rayprune sweep --resume") > python.index("rayprune.sweep(")
+
+
+def test_tunes_own_closing_lines_are_held_back_while_a_sweep_runs_and_only_then():
+    """Tune's "Resume experiment with: Tuner.restore(...)" printed above rayprune's own resume command."""
+    import logging
+
+    from rayprune.sweeps.driver import tune_endings_held
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    tune_logger, keep = logging.getLogger("ray.tune.tune"), Keep()
+    tune_logger.addHandler(keep)
+    try:
+        with tune_endings_held():
+            tune_logger.warning("Experiment has been interrupted, but the most recent state was saved.\n"
+                                "Resume experiment with: Tuner.restore(path=..., trainable=...)")
+            tune_logger.error("Trials did not complete: %s", ["t1"])
+            tune_logger.warning("a trial is slow")  # anything else still shows
+        tune_logger.warning("Experiment has been interrupted, outside a sweep")
+    finally:
+        tune_logger.removeHandler(keep)
+    assert seen == ["a trial is slow", "Experiment has been interrupted, outside a sweep"]

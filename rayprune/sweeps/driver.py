@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import threading
@@ -172,6 +173,20 @@ def _claim(out: Path) -> None:
         json.dump({"status": "starting", "started": time.time()}, fh)
 
 
+def resume_how(out: Path, from_python: bool) -> str:
+    """How to continue the sweep in ``out``: the way it was started first, the other way second.
+
+    >>> print(resume_how(Path("runs/s"), False))
+    rayprune sweep --resume --out runs/s (add the --address you used; from Python: rayprune.sweep(..., out='runs/s', resume=True))
+    """
+    python = f"rayprune.sweep(..., out={str(out)!r}, resume=True)"
+    shell = f"rayprune sweep --resume --out {out}"
+    if from_python:
+        return (f"{python}, passing the same model and data when they were handed over in memory (and the address you "
+                f"used; from a shell: {shell})")
+    return f"{shell} (add the --address you used; from Python: {python})"
+
+
 def _status_of(path: Path) -> Optional[str]:
     """The ``status`` recorded in a ``sweep.json`` (None if unreadable)."""
     try:
@@ -188,7 +203,6 @@ def _tune_output(verbose: int) -> Iterator[None]:
     if verbose:
         yield
         return
-    import logging
 
     tune_logger = logging.getLogger("ray.tune")
     saved_env, saved_level = os.environ.get("RAY_AIR_NEW_OUTPUT"), tune_logger.level
@@ -202,6 +216,28 @@ def _tune_output(verbose: int) -> Iterator[None]:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
         else:
             os.environ["RAY_AIR_NEW_OUTPUT"] = saved_env
+
+
+#: Tune's own closing lines that rayprune says better: an interrupted experiment's "Resume experiment with:
+#: Tuner.restore(...)" (rayprune's resume command is the one that works) and "Trials did not complete: [...]"
+#: (rayprune names the unfinished and the failed trials itself).
+TUNE_ENDINGS = ("Experiment has been interrupted", "Trials did not complete")
+
+
+class _HoldTuneEndings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(TUNE_ENDINGS)
+
+
+@contextlib.contextmanager
+def tune_endings_held() -> Iterator[None]:
+    """While a sweep's ``Tuner.fit`` runs: Tune's closing lines in :data:`TUNE_ENDINGS` are not printed."""
+    tune_logger, held = logging.getLogger("ray.tune.tune"), _HoldTuneEndings()
+    tune_logger.addFilter(held)
+    try:
+        yield
+    finally:
+        tune_logger.removeFilter(held)
 
 
 def budgets_text(cfg: Config) -> str:
@@ -256,11 +292,13 @@ def run_sweep(
     log: Log = print,
     verbose: int = 1,
     problem=None,
+    from_python: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) a sweep and select its models; returns the summary also written to sweep.json.
 
     ``problem``: an already built :class:`~rayprune.problem.PruningProblem` for ``cfg`` (the Python
-    API's model and data in memory); a resumed sweep of such a problem needs it passed again."""
+    API's model and data in memory); a resumed sweep of such a problem needs it passed again.
+    ``from_python``: the caller is :func:`rayprune.sweep` (an interrupted sweep names its resume call first)."""
     import ray
     from ray import tune
 
@@ -354,16 +392,15 @@ def run_sweep(
             ),
         )
     total = len(sweep_agents(cfg)) * cfg.sweep.seeds * cfg.search.evaluations
-    with _sigterm_stops_trials(), _tune_output(verbose), (progress_lines(out, total, log) if not verbose
-                                                          else contextlib.nullcontext()):
+    with _sigterm_stops_trials(), _tune_output(verbose), tune_endings_held(), \
+            (progress_lines(out, total, log) if not verbose else contextlib.nullcontext()):
         results = tuner.fit()
     unfinished = unfinished_trials(results)
     if unfinished:  # Tune stops gracefully on Ctrl-C (SIGINT) and returns: no selection on half a search
         raise Interrupted(
             f"{len(unfinished)} of {len(results)} trial(s) had not finished ({', '.join(unfinished)}); no model "
-            f"was selected and every scored candidate is kept in {out}. Continue the sweep with: rayprune sweep "
-            f"--resume --out {out} (add the --address you used; from Python: rayprune.sweep(..., out=..., "
-            f"resume=True), with the same model and data when they were handed over in memory)")
+            f"was selected and every scored candidate is kept in {out}. Continue the sweep with: "
+            + resume_how(out, from_python))
     errors = [str(r.error) for r in results if r.error is not None]
     if errors:
         log(f"{len(errors)} trial(s) failed: " + "; ".join(e.splitlines()[0] for e in errors))
@@ -372,8 +409,8 @@ def run_sweep(
     except KeyboardInterrupt:
         raise Interrupted(
             f"during the selection (re-rank and final fine-tunes): every search finished and every scored candidate "
-            f"is kept in {out}, but {out / 'models'} may hold models of an unfinished selection. Finish it with: "
-            f"rayprune sweep --resume --out {out} (it redoes only the selection)") from None
+            f"is kept in {out}, but {out / 'models'} may hold models of an unfinished selection. Finish it with "
+            f"(it redoes only the selection): " + resume_how(out, from_python)) from None
     summary["trial_errors"] = errors
     return summary
 
