@@ -74,7 +74,7 @@ def configured_dataset(cfg: Config) -> Dataset | StreamedDataset:
     """The dataset ``cfg.data`` names, on CPU (the one place a config's data section is read)."""
     d = cfg.data
     return load_dataset(d.name, root=d.root, path=d.path, label=d.label, image_size=d.image_size, scale=d.scale,
-                        val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
+                        split_column=d.split_column, classes=d.classes, val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
                         max_samples=d.max_samples, task=d.task, streaming=d.streaming,
                         max_resident_mb=d.max_resident_mb, num_workers=d.num_workers)
 
@@ -121,6 +121,19 @@ def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]
                + (f" ({how})" if how else "") + ", or other labels")
     log(f"warning: the base model scores {100 * base:.1f} % on the validation split ({n} samples), no better "
         f"than always answering the most common class ({100 * floor:.1f} %): {why}.")
+
+
+def warn_if_carved(cfg: Config, data: Any, log: Callable[[str], None]) -> None:
+    """A checkpoint (a model trained elsewhere) scored on val/test rows rayprune split off the user's own file:
+    if the model trained on the whole file, every accuracy is partly measured on its training rows."""
+    carved = getattr(data, "carved", ())
+    if not carved or not cfg.model.checkpoint:
+        return
+    how = ("give the file a column of train/val/test and name it in data.split_column"
+           if cfg.data.name == "tabular" else "hand over your own held-out splits")
+    log(f"warning: rayprune split the {' and '.join(carved)} rows off {cfg.data.path or cfg.data.name} "
+        f"(data.val_fraction, data.test_fraction, by the config's seed); if the checkpoint's model was trained on "
+        f"those rows, its accuracies (and every candidate's) are partly measured on training data: {how}.")
 
 
 def check_streaming_agent(cfg: Config, data: Dataset | StreamedDataset, agent: Optional[str] = None) -> None:
@@ -182,6 +195,7 @@ class PruningProblem:
         problem = cls.from_parts(cfg, data, model, info, device=dev, base_costs=base_costs, base_accuracy=base_accuracy)
         warn_if_groups_skipped(problem, log)  # once, in the driver (evaluators assemble theirs with from_parts)
         if base_accuracy is None:  # measured here (not handed over by the driver): say so once if it is chance
+            warn_if_carved(cfg, problem.data, log)
             warn_if_base_at_chance(problem, log)
         return problem
 

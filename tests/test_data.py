@@ -22,6 +22,7 @@ from rayprune.data import (
     split_indices,
 )
 from rayprune.data.embedded import mnist5k_path
+from rayprune.errors import UserError
 
 # ----------------------------------------------------------------------------- embedded images
 
@@ -229,6 +230,59 @@ def test_tabular_file_with_string_label(tmp_path: Path, suffix: str) -> None:
     assert torch.allclose(data.x_train.min(0).values, torch.zeros(5))
     assert torch.allclose(data.x_train.max(0).values, torch.ones(5))
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 60
+
+
+def test_tabular_split_column_keeps_the_users_held_out_rows_and_is_not_a_feature(tmp_path: Path) -> None:
+    """A tabular user trains elsewhere on their own split: rayprune's val/test must be their held-out rows, not a
+    seed's carve of the whole file (which overlapped the rows the model trained on, silently)."""
+    frame = _frame(90).assign(part=np.array(["train"] * 60 + ["val"] * 12 + ["Test "] * 18))  # case and blanks forgiven
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    data = load_dataset("tabular", path=path, label="species", split_column="part", seed=3)
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (60, 12, 18) and data.carved == ()
+    assert "part" not in " ".join(data.feature_names) and data.input_shape == (5,)
+    counts = frame["count"].to_numpy()  # min-max to train's range: the val rows are exactly rows 60-71
+    low, span = counts[:60].min(), np.ptp(counts[:60])
+    feature = data.feature_names.index("count")
+    assert np.allclose(data.x_val[:, feature].numpy(), (counts[60:72] - low) / span, atol=1e-5)
+    # a split the column lacks is split off its train rows, and named
+    frame.assign(part=np.array(["train"] * 72 + ["test"] * 18)).to_csv(path, index=False)
+    partial = load_dataset("tabular", path=path, label="species", split_column="part", val_fraction=0.25)
+    assert len(partial.y_test) == 18 and len(partial.y_val) == 18 and partial.carved == ("val",)
+    whole = load_dataset("tabular", path=tmp_path / "t.csv", label="species")  # without a column: both carved
+    assert whole.carved == ("val", "test") and "part_train" in whole.feature_names
+    for bad, message in [(frame.assign(part="train").assign(part=lambda f: f["part"].where(f.index != 4, "dev")),
+                          r"must hold train, val, test in every row; got \['dev'\] \(rows \[4\]"),
+                         (frame.assign(part="val"), "has no 'train' rows")]:
+        bad.to_csv(path, index=False)
+        with pytest.raises(UserError, match=message):
+            load_dataset("tabular", path=path, label="species", split_column="part")
+    with pytest.raises(UserError, match=r"split column 'fold' .* is not in"):
+        load_dataset("tabular", path=path, label="species", split_column="fold")
+    with pytest.raises(UserError, match="'split_column' does not apply to dataset 'digits'"):
+        load_dataset("digits", split_column="part")
+
+
+def test_tabular_classes_give_the_label_order_the_model_was_trained_with(tmp_path: Path) -> None:
+    """Text labels sort alphabetically by default (high=0, low=1, mid=2): a model trained with low=0, mid=1,
+    high=2 scored below chance. data.classes gives the order."""
+    path = tmp_path / "t.csv"
+    frame = _frame().assign(band=np.array(["low", "mid", "high"])[np.arange(60) % 3])
+    frame.to_csv(path, index=False)
+    default = load_dataset("tabular", path=path, label="band")
+    assert default.class_names == ("high", "low", "mid")
+    ordered = load_dataset("tabular", path=path, label="band", classes=["low", "mid", "high"], seed=0)
+    assert ordered.class_names == ("low", "mid", "high")
+    # each row's class index follows the given order: "grade" (5, 15, 25) tracks low/mid/high row by row
+    grade = ordered.feature_names.index("grade")
+    for x, y in ((ordered.x_train, ordered.y_train), (ordered.x_test, ordered.y_test)):
+        assert torch.equal(torch.round(x[:, grade] * 2).long(), y)  # min-max: 5 -> 0, 15 -> 0.5, 25 -> 1
+    numeric = load_dataset("tabular", path=path, label="grade", classes=["25", "15", "5"])  # numbers by their text
+    assert numeric.class_names == ("25", "15", "5")
+    with pytest.raises(UserError, match=r"holds \['mid'\], which data.classes \['low', 'high'\] does not list"):
+        load_dataset("tabular", path=path, label="band", classes=["low", "high"])
+    with pytest.raises(UserError, match="names a class twice"):
+        load_dataset("tabular", path=path, label="band", classes=["low", "mid", "low"])
 
 
 def test_tabular_numeric_label_is_mapped_to_consecutive_classes(tmp_path: Path) -> None:
@@ -651,3 +705,24 @@ def test_a_base_model_at_chance_is_warned_about_with_the_likely_cause(tmp_path: 
     warn_if_base_at_chance(PruningProblem.from_parts(cfg, skewed, zero, {"source": "checkpoint"},
                                                      device=torch.device("cpu")), lines.append)
     assert len(lines) == 1 and "accuracy says little" in lines[0] and "preprocessing" not in lines[0]
+
+
+def test_a_checkpoint_scored_on_rows_split_off_its_own_file_is_warned_about(tmp_path: Path) -> None:
+    """The CLI said nothing where the Python API warned: a model trained elsewhere on the whole CSV had its
+    'test' accuracy measured partly on its training rows (89.0 % reported, 85.0 % on the user's held-out rows)."""
+    from rayprune.config import parse_config
+    from rayprune.problem import warn_if_carved
+
+    path, ckpt = tmp_path / "t.csv", tmp_path / "m.pt"
+    ckpt.write_bytes(b"")
+    _frame(90).assign(part=np.array(["train"] * 60 + ["val"] * 12 + ["test"] * 18)).to_csv(path, index=False)
+    data_cfg = {"name": "tabular", "path": str(path), "label": "species"}
+    cfg = parse_config({"data": data_cfg, "model": {"name": "mlp", "checkpoint": str(ckpt)}})
+    logs: list[str] = []
+    warn_if_carved(cfg, load_dataset("tabular", path=path, label="species"), logs.append)
+    assert len(logs) == 1 and "split the val and test rows off" in logs[0] and "data.split_column" in logs[0]
+    logs.clear()
+    warn_if_carved(cfg, load_dataset("tabular", path=path, label="species", split_column="part"), logs.append)
+    trained_here = parse_config({"data": data_cfg, "model": {"name": "mlp"}})  # rayprune trains it on its own split
+    warn_if_carved(trained_here, load_dataset("tabular", path=path, label="species"), logs.append)
+    assert logs == []

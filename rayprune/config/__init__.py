@@ -122,6 +122,12 @@ class DataConfig(_Section):
     #: ``tabular`` and ``sklearn:*``: ``minmax`` (unset: the default) scales each column to the train split's
     #: range; ``none`` keeps the columns as the file holds them (a checkpoint trained on your own preprocessing)
     scale: Optional[Literal["minmax", "none"]] = None
+    #: ``tabular``: a column of ``train``/``val``/``test`` naming each row's split (your own held-out rows; a split
+    #: it lacks is split off the train rows by val_fraction/test_fraction); not a feature
+    split_column: Optional[str] = None
+    #: ``tabular``: the labels in the order the model was trained with (class i is classes[i]); default: numbers
+    #: in numeric order, text in alphabetical order
+    classes: Optional[list[str]] = None
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     max_samples: Optional[int] = Field(None, gt=0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
@@ -86,6 +86,9 @@ class Dataset:
     """Tabular: each feature's train-split range (max − min; 1 for a constant feature)."""
     task: Literal["classification", "regression"] = "classification"
     """What ``y`` holds: class indices, or real-valued targets."""
+    carved: tuple[str, ...] = ()
+    """The splits (``val``, ``test``) rayprune split off the rows of a user's file, which the user did not hold
+    out: a model trained elsewhere on that file may have trained on them (:func:`rayprune.problem.warn_if_carved`)."""
 
     streamed: ClassVar[bool] = False
     """Device-resident tensors (a :class:`~rayprune.data.streaming.StreamedDataset` streams)."""
@@ -212,6 +215,8 @@ def load_dataset(
     label: str | None = None,
     image_size: int | None = None,
     scale: str | None = None,
+    split_column: str | None = None,
+    classes: Sequence[str] | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     seed: int = 0,
@@ -234,7 +239,9 @@ def load_dataset(
       official test split is the test set; ``test_fraction`` is ignored and ``val_fraction`` is a
       share of the official train split.
     - ``tabular`` — a CSV/Parquet file at ``path`` with the class in column ``label``
-      (default ``'label'``); non-numeric features are one-hot encoded.
+      (default ``'label'``); non-numeric features are one-hot encoded. ``split_column`` names a column
+      of ``train``/``val``/``test`` (the user's own held-out rows; a split it lacks is split off its
+      train rows); ``classes`` gives the labels' order (class i is ``classes[i]``; default sorted).
     - ``sklearn:iris``, ``sklearn:wine``, ``sklearn:breast_cancer``, ``sklearn:digits`` —
       scikit-learn's bundled sets as tabular data.
     - ``imagefolder`` — one sub-folder of images per class under ``root`` (optionally
@@ -281,7 +288,8 @@ def load_dataset(
             f"data.name must be one of {list(DATASET_NAMES)} or a data factory "
             f"'package.module:function'; got {name!r}."
         )
-    options = {"root": root, "path": path, "label": label, "image_size": image_size, "scale": scale}
+    options = {"root": root, "path": path, "label": label, "image_size": image_size, "scale": scale,
+               "split_column": split_column, "classes": None if classes is None else tuple(classes)}
     given = {key: value for key, value in options.items() if value is not None}
     unused = sorted(set(given) - source.options)
     if unused:
@@ -289,7 +297,7 @@ def load_dataset(
         raise UserError(
             f"{', '.join(repr(k) for k in unused)} {'does' if len(unused) == 1 else 'do'} not "
             f"apply to dataset {name!r}; "
-            f"of 'root', 'path', 'label', 'image_size' and 'scale' it takes {accepted}."
+            f"of {', '.join(repr(k) for k in options)} it takes {accepted}."
         )
     spec = _split_spec(val_fraction, test_fraction, seed, max_samples)
     return source.build(spec, **given)
@@ -353,11 +361,13 @@ def _load_cifar(spec: _SplitSpec, *, variant: str, root: str | Path | None = Non
 
 
 def _load_tabular(
-    spec: _SplitSpec, *, path: str | Path | None = None, label: str | None = None, scale: str | None = None
+    spec: _SplitSpec, *, path: str | Path | None = None, label: str | None = None, scale: str | None = None,
+    split_column: str | None = None, classes: Sequence[str] | None = None,
 ) -> Dataset:
     if path is None:
         raise UserError("'path' is required for dataset 'tabular' (a .csv or .parquet file).")
-    return _tabular_dataset("tabular", read_table(path, label or "label"), spec, scale=scale)
+    table = read_table(path, label or "label", split_column=split_column, classes=classes)
+    return _tabular_dataset("tabular", table, spec, scale=scale, user_file=True)
 
 
 def _load_sklearn(spec: _SplitSpec, *, dataset: str, scale: str | None = None) -> Dataset:
@@ -406,7 +416,7 @@ _SOURCES: dict[str, _Source] = {
     "digits": _Source(_load_digits, frozenset()),
     "cifar10": _Source(functools.partial(_load_cifar, variant="cifar10"), frozenset({"root"})),
     "cifar100": _Source(functools.partial(_load_cifar, variant="cifar100"), frozenset({"root"})),
-    "tabular": _Source(_load_tabular, frozenset({"path", "label", "scale"})),
+    "tabular": _Source(_load_tabular, frozenset({"path", "label", "scale", "split_column", "classes"})),
     "imagefolder": _Source(_load_imagefolder, frozenset({"root", "image_size"})),
     "npz": _Source(_load_npz, frozenset({"path"})),
     **{
@@ -464,12 +474,18 @@ def _image_dataset(
 TABULAR_SCALES = ("minmax", "none")
 
 
-def _tabular_dataset(name: str, table: Table, spec: _SplitSpec, *, scale: str | None = None) -> Dataset:
-    """Split a table and min-max scale its features to the train split's range (``scale="none"``: as given)."""
+def _tabular_dataset(name: str, table: Table, spec: _SplitSpec, *, scale: str | None = None,
+                     user_file: bool = False) -> Dataset:
+    """Split a table (by its split column, or by ``spec``) and min-max scale its features to the train split's
+    range (``scale="none"``: as given). ``user_file``: the table is a user's, so the splits rayprune carves from
+    its rows are recorded (:attr:`Dataset.carved`)."""
     scale = scale or "minmax"
     if scale not in TABULAR_SCALES:
         raise UserError(f"data.scale must be one of {list(TABULAR_SCALES)} for dataset {name!r}; got {scale!r}.")
-    splits = _split(table.features, table.labels, spec, test=None)
+    if table.splits is None:
+        splits, carved = _split(table.features, table.labels, spec, test=None), ("val", "test")
+    else:
+        splits, carved = _split_by_column(table, spec)
     _check_nonempty(name, splits, spec, official_test=False)
     if scale == "none":
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = [
@@ -497,7 +513,29 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec, *, scale: str | 
         # with data.scale: none, what a raw row still needs: the one-hot encoding (spec.json's preprocessing)
         source_steps=("categorical columns one-hot encoded, in the order of feature_names (data.scale: none: "
                       "the columns are not scaled)",) if low is None else (),
+        carved=carved if user_file else (),
     )
+
+
+def _split_by_column(table: Table, spec: _SplitSpec) -> tuple[tuple[_Arrays, _Arrays, _Arrays], tuple[str, ...]]:
+    """(train, val, test) from the table's split column; a split it lacks is split off its train rows (val by
+    ``val_fraction``, test by ``test_fraction``, as shares of those rows). Returns the splits and the carved ones."""
+    if spec.max_samples is not None:
+        raise UserError("data.max_samples does not apply with data.split_column: the split column says which rows "
+                        "are used; drop rows from the file instead.")
+    x, y = table.features, np.asarray(table.labels, dtype=np.int64)
+    given = {name: np.flatnonzero(table.splits == name) for name in ("train", "val", "test")}
+    carved = tuple(name for name in ("val", "test") if not len(given[name]))
+    train = given["train"]
+    if carved:
+        val_fraction = spec.val_fraction if "val" in carved else 0.0
+        test_fraction = spec.test_fraction if "test" in carved else 0.0
+        kept, val, test = split_indices(y[train], val_fraction=val_fraction, test_fraction=test_fraction,
+                                        seed=spec.seed)
+        given = {"train": train[kept], "val": train[val] if "val" in carved else given["val"],
+                 "test": train[test] if "test" in carved else given["test"]}
+    parts = tuple((x[given[name]], y[given[name]]) for name in ("train", "val", "test"))
+    return parts, carved  # type: ignore[return-value]
 
 
 def _standardise_images(

@@ -16,7 +16,7 @@ than :data:`WIDE_ONE_HOT` features is encoded, with a :class:`UserWarning` namin
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,10 +27,12 @@ from ..errors import UserError
 
 __all__ = [
     "SKLEARN_DATASETS",
+    "SPLIT_NAMES",
     "TABLE_READERS",
     "WIDE_ONE_HOT",
     "Table",
     "encode_labels",
+    "ordered_labels",
     "load_sklearn_table",
     "read_table",
     "table_from_frame",
@@ -38,12 +40,18 @@ __all__ = [
 
 
 class Table(NamedTuple):
-    """Tabular classification data: float64 features (N×F), labels 0..K−1 and their names."""
+    """Tabular classification data: float64 features (N×F), labels 0..K−1 and their names, and (from a
+    ``split_column``) each row's split, ``train``/``val``/``test``."""
 
     features: np.ndarray
     labels: np.ndarray
     class_names: tuple[str, ...]
     feature_names: tuple[str, ...]
+    splits: np.ndarray | None = None
+
+
+#: the values a ``split_column`` may hold
+SPLIT_NAMES = ("train", "val", "test")
 
 
 TABLE_READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
@@ -64,8 +72,10 @@ _STRAY_SHARE = 0.1
 _SHOWN = 5
 
 
-def read_table(path: str | Path, label: str = "label") -> Table:
-    """Read a CSV or Parquet file (chosen by suffix) whose column ``label`` holds the class.
+def read_table(path: str | Path, label: str = "label", *, split_column: str | None = None,
+               classes: Sequence[str] | None = None) -> Table:
+    """Read a CSV or Parquet file (chosen by suffix) whose column ``label`` holds the class
+    (``split_column``, ``classes``: as in :func:`table_from_frame`).
 
     Example:
         >>> table = read_table("patients.csv", label="outcome")  # doctest: +SKIP
@@ -94,15 +104,20 @@ def read_table(path: str | Path, label: str = "label") -> Table:
             f"Cannot read '{path}' as a {kind} file (chosen by its suffix): "
             f"{type(err).__name__}: {err}"
         ) from err
-    return table_from_frame(frame, label, source=str(path))
+    return table_from_frame(frame, label, source=str(path), split_column=split_column, classes=classes)
 
 
 def table_from_frame(
-    frame: pd.DataFrame, label: str = "label", *, source: str | None = None
+    frame: pd.DataFrame, label: str = "label", *, source: str | None = None, split_column: str | None = None,
+    classes: Sequence[str] | None = None,
 ) -> Table:
     """Split a DataFrame into one-hot-encoded float features and integer-coded labels.
 
-    ``source`` (a file name) is only used to say where a problem is in error messages.
+    ``source`` (a file name) is only used to say where a problem is in error messages. ``split_column``: a
+    column whose values (``train``, ``val``, ``test``) say which split each row belongs to — the user's own
+    held-out rows, taken as given and not used as a feature. ``classes``: the labels' order (class ``i`` is
+    ``classes[i]``, as the model was trained); by default numeric labels sort numerically and text ones
+    alphabetically.
 
     Example:
         >>> frame = pd.DataFrame({"size": [1.0, 2.0, 3.0], "colour": ["red", "blue", "red"],
@@ -121,6 +136,10 @@ def table_from_frame(
         raise UserError(
             f"{_sentence(where)} has a header ({[str(c) for c in frame.columns]}) but no rows."
         )
+    splits = None
+    if split_column is not None:
+        splits = _split_values(frame, split_column, label, where)
+        frame = frame.drop(columns=[split_column])
     features = frame.drop(columns=[label])
     if features.shape[1] == 0:
         raise UserError(
@@ -128,8 +147,9 @@ def table_from_frame(
         )
     _reject_missing(frame, where)
     _reject_continuous_labels(frame[label], label, where)
-    labels, class_names = encode_labels(frame[label].to_numpy())
-    counts = np.bincount(labels)
+    labels, class_names = (encode_labels(frame[label].to_numpy()) if classes is None else
+                           ordered_labels(frame[label].to_numpy(), classes, label, where))
+    counts = np.bincount(labels, minlength=len(class_names))
     if len(class_names) > 20 and (counts == 1).sum() > len(class_names) / 2:  # not a few rare labels among many rows
         raise UserError(
             f"The label column {label!r} of {where} has {len(class_names)} classes in {len(frame)} rows, "
@@ -149,7 +169,56 @@ def table_from_frame(
         labels=labels,
         class_names=class_names,
         feature_names=tuple(str(c) for c in encoded.columns),
+        splits=splits,
     )
+
+
+def _split_values(frame: pd.DataFrame, column: str, label: str, where: str) -> np.ndarray:
+    """The ``split_column``'s values, checked: each ``train``, ``val`` or ``test``, with some ``train`` rows."""
+    if column not in frame.columns:
+        raise UserError(f"The split column {column!r} (set by 'split_column') is not in {where}; its columns are "
+                        f"{[str(c) for c in frame.columns]}.")
+    if column == label:
+        raise UserError(f"data.split_column and data.label both name the column {column!r}; the split column says "
+                        f"which rows are train/val/test, the label column holds the class.")
+    values = frame[column].astype(str).str.strip().str.lower().to_numpy()
+    unknown = sorted(set(values) - set(SPLIT_NAMES))
+    if unknown:
+        rows = [int(i) for i in np.flatnonzero(~np.isin(values, SPLIT_NAMES))[:_SHOWN]]
+        raise UserError(f"The split column {column!r} of {where} must hold {', '.join(SPLIT_NAMES)} in every row; got "
+                        f"{unknown[:_SHOWN]} (rows {rows}, numbered from 0 after the header).")
+    if not (values == "train").any():
+        raise UserError(f"The split column {column!r} of {where} has no 'train' rows; the base model's data and "
+                        f"every fine-tune need some.")
+    return values
+
+
+def ordered_labels(values: np.ndarray, classes: Sequence[str], label: str, where: str
+                   ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class indices in the order ``classes`` gives (``data.classes``: the order the model was trained with).
+
+    >>> codes, names = ordered_labels(np.array(["low", "high", "mid"], dtype=object), ["low", "mid", "high"], "y", "t")
+    >>> codes.tolist(), names
+    ([0, 2, 1], ('low', 'mid', 'high'))
+    """
+    names = tuple(str(c) for c in classes)
+    if len(set(names)) != len(names):
+        raise UserError(f"data.classes names a class twice: {list(names)}.")
+    text = np.array([_label_text(v) for v in values], dtype=object)
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(text) - set(index))
+    if unknown:
+        raise UserError(f"The label column {label!r} of {where} holds {unknown[:_SHOWN]}"
+                        f"{' and more' if len(unknown) > _SHOWN else ''}, which data.classes {list(names)} does not "
+                        f"list; list every class, in the order the model was trained with.")
+    return np.array([index[t] for t in text], dtype=np.int64), names
+
+
+def _label_text(value: object) -> str:
+    """A label as ``data.classes`` names it: integral numbers without a decimal point (2.0 -> '2')."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _reject_continuous_labels(column: pd.Series, label: str, where: str) -> None:
@@ -260,7 +329,7 @@ def _reject_stray_text(features: pd.DataFrame, where: str) -> None:
         >>> frame = pd.DataFrame({"age": ["31", "42", "4O"] + ["50"] * 27})
         >>> _reject_stray_text(frame, "the table")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
-        ValueError: Column 'age' of the table is numeric except for 1 of its 30 values: '4O' at row 2...
+        rayprune.errors.UserError: Column 'age' of the table is numeric except for 1 of its 30 values: '4O' at row 2...
     """
     for column in _text_columns(features):
         values = features[column]
