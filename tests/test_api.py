@@ -158,6 +158,20 @@ def test_a_classifier_with_fewer_outputs_than_the_data_has_classes_is_refused_be
     assert not list((tmp_path / "a").glob("candidates/*.parquet"))
 
 
+def test_the_wrong_task_is_named_before_any_search(tmp_path):
+    """A classifier handed over with task='regression' failed with a raw 'shape [300, 3] is invalid' from the
+    metric; real-valued targets without task='regression' did not say what to set."""
+    x, labels = torch.randn(150, 4), torch.arange(150) % 3
+    classifier = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    with pytest.raises(UserError, match=r"gives 3 outputs per sample, but the regression targets have 1 value .* "
+                                        r"the task is classification"):
+        rayprune.prune(classifier, (x, labels.float()), task="regression", budgets={"params": 0.5},
+                       out=tmp_path / "a", log=None)
+    with pytest.raises(UserError, match=r"integer class indices.*set data.task: regression \(task='regression'"):
+        rayprune.prune(classifier, (x, torch.rand(150)), budgets={"params": 0.5}, out=tmp_path / "b", log=None)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_a_named_factory_with_too_few_outputs_is_refused_before_its_base_model_is_trained(tmp_path, monkeypatch):
     """A factory may ignore num_classes (it names only the arguments it wants): refused before any training step."""
     (tmp_path / "five_nets.py").write_text("from torch import nn\n\ndef make():\n"

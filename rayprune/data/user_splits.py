@@ -178,7 +178,8 @@ def _check_labels(split: str, y: np.ndarray) -> np.ndarray:
             shown = ", ".join(repr(float(v)) for v in y[fractional][:_SHOWN])
             raise UserError(
                 f"The y of split {split!r} must hold integer class indices; got "
-                f"{int(fractional.sum())} non-integral value(s): {shown}."
+                f"{int(fractional.sum())} non-integral value(s): {shown}. For a real-valued target (regression) set "
+                f"data.task: regression (task='regression' in Python)."
             )
     else:
         raise UserTypeError(

@@ -247,6 +247,29 @@ def check_model_for_data(model: nn.Module, input_shape: tuple[int, ...], *, task
     output = check_input_shape(model, tuple(input_shape))
     if task == "classification" and num_classes and not custom_loss:
         check_output_width(output, int(num_classes), type(model).__name__)
+    if task == "regression" and num_classes and not custom_loss:
+        check_regression_width(output, int(num_classes), type(model).__name__)
+
+
+def check_regression_width(output: Any, targets: int, model_name: str) -> None:
+    """Refuse a regressor whose outputs per sample are not its targets per sample (the built-in MSE compares them
+    one to one; a classifier handed over with task='regression' failed with a raw reshape error).
+
+    >>> check_regression_width(torch.zeros(2, 1), 1, "Net")
+    >>> check_regression_width(torch.zeros(2, 3), 1, "Net")
+    Traceback (most recent call last):
+    ...
+    rayprune.errors.UserError: model 'Net' gives 3 outputs per sample, but the regression targets have 1 value per sample (data.task: regression); if the model is a classifier with 3 classes, the task is classification.
+    """
+    if not isinstance(output, torch.Tensor) or output.dim() not in (1, 2):
+        return
+    width = 1 if output.dim() == 1 else output.shape[1]
+    if width == targets:
+        return
+    raise UserError(f"model {model_name!r} gives {width} outputs per sample, but the regression targets have {targets} "
+                    f"value{'s' if targets > 1 else ''} per sample (data.task: regression)"
+                    + (f"; if the model is a classifier with {width} classes, the task is classification."
+                       if width > targets else "."))
 
 
 def check_output_width(output: Any, num_classes: int, model_name: str) -> None:
