@@ -313,3 +313,38 @@ def test_sweep_an_in_memory_model_returns_the_front_and_one_model_per_level(ray_
     out = subprocess.run([sys.executable, "-m", "rayprune.cli", "sweep", "--resume", "--out", str(res.out)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "handed over in memory" in out.stderr
+
+
+@pytest.mark.slow
+def test_prune_a_csv_regression_with_the_users_own_split(ray_session, tmp_path):
+    """A tabular user's most common case — predict a price from a CSV, with their own held-out rows — needed a
+    data function of their own."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 480
+    frame = pd.DataFrame({f"f{i}": rng.normal(size=n) for i in range(6)})
+    frame["town"] = np.array(["north", "south", "east"])[np.arange(n) % 3]
+    frame["price"] = 3 * frame.f0 - frame.f1 + rng.normal(size=n) * 0.1
+    frame["part"] = np.where(np.arange(n) < 360, "train", np.where(np.arange(n) < 420, "val", "test"))
+    frame.to_csv(tmp_path / "houses.csv", index=False)
+    settings = {k: v for k, v in SMALL.items() if k != "device"}
+    result = rayprune.prune(config={"model": {"name": "mlp"}, "data": {
+        "name": "tabular", "path": str(tmp_path / "houses.csv"), "label": "price", "task": "regression",
+        "split_column": "part"}, "base_training": {"epochs": 3, "cache_dir": str(tmp_path / "cache")}},
+        budgets={"params": 0.5}, evaluations=16, device="cpu", out=tmp_path / "run", log=None, progress=False,
+        **settings)
+    summary = result.summary
+    assert result.feasible and summary["pruned"]["params"] <= 0.5 * summary["base"]["params"]
+    test_rows = frame[frame.part == "test"]
+    assert result.model(torch.zeros(2, 9)).shape == (2, 1)  # 6 numbers + 3 one-hot towns in, one price out
+    assert (result.candidates["stage"] == "search").sum() == 16 and len(test_rows) == 60
+    assert summary["metric"] == "neg_mse"
+    # the reported test number is minus the MSE on exactly the user's 60 test rows
+    data = load_dataset("tabular", path=tmp_path / "houses.csv", label="price", task="regression", split_column="part")
+    assert len(data.y_test) == 60 and torch.allclose(torch.sort(data.y_test).values,
+                                                     torch.sort(torch.tensor(test_rows.price.to_numpy()).float()).values)
+    with torch.no_grad():
+        mse = torch.mean((result.model(data.x_test).reshape(-1) - data.y_test) ** 2).item()
+    assert summary["pruned"]["accuracy_test"] == pytest.approx(-mse, rel=1e-4)

@@ -370,7 +370,7 @@ def test_a_label_column_of_measurements_or_identifiers_is_refused_naming_it(tmp_
     frame["row"] = np.arange(len(frame))
     frame.to_csv(path, index=False)
     with pytest.raises(ValueError, match=r"label column 'a' .* holds non-integer numbers \(300 distinct values in "
-                                         r"300 rows"):
+                                         r"300 rows.*set data.task: regression"):
         load_dataset("tabular", path=path, label="a")
     with pytest.raises(ValueError, match=r"label column 'row' .* has 300 classes in 300 rows, 300 of them with a "
                                          r"single row"):
@@ -726,3 +726,27 @@ def test_a_checkpoint_scored_on_rows_split_off_its_own_file_is_warned_about(tmp_
     trained_here = parse_config({"data": data_cfg, "model": {"name": "mlp"}})  # rayprune trains it on its own split
     warn_if_carved(trained_here, load_dataset("tabular", path=path, label="species"), logs.append)
     assert logs == []
+
+
+def test_a_table_with_a_real_valued_target_loads_for_regression(tmp_path: Path) -> None:
+    """data.task: regression read a CSV's numeric target only through a data function of the user's."""
+    rng = np.random.default_rng(0)
+    frame = _frame(80).drop(columns=["species"]).assign(price=rng.normal(size=80) * 50 + 300)
+    path = tmp_path / "houses.csv"
+    frame.to_csv(path, index=False)
+    data = load_dataset("tabular", path=path, label="price", task="regression", seed=1)
+    assert data.task == "regression" and data.num_classes == 1 and data.class_names is None
+    assert data.y_train.dtype == torch.float32 and data.y_train.dim() == 1
+    every = torch.cat([data.y_train, data.y_val, data.y_test]).sort().values.numpy()
+    assert np.allclose(every, np.sort(frame["price"].to_numpy()), atol=1e-3)  # the targets as the file holds them
+    assert "price" not in data.feature_names and data.carved == ("val", "test")
+    frame.assign(part=["train"] * 60 + ["test"] * 20).to_csv(tmp_path / "s.csv", index=False)
+    split = load_dataset("tabular", path=tmp_path / "s.csv", label="price", task="regression", split_column="part")
+    assert len(split.y_test) == 20 and split.carved == ("val",)
+    frame.assign(price=frame["price"].astype(object).where(frame.index != 3, "unknown")).to_csv(path, index=False)
+    with pytest.raises(UserError, match=r"must hold numbers for a regression .* 'unknown' at row 3"):
+        load_dataset("tabular", path=path, label="price", task="regression")
+    with pytest.raises(UserError, match="Remove data.classes"):
+        load_dataset("tabular", path=path, label="grade", task="regression", classes=["5", "15", "25"])
+    with pytest.raises(UserError, match=r"data.task 'regression' needs a data factory .*, a table \(tabular\)"):
+        load_dataset("digits", task="regression")

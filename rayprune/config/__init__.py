@@ -133,8 +133,8 @@ class DataConfig(_Section):
     max_samples: Optional[int] = Field(None, gt=0)
     #: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     device: str = "auto"
-    #: classification (integer class labels) or regression (real-valued targets: a data factory or
-    #: data handed over in memory); sets the default metric and loss (rayprune.engine.objective)
+    #: classification (integer class labels) or regression (real-valued targets: a table's label column, a data
+    #: factory or data handed over in memory); sets the default metric and loss (rayprune.engine.objective)
     task: Literal["classification", "regression"] = "classification"
     #: torch Datasets (a data factory's, or handed to the Python API) stream through a DataLoader
     #: instead of being read into device-resident tensors: auto (when larger than max_resident_mb),

@@ -228,8 +228,8 @@ def load_dataset(
 ) -> Dataset | StreamedDataset:
     """Load a named dataset, split it by ``seed`` and normalise it with train statistics. Offline.
 
-    ``task="regression"`` (real-valued targets) is for data factories; every other source holds
-    class labels.
+    ``task="regression"`` (real-valued targets) is for data factories and ``tabular`` (the label column is then
+    the target); every other source holds class labels.
 
     Names (:data:`DATASET_NAMES`):
 
@@ -280,9 +280,9 @@ def load_dataset(
         raise UserError(f"data.streaming is true but dataset {name!r} is read into tensors: only torch Datasets "
                         f"from a data factory ('package.module:function') or the Python API stream; set "
                         f"data.streaming to auto or false.")
-    elif task != "classification":
-        raise UserError(f"data.task {task!r} needs a data factory ('package.module:function') or data handed over "
-                        f"in memory; {name!r} holds class labels.")
+    elif task != "classification" and name != "tabular":
+        raise UserError(f"data.task {task!r} needs a data factory ('package.module:function'), a table (tabular) "
+                        f"or data handed over in memory; {name!r} holds class labels.")
     if source is None:
         raise UserError(
             f"data.name must be one of {list(DATASET_NAMES)} or a data factory "
@@ -300,6 +300,8 @@ def load_dataset(
             f"of {', '.join(repr(k) for k in options)} it takes {accepted}."
         )
     spec = _split_spec(val_fraction, test_fraction, seed, max_samples)
+    if name == "tabular" and task != "classification":
+        given["task"] = task
     return source.build(spec, **given)
 
 
@@ -362,11 +364,11 @@ def _load_cifar(spec: _SplitSpec, *, variant: str, root: str | Path | None = Non
 
 def _load_tabular(
     spec: _SplitSpec, *, path: str | Path | None = None, label: str | None = None, scale: str | None = None,
-    split_column: str | None = None, classes: Sequence[str] | None = None,
+    split_column: str | None = None, classes: Sequence[str] | None = None, task: str = "classification",
 ) -> Dataset:
     if path is None:
         raise UserError("'path' is required for dataset 'tabular' (a .csv or .parquet file).")
-    table = read_table(path, label or "label", split_column=split_column, classes=classes)
+    table = read_table(path, label or "label", split_column=split_column, classes=classes, task=task)
     return _tabular_dataset("tabular", table, spec, scale=scale, user_file=True)
 
 
@@ -482,10 +484,16 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec, *, scale: str | 
     scale = scale or "minmax"
     if scale not in TABULAR_SCALES:
         raise UserError(f"data.scale must be one of {list(TABULAR_SCALES)} for dataset {name!r}; got {scale!r}.")
+    regression = table.class_names is None
+    # split row indices (stratified by class; a regression's targets are not classes: plain random)
+    strata = np.zeros(len(table.labels), dtype=np.int64) if regression else np.asarray(table.labels, dtype=np.int64)
     if table.splits is None:
-        splits, carved = _split(table.features, table.labels, spec, test=None), ("val", "test")
+        index = [ix for ix, _ in _split(np.arange(len(strata)), strata, spec, test=None)]
+        carved: tuple[str, ...] = ("val", "test")
     else:
-        splits, carved = _split_by_column(table, spec)
+        index, carved = _split_by_column(table.splits, strata, spec)
+    targets = table.labels.astype(np.float32 if regression else np.int64)
+    splits = tuple((table.features[ix], targets[ix]) for ix in index)
     _check_nonempty(name, splits, spec, official_test=False)
     if scale == "none":
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = [
@@ -503,10 +511,11 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec, *, scale: str | 
         y_val=y_val,
         x_test=x_test,
         y_test=y_test,
-        num_classes=len(table.class_names),
+        num_classes=1 if regression else len(table.class_names),
         input_shape=(table.features.shape[1],),
         augment=None,
-        class_names=table.class_names,
+        class_names=None if regression else table.class_names,
+        task="regression" if regression else "classification",
         feature_names=table.feature_names,
         feature_low=None if low is None else tuple(float(v) for v in low),
         feature_span=None if span is None else tuple(float(v) for v in span),
@@ -517,25 +526,25 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec, *, scale: str | 
     )
 
 
-def _split_by_column(table: Table, spec: _SplitSpec) -> tuple[tuple[_Arrays, _Arrays, _Arrays], tuple[str, ...]]:
-    """(train, val, test) from the table's split column; a split it lacks is split off its train rows (val by
-    ``val_fraction``, test by ``test_fraction``, as shares of those rows). Returns the splits and the carved ones."""
+def _split_by_column(splits: np.ndarray, strata: np.ndarray, spec: _SplitSpec
+                     ) -> tuple[list[np.ndarray], tuple[str, ...]]:
+    """Row indices of (train, val, test) from a table's split column; a split it lacks is split off its train rows
+    (val by ``val_fraction``, test by ``test_fraction``, as shares of those rows, stratified by ``strata``).
+    Returns the indices and the carved splits."""
     if spec.max_samples is not None:
         raise UserError("data.max_samples does not apply with data.split_column: the split column says which rows "
                         "are used; drop rows from the file instead.")
-    x, y = table.features, np.asarray(table.labels, dtype=np.int64)
-    given = {name: np.flatnonzero(table.splits == name) for name in ("train", "val", "test")}
+    given = {name: np.flatnonzero(splits == name) for name in ("train", "val", "test")}
     carved = tuple(name for name in ("val", "test") if not len(given[name]))
     train = given["train"]
     if carved:
         val_fraction = spec.val_fraction if "val" in carved else 0.0
         test_fraction = spec.test_fraction if "test" in carved else 0.0
-        kept, val, test = split_indices(y[train], val_fraction=val_fraction, test_fraction=test_fraction,
+        kept, val, test = split_indices(strata[train], val_fraction=val_fraction, test_fraction=test_fraction,
                                         seed=spec.seed)
         given = {"train": train[kept], "val": train[val] if "val" in carved else given["val"],
                  "test": train[test] if "test" in carved else given["test"]}
-    parts = tuple((x[given[name]], y[given[name]]) for name in ("train", "val", "test"))
-    return parts, carved  # type: ignore[return-value]
+    return [given[name] for name in ("train", "val", "test")], carved
 
 
 def _standardise_images(

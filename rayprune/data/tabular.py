@@ -1,4 +1,4 @@
-"""Readers for tabular classification data: a user's CSV/Parquet file or a scikit-learn bundled set.
+"""Readers for tabular data: a user's CSV/Parquet file (classes, or a real-valued target) or a scikit-learn bundled set.
 
 Both return a :class:`Table` of raw features and integer labels; scaling happens later, on train
 statistics only, when the :class:`~rayprune.data.Dataset` is built. Non-numeric feature columns are
@@ -40,12 +40,12 @@ __all__ = [
 
 
 class Table(NamedTuple):
-    """Tabular classification data: float64 features (N×F), labels 0..K−1 and their names, and (from a
-    ``split_column``) each row's split, ``train``/``val``/``test``."""
+    """Tabular data: float64 features (N×F), labels 0..K−1 and their names (a regression: float64 targets and
+    no names), and (from a ``split_column``) each row's split, ``train``/``val``/``test``."""
 
     features: np.ndarray
     labels: np.ndarray
-    class_names: tuple[str, ...]
+    class_names: tuple[str, ...] | None
     feature_names: tuple[str, ...]
     splits: np.ndarray | None = None
 
@@ -73,9 +73,9 @@ _SHOWN = 5
 
 
 def read_table(path: str | Path, label: str = "label", *, split_column: str | None = None,
-               classes: Sequence[str] | None = None) -> Table:
-    """Read a CSV or Parquet file (chosen by suffix) whose column ``label`` holds the class
-    (``split_column``, ``classes``: as in :func:`table_from_frame`).
+               classes: Sequence[str] | None = None, task: str = "classification") -> Table:
+    """Read a CSV or Parquet file (chosen by suffix) whose column ``label`` holds the class, or the target
+    (``split_column``, ``classes``, ``task``: as in :func:`table_from_frame`).
 
     Example:
         >>> table = read_table("patients.csv", label="outcome")  # doctest: +SKIP
@@ -104,12 +104,12 @@ def read_table(path: str | Path, label: str = "label", *, split_column: str | No
             f"Cannot read '{path}' as a {kind} file (chosen by its suffix): "
             f"{type(err).__name__}: {err}"
         ) from err
-    return table_from_frame(frame, label, source=str(path), split_column=split_column, classes=classes)
+    return table_from_frame(frame, label, source=str(path), split_column=split_column, classes=classes, task=task)
 
 
 def table_from_frame(
     frame: pd.DataFrame, label: str = "label", *, source: str | None = None, split_column: str | None = None,
-    classes: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None, task: str = "classification",
 ) -> Table:
     """Split a DataFrame into one-hot-encoded float features and integer-coded labels.
 
@@ -117,7 +117,8 @@ def table_from_frame(
     column whose values (``train``, ``val``, ``test``) say which split each row belongs to — the user's own
     held-out rows, taken as given and not used as a feature. ``classes``: the labels' order (class ``i`` is
     ``classes[i]``, as the model was trained); by default numeric labels sort numerically and text ones
-    alphabetically.
+    alphabetically. ``task="regression"``: the label column is a real-valued target (float64 ``labels``,
+    ``class_names`` None).
 
     Example:
         >>> frame = pd.DataFrame({"size": [1.0, 2.0, 3.0], "colour": ["red", "blue", "red"],
@@ -146,6 +147,8 @@ def table_from_frame(
             f"{_sentence(where)} has no feature columns besides the label column {label!r}."
         )
     _reject_missing(frame, where)
+    if task == "regression":
+        return _regression_table(frame, features, label, where, classes, splits)
     _reject_continuous_labels(frame[label], label, where)
     labels, class_names = (encode_labels(frame[label].to_numpy()) if classes is None else
                            ordered_labels(frame[label].to_numpy(), classes, label, where))
@@ -171,6 +174,31 @@ def table_from_frame(
         feature_names=tuple(str(c) for c in encoded.columns),
         splits=splits,
     )
+
+
+def _regression_table(frame: pd.DataFrame, features: pd.DataFrame, label: str, where: str,
+                      classes: Sequence[str] | None, splits: np.ndarray | None) -> Table:
+    """A table whose label column is a real-valued target (``data.task: regression``)."""
+    if classes is not None:
+        raise UserError("data.classes names class labels; with data.task: regression the label column is a "
+                        "real-valued target. Remove data.classes.")
+    column = frame[label]
+    target = pd.to_numeric(column, errors="coerce")
+    bad = column[target.isna()]
+    if len(bad):
+        shown = ", ".join(f"{v!r} at row {i}" for i, v in list(bad.items())[:_SHOWN])
+        raise UserError(f"The label column {label!r} of {where} must hold numbers for a regression (data.task: "
+                        f"regression); {len(bad)} of its {len(column)} values are not: {shown} (rows numbered from 0 "
+                        f"after the header). Class names need data.task: classification.")
+    target = target.to_numpy(dtype=np.float64)
+    if not np.isfinite(target).all():
+        raise UserError(f"The label column {label!r} of {where} holds infinite values; a regression target must be "
+                        "finite.")
+    _reject_stray_text(features, where)
+    encoded = _one_hot(features, where)
+    _reject_infinite(encoded, where)
+    return Table(features=encoded.to_numpy(dtype=np.float64), labels=target, class_names=None,  # type: ignore[arg-type]
+                 feature_names=tuple(str(c) for c in encoded.columns), splits=splits)
 
 
 def _split_values(frame: pd.DataFrame, column: str, label: str, where: str) -> np.ndarray:
@@ -231,8 +259,8 @@ def _reject_continuous_labels(column: pd.Series, label: str, where: str) -> None
         raise UserError(
             f"The label column {label!r} of {where} holds non-integer numbers ({column.nunique()} distinct values "
             f"in {len(column)} rows, e.g. {fractional[0]:g}): a class label names one of a few classes. Set "
-            f"'label' to the column that holds the class; a real-valued target (regression) needs a data factory "
-            f"('package.module:function' with data.task: regression) or the Python API."
+            f"'label' to the column that holds the class, or, for a real-valued target (regression), set "
+            f"data.task: regression."
         )
 
 
