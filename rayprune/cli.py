@@ -92,8 +92,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"\n# base model: {cfg.model.name}, not trained yet (validate does not train it; the first prune or "
               f"sweep, or `rayprune train-base`, trains and caches it at {problem.base_info['cache_path']})")
     else:
-        print(f"\n# base model: {cfg.model.name} ({problem.base_info.get('source')}), val accuracy "
-              f"{100 * problem.base_accuracy['val']:.2f}%, test {100 * problem.base_accuracy['test']:.2f}%")
+        from .report import format_metric
+
+        metric = problem.objective.metric_name
+        label = "accuracy" if metric == "accuracy" else metric.rsplit(":", 1)[-1]
+        print(f"\n# base model: {cfg.model.name} ({problem.base_info.get('source')}), val {label} "
+              f"{format_metric(problem.base_accuracy['val'], metric)}, test "
+              f"{format_metric(problem.base_accuracy['test'], metric)}")
     print(f"# pruning space: {problem.space.num_groups} groups, importance {cfg.pruning.importance}, "
           f"round_to {cfg.pruning.round_to}, min_keep {cfg.pruning.min_keep}; analytic params/MACs exact: {problem.analytic.exact}")
     rows = []

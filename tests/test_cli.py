@@ -71,6 +71,32 @@ def test_validate_never_trains_the_base_model(tiny_config, env, tmp_path):
     assert res.returncode == 3 and "Budget cannot be met" in res.stderr  # the answer still comes, untrained
 
 
+def test_validate_a_csv_regression_checkpoint_names_its_metric_and_warns_about_carved_rows(tmp_path, env):
+    """A tabular user's checkpoint: validate showed minus the MSE as "val accuracy -5.00%", and said nothing
+    about val/test rows split off the very file the model was trained on."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from rayprune.models import load_model
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({f"f{i}": rng.normal(size=200) for i in range(4)}).assign(price=rng.normal(size=200))
+    frame.to_csv(tmp_path / "h.csv", index=False)
+    torch.save(load_model("mlp", num_classes=1, in_features=4).state_dict(), tmp_path / "mlp.pt")
+    config = tmp_path / "reg.yaml"
+    config.write_text("model: {name: mlp, checkpoint: mlp.pt}\n"
+                      "data: {name: tabular, path: h.csv, label: price, task: regression}\nbudgets: {params: 0.5}\n")
+    res = rayprune("validate", config, "-q", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "val neg_mse -" in res.stdout and "%" not in res.stdout.split("# base model")[1].splitlines()[0]
+    assert "split the val and test rows off" in res.stderr and "data.split_column" in res.stderr
+    frame.assign(part=["train"] * 150 + ["val"] * 20 + ["test"] * 30).to_csv(tmp_path / "h.csv", index=False)
+    config.write_text(config.read_text().replace("task: regression", "task: regression, split_column: part"))
+    res = rayprune("validate", config, "-q", env=env)
+    assert res.returncode == 0 and "split the val" not in res.stderr, res.stderr
+
+
 def test_validate_checks_every_sweep_level(tmp_path, env):
     config = tmp_path / "sweep.yaml"
     config.write_text(TINY + "sweep: {budgets: {params: [0.5, 0.001]}}\n")
