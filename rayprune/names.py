@@ -11,7 +11,7 @@ names) a series in the Ray dashboard. Import these instead of spelling the strin
 from __future__ import annotations
 
 __all__ = [
-    "STAGE_SEARCH", "STAGE_RERANK", "STAGE_FINAL", "STAGE_SELECT", "STATUS_OK", "STATUS_ERROR",
+    "STAGE_SEARCH", "STAGE_RERANK", "STAGE_FINAL", "STAGE_SELECT", "STATUS_OK", "STATUS_ERROR", "STATUS_SUPERSEDED",
     "EVALUATIONS", "ITERATION", "BEST", "BEST_ACCURACY", "LAMBDA", "VIOLATION_RATE", "progress_key",
     "SELECTION_TRIAL", "IN_MEMORY", "in_memory_name", "is_in_memory",
 ]
@@ -48,6 +48,8 @@ STAGE_SELECT = "select"
 SELECTION_TRIAL = "selection"
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
+#: a final fine-tune that ran and is not exported: a model at least as good on validation serves its level(s)
+STATUS_SUPERSEDED = "superseded"
 
 # -- progress (the search loop's metrics, tune.report, result.json) ---------------------------------
 EVALUATIONS = "evaluations"

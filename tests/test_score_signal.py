@@ -131,7 +131,12 @@ def test_a_weak_level_finalises_its_best_reranked_candidates_and_takes_the_best_
     assert res.candidate_id == "c70" and res.accuracy_val == 0.80  # the best final validation accuracy
     assert any("weak level(s) params=0.1" in m and "weak_finals=3" in m for m in messages)
     final = read_candidates(tmp_path)
-    assert final[final["stage"] == "final"]["candidate_id"].tolist() == ["c70"]
+    final = final[final["stage"] == "final"]
+    assert final[final["status"] == "ok"]["candidate_id"].tolist() == ["c70"]
+    # the runners-up were fine-tuned too: their numbers are kept, marked as not exported and why
+    runners = final[final["status"] == "superseded"].set_index("candidate_id")
+    assert sorted(runners.index) == ["c80", "c90"] and runners["accuracy"].notna().all()
+    assert all("the model found for params=0.1 (validation 0.8 " in e for e in runners["error"])
 
 
 def test_an_extra_weak_level_final_over_the_levels_limit_leaves_its_numbers(tmp_path):
@@ -274,7 +279,9 @@ def test_a_weak_levels_global_candidate_competes_with_the_uniform_one_and_the_re
     assert res.candidate_id == "c40" and res.found_by == prior_agent("global") == "global (weak level)"
     rows = read_candidates(tmp_path)
     assert rows[rows["agent"] == prior_agent("global")]["stage"].tolist() == ["rerank", "final"]
-    assert rows[rows["agent"] == prior_agent("uniform")]["stage"].tolist() == ["rerank"]  # finalised, not chosen
+    uniform = rows[rows["agent"] == prior_agent("uniform")]
+    assert uniform["stage"].tolist() == ["rerank", "final"]  # finalised, not chosen:
+    assert uniform["status"].tolist() == ["ok", "superseded"] and uniform["accuracy"].iloc[1] == 0.90
     table = agent_table({"setup": {"levels": [LEVEL.to_json()]}}, pd.concat([_rows(_FOUR), rows], ignore_index=True))
     assert next(x for x in table.splitlines() if "global (weak level)" in x).rstrip().endswith(LEVEL.name)
     assert all("uniform (weak level)" not in x for x in table.splitlines())  # it won nothing

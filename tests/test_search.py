@@ -582,8 +582,10 @@ def test_a_weak_levels_structured_candidates_are_scored_finalised_and_exported_o
         assert mine["params"].iloc[0] <= tight[0].limits["params"]
         assert ratios in finalised
     assert len(finalised) == 3  # the re-rank's winner, then the uniform and the global candidates
-    finals = staged[staged["stage"] == "final"]
+    finals = staged[(staged["stage"] == "final") & (staged["status"] == "ok")]
     assert len(finals) == 1  # one exported model for the level: the best final by validation
+    superseded = staged[staged["status"] == "superseded"]  # the two others, with their numbers, not exported
+    assert len(superseded) == 2 and superseded["accuracy"].notna().all() and superseded["export_path"].isna().all()
     assert (res.found_by == UNIFORM_AGENT) == (list(finals["keep_ratios"].iloc[0]) == space.uniform(0))
     model = load_pruned(res.export_path)
     assert sum(p.numel() for p in model.parameters()) <= tight[0].limits["params"]

@@ -87,8 +87,12 @@ def check_sweep_outputs(out: Path, agents=("random", "crl")) -> pd.DataFrame:
         assert len(mine) == result["evaluations"], name  # nothing lost, nothing duplicated
         assert set(mine["agent"]) == {name.split(",")[0]}  # rows tagged by agent
         assert set(mine["level"]) == LEVELS  # each trial searched every level
-    final = rows[rows["stage"] == "final"]
+    final = rows[(rows["stage"] == "final") & (rows["status"] == "ok")]
     assert set(final["level"]) == LEVELS and len(final) == 2  # one exported model per level
+    superseded = rows[rows["status"] == "superseded"]  # a level's own final, served by a model as good or better
+    exported_acc = final.set_index("level")["accuracy"]
+    for _, row in superseded.iterrows():
+        assert row["stage"] == "final" and row["accuracy"] <= exported_acc[row["level"]] and pd.isna(row["export_path"])
     state = json.loads((out / "sweep.json").read_text())
     assert state["status"] == "finished" and state["summary"]["monotone"]
     for level in state["summary"]["levels"]:  # each level's search score measured against chance and the base

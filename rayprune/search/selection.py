@@ -42,7 +42,7 @@ from ..costs.levels import Level
 from ..costs.paired import paired_columns
 from ..costs.registry import TIMED_COSTS
 from ..evaluation.score import ScoreSpec
-from ..names import STAGE_FINAL, STAGE_RERANK, STAGE_SEARCH, STATUS_ERROR, STATUS_OK
+from ..names import STAGE_FINAL, STAGE_RERANK, STAGE_SEARCH, STATUS_ERROR, STATUS_OK, STATUS_SUPERSEDED
 from ..results import CandidateWriter
 from .score_signal import ScoreSignal, score_signal
 
@@ -298,11 +298,32 @@ def select_and_finalize(
                     "feasible": res.feasible, "export_path": res.export_path, "status": STATUS_OK, "error": None,
                     **{f"budget_{n}": v for n, v in res.level.values.items()},
                     **{f"limit_{n}": v for n, v in res.level.limits.items()}}))  # the final's numbers, not the search row's
+    _superseded_rows(finals, choice, results, writer, cost_names)
     writer.flush()
     shutil.rmtree(out / "models" / FINALS_DIR, ignore_errors=True)
     if (out / "models").is_dir() and not any((out / "models").iterdir()):
         (out / "models").rmdir()  # only the finals' scratch folder was there (export_to elsewhere)
     return results
+
+
+def _superseded_rows(finals: Sequence[Mapping[str, Any]], choice: Sequence[Optional[int]],
+                     results: Sequence[LevelResult], writer: CandidateWriter, cost_names: Sequence[str]) -> None:
+    """A ``final`` row of status ``superseded`` for each final fine-tune that no level exports (a smaller level's
+    model, at least as good on validation, serves the level it was run for; a weak level's runner-up): its
+    numbers were computed, and a user checking the choice needs them."""
+    exported = {i for i in choice if i is not None}
+    serving = {res.level.name: finals[i] for res, i in zip(results, choice) if i is not None}
+    levels = {res.level.name: res.level for res in results}
+    for i, f in enumerate(finals):
+        level = levels.get(f["found_for"])
+        if i in exported or level is None or not _fits_level(f, level):  # over its limit: an error row says so
+            continue
+        winner = serving.get(f["found_for"])
+        why = ("not exported: " + (f"the model found for {winner['found_for']} (validation {winner['accuracy_val']:.4g} "
+                                   f"against {f['accuracy_val']:.4g}) serves {f['found_for']}" if winner is not None
+                                   else f"another final serves {f['found_for']}"))
+        writer.add(_final_row(f["row"], f["found_for"], f["found_for"], **_final_fields(f, cost_names),
+                              feasible=True, export_path=None, status=STATUS_SUPERSEDED, error=why))
 
 
 def _fits_level(measured: Mapping[str, Any], level: Level) -> bool:
