@@ -239,3 +239,11 @@ def test_budget_strings_read_as_on_the_command_line_and_unknown_costs_name_the_c
     with pytest.raises(ConfigError, match=r"unknown costs \['fbytes'\] \(did you mean fb\?\).*own costs \(costs.custom\) "
                                           r"are \['fb'\]"):
         parse_config({"budgets": {"fbytes": 0.3}, "costs": {"custom": {"fb": "m:f"}}})
+
+
+def test_a_check_across_sections_reads_as_its_own_message_not_pydantic_jargon():
+    """A misspelt budget printed "- (top level): Value error, budgets names unknown costs ['param']"."""
+    with pytest.raises(ConfigError) as err:
+        parse_config({"budgets": {"param": 0.5}})
+    assert "\n  - budgets names unknown costs ['param'] (did you mean params?)" in str(err.value)
+    assert "top level" not in str(err.value) and "Value error" not in str(err.value)

@@ -421,14 +421,15 @@ def _close_keys(loc: Sequence[Any]) -> list[str]:
 def _format_errors(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: {exc.error_count()} problem(s) in the configuration:"]
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        path = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's ValueError
         if err["type"] == "extra_forbidden":
             close = _close_keys(err["loc"])
             msg = f"unknown key (did you mean {' or '.join(close)}?)" if close else "unknown key (check its spelling)"
         received = err.get("input")
         detail = "" if err["type"] == "extra_forbidden" or isinstance(received, dict) else f"; got {received!r}"
-        lines.append(f"  - {path}: {msg}{detail}")
+        # a check across sections (a model validator) has no field path: its message names the fields itself
+        lines.append(f"  - {path}: {msg}{detail}" if path else f"  - {msg}")
     return "\n".join(lines)
 
 
