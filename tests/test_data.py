@@ -750,3 +750,17 @@ def test_a_table_with_a_real_valued_target_loads_for_regression(tmp_path: Path) 
         load_dataset("tabular", path=path, label="grade", task="regression", classes=["5", "15", "25"])
     with pytest.raises(UserError, match=r"data.task 'regression' needs a data factory .*, a table \(tabular\)"):
         load_dataset("digits", task="regression")
+
+
+def test_a_table_taken_as_the_file_holds_it_describes_its_preprocessing_once(tmp_path: Path) -> None:
+    """spec.json listed both "one-hot encoded" and "rayprune did not transform these inputs"."""
+    from rayprune.data.datasets import preprocessing_of
+
+    _frame().to_csv(tmp_path / "t.csv", index=False)
+    steps = preprocessing_of(load_dataset("tabular", path=tmp_path / "t.csv", label="species", scale="none"))["steps"]
+    assert len(steps) == 1 and "one-hot" in steps[0] and "did not transform" not in steps[0]
+    from rayprune.data import dataset_from_splits
+
+    pair = (np.random.default_rng(0).normal(size=(30, 3)), np.arange(30) % 2)
+    assert preprocessing_of(dataset_from_splits(pair, pair, pair))["steps"] == [
+        "as given (cast to float32): rayprune did not transform these inputs"]  # data handed over: untouched

@@ -520,8 +520,8 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec, *, scale: str | 
         feature_low=None if low is None else tuple(float(v) for v in low),
         feature_span=None if span is None else tuple(float(v) for v in span),
         # with data.scale: none, what a raw row still needs: the one-hot encoding (spec.json's preprocessing)
-        source_steps=("categorical columns one-hot encoded, in the order of feature_names (data.scale: none: "
-                      "the columns are not scaled)",) if low is None else (),
+        source_steps=("text columns one-hot encoded, in the order of feature_names; numeric columns as the file "
+                      "holds them, cast to float32 (data.scale: none: not scaled)",) if low is None else (),
         carved=carved if user_file else (),
     )
 
@@ -603,7 +603,7 @@ def preprocessing_of(data) -> dict:
                 "span": list(getattr(data, "feature_span", None) or [])}
     features = list(getattr(data, "feature_names", None) or [])
     return {"kind": kind, "input_shape": shape, **outputs, **({"feature_names": features} if features else {}),
-            "steps": [*source, "as given (cast to float32): rayprune did not transform these inputs"]}
+            "steps": source or ["as given (cast to float32): rayprune did not transform these inputs"]}
 
 
 def _split(
