@@ -394,7 +394,7 @@ def test_data_scale_none_keeps_the_columns_as_the_file_holds_them(tmp_path: Path
     assert raw.x_train[:, height].min() > 50 and raw.x_train[:, height].max() > 100  # metres, not [0, 1]
     recipe = preprocessing_of(raw)
     assert recipe["feature_names"] == list(raw.feature_names) and "low" not in recipe
-    assert recipe["steps"][0].startswith("categorical columns one-hot encoded") and "data.scale: none" in recipe["steps"][0]
+    assert recipe["steps"][0].startswith("text columns one-hot encoded") and "data.scale: none" in recipe["steps"][0]
     assert "low" in preprocessing_of(scaled)
     with pytest.raises(ValueError, match="'scale' does not apply to dataset 'digits'"):
         load_dataset("digits", scale="none")
