@@ -16,8 +16,10 @@ from torch import nn
 from ._io import atomic_torch_save, atomic_write_text
 from .config import Config, default_cache_dir
 from .data import Dataset, StreamedDataset
+from .data.datasets import input_hint
 from .engine import fine_tune
 from .engine.objective import DataSplit, resolve_objective
+from .errors import UserError
 from .models import check_model_for_data, load_model
 
 __all__ = ["architecture_of", "obtain_base_model", "base_cache_key", "weights_fingerprint"]
@@ -210,7 +212,13 @@ def obtain_base_model(
     """
     arch = architecture_of(cfg, data)
     if cfg.model.checkpoint is not None and not retrain:
-        model = load_model(**arch, checkpoint=cfg.model.checkpoint).to(device)
+        try:
+            model = load_model(**arch, checkpoint=cfg.model.checkpoint).to(device)
+        except UserError as err:
+            hint = input_hint(data) if "shape mismatch" in str(err) else ""
+            if not hint:
+                raise
+            raise UserError(f"{err}{hint}") from err
         return model, {"source": "checkpoint", "checkpoint": str(cfg.model.checkpoint)}
     cache_dir = Path(cfg.base_training.cache_dir or default_cache_dir()) / "base"
     key = base_cache_key(cfg)

@@ -33,6 +33,7 @@ from .costs import (
 )
 from .costs.budget import fits
 from .data import Dataset, StreamedDataset, load_dataset
+from .data.datasets import input_hint
 from .engine.objective import DataSplit, MetricError, Objective, resolve_objective
 from .errors import UserError
 from .models import check_model_for_data
@@ -220,8 +221,13 @@ class PruningProblem:
         data = data.to(device)
         check_streaming_agent(cfg, data)
         model = model.to(device)
-        check_model_for_data(model, tuple(data.input_shape), task=data.task, num_classes=data.num_classes,
-                             custom_loss=cfg.engine.loss is not None)
+        try:
+            check_model_for_data(model, tuple(data.input_shape), task=data.task, num_classes=data.num_classes,
+                                 custom_loss=cfg.engine.loss is not None)
+        except UserError as err:
+            if "does not accept inputs" not in str(err) or not input_hint(data):
+                raise
+            raise UserError(f"{err}{input_hint(data)}") from err
         model.eval()
         example = torch.zeros((1, *data.input_shape), device=device)
         space = PruningSpace(

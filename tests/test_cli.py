@@ -95,6 +95,12 @@ def test_validate_a_csv_regression_checkpoint_names_its_metric_and_warns_about_c
     config.write_text(config.read_text().replace("task: regression", "task: regression, split_column: part"))
     res = rayprune("validate", config, "-q", env=env)
     assert res.returncode == 0 and "split the val" not in res.stderr, res.stderr
+    # a text column the model never saw: the checkpoint's size error says where the extra inputs come from
+    frame.assign(town=["north", "south", "east", "west"] * 50, part=["train"] * 150 + ["val"] * 20 + ["test"] * 30
+                 ).to_csv(tmp_path / "h.csv", index=False)
+    res = rayprune("validate", config, "-q", env=env)
+    assert res.returncode == 2 and "the data gives 8 features per row" in res.stderr and "town_east" in res.stderr
+    assert "one-hot encoded" in res.stderr, res.stderr
 
 
 def test_validate_checks_every_sweep_level(tmp_path, env):

@@ -526,6 +526,22 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec, *, scale: str | 
     )
 
 
+def input_hint(data: Any) -> str:
+    """For a table: what the model's inputs are made of (text columns become one feature per value), to append to
+    an error about the model's input size; empty for other data.
+
+    >>> input_hint(load_dataset("sklearn:iris"))[:72]
+    ' (the data gives 4 features per row: sepal length (cm), sepal width (cm)'
+    """
+    names = getattr(data, "feature_names", None)
+    if getattr(data, "kind", None) != "tabular" or not names:
+        return ""
+    shown = ", ".join(names[:12]) + (f", ... ({len(names) - 12} more)" if len(names) > 12 else "")
+    return (f" (the data gives {len(names)} features per row: {shown}; a text column is one-hot encoded into one "
+            "feature per value, so a column your model did not see, or a category column, adds features: drop it "
+            "from the file or write it as your model expects)")
+
+
 def _split_by_column(splits: np.ndarray, strata: np.ndarray, spec: _SplitSpec
                      ) -> tuple[list[np.ndarray], tuple[str, ...]]:
     """Row indices of (train, val, test) from a table's split column; a split it lacks is split off its train rows
