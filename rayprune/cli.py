@@ -73,18 +73,36 @@ def _resolve(cfg, path):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .costs import ANALYTIC_COSTS
-    from .costs.budget import fits, within
-    from .costs.levels import Level, levels_from_config
     from .problem import PruningProblem
-    from .search.prune import BudgetUnreachable, check_reachable
-    from .text_table import format_table, human
 
     cfg = _load(args)
     # budgets depend on the architecture, not the weights: validate never trains the base model; built before
-    # anything is printed, so that a data, model or cost error is the first thing a user reads
-    problem = PruningProblem.from_config(cfg, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
-                                         train_base=False)
+    # anything is printed, so that a data, model or cost error is the first thing a user reads. Its warnings are
+    # said last, under the tables, not above a page of resolved config where they scroll away
+    notes: list[str] = []
+    try:
+        problem = PruningProblem.from_config(cfg, progress=not args.quiet, log=notes.append, train_base=False)
+    except BaseException:
+        for note in notes:
+            print(note, file=sys.stderr)
+        raise
+    try:
+        return _validate_report(args, cfg, problem)
+    finally:
+        sys.stdout.flush()
+        for note in notes:
+            print(note, file=sys.stderr)
+
+
+def _validate_report(args: argparse.Namespace, cfg, problem) -> int:
+    """``rayprune validate``'s report on a built problem: the resolved config, the base model, each cost's reach,
+    the sweep's levels; 3 when a budget cannot be met."""
+    from .costs import ANALYTIC_COSTS
+    from .costs.budget import fits, within
+    from .costs.levels import Level, levels_from_config
+    from .search.prune import BudgetUnreachable, check_reachable
+    from .text_table import format_table, human
+
     print("# resolved config")
     print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     smallest = problem.reachable()

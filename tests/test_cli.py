@@ -91,6 +91,10 @@ def test_validate_a_csv_regression_checkpoint_names_its_metric_and_warns_about_c
     assert res.returncode == 0, res.stderr
     assert "val neg_mse -" in res.stdout and "%" not in res.stdout.split("# base model")[1].splitlines()[0]
     assert "split the val and test rows off" in res.stderr and "data.split_column" in res.stderr
+    merged = subprocess.run([sys.executable, "-m", "rayprune.cli", "validate", str(config), "-q"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600).stdout
+    assert merged.index("smallest reachable") < merged.index("split the val and test rows off")  # said last, not
+    # above a page of resolved config
     frame.assign(part=["train"] * 150 + ["val"] * 20 + ["test"] * 30).to_csv(tmp_path / "h.csv", index=False)
     config.write_text(config.read_text().replace("task: regression", "task: regression, split_column: part"))
     res = rayprune("validate", config, "-q", env=env)
