@@ -108,6 +108,17 @@ def given_back_if_empty(out: Path) -> Iterator[None]:
         raise
 
 
+def say_fixed_costs(rows, levels, base_costs, log: Log) -> None:
+    """Before the selection: where a timed budget sits near its cost's fixed part, say so (its model will be cut
+    far for little latency; :mod:`rayprune.search.fixed_cost`)."""
+    from ..costs import TIMED_COSTS
+    from .fixed_cost import fixed_cost_notes
+
+    search = rows[rows["stage"] == STAGE_SEARCH] if not rows.empty and "stage" in rows.columns else rows
+    for note in fixed_cost_notes(search, levels, base_costs, [c for c in TIMED_COSTS if c in base_costs]):
+        log(note)
+
+
 def check_out_dir(out: Path, *, what: str = "prune") -> None:
     """Refuse an output directory that already holds results (runs are never mixed), a path under a
     file, or a directory that cannot be written — before anything is computed."""
@@ -229,6 +240,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
         telemetry = Telemetry({"sweep": constants["sweep_id"], "trial": constants["trial_id"], "budget": level.name})
         run.run(on_step=lambda metrics: run.publish(telemetry, metrics))
         rows = read_candidates(out)
+        say_fixed_costs(rows, [level], problem.base_costs, log)
         selection_writer = CandidateWriter(out, constants={**constants, "stage": STAGE_SELECT, "trial_id": SELECTION_TRIAL},
                                            name=SELECTION_TRIAL)
         [result] = select_and_finalize(rows, [level], pool=pool, out_dir=out, rerank_spec=rerank,

@@ -543,6 +543,7 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_
     from ..evaluation.score import score_specs
     from ..problem import PruningProblem
     from ..results import CandidateWriter, drop_rows_after
+    from ..search.prune import say_fixed_costs
     from ..search.score_signal import chance_and_base
     from ..search.selection import select_and_finalize
 
@@ -564,6 +565,7 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_
         drop_rows_after(out, SELECTION_TRIAL, -1)  # a selection run before (an interrupted finish) is redone
         writer = CandidateWriter(out, constants={"sweep_id": setup.sweep_id, "trial_id": SELECTION_TRIAL, "stage": STAGE_SELECT},
                                  name=SELECTION_TRIAL)
+        say_fixed_costs(search, levels, setup.base_costs, log)
         pool = _selection_pool(problem, cfg, shared_ref)
         try:
             pool.wait_ready()
