@@ -344,3 +344,25 @@ def test_a_config_reaches_the_user_sources_through_the_problem_call(tmp_path, mo
     assert data.input_shape == (3, 6, 6) and data.num_classes == 2 and len(data.y_test) > 0
     with pytest.raises(ValueError, match="image_size"):
         parse_config({"data": {"name": "imagefolder", "image_size": 0}})
+
+
+def test_a_pandas_frame_and_series_are_an_x_y_pair() -> None:
+    """A tabular user's features are a DataFrame: refused before, as "got a pandas.DataFrame"."""
+    import pandas as pd
+
+    from rayprune.api import _as_dataset, build_config
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=90), "b": rng.normal(size=90), "flag": rng.normal(size=90) > 0})
+    labels = pd.Series(np.arange(90) % 3)
+    data = dataset_from_splits((frame, labels), (frame, labels), (frame, labels))
+    assert data.input_shape == (3,) and data.num_classes == 3
+    assert np.allclose(data.x_train.numpy(), frame.to_numpy(dtype=np.float32))  # columns in order, as given
+    target = pd.Series(rng.normal(size=90))
+    assert dataset_from_splits((frame, target), None, None, task="regression").y_train.dtype == torch.float32
+    one = _as_dataset((frame, labels), build_config())  # one (x, y) pair through the API, not (train, val)
+    assert len(one.y_train) + len(one.y_val) + len(one.y_test) == 90
+    with pytest.raises(UserError, match=r"non-numeric columns \['town'\]; encode them .* pandas.get_dummies"):
+        dataset_from_splits((frame.assign(town="north"), labels), None, None)
+    with pytest.raises(UserError, match=r"is a pandas.DataFrame; pass it as an \(x, y\) pair"):
+        dataset_from_splits(frame.assign(label=labels), None, None)

@@ -88,6 +88,12 @@ def _call_factory(function: Callable[..., Any], factory: str, seed: int) -> Any:
         raise DataFactoryError(f"Data factory {factory!r} raised {type(err).__name__}: {err}") from err
 
 
+def _array_like(value: object) -> bool:
+    """A split's x: a tensor, an array, or a pandas DataFrame/Series (so ``(frame, labels)`` is one (x, y) pair,
+    not a (train, val) tuple)."""
+    return isinstance(value, (Tensor, np.ndarray)) or type(value).__module__.startswith("pandas")
+
+
 def split_objects(result: Any, *, source: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """``({"train", "val", "test"} -> split or None, {class_names/num_classes})`` from what a data
     factory returned or the Python API was given; ``source`` starts the error message
@@ -105,7 +111,7 @@ def split_objects(result: Any, *, source: str) -> tuple[dict[str, Any], dict[str
         options = {k: result[k] for k in ("class_names", "num_classes", "task") if k in result}
         return splits, options
     if isinstance(result, torch.utils.data.Dataset) or (
-        isinstance(result, (tuple, list)) and result and isinstance(result[0], (Tensor, np.ndarray))
+        isinstance(result, (tuple, list)) and result and _array_like(result[0])
     ):
         return {"train": result}, {}
     if isinstance(result, (tuple, list)) and len(result) in (2, 3):

@@ -30,9 +30,39 @@ SPLITS = ("train", "val", "test")
 _SHOWN = 5
 
 
+def _pandas_pair(split: str, obj: Any) -> Any:
+    """An ``(x, y)`` pair of a pandas DataFrame (numeric columns) and Series as numpy arrays; anything else as
+    given. A whole DataFrame as a split is refused with the pair to write (which column is the label?)."""
+    import pandas as pd
+
+    if isinstance(obj, pd.DataFrame):
+        raise UserTypeError(f"Split {split!r} is a pandas.DataFrame; pass it as an (x, y) pair, e.g. "
+                            f"(frame.drop(columns=['label']), frame['label']), or name the file with data.name: tabular.")
+    if not (isinstance(obj, (tuple, list)) and len(obj) == 2 and any(isinstance(a, (pd.DataFrame, pd.Series))
+                                                                      for a in obj)):
+        return obj
+    x, y = obj
+    if isinstance(x, pd.DataFrame):
+        text = [str(c) for c in x.columns if not (pd.api.types.is_numeric_dtype(x[c]) or pd.api.types.is_bool_dtype(x[c]))]
+        if text:
+            raise UserTypeError(f"The x of split {split!r} has non-numeric columns {text[:_SHOWN]}; encode them as your "
+                                f"model was trained (e.g. pandas.get_dummies), or let data.name: tabular one-hot encode "
+                                f"them.")
+        x = x.to_numpy(dtype=np.float32)
+    elif isinstance(x, pd.Series):
+        x = x.to_numpy(dtype=np.float32).reshape(-1, 1)
+    if isinstance(y, pd.DataFrame):
+        y = y.to_numpy()
+        y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    elif isinstance(y, pd.Series):
+        y = y.to_numpy()
+    return (x, y)
+
+
 def _read_split(split: str, obj: Split, first: Any = None) -> _Arrays:
     """``(x, y)`` numpy arrays of one split: x as given, y checked and int64, both non-empty.
-    ``first``: a torch Dataset's sample 0 when it was read already."""
+    ``first``: a torch Dataset's sample 0 when it was read already. pandas pairs are read as numpy."""
+    obj = _pandas_pair(split, obj)
     if isinstance(obj, torch.utils.data.Dataset):
         x, y = _materialise(split, obj, first)
     elif isinstance(obj, (tuple, list)) and len(obj) == 2:
@@ -61,6 +91,7 @@ def _read_split(split: str, obj: Split, first: Any = None) -> _Arrays:
 
 def _read_regression_split(split: str, obj: Split, first: Any = None) -> _Arrays:
     """``(x, y)`` numpy arrays of one regression split: x checked, y float32 targets, both non-empty."""
+    obj = _pandas_pair(split, obj)
     if isinstance(obj, torch.utils.data.Dataset):
         x, y = _materialise(split, obj, first)
     elif isinstance(obj, (tuple, list)) and len(obj) == 2 and all(isinstance(a, (Tensor, np.ndarray)) for a in obj):
