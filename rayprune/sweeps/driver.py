@@ -283,6 +283,16 @@ def _write_state(out: Path, state: dict[str, Any]) -> None:
     atomic_write_text(out / SWEEP_FILE, json.dumps(state, indent=1))
 
 
+def _mark(out: Path, status: str) -> None:
+    """Record the sweep's ``status`` in ``sweep.json`` (``running``, ``interrupted``; ``finished`` comes with the
+    summary). Best effort: an interrupt must still say how to resume if the file cannot be written."""
+    try:
+        state = json.loads((out / SWEEP_FILE).read_text())
+        _write_state(out, {**state, "status": status})
+    except (OSError, ValueError):
+        pass
+
+
 def run_sweep(
     cfg: Optional[Config],
     out_dir: str | Path,
@@ -340,6 +350,7 @@ def run_sweep(
             problem = PruningProblem.from_config(cfg, log=log, base_costs=setup.base_costs,
                                                  base_accuracy=setup.base_accuracy)
         shared_ref = ray.put(problem.shareable())
+        _mark(out, "running")  # an interrupted sweep runs again
         log(f"Resuming sweep {setup.sweep_id} from {tune_path}")
         tuner = tune.Tuner.restore(str(tune_path), trainable=_trainable(setup, cfg, shared_ref),
                                    resume_unfinished=True, resume_errored=True)
@@ -397,6 +408,7 @@ def run_sweep(
         results = tuner.fit()
     unfinished = unfinished_trials(results)
     if unfinished:  # Tune stops gracefully on Ctrl-C (SIGINT) and returns: no selection on half a search
+        _mark(out, "interrupted")
         raise Interrupted(
             f"{len(unfinished)} of {len(results)} trial(s) had not finished ({', '.join(unfinished)}); no model "
             f"was selected and every scored candidate is kept in {out}. Continue the sweep with: "
@@ -407,6 +419,7 @@ def run_sweep(
     try:
         summary = finish_sweep(out, log=log, problem=problem, shared_ref=shared_ref)
     except KeyboardInterrupt:
+        _mark(out, "interrupted")
         raise Interrupted(
             f"during the selection (re-rank and final fine-tunes): every search finished and every scored candidate "
             f"is kept in {out}, but {out / 'models'} may hold models of an unfinished selection. Finish it with "
