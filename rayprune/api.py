@@ -151,17 +151,15 @@ def _check_section_name(key: str, value: Any) -> None:
 def _model_and_data(model: Any, data: Any, sections: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     """``model`` and ``data`` as :func:`prune` and :func:`sweep` take them: positionally, or as keywords (which
     arrive in ``sections``). A keyword ``model=`` dict, or a ``data=`` dict of data settings, is that config
-    section (``model={"kwargs": {...}}`` beside a positional ``"pkg:fn"``); anything else given as a keyword
-    (a ``{"train": ..., "val": ...}`` dict included) is the argument itself."""
-    from .config import Config
-
+    section (``model={"kwargs": {...}}`` beside a positional ``"pkg:fn"``; a misspelt setting is then named by the
+    config's own check); anything else given as a keyword (a ``{"train": ..., "val": ...}`` dict included) is the
+    argument itself."""
     sections = dict(sections)
     given = {"model": model, "data": data}
 
     def is_section(key: str) -> bool:  # data= may also be a {"train", "val", "test"} dict: the data itself
         value = sections[key]
-        fields = Config.model_fields[key].annotation.model_fields  # type: ignore[union-attr]
-        return isinstance(value, Mapping) and (key == "model" or all(k in fields for k in value))
+        return isinstance(value, Mapping) and (key == "model" or "train" not in value)  # a typo is the section's
 
     for key in ("model", "data"):
         if key not in sections or is_section(key):
@@ -291,6 +289,7 @@ def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool,
         configured_dataset,
         resolve_device,
         warn_if_base_at_chance,
+        warn_if_carved,
         warn_if_groups_skipped,
     )
 
@@ -309,6 +308,8 @@ def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool,
     device = resolve_device(cfg.data.device)
     if dataset is None:
         dataset = configured_dataset(cfg)
+        if isinstance(model, nn.Module):  # a trained module scored on rows split off the file it may have learnt from
+            warn_if_carved(cfg, dataset, log, trained_elsewhere=True)
     dataset = dataset.to(device)
     if isinstance(model, nn.Module):
         base = copy.deepcopy(model).to(device).eval()  # the caller's model is never modified

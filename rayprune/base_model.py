@@ -57,13 +57,36 @@ def weights_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def _input_width_mismatch(message: str, input_shape: tuple) -> bool:
+    """Whether a checkpoint's shape mismatches include a first layer whose input width is the data's features (the
+    hint about one-hot columns helps there, not at an output layer sized for the classes).
+
+    >>> _input_width_mismatch("0.weight: checkpoint (128, 12) vs model (128, 16).", (16,))
+    True
+    >>> _input_width_mismatch("3.weight: checkpoint (4, 32) vs model (3, 32).", (16,))
+    False
+    """
+    import re
+
+    if len(input_shape) != 1:
+        return False
+    pairs = re.findall(r"checkpoint \((\d+), (\d+)\) vs model \((\d+), (\d+)\)", message)
+    return any(int(m_in) == input_shape[0] and int(c_in) != int(m_in) for _, c_in, _, m_in in pairs)
+
+
+#: data settings added after base models were first cached: left out of the key while unset
+LATER_DATA_FIELDS = ("scale", "split_column", "classes")
+
+
 def base_cache_key(cfg: Config) -> str:
     """A content hash of everything that determines the trained base model."""
     payload = {
         "model": cfg.model.model_dump(mode="json", exclude={"checkpoint"}),
         # how the data is read (where, streamed or resident, by how many workers) gives the same batches
+        # settings added later count only when set, so the keys of configs written before them stay (no retraining,
+        # and sweeps started before them still resume)
         "data": cfg.data.model_dump(mode="json", exclude={"device", "streaming", "max_resident_mb", "num_workers",
-                                                          *(("scale",) if cfg.data.scale is None else ())}),
+                                                          *(f for f in LATER_DATA_FIELDS if getattr(cfg.data, f) is None)}),
         "train": cfg.base_training.model_dump(mode="json", exclude={"cache_dir"}),
         "loss": cfg.engine.loss,
         "seed": cfg.seed,
@@ -215,10 +238,9 @@ def obtain_base_model(
         try:
             model = load_model(**arch, checkpoint=cfg.model.checkpoint).to(device)
         except UserError as err:
-            hint = input_hint(data) if "shape mismatch" in str(err) else ""
-            if not hint:
+            if not _input_width_mismatch(str(err), getattr(data, "input_shape", ())) or not input_hint(data):
                 raise
-            raise UserError(f"{err}{hint}") from err
+            raise UserError(f"{err}{input_hint(data)}") from err
         return model, {"source": "checkpoint", "checkpoint": str(cfg.model.checkpoint)}
     cache_dir = Path(cfg.base_training.cache_dir or default_cache_dir()) / "base"
     key = base_cache_key(cfg)

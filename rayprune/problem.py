@@ -124,17 +124,24 @@ def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]
         f"than always answering the most common class ({100 * floor:.1f} %): {why}.")
 
 
-def warn_if_carved(cfg: Config, data: Any, log: Callable[[str], None]) -> None:
-    """A checkpoint (a model trained elsewhere) scored on val/test rows rayprune split off the user's own file:
-    if the model trained on the whole file, every accuracy is partly measured on its training rows."""
+def warn_if_carved(cfg: Config, data: Any, log: Callable[[str], None], *, trained_elsewhere: Optional[bool] = None
+                   ) -> None:
+    """A model trained elsewhere (a checkpoint, or, from Python, a module handed over) scored on val/test rows
+    rayprune split off the user's own file: if the model trained on the whole file, every score is partly measured
+    on its training rows."""
     carved = getattr(data, "carved", ())
-    if not carved or not cfg.model.checkpoint:
+    if not carved or not (cfg.model.checkpoint if trained_elsewhere is None else trained_elsewhere):
         return
-    how = ("give the file a column of train/val/test and name it in data.split_column"
-           if cfg.data.name == "tabular" else "hand over your own held-out splits")
-    log(f"warning: rayprune split the {' and '.join(carved)} rows off {cfg.data.path or cfg.data.name} "
-        f"(data.val_fraction, data.test_fraction, by the config's seed); if the checkpoint's model was trained on "
-        f"those rows, its accuracies (and every candidate's) are partly measured on training data: {how}.")
+    rows = " and ".join(carved)
+    if cfg.data.name == "tabular" and cfg.data.split_column:
+        how = f"give {rows} rows of your own in the split column {cfg.data.split_column!r}"
+    elif cfg.data.name == "tabular":
+        how = "give the file a column of train/val/test and name it in data.split_column"
+    else:
+        how = "hand over your own held-out splits"
+    log(f"warning: rayprune split the {rows} rows off {cfg.data.path or cfg.data.name} "
+        f"(data.val_fraction, data.test_fraction, by the config's seed); if your model was trained on "
+        f"those rows, its scores (and every candidate's) are partly measured on training data: {how}.")
 
 
 def check_streaming_agent(cfg: Config, data: Dataset | StreamedDataset, agent: Optional[str] = None) -> None:

@@ -131,16 +131,18 @@ def test_model_and_data_as_keywords_are_the_arguments_and_as_settings_dicts_the_
                        out=tmp_path / "a", log=None, base_training={"epochs": 1, "cache_dir": str(tmp_path / "c")})
     with pytest.raises(UserTypeError, match="model= must be a torch.nn.Module"):  # a keyword model is the argument
         rayprune.prune(model=42, data="digits", budgets={"params": 0.5}, out=tmp_path / "b", log=None)
-    with pytest.raises(UserError, match=r"unknown key\(s\) \['training'\]"):  # a dict of splits is the data
-        rayprune.prune(user_net_class()(), data={"training": None}, budgets={"params": 0.5}, out=tmp_path / "c",
+    with pytest.raises(UserError, match=r"The x of split 'train' must be a torch.Tensor"):  # a dict of splits is the data
+        rayprune.prune(user_net_class()(), data={"train": ([1.0], [0])}, budgets={"params": 0.5}, out=tmp_path / "c",
                        log=None)
+    with pytest.raises(UserError, match=r"data.val_fracton: unknown key \(did you mean val_fraction\?\)"):
+        rayprune.prune("small_cnn", "digits", data={"val_fracton": 0.2}, budgets={"params": 0.5}, out=tmp_path / "c")
     with pytest.raises(UserTypeError, match=r"model given twice: positionally \('small_cnn'\) and as model='vgg11'"):
         rayprune.sweep("small_cnn", "digits", model="vgg11", levels={"params": [0.5]}, out=tmp_path / "d", log=None)
     with pytest.raises(UserError, match=r"model names two things: 'small_cnn' .* 'vgg11'"):
         rayprune.prune("small_cnn", "digits", model={"name": "vgg11"}, budgets={"params": 0.5}, out=tmp_path / "e")
     cfg = build_config(model="small_cnn", sections={"data": {"val_fraction": 0.3}})
     assert cfg.data.val_fraction == 0.3
-    assert not [p for p in tmp_path.iterdir() if p.name in "abcde"]  # nothing was left behind
+    assert not [p for p in tmp_path.iterdir() if p.name in {"a", "b", "c", "d", "e"}]  # nothing was left behind
 
 
 def test_a_sweep_refused_before_it_starts_gives_back_the_folders_it_created(tmp_path):
@@ -167,7 +169,7 @@ def test_the_wrong_task_is_named_before_any_search(tmp_path):
                                         r"the task is classification"):
         rayprune.prune(classifier, (x, labels.float()), task="regression", budgets={"params": 0.5},
                        out=tmp_path / "a", log=None)
-    with pytest.raises(UserError, match=r"integer class indices.*set data.task: regression \(task='regression'"):
+    with pytest.raises(UserError, match=r"integer class indices.*needs data.task: regression \(task='regression'"):
         rayprune.prune(classifier, (x, torch.rand(150)), budgets={"params": 0.5}, out=tmp_path / "b", log=None)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 

@@ -340,7 +340,7 @@ def test_parse_budget(text, metric, value, relative):
         ("macs=abs:0", ["> 0"]),
         ("latency_ms=nan", ["finite", "nan"]),
         ("latency_ms=inf", ["finite"]),
-        ("latency_ms=abs:50%", ["abs:", "latency_ms=50%", "latency_ms=abs:<number>"]),  # was read as 50 % of the base
+        ("latency_ms=abs:50%", ["abs:", "write 50% for the share or abs:<number>"]),  # was read as 50 % of the base
     ],
 )
 def test_parse_budget_errors(text, pieces):

@@ -279,6 +279,17 @@ def test_tabular_classes_give_the_label_order_the_model_was_trained_with(tmp_pat
         assert torch.equal(torch.round(x[:, grade] * 2).long(), y)  # min-max: 5 -> 0, 15 -> 0.5, 25 -> 1
     numeric = load_dataset("tabular", path=path, label="grade", classes=["25", "15", "5"])  # numbers by their text
     assert numeric.class_names == ("25", "15", "5")
+    # from a config: numbers as numbers, and float labels by the names rayprune gives them ('1.0') or as written
+    from rayprune.config import parse_config
+    from rayprune.problem import configured_dataset
+
+    cfg = parse_config({"data": {"name": "tabular", "path": str(path), "label": "grade", "classes": [25, 15, 5]}})
+    assert configured_dataset(cfg).class_names == ("25", "15", "5")
+    with pytest.raises(Exception, match="quote the labels"):  # YAML's unquoted no/yes are booleans
+        parse_config({"data": {"name": "tabular", "classes": [False, True]}})
+    frame.assign(grade=frame["grade"].astype(float)).to_csv(path, index=False)
+    for names in (["25.0", "15.0", "5.0"], ["25", "15", "5"]):
+        assert load_dataset("tabular", path=path, label="grade", classes=names).class_names == tuple(names)
     with pytest.raises(UserError, match=r"holds \['mid'\], which data.classes \['low', 'high'\] does not list"):
         load_dataset("tabular", path=path, label="band", classes=["low", "high"])
     with pytest.raises(UserError, match="names a class twice"):
@@ -403,7 +414,8 @@ def test_data_scale_none_keeps_the_columns_as_the_file_holds_them(tmp_path: Path
 
 
 def test_an_unset_data_scale_keeps_the_base_models_cache_key(monkeypatch):
-    """The key of every config written before data.scale existed stays as it was (no retraining)."""
+    """The key of every config written before data.scale (and data.split_column, data.classes) existed stays as it
+    was (no retraining; a sweep started before them still resumes: the new fields had changed every key)."""
     from rayprune.base_model import base_cache_key
     from rayprune.config import DataConfig, parse_config
 
@@ -415,13 +427,18 @@ def test_an_unset_data_scale_keeps_the_base_models_cache_key(monkeypatch):
     unset_key = base_cache_key(plain)
     dump = DataConfig.model_dump
 
-    def as_before_the_field(self, *args, **kwargs):  # the data section as it was dumped before `scale` existed
+    def as_before_the_field(self, *args, **kwargs):  # the data section as it was dumped before these fields existed
         out = dump(self, *args, **kwargs)
-        out.pop("scale", None)
+        for field in ("scale", "split_column", "classes"):
+            out.pop(field, None)
         return out
 
     monkeypatch.setattr(DataConfig, "model_dump", as_before_the_field)
     assert base_cache_key(plain) == unset_key
+    monkeypatch.undo()
+    ordered = parse_config({"model": {"name": "small_cnn"}, "data": {"name": "sklearn:iris", "classes": ["0", "1", "2"]}},
+                           source="x")
+    assert base_cache_key(ordered) != unset_key  # a label order, once set, is part of what the model learnt
 
 
 def test_tabular_infinite_values_are_refused(tmp_path: Path) -> None:
@@ -726,6 +743,27 @@ def test_a_checkpoint_scored_on_rows_split_off_its_own_file_is_warned_about(tmp_
     trained_here = parse_config({"data": data_cfg, "model": {"name": "mlp"}})  # rayprune trains it on its own split
     warn_if_carved(trained_here, load_dataset("tabular", path=path, label="species"), logs.append)
     assert logs == []
+    # a split column without test rows: the warning says to add test rows there, not to add a split column
+    _frame(90).assign(part=np.array(["train"] * 78 + ["val"] * 12)).to_csv(path, index=False)
+    with_column = parse_config({"data": {**data_cfg, "split_column": "part"}, "model": {"name": "mlp", "checkpoint":
+                                                                                         str(ckpt)}})
+    warn_if_carved(with_column, load_dataset("tabular", path=path, label="species", split_column="part"), logs.append)
+    assert len(logs) == 1 and "split the test rows off" in logs[0] and "test rows of your own in the split column 'part'" \
+        in logs[0]
+
+
+def test_a_module_handed_over_from_python_and_scored_on_rows_split_off_a_file_is_warned_about(tmp_path: Path) -> None:
+    """The warning came only with a checkpoint in a config: a trained nn.Module with data.name: tabular got none."""
+    import rayprune
+    from rayprune.errors import UserError as Refused
+
+    _frame(90).to_csv(tmp_path / "t.csv", index=False)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 4))  # 4 outputs for 3 classes: refused right after the warning
+    logs: list[str] = []
+    with pytest.raises(Refused):
+        rayprune.prune(net, "tabular", data={"path": str(tmp_path / "t.csv"), "label": "species"},
+                       budgets={"params": 0.5}, out=tmp_path / "run", log=logs.append)
+    assert any("split the val and test rows off" in m for m in logs), logs
 
 
 def test_a_table_with_a_real_valued_target_loads_for_regression(tmp_path: Path) -> None:

@@ -127,7 +127,7 @@ class DataConfig(_Section):
     split_column: Optional[str] = None
     #: ``tabular``: the labels in the order the model was trained with (class i is classes[i]); default: numbers
     #: in numeric order, text in alphabetical order
-    classes: Optional[list[str]] = None
+    classes: Optional[list[Union[str, int, float, bool]]] = None
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     max_samples: Optional[int] = Field(None, gt=0)
@@ -144,6 +144,18 @@ class DataConfig(_Section):
     max_resident_mb: float = Field(1024.0, gt=0.0)
     #: DataLoader worker processes per process that reads streamed data (0: read in that process)
     num_workers: int = Field(0, ge=0)
+
+    @field_validator("classes", mode="after")
+    @classmethod
+    def _class_texts(cls, classes: Optional[list]) -> Optional[list[str]]:
+        """Labels as text, as a table's label column is matched: 2 -> '2', 2.0 -> '2'; YAML's unquoted yes/no are
+        booleans, refused with the fix (the file's labels are the words)."""
+        if classes is None:
+            return None
+        if any(isinstance(c, bool) for c in classes):
+            raise ValueError("YAML reads unquoted yes/no/true/false as booleans; quote the labels as the file writes "
+                             "them, e.g. classes: ['no', 'yes']")
+        return [str(int(c)) if isinstance(c, float) and c.is_integer() else str(c) for c in classes]
 
     @model_validator(mode="after")
     def _fractions(self) -> "DataConfig":

@@ -108,9 +108,9 @@ def parse_budget(text: str) -> Budget:
     scale = 1.0
     if raw.endswith("%"):
         if prefix == "abs:":  # 'abs:50%' asks for an absolute limit and a share of the base at once
-            raise UserError(f"Budget {name!r}: {text!r} says abs: (an absolute limit, in the cost's unit) and % (a "
-                            f"share of the base model's value); write {name}={raw} for the share or "
-                            f"{name}=abs:<number> for the limit.")
+            raise UserError(f"Budget {name!r}: {raw[:-1]!r} after abs: says an absolute limit (in the cost's unit) "
+                            f"and % a share of the base model's value; write {raw} for the share or abs:<number> for "
+                            f"the limit.")
         relative, raw, scale = True, raw[:-1], 0.01
     try:
         value = float(raw) * scale

@@ -232,8 +232,9 @@ def ordered_labels(values: np.ndarray, classes: Sequence[str], label: str, where
     names = tuple(str(c) for c in classes)
     if len(set(names)) != len(names):
         raise UserError(f"data.classes names a class twice: {list(names)}.")
-    text = np.array([_label_text(v) for v in values], dtype=object)
     index = {name: i for i, name in enumerate(names)}
+    # a float label 1.0 is named '1.0' where rayprune names classes (spec.json) and '1' as written: either matches
+    text = np.array([_label_text(v) if _label_text(v) in index else str(v) for v in values], dtype=object)
     unknown = sorted(set(text) - set(index))
     if unknown:
         raise UserError(f"The label column {label!r} of {where} holds {unknown[:_SHOWN]}"

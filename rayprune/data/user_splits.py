@@ -209,8 +209,8 @@ def _check_labels(split: str, y: np.ndarray) -> np.ndarray:
             shown = ", ".join(repr(float(v)) for v in y[fractional][:_SHOWN])
             raise UserError(
                 f"The y of split {split!r} must hold integer class indices; got "
-                f"{int(fractional.sum())} non-integral value(s): {shown}. For a real-valued target (regression) set "
-                f"data.task: regression (task='regression' in Python)."
+                f"{int(fractional.sum())} non-integral value(s): {shown}. A real-valued target (regression) needs "
+                f"data.task: regression (task='regression' in Python) and a data function, a table or data in memory."
             )
     else:
         raise UserTypeError(

@@ -266,7 +266,8 @@ def check_regression_width(output: Any, targets: int, model_name: str) -> None:
     width = 1 if output.dim() == 1 else output.shape[1]
     if width == targets:
         return
-    raise UserError(f"model {model_name!r} gives {width} outputs per sample, but the regression targets have {targets} "
+    raise UserError(f"model {model_name!r} gives {width} output{'s' if width > 1 else ''} per sample, but the "
+                    f"regression targets have {targets} "
                     f"value{'s' if targets > 1 else ''} per sample (data.task: regression)"
                     + (f"; if the model is a classifier with {width} classes, the task is classification."
                        if width > targets else "."))

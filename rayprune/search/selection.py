@@ -21,9 +21,11 @@ Given every search row of a run (one candidate store: all agents, trials and lev
    validation accuracy. A level that contains another therefore never ends with a worse model
    (:func:`rayprune.costs.levels.contains`); its export may be the smaller level's model.
 
-Re-rank and final rows are written with ``stage`` ``rerank`` / ``final``; the final rows (one
-per level) carry the export path and form the Pareto front. Selection decides on validation
-only; test accuracy is reported, never used to choose.
+Re-rank and final rows are written with ``stage`` ``rerank`` / ``final``; the exported final rows
+(``status`` ``ok``, one per level) carry the export path and form the Pareto front; a final that fails or
+ends over its level's limit is an ``error`` row, and one that ran and is not exported (a smaller level's
+model serves its level, or a weak level's runner-up) a ``superseded`` row with its numbers. Selection
+decides on validation only; test accuracy is reported, never used to choose.
 """
 
 from __future__ import annotations
