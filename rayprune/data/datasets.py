@@ -613,7 +613,7 @@ def preprocessing_of(data) -> dict:
                 "mean": list(mean), "std": list(getattr(data, "std", None) or [])}
     if low is not None:
         return {"kind": kind, "input_shape": shape, "layout": "N x features, float32", **outputs,
-                "steps": [*source, "categorical columns one-hot encoded, in the order of feature_names",
+                "steps": [*source, "text columns one-hot encoded, in the order of feature_names",
                           "per feature j: (x - low[j]) / span[j] (the train split's min and range)"],
                 "feature_names": list(getattr(data, "feature_names", None) or []), "low": list(low),
                 "span": list(getattr(data, "feature_span", None) or [])}
