@@ -188,8 +188,10 @@ def test_an_interrupted_sweep_names_the_resume_of_the_way_it_was_started_first()
 
     shell, python = resume_how(Path("runs/s"), False), resume_how(Path("runs/s"), True)
     assert shell.startswith("rayprune sweep --resume --out runs/s") and "rayprune.sweep(" in shell
-    assert python.startswith("rayprune.sweep(..., out='runs/s', resume=True)") and "same model and data" in python
+    assert python.startswith("rayprune.sweep(..., out='runs/s', resume=True)")
     assert python.index("rayprune sweep --resume") > python.index("rayprune.sweep(")
+    in_memory = resume_how(Path("runs/s"), True, in_memory=True)  # only Python can hand the model over again
+    assert "same model and data" in in_memory and "rayprune sweep --resume" not in in_memory
 
 
 def test_tunes_own_closing_lines_are_held_back_while_a_sweep_runs_and_only_then():

@@ -163,7 +163,8 @@ def _claim(out: Path) -> None:
     if (out / SWEEP_FILE).exists():
         finished = _status_of(out / SWEEP_FILE) == "finished"
         raise FileExistsError(f"{out} already holds a " + ("finished sweep (rayprune report shows it); choose another "
-                              "--out." if finished else "sweep; pass --resume to continue it or choose another --out."))
+                              "--out." if finished else "sweep; continue it with --resume (resume=True in Python) or choose another "
+                              "--out."))
     check_out_dir(out, what="sweep")
     try:
         fd = os.open(out / SWEEP_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -173,17 +174,19 @@ def _claim(out: Path) -> None:
         json.dump({"status": "starting", "started": time.time()}, fh)
 
 
-def resume_how(out: Path, from_python: bool) -> str:
-    """How to continue the sweep in ``out``: the way it was started first, the other way second.
+def resume_how(out: Path, from_python: bool, in_memory: bool = False) -> str:
+    """How to continue the sweep in ``out``: the way it was started first, the other way second (``in_memory``: a
+    model or data handed over from Python, which only Python can hand over again).
 
     >>> print(resume_how(Path("runs/s"), False))
     rayprune sweep --resume --out runs/s (add the --address you used; from Python: rayprune.sweep(..., out='runs/s', resume=True))
     """
     python = f"rayprune.sweep(..., out={str(out)!r}, resume=True)"
     shell = f"rayprune sweep --resume --out {out}"
+    if in_memory:
+        return f"{python}, passing the same model and data (and the address you used)"
     if from_python:
-        return (f"{python}, passing the same model and data when they were handed over in memory (and the address you "
-                f"used; from a shell: {shell})")
+        return f"{python} (and the address you used; from a shell: {shell})"
     return f"{shell} (add the --address you used; from Python: {python})"
 
 
@@ -412,7 +415,7 @@ def run_sweep(
         raise Interrupted(
             f"{len(unfinished)} of {len(results)} trial(s) had not finished ({', '.join(unfinished)}); no model "
             f"was selected and every scored candidate is kept in {out}. Continue the sweep with: "
-            + resume_how(out, from_python))
+            + resume_how(out, from_python, config_in_memory(cfg)))
     errors = [str(r.error) for r in results if r.error is not None]
     if errors:
         log(f"{len(errors)} trial(s) failed: " + "; ".join(e.splitlines()[0] for e in errors))
@@ -423,7 +426,7 @@ def run_sweep(
         raise Interrupted(
             f"during the selection (re-rank and final fine-tunes): every search finished and every scored candidate "
             f"is kept in {out}, but {out / 'models'} may hold models of an unfinished selection. Finish it with "
-            f"(it redoes only the selection): " + resume_how(out, from_python)) from None
+            f"(it redoes only the selection): " + resume_how(out, from_python, config_in_memory(cfg))) from None
     summary["trial_errors"] = errors
     return summary
 
