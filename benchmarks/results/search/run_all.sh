@@ -171,3 +171,8 @@ $B26 --evaluations 512 --configs configs/bench/small_cnn_digits.yaml --levels ma
 $B26 --evaluations 512 --configs configs/bench/user_cnn_mnist.yaml --levels macs=0.1 --out benchmarks/results/search/user_cnn_macs_s26.jsonl
 $B26 --evaluations 512 --configs configs/bench/user_cnn_mnist.yaml --levels latency_ms=rel:0.9 --out benchmarks/results/search/user_cnn_latency_s26.jsonl
 $B26 --evaluations 2048 --configs configs/bench/small_cnn_digits.yaml --levels params=0.5,0.25,0.1,0.05 --out benchmarks/results/search/small_cnn_2048_s26.jsonl
+# session 27: the user CNN's latency cell again on today's code (three-turn quiet timing), ResNet-20's MACs cell
+# (BENCHMARKS.md, "The latency cell again on today's code, and ResNet-20's MACs cell")
+B27="python benchmarks/bench_search.py --jobs 2 --overlap --seeds 2 3 4 5 6 --agents crl,random,evolution,tpe --evaluations 512"
+$B27 --configs configs/bench/user_cnn_mnist.yaml --levels latency_ms=rel:0.9 --out benchmarks/results/search/user_cnn_latency_s27.jsonl
+$B27 --configs configs/bench/resnet20_mnist.yaml --levels macs=0.1 --out benchmarks/results/search/resnet20_macs_s27.jsonl
