@@ -247,3 +247,6 @@ def test_a_check_across_sections_reads_as_its_own_message_not_pydantic_jargon():
         parse_config({"budgets": {"param": 0.5}})
     assert "\n  - budgets names unknown costs ['param'] (did you mean params?)" in str(err.value)
     assert "top level" not in str(err.value) and "Value error" not in str(err.value)
+    with pytest.raises(ConfigError) as twice:  # a message naming its own field is not prefixed with its section again
+        parse_config({"budgets": {"params": "abs:50%"}})
+    assert "\n  - budgets.params: Budget 'params'" in str(twice.value) and "budgets: budgets" not in str(twice.value)

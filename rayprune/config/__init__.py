@@ -441,7 +441,9 @@ def _format_errors(exc: ValidationError, source: str) -> str:
         received = err.get("input")
         detail = "" if err["type"] == "extra_forbidden" or isinstance(received, dict) else f"; got {received!r}"
         # a check across sections (a model validator) has no field path: its message names the fields itself
-        lines.append(f"  - {path}: {msg}{detail}" if path else f"  - {msg}")
+        # (and one that names a deeper field itself, "budgets.params: ...", is not prefixed with "budgets: " again)
+        named = not path or msg.startswith(f"{path}.")
+        lines.append(f"  - {msg}{detail}" if named else f"  - {path}: {msg}{detail}")
     return "\n".join(lines)
 
 
