@@ -176,3 +176,4 @@ $B26 --evaluations 2048 --configs configs/bench/small_cnn_digits.yaml --levels p
 B27="python benchmarks/bench_search.py --jobs 2 --overlap --seeds 2 3 4 5 6 --agents crl,random,evolution,tpe --evaluations 512"
 $B27 --configs configs/bench/user_cnn_mnist.yaml --levels latency_ms=rel:0.9 --out benchmarks/results/search/user_cnn_latency_s27.jsonl
 $B27 --configs configs/bench/resnet20_mnist.yaml --levels macs=0.1 --out benchmarks/results/search/resnet20_macs_s27.jsonl
+$B27 --configs configs/bench/resnet20_mnist.yaml --levels latency_ms=rel:0.8 --out benchmarks/results/search/resnet20_latency_s27.jsonl  # stopped at 22:35 UTC after 17 runs
