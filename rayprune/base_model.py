@@ -238,9 +238,10 @@ def obtain_base_model(
         try:
             model = load_model(**arch, checkpoint=cfg.model.checkpoint).to(device)
         except UserError as err:
-            if not _input_width_mismatch(str(err), getattr(data, "input_shape", ())) or not input_hint(data):
+            hint = input_hint(data) if _input_width_mismatch(str(err), getattr(data, "input_shape", ())) else ""
+            if not hint:
                 raise
-            raise UserError(f"{err}{input_hint(data)}") from err
+            raise UserError(f"{err}{hint}") from err
         return model, {"source": "checkpoint", "checkpoint": str(cfg.model.checkpoint)}
     cache_dir = Path(cfg.base_training.cache_dir or default_cache_dir()) / "base"
     key = base_cache_key(cfg)

@@ -232,9 +232,10 @@ class PruningProblem:
             check_model_for_data(model, tuple(data.input_shape), task=data.task, num_classes=data.num_classes,
                                  custom_loss=cfg.engine.loss is not None)
         except UserError as err:
-            if "does not accept inputs" not in str(err) or not input_hint(data):
+            hint = input_hint(data) if "does not accept inputs" in str(err) else ""
+            if not hint:
                 raise
-            raise UserError(f"{err}{input_hint(data)}") from err
+            raise UserError(f"{err}{hint}") from err
         model.eval()
         example = torch.zeros((1, *data.input_shape), device=device)
         space = PruningSpace(
