@@ -94,6 +94,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(note, file=sys.stderr)
 
 
+def changed_settings(cfg) -> dict:
+    """The config's settings that differ from the defaults, as a plain dict, with the model's and the data's
+    names always in it (what is pruned on what, even where a name is the default)."""
+    changed = cfg.model_dump(mode="json", exclude_defaults=True)
+    named = {"name": changed.pop("name")} if "name" in changed else {}
+    for section in ("model", "data"):
+        named[section] = {"name": getattr(cfg, section).name, **changed.pop(section, {})}
+    return {**named, **changed}
+
+
+def _yaml(values: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(values, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
 def _validate_report(args: argparse.Namespace, cfg, problem) -> int:
     """``rayprune validate``'s report on a built problem: the resolved config, the base model, each cost's reach,
     the sweep's levels; 3 when a budget cannot be met."""
@@ -103,8 +119,12 @@ def _validate_report(args: argparse.Namespace, cfg, problem) -> int:
     from .search.prune import BudgetUnreachable, check_reachable
     from .text_table import format_table, human
 
-    print("# resolved config")
-    print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    if args.full:
+        print("# resolved config (every value)")
+        print(_yaml(cfg.model_dump(mode="json")), end="")
+    else:
+        print("# config: the settings that differ from the defaults (`--full` prints every resolved value)")
+        print(_yaml(changed_settings(cfg)), end="")
     smallest = problem.reachable()
     if problem.base_info.get("source") == "untrained":
         print(f"\n# base model: {cfg.model.name}, not trained yet (validate does not train it; the first prune or "
@@ -303,9 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, help="override seed")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
-    p = sub.add_parser("validate", help="check a config: resolved values, base costs, smallest reachable cost per budget")
+    p = sub.add_parser("validate", help="check a config: its settings, base costs, smallest reachable cost per budget")
     common(p)
     p.add_argument("--groups", action="store_true", help="also list the prunable groups")
+    p.add_argument("--full", action="store_true",
+                   help="print every resolved config value, not only the settings that differ from the defaults")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("train-base", help="train the config's base model and cache it")

@@ -61,6 +61,27 @@ def test_validate_prints_base_costs_and_smallest_reachable(tiny_config, env):
     assert "smallest reachable" in res.stdout and "params" in res.stdout and "features.0" in res.stdout
 
 
+def test_validate_prints_the_changed_settings_and_every_value_on_request(tiny_config, env):
+    """validate printed the whole resolved config (about 250 lines) above its tables: a user's few settings were
+    lost in it. It prints the settings that differ from the defaults (with the model's and data's names), and
+    every value with --full."""
+    import yaml
+
+    from rayprune.config import load_config
+
+    short = rayprune("validate", tiny_config, "-q", env=env)
+    full = rayprune("validate", tiny_config, "-q", "--full", env=env)
+    assert short.returncode == 0 and full.returncode == 0, short.stderr + full.stderr
+    head = yaml.safe_load(short.stdout.split("\n# base model")[0])
+    cfg = load_config(tiny_config)
+    assert head["model"]["name"] == cfg.model.name and head["data"]["name"] == cfg.data.name
+    assert head["budgets"] == cfg.model_dump(mode="json")["budgets"]
+    assert "adaptive_bn" not in head.get("search", {})  # a default, not printed
+    every = yaml.safe_load(full.stdout.split("\n# base model")[0])
+    assert every == cfg.model_dump(mode="json")  # --full: every resolved value, as YAML a config can take
+    assert len(short.stdout.splitlines()) < len(full.stdout.splitlines()) / 2
+
+
 def test_validate_never_trains_the_base_model(tiny_config, env, tmp_path):
     fresh = {**env, "RAYPRUNE_CACHE": str(tmp_path / "empty-cache")}
     res = rayprune("validate", tiny_config, "-q", env=fresh)
