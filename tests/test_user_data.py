@@ -118,6 +118,31 @@ def test_labels_integral_floats_and_num_classes() -> None:
     assert named.num_classes == 4 and named.class_names == ("a", "b", "c", "d")
 
 
+def test_text_labels_are_coded_alike_in_every_split_sorted_or_by_class_names() -> None:
+    """Text labels were refused in memory ("must hold integer class indices; got dtype <U4") while the CSV reader
+    took them: they are coded the same in every split, sorted (LabelEncoder's order) or by class_names."""
+    import pandas as pd
+
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    train = (x, np.array(["low", "mid", "high", "low", "mid", "high"]))
+    val = (x[:3], ["high", "high", "low"])  # a list
+    test = (pd.DataFrame(x[:2], columns=["a", "b"]), pd.Series(["mid", "low"]))  # pandas: object dtype
+    data = dataset_from_splits(train, val, test)
+    assert data.class_names == ("high", "low", "mid") and data.num_classes == 3
+    assert data.y_train.tolist() == [1, 2, 0, 1, 2, 0] and data.y_val.tolist() == [0, 0, 1]
+    assert data.y_test.tolist() == [2, 1]
+    ordered = dataset_from_splits(train, val, test, class_names=["low", "mid", "high", "extra"])
+    assert ordered.class_names == ("low", "mid", "high", "extra") and ordered.num_classes == 4
+    assert ordered.y_train.tolist() == [0, 1, 2, 0, 1, 2] and ordered.y_val.tolist() == [2, 2, 0]
+    raw = dataset_from_splits((x, np.array([b"b", b"a"] * 3)), (x[:2], np.array([b"a", b"b"], dtype=object)),
+                              (x[:1], ["b"]))  # bytes labels read as text
+    assert raw.class_names == ("a", "b") and raw.y_train.tolist() == [1, 0] * 3 and raw.y_val.tolist() == [0, 1]
+    with pytest.raises(UserError, match=r"The labels \['mid'\] are not in class_names \['low', 'high'\]"):
+        dataset_from_splits(train, val, test, class_names=["low", "high"])
+    with pytest.raises(UserError, match=r"\['train'\] have text labels and \['val'\] do not"):
+        dataset_from_splits(train, (x[:3], np.array([0, 1, 0])))
+
+
 # ----------------------------------------------------------------------------- errors
 
 
@@ -130,7 +155,7 @@ def test_labels_integral_floats_and_num_classes() -> None:
         (([[1.0, 2.0]], [0]), r"The x of split 'train' must be a torch.Tensor or numpy.ndarray; got a list"),
         ((np.zeros((4, 2)), np.array([0, 1, -1, 1])), r"split 'train' must hold class indices >= 0; .* -1"),
         ((np.zeros((4, 2)), np.array([0, 1, 0.5, 1])), r"integer class indices; got 1 non-integral value\(s\): 0.5"),
-        ((np.zeros((4, 2)), np.array(["a", "b", "a", "b"])), r"integer class indices; got dtype <U1"),
+        ((np.zeros((4, 2)), np.array(["a", 1, "b", 2], dtype=object)), r"integer class indices; got dtype object \(e.g. 'a'\)"),
         ((np.zeros((0, 2)), np.zeros(0)), r"Split 'train' is empty"),
         ((np.zeros((4, 2)), np.eye(4)), r"shape \(N,\); got shape \(4, 4\) \(one-hot"),
         ((np.full((4, 2), np.nan), np.array([0, 1, 0, 1])), r"must be finite; got 8 NaN"),

@@ -47,6 +47,8 @@ from .streaming import DEFAULT_MAX_RESIDENT_MB, StreamedDataset, StreamingPolicy
 from .user_splits import (
     SPLITS,
     Split,
+    _check_labels,
+    _coded_text_labels,
     _common_sample_shape,
     _infer_kind,
     _num_classes,
@@ -153,11 +155,15 @@ def _from_splits(
     if given.get("train") is None:
         raise UserError(f"Dataset {name!r} needs a 'train' split; got none.")
     first = first or {}
-    arrays = {split: _read_split(split, obj, first.get(split)) for split, obj in given.items() if obj is not None}
+    arrays = {split: _read_split(split, obj, first.get(split), check_labels=False)
+              for split, obj in given.items() if obj is not None}
+    arrays, names = _coded_text_labels(arrays, class_names)  # text labels: the same indices in every split
+    arrays = {split: (x, _check_labels(split, y)) for split, (x, y) in arrays.items()}
     sample_shape = _common_sample_shape(arrays)
     kind, input_shape = _infer_kind(kind, sample_shape)
     arrays = {split: (x.reshape(len(x), *input_shape), y) for split, (x, y) in arrays.items()}
-    names = None if class_names is None else tuple(str(c) for c in class_names)
+    if names is None:
+        names = None if class_names is None else tuple(str(c) for c in class_names)
     num_classes = _num_classes(arrays, num_classes, names)
     parts = _assemble(arrays, spec)
     _check_nonempty(name, parts, spec, official_test="test" in arrays)

@@ -59,9 +59,10 @@ def _pandas_pair(split: str, obj: Any) -> Any:
     return (x, y)
 
 
-def _read_split(split: str, obj: Split, first: Any = None) -> _Arrays:
+def _read_split(split: str, obj: Split, first: Any = None, *, check_labels: bool = True) -> _Arrays:
     """``(x, y)`` numpy arrays of one split: x as given, y checked and int64, both non-empty.
-    ``first``: a torch Dataset's sample 0 when it was read already. pandas pairs are read as numpy."""
+    ``first``: a torch Dataset's sample 0 when it was read already. pandas pairs are read as numpy.
+    ``check_labels=False``: y as given (text labels are coded over every split first: :func:`_coded_text_labels`)."""
     obj = _pandas_pair(split, obj)
     if isinstance(obj, torch.utils.data.Dataset):
         x, y = _materialise(split, obj, first)
@@ -86,7 +87,41 @@ def _read_split(split: str, obj: Split, first: Any = None) -> _Arrays:
             f"Split {split!r} must have as many labels as samples; got {len(x)} samples in x and "
             f"{len(y)} labels in y."
         )
-    return _check_features(split, x), _check_labels(split, y)
+    return _check_features(split, x), (_check_labels(split, y) if check_labels else y)
+
+
+def _is_text(y: np.ndarray) -> bool:
+    return y.dtype.kind in "US" or (y.dtype == object and len(y) > 0 and all(isinstance(v, (str, bytes)) for v in y))
+
+
+def _coded_text_labels(
+    arrays: Mapping[str, _Arrays], class_names: Iterable[Any] | None
+) -> tuple[dict[str, _Arrays], tuple[str, ...] | None]:
+    """Text class labels (``"cat"``, ``"low"``) as class indices, the same in every split: by the order of
+    ``class_names`` when given (the order the model was trained with), else sorted (the order of
+    ``sklearn.preprocessing.LabelEncoder`` and ``numpy.unique``). Returns the splits and the class names the
+    indices stand for (None when no split has text labels: the arrays are returned as they were)."""
+    text = {split for split, (_, y) in arrays.items() if _is_text(y)}
+    if not text:
+        return dict(arrays), None
+    if len(text) < len(arrays):
+        other = sorted(set(arrays) - text)
+        raise UserTypeError(f"Split(s) {sorted(text)} have text labels and {other} do not; give every split's y "
+                            f"the same kind (all text, or all integer class indices).")
+    as_text = {split: np.array([v.decode() if isinstance(v, bytes) else str(v) for v in y.tolist()], dtype=str)
+               for split, (_, y) in arrays.items()}
+    seen = sorted(set().union(*(np.unique(y).tolist() for y in as_text.values())))
+    names = seen if class_names is None else [str(c) for c in class_names]
+    if len(set(names)) != len(names):
+        raise UserError(f"class_names must not repeat a name; got {names}.")
+    unknown = [label for label in seen if label not in set(names)]
+    if unknown:
+        raise UserError(f"The labels {unknown[:_SHOWN]} are not in class_names {names[:20]}; class_names must "
+                        f"name every class, in the order of the model's outputs.")
+    index = {name: i for i, name in enumerate(names)}
+    coded = {split: (x, np.array([index[v] for v in as_text[split]], dtype=np.int64))
+             for split, (x, _) in arrays.items()}
+    return coded, tuple(names)
 
 
 def _read_regression_split(split: str, obj: Split, first: Any = None) -> _Arrays:
