@@ -91,6 +91,30 @@ class ConcatResidualNet(nn.Module):
         return self.head(torch.relu(self.fc1(y)))
 
 
+class GroupedResidualNet(nn.Module):
+    """stem -> ResNeXt block (1x1 -> 3x3 with groups=4 -> 1x1, residual add) -> a depthwise conv with a channel
+    multiplier (groups=16, 16 -> 32) -> pool -> head. Input ``(N, 3, 8, 8)``, output ``(N, 5)``."""
+
+    input_shape = (3, 8, 8)
+    num_classes = 5
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.reduce = nn.Sequential(nn.Conv2d(16, 24, 1, bias=False), nn.BatchNorm2d(24), nn.ReLU())
+        self.grouped = nn.Sequential(nn.Conv2d(24, 24, 3, padding=1, groups=4, bias=False), nn.BatchNorm2d(24),
+                                     nn.ReLU())
+        self.expand = nn.Sequential(nn.Conv2d(24, 16, 1, bias=False), nn.BatchNorm2d(16))
+        self.multiplier = nn.Sequential(nn.Conv2d(16, 32, 3, stride=2, padding=1, groups=16), nn.BatchNorm2d(32),
+                                        nn.ReLU())
+        self.head = nn.Linear(32, self.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = torch.relu(x + self.expand(self.grouped(self.reduce(x))))
+        return self.head(self.multiplier(x).mean(dim=(2, 3)))
+
+
 @pytest.fixture
 def concat_net() -> ConcatResidualNet:
     """A seeded :class:`ConcatResidualNet` in eval mode with randomized BatchNorm."""

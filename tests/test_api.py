@@ -256,6 +256,39 @@ def test_prune_an_in_memory_model_on_in_memory_data(ray_session, tmp_path):
         rayprune.load_pruned(result.out / "best")
 
 
+def test_prune_a_model_with_grouped_convolutions(ray_session, tmp_path):
+    """A ResNeXt block (groups=4) and a depthwise conv with a channel multiplier: their channels were left whole.
+    They are searched now, every kept count a multiple of the group's blocks, and the exported model loads."""
+    import numpy as np
+    from conftest import GroupedResidualNet
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(400, 3, 8, 8)).astype("float32"))
+    y = (x[:, 0].mean((1, 2)) > 0).long() + 2 * (x[:, 1].mean((1, 2)) > 0).long()
+    torch.manual_seed(0)
+    net = GroupedResidualNet()
+    data = rayprune.data.dataset_from_splits((x, y), seed=0)
+    net = trained(net, data)
+    result = rayprune.prune(net, (x, y), budgets={"macs": 0.5}, agent="random", evaluations=16,
+                            out=tmp_path / "run", progress=False, log=None, **SMALL)
+    m = result.model
+    kept = {"reduce.0": m.reduce[0].out_channels, "grouped.0": m.grouped[0].out_channels,
+            "multiplier.0": m.multiplier[0].out_channels}
+    assert kept != {"reduce.0": 24, "grouped.0": 24, "multiplier.0": 32} and result.feasible  # something was pruned
+    assert kept["reduce.0"] % 4 == 0 and kept["grouped.0"] % 4 == 0 and kept["multiplier.0"] % 16 == 0, kept
+    assert m.grouped[0].groups == 4 and m.grouped[0].in_channels == kept["reduce.0"] and m.multiplier[0].groups == 16
+    assert m.stem[0].out_channels == 16  # feeds the multiplier's one input channel per group: left whole
+    spec = json.loads((result.out / "best" / "spec.json").read_text())
+    plan = {e["target"]: e["idxs"] for e in spec["plan"] if e["fn"] == "prune_out_channels"}
+    for root, blocks in (("reduce.0", 4), ("grouped.0", 4), ("multiplier.0", 16)):
+        size = {"multiplier.0": 2}.get(root, 6)
+        lost = [{i % size for i in plan.get(root, ()) if i // size == b} for b in range(blocks)]
+        assert all(positions == lost[0] for positions in lost), (root, lost)  # the same positions in every block
+    with torch.no_grad():
+        again = rayprune.load_pruned(result.out / "best", factory=GroupedResidualNet)
+        assert torch.allclose(again(x[:16]), m(x[:16]), atol=1e-5)
+
+
 @pytest.mark.slow
 def test_a_resumed_sweep_of_a_named_model_on_in_memory_data_loads_its_base_instead_of_training_it(
         ray_session, tmp_path, monkeypatch):

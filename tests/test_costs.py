@@ -43,12 +43,18 @@ MODELS = {
     "small_cnn": ({"in_channels": 1}, (1, 28, 28)),
     "mlp": ({"in_features": 20, "hidden_sizes": (32, 24), "pre_layer": "batchnorm"}, (20,)),
     "concat": (None, (3, 8, 8)),
+    "grouped": (None, (3, 8, 8)),  # a ResNeXt block's grouped conv and a depthwise conv with a multiplier
 }
 
 
 @pytest.fixture
 def model_and_shape(request, make_model, concat_net):
     kwargs, shape = MODELS[request.param]
+    if request.param == "grouped":
+        from conftest import GroupedResidualNet, randomize_batchnorm_
+
+        torch.manual_seed(0)
+        return randomize_batchnorm_(GroupedResidualNet(), seed=0).eval(), shape
     model = concat_net if kwargs is None else make_model(request.param, **kwargs)
     return model, shape
 

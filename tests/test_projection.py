@@ -39,7 +39,7 @@ def _levels(base):
 def _search_space(space: PruningSpace, analytic, *, min_keep=MIN_KEEP, levels=None):
     base = analytic.base if analytic is not None else {"params": 1.0, "macs": 1.0}
     return SearchSpace(channels=[g.channels for g in space.groups], min_channels=[g.min_channels for g in space.groups],
-                       round_to=space.round_to, min_keep=min_keep, levels=levels or _levels(base),
+                       round_to=space.multiples, min_keep=min_keep, levels=levels or _levels(base),
                        base_costs={**base, "latency_ms": 10.0}, analytic=analytic)
 
 
@@ -66,7 +66,7 @@ class _Depthwise(nn.Module):
 @pytest.fixture(scope="module")
 def spaces(make_model):
     """name -> (PruningSpace, AnalyticCosts)."""
-    from conftest import ConcatResidualNet, randomize_batchnorm_
+    from conftest import ConcatResidualNet, GroupedResidualNet, randomize_batchnorm_
 
     torch.manual_seed(0)
     concat_net = randomize_batchnorm_(ConcatResidualNet(), seed=0).eval()
@@ -76,12 +76,13 @@ def spaces(make_model):
         "vgg11": _build(make_model("vgg11", in_channels=1, width_mult=0.25), (1, 32, 32)),
         "concat": _build(concat_net, (3, 8, 8)),
         "depthwise": _build(_Depthwise(), (3, 8, 8)),
+        "grouped": _build(randomize_batchnorm_(GroupedResidualNet(), seed=0), (3, 8, 8), round_to=2),
     }
     assert all(a.exact for _, a in out.values())
     return out
 
 
-SPACES = ["small_cnn", "small_cnn_r4", "vgg11", "concat", "depthwise"]
+SPACES = ["small_cnn", "small_cnn_r4", "vgg11", "concat", "depthwise", "grouped"]
 
 
 def _random_counts(space: PruningSpace, rng, rows: int) -> np.ndarray:

@@ -637,27 +637,67 @@ class _GroupedNet(nn.Module):
         return self.head(self.c(self.g(self.a(x))).mean(dim=(2, 3)))
 
 
-@pytest.mark.parametrize("groups, out", [(4, 64), (32, 64)])
-def test_groups_touching_a_grouped_convolution_are_left_unpruned_and_named(groups, out):
-    """A grouped conv (ResNeXt-style) or a depthwise one with a channel multiplier: the layer feeding it and
-    its own output channels stay whole (before: a conv with 0 input channels per group, or Torch-Pruning's
-    IndexError), the rest of the model is searched, and the space says which and why."""
+def _zeroed(model: nn.Module, conv: str, bn: str, channels) -> nn.Module:
+    """A copy of ``model`` whose ``conv`` -> ``bn`` -> ReLU outputs ``channels`` are exactly zero (what pruning
+    them removes)."""
+    model = copy.deepcopy(model)
+    c, b = model.get_submodule(conv), model.get_submodule(bn)
+    idx = torch.as_tensor(sorted(channels), dtype=torch.long)
+    with torch.no_grad():
+        c.weight[idx] = 0.0
+        if c.bias is not None:
+            c.bias[idx] = 0.0
+        b.bias[idx] = b.weight[idx] * b.running_mean[idx] / torch.sqrt(b.running_var[idx] + b.eps)
+    return model
+
+
+def test_groups_touching_a_grouped_convolution_are_pruned_alike_in_every_block():
+    """A ResNeXt-style grouped conv (groups=4): the layer feeding it and its own output channels were left whole.
+    Both are pruned now, the same positions in each of the 4 blocks, keeping a multiple of 4 channels: the
+    pruned model computes what the base computes with those channels zeroed, and Torch-Pruning's own pruning
+    gives the same model."""
     x = torch.randn(2, 3, 16, 16)
-    space = PruningSpace(_GroupedNet(groups, out).eval(), x)
-    assert [g.root for g in space.groups] == ["c.0"]
-    assert sorted(root for root, _ in space.skipped) == ["a.0", "g.0"] and all(c == ("g.0",) for _, c in space.skipped)
+    torch.manual_seed(0)
+    net = _GroupedNet(4, 64).eval()
+    for bn in (net.a[1], net.g[1]):
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.bias.data.uniform_(-1, 1)
+    for round_to in (1, 8):
+        space = PruningSpace(net, x, round_to=round_to)
+        assert [(g.root, g.blocks) for g in space.groups] == [("a.0", 4), ("g.0", 4), ("c.0", 1)] and not space.skipped
+        assert space.multiples == [max(4, round_to), max(4, round_to), round_to]
+        for ratios in ([0.3, 1.0, 1.0], [1.0, 0.55, 1.0], [0.05, 0.05, 0.5], [0.71, 0.4, 0.9]):
+            counts = space.keep_counts(ratios)
+            assert counts[0] % 4 == 0 and counts[1] % 4 == 0 and counts[0] >= 4
+            model = space.build(ratios)
+            assert model.g[0].weight.shape[:2] == (counts[1], counts[0] // 4) and model.g[0].groups == 4
+            assert torch.allclose(model(x), space.build_retrace(ratios)(x), atol=1e-5)
+            if counts[1:] == [64, 16]:  # only the feeding layer pruned: the base with its lost channels zeroed
+                lost = space.groups[0].ranking[: 32 - counts[0]].tolist()
+                assert all(sum(1 for c in lost if c // 8 == b) == (32 - counts[0]) // 4 for b in range(4))
+                assert torch.allclose(model(x), _zeroed(net, "a.0", "a.1", lost)(x), atol=1e-5)
+            if counts[0] == 32 and counts[2] == 16:  # only the grouped conv's own outputs pruned
+                lost = space.groups[1].ranking[: 64 - counts[1]].tolist()
+                assert torch.allclose(model(x), _zeroed(net, "g.0", "g.1", lost)(x), atol=1e-5)
+    with pytest.raises(ValueError, match=r"alike in 4 blocks .* cannot keep 30 of 32 channels"):
+        space.plan_from_counts([30, 64, 16])
+
+
+def test_a_depthwise_convolution_with_a_multiplier_prunes_its_outputs_and_leaves_its_inputs_named():
+    """groups=32, 32 -> 64: one input channel per group cannot lose a position (the feeding layer stays whole, and
+    the space says why); its 64 outputs, two per group, lose the same one in every group."""
+    x = torch.randn(2, 3, 16, 16)
+    space = PruningSpace(_GroupedNet(32, 64).eval(), x)
+    assert [(g.root, g.blocks) for g in space.groups] == [("g.0", 32), ("c.0", 1)]
+    assert space.skipped == [("a.0", ("g.0",))]
     assert "grouped convolution(s) ['g.0']" in space.skipped_text() and "left unpruned" in space.skipped_text()
-    for ratio in (0.05, 0.3, 0.77):
-        model = space.build([ratio])
-        assert model.g[0].weight.shape == space.base.g[0].weight.shape and model(x).shape == (2, 4)
-    depthwise = PruningSpace(_GroupedNet(32, 32).eval(), x)  # groups == in == out: pruned as before
-    assert [g.root for g in depthwise.groups] == ["g.0", "c.0"] and depthwise.skipped == []
+    assert space.keep_counts([0.3, 0.5]) == [32, 8] and space.build([0.3, 0.5])(x).shape == (2, 4)
+    depthwise = PruningSpace(_GroupedNet(32, 32).eval(), x)  # groups == in == out: pruned channel by channel
+    assert [(g.root, g.blocks) for g in depthwise.groups] == [("g.0", 1), ("c.0", 1)] and depthwise.skipped == []
     assert depthwise.build([0.5, 0.5])(x).shape == (2, 4)
 
 
 def test_a_model_whose_every_group_touches_a_grouped_convolution_is_refused_saying_why():
-    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=2), nn.Flatten(), nn.LazyLinear(3))
-    net(torch.randn(1, 3, 8, 8))
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 16, 3, groups=8))  # '1' is the output: never pruned
     with pytest.raises(UserError, match=r"no prunable groups.*grouped convolution\(s\) \['1'\]"):
         PruningSpace(net.eval(), torch.randn(1, 3, 8, 8))
 

@@ -40,7 +40,7 @@ Action: one number in [-1, 1] per group, read one of two ways (``action``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Optional, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 import gymnasium as gym
 import numpy as np
@@ -68,7 +68,7 @@ class PruningEnvSpec:
 
     channels: list[int]
     min_channels: list[int]
-    round_to: int
+    round_to: Union[int, list[int]]  # one multiple, or one per group (PruningSpace.multiples)
     min_keep: float
     group_features: np.ndarray  # (T, 13) static, normalised
     analytic: Optional[AnalyticCosts]  # exact params/MACs model, or None
@@ -96,7 +96,7 @@ class PruningEnvSpec:
                    budget_fill: bool = True, action: Literal["ratio", "direction"] = "ratio") -> "PruningEnvSpec":
         """For the levels ``level_indices`` of a :class:`~rayprune.agents.space.SearchSpace`."""
         feats = space.group_features if space.group_features is not None else np.zeros((space.num_groups, 13))
-        return cls(channels=list(space.channels), min_channels=list(space.min_channels), round_to=space.round_to,
+        return cls(channels=list(space.channels), min_channels=list(space.min_channels), round_to=list(space.round_to),
                    min_keep=space.min_keep, group_features=np.asarray(feats, dtype=np.float32),
                    analytic=space.analytic, levels=[space.steering_limits(i) for i in level_indices],
                    action_wall=action_wall, budget_fill=budget_fill, action=action)
@@ -104,7 +104,8 @@ class PruningEnvSpec:
 
 def _count_range(spec: PruningEnvSpec, t: int) -> tuple[int, int]:
     """The channel counts group ``t`` can keep: from ``min_keep``'s (rounded) to all."""
-    lo = keep_counts([spec.min_keep], [spec.channels[t]], [spec.min_channels[t]], spec.round_to)[0]
+    step = spec.round_to if np.ndim(spec.round_to) == 0 else spec.round_to[t]
+    lo = keep_counts([spec.min_keep], [spec.channels[t]], [spec.min_channels[t]], step)[0]
     return lo, spec.channels[t]
 
 

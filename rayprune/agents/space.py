@@ -31,7 +31,7 @@ import numpy as np
 from ..costs.analytic import AnalyticCosts
 from ..costs.budget import within
 from ..costs.levels import Level
-from ..pruning.rounding import keep_counts, keep_counts_many
+from ..pruning.rounding import RoundTo, keep_counts, keep_counts_many
 
 __all__ = ["SearchSpace", "ProxyFit", "feasible_reach", "largest_true"]
 
@@ -256,7 +256,7 @@ class SearchSpace:
             (:attr:`rayprune.pruning.space.PrunableGroup.scores`), for :meth:`global_candidate`.
     """
 
-    def __init__(self, *, channels: Sequence[int], min_channels: Sequence[int], round_to: int, min_keep: float,
+    def __init__(self, *, channels: Sequence[int], min_channels: Sequence[int], round_to: RoundTo, min_keep: float,
                  levels: Sequence[Level], base_costs: Mapping[str, float], analytic: Optional[AnalyticCosts],
                  group_features: Optional[np.ndarray] = None,
                  importance: Optional[Sequence[np.ndarray]] = None) -> None:
@@ -264,7 +264,8 @@ class SearchSpace:
             raise ValueError("A search needs at least one budget level.")
         self.channels = [int(c) for c in channels]
         self.min_channels = [int(c) for c in min_channels]
-        self.round_to = int(round_to)
+        #: the multiple each group's kept channels are rounded to (``PruningSpace.multiples``)
+        self.round_to = [int(r) for r in round_to] if np.ndim(round_to) else [int(round_to)] * len(self.channels)
         self.min_keep = float(min_keep)
         self.levels = list(levels)
         self.base_costs = dict(base_costs)
@@ -280,7 +281,7 @@ class SearchSpace:
         """From a :class:`rayprune.problem.PruningProblem` (driver side)."""
         groups = problem.space.groups
         return cls(channels=[g.channels for g in groups], min_channels=[g.min_channels for g in groups],
-                   round_to=problem.space.round_to, min_keep=problem.config.pruning.min_keep, levels=levels,
+                   round_to=problem.space.multiples, min_keep=problem.config.pruning.min_keep, levels=levels,
                    base_costs=problem.base_costs, analytic=problem.analytic if problem.analytic.exact else None,
                    group_features=group_features(problem),
                    importance=None if any(g.scores is None for g in groups) else [g.scores for g in groups])
@@ -510,7 +511,7 @@ def group_features(problem) -> np.ndarray:
         full = [g.channels for g in groups]
         for i, g in enumerate(groups):
             counts = list(full)
-            counts[i] = keep_counts([problem.config.pruning.min_keep], [g.channels], [g.min_channels], space.round_to)[0]
+            counts[i] = keep_counts([problem.config.pruning.min_keep], [g.channels], [g.min_channels], [space.multiples[i]])[0]
             for j, name in enumerate(("params", "macs")):
                 shares[i, j] = 1.0 - a(name, counts) / a.base[name]
     feats = [[

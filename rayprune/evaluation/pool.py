@@ -122,7 +122,7 @@ class EvaluatorPool:
         self.final_timeout_s = final_timeout_s
         self._channels = [g.channels for g in problem.space.groups]
         self._min_channels = [g.min_channels for g in problem.space.groups]
-        self._round_to = problem.space.round_to
+        self._round_to = problem.space.multiples
         self._cost_names = list(problem.costs)
         # kept alive for actor restarts
         self._shared_ref = shared_ref if shared_ref is not None else ray.put(problem.shareable())

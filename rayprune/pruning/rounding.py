@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
-__all__ = ["keep_channels", "keep_counts", "keep_counts_many", "check_keep_ratio", "candidate_id"]
+__all__ = ["keep_channels", "keep_counts", "keep_counts_many", "check_keep_ratio", "candidate_id", "RoundTo"]
 
 
 def check_keep_ratio(ratio: float, *, name: str = "keep ratio") -> float:
@@ -54,29 +54,48 @@ def keep_channels(ratio: float, channels: int, round_to: int = 1) -> int:
     return int(min(max(k, min(round_to, channels), 1), channels))
 
 
+RoundTo = Union[int, Sequence[int]]
+"""The multiple kept channels are rounded to: one for every group, or one per group (a group pruned alike in the
+blocks of a grouped convolution rounds to a multiple of its blocks too: ``PruningSpace.multiples``)."""
+
+
+def _multiples(round_to: RoundTo, n: int) -> list[int]:
+    steps = [int(round_to)] * n if np.ndim(round_to) == 0 else [int(r) for r in round_to]
+    if len(steps) != n:
+        raise ValueError(f"Expected one round_to per prunable group ({n}); got {len(steps)}.")
+    if any(r < 1 for r in steps):
+        raise ValueError(f"round_to must be >= 1; got {min(steps)}.")
+    return steps
+
+
 def keep_counts(
-    ratios: Sequence[float], channels: Sequence[int], min_channels: Optional[Sequence[int]] = None, round_to: int = 1
+    ratios: Sequence[float], channels: Sequence[int], min_channels: Optional[Sequence[int]] = None,
+    round_to: RoundTo = 1,
 ) -> list[int]:
     """Channels kept per group: :func:`keep_channels` of each ratio, at least ``min_channels[g]``.
 
     The one rounding rule of a candidate, shared by the pruning space, the agents' envs and the
     evaluator pool's cache key. Ratios are clipped into ``(0, 1]`` first (an agent's arithmetic
-    may land a hair outside), so any float gives a valid candidate.
+    may land a hair outside), so any float gives a valid candidate. ``round_to``: one multiple, or one
+    per group.
 
     >>> keep_counts([0.5, 0.0, 1.2], [64, 64, 10], [1, 4, 1], round_to=8)
     [32, 8, 10]
+    >>> keep_counts([0.3, 0.3], [64, 64], round_to=[1, 4])
+    [19, 20]
     """
     if len(ratios) != len(channels):
         raise ValueError(f"Expected {len(channels)} keep ratios (one per prunable group); got {len(ratios)}.")
     floors = list(min_channels) if min_channels is not None else [1] * len(channels)
+    steps = _multiples(round_to, len(channels))
     return [
-        max(keep_channels(min(1.0, max(float(r), 1e-9)), int(c), round_to), int(f))
-        for r, c, f in zip(ratios, channels, floors)
+        max(keep_channels(min(1.0, max(float(r), 1e-9)), int(c), s), int(f))
+        for r, c, f, s in zip(ratios, channels, floors, steps)
     ]
 
 
 def keep_counts_many(
-    ratios, channels: Sequence[int], min_channels: Optional[Sequence[int]] = None, round_to: int = 1
+    ratios, channels: Sequence[int], min_channels: Optional[Sequence[int]] = None, round_to: RoundTo = 1
 ) -> np.ndarray:
     """:func:`keep_counts` of every row of a ``[batch, groups]`` matrix of keep ratios, as an int64 array.
 
@@ -96,8 +115,7 @@ def keep_counts_many(
     floors = np.asarray([int(f) for f in min_channels] if min_channels is not None else [1] * len(c), dtype=np.int64)
     if (c < 1).any():
         raise ValueError(f"channels must be >= 1; got {int(c.min())}.")
-    if round_to < 1:
-        raise ValueError(f"round_to must be >= 1; got {round_to}.")
+    round_to = np.asarray(_multiples(round_to, len(c)), dtype=np.int64)
     r = np.where(1e-9 > r, 1e-9, r)   # max(r, 1e-9): r unless 1e-9 is greater (NaN stays)
     r = np.where(r < 1.0, r, 1.0)     # min(1.0, r): 1 unless r is smaller (NaN becomes 1)
     k = round_to * np.floor(r * c / round_to + 0.5).astype(np.int64)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
@@ -80,6 +81,10 @@ class PrunableGroup:
     #: (Torch-Pruning's ``normalizer="mean"``), so scores compare across groups: global pruning ranks on them;
     #: NaN where the criterion does not score the group (bn_scale on a group without BatchNorm)
     scores: Optional[np.ndarray] = None
+    #: equal blocks the channels fall in (1: none): a group that feeds or comes out of a grouped convolution with
+    #: ``groups=G`` loses the same positions in each of its G blocks (Torch-Pruning's channel groups), so it keeps
+    #: a multiple of ``blocks`` channels and its :attr:`ranking` lists whole positions, block by block
+    blocks: int = 1
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -90,8 +95,8 @@ class PrunableGroup:
 def grouped_conv(module) -> bool:
     """A convolution with ``1 < groups`` that is not a plain depthwise one (``groups == in == out``, which
     Torch-Pruning couples channel by channel): a ResNeXt/RegNet/ShuffleNet-style grouped convolution, or a
-    depthwise one with a channel multiplier. Its channels can only go in equal numbers per group, which
-    the keep-count rounding does not guarantee, so the groups that touch it are left unpruned.
+    depthwise one with a channel multiplier. Its channels can only go in equal numbers per group, the same
+    positions in each: :func:`channel_blocks` says whether a coupled group can be pruned that way.
 
     >>> grouped_conv(nn.Conv2d(32, 64, 3, groups=4)), grouped_conv(nn.Conv2d(32, 32, 3, groups=32))
     (True, False)
@@ -101,6 +106,49 @@ def grouped_conv(module) -> bool:
     groups = getattr(module, "groups", 1)
     return (isinstance(module, nn.modules.conv._ConvNd) and groups > 1
             and not (groups == module.in_channels == module.out_channels))
+
+
+def channel_blocks(channels: int, sides: Sequence[tuple[int, int, bool]]) -> Optional[int]:
+    """The number of equal blocks a group of ``channels`` coupled channels must be pruned in, given the grouped
+    convolutions it touches, or None when it cannot be pruned alike in every block. ``sides``: per grouped
+    convolution, ``(groups, channels on the coupled side, whether the group's channels are that side's own
+    channels in order)``. Each block must keep at least one channel and lose whole positions, so a block needs
+    two channels or more (a depthwise convolution with a channel multiplier has one input channel per group).
+
+    >>> channel_blocks(32, [(4, 32, True)]), channel_blocks(32, [(4, 32, True), (8, 32, True)])
+    (4, 8)
+    >>> channel_blocks(32, [(32, 32, True)]), channel_blocks(32, [(4, 64, True)]), channel_blocks(32, [(4, 32, False)])
+    (None, None, None)
+    """
+    blocks = 1
+    for groups, side, in_order in sides:
+        if side != channels or not in_order:
+            return None
+        blocks = math.lcm(blocks, int(groups))
+    return blocks if channels % blocks == 0 and channels // blocks >= 2 else None
+
+
+def _grouped_side(item) -> tuple[int, int, bool]:
+    """``(groups, channels on the coupled side, whether the group's channels are that side's own channels in
+    order)`` of a Torch-Pruning group item on a grouped convolution (:func:`channel_blocks`)."""
+    conv = item.dep.target.module
+    side = conv.out_channels if item.dep.handler.__name__ == "prune_out_channels" else conv.in_channels
+    idxs, roots = np.asarray(item.idxs, dtype=np.int64), np.asarray(item.root_idxs, dtype=np.int64)
+    return int(conv.groups), int(side), bool(np.array_equal(idxs, roots) and np.array_equal(idxs, np.arange(side)))
+
+
+def blocked_ranking(scores: np.ndarray, blocks: int) -> np.ndarray:
+    """Channels least important first, whole positions at a time: position ``p`` of every block
+    (``b * size + p``) together, positions ordered by their summed score, so any prefix of ``k * blocks``
+    channels removes ``k`` positions from every block alike.
+
+    >>> blocked_ranking(np.array([5.0, 1.0, 3.0, 4.0, 2.0, 7.0]), 2).tolist()  # blocks [5 1 3] and [4 2 7]
+    [1, 4, 0, 3, 2, 5]
+    """
+    size = len(scores) // blocks
+    by_position = np.asarray(scores, dtype=np.float64).reshape(blocks, size).sum(axis=0)
+    order = np.argsort(by_position, kind="stable")
+    return (order[:, None] + size * np.arange(blocks)[None, :]).reshape(-1).astype(np.int64)
 
 
 def _pair(value) -> tuple[int, int]:
@@ -243,7 +291,7 @@ class PruningSpace:
         self._execution_order, self.output_layers = _trace_layers(self.base, example_inputs)
         self.ignored_layers = tuple(dict.fromkeys([*self.output_layers, *ignored_layers]))
         #: ``(root layer, grouped convolutions it is coupled to)`` of each group left unpruned because it touches
-        #: a grouped convolution (:func:`grouped_conv`)
+        #: a grouped convolution (:func:`grouped_conv`) whose blocks it cannot be pruned alike in (:func:`channel_blocks`)
         self.skipped: list[tuple[str, tuple[str, ...]]] = []
         self.groups = self._discover(get_importance(importance))
         self._cache: dict[tuple[int, int], list[tuple[tuple, np.ndarray]]] = {}
@@ -272,11 +320,15 @@ class PruningSpace:
             channels = len(group[0].idxs)
             if channels < 2 or root not in module_names:
                 continue
-            grouped = tuple(dict.fromkeys(module_names[i.dep.target.module] for i in group.items
-                                          if i.dep.target.module in module_names and grouped_conv(i.dep.target.module)))
-            if grouped:  # before the importance: Torch-Pruning's criteria fail on some of these
-                self.skipped.append((module_names.get(root, str(root)), grouped))
-                continue
+            grouped_items = [i for i in group.items
+                             if i.dep.target.module in module_names and grouped_conv(i.dep.target.module)]
+            grouped = tuple(dict.fromkeys(module_names[i.dep.target.module] for i in grouped_items))
+            blocks = 1
+            if grouped:  # prunable only alike in every block of the convolutions' groups
+                blocks = channel_blocks(channels, [_grouped_side(i) for i in grouped_items])
+                if blocks is None:  # before the importance: Torch-Pruning's criteria fail on some of these
+                    self.skipped.append((module_names.get(root, str(root)), grouped))
+                    continue
             members = []
             for item in group.items:
                 dep, target = item.dep, item.dep.target
@@ -297,14 +349,25 @@ class PruningSpace:
                         root_idxs=np.asarray(item.root_idxs, dtype=np.int64),
                     )
                 )
-            with torch.no_grad():
-                scores = importance(group)
+            try:
+                with torch.no_grad():
+                    scores = importance(group)
+            except Exception:  # noqa: BLE001 - a criterion that cannot score a grouped convolution's slices
+                if blocks == 1:
+                    raise
+                self.skipped.append((module_names.get(root, str(root)), grouped))
+                continue
             covered = scores is not None  # tp returns None for groups the criterion does not cover
             if not covered:
                 scores = torch.zeros(channels)
             scores = torch.nan_to_num(scores.detach().float().cpu(), nan=0.0, posinf=3.0e38, neginf=-3.0e38)
             ranking = np.argsort(scores.numpy(), kind="stable").astype(np.int64)
             ranking, min_channels = _protect_segments(ranking, members)
+            if blocks > 1:
+                if min_channels > 1:  # concatenated producers and blocks at once: not handled, left whole
+                    self.skipped.append((module_names.get(root, str(root)), grouped))
+                    continue
+                ranking, min_channels = blocked_ranking(scores.numpy(), blocks), blocks
             groups.append(
                 PrunableGroup(
                     index=-1,
@@ -317,6 +380,7 @@ class PruningSpace:
                     min_channels=min_channels,
                     # a group the criterion does not score has no place in a global ranking: NaN, never dropped by it
                     scores=_normalised(scores.numpy()) if covered else np.full(channels, np.nan),
+                    blocks=blocks,
                 )
             )
         # One step per group from input to output, in the order the roots run in forward().
@@ -338,7 +402,8 @@ class PruningSpace:
                     kept.append(group)
                 continue
             counts = [g.channels for g in self.groups]
-            counts[group.index] = max(group.min_channels, group.channels // 2)
+            counts[group.index] = keep_counts([0.5], [group.channels], [group.min_channels],
+                                              [self.multiples[group.index]])[0]
             try:
                 with torch.no_grad():
                     self._built(self.plan_from_counts(counts))(*_as_inputs(self.example_inputs))
@@ -363,7 +428,9 @@ class PruningSpace:
             parts.append(f"{len(roots)} group(s) of coupled channels (rooted at {roots[:6]}"
                          f"{' ...' if len(roots) > 6 else ''}) are left unpruned because they feed or come out of "
                          f"grouped convolution(s) {convs[:6]}{' ...' if len(convs) > 6 else ''} (groups > 1, not "
-                         "depthwise): rayprune does not prune grouped convolutions yet")
+                         "depthwise) that they cannot be pruned alike in every block of: a block of one channel "
+                         "(a depthwise convolution with a channel multiplier), channels concatenated or sliced "
+                         "before the convolution, or a criterion that cannot score its weights")
         if self.unbuildable:
             roots = [r for r, _ in self.unbuildable]
             parts.append(f"{len(roots)} group(s) (rooted at {roots[:6]}{' ...' if len(roots) > 6 else ''}) are left "
@@ -376,6 +443,12 @@ class PruningSpace:
     @property
     def num_groups(self) -> int:
         return len(self.groups)
+
+    @property
+    def multiples(self) -> list[int]:
+        """Per group, the multiple its kept channels are rounded to: ``round_to``, and for a group in blocks
+        (:attr:`PrunableGroup.blocks`) a multiple of its blocks too."""
+        return [math.lcm(self.round_to, g.blocks) for g in self.groups]
 
     def normalize_ratios(self, keep_ratios: KeepRatios) -> list[float]:
         """Validate keep ratios in any accepted form and return one float per group."""
@@ -400,7 +473,8 @@ class PruningSpace:
     def keep_counts(self, keep_ratios: KeepRatios) -> list[int]:
         """Channels kept per group after rounding to ``round_to``."""
         ratios = self.normalize_ratios(keep_ratios)
-        return keep_counts(ratios, [g.channels for g in self.groups], [g.min_channels for g in self.groups], self.round_to)
+        return keep_counts(ratios, [g.channels for g in self.groups], [g.min_channels for g in self.groups],
+                           self.multiples)
 
     def rounded_ratios(self, keep_ratios: KeepRatios) -> list[float]:
         """The keep ratios that are actually realised after rounding (``keep / channels``)."""
@@ -425,6 +499,10 @@ class PruningSpace:
         for group, keep in zip(self.groups, counts):
             if not 1 <= keep <= group.channels:
                 raise ValueError(f"Group {group.index} ({group.root}) has {group.channels} channels; cannot keep {keep}.")
+            if (group.channels - int(keep)) % group.blocks:
+                raise ValueError(f"Group {group.index} ({group.root}) is pruned alike in {group.blocks} blocks of a "
+                                 f"grouped convolution; it cannot keep {keep} of {group.channels} channels (keep a "
+                                 f"multiple of {group.blocks}).")
             for key, idxs in self._group_edits(group.index, group.channels - int(keep)):
                 merged.setdefault(key, []).append(idxs)
         entries = []
@@ -499,6 +577,7 @@ class PruningSpace:
                 stride=list(g.stride),
                 padding=list(g.padding),
                 layers=list(g.layers),
+                blocks=g.blocks,
             )
             for g in self.groups
         ]
