@@ -147,9 +147,9 @@ def _validate_report(args: argparse.Namespace, cfg, problem) -> int:
                      f"{smallest[name] / problem.base_costs[name]:.3f}" if problem.base_costs[name] else "-",
                      human(limit), ok, "analytic" if name in ANALYTIC_COSTS else "measured"])
     print(format_table(["cost", "base", "smallest reachable", "smallest/base", "budget limit", "reachable", "kind"], rows))
-    groups = [[g.index, g.root, g.root_type, g.channels, len(g.layers)] for g in problem.space.groups]
-    if args.groups:
-        print(format_table(["#", "root", "type", "channels", "layers"], groups))
+    groups = [[g.index, g.root, g.root_type, g.channels, g.blocks, len(g.layers)] for g in problem.space.groups]
+    if args.groups:  # blocks: a grouped convolution's groups, each pruned alike (kept channels a multiple of it)
+        print(format_table(["#", "root", "type", "channels", "blocks", "layers"], groups))
     levels = []
     if cfg.sweep.budgets:  # a sweep's levels too, so an unreachable one is found before `rayprune sweep`
         levels = levels_from_config(cfg, problem.base_costs, sweep=True)

@@ -128,13 +128,31 @@ def channel_blocks(channels: int, sides: Sequence[tuple[int, int, bool]]) -> Opt
     return blocks if channels % blocks == 0 and channels // blocks >= 2 else None
 
 
-def _grouped_side(item) -> tuple[int, int, bool]:
-    """``(groups, channels on the coupled side, whether the group's channels are that side's own channels in
-    order)`` of a Torch-Pruning group item on a grouped convolution (:func:`channel_blocks`)."""
-    conv = item.dep.target.module
-    side = conv.out_channels if item.dep.handler.__name__ == "prune_out_channels" else conv.in_channels
+def in_blocks(module) -> bool:
+    """A layer whose coupled channels may only go alike in equal blocks: a grouped convolution
+    (:func:`grouped_conv`), or an ``nn.MultiheadAttention`` with several heads (its embedding dimension is
+    split into ``num_heads`` heads of equal size; Torch-Pruning removes the same indices from the q, k and v
+    projections, so equal positions in every head keep the heads whole).
+
+    >>> in_blocks(nn.MultiheadAttention(48, 4)), in_blocks(nn.MultiheadAttention(48, 1))
+    (True, False)
+    """
+    if isinstance(module, nn.MultiheadAttention):
+        return module.num_heads > 1
+    return grouped_conv(module)
+
+
+def _block_side(item) -> tuple[int, int, bool]:
+    """``(blocks, channels on the coupled side, whether the group's channels are that side's own channels in
+    order)`` of a Torch-Pruning group item on a layer :func:`in_blocks` (:func:`channel_blocks`)."""
+    layer = item.dep.target.module
+    if isinstance(layer, nn.MultiheadAttention):
+        blocks, side = layer.num_heads, layer.embed_dim
+    else:
+        blocks = layer.groups
+        side = layer.out_channels if item.dep.handler.__name__ == "prune_out_channels" else layer.in_channels
     idxs, roots = np.asarray(item.idxs, dtype=np.int64), np.asarray(item.root_idxs, dtype=np.int64)
-    return int(conv.groups), int(side), bool(np.array_equal(idxs, roots) and np.array_equal(idxs, np.arange(side)))
+    return int(blocks), int(side), bool(np.array_equal(idxs, roots) and np.array_equal(idxs, np.arange(side)))
 
 
 def blocked_ranking(scores: np.ndarray, blocks: int) -> np.ndarray:
@@ -321,11 +339,11 @@ class PruningSpace:
             if channels < 2 or root not in module_names:
                 continue
             grouped_items = [i for i in group.items
-                             if i.dep.target.module in module_names and grouped_conv(i.dep.target.module)]
+                             if i.dep.target.module in module_names and in_blocks(i.dep.target.module)]
             grouped = tuple(dict.fromkeys(module_names[i.dep.target.module] for i in grouped_items))
             blocks = 1
             if grouped:  # prunable only alike in every block of the convolutions' groups
-                blocks = channel_blocks(channels, [_grouped_side(i) for i in grouped_items])
+                blocks = channel_blocks(channels, [_block_side(i) for i in grouped_items])
                 if blocks is None:  # before the importance: Torch-Pruning's criteria fail on some of these
                     self.skipped.append((module_names.get(root, str(root)), grouped))
                     continue
@@ -428,9 +446,10 @@ class PruningSpace:
             parts.append(f"{len(roots)} group(s) of coupled channels (rooted at {roots[:6]}"
                          f"{' ...' if len(roots) > 6 else ''}) are left unpruned because they feed or come out of "
                          f"grouped convolution(s) {convs[:6]}{' ...' if len(convs) > 6 else ''} (groups > 1, not "
-                         "depthwise) that they cannot be pruned alike in every block of: a block of one channel "
-                         "(a depthwise convolution with a channel multiplier), channels concatenated or sliced "
-                         "before the convolution, or a criterion that cannot score its weights")
+                         "depthwise; or multi-head attention) that they cannot be pruned alike in every block (group "
+                         "or head) of: a block of one channel (a depthwise convolution with a channel multiplier, "
+                         "an attention head of width 1), channels concatenated or sliced before the layer, or a "
+                         "criterion that cannot score its weights")
         if self.unbuildable:
             roots = [r for r, _ in self.unbuildable]
             parts.append(f"{len(roots)} group(s) (rooted at {roots[:6]}{' ...' if len(roots) > 6 else ''}) are left "
