@@ -115,6 +115,28 @@ class GroupedResidualNet(nn.Module):
         return self.head(self.multiplier(x).mean(dim=(2, 3)))
 
 
+class AttentionNet(nn.Module):
+    """conv stem -> tokens + a learned position parameter -> LayerNorm -> nn.MultiheadAttention (4 heads) and a
+    GELU MLP with residual adds -> mean -> head: a new user's small vision transformer. Input ``(N, 3, 8, 8)``,
+    output ``(N, 4)``."""
+
+    def __init__(self, dim: int = 16, heads: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, dim, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(dim), nn.ReLU())
+        self.pos = nn.Parameter(torch.randn(1, 16, dim) * 0.1)
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.head = nn.Linear(dim, 4)
+
+    def forward(self, x):
+        x = self.stem(x).flatten(2).transpose(1, 2) + self.pos
+        h = self.ln1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        x = x + self.mlp(self.ln2(x))
+        return self.head(x.mean(dim=1))
+
+
 @pytest.fixture
 def concat_net() -> ConcatResidualNet:
     """A seeded :class:`ConcatResidualNet` in eval mode with randomized BatchNorm."""

@@ -44,17 +44,19 @@ MODELS = {
     "mlp": ({"in_features": 20, "hidden_sizes": (32, 24), "pre_layer": "batchnorm"}, (20,)),
     "concat": (None, (3, 8, 8)),
     "grouped": (None, (3, 8, 8)),  # a ResNeXt block's grouped conv and a depthwise conv with a multiplier
+    "attention": (None, (3, 8, 8)),  # nn.MultiheadAttention, a position-embedding parameter, LayerNorm
 }
 
 
 @pytest.fixture
 def model_and_shape(request, make_model, concat_net):
     kwargs, shape = MODELS[request.param]
-    if request.param == "grouped":
-        from conftest import GroupedResidualNet, randomize_batchnorm_
+    if request.param in ("grouped", "attention"):
+        from conftest import AttentionNet, GroupedResidualNet, randomize_batchnorm_
 
         torch.manual_seed(0)
-        return randomize_batchnorm_(GroupedResidualNet(), seed=0).eval(), shape
+        net = GroupedResidualNet() if request.param == "grouped" else AttentionNet()
+        return randomize_batchnorm_(net, seed=0).eval(), shape
     model = concat_net if kwargs is None else make_model(request.param, **kwargs)
     return model, shape
 
@@ -150,8 +152,8 @@ def test_cifar_resnet18_macs():
     assert abs(macs - 0.556e9) / 0.556e9 < 0.01  # "0.56 GMACs"
 
 
-@pytest.mark.parametrize("model_and_shape", list(MODELS), indirect=True)
-def test_count_macs_agrees_with_flop_counter_and_hooks(model_and_shape):
+@pytest.mark.parametrize("model_and_shape", [m for m in MODELS if m != "attention"], indirect=True)
+def test_count_macs_agrees_with_flop_counter_and_hooks(model_and_shape):  # attention: counted where these miss it
     model, shape = model_and_shape
     x = torch.zeros(1, *shape)
     space = PruningSpace(model, x)
@@ -167,6 +169,26 @@ def test_count_macs_agrees_with_flop_counter_and_hooks(model_and_shape):
         assert macs == hook_macs(candidate, x)
         seen.add(macs)
     assert len(seen) == len(candidates)  # each candidate really is a different network
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_attention_macs_are_its_projections_and_products_whichever_kernel_runs_it(batch_first, need_weights):
+    """nn.MultiheadAttention counted 0 MACs in eval mode (its fused kernel), and only its projections where
+    scaled_dot_product_attention ran on CPU: a MACs budget on a transformer left the attention out. Every path
+    now counts 4 n e^2 (projections) + 2 n^2 e (q k^T, attention v)."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = nn.MultiheadAttention(16, 4, batch_first=batch_first)
+
+        def forward(self, x):
+            x = x.reshape(1, 12, 16) if batch_first else x.reshape(12, 1, 16)
+            return self.attn(x, x, x, need_weights=need_weights)[0]
+
+    n, e = 12, 16
+    assert count_macs(Block().eval(), CostContext(input_shape=(n, e))) == 4 * n * e * e + 2 * n * n * e
 
 
 def test_counting_macs_and_memory_does_not_import_dynamo():
@@ -226,25 +248,31 @@ def test_analytic_costs_reject_unknown_cost(concat_net):
         analytic("latency_ms", space.keep_counts(0.5))
 
 
-def test_analytic_costs_flag_layers_they_do_not_model():
+def test_analytic_costs_model_a_free_parameter_and_flag_layers_they_do_not_model():
     class ScaledConv(nn.Module):
-        """A free per-channel parameter inside a group: not a module the analytic model knows."""
+        """A free per-channel parameter inside a group (modeled: its elements scale with the channels), then a
+        transposed convolution (not modeled)."""
 
-        def __init__(self):
+        def __init__(self, transposed: bool = False):
             super().__init__()
             self.conv = nn.Conv2d(3, 8, 3, padding=1)
             self.scale = nn.Parameter(torch.ones(1, 8, 1, 1))
-            self.conv2 = nn.Conv2d(8, 4, 3)
+            self.conv2 = nn.ConvTranspose2d(8, 4, 3) if transposed else nn.Conv2d(8, 4, 3)
             self.fc = nn.Linear(4, 2)
 
         def forward(self, x):
             return self.fc(self.conv2(self.conv(x) * self.scale).mean((2, 3)))
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Torch-Pruning warns about the unwrapped parameter
-        space = PruningSpace(ScaledConv(), torch.zeros(1, 3, 8, 8))
-    assert "scale" in space.groups[0].layers
-    assert not AnalyticCosts(space, CostContext(input_shape=(3, 8, 8))).exact
+    for transposed in (False, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Torch-Pruning warns about the unwrapped parameter
+            space = PruningSpace(ScaledConv(transposed), torch.zeros(1, 3, 8, 8))
+        assert "scale" in space.groups[0].layers
+        analytic = AnalyticCosts(space, CostContext(input_shape=(3, 8, 8)))
+        assert analytic.exact is not transposed
+        if not transposed:
+            counts = space.keep_counts(0.5)
+            assert analytic.params(counts) == count_params(space.build(0.5))
 
 
 # -- measured costs ---------------------------------------------------------------------------

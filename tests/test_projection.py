@@ -66,7 +66,7 @@ class _Depthwise(nn.Module):
 @pytest.fixture(scope="module")
 def spaces(make_model):
     """name -> (PruningSpace, AnalyticCosts)."""
-    from conftest import ConcatResidualNet, GroupedResidualNet, randomize_batchnorm_
+    from conftest import AttentionNet, ConcatResidualNet, GroupedResidualNet, randomize_batchnorm_
 
     torch.manual_seed(0)
     concat_net = randomize_batchnorm_(ConcatResidualNet(), seed=0).eval()
@@ -77,12 +77,13 @@ def spaces(make_model):
         "concat": _build(concat_net, (3, 8, 8)),
         "depthwise": _build(_Depthwise(), (3, 8, 8)),
         "grouped": _build(randomize_batchnorm_(GroupedResidualNet(), seed=0), (3, 8, 8), round_to=2),
+        "attention": _build(randomize_batchnorm_(AttentionNet(), seed=0), (3, 8, 8)),
     }
     assert all(a.exact for _, a in out.values())
     return out
 
 
-SPACES = ["small_cnn", "small_cnn_r4", "vgg11", "concat", "depthwise", "grouped"]
+SPACES = ["small_cnn", "small_cnn_r4", "vgg11", "concat", "depthwise", "grouped", "attention"]
 
 
 def _random_counts(space: PruningSpace, rng, rows: int) -> np.ndarray:

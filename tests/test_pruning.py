@@ -696,35 +696,16 @@ def test_a_depthwise_convolution_with_a_multiplier_prunes_its_outputs_and_leaves
     assert depthwise.build([0.5, 0.5])(x).shape == (2, 4)
 
 
-class _Attention(nn.Module):
-    """conv stem -> tokens + a learned position parameter -> LayerNorm -> nn.MultiheadAttention (4 heads) and a
-    GELU MLP with residual adds -> mean -> head: a new user's small vision transformer."""
-
-    def __init__(self, dim: int = 16, heads: int = 4) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, dim, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(dim), nn.ReLU())
-        self.pos = nn.Parameter(torch.randn(1, 16, dim) * 0.1)
-        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        self.head = nn.Linear(dim, 4)
-
-    def forward(self, x):
-        x = self.stem(x).flatten(2).transpose(1, 2) + self.pos
-        h = self.ln1(x)
-        x = x + self.attn(h, h, h, need_weights=False)[0]
-        x = x + self.mlp(self.ln2(x))
-        return self.head(x.mean(dim=1))
-
-
 def test_an_attention_layers_embedding_is_pruned_alike_in_every_head():
     """nn.MultiheadAttention(16, 4 heads): its embedding dimension was pruned to any count, and the smallest
     candidate (min_keep) built an attention layer whose embed_dim the heads do not divide ("embed_dim must divide
     evenly by num_heads", blamed on the MACs cost). The residual stream it sits on is pruned in 4 blocks now:
     the same positions in every head, a multiple of 4 kept, each head as wide as the others."""
+    from conftest import AttentionNet
+
     x = torch.randn(2, 3, 8, 8)
     torch.manual_seed(0)
-    space = PruningSpace(_Attention().eval(), x)
+    space = PruningSpace(AttentionNet().eval(), x)
     blocks = {g.root: g.blocks for g in space.groups}
     assert blocks == {"mlp.0": 1, "mlp.2": 4} and not space.skipped and not space.unbuildable, blocks
     for ratios in ([0.1, 0.1], [0.5, 0.3], [1.0, 0.37], [0.8, 1.0]):

@@ -8,7 +8,11 @@ flatten). A layer's cost then follows from its new shape:
 * Conv: ``params = out' * in'/groups' * prod(kernel) (+ out' bias)``,
   ``MACs = params_without_bias * H_out * W_out``;
 * Linear: ``params = out' * in' (+ out')``, ``MACs = out' * in' * tokens``;
-* per-channel layers (BatchNorm, LayerNorm, ...): params scale with the channels kept.
+* per-channel layers (BatchNorm, LayerNorm, ...) and a parameter used outside a layer (a learned position
+  embedding, pruned along one dimension): params scale with the channels kept;
+* ``nn.MultiheadAttention`` (q, k, v packed, as by default): a q projection ``E' x E'`` over the ``n`` query
+  tokens, k and v projections ``2E' x E'`` over the ``s`` key tokens, an output projection ``E' x E'``, and
+  the two attention products, ``2 n s E'`` MACs (as :func:`~rayprune.costs.metrics.count_macs` counts them).
 
 Everything no group touches is a constant. The model checks itself against the measured
 values of one built candidate (:attr:`AnalyticCosts.exact`); a model whose layers it does not
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -42,11 +46,14 @@ _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 @dataclass
 class _Layer:
-    module: nn.Module
-    out_edits: list = field(default_factory=list)  # (group index, removed-by-n lookup)
+    module: Optional[nn.Module]  # None: a parameter used outside a layer (``numel`` elements, ``channels`` along
+    out_edits: list = field(default_factory=list)  # (group index, removed-by-n lookup)  the pruned dimension)
     in_edits: list = field(default_factory=list)
     depthwise: bool = False
-    spatial: int = 1  # output positions per sample (H_out*W_out for conv, tokens for linear)
+    spatial: int = 1  # output positions per sample (H_out*W_out for conv, tokens for linear and attention)
+    keys: int = 1  # attention: key tokens per sample
+    numel: int = 0
+    channels: int = 0
 
 
 class AnalyticCosts:
@@ -60,44 +67,69 @@ class AnalyticCosts:
         base = space.base
         self._layers: dict[str, _Layer] = {}
         self.supported = True
+        params = dict(base.named_parameters())
         for g in space.groups:
             for m in g.members:
                 module = base.get_submodule(m.target) if m.kind == "module" else None
-                if module is None or module.__class__ in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
+                if m.kind == "parameter" and m.target in params:  # e.g. a position embedding added to tokens
+                    p = params[m.target]
+                    layer = self._layers.setdefault(m.target, _Layer(None, numel=p.numel(),
+                                                                     channels=p.shape[m.pruning_dim]))
+                elif module is None or module.__class__ in (nn.ConvTranspose1d, nn.ConvTranspose2d,
+                                                            nn.ConvTranspose3d):
                     self.supported = False
                     continue
+                else:
+                    layer = self._layers.setdefault(m.target, _Layer(module))
                 per_root = np.bincount(m.root_idxs, minlength=g.channels)[g.ranking]
                 removed = np.concatenate([[0], np.cumsum(per_root)]).astype(np.int64)
-                layer = self._layers.setdefault(m.target, _Layer(module))
                 layer.depthwise = layer.depthwise or m.pruner == "DEPTHWISE_CONV"
                 (layer.out_edits if m.fn == "prune_out_channels" else layer.in_edits).append((g.index, removed))
         self._record_spatial(base)
-        modeled_params = sum(self._layer_params(l, 0, 0) for l in self._layers.values())
-        modeled_macs = sum(self._layer_macs(l, 0, 0) for l in self._layers.values())
+        self._compiled = [entry for layer in self._layers.values() for entry in self._compile(layer)]
+        self._channels = [g.channels for g in space.groups]
+        self._fixed_params = self._fixed_macs = 0.0
+        self._memo: dict[tuple[int, ...], tuple[float, float]] = {}
+        modeled_params, modeled_macs = self._costs(self._channels)  # the modeled layers alone, unpruned
+        self._memo.clear()
         self._base_params = count_params(base)
         self._base_macs = count_macs(base, context)
         self._fixed_params = self._base_params - modeled_params
         self._fixed_macs = self._base_macs - modeled_macs
-        self._compiled = [self._compile(layer) for layer in self._layers.values()]
-        self._channels = [g.channels for g in space.groups]
-        self._memo: dict[tuple[int, ...], tuple[float, float]] = {}
         self.exact = self.supported and (not verify or self._verify())
 
-    def _compile(self, layer: _Layer) -> tuple:
-        """A layer's formula as plain numbers, so a candidate's cost is a loop of integer arithmetic:
-        ``(kind, out, in, groups, kernel, bias, spatial, depthwise, numel, out_edits, in_edits)``."""
+    def _compile(self, layer: _Layer) -> list[tuple]:
+        """A layer's formulas as plain numbers, so a candidate's cost is a loop of integer arithmetic: tuples of
+        ``(kind, out, in, groups, kernel, bias, spatial, depthwise, numel, out_edits, in_edits)``. A layer it does
+        not understand is a constant and makes the model inexact (:attr:`supported`)."""
         m = layer.module
         outs = [(g, lookup.tolist()) for g, lookup in layer.out_edits]
         ins = [(g, lookup.tolist()) for g, lookup in layer.in_edits]
+        if m is None:  # a parameter outside a layer: its elements scale with the channels of its pruned dimension
+            return [("channel", layer.channels, 0, 1, 1, False, 1, False, layer.numel, outs, ins)]
         if isinstance(m, (nn.Linear, *_CONV)):
             linear = isinstance(m, nn.Linear)
-            return ("weight", m.out_features if linear else m.out_channels, m.in_features if linear else m.in_channels,
-                    1 if linear else m.groups, 1 if linear else math.prod(m.kernel_size), m.bias is not None,
-                    layer.spatial, layer.depthwise, 0, outs, ins)
+            return [("weight", m.out_features if linear else m.out_channels,
+                     m.in_features if linear else m.in_channels, 1 if linear else m.groups,
+                     1 if linear else math.prod(m.kernel_size), m.bias is not None, layer.spatial, layer.depthwise, 0,
+                     outs, ins)]
+        if isinstance(m, nn.MultiheadAttention) and m._qkv_same_embed_dim and not layer.in_edits:
+            # Torch-Pruning cuts the embedding and the q, k, v and output projections by the same indices
+            e, n, s = m.embed_dim, layer.spatial, layer.keys
+            twice = [(g, [2 * r for r in lookup]) for g, lookup in outs]
+            extra = [p.numel() for p in (m.bias_k, m.bias_v) if p is not None]
+            bias = m.in_proj_bias is not None
+            return [("weight", e, e, 1, 1, bias, n, False, 0, outs, outs),  # q
+                    ("weight", 2 * e, e, 1, 1, bias, s, False, 0, twice, outs),  # k and v
+                    ("weight", e, e, 1, 1, m.out_proj.bias is not None, n, False, 0, outs, outs),
+                    ("products", e, 0, 1, 1, False, 1, False, 2 * n * s, outs, []),  # q k^T and attention v
+                    *([("channel", e, 0, 1, 1, False, 1, False, sum(extra), outs, [])] if extra else [])]
         own = [p for p in m.parameters(recurse=False)]
         if own and all(p.dim() == 1 and p.shape[0] == own[0].shape[0] for p in own):
-            return ("channel", own[0].shape[0], 0, 1, 1, False, 1, False, sum(p.numel() for p in own), outs, ins)
-        return ("const", 0, 0, 1, 1, False, 1, False, sum(p.numel() for p in own), outs, ins)
+            return [("channel", own[0].shape[0], 0, 1, 1, False, 1, False, sum(p.numel() for p in own), outs, ins)]
+        if own or any(True for _ in m.parameters()):
+            self.supported = False  # parameters it cannot scale with the channels
+        return [("const", 0, 0, 1, 1, False, 1, False, sum(p.numel() for p in m.parameters()), outs, ins)]
 
     @torch.no_grad()
     def _record_spatial(self, base: nn.Module) -> None:
@@ -108,47 +140,17 @@ class AnalyticCosts:
                     channels = out.shape[-1] if isinstance(mod, nn.Linear) else out.shape[1]
                     layer.spatial = out.numel() // max(1, channels)
                 hooks.append(layer.module.register_forward_hook(hook))
+            elif isinstance(layer.module, nn.MultiheadAttention):
+                def attention_hook(mod, args, kwargs, out, layer=layer):  # batch of one: tokens = numel / E
+                    key = args[1] if len(args) > 1 else kwargs.get("key")
+                    layer.spatial = out[0].numel() // mod.embed_dim
+                    layer.keys = key.numel() // mod.embed_dim if key is not None else layer.spatial
+                hooks.append(layer.module.register_forward_hook(attention_hook, with_kwargs=True))
         try:
             base(self.context.example_inputs(batch_size=1, device=next(base.parameters()).device))
         finally:
             for h in hooks:
                 h.remove()
-
-    # -- per-layer formulas --------------------------------------------------------------------
-    def _layer_shape(self, layer: _Layer, removed_out: int, removed_in: int) -> tuple[int, int, int]:
-        m = layer.module
-        if isinstance(m, nn.Linear):
-            return m.out_features - removed_out, m.in_features - removed_in, 1
-        if isinstance(m, _CONV):
-            if layer.depthwise:
-                out = m.out_channels - max(removed_out, removed_in)
-                return out, out, out
-            return m.out_channels - removed_out, m.in_channels - removed_in, m.groups
-        return 0, 0, 1
-
-    def _layer_params(self, layer: _Layer, removed_out: int, removed_in: int) -> float:
-        m = layer.module
-        if isinstance(m, (nn.Linear, *_CONV)):
-            out, inp, groups = self._layer_shape(layer, removed_out, removed_in)
-            kernel = 1 if isinstance(m, nn.Linear) else math.prod(m.kernel_size)
-            return out * (inp // groups) * kernel + (out if m.bias is not None else 0)
-        # per-channel layers: every own parameter is 1-D along the pruned channels
-        own = [p for p in m.parameters(recurse=False)]
-        if not own:
-            return 0.0
-        channels = own[0].shape[0]
-        if any(p.dim() != 1 or p.shape[0] != channels for p in own):
-            self.supported = False
-            return float(sum(p.numel() for p in own))
-        return float(sum(p.numel() for p in own)) * (channels - removed_out) / channels
-
-    def _layer_macs(self, layer: _Layer, removed_out: int, removed_in: int) -> float:
-        m = layer.module
-        if not isinstance(m, (nn.Linear, *_CONV)):
-            return 0.0
-        out, inp, groups = self._layer_shape(layer, removed_out, removed_in)
-        kernel = 1 if isinstance(m, nn.Linear) else math.prod(m.kernel_size)
-        return float(out * (inp // groups) * kernel * layer.spatial)
 
     def _removed(self, edits: list, pruned: Sequence[int]) -> int:
         return int(sum(lookup[pruned[g]] for g, lookup in edits))
@@ -176,7 +178,9 @@ class AnalyticCosts:
                 macs += weights * spatial
             elif kind == "channel":
                 params += numel * (out - ro) / out
-            else:  # parameters the model cannot scale (the model is then not exact, see _layer_params)
+            elif kind == "products":  # MACs per kept channel, no parameters
+                macs += numel * (out - ro)
+            else:  # parameters the model cannot scale (the model is then not exact, see _compile)
                 params += numel
         if len(self._memo) > 200_000:  # bounded: a long search must not grow without limit
             self._memo.clear()
@@ -229,6 +233,8 @@ class AnalyticCosts:
                 macs += weights * spatial
             elif kind == "channel":
                 params += numel * (out - ro) / out
+            elif kind == "products":
+                macs += numel * (out - ro)
             else:
                 params += numel
         return params, macs

@@ -50,15 +50,45 @@ def count_params(model: nn.Module, context: CostContext | None = None) -> float:
     return float(sum(p.numel() for p in model.parameters()))
 
 
+def _native_mha_flops(query, key, value, embed_dim, num_head, qkv_weight, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of ``nn.MultiheadAttention``'s fused inference path (``aten._native_multi_head_attention``, taken
+    in eval mode without gradients), which ``FlopCounterMode`` does not count: the q projection over the
+    ``n`` query tokens, the k and v projections over the ``s`` key tokens, the two attention products and
+    the output projection — what its unfused path counts as matrix products.
+
+    >>> _native_mha_flops((1, 16, 16), (1, 16, 16), (1, 16, 16), 16, 4, (48, 16)) // 2  # 4*n*e*e + 2*n*s*e
+    24576
+    """
+    b, n, s, e = query[0], query[1], key[1], embed_dim
+    return 2 * b * (n * e * e + 2 * s * e * e + 2 * n * s * e + n * e * e)
+
+
+def _cpu_sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of ``scaled_dot_product_attention``'s CPU kernel (``(b, h, n, d)`` queries against ``s`` keys), which
+    ``FlopCounterMode`` counts on GPUs only: the two products ``q @ k^T`` and ``attention @ v``."""
+    b, h, n, d = query
+    return 2 * 2 * b * h * n * key[-2] * d
+
+
+#: attention kernels PyTorch's counter misses on CPU and in inference (the MACs of a transformer block would
+#: otherwise depend on whether its attention ran fused, and leave out the attention itself)
+_ATTENTION_FLOPS = {
+    op: formula for name, formula in (("_native_multi_head_attention", _native_mha_flops),
+                                      ("_scaled_dot_product_flash_attention_for_cpu", _cpu_sdpa_flops))
+    if (op := getattr(torch.ops.aten, name, None)) is not None
+}
+
+
 @torch.no_grad()
 def count_macs(model: nn.Module, context: CostContext) -> float:
     """Multiply-accumulates of one sample's forward pass.
 
     Counted by PyTorch's ``FlopCounterMode`` (convolutions, matrix products, attention), halved:
     ``MACs = FLOPs / 2``. Bias additions, normalisation and activations are not counted, as is
-    usual in the pruning literature.
+    usual in the pruning literature. Attention counts its projections and its two products
+    (``q @ k^T``, ``attention @ v``) whichever kernel runs it (:data:`_ATTENTION_FLOPS`).
     """
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_ATTENTION_FLOPS)
     with _eval_mode(model), _without_dynamo_import(_FlopCounterMode), counter:
         model(context.example_inputs(batch_size=1, device=_model_device(model)))
     return counter.get_total_flops() / 2.0
