@@ -241,6 +241,26 @@ def test_budget_strings_read_as_on_the_command_line_and_unknown_costs_name_the_c
         parse_config({"budgets": {"fbytes": 0.3}, "costs": {"custom": {"fb": "m:f"}}})
 
 
+def test_sweep_levels_take_budget_strings_as_budgets_and_the_command_line_do():
+    """sweep.budgets refused 'abs:48' ("Input should be a valid number") where budgets and --budgets took it."""
+    from rayprune.costs.levels import levels_from_config
+
+    cfg = parse_config({"costs": {"measure": ["params", "latency_ms", "kib"], "custom": {"kib": "m:f"}},
+                        "sweep": {"budgets": {"kib": ["abs:48", 32], "latency_ms": ["90%", "rel:0.8"],
+                                              "params": ["50%", 0.25]}}})
+    assert cfg.sweep.budgets == {"kib": [48.0, 32.0], "latency_ms": [0.9, 0.8], "params": [0.5, 0.25]}
+    assert set(cfg.budgets) == {"latency_ms"}  # only a mark against the default sets budgets.<cost>.relative
+    levels = levels_from_config(cfg, {"params": 1000.0, "latency_ms": 10.0, "kib": 100.0}, sweep=True)
+    assert {tuple(sorted(lvl.limits.items())) for lvl in levels} == {
+        (("kib", k), ("latency_ms", 10.0 * f), ("params", 1000.0 * p))
+        for k in (48.0, 32.0) for f in (0.9, 0.8) for p in (0.5, 0.25)}
+    with pytest.raises(ConfigError, match=r"sweep.budgets.params: 'params' mixes relative and absolute levels"):
+        parse_config({"sweep": {"budgets": {"params": ["abs:5000", "50%"]}}})
+    with pytest.raises(ConfigError, match=r"sweep.budgets.params: the levels \['abs:5000'\] are absolute but "
+                                          r"budgets.params \(0.5\) is relative"):
+        parse_config({"budgets": {"params": 0.5}, "sweep": {"budgets": {"params": ["abs:5000"]}}})
+
+
 def test_a_check_across_sections_reads_as_its_own_message_not_pydantic_jargon():
     """A misspelt budget printed "- (top level): Value error, budgets names unknown costs ['param']"."""
     with pytest.raises(ConfigError) as err:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Optional
 
 from ..errors import UserError
 
-__all__ = ["Budget", "parse_budget", "RELATIVE_BY_DEFAULT", "BUILTIN_COST_NAMES", "FEASIBILITY_RTOL", "within", "fits"]
+__all__ = ["Budget", "parse_budget", "parse_level_spec", "RELATIVE_BY_DEFAULT", "BUILTIN_COST_NAMES", "FEASIBILITY_RTOL",
+           "within", "fits"]
 
 #: The built-in costs (their functions are in :mod:`rayprune.costs.registry`).
 BUILTIN_COST_NAMES = ("params", "macs", "latency_ms", "peak_memory_mb")
@@ -117,3 +118,34 @@ def parse_budget(text: str) -> Budget:
     except ValueError:
         raise UserError(f"The value of budget {name!r} must be a number; got {raw!r} in {text!r}.") from None
     return Budget(name, value, relative)
+
+
+def parse_level_spec(text: str) -> tuple[str, list[float], Optional[bool]]:
+    """``NAME=V1,V2,...`` -> ``(name, values, relative)``; each value as a prune budget is written (``rel:0.9``,
+    ``90%``, ``abs:2e8`` or a plain number), ``relative`` True/False where the values say so, else None (the
+    config decides: params, MACs and memory relative by default, latency and user costs absolute). A mark on
+    any level applies to the unmarked ones too (``params=abs:1e6,5e5``: both absolute), and each level is
+    checked with that meaning.
+
+    >>> parse_level_spec("params=0.5,0.25"), parse_level_spec("latency_ms=90%,rel:0.8")
+    (('params', [0.5, 0.25], None), ('latency_ms', [0.9, 0.8], True))
+    """
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip() or not raw.strip():
+        raise UserError(f"--budgets must look like NAME=V1,V2,... (e.g. params=0.5,0.25,0.1); got {text!r}.")
+    name = name.strip()
+    parts = [v.strip() for v in raw.split(",") if v.strip()]
+    if not parts:
+        raise UserError(f"--budgets {name!r} has no levels.")
+    marked = [v for v in parts if v.startswith(("rel:", "abs:")) or v.endswith("%")]
+    said = {v.startswith("rel:") or v.endswith("%") for v in marked}
+    if len(said) > 1:
+        raise UserError(f"--budgets {name!r} mixes relative and absolute levels ({raw!r}); a sweep's levels of one "
+                        "cost are all one or the other.")
+    # an unmarked level takes the marked ones' meaning (params=abs:1e6,5e5: both absolute), and is checked as such
+    prefix = ("rel:" if said == {True} else "abs:") if said else ""
+    try:
+        budgets = [parse_budget(f"{name}={v if v in marked else prefix + v}") for v in parts]
+    except UserError as exc:
+        raise UserError(f"--budgets {name!r}: {exc}") from None
+    return name, [b.value for b in budgets], (said.pop() if said else None)
