@@ -594,7 +594,8 @@ def test_an_absolute_budget_written_as_a_fraction_is_told_how_to_write_a_fractio
 
     base = {"fb": 104_000.0, "params": 30_000.0}
     problem = SimpleNamespace(base_costs=base, reachable=lambda: {"fb": 12_900.0, "params": 900.0},
-                              config=SimpleNamespace(pruning=SimpleNamespace(min_keep=0.1)))
+                              config=SimpleNamespace(pruning=SimpleNamespace(min_keep=0.1)),
+                              space=SimpleNamespace(skipped=[], unbuildable=[]))
     with pytest.raises(BudgetUnreachable, match=r"fb <= 0.4 .* absolute, in the cost's own unit; .* fb=40% \(or rel:0.4\)"):
         check_reachable(problem, [Level.from_budgets([Budget("fb", 0.4, False)], base)])
     with pytest.raises(BudgetUnreachable) as meant_bytes:  # 5,000 bytes meant as such: no fraction to suggest
@@ -602,4 +603,9 @@ def test_an_absolute_budget_written_as_a_fraction_is_told_how_to_write_a_fractio
     assert "absolute" not in str(meant_bytes.value)
     with pytest.raises(BudgetUnreachable) as relative:  # already a fraction (1 % of params): the plain advice
         check_reachable(problem, [Level.from_budgets([Budget("params", 0.01, True)], base)])
-    assert "absolute" not in str(relative.value)
+    assert "absolute" not in str(relative.value) and "left unpruned" not in str(relative.value)
+    # groups left whole (hand-written attention heads): the advice to lower min_keep alone could not help
+    problem.space = SimpleNamespace(skipped=[], unbuildable=[("attn.qkv", "RuntimeError: shape"), ("mlp.2", "x")])
+    with pytest.raises(BudgetUnreachable, match=r"Lower pruning.min_keep .* 2 group\(s\) of the model are left "
+                                                r"unpruned \(rooted at \['attn.qkv', 'mlp.2'\]; the warning above"):
+        check_reachable(problem, [Level.from_budgets([Budget("params", 0.01, True)], base)])

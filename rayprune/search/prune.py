@@ -62,10 +62,16 @@ def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = Non
                             and problem.base_costs.get(k, 0) > 1})
         hint = (f" A budget on {', '.join(f.split('=')[0] for f in fractions)} is absolute, in the cost's own unit; "
                 f"for a fraction of the unpruned model's write {', '.join(fractions)}.") if fractions else ""
+        space = problem.space
+        whole = len(space.skipped) + len(space.unbuildable)
+        left = (f" {whole} group(s) of the model are left unpruned (rooted at "
+                f"{[r for r, _ in [*space.skipped, *space.unbuildable]][:6]}; the warning above says why), so the "
+                f"smallest model keeps them whole: what cannot be pruned there may be what the budget needs."
+                ) if whole else ""
         raise BudgetUnreachable(
             "Budget cannot be met: " + "; ".join(missed)
             + f" (pruning.min_keep={problem.config.pruning.min_keep}). Lower pruning.min_keep or raise the budget."
-            + hint
+            + left + hint
         )
     return smallest
 
