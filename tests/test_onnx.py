@@ -117,7 +117,14 @@ def test_the_torch_export_based_exporter_takes_over_when_the_first_fails(concat_
     directory = save_pruned(concat_net, tmp_path, architecture=None, plan=PruningPlan(),
                             input_shape=ConcatResidualNet.input_shape, torchscript=False)  # fmt: skip
     assert calls == [2] and read_spec(directory)["files"]["onnx"] == "model.onnx"
+    assert read_spec(directory)["onnx_exporter"] == "torch.export-based exporter"
     _assert_same_outputs(directory / "model.onnx", concat_net, ConcatResidualNet.input_shape)
+    # the file carries no stack traces: they held the paths of the user's source files (and most of the bytes)
+    data = (directory / "model.onnx").read_bytes()
+    assert b"conftest.py" not in data and b"stack_trace" not in data, "node metadata left in the shipped file"
+    import onnx
+
+    assert not any(n.metadata_props for n in onnx.load_from_string(data).graph.node)
 
 
 def test_a_failing_export_still_writes_the_other_files(concat_net, tmp_path, monkeypatch):

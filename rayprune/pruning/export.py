@@ -97,7 +97,7 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
                 ts_ok = True
         except Exception:  # many models cannot be traced; the other two formats remain
             ts_ok = False
-    onnx_error = _write_onnx(module_copy, out / ONNX_FILE, input_shape)
+    onnx_error, onnx_exporter = _write_onnx(module_copy, out / ONNX_FILE, input_shape)
     spec = {
         "format": SPEC_FORMAT,
         "rayprune_version": version,
@@ -111,24 +111,25 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
             "onnx": ONNX_FILE if onnx_error is None else None,
         },
         "onnx_error": onnx_error,
+        "onnx_exporter": onnx_exporter,  # PyTorch's exporter that wrote model.onnx (None: not written)
         "plan": plan.to_json(),
         **(dict(extra) if extra else {}),
     }
     atomic_write_text(out / SPEC_FILE, json.dumps(spec, indent=1))
 
 
-def _write_onnx(model: nn.Module, path: Path, input_shape: Sequence[int]) -> Optional[str]:
-    """Export ``model`` to ONNX at ``path``; ``None`` if written, else why not (one line)."""
+def _write_onnx(model: nn.Module, path: Path, input_shape: Sequence[int]) -> tuple[Optional[str], Optional[str]]:
+    """Export ``model`` to ONNX at ``path``: ``(None, the exporter)`` if written, else ``(why not in one line,
+    None)``."""
     from .onnx_export import ONNX_INSTALL_HINT, export_onnx, onnx_missing
 
     if onnx_missing():
-        return f"onnx not installed ({ONNX_INSTALL_HINT})"
+        return f"onnx not installed ({ONNX_INSTALL_HINT})", None
     try:
-        export_onnx(model, path, input_shape)
+        return None, export_onnx(model, path, input_shape)
     except Exception as exc:  # the other formats are written all the same
         reason = " ".join(str(exc).split()) or "(no message)"
-        return f"{type(exc).__name__}: {reason}"[:500]
-    return None
+        return f"{type(exc).__name__}: {reason}"[:500], None
 
 
 def read_spec(directory: str | os.PathLike) -> dict:

@@ -61,7 +61,28 @@ def _dynamo_exporter(model: nn.Module, x: torch.Tensor) -> bytes:
         model, (x,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
         dynamic_shapes=({0: torch.export.Dim(BATCH_DIM)},), verbose=False,
     )
-    return program.model_proto.SerializeToString()
+    return without_node_metadata(program.model_proto).SerializeToString()
+
+
+def without_node_metadata(proto):
+    """``proto`` (an ``onnx.ModelProto``, edited in place) without its nodes' ``metadata_props``: the
+    ``torch.export``-based exporter records each node's Python stack trace, FX node and module path there —
+    more than half of a small model's file, and the paths of the user's source files, in a file meant to
+    be shipped. Subgraphs and functions too."""
+    def clean(graph) -> None:
+        for node in graph.node:
+            del node.metadata_props[:]
+            for attribute in node.attribute:
+                if attribute.HasField("g"):
+                    clean(attribute.g)
+                for sub in attribute.graphs:
+                    clean(sub)
+
+    clean(proto.graph)
+    for function in proto.functions:
+        for node in function.node:
+            del node.metadata_props[:]
+    return proto
 
 
 #: Tried in order; the first that returns wins.
@@ -76,6 +97,11 @@ def onnx_bytes(model: nn.Module, input_shape: Sequence[int]) -> bytes:
 
     Raises ``RuntimeError`` naming each exporter's failure when none of them can export it.
     """
+    return _exported(model, input_shape)[1]
+
+
+def _exported(model: nn.Module, input_shape: Sequence[int]) -> tuple[str, bytes]:
+    """``(the exporter that wrote it, the serialised ONNX model)``: :func:`onnx_bytes`."""
     net = copy.deepcopy(model).to("cpu").eval()
     x = torch.randn(_EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))  # global RNG untouched
     failures = []
@@ -83,21 +109,23 @@ def onnx_bytes(model: nn.Module, input_shape: Sequence[int]) -> bytes:
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
-                return exporter(net, x)
+                return name, exporter(net, x)
         except Exception as exc:
             failures.append(f"{name}: {type(exc).__name__}: {_first_line(exc)}")
     raise RuntimeError("ONNX export failed (" + "; ".join(failures) + ")")
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int]) -> None:
-    """Write ``model`` to ``path`` as ONNX (batch dimension dynamic), atomically.
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int]) -> str:
+    """Write ``model`` to ``path`` as ONNX (batch dimension dynamic), atomically; returns which exporter wrote it.
 
     ``input_shape`` is one sample's shape, e.g. ``(3, 32, 32)``. Raises ``ImportError`` naming the
     extra when ``onnx`` is not installed, ``RuntimeError`` when the model cannot be exported.
     """
     if onnx_missing():
         raise ImportError(f"onnx not installed ({ONNX_INSTALL_HINT})")
-    atomic_write_bytes(path, onnx_bytes(model, input_shape))
+    name, data = _exported(model, input_shape)
+    atomic_write_bytes(path, data)
+    return name
 
 
 def _first_line(exc: BaseException) -> str:
