@@ -391,10 +391,17 @@ class PruningProblem:
         try:
             return self.measure(model)
         except CostFunctionError as err:  # the first pruned model a cost function sees: say which one it was
+            from .costs.budget import BUILTIN_COST_NAMES
+
+            builtin = err.cost in BUILTIN_COST_NAMES and err.cost not in self.config.costs.custom
+            blame = ("rayprune's own cost could not run this pruned model, so the pruned model itself does not run: "
+                     "a layer whose pruning rayprune gets wrong — keep it whole with pruning.ignored_layers, and "
+                     "please report it" if builtin else
+                     "a cost function must handle every model the search may build")
             raise CostFunctionError(
                 f"{err} (on the smallest model the search can build, every group at pruning.min_keep="
                 f"{self.config.pruning.min_keep}, measured before the search to check that the budgets can be met; "
-                "a cost function must handle every model the search may build)") from err.__cause__
+                f"{blame})", cost=err.cost) from err.__cause__
 
     def export(self, model: nn.Module, directory, *, plan, summary: Mapping[str, Any], torchscript: bool = True):
         """Write the pruned ``model`` (pruned by ``plan``) to ``directory`` (:func:`rayprune.pruning.save_pruned`)

@@ -562,7 +562,18 @@ def test_a_cost_function_that_fails_on_the_smallest_model_is_told_which_model_th
         problem.reachable()
     message = str(error.value)
     assert "'energy'" in message and "smallest model the search can build" in message and "min_keep=0.1" in message
+    assert "a cost function must handle every model" in message and error.value.cost == "energy"
     assert isinstance(error.value.__cause__, KeyError)
+
+    def broken(model, context):  # as the MACs count failed on an attention layer the heads did not divide
+        raise RuntimeError("`embed_dim` must divide evenly by `num_heads`")
+
+    problem.costs = {"params": problem.costs["params"], "macs": broken}
+    with pytest.raises(CostFunctionError) as error:
+        problem.reachable()
+    message = str(error.value)  # a built-in cost failing means the pruned model does not run: not the user's cost
+    assert "rayprune's own cost could not run this pruned model" in message and "pruning.ignored_layers" in message
+    assert "a cost function must handle" not in message and error.value.cost == "macs"
 
 
 def test_a_budget_the_unpruned_model_already_meets_is_warned_about_with_the_likely_meaning():

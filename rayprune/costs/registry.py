@@ -42,7 +42,11 @@ QUIET_TIMING_ROUNDS = 3
 
 
 class CostFunctionError(RuntimeError):
-    """A cost function raised while measuring a model; its exception is ``__cause__``."""
+    """A cost function raised while measuring a model; its exception is ``__cause__``, ``cost`` its name."""
+
+    def __init__(self, message: str, cost: str | None = None) -> None:
+        super().__init__(message)
+        self.cost = cost
 
 
 def resolve_cost(name: str, function: str | None = None) -> CostFn:
@@ -80,7 +84,7 @@ def measure_costs(model: nn.Module, costs: Mapping[str, CostFn], context: CostCo
         except Exception as err:  # noqa: BLE001 - user code may fail any way; say which cost it was
             raise CostFunctionError(
                 f"Cost {name!r} ({_qualified_name(fn)}) raised {type(err).__name__} while measuring "
-                f"a {type(model).__name__}: {err}"
+                f"a {type(model).__name__}: {err}", cost=name,
             ) from err
         if isinstance(value, (str, bytes, bool)):
             raise UserTypeError(f"Cost {name!r} must return a number; {_qualified_name(fn)} returned {value!r}.")
