@@ -141,7 +141,7 @@ def summary_text(out_dir: str | Path) -> str:
                                               if distinct < n_final else "")
             + f"; Pareto front: {len(front)} model(s){status}")
     agents = agent_table(state, rows)
-    weak = missing_level_lines(state) + weak_score_lines(state)
+    weak = missing_level_lines(state) + near_chance_lines(state) + weak_score_lines(state)
     return (head + "\n" + front_table(state, front, rows) + (f"\nsearch, by agent (best cheap score among candidates "
             f"that fit each level; n: proposed for it):\n{agents}" if agents else "")
             + "".join(f"\n{line}" for line in weak) + f"\nreport: {out / 'report.html'}")
@@ -157,6 +157,16 @@ def missing_level_lines(state: dict[str, Any]) -> list[str]:
     """
     return [f"{level['level']}: NO MODEL: {level.get('error') or 'no final model fits this level'}"
             for level in (state.get("summary") or {}).get("levels", []) if level.get("candidate_id") is None]
+
+
+def near_chance_lines(state: dict[str, Any]) -> list[str]:
+    """One line per level whose exported model stays close to chance after its final fine-tune
+    (:func:`rayprune.search.score_signal.near_chance_line`): exported, on the front, and not usable."""
+    from .search.score_signal import near_chance_line
+
+    lines = [near_chance_line(level["level"], level.get("accuracy_val"), level.get("search_signal"))
+             for level in (state.get("summary") or {}).get("levels", []) if level.get("candidate_id") is not None]
+    return [line for line in lines if line]
 
 
 def weak_score_lines(state: dict[str, Any]) -> list[str]:
@@ -232,7 +242,7 @@ def make_report(out_dir: str | Path) -> Path:
         if cost in shown.columns:
             shown[cost] = [human(v) if v is not None and v == v else "" for v in shown[cost]]
     table = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}") if not front.empty else "<p>No feasible model.</p>"
-    weak = weak_score_lines(state)
+    weak = near_chance_lines(state) + weak_score_lines(state)
     weak = (f"<h2>Weak search scores</h2><pre>{html.escape(chr(10).join(weak))}</pre>" if weak else "")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rayprune sweep {html.escape(state['setup']['sweep_id'])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style>

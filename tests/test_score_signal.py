@@ -110,6 +110,28 @@ def test_the_summary_lines_name_only_weak_levels():
     assert weak_score_lines({}) == []
 
 
+def test_an_exported_model_near_chance_is_called_out_in_the_sweep_and_prune_summaries():
+    """A sweep exported a 4-class model at 28.7 % validation (chance 25 %, base 82.8 %) on its front and exited 0:
+    the only sign was the weak-search-score line. The summaries now say the model itself is near chance."""
+    from rayprune.report import near_chance_lines
+    from rayprune.search.prune import summary_table
+
+    signal = {"best": 0.24, "chance": 0.25, "base": 0.828, "retained": -0.02, "weak": True}
+    state = {"summary": {"levels": [
+        {"level": "params=0.3", "candidate_id": "a", "accuracy_val": 0.287, "search_signal": signal},
+        {"level": "params=0.5", "candidate_id": "b", "accuracy_val": 0.825, "search_signal": signal},
+        {"level": "params=0.1", "candidate_id": None, "accuracy_val": None, "search_signal": signal}]}}
+    lines = near_chance_lines(state)
+    assert len(lines) == 1 and lines[0].startswith("params=0.3: NEAR CHANCE: the exported model scores 28.7 %")
+    assert "6 % of the base's margin over chance" in lines[0]
+    summary = {"model": "m", "dataset": "d", "agent": "random", "feasible": True, "metric": "accuracy",
+               "budgets": {"params": {"value": 0.3, "relative": True, "limit": 9620.0}}, "search_signal": signal,
+               "base": {"params": 32000.0, "accuracy_val": 0.828}, "pruned": {"params": 3000.0, "accuracy_val": 0.287}}
+    assert "params=0.3: NEAR CHANCE" in summary_table(summary)
+    assert "NEAR CHANCE" not in summary_table({**summary, "pruned": {"params": 3000.0, "accuracy_val": 0.80}})
+    assert "NEAR CHANCE" not in summary_table({**summary, "metric": "pkg.m:neg_mae"})  # no chance to measure from
+
+
 def _three_pool():
     # the re-rank prefers c90, then c80, then c70; the final fine-tune prefers c70
     return FakePool(rerank={"c90": 0.30, "c80": 0.25, "c70": 0.20, "c60": 0.10},

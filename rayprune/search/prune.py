@@ -510,4 +510,11 @@ def summary_table(summary: dict[str, Any]) -> str:
                   f"candidates.parquet, column 'error'); {failed['with_message']} of them: {failed['message']}")
     if summary.get("onnx_error"):
         table += f"\nmodel.onnx not written: {summary['onnx_error']}"
+    if summary.get("feasible") and summary.get("metric", "accuracy") == "accuracy":
+        from .score_signal import near_chance_line
+
+        level = ",".join(f"{k}={v['value'] if isinstance(v, dict) and 'value' in v else v}"
+                         for k, v in summary["budgets"].items())
+        line = near_chance_line(level, summary["pruned"].get("accuracy_val"), summary.get("search_signal"))
+        table += f"\n{line}" if line else ""
     return table

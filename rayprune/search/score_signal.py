@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import asdict, dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
-__all__ = ["ScoreSignal", "score_signal", "chance_and_base", "WEAK_BELOW"]
+__all__ = ["ScoreSignal", "score_signal", "chance_and_base", "WEAK_BELOW", "near_chance_line", "NEAR_CHANCE_BELOW"]
 
 #: a level's best search score keeping less than this share of the base model's margin over chance is
 #: called weak. Set on two converged compact CNNs (BENCHMARKS.md "Is the search blind?"), with retained
@@ -110,3 +110,31 @@ def chance_and_base(problem) -> tuple[Optional[float], Optional[float]]:
         return None, None
     base = (getattr(problem, "base_accuracy", None) or {}).get("val")
     return 1.0 / classes, (float(base) if base is not None else None)
+
+
+#: an exported model that keeps less than this share of the base's margin over chance is called out
+NEAR_CHANCE_BELOW = 0.25
+
+
+def near_chance_line(level: str, accuracy: Optional[float], signal: Optional[Mapping[str, Any]]) -> Optional[str]:
+    """A line for an exported model whose validation accuracy (after its final fine-tune) keeps less than
+    :data:`NEAR_CHANCE_BELOW` of the base's margin over chance, else None (also without a reference: a
+    regression, a metric of one's own). ``signal``: the level's ``search_signal`` (its chance and base).
+
+    >>> near_chance_line("params=0.3", 0.287, {"chance": 0.25, "base": 0.828})[:57]
+    'params=0.3: NEAR CHANCE: the exported model scores 28.7 %'
+    >>> near_chance_line("params=0.5", 0.80, {"chance": 0.25, "base": 0.828}) is None
+    True
+    """
+    if accuracy is None or not signal or signal.get("chance") is None or signal.get("base") is None:
+        return None
+    chance, base = float(signal["chance"]), float(signal["base"])
+    if not (math.isfinite(float(accuracy)) and base > chance):
+        return None
+    kept = (float(accuracy) - chance) / (base - chance)
+    if kept >= NEAR_CHANCE_BELOW:
+        return None
+    return (f"{level}: NEAR CHANCE: the exported model scores {100 * accuracy:.1f} % on validation after its final "
+            f"fine-tune (chance {100 * chance:.1f} %, base {100 * base:.1f} %: {100 * kept:.0f} % of the base's margin "
+            f"over chance). It is the best model found that fits the level, not a usable one: check it before "
+            f"deploying it; a looser budget, more search.evaluations or a longer search.final_finetune may help")
