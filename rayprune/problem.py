@@ -85,6 +85,13 @@ def warn_if_groups_skipped(problem: "PruningProblem", log: Callable[[str], None]
     if problem.space.skipped or problem.space.unbuildable:
         log(f"warning: {problem.space.skipped_text()}; the other {problem.space.num_groups} group(s) are searched "
             "(`rayprune validate CONFIG --groups` lists them; from Python, problem.space.describe()).")
+    free = problem.space.free_parameters
+    if free:
+        shapes = dict(problem.space.base.named_parameters())
+        log("note: parameter(s) used outside a layer are pruned with the channels they meet: "
+            + ", ".join(f"{name} {tuple(shapes[name].shape)} along dimension {dim}" for name, dim in free)
+            + " (Torch-Pruning takes the last dimension longer than 1 as the channels; if that is not so for one, "
+              "keep the layers that produce its channels whole with pruning.ignored_layers)")
 
 
 def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]) -> None:

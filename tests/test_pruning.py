@@ -701,11 +701,26 @@ def test_an_attention_layers_embedding_is_pruned_alike_in_every_head():
     candidate (min_keep) built an attention layer whose embed_dim the heads do not divide ("embed_dim must divide
     evenly by num_heads", blamed on the MACs cost). The residual stream it sits on is pruned in 4 blocks now:
     the same positions in every head, a multiple of 4 kept, each head as wide as the others."""
+    import warnings
+    from types import SimpleNamespace
+
     from conftest import AttentionNet
+
+    from rayprune.problem import warn_if_groups_skipped
 
     x = torch.randn(2, 3, 8, 8)
     torch.manual_seed(0)
-    space = PruningSpace(AttentionNet().eval(), x)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        space = PruningSpace(AttentionNet().eval(), x)
+    assert not [w for w in caught if "Unwrapped parameters" in str(w.message)]  # said in rayprune's words instead
+    assert space.free_parameters == [("pos", 2)]
+    notes = []
+    warn_if_groups_skipped(SimpleNamespace(space=space), notes.append)
+    assert notes == ["note: parameter(s) used outside a layer are pruned with the channels they meet: pos (1, 16, 16) "
+                     "along dimension 2 (Torch-Pruning takes the last dimension longer than 1 as the channels; if "
+                     "that is not so for one, keep the layers that produce its channels whole with "
+                     "pruning.ignored_layers)"]
     blocks = {g.root: g.blocks for g in space.groups}
     assert blocks == {"mlp.0": 1, "mlp.2": 4} and not space.skipped and not space.unbuildable, blocks
     for ratios in ([0.1, 0.1], [0.5, 0.3], [1.0, 0.37], [0.8, 1.0]):

@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
@@ -167,6 +168,14 @@ def blocked_ranking(scores: np.ndarray, blocks: int) -> np.ndarray:
     by_position = np.asarray(scores, dtype=np.float64).reshape(blocks, size).sum(axis=0)
     order = np.argsort(by_position, kind="stable")
     return (order[:, None] + size * np.arange(blocks)[None, :]).reshape(-1).astype(np.int64)
+
+
+def _dependency_graph(model: nn.Module, example_inputs):
+    """Torch-Pruning's dependency graph of ``model``, without its warning about parameters used outside a layer
+    (rayprune says which and how they are pruned itself: :attr:`PruningSpace.free_parameters`)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Unwrapped parameters detected")
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
 
 
 def _pair(value) -> tuple[int, int]:
@@ -328,7 +337,7 @@ class PruningSpace:
     # -- discovery (once) -------------------------------------------------------------------
     def _discover(self, importance: Importance) -> list[PrunableGroup]:
         model = self.base
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs=self.example_inputs)
+        dg = _dependency_graph(model, self.example_inputs)
         module_names = {m: n for n, m in model.named_modules()}
         param_names = {p: n for n, p in model.named_parameters()}
         ignored = [model.get_submodule(n) for n in self.ignored_layers]
@@ -466,6 +475,14 @@ class PruningSpace:
         return len(self.groups)
 
     @property
+    def free_parameters(self) -> list[tuple[str, int]]:
+        """``(name, dimension)`` of each parameter used outside a layer (a learned position embedding, a scale) that
+        a group prunes, and the dimension it is pruned along: Torch-Pruning takes its last dimension longer
+        than 1 as the channels."""
+        return list(dict.fromkeys((m.target, m.pruning_dim) for g in self.groups for m in g.members
+                                  if m.kind == "parameter"))
+
+    @property
     def multiples(self) -> list[int]:
         """Per group, the multiple its kept channels are rounded to: ``round_to``, and for a group in blocks
         (:attr:`PrunableGroup.blocks`) a multiple of its blocks too."""
@@ -570,7 +587,7 @@ class PruningSpace:
         """
         counts = self.keep_counts(keep_ratios)
         model = copy.deepcopy(self.base)
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs=self.example_inputs)
+        dg = _dependency_graph(model, self.example_inputs)
         by_name = {g.root: g for g in self.groups}
         ignored = [model.get_submodule(n) for n in self.ignored_layers]
         pending = []
