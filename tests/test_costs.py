@@ -189,6 +189,19 @@ def test_attention_macs_are_its_projections_and_products_whichever_kernel_runs_i
 
     n, e = 12, 16
     assert count_macs(Block().eval(), CostContext(input_shape=(n, e))) == 4 * n * e * e + 2 * n * n * e
+    # a whole encoder layer ran in one fused kernel and counted 0 (its feed-forward Linears too)
+    class Encoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.TransformerEncoderLayer(e, 4, dim_feedforward=32, batch_first=batch_first)
+
+        def forward(self, x):  # (1, n, e); (n, 1, e) when the sequence comes first
+            return self.layer(x if batch_first else x.transpose(0, 1))
+
+    assert torch.backends.mha.get_fastpath_enabled()
+    assert count_macs(Encoder().eval(), CostContext(input_shape=(n, e))) == (
+        4 * n * e * e + 2 * n * n * e + 2 * n * e * 32)
+    assert torch.backends.mha.get_fastpath_enabled()  # restored
 
 
 def test_counting_macs_and_memory_does_not_import_dynamo():

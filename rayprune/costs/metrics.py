@@ -89,9 +89,27 @@ def count_macs(model: nn.Module, context: CostContext) -> float:
     (``q @ k^T``, ``attention @ v``) whichever kernel runs it (:data:`_ATTENTION_FLOPS`).
     """
     counter = FlopCounterMode(display=False, custom_mapping=_ATTENTION_FLOPS)
-    with _eval_mode(model), _without_dynamo_import(_FlopCounterMode), counter:
+    with _eval_mode(model), _without_dynamo_import(_FlopCounterMode), _unfused_attention(), counter:
         model(context.example_inputs(batch_size=1, device=_model_device(model)))
     return counter.get_total_flops() / 2.0
+
+
+@contextlib.contextmanager
+def _unfused_attention():
+    """PyTorch's fused inference kernels for ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` (taken in
+    eval mode without gradients) turned off while MACs are counted: the counter does not see inside them (a
+    whole encoder layer, its feed-forward Linears too, counted 0). The unfused path runs the same products as
+    Linears and attention, which it counts. Restored afterwards."""
+    fastpath = getattr(torch.backends, "mha", None)
+    if fastpath is None or not hasattr(fastpath, "set_fastpath_enabled"):
+        yield
+        return
+    before = fastpath.get_fastpath_enabled()
+    fastpath.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        fastpath.set_fastpath_enabled(before)
 
 
 #: the attribute ``torch._compile._disable_dynamo``'s wrapper caches its disabled function under
