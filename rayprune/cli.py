@@ -220,17 +220,18 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def _with_sweep_options(cfg, args: argparse.Namespace):
     """``cfg`` with the sweep options of ``sweep`` / ``submit`` applied as the sweep applies them: ``--budgets``
-    merged into ``sweep.budgets`` (a rel:/%/abs: mark sets that cost's ``budgets.<cost>.relative``), ``--seeds``,
+    merged into ``sweep.budgets`` (a rel:/%/abs: mark sets that cost's ``sweep.relative``), ``--seeds``,
     ``--max-concurrent-trials``, ``--agents``, ``--evaluations``."""
     from .sweeps.driver import parse_level_spec
 
     over: dict = {}
-    relative: dict = {}
     if args.budgets:
         specs = [parse_level_spec(t) for t in args.budgets]
         over["budgets"] = {name: values for name, values, _ in specs}
-        # rel:/% (or abs:) on the levels decides for that cost, as the config's budgets.<cost>.relative would
-        relative = {name: {"value": values[0], "relative": rel} for name, values, rel in specs if rel is not None}
+        # rel:/% (or abs:) on the levels decides for that cost's levels (sweep.relative), as a mark in the config does
+        marks = {name: rel for name, _, rel in specs if rel is not None}
+        if marks:
+            over["relative"] = {**cfg.sweep.relative, **marks}
     if args.seeds is not None:
         over["seeds"] = args.seeds
     if getattr(args, "max_concurrent_trials", None) is not None:
@@ -241,7 +242,7 @@ def _with_sweep_options(cfg, args: argparse.Namespace):
         return cfg
     from .config import parse_config
 
-    overrides: dict = {"sweep": over, **({"budgets": relative} if relative else {})}
+    overrides: dict = {"sweep": over}
     if args.evaluations is not None:
         overrides["search"] = {"evaluations": args.evaluations}
     return _resolve(parse_config(cfg.model_dump(mode="json"), source=str(args.config), overrides=overrides), args.config)

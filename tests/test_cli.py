@@ -412,6 +412,8 @@ def test_sweep_budgets_on_the_command_line_may_be_relative_for_any_cost(tiny_con
     assert cli.main(["sweep", str(tiny_config), "--out", str(tmp_path / "o"), "--budgets", "latency_ms=90%,rel:0.8"]) == 0
     levels = levels_from_config(seen["cfg"], {"params": 100.0, "macs": 1e4, "latency_ms": 2.0}, sweep=True)
     assert [lvl.limits["latency_ms"] for lvl in levels] == pytest.approx([1.8, 1.6])
+    # the marks say how the levels read; the config's own budgets (prune's) are left as written, none added
+    assert seen["cfg"].sweep.relative == {"latency_ms": True} and "latency_ms" not in seen["cfg"].budgets
     assert cli.main(["sweep", str(tiny_config), "--out", str(tmp_path / "p"), "--budgets", "latency_ms=90%,abs:3"]) == 2
     assert cli.main(["sweep", str(tiny_config), "--out", str(tmp_path / "q"), "--budgets", "latency_ms=rel:0.9,2"]) == 2
     assert cli.main(["sweep", str(tiny_config), "--out", str(tmp_path / "r"), "--budgets", "params=abs:4e4,2e4"]) == 0

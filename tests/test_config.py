@@ -249,16 +249,20 @@ def test_sweep_levels_take_budget_strings_as_budgets_and_the_command_line_do():
                         "sweep": {"budgets": {"kib": ["abs:48", 32], "latency_ms": ["90%", "rel:0.8"],
                                               "params": ["50%", 0.25]}}})
     assert cfg.sweep.budgets == {"kib": [48.0, 32.0], "latency_ms": [0.9, 0.8], "params": [0.5, 0.25]}
-    assert set(cfg.budgets) == {"latency_ms"}  # only a mark against the default sets budgets.<cost>.relative
+    assert cfg.budgets == {} and cfg.sweep.relative == {"kib": False, "latency_ms": True, "params": True}
     levels = levels_from_config(cfg, {"params": 1000.0, "latency_ms": 10.0, "kib": 100.0}, sweep=True)
     assert {tuple(sorted(lvl.limits.items())) for lvl in levels} == {
         (("kib", k), ("latency_ms", 10.0 * f), ("params", 1000.0 * p))
         for k in (48.0, 32.0) for f in (0.9, 0.8) for p in (0.5, 0.25)}
     with pytest.raises(ConfigError, match=r"sweep.budgets.params: 'params' mixes relative and absolute levels"):
         parse_config({"sweep": {"budgets": {"params": ["abs:5000", "50%"]}}})
-    with pytest.raises(ConfigError, match=r"sweep.budgets.params: the levels \['abs:5000'\] are absolute but "
-                                          r"budgets.params \(0.5\) is relative"):
-        parse_config({"budgets": {"params": 0.5}, "sweep": {"budgets": {"params": ["abs:5000"]}}})
+    # the single budget of `rayprune prune` is its own: neither changed nor added by the sweep's marked levels
+    both = parse_config({"budgets": {"latency_ms": {"value": 0.8}, "params": 0.5},
+                         "sweep": {"budgets": {"latency_ms": ["90%"], "params": ["abs:1e5"]}}})
+    assert {b.metric: (b.value, b.relative) for b in both.budget_list()} == {
+        "latency_ms": (0.8, False), "params": (0.5, True)}
+    [level] = levels_from_config(both, {"params": 1e6, "latency_ms": 10.0}, sweep=True)
+    assert level.limits == {"latency_ms": 9.0, "params": 1e5}
 
 
 def test_a_check_across_sections_reads_as_its_own_message_not_pydantic_jargon():

@@ -20,7 +20,7 @@ from typing import Any, Literal, Mapping, Optional, Sequence, Union
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ..costs.budget import BUILTIN_COST_NAMES, RELATIVE_BY_DEFAULT, Budget, parse_budget, parse_level_spec
+from ..costs.budget import BUILTIN_COST_NAMES, RELATIVE_BY_DEFAULT, Budget, parse_level_spec
 
 __all__ = [
     "ConfigError",
@@ -314,14 +314,14 @@ class Config(_Section):
     @classmethod
     def _marked_sweep_levels(cls, data: Any) -> Any:
         """``sweep.budgets`` levels written as ``budgets`` takes them (``'abs:48'``, ``'90%'``, ``'rel:0.8'``): numbers,
-        and a rel:/%/abs: mark sets that cost's ``budgets.<cost>.relative`` as ``--budgets`` does (an explicit
-        ``budgets.<cost>`` that says otherwise is an error)."""
+        and a rel:/%/abs: mark sets ``sweep.relative.<cost>`` (the sweep's levels of that cost, whatever
+        ``budgets.<cost>``, the single budget of ``rayprune prune``, says)."""
         sweep = data.get("sweep") if isinstance(data, Mapping) else None
         levels = sweep.get("budgets") if isinstance(sweep, Mapping) else None
         if not isinstance(levels, Mapping) or not any(
                 isinstance(v, str) for vs in levels.values() if isinstance(vs, (list, tuple)) for v in vs):
             return data
-        data, levels, budgets = dict(data), dict(levels), dict(data.get("budgets") or {})
+        levels, marks = dict(levels), dict(sweep.get("relative") or {})
         for name, values in levels.items():
             if not isinstance(values, (list, tuple)) or not any(isinstance(v, str) for v in values):
                 continue
@@ -332,26 +332,11 @@ class Config(_Section):
             levels[name] = numbers
             if relative is None:
                 continue
-            given = budgets.get(name)
-            if isinstance(given, Mapping):
-                said = given.get("relative")
-            elif given is not None:  # a number or a marked string: relative as budgets reads it
-                said = parse_budget(f"{name}={given}").relative if isinstance(given, str) else name in RELATIVE_BY_DEFAULT
-            else:
-                said = None
-            if said is not None and bool(said) != relative:
+            if name in marks and bool(marks[name]) != relative:
                 raise ValueError(f"sweep.budgets.{name}: the levels {list(values)} are "
-                                 f"{'relative' if relative else 'absolute'} but budgets.{name} ({given!r}) is "
-                                 f"{'relative' if said else 'absolute'}; a cost's budget and levels are one or the "
-                                 f"other")
-            if given is None and relative != (name in RELATIVE_BY_DEFAULT):  # e.g. latency as a share of the base
-                budgets[name] = {"value": numbers[0], "relative": relative}
-            elif isinstance(given, Mapping):
-                budgets[name] = {**given, "relative": relative}
-        data["sweep"] = {**sweep, "budgets": levels}
-        if budgets:
-            data["budgets"] = budgets
-        return data
+                                 f"{'relative' if relative else 'absolute'} but sweep.relative.{name} is {marks[name]}")
+            marks[name] = relative
+        return {**data, "sweep": {**sweep, "budgets": levels, **({"relative": marks} if marks else {})}}
 
     @field_validator("budgets", mode="before")
     @classmethod
@@ -420,6 +405,10 @@ class Config(_Section):
     def cost_names(self) -> list[str]:
         """Every cost recorded per candidate: the measured ones, then any budgeted or swept ones."""
         return list(dict.fromkeys([*self.costs.measure, *self.budgets, *self.sweep.budgets]))
+
+    def level_relative(self, name: str) -> bool:
+        """Whether the sweep's levels of cost ``name`` are relative: ``sweep.relative``, else as :meth:`is_relative`."""
+        return self.sweep.relative.get(name, self.is_relative(name))
 
     def is_relative(self, name: str) -> bool:
         """Whether a budget on cost ``name`` is relative (the ``budgets`` entry decides, else the default)."""

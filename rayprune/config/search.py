@@ -296,6 +296,9 @@ class SweepConfig(_Section):
     #: levels per constraint, e.g. {params: [0.5, 0.25, 0.1]}; several constraints: their product.
     #: Empty: the single level given by ``budgets``. Relative/absolute as in ``budgets``.
     budgets: dict[str, list[float]] = Field(default_factory=dict)
+    #: per cost, whether its levels are fractions of the base model (true) or in the cost's unit (false); set by a
+    #: rel:/%/abs: mark on the levels (or --budgets); a cost not named here reads as budgets.<cost> does
+    relative: dict[str, bool] = Field(default_factory=dict)
     seeds: int = Field(1, gt=0)
     #: trials running at once (None: as many as the cluster's resources allow)
     max_concurrent_trials: Optional[int] = Field(None, gt=0)

@@ -96,7 +96,7 @@ def levels_from_config(cfg, base_costs: Mapping[str, float], *, sweep: bool = Fa
     if sweep and cfg.sweep.budgets:
         names = list(cfg.sweep.budgets)
         combos = itertools.product(*(cfg.sweep.budgets[n] for n in names))
-        return [Level.from_budgets([Budget(n, float(v), cfg.is_relative(n)) for n, v in zip(names, combo)], base_costs)
+        return [Level.from_budgets([Budget(n, float(v), cfg.level_relative(n)) for n, v in zip(names, combo)], base_costs)
                 for combo in combos]
     budgets = cfg.budget_list()
     if not budgets:

@@ -214,7 +214,7 @@ def budgets_text(cfg: Config) -> str:
     """The sweep's levels as the Jobs page shows them: ``params=0.5,0.25;macs=0.5`` (``;`` between constraints;
     ``latency_ms=90%,80%`` for fractions of the base latency, as the levels are named)."""
     if cfg.sweep.budgets:
-        levels = {k: [Budget(k, float(v), cfg.is_relative(k)) for v in vs] for k, vs in cfg.sweep.budgets.items()}
+        levels = {k: [Budget(k, float(v), cfg.level_relative(k)) for v in vs] for k, vs in cfg.sweep.budgets.items()}
     else:
         levels = {b.metric: [b] for b in cfg.budget_list()}
     return ";".join(f"{k}={','.join(b.value_text for b in bs)}" for k, bs in levels.items())
@@ -346,7 +346,7 @@ def run_sweep(
                 setup = SweepSetup(
                     config=cfg.model_dump(mode="json"), out_dir=str(out), sweep_id=uuid.uuid4().hex[:12],
                     base_costs=dict(problem.base_costs), base_accuracy=dict(problem.base_accuracy),
-                    relative={n: cfg.is_relative(n) for n in levels[0].values}, levels=[lvl.to_json() for lvl in levels],
+                    relative={n: cfg.level_relative(n) for n in levels[0].values}, levels=[lvl.to_json() for lvl in levels],
                 )
                 state = {"config": setup.config, "setup": setup.__dict__, "levels": [lvl.values for lvl in levels],
                          "agents": agents, "seeds": cfg.sweep.seeds, "started": time.time(), "status": "running",
