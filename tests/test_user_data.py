@@ -141,6 +141,8 @@ def test_text_labels_are_coded_alike_in_every_split_sorted_or_by_class_names() -
         dataset_from_splits(train, val, test, class_names=["low", "high"])
     with pytest.raises(UserError, match=r"\['train'\] have text labels and \['val'\] do not"):
         dataset_from_splits(train, (x[:3], np.array([0, 1, 0])))
+    with pytest.raises(UserError, match=r"one class index per sample, shape \(N,\); got shape \(6, 1\)"):
+        dataset_from_splits((x, train[1].reshape(6, 1)))  # a column of text labels: the shape error, as for integers
 
 
 # ----------------------------------------------------------------------------- errors

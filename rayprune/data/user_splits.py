@@ -91,7 +91,9 @@ def _read_split(split: str, obj: Split, first: Any = None, *, check_labels: bool
 
 
 def _is_text(y: np.ndarray) -> bool:
-    return y.dtype.kind in "US" or (y.dtype == object and len(y) > 0 and all(isinstance(v, (str, bytes)) for v in y))
+    """One text label per sample (other shapes go to :func:`_check_labels`, which says what shape it needs)."""
+    return y.ndim == 1 and (y.dtype.kind in "US" or (y.dtype == object and len(y) > 0
+                                                    and all(isinstance(v, (str, bytes)) for v in y)))
 
 
 def _coded_text_labels(
