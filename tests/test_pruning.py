@@ -682,6 +682,54 @@ def test_groups_touching_a_grouped_convolution_are_pruned_alike_in_every_block()
         space.plan_from_counts([30, 64, 16])
 
 
+class _ShuffleUnit(nn.Module):
+    """A ShuffleNet v1 unit: grouped 1x1 conv, channel shuffle, depthwise 3x3, grouped 1x1 conv, residual add."""
+
+    def __init__(self, shuffle: bool) -> None:
+        super().__init__()
+        self.shuffle = shuffle
+        self.stem = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.g1 = nn.Conv2d(16, 24, 1, groups=4, bias=False)
+        self.dw = nn.Conv2d(24, 24, 3, padding=1, groups=24, bias=False)
+        self.g2 = nn.Conv2d(24, 16, 1, groups=4, bias=False)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        y = torch.relu(self.g1(x))
+        if self.shuffle:
+            b, c, h, w = y.shape
+            y = y.view(b, 4, c // 4, h, w).transpose(1, 2).reshape(b, c, h, w)
+        return self.head(torch.relu(x + self.g2(self.dw(y))).mean((2, 3)))
+
+
+def test_channels_shuffled_between_the_groups_of_a_grouped_convolution_are_left_whole():
+    """A channel shuffle moves channels between the groups, which Torch-Pruning does not follow: pruning the
+    shuffled channels in blocks built a model that was not the base's sub-network (0.009 off the base with the
+    same channels zeroed). That group is left whole and named; without the shuffle it is pruned in blocks and
+    exact."""
+    x = torch.randn(2, 3, 8, 8)
+    for shuffle in (False, True):
+        torch.manual_seed(0)
+        net = _ShuffleUnit(shuffle).eval()
+        space = PruningSpace(net, x)
+        roots = {g.root: g.blocks for g in space.groups}
+        if shuffle:
+            assert roots == {"g2": 4} and space.skipped == [("dw", ("g2", "g1"))]
+            assert "reshaped (a channel shuffle)" in space.skipped_text()
+            continue
+        assert roots == {"dw": 4, "g2": 4} and not space.skipped
+        group = space.groups[0]
+        lost = sorted(group.ranking[:12].tolist())
+        pruned = space._built(space.plan_from_counts([12, 16]))
+        hook = net.g1.register_forward_hook(lambda m, i, o: o.index_fill(1, torch.tensor(lost), 0.0))
+        try:
+            with torch.no_grad():
+                assert torch.allclose(pruned(x), net(x), atol=1e-6)  # the base with those channels zeroed
+        finally:
+            hook.remove()
+
+
 def test_a_depthwise_convolution_with_a_multiplier_prunes_its_outputs_and_leaves_its_inputs_named():
     """groups=32, 32 -> 64: one input channel per group cannot lose a position (the feeding layer stays whole, and
     the space says why); its 64 outputs, two per group, lose the same one in every group."""

@@ -234,6 +234,49 @@ def _trace_layers(model: nn.Module, example_inputs) -> tuple[list[str], list[str
     return order, list(dict.fromkeys(names))
 
 
+class _ChannelSplits(torch.overrides.TorchFunctionMode):
+    """Records whether a forward pass splits the channel dimension of a tensor into two (``view(b, g, c // g, h, w)``,
+    the first step of a channel shuffle) or shuffles channels outright (``channel_shuffle``)."""
+
+    _RESHAPES = {torch.Tensor.view, torch.Tensor.reshape, torch.reshape, torch.Tensor.unflatten, torch.unflatten}
+    _SHUFFLES = {getattr(torch, "channel_shuffle", None), getattr(torch.nn.functional, "channel_shuffle", None),
+                 getattr(torch, "native_channel_shuffle", None)} - {None}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found = False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in self._SHUFFLES:
+            self.found = True
+        elif func in self._RESHAPES and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
+            x = args[0]
+            if (x.dim() >= 3 and out.dim() == x.dim() + 1 and out.shape[0] == x.shape[0]
+                    and out.shape[1] > 1 and out.shape[2] > 1 and out.shape[1] * out.shape[2] == x.shape[1]):
+                self.found = True
+        return out
+
+
+def splits_channels(model: nn.Module, example_inputs) -> bool:
+    """Whether ``model``'s forward pass splits a tensor's channels into groups (a channel shuffle), which
+    Torch-Pruning's dependency graph does not follow: channels move between the groups of the grouped
+    convolution after it. A flatten of the spatial dimensions (a ViT's patches) is not a split.
+
+    >>> splits_channels(nn.Sequential(nn.Conv2d(3, 8, 1), nn.ChannelShuffle(2)), torch.zeros(1, 3, 4, 4))
+    True
+    >>> splits_channels(nn.Sequential(nn.Conv2d(3, 8, 1), nn.Flatten(2)), torch.zeros(1, 3, 4, 4))
+    False
+    """
+    mode = _ChannelSplits()
+    try:
+        with torch.no_grad(), training_mode(model, False), mode:
+            model(*_as_inputs(example_inputs))
+    except Exception:  # noqa: BLE001 - a model that will not run under the mode: assume the worst, prune less
+        return True
+    return mode.found
+
+
 def find_output_layers(model: nn.Module, example_inputs) -> list[str]:
     """Names of the conv/linear layers that produce the model's output (never pruned).
 
@@ -320,6 +363,7 @@ class PruningSpace:
         #: ``(root layer, grouped convolutions it is coupled to)`` of each group left unpruned because it touches
         #: a grouped convolution (:func:`grouped_conv`) whose blocks it cannot be pruned alike in (:func:`channel_blocks`)
         self.skipped: list[tuple[str, tuple[str, ...]]] = []
+        self._splits_channels = splits_channels(self.base, example_inputs)
         self.groups = self._discover(get_importance(importance))
         self._cache: dict[tuple[int, int], list[tuple[tuple, np.ndarray]]] = {}
         #: ``(root layer, error)`` of each group whose pruned model does not run (:meth:`_drop_unbuildable`);
@@ -353,6 +397,10 @@ class PruningSpace:
             blocks = 1
             if grouped:  # prunable only alike in every block of the convolutions' groups
                 blocks = channel_blocks(channels, [_block_side(i) for i in grouped_items])
+                if self._splits_channels and any(isinstance(i.dep.target.module, tp.ops._ReshapeOp)
+                                                 for i in group.items):
+                    blocks = None  # a channel shuffle (view/transpose/reshape) moves channels between the blocks,
+                    # which Torch-Pruning does not follow: the pruned model would not be the base's sub-network
                 if blocks is None:  # before the importance: Torch-Pruning's criteria fail on some of these
                     self.skipped.append((module_names.get(root, str(root)), grouped))
                     continue
@@ -457,8 +505,8 @@ class PruningSpace:
                          f"grouped convolution(s) {convs[:6]}{' ...' if len(convs) > 6 else ''} (groups > 1, not "
                          "depthwise; or multi-head attention) that they cannot be pruned alike in every block (group "
                          "or head) of: a block of one channel (a depthwise convolution with a channel multiplier, "
-                         "an attention head of width 1), channels concatenated or sliced before the layer, or a "
-                         "criterion that cannot score its weights")
+                         "an attention head of width 1), channels concatenated, sliced or reshaped (a channel "
+                         "shuffle) before the layer, or a criterion that cannot score its weights")
         if self.unbuildable:
             roots = [r for r, _ in self.unbuildable]
             parts.append(f"{len(roots)} group(s) (rooted at {roots[:6]}{' ...' if len(roots) > 6 else ''}) are left "
