@@ -116,6 +116,28 @@ def test_resume_refuses_a_sweep_whose_model_source_changed_since_it_started(tmp_
         run_sweep(None, out, resume=True, log=lambda m: None)
 
 
+def test_resume_refuses_a_sweep_whose_pruning_space_is_built_differently_now(tmp_path):
+    """A sweep of a grouped-conv or attention model started before groups were pruned in blocks resumed onto other
+    groups (keep ratios of other length, or counts rounded otherwise): refused, saying why; the same space goes on."""
+    import torch
+    from conftest import GroupedResidualNet
+
+    from rayprune.pruning.space import PruningSpace
+    from rayprune.sweeps.driver import check_same_space, space_signature
+
+    grouped = PruningSpace(GroupedResidualNet().eval(), torch.zeros(1, 3, 8, 8))
+    plain = PruningSpace(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3)).eval(),
+                         torch.zeros(1, 3, 8, 8))
+    check_same_space({"space": space_signature(grouped)}, grouped, tmp_path)  # the same: goes on
+    check_same_space({}, plain, tmp_path)  # an older sweep of a model without blocks: nothing changed for it
+    with pytest.raises(UserError, match=r"--resume: .*\(groups coupled to grouped convolutions or attention heads are "
+                                        r"now pruned alike in each block.*Start a new sweep"):
+        check_same_space({}, grouped, tmp_path)
+    old = [g for g in space_signature(grouped) if g[2] == 1]
+    with pytest.raises(UserError, match=r"its groups were .* and are now"):
+        check_same_space({"space": old}, grouped, tmp_path)
+
+
 def test_the_jobs_page_shows_a_sweeps_levels_for_a_fresh_and_a_resumed_driver(tmp_path):
     from rayprune.config import parse_config
     from rayprune.sweeps.driver import _job_metadata, budgets_text

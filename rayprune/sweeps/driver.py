@@ -58,6 +58,33 @@ def parse_levels(text: str) -> tuple[str, list[float]]:
     return name, values
 
 
+def space_signature(space) -> list[list]:
+    """``[root, channels, blocks, multiple]`` of every prunable group: what a candidate's keep ratios and counts
+    mean. A resumed sweep must find the same (:func:`check_same_space`)."""
+    return [[g.root, int(g.channels), int(g.blocks), int(m)] for g, m in zip(space.groups, space.multiples)]
+
+
+def check_same_space(state: dict[str, Any], space, out: Path) -> None:
+    """Refuse to resume a sweep whose pruning space the current rayprune builds differently: its scored
+    candidates, and its agents' checkpoints, are keep ratios of the old groups. A sweep from before the
+    signature was stored (rayprune before session 28) differs exactly where a group is pruned in blocks now
+    (a grouped convolution or multi-head attention, then left whole or pruned to any count)."""
+    now = space_signature(space)
+    then = state.get("space")
+    if then is None:
+        if not any(blocks > 1 for _, _, blocks, _ in now):
+            return
+        changed = "groups coupled to grouped convolutions or attention heads are now pruned alike in each block"
+    elif [list(g) for g in then] == now:
+        return
+    else:
+        changed = f"its groups were {then}, and are now {now}"
+    raise UserError(f"--resume: the sweep in {out} was started by a rayprune that built this model's pruning space "
+                    f"differently ({changed}), so its scored candidates and its agents' state describe other "
+                    "networks. Start a new sweep in another --out (the old one's models and rows stay where they "
+                    "are).")
+
+
 def sweep_agents(cfg: Config) -> list[str]:
     """The agents a sweep runs side by side: ``sweep.agents``, else ``search.agent``."""
     agents = list(cfg.sweep.agents) or [cfg.search.agent]
@@ -319,6 +346,7 @@ def run_sweep(
         if problem is None:
             problem = PruningProblem.from_config(cfg, log=log, base_costs=setup.base_costs,
                                                  base_accuracy=setup.base_accuracy)
+        check_same_space(state, problem.space, out)
         shared_ref = ray.put(problem.shareable())
         _mark(out, "running")  # an interrupted sweep runs again
         log(f"Resuming sweep {setup.sweep_id} from {tune_path}")
@@ -351,7 +379,8 @@ def run_sweep(
                 state = {"config": setup.config, "setup": setup.__dict__, "levels": [lvl.values for lvl in levels],
                          "agents": agents, "seeds": cfg.sweep.seeds, "started": time.time(), "status": "running",
                          "base_key": None if config_in_memory(cfg) else base_cache_key(cfg),
-                         "base_fingerprint": weights_fingerprint(problem.base_model)}
+                         "base_fingerprint": weights_fingerprint(problem.base_model),
+                         "space": space_signature(problem.space)}
                 _write_state(out, state)
             except BaseException:
                 _release(out)
