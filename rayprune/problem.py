@@ -401,10 +401,17 @@ class PruningProblem:
             from .costs.budget import BUILTIN_COST_NAMES
 
             builtin = err.cost in BUILTIN_COST_NAMES and err.cost not in self.config.costs.custom
-            blame = ("rayprune's own cost could not run this pruned model, so the pruned model itself does not run: "
-                     "a layer whose pruning rayprune gets wrong — keep it whole with pruning.ignored_layers, and "
-                     "please report it" if builtin else
-                     "a cost function must handle every model the search may build")
+            wrong = ("a layer whose pruning rayprune gets wrong — keep it whole with pruning.ignored_layers, and "
+                     "please report it")
+            if not builtin:
+                blame = "a cost function must handle every model the search may build"
+            elif err.cost in ("params", "macs"):
+                blame = f"rayprune's own cost could not run this pruned model, so the pruned model itself does not run: {wrong}"
+            else:  # latency or memory: the runtime (TorchScript, ONNX Runtime, a GPU's memory) may be what failed
+                blame = (f"rayprune's own {err.cost} measurement failed on it: if the error is the model's (a shape or "
+                         f"size mismatch), {wrong}; if it is the runtime's (costs.latency.runtime, memory), the "
+                         "error says which")
+
             raise CostFunctionError(
                 f"{err} (on the smallest model the search can build, every group at pruning.min_keep="
                 f"{self.config.pruning.min_keep}, measured before the search to check that the budgets can be met; "

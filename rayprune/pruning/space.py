@@ -512,9 +512,10 @@ class PruningSpace:
             parts.append(f"{len(roots)} group(s) (rooted at {roots[:6]}{' ...' if len(roots) > 6 else ''}) are left "
                          "unpruned because the model with that group pruned alone does not run — Torch-Pruning could "
                          f"not follow its channels (the first: {self.unbuildable[0][1]}); a concatenation before a "
-                         "flatten and a Linear does this (pooling to 1x1 before the flatten does not), and so does "
-                         "attention written by hand, reshaping channels into heads (nn.MultiheadAttention is pruned "
-                         "head by head)")
+                         "flatten and a Linear does this (pooling to 1x1 before the flatten does not), and so do "
+                         "attention written by hand, reshaping channels into heads, and an nn.MultiheadAttention "
+                         "whose keys or values have another width than its embedding (kdim/vdim); one with "
+                         "kdim = vdim = embed_dim is pruned head by head")
         return "; ".join(parts)
 
     # -- keep ratios -> counts -> plan -> model ------------------------------------------------
