@@ -242,8 +242,9 @@ def make_report(out_dir: str | Path) -> Path:
         if cost in shown.columns:
             shown[cost] = [human(v) if v is not None and v == v else "" for v in shown[cost]]
     table = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}") if not front.empty else "<p>No feasible model.</p>"
-    weak = near_chance_lines(state) + weak_score_lines(state)
-    weak = (f"<h2>Weak search scores</h2><pre>{html.escape(chr(10).join(weak))}</pre>" if weak else "")
+    near, weak = near_chance_lines(state), weak_score_lines(state)
+    weak = "".join(f"<h2>{title}</h2><pre>{html.escape(chr(10).join(lines))}</pre>"
+                   for title, lines in (("Models near chance", near), ("Weak search scores", weak)) if lines)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rayprune sweep {html.escape(state['setup']['sweep_id'])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style>
 </head><body><h1>rayprune sweep {html.escape(state['setup']['sweep_id'])}</h1>

@@ -96,7 +96,7 @@ class PruningEnvSpec:
                    budget_fill: bool = True, action: Literal["ratio", "direction"] = "ratio") -> "PruningEnvSpec":
         """For the levels ``level_indices`` of a :class:`~rayprune.agents.space.SearchSpace`."""
         feats = space.group_features if space.group_features is not None else np.zeros((space.num_groups, 13))
-        return cls(channels=list(space.channels), min_channels=list(space.min_channels), round_to=list(space.round_to),
+        return cls(channels=list(space.channels), min_channels=list(space.min_channels), round_to=list(space.round_to) if np.ndim(space.round_to) else space.round_to,
                    min_keep=space.min_keep, group_features=np.asarray(feats, dtype=np.float32),
                    analytic=space.analytic, levels=[space.steering_limits(i) for i in level_indices],
                    action_wall=action_wall, budget_fill=budget_fill, action=action)

@@ -80,8 +80,7 @@ def without_node_metadata(proto):
 
     clean(proto.graph)
     for function in proto.functions:
-        for node in function.node:
-            del node.metadata_props[:]
+        clean(function)  # a FunctionProto has nodes (and their subgraphs) as a graph does
     return proto
 
 

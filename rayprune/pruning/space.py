@@ -477,8 +477,9 @@ class PruningSpace:
                     kept.append(group)
                 continue
             counts = [g.channels for g in self.groups]
-            counts[group.index] = keep_counts([0.5], [group.channels], [group.min_channels],
-                                              [self.multiples[group.index]])[0]
+            counts[group.index] = (max(group.min_channels, group.channels // 2) if group.blocks == 1 else
+                                   keep_counts([0.5], [group.channels], [group.min_channels],
+                                               [self.multiples[group.index]])[0])  # whole positions of its blocks
             try:
                 with torch.no_grad():
                     self._built(self.plan_from_counts(counts))(*_as_inputs(self.example_inputs))
