@@ -835,3 +835,15 @@ def test_an_error_without_a_message_is_named_and_another_process_drops_the_same_
     assert [g.root for g in space.groups] == ["c2"] and space.unbuildable == [("c1", "RuntimeError: RuntimeError()")]
     told = PruningSpace(_AssertsWidth().eval(), x, unbuildable=["c2"])  # a driver's finding, taken as it is
     assert [g.root for g in told.groups] == ["c1"] and told.unbuildable == [("c2", "found by the driver")]
+
+
+@pytest.mark.parametrize("name", ["rayprune.pruning.space", "rayprune.pruning.rounding", "rayprune.search.selection",
+                                  "rayprune.costs.metrics", "rayprune.costs.budget", "rayprune.pruning.onnx_export"])
+def test_the_examples_in_the_docstrings_hold(name):
+    """The README's test command does not collect doctests: the examples of these modules (block rankings,
+    per-group rounding, the tie-break of the monotone choice, attention MACs, level specs) run here."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

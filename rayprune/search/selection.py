@@ -141,7 +141,9 @@ def top_distinct(rows: pd.DataFrame, k: int, *, score: str = "accuracy", tiebrea
 
 
 def monotone_choice(levels: Sequence[Level], finals: Sequence[Mapping[str, Any]]) -> list[Optional[int]]:
-    """For each level, the index of the final model that fits it with the best validation accuracy.
+    """For each level, the index of the final model that fits it with the best validation accuracy; of equally
+    accurate ones, one that costs no more on any of the level's costs and less on one (a tie goes to the smaller
+    model, not to whichever final came first).
 
     Every final that fits a level competes for it, so if level A contains level B, A's choice is at
     least as accurate as B's (B's choice fits A too).
@@ -149,6 +151,8 @@ def monotone_choice(levels: Sequence[Level], finals: Sequence[Mapping[str, Any]]
     >>> small = Level("p=0.1", {"p": 0.1}, {"p": 10.0}); large = Level("p=0.5", {"p": 0.5}, {"p": 50.0})
     >>> monotone_choice([small, large], [{"p": 9.0, "accuracy_val": 0.9}, {"p": 40.0, "accuracy_val": 0.8}])
     [0, 0]
+    >>> monotone_choice([small, large], [{"p": 40.0, "accuracy_val": 0.9}, {"p": 9.0, "accuracy_val": 0.9}])
+    [1, 1]
     """
     out: list[Optional[int]] = []
     for level in levels:
@@ -156,10 +160,21 @@ def monotone_choice(levels: Sequence[Level], finals: Sequence[Mapping[str, Any]]
         for i, f in enumerate(finals):
             if f.get("status", STATUS_OK) != STATUS_OK or f.get("accuracy_val") is None:
                 continue
-            if fits({n: f.get(n) for n in level.limits}, level.limits) and (best_acc is None or f["accuracy_val"] > best_acc):
+            if not fits({n: f.get(n) for n in level.limits}, level.limits):
+                continue
+            if best_acc is None or f["accuracy_val"] > best_acc or (
+                    f["accuracy_val"] == best_acc and _dominates(f, finals[best], level.limits)):
                 best, best_acc = i, f["accuracy_val"]
         out.append(best)
     return out
+
+
+def _dominates(a: Mapping[str, Any], b: Mapping[str, Any], costs) -> bool:
+    """Whether ``a`` costs no more than ``b`` on every one of ``costs`` and less on one."""
+    pairs = [(a.get(n), b.get(n)) for n in costs]
+    if any(x is None or y is None for x, y in pairs):
+        return False
+    return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
 
 
 def select_and_finalize(
