@@ -94,6 +94,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(note, file=sys.stderr)
 
 
+def _data_line(cfg, data) -> str:
+    """``# data: ...``: the splits' sizes and what rayprune does to an input before the model sees it, so a user
+    training their own model on the same files can match it before a run (a run writes it to spec.json)."""
+    from .data import preprocessing_of
+
+    facts = data.summary()
+    prep = preprocessing_of(data)
+    numbers = "".join(f", {key} {[round(float(v), 4) for v in prep[key]]}" for key in ("mean", "std", "low", "span")
+                      if prep.get(key))
+    return (f"# data: {cfg.data.name}: {facts['n_train']} train / {facts['n_val']} val / {facts['n_test']} test "
+            f"samples of shape {tuple(facts['input_shape'])}; each input as the model sees it: "
+            f"{'; '.join(prep['steps'])}{numbers}")
+
+
 def changed_settings(cfg) -> dict:
     """The config's settings that differ from the defaults, as a plain dict, with the model's and the data's
     names always in it (what is pruned on what, even where a name is the default)."""
@@ -102,6 +116,12 @@ def changed_settings(cfg) -> dict:
     for section in ("model", "data"):
         named[section] = {"name": getattr(cfg, section).name, **changed.pop(section, {})}
     return {**named, **changed}
+
+
+def _names(layers, shown: int = 6) -> str:
+    """``a, b, c (+4 more)``: a group's layers for the --groups table."""
+    layers = list(layers)
+    return ", ".join(layers[:shown]) + (f" (+{len(layers) - shown} more)" if len(layers) > shown else "")
 
 
 def _yaml(values: dict) -> str:
@@ -137,6 +157,7 @@ def _validate_report(args: argparse.Namespace, cfg, problem) -> int:
         print(f"\n# base model: {cfg.model.name} ({problem.base_info.get('source')}), val {label} "
               f"{format_metric(problem.base_accuracy['val'], metric)}, test "
               f"{format_metric(problem.base_accuracy['test'], metric)}")
+    print(_data_line(cfg, problem.data))
     print(f"# pruning space: {problem.space.num_groups} groups, importance {cfg.pruning.importance}, "
           f"round_to {cfg.pruning.round_to}, min_keep {cfg.pruning.min_keep}; analytic params/MACs exact: {problem.analytic.exact}")
     rows = []
@@ -147,9 +168,9 @@ def _validate_report(args: argparse.Namespace, cfg, problem) -> int:
                      f"{smallest[name] / problem.base_costs[name]:.3f}" if problem.base_costs[name] else "-",
                      human(limit), ok, "analytic" if name in ANALYTIC_COSTS else "measured"])
     print(format_table(["cost", "base", "smallest reachable", "smallest/base", "budget limit", "reachable", "kind"], rows))
-    groups = [[g.index, g.root, g.root_type, g.channels, g.blocks, len(g.layers)] for g in problem.space.groups]
+    groups = [[g.index, g.root, g.root_type, g.channels, g.blocks, _names(g.layers)] for g in problem.space.groups]
     if args.groups:  # blocks: a grouped convolution's groups, each pruned alike (kept channels a multiple of it)
-        print(format_table(["#", "root", "type", "channels", "blocks", "layers"], groups))
+        print(format_table(["#", "root", "type", "channels", "blocks", "layers it edits"], groups))
     levels = []
     if cfg.sweep.budgets:  # a sweep's levels too, so an unreachable one is found before `rayprune sweep`
         levels = levels_from_config(cfg, problem.base_costs, sweep=True)

@@ -419,3 +419,16 @@ def test_sweep_budgets_on_the_command_line_may_be_relative_for_any_cost(tiny_con
     assert cli.main(["sweep", str(tiny_config), "--out", str(tmp_path / "r"), "--budgets", "params=abs:4e4,2e4"]) == 0
     levels = levels_from_config(seen["cfg"], {"params": 1e5, "macs": 1e4, "latency_ms": 2.0}, sweep=True)
     assert [lvl.limits["params"] for lvl in levels] == [4e4, 2e4]  # both absolute
+
+
+def test_validate_says_how_inputs_are_prepared_and_which_layers_each_group_edits(tiny_config, env):
+    """A user training their own model on an image folder had to guess the normalisation (it appeared only in
+    spec.json after a run), and --groups counted each group's layers without naming them."""
+    res = rayprune("validate", tiny_config, "-q", "--groups", env=env)
+    assert res.returncode == 0, res.stderr
+    [line] = [ln for ln in res.stdout.splitlines() if ln.startswith("# data:")]
+    from rayprune.data import load_dataset
+
+    mean = load_dataset("digits", seed=0).mean  # digits is normalised like an image folder: its numbers are shown
+    assert " train / " in line and "population std" in line and f"mean [{round(float(mean[0]), 4)}]" in line, line
+    assert "layers it edits" in res.stdout and "features.0" in res.stdout

@@ -598,7 +598,7 @@ def preprocessing_of(data) -> dict:
 
     >>> preprocessing_of(load_dataset("digits", seed=0))["steps"]  # doctest: +NORMALIZE_WHITESPACE
     ["scikit-learn's 8x8 digit counts (0..16) divided by 16", 'uint8 pixels divided by 255 (float pixels kept as given)',
-     'per channel c: (x - mean[c]) / std[c]']
+     "per channel c: (x - mean[c]) / std[c], the train split's mean and population std"]
     """
     kind = getattr(data, "kind", None)
     shape = list(getattr(data, "input_shape", ()) or ())
@@ -609,7 +609,7 @@ def preprocessing_of(data) -> dict:
     if mean is not None:
         return {"kind": kind, "input_shape": shape, "layout": "NCHW, float32", **outputs,
                 "steps": [*source, "uint8 pixels divided by 255 (float pixels kept as given)",
-                          "per channel c: (x - mean[c]) / std[c]"],
+                          "per channel c: (x - mean[c]) / std[c], the train split's mean and population std"],
                 "mean": list(mean), "std": list(getattr(data, "std", None) or [])}
     if low is not None:
         return {"kind": kind, "input_shape": shape, "layout": "N x features, float32", **outputs,
