@@ -177,3 +177,9 @@ B27="python benchmarks/bench_search.py --jobs 2 --overlap --seeds 2 3 4 5 6 --ag
 $B27 --configs configs/bench/user_cnn_mnist.yaml --levels latency_ms=rel:0.9 --out benchmarks/results/search/user_cnn_latency_s27.jsonl
 $B27 --configs configs/bench/resnet20_mnist.yaml --levels macs=0.1 --out benchmarks/results/search/resnet20_macs_s27.jsonl
 $B27 --configs configs/bench/resnet20_mnist.yaml --levels latency_ms=rel:0.8 --out benchmarks/results/search/resnet20_latency_s27.jsonl  # stopped at 22:35 UTC after 17 runs
+# session 28: ResNet-20's MACs cell at five more seeds (C4b; evolution/TPE stopped at 00:21 UTC after seeds 7-8 and
+# evolution's 9) and a confirmation on ten fresh seeds (C4c, crl and random; stopped at 01:10 UTC)
+B28="python benchmarks/bench_search.py --jobs 2 --overlap --evaluations 512 --configs configs/bench/resnet20_mnist.yaml --levels macs=0.1"
+$B28 --seeds 7 8 9 10 11 --agents crl,random --out benchmarks/results/search/resnet20_macs_s28.jsonl
+$B28 --seeds 7 8 9 10 11 --agents evolution,tpe --out benchmarks/results/search/resnet20_macs_s28.jsonl
+$B28 --seeds 12 13 14 15 16 17 18 19 20 21 --agents crl,random --out benchmarks/results/search/resnet20_macs_c4c_s28.jsonl
