@@ -518,6 +518,19 @@ def test_a_candidate_found_under_a_small_level_serves_a_larger_one_and_the_front
     assert large.candidates == 2 and small.candidates == 1  # the store: both candidates fit the large level
 
 
+def test_a_levels_candidate_count_counts_each_network_once(tmp_path):
+    """summary.levels[].candidates counted rows, a cached repeat (or two agents finding one network) again: 270
+    where 209 distinct candidates fit (a new user's crl/random/evolution sweep). Docs: "the distinct scored
+    candidates that fit the level"."""
+    rows = _rows([(0.09, 0.70, 9.0, "params=0.1"), (0.45, 0.75, 45.0, "params=0.5")])
+    rows = pd.concat([rows, rows.iloc[[0, 0]].assign(agent="b")], ignore_index=True)  # c90 three times
+    pool = FakePool(rerank={}, final={"c90": 0.93, "c450": 0.91}, costs={"c90": {"params": 9.0}, "c450": {"params": 45.0}})
+    small, large = select_and_finalize(rows, [SMALL, LARGE], pool=pool, out_dir=tmp_path, rerank_spec=None, top_k=1,
+                                       writer=CandidateWriter(tmp_path, name="sel"), cost_names=["params"],
+                                       log=lambda m: None)
+    assert (small.candidates, large.candidates) == (1, 2)
+
+
 def test_monotone_choice_never_gives_a_larger_level_a_worse_model():
     rng = np.random.default_rng(0)
     levels = [Level(f"p={v}", {"p": v}, {"p": 100 * v}) for v in (0.1, 0.2, 0.4, 0.8)]

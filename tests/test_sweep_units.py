@@ -240,3 +240,13 @@ def test_tunes_own_closing_lines_are_held_back_while_a_sweep_runs_and_only_then(
     finally:
         tune_logger.removeHandler(keep)
     assert seen == ["a trial is slow", "Experiment has been interrupted, outside a sweep"]
+
+
+def test_a_sweep_with_crl_env_runners_is_refused_before_it_starts():
+    """search.crl.env_runners: 1 in a sweep hung (RLlib's env runner found no CPU in the trial's placement group),
+    died with a Ray SYSTEM_ERROR, was restarted and hung again; nothing named the setting."""
+    from rayprune.sweeps.driver import _check_resources
+
+    cfg = parse_config({"search": {"crl": {"env_runners": 1}}, "sweep": {"agents": ["crl", "random"]}})
+    with pytest.raises(UserError, match=r"search.crl.env_runners is 1.*Set search.crl.env_runners: 0"):
+        _check_resources(cfg, log=lambda m: None)

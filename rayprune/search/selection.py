@@ -73,7 +73,7 @@ class LevelResult:
     found_for: Optional[str] = None  # the level whose selection produced this model
     found_by: Optional[str] = None  # the agent (and trial) that proposed it
     export_path: Optional[str] = None
-    candidates: int = 0  # search candidates that fit this level
+    candidates: int = 0  # distinct search candidates that fit this level
     error: Optional[str] = None
     onnx_error: Optional[str] = None  # why model.onnx was not written (None: written)
     search_signal: Optional[ScoreSignal] = None  # how far above chance the level's search scores rose
@@ -214,8 +214,8 @@ def select_and_finalize(
     ranked: list[pd.DataFrame] = []
     for res in results:
         fitting = candidates_for(search, res.level)
-        res.candidates = int(len(fitting))
         ranked.append(top_distinct(fitting, len(fitting), tiebreak=list(cost_names)))
+        res.candidates = int(len(ranked[-1]))  # distinct: a cached repeat (or two agents' same network) once
         if not fitting.empty:  # over distinct candidates: a cached repeat does not count twice
             res.search_signal = score_signal(ranked[-1]["accuracy"].tolist(), chance=reference[0], base=reference[1])
             if res.search_signal is not None and res.search_signal.weak:

@@ -104,6 +104,11 @@ def _check_resources(cfg: Config, log: Log) -> Config:
     from ..placement import copies_that_fit
     from ..search.prune import fitted_evaluation, node_resources, resource_shortfall, unplaceable, warn_idle_evaluators
 
+    if "crl" in sweep_agents(cfg) and cfg.search.crl.env_runners > 0:
+        raise UserError(f"search.crl.env_runners is {cfg.search.crl.env_runners}, but a sweep's crl trial runs inside "
+                        "its placement group (the trial and its evaluators), which has no CPU for RLlib's remote env "
+                        "runners: the trial would wait for them forever. Set search.crl.env_runners: 0 (the policy "
+                        "samples in the trial's own process; the candidates are scored by the evaluators either way).")
     cfg = cfg.model_copy(update={"evaluation": fitted_evaluation(cfg, cfg.sweep.trial_cpus, log)})
     bundles = placement_bundles(cfg)
     need: dict[str, float] = {}
@@ -405,11 +410,11 @@ def run_sweep(
     with _sigterm_stops_trials(), _tune_output(verbose), tune_endings_held(), \
             (progress_lines(out, total, log) if not verbose else contextlib.nullcontext()):
         results = tuner.fit()
-    unfinished = unfinished_trials(results)
+    unfinished = unfinished_count(results, len(sweep_agents(cfg)) * cfg.sweep.seeds)
     if unfinished:  # Tune stops gracefully on Ctrl-C (SIGINT) and returns: no selection on half a search
         _mark(out, "interrupted")
         raise Interrupted(
-            f"{len(unfinished)} of {len(results)} trial(s) had not finished ({', '.join(unfinished)}); no model "
+            f"{unfinished}; no model "
             f"was selected and every scored candidate is kept in {out}. Continue the sweep with: "
             + resume_how(out, from_python, config_in_memory(cfg)))
     errors = [str(r.error) for r in results if r.error is not None]
@@ -489,6 +494,26 @@ def progress_lines(out: Path, total: int, log: Log, every: Optional[float] = Non
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def unfinished_count(results, trials: int) -> str:
+    """``'1 of 2 trial(s) had not finished (crl,seed=0, 1 not started)'``: the trials a Ctrl-C left unfinished, '' if none. Tune's
+    results leave out a trial that was still PENDING (it never started), so the sweep's own count of trials
+    (agents x seeds) is the total.
+
+    >>> from types import SimpleNamespace as R
+    >>> unfinished_count([R(error=None, metrics={"done": False, "trial_name": "crl,seed=0"})], 2)
+    '2 of 2 trial(s) had not finished (crl,seed=0, 1 not started)'
+    >>> unfinished_count([R(error=None, metrics={"done": True, "trial_name": "a"})], 1)
+    ''
+    """
+    names = unfinished_trials(results)
+    total = max(len(results), trials)
+    missing = total - len(results)
+    if not names and not missing:
+        return ""
+    listed = ", ".join(names) + (f"{', ' if names else ''}{missing} not started" if missing else "")
+    return f"{len(names) + missing} of {total} trial(s) had not finished ({listed})"
 
 
 def unfinished_trials(results) -> list[str]:
