@@ -179,7 +179,7 @@ def _validate_report(args: argparse.Namespace, cfg, problem) -> int:
                              "yes" if fits(smallest, lvl.limits) else "NO"] for lvl in levels]))
     try:
         check_reachable(problem, ([Level.from_budgets(problem.budgets, problem.base_costs)] if problem.budgets else [])
-                        + levels, log=lambda line: print(line, file=sys.stderr))
+                        + levels, log=lambda line: print(line, file=sys.stderr), smallest=smallest)
     except BudgetUnreachable as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 3

@@ -628,6 +628,11 @@ def test_an_absolute_budget_written_as_a_fraction_is_told_how_to_write_a_fractio
     with pytest.raises(BudgetUnreachable) as relative:  # already a fraction (1 % of params): the plain advice
         check_reachable(problem, [Level.from_budgets([Budget("params", 0.01, True)], base)])
     assert "absolute" not in str(relative.value) and "left unpruned" not in str(relative.value)
+    # costs measured already are used as they are: a latency timed twice read twice (validate's table and error)
+    measured_once = SimpleNamespace(**{**vars(problem), "reachable": lambda: pytest.fail("measured again")})
+    with pytest.raises(BudgetUnreachable, match=r"fb <= 5k but the smallest model in the space has 7k"):
+        check_reachable(measured_once, [Level.from_budgets([Budget("fb", 5000.0, False)], base)],
+                        smallest={"fb": 7000.0, "params": 900.0})
     # groups left whole (hand-written attention heads): the advice to lower min_keep alone could not help
     problem.space = SimpleNamespace(skipped=[], unbuildable=[("attn.qkv", "RuntimeError: shape"), ("mlp.2", "x")])
     with pytest.raises(BudgetUnreachable, match=r"Lower pruning.min_keep .* 2 group\(s\) of the model are left "

@@ -45,11 +45,12 @@ class BudgetUnreachable(UserError):
 
 
 def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = None, *,
-                    log: Optional[Log] = None) -> dict[str, float]:
+                    log: Optional[Log] = None, smallest: Optional[dict[str, float]] = None) -> dict[str, float]:
     """Costs of the smallest model in the space; raises :class:`BudgetUnreachable` naming every level
     (and budget) below them. ``log``: also say which budgets the unpruned model already meets
-    (:func:`loose_budget_lines`)."""
-    smallest = problem.reachable()
+    (:func:`loose_budget_lines`). ``smallest``: those costs measured already (a timed cost measured twice
+    reads twice: `validate` printed one latency in its table and another in the error under it)."""
+    smallest = problem.reachable() if smallest is None else smallest
     levels = levels if levels is not None else [Level.from_budgets(problem.budgets, problem.base_costs)]
     for line in loose_budget_lines(problem, levels) if log is not None else ():
         log(line)
