@@ -782,6 +782,10 @@ def test_the_progress_line_says_when_many_proposals_repeat_candidates_already_sc
     assert "36 of them repeated a candidate already scored" in line
     assert "repeated" not in SearchRun.describe(run, {"iteration": 4, "evaluations": 64, "evals_per_s": 1.0,
                                                       "repeats": 3})
+    # crl completes its last round of episodes: "48/40 scored" read like a bug
+    crl = SimpleNamespace(**{**vars(run), "agent": SimpleNamespace(name="crl"), "evaluations": 40})
+    line = SearchRun.describe(crl, {"iteration": 3, "evaluations": 48, "evals_per_s": 1.0, "repeats": 0})
+    assert "48 scored (search.evaluations is 40: crl finishes its last round of episodes)" in line and "48/40" not in line
 
 
 def test_a_black_box_budget_is_measured_once_before_batches_overlap_and_checkpoints_keep_the_order(problem, tmp_path):

@@ -201,7 +201,10 @@ class SearchRun:
 
     def describe(self, metrics: Mapping[str, Any]) -> str:
         best = ", ".join(f"{lvl.name}: {'-' if b is None else f'{b:.4f}'}" for lvl, b in zip(self.space.levels, self.best))
-        return (f"{self.agent.name} batch {metrics['iteration']}: {metrics['evaluations']}/{self.evaluations} scored, "
+        scored = (f"{metrics['evaluations']}/{self.evaluations} scored" if metrics["evaluations"] <= self.evaluations
+                  else f"{metrics['evaluations']} scored (search.evaluations is {self.evaluations}: {self.agent.name} "
+                       f"finishes its last round of episodes)")
+        return (f"{self.agent.name} batch {metrics['iteration']}: {scored}, "
                 f"best per level {best}; {metrics['evals_per_s']:.1f} candidates/s"
                 + (f", {metrics['batch_errors']} errors" if metrics.get("batch_errors") else "")
                 + (f"; {metrics['repeats']} of them repeated a candidate already scored (few distinct candidates "
