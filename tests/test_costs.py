@@ -202,6 +202,13 @@ def test_attention_macs_are_its_projections_and_products_whichever_kernel_runs_i
     assert count_macs(Encoder().eval(), CostContext(input_shape=(n, e))) == (
         4 * n * e * e + 2 * n * n * e + 2 * n * e * 32)
     assert torch.backends.mha.get_fastpath_enabled()  # restored
+    # counted from several threads at once (a pool's evaluator threads): each sees the unfused path, and the
+    # switch is restored only when the last one is done
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as threads:
+        counts = list(threads.map(lambda _: count_macs(Encoder().eval(), CostContext(input_shape=(n, e))), range(8)))
+    assert set(counts) == {4 * n * e * e + 2 * n * n * e + 2 * n * e * 32} and torch.backends.mha.get_fastpath_enabled()
 
 
 def test_counting_macs_and_memory_does_not_import_dynamo():

@@ -10,10 +10,11 @@ import copy
 import importlib.util
 import statistics
 import sys
+import threading
 import time
 import warnings
 import weakref
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -104,12 +105,24 @@ def _unfused_attention():
     if fastpath is None or not hasattr(fastpath, "set_fastpath_enabled"):
         yield
         return
-    before = fastpath.get_fastpath_enabled()
-    fastpath.set_fastpath_enabled(False)
+    global _UNFUSED_USERS, _FASTPATH_BEFORE
+    with _UNFUSED_LOCK:  # a process-wide switch: counted, so that threads counting at once restore it last
+        if _UNFUSED_USERS == 0:
+            _FASTPATH_BEFORE = fastpath.get_fastpath_enabled()
+            fastpath.set_fastpath_enabled(False)
+        _UNFUSED_USERS += 1
     try:
         yield
     finally:
-        fastpath.set_fastpath_enabled(before)
+        with _UNFUSED_LOCK:
+            _UNFUSED_USERS -= 1
+            if _UNFUSED_USERS == 0:
+                fastpath.set_fastpath_enabled(bool(_FASTPATH_BEFORE))
+
+
+_UNFUSED_LOCK = threading.Lock()
+_UNFUSED_USERS = 0
+_FASTPATH_BEFORE: Optional[bool] = None
 
 
 #: the attribute ``torch._compile._disable_dynamo``'s wrapper caches its disabled function under
