@@ -320,6 +320,25 @@ def test_crl_checkpoint_round_trip_keeps_the_policy_and_the_multipliers(ray_sess
         restored.close()
 
 
+def test_a_zero_multiplier_learning_rate_keeps_a_fixed_penalty(ray_session, cache):
+    """search.crl.lagrange_lr 0: the ablation without dual ascent, λ stays lagrange_init however far over budget."""
+    from rayprune.agents import make_agent
+    from rayprune.agents.base import Outcome
+
+    cfg = parse_config(tiny(cache).model_dump(mode="json"),
+                       overrides={"search": {"crl": {"lagrange_lr": 0.0, "lagrange_init": 2.0}}})
+    problem, levels, space = problem_and_space(cfg)
+    agent = make_agent("crl", space, seed=0, search=cfg.search)
+    try:
+        for _ in range(2):
+            proposals = agent.ask()
+            agent.tell(proposals, [Outcome(score=0.5, feasible=False, costs={"params": 3 * levels[p.level].limits["params"]})
+                                   for p in proposals])
+            assert agent.metrics()["lambda/params"] == pytest.approx(2.0)
+    finally:
+        agent.close()
+
+
 def test_crl_with_direction_actions_proposes_its_directions_projected_onto_each_levels_boundary(ray_session, cache):
     from rayprune.agents import make_agent
     from rayprune.agents.base import Outcome

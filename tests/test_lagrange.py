@@ -76,7 +76,6 @@ def test_state_round_trip_restores_exactly():
     [
         ({"budget": math.nan}, "budget"),
         ({"budget": math.inf}, "budget"),
-        ({"budget": 0.3, "lr": 0.0}, "lr"),
         ({"budget": 0.3, "lr": -1.0}, "lr"),
         ({"budget": 0.3, "lr": math.nan}, "lr"),
         ({"budget": 0.3, "init": 0.0}, "init"),
@@ -87,6 +86,12 @@ def test_state_round_trip_restores_exactly():
 def test_invalid_arguments_name_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=f"'{name}'"):
         Lagrange(**kwargs)
+
+
+def test_a_zero_learning_rate_is_a_fixed_penalty():
+    lam = Lagrange(budget=0.3, init=0.7, lr=0.0)
+    for cost in (0.8, 0.0, 5.0, 0.3):
+        assert lam.update(cost) == pytest.approx(0.7, rel=1e-12)
 
 
 def test_update_rejects_non_finite_cost():
@@ -123,3 +128,14 @@ def test_lagrange_set_rejects_mismatched_inputs():
         lams.load_state_dict({"latency": {}})
     with pytest.raises(ValueError, match="'budgets'"):
         LagrangeSet({})
+
+
+def test_the_examples_in_the_module_docstring_hold():
+    """The README's test command does not collect doctests; the module's examples (a fixed penalty at lr 0 among
+    them) run here."""
+    import doctest
+
+    import rayprune.agents.lagrange as module
+
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted > 0

@@ -31,6 +31,7 @@ from rayprune.agents.cost_gae import (
     episode_step_costs,
     step_costs,
 )
+from rayprune.agents.lagrange import LagrangeSet
 from rayprune.agents.ppo_lagrangian import (
     COST_VF_LOSS_KEY,
     EPISODE_COST_METRIC,
@@ -294,7 +295,7 @@ def test_cost_connector_puts_cost_targets_and_advantages_in_the_batch():
         ({"cost_keys": ["a", "a"], "cost_budgets": [1.0, 1.0]}, "cost_keys"),
         ({"cost_keys": ["a"], "cost_budgets": [1.0, 2.0]}, "cost_budgets"),
         ({"cost_keys": ["a"], "cost_budgets": [float("nan")]}, "'a'"),
-        ({"cost_keys": ["a"], "cost_budgets": [1.0], "lagrange_lr": 0.0}, "lagrange_lr"),
+        ({"cost_keys": ["a"], "cost_budgets": [1.0], "lagrange_lr": -0.5}, "lagrange_lr"),
         ({"cost_keys": ["a"], "cost_budgets": [1.0], "lagrange_init": -1.0}, "lagrange_init"),
         ({"cost_keys": ["a"], "cost_budgets": [1.0], "cost_gae_lambda": 1.5}, "cost_gae_lambda"),
         ({"cost_keys": ["a"], "cost_budgets": [1.0], "lagrange_min": 2.0}, "lagrange_min"),
@@ -304,6 +305,16 @@ def test_config_validation_names_the_field(training, name):
     config = PPOLagrangianConfig().environment(ToyConstrainedEnv).training(**training)
     with pytest.raises(ValueError, match=name):
         config.validate()
+
+
+def test_a_zero_multiplier_learning_rate_is_a_fixed_penalty():
+    """lagrange_lr 0 is the ablation without dual ascent: the config is valid and ν never moves."""
+    config = PPOLagrangianConfig().environment(ToyConstrainedEnv).training(
+        cost_keys=["a"], cost_budgets=[1.0], lagrange_init=2.5, lagrange_lr=0.0)
+    config.validate()
+    lams = LagrangeSet(config.cost_budget_map, init=config.lagrange_init, lr=config.lagrange_lr)
+    for cost in (5.0, 0.0, 3.0):
+        assert lams.update({"a": cost})["a"] == pytest.approx(2.5)
 
 
 # --- short training runs on a local Ray -------------------------------------------------------

@@ -21,6 +21,8 @@ Example:
     >>> under = Lagrange(budget=0.3)
     >>> under.update(mean_cost=0.1) < 1.0     # under budget: ν falls, but stays ≥ 0
     True
+    >>> Lagrange(budget=0.3, init=2.0, lr=0.0).update(mean_cost=0.8)   # lr 0: a fixed penalty
+    2.0
 
 The optimiser is a scalar Adam written out here (identical to ``torch.optim.Adam`` with its
 default betas/eps, see tests) so that the whole state is a handful of floats: it checkpoints with
@@ -93,7 +95,8 @@ class Lagrange:
         budget: The constraint's limit ``b`` on the mean episode cost.
         init: The starting multiplier ``ν₀ > 0`` (METHODS.md: 1).
         lr: Adam's learning rate on θ (METHODS.md: 1). With Adam, each update moves θ by at most
-            about ``lr``, whatever the size of the violation.
+            about ``lr``, whatever the size of the violation. 0: a fixed penalty ν = ``init`` (the
+            ablation without dual ascent).
         min_value: The floor of ν (the authors' ``penalty_min_value``, 0 in METHODS.md); ν stays
             ≥ max(min_value, 1e-8) since softplus never reaches 0.
     """
@@ -111,8 +114,8 @@ class Lagrange:
                 f"The 'init' of Lagrange must be > 0 (ν = softplus(θ) is never 0); got {init}."
             )
         lr = _finite("lr", lr, "Lagrange")
-        if lr <= 0.0:
-            raise ValueError(f"The 'lr' of Lagrange must be > 0; got {lr}.")
+        if lr < 0.0:
+            raise ValueError(f"The 'lr' of Lagrange must be >= 0 (0: a fixed penalty); got {lr}.")
         min_value = _finite("min_value", min_value, "Lagrange")
         if not 0.0 <= min_value <= init:
             raise ValueError(

@@ -88,7 +88,9 @@ class CRLConfig(_Section):
     #: candidates it has found. 0: off (the method)
     replay_elites: int = Field(0, ge=0)
     lagrange_init: float = Field(1.0, gt=0)
-    lagrange_lr: float = Field(1.0, gt=0)
+    #: Adam's learning rate of the dual ascent on the multipliers; 0: a fixed penalty lagrange_init
+    #: (the ablation without dual ascent)
+    lagrange_lr: float = Field(1.0, ge=0)
     #: let crl's batches overlap like the other agents' (with ``search.pipeline``): the next rollout is
     #: drawn while the last batch is scored, so each PPO update learns from a rollout of the policy one
     #: update behind (PPO's clipped ratio covers that), and the evaluators do not wait for the update

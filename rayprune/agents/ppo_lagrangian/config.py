@@ -90,7 +90,7 @@ class PPOLagrangianConfig(PPOConfig):
                 ``info["costs"][key]`` or ``info[key]``).
             cost_budgets: One budget per key on the mean episode cost (sum over steps).
             lagrange_init: Starting multiplier ν₀ > 0 of every constraint.
-            lagrange_lr: Adam learning rate of the dual ascent on θ (ν = softplus(θ)).
+            lagrange_lr: Adam learning rate of the dual ascent on θ (ν = softplus(θ)); 0: a fixed penalty.
             lagrange_min: Floor of every multiplier (the authors' ``-pmv``; 0 in METHODS.md).
             cost_gamma: Discount γ_c of the costs.
             cost_gae_lambda: GAE λ_c of the cost advantages.
@@ -150,7 +150,7 @@ class PPOLagrangianConfig(PPOConfig):
             if not math.isfinite(budget):
                 raise ValueError(f"The budget of constraint '{key}' must be finite; got {budget}.")
         _check_range("lagrange_init", self.lagrange_init, low=0.0, low_inclusive=False)
-        _check_range("lagrange_lr", self.lagrange_lr, low=0.0, low_inclusive=False)
+        _check_range("lagrange_lr", self.lagrange_lr, low=0.0)
         _check_range("lagrange_min", self.lagrange_min, low=0.0, high=self.lagrange_init)
         _check_range("cost_gamma", self.cost_gamma, low=0.0, high=1.0)
         _check_range("cost_gae_lambda", self.cost_gae_lambda, low=0.0, high=1.0)
