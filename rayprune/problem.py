@@ -144,6 +144,11 @@ def warn_if_carved(cfg: Config, data: Any, log: Callable[[str], None], *, traine
         how = f"give {rows} rows of your own in the split column {cfg.data.split_column!r}"
     elif cfg.data.name == "tabular":
         how = "give the file a column of train/val/test and name it in data.split_column"
+    elif cfg.data.name == "imagefolder":
+        how = (f"lay the folder out as train/, val/ and test/ sub-folders of class folders (the {rows} "
+               f"{'ones are' if len(carved) > 1 else 'one is'} missing)")
+    elif cfg.data.name == "npz":
+        how = f"store your own {' and '.join(f'x_{s}/y_{s}' for s in carved)} arrays in the file"
     else:
         how = "hand over your own held-out splits"
     log(f"warning: rayprune split the {rows} rows off {cfg.data.path or cfg.data.name} "

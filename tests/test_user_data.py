@@ -285,6 +285,40 @@ def test_an_image_folder_with_train_and_test_and_mixed_sizes(tmp_path) -> None:
     assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (12, 4, 6)
 
 
+def test_a_checkpoint_scored_on_splits_carved_from_its_image_folder_or_npz_is_warned_about(tmp_path) -> None:
+    """Only a CSV's carved rows were warned about: a model trained elsewhere on a whole image folder (or .npz) had
+    its validation and test accuracy measured partly on its own training images, silently."""
+    from rayprune.problem import warn_if_carved
+
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"")
+
+    def warnings_for(name: str, path: Path) -> list[str]:
+        key = "root" if name == "imagefolder" else "path"
+        cfg = parse_config({"data": {"name": name, key: str(path)}, "model": {"name": "mlp", "checkpoint": str(ckpt)}})
+        logs: list[str] = []
+        warn_if_carved(cfg, load_dataset(name, **{key: path}), logs.append)
+        return logs
+
+    _write_images(tmp_path / "flat", {"a": 8, "b": 8})  # class folders only: val and test carved
+    [log] = warnings_for("imagefolder", tmp_path / "flat")
+    assert "split the val and test rows off" in log and "train/, val/ and test/ sub-folders" in log
+    _write_images(tmp_path / "split" / "train", {"a": 8, "b": 8})
+    _write_images(tmp_path / "split" / "test", {"a": 3, "b": 3}, seed=1)  # no val/: val carved from train/
+    [log] = warnings_for("imagefolder", tmp_path / "split")
+    assert "split the val rows off" in log and "(the val one is missing)" in log
+    _write_images(tmp_path / "split" / "val", {"a": 3, "b": 3}, seed=2)
+    assert warnings_for("imagefolder", tmp_path / "split") == []  # every split the user's own
+
+    x, y = _arrays(40)
+    np.savez(tmp_path / "xy.npz", x=x, y=y)
+    [log] = warnings_for("npz", tmp_path / "xy.npz")
+    assert "split the val and test rows off" in log and "x_val/y_val and x_test/y_test arrays" in log
+    np.savez(tmp_path / "held.npz", x_train=x[:30], y_train=y[:30], x_val=x[30:35], y_val=y[30:35],
+             x_test=x[35:], y_test=y[35:])
+    assert warnings_for("npz", tmp_path / "held.npz") == []
+
+
 def test_an_image_folder_without_class_folders_or_images_is_refused(tmp_path) -> None:
     with pytest.raises(UserError, match="must hold one sub-folder per class; .* has no sub-folders"):
         load_dataset("imagefolder", root=tmp_path)

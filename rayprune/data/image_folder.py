@@ -113,7 +113,9 @@ def load_image_folder(
     )  # fmt: skip
     read = f"each image read with Pillow and converted to {mode}" + (
         f", resized to {size[0]}x{size[1]} (bilinear)" if image_size else "")
-    return dataclasses.replace(data, source_steps=(read, "laid out as (N, C, H, W)"))
+    # the splits carved from the folder's own images, which a model trained elsewhere on them may have seen
+    carved = tuple(s for s in ("val", "test") if s not in layout)
+    return dataclasses.replace(data, source_steps=(read, "laid out as (N, C, H, W)"), carved=carved)
 
 
 def _folder_layout(root: Path) -> dict[str, Path]:

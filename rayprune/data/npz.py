@@ -51,6 +51,8 @@ def load_npz(path: str | Path, *, spec: _SplitSpec | None = None) -> Dataset:
     splits = _npz_splits(path, arrays)
     try:
         data = _from_splits(splits, spec, name="npz", normalise=True, augment="crop")
+        # the splits carved from the file's own rows, which a model trained elsewhere on the file may have seen
+        data = dataclasses.replace(data, carved=tuple(s for s in ("val", "test") if s not in splits))
         if data.kind == "image":  # (the arrays' own layout, whichever it was, made NCHW)
             data = dataclasses.replace(data, source_steps=(
                 "(N, H, W, C) arrays transposed to (N, C, H, W); (N, H, W) given a channel axis",))
