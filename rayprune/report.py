@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .names import STAGE_SEARCH, STATUS_OK
 from .results import exported_rows
 from .text_table import format_table, human
 
-__all__ = ["make_report", "summary_text", "front_table", "agent_table"]
+__all__ = ["make_report", "summary_text", "front_table", "agent_table", "trial_table"]
 
 
 def _load(out: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
@@ -95,25 +97,59 @@ def front_table(state: dict[str, Any], front: pd.DataFrame, rows: pd.DataFrame |
     return format_table(headers, rows_out)
 
 
+def _seeds_of(group: pd.DataFrame) -> int:
+    return int(group["seed"].nunique()) if "seed" in group.columns else 1
+
+
+def _several_seeds(rows: pd.DataFrame) -> bool:
+    """Whether some agent's search ran more than one trial (seed)."""
+    search = _search_rows(rows)
+    return not search.empty and "agent" in search.columns and any(
+        _seeds_of(group) > 1 for _, group in search.groupby("agent"))
+
+
+def format_spread(values: Sequence[float], metric: str = "accuracy") -> str:
+    """Mean ± sample sd of per-trial values (``-`` when none), in the metric's unit.
+
+    >>> format_spread([0.90, 0.92, 0.94]), format_spread([0.9]), format_spread([-0.5, -0.3], "neg_mse")
+    ('92.00 ± 2.00%', '90.00%', '-0.4 ± 0.1414')
+    """
+    values = [float(v) for v in values if v is not None and not pd.isna(v)]
+    if len(values) < 2:
+        return format_metric(values[0] if values else None, metric)
+    mean, sd = float(np.mean(values)), float(np.std(values, ddof=1))
+    return f"{100 * mean:.2f} ± {100 * sd:.2f}%" if metric == "accuracy" else f"{mean:.4g} ± {sd:.4g}"
+
+
+def _search_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[(rows["stage"] == STAGE_SEARCH) & (rows["status"] == STATUS_OK)] if not rows.empty else rows
+
+
 def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
-    """Per agent (over its seeds) and level: candidates scored for the level and the best search score
-    among all candidates that fit it; the final column says which agent found each exported model."""
-    search = rows[(rows["stage"] == STAGE_SEARCH) & (rows["status"] == STATUS_OK)] if not rows.empty else rows
+    """Per agent and level: the best search score among the candidates that fit the level — with several seeds,
+    each trial's best as mean ± sd over the agent's seeds (a comparison at equal candidates per trial, not the
+    best of all its trials) — and the candidates proposed for the level (all seeds); the final column says which
+    agent found each exported model."""
+    search = _search_rows(rows)
     if search.empty or "agent" not in search.columns:
         return ""
     from .costs.levels import Level
     from .search.selection import candidates_for, prior_agent
 
     levels = [Level.from_json(lvl) for lvl in state["setup"].get("levels", [])]
+    metric = metric_of(state)
     final = exported_rows(rows)
     table = []
     for agent, group in search.groupby("agent", sort=True):
         cells = []
         for level in levels:
-            fit = candidates_for(group, level)
             mine = int((group["level"] == level.name).sum()) if "level" in group.columns else len(group)
-            cells.append(f"{format_metric(fit['accuracy'].max(), metric_of(state))} ({mine})" if not fit.empty
-                         else f"- ({mine})")
+            if _seeds_of(group) > 1:
+                best = [candidates_for(trial, level)["accuracy"].max() for _, trial in group.groupby("seed")]
+                cells.append(f"{format_spread(best, metric)} ({mine})")
+                continue
+            fit = candidates_for(group, level)
+            cells.append(f"{format_metric(fit['accuracy'].max(), metric)} ({mine})" if not fit.empty else f"- ({mine})")
         # every level whose exported model this agent's search scored too (two agents can find the same network)
         won = final[final["candidate_id"].isin(set(group["candidate_id"]))]["level"].tolist() \
             if "candidate_id" in final and "candidate_id" in group else []
@@ -123,6 +159,23 @@ def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
             won = final[final["agent"] == agent]["level"].tolist()
             table.append([agent, *["-" for _ in levels], ", ".join(won)])
     return format_table(["agent", *[f"best {lvl.name} (n)" for lvl in levels], "exported"], table)
+
+
+def trial_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
+    """One line per trial (agent, seed): its best search score among the candidates that fit each level, and how
+    many candidates it scored; empty when every agent ran one seed (the agent table says it all then)."""
+    search = _search_rows(rows)
+    if not _several_seeds(rows):
+        return ""
+    from .costs.levels import Level
+    from .search.selection import candidates_for
+
+    levels = [Level.from_json(lvl) for lvl in state["setup"].get("levels", [])]
+    metric = metric_of(state)
+    table = [[agent, str(int(seed)), *[format_metric(candidates_for(trial, level)["accuracy"].max(), metric)
+                                  for level in levels], str(len(trial))]
+             for (agent, seed), trial in search.groupby(["agent", "seed"], sort=True)]
+    return format_table(["agent", "seed", *[f"best {lvl.name}" for lvl in levels], "scored"], table)
 
 
 def summary_text(out_dir: str | Path) -> str:
@@ -142,8 +195,9 @@ def summary_text(out_dir: str | Path) -> str:
             + f"; Pareto front: {len(front)} model(s){status}")
     agents = agent_table(state, rows)
     weak = missing_level_lines(state) + near_chance_lines(state) + weak_score_lines(state)
-    return (head + "\n" + front_table(state, front, rows) + (f"\nsearch, by agent (best cheap score among candidates "
-            f"that fit each level; n: proposed for it):\n{agents}" if agents else "")
+    spread = "each trial's best, mean ± sd over its seeds," if _several_seeds(rows) else "best"
+    return (head + "\n" + front_table(state, front, rows) + (f"\nsearch, by agent ({spread} cheap score among "
+            f"candidates that fit each level; n: proposed for it):\n{agents}" if agents else "")
             + "".join(f"\n{line}" for line in weak) + f"\nreport: {out / 'report.html'}")
 
 
@@ -196,15 +250,25 @@ def _plot(state: dict[str, Any], rows: pd.DataFrame, front: pd.DataFrame, path: 
     base_costs, base_acc = state["setup"]["base_costs"], state["setup"]["base_accuracy"]
     costs = _costs(state, rows) or list(base_costs)
     fig, axes = plt.subplots(1, len(costs), figsize=(5.2 * len(costs), 4.2), squeeze=False)
-    search = rows[(rows["stage"] == STAGE_SEARCH) & (rows["status"] == STATUS_OK)] if not rows.empty else rows
+    search = _search_rows(rows)
     final = exported_rows(rows)
+    # with several agents, each agent's candidates in its own colour (a user comparing searches sees whose are where)
+    agents = sorted(search["agent"].dropna().unique()) if not search.empty and "agent" in search.columns else []
+    palette = [plt.get_cmap("tab10")(i) for i in (2, 4, 1, 5, 6, 8, 9, 7)]  # not the exported blue nor the front's red
+    colours = {a: palette[i % len(palette)] for i, a in enumerate(agents)} if len(agents) > 1 else {}
     for ax, cost in zip(axes[0], costs):
         scale = base_costs[cost] or 1.0
         if not search.empty:
             feas = search[search["feasible"].astype(bool)]
             infeas = search[~search["feasible"].astype(bool)]
-            ax.scatter(feas[cost] / scale, 100 * feas["accuracy"], s=9, c="0.6",
-                       label="candidates (search score, not fine-tuned)")
+            if colours:
+                for agent, colour in colours.items():
+                    mine = feas[feas["agent"] == agent]
+                    ax.scatter(mine[cost] / scale, 100 * mine["accuracy"], s=9, color=colour, alpha=0.6,
+                               label=f"{agent}'s candidates (search score)")
+            else:
+                ax.scatter(feas[cost] / scale, 100 * feas["accuracy"], s=9, c="0.6",
+                           label="candidates (search score, not fine-tuned)")
             ax.scatter(infeas[cost] / scale, 100 * infeas["accuracy"], s=9, c="0.85", marker="x", label="over budget")
         if not final.empty:
             ax.scatter(final[cost] / scale, 100 * final["accuracy"], s=36, c="tab:blue",
@@ -243,6 +307,9 @@ def make_report(out_dir: str | Path) -> Path:
             shown[cost] = [human(v) if v is not None and v == v else "" for v in shown[cost]]
     table = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}") if not front.empty else "<p>No feasible model.</p>"
     near, weak = near_chance_lines(state), weak_score_lines(state)
+    trials = trial_table(state, rows)
+    trials = (f"<h2>Search, by trial</h2><p>Each trial's best search score (the cheap score, before any fine-tune) among the "
+              f"candidates that fit each level.</p><pre>{html.escape(trials)}</pre>") if trials else ""
     weak = "".join(f"<h2>{title}</h2><pre>{html.escape(chr(10).join(lines))}</pre>"
                    for title, lines in (("Models near chance", near), ("Weak search scores", weak)) if lines)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rayprune sweep {html.escape(state['setup']['sweep_id'])}</title>
@@ -252,7 +319,7 @@ def make_report(out_dir: str | Path) -> Path:
 <img alt="accuracy against each cost" src="data:image/png;base64,{image}" style="max-width:100%">
 <h2>Pareto front (exported models)</h2>{table}
 <h2>Summary</h2><pre>{html.escape(front_table(state, front, rows))}</pre>
-<h2>Search, by agent</h2><pre>{html.escape(agent_table(state, rows))}</pre>{weak}</body></html>"""
+<h2>Search, by agent</h2><pre>{html.escape(agent_table(state, rows))}</pre>{trials}{weak}</body></html>"""
     path = out / "report.html"
     path.write_text(page)
     return path
