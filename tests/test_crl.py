@@ -339,6 +339,39 @@ def test_a_zero_multiplier_learning_rate_keeps_a_fixed_penalty(ray_session, cach
         agent.close()
 
 
+@pytest.mark.parametrize(("conditioned", "rollout"), [(True, 16), (False, 24)])
+def test_the_counted_rollout_is_what_the_agent_proposes_and_the_header_says_so(ray_session, cache, conditioned,
+                                                                               rollout):
+    """Headers said search.evaluations where crl scores whole rollouts (one policy per level: 3 x 8 = 24 a rollout
+    for a batch of 16), so a user's sweep ran past the count it announced without a word."""
+    from rayprune.agents import make_agent
+    from rayprune.agents.crl_batches import crl_evaluations, crl_rollout_size, rounds_note
+
+    cfg = parse_config(tiny(cache).model_dump(mode="json"), overrides={
+        "search": {"batch_size": 16, "evaluations": 40, "crl": {"budget_conditioned": conditioned, "num_envs": 4}},
+        "sweep": {"budgets": {"params": [0.8, 0.6, 0.4]}}})
+    problem, levels, space = problem_and_space(cfg)
+    agent = make_agent("crl", space, seed=0, search=cfg.search)
+    try:
+        assert len(agent.ask()) == crl_rollout_size(16, 3, cfg.search.crl) == rollout
+    finally:
+        agent.close()
+    assert crl_evaluations(40, 16, 3, cfg.search.crl) == 48
+    note = rounds_note("crl", cfg.search, 3)
+    assert note.startswith(f"crl: 48, whole rollouts of {rollout}") and "num_envs=4" in note
+    assert ("3 policies" in note) is not conditioned
+    assert rounds_note("random", cfg.search, 3) == ""
+
+
+def test_the_examples_of_crls_batch_counts_hold():
+    import doctest
+
+    import rayprune.agents.crl_batches as module
+
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted > 0
+
+
 def test_crl_with_direction_actions_proposes_its_directions_projected_onto_each_levels_boundary(ray_session, cache):
     from rayprune.agents import make_agent
     from rayprune.agents.base import Outcome

@@ -217,6 +217,7 @@ def _problem_for(cfg: Config, problem: Optional[PruningProblem], progress: bool,
 def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *, agent: str, seed: int, log: Log,
                 address: Optional[str]) -> dict[str, Any]:
     from ..agents import SearchSpace, make_agent
+    from ..agents.crl_batches import rounds_note
     from ..evaluation.pool import EvaluatorPool
     from ..evaluation.score import score_specs
     from ..ray_session import connect
@@ -240,7 +241,9 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
         writer = CandidateWriter(out, constants=constants, name=constants["trial_id"])
         run = SearchRun(searcher, space, pool.score_batch, submit=pool.submit_batch if cfg.search.pipeline else None, spec=spec, writer=writer,
                         evaluations=cfg.search.evaluations, seed=seed, log=log)
-        log(f"{agent}: scoring {cfg.search.evaluations} candidates ({spec.kind}) on {len(pool.actors)} evaluator(s)")
+        rounds = rounds_note(agent, cfg.search, 1)
+        log(f"{agent}: scoring {cfg.search.evaluations} candidates{f' ({rounds})' if rounds else ''} ({spec.kind}) on "
+            f"{len(pool.actors)} evaluator(s)")
         warn_idle_evaluators(cfg, len(pool.actors), log)
         from ..telemetry import Telemetry
 

@@ -314,6 +314,7 @@ def run_sweep(
     import ray
     from ray import tune
 
+    from ..agents.crl_batches import rounds_note
     from ..base_model import base_cache_key, weights_fingerprint
     from ..problem import PruningProblem, config_in_memory
     from ..ray_session import connect
@@ -390,9 +391,10 @@ def run_sweep(
             except BaseException:
                 _release(out)
                 raise
+        rounds = "; ".join(note for note in (rounds_note(a, cfg.search, len(levels)) for a in agents) if note)
         log(f"Sweep {setup.sweep_id}: {len(agents)} agent(s) x {cfg.sweep.seeds} seed(s) = "
             f"{len(agents) * cfg.sweep.seeds} trial(s), each searching {len(levels)} budget level(s) with "
-            f"{cfg.search.evaluations} candidates -> {out}")
+            f"{cfg.search.evaluations} candidates{f' ({rounds})' if rounds else ''} -> {out}")
         shared_ref = ray.put(problem.shareable())
         tuner = tune.Tuner(
             _trainable(setup, cfg, shared_ref),
