@@ -121,8 +121,12 @@ def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]
                f"{100 * majority:.1f} %); a metric of yours that weighs the classes (search.metric) may judge it better")
     else:
         data = problem.data
-        how = ("rayprune scales tabular columns to the train split's range; set data.scale: none if the model "
-               "expects the columns as the file holds them" if getattr(data, "feature_low", None) is not None else
+        scalable = problem.config.data.name == "tabular"  # data.scale applies to a CSV/Parquet table only
+        how = ("rayprune scales tabular columns to the train split's range; " + (
+               "set data.scale: none if the model expects the columns as the file holds them" if scalable else
+               "to feed them as the file holds them (token ids, say), return the arrays from a data function of "
+               "yours (data.name: package.module:function), whose data is used as given")
+               if getattr(data, "feature_low", None) is not None else
                "rayprune normalises images per channel with the train split's mean and std; load them with a data "
                "factory of yours to keep your own preprocessing" if getattr(data, "mean", None) is not None else "")
         why = ("a model trained elsewhere usually saw other preprocessing than it gets here"
@@ -164,6 +168,41 @@ def check_streaming_agent(cfg: Config, data: Dataset | StreamedDataset, agent: O
                         f"{data.name!r} is streamed (data.streaming: {cfg.data.streaming!r}, "
                         f"{data.size_mb or 0:.0f} MiB estimated); set data.streaming: false, or use a search "
                         f"agent (evolution, crl, tpe, random), which read streamed data.")
+
+
+def _channel_axis_hint(model: nn.Module, data: Any) -> str:
+    """When rayprune gave 2-D samples a channel axis (read them as (1, H, W) images) and the model takes them as they
+    were, e.g. (channels, length) for a Conv1d: say so, and what to do; empty otherwise."""
+    from .models import check_input_shape
+
+    shape = tuple(data.input_shape)
+    if data.kind != "image" or len(shape) != 3 or shape[0] != 1:
+        return ""
+    try:
+        check_input_shape(model, shape[1:])
+    except UserError:
+        return ""
+    return (f" (rayprune feeds these samples as one-channel images {shape} — 2-D samples get a channel axis — and "
+            f"your model takes them without it, as {shape[1:]}, e.g. (channels, length) for a Conv1d: such samples "
+            f"are not fed as given yet; drop the axis in your forward, e.g. `x = x.squeeze(1)`, and the exported "
+            f"model then takes {shape} inputs too)")
+
+
+def _base_score(objective: Any, model: nn.Module, data: Any, split: str, device: Any, context: Any) -> float:
+    """The base model's score on ``split``; the model raising on that split's samples (an out-of-vocabulary token
+    id, a sample of another shape) is an error naming the split, not a traceback from inside the evaluation."""
+    try:
+        return objective.score(model, _split_of(data, split, device), context)
+    except MetricError as exc:
+        raise UserError(f"{exc} (on the base model, before any candidate: fix the metric first)") from None
+    except (UserError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # the user's forward on the user's data: any error is theirs to see, with where
+        raise UserError(
+            f"The base model raised {type(exc).__name__} on the {split} split while rayprune measured its "
+            f"{'accuracy' if objective.metric_name == 'accuracy' else objective.metric_name}, before any pruning: {exc}. Its forward "
+            f"runs on every sample of the {split} split (e.g. a token id outside an nn.Embedding's "
+            f"num_embeddings raises 'index out of range'): fix the data or the model.") from exc
 
 
 @dataclass
@@ -244,7 +283,7 @@ class PruningProblem:
             check_model_for_data(model, tuple(data.input_shape), task=data.task, num_classes=data.num_classes,
                                  custom_loss=cfg.engine.loss is not None)
         except UserError as err:
-            hint = input_hint(data) if "does not accept inputs" in str(err) else ""
+            hint = (input_hint(data) + _channel_axis_hint(model, data)) if "does not accept inputs" in str(err) else ""
             if not hint:
                 raise
             raise UserError(f"{err}{hint}") from err
@@ -267,11 +306,8 @@ class PruningProblem:
             base_costs = measure_base_costs(space.base, costs, context)
         analytic = AnalyticCosts(space, CostContext(input_shape=tuple(data.input_shape), device=str(device)))
         if base_accuracy is None:
-            try:
-                base_accuracy = {split: objective.score(space.base, _split_of(data, split, device), context)
-                                 for split in ("val", "test")}
-            except MetricError as exc:
-                raise UserError(f"{exc} (on the base model, before any candidate: fix the metric first)") from None
+            base_accuracy = {split: _base_score(objective, space.base, data, split, device, context)
+                             for split in ("val", "test")}
         return cls(
             config=cfg, data=data, device=device, base_model=space.base, base_info=dict(base_info),
             architecture=architecture_of(cfg, data), space=space, costs=costs, context=context,

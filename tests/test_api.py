@@ -205,6 +205,59 @@ def test_a_custom_loss_may_read_fewer_outputs_than_classes(tmp_path):
                                   binary, net, {"source": "in-memory"}, device=torch.device("cpu"))
 
 
+def test_a_base_model_that_raises_on_a_splits_samples_is_an_error_naming_the_split():
+    """An out-of-vocabulary token id in the test split: 55 lines of traceback ending in 'IndexError: index out of
+    range in self', nothing saying it was the base model's evaluation on the test split."""
+    from rayprune.config import parse_config
+    from rayprune.problem import PruningProblem
+
+    data = load_dataset("digits", seed=0)
+
+    class Picky(nn.Module):  # raises on any sample whose first pixel is lit, as an Embedding on an unknown id
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+
+        def forward(self, x):
+            if bool((x[:, 0, 0, 0] > 0.5).any()):
+                raise IndexError("index out of range in self")
+            return self.body(x)
+
+    test_x = data.x_test.clone()
+    test_x[3, 0, 0, 0] = 1.0
+    oov = type(data)(**{**data.__dict__, "x_val": data.x_val.clamp(max=0.0), "x_test": test_x})
+    cfg = parse_config({"model": {"name": "<in-memory> Picky"}, "data": {"name": "<in-memory> data"},
+                        "budgets": {"params": 0.5}}, source="test")
+    with pytest.raises(UserError, match=r"The base model raised IndexError on the test split while rayprune measured "
+                                        r"its accuracy, before any pruning: index out of range in self"):
+        PruningProblem.from_parts(cfg, oov, Picky(), {"source": "in-memory"}, device=torch.device("cpu"))
+
+
+def test_a_conv1d_model_on_2d_samples_is_told_that_they_got_a_channel_axis():
+    """(mels, frames) samples were fed as (1, mels, frames) and a Conv1d model refused 'inputs of shape (1, 40, 100)'
+    with nothing saying rayprune added the axis; validate then called the inputs 'as given'."""
+    from rayprune.config import parse_config
+    from rayprune.data import dataset_from_splits, preprocessing_of
+    from rayprune.problem import PruningProblem
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 6, 20, generator=g), torch.arange(60) % 3
+    data = dataset_from_splits((x[:40], y[:40]), (x[40:50], y[40:50]), (x[50:], y[50:]))
+    assert data.input_shape == (1, 6, 20)
+    assert preprocessing_of(data)["steps"] == [
+        "samples of shape (6, 20) given a channel axis: fed as (1, 6, 20), values as given (cast to float32)"]
+    net = nn.Sequential(nn.Conv1d(6, 8, 3), nn.BatchNorm1d(8), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                        nn.Linear(8, 3))
+    cfg = parse_config({"model": {"name": "<in-memory> Sequential"}, "data": {"name": "<in-memory> data"},
+                        "budgets": {"params": 0.5}}, source="test")
+    with pytest.raises(UserError, match=r"does not accept inputs of shape \(1, 6, 20\).*feeds these samples as "
+                                        r"one-channel images \(1, 6, 20\).*as \(6, 20\).*`x = x.squeeze\(1\)`"):
+        PruningProblem.from_parts(cfg, data, net, {"source": "in-memory"}, device=torch.device("cpu"))
+    squeezed = nn.Sequential(nn.Flatten(1, 2), *net)  # the advice: (N, 1, 6, 20) -> (N, 6, 20)
+    assert PruningProblem.from_parts(cfg, data, squeezed, {"source": "in-memory"},
+                                     device=torch.device("cpu")).base_costs["params"] > 0
+
+
 def test_validation_and_test_split_off_a_trained_models_own_data_are_warned_about(tmp_path):
     """The README's first example used to pass (x_train, y_train): every accuracy was then measured on training samples."""
     from rayprune.search.prune import BudgetUnreachable

@@ -710,6 +710,19 @@ def test_a_base_model_at_chance_is_warned_about_with_the_likely_cause(tmp_path: 
     warn_if_base_at_chance(PruningProblem.from_parts(cfg, raw, constant, {"source": "in-memory"},
                                                      device=torch.device("cpu")), lines.append)
     assert len(lines) == 1 and "data.scale" not in lines[0] and "other preprocessing" in lines[0]
+    # The same columns in an .npz file (token ids, say): scaled too, but data.scale does not apply to npz (it was
+    # advised, and then refused): the way out is a data function; and nothing says text columns were one-hot coded.
+    from rayprune.data import preprocessing_of
+
+    np.savez(tmp_path / "t.npz", x=frame[[f"f{i}" for i in range(4)]].to_numpy(), y=frame["label"].to_numpy())
+    npz_cfg = parse_config({"model": {"name": "mlp", "kwargs": {"hidden_sizes": [16]}},
+                            "data": {"name": "npz", "path": str(tmp_path / "t.npz"), "device": "cpu"}}, source="x")
+    npz = load_dataset("npz", path=tmp_path / "t.npz", seed=0)
+    lines.clear()
+    warn_if_base_at_chance(PruningProblem.from_parts(npz_cfg, npz, constant, {"source": "checkpoint"},
+                                                     device=torch.device("cpu")), lines.append)
+    assert len(lines) == 1 and "data.scale" not in lines[0] and "data function" in lines[0]
+    assert not any("one-hot" in step for step in preprocessing_of(npz)["steps"])
     # Imbalanced data, a model a little above the most common class: accuracy, not preprocessing, is the matter.
     skewed_y = torch.where(torch.rand(len(data.y_val), generator=torch.Generator().manual_seed(0)) < 0.9,
                            torch.zeros_like(data.y_val), data.y_val)

@@ -385,6 +385,24 @@ def test_check_input_shape_accepts_the_right_shape_and_keeps_modes():
     assert model.features[4].training
 
 
+def test_an_embedding_fed_rayprunes_float_inputs_is_told_to_cast_its_token_ids():
+    """A text model whose forward feeds the input to nn.Embedding was refused as if its input shape were wrong."""
+
+    class TextNet(nn.Module):
+        def __init__(self, cast: bool = False):
+            super().__init__()
+            self.cast, self.emb, self.head = cast, nn.Embedding(50, 8), nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.head(self.emb(x.long() if self.cast else x).mean(dim=1))
+
+    with pytest.raises(UserError, match=r"feeds every input as float32, token ids included .* `self.embedding\(x.long"
+                                        r"\(\)\)`") as err:
+        check_input_shape(TextNet(), (12,))
+    assert "does not accept inputs of shape" not in str(err.value)  # the shape was right
+    assert check_input_shape(TextNet(cast=True), (12,)).shape == (2, 3)  # the advice works
+
+
 def test_check_input_shape_rejects_a_wrong_shape():
     model = build_model("small_cnn", num_classes=10, in_channels=1, width_mult=0.25)
     expected = r"'SmallCNN' does not accept inputs of shape \(3, 28, 28\)"

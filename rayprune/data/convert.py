@@ -169,11 +169,15 @@ def _from_splits(
     _check_nonempty(name, parts, spec, official_test="test" in arrays)
     tensors, mean, std = _tensors(parts, kind, normalise, given_x=[x for x, _ in arrays.values()])
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = tensors
+    # (H, W) samples are read as one-channel images: say so, or "as given" would not be true
+    steps = (f"samples of shape {tuple(sample_shape)} given a channel axis: fed as {tuple(input_shape)}"
+             + ("" if normalise else ", values as given (cast to float32)"),) if len(sample_shape) == 2 and kind == "image" \
+        else ()
     return Dataset(
         name=name, kind=kind, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
         x_test=x_test, y_test=y_test, num_classes=num_classes, input_shape=input_shape,
         augment=augment if kind == "image" else None, class_names=names, mean=mean, std=std,
-        skipped_files=skipped_files, **_feature_fields(parts, kind, normalise),
+        skipped_files=skipped_files, source_steps=steps, **_feature_fields(parts, kind, normalise),
     )  # fmt: skip
 
 

@@ -612,9 +612,10 @@ def preprocessing_of(data) -> dict:
                           "per channel c: (x - mean[c]) / std[c], the train split's mean and population std"],
                 "mean": list(mean), "std": list(getattr(data, "std", None) or [])}
     if low is not None:
+        one_hot = ["text columns one-hot encoded, in the order of feature_names"] if getattr(
+            data, "feature_names", None) else []  # a table's columns; an .npz file's arrays have no names
         return {"kind": kind, "input_shape": shape, "layout": "N x features, float32", **outputs,
-                "steps": [*source, "text columns one-hot encoded, in the order of feature_names",
-                          "per feature j: (x - low[j]) / span[j] (the train split's min and range)"],
+                "steps": [*source, *one_hot, "per feature j: (x - low[j]) / span[j] (the train split's min and range)"],
                 "feature_names": list(getattr(data, "feature_names", None) or []), "low": list(low),
                 "span": list(getattr(data, "feature_span", None) or [])}
     features = list(getattr(data, "feature_names", None) or [])

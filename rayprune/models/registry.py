@@ -229,12 +229,27 @@ def check_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> Any:
         with torch.no_grad():
             return model(torch.zeros((2, *shape), device=device, dtype=dtype))
     except Exception as err:  # noqa: BLE001 - any failure means the shape is not accepted
+        if _wants_integer_inputs(model, err):
+            raise UserError(
+                f"model {type(model).__name__!r} does not accept rayprune's inputs: {err}. rayprune feeds every "
+                f"input as float32, token ids included (integer inputs are not kept as integers), so an nn.Embedding "
+                f"that reads the input directly is refused: cast the ids in your forward, e.g. "
+                f"`self.embedding(x.long())` (float32 holds ids below 2**24 exactly; the exported model then takes "
+                f"float32 ids too)."
+            ) from err
         raise UserError(
             f"model {type(model).__name__!r} does not accept inputs of shape {shape}: {err}"
         ) from err
     finally:
         for module, training in modes.items():
             module.training = training
+
+
+def _wants_integer_inputs(model: nn.Module, err: Exception) -> bool:
+    """Whether ``err`` is an embedding refusing floating-point indices (the input fed to an nn.Embedding)."""
+    text = str(err)
+    return (any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules())
+            and "indices" in text and ("Long" in text or "integer" in text.lower()))
 
 
 def check_model_for_data(model: nn.Module, input_shape: tuple[int, ...], *, task: str, num_classes: Optional[int],
