@@ -431,11 +431,27 @@ class PruningProblem:
             self._timing = PairedTiming(self.base_model, timed, self.context, self.base_costs)
         return self._timing
 
+    def _smallest_model(self) -> nn.Module:
+        """The smallest model in the space: every group at its min_keep count."""
+        return self.space.build([c / g.channels for c, g in zip(self.min_keep_counts, self.space.groups)])
+
+    def unpruned_parameters(self) -> list[tuple[str, str, int]]:
+        """``(name, type, parameters)`` of each module whose own parameters the smallest model keeps whole (no group
+        prunes them: an embedding feeding a Conv1d through a transpose, a layer in pruning.ignored_layers, a group left
+        whole), largest first: what no pruning.min_keep can remove."""
+        base = dict(self.space.base.named_modules())
+        whole = []
+        for name, module in self._smallest_model().named_modules():
+            own, ref = list(module.parameters(recurse=False)), base.get(name)
+            if own and ref is not None and [p.shape for p in own] == [q.shape for q in ref.parameters(recurse=False)]:
+                whole.append((name or "(the model's own)", type(module).__name__, sum(p.numel() for p in own)))
+        return sorted(whole, key=lambda item: -item[2])
+
     def reachable(self) -> dict[str, float]:
         """Costs of the smallest model in the space: what each budget can get down to at best."""
         from .costs.registry import CostFunctionError
 
-        model = self.space.build([c / g.channels for c, g in zip(self.min_keep_counts, self.space.groups)])
+        model = self._smallest_model()
         try:
             return self.measure(model)
         except CostFunctionError as err:  # the first pruned model a cost function sees: say which one it was

@@ -258,6 +258,43 @@ def test_a_conv1d_model_on_2d_samples_is_told_that_they_got_a_channel_axis():
                                      device=torch.device("cpu")).base_costs["params"] > 0
 
 
+def test_an_unreachable_params_budget_names_the_layers_no_group_prunes():
+    """A 5,000-word Embedding (most of the model) that no group prunes: the error said 'Lower pruning.min_keep' even
+    at min_keep 0.01, where nothing could reach the budget."""
+    from rayprune.config import parse_config
+    from rayprune.data import dataset_from_splits
+    from rayprune.problem import PruningProblem
+    from rayprune.search.prune import BudgetUnreachable, check_reachable
+
+    class TextNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(5000, 16)
+            self.conv = nn.Sequential(nn.Conv1d(16, 32, 3), nn.BatchNorm1d(32), nn.ReLU(), nn.Conv1d(32, 32, 3),
+                                      nn.BatchNorm1d(32), nn.ReLU())
+            self.head = nn.Linear(32, 3)
+
+        def forward(self, x):
+            return self.head(self.conv(self.emb(x.long()).transpose(1, 2)).mean(dim=2))
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randint(0, 5000, (60, 12), generator=g).float(), torch.arange(60) % 3
+    data = dataset_from_splits((x[:40], y[:40]), (x[40:50], y[40:50]), (x[50:], y[50:]))
+
+    def problem(budget, min_keep):
+        cfg = parse_config({"model": {"name": "<in-memory> TextNet"}, "data": {"name": "<in-memory> data"},
+                            "pruning": {"min_keep": min_keep}, "budgets": {"params": budget}}, source="test")
+        return PruningProblem.from_parts(cfg, data, TextNet(), {"source": "in-memory"}, device=torch.device("cpu"))
+
+    with pytest.raises(BudgetUnreachable, match=r"Raise the budget\. No pruning\.min_keep reaches it: 80(\.0)?k of the "
+                                                r"smallest model's .* parameters are in layers no group prunes \(emb "
+                                                r"\(Embedding, 80(\.0)?k\)"):
+        check_reachable(problem(0.25, 0.01))
+    with pytest.raises(BudgetUnreachable) as err:  # the embedding alone fits: lowering min_keep may help
+        check_reachable(problem(0.97, 0.9))
+    assert "Lower pruning.min_keep or raise the budget. 80" in str(err.value) and "No pruning" not in str(err.value)
+
+
 def test_validation_and_test_split_off_a_trained_models_own_data_are_warned_about(tmp_path):
     """The README's first example used to pass (x_train, y_train): every accuracy was then measured on training samples."""
     from rayprune.search.prune import BudgetUnreachable

@@ -69,12 +69,35 @@ def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = Non
                 f"{[r for r, _ in [*space.skipped, *space.unbuildable]][:6]}; the warning above says why), so the "
                 f"smallest model keeps them whole: what cannot be pruned there may be what the budget needs."
                 ) if whole else ""
+        fixed, beyond = _fixed_params_text(problem, levels, smallest)
+        advice = "Raise the budget" if beyond else "Lower pruning.min_keep or raise the budget"
         raise BudgetUnreachable(
             "Budget cannot be met: " + "; ".join(missed)
-            + f" (pruning.min_keep={problem.config.pruning.min_keep}). Lower pruning.min_keep or raise the budget."
-            + left + hint
+            + f" (pruning.min_keep={problem.config.pruning.min_keep}). {advice}." + fixed + left + hint
         )
     return smallest
+
+
+def _fixed_params_text(problem: PruningProblem, levels: list[Level], smallest: dict[str, float]) -> tuple[str, bool]:
+    """For a missed params budget: how many of the smallest model's parameters sit in layers no group prunes (naming
+    the largest), and, when those alone break the limit (the bool), that no pruning.min_keep can meet it."""
+    limits = [lvl.limits["params"] for lvl in levels if "params" in lvl.limits and not within(smallest["params"],
+                                                                                               lvl.limits["params"])]
+    if not limits:
+        return "", False
+    whole = problem.unpruned_parameters()
+    fixed = sum(n for _, _, n in whole)
+    if not whole or fixed < 0.25 * smallest["params"]:
+        return "", False
+    named = ", ".join(f"{name} ({kind}, {human(n)})" for name, kind, n in whole[:3]) + (
+        f" and {len(whole) - 3} more" if len(whole) > 3 else "")
+    if fixed > min(limits):
+        return (f" No pruning.min_keep reaches it: {human(fixed)} of the smallest model's {human(smallest['params'])} "
+                f"parameters are in layers no group prunes ({named}), more than the limit; rayprune prunes the channels "
+                f"of convolutions, linear layers and attention and what is coupled to them (`validate --groups` lists "
+                f"the groups).", True)
+    return (f" {human(fixed)} of the smallest model's {human(smallest['params'])} parameters are in layers no group "
+            f"prunes ({named}).", False)
 
 
 def loose_budget_lines(problem: PruningProblem, levels: Optional[list[Level]] = None) -> list[str]:
