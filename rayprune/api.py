@@ -474,7 +474,9 @@ def sweep(
             give their product (as ``sweep.budgets``).
         agents: searches run side by side (``["evolution", "crl"]``); default ``search.agent``.
         seeds: seeds per agent.
-        budgets: fixed budgets every level also meets (as ``budgets`` in a config).
+        budgets: the config's ``budgets`` (what :func:`prune` meets; the levels do not carry them, and the sweep
+            warns about a cost they lack: a cap every level meets is a one-value list in ``levels``,
+            e.g. ``{"params": [0.5, 0.25], "macs": [0.3]}``).
         out: the sweep's directory (new or empty; with ``resume=True`` an earlier sweep's).
         resume: continue the sweep in ``out`` (pass the same model and data again).
         verbose: Ray Tune's progress table (0 silent, 1 a table per status update).

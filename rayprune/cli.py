@@ -135,7 +135,7 @@ def _validate_report(args: argparse.Namespace, cfg, problem) -> int:
     the sweep's levels; 3 when a budget cannot be met."""
     from .costs import ANALYTIC_COSTS
     from .costs.budget import fits, within
-    from .costs.levels import Level, levels_from_config
+    from .costs.levels import Level, levels_from_config, unswept_budget_lines
     from .search.prune import BudgetUnreachable, check_reachable
     from .text_table import format_table, human
 
@@ -174,6 +174,8 @@ def _validate_report(args: argparse.Namespace, cfg, problem) -> int:
     levels = []
     if cfg.sweep.budgets:  # a sweep's levels too, so an unreachable one is found before `rayprune sweep`
         levels = levels_from_config(cfg, problem.base_costs, sweep=True)
+        for line in unswept_budget_lines(cfg):
+            print(line, file=sys.stderr)
         print(format_table(["sweep level", *[f"{n} limit" for n in levels[0].limits], "reachable"],
                            [[lvl.name, *[human(v) for v in lvl.limits.values()],
                              "yes" if fits(smallest, lvl.limits) else "NO"] for lvl in levels]))

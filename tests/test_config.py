@@ -274,3 +274,25 @@ def test_a_check_across_sections_reads_as_its_own_message_not_pydantic_jargon():
     with pytest.raises(ConfigError) as twice:  # a message naming its own field is not prefixed with its section again
         parse_config({"budgets": {"params": "abs:50%"}})
     assert "\n  - budgets.params: Budget 'params'" in str(twice.value) and "budgets: budgets" not in str(twice.value)
+
+
+def test_a_budget_the_sweep_levels_lack_is_warned_about_and_a_one_value_list_caps_every_level():
+    """rayprune.sweep(budgets=...) was documented as 'fixed budgets every level also meets' and was dropped without a
+    word: a MACs cap next to params levels limited nothing."""
+    from rayprune.costs.levels import levels_from_config, unswept_budget_lines
+
+    base = {"params": 1000.0, "macs": 1e6}
+    cfg = parse_config({"budgets": {"params": 0.4, "macs": 0.3}, "sweep": {"budgets": {"params": [0.5, 0.25]}}})
+    [line] = unswept_budget_lines(cfg)
+    assert line.startswith("warning: budgets.macs (0.3) is not a limit of the sweep's levels") and "macs: [0.3]" in line
+    assert all("macs" not in lvl.limits for lvl in levels_from_config(cfg, base, sweep=True))
+    capped = parse_config({"sweep": {"budgets": {"params": [0.5, 0.25], "macs": [0.3]}}})  # the advice
+    assert unswept_budget_lines(capped) == []
+    assert [lvl.limits["macs"] for lvl in levels_from_config(capped, base, sweep=True)] == [3e5, 3e5]
+    assert unswept_budget_lines(parse_config({"budgets": {"params": 0.4}})) == []  # no sweep levels: prune's budget
+
+
+def test_an_agent_listed_twice_in_a_sweep_is_refused():
+    """[random, random] ran the same search (same seed) twice under one trial name and summed its candidates."""
+    with pytest.raises(ConfigError, match=r"sweep.agents: lists 'random' more than once; each agent runs once per seed"):
+        parse_config({"sweep": {"agents": ["random", "crl", "random"]}})

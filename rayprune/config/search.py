@@ -290,6 +290,11 @@ class SweepConfig(_Section):
         if isinstance(value, (list, tuple)) and "neon" in value:
             raise ValueError("'neon' prunes by tolerance, not to budget levels, and cannot be swept; use `rayprune "
                              "prune --agent neon` for it and budgeted agents here")
+        if isinstance(value, (list, tuple)):
+            twice = sorted({a for a in value if isinstance(a, str) and value.count(a) > 1})
+            if twice:  # the same agent and seed twice: the same search, scored twice, under one trial name
+                raise ValueError(f"lists {', '.join(repr(a) for a in twice)} more than once; each agent runs once per "
+                                 f"seed: sweep.seeds (--seeds) gives an agent more runs")
         return value
 
     #: seconds between a trial's checkpoints (rows written after the last one are redone on restart)

@@ -88,6 +88,18 @@ def tightest(levels: Sequence[Level], names: Sequence[str]) -> str:
     return names[0]
 
 
+def unswept_budget_lines(cfg) -> list[str]:
+    """A warning per ``budgets`` cost that a sweep's levels do not carry: ``sweep.budgets`` sets a sweep's levels, and
+    ``budgets`` (what ``prune`` meets) is not added to them; a cap every level must meet is a one-value list in
+    ``sweep.budgets``."""
+    if not cfg.sweep.budgets:
+        return []
+    return [f"warning: budgets.{name} ({budget.value:g}) is not a limit of the sweep's levels: sweep.budgets sets them, "
+            f"and budgets is what `rayprune prune` meets. For a cap every level meets, add it to sweep.budgets as one "
+            f"value ({name}: [{budget.value:g}]: the levels are the product of sweep.budgets' lists)."
+            for name, budget in ((b.metric, b) for b in cfg.budget_list()) if name not in cfg.sweep.budgets]
+
+
 def levels_from_config(cfg, base_costs: Mapping[str, float], *, sweep: bool = False) -> list[Level]:
     """The levels a run serves: ``budgets`` (one level), or with ``sweep`` every combination of
     ``sweep.budgets`` (``budgets`` if that is empty). Relative/absolute as the config says."""

@@ -38,7 +38,7 @@ from .._io import atomic_write_text
 from ..agents.registry import BUDGETED_AGENTS
 from ..config import Config, parse_config
 from ..costs.budget import Budget, parse_level_spec
-from ..costs.levels import Level, levels_from_config
+from ..costs.levels import Level, levels_from_config, unswept_budget_lines
 from ..errors import Interrupted, UserError
 from ..names import SELECTION_TRIAL, STAGE_SEARCH, STAGE_SELECT
 from ..results import exported_rows, merge_candidates, read_candidates, write_parquet_atomic
@@ -372,6 +372,8 @@ def run_sweep(
                 if problem is None:
                     problem = PruningProblem.from_config(cfg, log=log)  # trains and caches the base model once
                 levels = levels_from_config(cfg, problem.base_costs, sweep=True)
+                for line in unswept_budget_lines(cfg):
+                    log(line)
                 check_reachable(problem, levels, log=log)
                 from ..agents.registry import warmup_warning
 
