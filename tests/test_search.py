@@ -828,3 +828,21 @@ def test_a_black_box_budget_is_measured_once_before_batches_overlap_and_checkpoi
         return frame.sort_values("iteration", kind="stable")["candidate_id"].tolist()
 
     assert order(read_candidates(tmp_path / "b")) == order(rows)
+
+
+def test_failed_candidates_count_one_error_whose_numbers_differ_as_one():
+    """'7 of them: ... no entry for 20784 params' when all 32 failed for that reason, each with its own count."""
+    import doctest
+
+    import pandas as pd
+
+    import rayprune.search.prune as module
+    from rayprune.search.prune import failed_candidates
+
+    rows = pd.DataFrame({"status": ["error"] * 4 + ["ok"],
+                         "error": [f"CostFunctionError: no entry for {n} params\ntrace" for n in (20784, 19000, 2.5e4)]
+                         + ["KeyError: b", None]})
+    assert failed_candidates(rows) == {"count": 4, "of": 5, "message": "CostFunctionError: no entry for 20784 params",
+                                       "with_message": 3}
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted > 0

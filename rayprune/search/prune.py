@@ -491,13 +491,17 @@ def _summary(problem: PruningProblem, agent: str, seed: int, ratios: list[float]
 
 def failed_candidates(search_rows: pd.DataFrame) -> Optional[dict[str, Any]]:
     """How many search candidates failed (``status == "error"``) and the most frequent first line of their
-    errors, with its count; None when none failed.
+    errors (lines that differ only in their numbers — a parameter count, a size — count as one; the first such
+    line is shown), with its count; None when none failed.
 
     >>> import pandas as pd
     >>> rows = pd.DataFrame({"status": ["ok", "error", "error", "error"],
     ...                      "error": [None, "ValueError: a\\ntrace", "ValueError: a\\nother", "KeyError: b"]})
     >>> failed_candidates(rows)
     {'count': 3, 'of': 4, 'message': 'ValueError: a', 'with_message': 2}
+    >>> failed_candidates(pd.DataFrame({"status": ["error"] * 3, "error": ["no entry for 20784 params",
+    ...                                  "no entry for 19000 params", "no entry for 2.5e4 params"]}))["with_message"]
+    3
     """
     if search_rows.empty or "status" not in search_rows.columns:
         return None
@@ -506,9 +510,10 @@ def failed_candidates(search_rows: pd.DataFrame) -> Optional[dict[str, Any]]:
         return None
     firsts = bad["error"].fillna("(no message)").astype(str).str.strip().str.split("\n").str[0] \
         if "error" in bad.columns else pd.Series(["(no message)"] * len(bad))
-    counts = firsts.value_counts()
-    return {"count": int(len(bad)), "of": int(len(search_rows)), "message": str(counts.index[0]),
-            "with_message": int(counts.iloc[0])}
+    shapes = firsts.str.replace(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", regex=True)  # one error, other numbers
+    counts = shapes.value_counts()
+    return {"count": int(len(bad)), "of": int(len(search_rows)),
+            "message": str(firsts[shapes == counts.index[0]].iloc[0]), "with_message": int(counts.iloc[0])}
 
 
 def summary_table(summary: dict[str, Any]) -> str:

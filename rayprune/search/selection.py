@@ -230,7 +230,7 @@ def select_and_finalize(
         unique = pd.concat([s for s in shortlists if not s.empty]).drop_duplicates("candidate_id") if any(
             not s.empty for s in shortlists) else pd.DataFrame()
         if not unique.empty:
-            log(f"Re-ranking {len(unique)} candidate(s) ({top_k} best per level) with a "
+            log(f"Re-ranking {len(unique)} distinct candidate(s) (up to {top_k} best per level) with a "
                 f"{rerank_spec.finetune_iterations}-iteration fine-tune")
             seeds = [seed * 7919 + i for i in range(len(unique))]
             order = _longest_first(unique, cost_names)  # each keeps its seed, whatever the order
