@@ -257,6 +257,8 @@ def _with_sweep_options(cfg, args: argparse.Namespace):
             over["relative"] = {**cfg.sweep.relative, **marks}
     if args.seeds is not None:
         over["seeds"] = args.seeds
+    if getattr(args, "first_seed", None) is not None:
+        over["first_seed"] = args.first_seed
     if getattr(args, "max_concurrent_trials", None) is not None:
         over["max_concurrent_trials"] = args.max_concurrent_trials
     if args.agents:
@@ -277,7 +279,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.resume:
         given = [flag for flag, value in (("a config", args.config), ("--budgets", args.budgets), ("--agents", args.agents),
-                                          ("--seeds", args.seeds), ("--evaluations", args.evaluations),
+                                          ("--seeds", args.seeds), ("--first-seed", args.first_seed), ("--evaluations", args.evaluations),
                                           ("--max-concurrent-trials", args.max_concurrent_trials),
                                           ("--seed", args.seed), ("--device", args.device), ("--budget", args.budget))
                  if value is not None]
@@ -388,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agents", metavar="A,B,...", help="agents side by side, one trial each per seed "
                    f"({', '.join(BUDGETED_AGENTS)}; default: sweep.agents or search.agent)")
     p.add_argument("--seeds", type=int, help="seeds per agent (default: sweep.seeds)")
+    p.add_argument("--first-seed", type=int, metavar="N", help="the trials' search seeds start at N (default: "
+                   "sweep.first_seed, 0); --seed is the data split's and base training's")
     p.add_argument("--evaluations", type=int, help="candidates each trial scores (default: search.evaluations)")
     p.add_argument("--max-concurrent-trials", type=int, help="trials at once (default: as resources allow)")
     p.add_argument("--out", required=True, help="output directory")

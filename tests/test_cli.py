@@ -421,6 +421,19 @@ def test_sweep_budgets_on_the_command_line_may_be_relative_for_any_cost(tiny_con
     assert [lvl.limits["params"] for lvl in levels] == [4e4, 2e4]  # both absolute
 
 
+def test_a_sweeps_trial_seeds_start_at_first_seed_and_leave_the_data_split_alone(tiny_config, tmp_path, monkeypatch):
+    """Trials always searched with seeds 0..N-1: seeds 3 and 4 could not be run beside an earlier sweep's 0-2, and
+    `--seed 3` moved the data split instead (a checkpoint then scored on its own training samples)."""
+    from rayprune import cli
+    from rayprune.sweeps import driver
+
+    seen = {}
+    monkeypatch.setattr(driver, "run_sweep", lambda cfg, out, **kw: seen.update(cfg=cfg) or {"levels": []})
+    assert cli.main(["sweep", str(tiny_config), "--out", str(tmp_path / "o"), "--seeds", "2", "--first-seed", "3"]) == 0
+    assert driver.trial_seeds(seen["cfg"]) == [3, 4] and seen["cfg"].seed == 0  # the split's seed untouched
+    assert cli.main(["sweep", "--resume", "--out", str(tmp_path / "o"), "--first-seed", "5"]) == 2  # not on resume
+
+
 def test_validate_says_how_inputs_are_prepared_and_which_layers_each_group_edits(tiny_config, env):
     """A user training their own model on an image folder had to guess the normalisation (it appeared only in
     spec.json after a run), and --groups counted each group's layers without naming them."""

@@ -74,13 +74,13 @@ def last_results(out: Path) -> dict:
     return results
 
 
-def check_sweep_outputs(out: Path, agents=("random", "crl")) -> pd.DataFrame:
+def check_sweep_outputs(out: Path, agents=("random", "crl"), seed=0) -> pd.DataFrame:
     rows = pd.read_parquet(out / "candidates.parquet")
     assert rows["row_id"].is_unique
     assert pq.read_table(out / "candidates.parquet").num_rows == len(rows)
     assert duckdb.sql(f"select count(*) from '{out / 'candidates.parquet'}'").fetchall()[0][0] == len(rows)
     results = last_results(out)
-    assert set(results) == {f"{a},seed=0" for a in agents} and all(r["done"] for r in results.values())
+    assert set(results) == {f"{a},seed={seed}" for a in agents} and all(r["done"] for r in results.values())
     search = rows[rows["stage"] == "search"]
     for name, result in results.items():
         mine = search[search["trial_name"] == name]
@@ -120,13 +120,15 @@ def check_sweep_outputs(out: Path, agents=("random", "crl")) -> pd.DataFrame:
 @pytest.mark.slow
 def test_two_agents_sweep_two_levels_end_to_end(tmp_path, env):
     out = tmp_path / "out"
-    res = rayprune("sweep", write_config(tmp_path), "--out", out, "-q", env=env)
+    res = rayprune("sweep", write_config(tmp_path), "--out", out, "-q", "--first-seed", "4", env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Pareto front" in res.stdout and "search, by agent" in res.stdout
     for tune_line in ("Configuration for experiment", "View detailed results", "tensorboard --logdir",
                       "Wrote the latest version"):  # -q: Tune's own console output is held back
         assert tune_line not in res.stdout + res.stderr, tune_line
-    rows = check_sweep_outputs(out)
+    rows = check_sweep_outputs(out, seed=4)
+    assert set(rows.loc[rows["stage"] == "search", "seed"]) == {4}  # the trials searched with --first-seed's seed
+    assert json.loads((out / "sweep.json").read_text())["trial_seeds"] == [4]
     from rayprune.report import summary_text
     from rayprune.results import exported_rows
 

@@ -307,6 +307,10 @@ class SweepConfig(_Section):
     #: rel:/%/abs: mark on the levels (or --budgets); a cost not named here reads as budgets.<cost> does
     relative: dict[str, bool] = Field(default_factory=dict)
     seeds: int = Field(1, gt=0)
+    #: the first trial seed: an agent's trials search with seeds first_seed .. first_seed + seeds - 1 (e.g. 3 with
+    #: seeds 2 runs seeds 3 and 4 beside an earlier sweep's 0-2); the top-level ``seed`` is another thing: it splits
+    #: the data and seeds base training and fine-tunes
+    first_seed: int = Field(0, ge=0)
     #: trials running at once (None: as many as the cluster's resources allow)
     max_concurrent_trials: Optional[int] = Field(None, gt=0)
     #: CPU share of the trial's own bundle (the RL driver: policy updates are tiny)

@@ -85,6 +85,16 @@ def check_same_space(state: dict[str, Any], space, out: Path) -> None:
                     "are).")
 
 
+def trial_seeds(cfg: Config) -> list[int]:
+    """The search seeds of each agent's trials: ``sweep.first_seed`` onwards, ``sweep.seeds`` of them.
+
+    >>> from rayprune.config import parse_config
+    >>> trial_seeds(parse_config({"sweep": {"seeds": 2, "first_seed": 3}}))
+    [3, 4]
+    """
+    return list(range(cfg.sweep.first_seed, cfg.sweep.first_seed + cfg.sweep.seeds))
+
+
 def sweep_agents(cfg: Config) -> list[str]:
     """The agents a sweep runs side by side: ``sweep.agents``, else ``search.agent``."""
     agents = list(cfg.sweep.agents) or [cfg.search.agent]
@@ -385,7 +395,8 @@ def run_sweep(
                     relative={n: cfg.level_relative(n) for n in levels[0].values}, levels=[lvl.to_json() for lvl in levels],
                 )
                 state = {"config": setup.config, "setup": setup.__dict__, "levels": [lvl.values for lvl in levels],
-                         "agents": agents, "seeds": cfg.sweep.seeds, "started": time.time(), "status": "running",
+                         "agents": agents, "seeds": cfg.sweep.seeds, "trial_seeds": trial_seeds(cfg),
+                         "started": time.time(), "status": "running",
                          "base_key": None if config_in_memory(cfg) else base_cache_key(cfg),
                          "base_fingerprint": weights_fingerprint(problem.base_model),
                          "space": space_signature(problem.space)}
@@ -394,13 +405,15 @@ def run_sweep(
                 _release(out)
                 raise
         rounds = "; ".join(note for note in (rounds_note(a, cfg.search, len(levels)) for a in agents) if note)
-        log(f"Sweep {setup.sweep_id}: {len(agents)} agent(s) x {cfg.sweep.seeds} seed(s) = "
+        seeds = trial_seeds(cfg)
+        log(f"Sweep {setup.sweep_id}: {len(agents)} agent(s) x {cfg.sweep.seeds} seed(s) "
+            f"({seeds[0]}{f'-{seeds[-1]}' if len(seeds) > 1 else ''}) = "
             f"{len(agents) * cfg.sweep.seeds} trial(s), each searching {len(levels)} budget level(s) with "
             f"{cfg.search.evaluations} candidates{f' ({rounds})' if rounds else ''} -> {out}")
         shared_ref = ray.put(problem.shareable())
         tuner = tune.Tuner(
             _trainable(setup, cfg, shared_ref),
-            param_space={"agent": tune.grid_search(agents), "seed": tune.grid_search(list(range(cfg.sweep.seeds)))},
+            param_space={"agent": tune.grid_search(agents), "seed": tune.grid_search(trial_seeds(cfg))},
             tune_config=tune.TuneConfig(max_concurrent_trials=cfg.sweep.max_concurrent_trials,
                                         trial_dirname_creator=lambda t: trial_name(t.config["agent"], t.config["seed"])),
             run_config=tune.RunConfig(
