@@ -20,7 +20,7 @@ from .data.datasets import input_hint
 from .engine import fine_tune
 from .engine.objective import DataSplit, resolve_objective
 from .errors import UserError
-from .models import check_model_for_data, load_model
+from .models import load_model
 
 __all__ = ["architecture_of", "obtain_base_model", "base_cache_key", "weights_fingerprint"]
 
@@ -252,9 +252,11 @@ def obtain_base_model(
         return model, {**json.loads(meta_path.read_text()), "source": "cache", "checkpoint": str(path)}
     torch.manual_seed(cfg.seed)
     model = load_model(**arch).to(device)
-    # before any training: a classifier with too few outputs would fail on its first label (a raw IndexError)
-    check_model_for_data(model, tuple(data.input_shape), task=data.task, num_classes=getattr(data, "num_classes", None),
-                         custom_loss=cfg.engine.loss is not None)
+    # before any training: a classifier with too few outputs would fail on its first label (a raw IndexError);
+    # a model whose nn.Embedding reads the input trains on the token ids as int64, as it is pruned
+    from .problem import fed_as_the_model_reads_it
+
+    data = fed_as_the_model_reads_it(model, data, cfg)
     if not train:
         return model, {"source": "untrained", "checkpoint": None, "cache_path": str(path)}
     log(f"Training base model {cfg.model.name} on {data.name} ({cfg.base_training.epochs if cfg.base_training.epochs is not None else cfg.base_training.iterations:g}"

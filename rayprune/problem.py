@@ -170,6 +170,34 @@ def check_streaming_agent(cfg: Config, data: Dataset | StreamedDataset, agent: O
                         f"agent (evolution, crl, tpe, random), which read streamed data.")
 
 
+def fed_as_the_model_reads_it(model: nn.Module, data: Any, cfg: Config) -> Any:
+    """``data`` checked against ``model`` (:func:`check_model_for_data`), its inputs made int64 token ids when the
+    model's nn.Embedding reads them and they reached rayprune unscaled (:meth:`Dataset.as_token_ids`)."""
+    from .models.registry import FloatIdsRefused
+
+    def check(dtype: str) -> None:
+        check_model_for_data(model, tuple(data.input_shape), task=data.task, num_classes=data.num_classes,
+                             custom_loss=cfg.engine.loss is not None, input_dtype=dtype)
+
+    try:
+        check(data.input_dtype)
+        return data
+    except FloatIdsRefused as err:
+        ids = data.as_token_ids()
+        if ids is None:
+            why = ("they are streamed (data.streaming), and streamed inputs are cast to float32" if data.streamed else
+                   "rayprune scaled or normalised them (an .npz file's or a table's columns are scaled to the train "
+                   "split's range): return the arrays from a data function of yours (data.name: "
+                   "package.module:function), whose data is used as given" if data.mean is not None
+                   or getattr(data, "feature_low", None) is not None else
+                   "they are not all whole numbers >= 0 (below 2**24)")
+            raise UserError(f"{err}; rayprune feeds token ids as int64 when they reach it unscaled, but not these: "
+                            f"{why}. Or cast the ids in your forward (`self.embedding(x.long())`).") from err
+        data = ids
+        check("int64")
+        return data
+
+
 def _channel_axis_hint(model: nn.Module, data: Any) -> str:
     """When rayprune gave 2-D samples a channel axis (read them as (1, H, W) images) and the model takes them as they
     were, e.g. (channels, length) for a Conv1d: say so, and what to do; empty otherwise."""
@@ -280,15 +308,14 @@ class PruningProblem:
         check_streaming_agent(cfg, data)
         model = model.to(device)
         try:
-            check_model_for_data(model, tuple(data.input_shape), task=data.task, num_classes=data.num_classes,
-                                 custom_loss=cfg.engine.loss is not None)
+            data = fed_as_the_model_reads_it(model, data, cfg)
         except UserError as err:
             hint = (input_hint(data) + _channel_axis_hint(model, data)) if "does not accept inputs" in str(err) else ""
             if not hint:
                 raise
             raise UserError(f"{err}{hint}") from err
         model.eval()
-        example = torch.zeros((1, *data.input_shape), device=device)
+        example = torch.zeros((1, *data.input_shape), device=device, dtype=getattr(torch, data.input_dtype))
         space = PruningSpace(
             model, example, importance=cfg.pruning.importance, round_to=cfg.pruning.round_to,
             ignored_layers=cfg.pruning.ignored_layers, unbuildable=unbuildable,
@@ -297,6 +324,7 @@ class PruningProblem:
         context = CostContext(
             input_shape=tuple(data.input_shape), device=lat.device, batch_size=lat.batch_size, runtime=lat.runtime,
             threads=lat.threads, warmup=lat.warmup, repeats=lat.repeats, options=dict(cfg.costs.options),
+            input_dtype=data.input_dtype,
         )
         costs = resolve_costs(cfg.cost_names(), cfg.costs.custom)
         if data.task != cfg.data.task and not is_in_memory(cfg.data.name):
@@ -304,7 +332,8 @@ class PruningProblem:
         objective = resolve_objective(data.task, cfg.search.metric, cfg.engine.loss)
         if base_costs is None:
             base_costs = measure_base_costs(space.base, costs, context)
-        analytic = AnalyticCosts(space, CostContext(input_shape=tuple(data.input_shape), device=str(device)))
+        analytic = AnalyticCosts(space, CostContext(input_shape=tuple(data.input_shape), device=str(device),
+                                                    input_dtype=data.input_dtype))
         if base_accuracy is None:
             base_accuracy = {split: _base_score(objective, space.base, data, split, device, context)
                              for split in ("val", "test")}
@@ -482,7 +511,7 @@ class PruningProblem:
         from .pruning import save_pruned
 
         return save_pruned(model, directory, architecture=self.architecture, plan=plan,
-                           input_shape=self.data.input_shape, torchscript=torchscript,
+                           input_shape=self.data.input_shape, torchscript=torchscript, input_dtype=self.data.input_dtype,
                            extra={"summary": dict(summary), "preprocessing": preprocessing_of(self.data)})
 
     def accuracy(self, model: nn.Module, split: str = "val", max_samples: Optional[int] = None) -> float:

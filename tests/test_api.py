@@ -346,6 +346,84 @@ def test_prune_an_in_memory_model_on_in_memory_data(ray_session, tmp_path):
         rayprune.load_pruned(result.out / "best")
 
 
+def text_net_class():
+    """A text model whose nn.Embedding reads the input as it is (no cast to long in its forward)."""
+
+    class TextNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(40, 16)
+            self.conv = nn.Sequential(nn.Conv1d(16, 32, 3, padding=1), nn.BatchNorm1d(32), nn.ReLU(),
+                                      nn.Conv1d(32, 32, 3, padding=1), nn.BatchNorm1d(32), nn.ReLU())
+            self.head = nn.Linear(32, 2)
+
+        def forward(self, x):
+            return self.head(self.conv(self.emb(x).transpose(1, 2)).mean(dim=2))
+
+    return TextNet
+
+
+def test_prune_a_text_model_fed_token_ids(ray_session, tmp_path):
+    """A standard nn.Embedding model was refused ('does not accept inputs of shape (12,)': rayprune fed float32), so
+    a text model could be pruned only with a cast in its forward, and its ONNX file then took float ids. Token ids
+    that reach rayprune unscaled are fed as int64 now, in the search, the costs and every exported file."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 40, (600, 12), generator=g)
+    y = (x == 7).any(dim=1).long()
+    torch.manual_seed(0)
+    net = text_net_class()()
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(150):
+        idx = torch.randint(0, 400, (64,), generator=g)
+        loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    data = {"train": (x[:400].numpy(), y[:400].numpy()), "val": (x[400:500].numpy(), y[400:500].numpy()),
+            "test": (x[500:].numpy(), y[500:].numpy())}
+    result = rayprune.prune(net, data, budgets={"params": 0.5}, agent="random", evaluations=16,
+                            out=tmp_path / "run", progress=False, log=None,
+                            costs={"measure": ["params", "macs", "latency_ms"]}, **SMALL)
+    assert result.feasible and result.summary["pruned"]["accuracy_val"] > 0.8  # a working model
+    assert result.summary["pruned"]["macs"] < result.summary["base"]["macs"]
+    spec = json.loads((result.out / "best" / "spec.json").read_text())
+    assert spec["input_dtype"] == "int64" and spec["files"]["torchscript"] and spec["files"]["onnx"], spec
+    assert spec["preprocessing"]["steps"] == ["token ids: fed as int64 (the model reads them with an nn.Embedding)"]
+    ids = x[500:516]
+    with torch.no_grad():
+        expected = result.model(ids)
+        assert torch.allclose(rayprune.load_pruned(result.out / "best", factory=text_net_class())(ids), expected,
+                              atol=1e-5)
+        assert torch.allclose(torch.jit.load(str(result.out / "best" / "model.torchscript.pt"))(ids), expected,
+                              atol=1e-5)
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(result.out / "best" / "model.onnx"))
+    assert session.get_inputs()[0].type == "tensor(int64)"
+    out = session.run(None, {session.get_inputs()[0].name: ids.numpy().astype(np.int64)})[0]
+    assert np.allclose(out, expected.numpy(), atol=1e-4)
+
+
+def test_token_ids_rayprune_scaled_are_refused_with_the_way_out(tmp_path):
+    """An .npz file's columns are min-max scaled, so its ids cannot be fed back as ids: say so, and what to do."""
+    import numpy as np
+
+    from rayprune.config import parse_config
+    from rayprune.problem import PruningProblem
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 40, (90, 12), generator=g)
+    np.savez(tmp_path / "t.npz", x=x.numpy(), y=(np.arange(90) % 2))
+    data = load_dataset("npz", path=tmp_path / "t.npz", seed=0)
+    cfg = parse_config({"model": {"name": "<in-memory> TextNet"}, "data": {"name": "npz", "path": str(tmp_path / "t.npz")},
+                        "budgets": {"params": 0.5}}, source="test")
+    with pytest.raises(UserError, match=r"does not accept float32 inputs.*rayprune scaled or normalised them.*data "
+                                        r"function.*self.embedding\(x.long\(\)\)"):
+        PruningProblem.from_parts(cfg, data, text_net_class()(), {"source": "checkpoint"}, device=torch.device("cpu"))
+
+
 def test_prune_a_model_with_grouped_convolutions(ray_session, tmp_path):
     """A ResNeXt block (groups=4) and a depthwise conv with a channel multiplier: their channels were left whole.
     They are searched now, every kept count a multiple of the group's blocks, and the exported model loads."""

@@ -626,7 +626,7 @@ def test_an_absolute_budget_written_as_a_fraction_is_told_how_to_write_a_fractio
     base = {"fb": 104_000.0, "params": 30_000.0}
     problem = SimpleNamespace(base_costs=base, reachable=lambda: {"fb": 12_900.0, "params": 900.0},
                               config=SimpleNamespace(pruning=SimpleNamespace(min_keep=0.1)),
-                              space=SimpleNamespace(skipped=[], unbuildable=[]))
+                              space=SimpleNamespace(skipped=[], unbuildable=[]), unpruned_parameters=lambda: [])
     with pytest.raises(BudgetUnreachable, match=r"fb <= 0.4 .* absolute, in the cost's own unit; .* fb=40% \(or rel:0.4\)"):
         check_reachable(problem, [Level.from_budgets([Budget("fb", 0.4, False)], base)])
     with pytest.raises(BudgetUnreachable) as meant_bytes:  # 5,000 bytes meant as such: no fraction to suggest

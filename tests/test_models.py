@@ -385,22 +385,26 @@ def test_check_input_shape_accepts_the_right_shape_and_keeps_modes():
     assert model.features[4].training
 
 
-def test_an_embedding_fed_rayprunes_float_inputs_is_told_to_cast_its_token_ids():
+def test_an_embedding_that_reads_the_input_refuses_floats_as_token_ids_and_takes_int64():
     """A text model whose forward feeds the input to nn.Embedding was refused as if its input shape were wrong."""
+    from rayprune.models.registry import FloatIdsRefused
 
     class TextNet(nn.Module):
-        def __init__(self, cast: bool = False):
+        def __init__(self):
             super().__init__()
-            self.cast, self.emb, self.head = cast, nn.Embedding(50, 8), nn.Linear(8, 3)
+            self.emb, self.head = nn.Embedding(50, 8), nn.Linear(8, 3)
 
         def forward(self, x):
-            return self.head(self.emb(x.long() if self.cast else x).mean(dim=1))
+            return self.head(self.emb(x).mean(dim=1))
 
-    with pytest.raises(UserError, match=r"feeds every input as float32, token ids included .* `self.embedding\(x.long"
-                                        r"\(\)\)`") as err:
+    with pytest.raises(FloatIdsRefused, match=r"does not accept float32 inputs: .*Long.*nn.Embedding reads the input "
+                                              r"as token ids") as err:
         check_input_shape(TextNet(), (12,))
     assert "does not accept inputs of shape" not in str(err.value)  # the shape was right
-    assert check_input_shape(TextNet(cast=True), (12,)).shape == (2, 3)  # the advice works
+    assert check_input_shape(TextNet(), (12,), "int64").shape == (2, 3)
+    with pytest.raises(UserError, match="does not accept inputs of shape") as err:  # a wrong shape is still that
+        check_input_shape(nn.Linear(4, 2), (5,), "int64")
+    assert not isinstance(err.value, FloatIdsRefused)
 
 
 def test_check_input_shape_rejects_a_wrong_shape():

@@ -29,6 +29,7 @@ class CostContext:
         warmup, repeats: latency runs discarded, then timed (the median is reported).
         runtime: what runs the model while latency is timed, one of :data:`LATENCY_RUNTIMES`.
         options: free-form settings for user cost functions (from the config's ``costs.options``).
+        input_dtype: what the model is fed, ``"float32"`` or ``"int64"`` (token ids for an ``nn.Embedding``).
     """
 
     input_shape: tuple[int, ...]
@@ -39,8 +40,11 @@ class CostContext:
     repeats: int = 20
     options: Mapping[str, Any] = field(default_factory=dict)
     runtime: str = "torch"
+    input_dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        if self.input_dtype not in ("float32", "int64"):
+            raise UserError(f"The 'input_dtype' of a CostContext must be 'float32' or 'int64'; got {self.input_dtype!r}.")
         if self.runtime not in LATENCY_RUNTIMES:
             raise UserError(
                 f"The 'runtime' of a CostContext must be one of {', '.join(map(repr, LATENCY_RUNTIMES))}; "
@@ -48,9 +52,9 @@ class CostContext:
             )
 
     def example_inputs(self, batch_size: int | None = None, device: str | torch.device | None = None) -> torch.Tensor:
-        """A zeros batch of the configured shape."""
+        """A zeros batch of the configured shape and dtype (token ids 0 for an int64 input)."""
         n = self.batch_size if batch_size is None else batch_size
-        return torch.zeros((n, *self.input_shape), device=device or self.device)
+        return torch.zeros((n, *self.input_shape), device=device or self.device, dtype=getattr(torch, self.input_dtype))
 
 
 #: Every cost has this signature: measured on the candidate that was actually built.

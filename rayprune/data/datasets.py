@@ -33,6 +33,9 @@ from ..errors import UserError
 
 __all__ = ["DATASET_NAMES", "TENSOR_FIELDS", "Dataset", "load_dataset"]
 
+#: the input dtypes a model may be fed: float32, or int64 token ids (for a model whose first layer is an nn.Embedding)
+INPUT_DTYPES = {"float32": torch.float32, "int64": torch.int64}
+
 TENSOR_FIELDS: tuple[str, ...] = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 """The :class:`Dataset` fields that hold tensors, in (x, y) pairs per split."""
 
@@ -111,8 +114,9 @@ class Dataset:
     def _check_split(self, split: str) -> None:
         x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
         if self.task == "regression":
-            if x.dtype != torch.float32 or y.dtype != torch.float32:
-                raise UserError(f"'x_{split}' and 'y_{split}' must be float32 for regression; got {x.dtype} and {y.dtype}.")
+            if x.dtype not in INPUT_DTYPES.values() or y.dtype != torch.float32:
+                raise UserError(f"'x_{split}' must be float32 (int64 for token ids) and 'y_{split}' float32 for "
+                                f"regression; got {x.dtype} and {y.dtype}.")
             outputs = 1 if y.dim() == 1 else (y.shape[1] if y.dim() == 2 else -1)
             if tuple(x.shape[1:]) != tuple(self.input_shape) or len(y) != len(x) or outputs != self.num_classes:
                 raise UserError(
@@ -122,9 +126,9 @@ class Dataset:
             return
         if self.task != "classification":
             raise UserError(f"'task' must be 'classification' or 'regression'; got {self.task!r}.")
-        if x.dtype != torch.float32 or y.dtype != torch.int64:
+        if x.dtype not in INPUT_DTYPES.values() or y.dtype != torch.int64:
             raise UserError(
-                f"'x_{split}' must be float32 and 'y_{split}' int64; got {x.dtype} and {y.dtype}."
+                f"'x_{split}' must be float32 (int64 for token ids) and 'y_{split}' int64; got {x.dtype} and {y.dtype}."
             )
         if tuple(x.shape[1:]) != tuple(self.input_shape) or y.shape != (len(x),):
             raise UserError(
@@ -141,6 +145,35 @@ class Dataset:
     def device(self) -> torch.device:
         """The device the tensors live on."""
         return self.x_train.device
+
+    @property
+    def input_dtype(self) -> str:
+        """What the model is fed: ``"float32"``, or ``"int64"`` for token ids (:meth:`as_token_ids`)."""
+        return "int64" if self.x_train.dtype == torch.int64 else "float32"
+
+    def as_token_ids(self) -> Dataset | None:
+        """A copy whose inputs are int64 (token ids for a model that reads them with an ``nn.Embedding``), or None
+        when they cannot be: rayprune scaled or normalised them, or some value is not a whole number >= 0.
+
+        Example:
+            >>> x = torch.tensor([[3.0, 1.0], [0.0, 7.0]])
+            >>> data = Dataset("ids", "tabular", x, torch.tensor([0, 1]), x, torch.tensor([0, 1]), x,
+            ...                torch.tensor([0, 1]), num_classes=2, input_shape=(2,))
+            >>> data.as_token_ids().x_train.dtype, data.as_token_ids().input_dtype
+            (torch.int64, 'int64')
+            >>> Dataset("f", "tabular", x / 2, torch.tensor([0, 1]), x, torch.tensor([0, 1]), x,
+            ...         torch.tensor([0, 1]), num_classes=2, input_shape=(2,)).as_token_ids() is None
+            True
+        """
+        if self.mean is not None or self.feature_low is not None or self.kind == "image":
+            return None
+        xs = [getattr(self, f"x_{split}") for split in ("train", "val", "test")]
+        if not all(x.is_floating_point() and bool((x >= 0).all()) and bool((x == x.round()).all())
+                   and (not len(x) or float(x.max()) < 2 ** 24) for x in xs):
+            return None
+        steps = (*self.source_steps, "token ids: fed as int64 (the model reads them with an nn.Embedding)")
+        return dataclasses.replace(self, **{f"x_{split}": x.to(torch.int64) for split, x in
+                                            zip(("train", "val", "test"), xs)}, source_steps=steps)
 
     def to(self, device: torch.device | str) -> Dataset:
         """A copy with every tensor on ``device`` (the same object's tensors where already there).

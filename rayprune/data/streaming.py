@@ -172,6 +172,13 @@ class StreamedDataset:
         """Itself: a streamed dataset stays where it is; batches move to the device as they are read."""
         return self
 
+    #: streamed batches are fed as float32 (token ids are not kept as integers when streamed)
+    input_dtype: ClassVar[str] = "float32"
+
+    def as_token_ids(self) -> None:
+        """None: streamed inputs are cast to float32 as they are read (:meth:`Dataset.as_token_ids` keeps ids)."""
+        return None
+
     def source(self, split: str) -> LoaderSource:
         """How the engine reads ``split`` ('train', 'val', 'test'); one per split and process, so
         DataLoader workers persist between reads."""

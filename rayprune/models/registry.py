@@ -204,9 +204,10 @@ def output_layer_name(model: nn.Module) -> str | None:
     return linear_names[-1] if linear_names else None
 
 
-def check_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> Any:
+def check_input_shape(model: nn.Module, input_shape: tuple[int, ...], input_dtype: str = "float32") -> Any:
     """Run one forward pass on a zero batch of 2 to check that the model takes ``input_shape``; returns
-    the model's output on it.
+    the model's output on it. ``input_dtype`` ``"int64"``: token ids (zeros) instead of float inputs; a model
+    refusing float inputs because an nn.Embedding reads them raises :class:`FloatIdsRefused`.
 
     ``input_shape`` excludes the batch dimension. The pass runs in eval mode without gradients;
     every submodule's train/eval mode is restored afterwards.
@@ -223,6 +224,7 @@ def check_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> Any:
     reference = next(iter(model.parameters()), None)
     device = reference.device if reference is not None else torch.device("cpu")
     dtype = reference.dtype if reference is not None and reference.is_floating_point() else None
+    dtype = torch.int64 if input_dtype == "int64" else dtype
     modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
@@ -230,12 +232,9 @@ def check_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> Any:
             return model(torch.zeros((2, *shape), device=device, dtype=dtype))
     except Exception as err:  # noqa: BLE001 - any failure means the shape is not accepted
         if _wants_integer_inputs(model, err):
-            raise UserError(
-                f"model {type(model).__name__!r} does not accept rayprune's inputs: {err}. rayprune feeds every "
-                f"input as float32, token ids included (integer inputs are not kept as integers), so an nn.Embedding "
-                f"that reads the input directly is refused: cast the ids in your forward, e.g. "
-                f"`self.embedding(x.long())` (float32 holds ids below 2**24 exactly; the exported model then takes "
-                f"float32 ids too)."
+            raise FloatIdsRefused(
+                f"model {type(model).__name__!r} does not accept float32 inputs: {err}. Its nn.Embedding reads the "
+                f"input as token ids"
             ) from err
         raise UserError(
             f"model {type(model).__name__!r} does not accept inputs of shape {shape}: {err}"
@@ -243,6 +242,10 @@ def check_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> Any:
     finally:
         for module, training in modes.items():
             module.training = training
+
+
+class FloatIdsRefused(UserError):
+    """A model whose nn.Embedding reads its input refused float32 inputs: it wants int64 token ids."""
 
 
 def _wants_integer_inputs(model: nn.Module, err: Exception) -> bool:
@@ -253,13 +256,13 @@ def _wants_integer_inputs(model: nn.Module, err: Exception) -> bool:
 
 
 def check_model_for_data(model: nn.Module, input_shape: tuple[int, ...], *, task: str, num_classes: Optional[int],
-                         custom_loss: bool) -> None:
+                         custom_loss: bool, input_dtype: str = "float32") -> None:
     """:func:`check_input_shape`, then, for a classifier trained with the built-in cross-entropy (a custom loss
     may read the outputs any way), :func:`check_output_width`.
 
     >>> check_model_for_data(nn.Linear(4, 1), (4,), task="classification", num_classes=2, custom_loss=True)
     """
-    output = check_input_shape(model, tuple(input_shape))
+    output = check_input_shape(model, tuple(input_shape), input_dtype)
     if task == "classification" and num_classes and not custom_loss:
         check_output_width(output, int(num_classes), type(model).__name__)
     if task == "regression" and num_classes and not custom_loss:

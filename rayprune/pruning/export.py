@@ -52,6 +52,7 @@ def save_pruned(
     input_shape: Sequence[int],
     extra: Optional[Mapping[str, Any]] = None,
     torchscript: bool = True,
+    input_dtype: str = "float32",
 ) -> Path:
     """Write ``model`` (already pruned by ``plan``) to ``directory`` and return the directory.
 
@@ -71,12 +72,12 @@ def save_pruned(
 
     with atomic_directory(directory) as staging:  # the old export or the whole new one, never a mix
         _write_model_files(model, staging, architecture=architecture, plan=plan, input_shape=input_shape,
-                           extra=extra, torchscript=torchscript, version=__version__)
+                           extra=extra, torchscript=torchscript, version=__version__, input_dtype=input_dtype)
     return Path(directory)
 
 
 def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: PruningPlan, input_shape: Sequence[int],
-                       extra, torchscript: bool, version: str) -> None:
+                       extra, torchscript: bool, version: str, input_dtype: str = "float32") -> None:
     """Every file of a pruned-model directory into the (empty) folder ``out``; ``spec.json`` last."""
     cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_torch_save(cpu_state, out / WEIGHTS_FILE)
@@ -91,19 +92,20 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                traced = torch.jit.trace(module_copy, torch.zeros(1, *input_shape))
+                traced = torch.jit.trace(module_copy, torch.zeros(1, *input_shape, dtype=getattr(torch, input_dtype)))
                 with atomic_path(out / TORCHSCRIPT_FILE) as tmp:
                     torch.jit.save(traced, str(tmp))
                 ts_ok = True
         except Exception:  # many models cannot be traced; the other two formats remain
             ts_ok = False
-    onnx_error, onnx_exporter = _write_onnx(module_copy, out / ONNX_FILE, input_shape)
+    onnx_error, onnx_exporter = _write_onnx(module_copy, out / ONNX_FILE, input_shape, input_dtype)
     spec = {
         "format": SPEC_FORMAT,
         "rayprune_version": version,
         "torch_version": torch.__version__,
         "architecture": dict(architecture) if architecture is not None else None,
         "input_shape": list(input_shape),
+        "input_dtype": input_dtype,
         "files": {
             "weights": WEIGHTS_FILE,
             "module": MODULE_FILE if module_ok else None,
@@ -118,7 +120,8 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
     atomic_write_text(out / SPEC_FILE, json.dumps(spec, indent=1))
 
 
-def _write_onnx(model: nn.Module, path: Path, input_shape: Sequence[int]) -> tuple[Optional[str], Optional[str]]:
+def _write_onnx(model: nn.Module, path: Path, input_shape: Sequence[int], input_dtype: str = "float32"
+                ) -> tuple[Optional[str], Optional[str]]:
     """Export ``model`` to ONNX at ``path``: ``(None, the exporter)`` if written, else ``(why not in one line,
     None)``."""
     from .onnx_export import ONNX_INSTALL_HINT, export_onnx, onnx_missing
@@ -126,7 +129,7 @@ def _write_onnx(model: nn.Module, path: Path, input_shape: Sequence[int]) -> tup
     if onnx_missing():
         return f"onnx not installed ({ONNX_INSTALL_HINT})", None
     try:
-        return None, export_onnx(model, path, input_shape)
+        return None, export_onnx(model, path, input_shape, input_dtype)
     except Exception as exc:  # the other formats are written all the same
         reason = " ".join(str(exc).split()) or "(no message)"
         return f"{type(exc).__name__}: {reason}"[:500], None

@@ -91,18 +91,22 @@ _EXPORTERS: tuple[tuple[str, Callable[[nn.Module, torch.Tensor], bytes]], ...] =
 )
 
 
-def onnx_bytes(model: nn.Module, input_shape: Sequence[int]) -> bytes:
-    """The serialised ONNX model of ``model`` in eval mode on CPU (``model`` itself is left as it is).
+def onnx_bytes(model: nn.Module, input_shape: Sequence[int], input_dtype: str = "float32") -> bytes:
+    """The serialised ONNX model of ``model`` in eval mode on CPU (``model`` itself is left as it is), taking
+    ``input_dtype`` inputs (``"int64"``: token ids).
 
     Raises ``RuntimeError`` naming each exporter's failure when none of them can export it.
     """
-    return _exported(model, input_shape)[1]
+    return _exported(model, input_shape, input_dtype)[1]
 
 
-def _exported(model: nn.Module, input_shape: Sequence[int]) -> tuple[str, bytes]:
+def _exported(model: nn.Module, input_shape: Sequence[int], input_dtype: str = "float32") -> tuple[str, bytes]:
     """``(the exporter that wrote it, the serialised ONNX model)``: :func:`onnx_bytes`."""
     net = copy.deepcopy(model).to("cpu").eval()
-    x = torch.randn(_EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))  # global RNG untouched
+    if input_dtype == "int64":  # token ids: id 0 exists in every vocabulary
+        x = torch.zeros(_EXAMPLE_BATCH, *input_shape, dtype=torch.int64)
+    else:
+        x = torch.randn(_EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))  # global RNG untouched
     failures = []
     for name, exporter in _EXPORTERS:
         try:
@@ -114,15 +118,17 @@ def _exported(model: nn.Module, input_shape: Sequence[int]) -> tuple[str, bytes]
     raise RuntimeError("ONNX export failed (" + "; ".join(failures) + ")")
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int]) -> str:
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int],
+                input_dtype: str = "float32") -> str:
     """Write ``model`` to ``path`` as ONNX (batch dimension dynamic), atomically; returns which exporter wrote it.
 
-    ``input_shape`` is one sample's shape, e.g. ``(3, 32, 32)``. Raises ``ImportError`` naming the
-    extra when ``onnx`` is not installed, ``RuntimeError`` when the model cannot be exported.
+    ``input_shape`` is one sample's shape, e.g. ``(3, 32, 32)``; ``input_dtype`` what it takes (``"int64"``:
+    token ids). Raises ``ImportError`` naming the extra when ``onnx`` is not installed, ``RuntimeError`` when
+    the model cannot be exported.
     """
     if onnx_missing():
         raise ImportError(f"onnx not installed ({ONNX_INSTALL_HINT})")
-    name, data = _exported(model, input_shape)
+    name, data = _exported(model, input_shape, input_dtype)
     atomic_write_bytes(path, data)
     return name
 
