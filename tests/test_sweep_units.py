@@ -93,6 +93,27 @@ def test_the_handlers_tune_leaves_behind_are_put_back_after_the_trials():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
+def test_sigterm_marks_the_sweep_interrupted_before_anything_else(tmp_path):
+    """A scheduler's SIGTERM to the process group also stops the driver's local Ray: the driver never got back from
+    Tune, and sweep.json said 'running' for a sweep that was dead."""
+    import json
+    import signal
+
+    from rayprune.sweeps.driver import _sigterm_stops_trials
+
+    (tmp_path / "sweep.json").write_text(json.dumps({"status": "running", "agents": ["random"]}))
+    outer = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    stopped = []
+    try:
+        signal.signal(signal.SIGUSR1, lambda *a: stopped.append(1))  # Tune's graceful stop
+        with _sigterm_stops_trials(tmp_path):
+            signal.raise_signal(signal.SIGTERM)
+        assert stopped == [1] and json.loads((tmp_path / "sweep.json").read_text())["status"] == "interrupted"
+    finally:
+        for sig, handler in outer.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
 def test_resume_refuses_a_sweep_whose_model_source_changed_since_it_started(tmp_path, monkeypatch):
     """A resumed sweep must prune the base its candidates came from; a changed factory would retrain another."""
     import sys

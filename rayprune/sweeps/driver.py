@@ -424,7 +424,7 @@ def run_sweep(
             ),
         )
     total = len(sweep_agents(cfg)) * cfg.sweep.seeds * cfg.search.evaluations
-    with _sigterm_stops_trials(), _tune_output(verbose), tune_endings_held(), \
+    with _sigterm_stops_trials(out), _tune_output(verbose), tune_endings_held(), \
             (progress_lines(out, total, log) if not verbose else contextlib.nullcontext()):
         results = tuner.fit()
     unfinished = unfinished_count(results, len(sweep_agents(cfg)) * cfg.sweep.seeds)
@@ -450,18 +450,25 @@ def run_sweep(
 
 
 @contextlib.contextmanager
-def _sigterm_stops_trials() -> Iterator[None]:
+def _sigterm_stops_trials(out: Optional[Path] = None) -> Iterator[None]:
     """While Tune runs the trials, SIGTERM (what a job scheduler or `kill` sends) stops them as Ctrl-C does:
     through Tune's graceful stop (SIGUSR1), so the driver then says the sweep was interrupted and how to resume,
-    instead of dying inside Ray with a stack dump. After it, every handler is what it was before (Ctrl-C during the
-    selection interrupts it). Outside this block, and off the main thread, nothing changes."""
+    instead of dying inside Ray with a stack dump. ``out``: ``sweep.json`` says ``interrupted`` at once, before any
+    Ray call — a scheduler's SIGTERM to the whole process group also stops the local Ray the driver started, and
+    the driver then never got back from Tune to say so. After it, every handler is what it was before (Ctrl-C during
+    the selection interrupts it). Outside this block, and off the main thread, nothing changes."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
         yield
         return
     # Tune installs its own SIGINT/SIGUSR1 handlers and leaves them in place after fit(): without restoring them,
     # Ctrl-C during the selection (re-rank, final fine-tunes: the long part) only printed Tune's stop warning
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
-    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGUSR1))
+    def stop(signum: int, frame: Any) -> None:
+        if out is not None:
+            _mark(out, "interrupted")  # a file write: no Ray, which may be going down with the whole group
+        signal.raise_signal(signal.SIGUSR1)
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         yield
     finally:
