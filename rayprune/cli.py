@@ -75,7 +75,7 @@ def _resolve(cfg, path):
 def cmd_validate(args: argparse.Namespace) -> int:
     from .problem import PruningProblem
 
-    cfg = _load(args)
+    cfg = _with_sweep_options(_load(args), args)  # --budgets: the levels a sweep would get
     # budgets depend on the architecture, not the weights: validate never trains the base model; built before
     # anything is printed, so that a data, model or cost error is the first thing a user reads. Its warnings are
     # said last, under the tables, not above a page of resolved config where they scroll away
@@ -354,7 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", action="store_true", help="also list the prunable groups")
     p.add_argument("--full", action="store_true",
                    help="print every resolved config value, not only the settings that differ from the defaults")
-    p.set_defaults(func=cmd_validate)
+    p.add_argument("--budgets", action="append", metavar="NAME=V1,V2,...",
+                   help="check these sweep levels (as `rayprune sweep --budgets` takes them) instead of sweep.budgets")
+    p.set_defaults(func=cmd_validate, seeds=None, agents=None, evaluations=None)
 
     p = sub.add_parser("train-base", help="train the config's base model and cache it")
     common(p)

@@ -135,6 +135,10 @@ def test_validate_checks_every_sweep_level(tmp_path, env):
     assert res.returncode == 3, res.stderr
     assert "params=0.5" in res.stdout and "params=0.001" in res.stdout  # the table of levels
     assert "params=0.001: params <=" in res.stderr and "params=0.5:" not in res.stderr  # only the bad one
+    # the levels about to be passed to `sweep --budgets`, checked before the sweep (validate had no --budgets)
+    res = rayprune("validate", config, "-q", "--budgets", "params=0.4,0.3", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "params=0.4" in res.stdout and "params=0.3" in res.stdout and "params=0.001" not in res.stdout
 
 
 def test_validate_catches_an_impossible_budget(tiny_config, env):
