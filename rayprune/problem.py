@@ -121,7 +121,7 @@ def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]
                f"{100 * majority:.1f} %); a metric of yours that weighs the classes (search.metric) may judge it better")
     else:
         data = problem.data
-        scalable = problem.config.data.name == "tabular"  # data.scale applies to a CSV/Parquet table only
+        scalable = _takes_scale(problem.config)
         how = ("rayprune scales tabular columns to the train split's range; " + (
                "set data.scale: none if the model expects the columns as the file holds them" if scalable else
                "to feed them as the file holds them (token ids, say), return the arrays from a data function of "
@@ -155,7 +155,8 @@ def warn_if_carved(cfg: Config, data: Any, log: Callable[[str], None], *, traine
         how = f"store your own {' and '.join(f'x_{s}/y_{s}' for s in carved)} arrays in the file"
     else:
         how = "hand over your own held-out splits"
-    log(f"warning: rayprune split the {rows} rows off {cfg.data.path or cfg.data.name} "
+    log(f"warning: rayprune split the {rows} {'images' if cfg.data.name == 'imagefolder' else 'rows'} off "
+        f"{cfg.data.path or cfg.data.root or cfg.data.name} "
         f"(data.val_fraction, data.test_fraction, by the config's seed); if your model was trained on "
         f"those rows, its scores (and every candidate's) are partly measured on training data: {how}.")
 
@@ -185,17 +186,38 @@ def fed_as_the_model_reads_it(model: nn.Module, data: Any, cfg: Config) -> Any:
     except FloatIdsRefused as err:
         ids = data.as_token_ids()
         if ids is None:
+            scaled = data.mean is not None or getattr(data, "feature_low", None) is not None
             why = ("they are streamed (data.streaming), and streamed inputs are cast to float32" if data.streamed else
-                   "rayprune scaled or normalised them (an .npz file's or a table's columns are scaled to the train "
-                   "split's range): return the arrays from a data function of yours (data.name: "
-                   "package.module:function), whose data is used as given" if data.mean is not None
-                   or getattr(data, "feature_low", None) is not None else
+                   "rayprune read the samples as images (2-D samples get a channel axis)" if data.kind == "image" else
+                   "rayprune scaled them to the train split's range: set data.scale: none" if scaled
+                   and _takes_scale(cfg) else
+                   "rayprune scaled or normalised them (an .npz file's columns are scaled to the train split's range): "
+                   "return the arrays from a data function of yours (data.name: package.module:function), whose data "
+                   "is used as given" if scaled else
                    "they are not all whole numbers >= 0 (below 2**24)")
             raise UserError(f"{err}; rayprune feeds token ids as int64 when they reach it unscaled, but not these: "
                             f"{why}. Or cast the ids in your forward (`self.embedding(x.long())`).") from err
-        data = ids
-        check("int64")
-        return data
+    except UserError as err:  # failed before its embedding saw the float probe (e.g. padding counted on zeros)
+        ids = data.as_token_ids() if any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules()) \
+            else None
+        if ids is None:
+            raise
+        try:
+            check_model_for_data(model, tuple(ids.input_shape), task=ids.task, num_classes=ids.num_classes,
+                                 custom_loss=cfg.engine.loss is not None, input_dtype="int64")
+        except UserError:
+            raise err from None
+    data = ids
+    check("int64")
+    if "neon" in {cfg.search.agent, *cfg.sweep.agents}:
+        raise UserError("The neon agent prunes small tabular MLPs on float features; this model reads token ids "
+                        "(int64) with an nn.Embedding: use a search agent (random, evolution, crl, tpe).")
+    return data
+
+
+def _takes_scale(cfg: Config) -> bool:
+    """Whether the config's dataset takes ``data.scale`` (a table: ``tabular``, ``sklearn:*``)."""
+    return cfg.data.name == "tabular" or str(cfg.data.name).startswith("sklearn:")
 
 
 def _channel_axis_hint(model: nn.Module, data: Any) -> str:
@@ -223,7 +245,7 @@ def _base_score(objective: Any, model: nn.Module, data: Any, split: str, device:
         return objective.score(model, _split_of(data, split, device), context)
     except MetricError as exc:
         raise UserError(f"{exc} (on the base model, before any candidate: fix the metric first)") from None
-    except (UserError, KeyboardInterrupt, MemoryError):
+    except (UserError, KeyboardInterrupt, MemoryError, torch.cuda.OutOfMemoryError):
         raise
     except Exception as exc:  # the user's forward on the user's data: any error is theirs to see, with where
         raise UserError(
@@ -315,7 +337,8 @@ class PruningProblem:
                 raise
             raise UserError(f"{err}{hint}") from err
         model.eval()
-        example = torch.zeros((1, *data.input_shape), device=device, dtype=getattr(torch, data.input_dtype))
+        example = (torch.ones if data.input_dtype == "int64" else torch.zeros)(  # token id 1: 0 is padding
+            (1, *data.input_shape), device=device, dtype=getattr(torch, data.input_dtype))
         space = PruningSpace(
             model, example, importance=cfg.pruning.importance, round_to=cfg.pruning.round_to,
             ignored_layers=cfg.pruning.ignored_layers, unbuildable=unbuildable,
@@ -465,14 +488,15 @@ class PruningProblem:
         return self.space.build([c / g.channels for c, g in zip(self.min_keep_counts, self.space.groups)])
 
     def unpruned_parameters(self) -> list[tuple[str, str, int]]:
-        """``(name, type, parameters)`` of each module whose own parameters the smallest model keeps whole (no group
-        prunes them: an embedding feeding a Conv1d through a transpose, a layer in pruning.ignored_layers, a group left
-        whole), largest first: what no pruning.min_keep can remove."""
-        base = dict(self.space.base.named_modules())
-        whole = []
-        for name, module in self._smallest_model().named_modules():
-            own, ref = list(module.parameters(recurse=False)), base.get(name)
-            if own and ref is not None and [p.shape for p in own] == [q.shape for q in ref.parameters(recurse=False)]:
+        """``(name, type, parameters)`` of each module with parameters of its own that no prunable group edits (an
+        embedding feeding a Conv1d through a transpose, a layer in pruning.ignored_layers, a group left whole), largest
+        first: what no pruning.min_keep can remove. A parameter shared by several modules is counted once."""
+        touched = {member.target for group in self.space.groups for member in group.members}
+        whole, seen = [], set()
+        for name, module in self.space.base.named_modules():
+            own = [p for p in module.parameters(recurse=False) if id(p) not in seen]
+            seen.update(id(p) for p in module.parameters(recurse=False))
+            if own and name not in touched:
                 whole.append((name or "(the model's own)", type(module).__name__, sum(p.numel() for p in own)))
         return sorted(whole, key=lambda item: -item[2])
 

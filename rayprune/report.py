@@ -146,7 +146,9 @@ def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
             mine = int((group["level"] == level.name).sum()) if "level" in group.columns else len(group)
             if _seeds_of(group) > 1:
                 best = [candidates_for(trial, level)["accuracy"].max() for _, trial in group.groupby("seed")]
-                cells.append(f"{format_spread(best, metric)} ({mine})")
+                found = sum(1 for b in best if b is not None and not pd.isna(b))
+                some = f" [{found}/{len(best)} trials]" if found < len(best) else ""  # the others: nothing fits
+                cells.append(f"{format_spread(best, metric)}{some} ({mine})")
                 continue
             fit = candidates_for(group, level)
             cells.append(f"{format_metric(fit['accuracy'].max(), metric)} ({mine})" if not fit.empty else f"- ({mine})")

@@ -293,6 +293,15 @@ def test_an_unreachable_params_budget_names_the_layers_no_group_prunes():
     with pytest.raises(BudgetUnreachable) as err:  # the embedding alone fits: lowering min_keep may help
         check_reachable(problem(0.97, 0.9))
     assert "Lower pruning.min_keep or raise the budget. 80" in str(err.value) and "No pruning" not in str(err.value)
+    # a small layer that min_keep rounds up to all its channels is still pruned at a lower min_keep: not "fixed"
+    small = dataset_from_splits((torch.randn(60, 20, generator=g), torch.arange(60) % 2))
+    cfg = parse_config({"model": {"name": "<in-memory> Sequential"}, "data": {"name": "<in-memory> data"},
+                        "pruning": {"min_keep": 0.9}, "budgets": {"params": 0.5}}, source="test")
+    mlp = PruningProblem.from_parts(cfg, small, nn.Sequential(nn.Linear(20, 3), nn.ReLU(), nn.Linear(3, 2)),
+                                    {"source": "in-memory"}, device=torch.device("cpu"))
+    assert mlp.unpruned_parameters() == []
+    with pytest.raises(BudgetUnreachable, match=r"Lower pruning.min_keep or raise the budget\.$"):
+        check_reachable(mlp)
 
 
 def test_validation_and_test_split_off_a_trained_models_own_data_are_warned_about(tmp_path):
@@ -404,6 +413,39 @@ def test_prune_a_text_model_fed_token_ids(ray_session, tmp_path):
     assert session.get_inputs()[0].type == "tensor(int64)"
     out = session.run(None, {session.get_inputs()[0].name: ids.numpy().astype(np.int64)})[0]
     assert np.allclose(out, expected.numpy(), atol=1e-4)
+
+
+def test_token_ids_probe_with_a_real_id_not_padding_and_neon_is_refused():
+    """Every probe was token id 0 (padding): a model that drops padding (lengths from x != 0) was refused as if its
+    input shape were wrong; and neon, which prunes tabular MLPs on floats, crashed inside its episode."""
+    from rayprune.config import parse_config
+    from rayprune.data import dataset_from_splits
+    from rayprune.problem import PruningProblem
+
+    class DropsPadding(nn.Module):  # refuses an all-padding batch, as pack_padded_sequence does (lengths of 0)
+        def __init__(self):
+            super().__init__()
+            self.emb, self.hidden, self.head = nn.Embedding(40, 8), nn.Linear(8, 16), nn.Linear(16, 2)
+
+        def forward(self, x):
+            lengths = (x != 0).sum(dim=1)
+            if bool((lengths == 0).any()):
+                raise RuntimeError("Length of all samples has to be greater than 0")
+            return self.head(torch.relu(self.hidden(self.emb(x).sum(dim=1) / lengths.unsqueeze(1))))
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(1, 40, (60, 12), generator=g)
+    data = dataset_from_splits((x[:40], torch.arange(40) % 2), (x[40:50], torch.arange(10) % 2),
+                               (x[50:], torch.arange(10) % 2))
+    cfg = parse_config({"model": {"name": "<in-memory> DropsPadding"}, "data": {"name": "<in-memory> data"},
+                        "budgets": {"params": 0.5}}, source="test")
+    problem = PruningProblem.from_parts(cfg, data, DropsPadding(), {"source": "in-memory"}, device=torch.device("cpu"))
+    assert problem.data.input_dtype == "int64" and problem.base_costs["params"] > 0
+    assert problem.context.example_inputs().unique().tolist() == [1]
+    neon = parse_config({"model": {"name": "<in-memory> DropsPadding"}, "data": {"name": "<in-memory> data"},
+                         "search": {"agent": "neon"}}, source="test")
+    with pytest.raises(UserError, match="The neon agent prunes small tabular MLPs on float features"):
+        PruningProblem.from_parts(neon, data, DropsPadding(), {"source": "in-memory"}, device=torch.device("cpu"))
 
 
 def test_token_ids_rayprune_scaled_are_refused_with_the_way_out(tmp_path):

@@ -302,11 +302,11 @@ def test_a_checkpoint_scored_on_splits_carved_from_its_image_folder_or_npz_is_wa
 
     _write_images(tmp_path / "flat", {"a": 8, "b": 8})  # class folders only: val and test carved
     [log] = warnings_for("imagefolder", tmp_path / "flat")
-    assert "split the val and test rows off" in log and "train/, val/ and test/ sub-folders" in log
+    assert "split the val and test images off" in log and "train/, val/ and test/ sub-folders" in log
     _write_images(tmp_path / "split" / "train", {"a": 8, "b": 8})
     _write_images(tmp_path / "split" / "test", {"a": 3, "b": 3}, seed=1)  # no val/: val carved from train/
     [log] = warnings_for("imagefolder", tmp_path / "split")
-    assert "split the val rows off" in log and "(the val one is missing)" in log
+    assert "split the val images off" in log and "(the val one is missing)" in log
     _write_images(tmp_path / "split" / "val", {"a": 3, "b": 3}, seed=2)
     assert warnings_for("imagefolder", tmp_path / "split") == []  # every split the user's own
 
@@ -427,3 +427,12 @@ def test_a_pandas_frame_and_series_are_an_x_y_pair() -> None:
         dataset_from_splits((frame.assign(town="north"), labels), None, None)
     with pytest.raises(UserError, match=r"is a pandas.DataFrame; pass it as an \(x, y\) pair"):
         dataset_from_splits(frame.assign(label=labels), None, None)
+
+
+def test_splits_of_two_input_dtypes_are_refused() -> None:
+    """int64 token ids in train and float32 in test: the model would be fed one dtype in search, another in test."""
+    from rayprune.data import Dataset
+
+    x, y = torch.ones(4, 3), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(UserError, match="Every split's x must have the same dtype; got train: torch.int64"):
+        Dataset("mixed", "tabular", x.long(), y, x.long(), y, x, y, num_classes=2, input_shape=(3,))

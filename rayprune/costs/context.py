@@ -52,9 +52,12 @@ class CostContext:
             )
 
     def example_inputs(self, batch_size: int | None = None, device: str | torch.device | None = None) -> torch.Tensor:
-        """A zeros batch of the configured shape and dtype (token ids 0 for an int64 input)."""
+        """A zeros batch of the configured shape; for int64 inputs token id 1 everywhere (0 is padding by convention,
+        and an all-padding batch is one a model may refuse or run differently)."""
         n = self.batch_size if batch_size is None else batch_size
-        return torch.zeros((n, *self.input_shape), device=device or self.device, dtype=getattr(torch, self.input_dtype))
+        if self.input_dtype == "int64":
+            return torch.ones((n, *self.input_shape), device=device or self.device, dtype=torch.int64)
+        return torch.zeros((n, *self.input_shape), device=device or self.device)
 
 
 #: Every cost has this signature: measured on the candidate that was actually built.

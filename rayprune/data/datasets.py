@@ -110,6 +110,9 @@ class Dataset:
             )
         for split in ("train", "val", "test"):
             self._check_split(split)
+        dtypes = {split: getattr(self, f"x_{split}").dtype for split in ("train", "val", "test")}
+        if len(set(dtypes.values())) > 1:  # a model is fed one dtype (input_dtype reads the train split's)
+            raise UserError(f"Every split's x must have the same dtype; got {', '.join(f'{k}: {v}' for k, v in dtypes.items())}.")
 
     def _check_split(self, split: str) -> None:
         x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")

@@ -229,7 +229,8 @@ def check_input_shape(model: nn.Module, input_shape: tuple[int, ...], input_dtyp
     model.eval()
     try:
         with torch.no_grad():
-            return model(torch.zeros((2, *shape), device=device, dtype=dtype))
+            probe = torch.ones if dtype == torch.int64 else torch.zeros  # token id 1: 0 is padding by convention
+            return model(probe((2, *shape), device=device, dtype=dtype))
     except Exception as err:  # noqa: BLE001 - any failure means the shape is not accepted
         if _wants_integer_inputs(model, err):
             raise FloatIdsRefused(

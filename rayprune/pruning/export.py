@@ -92,7 +92,9 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                traced = torch.jit.trace(module_copy, torch.zeros(1, *input_shape, dtype=getattr(torch, input_dtype)))
+                example = (torch.ones(1, *input_shape, dtype=torch.int64) if input_dtype == "int64"  # id 1: not padding
+                           else torch.zeros(1, *input_shape))
+                traced = torch.jit.trace(module_copy, example)
                 with atomic_path(out / TORCHSCRIPT_FILE) as tmp:
                     torch.jit.save(traced, str(tmp))
                 ts_ok = True

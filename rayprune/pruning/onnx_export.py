@@ -103,8 +103,8 @@ def onnx_bytes(model: nn.Module, input_shape: Sequence[int], input_dtype: str = 
 def _exported(model: nn.Module, input_shape: Sequence[int], input_dtype: str = "float32") -> tuple[str, bytes]:
     """``(the exporter that wrote it, the serialised ONNX model)``: :func:`onnx_bytes`."""
     net = copy.deepcopy(model).to("cpu").eval()
-    if input_dtype == "int64":  # token ids: id 0 exists in every vocabulary
-        x = torch.zeros(_EXAMPLE_BATCH, *input_shape, dtype=torch.int64)
+    if input_dtype == "int64":  # token ids: id 1 (0 is padding by convention: an all-padding trace is another graph)
+        x = torch.ones(_EXAMPLE_BATCH, *input_shape, dtype=torch.int64)
     else:
         x = torch.randn(_EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))  # global RNG untouched
     failures = []

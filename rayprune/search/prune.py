@@ -81,8 +81,8 @@ def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = Non
 def _fixed_params_text(problem: PruningProblem, levels: list[Level], smallest: dict[str, float]) -> tuple[str, bool]:
     """For a missed params budget: how many of the smallest model's parameters sit in layers no group prunes (naming
     the largest), and, when those alone break the limit (the bool), that no pruning.min_keep can meet it."""
-    limits = [lvl.limits["params"] for lvl in levels if "params" in lvl.limits and not within(smallest["params"],
-                                                                                               lvl.limits["params"])]
+    missed = [(k, lim) for lvl in levels for k, lim in lvl.limits.items() if not within(smallest[k], lim)]
+    limits = [lim for k, lim in missed if k == "params"]
     if not limits:
         return "", False
     whole = problem.unpruned_parameters()
@@ -91,7 +91,7 @@ def _fixed_params_text(problem: PruningProblem, levels: list[Level], smallest: d
         return "", False
     named = ", ".join(f"{name} ({kind}, {human(n)})" for name, kind, n in whole[:3]) + (
         f" and {len(whole) - 3} more" if len(whole) > 3 else "")
-    if fixed > min(limits):
+    if fixed > max(limits) and all(k == "params" for k, _ in missed):  # no min_keep helps any missed budget
         return (f" No pruning.min_keep reaches it: {human(fixed)} of the smallest model's {human(smallest['params'])} "
                 f"parameters are in layers no group prunes ({named}), more than the limit; rayprune prunes the channels "
                 f"of convolutions, linear layers and attention and what is coupled to them (`validate --groups` lists "
