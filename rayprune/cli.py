@@ -318,7 +318,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                                   budgets=args.budgets or (), seeds=args.seeds,
                                   max_concurrent_trials=args.max_concurrent_trials, agents=args.agents,
                                   evaluations=args.evaluations, metadata=metadata,
-                                  follow=not args.no_follow)
+                                  follow=not args.no_follow, first_seed=args.first_seed)
     if status is None:
         return 0
     return 0 if status.endswith("SUCCEEDED") else 1
@@ -413,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budgets", action="append", metavar="NAME=V1,V2,...", help="as for `rayprune sweep`")
     p.add_argument("--agents", metavar="A,B,...", help="as for `rayprune sweep`")
     p.add_argument("--seeds", type=int)
+    p.add_argument("--first-seed", type=int, metavar="N", help="as for `rayprune sweep`")
     p.add_argument("--evaluations", type=int, help="as for `rayprune sweep`")
     p.add_argument("--max-concurrent-trials", type=int)
     p.add_argument("--no-follow", action="store_true", help="print the job id and return")

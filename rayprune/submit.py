@@ -20,7 +20,7 @@ __all__ = ["submit_sweep", "sweep_entrypoint"]
 
 def sweep_entrypoint(config: str, out: str, *, budgets: Sequence[str] = (), seeds: Optional[int] = None,
                      max_concurrent_trials: Optional[int] = None, agents: Optional[str] = None,
-                     evaluations: Optional[int] = None) -> str:
+                     evaluations: Optional[int] = None, first_seed: Optional[int] = None) -> str:
     """The shell command the job runs (``rayprune sweep ...``)."""
     parts = ["rayprune", "sweep", config, "--out", out, "-q"]
     for b in budgets:
@@ -31,6 +31,8 @@ def sweep_entrypoint(config: str, out: str, *, budgets: Sequence[str] = (), seed
         parts += ["--evaluations", str(evaluations)]
     if seeds is not None:
         parts += ["--seeds", str(seeds)]
+    if first_seed is not None:
+        parts += ["--first-seed", str(first_seed)]
     if max_concurrent_trials is not None:
         parts += ["--max-concurrent-trials", str(max_concurrent_trials)]
     return " ".join(shlex.quote(p) for p in parts)
@@ -64,7 +66,8 @@ def upload_excludes(working_dir: Path, out: str) -> list[str]:
 def submit_sweep(address: str, config_path: str | Path, out: str, *, working_dir: str | Path = ".",
                  budgets: Sequence[str] = (), seeds: Optional[int] = None, max_concurrent_trials: Optional[int] = None,
                  agents: Optional[str] = None, evaluations: Optional[int] = None,
-                 metadata: Optional[dict[str, str]] = None, follow: bool = True, log=print) -> tuple[str, Optional[str]]:
+                 metadata: Optional[dict[str, str]] = None, follow: bool = True, log=print,
+                 first_seed: Optional[int] = None) -> tuple[str, Optional[str]]:
     """Submit the sweep; returns ``(job_id, final status or None if not followed to the end)``."""
     from ._auth import use_cluster_token
 
@@ -84,7 +87,8 @@ def submit_sweep(address: str, config_path: str | Path, out: str, *, working_dir
         raise UserError(f"The config {config_path} must be inside the job's working directory {working_dir} "
                          "(it is uploaded with the job); pass --working-dir.") from None
     entrypoint = sweep_entrypoint(str(rel_config), out, budgets=budgets, seeds=seeds,
-                                  max_concurrent_trials=max_concurrent_trials, agents=agents, evaluations=evaluations)
+                                  max_concurrent_trials=max_concurrent_trials, agents=agents, evaluations=evaluations,
+                                  first_seed=first_seed)
     client = JobSubmissionClient(address)
     runtime_env: dict[str, Any] = {"working_dir": str(working_dir), "excludes": upload_excludes(working_dir, out)}
     job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata=dict(metadata or {}))

@@ -53,9 +53,9 @@ def test_a_submitted_sweep_runs_the_same_options_as_a_local_one():
     from rayprune.submit import sweep_entrypoint
 
     cmd = sweep_entrypoint("cfg dir/c.yaml", "/shared/o", budgets=["params=0.5,0.25"], seeds=2, agents="crl,random",
-                           evaluations=64, max_concurrent_trials=3)
+                           evaluations=64, max_concurrent_trials=3, first_seed=5)
     assert cmd == ("rayprune sweep 'cfg dir/c.yaml' --out /shared/o -q --budgets params=0.5,0.25 --agents crl,random "
-                   "--evaluations 64 --seeds 2 --max-concurrent-trials 3")
+                   "--evaluations 64 --seeds 2 --first-seed 5 --max-concurrent-trials 3")
 
 
 def test_a_ctrl_c_is_told_apart_from_a_finished_sweep():
