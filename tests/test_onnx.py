@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ConcatResidualNet
+from torch import nn
 
 from rayprune.config import ConfigError, LatencyConfig, parse_config
 from rayprune.costs import CostContext, count_params, measure_latency_ms
@@ -186,6 +187,32 @@ def test_latency_in_each_runtime_is_positive_and_finite(concat_net, runtime):
     latency = measure_latency_ms(concat_net, ctx)
     assert math.isfinite(latency) and latency > 0
     assert concat_net.training and torch.get_num_threads() == threads  # left as it was
+
+
+@pytest.mark.parametrize("runtime", LATENCY_RUNTIMES)
+def test_every_cost_runs_on_a_model_fed_token_ids(runtime):
+    """Token ids (int64) through every latency runtime, MACs and peak memory: each makes its input from the context."""
+    from rayprune.costs import count_macs, measure_peak_memory_mb
+
+    if runtime == "onnxruntime":
+        _ort()
+
+    class TextNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.conv, self.head = nn.Embedding(30, 8), nn.Conv1d(8, 16, 3), nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.head(self.conv(self.emb(x).transpose(1, 2)).mean(dim=2))
+
+    net = TextNet().eval()
+    ctx = CostContext(input_shape=(10,), batch_size=2, threads=1, warmup=1, repeats=2, runtime=runtime,
+                      input_dtype="int64")
+    assert ctx.example_inputs().dtype == torch.int64
+    latency = measure_latency_ms(net, ctx)
+    assert math.isfinite(latency) and latency > 0
+    assert count_macs(net, ctx) == 16 * 8 * 3 * 8 + 16 * 2  # the conv over 8 positions, the head
+    assert measure_peak_memory_mb(net, ctx) >= 0
 
 
 def test_onnxruntime_latency_without_onnxruntime_names_the_extra(concat_net, monkeypatch):
