@@ -1,6 +1,6 @@
 """How many candidates crl proposes per rollout and per search: PPO's batch is fixed, so each policy's share of
 ``search.batch_size`` is rounded up to whole lockstep rounds of ``search.crl.num_envs`` episodes, and a search ends
-with a whole rollout. Light on purpose (no Ray, RLlib or torch): headers count with it before any agent is made."""
+with a whole rollout. Light on purpose (no Ray or RLlib): headers count with it before any agent is made."""
 
 from __future__ import annotations
 

@@ -206,7 +206,7 @@ def output_layer_name(model: nn.Module) -> str | None:
 
 def check_input_shape(model: nn.Module, input_shape: tuple[int, ...], input_dtype: str = "float32") -> Any:
     """Run one forward pass on a zero batch of 2 to check that the model takes ``input_shape``; returns
-    the model's output on it. ``input_dtype`` ``"int64"``: token ids (zeros) instead of float inputs; a model
+    the model's output on it. ``input_dtype`` ``"int64"``: token ids (id 1) instead of float inputs; a model
     refusing float inputs because an nn.Embedding reads them raises :class:`FloatIdsRefused`.
 
     ``input_shape`` excludes the batch dimension. The pass runs in eval mode without gradients;
