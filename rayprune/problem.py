@@ -36,6 +36,7 @@ from .data import Dataset, StreamedDataset, load_dataset
 from .data.datasets import input_hint
 from .engine.objective import DataSplit, MetricError, Objective, resolve_objective
 from .errors import UserError
+from .inputs import probe_inputs
 from .models import check_model_for_data
 from .names import is_in_memory
 from .pruning import PruningSpace
@@ -197,18 +198,18 @@ def fed_as_the_model_reads_it(model: nn.Module, data: Any, cfg: Config) -> Any:
                    "they are not all whole numbers >= 0 (below 2**24)")
             raise UserError(f"{err}; rayprune feeds token ids as int64 when they reach it unscaled, but not these: "
                             f"{why}. Or cast the ids in your forward (`self.embedding(x.long())`).") from err
+        data = ids
+        check("int64")
     except UserError as err:  # failed before its embedding saw the float probe (e.g. padding counted on zeros)
         ids = data.as_token_ids() if any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules()) \
             else None
         if ids is None:
             raise
+        data = ids
         try:
-            check_model_for_data(model, tuple(ids.input_shape), task=ids.task, num_classes=ids.num_classes,
-                                 custom_loss=cfg.engine.loss is not None, input_dtype="int64")
+            check("int64")
         except UserError:
             raise err from None
-    data = ids
-    check("int64")
     if "neon" in {cfg.search.agent, *cfg.sweep.agents}:
         raise UserError("The neon agent prunes small tabular MLPs on float features; this model reads token ids "
                         "(int64) with an nn.Embedding: use a search agent (random, evolution, crl, tpe).")
@@ -337,8 +338,7 @@ class PruningProblem:
                 raise
             raise UserError(f"{err}{hint}") from err
         model.eval()
-        example = (torch.ones if data.input_dtype == "int64" else torch.zeros)(  # token id 1: 0 is padding
-            (1, *data.input_shape), device=device, dtype=getattr(torch, data.input_dtype))
+        example = probe_inputs(1, tuple(data.input_shape), data.input_dtype, device=device)
         space = PruningSpace(
             model, example, importance=cfg.pruning.importance, round_to=cfg.pruning.round_to,
             ignored_layers=cfg.pruning.ignored_layers, unbuildable=unbuildable,
@@ -483,10 +483,6 @@ class PruningProblem:
             self._timing = PairedTiming(self.base_model, timed, self.context, self.base_costs)
         return self._timing
 
-    def _smallest_model(self) -> nn.Module:
-        """The smallest model in the space: every group at its min_keep count."""
-        return self.space.build([c / g.channels for c, g in zip(self.min_keep_counts, self.space.groups)])
-
     def unpruned_parameters(self) -> list[tuple[str, str, int]]:
         """``(name, type, parameters)`` of each module with parameters of its own that no prunable group edits (an
         embedding feeding a Conv1d through a transpose, a layer in pruning.ignored_layers, a group left whole), largest
@@ -504,7 +500,7 @@ class PruningProblem:
         """Costs of the smallest model in the space: what each budget can get down to at best."""
         from .costs.registry import CostFunctionError
 
-        model = self._smallest_model()
+        model = self.space.build([c / g.channels for c, g in zip(self.min_keep_counts, self.space.groups)])
         try:
             return self.measure(model)
         except CostFunctionError as err:  # the first pruned model a cost function sees: say which one it was

@@ -48,7 +48,7 @@ import torch
 from ..config import CRLConfig
 from ..names import LAMBDA, VIOLATION_RATE, progress_key
 from .base import Outcome, Proposal, SearchAgent
-from .crl_batches import _policy_groups, _whole_rounds
+from .crl_batches import policy_groups, whole_rounds
 from .env import CANDIDATE_INFO, LEVEL_INFO, PruningEnvSpec, PruningVectorEnv
 from .space import SearchSpace
 
@@ -354,7 +354,7 @@ class _Policy:
         self.spec = PruningEnvSpec.from_space(space, self.levels, action_wall=config.action_wall,
                                               budget_fill=config.budget_fill, action=config.action)
         num_envs = max(1, min(config.num_envs, episodes))
-        self.episodes = _whole_rounds(episodes, config.num_envs)
+        self.episodes = whole_rounds(episodes, config.num_envs)
         steps = self.episodes * space.num_groups
         register_env(ENV_NAME, make_env)
         model_config: dict[str, Any] = {"fcnet_hiddens": list(config.hidden), "fcnet_activation": "tanh"}
@@ -434,7 +434,7 @@ class CRLAgent(SearchAgent):
             raise RuntimeError("The crl agent runs on Ray: connect first (rayprune.ray_session.connect).")
         self.config = config
         self.cost_keys = sorted({n for lvl in space.levels for n in lvl.limits})
-        groups = _policy_groups(space.num_levels, config)
+        groups = policy_groups(space.num_levels, config)
         per_policy = max(1, batch_size // len(groups))  # (crl_rollout_size says what this proposes per rollout)
         self.policies = [_Policy(space, g, episodes=per_policy, seed=seed * 101 + i, config=config,
                                  cost_keys=self.cost_keys) for i, g in enumerate(groups)]

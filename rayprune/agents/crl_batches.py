@@ -9,15 +9,15 @@ from typing import Any
 
 from ..config import CRLConfig
 
-__all__ = ["crl_rollout_size", "crl_evaluations", "rounds_note"]
+__all__ = ["crl_rollout_size", "crl_evaluations", "policy_groups", "rounds_note", "whole_rounds"]
 
 
-def _policy_groups(num_levels: int, config: CRLConfig) -> list[list[int]]:
+def policy_groups(num_levels: int, config: CRLConfig) -> list[list[int]]:
     """The levels each policy serves: one budget-conditioned policy for all, or one policy per level."""
     return [list(range(num_levels))] if config.budget_conditioned else [[i] for i in range(num_levels)]
 
 
-def _whole_rounds(episodes: int, num_envs: int) -> int:
+def whole_rounds(episodes: int, num_envs: int) -> int:
     """``episodes`` rounded up to whole lockstep rounds of the policy's vectorised envs."""
     num_envs = max(1, min(num_envs, episodes))
     return int(math.ceil(episodes / num_envs) * num_envs)
@@ -33,9 +33,9 @@ def crl_rollout_size(batch_size: int, num_levels: int, config: CRLConfig) -> int
     >>> crl_rollout_size(32, 3, CRLConfig(budget_conditioned=False))  # 3 policies of 10 -> 16 episodes each
     48
     """
-    groups = _policy_groups(num_levels, config)
+    groups = policy_groups(num_levels, config)
     per_policy = max(1, batch_size // len(groups))
-    return len(groups) * _whole_rounds(per_policy, config.num_envs)
+    return len(groups) * whole_rounds(per_policy, config.num_envs)
 
 
 def rounds_note(agent: str, search: Any, num_levels: int) -> str:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..inputs import probe_inputs
 
 __all__ = ["CostContext", "CostFn", "LATENCY_RUNTIMES"]
 
@@ -55,9 +56,7 @@ class CostContext:
         """A zeros batch of the configured shape; for int64 inputs token id 1 everywhere (0 is padding by convention,
         and an all-padding batch is one a model may refuse or run differently)."""
         n = self.batch_size if batch_size is None else batch_size
-        if self.input_dtype == "int64":
-            return torch.ones((n, *self.input_shape), device=device or self.device, dtype=torch.int64)
-        return torch.zeros((n, *self.input_shape), device=device or self.device)
+        return probe_inputs(n, tuple(self.input_shape), self.input_dtype, device=device or self.device)
 
 
 #: Every cost has this signature: measured on the candidate that was actually built.

@@ -30,11 +30,9 @@ from rayprune.data.streaming import DEFAULT_MAX_RESIDENT_MB, StreamedDataset, St
 from rayprune.data.tabular import SKLEARN_DATASETS, Table, load_sklearn_table, read_table
 
 from ..errors import UserError
+from ..inputs import INPUT_DTYPES
 
 __all__ = ["DATASET_NAMES", "TENSOR_FIELDS", "Dataset", "load_dataset"]
-
-#: the input dtypes a model may be fed: float32, or int64 token ids (for a model whose first layer is an nn.Embedding)
-INPUT_DTYPES = {"float32": torch.float32, "int64": torch.int64}
 
 TENSOR_FIELDS: tuple[str, ...] = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 """The :class:`Dataset` fields that hold tensors, in (x, y) pairs per split."""

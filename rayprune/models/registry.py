@@ -30,6 +30,7 @@ from rayprune.models.vgg import vgg11, vgg13, vgg16, vgg19
 
 from .._imports import import_user_module
 from ..errors import UserError, UserTypeError
+from ..inputs import probe_inputs
 
 __all__ = [
     "ModelFactoryError",
@@ -224,13 +225,11 @@ def check_input_shape(model: nn.Module, input_shape: tuple[int, ...], input_dtyp
     reference = next(iter(model.parameters()), None)
     device = reference.device if reference is not None else torch.device("cpu")
     dtype = reference.dtype if reference is not None and reference.is_floating_point() else None
-    dtype = torch.int64 if input_dtype == "int64" else dtype
     modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
         with torch.no_grad():
-            probe = torch.ones if dtype == torch.int64 else torch.zeros  # token id 1: 0 is padding by convention
-            return model(probe((2, *shape), device=device, dtype=dtype))
+            return model(probe_inputs(2, shape, input_dtype, device=device, float_dtype=dtype))
     except Exception as err:  # noqa: BLE001 - any failure means the shape is not accepted
         if _wants_integer_inputs(model, err):
             raise FloatIdsRefused(

@@ -33,6 +33,7 @@ from torch import nn
 
 from .._io import atomic_directory, atomic_path, atomic_torch_save, atomic_write_text, stale_copies
 from ..errors import UserError
+from ..inputs import probe_inputs
 from ..names import is_in_memory
 from .plan import PruningPlan, apply_plan
 
@@ -92,9 +93,7 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                example = (torch.ones(1, *input_shape, dtype=torch.int64) if input_dtype == "int64"  # id 1: not padding
-                           else torch.zeros(1, *input_shape))
-                traced = torch.jit.trace(module_copy, example)
+                traced = torch.jit.trace(module_copy, probe_inputs(1, tuple(input_shape), input_dtype))
                 with atomic_path(out / TORCHSCRIPT_FILE) as tmp:
                     torch.jit.save(traced, str(tmp))
                 ts_ok = True

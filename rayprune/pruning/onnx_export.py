@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .._io import atomic_write_bytes
+from ..inputs import probe_inputs
 
 __all__ = ["export_onnx", "onnx_bytes", "onnx_missing", "ONNX_INSTALL_HINT", "INPUT_NAME", "OUTPUT_NAME"]
 
@@ -103,8 +104,8 @@ def onnx_bytes(model: nn.Module, input_shape: Sequence[int], input_dtype: str = 
 def _exported(model: nn.Module, input_shape: Sequence[int], input_dtype: str = "float32") -> tuple[str, bytes]:
     """``(the exporter that wrote it, the serialised ONNX model)``: :func:`onnx_bytes`."""
     net = copy.deepcopy(model).to("cpu").eval()
-    if input_dtype == "int64":  # token ids: id 1 (0 is padding by convention: an all-padding trace is another graph)
-        x = torch.ones(_EXAMPLE_BATCH, *input_shape, dtype=torch.int64)
+    if input_dtype == "int64":  # token ids: the probe's id 1 (0 is padding: an all-padding trace is another graph)
+        x = probe_inputs(_EXAMPLE_BATCH, tuple(input_shape), input_dtype)
     else:
         x = torch.randn(_EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))  # global RNG untouched
     failures = []
