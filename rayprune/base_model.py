@@ -27,7 +27,7 @@ __all__ = ["architecture_of", "obtain_base_model", "base_cache_key", "weights_fi
 
 def architecture_of(cfg: Config, data: Dataset | StreamedDataset) -> dict[str, Any]:
     """Keyword arguments of :func:`rayprune.models.load_model` that rebuild the unpruned architecture."""
-    image = data.kind == "image"
+    image = data.kind in ("image", "sequence")  # (a sequence's channels and length, as an image's)
     return {
         "name": cfg.model.name,
         "num_classes": int(data.num_classes),

@@ -174,11 +174,14 @@ def check_streaming_agent(cfg: Config, data: Dataset | StreamedDataset, agent: O
 
 def fed_as_the_model_reads_it(model: nn.Module, data: Any, cfg: Config) -> Any:
     """``data`` checked against ``model`` (:func:`check_model_for_data`), its inputs made int64 token ids when the
-    model's nn.Embedding reads them and they reached rayprune unscaled (:meth:`Dataset.as_token_ids`)."""
+    model's nn.Embedding reads them and they reached rayprune unscaled (:meth:`Dataset.as_token_ids`), and 2-D
+    samples fed without the channel axis rayprune gave them when the model takes them so, e.g. (channels, length)
+    for a Conv1d (:meth:`Dataset.without_channel_axis`; in-memory data, not streamed)."""
     from .models.registry import FloatIdsRefused
 
-    def check(dtype: str) -> None:
-        check_model_for_data(model, tuple(data.input_shape), task=data.task, num_classes=data.num_classes,
+    def check(dtype: str, fed: Any = None) -> None:
+        fed = data if fed is None else fed
+        check_model_for_data(model, tuple(fed.input_shape), task=fed.task, num_classes=fed.num_classes,
                              custom_loss=cfg.engine.loss is not None, input_dtype=dtype)
 
     try:
@@ -200,7 +203,16 @@ def fed_as_the_model_reads_it(model: nn.Module, data: Any, cfg: Config) -> Any:
                             f"{why}. Or cast the ids in your forward (`self.embedding(x.long())`).") from err
         data = ids
         check("int64")
-    except UserError as err:  # failed before its embedding saw the float probe (e.g. padding counted on zeros)
+    except UserError as err:
+        # 2-D samples read as one-channel images, for a model that takes them as they were: (channels, length)
+        seq = data.without_channel_axis() if not data.streamed else None
+        if seq is not None:
+            try:
+                check(seq.input_dtype, seq)
+                return seq
+            except UserError:
+                pass
+        # failed before its embedding saw the float probe (e.g. padding counted on zeros)
         ids = data.as_token_ids() if any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules()) \
             else None
         if ids is None:
@@ -235,7 +247,7 @@ def _channel_axis_hint(model: nn.Module, data: Any) -> str:
         return ""
     return (f" (rayprune feeds these samples as one-channel images {shape} — 2-D samples get a channel axis — and "
             f"your model takes them without it, as {shape[1:]}, e.g. (channels, length) for a Conv1d: such samples "
-            f"are not fed as given yet; drop the axis in your forward, e.g. `x = x.squeeze(1)`, and the exported "
+            f"are fed as given only when they are held in memory, not streamed (data.streaming); drop the axis in your forward, e.g. `x = x.squeeze(1)`, and the exported "
             f"model then takes {shape} inputs too)")
 
 

@@ -233,9 +233,26 @@ def test_a_base_model_that_raises_on_a_splits_samples_is_an_error_naming_the_spl
         PruningProblem.from_parts(cfg, oov, Picky(), {"source": "in-memory"}, device=torch.device("cpu"))
 
 
-def test_a_conv1d_model_on_2d_samples_is_told_that_they_got_a_channel_axis():
-    """(mels, frames) samples were fed as (1, mels, frames) and a Conv1d model refused 'inputs of shape (1, 40, 100)'
-    with nothing saying rayprune added the axis; validate then called the inputs 'as given'."""
+def audio_net_class():
+    """A Conv1d classifier on (mels, frames) samples, as an audio engineer writes one (module level: picklable)."""
+
+    class AudioNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv1d(6, 16, 3, padding=1), nn.BatchNorm1d(16), nn.ReLU(),
+                                      nn.Conv1d(16, 16, 3, padding=1), nn.BatchNorm1d(16), nn.ReLU(),
+                                      nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(16, 3))
+
+        def forward(self, x):
+            return self.body(x)
+
+    return AudioNet
+
+
+def test_a_conv1d_model_on_2d_samples_is_fed_them_as_given():
+    """(mels, frames) samples were fed as (1, mels, frames) one-channel images, and a Conv1d model was refused
+    ('does not accept inputs of shape (1, 6, 20)') unless it dropped the axis in its forward. A model that takes the
+    samples as they were is fed them so now (kind 'sequence'); one that takes the images still gets them."""
     from rayprune.config import parse_config
     from rayprune.data import dataset_from_splits, preprocessing_of
     from rayprune.problem import PruningProblem
@@ -246,16 +263,61 @@ def test_a_conv1d_model_on_2d_samples_is_told_that_they_got_a_channel_axis():
     assert data.input_shape == (1, 6, 20)
     assert preprocessing_of(data)["steps"] == [
         "samples of shape (6, 20) given a channel axis: fed as (1, 6, 20), values as given (cast to float32)"]
-    net = nn.Sequential(nn.Conv1d(6, 8, 3), nn.BatchNorm1d(8), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
-                        nn.Linear(8, 3))
-    cfg = parse_config({"model": {"name": "<in-memory> Sequential"}, "data": {"name": "<in-memory> data"},
+    cfg = parse_config({"model": {"name": "<in-memory> AudioNet"}, "data": {"name": "<in-memory> data"},
                         "budgets": {"params": 0.5}}, source="test")
-    with pytest.raises(UserError, match=r"does not accept inputs of shape \(1, 6, 20\).*feeds these samples as "
-                                        r"one-channel images \(1, 6, 20\).*as \(6, 20\).*`x = x.squeeze\(1\)`"):
-        PruningProblem.from_parts(cfg, data, net, {"source": "in-memory"}, device=torch.device("cpu"))
-    squeezed = nn.Sequential(nn.Flatten(1, 2), *net)  # the advice: (N, 1, 6, 20) -> (N, 6, 20)
-    assert PruningProblem.from_parts(cfg, data, squeezed, {"source": "in-memory"},
-                                     device=torch.device("cpu")).base_costs["params"] > 0
+    problem = PruningProblem.from_parts(cfg, data, audio_net_class()(), {"source": "in-memory"},
+                                        device=torch.device("cpu"))
+    assert problem.data.kind == "sequence" and problem.data.input_shape == (6, 20)
+    assert torch.equal(problem.data.x_val, x[40:50]) and problem.data.augment is None
+    assert preprocessing_of(problem.data)["steps"] == [
+        "samples of shape (6, 20) fed as given, without a channel axis (the model reads them so, e.g. (channels, "
+        "length) for a Conv1d), values as given (cast to float32)"]
+    assert problem.base_costs["params"] > 0 and problem.context.input_shape == (6, 20)
+    image_net = nn.Sequential(nn.Flatten(), nn.Linear(120, 16), nn.ReLU(), nn.Linear(16, 3))  # takes either shape
+    assert PruningProblem.from_parts(cfg, data, image_net, {"source": "in-memory"},
+                                     device=torch.device("cpu")).data.input_shape == (1, 6, 20)
+    wrong = nn.Sequential(nn.Conv1d(5, 8, 3), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 3))  # 5 channels
+    with pytest.raises(UserError, match=r"does not accept inputs of shape \(1, 6, 20\)"):
+        PruningProblem.from_parts(cfg, data, wrong, {"source": "in-memory"}, device=torch.device("cpu"))
+
+
+def test_prune_a_conv1d_model_on_an_npz_of_2d_samples(ray_session, tmp_path):
+    """End to end from an .npz of (N, mels, frames) arrays, normalised as one-channel images: the search, the
+    exported files and spec.json all take (mels, frames) samples, and the exported model matches the pruned one."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(300) % 3
+    x = torch.randn(300, 6, 20, generator=g) + y[:, None, None].float() * torch.linspace(-1, 1, 6)[None, :, None]
+    torch.manual_seed(0)
+    net = audio_net_class()()
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(100):
+        idx = torch.randint(0, 200, (32,), generator=g)
+        loss = nn.functional.cross_entropy(net((x[idx] - x[:200].mean()) / x[:200].std(unbiased=False)), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    path = tmp_path / "mels.npz"
+    np.savez(path, x_train=x[:200].numpy(), y_train=y[:200].numpy(), x_val=x[200:250].numpy(),
+             y_val=y[200:250].numpy(), x_test=x[250:].numpy(), y_test=y[250:].numpy())
+    result = rayprune.prune(net, config={"data": {"name": "npz", "path": str(path)}}, budgets={"params": 0.5},
+                            agent="random", evaluations=8, out=tmp_path / "run", progress=False, log=None, **SMALL)
+    assert result.feasible and result.summary["pruned"]["accuracy_val"] > 0.6, result.summary
+    spec = json.loads((result.out / "best" / "spec.json").read_text())
+    prep = spec["preprocessing"]
+    assert prep["kind"] == "sequence" and prep["input_shape"] == [6, 20] and len(prep["mean"]) == 1, prep
+    assert "every value: (x - mean[0]) / std[0]" in prep["steps"][-2] and "without a channel axis" in prep["steps"][-1]
+    samples = (x[250:266] - prep["mean"][0]) / prep["std"][0]
+    with torch.no_grad():
+        expected = result.model(samples)
+        assert torch.allclose(torch.jit.load(str(result.out / "best" / "model.torchscript.pt"))(samples), expected,
+                              atol=1e-5)
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(result.out / "best" / "model.onnx"))
+    out = session.run(None, {session.get_inputs()[0].name: samples.numpy()})[0]
+    assert np.allclose(out, expected.numpy(), atol=1e-4)
 
 
 def test_an_unreachable_params_budget_names_the_layers_no_group_prunes():
@@ -593,3 +655,24 @@ def test_prune_a_csv_regression_with_the_users_own_split(ray_session, tmp_path):
     with torch.no_grad():
         mse = torch.mean((result.model(data.x_test).reshape(-1) - data.y_test) ** 2).item()
     assert summary["pruned"]["accuracy_test"] == pytest.approx(-mse, rel=1e-4)
+
+
+def test_streamed_2d_samples_keep_their_channel_axis_and_the_error_says_so():
+    """Streamed samples are shaped as they are read, batch by batch: a Conv1d model on streamed (6, 20) samples is
+    told they come as (1, 6, 20) and how to take them."""
+    from torch.utils.data import TensorDataset
+
+    from rayprune.config import parse_config
+    from rayprune.data import dataset_from_splits
+    from rayprune.problem import PruningProblem
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 6, 20, generator=g), torch.arange(60) % 3
+    data = dataset_from_splits(TensorDataset(x[:40], y[:40]), TensorDataset(x[40:50], y[40:50]),
+                               TensorDataset(x[50:], y[50:]), streaming=True)
+    assert data.streamed and data.input_shape == (1, 6, 20)
+    cfg = parse_config({"model": {"name": "<in-memory> AudioNet"}, "data": {"name": "<in-memory> data"},
+                        "budgets": {"params": 0.5}, "search": {"agent": "random"}}, source="test")
+    with pytest.raises(UserError, match=r"does not accept inputs of shape \(1, 6, 20\).*one-channel images.*fed as "
+                                        r"given only when they are held in memory, not streamed.*`x = x.squeeze\(1\)`"):
+        PruningProblem.from_parts(cfg, data, audio_net_class()(), {"source": "in-memory"}, device=torch.device("cpu"))

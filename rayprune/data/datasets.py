@@ -37,7 +37,7 @@ __all__ = ["DATASET_NAMES", "TENSOR_FIELDS", "Dataset", "load_dataset"]
 TENSOR_FIELDS: tuple[str, ...] = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 """The :class:`Dataset` fields that hold tensors, in (x, y) pairs per split."""
 
-_KINDS = ("image", "tabular")
+_KINDS = ("image", "tabular", "sequence")
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,7 +60,9 @@ class Dataset:
     """
 
     name: str
-    kind: Literal["image", "tabular"]
+    kind: Literal["image", "tabular", "sequence"]
+    """``image``: (C, H, W) samples; ``tabular``: (F,) features; ``sequence``: 2-D samples fed as given, e.g.
+    (channels, length) for a Conv1d (:meth:`without_channel_axis`)."""
     x_train: Tensor
     y_train: Tensor
     x_val: Tensor
@@ -175,6 +177,29 @@ class Dataset:
         steps = (*self.source_steps, "token ids: fed as int64 (the model reads them with an nn.Embedding)")
         return dataclasses.replace(self, **{f"x_{split}": x.to(torch.int64) for split, x in
                                             zip(("train", "val", "test"), xs)}, source_steps=steps)
+
+    def without_channel_axis(self) -> Dataset | None:
+        """A copy that feeds one-channel images ``(1, H, W)`` as the 2-D samples they were, ``(H, W)`` (kind
+        ``sequence``: e.g. (channels, length) for a Conv1d, (mels, frames) for audio), or None when the samples are
+        not one-channel images. Values stay as they are (normalised as the image was); no augmentation.
+
+        Example:
+            >>> x, y = torch.randn(30, 6, 20), torch.arange(30) % 3
+            >>> from rayprune.data import dataset_from_splits
+            >>> seq = dataset_from_splits((x[:20], y[:20]), (x[20:25], y[20:25]), (x[25:], y[25:])).without_channel_axis()
+            >>> seq.kind, seq.input_shape, tuple(seq.x_train.shape)
+            ('sequence', (6, 20), (20, 6, 20))
+        """
+        shape = tuple(self.input_shape)
+        if self.kind != "image" or len(shape) != 3 or shape[0] != 1:
+            return None
+        # the loaders' own line says the axis was added; the samples now go in without it
+        steps = tuple(s for s in self.source_steps if "channel axis" not in s)
+        as_given = "" if self.mean is not None else ", values as given (cast to float32)"
+        steps = (*steps, f"samples of shape {shape[1:]} fed as given, without a channel axis (the model reads them "
+                         f"so, e.g. (channels, length) for a Conv1d){as_given}")
+        return dataclasses.replace(self, kind="sequence", input_shape=shape[1:], augment=None, source_steps=steps,
+                                   **{f"x_{s}": getattr(self, f"x_{s}").squeeze(1) for s in ("train", "val", "test")})
 
     def to(self, device: torch.device | str) -> Dataset:
         """A copy with every tensor on ``device`` (the same object's tensors where already there).
@@ -640,6 +665,12 @@ def preprocessing_of(data) -> dict:
     mean, low = getattr(data, "mean", None), getattr(data, "feature_low", None)
     names = getattr(data, "class_names", None)
     outputs = {"class_names": [str(n) for n in names]} if names else {}  # output i is class_names[i] (an image folder's names)
+    if mean is not None and kind == "sequence":  # one-channel images fed without their channel axis
+        return {"kind": kind, "input_shape": shape, "layout": "N x " + " x ".join(map(str, shape)) + ", float32",
+                **outputs, "steps": [*source[:-1], "uint8 values divided by 255 (float values kept as given)",
+                                     "every value: (x - mean[0]) / std[0], the train split's mean and population std",
+                                     *source[-1:]],
+                "mean": list(mean), "std": list(getattr(data, "std", None) or [])}
     if mean is not None:
         return {"kind": kind, "input_shape": shape, "layout": "NCHW, float32", **outputs,
                 "steps": [*source, "uint8 pixels divided by 255 (float pixels kept as given)",
