@@ -9,7 +9,7 @@ from typing import Any
 
 from ..config import CRLConfig
 
-__all__ = ["crl_rollout_size", "crl_evaluations", "policy_groups", "rounds_note", "whole_rounds"]
+__all__ = ["crl_rollout_size", "crl_evaluations", "policy_groups", "rounds_note", "scored_by", "whole_rounds"]
 
 
 def policy_groups(num_levels: int, config: CRLConfig) -> list[list[int]]:
@@ -51,6 +51,20 @@ def rounds_note(agent: str, search: Any, num_levels: int) -> str:
            and num_levels > 1 else "its policy")
     return (f"crl: {n}, whole rollouts of {rollout} ({why} rounding search.batch_size's share up to whole rounds of "
             f"search.crl.num_envs={search.crl.num_envs} episodes)")
+
+
+def scored_by(agent: str, search: Any, num_levels: int) -> int:
+    """Candidates one trial of ``agent`` scores for ``search.evaluations`` (crl: whole rollouts, maybe more), the
+    total a sweep's progress counts to.
+
+    >>> from rayprune.config import SearchConfig
+    >>> search = SearchConfig(evaluations=40, batch_size=32)
+    >>> scored_by("random", search, 3), scored_by("crl", search, 3)
+    (40, 64)
+    """
+    if agent != "crl":
+        return int(search.evaluations)
+    return crl_evaluations(search.evaluations, search.batch_size, num_levels, search.crl)
 
 
 def crl_evaluations(evaluations: int, batch_size: int, num_levels: int, config: CRLConfig) -> int:

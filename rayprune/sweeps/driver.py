@@ -324,7 +324,7 @@ def run_sweep(
     import ray
     from ray import tune
 
-    from ..agents.crl_batches import rounds_note
+    from ..agents.crl_batches import rounds_note, scored_by
     from ..base_model import base_cache_key, weights_fingerprint
     from ..problem import PruningProblem, config_in_memory
     from ..ray_session import connect
@@ -423,7 +423,8 @@ def run_sweep(
                 verbose=verbose,
             ),
         )
-    total = len(sweep_agents(cfg)) * cfg.sweep.seeds * cfg.search.evaluations
+    # crl's whole rollouts may score more than search.evaluations: the count would otherwise stop short of them
+    total = cfg.sweep.seeds * sum(scored_by(a, cfg.search, len(setup.levels)) for a in sweep_agents(cfg))
     with _sigterm_stops_trials(out), _tune_output(verbose), tune_endings_held(), \
             (progress_lines(out, total, log) if not verbose else contextlib.nullcontext()):
         results = tuner.fit()
