@@ -296,3 +296,18 @@ def test_an_agent_listed_twice_in_a_sweep_is_refused():
     """[random, random] ran the same search (same seed) twice under one trial name and summed its candidates."""
     with pytest.raises(ConfigError, match=r"sweep.agents: lists 'random' more than once; each agent runs once per seed"):
         parse_config({"sweep": {"agents": ["random", "crl", "random"]}})
+
+
+def test_a_fine_tune_section_given_without_a_length_keeps_the_default_length():
+    """`search.finetune: {optimizer: adam, lr: 0.001}` was refused ('exactly one of iterations and epochs'): the
+    default 50 iterations lived in the section's factory, which a given section replaced."""
+    from rayprune.config.search import DEFAULT_ITERATIONS
+
+    cfg = parse_config({"search": {"finetune": {"optimizer": "adam", "lr": 1e-3},
+                                   "final_finetune": {"lr": 0.001}}}, source="test")
+    assert (cfg.search.finetune.optimizer, cfg.search.finetune.iterations) == ("adam", DEFAULT_ITERATIONS["finetune"])
+    assert cfg.search.final_finetune.iterations == DEFAULT_ITERATIONS["final_finetune"] == 600
+    given = parse_config({"search": {"finetune": {"epochs": 2}}}, source="test").search.finetune
+    assert (given.iterations, given.epochs) == (None, 2.0)  # a length given is kept, not added to
+    with pytest.raises(ConfigError, match="exactly one of 'iterations' and 'epochs'"):
+        parse_config({"search": {"finetune": {"epochs": 2, "iterations": 5}}}, source="test")

@@ -225,6 +225,10 @@ class EvaluationConfig(_Section):
             + f" so that they fit this cluster ({describe_nodes(nodes)}); set evaluation.cpus to choose.")
 
 
+#: the fine-tunes' lengths where a config gives none (a section with only its optimizer or lr keeps them)
+DEFAULT_ITERATIONS = {"finetune": 50, "final_finetune": 600}
+
+
 class SearchConfig(_Section):
     """How candidates are searched and scored (every agent the same way), re-ranked and fine-tuned."""
 
@@ -248,9 +252,10 @@ class SearchConfig(_Section):
     adaptive_bn: AdaptiveBNConfig = Field(default_factory=AdaptiveBNConfig)
     rerank: RerankConfig = Field(default_factory=RerankConfig)
     #: short fine-tune: the `finetune` score, and the re-rank of two_stage
-    finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(iterations=50))
+    finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(iterations=DEFAULT_ITERATIONS["finetune"]))
     #: long fine-tune of the chosen candidate before export
-    final_finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(iterations=600))
+    final_finetune: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(iterations=DEFAULT_ITERATIONS["final_finetune"]))
     #: validation samples used for search-time scores (None: all); re-rank and final use all
     eval_samples: Optional[int] = Field(1000, gt=0)
     crl: CRLConfig = Field(default_factory=CRLConfig)
@@ -259,6 +264,15 @@ class SearchConfig(_Section):
     #: "package.module:function" with f(model, split, context) -> float, higher is better, used in place of
     #: the task's default (top-1 accuracy; minus MSE for regression) everywhere a candidate is scored
     metric: Optional[str] = None
+
+    @field_validator("finetune", "final_finetune", mode="before")
+    @classmethod
+    def _default_length(cls, v: Any, info: Any) -> Any:
+        """A section given without ``iterations`` or ``epochs`` (only its optimizer or lr) keeps the default length
+        (it was refused: the default lived in the section's factory, which a given section replaces)."""
+        if isinstance(v, Mapping) and v.get("iterations") is None and v.get("epochs") is None:
+            return {**v, "iterations": DEFAULT_ITERATIONS[info.field_name]}
+        return v
 
     @field_validator("metric", mode="before")
     @classmethod
