@@ -261,7 +261,7 @@ def obtain_base_model(
         return model, {"source": "untrained", "checkpoint": None, "cache_path": str(path)}
     log(f"Training base model {cfg.model.name} on {data.name} ({cfg.base_training.epochs if cfg.base_training.epochs is not None else cfg.base_training.iterations:g}"
         f" {'epochs' if cfg.base_training.epochs is not None else 'iterations'}); cached at {path}")
-    objective = resolve_objective(data.task, cfg.search.metric, cfg.engine.loss)
+    objective = resolve_objective(data.task, cfg.search.metric, cfg.engine.loss, cfg.search.metric_mode)
     stats = fine_tune(model, data, cfg.base_training.engine_config(), seed=cfg.seed,
                       progress="train base model" if progress is True else progress,
                       loss_fn=objective.loss)

@@ -364,7 +364,7 @@ class PruningProblem:
         costs = resolve_costs(cfg.cost_names(), cfg.costs.custom)
         if data.task != cfg.data.task and not is_in_memory(cfg.data.name):
             raise UserError(f"data.task is {cfg.data.task!r} but the dataset {data.name!r} is {data.task!r}.")
-        objective = resolve_objective(data.task, cfg.search.metric, cfg.engine.loss)
+        objective = resolve_objective(data.task, cfg.search.metric, cfg.engine.loss, cfg.search.metric_mode)
         if base_costs is None:
             base_costs = measure_base_costs(space.base, costs, context)
         analytic = AnalyticCosts(space, CostContext(input_shape=tuple(data.input_shape), device=str(device),

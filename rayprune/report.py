@@ -53,10 +53,14 @@ def _tightest(state: dict[str, Any], names: list[str]) -> str:
 
 
 def metric_of(state: dict[str, Any]) -> str:
-    """The sweep's metric: ``accuracy``, ``neg_mse`` (regression) or the user's ``search.metric``."""
+    """The sweep's metric: ``accuracy``, ``neg_mse`` (regression) or the user's ``search.metric`` (``module:-function``
+    when minimised), as :func:`~rayprune.engine.objective.metric_label` names it."""
+    from .engine.objective import metric_label
+
     cfg = state.get("config", {})
-    return (cfg.get("search", {}).get("metric")
-            or ("neg_mse" if cfg.get("data", {}).get("task") == "regression" else "accuracy"))
+    search = cfg.get("search", {})
+    return metric_label(cfg.get("data", {}).get("task", "classification"), search.get("metric"),
+                        search.get("metric_mode", "max"))
 
 
 def format_metric(value: Any, metric: str = "accuracy") -> str:

@@ -36,3 +36,8 @@ def l1_loss(outputs, targets):
 
 def not_a_scalar(outputs, targets):
     return (outputs - targets.reshape(outputs.shape)).abs()
+
+
+def mae(model, split, context) -> float:
+    """The mean absolute error: lower is better (search.metric_mode: min)."""
+    return -neg_mae(model, split, context)

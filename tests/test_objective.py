@@ -171,3 +171,43 @@ def test_prune_a_regressor_scored_by_the_users_metric_end_to_end(monkeypatch, tm
                                                                      abs=1e-4)
     assert result.summary["pruned"]["accuracy_val"] > result.summary["base"]["accuracy_val"] - 0.5
     assert "neg_mae_small_models_fail_val" in str(result)
+
+
+def test_a_lower_is_better_metric_is_minimised_with_metric_mode_min_and_warned_about_without_it(monkeypatch,
+                                                                                               tmp_path):
+    """A plain MAE as search.metric was maximised in silence: rayprune exported the candidate with the largest
+    error. `search.metric_mode: min` minimises it (minus it is recorded, named `module:-function`); without it, most
+    candidates scoring above the unpruned model is called out."""
+    import ray
+
+    import rayprune
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
+                 log_to_driver=False)
+    data = dataset_from_splits(regression_data(n=800), task="regression")
+    net = trained_regressor(data)
+    val = DataSplit("val", data.x_val, data.y_val)
+    search = {"metric": "objective_funcs:mae", "batch_size": 8, "rerank": {"top_k": 2},
+              "finetune": {"iterations": 10, "optimizer": "adam", "lr": 0.003},
+              "final_finetune": {"iterations": 30, "optimizer": "adam", "lr": 0.003}}
+    runs, lines = {}, {}
+    for mode in ("max", "min"):
+        lines[mode] = []
+        runs[mode] = rayprune.prune(net, data, budgets={"params": 0.5}, evaluations=24, out=tmp_path / mode,
+                                    progress=False, log=lines[mode].append, device="cpu",
+                                    search={**search, "metric_mode": mode},
+                                    evaluation={"evaluators": 2, "cpus": 0.75}, pruning={"min_keep": 0.1})
+    minimised = runs["min"]
+    assert minimised.summary["metric"] == "objective_funcs:-mae" and "-mae_val" in str(minimised)
+    ok = minimised.candidates[(minimised.candidates["stage"] == "search") & (minimised.candidates["status"] == "ok")]
+    assert (ok["accuracy"] < 0).all()  # minus the error, maximised
+    assert minimised.summary["pruned"]["accuracy_val"] == pytest.approx(-objective_funcs.mae(minimised.model, val, None),
+                                                                        abs=1e-4)
+    assert objective_funcs.mae(minimised.model, val, None) < objective_funcs.mae(runs["max"].model, val, None)
+    warned = [line for line in lines["max"] if "set search.metric_mode: min" in line]
+    assert warned and "candidates scored above the unpruned model" in warned[0], lines["max"]
+    assert not any("metric_mode" in line for line in lines["min"])
+    with pytest.raises(ConfigError, match="metric_mode 'min' needs search.metric"):
+        parse_config({"search": {"metric_mode": "min"}})

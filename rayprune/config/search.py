@@ -264,6 +264,9 @@ class SearchConfig(_Section):
     #: "package.module:function" with f(model, split, context) -> float, higher is better, used in place of
     #: the task's default (top-1 accuracy; minus MSE for regression) everywhere a candidate is scored
     metric: Optional[str] = None
+    #: ``max``: higher is better; ``min``: ``search.metric`` is minimised (an error, a loss), so rayprune maximises,
+    #: records and shows minus it (named ``module:-function``); the default metrics are higher-is-better
+    metric_mode: Literal["max", "min"] = "max"
 
     @field_validator("finetune", "final_finetune", mode="before")
     @classmethod
@@ -288,6 +291,13 @@ class SearchConfig(_Section):
         if v is not None and (v.count(":") != 1 or not all(v.split(":"))):
             raise ValueError("must be written 'package.module:function'")
         return v
+
+    @model_validator(mode="after")
+    def _mode_needs_a_metric(self) -> "SearchConfig":
+        if self.metric_mode == "min" and self.metric is None:
+            raise ValueError("search.metric_mode 'min' needs search.metric (a metric of yours to minimise): the "
+                             "default metrics, accuracy and minus the MSE, are higher-is-better")
+        return self
 
 
 class SweepConfig(_Section):

@@ -183,10 +183,45 @@ def checked_metric_value(value: Any, name: str, split: str = "val") -> float:
     return float(value)
 
 
+def metric_label(task: str = "classification", metric: Optional[str] = None, mode: str = "max") -> str:
+    """The name a run's metric is shown and recorded by: ``accuracy``, ``neg_mse``, the user's ``search.metric``,
+    or, for one minimised (``search.metric_mode: min``), the same with a minus before its function name (rayprune
+    maximises, and reports, minus the metric).
+
+    >>> metric_label(), metric_label("regression"), metric_label("regression", "proj.objective:mae", "min")
+    ('accuracy', 'neg_mse', 'proj.objective:-mae')
+    """
+    if metric is None:
+        return "neg_mse" if task == "regression" else "accuracy"
+    if mode == "min":
+        module, _, fn = metric.rpartition(":")
+        return f"{module}:-{fn}"
+    return metric
+
+
+def _negated(metric: Metric) -> Metric:
+    """Minus ``metric`` (a minimised metric, maximised); a value that is not a number is passed on for the check
+    to name."""
+    def minus(model: nn.Module, split: DataSplit, context: Any = None) -> Any:
+        value = metric(model, split, context)
+        if isinstance(value, Tensor) and value.numel() == 1:
+            value = value.item()
+        return -value if isinstance(value, numbers.Real) and not isinstance(value, bool) else value
+
+    return minus
+
+
 def resolve_objective(task: str = "classification", metric: Optional[str] = None,
-                      loss: Optional[str] = None) -> Objective:
+                      loss: Optional[str] = None, mode: str = "max") -> Objective:
     """The objective for ``task`` with the user's ``metric`` / ``loss`` (``package.module:function``)
-    in place of the defaults."""
+    in place of the defaults; ``mode`` ``min``: the user's metric is minimised (its negative maximised, and
+    recorded under :func:`metric_label`'s name).
+
+    >>> import torch
+    >>> obj = resolve_objective("regression", "rayprune.engine.objective:neg_mse_metric", mode="min")
+    >>> obj.metric_name, obj.score(nn.Identity(), DataSplit("val", torch.tensor([[1.0]]), torch.tensor([3.0])))
+    ('rayprune.engine.objective:-neg_mse_metric', 4.0)
+    """
     from .._imports import import_object
 
     if task not in TASKS:
@@ -195,7 +230,7 @@ def resolve_objective(task: str = "classification", metric: Optional[str] = None
         fn = import_object(metric, what="search.metric")
         if not callable(fn):
             raise UserError(f"search.metric {metric!r} is a {type(fn).__name__}, not a function.")
-        name, metric_fn, custom = metric, fn, True
+        name, metric_fn, custom = metric_label(task, metric, mode), (_negated(fn) if mode == "min" else fn), True
     elif task == "regression":
         name, metric_fn, custom = "neg_mse", neg_mse_metric, False
     else:

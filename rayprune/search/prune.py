@@ -245,7 +245,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
     from ..evaluation.score import score_specs
     from ..ray_session import connect
     from .loop import SearchRun
-    from .score_signal import chance_and_base
+    from .score_signal import chance_and_base, say_metric_direction
     from .selection import select_and_finalize, weak_level_priors
 
     cfg = problem.config
@@ -274,6 +274,7 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
         run.run(on_step=lambda metrics: run.publish(telemetry, metrics))
         rows = read_candidates(out)
         say_fixed_costs(rows, [level], problem.base_costs, log)
+        say_metric_direction(rows, problem, log)
         selection_writer = CandidateWriter(out, constants={**constants, "stage": STAGE_SELECT, "trial_id": SELECTION_TRIAL},
                                            name=SELECTION_TRIAL)
         [result] = select_and_finalize(rows, [level], pool=pool, out_dir=out, rerank_spec=rerank,

@@ -24,9 +24,10 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
-__all__ = ["ScoreSignal", "score_signal", "chance_and_base", "WEAK_BELOW", "near_chance_line", "NEAR_CHANCE_BELOW"]
+__all__ = ["ScoreSignal", "score_signal", "chance_and_base", "WEAK_BELOW", "near_chance_line", "NEAR_CHANCE_BELOW",
+           "metric_direction_line", "say_metric_direction", "ABOVE_BASE_SHARE"]
 
 #: a level's best search score keeping less than this share of the base model's margin over chance is
 #: called weak. Set on two converged compact CNNs (BENCHMARKS.md "Is the search blind?"), with retained
@@ -110,6 +111,48 @@ def chance_and_base(problem) -> tuple[Optional[float], Optional[float]]:
         return None, None
     base = (getattr(problem, "base_accuracy", None) or {}).get("val")
     return 1.0 / classes, (float(base) if base is not None else None)
+
+
+#: the share of a search's candidates scoring above the unpruned model that suggests a lower-is-better metric
+ABOVE_BASE_SHARE = 0.75
+
+
+def metric_direction_line(scores: Sequence[Any], base: Optional[float], metric: str) -> Optional[str]:
+    """A warning when most candidates (at least 16 scores, :data:`ABOVE_BASE_SHARE` of them) score above the
+    unpruned model on a metric of the user's, with no fine-tune yet: pruning rarely helps a model before it is
+    fine-tuned, so the metric is most likely lower-is-better (an error, a loss), and rayprune is choosing the worst
+    candidates; else None.
+
+    >>> metric_direction_line([0.9] * 20, 0.5, "proj.objective:mae")[:77]
+    'search.metric proj.objective:mae: 20 of 20 candidates scored above the unprun'
+    >>> metric_direction_line([0.4] * 20, 0.5, "proj.objective:r2") is None
+    True
+    """
+    values = [float(v) for v in scores if v is not None and math.isfinite(float(v))]
+    if base is None or len(values) < 16:
+        return None
+    above = sum(v > base for v in values)
+    if above < ABOVE_BASE_SHARE * len(values):
+        return None
+    return (f"search.metric {metric}: {above} of {len(values)} candidates scored above the unpruned model "
+            f"({base:.4g} on validation) before any fine-tune. rayprune maximises the metric; pruning rarely makes "
+            "a model better before it is fine-tuned, so if lower is better for this metric (an error, a loss), set "
+            "search.metric_mode: min, or the models chosen are the worst ones.")
+
+
+def say_metric_direction(rows: Any, problem: Any, log: Callable[[str], None]) -> None:
+    """:func:`metric_direction_line` for a run's search rows (a metric of the user's, maximised), logged."""
+    objective = getattr(problem, "objective", None)
+    if objective is None or not objective.custom_metric or getattr(problem.config.search, "metric_mode", "max") != "max":
+        return
+    ok = rows[(rows["stage"] == "search") & (rows["status"] == "ok")] if {"stage", "status"} <= set(rows.columns) else rows
+    if ok.empty or "accuracy" not in ok.columns:
+        return
+    line = metric_direction_line(ok.drop_duplicates("candidate_id")["accuracy"].tolist() if "candidate_id" in ok.columns
+                                 else ok["accuracy"].tolist(), (problem.base_accuracy or {}).get("val"),
+                                 objective.metric_name)
+    if line:
+        log(line)
 
 
 #: an exported model that keeps less than this share of the base's margin over chance is called out

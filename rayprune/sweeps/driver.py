@@ -606,7 +606,7 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_
     from ..problem import PruningProblem
     from ..results import CandidateWriter, drop_rows_after
     from ..search.prune import say_fixed_costs
-    from ..search.score_signal import chance_and_base
+    from ..search.score_signal import chance_and_base, say_metric_direction
     from ..search.selection import select_and_finalize
 
     out = Path(out_dir)
@@ -628,6 +628,7 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_
         writer = CandidateWriter(out, constants={"sweep_id": setup.sweep_id, "trial_id": SELECTION_TRIAL, "stage": STAGE_SELECT},
                                  name=SELECTION_TRIAL)
         say_fixed_costs(search, levels, setup.base_costs, log)
+        say_metric_direction(search, problem, log)
         pool = _selection_pool(problem, cfg, shared_ref)
         try:
             pool.wait_ready()
