@@ -63,6 +63,15 @@ def metric_of(state: dict[str, Any]) -> str:
                         search.get("metric_mode", "max"))
 
 
+def metric_axis_label(metric: str) -> str:
+    """The plot's y label for a sweep's metric.
+
+    >>> metric_axis_label("accuracy"), metric_axis_label("proj.objective:-mae")
+    ('validation accuracy (%)', 'validation -mae (higher is better)')
+    """
+    return "validation accuracy (%)" if metric == "accuracy" else f"validation {metric.rsplit(':', 1)[-1]} (higher is better)"
+
+
 def format_metric(value: Any, metric: str = "accuracy") -> str:
     """``95.20%`` for accuracy, ``-0.0123`` for any other metric, ``-`` when missing.
 
@@ -254,6 +263,8 @@ def _plot(state: dict[str, Any], rows: pd.DataFrame, front: pd.DataFrame, path: 
     import matplotlib.pyplot as plt
 
     base_costs, base_acc = state["setup"]["base_costs"], state["setup"]["base_accuracy"]
+    metric = metric_of(state)
+    k = 100.0 if metric == "accuracy" else 1.0  # accuracy in %; any other metric as it is
     costs = _costs(state, rows) or list(base_costs)
     fig, axes = plt.subplots(1, len(costs), figsize=(5.2 * len(costs), 4.2), squeeze=False)
     search = _search_rows(rows)
@@ -270,26 +281,26 @@ def _plot(state: dict[str, Any], rows: pd.DataFrame, front: pd.DataFrame, path: 
             if colours:
                 for agent, colour in colours.items():
                     mine = feas[feas["agent"] == agent]
-                    ax.scatter(mine[cost] / scale, 100 * mine["accuracy"], s=9, color=colour, alpha=0.6,
+                    ax.scatter(mine[cost] / scale, k * mine["accuracy"], s=9, color=colour, alpha=0.6,
                                label=f"{agent}'s candidates (search score)")
             else:
-                ax.scatter(feas[cost] / scale, 100 * feas["accuracy"], s=9, c="0.6",
+                ax.scatter(feas[cost] / scale, k * feas["accuracy"], s=9, c="0.6",
                            label="candidates (search score, not fine-tuned)")
-            ax.scatter(infeas[cost] / scale, 100 * infeas["accuracy"], s=9, c="0.85", marker="x", label="over budget")
+            ax.scatter(infeas[cost] / scale, k * infeas["accuracy"], s=9, c="0.85", marker="x", label="over budget")
         if not final.empty:
-            ax.scatter(final[cost] / scale, 100 * final["accuracy"], s=36, c="tab:blue",
+            ax.scatter(final[cost] / scale, k * final["accuracy"], s=36, c="tab:blue",
                        label="exported (after the final fine-tune)")
         if not front.empty and cost in front.columns:
             f = front.sort_values(cost)
-            ax.plot(f[cost] / scale, 100 * f["accuracy"], "-o", c="tab:red", ms=6, label="Pareto front")
-        ax.scatter([1.0], [100 * base_acc["val"]], marker="*", s=160, c="black", label="base model", zorder=5)
+            ax.plot(f[cost] / scale, k * f["accuracy"], "-o", c="tab:red", ms=6, label="Pareto front")
+        ax.scatter([1.0], [k * base_acc["val"]], marker="*", s=160, c="black", label="base model", zorder=5)
         for level in state["levels"]:
             if cost in level:
                 rel = state["setup"]["relative"].get(cost, True)
                 x = level[cost] if rel else level[cost] / scale
                 ax.axvline(x, ls="--", lw=0.8, c="tab:green")
         ax.set_xlabel(f"{cost} (fraction of base {human(base_costs[cost])})")
-        ax.set_ylabel("validation accuracy (%)")
+        ax.set_ylabel(metric_axis_label(metric))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"rayprune sweep {state['setup']['sweep_id']} (dashed: budget levels)")
@@ -322,7 +333,7 @@ def make_report(out_dir: str | Path) -> Path:
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style>
 </head><body><h1>rayprune sweep {html.escape(state['setup']['sweep_id'])}</h1>
 <p>{len(state['levels'])} budget level(s); agents {html.escape(', '.join(state.get('agents', [])))} x {state['seeds']} seed(s); {len(rows)} rows in candidates.parquet.</p>
-<img alt="accuracy against each cost" src="data:image/png;base64,{image}" style="max-width:100%">
+<img alt="the metric against each cost" src="data:image/png;base64,{image}" style="max-width:100%">
 <h2>Pareto front (exported models)</h2>{table}
 <h2>Summary</h2><pre>{html.escape(front_table(state, front, rows))}</pre>
 <h2>Search, by agent</h2><pre>{html.escape(agent_table(state, rows))}</pre>{trials}{weak}</body></html>"""

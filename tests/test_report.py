@@ -72,6 +72,30 @@ def test_the_plot_draws_each_agents_candidates_in_its_own_colour(tmp_path, monke
     assert "candidates (search score, not fine-tuned)" in drawn["labels"]  # one agent: one colour, as before
 
 
+def test_the_plot_draws_a_metric_of_ones_own_as_it_is_and_names_it(tmp_path, monkeypatch):
+    """A regression sweep's plot said 'validation accuracy (%)' and multiplied minus the MAE by 100."""
+    import matplotlib.figure
+
+    from rayprune import report
+
+    drawn = {}
+
+    def keep(fig, path, **kw):
+        ax = fig.axes[0]
+        drawn.update(label=ax.get_ylabel(), ys=[y for c in ax.collections for _, y in c.get_offsets()])
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    regression = {**STATE, "config": {"data": {"task": "regression"},
+                                      "search": {"metric": "proj.objective:mae", "metric_mode": "min"}},
+                  "setup": {**STATE["setup"], "base_accuracy": {"val": -0.4, "test": -0.5}}}
+    rows = _rows().assign(accuracy=lambda r: -r["accuracy"])
+    report._plot(regression, rows, pd.DataFrame(), tmp_path / "p.png")
+    assert drawn["label"] == "validation -mae (higher is better)"
+    assert min(drawn["ys"]) == pytest.approx(-0.99) and -0.4 in drawn["ys"]  # as recorded, not in per cent
+    report._plot(STATE, _rows(), pd.DataFrame(), tmp_path / "p.png")
+    assert drawn["label"] == "validation accuracy (%)" and 99.0 in drawn["ys"]
+
+
 @pytest.mark.parametrize("values", [[0.9], []])
 def test_a_spread_of_fewer_than_two_values_is_the_value_itself(values):
     from rayprune.report import format_metric, format_spread
