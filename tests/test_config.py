@@ -311,3 +311,12 @@ def test_a_fine_tune_section_given_without_a_length_keeps_the_default_length():
     assert (given.iterations, given.epochs) == (None, 2.0)  # a length given is kept, not added to
     with pytest.raises(ConfigError, match="exactly one of 'iterations' and 'epochs'"):
         parse_config({"search": {"finetune": {"epochs": 2, "iterations": 5}}}, source="test")
+
+
+@pytest.mark.parametrize("section", [{"costs": {"custom": {"k": "__main__:f"}}}, {"search": {"metric": "__main__:f"}},
+                                     {"engine": {"loss": "__main__:f"}}])
+def test_a_function_of_main_is_refused_up_front(section):
+    """`costs.custom: {k: "__main__:my_cost"}` from a notebook was accepted, measured on the base in the driver, and
+    then every evaluator died with a Ray traceback (their __main__ is not the notebook)."""
+    with pytest.raises(ConfigError, match=r"names a function of __main__ \('__main__:f'\).*write 'that_module:f'"):
+        parse_config(section, source="test")

@@ -258,7 +258,16 @@ def refuse_function_object(value: Any, field: str) -> None:
     Traceback (most recent call last):
     ...
     ValueError: costs.custom.size takes the function's name, 'package.module:function', not the function object (got mine): the evaluators run in other processes and import it by that name, and the config is stored as JSON. Put the function in a .py file on the Python path (a module next to your notebook works) and write 'that_module:mine'.
+    >>> refuse_function_object("__main__:mine", "search.metric")
+    Traceback (most recent call last):
+    ...
+    ValueError: search.metric names a function of __main__ ('__main__:mine'): the evaluators run in other processes, whose __main__ is not your script or notebook, so they cannot import it. Put the function in a .py file on the Python path (a module next to your notebook works) and write 'that_module:mine'.
     """
+    if isinstance(value, str) and value.startswith("__main__:"):
+        raise ValueError(
+            f"{field} names a function of __main__ ({value!r}): the evaluators run in other processes, whose __main__ is "
+            f"not your script or notebook, so they cannot import it. Put the function in a .py file on the Python path "
+            f"(a module next to your notebook works) and write 'that_module:{value.split(':', 1)[1]}'.")
     if callable(value) and not isinstance(value, str):
         label = getattr(value, "__qualname__", None) or repr(value)
         raise ValueError(
