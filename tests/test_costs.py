@@ -645,3 +645,27 @@ def test_an_absolute_budget_written_as_a_fraction_is_told_how_to_write_a_fractio
     with pytest.raises(BudgetUnreachable, match=r"Lower pruning.min_keep .* 2 group\(s\) of the model are left "
                                                 r"unpruned \(rooted at \['attn.qkv', 'mlp.2'\]; the warning above"):
         check_reachable(problem, [Level.from_budgets([Budget("params", 0.01, True)], base)])
+
+
+def _nan_cost(model, context):
+    return float("nan")
+
+
+def _tensor_cost(model, context):
+    return sum(p.sum() for p in model.parameters()).abs()  # 0-d, requires_grad
+
+
+def test_a_cost_returning_nan_names_its_function_and_a_0d_tensor_with_grad_is_taken_quietly():
+    """A NaN cost said only "Cost 'mycost' returned nan, which is not finite." (no function, no model, and a double
+    period inside the no-model error); a 0-d tensor with grad made torch warn from inside rayprune."""
+    from rayprune.costs.registry import measure_costs
+    from rayprune.errors import UserError
+
+    net, ctx = nn.Linear(3, 2), CostContext(input_shape=(3,))
+    with pytest.raises(UserError, match=r"^Cost 'mine' \(test_costs:_nan_cost\) returned nan while measuring a Linear: "
+                                        r"expected a finite number$"):
+        measure_costs(net, {"mine": _nan_cost}, ctx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = measure_costs(net, {"mine": _tensor_cost}, ctx)["mine"]
+    assert value == pytest.approx(float(_tensor_cost(net, ctx)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
+import torch
 from torch import nn
 
 from .._imports import import_object
@@ -88,6 +89,8 @@ def measure_costs(model: nn.Module, costs: Mapping[str, CostFn], context: CostCo
             ) from err
         if isinstance(value, (str, bytes, bool)):
             raise UserTypeError(f"Cost {name!r} must return a number; {_qualified_name(fn)} returned {value!r}.")
+        if isinstance(value, torch.Tensor) and value.numel() == 1:  # a 0-d tensor (with grad: no torch warning)
+            value = value.detach().item()
         try:
             value = float(value)
         except (TypeError, ValueError):
@@ -95,7 +98,8 @@ def measure_costs(model: nn.Module, costs: Mapping[str, CostFn], context: CostCo
                 f"Cost {name!r} must return a number; {_qualified_name(fn)} returned {value!r}."
             ) from None
         if not math.isfinite(value):
-            raise UserError(f"Cost {name!r} returned {value}, which is not finite.")
+            raise UserError(f"Cost {name!r} ({_qualified_name(fn)}) returned {value} while measuring a "
+                            f"{type(model).__name__}: expected a finite number")
         values[name] = value
     return values
 
