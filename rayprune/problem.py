@@ -182,7 +182,8 @@ def fed_as_the_model_reads_it(model: nn.Module, data: Any, cfg: Config) -> Any:
     def check(dtype: str, fed: Any = None) -> None:
         fed = data if fed is None else fed
         check_model_for_data(model, tuple(fed.input_shape), task=fed.task, num_classes=fed.num_classes,
-                             custom_loss=cfg.engine.loss is not None, input_dtype=dtype)
+                             custom_loss=cfg.engine.loss is not None, input_dtype=dtype,
+                             custom_metric=cfg.search.metric is not None)
 
     try:
         check(data.input_dtype)

@@ -211,3 +211,24 @@ def test_a_lower_is_better_metric_is_minimised_with_metric_mode_min_and_warned_a
     assert not any("metric_mode" in line for line in lines["min"])
     with pytest.raises(ConfigError, match="metric_mode 'min' needs search.metric"):
         parse_config({"search": {"metric_mode": "min"}})
+
+
+def test_a_regressor_with_a_custom_loss_is_still_checked_against_the_targets_when_the_metric_is_minus_the_mse(
+        monkeypatch):
+    """With engine.loss set, a model giving 3 outputs for 2 targets was not checked, and the default metric's reshape
+    failed on the base model with advice about token ids."""
+    from rayprune.problem import PruningProblem
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    x, y = regression_data()
+    data = dataset_from_splits((x, np.stack([y, -y], axis=1)), task="regression")
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    section = {"model": {"name": "<in-memory> Sequential"}, "data": {"name": "<in-memory> data", "task": "regression"},
+               "budgets": {"params": 0.5}, "engine": {"loss": "objective_funcs:l1_loss"}}
+    with pytest.raises(UserError, match=r"gives 3 outputs per sample, but the regression targets have 2 values"):
+        PruningProblem.from_parts(parse_config(section, source="test"), data, net, {"source": "in-memory"},
+                                  device=torch.device("cpu"))
+    mine = parse_config({**section, "search": {"metric": "objective_funcs:neg_mae"}}, source="test")
+    with pytest.raises(Exception) as err:  # both the loss and the metric the user's: they decide what the outputs mean
+        PruningProblem.from_parts(mine, data, net, {"source": "in-memory"}, device=torch.device("cpu"))
+    assert "outputs per sample" not in str(err.value)

@@ -256,16 +256,18 @@ def _wants_integer_inputs(model: nn.Module, err: Exception) -> bool:
 
 
 def check_model_for_data(model: nn.Module, input_shape: tuple[int, ...], *, task: str, num_classes: Optional[int],
-                         custom_loss: bool, input_dtype: str = "float32") -> None:
+                         custom_loss: bool, input_dtype: str = "float32", custom_metric: bool = False) -> None:
     """:func:`check_input_shape`, then, for a classifier trained with the built-in cross-entropy (a custom loss
-    may read the outputs any way), :func:`check_output_width`.
+    may read the outputs any way), :func:`check_output_width`; for a regressor, :func:`check_regression_width` unless
+    both the loss and the metric are the user's (the built-in MSE and minus the MSE compare outputs and targets one
+    to one).
 
     >>> check_model_for_data(nn.Linear(4, 1), (4,), task="classification", num_classes=2, custom_loss=True)
     """
     output = check_input_shape(model, tuple(input_shape), input_dtype)
     if task == "classification" and num_classes and not custom_loss:
         check_output_width(output, int(num_classes), type(model).__name__)
-    if task == "regression" and num_classes and not custom_loss:
+    if task == "regression" and num_classes and not (custom_loss and custom_metric):
         check_regression_width(output, int(num_classes), type(model).__name__)
 
 
