@@ -436,3 +436,12 @@ def test_splits_of_two_input_dtypes_are_refused() -> None:
     x, y = torch.ones(4, 3), torch.tensor([0, 1, 0, 1])
     with pytest.raises(UserError, match="Every split's x must have the same dtype; got train: torch.int64"):
         Dataset("mixed", "tabular", x.long(), y, x.long(), y, x, y, num_classes=2, input_shape=(3,))
+
+
+def test_real_valued_2d_targets_without_task_regression_are_told_about_the_task():
+    """(N, 3) float targets without task='regression' were told to turn one-hot labels into indices."""
+    x, y = np.random.default_rng(0).random((40, 4)), np.random.default_rng(1).normal(size=(40, 3))
+    with pytest.raises(UserError, match=r"shape \(40, 3\) holding real values.*data.task: regression"):
+        dataset_from_splits((x, y))
+    with pytest.raises(UserError, match="one-hot labels must be turned into indices"):
+        dataset_from_splits((x, np.eye(3)[np.arange(40) % 3]))

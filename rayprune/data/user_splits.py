@@ -234,9 +234,12 @@ def _check_features(split: str, x: np.ndarray) -> np.ndarray:
 def _check_labels(split: str, y: np.ndarray) -> np.ndarray:
     """``y`` as a new int64 array of class indices, or a UserError saying what is wrong with it."""
     if y.ndim != 1:
+        real = np.issubdtype(y.dtype, np.floating) and bool((~np.isfinite(y) | (y != np.round(y))).any())
         raise UserError(
             f"The y of split {split!r} must be one class index per sample, shape (N,); got shape "
-            f"{y.shape} (one-hot labels must be turned into indices, e.g. with argmax)."
+            f"{y.shape} " + ("holding real values: several real-valued targets per sample (regression) need "
+                             "data.task: regression (task='regression' in Python)." if real else
+                             "(one-hot labels must be turned into indices, e.g. with argmax).")
         )
     if y.dtype == np.bool_ or np.issubdtype(y.dtype, np.integer):
         pass
