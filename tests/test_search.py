@@ -846,3 +846,23 @@ def test_failed_candidates_count_one_error_whose_numbers_differ_as_one():
                                        "with_message": 3}
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_a_level_whose_every_rerank_failed_says_why(tmp_path):
+    """'every re-ranked candidate failed' was all a user saw when their loss was not a scalar or diverged at the
+    fine-tune's lr; the reason sat in candidates.parquet."""
+
+    class FailingPool(FakePool):
+        def score_batch(self, ratios, spec, seeds=None):
+            return [{"candidate_id": _cid(r), "status": "error", "accuracy": None, "keep_ratios": list(r),
+                     "error": f"FloatingPointError: The fine-tuning loss became inf at step {2 + i}; lower 'lr'\ntrace"}
+                    for i, r in enumerate(ratios)]
+
+    rows = _rows([(0.40, 0.90, 40.0, "params=0.5"), (0.30, 0.80, 30.0, "params=0.5")])
+    spec = ScoreSpec.fine_tuned(__import__("rayprune.engine", fromlist=["FineTuneConfig"]).FineTuneConfig(iterations=1))
+    [res] = select_and_finalize(rows, [LARGE], pool=FailingPool({}, {}, {}), out_dir=tmp_path, rerank_spec=spec,
+                                top_k=3, writer=CandidateWriter(tmp_path, name="sel"), cost_names=["params"],
+                                log=lambda m: None)
+    assert res.candidate_id is None
+    assert res.error == ("every re-ranked candidate failed (2 of them, in the short fine-tune of search.finetune; all "
+                         "with: FloatingPointError: The fine-tuning loss became inf at step 2; lower 'lr')")

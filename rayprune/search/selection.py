@@ -226,6 +226,7 @@ def select_and_finalize(
     shortlists = _shortlists(ranked, results, top_k, pool=pool, cost_names=cost_names, log=log)
     # 2. re-rank every shortlisted candidate once, however many levels list it
     rerank: dict[str, float] = {}
+    reranked: list[dict[str, Any]] = []  # every re-rank row: why they failed, when all of a level's did
     if rerank_spec is not None:
         unique = pd.concat([s for s in shortlists if not s.empty]).drop_duplicates("candidate_id") if any(
             not s.empty for s in shortlists) else pd.DataFrame()
@@ -245,6 +246,7 @@ def select_and_finalize(
                            source_trial=src.get("trial_id"),
                            feasible=bool(ok and (level is None or _fits_level(row, level))))
                 writer.add(row)
+                reranked.append(row)
                 if row.get("status") == "ok":
                     rerank[row["candidate_id"]] = float(row["accuracy"])
             writer.flush()
@@ -257,7 +259,7 @@ def select_and_finalize(
         if rerank_spec is not None:
             scored = shortlist[shortlist["candidate_id"].isin(list(rerank))]
             if scored.empty:
-                res.error = "every re-ranked candidate failed"
+                res.error = "every re-ranked candidate failed" + _why_failed(reranked, shortlist)
                 orders.append([])
                 continue
             order = scored.assign(_rr=scored["candidate_id"].map(rerank)).sort_values("_rr", ascending=False, kind="stable")
@@ -321,6 +323,20 @@ def select_and_finalize(
     if (out / "models").is_dir() and not any((out / "models").iterdir()):
         (out / "models").rmdir()  # only the finals' scratch folder was there (export_to elsewhere)
     return results
+
+
+def _why_failed(reranked: Sequence[Mapping[str, Any]], shortlist: pd.DataFrame) -> str:
+    """`` (N of them; ...: <the most frequent error>)`` for a level whose every re-rank failed (the short fine-tune
+    raising on every candidate: a loss that is not a scalar, a loss diverging at the fine-tune's lr), else ''."""
+    from .prune import failed_candidates  # (prune imports this module)
+
+    ids = set(shortlist["candidate_id"])
+    failed = failed_candidates(pd.DataFrame([r for r in reranked if r.get("candidate_id") in ids]))
+    if failed is None:
+        return ""
+    return (f" ({failed['count']} of them, in the short fine-tune of search.finetune; "
+            f"{'all' if failed['with_message'] == failed['count'] else failed['with_message']} with: "
+            f"{failed['message']})")
 
 
 def _superseded_rows(finals: Sequence[Mapping[str, Any]], choice: Sequence[Optional[int]],
