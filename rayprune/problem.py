@@ -269,6 +269,31 @@ def _base_score(objective: Any, model: nn.Module, data: Any, split: str, device:
             f"num_embeddings raises 'index out of range'): fix the data or the model.") from exc
 
 
+def _check_user_loss(name: str, loss_fn: Any, model: nn.Module, data: Any, device: Any) -> None:
+    """``engine.loss`` tried once on the base model's outputs for a few train samples (no step taken): a loss that is
+    not a scalar, raises, or is not finite stops the run here, before the search, not in every candidate's fine-tune."""
+    import math
+
+    from .engine.train import _user_loss
+
+    xb, yb = next(iter(data.source("train").batches(8, device=device)))
+    was = model.training
+    try:
+        model.eval()
+        loss = _user_loss(loss_fn, model(xb), yb)
+    except UserError as exc:
+        raise UserError(f"{str(exc).rstrip('.')} (engine.loss {name!r} on the base model's outputs, before the "
+                        "search).") from None
+    except Exception as exc:  # the user's function on the user's outputs
+        raise UserError(f"engine.loss {name!r} raised {type(exc).__name__} on the base model's outputs for 8 train "
+                        f"samples, before the search: {exc}") from exc
+    finally:
+        model.train(was)
+    if not math.isfinite(float(loss.detach())):
+        raise UserError(f"engine.loss {name!r} returned {float(loss.detach())} on the base model's outputs for 8 train "
+                        "samples, before the search; expected a finite number.")
+
+
 @dataclass
 class PruningProblem:
     """A config resolved: data, base model, pruning space, costs, budgets and limits."""
@@ -373,6 +398,8 @@ class PruningProblem:
         if base_accuracy is None:
             base_accuracy = {split: _base_score(objective, space.base, data, split, device, context)
                              for split in ("val", "test")}
+            if cfg.engine.loss is not None:
+                _check_user_loss(cfg.engine.loss, objective.loss, space.base, data, device)
         return cls(
             config=cfg, data=data, device=device, base_model=space.base, base_info=dict(base_info),
             architecture=architecture_of(cfg, data), space=space, costs=costs, context=context,

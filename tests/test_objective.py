@@ -232,3 +232,20 @@ def test_a_regressor_with_a_custom_loss_is_still_checked_against_the_targets_whe
     with pytest.raises(Exception) as err:  # both the loss and the metric the user's: they decide what the outputs mean
         PruningProblem.from_parts(mine, data, net, {"source": "in-memory"}, device=torch.device("cpu"))
     assert "outputs per sample" not in str(err.value)
+
+
+def test_a_loss_that_is_not_a_scalar_is_refused_on_the_base_model_before_the_search(monkeypatch):
+    """A loss with reduction='none' was found only after the whole search, when every re-rank failed."""
+    from rayprune.problem import PruningProblem
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    data = dataset_from_splits(regression_data(), task="regression")
+    section = {"model": {"name": "<in-memory> Sequential"}, "data": {"name": "<in-memory> data", "task": "regression"},
+               "budgets": {"params": 0.5}, "engine": {"loss": "objective_funcs:not_a_scalar"}}
+    with pytest.raises(UserError, match=r"engine.loss must return a scalar tensor.*got a tensor of shape \(8, 1\) "
+                                        r"\(engine.loss 'objective_funcs:not_a_scalar' on the base model's outputs"):
+        PruningProblem.from_parts(parse_config(section, source="test"), data, regressor(), {"source": "in-memory"},
+                                  device=torch.device("cpu"))
+    fine = parse_config({**section, "engine": {"loss": "objective_funcs:l1_loss"}}, source="test")
+    assert PruningProblem.from_parts(fine, data, regressor(), {"source": "in-memory"},
+                                     device=torch.device("cpu")).base_accuracy["val"] < 0
