@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -142,6 +143,14 @@ def test_torchscript_file_gives_the_same_outputs(saved, name):
     scripted = torch.jit.load(str(case["dir"] / spec["files"]["torchscript"]))
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), case["y"], atol=1e-5, rtol=1e-5)
+    # no debug tables with this machine's source paths (the model's, rayprune's), no stored probe input
+    import zipfile
+
+    names = zipfile.ZipFile(case["dir"] / spec["files"]["torchscript"]).namelist()
+    assert not [n for n in names if n.endswith(".debug_pkl") or "traced_inputs" in n], names
+    assert {n.split("/", 1)[0] for n in names} == {"model"}
+    data = (case["dir"] / spec["files"]["torchscript"]).read_bytes()
+    assert str(Path(rayprune.__file__).parent).encode() not in data
 
 
 def test_missing_spec_is_named(tmp_path):

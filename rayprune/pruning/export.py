@@ -77,6 +77,34 @@ def save_pruned(
     return Path(directory)
 
 
+def without_debug_info(traced: torch.jit.ScriptModule) -> bytes:
+    """``traced`` as TorchScript archive bytes without its ``*.debug_pkl`` entries: they map every op to the source
+    line that traced it, with the paths of this machine's files (the user's model code, rayprune's, Ray's), and make
+    up about a third of a small model's file; ``torch.jit.load`` does not need them. The archive's folder is
+    ``model`` (saving to a temporary file named it after that file).
+
+    >>> import io, zipfile
+    >>> data = without_debug_info(torch.jit.trace(nn.Linear(2, 1), torch.zeros(1, 2)))
+    >>> any(n.endswith(".debug_pkl") for n in zipfile.ZipFile(io.BytesIO(data)).namelist())
+    False
+    >>> torch.jit.load(io.BytesIO(data))(torch.ones(1, 2)).shape
+    torch.Size([1, 1])
+    """
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer)
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            if info.filename.endswith(".debug_pkl"):
+                continue
+            name = "model/" + info.filename.split("/", 1)[1] if "/" in info.filename else info.filename
+            dst.writestr(zipfile.ZipInfo(name, date_time=info.date_time), src.read(info))
+    return out.getvalue()
+
+
 def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: PruningPlan, input_shape: Sequence[int],
                        extra, torchscript: bool, version: str, input_dtype: str = "float32") -> None:
     """Every file of a pruned-model directory into the (empty) folder ``out``; ``spec.json`` last."""
@@ -93,9 +121,10 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                traced = torch.jit.trace(module_copy, probe_inputs(1, tuple(input_shape), input_dtype))
+                traced = torch.jit.trace(module_copy, probe_inputs(1, tuple(input_shape), input_dtype),
+                                         _store_inputs=False)  # (the probe is not part of the model)
                 with atomic_path(out / TORCHSCRIPT_FILE) as tmp:
-                    torch.jit.save(traced, str(tmp))
+                    tmp.write_bytes(without_debug_info(traced))
                 ts_ok = True
         except Exception:  # many models cannot be traced; the other two formats remain
             ts_ok = False
