@@ -7,6 +7,7 @@ Plain PyTorch/NumPy (no Ray, no training): the spaces are built from zoo models 
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -307,3 +308,45 @@ def test_agents_propose_what_the_per_candidate_path_proposed(spaces, name, agent
     # the batches are not degenerate: 18-30 of the 54 are distinct (evolution with a population of 4 on
     # small_cnn's three coarse groups repeats itself most)
     assert len({tuple(r) for batch in new_asked for r, _, _ in batch}) > 15
+
+
+@pytest.mark.parametrize("agent_name", ["uniform", "global"])
+def test_uniform_and_global_bisect_a_measured_budget_on_measurements(spaces, agent_name):
+    """A measured budget is aimed at through a proxy proportional to MACs until a measurement arrives: a cost that
+    grows with width (a peak activation), not with MACs, was missed by uniform's and global's one proposal, and the
+    run ended with no model and all but one evaluation unused. Now they bisect their aim on the measurements."""
+    space, analytic = spaces["vgg11"]
+    level = Level("latency_ms=0.5", {"latency_ms": 0.5}, {"latency_ms": 5.0})
+    ss = _search_space(space, analytic, levels=[level])
+    ss.importance = [g.scores for g in space.groups]  # (global pruning ranks channels on them)
+    channels = np.asarray(ss.channels, dtype=float)
+
+    def width_cost(counts):  # 10 on the base, linear in the channels kept
+        return 10.0 * float(np.sum(counts) / channels.sum())
+
+    search = parse_config({"name": "t", "model": {"name": "small_cnn"}, "data": {"name": "digits"},
+                           "budgets": {"params": 0.5}, "search": {"evaluations": 64, "batch_size": 8}}).search
+    agent = make_agent(agent_name, ss, seed=0, search=search)
+    assert not agent.pipelined  # each aim needs the last measurement
+    measured = []
+    while not agent.finished and len(measured) < 64:
+        proposals = agent.ask()
+        assert proposals, "not finished, yet nothing to propose"
+        rows = [{"status": "ok", "keep_counts": ss.counts(p.keep_ratios),
+                 "latency_ms": width_cost(ss.counts(p.keep_ratios))} for p in proposals]
+        ss.observe(rows)
+        agent.tell(proposals, [Outcome(score=0.5, costs={"latency_ms": r["latency_ms"]},
+                                       feasible=r["latency_ms"] <= 5.0) for r in rows])
+        measured += [r["latency_ms"] for r in rows]
+    assert measured[0] > 5.0  # the blind first aim misses: what one proposal was left with
+    assert 2 <= len(measured) <= agent.MAX_AIMS
+    fitting = [m for m in measured if m <= 5.0]
+    assert fitting and max(fitting) > 4.0  # fits, and not by pruning far more than the budget asks
+    restored = make_agent(agent_name, ss, seed=0, search=search)
+    restored.load_state_dict(json.loads(json.dumps(agent.state_dict())))
+    assert restored.finished and restored.ask() == []
+    analytic_levels = _search_space(space, analytic, levels=_levels(analytic.base)[:4])  # analytic budgets only
+    analytic_levels.importance = ss.importance
+    one = make_agent(agent_name, analytic_levels, seed=0, search=search)  # one proposal per level, as before
+    first = one.ask()
+    assert len(first) == one.space.num_levels and one.finished and one.pipelined

@@ -9,6 +9,7 @@ propose, the search loop scores. Random search is the field's strongest simple b
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 from .base import Outcome, Proposal, SearchAgent
@@ -17,40 +18,112 @@ __all__ = ["UniformAgent", "GlobalAgent", "RandomAgent", "SequentialRandomAgent"
 
 
 class UniformAgent(SearchAgent):
-    """One keep ratio for every group, the largest that meets each level (bisection): one proposal
-    per level, then finished."""
+    """One keep ratio for every group, the largest that meets each level (bisection): one proposal per level, then
+    finished — where every budget is analytic (params, MACs).
+
+    A level with a measured budget (latency, memory, a cost of the user's) is aimed at through a proxy that has
+    seen no measurement before the first candidate, so one proposal can miss it (a peak-activation cost growing
+    with width, not with MACs, ended with no model and 31 of 32 evaluations unused). There the agent bisects the
+    MACs fraction it aims at on the measurements: the largest aim measured to fit and the smallest measured to
+    miss bound the next, which is the proxy's refitted aim where that falls between them, else the midpoint. A
+    level is done once a candidate fits and the bounds are within :attr:`AIM_TOL`, after :attr:`MAX_AIMS`
+    proposals, or when an aim gives a candidate already measured; the agent is finished when every level is.
+    """
 
     name = "uniform"
-    pipelined = True  # its proposals need no outcome of the batch before
+    pipelined = True  # its proposals need no outcome of the batch before (not so while it bisects a measured budget)
+    #: proposals per level, at most, on a measured budget
+    MAX_AIMS = 6
+    #: bounds (fractions of the base's MACs) close enough to stop bisecting, once a candidate fits
+    AIM_TOL = 0.02
 
-    def candidate(self, level: int) -> list[float]:
-        return self.space.uniform(level)
+    def __init__(self, space, *, seed: int, batch_size: int) -> None:
+        super().__init__(space, seed=seed, batch_size=batch_size)
+        self._aimed = [self.space.macs_aim(level) is not None for level in range(self.space.num_levels)] \
+            if hasattr(self.space, "macs_aim") else [False] * self.space.num_levels
+        if any(self._aimed):
+            self.pipelined = False  # the next aim needs the last measurement
+        self._lo = [0.0] * self.space.num_levels  # the largest aim measured to fit
+        self._hi = [math.inf] * self.space.num_levels  # the smallest aim measured to miss
+        self._fits = [False] * self.space.num_levels
+        self._tried: list[list[list[float]]] = [[] for _ in range(self.space.num_levels)]
+        self._done = [False] * self.space.num_levels
+        self._pending: dict[int, float] = {}  # level -> the aim of its proposal not yet told
+
+    def candidate(self, level: int, limits=None) -> list[float]:
+        return self.space.uniform(level, limits)
+
+    def _next_aim(self, level: int) -> float:
+        lo, hi = self._lo[level], self._hi[level]
+        aim = self.space.macs_aim(level)
+        if lo < aim < hi and (not self._tried[level] or abs(aim - lo) > self.AIM_TOL / 2):
+            return aim
+        return (lo + min(hi, 1.0)) / 2 if hi < math.inf else min(1.0, lo + (1.0 - lo) / 2)
 
     def ask(self, n: Optional[int] = None) -> list[Proposal]:
         if self.finished:
             return []
-        proposals = [Proposal(self.candidate(level), level) for level in range(self.space.num_levels)]
+        proposals = []
+        for level in range(self.space.num_levels):
+            if self._done[level] or level in self._pending:
+                continue
+            if not self._aimed[level]:
+                proposals.append(Proposal(self.candidate(level), level))
+                self._done[level] = True
+                continue
+            aim = self._next_aim(level)
+            ratios = self.candidate(level, self.space.aimed_limits(level, aim))
+            if ratios in self._tried[level]:  # the channel rounding leaves nothing new between the bounds
+                self._done[level] = True
+                continue
+            self._tried[level].append(ratios)
+            self._pending[level] = aim
+            proposals.append(Proposal(ratios, level))
         self.asked += len(proposals)
         return proposals
 
     def tell(self, proposals: Sequence[Proposal], outcomes: Sequence[Outcome]) -> None:
-        pass
+        for proposal, outcome in zip(proposals, outcomes):
+            aim = self._pending.pop(proposal.level, None)
+            if aim is None:
+                continue
+            level = proposal.level
+            if outcome.ok and outcome.feasible:
+                self._lo[level], self._fits[level] = max(self._lo[level], aim), True
+            else:
+                self._hi[level] = min(self._hi[level], aim)
+            self._done[level] = (len(self._tried[level]) >= self.MAX_AIMS or (
+                self._fits[level] and self._hi[level] - self._lo[level] <= self.AIM_TOL))
 
     @property
     def finished(self) -> bool:
-        return self.asked >= self.space.num_levels
+        return all(self._done) and not self._pending
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "lo": self._lo, "hi": [h if h < math.inf else None for h in self._hi],
+                "fits": self._fits, "tried": self._tried, "done": self._done,
+                "pending": {str(k): v for k, v in self._pending.items()}}
+
+    def load_state_dict(self, state) -> None:
+        super().load_state_dict(state)
+        if "lo" in state:
+            self._lo, self._fits, self._done = list(state["lo"]), list(state["fits"]), list(state["done"])
+            self._hi = [math.inf if h is None else h for h in state["hi"]]
+            self._tried = [list(t) for t in state["tried"]]
+            self._pending = {int(k): v for k, v in state["pending"].items()}
 
 
 class GlobalAgent(UniformAgent):
     """Global pruning, as Torch-Pruning's ``global_pruning=True`` does it but aimed at each level's budget:
     the network's least important channels (by the pruning space's normalised importance) dropped
     wherever they are, as few as fit (:meth:`~rayprune.agents.space.SearchSpace.global_candidate`).
-    One proposal per level, then finished."""
+    One proposal per level, then finished, where the budgets are analytic; a measured budget is bisected on
+    measurements as :class:`UniformAgent` does."""
 
     name = "global"
 
-    def candidate(self, level: int) -> list[float]:
-        return self.space.global_candidate(level)
+    def candidate(self, level: int, limits=None) -> list[float]:
+        return self.space.global_candidate(level, limits)
 
 
 class RandomAgent(SearchAgent):

@@ -424,15 +424,31 @@ class SearchSpace:
         scale[rest] = lo
         return np.clip(scale[:, None] * d, self.min_keep, 1.0)
 
-    def uniform(self, level: int) -> list[float]:
-        """The largest single keep ratio for every group that meets the level's steering limits."""
-        limits = self.steering_limits(level)
+    def aimed_limits(self, level: int, macs_fraction: float) -> dict[str, float]:
+        """The level's steering limits with the MACs aim a black-box budget would set replaced by
+        ``macs_fraction`` of the base's MACs (:class:`~rayprune.agents.baselines.UniformAgent` bisects it on
+        measurements)."""
+        limits = {n: lim for n, lim in self.levels[level].limits.items() if n in self.analytic_costs()}
+        aim = macs_fraction * self.analytic.base[PROXY]
+        limits[PROXY] = min(limits.get(PROXY, math.inf), aim)
+        return limits
+
+    def macs_aim(self, level: int) -> Optional[float]:
+        """The MACs fraction the black-box budgets' proxies aim ``level`` at (None: the level has none)."""
+        if self.analytic is None or not any(n in self.levels[level].limits for n in self.blackbox_costs()):
+            return None
+        return min(max(self.proxies[n].x_for(self.levels[level].limits[n]), 1e-6)
+                   for n in self.blackbox_costs() if n in self.levels[level].limits)
+
+    def uniform(self, level: int, limits: Optional[Mapping[str, float]] = None) -> list[float]:
+        """The largest single keep ratio for every group that meets the level's steering limits (or ``limits``)."""
+        limits = self.steering_limits(level) if limits is None else limits
         if not limits:
             return [1.0] * self.num_groups
         r = largest_true(lambda x: self.meets([x] * self.num_groups, limits), self.min_keep, 1.0)
         return self.rounded([self.min_keep if r is None else r] * self.num_groups)
 
-    def global_candidate(self, level: int) -> list[float]:
+    def global_candidate(self, level: int, limits: Optional[Mapping[str, float]] = None) -> list[float]:
         """Global pruning aimed at the level: channels ranked across the whole network by their normalised
         importance (Torch-Pruning's ``global_pruning=True``), and the least important dropped, wherever they
         are, until the candidate meets the level's steering limits: the fewest dropped that fit.
@@ -442,7 +458,7 @@ class SearchSpace:
         """
         if self.importance is None:
             raise ValueError("Global pruning needs each channel's importance score; this search space has none.")
-        limits = self.steering_limits(level)
+        limits = self.steering_limits(level) if limits is None else limits
 
         # a group the criterion does not score (NaN) is never dropped by the ranking, as Torch-Pruning skips it
         scores = [np.where(np.isnan(s), np.inf, s) for s in self.importance]
