@@ -565,14 +565,15 @@ class PruningProblem:
 
     def export(self, model: nn.Module, directory, *, plan, summary: Mapping[str, Any], torchscript: bool = True):
         """Write the pruned ``model`` (pruned by ``plan``) to ``directory`` (:func:`rayprune.pruning.save_pruned`)
-        with what every export of this problem carries: the architecture, the input shape, ``summary`` and how
-        the inputs were prepared (``preprocessing``: :func:`rayprune.data.preprocessing_of`)."""
+        with what every export of this problem carries: the architecture, the input shape, ``summary`` (with
+        ``metric``: what its accuracies are, ``accuracy``, ``neg_mse`` or the user's) and how the inputs were prepared (``preprocessing``: :func:`rayprune.data.preprocessing_of`)."""
         from .data import preprocessing_of
         from .pruning import save_pruned
 
         return save_pruned(model, directory, architecture=self.architecture, plan=plan,
                            input_shape=self.data.input_shape, torchscript=torchscript, input_dtype=self.data.input_dtype,
-                           extra={"summary": dict(summary), "preprocessing": preprocessing_of(self.data)})
+                           extra={"summary": {"metric": self.objective.metric_name, **dict(summary)},
+                                  "preprocessing": preprocessing_of(self.data)})
 
     def accuracy(self, model: nn.Module, split: str = "val", max_samples: Optional[int] = None) -> float:
         """The run's metric (top-1 accuracy unless ``search.metric`` or the task says otherwise) on

@@ -119,6 +119,10 @@ def test_the_torch_export_based_exporter_takes_over_when_the_first_fails(concat_
                             input_shape=ConcatResidualNet.input_shape, torchscript=False)  # fmt: skip
     assert calls == [2] and read_spec(directory)["files"]["onnx"] == "model.onnx"
     assert read_spec(directory)["onnx_exporter"] == "torch.export-based exporter"
+    import onnx  # the opset a device's runtime must support is recorded, as the file declares it
+
+    declared = [o.version for o in onnx.load(str(directory / "model.onnx")).opset_import if o.domain in ("", "ai.onnx")]
+    assert read_spec(directory)["onnx_opset"] == declared[0] >= 7
     _assert_same_outputs(directory / "model.onnx", concat_net, ConcatResidualNet.input_shape)
     # the file carries no stack traces: they held the paths of the user's source files (and most of the bytes)
     data = (directory / "model.onnx").read_bytes()

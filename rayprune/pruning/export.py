@@ -144,6 +144,7 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
         },
         "onnx_error": onnx_error,
         "onnx_exporter": onnx_exporter,  # PyTorch's exporter that wrote model.onnx (None: not written)
+        "onnx_opset": _onnx_opset(out / ONNX_FILE) if onnx_error is None else None,  # what a runtime must support
         "plan": plan.to_json(),
         **(dict(extra) if extra else {}),
     }
@@ -163,6 +164,18 @@ def _write_onnx(model: nn.Module, path: Path, input_shape: Sequence[int], input_
     except Exception as exc:  # the other formats are written all the same
         reason = " ".join(str(exc).split()) or "(no message)"
         return f"{type(exc).__name__}: {reason}"[:500], None
+
+
+def _onnx_opset(path: Path) -> Optional[int]:
+    """The default-domain opset of the ONNX file at ``path`` (the oldest ONNX Runtime that runs it follows from it;
+    the exporter's default moves with PyTorch), None where it cannot be read."""
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    except Exception:  # noqa: BLE001 - a note in spec.json, never a reason to fail an export
+        return None
 
 
 def read_spec(directory: str | os.PathLike) -> dict:
