@@ -104,6 +104,9 @@ def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]
 
     if problem.base_info.get("source") == "untrained":  # `validate` before any training: nothing to judge
         return
+    if getattr(problem.data, "task", "classification") == "regression":
+        _warn_if_regressor_below_the_mean(problem, log)
+        return
     chance, base = chance_and_base(problem)
     y = getattr(problem.data, "y_val", None)
     if chance is None or base is None or y is None or len(y) == 0:
@@ -134,6 +137,28 @@ def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]
                + (f" ({how})" if how else "") + ", or other labels")
     log(f"warning: the base model scores {100 * base:.1f} % on the validation split ({n} samples), no better "
         f"than always answering the most common class ({100 * floor:.1f} %): {why}.")
+
+
+def _warn_if_regressor_below_the_mean(problem: "PruningProblem", log: Callable[[str], None]) -> None:
+    """The regression counterpart of :func:`warn_if_base_at_chance`: a base model whose minus MSE on validation is
+    no better than always predicting the train split's mean (the default metric only; resident data)."""
+    data, base = problem.data, (problem.base_accuracy or {}).get("val")
+    y_train, y_val = getattr(data, "y_train", None), getattr(data, "y_val", None)
+    if problem.objective.custom_metric or base is None or y_train is None or y_val is None or not len(y_val):
+        return
+    mean = y_train.float().mean(dim=0)
+    constant = -float(((y_val.float() - mean) ** 2).mean())
+    if base > constant:
+        return
+    scaled = getattr(data, "feature_low", None) is not None
+    how = (" rayprune scales tabular columns to the train split's range: " + (
+           "set data.scale: none if the model expects the columns as the file holds them" if _takes_scale(
+               problem.config) else "return the arrays from a data function of yours to keep them as given")
+           if scaled else "")
+    why = ("its training did not learn (base_training: more epochs, another lr)" if problem.base_info.get("source") in
+           ("trained", "cache") else "a model trained elsewhere usually saw other preprocessing than it gets here." + how)
+    log(f"warning: the base model scores {base:.4g} (minus the MSE) on the validation split ({len(y_val)} samples), no "
+        f"better than always predicting the train split's mean ({constant:.4g}): {why}")
 
 
 def warn_if_carved(cfg: Config, data: Any, log: Callable[[str], None], *, trained_elsewhere: Optional[bool] = None

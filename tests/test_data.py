@@ -815,3 +815,36 @@ def test_a_table_taken_as_the_file_holds_it_describes_its_preprocessing_once(tmp
     pair = (np.random.default_rng(0).normal(size=(30, 3)), np.arange(30) % 2)
     assert preprocessing_of(dataset_from_splits(pair, pair, pair))["steps"] == [
         "as given (cast to float32): rayprune did not transform these inputs"]  # data handed over: untouched
+
+
+def test_a_regressor_no_better_than_the_mean_is_warned_about(tmp_path: Path) -> None:
+    """A regression checkpoint trained on raw columns, fed min-max scaled ones, scored worse than predicting the
+    mean (MAE 0.6 became 4.6) and the run went on in silence; classification warned about exactly this."""
+    from rayprune.config import parse_config
+    from rayprune.problem import PruningProblem, warn_if_base_at_chance
+
+    path = tmp_path / "table.csv"
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({f"f{i}": rng.normal(loc=50, scale=10, size=600) for i in range(4)})
+    frame["target"] = frame["f0"] - frame["f1"] + frame["f2"]
+    frame.to_csv(path, index=False)
+    section = {"model": {"name": "<in-memory> Sequential"}, "budgets": {"params": 0.5},
+               "data": {"name": "tabular", "path": str(path), "label": "target", "task": "regression", "device": "cpu"}}
+    cfg = parse_config(section, source="x")
+    raw = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Linear(2, 1))  # exact on the columns as held
+    with torch.no_grad():
+        raw[0].weight.copy_(torch.tensor([[1.0, -1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
+        raw[0].bias.zero_()
+        raw[1].weight.copy_(torch.tensor([[1.0, 0.0]]))
+        raw[1].bias.zero_()
+    lines: list[str] = []
+    scaled = load_dataset("tabular", path=path, label="target", task="regression", seed=0)
+    warn_if_base_at_chance(PruningProblem.from_parts(cfg, scaled, raw, {"source": "checkpoint"},
+                                                     device=torch.device("cpu")), lines.append)
+    assert len(lines) == 1 and "no better than always predicting the train split's mean" in lines[0], lines
+    assert "data.scale: none" in lines[0]
+    lines.clear()
+    as_held = load_dataset("tabular", path=path, label="target", task="regression", seed=0, scale="none")
+    warn_if_base_at_chance(PruningProblem.from_parts(cfg, as_held, raw, {"source": "checkpoint"},
+                                                     device=torch.device("cpu")), lines.append)
+    assert lines == []
