@@ -320,3 +320,8 @@ def test_a_function_of_main_is_refused_up_front(section):
     then every evaluator died with a Ray traceback (their __main__ is not the notebook)."""
     with pytest.raises(ConfigError, match=r"names a function of __main__ \('__main__:f'\).*write 'that_module:f'"):
         parse_config(section, source="test")
+
+
+def test_sweep_levels_as_the_python_api_names_them_points_at_sweep_budgets():
+    with pytest.raises(ConfigError, match=r"sweep.levels: unknown key \(did you mean budgets\?\)"):
+        parse_config({"sweep": {"levels": {"params": [0.5, 0.25]}}}, source="test")

@@ -446,11 +446,18 @@ def _construct_mapping(loader, node, deep=False):
 _NoDuplicatesLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+#: keys written as another of rayprune's front ends names them (the Python API's ``levels=`` is ``sweep.budgets``)
+_OTHER_NAMES = {("sweep", "levels"): "budgets", ("sweep", "budget"): "budgets"}
+
+
 def _close_keys(loc: Sequence[Any]) -> list[str]:
-    """The known keys of the section at ``loc[:-1]`` that look like the unknown key ``loc[-1]``.
+    """The known keys of the section at ``loc[:-1]`` that look like the unknown key ``loc[-1]``, or that the key
+    names elsewhere (:data:`_OTHER_NAMES`).
 
     >>> _close_keys(("search", "evaluatoins")), _close_keys(("search", "finetune", "iteration"))
     (['evaluations'], ['iterations'])
+    >>> _close_keys(("sweep", "levels"))
+    ['budgets']
     >>> _close_keys(("no_such_section", "x"))
     []
     """
@@ -459,6 +466,8 @@ def _close_keys(loc: Sequence[Any]) -> list[str]:
 
     from pydantic import BaseModel
 
+    if tuple(map(str, loc)) in _OTHER_NAMES:
+        return [_OTHER_NAMES[tuple(map(str, loc))]]
     cls: Any = Config
     for part in loc[:-1]:
         field = cls.model_fields.get(str(part)) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
