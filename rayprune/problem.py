@@ -76,7 +76,7 @@ def configured_dataset(cfg: Config) -> Dataset | StreamedDataset:
     """The dataset ``cfg.data`` names, on CPU (the one place a config's data section is read)."""
     d = cfg.data
     return load_dataset(d.name, root=d.root, path=d.path, label=d.label, image_size=d.image_size, scale=d.scale,
-                        split_column=d.split_column, classes=d.classes, val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
+                        split_column=d.split_column, classes=d.classes, drop=d.drop, val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
                         max_samples=d.max_samples, task=d.task, streaming=d.streaming,
                         max_resident_mb=d.max_resident_mb, num_workers=d.num_workers)
 

@@ -848,3 +848,28 @@ def test_a_regressor_no_better_than_the_mean_is_warned_about(tmp_path: Path) -> 
     warn_if_base_at_chance(PruningProblem.from_parts(cfg, as_held, raw, {"source": "checkpoint"},
                                                      device=torch.device("cpu")), lines.append)
     assert lines == []
+
+
+def test_a_tables_columns_can_be_left_out_of_the_features(tmp_path: Path) -> None:
+    """Every column but the label was a feature: a second target became an input (target leakage), and an id or a
+    timestamp could not be left out."""
+    from rayprune.config import parse_config
+    from rayprune.problem import configured_dataset
+
+    path = tmp_path / "plant.csv"
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": np.arange(300), "t": rng.normal(size=300), "p": rng.normal(size=300),
+                          "yield": rng.normal(size=300)})
+    frame["yield2"] = frame["yield"] * 2
+    frame.to_csv(path, index=False)
+    section = {"name": "tabular", "path": str(path), "label": "yield", "task": "regression", "device": "cpu"}
+    leaky = configured_dataset(parse_config({"data": section}, source="x"))
+    assert leaky.feature_names == ("id", "t", "p", "yield2")
+    data = configured_dataset(parse_config({"data": {**section, "drop": ["id", "yield2"]}}, source="x"))
+    assert data.feature_names == ("t", "p") and data.input_shape == (2,)
+    with pytest.raises(UserError, match=r"data.drop names \['ids'\], not in the table .*its columns are"):
+        configured_dataset(parse_config({"data": {**section, "drop": ["ids"]}}, source="x"))
+    with pytest.raises(UserError, match="data.drop names the label column"):
+        configured_dataset(parse_config({"data": {**section, "drop": ["yield"]}}, source="x"))
+    with pytest.raises(UserError, match="'drop' does not apply to dataset 'digits'"):
+        configured_dataset(parse_config({"data": {"name": "digits", "drop": ["x"]}}, source="x"))

@@ -128,6 +128,9 @@ class DataConfig(_Section):
     #: ``tabular``: the labels in the order the model was trained with (class i is classes[i]); default: numbers
     #: in numeric order, text in alphabetical order
     classes: Optional[list[Union[str, int, float, bool]]] = None
+    #: ``tabular``: columns left out of the features (an id, a timestamp, another target); every other column
+    #: but the label and split columns is a feature
+    drop: list[str] = Field(default_factory=list)
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     max_samples: Optional[int] = Field(None, gt=0)

@@ -276,6 +276,7 @@ def load_dataset(
     scale: str | None = None,
     split_column: str | None = None,
     classes: Sequence[str] | None = None,
+    drop: Sequence[str] | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     seed: int = 0,
@@ -300,7 +301,8 @@ def load_dataset(
     - ``tabular`` — a CSV/Parquet file at ``path`` with the class in column ``label``
       (default ``'label'``); non-numeric features are one-hot encoded. ``split_column`` names a column
       of ``train``/``val``/``test`` (the user's own held-out rows; a split it lacks is split off its
-      train rows); ``classes`` gives the labels' order (class i is ``classes[i]``; default sorted).
+      train rows); ``classes`` gives the labels' order (class i is ``classes[i]``; default sorted); ``drop``
+      names columns left out of the features (ids, timestamps, other targets).
     - ``sklearn:iris``, ``sklearn:wine``, ``sklearn:breast_cancer``, ``sklearn:digits`` —
       scikit-learn's bundled sets as tabular data.
     - ``imagefolder`` — one sub-folder of images per class under ``root`` (optionally
@@ -348,7 +350,8 @@ def load_dataset(
             f"'package.module:function'; got {name!r}."
         )
     options = {"root": root, "path": path, "label": label, "image_size": image_size, "scale": scale,
-               "split_column": split_column, "classes": None if classes is None else tuple(classes)}
+               "split_column": split_column, "classes": None if classes is None else tuple(classes),
+               "drop": None if not drop else tuple(drop)}
     given = {key: value for key, value in options.items() if value is not None}
     unused = sorted(set(given) - source.options)
     if unused:
@@ -424,10 +427,11 @@ def _load_cifar(spec: _SplitSpec, *, variant: str, root: str | Path | None = Non
 def _load_tabular(
     spec: _SplitSpec, *, path: str | Path | None = None, label: str | None = None, scale: str | None = None,
     split_column: str | None = None, classes: Sequence[str] | None = None, task: str = "classification",
+    drop: Sequence[str] | None = None,
 ) -> Dataset:
     if path is None:
         raise UserError("'path' is required for dataset 'tabular' (a .csv or .parquet file).")
-    table = read_table(path, label or "label", split_column=split_column, classes=classes, task=task)
+    table = read_table(path, label or "label", split_column=split_column, classes=classes, task=task, drop=drop)
     return _tabular_dataset("tabular", table, spec, scale=scale, user_file=True)
 
 
@@ -477,7 +481,7 @@ _SOURCES: dict[str, _Source] = {
     "digits": _Source(_load_digits, frozenset()),
     "cifar10": _Source(functools.partial(_load_cifar, variant="cifar10"), frozenset({"root"})),
     "cifar100": _Source(functools.partial(_load_cifar, variant="cifar100"), frozenset({"root"})),
-    "tabular": _Source(_load_tabular, frozenset({"path", "label", "scale", "split_column", "classes"})),
+    "tabular": _Source(_load_tabular, frozenset({"path", "label", "scale", "split_column", "classes", "drop"})),
     "imagefolder": _Source(_load_imagefolder, frozenset({"root", "image_size"})),
     "npz": _Source(_load_npz, frozenset({"path"})),
     **{

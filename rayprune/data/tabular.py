@@ -73,9 +73,10 @@ _SHOWN = 5
 
 
 def read_table(path: str | Path, label: str = "label", *, split_column: str | None = None,
-               classes: Sequence[str] | None = None, task: str = "classification") -> Table:
+               classes: Sequence[str] | None = None, task: str = "classification",
+               drop: Sequence[str] | None = None) -> Table:
     """Read a CSV or Parquet file (chosen by suffix) whose column ``label`` holds the class, or the target
-    (``split_column``, ``classes``, ``task``: as in :func:`table_from_frame`).
+    (``split_column``, ``classes``, ``task``, ``drop``: as in :func:`table_from_frame`).
 
     Example:
         >>> table = read_table("patients.csv", label="outcome")  # doctest: +SKIP
@@ -104,12 +105,13 @@ def read_table(path: str | Path, label: str = "label", *, split_column: str | No
             f"Cannot read '{path}' as a {kind} file (chosen by its suffix): "
             f"{type(err).__name__}: {err}"
         ) from err
-    return table_from_frame(frame, label, source=str(path), split_column=split_column, classes=classes, task=task)
+    return table_from_frame(frame, label, source=str(path), split_column=split_column, classes=classes, task=task,
+                            drop=drop)
 
 
 def table_from_frame(
     frame: pd.DataFrame, label: str = "label", *, source: str | None = None, split_column: str | None = None,
-    classes: Sequence[str] | None = None, task: str = "classification",
+    classes: Sequence[str] | None = None, task: str = "classification", drop: Sequence[str] | None = None,
 ) -> Table:
     """Split a DataFrame into one-hot-encoded float features and integer-coded labels.
 
@@ -118,7 +120,8 @@ def table_from_frame(
     held-out rows, taken as given and not used as a feature. ``classes``: the labels' order (class ``i`` is
     ``classes[i]``, as the model was trained); by default numeric labels sort numerically and text ones
     alphabetically. ``task="regression"``: the label column is a real-valued target (float64 ``labels``,
-    ``class_names`` None).
+    ``class_names`` None). ``drop``: columns left out of the features (an id, a timestamp, another target: every
+    column but the label and the split column is a feature otherwise).
 
     Example:
         >>> frame = pd.DataFrame({"size": [1.0, 2.0, 3.0], "colour": ["red", "blue", "red"],
@@ -137,6 +140,13 @@ def table_from_frame(
         raise UserError(
             f"{_sentence(where)} has a header ({[str(c) for c in frame.columns]}) but no rows."
         )
+    missing = [str(c) for c in (drop or ()) if c not in frame.columns]
+    if missing:
+        raise UserError(f"data.drop names {missing}, not in {where}; its columns are {[str(c) for c in frame.columns]}.")
+    if label in (drop or ()) or (split_column is not None and split_column in (drop or ())):
+        raise UserError(f"data.drop names the {'label' if label in drop else 'split'} column; drop lists the columns "
+                        "left out of the features, and the label and split columns never are features.")
+    frame = frame.drop(columns=list(drop or ()))
     splits = None
     if split_column is not None:
         splits = _split_values(frame, split_column, label, where)
