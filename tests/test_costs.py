@@ -647,6 +647,28 @@ def test_an_absolute_budget_written_as_a_fraction_is_told_how_to_write_a_fractio
         check_reachable(problem, [Level.from_budgets([Budget("params", 0.01, True)], base)])
 
 
+def test_a_limit_the_unpruned_model_meets_is_reachable_whatever_the_smallest_model_measures():
+    """A cost of one's own that does not shrink with the model (0 on the base, or minus the parameters): validate
+    said the unpruned model already meets the limit, then refused the budget as unreachable."""
+    from types import SimpleNamespace
+
+    from rayprune.costs.budget import Budget
+    from rayprune.costs.levels import Level
+    from rayprune.search.prune import BudgetUnreachable, check_reachable
+
+    base = {"mine": -15_400.0, "params": 15_400.0}
+    problem = SimpleNamespace(base_costs=base, reachable=lambda: {"mine": -200.0, "params": 200.0},
+                              config=SimpleNamespace(pruning=SimpleNamespace(min_keep=0.1)),
+                              space=SimpleNamespace(skipped=[], unbuildable=[]), unpruned_parameters=lambda: [])
+    lines: list = []
+    level = Level.from_budgets([Budget("mine", 0.5, True), Budget("params", 0.5, True)], base)  # rel: -7.7k
+    assert check_reachable(problem, [level], log=lines.append)["mine"] == -200.0
+    assert len(lines) == 1 and "already meets mine" in lines[0]
+    problem.base_costs = {**base, "mine": 15_400.0}  # the base misses it too: refused as before
+    with pytest.raises(BudgetUnreachable, match=r"mine <= -7.7k but the smallest model in the space has -200"):
+        check_reachable(problem, [Level.from_budgets([Budget("mine", 0.5, True)], base)])
+
+
 def _nan_cost(model, context):
     return float("nan")
 

@@ -54,12 +54,17 @@ def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = Non
     levels = levels if levels is not None else [Level.from_budgets(problem.budgets, problem.base_costs)]
     for line in loose_budget_lines(problem, levels) if log is not None else ():
         log(line)
+    # a limit the unpruned model meets is reachable, whatever the smallest model has (a cost of the user's need not
+    # shrink with the model: the base already meeting it was warned about above and then refused as unreachable)
+    base = problem.base_costs
     missed = [f"{lvl.name}: {k} <= {human(lim)} but the smallest model in the space has {human(smallest[k])}"
-              for lvl in levels for k, lim in lvl.limits.items() if not within(smallest[k], lim)]
+              for lvl in levels for k, lim in lvl.limits.items()
+              if not within(smallest[k], lim) and not (base.get(k) is not None and within(base[k], lim))]
     if missed:
         # an absolute budget written as a fraction (fb=0.4 meant 40 % of a 100 kB model): say how to write that
         fractions = sorted({f"{k}={100 * lim:g}% (or rel:{lim:g})" for lvl in levels for k, lim in lvl.limits.items()
-                            if not within(smallest[k], lim) and lvl.values.get(k) == lim and 0 < lim < 1
+                            if not within(smallest[k], lim) and not within(base.get(k, float("inf")), lim)
+                            and lvl.values.get(k) == lim and 0 < lim < 1
                             and problem.base_costs.get(k, 0) > 1})
         hint = (f" A budget on {', '.join(f.split('=')[0] for f in fractions)} is absolute, in the cost's own unit; "
                 f"for a fraction of the unpruned model's write {', '.join(fractions)}.") if fractions else ""
