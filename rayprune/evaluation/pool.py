@@ -280,7 +280,9 @@ class EvaluatorPool:
         """Stop a call that ran past its deadline: cancel it (not retried) and restart its actor."""
         ray.cancel(ref)  # a cancelled actor task is not retried on the restarted actor
         ray.kill(self.actors[a], no_restart=False)  # a hung call cannot be interrupted; the actor restarts
-        return EvaluationTimeout(f"evaluator #{a} gave no result within {limit}; it was restarted")
+        return EvaluationTimeout(f"evaluator #{a} gave no result within {limit}; it was restarted (a call's time is "
+                                 "building, scoring and measuring its candidates: every cost, yours included; "
+                                 "candidates.parquet's t_costs_s says how long the costs took on those that finished)")
 
     def _alive(self, a: int, timeout: float = 120.0) -> bool:
         """Whether actor ``a`` answers (a restarting actor answers once it is back)."""
