@@ -445,3 +445,19 @@ def test_real_valued_2d_targets_without_task_regression_are_told_about_the_task(
         dataset_from_splits((x, y))
     with pytest.raises(UserError, match="one-hot labels must be turned into indices"):
         dataset_from_splits((x, np.eye(3)[np.arange(40) % 3]))
+
+
+def test_an_npz_of_real_valued_targets_is_a_regression(tmp_path):
+    """`data: {name: npz, task: regression}` was refused ('npz holds class labels'): sensor arrays and their
+    targets are commonly kept in one .npz."""
+    from rayprune.problem import configured_dataset
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(200, 4, 64)).astype(np.float32), rng.normal(size=(200, 3)).astype(np.float32)
+    np.savez(tmp_path / "signals.npz", x=x, y=y)
+    section = {"name": "npz", "path": str(tmp_path / "signals.npz"), "task": "regression", "device": "cpu"}
+    data = configured_dataset(parse_config({"data": section}, source="x"))
+    assert (data.task, data.num_classes, data.input_shape) == ("regression", 3, (1, 4, 64))
+    assert data.y_train.dtype == torch.float32 and len(data.y_train) + len(data.y_val) + len(data.y_test) == 200
+    with pytest.raises(UserError, match="need data.task: regression"):  # without the task: class labels, as before
+        configured_dataset(parse_config({"data": {**section, "task": "classification"}}, source="x"))

@@ -341,9 +341,9 @@ def load_dataset(
         raise UserError(f"data.streaming is true but dataset {name!r} is read into tensors: only torch Datasets "
                         f"from a data factory ('package.module:function') or the Python API stream; set "
                         f"data.streaming to auto or false.")
-    elif task != "classification" and name != "tabular":
-        raise UserError(f"data.task {task!r} needs a data factory ('package.module:function'), a table (tabular) "
-                        f"or data handed over in memory; {name!r} holds class labels.")
+    elif task != "classification" and name not in ("tabular", "npz"):
+        raise UserError(f"data.task {task!r} needs a data factory ('package.module:function'), a table (tabular), "
+                        f"an .npz file or data handed over in memory; {name!r} holds class labels.")
     if source is None:
         raise UserError(
             f"data.name must be one of {list(DATASET_NAMES)} or a data factory "
@@ -362,7 +362,7 @@ def load_dataset(
             f"of {', '.join(repr(k) for k in options)} it takes {accepted}."
         )
     spec = _split_spec(val_fraction, test_fraction, seed, max_samples)
-    if name == "tabular" and task != "classification":
+    if name in ("tabular", "npz") and task != "classification":
         given["task"] = task
     return source.build(spec, **given)
 
@@ -456,12 +456,12 @@ def _load_imagefolder(
     return load_image_folder(root, image_size=image_size, spec=spec)
 
 
-def _load_npz(spec: _SplitSpec, *, path: str | Path | None = None) -> Dataset:
+def _load_npz(spec: _SplitSpec, *, path: str | Path | None = None, task: str = "classification") -> Dataset:
     from rayprune.data.npz import load_npz
 
     if path is None:
         raise UserError("'path' is required for dataset 'npz' (a .npz file of arrays).")
-    return load_npz(path, spec=spec)
+    return load_npz(path, spec=spec, task=task)
 
 
 def _load_factory(spec: _SplitSpec, *, factory: str, task: str = "classification",

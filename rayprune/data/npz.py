@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .convert import _from_splits
+from .convert import _from_splits, _regression_from_splits
 from .datasets import Dataset, _split_spec, _SplitSpec
 from .user_splits import SPLITS
 
@@ -19,14 +19,15 @@ NPZ_KEYS: tuple[str, ...] = ("x_train", "y_train", "x_val", "y_val", "x_test", "
 """The arrays an ``.npz`` file may hold (or just ``x`` and ``y``, to be split)."""
 
 
-def load_npz(path: str | Path, *, spec: _SplitSpec | None = None) -> Dataset:
+def load_npz(path: str | Path, *, spec: _SplitSpec | None = None, task: str = "classification") -> Dataset:
     """Arrays in an ``.npz`` file (``data.name: npz``, ``data.path``).
 
     The file holds ``x_train``, ``y_train`` and optionally ``x_val``/``y_val``, ``x_test``/``y_test``;
     or ``x`` and ``y``, split by the config's fractions. Images may be (N, C, H, W), (N, H, W) or
     channels-last (N, H, W, C) with C in {1, 3, 4} (transposed); features (N, F). Values are
     normalised like the built-in sets (see :mod:`rayprune.data.convert`); images are fine-tuned with the
-    ``crop`` augmentation. Read with ``allow_pickle=False``: the file cannot run code.
+    ``crop`` augmentation. Read with ``allow_pickle=False``: the file cannot run code. ``task="regression"``:
+    ``y`` holds real-valued targets, (N,) or (N, k) (missing splits carved by a seeded permutation).
 
     Example::
 
@@ -50,7 +51,9 @@ def load_npz(path: str | Path, *, spec: _SplitSpec | None = None) -> Dataset:
         raise UserError(f"Cannot read '{path}' as an .npz file of numeric arrays: {err}") from err
     splits = _npz_splits(path, arrays)
     try:
-        data = _from_splits(splits, spec, name="npz", normalise=True, augment="crop")
+        data = (_regression_from_splits(splits, name="npz", kind=None, normalise=True, val_fraction=spec.val_fraction,
+                                        test_fraction=spec.test_fraction, seed=spec.seed, max_samples=spec.max_samples)
+                if task == "regression" else _from_splits(splits, spec, name="npz", normalise=True, augment="crop"))
         # the splits carved from the file's own rows, which a model trained elsewhere on the file may have seen
         data = dataclasses.replace(data, carved=tuple(s for s in ("val", "test") if s not in splits))
         if data.kind == "image":  # (the arrays' own layout, whichever it was, made NCHW)
