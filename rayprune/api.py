@@ -303,7 +303,7 @@ def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool,
     if isinstance(model, nn.Module) and carved:
         log(f"warning: data= has no {' or '.join(carved)} split, so rayprune split {'them' if len(carved) > 1 else 'it'} "
             f"off the samples you passed (data.val_fraction, data.test_fraction). If your model was trained on those "
-            "samples, its accuracies (and every candidate's) are measured on training data: pass "
+            "samples, its scores (and every candidate's) are measured on training data: pass "
             '{"train": ..., "val": ..., "test": ...} with held-out samples.')
     device = resolve_device(cfg.data.device)
     if dataset is None:
