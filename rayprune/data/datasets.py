@@ -27,7 +27,7 @@ from rayprune.data.embedded import DIGIT_CLASS_NAMES, load_digits_images, load_m
 from rayprune.data.source import TensorSource
 from rayprune.data.splits import check_fractions, split_indices, subsample_indices
 from rayprune.data.streaming import DEFAULT_MAX_RESIDENT_MB, StreamedDataset, StreamingPolicy
-from rayprune.data.tabular import SKLEARN_DATASETS, Table, load_sklearn_table, read_table
+from rayprune.data.tabular import SKLEARN_DATASETS, SKLEARN_REGRESSION, Table, load_sklearn_table, read_table
 
 from ..errors import UserError
 from ..inputs import INPUT_DTYPES
@@ -341,9 +341,13 @@ def load_dataset(
         raise UserError(f"data.streaming is true but dataset {name!r} is read into tensors: only torch Datasets "
                         f"from a data factory ('package.module:function') or the Python API stream; set "
                         f"data.streaming to auto or false.")
-    elif task != "classification" and name not in ("tabular", "npz"):
+    elif task != "classification" and name not in _REGRESSION_NAMES:
         raise UserError(f"data.task {task!r} needs a data factory ('package.module:function'), a table (tabular), "
-                        f"an .npz file or data handed over in memory; {name!r} holds class labels.")
+                        f"an .npz file, sklearn:diabetes or data handed over in memory; {name!r} holds class labels.")
+    elif task == "classification" and isinstance(name, str) and name.removeprefix("sklearn:") in SKLEARN_REGRESSION \
+            and name.startswith("sklearn:"):
+        raise UserError(f"{name!r} holds real-valued targets: set data.task: regression (task='regression' in "
+                        "Python).")
     if source is None:
         raise UserError(
             f"data.name must be one of {list(DATASET_NAMES)} or a data factory "
@@ -488,9 +492,12 @@ _SOURCES: dict[str, _Source] = {
         f"sklearn:{dataset}": _Source(
             functools.partial(_load_sklearn, dataset=dataset), frozenset({"scale"})
         )
-        for dataset in SKLEARN_DATASETS
+        for dataset in (*SKLEARN_DATASETS, *SKLEARN_REGRESSION)
     },
 }
+
+#: the fixed names whose targets are real-valued (data.task: regression) or may be
+_REGRESSION_NAMES = ("tabular", "npz", *(f"sklearn:{d}" for d in SKLEARN_REGRESSION))
 
 DATASET_NAMES: tuple[str, ...] = tuple(_SOURCES)
 """Every fixed name :func:`load_dataset` accepts (besides a ``package.module:function`` factory)."""
@@ -583,8 +590,10 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec, *, scale: str | 
         feature_low=None if low is None else tuple(float(v) for v in low),
         feature_span=None if span is None else tuple(float(v) for v in span),
         # with data.scale: none, what a raw row still needs: the one-hot encoding (spec.json's preprocessing)
-        source_steps=("text columns one-hot encoded, in the order of feature_names; numeric columns as the file "
-                      "holds them, cast to float32 (data.scale: none: not scaled)",) if low is None else (),
+        source_steps=(("text columns one-hot encoded, in the order of feature_names; numeric columns as the file "
+                       "holds them, cast to float32 (data.scale: none: not scaled)",) if user_file else
+                      ("the columns as scikit-learn gives them, cast to float32 (data.scale: none: not scaled)",))
+        if low is None else (),
         carved=carved if user_file else (),
     )
 
@@ -681,8 +690,9 @@ def preprocessing_of(data) -> dict:
                           "per channel c: (x - mean[c]) / std[c], the train split's mean and population std"],
                 "mean": list(mean), "std": list(getattr(data, "std", None) or [])}
     if low is not None:
+        # a user's table's columns (scikit-learn's bundled sets are numeric; an .npz file's arrays have no names)
         one_hot = ["text columns one-hot encoded, in the order of feature_names"] if getattr(
-            data, "feature_names", None) else []  # a table's columns; an .npz file's arrays have no names
+            data, "feature_names", None) and not str(getattr(data, "name", "")).startswith("sklearn:") else []
         return {"kind": kind, "input_shape": shape, "layout": "N x features, float32", **outputs,
                 "steps": [*source, *one_hot, "per feature j: (x - low[j]) / span[j] (the train split's min and range)"],
                 "feature_names": list(getattr(data, "feature_names", None) or []), "low": list(low),

@@ -27,6 +27,7 @@ from ..errors import UserError
 
 __all__ = [
     "SKLEARN_DATASETS",
+    "SKLEARN_REGRESSION",
     "SPLIT_NAMES",
     "TABLE_READERS",
     "WIDE_ONE_HOT",
@@ -308,6 +309,22 @@ def _sklearn_loader(loader_name: str) -> Callable[[], Table]:
     return load
 
 
+def _sklearn_regression_loader(loader_name: str) -> Callable[[], Table]:
+    def load() -> Table:
+        import sklearn.datasets
+
+        bunch = getattr(sklearn.datasets, loader_name)()
+        return Table(features=np.asarray(bunch.data, dtype=np.float64),
+                     labels=np.asarray(bunch.target, dtype=np.float64), class_names=None,
+                     feature_names=tuple(str(name) for name in bunch.feature_names))
+
+    load.__doc__ = f"scikit-learn's bundled ``{loader_name}()`` (real-valued targets) as a :class:`Table`."
+    return load
+
+
+SKLEARN_REGRESSION: dict[str, Callable[[], Table]] = {"diabetes": _sklearn_regression_loader("load_diabetes")}
+"""scikit-learn regression sets that ship with the package (never downloaded): ``data.task: regression``."""
+
 SKLEARN_DATASETS: dict[str, Callable[[], Table]] = {
     "iris": _sklearn_loader("load_iris"),
     "wine": _sklearn_loader("load_wine"),
@@ -318,19 +335,21 @@ SKLEARN_DATASETS: dict[str, Callable[[], Table]] = {
 
 
 def load_sklearn_table(name: str) -> Table:
-    """One of scikit-learn's bundled classification sets (iris, wine, breast_cancer, digits).
+    """One of scikit-learn's bundled classification sets (iris, wine, breast_cancer, digits), or regression set
+    (diabetes).
 
     Example:
         >>> table = load_sklearn_table("wine")
         >>> table.features.shape, len(table.class_names)
         ((178, 13), 3)
     """
-    if name not in SKLEARN_DATASETS:
+    loaders = {**SKLEARN_DATASETS, **SKLEARN_REGRESSION}
+    if name not in loaders:
         raise UserError(
-            f"The scikit-learn dataset name must be one of {sorted(SKLEARN_DATASETS)}; "
+            f"The scikit-learn dataset name must be one of {sorted(loaders)}; "
             f"got {name!r}."
         )
-    return SKLEARN_DATASETS[name]()
+    return loaders[name]()
 
 
 def _format_suffix(path: Path) -> str:
