@@ -73,7 +73,8 @@ def test_exactly_one_of_iterations_and_epochs():
     with pytest.raises(ConfigError, match="exactly one of 'iterations' and 'epochs'"):
         parse_config({"search": {"finetune": {"iterations": 3, "epochs": 1}}})
     with pytest.raises(ConfigError, match="exactly one of 'iterations' and 'epochs'"):
-        parse_config({"search": {"finetune": {"lr": 0.1}}})
+        parse_config({"base_training": {"epochs": None}})
+    # (a fine-tune section given without either keeps its default length: see below)
 
 
 def test_fractions_must_leave_training_data():
