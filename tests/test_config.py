@@ -227,7 +227,14 @@ def test_a_function_object_where_a_name_belongs_says_what_to_write_and_why(secti
         parse_config({"name": "nb", **section})
     message = str(err.value)
     assert f"{field} takes the function's name, 'package.module:function', not the function object" in message
-    assert "'that_module:_notebook_cost'" in message and "other processes" in message
+    assert "Write 'test_config:_notebook_cost'" in message and "other processes" in message  # its module is known
+    _notebook_cost.__module__ = "__main__"  # as in a notebook: no module to name
+    try:
+        with pytest.raises(ConfigError) as err:
+            parse_config({"name": "nb", **section})
+    finally:
+        _notebook_cost.__module__ = __name__
+    assert "'that_module:_notebook_cost'" in str(err.value)
 
 
 def test_budget_strings_read_as_on_the_command_line_and_unknown_costs_name_the_configs_own():

@@ -257,10 +257,16 @@ def refuse_function_object(value: Any, field: str) -> None:
     run in other processes and import the function by name; a config is also stored as JSON).
 
     >>> def mine(model, context): return 1.0
+    >>> mine.__module__ = "__main__"  # defined in a notebook
     >>> refuse_function_object(mine, "costs.custom.size")
     Traceback (most recent call last):
     ...
     ValueError: costs.custom.size takes the function's name, 'package.module:function', not the function object (got mine): the evaluators run in other processes and import it by that name, and the config is stored as JSON. Put the function in a .py file on the Python path (a module next to your notebook works) and write 'that_module:mine'.
+    >>> from rayprune.engine.objective import neg_mse_metric  # defined in a module: its name is known
+    >>> refuse_function_object(neg_mse_metric, "search.metric")
+    Traceback (most recent call last):
+    ...
+    ValueError: search.metric takes the function's name, 'package.module:function', not the function object (got neg_mse_metric): the evaluators run in other processes and import it by that name, and the config is stored as JSON. Write 'rayprune.engine.objective:neg_mse_metric'.
     >>> refuse_function_object("__main__:mine", "search.metric")
     Traceback (most recent call last):
     ...
@@ -273,11 +279,14 @@ def refuse_function_object(value: Any, field: str) -> None:
             f"(a module next to your notebook works) and write 'that_module:{value.split(':', 1)[1]}'.")
     if callable(value) and not isinstance(value, str):
         label = getattr(value, "__qualname__", None) or repr(value)
+        module, name = getattr(value, "__module__", None), getattr(value, "__name__", "function")
+        where = (f"Write '{module}:{name}'" if module and module != "__main__" and name == label else
+                 f"Put the function in a .py file on the Python path (a module next to your notebook works) and write "
+                 f"'that_module:{name}'")
         raise ValueError(
             f"{field} takes the function's name, 'package.module:function', not the function object (got {label}): "
-            "the evaluators run in other processes and import it by that name, and the config is stored as JSON. "
-            f"Put the function in a .py file on the Python path (a module next to your notebook works) and write "
-            f"'that_module:{getattr(value, '__name__', 'function')}'.")
+            f"the evaluators run in other processes and import it by that name, and the config is stored as JSON. "
+            f"{where}.")
 
 
 def _check_function_name(v: Optional[str]) -> Optional[str]:
