@@ -187,3 +187,6 @@ $B28 --seeds 12 13 14 15 16 17 18 19 20 21 --agents crl,random --out benchmarks/
 # registered after it did not start before the 03:55 UTC deadline (BENCHMARKS.md, "A ResNeXt-style CNN")
 python benchmarks/bench_search.py --jobs 2 --overlap --evaluations 512 --configs configs/bench/resnext_trained_mnist.yaml \
     --levels params=0.5,0.25,0.1 --seeds 2 3 4 5 6 --agents crl,random --out benchmarks/results/search/resnext_s29.jsonl
+# session 30: RX2, the uniform agent on the same cell (registered in session 29; BENCHMARKS.md "A ResNeXt-style CNN")
+python benchmarks/bench_search.py --jobs 2 --overlap --evaluations 4 --configs configs/bench/resnext_trained_mnist.yaml \
+    --levels params=0.5,0.25,0.1 --seeds 2 3 4 5 6 --agents uniform --out benchmarks/results/search/resnext_uniform_s30.jsonl
