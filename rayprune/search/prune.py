@@ -531,7 +531,7 @@ def summary_table(summary: dict[str, Any]) -> str:
         ratio = f"{p / b:.3f}x" if isinstance(b, (int, float)) and b else "-"
         if key.startswith("accuracy") and summary.get("metric", "accuracy") != "accuracy":
             name = key.replace("accuracy", summary["metric"].rsplit(":", 1)[-1])
-            rows.append([name, format_metric(b, "other"), format_metric(p, "other"), f"{p - b:+.4g}"])
+            rows.append([name, format_metric(b, "other"), format_metric(p, "other"), f"{p - b:+.4g} (diff)"])
         elif key.startswith("accuracy"):
             rows.append([key, f"{100 * b:.2f}%", f"{100 * p:.2f}%", f"{100 * (p - b):+.2f} pt"])
         else:
