@@ -201,6 +201,7 @@ def test_a_lower_is_better_metric_is_minimised_with_metric_mode_min_and_warned_a
                                     evaluation={"evaluators": 2, "cpus": 0.75}, pruning={"min_keep": 0.1})
     minimised = runs["min"]
     assert minimised.summary["metric"] == "objective_funcs:-mae" and "-mae_val" in str(minimised)
+    assert "(diff)" in next(line for line in str(minimised).splitlines() if line.startswith("-mae_val"))
     import json  # the exported model says what its numbers are
 
     assert json.loads((minimised.out / "best" / "spec.json").read_text())["summary"]["metric"] == "objective_funcs:-mae"
