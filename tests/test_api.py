@@ -318,6 +318,8 @@ def test_prune_a_conv1d_model_on_an_npz_of_2d_samples(ray_session, tmp_path):
     session = ort.InferenceSession(str(result.out / "best" / "model.onnx"))
     out = session.run(None, {session.get_inputs()[0].name: samples.numpy()})[0]
     assert np.allclose(out, expected.numpy(), atol=1e-4)
+    described = session.get_modelmeta().custom_metadata_map  # the file alone says how to prepare its inputs
+    assert json.loads(described["rayprune.preprocessing"]) == prep and described["rayprune.input_dtype"] == "float32"
 
 
 def test_an_unreachable_params_budget_names_the_layers_no_group_prunes():

@@ -123,6 +123,9 @@ def test_the_torch_export_based_exporter_takes_over_when_the_first_fails(concat_
 
     declared = [o.version for o in onnx.load(str(directory / "model.onnx")).opset_import if o.domain in ("", "ai.onnx")]
     assert read_spec(directory)["onnx_opset"] == declared[0] >= 7
+    props = {p.key: p.value for p in onnx.load(str(directory / "model.onnx")).metadata_props}
+    assert json.loads(props["rayprune.input_shape"]) == list(ConcatResidualNet.input_shape)
+    assert props["rayprune.input_dtype"] == "float32"
     _assert_same_outputs(directory / "model.onnx", concat_net, ConcatResidualNet.input_shape)
     # the file carries no stack traces: they held the paths of the user's source files (and most of the bytes)
     data = (directory / "model.onnx").read_bytes()

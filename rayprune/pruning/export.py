@@ -128,7 +128,11 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
                 ts_ok = True
         except Exception:  # many models cannot be traced; the other two formats remain
             ts_ok = False
-    onnx_error, onnx_exporter = _write_onnx(module_copy, out / ONNX_FILE, input_shape, input_dtype)
+    # the ONNX file describes its own inputs: what spec.json says about them, for a device that has only the file
+    described = {"rayprune.input_shape": json.dumps(list(input_shape)), "rayprune.input_dtype": input_dtype,
+                 **({"rayprune.preprocessing": json.dumps(extra["preprocessing"])}
+                    if extra and extra.get("preprocessing") is not None else {})}
+    onnx_error, onnx_exporter = _write_onnx(module_copy, out / ONNX_FILE, input_shape, input_dtype, described)
     spec = {
         "format": SPEC_FORMAT,
         "rayprune_version": version,
@@ -151,16 +155,16 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
     atomic_write_text(out / SPEC_FILE, json.dumps(spec, indent=1))
 
 
-def _write_onnx(model: nn.Module, path: Path, input_shape: Sequence[int], input_dtype: str = "float32"
-                ) -> tuple[Optional[str], Optional[str]]:
-    """Export ``model`` to ONNX at ``path``: ``(None, the exporter)`` if written, else ``(why not in one line,
-    None)``."""
+def _write_onnx(model: nn.Module, path: Path, input_shape: Sequence[int], input_dtype: str = "float32",
+                metadata: Optional[Mapping[str, str]] = None) -> tuple[Optional[str], Optional[str]]:
+    """Export ``model`` to ONNX at ``path`` (with ``metadata`` in its ``metadata_props``): ``(None, the exporter)``
+    if written, else ``(why not in one line, None)``."""
     from .onnx_export import ONNX_INSTALL_HINT, export_onnx, onnx_missing
 
     if onnx_missing():
         return f"onnx not installed ({ONNX_INSTALL_HINT})", None
     try:
-        return None, export_onnx(model, path, input_shape, input_dtype)
+        return None, export_onnx(model, path, input_shape, input_dtype, metadata)
     except Exception as exc:  # the other formats are written all the same
         reason = " ".join(str(exc).split()) or "(no message)"
         return f"{type(exc).__name__}: {reason}"[:500], None

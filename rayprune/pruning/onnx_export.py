@@ -23,7 +23,7 @@ import io
 import os
 import re
 import warnings
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -120,16 +120,25 @@ def _exported(model: nn.Module, input_shape: Sequence[int], input_dtype: str = "
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int],
-                input_dtype: str = "float32") -> str:
+                input_dtype: str = "float32", metadata: Optional[Mapping[str, str]] = None) -> str:
     """Write ``model`` to ``path`` as ONNX (batch dimension dynamic), atomically; returns which exporter wrote it.
 
     ``input_shape`` is one sample's shape, e.g. ``(3, 32, 32)``; ``input_dtype`` what it takes (``"int64"``:
-    token ids). Raises ``ImportError`` naming the extra when ``onnx`` is not installed, ``RuntimeError`` when
-    the model cannot be exported.
+    token ids). ``metadata``: key/value strings stored in the file's ``metadata_props`` (an export's
+    preprocessing, so that the file describes its own inputs). Raises ``ImportError`` naming the extra when
+    ``onnx`` is not installed, ``RuntimeError`` when the model cannot be exported.
     """
     if onnx_missing():
         raise ImportError(f"onnx not installed ({ONNX_INSTALL_HINT})")
     name, data = _exported(model, input_shape, input_dtype)
+    if metadata:
+        import onnx
+
+        proto = onnx.ModelProto.FromString(data)
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = str(key), str(value)
+        data = proto.SerializeToString()
     atomic_write_bytes(path, data)
     return name
 
