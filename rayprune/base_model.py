@@ -75,7 +75,7 @@ def _input_width_mismatch(message: str, input_shape: tuple) -> bool:
 
 
 #: data settings added after base models were first cached: left out of the key while unset
-LATER_DATA_FIELDS = ("scale", "split_column", "classes")
+LATER_DATA_FIELDS = ("scale", "split_column", "classes", "drop")
 
 
 def base_cache_key(cfg: Config) -> str:
@@ -86,7 +86,7 @@ def base_cache_key(cfg: Config) -> str:
         # settings added later count only when set, so the keys of configs written before them stay (no retraining,
         # and sweeps started before them still resume)
         "data": cfg.data.model_dump(mode="json", exclude={"device", "streaming", "max_resident_mb", "num_workers",
-                                                          *(f for f in LATER_DATA_FIELDS if getattr(cfg.data, f) is None)}),
+                                                          *(f for f in LATER_DATA_FIELDS if getattr(cfg.data, f) in (None, []))}),
         "train": cfg.base_training.model_dump(mode="json", exclude={"cache_dir"}),
         "loss": cfg.engine.loss,
         "seed": cfg.seed,

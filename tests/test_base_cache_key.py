@@ -81,3 +81,24 @@ def test_a_factory_from_an_installed_package_is_keyed_by_its_own_file_not_everyt
 
     origin = _module_file("torch.nn.modules.linear:Linear")
     assert local_sources(origin, "torch.nn.modules.linear") == [origin]
+
+
+def test_a_data_setting_added_later_keeps_the_keys_of_configs_that_leave_it_unset():
+    """data.drop (session 30) defaulted to [] and entered every key: every cached base model would retrain, and
+    every sweep started before it refused --resume ("the data changed"). The quickstart's key, pinned as it was
+    before data.drop existed (torch 2.13, the README's pin)."""
+    from pathlib import Path
+
+    import pytest
+    import torch
+
+    from rayprune.config import load_config
+
+    if not torch.__version__.startswith("2.13."):
+        pytest.skip("the pinned key was computed with torch 2.13")
+    quickstart = load_config(Path(__file__).parents[1] / "configs" / "quickstart.yaml")
+    assert base_cache_key(quickstart) == "e4d8258617262564"
+    assert base_cache_key(parse_config({})) == "dce110d4bd4fc55a"
+    table = {"name": "tabular", "path": "/tmp/x.csv", "label": "y"}
+    assert base_cache_key(parse_config({"data": {**table, "drop": ["id"]}})) != base_cache_key(
+        parse_config({"data": table}))  # set, it counts
