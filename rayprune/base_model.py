@@ -27,11 +27,13 @@ __all__ = ["architecture_of", "obtain_base_model", "base_cache_key", "weights_fi
 
 def architecture_of(cfg: Config, data: Dataset | StreamedDataset) -> dict[str, Any]:
     """Keyword arguments of :func:`rayprune.models.load_model` that rebuild the unpruned architecture."""
-    image = data.kind in ("image", "sequence")  # (a sequence's channels and length, as an image's)
+    image = data.kind in ("image", "sequence")
     return {
         "name": cfg.model.name,
         "num_classes": int(data.num_classes),
-        "in_channels": int(data.input_shape[0]) if image else 1,
+        # a sequence's model was built from its samples as one-channel images (in_channels 1), before the model
+        # was seen to take them as they are: recorded as built, so that load_pruned rebuilds the same network
+        "in_channels": int(data.input_shape[0]) if data.kind == "image" else 1,
         "input_size": int(data.input_shape[-1]) if image else None,
         "in_features": None if image else int(data.input_shape[0]),
         "kwargs": dict(cfg.model.kwargs),

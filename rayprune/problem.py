@@ -236,8 +236,9 @@ def fed_as_the_model_reads_it(model: nn.Module, data: Any, cfg: Config) -> Any:
             try:
                 check(seq.input_dtype, seq)
                 return seq
-            except UserError:
-                pass
+            except UserError as seq_err:
+                if _takes(model, seq):  # the model reads them so; what failed is another check (its outputs)
+                    raise seq_err from None
         # failed before its embedding saw the float probe (e.g. padding counted on zeros)
         ids = data.as_token_ids() if any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules()) \
             else None
@@ -252,6 +253,17 @@ def fed_as_the_model_reads_it(model: nn.Module, data: Any, cfg: Config) -> Any:
         raise UserError("The neon agent prunes small tabular MLPs on float features; this model reads token ids "
                         "(int64) with an nn.Embedding: use a search agent (random, evolution, crl, tpe).")
     return data
+
+
+def _takes(model: nn.Module, data: Any) -> bool:
+    """Whether ``model`` runs on ``data``'s input shape and dtype (nothing else checked)."""
+    from .models import check_input_shape
+
+    try:
+        check_input_shape(model, tuple(data.input_shape), data.input_dtype)
+        return True
+    except UserError:
+        return False
 
 
 def _takes_scale(cfg: Config) -> bool:

@@ -279,6 +279,10 @@ def test_a_conv1d_model_on_2d_samples_is_fed_them_as_given():
     wrong = nn.Sequential(nn.Conv1d(5, 8, 3), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 3))  # 5 channels
     with pytest.raises(UserError, match=r"does not accept inputs of shape \(1, 6, 20\)"):
         PruningProblem.from_parts(cfg, data, wrong, {"source": "in-memory"}, device=torch.device("cpu"))
+    two = nn.Sequential(nn.Conv1d(6, 8, 3), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 2))  # 3 classes
+    with pytest.raises(UserError, match=r"2 outputs.*3 classes") as err:  # the layout fits: the outputs are wrong
+        PruningProblem.from_parts(cfg, data, two, {"source": "in-memory"}, device=torch.device("cpu"))
+    assert "does not accept inputs" not in str(err.value)
 
 
 def test_prune_a_conv1d_model_on_an_npz_of_2d_samples(ray_session, tmp_path):

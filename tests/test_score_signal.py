@@ -378,3 +378,30 @@ def test_two_agents_that_found_the_exported_network_both_get_the_credit_and_a_ro
                            "accuracy_final": 0.8, "params": 40.0}])
     late = front_table(state, front, rows).splitlines()[-1]
     assert late.startswith("params=0.5 ") and "params=0.1" not in late  # it serves 0.5 only: not named for 0.1
+
+
+def test_the_metric_direction_warning_is_only_for_a_users_maximised_metric_on_unfine_tuned_scores():
+    """Candidates scored after a fine-tune (search.score: finetune) may beat a weak base on a good metric: telling
+    that user to set metric_mode: min would make rayprune pick the worst models."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from rayprune.search.score_signal import say_metric_direction
+
+    rows = pd.DataFrame({"stage": ["search"] * 20, "status": ["ok"] * 20, "candidate_id": list("abcdefghijklmnopqrst"),
+                         "accuracy": [0.9] * 20})
+
+    def told(score="two_stage", mode="max", custom=True, scored=rows):
+        problem = SimpleNamespace(objective=SimpleNamespace(custom_metric=custom, metric_name="p.m:mae"),
+                                  config=SimpleNamespace(search=SimpleNamespace(score=score, metric_mode=mode)),
+                                  base_accuracy={"val": 0.5})
+        lines: list = []
+        say_metric_direction(scored, problem, lines.append)
+        return lines
+
+    assert len(told()) == 1 and "search.metric_mode: min" in told()[0]
+    assert told(score="adaptive_bn")
+    assert told(score="finetune") == [] and told(mode="min") == [] and told(custom=False) == []
+    assert told(scored=rows.iloc[:10]) == []  # fewer than 16 candidates: too few to say
+    assert told(scored=rows.assign(accuracy=[0.9] * 10 + [0.4] * 10)) == []  # half above the base: no sign

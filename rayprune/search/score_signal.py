@@ -143,7 +143,10 @@ def metric_direction_line(scores: Sequence[Any], base: Optional[float], metric: 
 def say_metric_direction(rows: Any, problem: Any, log: Callable[[str], None]) -> None:
     """:func:`metric_direction_line` for a run's search rows (a metric of the user's, maximised), logged."""
     objective = getattr(problem, "objective", None)
-    if objective is None or not objective.custom_metric or getattr(problem.config.search, "metric_mode", "max") != "max":
+    search = problem.config.search
+    if objective is None or not objective.custom_metric or getattr(search, "metric_mode", "max") != "max":
+        return
+    if getattr(search, "score", "two_stage") == "finetune":  # fine-tuned candidates may well beat a weak base
         return
     ok = rows[(rows["stage"] == "search") & (rows["status"] == "ok")] if {"stage", "status"} <= set(rows.columns) else rows
     if ok.empty or "accuracy" not in ok.columns:
