@@ -8,6 +8,7 @@ Plain PyTorch/NumPy (no Ray, no training): the spaces are built from zoo models 
 from __future__ import annotations
 
 import json
+import math
 import pickle
 
 import numpy as np
@@ -330,7 +331,13 @@ def test_uniform_and_global_bisect_a_measured_budget_on_measurements(spaces, age
     assert not agent.pipelined  # each aim needs the last measurement
     measured = []
     while not agent.finished and len(measured) < 64:
+        twin = None
+        if len(measured) == 1:  # a checkpoint mid-bisection resumes the same search
+            twin = make_agent(agent_name, ss, seed=0, search=search)
+            twin.load_state_dict(json.loads(json.dumps(agent.state_dict())))
         proposals = agent.ask()
+        if twin is not None:
+            assert [p.keep_ratios for p in twin.ask()] == [p.keep_ratios for p in proposals]
         assert proposals, "not finished, yet nothing to propose"
         rows = [{"status": "ok", "keep_counts": ss.counts(p.keep_ratios),
                  "latency_ms": width_cost(ss.counts(p.keep_ratios))} for p in proposals]
@@ -345,6 +352,14 @@ def test_uniform_and_global_bisect_a_measured_budget_on_measurements(spaces, age
     restored = make_agent(agent_name, ss, seed=0, search=search)
     restored.load_state_dict(json.loads(json.dumps(agent.state_dict())))
     assert restored.finished and restored.ask() == []
+    old_checkpoint = make_agent(agent_name, ss, seed=0, search=search)  # written before the bisection existed
+    old_checkpoint.load_state_dict({"asked": 1, "rng": old_checkpoint.rng.bit_generator.state})
+    assert old_checkpoint.finished and old_checkpoint.ask() == []
+    failing = make_agent(agent_name, ss, seed=0, search=search)  # a failed candidate tells nothing about its costs
+    first = failing.ask()
+    failing.tell(first, [Outcome(score=None, costs={}, feasible=False)])
+    assert failing.ask() == [] and failing.finished  # the same aim again: the level ends, bounds untouched
+    assert failing._hi == [math.inf]
     analytic_levels = _search_space(space, analytic, levels=_levels(analytic.base)[:4])  # analytic budgets only
     analytic_levels.importance = ss.importance
     one = make_agent(agent_name, analytic_levels, seed=0, search=search)  # one proposal per level, as before

@@ -39,8 +39,7 @@ class UniformAgent(SearchAgent):
 
     def __init__(self, space, *, seed: int, batch_size: int) -> None:
         super().__init__(space, seed=seed, batch_size=batch_size)
-        self._aimed = [self.space.macs_aim(level) is not None for level in range(self.space.num_levels)] \
-            if hasattr(self.space, "macs_aim") else [False] * self.space.num_levels
+        self._aimed = [self.space.macs_aim(level) is not None for level in range(self.space.num_levels)]
         if any(self._aimed):
             self.pipelined = False  # the next aim needs the last measurement
         self._lo = [0.0] * self.space.num_levels  # the largest aim measured to fit
@@ -90,8 +89,10 @@ class UniformAgent(SearchAgent):
             level = proposal.level
             if outcome.ok and outcome.feasible:
                 self._lo[level], self._fits[level] = max(self._lo[level], aim), True
-            else:
+            elif outcome.ok:
                 self._hi[level] = min(self._hi[level], aim)
+            # (a failed candidate says nothing about its costs: the bounds stay, and the same aim gives the same
+            # candidate, which ends the level)
             self._done[level] = (len(self._tried[level]) >= self.MAX_AIMS or (
                 self._fits[level] and self._hi[level] - self._lo[level] <= self.AIM_TOL))
 
@@ -106,11 +107,13 @@ class UniformAgent(SearchAgent):
 
     def load_state_dict(self, state) -> None:
         super().load_state_dict(state)
-        if "lo" in state:
-            self._lo, self._fits, self._done = list(state["lo"]), list(state["fits"]), list(state["done"])
-            self._hi = [math.inf if h is None else h for h in state["hi"]]
-            self._tried = [list(t) for t in state["tried"]]
-            self._pending = {int(k): v for k, v in state["pending"].items()}
+        if "lo" not in state:  # a checkpoint from before the bisection: its one proposal per level was made
+            self._done = [self.asked >= self.space.num_levels] * self.space.num_levels
+            return
+        self._lo, self._fits, self._done = list(state["lo"]), list(state["fits"]), list(state["done"])
+        self._hi = [math.inf if h is None else h for h in state["hi"]]
+        self._tried = [list(t) for t in state["tried"]]
+        self._pending = {int(k): v for k, v in state["pending"].items()}
 
 
 class GlobalAgent(UniformAgent):

@@ -54,8 +54,8 @@ def rounds_note(agent: str, search: Any, num_levels: int) -> str:
 
 
 def scored_by(agent: str, search: Any, num_levels: int) -> int:
-    """Candidates one trial of ``agent`` scores for ``search.evaluations`` (crl: whole rollouts, maybe more), the
-    total a sweep's progress counts to.
+    """Candidates one trial of ``agent`` scores, at most, for ``search.evaluations`` (crl: whole rollouts, maybe
+    more; uniform and global stop earlier, after a few candidates per level), the total a sweep's progress counts to.
 
     >>> from rayprune.config import SearchConfig
     >>> search = SearchConfig(evaluations=40, batch_size=32)

@@ -322,16 +322,10 @@ class SearchSpace:
     def steering_limits(self, level: int) -> dict[str, float]:
         """Analytic limits the proposals of ``level`` aim at: its own analytic budgets, plus the MACs
         fraction each black-box budget's proxy fit predicts (as an absolute MACs limit)."""
-        lvl = self.levels[level]
-        out = {n: lim for n, lim in lvl.limits.items() if n in self.analytic_costs()}
-        if self.analytic is None:
-            return out
-        for name in self.blackbox_costs():
-            if name in lvl.limits:
-                x = max(self.proxies[name].x_for(lvl.limits[name]), 1e-6)
-                macs = x * self.analytic.base[PROXY]
-                out[PROXY] = min(out.get(PROXY, math.inf), macs)
-        return out
+        aim = self.macs_aim(level)
+        if aim is None:
+            return {n: lim for n, lim in self.levels[level].limits.items() if n in self.analytic_costs()}
+        return self.aimed_limits(level, aim)
 
     def meets(self, ratios: Sequence[float], limits: Mapping[str, float]) -> bool:
         """Whether the analytic costs of ``ratios`` are within ``limits`` (analytic names only)."""
