@@ -235,6 +235,8 @@ def test_a_function_object_where_a_name_belongs_says_what_to_write_and_why(secti
     finally:
         _notebook_cost.__module__ = __name__
     assert "'that_module:_notebook_cost'" in str(err.value)
+    with pytest.raises(ConfigError, match="'that_module:<lambda>'"):  # a lambda has no name to import it by
+        parse_config({"name": "nb", "search": {"metric": lambda model, split, context: 1.0}})
 
 
 def test_budget_strings_read_as_on_the_command_line_and_unknown_costs_name_the_configs_own():
@@ -315,6 +317,8 @@ def test_a_fine_tune_section_given_without_a_length_keeps_the_default_length():
                                    "final_finetune": {"lr": 0.001}}}, source="test")
     assert (cfg.search.finetune.optimizer, cfg.search.finetune.iterations) == ("adam", DEFAULT_ITERATIONS["finetune"])
     assert cfg.search.final_finetune.iterations == DEFAULT_ITERATIONS["final_finetune"] == 600
+    base = parse_config({"base_training": {"iterations": 100}}, source="test").base_training  # the same trap
+    assert (base.iterations, base.epochs) == (100, None)
     given = parse_config({"search": {"finetune": {"epochs": 2}}}, source="test").search.finetune
     assert (given.iterations, given.epochs) == (None, 2.0)  # a length given is kept, not added to
     with pytest.raises(ConfigError, match="exactly one of 'iterations' and 'epochs'"):

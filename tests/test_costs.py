@@ -687,6 +687,8 @@ def test_a_cost_returning_nan_names_its_function_and_a_0d_tensor_with_grad_is_ta
     with pytest.raises(UserError, match=r"^Cost 'mine' \(test_costs:_nan_cost\) returned nan while measuring a Linear: "
                                         r"expected a finite number$"):
         measure_costs(net, {"mine": _nan_cost}, ctx)
+    with pytest.raises(UserError, match="must return a number"):  # a bool is no cost, tensor or not
+        measure_costs(net, {"mine": lambda model, context: torch.tensor(True)}, ctx)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         value = measure_costs(net, {"mine": _tensor_cost}, ctx)["mine"]

@@ -873,3 +873,15 @@ def test_a_tables_columns_can_be_left_out_of_the_features(tmp_path: Path) -> Non
         configured_dataset(parse_config({"data": {**section, "drop": ["yield"]}}, source="x"))
     with pytest.raises(UserError, match="'drop' does not apply to dataset 'digits'"):
         configured_dataset(parse_config({"data": {"name": "digits", "drop": ["x"]}}, source="x"))
+
+
+def test_sklearn_diabetes_is_a_regression_and_says_so_without_the_task() -> None:
+    from rayprune.data.datasets import preprocessing_of
+
+    data = load_dataset("sklearn:diabetes", task="regression", seed=0)
+    assert (data.task, data.num_classes, data.input_shape) == ("regression", 1, (10,))
+    assert "one-hot" not in " ".join(preprocessing_of(data)["steps"])  # scikit-learn's columns are numeric
+    with pytest.raises(UserError, match=r"'sklearn:diabetes' holds real-valued targets: set data.task: regression"):
+        load_dataset("sklearn:diabetes", seed=0)
+    with pytest.raises(UserError, match="'sklearn:iris' holds class labels"):
+        load_dataset("sklearn:iris", task="regression", seed=0)

@@ -233,7 +233,8 @@ def test_a_regressor_with_a_custom_loss_is_still_checked_against_the_targets_whe
         PruningProblem.from_parts(parse_config(section, source="test"), data, net, {"source": "in-memory"},
                                   device=torch.device("cpu"))
     mine = parse_config({**section, "search": {"metric": "objective_funcs:neg_mae"}}, source="test")
-    with pytest.raises(Exception) as err:  # both the loss and the metric the user's: they decide what the outputs mean
+    with pytest.raises(UserError, match=r"search.metric 'objective_funcs:neg_mae' raised") as err:
+        # both the loss and the metric the user's: they decide what the outputs mean (here the metric cannot)
         PruningProblem.from_parts(mine, data, net, {"source": "in-memory"}, device=torch.device("cpu"))
     assert "outputs per sample" not in str(err.value)
 

@@ -181,6 +181,14 @@ class BaseTrainingConfig(TrainConfig):
     lr: float = Field(0.05, gt=0.0)
     cache_dir: Optional[Path] = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _iterations_replace_the_default_epochs(cls, data: Any) -> Any:
+        """``base_training: {iterations: N}`` trains N iterations (it was refused: the default 8 epochs stayed)."""
+        if isinstance(data, Mapping) and data.get("iterations") is not None and "epochs" not in data:
+            return {**data, "epochs": None}
+        return data
+
 
 class PruningConfig(_Section):
     """The pruning space: channel importance, rounding, lower bound of keep ratios."""
@@ -280,7 +288,8 @@ def refuse_function_object(value: Any, field: str) -> None:
     if callable(value) and not isinstance(value, str):
         label = getattr(value, "__qualname__", None) or repr(value)
         module, name = getattr(value, "__module__", None), getattr(value, "__name__", "function")
-        where = (f"Write '{module}:{name}'" if module and module != "__main__" and name == label else
+        where = (f"Write '{module}:{name}'" if module and module != "__main__" and name == label and name.isidentifier()
+                 else
                  f"Put the function in a .py file on the Python path (a module next to your notebook works) and write "
                  f"'that_module:{name}'")
         raise ValueError(

@@ -87,10 +87,10 @@ def measure_costs(model: nn.Module, costs: Mapping[str, CostFn], context: CostCo
                 f"Cost {name!r} ({_qualified_name(fn)}) raised {type(err).__name__} while measuring "
                 f"a {type(model).__name__}: {err}", cost=name,
             ) from err
-        if isinstance(value, (str, bytes, bool)):
+        if isinstance(value, (str, bytes, bool)) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
             raise UserTypeError(f"Cost {name!r} must return a number; {_qualified_name(fn)} returned {value!r}.")
-        if isinstance(value, torch.Tensor) and value.numel() == 1:  # a 0-d tensor (with grad: no torch warning)
-            value = value.detach().item()
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype != torch.bool:
+            value = value.detach().item()  # a 0-d tensor (with grad: no torch warning); a bool tensor is refused
         try:
             value = float(value)
         except (TypeError, ValueError):
