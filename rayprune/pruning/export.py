@@ -89,8 +89,12 @@ def without_debug_info(traced: torch.jit.ScriptModule) -> bytes:
     False
     >>> torch.jit.load(io.BytesIO(data))(torch.ones(1, 2)).shape
     torch.Size([1, 1])
+    >>> archive = zipfile.ZipFile(io.BytesIO(data))  # every record's data 64-byte aligned, as torch writes it
+    >>> all((i.header_offset + 30 + len(i.filename) + len(i.extra)) % 64 == 0 for i in archive.infolist())
+    True
     """
     import io
+    import struct
     import zipfile
 
     buffer = io.BytesIO()
@@ -101,8 +105,26 @@ def without_debug_info(traced: torch.jit.ScriptModule) -> bytes:
             if info.filename.endswith(".debug_pkl"):
                 continue
             name = "model/" + info.filename.split("/", 1)[1] if "/" in info.filename else info.filename
-            dst.writestr(zipfile.ZipInfo(name, date_time=info.date_time), src.read(info))
+            entry = zipfile.ZipInfo(name, date_time=info.date_time)
+            # each record's data starts on a 64-byte boundary, as PyTorch's writer lays it out (for memory
+            # mapping): padded through an extra field, as PyTorch pads it ("FB", then 'Z's)
+            start = out.tell() + 30 + len(name.encode()) + 4  # local header, name, the extra field's own header
+            pad = -start % _TS_ALIGNMENT
+            entry.extra = struct.pack("<HH", 0x4246, pad) + b"Z" * pad
+            dst.writestr(entry, src.read(info))
     return out.getvalue()
+
+
+#: the alignment of a TorchScript archive's records (PyTorch's ``kFieldAlignment``)
+_TS_ALIGNMENT = 64
+
+
+def _trace_kwargs() -> dict[str, Any]:
+    """``_store_inputs=False`` where this torch's ``jit.trace`` takes it (a private argument: without it the
+    archive keeps the probe input, and a torch that renamed it must not make the TorchScript file vanish)."""
+    import inspect
+
+    return {"_store_inputs": False} if "_store_inputs" in inspect.signature(torch.jit.trace).parameters else {}
 
 
 def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: PruningPlan, input_shape: Sequence[int],
@@ -122,7 +144,7 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
                 traced = torch.jit.trace(module_copy, probe_inputs(1, tuple(input_shape), input_dtype),
-                                         _store_inputs=False)  # (the probe is not part of the model)
+                                         **_trace_kwargs())  # (the probe is not part of the model)
                 with atomic_path(out / TORCHSCRIPT_FILE) as tmp:
                     tmp.write_bytes(without_debug_info(traced))
                 ts_ok = True
