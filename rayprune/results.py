@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from ._io import atomic_path
 
 __all__ = ["exported_rows", "CandidateWriter", "write_parquet_atomic", "read_candidates", "merge_candidates", "drop_rows_after", "ROW_KEY",
-           "ROW_TYPES"]
+           "ROW_TYPES", "failed_candidates"]
 
 #: Columns that identify a row; readers drop duplicates on them.
 ROW_KEY = ("row_id",)
@@ -202,3 +202,32 @@ def merge_candidates(directory: str | os.PathLike) -> Optional[Path]:
     if frame.empty:
         return None
     return write_parquet_atomic(pa.Table.from_pandas(frame, preserve_index=False), Path(directory) / "candidates.parquet")
+
+
+def failed_candidates(search_rows: pd.DataFrame) -> Optional[dict[str, Any]]:
+    """How many search candidates failed (``status == "error"``) and the most frequent first line of their
+    errors (lines that differ only in their numbers — a parameter count, a size — count as one; the first such
+    line is shown), with its count; None when none failed.
+
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"status": ["ok", "error", "error", "error"],
+    ...                      "error": [None, "ValueError: a\\ntrace", "ValueError: a\\nother", "KeyError: b"]})
+    >>> failed_candidates(rows)
+    {'count': 3, 'of': 4, 'message': 'ValueError: a', 'with_message': 2}
+    >>> failed_candidates(pd.DataFrame({"status": ["error"] * 3, "error": ["no entry for 20784 params",
+    ...                                  "no entry for 19000 params", "no entry for 2.5e4 params"]}))["with_message"]
+    3
+    """
+    if search_rows.empty or "status" not in search_rows.columns:
+        return None
+    from .names import STATUS_ERROR
+
+    bad = search_rows[search_rows["status"] == STATUS_ERROR]
+    if bad.empty:
+        return None
+    firsts = bad["error"].fillna("(no message)").astype(str).str.strip().str.split("\n").str[0] \
+        if "error" in bad.columns else pd.Series(["(no message)"] * len(bad))
+    shapes = firsts.str.replace(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", regex=True)  # one error, other numbers
+    counts = shapes.value_counts()
+    return {"count": int(len(bad)), "of": int(len(search_rows)),
+            "message": str(firsts[shapes == counts.index[0]].iloc[0]), "with_message": int(counts.iloc[0])}

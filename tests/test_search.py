@@ -837,7 +837,7 @@ def test_failed_candidates_count_one_error_whose_numbers_differ_as_one():
     import pandas as pd
 
     import rayprune.search.prune as module
-    from rayprune.search.prune import failed_candidates
+    from rayprune.results import failed_candidates
 
     rows = pd.DataFrame({"status": ["error"] * 4 + ["ok"],
                          "error": [f"CostFunctionError: no entry for {n} params\ntrace" for n in (20784, 19000, 2.5e4)]

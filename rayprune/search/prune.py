@@ -21,17 +21,15 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
-import pandas as pd
-
 from ..config import Config
 from ..costs import measure_latency_ms
 from ..costs.budget import within
 from ..costs.levels import Level
 from ..errors import Interrupted, NoModelError, UserError
-from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT, STATUS_ERROR, is_in_memory
+from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT, is_in_memory
 from ..problem import PruningProblem
 from ..report import format_metric
-from ..results import CandidateWriter, merge_candidates, read_candidates
+from ..results import CandidateWriter, failed_candidates, merge_candidates, read_candidates
 from ..text_table import format_table, human
 
 __all__ = ["run_prune", "check_reachable", "loose_budget_lines", "check_out_dir", "BudgetUnreachable", "NoModelError",
@@ -493,33 +491,6 @@ def _summary(problem: PruningProblem, agent: str, seed: int, ratios: list[float]
         "latency_context": {"device": ctx.device, "batch_size": ctx.batch_size, "threads": ctx.threads,
                             "runtime": ctx.runtime},
     }
-
-
-def failed_candidates(search_rows: pd.DataFrame) -> Optional[dict[str, Any]]:
-    """How many search candidates failed (``status == "error"``) and the most frequent first line of their
-    errors (lines that differ only in their numbers — a parameter count, a size — count as one; the first such
-    line is shown), with its count; None when none failed.
-
-    >>> import pandas as pd
-    >>> rows = pd.DataFrame({"status": ["ok", "error", "error", "error"],
-    ...                      "error": [None, "ValueError: a\\ntrace", "ValueError: a\\nother", "KeyError: b"]})
-    >>> failed_candidates(rows)
-    {'count': 3, 'of': 4, 'message': 'ValueError: a', 'with_message': 2}
-    >>> failed_candidates(pd.DataFrame({"status": ["error"] * 3, "error": ["no entry for 20784 params",
-    ...                                  "no entry for 19000 params", "no entry for 2.5e4 params"]}))["with_message"]
-    3
-    """
-    if search_rows.empty or "status" not in search_rows.columns:
-        return None
-    bad = search_rows[search_rows["status"] == STATUS_ERROR]
-    if bad.empty:
-        return None
-    firsts = bad["error"].fillna("(no message)").astype(str).str.strip().str.split("\n").str[0] \
-        if "error" in bad.columns else pd.Series(["(no message)"] * len(bad))
-    shapes = firsts.str.replace(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", regex=True)  # one error, other numbers
-    counts = shapes.value_counts()
-    return {"count": int(len(bad)), "of": int(len(search_rows)),
-            "message": str(firsts[shapes == counts.index[0]].iloc[0]), "with_message": int(counts.iloc[0])}
 
 
 def summary_table(summary: dict[str, Any]) -> str:

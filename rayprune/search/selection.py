@@ -45,7 +45,7 @@ from ..costs.paired import paired_columns
 from ..costs.registry import TIMED_COSTS
 from ..evaluation.score import ScoreSpec
 from ..names import STAGE_FINAL, STAGE_RERANK, STAGE_SEARCH, STATUS_ERROR, STATUS_OK, STATUS_SUPERSEDED
-from ..results import CandidateWriter
+from ..results import CandidateWriter, failed_candidates
 from .score_signal import ScoreSignal, score_signal
 
 __all__ = ["LevelResult", "candidates_for", "top_distinct", "monotone_choice", "select_and_finalize",
@@ -328,8 +328,6 @@ def select_and_finalize(
 def _why_failed(reranked: Sequence[Mapping[str, Any]], shortlist: pd.DataFrame) -> str:
     """`` (N of them; ...: <the most frequent error>)`` for a level whose every re-rank failed (the short fine-tune
     raising on every candidate: a loss that is not a scalar, a loss diverging at the fine-tune's lr), else ''."""
-    from .prune import failed_candidates  # (prune imports this module)
-
     ids = set(shortlist["candidate_id"])
     failed = failed_candidates(pd.DataFrame([r for r in reranked if r.get("candidate_id") in ids]))
     if failed is None:
