@@ -184,7 +184,7 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
                 "search_s": search_s, "score_s": seconds["score"],
                 "agent_s": seconds["ask"] + seconds["tell"], "write_s": seconds["write"],
                 "select_s": select_s, "base_val": problem.base_accuracy["val"], "base_test": problem.base_accuracy["test"],
-                "test_samples": len(problem.data.y_test),
+                "test_samples": len(problem.data.y_test), **environment(),
             })
         return records
     finally:
@@ -213,6 +213,27 @@ def _run_job(job):
 
 
 # -- summary --------------------------------------------------------------------------------------
+def environment() -> dict[str, str]:
+    """The versions a row's numbers depend on, beyond the code's commit: the same seeds on the same pinned base give
+    the same rows only where these match (a rerun of session 17's random-search rows reproduced 13 of 40 final
+    test scores exactly in a later environment, the rest within noise). Recorded with every row.
+
+    >>> sorted(environment())
+    ['numpy', 'python', 'ray', 'torch', 'torch_pruning']
+    """
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "missing"
+
+    return {"python": platform.python_version(), "torch": of("torch"), "torch_pruning": of("torch-pruning"),
+            "ray": of("ray"), "numpy": of("numpy")}
+
+
 def search_overrides(items: list[str]) -> dict:
     """``--set`` items (``key.sub=JSON``) as a nested ``search`` override; a value that is not JSON
     is taken as a string (a shell eats the quotes of ``crl.action="direction"``).
