@@ -22,3 +22,9 @@ python benchmarks/bench_selection.py --configs configs/bench/user_cnn_trained_mn
 python benchmarks/bench_selection.py --configs configs/bench/resnet20_trained_mnist.yaml --agents random --seeds 2 3 4 \
     --evaluations 512 --levels params=0.1,0.05 --top-k 8 --rerank-seeds 1 --final-seeds 1 \
     --out benchmarks/results/selection/resnet20_trained_top8.jsonl   # gzipped after
+
+# session 30 (E30): crl's and random search's shortlists on the ResNeXt-style CNN (BENCHMARKS.md "Which shortlisted
+# candidate gets the final fine-tune", session 30)
+python benchmarks/bench_selection.py --configs configs/bench/resnext_trained_mnist.yaml --agents crl,random --seeds 2 3 4 \
+    --evaluations 512 --levels params=0.25,0.1 --top-k 8 --rerank-seeds 1 --final-seeds 1 --jobs 2 \
+    --out benchmarks/results/selection/resnext_s30.jsonl   # gzipped after
