@@ -285,8 +285,8 @@ def _channel_axis_hint(model: nn.Module, data: Any) -> str:
         return ""
     return (f" (rayprune feeds these samples as one-channel images {shape} — 2-D samples get a channel axis — and "
             f"your model takes them without it, as {shape[1:]}, e.g. (channels, length) for a Conv1d: such samples "
-            f"are fed as given only when they are held in memory, not streamed (data.streaming); drop the axis in your forward, e.g. `x = x.squeeze(1)`, and the exported "
-            f"model then takes {shape} inputs too)")
+            f"are fed as given only when they are held in memory, not streamed (data.streaming); drop the axis in "
+            f"your forward, e.g. `x = x.squeeze(1)`, and the exported model then takes {shape} inputs too)")
 
 
 def _base_score(objective: Any, model: nn.Module, data: Any, split: str, device: Any, context: Any) -> float:

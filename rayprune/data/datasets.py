@@ -344,8 +344,7 @@ def load_dataset(
     elif task != "classification" and name not in _REGRESSION_NAMES:
         raise UserError(f"data.task {task!r} needs a data factory ('package.module:function'), a table (tabular), "
                         f"an .npz file, sklearn:diabetes or data handed over in memory; {name!r} holds class labels.")
-    elif task == "classification" and isinstance(name, str) and name.removeprefix("sklearn:") in SKLEARN_REGRESSION \
-            and name.startswith("sklearn:"):
+    elif task == "classification" and name in {f"sklearn:{d}" for d in SKLEARN_REGRESSION}:
         raise UserError(f"{name!r} holds real-valued targets: set data.task: regression (task='regression' in "
                         "Python).")
     if source is None:
