@@ -293,36 +293,24 @@ def encode_labels(values: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
     return codes.astype(np.int64).reshape(-1), tuple(str(c) for c in classes)
 
 
-def _sklearn_loader(loader_name: str) -> Callable[[], Table]:
+def _sklearn_loader(loader_name: str, *, regression: bool = False) -> Callable[[], Table]:
     def load() -> Table:
         import sklearn.datasets
 
         bunch = getattr(sklearn.datasets, loader_name)()
         return Table(
             features=np.asarray(bunch.data, dtype=np.float64),
-            labels=np.asarray(bunch.target, dtype=np.int64),
-            class_names=tuple(str(name) for name in bunch.target_names),
+            labels=np.asarray(bunch.target, dtype=np.float64 if regression else np.int64),
+            class_names=None if regression else tuple(str(name) for name in bunch.target_names),
             feature_names=tuple(str(name) for name in bunch.feature_names),
         )
 
-    load.__doc__ = f"scikit-learn's bundled ``{loader_name}()`` as a :class:`Table`."
+    load.__doc__ = (f"scikit-learn's bundled ``{loader_name}()``{' (real-valued targets)' if regression else ''} as a "
+                    ":class:`Table`.")
     return load
 
 
-def _sklearn_regression_loader(loader_name: str) -> Callable[[], Table]:
-    def load() -> Table:
-        import sklearn.datasets
-
-        bunch = getattr(sklearn.datasets, loader_name)()
-        return Table(features=np.asarray(bunch.data, dtype=np.float64),
-                     labels=np.asarray(bunch.target, dtype=np.float64), class_names=None,
-                     feature_names=tuple(str(name) for name in bunch.feature_names))
-
-    load.__doc__ = f"scikit-learn's bundled ``{loader_name}()`` (real-valued targets) as a :class:`Table`."
-    return load
-
-
-SKLEARN_REGRESSION: dict[str, Callable[[], Table]] = {"diabetes": _sklearn_regression_loader("load_diabetes")}
+SKLEARN_REGRESSION: dict[str, Callable[[], Table]] = {"diabetes": _sklearn_loader("load_diabetes", regression=True)}
 """scikit-learn regression sets that ship with the package (never downloaded): ``data.task: regression``."""
 
 SKLEARN_DATASETS: dict[str, Callable[[], Table]] = {
