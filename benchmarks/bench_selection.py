@@ -315,6 +315,71 @@ def by_length(frame: pd.DataFrame, judge: str = "one") -> str:
     return "\n".join(lines)
 
 
+def split_half_gain(correct: np.ndarray, pick: int, repeats: int = 200, seed: int = 0) -> tuple[float, float]:
+    """What a perfect decider would really add over ``pick``, judged on images it did not choose on.
+
+    ``correct`` is a (candidates x test images) 0/1 array in shortlist order. Each repeat splits the images at
+    random into halves A and B; the candidate best on A (ties: the earlier) and ``pick`` are both judged on B.
+    Returns the mean over repeats of (best on A, judged on B) − (pick on B) — the honest oracle's gain — and of
+    (best on B) − (pick on B): the in-sample oracle's, which the best of noisy numbers inflates.
+
+    >>> same = np.tile(np.array([[1] * 90 + [0] * 10]), (8, 1))  # 8 identical candidates: nothing to gain
+    >>> split_half_gain(same, pick=0)
+    (0.0, 0.0)
+    >>> rng = np.random.default_rng(0)
+    >>> noisy = (rng.random((8, 1000)) < 0.9).astype(int)  # 8 equal candidates whose test images err at random
+    >>> honest, inflated = split_half_gain(noisy, pick=0)
+    >>> abs(honest) < 0.01 < inflated  # the in-sample oracle finds a "gain" where there is none
+    True
+    >>> better = noisy.copy(); better[3, :600] = 1  # one candidate truly better, by about 6 points
+    >>> 0.04 < split_half_gain(better, pick=0)[0] < 0.08
+    True
+    """
+    rng = np.random.default_rng(seed)
+    n = correct.shape[1]
+    honest, inflated = [], []
+    for _ in range(repeats):
+        perm = rng.permutation(n)
+        a, b = correct[:, perm[: n // 2]].mean(axis=1), correct[:, perm[n // 2:]].mean(axis=1)
+        honest.append(b[int(np.argmax(a))] - b[pick])  # argmax: the first of equal values
+        inflated.append(b.max() - b[pick])
+    return float(np.mean(honest)), float(np.mean(inflated))
+
+
+def split_half(frame: pd.DataFrame, k: int = 8, repeats: int = 200) -> str:
+    """The test oracle's gain over the product's pick, in-sample (as the rule tables report it) and honest
+    (:func:`split_half_gain`), per config over every shortlist of length ``k`` with one final each."""
+    rows = []
+    for (config, agent, seed), g in frame.groupby(["config", "agent", "seed"], sort=False):
+        recs = g.to_dict("records")
+        for level in sorted({lv for r in recs for lv in r["ranks"]}):
+            short = sorted((r for r in recs if level in r["ranks"] and r["ranks"][level] < k),
+                           key=lambda r: r["ranks"][level])
+            if len(short) < 2 or not all(isinstance(r.get("final_test"), dict) and "correct" in r["final_test"]
+                                         for r in short):
+                continue
+            correct = np.array([[c == "1" for c in r["final_test"]["correct"]] for r in short], dtype=float)
+            pick = _pick(short, RULES[PRODUCT][2])
+            honest, inflated = split_half_gain(correct, pick, repeats)
+            full = correct.mean(axis=1)
+            rows.append({"config": config, "full": full.max() - full[pick], "inflated": inflated, "honest": honest,
+                         "images": correct.shape[1], "n": len(short)})
+    if not rows:
+        return ""
+    p = pd.DataFrame(rows)
+    lines = [f"\nTest oracle − product's pick, shortlists of up to {k} (points; mean [95 % t-interval over shortlists]; "
+             f"halves: {repeats} random splits of the test images, the oracle chooses on A, both judged on B)",
+             "| config | shortlists | test images | in-sample, whole test | in-sample, half B | honest: best on A, judged on B |",
+             "|---|---|---|---|---|---|"]
+    for config, g in p.groupby("config", sort=False):
+        cells = []
+        for col in ("full", "inflated", "honest"):
+            m, lo, hi = bench_search._ci95(100 * g[col].to_numpy())
+            cells.append(f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+        lines.append(f"| {config} | {len(g)} | {int(g['images'].iloc[0])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def summarise(frame: pd.DataFrame) -> str:
     """The overview per judge, then one table per config and shortlist length: a row per rule, a column per
     level (and all levels)."""
@@ -325,7 +390,7 @@ def summarise(frame: pd.DataFrame) -> str:
     if "final_more" in frame and finalised is not None and frame[finalised]["final_more"].map(
             lambda m: isinstance(m, list) and len(m) > 0).all():
         judges.append("mean")
-    lines = [overview(frame, judge) for judge in judges] + [by_length(frame)]
+    lines = [overview(frame, judge) for judge in judges] + [by_length(frame), split_half(frame)]
     for judge, k in ((j, k) for j in judges for k in SHORTLISTS):
         p = picks(frame, k, judge)
         if p.empty or (k > SHORTLISTS[0] and (p["n"] < k).all()):  # longer than any shortlist: nothing new

@@ -61,6 +61,28 @@ def test_the_summary_pairs_every_rule_with_the_product_rule(bench):
     assert "91.00 (-1.00 [-1.00, -1.00])" in row  # a (search) against b (re-rank), on all three seeds
 
 
+def test_the_split_half_oracle_judges_on_images_it_did_not_choose_on(bench):
+    rng = np.random.default_rng(1)
+    recs = []
+    for seed in (2, 3, 4):
+        # the product picks "a" (best re-rank); "b" is truly 4 points better on test, "c" equal to "a"
+        for cid, rank, rerank, p in (("a", 0, 0.97, 0.90), ("b", 1, 0.95, 0.94), ("c", 2, 0.94, 0.90)):
+            correct = "".join("1" if x < p else "0" for x in rng.random(2000))
+            rec = _rec(cid, rank, 0.9, [(rerank, 0.1)], 0.95, correct.count("1") / 2000)
+            rec["seed"] = seed
+            rec["final_test"]["correct"] = correct
+            recs.append(rec)
+    text = bench.split_half(pd.DataFrame(recs), k=8, repeats=20)
+    row = next(line for line in text.splitlines() if line.startswith("| c |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:3] == ["3", "2000"]
+    honest = float(cells[5].split()[0])
+    assert 3.0 < honest < 5.0  # the truly better candidate is found on half A and holds on half B
+    assert "Test oracle" in bench.summarise(pd.DataFrame(recs))
+    without = pd.DataFrame([_rec("a", 0, 0.9, [(0.95, 0.3)], 0.96, 0.91)])
+    assert bench.split_half(without) == ""  # rows without per-image results: no table
+
+
 def test_paired_intervals_need_three_pairs(bench):
     import bench_search  # on the path through the fixture
 
