@@ -357,9 +357,25 @@ def test_uniform_and_global_bisect_a_measured_budget_on_measurements(spaces, age
     assert old_checkpoint.finished and old_checkpoint.ask() == []
     failing = make_agent(agent_name, ss, seed=0, search=search)  # a failed candidate tells nothing about its costs
     first = failing.ask()
-    failing.tell(first, [Outcome(score=None, costs={}, feasible=False)])
-    assert failing.ask() == [] and failing.finished  # the same aim again: the level ends, bounds untouched
-    assert failing._hi == [math.inf]
+    failed = [Outcome(score=None, costs={}, feasible=False)]
+    failing.tell(first, failed)
+    again = failing.ask()  # perhaps transient: the same candidate once more (a failure used to end the level)
+    assert [p.keep_ratios for p in again] == [p.keep_ratios for p in first] and not failing.finished
+    assert failing._hi == [math.inf]  # bounds untouched
+    resumed = make_agent(agent_name, ss, seed=0, search=search)  # a checkpoint between the two tries
+    resumed.load_state_dict(json.loads(json.dumps(failing.state_dict())))
+    failing.tell(again, failed)
+    resumed.tell(again, failed)
+    below = failing.ask()  # failed twice: the aim counts as a miss, and the bisection goes on below it
+    assert below and [p.keep_ratios for p in resumed.ask()] == [p.keep_ratios for p in below]
+    assert failing._hi[0] < math.inf and sum(ss.counts(below[0].keep_ratios)) < sum(ss.counts(first[0].keep_ratios))
+    failing.tell(below, [Outcome(score=0.5, costs={"latency_ms": 1.0}, feasible=True)])
+    while not failing.finished:  # every later candidate fails: the level ends within MAX_AIMS proposals
+        more = failing.ask()
+        if not more:
+            break
+        failing.tell(more, failed * len(more))
+    assert failing.finished and failing.asked <= failing.MAX_AIMS + 4
     analytic_levels = _search_space(space, analytic, levels=_levels(analytic.base)[:4])  # analytic budgets only
     analytic_levels.importance = ss.importance
     one = make_agent(agent_name, analytic_levels, seed=0, search=search)  # one proposal per level, as before

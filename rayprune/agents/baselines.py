@@ -28,6 +28,9 @@ class UniformAgent(SearchAgent):
     miss bound the next, which is the proxy's refitted aim where that falls between them, else the midpoint. A
     level is done once a candidate fits and the bounds are within :attr:`AIM_TOL`, after :attr:`MAX_AIMS`
     proposals, or when an aim gives a candidate already measured; the agent is finished when every level is.
+    A candidate that fails (an evaluator error or timeout: no measurement) is asked again once, as the failure
+    may be transient; failing twice, its aim counts as a miss and the bisection goes on below it (a failure
+    ended the level before, with no model where it was the first candidate).
     """
 
     name = "uniform"
@@ -48,6 +51,7 @@ class UniformAgent(SearchAgent):
         self._tried: list[list[list[float]]] = [[] for _ in range(self.space.num_levels)]
         self._done = [False] * self.space.num_levels
         self._pending: dict[int, float] = {}  # level -> the aim of its proposal not yet told
+        self._failed = [0] * self.space.num_levels  # failures of the level's current candidate
 
     def candidate(self, level: int, limits=None) -> list[float]:
         return self.space.uniform(level, limits)
@@ -91,8 +95,14 @@ class UniformAgent(SearchAgent):
                 self._lo[level], self._fits[level] = max(self._lo[level], aim), True
             elif outcome.ok:
                 self._hi[level] = min(self._hi[level], aim)
-            # (a failed candidate says nothing about its costs: the bounds stay, and the same aim gives the same
-            # candidate, which ends the level)
+            elif self._failed[level] == 0:  # no measurement, perhaps transient: the same candidate once more
+                self._failed[level] = 1
+                if list(proposal.keep_ratios) in self._tried[level]:
+                    self._tried[level].remove(list(proposal.keep_ratios))
+                continue
+            else:  # failed twice: judged too large to evaluate, the next aim is below it
+                self._hi[level] = min(self._hi[level], aim)
+            self._failed[level] = 0
             self._done[level] = (len(self._tried[level]) >= self.MAX_AIMS or (
                 self._fits[level] and self._hi[level] - self._lo[level] <= self.AIM_TOL))
 
@@ -102,7 +112,7 @@ class UniformAgent(SearchAgent):
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "lo": self._lo, "hi": [h if h < math.inf else None for h in self._hi],
-                "fits": self._fits, "tried": self._tried, "done": self._done,
+                "fits": self._fits, "tried": self._tried, "done": self._done, "failed": self._failed,
                 "pending": {str(k): v for k, v in self._pending.items()}}
 
     def load_state_dict(self, state) -> None:
@@ -114,6 +124,7 @@ class UniformAgent(SearchAgent):
         self._hi = [math.inf if h is None else h for h in state["hi"]]
         self._tried = [list(t) for t in state["tried"]]
         self._pending = {int(k): v for k, v in state["pending"].items()}
+        self._failed = list(state.get("failed", [0] * self.space.num_levels))
 
 
 class GlobalAgent(UniformAgent):
