@@ -311,13 +311,13 @@ def _check_user_loss(name: str, loss_fn: Any, model: nn.Module, data: Any, devic
     not a scalar, raises, or is not finite stops the run here, before the search, not in every candidate's fine-tune."""
     import math
 
-    from .engine.train import _user_loss
+    from .engine.train import checked_loss
 
     xb, yb = next(iter(data.source("train").batches(8, device=device)))
     was = model.training
     try:
         model.eval()
-        loss = _user_loss(loss_fn, model(xb), yb)
+        loss = checked_loss(loss_fn, model(xb), yb)
     except UserError as exc:
         raise UserError(f"{str(exc).rstrip('.')} (engine.loss {name!r} on the base model's outputs, before the "
                         "search).") from None

@@ -18,7 +18,7 @@ from rayprune.data.batches import EpochBatches
 from rayprune.engine.evaluate import model_device, training_mode
 from rayprune.errors import UserError
 
-__all__ = ["FineTuneConfig", "ProgressCallback", "fine_tune"]
+__all__ = ["FineTuneConfig", "ProgressCallback", "checked_loss", "fine_tune"]
 
 ProgressCallback = Callable[[int, int, float], None]
 """Called as ``(completed_steps, total_steps, running_loss)`` every few steps and at the end."""
@@ -160,7 +160,7 @@ def fine_tune(
             if loss_fn is None:
                 loss = F.cross_entropy(model(xb), yb, label_smoothing=config.label_smoothing)
             else:
-                loss = _user_loss(loss_fn, model(xb), yb)
+                loss = checked_loss(loss_fn, model(xb), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -172,7 +172,10 @@ def fine_tune(
     return {"iterations": total, "seconds": time.perf_counter() - started, "final_loss": running}
 
 
-def _user_loss(loss_fn: Callable[[Tensor, Tensor], Tensor], outputs: Tensor, targets: Tensor) -> Tensor:
+def checked_loss(loss_fn: Callable[[Tensor, Tensor], Tensor], outputs: Tensor, targets: Tensor) -> Tensor:
+    """``loss_fn(outputs, targets)`` as a 0-d tensor; a :class:`UserError` naming ``engine.loss`` when it is not a
+    one-element tensor that depends on the outputs (a user's loss is checked on the base before a search, and on
+    every fine-tune step)."""
     loss = loss_fn(outputs, targets)
     if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.requires_grad:
         got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else type(loss).__name__
