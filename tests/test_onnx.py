@@ -102,6 +102,11 @@ def test_export_onnx_leaves_the_model_and_global_rng_alone(concat_net, tmp_path)
     assert concat_net.training and all(m.training for m in concat_net.modules())
     assert torch.equal(torch.get_rng_state(), state)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no temp file of the atomic write
+    import onnx  # called alone, the file still describes its input (it did only when written by save_pruned)
+
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert props == {"rayprune.input_shape": json.dumps(list(ConcatResidualNet.input_shape)),
+                     "rayprune.input_dtype": "float32"}
     _assert_same_outputs(tmp_path / "m.onnx", concat_net.eval(), ConcatResidualNet.input_shape)
 
 

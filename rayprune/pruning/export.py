@@ -150,10 +150,9 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
                 ts_ok = True
         except Exception:  # many models cannot be traced; the other two formats remain
             ts_ok = False
-    # the ONNX file describes its own inputs: what spec.json says about them, for a device that has only the file
-    described = {"rayprune.input_shape": json.dumps(list(input_shape)), "rayprune.input_dtype": input_dtype,
-                 **({"rayprune.preprocessing": json.dumps(extra["preprocessing"])}
-                    if extra and extra.get("preprocessing") is not None else {})}
+    # the ONNX file describes its own inputs (export_onnx writes their shape and dtype): the preprocessing too
+    described = ({"rayprune.preprocessing": json.dumps(extra["preprocessing"])}
+                 if extra and extra.get("preprocessing") is not None else {})
     onnx_error, onnx_exporter = _write_onnx(module_copy, out / ONNX_FILE, input_shape, input_dtype, described)
     spec = {
         "format": SPEC_FORMAT,

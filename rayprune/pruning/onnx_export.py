@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import io
+import json
 import os
 import re
 import warnings
@@ -124,21 +125,23 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     """Write ``model`` to ``path`` as ONNX (batch dimension dynamic), atomically; returns which exporter wrote it.
 
     ``input_shape`` is one sample's shape, e.g. ``(3, 32, 32)``; ``input_dtype`` what it takes (``"int64"``:
-    token ids). ``metadata``: key/value strings stored in the file's ``metadata_props`` (an export's
-    preprocessing, so that the file describes its own inputs). Raises ``ImportError`` naming the extra when
-    ``onnx`` is not installed, ``RuntimeError`` when the model cannot be exported.
+    token ids). The file's ``metadata_props`` describe its input (``rayprune.input_shape``, a JSON list, and
+    ``rayprune.input_dtype``) and hold ``metadata``'s key/value strings as well (an export's preprocessing), so
+    that the file describes its own inputs on a device without rayprune. Raises ``ImportError`` naming the extra
+    when ``onnx`` is not installed, ``RuntimeError`` when the model cannot be exported.
     """
     if onnx_missing():
         raise ImportError(f"onnx not installed ({ONNX_INSTALL_HINT})")
     name, data = _exported(model, input_shape, input_dtype)
-    if metadata:
-        import onnx
+    import onnx
 
-        proto = onnx.ModelProto.FromString(data)
-        for key, value in metadata.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = str(key), str(value)
-        data = proto.SerializeToString()
+    proto = onnx.ModelProto.FromString(data)
+    described = {"rayprune.input_shape": json.dumps([int(d) for d in input_shape]), "rayprune.input_dtype": input_dtype,
+                 **(metadata or {})}
+    for key, value in described.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = str(key), str(value)
+    data = proto.SerializeToString()
     atomic_write_bytes(path, data)
     return name
 
