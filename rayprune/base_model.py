@@ -256,9 +256,10 @@ def obtain_base_model(
     model = load_model(**arch).to(device)
     # before any training: a classifier with too few outputs would fail on its first label (a raw IndexError);
     # a model whose nn.Embedding reads the input trains on the token ids as int64, as it is pruned
-    from .problem import fed_as_the_model_reads_it
+    from .problem import check_neon_model, fed_as_the_model_reads_it
 
     data = fed_as_the_model_reads_it(model, data, cfg)
+    check_neon_model(cfg, model, data)
     if not train:
         return model, {"source": "untrained", "checkpoint": None, "cache_path": str(path)}
     log(f"Training base model {cfg.model.name} on {data.name} ({cfg.base_training.epochs if cfg.base_training.epochs is not None else cfg.base_training.iterations:g}"

@@ -197,6 +197,20 @@ def check_streaming_agent(cfg: Config, data: Dataset | StreamedDataset, agent: O
                         f"agent (evolution, crl, tpe, random), which read streamed data.")
 
 
+def check_neon_model(cfg: Config, model: nn.Module, data: Any) -> None:
+    """Refuse the neon agent for a model with convolutions before its base model trains (it prunes MLPs:
+    :func:`~rayprune.neon.topology.require_dense`, checked on the pruning space the model's convolutions give)."""
+    if "neon" not in {cfg.search.agent, *cfg.sweep.agents}:
+        return
+    if not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
+        return  # no convolution: every group is rooted at a Linear (checked again on the problem's own space)
+    from .neon.topology import require_dense
+
+    example = probe_inputs(1, tuple(data.input_shape), data.input_dtype, device=next(model.parameters()).device)
+    require_dense(PruningSpace(model, example, importance=cfg.pruning.importance, round_to=cfg.pruning.round_to,
+                               ignored_layers=cfg.pruning.ignored_layers))
+
+
 def fed_as_the_model_reads_it(model: nn.Module, data: Any, cfg: Config) -> Any:
     """``data`` checked against ``model`` (:func:`check_model_for_data`), its inputs made int64 token ids when the
     model's nn.Embedding reads them and they reached rayprune unscaled (:meth:`Dataset.as_token_ids`), and 2-D
@@ -418,6 +432,10 @@ class PruningProblem:
             model, example, importance=cfg.pruning.importance, round_to=cfg.pruning.round_to,
             ignored_layers=cfg.pruning.ignored_layers, unbuildable=unbuildable,
         )
+        if "neon" in {cfg.search.agent, *cfg.sweep.agents}:  # before the base is scored: validate says so too
+            from .neon.topology import require_dense
+
+            require_dense(space)
         lat = cfg.costs.latency
         context = CostContext(
             input_shape=tuple(data.input_shape), device=lat.device, batch_size=lat.batch_size, runtime=lat.runtime,

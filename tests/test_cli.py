@@ -92,6 +92,21 @@ def test_validate_never_trains_the_base_model(tiny_config, env, tmp_path):
     assert res.returncode == 3 and "Budget cannot be met" in res.stderr  # the answer still comes, untrained
 
 
+def test_the_neon_agent_on_a_cnn_is_refused_by_validate_and_prune_before_the_base_trains(tiny_config, env, tmp_path):
+    """It was a ValueError traceback (exit 1) from inside the prune, after `validate` had said nothing, and it sent
+    the user to crl."""
+    cfg = tmp_path / "neon.yaml"
+    cfg.write_text(TINY + "  agent: neon\n")
+    fresh = {**env, "RAYPRUNE_CACHE": str(tmp_path / "empty-cache")}
+    for res in (rayprune("validate", cfg, "-q", env=fresh),
+                rayprune("prune", tiny_config, "--agent", "neon", "--out", tmp_path / "out", "-q", env=fresh)):
+        assert res.returncode == 2, res.stderr
+        assert "Traceback" not in res.stderr
+        assert "neon agent prunes dense networks only" in res.stderr and "features.0 (Conv2d)" in res.stderr
+        assert "--agent random, the default" in res.stderr
+    assert not list((tmp_path / "empty-cache").rglob("*.pt"))  # refused before any base model was trained
+
+
 def test_validate_a_csv_regression_checkpoint_names_its_metric_and_warns_about_carved_rows(tmp_path, env):
     """A tabular user's checkpoint: validate showed minus the MSE as "val accuracy -5.00%", and said nothing
     about val/test rows split off the very file the model was trained on."""

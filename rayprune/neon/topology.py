@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from rayprune.engine import training_mode
+from rayprune.errors import UserError
 from rayprune.pruning import PruningSpace
 
 __all__ = ["DenseLayer", "dense_layers", "hidden_activations", "require_dense"]
@@ -47,12 +48,15 @@ class DenseLayer:
 
 
 def require_dense(space: PruningSpace) -> None:
-    """Raise ``ValueError`` unless every prunable group of ``space`` is rooted at a Linear layer."""
+    """Raise :class:`~rayprune.errors.UserError` unless every prunable group of ``space`` is rooted at a Linear
+    layer (the NEON agent's networks: MLPs)."""
     bad = [f"{g.root} ({g.root_type})" for g in space.groups if g.root_type != "Linear"]
     if bad:
-        raise ValueError(
-            "The NEON agent prunes dense networks only (every prunable group rooted at an nn.Linear); "
-            f"this model has prunable groups {bad}. Use --agent crl for convolutional models."
+        raise UserError(
+            "The neon agent prunes dense networks only (every prunable group rooted at an nn.Linear: an MLP, not a "
+            f"CNN's dense head alone); this model has prunable groups {bad}. Give it a budget and a search agent "
+            "instead (--agent random, the default, or evolution, tpe, crl, uniform, global), e.g. "
+            "--budgets params=0.25."
         )
 
 
