@@ -97,29 +97,49 @@ def warn_if_groups_skipped(problem: "PruningProblem", log: Callable[[str], None]
 
 def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]) -> None:
     """Log a warning when the base model's validation accuracy is no better than always answering the most
-    common class (within two standard errors): its accuracies, and every candidate's, then mean little. At
-    chance for a model trained elsewhere, the likely cause is preprocessing (named where rayprune applied
-    some); for one trained here, a failed training; above chance on imbalanced data, accuracy itself."""
+    common class (within two standard errors): :func:`base_at_chance`'s message. Regression: a base no better than
+    the train mean."""
+    if getattr(problem.data, "task", "classification") == "regression":
+        if problem.base_info.get("source") != "untrained":
+            _warn_if_regressor_below_the_mean(problem, log)
+        return
+    message = base_at_chance(problem)
+    if message:
+        log(f"warning: {message}")
+
+
+def base_at_chance(problem: "PruningProblem") -> Optional[str]:
+    """Why the base classifier's validation accuracy is no better than always answering the most common class
+    (within two standard errors), or None: its accuracies, and every candidate's, then mean little. At chance for
+    a model trained elsewhere, the likely cause is preprocessing (named where rayprune applied some); far *below*
+    chance, classes numbered in another order than rayprune's (a good model whose outputs are permuted is wrong on
+    nearly every sample); for one trained here, a failed training; above chance on imbalanced data, accuracy
+    itself."""
     from .search.score_signal import chance_and_base
 
     if problem.base_info.get("source") == "untrained":  # `validate` before any training: nothing to judge
-        return
+        return None
     if getattr(problem.data, "task", "classification") == "regression":
-        _warn_if_regressor_below_the_mean(problem, log)
-        return
+        return None
     chance, base = chance_and_base(problem)
     y = getattr(problem.data, "y_val", None)
     if chance is None or base is None or y is None or len(y) == 0:
-        return
+        return None
     n = len(y)
     majority = float(torch.bincount(torch.as_tensor(y).reshape(-1).long().cpu()).max()) / n
     floor = max(chance, majority)
     if base > floor + 2.0 * math.sqrt(floor * (1.0 - floor) / n):
-        return
-    at_chance = base <= chance + 2.0 * math.sqrt(chance * (1.0 - chance) / n)
+        return None
+    spread = 2.0 * math.sqrt(chance * (1.0 - chance) / n)
+    at_chance = base <= chance + spread
+    names = getattr(problem.data, "class_names", None)
     if problem.base_info.get("source") in ("trained", "cache"):
         why = ("its training did not learn (base_training: more epochs, another lr, or check the labels); "
                "pruning it is pointless")
+    elif base < chance - spread and names:
+        why = (f"far below chance ({100 * chance:.1f} %), as a model scores whose outputs number the classes in "
+               f"another order than rayprune's: rayprune numbers them {list(names)} (text labels in sorted order, "
+               f"unless data.classes gives the order); set data.classes to the order your model was trained on")
     elif not at_chance:
         why = (f"on data this imbalanced accuracy says little (the most common class alone scores "
                f"{100 * majority:.1f} %); a metric of yours that weighs the classes (search.metric) may judge it better")
@@ -134,9 +154,10 @@ def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]
                "rayprune normalises images per channel with the train split's mean and std; load them with a data "
                "factory of yours to keep your own preprocessing" if getattr(data, "mean", None) is not None else "")
         why = ("a model trained elsewhere usually saw other preprocessing than it gets here"
-               + (f" ({how})" if how else "") + ", or other labels")
-    log(f"warning: the base model scores {100 * base:.1f} % on the validation split ({n} samples), no better "
-        f"than always answering the most common class ({100 * floor:.1f} %): {why}.")
+               + (f" ({how})" if how else "") + ", or other labels" + (
+                   f" (rayprune numbers the classes {list(names)})" if names else ""))
+    return (f"the base model scores {100 * base:.1f} % on the validation split ({n} samples), no better "
+            f"than always answering the most common class ({100 * floor:.1f} %): {why}.")
 
 
 def _warn_if_regressor_below_the_mean(problem: "PruningProblem", log: Callable[[str], None]) -> None:

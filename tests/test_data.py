@@ -704,6 +704,24 @@ def test_a_base_model_at_chance_is_warned_about_with_the_likely_cause(tmp_path: 
     warn_if_base_at_chance(PruningProblem.from_parts(cfg, data, good, {"source": "checkpoint"},
                                                      device=torch.device("cpu")), lines.append)
     assert lines == [], lines
+    # The same model with its classes numbered in another order: far below chance, and the setting that fixes it.
+    permuted = torch.nn.Sequential(*good[:2], torch.nn.Linear(16, 3))
+    with torch.no_grad():
+        order = [1, 2, 0]  # what the model calls 0 is class 1 here, and so on
+        permuted[2].weight.copy_(good[2].weight[order])
+        permuted[2].bias.copy_(good[2].bias[order])
+    problem = PruningProblem.from_parts(cfg, data, permuted, {"source": "checkpoint"}, device=torch.device("cpu"))
+    lines.clear()
+    warn_if_base_at_chance(problem, lines.append)
+    assert len(lines) == 1 and "far below chance" in lines[0] and "set data.classes" in lines[0], lines
+    assert "['0', '1', '2']" in lines[0]  # the order rayprune numbers them in
+    from rayprune.errors import UserError
+    from rayprune.search.prune import run_prune
+
+    out = tmp_path / "neon"
+    with pytest.raises(UserError, match="neon agent keeps the base model's accuracy within its tolerance.*far below"):
+        run_prune(cfg, out, agent="neon", problem=problem, progress=False, log=lambda m: None)
+    assert not (out / "best").exists()  # nothing pruned, nothing exported
     # The same data handed over in memory (not scaled by rayprune): no advice about data.scale.
     raw = type(data)(**{**data.__dict__, "feature_low": None, "feature_span": None})
     lines.clear()

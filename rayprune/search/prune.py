@@ -222,6 +222,11 @@ def _prune(cfg: Config, problem: Optional[PruningProblem], out: Path, *, agent: 
                         "points); it does not take data.task: regression, search.metric or engine.loss. Use a "
                         "search agent (evolution, crl, tpe, random) for those.")
     if agent == "neon":
+        from ..problem import base_at_chance
+
+        at_chance = base_at_chance(problem)
+        if at_chance:  # a tolerance around an accuracy at chance promises nothing (a run "kept" it at +100 points)
+            raise UserError(f"The neon agent keeps the base model's accuracy within its tolerance, and {at_chance}")
         return _run_neon(problem, out, constants, seed=seed, progress=progress, log=log, options=agent_options or {})
     return _run_search(problem, out, constants, agent=agent, seed=seed, log=log, address=address)
 
