@@ -307,9 +307,26 @@ def _sweep_status(summary: dict) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from .errors import UserError
     from .submit import submit_sweep
     from .sweeps.driver import budgets_text
 
+    if args.resume:
+        given = [flag for flag, value in (("a config", args.config), ("--budgets", args.budgets), ("--agents", args.agents),
+                                          ("--seeds", args.seeds), ("--first-seed", args.first_seed),
+                                          ("--evaluations", args.evaluations),
+                                          ("--max-concurrent-trials", args.max_concurrent_trials)) if value is not None]
+        if given:
+            raise UserError(f"submit --resume continues the sweep in {args.out} with the config stored there; it "
+                            f"takes no config or sweep options (given: {', '.join(given)}). Drop them, or submit a new "
+                            "sweep to another --out.")
+        metadata = {"submitted_by": "rayprune submit", "resume": "true", "out": args.out}
+        job_id, status = submit_sweep(args.address, None, args.out, working_dir=args.working_dir, metadata=metadata,
+                                      follow=not args.no_follow)
+        return 0 if status is None or status.endswith("SUCCEEDED") else 1
+    if args.config is None:
+        raise UserError("submit needs a YAML config (rayprune submit CONFIG --address URL --out DIR), or --resume to "
+                        f"continue the sweep in {args.out}.")
     # validated here, before anything reaches the cluster, with the options the job's sweep will apply
     cfg = _with_sweep_options(_load(args), args)
     metadata = {"submitted_by": "rayprune submit", "rayprune_config": cfg.name, "config_file": str(args.config),
@@ -406,8 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("submit", help="submit a sweep to a Ray cluster as a Ray job and follow its logs")
-    p.add_argument("config", help="YAML config, inside --working-dir")
+    p.add_argument("config", nargs="?", help="YAML config, inside --working-dir (not needed with --resume)")
     p.add_argument("--address", required=True, help="the cluster's job server, e.g. http://127.0.0.1:8265")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the sweep in --out (interrupted or stopped) as a new job, with its stored config")
     p.add_argument("--out", required=True, help="output directory on the cluster: an absolute path (shared storage on several nodes)")
     p.add_argument("--working-dir", default=".", help="uploaded with the job (default: current directory)")
     p.add_argument("--budgets", action="append", metavar="NAME=V1,V2,...", help="as for `rayprune sweep`")

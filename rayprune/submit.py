@@ -15,13 +15,23 @@ from typing import Any, Optional, Sequence
 
 from .errors import UserError
 
-__all__ = ["submit_sweep", "sweep_entrypoint"]
+__all__ = ["SUBMITTED_FROM", "submit_sweep", "sweep_entrypoint"]
+
+#: set in a submitted sweep's environment to the job server it was submitted to, so that an interrupted sweep
+#: says how to continue it (submit it again with --resume)
+SUBMITTED_FROM = "RAYPRUNE_SUBMITTED_TO"
 
 
-def sweep_entrypoint(config: str, out: str, *, budgets: Sequence[str] = (), seeds: Optional[int] = None,
+def sweep_entrypoint(config: Optional[str], out: str, *, budgets: Sequence[str] = (), seeds: Optional[int] = None,
                      max_concurrent_trials: Optional[int] = None, agents: Optional[str] = None,
                      evaluations: Optional[int] = None, first_seed: Optional[int] = None) -> str:
-    """The shell command the job runs (``rayprune sweep ...``)."""
+    """The shell command the job runs (``rayprune sweep ...``); ``config`` None: continue the sweep in ``out``.
+
+    >>> sweep_entrypoint(None, "/shared/s1")
+    'rayprune sweep --resume --out /shared/s1 -q'
+    """
+    if config is None:
+        return " ".join(shlex.quote(p) for p in ["rayprune", "sweep", "--resume", "--out", out, "-q"])
     parts = ["rayprune", "sweep", config, "--out", out, "-q"]
     for b in budgets:
         parts += ["--budgets", b]
@@ -63,34 +73,36 @@ def upload_excludes(working_dir: Path, out: str) -> list[str]:
     return [*OUTPUT_EXCLUDES, f"/{inside.as_posix()}"]
 
 
-def submit_sweep(address: str, config_path: str | Path, out: str, *, working_dir: str | Path = ".",
+def submit_sweep(address: str, config_path: Optional[str | Path], out: str, *, working_dir: str | Path = ".",
                  budgets: Sequence[str] = (), seeds: Optional[int] = None, max_concurrent_trials: Optional[int] = None,
                  agents: Optional[str] = None, evaluations: Optional[int] = None,
                  metadata: Optional[dict[str, str]] = None, follow: bool = True, log=print,
                  first_seed: Optional[int] = None) -> tuple[str, Optional[str]]:
-    """Submit the sweep; returns ``(job_id, final status or None if not followed to the end)``."""
+    """Submit the sweep (``config_path`` None: continue the sweep in ``out``, ``rayprune sweep --resume``); returns
+    ``(job_id, final status or None if not followed to the end)``."""
     from ._auth import use_cluster_token
 
     use_cluster_token()
-    from ray.job_submission import JobSubmissionClient
-
     if not Path(out).is_absolute():
         raise UserError(f"--out {out!r} is relative: the job runs in a temporary copy of the working directory "
                         "that Ray deletes when the job ends, and the sweep's results would go with it. Give an "
                         f"absolute path on storage the cluster's nodes share (on a cluster on this machine: "
                         f"--out {Path(out).resolve()}).")
     working_dir = Path(working_dir).resolve()
-    config_path = Path(config_path).resolve()
-    try:
-        rel_config = config_path.relative_to(working_dir)
-    except ValueError:
-        raise UserError(f"The config {config_path} must be inside the job's working directory {working_dir} "
-                         "(it is uploaded with the job); pass --working-dir.") from None
-    entrypoint = sweep_entrypoint(str(rel_config), out, budgets=budgets, seeds=seeds,
+    rel_config = None
+    if config_path is not None:
+        config_path = Path(config_path).resolve()
+        try:
+            rel_config = str(config_path.relative_to(working_dir))
+        except ValueError:
+            raise UserError(f"The config {config_path} must be inside the job's working directory {working_dir} "
+                            "(it is uploaded with the job); pass --working-dir.") from None
+    entrypoint = sweep_entrypoint(rel_config, out, budgets=budgets, seeds=seeds,
                                   max_concurrent_trials=max_concurrent_trials, agents=agents, evaluations=evaluations,
                                   first_seed=first_seed)
-    client = JobSubmissionClient(address)
-    runtime_env: dict[str, Any] = {"working_dir": str(working_dir), "excludes": upload_excludes(working_dir, out)}
+    client = _client(address)
+    runtime_env: dict[str, Any] = {"working_dir": str(working_dir), "excludes": upload_excludes(working_dir, out),
+                                   "env_vars": {SUBMITTED_FROM: address}}
     job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata=dict(metadata or {}))
     log(f"submitted job {job_id} to {address}: {entrypoint}")
     if not follow:
@@ -108,3 +120,28 @@ def submit_sweep(address: str, config_path: str | Path, out: str, *, working_dir
         reason = f" ({message.strip()})" if message and message.strip() else ""
     log(f"job {job_id}: {status}{reason}")
     return job_id, status
+
+
+def _client(address: str):
+    """Ray's job client for ``address``; one line naming the address when nothing answers there or the token is
+    refused (Ray's own errors were a 91-line traceback)."""
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(address)
+    except ConnectionError as err:
+        raise UserError(f"--address {address}: no Ray job server answers there ({_first_line(err)}). It is the "
+                        "cluster's dashboard address, http://HEAD:8265 by default (`ray start --head "
+                        "--dashboard-port`), reachable from here (an SSH tunnel or port-forward for a remote "
+                        "cluster: docs/cluster.md).") from None
+    except Exception as err:
+        if "authentication" in type(err).__name__.lower() or "token" in str(err).lower():
+            raise UserError(f"--address {address}: the job server refused this client's token ({_first_line(err)}). "
+                            "Give the cluster's token as RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH, with "
+                            "RAY_AUTH_MODE=token (docs/cluster.md).") from None
+        raise
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__

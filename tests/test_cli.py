@@ -336,6 +336,44 @@ def test_submits_jobs_page_budgets_are_the_levels_the_jobs_sweep_will_run(tiny_c
     assert seen["budgets"] == ["latency_ms=90%,80%"]  # the job's own command line gets them as typed
 
 
+def test_submit_resume_sends_the_stored_sweep_and_refuses_a_config(tiny_config, tmp_path, monkeypatch, capsys):
+    from rayprune import cli, submit
+
+    seen = {}
+    monkeypatch.setattr(submit, "submit_sweep", lambda *a, **kw: seen.update(args=a, **kw) or ("job-2", None))
+    assert cli.main(["submit", "--resume", "--address", "http://127.0.0.1:9", "--out", str(tmp_path / "o"),
+                     "--no-follow"]) == 0
+    assert seen["args"] == ("http://127.0.0.1:9", None, str(tmp_path / "o")) and seen["metadata"]["resume"] == "true"
+    assert submit.sweep_entrypoint(None, "/shared/o") == "rayprune sweep --resume --out /shared/o -q"
+    capsys.readouterr()
+    assert cli.main(["submit", str(tiny_config), "--resume", "--agents", "random", "--address", "http://127.0.0.1:9",
+                     "--out", str(tmp_path / "o")]) == 2
+    assert "takes no config or sweep options (given: a config, --agents)" in capsys.readouterr().err
+    assert cli.main(["submit", "--address", "http://127.0.0.1:9", "--out", str(tmp_path / "o")]) == 2
+    assert "submit needs a YAML config" in capsys.readouterr().err
+
+
+def test_an_interrupted_submitted_sweep_says_to_submit_it_again(monkeypatch):
+    from rayprune.submit import SUBMITTED_FROM
+    from rayprune.sweeps.driver import resume_how
+
+    monkeypatch.setenv(SUBMITTED_FROM, "http://head:8265")
+    assert resume_how(Path("/shared/s"), False).startswith(
+        "rayprune submit --resume --out /shared/s --address http://head:8265")
+    assert resume_how(Path("/shared/s"), True).startswith("rayprune.sweep(")  # started from Python: Python
+    monkeypatch.delenv(SUBMITTED_FROM)
+    assert resume_how(Path("/shared/s"), False).startswith("rayprune sweep --resume --out /shared/s")
+
+
+def test_submit_to_an_address_nothing_answers_on_is_one_line(tiny_config, env, tmp_path):
+    """A mistyped --address was a 91-line traceback with exit 1."""
+    res = subprocess.run([sys.executable, "-m", "rayprune.cli", "submit", str(tiny_config), "--address",
+                          "http://127.0.0.1:9", "--working-dir", str(tiny_config.parent), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert "--address http://127.0.0.1:9: no Ray job server answers there" in res.stderr
+
+
 def test_prune_says_which_flag_its_agent_ignores(tiny_config, tmp_path, monkeypatch, capsys):
     from rayprune import cli
     from rayprune.search import prune

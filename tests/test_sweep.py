@@ -387,6 +387,36 @@ def test_ctrl_c_stops_following_not_the_job(tmp_path, env, ray_head):
 
 
 @pytest.mark.slow
+def test_a_stopped_submitted_sweep_is_continued_by_submit_resume(tmp_path, env, ray_head):
+    """An operator stops a submitted sweep (`ray job stop`) mid-search, and `rayprune submit --resume --out DIR`
+    finishes it with every row once (there was no rayprune command for it: the job's log pointed at `rayprune sweep
+    --resume --address`, which a submitted sweep has not)."""
+    cfg = write_config(tmp_path, evaluations=96, agents=("random",), checkpoint_seconds=1)
+    out = tmp_path / "stopped"
+    client_env = {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}
+    first = rayprune("submit", cfg, "--address", ray_head["dashboard"], "--working-dir", tmp_path, "--out", out,
+                     "--no-follow", env=client_env, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    job_id = next(line for line in first.stdout.splitlines() if "submitted job" in line).split()[2]
+    deadline = time.time() + 300
+    while not list((out / "candidates").rglob("*.parquet")):  # the search has written rows: stop it mid-search
+        assert time.time() < deadline, "the submitted sweep wrote no candidate rows"
+        time.sleep(1)
+    # (its log says how to continue only if the driver gets back from Tune within the job server's grace before
+    # SIGKILL, 3 s by default: not on a loaded machine; the resume works either way)
+    subprocess.run(["ray", "job", "stop", job_id, "--address", ray_head["dashboard"]], capture_output=True,
+                   env=ray_head["env"], timeout=120)
+    again = rayprune("submit", "--resume", "--address", ray_head["dashboard"], "--working-dir", tmp_path, "--out", out,
+                     env=client_env, timeout=600)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert "SUCCEEDED" in again.stdout
+    rows = check_sweep_outputs(out, agents=("random",))
+    assert (rows["stage"] == "search").sum() == 96  # every candidate once: none lost, none scored twice
+    refused = rayprune("submit", cfg, "--resume", "--address", ray_head["dashboard"], "--out", out, env=client_env)
+    assert refused.returncode == 2 and "takes no config" in refused.stderr
+
+
+@pytest.mark.slow
 def test_a_sweep_that_cannot_join_the_cluster_says_why_in_one_line_and_gives_its_out_back(tmp_path, env, ray_head):
     """No token at hand for a token-authenticated cluster: a one-line error naming the token, and --out unclaimed
     (it used to keep a "starting" sweep.json that refused both a new sweep and --resume)."""

@@ -93,7 +93,7 @@ def test_the_handlers_tune_leaves_behind_are_put_back_after_the_trials():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
-def test_sigterm_marks_the_sweep_interrupted_before_anything_else(tmp_path):
+def test_sigterm_marks_the_sweep_interrupted_before_anything_else(tmp_path, capsys):
     """A scheduler's SIGTERM to the process group also stops the driver's local Ray: the driver never got back from
     Tune, and sweep.json said 'running' for a sweep that was dead."""
     import json
@@ -106,9 +106,11 @@ def test_sigterm_marks_the_sweep_interrupted_before_anything_else(tmp_path):
     stopped = []
     try:
         signal.signal(signal.SIGUSR1, lambda *a: stopped.append(1))  # Tune's graceful stop
-        with _sigterm_stops_trials(tmp_path):
+        with _sigterm_stops_trials(tmp_path, "rayprune sweep --resume --out X"):
             signal.raise_signal(signal.SIGTERM)
         assert stopped == [1] and json.loads((tmp_path / "sweep.json").read_text())["status"] == "interrupted"
+        # said at once: a job's stop kills the driver a few seconds later, maybe before it gets back from Tune
+        assert "Continue the sweep with: rayprune sweep --resume --out X" in capsys.readouterr().err
     finally:
         for sig, handler in outer.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -187,11 +188,20 @@ def resume_how(out: Path, from_python: bool, in_memory: bool = False) -> str:
     """How to continue the sweep in ``out``: the way it was started first, the other way second (``in_memory``: a
     model or data handed over from Python, which only Python can hand over again).
 
+    A sweep that runs as a job of ``rayprune submit`` (:data:`~rayprune.submit.SUBMITTED_FROM` set) is continued by
+    submitting it again.
+
     >>> print(resume_how(Path("runs/s"), False))
     rayprune sweep --resume --out runs/s (add the --address you used; from Python: rayprune.sweep(..., out='runs/s', resume=True))
     """
+    from ..submit import SUBMITTED_FROM
+
     python = f"rayprune.sweep(..., out={str(out)!r}, resume=True)"
     shell = f"rayprune sweep --resume --out {out}"
+    job_server = os.environ.get(SUBMITTED_FROM)
+    if job_server and not from_python and not in_memory:
+        return (f"rayprune submit --resume --out {out} --address {job_server} (from the working directory you "
+                f"submitted it from, or with its --working-dir)")
     if in_memory:
         return f"{python}, passing the same model and data (and the address you used)"
     if from_python:
@@ -425,7 +435,7 @@ def run_sweep(
         )
     # crl's whole rollouts may score more than search.evaluations: the count would otherwise stop short of them
     total = cfg.sweep.seeds * sum(scored_by(a, cfg.search, len(setup.levels)) for a in sweep_agents(cfg))
-    with _sigterm_stops_trials(out), _tune_output(verbose), tune_endings_held(), \
+    with _sigterm_stops_trials(out, resume_how(out, from_python, config_in_memory(cfg))), _tune_output(verbose), tune_endings_held(), \
             (progress_lines(out, total, log) if not verbose else contextlib.nullcontext()):
         results = tuner.fit()
     unfinished = unfinished_count(results, len(sweep_agents(cfg)) * cfg.sweep.seeds)
@@ -451,13 +461,15 @@ def run_sweep(
 
 
 @contextlib.contextmanager
-def _sigterm_stops_trials(out: Optional[Path] = None) -> Iterator[None]:
+def _sigterm_stops_trials(out: Optional[Path] = None, resume: Optional[str] = None) -> Iterator[None]:
     """While Tune runs the trials, SIGTERM (what a job scheduler or `kill` sends) stops them as Ctrl-C does:
     through Tune's graceful stop (SIGUSR1), so the driver then says the sweep was interrupted and how to resume,
     instead of dying inside Ray with a stack dump. ``out``: ``sweep.json`` says ``interrupted`` at once, before any
     Ray call — a scheduler's SIGTERM to the whole process group also stops the local Ray the driver started, and
     the driver then never got back from Tune to say so. After it, every handler is what it was before (Ctrl-C during
-    the selection interrupts it). Outside this block, and off the main thread, nothing changes."""
+    the selection interrupts it). ``resume``: how to continue the sweep, said at once too (a job's stop sends SIGKILL
+    a few seconds after SIGTERM, before a loaded driver got back from Tune to say it). Outside this block, and off
+    the main thread, nothing changes."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
         yield
         return
@@ -467,6 +479,9 @@ def _sigterm_stops_trials(out: Optional[Path] = None) -> Iterator[None]:
     def stop(signum: int, frame: Any) -> None:
         if out is not None:
             _mark(out, "interrupted")  # a file write: no Ray, which may be going down with the whole group
+            if resume:
+                print(f"rayprune sweep: stopping (SIGTERM); every scored candidate is kept in {out}. Continue the "
+                      f"sweep with: {resume}", file=sys.stderr, flush=True)
         signal.raise_signal(signal.SIGUSR1)
 
     signal.signal(signal.SIGTERM, stop)
