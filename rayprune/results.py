@@ -13,6 +13,7 @@ duplicate a row; the same candidate asked for twice is two rows, the second with
 
 from __future__ import annotations
 
+import glob
 import os
 import time
 import uuid
@@ -98,7 +99,7 @@ class CandidateWriter:
         self._rows: list[dict[str, Any]] = []
         self._instance = uuid.uuid4().hex[:8]
         self._seq = 0
-        self._parts = len(list(self.directory.glob(f"part-{self.name}-*.parquet"))) if self.directory.exists() else 0
+        self._parts = _next_shard(self.directory, self.name)
         self.rows_written = 0
 
     def add(self, row: Mapping[str, Any]) -> None:
@@ -132,6 +133,27 @@ class CandidateWriter:
         self.rows_written += len(self._rows)
         self._rows = []
         return path
+
+
+def _next_shard(directory: Path, name: str) -> int:
+    """The number of ``name``'s next shard in ``directory``: one past the highest there, never a number in use. (It
+    was the count of shards: after a restart had dropped a trial's earliest shards, a later writer of the same trial
+    renamed its batches over shards it still had, and rows scored before the checkpoint were lost in silence.)
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for i in (2, 3, 11):
+    ...     _ = (folder / f"part-random,seed=0-{i:05d}.parquet").write_bytes(b"")
+    >>> _ = (folder / "part-random,seed=0-extra-00040.parquet").write_bytes(b"")  # another writer's name
+    >>> _next_shard(folder, "random,seed=0"), _next_shard(folder, "crl,seed=0"), _next_shard(folder / "no", "x")
+    (12, 0, 0)
+    """
+    if not directory.exists():
+        return 0
+    prefix = f"part-{name}-"
+    numbers = [int(p.stem[len(prefix):]) for p in directory.glob(f"{glob.escape(prefix)}*.parquet")
+               if p.stem[len(prefix):].isdigit()]
+    return max(numbers) + 1 if numbers else 0
 
 
 def exported_rows(rows: pd.DataFrame) -> pd.DataFrame:

@@ -80,6 +80,26 @@ def test_drop_rows_after_removes_only_that_trials_later_rows(tmp_path):
     assert len(list((tmp_path / "candidates").glob("part-a-*.parquet"))) == 0  # emptied shards are removed
 
 
+def test_a_trial_restarted_twice_loses_no_rows(tmp_path):
+    """Tune restarts a trial before its first checkpoint (its two shards are dropped), the restart checkpoints after
+    iteration 4, and a --resume restarts it from there: the third writer numbered its shards by their count (4)
+    and renamed iterations 5-6 over the shards of iterations 3-4, which were lost in silence (an operator's
+    SIGKILLs of a trial process, session 31)."""
+    def attempt(iterations, restored_from=None):
+        w = CandidateWriter(tmp_path, constants={"trial_id": "t"}, name="t")  # the trial's writer, then its restore
+        if restored_from is not None:
+            drop_rows_after(tmp_path, "t", restored_from)
+        for it in iterations:
+            w.extend([ok_row(i, iteration=it) for i in range(2)])
+            w.flush()
+
+    attempt([1, 2])
+    attempt([1, 2, 3, 4], restored_from=0)  # restarted with no checkpoint
+    attempt([5, 6], restored_from=4)  # resumed from the checkpoint after iteration 4
+    rows = read_candidates(tmp_path)
+    assert sorted(rows["iteration"]) == [it for it in range(1, 7) for _ in range(2)]  # each once, none lost
+
+
 def test_a_leftover_temp_file_is_ignored(tmp_path):
     w = CandidateWriter(tmp_path, name="t")
     w.add(ok_row(0))
