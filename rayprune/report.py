@@ -193,6 +193,29 @@ def trial_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
     return format_table(["agent", "seed", *[f"best {lvl.name}" for lvl in levels], "scored"], table)
 
 
+def incomplete_note(state: dict, out: Path) -> str:
+    """`` -- INCOMPLETE: ...`` for the summary's first line when the sweep did not finish, or finished with failed
+    trials (its models then come from a partial search); else empty.
+
+    >>> print(incomplete_note({"status": "finished", "summary": {"failed_trials": []}}, Path("/s")))
+    <BLANKLINE>
+    >>> print(incomplete_note({"status": "finished", "summary": {"failed_trials": [
+    ...     {"trial": "random,seed=0", "evaluations": 64, "error": "ActorDiedError: the actor died"}]}}, Path("/s")))
+     -- INCOMPLETE: 1 trial(s) failed before their search ended (random,seed=0 after 64 candidates: ActorDiedError: \
+the actor died); these models come from what was scored before them. rayprune sweep --resume --out /s retries them \
+and selects again
+    """
+    if state.get("status") != "finished":
+        return f" -- INCOMPLETE: the sweep did not finish (rayprune sweep --resume --out {out} continues it)"
+    failed = (state.get("summary") or {}).get("failed_trials") or []
+    if not failed:
+        return ""
+    return (f" -- INCOMPLETE: {len(failed)} trial(s) failed before their search ended ("
+            + "; ".join(f"{f['trial']} after {f['evaluations']} candidates: {f['error']}" for f in failed)
+            + f"); these models come from what was scored before them. rayprune sweep --resume --out {out} "
+            "retries them and selects again")
+
+
 def summary_text(out_dir: str | Path) -> str:
     out = Path(out_dir)
     state, rows, front = _load(out)
@@ -201,8 +224,7 @@ def summary_text(out_dir: str | Path) -> str:
     n_final = len(finals)
     distinct = finals["candidate_id"].nunique() if n_final and "candidate_id" in finals else n_final
     trials = len(state.get("agents", [None])) * int(state.get("seeds", 1))
-    status = "" if state.get("status") == "finished" else (
-        f" -- INCOMPLETE: the sweep did not finish (rayprune sweep --resume --out {out.resolve()} continues it)")
+    status = incomplete_note(state, out.resolve())
     head = (f"sweep {state['setup']['sweep_id']}: {len(state['levels'])} budget level(s), {trials} trial(s) "
             f"({', '.join(state.get('agents', []))} x {state.get('seeds', 1)} seed(s)); {n_search} candidates scored, "
             f"{n_final} models exported" + (f" ({distinct} distinct: a smaller level's model serves a larger one)"

@@ -273,3 +273,25 @@ def test_a_sweep_with_crl_env_runners_is_refused_before_it_starts():
     cfg = parse_config({"search": {"crl": {"env_runners": 1}}, "sweep": {"agents": ["crl", "random"]}})
     with pytest.raises(UserError, match=r"search.crl.env_runners is 1.*Set search.crl.env_runners: 0"):
         _check_resources(cfg, log=lambda m: None)
+
+
+def test_a_failed_trial_is_listed_in_the_summary_and_the_report_says_incomplete():
+    """A sweep whose only trial failed half-way was marked finished, its models exported from half a search, and
+    `rayprune report` showed it as complete (an operator's SIGKILLs, session 31)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from rayprune.report import incomplete_note
+    from rayprune.sweeps.driver import failed_trial
+
+    result = SimpleNamespace(config={"agent": "random", "seed": 0}, metrics={"evaluations": 64},
+                             error=RuntimeError("The actor died unexpectedly\nbefore the task finished"))
+    failed = failed_trial(result)
+    assert failed == {"trial": "random,seed=0", "error": "The actor died unexpectedly", "evaluations": 64}
+    assert failed_trial(SimpleNamespace(config={}, metrics=None, error=RuntimeError("x")))["evaluations"] == 0
+    state = {"status": "finished", "summary": {"failed_trials": [failed]}}
+    note = incomplete_note(state, Path("/runs/s"))
+    assert "INCOMPLETE: 1 trial(s) failed" in note and "random,seed=0 after 64 candidates" in note
+    assert "rayprune sweep --resume --out /runs/s" in note
+    assert incomplete_note({"status": "finished", "summary": {"failed_trials": []}}, Path("/runs/s")) == ""
+    assert "did not finish" in incomplete_note({"status": "interrupted"}, Path("/runs/s"))

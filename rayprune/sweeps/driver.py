@@ -446,10 +446,11 @@ def run_sweep(
             f"was selected and every scored candidate is kept in {out}. Continue the sweep with: "
             + resume_how(out, from_python, config_in_memory(cfg)))
     errors = [str(r.error) for r in results if r.error is not None]
+    failed = [failed_trial(r) for r in results if r.error is not None]
     if errors:
         log(f"{len(errors)} trial(s) failed: " + "; ".join(e.splitlines()[0] for e in errors))
     try:
-        summary = finish_sweep(out, log=log, problem=problem, shared_ref=shared_ref)
+        summary = finish_sweep(out, log=log, problem=problem, shared_ref=shared_ref, failed_trials=failed)
     except KeyboardInterrupt:
         _mark(out, "interrupted")
         raise Interrupted(
@@ -612,10 +613,23 @@ def _priors_of(problem, levels, cfg, search: pd.DataFrame):
     return weak_level_priors(cfg.search.rerank, space)
 
 
-def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_ref=None) -> dict[str, Any]:
+def failed_trial(result) -> dict[str, Any]:
+    """A failed Tune trial as the summary lists it: its name, the first line of its error, and the candidates it had
+    scored when it failed (its last report; 0 when it reported nothing)."""
+    config = getattr(result, "config", None) or {}
+    name = trial_name(config["agent"], config["seed"]) if "agent" in config and "seed" in config else "?"
+    metrics = getattr(result, "metrics", None) or {}
+    return {"trial": name, "error": (str(result.error).strip().splitlines() or [""])[0][:300],
+            "evaluations": int(metrics.get("evaluations") or 0)}
+
+
+def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_ref=None,
+                 failed_trials: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
     """Select and export one model per level from the whole store, then fronts and the report.
 
     ``shared_ref``: ``problem``'s shareable already in the object store (the trials' copy).
+    ``failed_trials`` (:func:`failed_trial`): trials that failed before their search ended; the models are
+    selected from what every trial scored, and the summary (and report) say the sweep is incomplete.
     Safe to run again: the selection's earlier rows are replaced."""
     from ..evaluation.score import score_specs
     from ..problem import PruningProblem
@@ -670,7 +684,8 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_
         if not history.empty:
             write_parquet_atomic(pa.Table.from_pandas(history, preserve_index=False), out / "front_history.parquet")
     summary = {"rows": int(len(rows)), "front_size": int(len(front)),
-               "levels": [r.to_json() for r in results], "monotone": _is_monotone(results)}
+               "levels": [r.to_json() for r in results], "monotone": _is_monotone(results),
+               "failed_trials": list(failed_trials or [])}
     state.update(finished=time.time(), status="finished", summary=summary)
     _write_state(out, state)
     from ..report import make_report, summary_text
