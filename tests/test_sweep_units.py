@@ -295,3 +295,54 @@ def test_a_failed_trial_is_listed_in_the_summary_and_the_report_says_incomplete(
     assert "rayprune sweep --resume --out /runs/s" in note
     assert incomplete_note({"status": "finished", "summary": {"failed_trials": []}}, Path("/runs/s")) == ""
     assert "did not finish" in incomplete_note({"status": "interrupted"}, Path("/runs/s"))
+
+
+def test_a_resume_is_refused_while_the_sweeps_driver_is_alive(tmp_path, monkeypatch):
+    """A resume submitted while the first job still ran re-scored, dropped and re-exported rows of a sweep that
+    finished under it (an operator's report, session 31)."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from rayprune.errors import UserError
+    from rayprune.sweeps import driver
+
+    running = {"status": "running"}
+
+    def beat(host, pid, age):
+        (tmp_path / driver.DRIVER_FILE).write_text(json.dumps({"host": host, "pid": pid, "time": time.time() - age}))
+
+    beat(socket.gethostname(), os.getpid(), 5)  # this very process: alive
+    with pytest.raises(UserError, match=r"is running: its driver \(pid \d+ on .*\) was alive 5 s ago.*ray job stop"):
+        driver.refuse_if_running(tmp_path, running)
+    driver.refuse_if_running(tmp_path, {"status": "interrupted"})  # stopped gracefully: resume at once
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    beat(socket.gethostname(), gone.pid, 5)  # killed on this host without a word: resume at once
+    driver.refuse_if_running(tmp_path, running)
+    beat("another-node", 1234, 5)  # another node's driver, alive 5 s ago
+    with pytest.raises(UserError, match="resume 55 s from now"):
+        driver.refuse_if_running(tmp_path, running)
+    beat("another-node", 1234, driver.HEARTBEAT_STALE_S + 1)  # silent for longer than that: dead
+    driver.refuse_if_running(tmp_path, running)
+    (tmp_path / driver.DRIVER_FILE).unlink()
+    driver.refuse_if_running(tmp_path, running)  # no sign of life recorded (an older sweep)
+
+    # the heartbeat: written once the sweep is this driver's and past its start, removed when the driver ends
+    monkeypatch.setattr(driver, "HEARTBEAT_S", 0.05)
+    (tmp_path / "sweep.json").write_text(json.dumps({"status": "starting"}))
+    with driver._heartbeat(tmp_path, owned=False) as claimed:
+        time.sleep(0.3)
+        assert not (tmp_path / driver.DRIVER_FILE).exists()  # not claimed: another sweep's directory, say
+        claimed.set()
+        time.sleep(0.3)
+        assert not (tmp_path / driver.DRIVER_FILE).exists()  # starting: a failure must find the directory as it was
+        (tmp_path / "sweep.json").write_text(json.dumps(running))
+        time.sleep(0.3)
+        assert json.loads((tmp_path / driver.DRIVER_FILE).read_text())["pid"] == os.getpid()
+        with pytest.raises(UserError, match="is running"):
+            driver.refuse_if_running(tmp_path, running)
+    assert not (tmp_path / driver.DRIVER_FILE).exists()

@@ -315,6 +315,80 @@ def _mark(out: Path, status: str) -> None:
         pass
 
 
+#: a sweep's driver rewrites ``OUT/driver.json`` (host, pid, time) this often while it runs ...
+HEARTBEAT_S = 10.0
+#: ... and a ``--resume`` of a sweep marked ``running`` waits until it is this old, unless its driver is known dead
+HEARTBEAT_STALE_S = 60.0
+DRIVER_FILE = "driver.json"
+
+
+@contextlib.contextmanager
+def _heartbeat(out: Path, owned: bool) -> Iterator[threading.Event]:
+    """While a sweep's driver runs, ``OUT/driver.json`` says which process it is and when it was last alive, so that
+    a ``--resume`` started beside it is refused (:func:`refuse_if_running`). It beats once the sweep is this
+    driver's: at once for a resume (``owned``), else when the event it yields is set (``sweep.json`` claimed: a
+    sweep refused because ``OUT`` holds another must not speak for that one's driver)."""
+    import socket
+
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    stop, mine = threading.Event(), threading.Event()
+    if owned:
+        mine.set()
+    path = out / DRIVER_FILE
+
+    def beat() -> None:
+        while True:
+            # past its start only: until then a failure gives the claimed directory back, and it must be empty
+            if mine.is_set() and _status_of(out / SWEEP_FILE) not in (None, "starting"):
+                try:
+                    atomic_write_text(path, json.dumps({**me, "time": time.time()}))
+                except OSError:
+                    pass
+            if stop.wait(HEARTBEAT_S):
+                return
+
+    thread = threading.Thread(target=beat, name="rayprune-sweep-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield mine
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        try:
+            if mine.is_set() and json.loads(path.read_text()).get("pid") == me["pid"]:
+                path.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def refuse_if_running(out: Path, state: dict[str, Any], now: Optional[float] = None) -> None:
+    """Refuse to resume a sweep whose driver is alive: two drivers would score, drop and export the same trials'
+    rows at once (a resume submitted while the first job still ran re-scored and re-exported a sweep that finished
+    under it). A driver is alive when the sweep is marked ``running`` and its ``driver.json`` is younger than
+    :data:`HEARTBEAT_STALE_S`, unless it names a process of this host that no longer exists."""
+    import socket
+
+    if state.get("status") != "running":
+        return
+    try:
+        driver = json.loads((out / DRIVER_FILE).read_text())
+        age = (time.time() if now is None else now) - float(driver["time"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no sign of life recorded (a sweep of an older rayprune, or a driver killed before its first beat)
+    if age >= HEARTBEAT_STALE_S:
+        return
+    if driver.get("host") == socket.gethostname():
+        try:
+            os.kill(int(driver["pid"]), 0)
+        except ProcessLookupError:
+            return  # that process is gone: killed without a word
+        except (PermissionError, ValueError, TypeError):
+            pass
+    raise UserError(f"--resume: the sweep in {out} is running: its driver (pid {driver.get('pid')} on "
+                    f"{driver.get('host')}) was alive {age:.0f} s ago. Stop it first (Ctrl-C; `ray job stop JOB_ID` "
+                    f"for a submitted sweep), or, if it was killed, resume {HEARTBEAT_STALE_S - age:.0f} s from now.")
+
+
 def run_sweep(
     cfg: Optional[Config],
     out_dir: str | Path,
@@ -330,7 +404,18 @@ def run_sweep(
 
     ``problem``: an already built :class:`~rayprune.problem.PruningProblem` for ``cfg`` (the Python
     API's model and data in memory); a resumed sweep of such a problem needs it passed again.
-    ``from_python``: the caller is :func:`rayprune.sweep` (an interrupted sweep names its resume call first)."""
+    ``from_python``: the caller is :func:`rayprune.sweep` (an interrupted sweep names its resume call first).
+    A resume is refused while the sweep's driver is alive (:func:`refuse_if_running`)."""
+    out = Path(out_dir).resolve()
+    if resume:
+        refuse_if_running(out, load_state(out, what="--resume"))
+    with _heartbeat(out, owned=resume) as claimed:
+        return _run_sweep(cfg, out, address=address, resume=resume, log=log, verbose=verbose, problem=problem,
+                          from_python=from_python, claimed=claimed)
+
+
+def _run_sweep(cfg: Optional[Config], out: Path, *, address: Optional[str], resume: bool, log: Log, verbose: int,
+               problem, from_python: bool, claimed: threading.Event) -> dict[str, Any]:
     import ray
     from ray import tune
 
@@ -340,7 +425,6 @@ def run_sweep(
     from ..ray_session import connect
     from ..search.prune import check_reachable
 
-    out = Path(out_dir).resolve()
     if resume:
         state = load_state(out, what="--resume")
         cfg = parse_config(state["config"], source=str(out / SWEEP_FILE))
@@ -386,6 +470,7 @@ def run_sweep(
         # parent folder the claim created with it
         with given_back_if_empty(out):
             _claim(out)
+            claimed.set()  # the sweep is this driver's: its heartbeat starts
             try:
                 connect(address, log=log, metadata=_job_metadata(cfg, out))
                 cfg = _check_resources(cfg, log)
