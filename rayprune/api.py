@@ -75,7 +75,13 @@ class PruneResult:
     def __repr__(self) -> str:
         from .search.prune import summary_table
 
-        return f"PruneResult(out={str(self.out)!r}, candidates={len(self.candidates)})\n{summary_table(self.summary)}"
+        neon = ""
+        if "neon" in self.summary:
+            from .neon.selection import describe
+
+            neon = "\n" + describe(self.summary["neon"])
+        return (f"PruneResult(out={str(self.out)!r}, candidates={len(self.candidates)})\n"
+                f"{summary_table(self.summary)}{neon}")
 
 
 @dataclass

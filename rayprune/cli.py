@@ -220,7 +220,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         from .search.prune import summary_table
 
         print(summary_table(summary))
-    if "neon" in summary:
+    if "neon" in summary and quiet:  # (without -q the run's own log printed it under the table)
         from .neon.selection import describe
         print("\n" + describe(summary["neon"]))
     print(f"\nwrote {Path(args.out) / 'candidates.parquet'} and {Path(args.out) / 'best'}/")
@@ -391,7 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent-checkpoint", metavar="DIR",
                    help="neon: a `rayprune pretrain` output or policy directory (default: the agent shipped in the package)")
     p.add_argument("--tolerance", type=float, metavar="POINTS",
-                   help="neon: accuracy loss (points) the agent may spend, tau (default: neon.tolerance)")
+                   help="neon: accuracy loss (points) the agent may spend, tau (default: neon.tolerance); shown "
+                        "within it on a held-out selection split at neon.confidence (0.7), not guaranteed on every "
+                        "network (docs/neon.md)")
     p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("pretrain", help="pretrain the NEON agent offline on random networks over the dataset suite")

@@ -243,7 +243,10 @@ def test_the_steps_never_see_the_selection_split(tiny_net, tmp_path, monkeypatch
     monkeypatch.setattr(episode_module, "evaluate", evaluate)
     monkeypatch.setattr(training_module, "validation_loss", validation_loss)
     cfg, problem = problem_for(tiny_net, tolerance=5.0, selection_fraction=0.5)
-    summary = run_prune(cfg, tmp_path / "out", agent="neon", problem=problem, progress=False, log=lambda m: None)
+    said: list[str] = []
+    summary = run_prune(cfg, tmp_path / "out", agent="neon", problem=problem, progress=False, log=said.append)
+    # the promise under the table, for the Python API's user too (it was printed by the CLI alone)
+    assert said[-1].splitlines()[-1].startswith("neon (tolerance 5 pt): x") or "neon (tolerance 5 pt): x" in said[-1]
     split = selection_split(data, 0.5, seed=cfg.seed)  # the split the run made (seeded by the run's seed)
     assert seen and seen <= set(split.decide_indices.tolist())
     assert not seen & set(split.select_indices.tolist())
@@ -348,3 +351,20 @@ def test_candidate_first_hands_back_the_candidate_if_it_alone_is_shown_else_what
     if got["candidate"]["outcome"] != "accepted" and "stopped_at" in got["candidate"]:  # the second look, said so
         assert got["candidate_first"]["reason"].startswith("the candidate alone is not shown within")
         assert "first_look" in got["candidate_first"]
+
+
+def test_the_printed_line_counts_the_samples_behind_the_bound_and_warns_when_test_breaks_tau():
+    """A user read "at least +1.42 pt" (one gained sample of 42) as "better", and a test change of -4.71 pt sat next
+    to "accepted" with no word (a new user's report, session 31)."""
+    neon = {"tolerance": 1.0, "reduction_factor": 16.9, "outcome": "accepted", "reason": "accepted: ...",
+            "accuracy_change_val_points": 1.12, "accuracy_change_test_points": -1.48,
+            "selection": {"samples": 42, "gains": 1, "losses": 0, "confidence": 0.7, "accuracy_change_points": 2.38,
+                          "lower_bound_points": 1.42}}
+    text = describe(neon)
+    assert "(42 samples the episodes never saw: the pruned network right where the base was wrong on 1, wrong " \
+           "where it was right on 0)" in text
+    warning = text.splitlines()[-1]
+    assert warning.startswith("neon: warning: on the test split the pruned network is -1.48 pt from the base, "
+                              "beyond the tolerance of 1 pt") and "70 % confidence" in warning
+    assert "warning" not in describe({**neon, "accuracy_change_test_points": -0.9})
+    assert "warning" not in describe({**neon, "accuracy_change_test_points": None})

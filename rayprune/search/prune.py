@@ -204,7 +204,7 @@ def run_prune(
                          agent_options=agent_options)
     summary["seconds"] = time.time() - started
     (out / "best" / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
-    log(summary_table(summary))
+    log(summary_table(summary) + (f"\n{_neon_lines(summary)}" if "neon" in summary else ""))
     return summary
 
 
@@ -229,6 +229,13 @@ def _prune(cfg: Config, problem: Optional[PruningProblem], out: Path, *, agent: 
             raise UserError(f"The neon agent keeps the base model's accuracy within its tolerance, and {at_chance}")
         return _run_neon(problem, out, constants, seed=seed, progress=progress, log=log, options=agent_options or {})
     return _run_search(problem, out, constants, agent=agent, seed=seed, log=log, address=address)
+
+
+def _neon_lines(summary: dict[str, Any]) -> str:
+    """The neon agent's promise under the summary table: the selection split's change, its bound, what it rests on."""
+    from ..neon.selection import describe
+
+    return describe(summary["neon"])
 
 
 def _problem_for(cfg: Config, problem: Optional[PruningProblem], progress: bool, log: Log) -> PruningProblem:
