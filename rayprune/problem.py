@@ -45,12 +45,20 @@ __all__ = ["PruningProblem", "resolve_device", "configured_dataset", "config_in_
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise ``torch.device(name)``."""
+    """``auto`` -> CUDA when available, else CPU; otherwise ``torch.device(name)``; a :class:`UserError` (exit 2, one
+    line) for a name torch does not know or a CUDA device this machine does not have."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as err:
+        raise UserError(f"data.device (--device) must be auto, cpu, cuda or cuda:N; got {name!r} ({err}).") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"data.device is {name!r} but CUDA is not available on this machine.")
+        raise UserError(f"data.device (--device) is {name!r} but CUDA is not available on this machine (torch "
+                        f"{torch.__version__}); use --device auto (CUDA where there is one) or cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"data.device (--device) is {name!r} but this machine has {torch.cuda.device_count()} CUDA "
+                        "device(s), numbered from 0.")
     return device
 
 

@@ -336,6 +336,18 @@ def test_submits_jobs_page_budgets_are_the_levels_the_jobs_sweep_will_run(tiny_c
     assert seen["budgets"] == ["latency_ms=90%,80%"]  # the job's own command line gets them as typed
 
 
+def test_a_device_this_machine_lacks_is_one_line(tiny_config, env):
+    """`--device cuda` on a machine without CUDA was a traceback with exit 1, for every command."""
+    import torch
+
+    device = "cuda:64" if torch.cuda.is_available() else "cuda"
+    res = rayprune("validate", tiny_config, "--device", device, "-q", env=env)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert f"data.device (--device) is '{device}' but" in res.stderr
+    res = rayprune("validate", tiny_config, "--device", "gpu", "-q", env=env)
+    assert res.returncode == 2 and "data.device: expected a torch device" in res.stderr, res.stderr[-2000:]
+
+
 def test_submit_resume_sends_the_stored_sweep_and_refuses_a_config(tiny_config, tmp_path, monkeypatch, capsys):
     from rayprune import cli, submit
 
