@@ -61,16 +61,22 @@ OUTPUT_EXCLUDES = [".git", "__pycache__", "*.whl", "runs", "candidates/", "candi
 
 
 def upload_excludes(working_dir: Path, out: str) -> list[str]:
-    """What the job's upload leaves out: :data:`OUTPUT_EXCLUDES`, and ``out`` itself if it lies in ``working_dir``.
+    """What the job's upload leaves out: :data:`OUTPUT_EXCLUDES`, ``out`` itself if it lies in ``working_dir``, and
+    a ``rayprune`` package at its top (submitted from a checkout of rayprune: Ray puts the working dir first on the
+    job's path, so the checkout's code would replace the rayprune installed on the cluster for that job alone, and a
+    later resume could run another version).
 
     >>> upload_excludes(Path("/w"), "/w/results/sweep1")[-1], len(upload_excludes(Path("/w"), "/shared/x"))
     ('/results/sweep1', 8)
     """
+    excludes = list(OUTPUT_EXCLUDES)
+    if (working_dir / "rayprune" / "__init__.py").is_file():
+        excludes.append("/rayprune")
     try:
         inside = Path(out).relative_to(working_dir)
     except ValueError:
-        return list(OUTPUT_EXCLUDES)
-    return [*OUTPUT_EXCLUDES, f"/{inside.as_posix()}"]
+        return excludes
+    return [*excludes, f"/{inside.as_posix()}"]
 
 
 def submit_sweep(address: str, config_path: Optional[str | Path], out: str, *, working_dir: str | Path = ".",

@@ -198,6 +198,11 @@ def test_a_submitted_job_uploads_the_users_data_files_but_not_rayprunes_outputs(
         assert not excluded(tmp_path / kept), kept
     for left_out in ("results/s1", "runs", "candidates.parquet", "results/other/pareto.parquet", ".git"):
         assert excluded(tmp_path / left_out), left_out
+    assert not excluded(tmp_path / "rayprune")  # a folder of that name that is no package: the user's
+    (tmp_path / "rayprune").mkdir()
+    (tmp_path / "rayprune" / "__init__.py").write_text("")  # submitted from a checkout of rayprune: the job runs
+    excluded = _get_excludes(tmp_path, upload_excludes(tmp_path, "/shared/s1"))  # the cluster's installed rayprune
+    assert excluded(tmp_path / "rayprune") and not excluded(tmp_path / "data" / "rayprune")
 
 
 def test_a_quiet_sweep_prints_a_progress_line_when_more_candidates_were_scored(tmp_path):
