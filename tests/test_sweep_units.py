@@ -351,3 +351,25 @@ def test_a_resume_is_refused_while_the_sweeps_driver_is_alive(tmp_path, monkeypa
         with pytest.raises(UserError, match="is running"):
             driver.refuse_if_running(tmp_path, running)
     assert not (tmp_path / driver.DRIVER_FILE).exists()
+
+
+def test_a_resumed_sweeps_files_are_found_under_the_new_working_directory(tmp_path, monkeypatch):
+    """A submitted sweep's stored config named its checkpoint in Ray's temporary copy of the working dir; after a
+    cluster restart that copy was gone and --resume failed with 'Checkpoint not found' (an operator's report)."""
+    from rayprune.config import parse_config
+    from rayprune.sweeps.driver import rebased_paths
+
+    first = tmp_path / "ray_pkg_1"  # the first job's working dir copy, gone since
+    again = tmp_path / "ray_pkg_2"  # the resume job's
+    (again / "bases").mkdir(parents=True)
+    (again / "bases" / "base.pt").write_bytes(b"weights")
+    cfg = parse_config({"model": {"name": "small_cnn", "checkpoint": str(first / "bases" / "base.pt")},
+                        "data": {"name": "tabular", "path": str(tmp_path / "elsewhere.csv")}})
+    monkeypatch.chdir(again)
+    said: list[str] = []
+    moved = rebased_paths(cfg, str(first), said.append)
+    assert moved.model.checkpoint == again / "bases" / "base.pt"
+    assert moved.data.path == tmp_path / "elsewhere.csv"  # not under the old working dir: left for its own error
+    assert len(said) == 1 and said[0].startswith("model.checkpoint: ") and "is gone" in said[0]
+    assert cfg.model.checkpoint == first / "bases" / "base.pt"  # the stored config itself is left as it was
+    assert rebased_paths(cfg, None, said.append) is cfg  # a sweep of an older rayprune recorded no directory

@@ -287,6 +287,35 @@ def _release(out: Path) -> None:
         pass  # best effort: the original error is the one to report
 
 
+#: the config's file paths, as :func:`~rayprune.config.resolve_paths` makes them absolute
+PATH_FIELDS = (("model", "checkpoint"), ("data", "root"), ("data", "path"), ("neon", "checkpoint"))
+
+
+def rebased_paths(cfg: Config, started_in: Optional[str], log: Log = print) -> Config:
+    """``cfg`` (a sweep's stored config) with each file path that no longer exists but lay under the directory the
+    sweep started in (``started_in``) taken from this process's working directory instead, where it exists there.
+
+    A submitted sweep runs in Ray's temporary copy of the working dir, so its stored config names files there
+    (``.../runtime_resources/working_dir_files/_ray_pkg_<hash>/base.pt``); after the cluster restarted they were
+    gone and ``--resume`` could not start (``rayprune submit --resume`` uploads the working dir again)."""
+    if not started_in:
+        return cfg
+    out = cfg.model_copy(deep=True)
+    for section, name in PATH_FIELDS:
+        value = getattr(getattr(out, section), name)
+        if value is None or Path(value).exists():
+            continue
+        try:
+            moved = Path.cwd() / Path(value).relative_to(started_in)
+        except ValueError:
+            continue
+        if moved.exists():
+            setattr(getattr(out, section), name, moved)
+            log(f"{section}.{name}: {value} is gone (the sweep started in {started_in}); using the same file under "
+                f"this run's working directory: {moved}")
+    return out
+
+
 def load_state(out: str | Path, *, what: str = "") -> dict[str, Any]:
     """``OUT/sweep.json``, checked: it exists and is past the start (``setup`` is written once the base
     model and the levels are known). ``what`` (e.g. ``--resume``) prefixes the error."""
@@ -427,8 +456,8 @@ def _run_sweep(cfg: Optional[Config], out: Path, *, address: Optional[str], resu
 
     if resume:
         state = load_state(out, what="--resume")
-        cfg = parse_config(state["config"], source=str(out / SWEEP_FILE))
-        setup = SweepSetup(**state["setup"])
+        cfg = rebased_paths(parse_config(state["config"], source=str(out / SWEEP_FILE)), state.get("cwd"), log)
+        setup = SweepSetup(**{**state["setup"], "config": cfg.model_dump(mode="json")})
         if (problem is None and state.get("base_key") and cfg.model.checkpoint is None
                 and base_cache_key(cfg) != state["base_key"]):
             raise UserError(f"--resume: the model's source file or the data ({cfg.model.name}, {cfg.data.name}) "
@@ -491,7 +520,7 @@ def _run_sweep(cfg: Optional[Config], out: Path, *, address: Optional[str], resu
                 )
                 state = {"config": setup.config, "setup": setup.__dict__, "levels": [lvl.values for lvl in levels],
                          "agents": agents, "seeds": cfg.sweep.seeds, "trial_seeds": trial_seeds(cfg),
-                         "started": time.time(), "status": "running",
+                         "started": time.time(), "status": "running", "cwd": os.getcwd(),
                          "base_key": None if config_in_memory(cfg) else base_cache_key(cfg),
                          "base_fingerprint": weights_fingerprint(problem.base_model),
                          "space": space_signature(problem.space)}
