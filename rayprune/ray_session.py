@@ -59,6 +59,7 @@ def connect(
     job = JobConfig(metadata={str(k): str(v) for k, v in (metadata or {}).items()})
     if joining:
         where = address or os.environ["RAY_ADDRESS"]
+        _probe(where)
         try:  # RAY_ADDRESS (inside a Ray job, or set by the user): ray.init reads it
             ray.init(**({"address": address} if address else {}), log_to_driver=False, job_config=job)
         except ConnectionError as exc:
@@ -77,6 +78,31 @@ def connect(
                 log(f"Ray did not start in time ({exc}); trying once more")
                 ray.shutdown()
         log(f"Started a local Ray instance: {ray.cluster_resources()}")
+
+
+#: seconds a HOST:PORT address has to accept a TCP connection before the join is refused (Ray retried for minutes)
+PROBE_S = 10.0
+
+
+def _probe(where: str) -> None:
+    """Refuse a ``HOST:PORT`` address where nothing accepts a connection, in one line and within :data:`PROBE_S`:
+    Ray's own join retried for minutes without a word for a mistyped port. ``auto``, ``ray://`` and other forms are
+    left to Ray.
+
+    >>> _probe("auto"), _probe("ray://head:10001")
+    (None, None)
+    """
+    import socket
+
+    host, sep, port = where.rpartition(":")
+    if not sep or not host or "/" in where or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_S).close()
+    except OSError as exc:
+        raise UserError(f"Could not connect to the Ray cluster at {where}: nothing accepts a connection there "
+                        f"({exc.strerror or exc}). A cluster's address is its head's GCS port, {host}:6379 by default "
+                        "(`ray start --head --port`; `ray status` on the head prints it).") from None
 
 
 def _connect_advice(where: str, exc: Exception) -> str:

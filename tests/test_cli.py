@@ -336,6 +336,17 @@ def test_submits_jobs_page_budgets_are_the_levels_the_jobs_sweep_will_run(tiny_c
     assert seen["budgets"] == ["latency_ms=90%,80%"]  # the job's own command line gets them as typed
 
 
+def test_a_sweep_to_an_address_nothing_answers_on_is_one_line_at_once(tiny_config, env, tmp_path):
+    """A mistyped GCS port: Ray's join retried for minutes with no rayprune line at all."""
+    import time
+
+    started = time.time()
+    res = rayprune("sweep", tiny_config, "--address", "127.0.0.1:9", "--out", tmp_path / "never", "-q", env=env)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "Could not connect to the Ray cluster at 127.0.0.1:9: nothing accepts a connection there" in res.stderr
+    assert time.time() - started < 120 and not (tmp_path / "never").exists()
+
+
 def test_a_device_this_machine_lacks_is_one_line(tiny_config, env):
     """`--device cuda` on a machine without CUDA was a traceback with exit 1, for every command."""
     import torch
