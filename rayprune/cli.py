@@ -323,7 +323,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         metadata = {"submitted_by": "rayprune submit", "resume": "true", "out": args.out}
         job_id, status = submit_sweep(args.address, None, args.out, working_dir=args.working_dir, metadata=metadata,
                                       follow=not args.no_follow)
-        return 0 if status is None or status.endswith("SUCCEEDED") else 1
+        return job_exit_status(status)
     if args.config is None:
         raise UserError("submit needs a YAML config (rayprune submit CONFIG --address URL --out DIR), or --resume to "
                         f"continue the sweep in {args.out}.")
@@ -336,9 +336,27 @@ def cmd_submit(args: argparse.Namespace) -> int:
                                   max_concurrent_trials=args.max_concurrent_trials, agents=args.agents,
                                   evaluations=args.evaluations, metadata=metadata,
                                   follow=not args.no_follow, first_seed=args.first_seed)
-    if status is None:
+    return job_exit_status(status)
+
+
+def job_exit_status(status: Optional[str]) -> int:
+    """``rayprune submit``'s exit status for the job's final status line: 0 while not followed or on success, the
+    sweep's own code where the job says it (2 bad input, 4 a level without a model, 5 a failed trial, 130
+    interrupted: a script can tell "fix the config" from "resume it"), else 1.
+
+    >>> job_exit_status(None), job_exit_status("SUCCEEDED")
+    (0, 0)
+    >>> job_exit_status("FAILED (Job entrypoint command failed with exit code 5, last available logs ...)")
+    5
+    >>> job_exit_status("STOPPED"), job_exit_status("FAILED (runtime env setup failed)")
+    (1, 1)
+    """
+    import re
+
+    if status is None or status.endswith("SUCCEEDED"):
         return 0
-    return 0 if status.endswith("SUCCEEDED") else 1
+    code = re.search(r"exit code (\d+)", status)
+    return int(code.group(1)) if code and 0 < int(code.group(1)) < 256 else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -117,7 +117,7 @@ def submit_sweep(address: str, config_path: Optional[str | Path], out: str, *, w
         asyncio.run(_follow(client, job_id))
     except KeyboardInterrupt:
         log(f"\nstopped following job {job_id}; it keeps running. "
-            f"`ray job status|logs|stop {job_id} --address {address}` (with RAY_AUTH_MODE=token) take over.")
+            f"`ray job status|logs|stop {job_id} --address {address}` (with RAY_AUTH_MODE=token) take over.\n")
         return job_id, None
     status = str(client.get_job_status(job_id))
     reason = ""
@@ -125,7 +125,7 @@ def submit_sweep(address: str, config_path: Optional[str | Path], out: str, *, w
         message = getattr(client.get_job_info(job_id), "message", None)
         reason = f" ({message.strip()})" if message and message.strip() else ""
     log(f"job {job_id}: {status}{reason}")
-    return job_id, status
+    return job_id, status + reason
 
 
 def _client(address: str):
