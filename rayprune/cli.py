@@ -108,6 +108,24 @@ def _data_line(cfg, data) -> str:
             f"{'; '.join(prep['steps'])}{numbers}")
 
 
+def _neon_line(cfg, problem) -> str:
+    """``# neon: ...``: what decides whether tau can be met before a run: the split sizes and the resolution of the
+    check (the smallest change a network agreeing with the base on every check sample is shown within)."""
+    from .neon.selection import resolution_points, selection_split
+
+    neon = cfg.neon
+    split = selection_split(problem.data.to("cpu"), neon.selection_fraction, seed=cfg.seed)
+    floor = -resolution_points(split.samples, neon.confidence)
+    verdict = ("" if floor <= neon.tolerance else f": tau = {neon.tolerance:g} cannot be shown on so few samples, so "
+               "the network comes back unpruned (a larger validation split, data.val_fraction, or "
+               "neon.selection_fraction or the tolerance let the check resolve it)")
+    return (f"# neon: tolerance {neon.tolerance:g} points, shown at {100 * neon.confidence:g} % confidence on "
+            f"{split.samples} check samples of the validation split ({len(split.decide_indices)} to decide on); a "
+            f"network that agrees with the base on every check sample is shown within {floor:.2f} pt{verdict}. "
+            f"Layers may go down to {f'{neon.min_keep:g} of their width' if neon.min_keep else 'one neuron'} "
+            "(neon.min_keep): the pruning space and reach below are the budgeted agents'")
+
+
 def changed_settings(cfg) -> dict:
     """The config's settings that differ from the defaults, as a plain dict, with the model's and the data's
     names always in it (what is pruned on what, even where a name is the default)."""
@@ -158,6 +176,8 @@ def _validate_report(args: argparse.Namespace, cfg, problem) -> int:
               f"{format_metric(problem.base_accuracy['val'], metric)}, test "
               f"{format_metric(problem.base_accuracy['test'], metric)}")
     print(_data_line(cfg, problem.data))
+    if cfg.search.agent == "neon":
+        print(_neon_line(cfg, problem))
     print(f"# pruning space: {problem.space.num_groups} groups, importance {cfg.pruning.importance}, "
           f"round_to {cfg.pruning.round_to}, min_keep {cfg.pruning.min_keep}; analytic params/MACs exact: {problem.analytic.exact}")
     rows = []

@@ -347,6 +347,20 @@ def test_a_sweep_to_an_address_nothing_answers_on_is_one_line_at_once(tiny_confi
     assert time.time() - started < 120 and not (tmp_path / "never").exists()
 
 
+def test_validate_on_a_neon_config_says_whether_its_check_can_resolve_tau(env, tmp_path):
+    """It described the budgeted agents' space alone; what decides a neon run is the check split's resolution."""
+    root = Path(__file__).resolve().parents[1]
+    res = rayprune("validate", root / "configs" / "neon_prune.yaml", "-q", env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    line = next(x for x in res.stdout.splitlines() if x.startswith("# neon: "))
+    assert "tolerance 1 points, shown at 70 % confidence on" in line and "cannot be shown" not in line
+    strict = tmp_path / "strict.yaml"
+    strict.write_text((root / "configs" / "neon_prune.yaml").read_text().replace("tolerance: 1.0 ", "tolerance: 0.05 "))
+    res = rayprune("validate", strict, "-q", env=env)
+    line = next(x for x in res.stdout.splitlines() if x.startswith("# neon: "))
+    assert "tau = 0.05 cannot be shown on so few samples" in line, res.stdout[-2000:]
+
+
 def test_a_device_this_machine_lacks_is_one_line(tiny_config, env):
     """`--device cuda` on a machine without CUDA was a traceback with exit 1, for every command."""
     import torch
