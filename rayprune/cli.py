@@ -290,7 +290,12 @@ def _with_sweep_options(cfg, args: argparse.Namespace):
     overrides: dict = {"sweep": over}
     if args.evaluations is not None:
         overrides["search"] = {"evaluations": args.evaluations}
-    return _resolve(parse_config(cfg.model_dump(mode="json"), source=str(args.config), overrides=overrides), args.config)
+    flags = [f for f, given in (("--budgets", args.budgets), ("--seeds", args.seeds is not None),
+                                ("--first-seed", getattr(args, "first_seed", None) is not None),
+                                ("--max-concurrent-trials", getattr(args, "max_concurrent_trials", None) is not None),
+                                ("--agents", args.agents), ("--evaluations", args.evaluations is not None)) if given]
+    source = f"{args.config} with the command line's {', '.join(flags)}"  # a bad flag is not the file's fault
+    return _resolve(parse_config(cfg.model_dump(mode="json"), source=source, overrides=overrides), args.config)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

@@ -361,6 +361,15 @@ def test_validate_on_a_neon_config_says_whether_its_check_can_resolve_tau(env, t
     assert "tau = 0.05 cannot be shown on so few samples" in line, res.stdout[-2000:]
 
 
+def test_a_bad_sweep_flag_is_blamed_on_the_flag_not_the_file(tiny_config, tmp_path, capsys):
+    from rayprune import cli
+
+    assert cli.main(["sweep", str(tiny_config), "--agents", "randm", "--out", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tiny_config} with the command line's --agents: 1 problem(s)" in err and "'randm'" in err
+    assert not (tmp_path / "never").exists()
+
+
 def test_a_device_this_machine_lacks_is_one_line(tiny_config, env):
     """`--device cuda` on a machine without CUDA was a traceback with exit 1, for every command."""
     import torch
