@@ -93,7 +93,7 @@ def test_the_handlers_tune_leaves_behind_are_put_back_after_the_trials():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
-def test_sigterm_marks_the_sweep_interrupted_before_anything_else(tmp_path, capsys):
+def test_sigterm_marks_the_sweep_interrupted_before_anything_else(tmp_path, capfd):
     """A scheduler's SIGTERM to the process group also stops the driver's local Ray: the driver never got back from
     Tune, and sweep.json said 'running' for a sweep that was dead."""
     import json
@@ -110,7 +110,7 @@ def test_sigterm_marks_the_sweep_interrupted_before_anything_else(tmp_path, caps
             signal.raise_signal(signal.SIGTERM)
         assert stopped == [1] and json.loads((tmp_path / "sweep.json").read_text())["status"] == "interrupted"
         # said at once: a job's stop kills the driver a few seconds later, maybe before it gets back from Tune
-        assert "Continue the sweep with: rayprune sweep --resume --out X" in capsys.readouterr().err
+        assert "Continue the sweep with: rayprune sweep --resume --out X" in capfd.readouterr().err
     finally:
         for sig, handler in outer.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
@@ -304,37 +304,51 @@ def test_a_failed_trial_is_listed_in_the_summary_and_the_report_says_incomplete(
 
 def test_a_resume_is_refused_while_the_sweeps_driver_is_alive(tmp_path, monkeypatch):
     """A resume submitted while the first job still ran re-scored, dropped and re-exported rows of a sweep that
-    finished under it (an operator's report, session 31)."""
+    finished under it (an operator's report, session 31); a live driver is recognised whatever sweep.json says."""
     import json
     import os
     import socket
     import subprocess
     import sys
+    import threading
     import time
 
     from rayprune.errors import UserError
     from rayprune.sweeps import driver
 
-    running = {"status": "running"}
+    def beat(host, pid):
+        (tmp_path / driver.DRIVER_FILE).write_text(json.dumps({"host": host, "pid": pid, "time": time.time()}))
 
-    def beat(host, pid, age):
-        (tmp_path / driver.DRIVER_FILE).write_text(json.dumps({"host": host, "pid": pid, "time": time.time() - age}))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # another live process
+    try:
+        beat(socket.gethostname(), sleeper.pid)
+        with pytest.raises(UserError, match=rf"is running: process {sleeper.pid} on this host is alive.*ray job stop"):
+            driver.refuse_if_running(tmp_path, lambda m: None)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    driver.refuse_if_running(tmp_path, lambda m: None)  # killed on this host without a word: resume at once
+    beat(socket.gethostname(), os.getpid())
+    driver.refuse_if_running(tmp_path, lambda m: None)  # this very process's own ended sweep (the Python API)
+    monkeypatch.setattr(driver, "HEARTBEAT_S", 0.2)
+    beat("another-node", 1234)  # another node's driver: alive only if it rewrites the file meanwhile
+    driver.refuse_if_running(tmp_path, lambda m: None)
+    stop = threading.Event()
 
-    beat(socket.gethostname(), os.getpid(), 5)  # this very process: alive
-    with pytest.raises(UserError, match=r"is running: its driver \(pid \d+ on .*\) was alive 5 s ago.*ray job stop"):
-        driver.refuse_if_running(tmp_path, running)
-    driver.refuse_if_running(tmp_path, {"status": "interrupted"})  # stopped gracefully: resume at once
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    beat(socket.gethostname(), gone.pid, 5)  # killed on this host without a word: resume at once
-    driver.refuse_if_running(tmp_path, running)
-    beat("another-node", 1234, 5)  # another node's driver, alive 5 s ago
-    with pytest.raises(UserError, match="resume 55 s from now"):
-        driver.refuse_if_running(tmp_path, running)
-    beat("another-node", 1234, driver.HEARTBEAT_STALE_S + 1)  # silent for longer than that: dead
-    driver.refuse_if_running(tmp_path, running)
+    def other_node():
+        while not stop.wait(0.05):
+            beat("another-node", 1234)
+
+    writer = threading.Thread(target=other_node)
+    writer.start()
+    try:
+        with pytest.raises(UserError, match="the driver on another-node .* is still writing driver.json"):
+            driver.refuse_if_running(tmp_path, lambda m: None)
+    finally:
+        stop.set()
+        writer.join()
     (tmp_path / driver.DRIVER_FILE).unlink()
-    driver.refuse_if_running(tmp_path, running)  # no sign of life recorded (an older sweep)
+    driver.refuse_if_running(tmp_path, lambda m: None)  # no driver recorded (an older sweep)
 
     # the heartbeat: written once the sweep is this driver's and past its start, removed when the driver ends
     monkeypatch.setattr(driver, "HEARTBEAT_S", 0.05)
@@ -345,11 +359,9 @@ def test_a_resume_is_refused_while_the_sweeps_driver_is_alive(tmp_path, monkeypa
         claimed.set()
         time.sleep(0.3)
         assert not (tmp_path / driver.DRIVER_FILE).exists()  # starting: a failure must find the directory as it was
-        (tmp_path / "sweep.json").write_text(json.dumps(running))
+        (tmp_path / "sweep.json").write_text(json.dumps({"status": "interrupted"}))
         time.sleep(0.3)
         assert json.loads((tmp_path / driver.DRIVER_FILE).read_text())["pid"] == os.getpid()
-        with pytest.raises(UserError, match="is running"):
-            driver.refuse_if_running(tmp_path, running)
     assert not (tmp_path / driver.DRIVER_FILE).exists()
 
 

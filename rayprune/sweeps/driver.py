@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -344,10 +343,8 @@ def _mark(out: Path, status: str) -> None:
         pass
 
 
-#: a sweep's driver rewrites ``OUT/driver.json`` (host, pid, time) this often while it runs ...
+#: a sweep's driver rewrites ``OUT/driver.json`` (host, pid, time) this often while it runs
 HEARTBEAT_S = 10.0
-#: ... and a ``--resume`` of a sweep marked ``running`` waits until it is this old, unless its driver is known dead
-HEARTBEAT_STALE_S = 60.0
 DRIVER_FILE = "driver.json"
 
 
@@ -384,38 +381,51 @@ def _heartbeat(out: Path, owned: bool) -> Iterator[threading.Event]:
         stop.set()
         thread.join(timeout=5)
         try:
-            if mine.is_set() and json.loads(path.read_text()).get("pid") == me["pid"]:
+            recorded = json.loads(path.read_text())
+            if mine.is_set() and (recorded.get("host"), recorded.get("pid")) == (me["host"], me["pid"]):
                 path.unlink()
         except (OSError, ValueError):
             pass
 
 
-def refuse_if_running(out: Path, state: dict[str, Any], now: Optional[float] = None) -> None:
-    """Refuse to resume a sweep whose driver is alive: two drivers would score, drop and export the same trials'
-    rows at once (a resume submitted while the first job still ran re-scored and re-exported a sweep that finished
-    under it). A driver is alive when the sweep is marked ``running`` and its ``driver.json`` is younger than
-    :data:`HEARTBEAT_STALE_S`, unless it names a process of this host that no longer exists."""
+def refuse_if_running(out: Path, log: Log = print) -> None:
+    """Refuse to resume a sweep whose driver is alive, whatever ``sweep.json`` says (a resume marks it ``running``
+    only once it has connected and loaded the base; a stopped driver may still be winding down): two drivers would
+    score, drop and export the same trials' rows at once (a resume submitted while the first job still ran
+    re-scored and re-exported a sweep that finished under it). Alive: ``driver.json`` names a process of this host
+    that exists, or, for another host's (its clock may differ from this one), one that rewrites the file within
+    :data:`HEARTBEAT_S` (this waits that long). A driver that ends removes the file."""
     import socket
 
-    if state.get("status") != "running":
-        return
+    path = out / DRIVER_FILE
     try:
-        driver = json.loads((out / DRIVER_FILE).read_text())
-        age = (time.time() if now is None else now) - float(driver["time"])
+        first = path.read_text()
+        driver = json.loads(first)
+        host, pid = driver["host"], int(driver["pid"])
     except (OSError, ValueError, KeyError, TypeError):
-        return  # no sign of life recorded (a sweep of an older rayprune, or a driver killed before its first beat)
-    if age >= HEARTBEAT_STALE_S:
-        return
-    if driver.get("host") == socket.gethostname():
+        return  # no driver recorded: none runs (or one of an older rayprune, or killed before its first beat)
+    if host == socket.gethostname():
+        if pid == os.getpid():
+            return  # this process's own sweep, ended (the Python API resuming what it interrupted)
         try:
-            os.kill(int(driver["pid"]), 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             return  # that process is gone: killed without a word
-        except (PermissionError, ValueError, TypeError):
+        except PermissionError:
             pass
-    raise UserError(f"--resume: the sweep in {out} is running: its driver (pid {driver.get('pid')} on "
-                    f"{driver.get('host')}) was alive {age:.0f} s ago. Stop it first (Ctrl-C; `ray job stop JOB_ID` "
-                    f"for a submitted sweep), or, if it was killed, resume {HEARTBEAT_STALE_S - age:.0f} s from now.")
+        alive = f"process {pid} on this host is alive"
+    else:
+        log(f"--resume: {path} names a driver on {host}; checking for {HEARTBEAT_S + 2:.0f} s whether it is alive")
+        time.sleep(HEARTBEAT_S + 2.0)
+        try:
+            if path.read_text() == first:
+                return  # not rewritten: its driver is gone
+        except OSError:
+            return  # removed: its driver ended
+        alive = f"the driver on {host} (pid {pid}) is still writing {path.name}"
+    raise UserError(f"--resume: the sweep in {out} is running: {alive}. Stop it first (Ctrl-C; `ray job stop JOB_ID` "
+                    f"for a submitted sweep) and resume once it has stopped. (If that process is no sweep of yours, "
+                    f"delete {path}.)")
 
 
 def run_sweep(
@@ -437,7 +447,8 @@ def run_sweep(
     A resume is refused while the sweep's driver is alive (:func:`refuse_if_running`)."""
     out = Path(out_dir).resolve()
     if resume:
-        refuse_if_running(out, load_state(out, what="--resume"))
+        load_state(out, what="--resume")  # (its errors first: not a sweep, or one that never started)
+        refuse_if_running(out, log)
     with _heartbeat(out, owned=resume) as claimed:
         return _run_sweep(cfg, out, address=address, resume=resume, log=log, verbose=verbose, problem=problem,
                           from_python=from_python, claimed=claimed)
@@ -594,10 +605,13 @@ def _sigterm_stops_trials(out: Optional[Path] = None, resume: Optional[str] = No
     def stop(signum: int, frame: Any) -> None:
         if out is not None:
             _mark(out, "interrupted")  # a file write: no Ray, which may be going down with the whole group
-            if resume:
-                print(f"rayprune sweep: stopping (SIGTERM); every scored candidate is kept in {out}. Continue the "
-                      f"sweep with: {resume}", file=sys.stderr, flush=True)
         signal.raise_signal(signal.SIGUSR1)
+        if out is not None and resume:
+            try:  # after the stop is under way: a closed stderr (a pipe killed with the group) must not prevent it
+                os.write(2, (f"rayprune sweep: stopping (SIGTERM); every scored candidate is kept in {out}. "
+                             f"Continue the sweep with: {resume}\n").encode())
+            except OSError:
+                pass
 
     signal.signal(signal.SIGTERM, stop)
     try:
