@@ -366,21 +366,25 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def job_exit_status(status: Optional[str]) -> int:
     """``rayprune submit``'s exit status for the job's final status line: 0 while not followed or on success, the
-    sweep's own code where the job says it (2 bad input, 4 a level without a model, 5 a failed trial, 130
-    interrupted: a script can tell "fix the config" from "resume it"), else 1.
+    sweep driver's own code where Ray reports it (2 bad input, 4 a level without a model, 5 a failed trial: a
+    script can tell "fix the config" from "resume it"), 130 for a stopped job, else 1.
 
     >>> job_exit_status(None), job_exit_status("SUCCEEDED")
     (0, 0)
-    >>> job_exit_status("FAILED (Job entrypoint command failed with exit code 5, last available logs ...)")
+    >>> job_exit_status("FAILED (... a worker's exit code 1 in the logs ...) [driver exit code 5]")
     5
     >>> job_exit_status("STOPPED"), job_exit_status("FAILED (runtime env setup failed)")
-    (1, 1)
+    (130, 1)
+    >>> job_exit_status("FAILED (killed) [driver exit code -9]")
+    1
     """
     import re
 
     if status is None or status.endswith("SUCCEEDED"):
         return 0
-    code = re.search(r"exit code (\d+)", status)
+    if status.startswith("STOPPED"):
+        return 130
+    code = re.search(r"\[driver exit code (-?\d+)\]$", status)
     return int(code.group(1)) if code and 0 < int(code.group(1)) < 256 else 1
 
 

@@ -116,13 +116,13 @@ def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]
         log(f"warning: {message}")
 
 
-def base_at_chance(problem: "PruningProblem") -> Optional[str]:
+def base_at_chance(problem: "PruningProblem", *, imbalance: bool = True) -> Optional[str]:
     """Why the base classifier's validation accuracy is no better than always answering the most common class
     (within two standard errors), or None: its accuracies, and every candidate's, then mean little. At chance for
     a model trained elsewhere, the likely cause is preprocessing (named where rayprune applied some); far *below*
     chance, classes numbered in another order than rayprune's (a good model whose outputs are permuted is wrong on
     nearly every sample); for one trained here, a failed training; above chance on imbalanced data, accuracy
-    itself."""
+    itself (``imbalance=False``: not judged against the most common class, only against 1 / classes)."""
     from .search.score_signal import chance_and_base
 
     if problem.base_info.get("source") == "untrained":  # `validate` before any training: nothing to judge
@@ -135,7 +135,7 @@ def base_at_chance(problem: "PruningProblem") -> Optional[str]:
         return None
     n = len(y)
     majority = float(torch.bincount(torch.as_tensor(y).reshape(-1).long().cpu()).max()) / n
-    floor = max(chance, majority)
+    floor = max(chance, majority) if imbalance else chance
     if base > floor + 2.0 * math.sqrt(floor * (1.0 - floor) / n):
         return None
     spread = 2.0 * math.sqrt(chance * (1.0 - chance) / n)
@@ -165,7 +165,8 @@ def base_at_chance(problem: "PruningProblem") -> Optional[str]:
                + (f" ({how})" if how else "") + ", or other labels" + (
                    f" (rayprune numbers the classes {list(names)})" if names else ""))
     return (f"the base model scores {100 * base:.1f} % on the validation split ({n} samples), no better "
-            f"than always answering the most common class ({100 * floor:.1f} %): {why}.")
+            + (f"than always answering the most common class ({100 * floor:.1f} %)" if imbalance else
+               f"than chance (one class in {round(1 / chance)}: {100 * chance:.1f} %)") + f": {why}.")
 
 
 def _warn_if_regressor_below_the_mean(problem: "PruningProblem", log: Callable[[str], None]) -> None:

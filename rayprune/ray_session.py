@@ -89,14 +89,14 @@ def _probe(where: str) -> None:
     Ray's own join retried for minutes without a word for a mistyped port. ``auto``, ``ray://`` and other forms are
     left to Ray.
 
-    >>> _probe("auto"), _probe("ray://head:10001")
-    (None, None)
+    >>> _probe("auto"), _probe("ray://head:10001"), _probe("fe80::1"), _probe("local")
+    (None, None, None, None)
     """
     import socket
 
     host, sep, port = where.rpartition(":")
-    if not sep or not host or "/" in where or not port.isdigit():
-        return
+    if not sep or not host or "/" in where or not port.isdigit() or (":" in host and not host.startswith("[")):
+        return  # (a bare IPv6 address is Ray's to refuse: it cannot tell the port from the address)
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_S).close()
     except OSError as exc:

@@ -122,8 +122,12 @@ def submit_sweep(address: str, config_path: Optional[str | Path], out: str, *, w
     status = str(client.get_job_status(job_id))
     reason = ""
     if not status.endswith("SUCCEEDED"):  # e.g. a runtime env that failed to set up: its logs are empty
-        message = getattr(client.get_job_info(job_id), "message", None)
-        reason = f" ({message.strip()})" if message and message.strip() else ""
+        info = client.get_job_info(job_id)
+        message = getattr(info, "message", None)
+        reason = f" ({message.strip()[:2000]})" if message and message.strip() else ""
+        code = getattr(info, "driver_exit_code", None)
+        if code is not None:  # the sweep's own exit status, which `rayprune submit` passes on
+            reason += f" [driver exit code {code}]"
     log(f"job {job_id}: {status}{reason}")
     return job_id, status + reason
 

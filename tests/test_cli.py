@@ -92,7 +92,8 @@ def test_validate_never_trains_the_base_model(tiny_config, env, tmp_path):
     assert res.returncode == 3 and "Budget cannot be met" in res.stderr  # the answer still comes, untrained
 
 
-def test_the_neon_agent_on_a_cnn_is_refused_by_validate_and_prune_before_the_base_trains(tiny_config, env, tmp_path):
+def test_the_neon_agent_on_a_cnn_is_refused_by_validate_and_prune_before_the_base_trains(tiny_config, env, tmp_path,
+                                                                                           monkeypatch):
     """It was a ValueError traceback (exit 1) from inside the prune, after `validate` had said nothing, and it sent
     the user to crl."""
     cfg = tmp_path / "neon.yaml"
@@ -103,8 +104,16 @@ def test_the_neon_agent_on_a_cnn_is_refused_by_validate_and_prune_before_the_bas
         assert res.returncode == 2, res.stderr
         assert "Traceback" not in res.stderr
         assert "neon agent prunes dense networks only" in res.stderr and "features.0 (Conv2d)" in res.stderr
-        assert "--agent random, the default" in res.stderr
+        assert "--agent random --budget params=0.25" in res.stderr
     assert not list((tmp_path / "empty-cache").rglob("*.pt"))  # refused before any base model was trained
+    from rayprune.config import load_config  # the config says neon, the command line another agent: that one runs
+    from rayprune.search import prune
+
+    built = []
+    monkeypatch.setattr(prune, "_prune", lambda cfg, *a, **kw: built.append(cfg.search.agent) or {})
+    with pytest.raises(FileNotFoundError):  # (the stand-in exports nothing, so the summary has nowhere to go)
+        prune.run_prune(load_config(cfg), tmp_path / "other", agent="random", progress=False, log=lambda m: None)
+    assert built == ["random"]  # it was built as neon's, and refused
 
 
 def test_validate_a_csv_regression_checkpoint_names_its_metric_and_warns_about_carved_rows(tmp_path, env):

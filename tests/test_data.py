@@ -722,6 +722,16 @@ def test_a_base_model_at_chance_is_warned_about_with_the_likely_cause(tmp_path: 
     with pytest.raises(UserError, match="neon agent keeps the base model's accuracy within its tolerance.*far below"):
         run_prune(cfg, out, agent="neon", problem=problem, progress=False, log=lambda m: None)
     assert not (out / "best").exists()  # nothing pruned, nothing exported
+    # A model that answers the most common class (half the rows) is warned about, but it is not at chance (a third):
+    # neon prunes it (it refused a well-trained model on imbalanced data, which only matched the majority rate)
+    majority = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    with torch.no_grad():
+        majority[2].weight.zero_()
+        majority[2].bias.copy_(torch.tensor([0.0, 5.0, 0.0]))
+    problem = PruningProblem.from_parts(cfg, data, majority, {"source": "checkpoint"}, device=torch.device("cpu"))
+    from rayprune.problem import base_at_chance
+
+    assert "most common class" in base_at_chance(problem) and base_at_chance(problem, imbalance=False) is None
     # The same data handed over in memory (not scaled by rayprune): no advice about data.scale.
     raw = type(data)(**{**data.__dict__, "feature_low": None, "feature_span": None})
     lines.clear()

@@ -15,12 +15,13 @@ Example:
 
 from rayprune.engine.batchnorm import recalibrate_batchnorm
 from rayprune.engine.evaluate import channels_last, evaluate, model_device, training_mode, wants_channels_last
-from rayprune.engine.train import FineTuneConfig, ProgressCallback, fine_tune
+from rayprune.engine.train import FineTuneConfig, ProgressCallback, checked_loss, fine_tune
 
 __all__ = [
     "FineTuneConfig",
     "ProgressCallback",
     "channels_last",
+    "checked_loss",
     "evaluate",
     "fine_tune",
     "model_device",

@@ -55,8 +55,8 @@ def require_dense(space: PruningSpace) -> None:
         raise UserError(
             "The neon agent prunes dense networks only (every prunable group rooted at an nn.Linear: an MLP, not a "
             f"CNN's dense head alone); this model has prunable groups {bad}. Give it a budget and a search agent "
-            "instead (--agent random, the default, or evolution, tpe, crl, uniform, global), e.g. "
-            "--budgets params=0.25."
+            "instead: random (the default), evolution, tpe, crl, uniform or global (`rayprune prune CONFIG --agent "
+            "random --budget params=0.25`, or search.agent and budgets in the config)."
         )
 
 

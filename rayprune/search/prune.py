@@ -196,8 +196,8 @@ def run_prune(
     seed = cfg.seed if seed is None else seed
     out = Path(out_dir)
     started = time.time()
-    if agent == "neon" and cfg.search.agent != "neon":  # so that building the problem refuses what neon cannot read
-        cfg = cfg.model_copy(update={"search": cfg.search.model_copy(update={"agent": "neon"})})
+    if agent != cfg.search.agent:  # so that building the problem checks what this run's agent reads (neon or not)
+        cfg = cfg.model_copy(update={"search": cfg.search.model_copy(update={"agent": agent})})
     with given_back_if_empty(out):
         check_out_dir(out)
         summary = _prune(cfg, problem, out, agent=agent, seed=seed, progress=progress, log=log, address=address,
@@ -224,7 +224,7 @@ def _prune(cfg: Config, problem: Optional[PruningProblem], out: Path, *, agent: 
     if agent == "neon":
         from ..problem import base_at_chance
 
-        at_chance = base_at_chance(problem)
+        at_chance = base_at_chance(problem, imbalance=False)  # (a good model on imbalanced data is pruned)
         if at_chance:  # a tolerance around an accuracy at chance promises nothing (a run "kept" it at +100 points)
             raise UserError(f"The neon agent keeps the base model's accuracy within its tolerance, and {at_chance}")
         return _run_neon(problem, out, constants, seed=seed, progress=progress, log=log, options=agent_options or {})

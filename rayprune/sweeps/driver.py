@@ -497,6 +497,11 @@ def _run_sweep(cfg: Optional[Config], out: Path, *, address: Optional[str], resu
             problem = PruningProblem.from_config(cfg, log=log, base_costs=setup.base_costs,
                                                  base_accuracy=setup.base_accuracy)
         check_same_space(state, problem.space, out)
+        if (cfg.model.checkpoint is not None and state.get("base_fingerprint") is not None
+                and state["base_fingerprint"] != weights_fingerprint(problem.base_model)):
+            raise UserError(f"--resume: model.checkpoint {cfg.model.checkpoint} is not the network the sweep in {out} "
+                            "started from (its weights differ), so the candidates already scored were pruned from "
+                            "another one. Put the checkpoint back as it was, or start a new sweep in another --out.")
         shared_ref = ray.put(problem.shareable())
         _mark(out, "running")  # an interrupted sweep runs again
         log(f"Resuming sweep {setup.sweep_id} from {tune_path}")
