@@ -202,18 +202,23 @@ def incomplete_note(state: dict, out: Path) -> str:
     >>> print(incomplete_note({"status": "finished", "summary": {"failed_trials": [
     ...     {"trial": "random,seed=0", "evaluations": 64, "error": "ActorDiedError: the actor died"}]}}, Path("/s")))
      -- INCOMPLETE: 1 trial(s) failed before their search ended (random,seed=0 after 64 candidates: ActorDiedError: \
-the actor died); these models come from what was scored before them. rayprune sweep --resume --out /s retries them \
-and selects again
+the actor died); these models come from what was scored before them. rayprune sweep --resume --out /s (rayprune \
+submit --resume for a submitted sweep) retries them and selects again
     """
+    from .names import is_in_memory
+
+    config = state.get("config") or {}
+    in_memory = any(is_in_memory((config.get(section) or {}).get("name")) for section in ("model", "data"))
+    resume = (f"rayprune.sweep(model, data, out={str(out)!r}, resume=True)" if in_memory else
+              f"rayprune sweep --resume --out {out} (rayprune submit --resume for a submitted sweep)")
     if state.get("status") != "finished":
-        return f" -- INCOMPLETE: the sweep did not finish (rayprune sweep --resume --out {out} continues it)"
+        return f" -- INCOMPLETE: the sweep did not finish ({resume} continues it)"
     failed = (state.get("summary") or {}).get("failed_trials") or []
     if not failed:
         return ""
     return (f" -- INCOMPLETE: {len(failed)} trial(s) failed before their search ended ("
             + "; ".join(f"{f['trial']} after {f['evaluations']} candidates: {f['error']}" for f in failed)
-            + f"); these models come from what was scored before them. rayprune sweep --resume --out {out} "
-            "retries them and selects again")
+            + f"); these models come from what was scored before them. {resume} retries them and selects again")
 
 
 def summary_text(out_dir: str | Path) -> str:

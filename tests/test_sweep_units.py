@@ -300,6 +300,10 @@ def test_a_failed_trial_is_listed_in_the_summary_and_the_report_says_incomplete(
     assert "rayprune sweep --resume --out /runs/s" in note
     assert incomplete_note({"status": "finished", "summary": {"failed_trials": []}}, Path("/runs/s")) == ""
     assert "did not finish" in incomplete_note({"status": "interrupted"}, Path("/runs/s"))
+    in_memory = {"status": "finished", "config": {"model": {"name": "<in-memory> Net"}, "data": {"name": "digits"}},
+                 "summary": {"failed_trials": [failed]}}  # only Python can hand the model over again
+    assert "rayprune.sweep(model, data, out='/runs/s', resume=True) retries them" in incomplete_note(
+        in_memory, Path("/runs/s"))
 
 
 def test_a_resume_is_refused_while_the_sweeps_driver_is_alive(tmp_path, monkeypatch):
