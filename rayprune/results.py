@@ -122,7 +122,9 @@ class CandidateWriter:
     def flush(self) -> Optional[Path]:
         if not self._rows:
             return None
-        path = self.directory / f"part-{self.name}-{self._parts:05d}.parquet"
+        # the writer's own id in the name too: two live writers of one trial (a zombie on a partitioned node beside
+        # its restart) cannot rename over each other's shards
+        path = self.directory / f"part-{self.name}-{self._parts:05d}-{self._instance}.parquet"
         try:
             write_parquet_atomic(_to_table(self._rows), path)
         except OSError as exc:  # a full disk, a lost mount: say where; the rows stay pending
@@ -142,8 +144,9 @@ def _next_shard(directory: Path, name: str) -> int:
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
-    >>> for i in (2, 3, 11):
-    ...     _ = (folder / f"part-random,seed=0-{i:05d}.parquet").write_bytes(b"")
+    >>> for i in (2, 3):
+    ...     _ = (folder / f"part-random,seed=0-{i:05d}.parquet").write_bytes(b"")  # (before the writer's id was in it)
+    >>> _ = (folder / "part-random,seed=0-00011-1a2b3c4d.parquet").write_bytes(b"")
     >>> _ = (folder / "part-random,seed=0-extra-00040.parquet").write_bytes(b"")  # another writer's name
     >>> _next_shard(folder, "random,seed=0"), _next_shard(folder, "crl,seed=0"), _next_shard(folder / "no", "x")
     (12, 0, 0)
@@ -151,8 +154,8 @@ def _next_shard(directory: Path, name: str) -> int:
     if not directory.exists():
         return 0
     prefix = f"part-{name}-"
-    numbers = [int(p.stem[len(prefix):]) for p in directory.glob(f"{glob.escape(prefix)}*.parquet")
-               if p.stem[len(prefix):].isdigit()]
+    tails = [p.stem[len(prefix):].split("-")[0] for p in directory.glob(f"{glob.escape(prefix)}*.parquet")]
+    numbers = [int(t) for t in tails if t.isdigit()]
     return max(numbers) + 1 if numbers else 0
 
 

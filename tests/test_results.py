@@ -100,6 +100,18 @@ def test_a_trial_restarted_twice_loses_no_rows(tmp_path):
     assert sorted(rows["iteration"]) == [it for it in range(1, 7) for _ in range(2)]  # each once, none lost
 
 
+def test_two_live_writers_of_one_trial_keep_each_others_rows(tmp_path):
+    """A zombie trial still writing beside its restart: both took the same shard numbers, and one renamed its
+    batch over the other's (the review's reproduction: 1 row of 2 left)."""
+    first = CandidateWriter(tmp_path, constants={"trial_id": "t"}, name="t")
+    second = CandidateWriter(tmp_path, constants={"trial_id": "t"}, name="t")
+    first.add(ok_row(0))
+    second.add(ok_row(1))
+    first.flush()
+    second.flush()
+    assert sorted(read_candidates(tmp_path)["candidate_id"]) == ["c0", "c1"]
+
+
 def test_a_leftover_temp_file_is_ignored(tmp_path):
     w = CandidateWriter(tmp_path, name="t")
     w.add(ok_row(0))
