@@ -445,10 +445,12 @@ def test_prune_says_which_flag_its_agent_ignores(tiny_config, tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_a_prune_refused_before_it_wrote_anything_gives_its_out_back(tiny_config, env, tmp_path):
+def test_a_prune_refused_before_it_wrote_anything_gives_its_out_back(env, tmp_path):
     out = tmp_path / "never"
-    res = rayprune("prune", tiny_config, "--agent", "neon", "--agent-checkpoint", tmp_path / "typo", "--out", out,
-                   env=env)
+    mlp = tmp_path / "mlp.yaml"  # (neon prunes MLPs: the tiny CNN config is refused before the checkpoint is read)
+    mlp.write_text("model: {name: mlp, kwargs: {hidden_sizes: [16]}}\ndata: {name: 'sklearn:iris', device: cpu}\n"
+                   "base_training: {optimizer: adam, lr: 0.01, epochs: 100, batch_size: 16}\n")
+    res = rayprune("prune", mlp, "--agent", "neon", "--agent-checkpoint", tmp_path / "typo", "--out", out, env=env)
     assert res.returncode == 2 and "does not exist" in res.stderr, res.stderr[-2000:]
     assert not out.exists()  # not an empty directory left behind
 
