@@ -75,13 +75,7 @@ class PruneResult:
     def __repr__(self) -> str:
         from .search.prune import summary_table
 
-        neon = ""
-        if "neon" in self.summary:
-            from .neon.selection import describe
-
-            neon = "\n" + describe(self.summary["neon"])
-        return (f"PruneResult(out={str(self.out)!r}, candidates={len(self.candidates)})\n"
-                f"{summary_table(self.summary)}{neon}")
+        return f"PruneResult(out={str(self.out)!r}, candidates={len(self.candidates)})\n{summary_table(self.summary)}"
 
 
 @dataclass

@@ -240,9 +240,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
         from .search.prune import summary_table
 
         print(summary_table(summary))
-    if "neon" in summary and quiet:  # (without -q the run's own log printed it under the table)
-        from .neon.selection import describe
-        print("\n" + describe(summary["neon"]))
     print(f"\nwrote {Path(args.out) / 'candidates.parquet'} and {Path(args.out) / 'best'}/")
     return 0 if summary["feasible"] else 4
 

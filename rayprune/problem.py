@@ -217,10 +217,14 @@ def warn_if_carved(cfg: Config, data: Any, log: Callable[[str], None], *, traine
         f"those rows, its scores (and every candidate's) are partly measured on training data: {how}.")
 
 
+def neon_requested(cfg: Config, agent: Optional[str] = None) -> bool:
+    """Whether this run's agent (``agent``, else ``search.agent``) or a sweep's agents include neon."""
+    return "neon" in {agent or cfg.search.agent, *cfg.sweep.agents}
+
+
 def check_streaming_agent(cfg: Config, data: Dataset | StreamedDataset, agent: Optional[str] = None) -> None:
     """Refuse the neon agent on streamed data before anything is trained: it reads whole splits as tensors."""
-    agents = {agent or cfg.search.agent, *cfg.sweep.agents}
-    if data.streamed and "neon" in agents:
+    if data.streamed and neon_requested(cfg, agent):
         raise UserError(f"The neon agent needs the data as tensors (it prunes small tabular MLPs) but dataset "
                         f"{data.name!r} is streamed (data.streaming: {cfg.data.streaming!r}, "
                         f"{data.size_mb or 0:.0f} MiB estimated); set data.streaming: false, or use a search "
@@ -230,7 +234,7 @@ def check_streaming_agent(cfg: Config, data: Dataset | StreamedDataset, agent: O
 def check_neon_model(cfg: Config, model: nn.Module, data: Any) -> None:
     """Refuse the neon agent for a model with convolutions before its base model trains (it prunes MLPs:
     :func:`~rayprune.neon.topology.require_dense`, checked on the pruning space the model's convolutions give)."""
-    if "neon" not in {cfg.search.agent, *cfg.sweep.agents}:
+    if not neon_requested(cfg):
         return
     if not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
         return  # no convolution: every group is rooted at a Linear (checked again on the problem's own space)
@@ -293,7 +297,7 @@ def fed_as_the_model_reads_it(model: nn.Module, data: Any, cfg: Config) -> Any:
             check("int64")
         except UserError:
             raise err from None
-    if "neon" in {cfg.search.agent, *cfg.sweep.agents}:
+    if neon_requested(cfg):
         raise UserError("The neon agent prunes small tabular MLPs on float features; this model reads token ids "
                         "(int64) with an nn.Embedding: use a search agent (random, evolution, crl, tpe).")
     return data
@@ -462,7 +466,7 @@ class PruningProblem:
             model, example, importance=cfg.pruning.importance, round_to=cfg.pruning.round_to,
             ignored_layers=cfg.pruning.ignored_layers, unbuildable=unbuildable,
         )
-        if "neon" in {cfg.search.agent, *cfg.sweep.agents}:  # before the base is scored: validate says so too
+        if neon_requested(cfg):  # before the base is scored: validate says so too
             from .neon.topology import require_dense
 
             require_dense(space)

@@ -204,7 +204,7 @@ def run_prune(
                          agent_options=agent_options)
     summary["seconds"] = time.time() - started
     (out / "best" / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
-    log(summary_table(summary) + (f"\n{_neon_lines(summary)}" if "neon" in summary else ""))
+    log(summary_table(summary))
     return summary
 
 
@@ -229,13 +229,6 @@ def _prune(cfg: Config, problem: Optional[PruningProblem], out: Path, *, agent: 
             raise UserError(f"The neon agent keeps the base model's accuracy within its tolerance, and {at_chance}")
         return _run_neon(problem, out, constants, seed=seed, progress=progress, log=log, options=agent_options or {})
     return _run_search(problem, out, constants, agent=agent, seed=seed, log=log, address=address)
-
-
-def _neon_lines(summary: dict[str, Any]) -> str:
-    """The neon agent's promise under the summary table: the selection split's change, its bound, what it rests on."""
-    from ..neon.selection import describe
-
-    return describe(summary["neon"])
 
 
 def _problem_for(cfg: Config, problem: Optional[PruningProblem], progress: bool, log: Log) -> PruningProblem:
@@ -506,7 +499,7 @@ def _summary(problem: PruningProblem, agent: str, seed: int, ratios: list[float]
 
 
 def summary_table(summary: dict[str, Any]) -> str:
-    """Base vs pruned, one row per metric."""
+    """Base vs pruned, one row per metric, and the lines that qualify them (failures, ONNX, neon's promise)."""
     base, pruned = summary["base"], summary["pruned"]
     rows = []
     for key in [k for k in base if k in pruned]:
@@ -538,4 +531,8 @@ def summary_table(summary: dict[str, Any]) -> str:
                          for k, v in summary["budgets"].items())
         line = near_chance_line(level, summary["pruned"].get("accuracy_val"), summary.get("search_signal"))
         table += f"\n{line}" if line else ""
+    if "neon" in summary:  # the neon agent's promise: the selection split's change, its bound, what it rests on
+        from ..neon.selection import describe
+
+        table += "\n" + describe(summary["neon"])
     return table
