@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -46,6 +47,40 @@ def sweep_entrypoint(config: Optional[str], out: str, *, budgets: Sequence[str] 
     if max_concurrent_trials is not None:
         parts += ["--max-concurrent-trials", str(max_concurrent_trials)]
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def wait_while_pending(client, job_id: str, log=print, *, first: float = 5.0, every: float = 30.0,
+                       sleep=time.sleep, clock=time.monotonic) -> str:
+    """Wait until the job leaves PENDING, saying so when it waits longer than ``first`` seconds and every ``every``
+    seconds after (Ray's log tail prints nothing until the driver starts: a runtime env being installed, or a busy
+    cluster, looked like a hung command); returns the status it left PENDING for.
+
+    >>> class Info:
+    ...     def __init__(self, status, message=""): self.status, self.message = status, message
+    >>> class Client:
+    ...     def __init__(self, seq): self.seq = seq
+    ...     def get_job_info(self, job_id): return self.seq.pop(0) if len(self.seq) > 1 else self.seq[0]
+    >>> t = [0.0]
+    >>> seq = [Info("PENDING", "Job has not started yet.")] * 8 + [Info("RUNNING")]
+    >>> wait_while_pending(Client(seq), "job-1", first=2, every=4, sleep=lambda s: t.__setitem__(0, t[0] + s),
+    ...                    clock=lambda: t[0])
+    job job-1 is pending (2 s): Job has not started yet.
+    job job-1 is pending (6 s): Job has not started yet.
+    'RUNNING'
+    """
+    start = clock()
+    said = None
+    while True:
+        info = client.get_job_info(job_id)
+        status = str(getattr(info, "status", ""))
+        if not status.endswith("PENDING"):
+            return status.rsplit(".", 1)[-1]
+        waited = clock() - start
+        if waited >= first and (said is None or clock() - said >= every):
+            message = (getattr(info, "message", None) or "").strip() or "waiting for the cluster to start it"
+            log(f"job {job_id} is pending ({waited:.0f} s): {message}")
+            said = clock()
+        sleep(1.0)
 
 
 async def _follow(client, job_id: str) -> None:
@@ -114,6 +149,7 @@ def submit_sweep(address: str, config_path: Optional[str | Path], out: str, *, w
     if not follow:
         return job_id, None
     try:
+        wait_while_pending(client, job_id, log)
         asyncio.run(_follow(client, job_id))
     except KeyboardInterrupt:
         log(f"\nstopped following job {job_id}; it keeps running. "

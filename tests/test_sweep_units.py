@@ -205,6 +205,29 @@ def test_a_submitted_job_uploads_the_users_data_files_but_not_rayprunes_outputs(
     assert excluded(tmp_path / "rayprune") and not excluded(tmp_path / "data" / "rayprune")
 
 
+def test_a_pending_job_says_it_waits_and_a_quick_one_says_nothing():
+    """Ray's log tail prints nothing until the driver starts: `submit` looked hung while a runtime env installed."""
+    from types import SimpleNamespace
+
+    from ray.job_submission import JobStatus
+
+    from rayprune.submit import wait_while_pending
+
+    def run(statuses, message="Job has not started yet. It may be waiting for the runtime environment."):
+        infos = [SimpleNamespace(status=s, message=message) for s in statuses]
+        client = SimpleNamespace(get_job_info=lambda job_id: infos.pop(0) if len(infos) > 1 else infos[0])
+        now, said = [0.0], []
+        status = wait_while_pending(client, "raysubmit_1", said.append, first=5, every=30,
+                                    sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
+        return status, said
+
+    assert run([JobStatus.PENDING] * 3 + [JobStatus.RUNNING]) == ("RUNNING", [])
+    status, said = run([JobStatus.PENDING] * 70 + [JobStatus.RUNNING])
+    assert status == "RUNNING" and [line.split("(")[1].split(")")[0] for line in said] == ["5 s", "35 s", "65 s"]
+    assert "runtime environment" in said[0] and "raysubmit_1" in said[0]
+    assert run([JobStatus.PENDING] * 2 + [JobStatus.FAILED])[0] == "FAILED"  # its reason is read after the tail
+
+
 def test_a_quiet_sweep_prints_a_progress_line_when_more_candidates_were_scored(tmp_path):
     """Tune's output off (Python's default, sweep -q): a line per period in which rows landed, none otherwise."""
     import time
