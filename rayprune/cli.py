@@ -111,14 +111,14 @@ def _data_line(cfg, data) -> str:
 def _neon_line(cfg, problem) -> str:
     """``# neon: ...``: what decides whether tau can be met before a run: the split sizes and the resolution of the
     check (the smallest change a network agreeing with the base on every check sample is shown within)."""
-    from .neon.selection import resolution_points, selection_split
+    from .neon.selection import resolution_points, selection_split, tolerance_units_hint
 
     neon = cfg.neon
     split = selection_split(problem.data.to("cpu"), neon.selection_fraction, seed=cfg.seed)
     floor = -resolution_points(split.samples, neon.confidence)
     verdict = ("" if floor <= neon.tolerance else f": tau = {neon.tolerance:g} cannot be shown on so few samples, so "
                "the network comes back unpruned (a larger validation split, data.val_fraction, or "
-               "neon.selection_fraction or the tolerance let the check resolve it)")
+               f"neon.selection_fraction or the tolerance let the check resolve it){tolerance_units_hint(neon.tolerance)}")
     return (f"# neon: tolerance {neon.tolerance:g} points, shown at {100 * neon.confidence:g} % confidence on "
             f"{split.samples} check samples of the validation split ({len(split.decide_indices)} to decide on); a "
             f"network that agrees with the base on every check sample is shown within {floor:.2f} pt{verdict}. "

@@ -368,6 +368,7 @@ def test_validate_on_a_neon_config_says_whether_its_check_can_resolve_tau(env, t
     res = rayprune("validate", strict, "-q", env=env)
     line = next(x for x in res.stdout.splitlines() if x.startswith("# neon: "))
     assert "tau = 0.05 cannot be shown on so few samples" in line, res.stdout[-2000:]
+    assert "(the tolerance is in accuracy points: 0.05 accepts a loss of 0.05 %; for a loss of 5 %, give 5)" in line
 
 
 def test_a_bad_sweep_flag_is_blamed_on_the_flag_not_the_file(tiny_config, tmp_path, capsys):

@@ -264,6 +264,20 @@ def test_the_steps_never_see_the_selection_split(tiny_net, tmp_path, monkeypatch
     assert line.startswith("neon (tolerance 5 pt): x") and "selection split (112 samples" in line and "test" in line
 
 
+def test_a_tolerance_that_reads_like_a_fraction_is_named_in_the_reason_it_came_back_unpruned(tiny_net, tmp_path):
+    """--tolerance 0.01 meant "1 %" to a user and a hundredth of a point to the agent: the network came back unpruned
+    with a reason about sample counts alone."""
+    cfg, problem = problem_for(tiny_net, tolerance=0.01)
+    summary = run_prune(cfg, tmp_path / "out", agent="neon", problem=problem, progress=False, log=lambda m: None)
+    neon = summary["neon"]
+    assert neon["outcome"] == "unpruned" and neon["reduction_factor"] == 1.0
+    assert neon["reason"].endswith("(the tolerance is in accuracy points: 0.01 accepts a loss of 0.01 %; for a loss "
+                                   "of 1 %, give 1)")
+    cfg, problem = problem_for(tiny_net, tolerance=5.0)  # a tolerance in points: no such note, whatever the outcome
+    summary = run_prune(cfg, tmp_path / "out5", agent="neon", problem=problem, progress=False, log=lambda m: None)
+    assert "accuracy points" not in summary["neon"]["reason"]
+
+
 def test_a_network_whose_every_cut_breaks_tolerance_on_the_selection_split_comes_back_unpruned(
         tiny_net, tmp_path, monkeypatch):
     import rayprune.neon.apply as apply_module

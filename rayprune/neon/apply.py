@@ -57,6 +57,7 @@ from rayprune.neon.selection import (
     correct,
     resolution_points,
     selection_split,
+    tolerance_units_hint,
     walk_plans,
 )
 from rayprune.neon.settings import EpisodeSettings
@@ -297,6 +298,8 @@ def _check(path: list[_State], hits: Callable[[_State], np.ndarray], split: Sele
                            f"is shown within {-best:.2f} pt {bound}, no closer: only one that gets more of them right "
                            "can be shown within this tolerance; a larger validation split, neon.selection_fraction or "
                            "tolerance lets the check resolve it)")
+    if outcome == "unpruned":
+        reason += tolerance_units_hint(tolerance)
 
     def where(state: _State) -> dict[str, Any]:
         return {"rollout": state.row["rollout"], "step": state.row["step"],

@@ -49,7 +49,7 @@ from rayprune.engine import model_device, training_mode
 from rayprune.neon.interval import PairedChange, paired_lower_bound
 
 __all__ = ["OUTCOMES", "WALKS", "PathCheck", "SelectionSplit", "check_path", "correct", "describe", "walk_plans",
-           "resolution_points", "selection_split", "walk_positions"]
+           "resolution_points", "selection_split", "tolerance_units_hint", "walk_positions"]
 
 OUTCOMES = ("accepted", "fallback", "unpruned")
 """What the check did with the rollouts' winner: handed it back (shown within τ), handed back an
@@ -232,6 +232,21 @@ def resolution_points(samples: int, confidence: float) -> float:
     (-2.66, -0.27)
     """
     return 100.0 * paired_lower_bound(0, 0, samples, confidence=confidence)
+
+
+def tolerance_units_hint(tolerance: float) -> str:
+    """A note for a tolerance that reads like a fraction (0 < τ < 0.1): τ is in accuracy points, so 0.01 accepts a
+    hundredth of a point, which no validation split can show, where the user most likely meant one point.
+
+    >>> tolerance_units_hint(0.01)
+    ' (the tolerance is in accuracy points: 0.01 accepts a loss of 0.01 %; for a loss of 1 %, give 1)'
+    >>> tolerance_units_hint(1.0), tolerance_units_hint(0.0)
+    ('', '')
+    """
+    if not 0.0 < tolerance < 0.1:
+        return ""
+    return (f" (the tolerance is in accuracy points: {tolerance:g} accepts a loss of {tolerance:g} %; for a loss of "
+            f"{100 * tolerance:g} %, give {100 * tolerance:g})")
 
 
 def describe(neon: dict[str, Any]) -> str:
