@@ -604,6 +604,34 @@ def test_a_resumed_sweep_of_a_named_model_on_in_memory_data_loads_its_base_inste
 
 
 @pytest.mark.slow
+def test_a_resume_whose_model_checkpoint_now_holds_other_weights_is_refused(ray_session, tmp_path, monkeypatch):
+    """The candidates already scored were pruned from the checkpoint the sweep started with: a checkpoint file
+    overwritten since (retrained in place, or copied over on a cluster) is refused before any search, and nothing
+    the sweep had is lost."""
+    from rayprune.config import parse_config
+    from rayprune.errors import Interrupted
+    from rayprune.models import build_model
+    from rayprune.sweeps import driver
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "base.pt"
+    torch.save(build_model("small_cnn", num_classes=10, in_channels=1).state_dict(), checkpoint)
+    cfg = parse_config({"name": "ckpt", "model": {"name": "small_cnn", "checkpoint": str(checkpoint)},
+                        "data": {"name": "digits"}, "sweep": {"budgets": {"params": [0.5]}},
+                        "search": {**SMALL["search"], "evaluations": 8}, "evaluation": SMALL["evaluation"]})
+    monkeypatch.setattr(driver, "finish_sweep", lambda *a, **kw: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(Interrupted):
+        driver.run_sweep(cfg, tmp_path / "sw", log=lambda m: None, verbose=0)
+    rows_before = sorted(p.name for p in (tmp_path / "sw").rglob("*.parquet"))
+    torch.manual_seed(1)  # the same architecture, other weights
+    torch.save(build_model("small_cnn", num_classes=10, in_channels=1).state_dict(), checkpoint)
+    with pytest.raises(UserError, match=r"--resume: model\.checkpoint .*base\.pt is not the network the sweep in "
+                                        r".* started from \(its weights differ\)"):
+        driver.run_sweep(None, tmp_path / "sw", resume=True, log=lambda m: None, verbose=0)
+    assert sorted(p.name for p in (tmp_path / "sw").rglob("*.parquet")) == rows_before and rows_before
+
+
+@pytest.mark.slow
 def test_sweep_an_in_memory_model_returns_the_front_and_one_model_per_level(ray_session, tmp_path):
     data = load_dataset("digits", seed=0)
     net = trained(user_net_class()(), data)
