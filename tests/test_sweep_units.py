@@ -41,6 +41,31 @@ def test_sweep_agents_default_to_the_search_agent_and_refuse_neon():
         parse_config({"sweep": {"agents": ["neon", "random"]}})  # by the config: before validate, submit or any training
 
 
+def test_a_config_whose_prune_agent_is_neon_sweeps_its_budgeted_agents_on_a_cnn():
+    """search.agent: neon (for `rayprune prune`) with sweep.agents [random]: the sweep runs random alone, but neon's
+    dense-model check refused the CNN before its base trained."""
+    from types import SimpleNamespace
+
+    from rayprune.models import build_model
+    from rayprune.problem import check_neon_model, neon_requested
+    from rayprune.sweeps.driver import _without_unswept_neon
+
+    cfg = parse_config({"model": {"name": "small_cnn"}, "data": {"name": "digits"},
+                        "search": {"agent": "neon"}, "sweep": {"budgets": {"params": [0.5]}, "agents": ["random", "tpe"]}})
+    cnn = build_model("small_cnn", num_classes=10, in_channels=1)
+    data = SimpleNamespace(input_shape=(1, 8, 8), input_dtype="float32")
+    with pytest.raises(UserError, match="The neon agent prunes dense networks only"):
+        check_neon_model(cfg, cnn, data)  # what `rayprune prune` on this config does, rightly
+    said = []
+    swept = _without_unswept_neon(cfg, sweep_agents(cfg), said.append)
+    assert swept.search.agent == "random" and not neon_requested(swept) and swept.sweep.agents == ["random", "tpe"]
+    check_neon_model(swept, cnn, data)  # the sweep's model is not refused
+    assert said == ["search.agent is neon, the agent of `rayprune prune` on this config; the sweep runs "
+                    "sweep.agents (random, tpe) and stores search.agent: random."]
+    plain = parse_config({"search": {"agent": "evolution"}})
+    assert _without_unswept_neon(plain, ["evolution"], said.append) is plain and len(said) == 1
+
+
 def test_a_sweep_that_stopped_while_starting_is_named_as_such(tmp_path):
     with pytest.raises(FileNotFoundError, match="not the output of"):
         load_state(tmp_path)

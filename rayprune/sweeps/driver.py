@@ -105,6 +105,17 @@ def sweep_agents(cfg: Config) -> list[str]:
     return agents
 
 
+def _without_unswept_neon(cfg: Config, agents: list[str], log: Log) -> Config:
+    """``cfg`` with ``search.agent`` set to the sweep's first agent when it names neon: the config's agent for
+    ``rayprune prune``, which a sweep of ``agents`` (budgeted, :func:`sweep_agents`) never runs, so neon's checks
+    (a dense model, data as tensors) must not refuse the sweep's model."""
+    if cfg.search.agent != "neon":
+        return cfg
+    log(f"search.agent is neon, the agent of `rayprune prune` on this config; the sweep runs sweep.agents "
+        f"({', '.join(agents)}) and stores search.agent: {agents[0]}.")
+    return cfg.model_copy(update={"search": cfg.search.model_copy(update={"agent": agents[0]})})
+
+
 def _check_resources(cfg: Config, log: Log) -> Config:
     """``cfg`` with its evaluation section fitted to the cluster (an unset ``evaluation.cpus``); refuses, with
     the numbers, a trial whose placement group the cluster cannot hold."""
@@ -511,6 +522,7 @@ def _run_sweep(cfg: Optional[Config], out: Path, *, address: Optional[str], resu
         from ..search.prune import given_back_if_empty
 
         agents = sweep_agents(cfg)
+        cfg = _without_unswept_neon(cfg, agents, log)
         # until the state is written, a failure (no cluster, a bad model) gives back the directory, and every
         # parent folder the claim created with it
         with given_back_if_empty(out):
