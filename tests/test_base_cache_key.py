@@ -39,6 +39,27 @@ def test_replacing_the_data_file_or_a_folders_file_changes_the_key(tmp_path):
     assert base_cache_key(_cfg(name="imagefolder", root=str(folder))) != before
 
 
+def test_a_large_data_file_keeps_its_key_when_only_its_modification_time_changes(tmp_path, monkeypatch):
+    """Files over 64 MiB were keyed by size and mtime: Ray's unzip of a submitted job's working dir resets mtimes, so
+    a sweep resumed after a cluster restart was refused as "the data changed". Now: contents up to 1 GiB, and above
+    that the size and chunks sampled across the file (shrunk here so the test writes a few MiB)."""
+    import os
+
+    import rayprune.base_model as bm
+
+    data = tmp_path / "big.npz"
+    np.savez(data, x_train=np.arange(400_000, dtype=np.float64).reshape(-1, 4), y_train=np.zeros(100_000))
+    for whole in (bm._HASH_WHOLE_BYTES, 2**20):  # the file (~4 MB) hashed whole, then by its sampled chunks
+        monkeypatch.setattr(bm, "_HASH_WHOLE_BYTES", whole)
+        before = base_cache_key(_cfg(name="npz", path=str(data)))
+        os.utime(data, (1, 1))  # what an unzip or a copy does
+        assert base_cache_key(_cfg(name="npz", path=str(data))) == before
+        raw = bytearray(data.read_bytes())
+        raw[-bm._SAMPLE_BYTES // 2] ^= 0xFF  # a byte inside the last sampled chunk, same size
+        data.write_bytes(bytes(raw))
+        assert base_cache_key(_cfg(name="npz", path=str(data))) != before
+
+
 def test_a_zoo_model_on_embedded_data_keeps_the_key_it_had():
     """Nothing to fingerprint: caches of zoo models on built-in data stay valid."""
     from rayprune.base_model import _sources
