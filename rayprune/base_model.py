@@ -5,8 +5,10 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import inspect
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -38,6 +40,30 @@ def architecture_of(cfg: Config, data: Dataset | StreamedDataset) -> dict[str, A
         "in_features": None if image else int(data.input_shape[0]),
         "kwargs": dict(cfg.model.kwargs),
     }
+
+
+def in_channels_hint(cfg: Config, data: Any) -> str:
+    """When 2-D samples were read as one-channel images (1, A, B) and the config's model factory takes
+    ``in_channels``: rayprune called it with 1, and a model over (channels, length) — a Conv1d — then has one input
+    channel where the samples have A; say where its channel count must come from. Empty otherwise."""
+    shape = tuple(getattr(data, "input_shape", ()))
+    spec = cfg.model.name
+    if len(shape) != 3 or shape[0] != 1 or getattr(data, "kind", None) != "image" or ":" not in spec:
+        return ""
+    module_name, _, attr_path = spec.partition(":")
+    factory: Any = sys.modules.get(module_name)  # imported by load_model before any check could fail
+    for attr in attr_path.split("."):
+        factory = getattr(factory, attr, None)
+    try:
+        takes = factory is not None and "in_channels" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if not takes:
+        return ""
+    return (f" (rayprune reads 2-D samples as one-channel images {shape} and so calls {spec} with in_channels=1; a "
+            f"model that reads them as (channels, length), e.g. a Conv1d, is fed them as given, {shape[1:]}, but its "
+            f"{shape[1]} input channels must come from elsewhere: a default, or an option of your own in "
+            f"model.kwargs, e.g. {{channels: {shape[1]}}}, not in_channels)")
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -254,6 +280,7 @@ def obtain_base_model(
             model = load_model(**arch, checkpoint=cfg.model.checkpoint).to(device)
         except UserError as err:
             hint = input_hint(data) if _input_width_mismatch(str(err), getattr(data, "input_shape", ())) else ""
+            hint = hint or in_channels_hint(cfg, data)
             if not hint:
                 raise
             raise UserError(f"{err}{hint}") from err
@@ -271,7 +298,13 @@ def obtain_base_model(
     # a model whose nn.Embedding reads the input trains on the token ids as int64, as it is pruned
     from .problem import check_neon_model, fed_as_the_model_reads_it
 
-    data = fed_as_the_model_reads_it(model, data, cfg)
+    try:
+        data = fed_as_the_model_reads_it(model, data, cfg)
+    except UserError as err:
+        hint = in_channels_hint(cfg, data)
+        if not hint:
+            raise
+        raise UserError(f"{err}{hint}") from err
     check_neon_model(cfg, model, data)
     if not train:
         return model, {"source": "untrained", "checkpoint": None, "cache_path": str(path)}

@@ -285,6 +285,40 @@ def test_a_conv1d_model_on_2d_samples_is_fed_them_as_given():
     assert "does not accept inputs" not in str(err.value)
 
 
+def test_a_conv1d_factory_taking_in_channels_is_told_where_its_channels_must_come_from(tmp_path, monkeypatch):
+    """make(in_channels, num_classes) with a Conv1d over (12, 100) samples: rayprune passed in_channels=1 (the samples
+    read as one-channel images) and the error was PyTorch's 'Expected 2D or 3D input to conv1d' alone."""
+    import numpy as np
+
+    from rayprune.base_model import obtain_base_model
+    from rayprune.config import parse_config
+    from rayprune.problem import configured_dataset
+
+    (tmp_path / "ecgnets_hint.py").write_text(
+        "from torch import nn\n"
+        "def make(in_channels=12, num_classes=3, channels=None):\n"
+        "    return nn.Sequential(nn.Conv1d(channels or in_channels, 8, 5), nn.AdaptiveAvgPool1d(1), nn.Flatten(),\n"
+        "                         nn.Linear(8, num_classes))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    x, y = np.random.default_rng(0).normal(size=(90, 12, 100)).astype("float32"), np.arange(90) % 3
+    np.savez(tmp_path / "ecg.npz", x_train=x[:60], y_train=y[:60], x_val=x[60:75], y_val=y[60:75], x_test=x[75:],
+             y_test=y[75:])
+
+    def base(**kwargs):
+        cfg = parse_config({"model": {"name": "ecgnets_hint:make", "kwargs": kwargs},
+                            "data": {"name": "npz", "path": str(tmp_path / "ecg.npz")},
+                            "base_training": {"cache_dir": str(tmp_path / "cache")}})
+        return obtain_base_model(cfg, configured_dataset(cfg), device=torch.device("cpu"), train=False,
+                                 log=lambda m: None)
+
+    with pytest.raises(UserError, match=r"does not accept inputs of shape \(1, 12, 100\).*calls ecgnets_hint:make "
+                                        r"with in_channels=1.*its 12 input channels must come from elsewhere: a "
+                                        r"default, or an option of your own in model.kwargs, e.g. \{channels: 12\}"):
+        base()
+    model, _ = base(channels=12)  # as the hint says
+    assert model[0].in_channels == 12
+
+
 def test_prune_a_conv1d_model_on_an_npz_of_2d_samples(ray_session, tmp_path):
     """End to end from an .npz of (N, mels, frames) arrays, normalised as one-channel images: the search, the
     exported files and spec.json all take (mels, frames) samples, and the exported model matches the pruned one."""
