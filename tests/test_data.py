@@ -831,6 +831,40 @@ def test_a_table_with_a_real_valued_target_loads_for_regression(tmp_path: Path) 
         load_dataset("digits", task="regression")
 
 
+def test_a_table_with_several_target_columns_is_a_multi_target_regression(tmp_path: Path) -> None:
+    """Two real-valued targets in one CSV (heating and cooling load) needed a data function of the user's:
+    data.label takes a list of columns, the model has one output per target, in the list's order, and spec.json's
+    preprocessing names them."""
+    from rayprune.config import parse_config
+    from rayprune.data.datasets import preprocessing_of
+
+    rng = np.random.default_rng(0)
+    frame = _frame(90).drop(columns=["species"]).assign(heat=rng.normal(size=90) + 20, cool=rng.normal(size=90) - 5)
+    path = tmp_path / "energy.csv"
+    frame.to_csv(path, index=False)
+    data = load_dataset("tabular", path=path, label=["cool", "heat"], task="regression", seed=1)
+    assert data.task == "regression" and data.num_classes == 2 and data.y_train.shape == (len(data.x_train), 2)
+    every = torch.cat([data.y_train, data.y_val, data.y_test]).numpy()
+    order = np.argsort(every[:, 0])
+    assert np.allclose(every[order], frame[["cool", "heat"]].to_numpy()[np.argsort(frame["cool"].to_numpy())],
+                       atol=1e-4)  # each row's targets together, in the list's order
+    assert not {"cool", "heat"} & set(data.feature_names)
+    assert preprocessing_of(data)["target_names"] == ["cool", "heat"]
+    single = load_dataset("tabular", path=path, label="heat", task="regression", drop=["cool"], seed=1)
+    assert single.num_classes == 1 and single.y_train.dim() == 1 and preprocessing_of(single)["target_names"] == ["heat"]
+    assert parse_config({"data": {"name": "tabular", "label": ["cool", "heat"], "task": "regression"}}).data.label == [
+        "cool", "heat"]
+    with pytest.raises(UserError, match=r"data.label names 2 columns \(\['cool', 'heat'\]\); several label columns "
+                                        r"are a regression's targets \(data.task: regression\)"):
+        load_dataset("tabular", path=path, label=["cool", "heat"])
+    with pytest.raises(UserError, match=r"The label column 'warm' \(set by 'label'\) is not in"):
+        load_dataset("tabular", path=path, label=["cool", "warm"], task="regression")
+    with pytest.raises(UserError, match="data.drop names the label column"):
+        load_dataset("tabular", path=path, label=["cool", "heat"], task="regression", drop=["heat"])
+    with pytest.raises(UserError, match="names a column more than once"):
+        load_dataset("tabular", path=path, label=["cool", "cool"], task="regression")
+
+
 def test_a_table_taken_as_the_file_holds_it_describes_its_preprocessing_once(tmp_path: Path) -> None:
     """spec.json listed both "one-hot encoded" and "rayprune did not transform these inputs"."""
     from rayprune.data.datasets import preprocessing_of

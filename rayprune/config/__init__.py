@@ -116,7 +116,9 @@ class DataConfig(_Section):
     name: str = "mnist5k"
     root: Optional[Path] = None
     path: Optional[Path] = None
-    label: Optional[str] = None
+    #: ``tabular``: the column holding the class, or the real-valued target (data.task: regression); a list of
+    #: columns for a regression with several targets
+    label: Optional[Union[str, list[str]]] = None
     #: ``imagefolder``: the side every image is resized to (needed when their sizes differ)
     image_size: Optional[int] = Field(None, gt=0)
     #: ``tabular`` and ``sklearn:*``: ``minmax`` (unset: the default) scales each column to the train split's

@@ -92,6 +92,8 @@ class Dataset:
     carved: tuple[str, ...] = ()
     """The splits (``val``, ``test``) rayprune split off the rows of a user's file, which the user did not hold
     out: a model trained elsewhere on that file may have trained on them (:func:`rayprune.problem.warn_if_carved`)."""
+    target_names: tuple[str, ...] | None = None
+    """Regression from a table: its label columns; output j predicts ``target_names[j]`` (recorded with exports)."""
 
     streamed: ClassVar[bool] = False
     """Device-resident tensors (a :class:`~rayprune.data.streaming.StreamedDataset` streams)."""
@@ -428,7 +430,8 @@ def _load_cifar(spec: _SplitSpec, *, variant: str, root: str | Path | None = Non
 
 
 def _load_tabular(
-    spec: _SplitSpec, *, path: str | Path | None = None, label: str | None = None, scale: str | None = None,
+    spec: _SplitSpec, *, path: str | Path | None = None, label: str | Sequence[str] | None = None,
+    scale: str | None = None,
     split_column: str | None = None, classes: Sequence[str] | None = None, task: str = "classification",
     drop: Sequence[str] | None = None,
 ) -> Dataset:
@@ -580,7 +583,7 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec, *, scale: str | 
         y_val=y_val,
         x_test=x_test,
         y_test=y_test,
-        num_classes=1 if regression else len(table.class_names),
+        num_classes=(1 if table.labels.ndim == 1 else table.labels.shape[1]) if regression else len(table.class_names),
         input_shape=(table.features.shape[1],),
         augment=None,
         class_names=None if regression else table.class_names,
@@ -594,6 +597,7 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec, *, scale: str | 
                       ("the columns as scikit-learn gives them, cast to float32 (data.scale: none: not scaled)",))
         if low is None else (),
         carved=carved if user_file else (),
+        target_names=table.target_names if regression and user_file else None,
     )
 
 
@@ -677,6 +681,8 @@ def preprocessing_of(data) -> dict:
     mean, low = getattr(data, "mean", None), getattr(data, "feature_low", None)
     names = getattr(data, "class_names", None)
     outputs = {"class_names": [str(n) for n in names]} if names else {}  # output i is class_names[i] (an image folder's names)
+    targets = getattr(data, "target_names", None)
+    outputs.update({"target_names": list(targets)} if targets else {})  # a regression's output j: target_names[j]
     if mean is not None and kind == "sequence":  # one-channel images fed without their channel axis
         return {"kind": kind, "input_shape": shape, "layout": "N x " + " x ".join(map(str, shape)) + ", float32",
                 **outputs, "steps": [*source[:-1], "uint8 values divided by 255 (float values kept as given)",

@@ -49,6 +49,8 @@ class Table(NamedTuple):
     class_names: tuple[str, ...] | None
     feature_names: tuple[str, ...]
     splits: np.ndarray | None = None
+    #: a regression's label columns, in the order of ``labels``' columns (output j predicts target_names[j])
+    target_names: tuple[str, ...] | None = None
 
 
 #: the values a ``split_column`` may hold
@@ -73,7 +75,7 @@ _STRAY_SHARE = 0.1
 _SHOWN = 5
 
 
-def read_table(path: str | Path, label: str = "label", *, split_column: str | None = None,
+def read_table(path: str | Path, label: str | Sequence[str] = "label", *, split_column: str | None = None,
                classes: Sequence[str] | None = None, task: str = "classification",
                drop: Sequence[str] | None = None) -> Table:
     """Read a CSV or Parquet file (chosen by suffix) whose column ``label`` holds the class, or the target
@@ -111,7 +113,8 @@ def read_table(path: str | Path, label: str = "label", *, split_column: str | No
 
 
 def table_from_frame(
-    frame: pd.DataFrame, label: str = "label", *, source: str | None = None, split_column: str | None = None,
+    frame: pd.DataFrame, label: str | Sequence[str] = "label", *, source: str | None = None,
+    split_column: str | None = None,
     classes: Sequence[str] | None = None, task: str = "classification", drop: Sequence[str] | None = None,
 ) -> Table:
     """Split a DataFrame into one-hot-encoded float features and integer-coded labels.
@@ -121,7 +124,8 @@ def table_from_frame(
     held-out rows, taken as given and not used as a feature. ``classes``: the labels' order (class ``i`` is
     ``classes[i]``, as the model was trained); by default numeric labels sort numerically and text ones
     alphabetically. ``task="regression"``: the label column is a real-valued target (float64 ``labels``,
-    ``class_names`` None). ``drop``: columns left out of the features (an id, a timestamp, another target: every
+    ``class_names`` None); a list of label columns is a regression's several targets (``labels`` N×T, in the list's
+    order). ``drop``: columns left out of the features (an id, a timestamp, another target: every
     column but the label and the split column is a feature otherwise).
 
     Example:
@@ -132,11 +136,17 @@ def table_from_frame(
         (('size', 'colour_blue', 'colour_red'), [0, 1, 0], ('cat', 'dog'))
     """
     where = f"the table '{source}'" if source else "the table"
-    if label not in frame.columns:
-        raise UserError(
-            f"The label column {label!r} (set by 'label') is not in {where}; its columns are "
-            f"{[str(c) for c in frame.columns]}."
-        )
+    labels_named = _label_columns(label, task)
+    for name in labels_named:
+        if name not in frame.columns:
+            raise UserError(
+                f"The label column {name!r} (set by 'label') is not in {where}; its columns are "
+                f"{[str(c) for c in frame.columns]}."
+            )
+    if len(labels_named) > 1:
+        label = labels_named  # type: ignore[assignment]
+    else:
+        label = labels_named[0]
     if len(frame) == 0:
         raise UserError(
             f"{_sentence(where)} has a header ({[str(c) for c in frame.columns]}) but no rows."
@@ -144,18 +154,20 @@ def table_from_frame(
     missing = [str(c) for c in (drop or ()) if c not in frame.columns]
     if missing:
         raise UserError(f"data.drop names {missing}, not in {where}; its columns are {[str(c) for c in frame.columns]}.")
-    if label in (drop or ()) or (split_column is not None and split_column in (drop or ())):
-        raise UserError(f"data.drop names the {'label' if label in drop else 'split'} column; drop lists the columns "
+    dropped_label = set(labels_named) & set(drop or ())
+    if dropped_label or (split_column is not None and split_column in (drop or ())):
+        raise UserError(f"data.drop names the {'label' if dropped_label else 'split'} column; drop lists the columns "
                         "left out of the features, and the label and split columns never are features.")
     frame = frame.drop(columns=list(drop or ()))
     splits = None
     if split_column is not None:
-        splits = _split_values(frame, split_column, label, where)
+        splits = _split_values(frame, split_column, labels_named, where)
         frame = frame.drop(columns=[split_column])
-    features = frame.drop(columns=[label])
+    features = frame.drop(columns=labels_named)
     if features.shape[1] == 0:
         raise UserError(
-            f"{_sentence(where)} has no feature columns besides the label column {label!r}."
+            f"{_sentence(where)} has no feature columns besides the label column"
+            f"{'s' if len(labels_named) > 1 else ''} {label!r}."
         )
     _reject_missing(frame, where)
     if task == "regression":
@@ -187,37 +199,65 @@ def table_from_frame(
     )
 
 
-def _regression_table(frame: pd.DataFrame, features: pd.DataFrame, label: str, where: str,
+def _regression_table(frame: pd.DataFrame, features: pd.DataFrame, label: str | list[str], where: str,
                       classes: Sequence[str] | None, splits: np.ndarray | None) -> Table:
-    """A table whose label column is a real-valued target (``data.task: regression``)."""
+    """A table whose label column is a real-valued target (``data.task: regression``); a list of label columns,
+    several targets (``labels`` N×T)."""
     if classes is not None:
         raise UserError("data.classes names class labels; with data.task: regression the label column is a "
                         "real-valued target. Remove data.classes.")
-    column = frame[label]
-    target = pd.to_numeric(column, errors="coerce")
-    bad = column[target.isna()]
-    if len(bad):
-        shown = ", ".join(f"{v!r} at row {i}" for i, v in list(bad.items())[:_SHOWN])
-        raise UserError(f"The label column {label!r} of {where} must hold numbers for a regression (data.task: "
-                        f"regression); {len(bad)} of its {len(column)} values are not: {shown} (rows numbered from 0 "
-                        f"after the header). Class names need data.task: classification.")
-    target = target.to_numpy(dtype=np.float64)
-    if not np.isfinite(target).all():
-        raise UserError(f"The label column {label!r} of {where} holds infinite values; a regression target must be "
-                        "finite.")
+    columns = []
+    for name in ([label] if isinstance(label, str) else list(label)):
+        column = frame[name]
+        target = pd.to_numeric(column, errors="coerce")
+        bad = column[target.isna()]
+        if len(bad):
+            shown = ", ".join(f"{v!r} at row {i}" for i, v in list(bad.items())[:_SHOWN])
+            raise UserError(f"The label column {name!r} of {where} must hold numbers for a regression (data.task: "
+                            f"regression); {len(bad)} of its {len(column)} values are not: {shown} (rows numbered from "
+                            f"0 after the header). Class names need data.task: classification.")
+        target = target.to_numpy(dtype=np.float64)
+        if not np.isfinite(target).all():
+            raise UserError(f"The label column {name!r} of {where} holds infinite values; a regression target must be "
+                            "finite.")
+        columns.append(target)
+    target = columns[0] if isinstance(label, str) else np.stack(columns, axis=1)
     _reject_stray_text(features, where)
     encoded = _one_hot(features, where)
     _reject_infinite(encoded, where)
     return Table(features=encoded.to_numpy(dtype=np.float64), labels=target, class_names=None,  # type: ignore[arg-type]
-                 feature_names=tuple(str(c) for c in encoded.columns), splits=splits)
+                 feature_names=tuple(str(c) for c in encoded.columns), splits=splits,
+                 target_names=(str(label),) if isinstance(label, str) else tuple(map(str, label)))
 
 
-def _split_values(frame: pd.DataFrame, column: str, label: str, where: str) -> np.ndarray:
+def _label_columns(label: str | Sequence[str], task: str) -> list[str]:
+    """``data.label`` as a list of column names: one for a class or a target, several for a regression's targets.
+
+    >>> _label_columns("price", "regression"), _label_columns(["x", "y"], "regression")
+    (['price'], ['x', 'y'])
+    >>> _label_columns(["x", "y"], "classification")
+    Traceback (most recent call last):
+    ...
+    rayprune.errors.UserError: data.label names 2 columns (['x', 'y']); several label columns are a regression's targets (data.task: regression); a classification has one label column.
+    """
+    names = [label] if isinstance(label, str) else [str(c) for c in label]
+    if not names:
+        raise UserError("data.label is an empty list; name the label column (or, for a regression with several "
+                        "targets, its columns).")
+    if len(set(names)) != len(names):
+        raise UserError(f"data.label names a column more than once: {names}.")
+    if len(names) > 1 and task != "regression":
+        raise UserError(f"data.label names {len(names)} columns ({names}); several label columns are a regression's "
+                        "targets (data.task: regression); a classification has one label column.")
+    return names
+
+
+def _split_values(frame: pd.DataFrame, column: str, label: Sequence[str], where: str) -> np.ndarray:
     """The ``split_column``'s values, checked: each ``train``, ``val`` or ``test``, with some ``train`` rows."""
     if column not in frame.columns:
         raise UserError(f"The split column {column!r} (set by 'split_column') is not in {where}; its columns are "
                         f"{[str(c) for c in frame.columns]}.")
-    if column == label:
+    if column in label:
         raise UserError(f"data.split_column and data.label both name the column {column!r}; the split column says "
                         f"which rows are train/val/test, the label column holds the class.")
     values = frame[column].astype(str).str.strip().str.lower().to_numpy()
