@@ -160,3 +160,28 @@ def test_measuring_alone_takes_turns_with_the_base(tmp_path, monkeypatch):
     assert calls[0::2] == [problem.base_model] * registry.QUIET_TIMING_ROUNDS  # base, candidate, base, ...
     assert measured["latency_ms"] == pytest.approx(measured["latency_ms_measured"] / measured["latency_ms_base"]
                                                    * problem.base_costs["latency_ms"])
+
+
+def test_an_exported_models_spec_json_carries_its_latency_measured_again_alone(tmp_path, monkeypatch):
+    """spec.json (the file that goes to the device with the model) kept the timing taken while other finals trained;
+    summary.json, the printed table and the front had the one measured again alone, which the level was judged on."""
+    import json
+
+    from rayprune.evaluation.local import LocalPool
+    from rayprune.search.selection import _remeasure_timed
+
+    speed = {"now": 1.0}
+    problem = _problem(tmp_path, monkeypatch, speed, paired=False)  # unpaired: the process's speed shows
+    pool = LocalPool(problem)
+    ratios = [0.5] * len(problem.space.groups)
+    speed["now"] = 3.0  # the finals ran beside each other
+    [final] = pool.finalize_many([{"keep_ratios": ratios, "seed": 0, "export_dir": str(tmp_path / "m"),
+                                   "finetune": {"iterations": 1, "batch_size": 16}}])
+    busy = json.loads((tmp_path / "m" / "spec.json").read_text())["summary"]["latency_ms"]
+    speed["now"] = 1.0
+    final = {**final, "row": {"keep_ratios": ratios}}
+    _remeasure_timed([final], pool, ["params", "latency_ms"], log=lambda m: None)
+    summary = json.loads((tmp_path / "m" / "spec.json").read_text())["summary"]
+    assert final["latency_ms"] == pytest.approx(busy / 3.0)
+    assert summary["latency_ms"] == final["latency_ms"] and summary["latency_ms_during_finals"] == busy
+    assert summary["params"] == final["params"]  # the analytic costs as they were

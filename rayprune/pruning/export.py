@@ -37,7 +37,7 @@ from ..inputs import probe_inputs
 from ..names import is_in_memory
 from .plan import PruningPlan, apply_plan
 
-__all__ = ["save_pruned", "load_pruned", "read_spec", "SPEC_FORMAT", "UntrustedArchitectureError"]
+__all__ = ["save_pruned", "load_pruned", "read_spec", "update_summary", "SPEC_FORMAT", "UntrustedArchitectureError"]
 
 SPEC_FORMAT = "rayprune.pruned/1"
 SPEC_FILE, WEIGHTS_FILE, MODULE_FILE, TORCHSCRIPT_FILE = "spec.json", "weights.pt", "model.pt", "model.torchscript.pt"
@@ -174,6 +174,15 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
         **(dict(extra) if extra else {}),
     }
     atomic_write_text(out / SPEC_FILE, json.dumps(spec, indent=1))
+
+
+def update_summary(directory: str | Path, values: Mapping[str, Any]) -> None:
+    """Rewrite ``spec.json``'s ``summary`` with ``values`` (a model's timed costs measured again after it was
+    exported: the file that travels with the model carries the numbers its level was judged on)."""
+    path = Path(directory) / SPEC_FILE
+    spec = json.loads(path.read_text())
+    spec["summary"] = {**(spec.get("summary") or {}), **dict(values)}
+    atomic_write_text(path, json.dumps(spec, indent=1))
 
 
 def _write_onnx(model: nn.Module, path: Path, input_shape: Sequence[int], input_dtype: str = "float32",

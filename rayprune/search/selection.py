@@ -45,6 +45,7 @@ from ..costs.paired import paired_columns
 from ..costs.registry import TIMED_COSTS
 from ..evaluation.score import ScoreSpec
 from ..names import STAGE_FINAL, STAGE_RERANK, STAGE_SEARCH, STATUS_ERROR, STATUS_OK, STATUS_SUPERSEDED
+from ..pruning.export import update_summary
 from ..results import CandidateWriter, failed_candidates
 from .score_signal import ScoreSignal, score_signal
 
@@ -689,10 +690,16 @@ def _remeasure_timed(finals: list[dict[str, Any]], pool, cost_names: Sequence[st
             "numbers measured during the parallel final fine-tunes are kept")
         return
     for f, costs in zip(finals, measured):
+        before = dict(f)
         for name in timed:
             f[f"{name}_during_finals"] = f.get(name)
             f[name] = costs[name]
             f.update({col: costs[col] for col in paired_columns(name) if col in costs})  # the raw medians behind it
+        if f.get("export_path"):  # its spec.json kept the parallel timing: the file that goes to the device
+            try:
+                update_summary(f["export_path"], {k: v for k, v in f.items() if k != "row" and v != before.get(k)})
+            except FileNotFoundError:  # an export without spec.json (a test double's)
+                pass
     log(f"Measured {', '.join(timed)} of {len(finals)} final model(s) one at a time")
 
 
