@@ -626,12 +626,13 @@ class PruningProblem:
         return sorted(whole, key=lambda item: -item[2])
 
     def reachable(self) -> dict[str, float]:
-        """Costs of the smallest model in the space: what each budget can get down to at best."""
-        from .costs.registry import CostFunctionError
+        """Costs of the smallest model in the space: what each budget can get down to at best. A timed cost takes
+        turns with the base as the quiet checks do (one noisy round refused a reachable latency budget: exit 2)."""
+        from .costs.registry import QUIET_TIMING_ROUNDS, CostFunctionError
 
         model = self.space.build([c / g.channels for c, g in zip(self.min_keep_counts, self.space.groups)])
         try:
-            return self.measure(model)
+            return self.measure_with_raw(model, rounds=QUIET_TIMING_ROUNDS)[0]
         except CostFunctionError as err:  # the first pruned model a cost function sees: say which one it was
             from .costs.budget import BUILTIN_COST_NAMES
 

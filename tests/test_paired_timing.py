@@ -185,3 +185,32 @@ def test_an_exported_models_spec_json_carries_its_latency_measured_again_alone(t
     assert final["latency_ms"] == pytest.approx(busy / 3.0)
     assert summary["latency_ms"] == final["latency_ms"] and summary["latency_ms_during_finals"] == busy
     assert summary["params"] == final["params"]  # the analytic costs as they were
+
+
+def test_a_latency_budget_below_the_fixed_cost_is_refused_with_the_advice_that_fits(tmp_path, monkeypatch):
+    """'Lower pruning.min_keep' was the advice for a latency budget the smallest model missed though it had 2 % of the
+    MACs left: most of the time was the runtime's fixed cost. And the smallest model is timed in turns with the base
+    (one noisy round refused a reachable budget)."""
+    from rayprune.costs import count_params, registry
+    from rayprune.costs.levels import Level
+    from rayprune.search.prune import BudgetUnreachable, check_reachable
+
+    calls = []
+    speed = {"now": 1.0}
+    problem = _problem(tmp_path, monkeypatch, speed)
+    fixed = problem.base_costs["params"] / 1000.0  # as much again as the base's own work: a floor of about half
+    monkeypatch.setitem(problem.costs, "latency_ms",
+                        lambda model, context: calls.append(model) or count_params(model) / 1000.0 + fixed)
+    problem._timing = None
+    problem.base_costs["latency_ms"] = 2 * fixed
+    with pytest.raises(BudgetUnreachable, match=r"Raise the budget\. The smallest model keeps 5\d % of the base's "
+                                                r"latency_ms with \d+ % of its MACs.*would not reach it.*runtime torch"):
+        check_reachable(problem)
+    assert len(calls) == 2 * registry.QUIET_TIMING_ROUNDS  # the smallest model and the base, in turns
+    monkeypatch.setitem(problem.costs, "latency_ms", lambda model, context: count_params(model) / 1000.0)
+    problem._timing = None
+    problem.base_costs["latency_ms"] = problem.base_costs["params"] / 1000.0
+    limit = 0.001 * problem.base_costs["latency_ms"]  # below what min_keep leaves, the time shrinking with the work
+    with pytest.raises(BudgetUnreachable, match="Lower pruning.min_keep or raise the budget") as err:
+        check_reachable(problem, [Level("tight", {"latency_ms": limit}, {"latency_ms": limit})])
+    assert "would not reach it" not in str(err.value)

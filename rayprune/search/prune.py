@@ -73,12 +73,38 @@ def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = Non
                 f"smallest model keeps them whole: what cannot be pruned there may be what the budget needs."
                 ) if whole else ""
         fixed, beyond = _fixed_params_text(problem, levels, smallest)
-        advice = "Raise the budget" if beyond else "Lower pruning.min_keep or raise the budget"
+        timed = _timed_floor_text(problem, levels, smallest)
+        advice = "Raise the budget" if beyond or timed else "Lower pruning.min_keep or raise the budget"
+        fixed += timed
         raise BudgetUnreachable(
             "Budget cannot be met: " + "; ".join(missed)
             + f" (pruning.min_keep={problem.config.pruning.min_keep}). {advice}." + fixed + left + hint
         )
     return smallest
+
+
+def _timed_floor_text(problem: PruningProblem, levels: list[Level], smallest: dict[str, float]) -> str:
+    """For a missed timed budget (latency): what share of the base's time the smallest model keeps against its share
+    of the MACs — time that pruning does not remove (the runtime's fixed cost, small layers), so lowering
+    pruning.min_keep would not help; empty when no timed budget is missed."""
+    from ..costs.metrics import count_macs
+    from ..costs.registry import TIMED_COSTS
+
+    missed = sorted({k for lvl in levels for k, lim in lvl.limits.items() if k in TIMED_COSTS
+                     and not within(smallest[k], lim) and not within(problem.base_costs.get(k, float("inf")), lim)})
+    if not missed:
+        return ""
+    model = problem.space.build([c / g.channels for c, g in zip(problem.min_keep_counts, problem.space.groups)])
+    macs = count_macs(model, problem.context) / max(count_macs(problem.base_model, problem.context), 1.0)
+    kept = {k: smallest[k] / problem.base_costs[k] for k in missed}
+    if all(share <= 2 * macs + 0.05 for share in kept.values()):
+        return ""  # the time shrinks with the work: fewer channels (min_keep) would take it further
+    lat = problem.config.costs.latency
+    shares = ", ".join(f"{100 * share:.0f} % of the base's {k}" for k, share in kept.items())
+    return (f" The smallest model keeps {shares} with {100 * macs:.0f} % of its MACs: the rest is time pruning does "
+            f"not remove (the runtime's fixed cost per call, small layers), so a lower pruning.min_keep would not "
+            f"reach it. It is timed with runtime {lat.runtime}, batch size {lat.batch_size}, on {lat.device}: time "
+            "it as the model will be deployed (costs.latency).")
 
 
 def _fixed_params_text(problem: PruningProblem, levels: list[Level], smallest: dict[str, float]) -> tuple[str, bool]:
