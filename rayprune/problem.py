@@ -103,6 +103,18 @@ def warn_if_groups_skipped(problem: "PruningProblem", log: Callable[[str], None]
               "keep the layers that produce its channels whole with pruning.ignored_layers)")
 
 
+def warn_if_unaligned_for_runtime(cfg: Config, log: Callable[[str], None]) -> None:
+    """Say so when latency is timed with ONNX Runtime and kept channel counts need not be multiples of 8: its CPU
+    kernels are about 2.5x slower for a layer of 46, 55 or 63 channels than for 48, 56 or 64 (BENCHMARKS.md, "ONNX
+    Runtime and channel counts"), so candidates pruned to any count come out slower than the base."""
+    timed = any("latency_ms" in names for names in (cfg.costs.measure, cfg.budgets, cfg.sweep.budgets))
+    if timed and cfg.costs.latency.runtime == "onnxruntime" and cfg.pruning.round_to % 8:
+        log(f"warning: latency is timed with ONNX Runtime and pruning.round_to is {cfg.pruning.round_to}: its CPU "
+            "kernels run a layer whose channel count is not a multiple of 8 about 2.5x slower (46 channels against "
+            "48), so a model pruned to such counts can be slower than the unpruned one; set pruning.round_to: 8 "
+            "(BENCHMARKS.md, \"ONNX Runtime and channel counts\").")
+
+
 def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]) -> None:
     """Log a warning when the base model's validation accuracy is no better than always answering the most
     common class (within two standard errors): :func:`base_at_chance`'s message. Regression: a base no better than
@@ -427,6 +439,7 @@ class PruningProblem:
         model, info = obtain_base_model(cfg, data, device=dev, progress=progress, log=log, train=train_base)
         problem = cls.from_parts(cfg, data, model, info, device=dev, base_costs=base_costs, base_accuracy=base_accuracy)
         warn_if_groups_skipped(problem, log)  # once, in the driver (evaluators assemble theirs with from_parts)
+        warn_if_unaligned_for_runtime(cfg, log)
         if base_accuracy is None:  # measured here (not handed over by the driver): say so once if it is chance
             warn_if_carved(cfg, problem.data, log)
             warn_if_base_at_chance(problem, log)

@@ -693,3 +693,23 @@ def test_a_cost_returning_nan_names_its_function_and_a_0d_tensor_with_grad_is_ta
         warnings.simplefilter("error")
         value = measure_costs(net, {"mine": _tensor_cost}, ctx)["mine"]
     assert value == pytest.approx(float(_tensor_cost(net, ctx)))
+
+
+def test_latency_timed_with_onnx_runtime_on_unaligned_channel_counts_is_warned_about():
+    """ONNX Runtime ran a layer of 46 channels 2.6x slower than one of 48 (BENCHMARKS.md, "ONNX Runtime and channel
+    counts"): with round_to 1 a user's pruned MobileNet was slower than the unpruned one, and nothing said why."""
+    from rayprune.config import parse_config
+    from rayprune.problem import warn_if_unaligned_for_runtime
+
+    def said(**sections):
+        lines = []
+        warn_if_unaligned_for_runtime(parse_config(sections), lines.append)
+        return lines
+
+    ort = {"measure": ["params", "latency_ms"], "latency": {"runtime": "onnxruntime"}}
+    [line] = said(costs=ort)
+    assert "pruning.round_to is 1" in line and "set pruning.round_to: 8" in line
+    assert said(costs={"latency": {"runtime": "onnxruntime"}}, sweep={"budgets": {"latency_ms": [0.8, 0.5]}})
+    assert not said(costs=ort, pruning={"round_to": 8}) and not said(costs=ort, pruning={"round_to": 16})
+    assert not said(costs={**ort, "latency": {"runtime": "torch"}})  # eager time follows the channels alone
+    assert not said(costs={"measure": ["params"], "latency": {"runtime": "onnxruntime"}})  # nothing timed
