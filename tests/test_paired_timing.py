@@ -144,6 +144,22 @@ def test_a_burst_of_other_work_during_one_timing_does_not_move_the_ratio_when_th
         timer.measure("small", rounds=0)
 
 
+def test_a_base_timing_far_off_this_processs_recent_ones_takes_one_more_turn():
+    """A search times each candidate in one turn with the base: a base caught at 4.52 ms among 1.85-2.07 made a
+    candidate at 90 % of the MACs (2.03 ms) read 0.45 of the base, feasible under latency_ms=rel:0.9."""
+    base_times = iter([2.0, 1.9, 2.1, 2.0, 4.52, 2.05, 2.0])
+    cand_times = iter([1.8, 1.8, 1.8, 1.8, 2.03, 1.95, 1.6])
+    timer = PairedTiming("base", {"latency_ms": lambda m, c: next(base_times if m == "base" else cand_times)}, None,
+                         {"latency_ms": 2.0})
+    for _ in range(4):  # the process's history: the base at about 2 ms, one turn each
+        assert timer.measure("cand")[1]["latency_ms_measured"] == 1.8
+    values, raw = timer.measure("cand")  # the burst: one more turn, each keeps its lowest
+    assert raw == {"latency_ms_measured": 1.95, "latency_ms_base": 2.05}
+    assert values["latency_ms"] == pytest.approx(1.95 / 2.05 * 2.0)  # 0.95 of the base, not 0.45
+    values, raw = timer.measure("cand")  # back to normal: one turn
+    assert raw == {"latency_ms_measured": 1.6, "latency_ms_base": 2.0}
+
+
 def test_measuring_alone_takes_turns_with_the_base(tmp_path, monkeypatch):
     """The quiet checks (shortlist, finals) time the candidate and the base QUIET_TIMING_ROUNDS times each."""
     from rayprune.costs import count_params, registry

@@ -36,6 +36,24 @@ from .context import CostContext, CostFn
 __all__ = ["PairedTiming", "paired_columns"]
 
 
+#: how many of a process's recent base timings :meth:`PairedTiming.measure` compares a new one with
+RECENT = 16
+#: a base timing this far above or below the median of the recent ones (with at least 4 of them) takes one more turn
+OUTLIER_FACTOR = 1.4
+
+
+def _off(timed: float, recent: Sequence[float]) -> bool:
+    """Whether ``timed`` is off the median of ``recent`` by more than :data:`OUTLIER_FACTOR` (never with fewer than 4).
+
+    >>> _off(4.5, [2.0, 1.9, 2.1, 2.0]), _off(2.3, [2.0, 1.9, 2.1, 2.0]), _off(1.2, [2.0, 1.9, 2.1, 2.0]), _off(9, [2])
+    (True, False, True, False)
+    """
+    if len(recent) < 4:
+        return False
+    middle = sorted(recent)[len(recent) // 2]
+    return timed > OUTLIER_FACTOR * middle or timed * OUTLIER_FACTOR < middle
+
+
 def paired_columns(name: str) -> tuple[str, str]:
     """The raw columns a paired cost adds to a row: the candidate's and the base's own medians."""
     return f"{name}_measured", f"{name}_base"
@@ -61,6 +79,7 @@ class PairedTiming:
         self.context = context
         self.reference = {n: float(reference[n]) for n in costs}
         self._base_on_device = None
+        self._recent: dict[str, list[float]] = {n: [] for n in costs}  # this process's last base timings
 
     def _base(self) -> Any:
         """The base model on the measuring device, copied there once (not once per candidate)."""
@@ -80,7 +99,10 @@ class PairedTiming:
         ``rounds`` > 1 the two take turns that many times and each keeps its lowest median (the speed
         it has when nothing else interferes, as the run's reference base timing is taken), so that a
         burst of other work during one timing does not move the ratio (one base timing caught in such
-        a burst reported a candidate at 0.47 of the base where its size reads 0.8-0.9). A cost
+        a burst reported a candidate at 0.47 of the base where its size reads 0.8-0.9). One more turn
+        is taken when the base's first timing is off this process's recent ones by more than
+        :data:`OUTLIER_FACTOR` (a search's one-round timings: a base caught at 4.5 ms among 1.9-2.1 ms made a
+        candidate at 90 % of the MACs read 0.45 of the base and count as within a latency budget). A cost
         function that raises is reported by name (:func:`~rayprune.costs.registry.measure_costs`);
         a base time that is not positive is a :class:`~rayprune.errors.UserError`.
         """
@@ -92,12 +114,18 @@ class PairedTiming:
         for name in self.costs if names is None else names:
             fn = self.costs[name]
             base_now, measured = float("inf"), float("inf")
-            for _ in range(rounds):
-                base_now = min(base_now, measure_costs(self._base(), {name: fn}, self.context)[name])
-                if not base_now > 0:
-                    raise UserError(f"Cost {name!r} measured the base model at {base_now}; a timing paired with "
+            turns = 0
+            while turns < rounds:
+                timed = measure_costs(self._base(), {name: fn}, self.context)[name]
+                if not timed > 0:
+                    raise UserError(f"Cost {name!r} measured the base model at {timed}; a timing paired with "
                                     "the base needs it > 0 (or set costs.latency.paired: false).")
+                if turns == 0 and _off(timed, self._recent[name]):
+                    rounds += 1  # this turn's base is an outlier: the lowest of one more decides
+                self._recent[name] = [*self._recent[name], timed][-RECENT:]
+                base_now = min(base_now, timed)
                 measured = min(measured, measure_costs(model, {name: fn}, self.context)[name])
+                turns += 1
             values[name] = measured / base_now * self.reference[name]
             measured_col, base_col = paired_columns(name)
             raw[measured_col], raw[base_col] = measured, base_now
