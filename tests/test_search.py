@@ -866,3 +866,17 @@ def test_a_level_whose_every_rerank_failed_says_why(tmp_path):
     assert res.candidate_id is None
     assert res.error == ("every re-ranked candidate failed (2 of them, in the short fine-tune of search.finetune; all "
                          "with: FloatingPointError: The fine-tuning loss became inf at step 2; lower 'lr')")
+
+
+def test_the_header_says_how_many_candidates_uniform_and_global_will_score():
+    """'scoring 12 candidates' was printed and 6 were: uniform stops once each level is met."""
+    from types import SimpleNamespace
+
+    from rayprune.search.prune import _planned
+
+    analytic = SimpleNamespace(num_levels=2, macs_aim=lambda level: None)
+    measured = SimpleNamespace(num_levels=1, macs_aim=lambda level: 0.5)
+    assert _planned("random", 12, measured) == "12 candidates"
+    assert _planned("uniform", 12, measured).startswith("up to 6 of 12 candidates (it stops once each level is met")
+    assert _planned("global", 64, analytic).startswith("up to 2 of 64 candidates")
+    assert _planned("uniform", 4, measured) == "4 candidates"  # fewer than it may take: all of them

@@ -42,6 +42,20 @@ class BudgetUnreachable(UserError):
     """Even the smallest model in the pruning space misses a budget."""
 
 
+def _planned(agent: str, evaluations: int, space: Any) -> str:
+    """How many candidates a run will score: ``evaluations``, or for uniform/global, which stop once each level is
+    met, one per level with analytic budgets and at most :attr:`UniformAgent.MAX_AIMS` per level with a measured
+    one (the header said "scoring 12 candidates" and 6 were)."""
+    from ..agents.baselines import UniformAgent
+
+    if agent not in ("uniform", "global"):
+        return f"{evaluations} candidates"
+    aimed = sum(space.macs_aim(level) is not None for level in range(space.num_levels))
+    most = min(evaluations, space.num_levels - aimed + aimed * UniformAgent.MAX_AIMS)
+    return (f"up to {most} of {evaluations} candidates (it stops once each level is met: one per level, at most "
+            f"{UniformAgent.MAX_AIMS} on a measured budget)") if most < evaluations else f"{evaluations} candidates"
+
+
 def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = None, *,
                     log: Optional[Log] = None, smallest: Optional[dict[str, float]] = None) -> dict[str, float]:
     """Costs of the smallest model in the space; raises :class:`BudgetUnreachable` naming every level
@@ -299,8 +313,8 @@ def _run_search(problem: PruningProblem, out: Path, constants: dict[str, Any], *
         run = SearchRun(searcher, space, pool.score_batch, submit=pool.submit_batch if cfg.search.pipeline else None, spec=spec, writer=writer,
                         evaluations=cfg.search.evaluations, seed=seed, log=log)
         rounds = rounds_note(agent, cfg.search, 1)
-        log(f"{agent}: scoring {cfg.search.evaluations} candidates{f' ({rounds})' if rounds else ''} ({spec.kind}) on "
-            f"{len(pool.actors)} evaluator(s)")
+        log(f"{agent}: scoring {_planned(agent, cfg.search.evaluations, space)}"
+            f"{f' ({rounds})' if rounds else ''} ({spec.kind}) on {len(pool.actors)} evaluator(s)")
         warn_idle_evaluators(cfg, len(pool.actors), log)
         from ..telemetry import Telemetry
 

@@ -447,7 +447,7 @@ def _shortlists(ranked: Sequence[pd.DataFrame], results: Sequence[LevelResult], 
                              f"of {lim:.4g}" for n, lim in checked[li].items() if tried)
             res.error = (f"no scored candidate fits this level when its {', '.join(checked[li])} is measured again "
                          f"one at a time ({pos[li]} of its best tried" + (f"; {near}" if near else "") +
-                         "; the search measured them while other evaluators trained)")
+                         "; the search timed each in one turn with the base, beside whatever else ran then)")
     if quiet:
         log(f"Measured {', '.join(timed)} of {len(quiet)} shortlisted candidate(s) again one at a time: "
             f"{len(dropped)} over their level's limit gave their place to the next candidate(s)")
