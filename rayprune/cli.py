@@ -136,10 +136,16 @@ def changed_settings(cfg) -> dict:
     return {**named, **changed}
 
 
-def _names(layers, shown: int = 6) -> str:
-    """``a, b, c (+4 more)``: a group's layers for the --groups table."""
+def _names(layers, shown: Optional[int] = 6) -> str:
+    """``a, b, c (+4 more)``: a group's layers for the --groups table (``shown`` None: all of them; ``--full``).
+
+    >>> _names("abcdefgh"), _names("abcdefgh", None)
+    ('a, b, c, d, e, f (+2 more, --full lists them)', 'a, b, c, d, e, f, g, h')
+    """
     layers = list(layers)
-    return ", ".join(layers[:shown]) + (f" (+{len(layers) - shown} more)" if len(layers) > shown else "")
+    if shown is None or len(layers) <= shown:
+        return ", ".join(layers)
+    return ", ".join(layers[:shown]) + f" (+{len(layers) - shown} more, --full lists them)"
 
 
 def _yaml(values: dict) -> str:
@@ -188,7 +194,8 @@ def _validate_report(args: argparse.Namespace, cfg, problem) -> int:
                      f"{smallest[name] / problem.base_costs[name]:.3f}" if problem.base_costs[name] else "-",
                      human(limit), ok, "analytic" if name in ANALYTIC_COSTS else "measured"])
     print(format_table(["cost", "base", "smallest reachable", "smallest/base", "budget limit", "reachable", "kind"], rows))
-    groups = [[g.index, g.root, g.root_type, g.channels, g.blocks, _names(g.layers)] for g in problem.space.groups]
+    shown = None if args.full else 6  # --full: every layer a group edits (the one a user checks may be the 7th)
+    groups = [[g.index, g.root, g.root_type, g.channels, g.blocks, _names(g.layers, shown)] for g in problem.space.groups]
     if args.groups:  # blocks: a grouped convolution's groups, each pruned alike (kept channels a multiple of it)
         print(format_table(["#", "root", "type", "channels", "blocks", "layers it edits"], groups))
     levels = []
@@ -414,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--groups", action="store_true", help="also list the prunable groups")
     p.add_argument("--full", action="store_true",
-                   help="print every resolved config value, not only the settings that differ from the defaults")
+                   help="print every resolved config value, not only the settings that differ from the defaults, and "
+                        "with --groups every layer of each group")
     p.add_argument("--budgets", action="append", metavar="NAME=V1,V2,...",
                    help="check these sweep levels (as `rayprune sweep --budgets` takes them) instead of sweep.budgets")
     p.set_defaults(func=cmd_validate, seeds=None, agents=None, evaluations=None)
