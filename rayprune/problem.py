@@ -487,7 +487,7 @@ class PruningProblem:
         context = CostContext(
             input_shape=tuple(data.input_shape), device=lat.device, batch_size=lat.batch_size, runtime=lat.runtime,
             threads=lat.threads, warmup=lat.warmup, repeats=lat.repeats, options=dict(cfg.costs.options),
-            input_dtype=data.input_dtype,
+            input_dtype=data.input_dtype, onnx_opset=cfg.export.onnx_opset,
         )
         costs = resolve_costs(cfg.cost_names(), cfg.costs.custom)
         if data.task != cfg.data.task and not is_in_memory(cfg.data.name):
@@ -675,6 +675,7 @@ class PruningProblem:
 
         return save_pruned(model, directory, architecture=self.architecture, plan=plan,
                            input_shape=self.data.input_shape, torchscript=torchscript, input_dtype=self.data.input_dtype,
+                           onnx_opset=self.config.export.onnx_opset,
                            extra={"summary": {"metric": self.objective.metric_name, **dict(summary)},
                                   "preprocessing": preprocessing_of(self.data)})
 

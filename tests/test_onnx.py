@@ -115,7 +115,7 @@ def test_the_torch_export_based_exporter_takes_over_when_the_first_fails(concat_
     pytest.importorskip("onnxscript")
     calls = []
 
-    def failing(model, x):
+    def failing(model, x, opset=None):
         calls.append(x.shape[0])
         raise RuntimeError("exporter gone")
 
@@ -263,3 +263,30 @@ def test_onnx_latency_model_matches_pytorch():
     with torch.no_grad():
         expected = model(torch.from_numpy(x))
     torch.testing.assert_close(torch.from_numpy(session.run(None, {"input": x})[0]), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_export_onnx_opset_sets_the_opset_of_the_file_and_of_the_timed_model(concat_net, tmp_path, monkeypatch):
+    """The opset was fixed at the exporter's default (20): a device's older runtime (ORT Mobile, NNAPI) could not
+    load the file, and the only way out was to load the model and export it again by hand."""
+    _ort()
+    import onnx
+
+    from rayprune.config import parse_config
+    from rayprune.costs.context import CostContext
+    from rayprune.costs.metrics import measure_latency_ms
+
+    for opset in (13, 17):
+        directory = save_pruned(concat_net, tmp_path / str(opset), architecture=None, plan=PruningPlan(),
+                                input_shape=ConcatResidualNet.input_shape, torchscript=False, onnx_opset=opset)
+        declared = [o.version for o in onnx.load(str(directory / "model.onnx")).opset_import
+                    if o.domain in ("", "ai.onnx")]
+        assert declared == [opset] and read_spec(directory)["onnx_opset"] == opset
+        _assert_same_outputs(directory / "model.onnx", concat_net, ConcatResidualNet.input_shape)
+    assert parse_config({"export": {"onnx_opset": 13}}).export.onnx_opset == 13
+    with pytest.raises(ValueError, match="onnx_opset"):
+        parse_config({"export": {"onnx_opset": 3}})
+    seen, real = [], onnx_export._exported
+    monkeypatch.setattr(onnx_export, "_exported", lambda *a: seen.append(a[3]) or real(*a))
+    context = CostContext(input_shape=ConcatResidualNet.input_shape, runtime="onnxruntime", repeats=2, warmup=1,
+                          onnx_opset=13)  # the latency timed in ONNX Runtime is the file's: the same opset
+    assert measure_latency_ms(concat_net, context) > 0 and seen == [13]

@@ -306,6 +306,15 @@ def _check_function_name(v: Optional[str]) -> Optional[str]:
     return v
 
 
+class ExportConfig(_Section):
+    """How the exported models are written."""
+
+    #: the ONNX opset of model.onnx (and of the model timed by costs.latency.runtime: onnxruntime): None, the
+    #: exporter's default (20 with PyTorch 2.13's TorchScript-based exporter); an older runtime on a device may need
+    #: e.g. 13-17 (HardSwish needs 14 or later: an op the opset lacks leaves spec.json's onnx_error)
+    onnx_opset: Optional[int] = Field(None, ge=7)
+
+
 class EngineConfig(_Section):
     """How models are trained (every fine-tune, and the base model's training)."""
 
@@ -341,6 +350,7 @@ class Config(_Section):
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     neon: NeonConfig = Field(default_factory=NeonConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -31,6 +31,8 @@ class CostContext:
         runtime: what runs the model while latency is timed, one of :data:`LATENCY_RUNTIMES`.
         options: free-form settings for user cost functions (from the config's ``costs.options``).
         input_dtype: what the model is fed, ``"float32"`` or ``"int64"`` (token ids for an ``nn.Embedding``).
+        onnx_opset: the ONNX opset runtime ``onnxruntime`` times the model in (None: the exporter's default), the
+            exports' ``export.onnx_opset``.
     """
 
     input_shape: tuple[int, ...]
@@ -42,6 +44,7 @@ class CostContext:
     options: Mapping[str, Any] = field(default_factory=dict)
     runtime: str = "torch"
     input_dtype: str = "float32"
+    onnx_opset: int | None = None
 
     def __post_init__(self) -> None:
         if self.input_dtype not in ("float32", "int64"):

@@ -241,7 +241,7 @@ def _onnxruntime_times(model: nn.Module, context: CostContext) -> list[float]:
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
     session = onnxruntime.InferenceSession(
-        onnx_bytes(model, context.input_shape, context.input_dtype), sess_options=options,
+        onnx_bytes(model, context.input_shape, context.input_dtype, context.onnx_opset), sess_options=options,
         providers=["CPUExecutionProvider"]
     )
     feed = {INPUT_NAME: context.example_inputs(device="cpu").numpy()}

@@ -54,6 +54,7 @@ def save_pruned(
     extra: Optional[Mapping[str, Any]] = None,
     torchscript: bool = True,
     input_dtype: str = "float32",
+    onnx_opset: Optional[int] = None,
 ) -> Path:
     """Write ``model`` (already pruned by ``plan``) to ``directory`` and return the directory.
 
@@ -67,13 +68,15 @@ def save_pruned(
 
     ``model.onnx`` is written best effort, like TorchScript: ``spec["files"]["onnx"]`` is ``None``
     when it is missing and ``spec["onnx_error"]`` says why in one line (onnx not installed, or the
-    exporter's error); ``spec["onnx_error"]`` is ``None`` when the file was written.
+    exporter's error); ``spec["onnx_error"]`` is ``None`` when the file was written. ``onnx_opset``: its ONNX
+    opset (None: the exporter's default; ``spec["onnx_opset"]`` records the one written).
     """
     from .. import __version__
 
     with atomic_directory(directory) as staging:  # the old export or the whole new one, never a mix
         _write_model_files(model, staging, architecture=architecture, plan=plan, input_shape=input_shape,
-                           extra=extra, torchscript=torchscript, version=__version__, input_dtype=input_dtype)
+                           extra=extra, torchscript=torchscript, version=__version__, input_dtype=input_dtype,
+                           onnx_opset=onnx_opset)
     return Path(directory)
 
 
@@ -128,7 +131,8 @@ def _trace_kwargs() -> dict[str, Any]:
 
 
 def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: PruningPlan, input_shape: Sequence[int],
-                       extra, torchscript: bool, version: str, input_dtype: str = "float32") -> None:
+                       extra, torchscript: bool, version: str, input_dtype: str = "float32",
+                       onnx_opset: Optional[int] = None) -> None:
     """Every file of a pruned-model directory into the (empty) folder ``out``; ``spec.json`` last."""
     cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_torch_save(cpu_state, out / WEIGHTS_FILE)
@@ -153,7 +157,8 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
     # the ONNX file describes its own inputs (export_onnx writes their shape and dtype): the preprocessing too
     described = ({"rayprune.preprocessing": json.dumps(extra["preprocessing"])}
                  if extra and extra.get("preprocessing") is not None else {})
-    onnx_error, onnx_exporter = _write_onnx(module_copy, out / ONNX_FILE, input_shape, input_dtype, described)
+    onnx_error, onnx_exporter = _write_onnx(module_copy, out / ONNX_FILE, input_shape, input_dtype, described,
+                                            onnx_opset)
     spec = {
         "format": SPEC_FORMAT,
         "rayprune_version": version,
@@ -186,7 +191,8 @@ def update_summary(directory: str | Path, values: Mapping[str, Any]) -> None:
 
 
 def _write_onnx(model: nn.Module, path: Path, input_shape: Sequence[int], input_dtype: str = "float32",
-                metadata: Optional[Mapping[str, str]] = None) -> tuple[Optional[str], Optional[str]]:
+                metadata: Optional[Mapping[str, str]] = None,
+                opset: Optional[int] = None) -> tuple[Optional[str], Optional[str]]:
     """Export ``model`` to ONNX at ``path`` (with ``metadata`` in its ``metadata_props``): ``(None, the exporter)``
     if written, else ``(why not in one line, None)``."""
     from .onnx_export import ONNX_INSTALL_HINT, export_onnx, onnx_missing
@@ -194,7 +200,7 @@ def _write_onnx(model: nn.Module, path: Path, input_shape: Sequence[int], input_
     if onnx_missing():
         return f"onnx not installed ({ONNX_INSTALL_HINT})", None
     try:
-        return None, export_onnx(model, path, input_shape, input_dtype, metadata)
+        return None, export_onnx(model, path, input_shape, input_dtype, metadata, opset)
     except Exception as exc:  # the other formats are written all the same
         reason = " ".join(str(exc).split()) or "(no message)"
         return f"{type(exc).__name__}: {reason}"[:500], None

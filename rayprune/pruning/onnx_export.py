@@ -49,19 +49,21 @@ def onnx_missing(*modules: str) -> list[str]:
     return [m for m in (modules or ("onnx",)) if importlib.util.find_spec(m) is None]
 
 
-def _torchscript_exporter(model: nn.Module, x: torch.Tensor) -> bytes:
+def _torchscript_exporter(model: nn.Module, x: torch.Tensor, opset: Optional[int] = None) -> bytes:
     buffer = io.BytesIO()
     torch.onnx.export(
         model, (x,), buffer, dynamo=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
         dynamic_axes={INPUT_NAME: {0: BATCH_DIM}, OUTPUT_NAME: {0: BATCH_DIM}},
+        **({"opset_version": opset} if opset is not None else {}),
     )
     return buffer.getvalue()
 
 
-def _dynamo_exporter(model: nn.Module, x: torch.Tensor) -> bytes:
+def _dynamo_exporter(model: nn.Module, x: torch.Tensor, opset: Optional[int] = None) -> bytes:
     program = torch.onnx.export(
         model, (x,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
         dynamic_shapes=({0: torch.export.Dim(BATCH_DIM)},), verbose=False,
+        **({"opset_version": opset} if opset is not None else {}),
     )
     return without_node_metadata(program.model_proto).SerializeToString()
 
@@ -87,22 +89,24 @@ def without_node_metadata(proto):
 
 
 #: Tried in order; the first that returns wins.
-_EXPORTERS: tuple[tuple[str, Callable[[nn.Module, torch.Tensor], bytes]], ...] = (
+_EXPORTERS: tuple[tuple[str, Callable[..., bytes]], ...] = (
     ("torchscript-based exporter", _torchscript_exporter),
     ("torch.export-based exporter", _dynamo_exporter),
 )
 
 
-def onnx_bytes(model: nn.Module, input_shape: Sequence[int], input_dtype: str = "float32") -> bytes:
+def onnx_bytes(model: nn.Module, input_shape: Sequence[int], input_dtype: str = "float32",
+               opset: Optional[int] = None) -> bytes:
     """The serialised ONNX model of ``model`` in eval mode on CPU (``model`` itself is left as it is), taking
-    ``input_dtype`` inputs (``"int64"``: token ids).
+    ``input_dtype`` inputs (``"int64"``: token ids), in ONNX ``opset`` (None: the exporter's default).
 
     Raises ``RuntimeError`` naming each exporter's failure when none of them can export it.
     """
-    return _exported(model, input_shape, input_dtype)[1]
+    return _exported(model, input_shape, input_dtype, opset)[1]
 
 
-def _exported(model: nn.Module, input_shape: Sequence[int], input_dtype: str = "float32") -> tuple[str, bytes]:
+def _exported(model: nn.Module, input_shape: Sequence[int], input_dtype: str = "float32",
+              opset: Optional[int] = None) -> tuple[str, bytes]:
     """``(the exporter that wrote it, the serialised ONNX model)``: :func:`onnx_bytes`."""
     net = copy.deepcopy(model).to("cpu").eval()
     if input_dtype == "int64":  # token ids: the probe's id 1 (0 is padding: an all-padding trace is another graph)
@@ -114,25 +118,27 @@ def _exported(model: nn.Module, input_shape: Sequence[int], input_dtype: str = "
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
-                return name, exporter(net, x)
+                return name, exporter(net, x, opset)
         except Exception as exc:
             failures.append(f"{name}: {type(exc).__name__}: {_first_line(exc)}")
     raise RuntimeError("ONNX export failed (" + "; ".join(failures) + ")")
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int],
-                input_dtype: str = "float32", metadata: Optional[Mapping[str, str]] = None) -> str:
+                input_dtype: str = "float32", metadata: Optional[Mapping[str, str]] = None,
+                opset: Optional[int] = None) -> str:
     """Write ``model`` to ``path`` as ONNX (batch dimension dynamic), atomically; returns which exporter wrote it.
 
     ``input_shape`` is one sample's shape, e.g. ``(3, 32, 32)``; ``input_dtype`` what it takes (``"int64"``:
     token ids). The file's ``metadata_props`` describe its input (``rayprune.input_shape``, a JSON list, and
     ``rayprune.input_dtype``) and hold ``metadata``'s key/value strings as well (an export's preprocessing), so
     that the file describes its own inputs on a device without rayprune. Raises ``ImportError`` naming the extra
-    when ``onnx`` is not installed, ``RuntimeError`` when the model cannot be exported.
+    when ``onnx`` is not installed, ``RuntimeError`` when the model cannot be exported. ``opset``: the ONNX opset
+    (None: the exporter's default; ``export.onnx_opset``).
     """
     if onnx_missing():
         raise ImportError(f"onnx not installed ({ONNX_INSTALL_HINT})")
-    name, data = _exported(model, input_shape, input_dtype)
+    name, data = _exported(model, input_shape, input_dtype, opset)
     import onnx
 
     proto = onnx.ModelProto.FromString(data)
