@@ -359,7 +359,9 @@ def test_uniform_and_global_bisect_a_measured_budget_on_measurements(spaces, age
     first = failing.ask()
     failed = [Outcome(score=None, costs={}, feasible=False)]
     failing.tell(first, failed)
-    again = failing.ask()  # perhaps transient: the same candidate once more (a failure used to end the level)
+    ss.macs_aim = lambda level: 0.3  # another level's measurements refitted the proxy in between
+    again = failing.ask()  # perhaps transient: the same candidate once more (a failure used to end the level), not
+    del ss.macs_aim  # the one the refitted proxy aims at now
     assert [p.keep_ratios for p in again] == [p.keep_ratios for p in first] and not failing.finished
     assert failing._hi == [math.inf]  # bounds untouched
     resumed = make_agent(agent_name, ss, seed=0, search=search)  # a checkpoint between the two tries

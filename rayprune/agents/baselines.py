@@ -52,6 +52,7 @@ class UniformAgent(SearchAgent):
         self._done = [False] * self.space.num_levels
         self._pending: dict[int, float] = {}  # level -> the aim of its proposal not yet told
         self._failed = [0] * self.space.num_levels  # failures of the level's current candidate
+        self._retry: dict[int, tuple[list[float], float]] = {}  # level -> the failed candidate and its aim, asked again
 
     def candidate(self, level: int, limits=None) -> list[float]:
         return self.space.uniform(level, limits)
@@ -61,6 +62,10 @@ class UniformAgent(SearchAgent):
         aim = self.space.macs_aim(level)
         if lo < aim < hi and (not self._tried[level] or abs(aim - lo) > self.AIM_TOL / 2):
             return aim
+        return self._midpoint(level)
+
+    def _midpoint(self, level: int) -> float:
+        lo, hi = self._lo[level], self._hi[level]
         return (lo + min(hi, 1.0)) / 2 if hi < math.inf else min(1.0, lo + (1.0 - lo) / 2)
 
     def ask(self, n: Optional[int] = None) -> list[Proposal]:
@@ -74,8 +79,17 @@ class UniformAgent(SearchAgent):
                 proposals.append(Proposal(self.candidate(level), level))
                 self._done[level] = True
                 continue
+            if level in self._retry:  # the same candidate, not one the proxy (refitted since) would aim at now
+                ratios, aim = self._retry.pop(level)
+                self._tried[level].append(ratios)
+                self._pending[level] = aim
+                proposals.append(Proposal(ratios, level))
+                continue
             aim = self._next_aim(level)
             ratios = self.candidate(level, self.space.aimed_limits(level, aim))
+            if ratios in self._tried[level] and aim != self._midpoint(level):  # the proxy aims at a tried one
+                aim = self._midpoint(level)
+                ratios = self.candidate(level, self.space.aimed_limits(level, aim))
             if ratios in self._tried[level]:  # the channel rounding leaves nothing new between the bounds
                 self._done[level] = True
                 continue
@@ -99,6 +113,7 @@ class UniformAgent(SearchAgent):
                 self._failed[level] = 1
                 if list(proposal.keep_ratios) in self._tried[level]:
                     self._tried[level].remove(list(proposal.keep_ratios))
+                self._retry[level] = (list(proposal.keep_ratios), aim)
                 continue
             else:  # failed twice: judged too large to evaluate, the next aim is below it
                 self._hi[level] = min(self._hi[level], aim)
@@ -113,7 +128,8 @@ class UniformAgent(SearchAgent):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "lo": self._lo, "hi": [h if h < math.inf else None for h in self._hi],
                 "fits": self._fits, "tried": self._tried, "done": self._done, "failed": self._failed,
-                "pending": {str(k): v for k, v in self._pending.items()}}
+                "pending": {str(k): v for k, v in self._pending.items()},
+                "retry": {str(k): [r, a] for k, (r, a) in self._retry.items()}}
 
     def load_state_dict(self, state) -> None:
         super().load_state_dict(state)
@@ -125,6 +141,7 @@ class UniformAgent(SearchAgent):
         self._tried = [list(t) for t in state["tried"]]
         self._pending = {int(k): v for k, v in state["pending"].items()}
         self._failed = list(state.get("failed", [0] * self.space.num_levels))
+        self._retry = {int(k): (list(r), float(a)) for k, (r, a) in state.get("retry", {}).items()}
 
 
 class GlobalAgent(UniformAgent):
