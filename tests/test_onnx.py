@@ -285,6 +285,14 @@ def test_export_onnx_opset_sets_the_opset_of_the_file_and_of_the_timed_model(con
     assert parse_config({"export": {"onnx_opset": 13}}).export.onnx_opset == 13
     with pytest.raises(ValueError, match="onnx_opset"):
         parse_config({"export": {"onnx_opset": 3}})
+    pytest.importorskip("onnxscript")  # the torch.export-based exporter writes opset 18 when asked for 13: refused
+    monkeypatch.setattr(onnx_export, "_EXPORTERS", (("first", lambda m, x, opset=None: 1 / 0),
+                                                    *onnx_export._EXPORTERS[1:]))
+    directory = save_pruned(concat_net, tmp_path / "fallback", architecture=None, plan=PruningPlan(),
+                            input_shape=ConcatResidualNet.input_shape, torchscript=False, onnx_opset=13)
+    spec = read_spec(directory)
+    assert spec["files"]["onnx"] is None and "asked for opset 13, it wrote opset 18" in spec["onnx_error"]
+    monkeypatch.undo()
     seen, real = [], onnx_export._exported
     monkeypatch.setattr(onnx_export, "_exported", lambda *a: seen.append(a[3]) or real(*a))
     context = CostContext(input_shape=ConcatResidualNet.input_shape, runtime="onnxruntime", repeats=2, warmup=1,

@@ -118,7 +118,11 @@ def _exported(model: nn.Module, input_shape: Sequence[int], input_dtype: str = "
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
-                return name, exporter(net, x, opset)
+                data = exporter(net, x, opset)
+            declared = declared_opset(data) if opset is not None else None
+            if declared is not None and declared != opset:  # torch.export's exporter writes 18 when asked for 13
+                raise RuntimeError(f"asked for opset {opset}, it wrote opset {declared}")
+            return name, data
         except Exception as exc:
             failures.append(f"{name}: {type(exc).__name__}: {_first_line(exc)}")
     raise RuntimeError("ONNX export failed (" + "; ".join(failures) + ")")
@@ -150,6 +154,16 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     data = proto.SerializeToString()
     atomic_write_bytes(path, data)
     return name
+
+
+def declared_opset(data: bytes) -> Optional[int]:
+    """The default-domain (``ai.onnx``) opset a serialised ONNX model declares; None without onnx or such an entry."""
+    if onnx_missing():
+        return None
+    import onnx
+
+    proto = onnx.ModelProto.FromString(data)
+    return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def _first_line(exc: BaseException) -> str:
