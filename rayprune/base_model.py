@@ -42,13 +42,23 @@ def architecture_of(cfg: Config, data: Dataset | StreamedDataset) -> dict[str, A
     }
 
 
-def in_channels_hint(cfg: Config, data: Any) -> str:
-    """When 2-D samples were read as one-channel images (1, A, B) and the config's model factory takes
-    ``in_channels``: rayprune called it with 1, and a model over (channels, length) — a Conv1d — then has one input
-    channel where the samples have A; say where its channel count must come from. Empty otherwise."""
+def in_channels_hint(cfg: Config, data: Any, model: Optional[nn.Module] = None) -> str:
+    """When samples are read as one-channel images (1, A, B), the config's model factory takes ``in_channels`` and
+    the model it builds is a Conv1d network: rayprune called it with 1, and it then has one input channel where the
+    (channels, length) samples have A; say where its channel count must come from. Empty otherwise (a one-channel
+    image model whose load failed for another reason gets no such hint). ``model``: the one built (None: built
+    here, without weights, to look at its layers)."""
     shape = tuple(getattr(data, "input_shape", ()))
     spec = cfg.model.name
     if len(shape) != 3 or shape[0] != 1 or getattr(data, "kind", None) != "image" or ":" not in spec:
+        return ""
+    if model is None:
+        try:
+            model = load_model(**architecture_of(cfg, data))
+        except Exception:  # noqa: BLE001 - no model, no hint: the error itself stands
+            return ""
+    layers = list(model.modules())
+    if not any(isinstance(m, nn.Conv1d) for m in layers) or any(isinstance(m, (nn.Conv2d, nn.Conv3d)) for m in layers):
         return ""
     module_name, _, attr_path = spec.partition(":")
     factory: Any = sys.modules.get(module_name)  # imported by load_model before any check could fail
@@ -301,7 +311,7 @@ def obtain_base_model(
     try:
         data = fed_as_the_model_reads_it(model, data, cfg)
     except UserError as err:
-        hint = in_channels_hint(cfg, data)
+        hint = in_channels_hint(cfg, data, model)
         if not hint:
             raise
         raise UserError(f"{err}{hint}") from err

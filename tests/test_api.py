@@ -298,14 +298,17 @@ def test_a_conv1d_factory_taking_in_channels_is_told_where_its_channels_must_com
         "from torch import nn\n"
         "def make(in_channels=12, num_classes=3, channels=None):\n"
         "    return nn.Sequential(nn.Conv1d(channels or in_channels, 8, 5), nn.AdaptiveAvgPool1d(1), nn.Flatten(),\n"
-        "                         nn.Linear(8, num_classes))\n")
+        "                         nn.Linear(8, num_classes))\n"
+        "def image_net(in_channels=1, num_classes=3):\n"
+        "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+        "                         nn.Linear(8, num_classes - 1))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     x, y = np.random.default_rng(0).normal(size=(90, 12, 100)).astype("float32"), np.arange(90) % 3
     np.savez(tmp_path / "ecg.npz", x_train=x[:60], y_train=y[:60], x_val=x[60:75], y_val=y[60:75], x_test=x[75:],
              y_test=y[75:])
 
-    def base(**kwargs):
-        cfg = parse_config({"model": {"name": "ecgnets_hint:make", "kwargs": kwargs},
+    def base(name="make", **kwargs):
+        cfg = parse_config({"model": {"name": f"ecgnets_hint:{name}", "kwargs": kwargs},
                             "data": {"name": "npz", "path": str(tmp_path / "ecg.npz")},
                             "base_training": {"cache_dir": str(tmp_path / "cache")}})
         return obtain_base_model(cfg, configured_dataset(cfg), device=torch.device("cpu"), train=False,
@@ -317,6 +320,9 @@ def test_a_conv1d_factory_taking_in_channels_is_told_where_its_channels_must_com
         base()
     model, _ = base(channels=12)  # as the hint says
     assert model[0].in_channels == 12
+    with pytest.raises(UserError, match="2 outputs") as err:  # a one-channel image model failing otherwise: no hint
+        base("image_net")
+    assert "in_channels=1" not in str(err.value)
 
 
 def test_prune_a_conv1d_model_on_an_npz_of_2d_samples(ray_session, tmp_path):
