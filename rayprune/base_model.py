@@ -230,18 +230,17 @@ def _digest_sources(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-#: a file up to this size is hashed whole (about 2 s at 600 MB/s); a larger one by its size and sampled chunks
-_HASH_WHOLE_BYTES = 2**30
-#: a file larger than :data:`_HASH_WHOLE_BYTES` is hashed by its size and this many chunks of ``_SAMPLE_BYTES``,
-#: evenly spaced from its first byte to its last (16 MiB read, whatever its size)
-_SAMPLES, _SAMPLE_BYTES = 256, 64 * 2**10
+#: a file larger than this has its digest remembered (``<cache>/digests.json``) by path, size, mtime and inode, so
+#: that a large data file is read whole once, not by every command; the digest is always of the whole contents
+_REMEMBER_BYTES = 64 * 2**20
+_DIGESTS_FILE, _DIGESTS_KEPT = "digests.json", 256
 
 
 def _digest(path: Path) -> str:
-    """A file's contents (a file over 1 GiB: its size and 256 chunks spread over it); a folder's file names and
-    sizes. Never a modification time: a copy, ``touch`` or Ray's unzip of a submitted job's working dir changes
-    it, and a resumed sweep was refused as "data changed" after a cluster restart.
-    """
+    """A file's contents (a large one's remembered, :data:`_REMEMBER_BYTES`); a folder's file names and sizes. Never
+    a modification time alone: a copy, ``touch`` or Ray's unzip of a submitted job's working dir changes it (a
+    resumed sweep was refused as "data changed" after a cluster restart), and the same size hides an edit. (A large
+    file edited in place that keeps its size, inode and mtime to the nanosecond is taken as read before.)"""
     h = hashlib.sha256()
     if path.is_dir():
         for root, _, names in sorted(os.walk(path, followlinks=True)):
@@ -249,17 +248,30 @@ def _digest(path: Path) -> str:
                 f = Path(root) / name
                 h.update(f"{f.relative_to(path)}|{f.stat().st_size}\n".encode())
         return h.hexdigest()[:16]
-    size = path.stat().st_size
+    stat = path.stat()
+    memo_key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}"
+    memo_path = Path(default_cache_dir()) / _DIGESTS_FILE
+    memo: dict[str, str] = {}
+    if stat.st_size > _REMEMBER_BYTES:
+        try:
+            memo = json.loads(memo_path.read_text())
+        except (OSError, ValueError):
+            memo = {}
+        if memo_key in memo:
+            return memo[memo_key]
     with open(path, "rb") as fh:
-        if size <= _HASH_WHOLE_BYTES:
-            for chunk in iter(lambda: fh.read(8 * 2**20), b""):
-                h.update(chunk)
-        else:
-            h.update(f"{size}|".encode())
-            for i in range(_SAMPLES):
-                fh.seek((size - _SAMPLE_BYTES) * i // (_SAMPLES - 1))
-                h.update(fh.read(_SAMPLE_BYTES))
-    return h.hexdigest()[:16]
+        for chunk in iter(lambda: fh.read(8 * 2**20), b""):
+            h.update(chunk)
+    digest = h.hexdigest()[:16]
+    if stat.st_size > _REMEMBER_BYTES:
+        memo = {k: v for k, v in memo.items() if k != memo_key}
+        memo = dict(list(memo.items())[-(_DIGESTS_KEPT - 1):]) | {memo_key: digest}
+        try:
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(memo_path, json.dumps(memo))
+        except OSError:  # a read-only cache: read whole again next time
+            pass
+    return digest
 
 
 def obtain_base_model(
@@ -279,7 +291,7 @@ def obtain_base_model(
     Otherwise the model is trained with ``base_training`` on first use and cached as
     ``<cache>/base/<model>-<data>-<hash>.pt`` (``<cache>`` is ``base_training.cache_dir``, else
     ``$RAYPRUNE_CACHE``, else ``~/.cache/rayprune``; the hash covers the model, data and training
-    settings, a user factory's source file, the data file's contents — size and 256 sampled chunks above 1 GiB — and an
+    settings, a user factory's source file, the data file's contents (a large file's digest remembered by path, size and mtime) and an
     image folder's file names and sizes), so later runs reuse it. With ``train=False`` a model that is neither in a checkpoint
     nor in the cache comes back freshly initialised (``source: "untrained"``), not trained: what
     ``rayprune validate`` needs to check budgets, which depend on the architecture only.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -41,23 +42,33 @@ def test_replacing_the_data_file_or_a_folders_file_changes_the_key(tmp_path):
 
 def test_a_large_data_file_keeps_its_key_when_only_its_modification_time_changes(tmp_path, monkeypatch):
     """Files over 64 MiB were keyed by size and mtime: Ray's unzip of a submitted job's working dir resets mtimes, so
-    a sweep resumed after a cluster restart was refused as "the data changed". Now: contents up to 1 GiB, and above
-    that the size and chunks sampled across the file (shrunk here so the test writes a few MiB)."""
+    a sweep resumed after a cluster restart was refused as "the data changed". Now the whole contents, remembered by
+    path, size and mtime (the threshold shrunk here so the test writes a few MB): an edit that keeps the size changes
+    the key, wherever it is, and a file read once is not read again."""
     import os
 
     import rayprune.base_model as bm
 
+    monkeypatch.setenv("RAYPRUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(bm, "_REMEMBER_BYTES", 2**20)
     data = tmp_path / "big.npz"
     np.savez(data, x_train=np.arange(400_000, dtype=np.float64).reshape(-1, 4), y_train=np.zeros(100_000))
-    for whole in (bm._HASH_WHOLE_BYTES, 2**20):  # the file (~4 MB) hashed whole, then by its sampled chunks
-        monkeypatch.setattr(bm, "_HASH_WHOLE_BYTES", whole)
-        before = base_cache_key(_cfg(name="npz", path=str(data)))
-        os.utime(data, (1, 1))  # what an unzip or a copy does
-        assert base_cache_key(_cfg(name="npz", path=str(data))) == before
-        raw = bytearray(data.read_bytes())
-        raw[-bm._SAMPLE_BYTES // 2] ^= 0xFF  # a byte inside the last sampled chunk, same size
-        data.write_bytes(bytes(raw))
-        assert base_cache_key(_cfg(name="npz", path=str(data))) != before
+    before = base_cache_key(_cfg(name="npz", path=str(data)))
+    assert (tmp_path / "cache" / "digests.json").is_file()  # remembered
+    os.utime(data, (1, 1))  # what an unzip or a copy does
+    assert base_cache_key(_cfg(name="npz", path=str(data))) == before
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2 + 12345] ^= 0xFF  # one byte in the middle, the same size
+    data.write_bytes(bytes(raw))
+    os.utime(data, (2, 2))  # written: another mtime (set here: the file system's clock may be coarse)
+    assert base_cache_key(_cfg(name="npz", path=str(data))) != before  # read whole again: the edit is seen
+    assert len(json.loads((tmp_path / "cache" / "digests.json").read_text())) == 3
+    calls = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda p, *a, **k: calls.append(str(p)) or real_open(p, *a, **k))
+    again = base_cache_key(_cfg(name="npz", path=str(data)))
+    assert str(data) not in calls  # remembered: not read again
+    assert again == base_cache_key(_cfg(name="npz", path=str(data)))
 
 
 def test_a_zoo_model_on_embedded_data_keeps_the_key_it_had():
