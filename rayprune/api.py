@@ -291,6 +291,7 @@ def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool,
         warn_if_base_at_chance,
         warn_if_carved,
         warn_if_groups_skipped,
+        warn_if_unaligned_for_runtime,
     )
 
     if model is not None and not isinstance(model, (nn.Module, str)):
@@ -320,6 +321,7 @@ def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool,
                                        retrain=cfg.model.checkpoint is None and not reuse)
     problem = PruningProblem.from_parts(cfg, dataset, base, info, device=device)
     warn_if_groups_skipped(problem, log)
+    warn_if_unaligned_for_runtime(cfg, log)
     warn_if_base_at_chance(problem, log)
     return problem
 

@@ -71,7 +71,11 @@ def wait_while_pending(client, job_id: str, log=print, *, first: float = 5.0, ev
     start = clock()
     said = None
     while True:
-        info = client.get_job_info(job_id)
+        try:
+            info = client.get_job_info(job_id)
+        except Exception as exc:  # noqa: BLE001 - the job server hiccuped: the log tail says what it can
+            log(f"job {job_id}: could not read its status ({type(exc).__name__}: {exc}); following its logs")
+            return "UNKNOWN"
         status = str(getattr(info, "status", ""))
         if not status.endswith("PENDING"):
             return status.rsplit(".", 1)[-1]

@@ -861,6 +861,8 @@ def test_a_table_with_several_target_columns_is_a_multi_target_regression(tmp_pa
         load_dataset("tabular", path=path, label=["cool", "warm"], task="regression")
     with pytest.raises(UserError, match="data.drop names the label column"):
         load_dataset("tabular", path=path, label=["cool", "heat"], task="regression", drop=["heat"])
+    with pytest.raises(UserError, match="data.label is an empty list"):  # not the column called "label"
+        load_dataset("tabular", path=path, label=[], task="regression")
     with pytest.raises(UserError, match="names a column more than once"):
         load_dataset("tabular", path=path, label=["cool", "cool"], task="regression")
 

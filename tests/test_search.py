@@ -877,6 +877,6 @@ def test_the_header_says_how_many_candidates_uniform_and_global_will_score():
     analytic = SimpleNamespace(num_levels=2, macs_aim=lambda level: None)
     measured = SimpleNamespace(num_levels=1, macs_aim=lambda level: 0.5)
     assert _planned("random", 12, measured) == "12 candidates"
-    assert _planned("uniform", 12, measured).startswith("up to 6 of 12 candidates (it stops once each level is met")
-    assert _planned("global", 64, analytic).startswith("up to 2 of 64 candidates")
+    assert _planned("uniform", 12, measured).startswith("about 6 of 12 candidates (it stops once each level is met")
+    assert _planned("global", 64, analytic).startswith("about 2 of 64 candidates")
     assert _planned("uniform", 4, measured) == "4 candidates"  # fewer than it may take: all of them

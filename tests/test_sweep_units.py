@@ -251,6 +251,14 @@ def test_a_pending_job_says_it_waits_and_a_quick_one_says_nothing():
     assert status == "RUNNING" and [line.split("(")[1].split(")")[0] for line in said] == ["5 s", "35 s", "65 s"]
     assert "runtime environment" in said[0] and "raysubmit_1" in said[0]
     assert run([JobStatus.PENDING] * 2 + [JobStatus.FAILED])[0] == "FAILED"  # its reason is read after the tail
+    said = []
+
+    def down(job_id):
+        raise ConnectionError("job server restarting")
+
+    assert wait_while_pending(SimpleNamespace(get_job_info=down), "raysubmit_1", said.append) == "UNKNOWN"
+    assert said == ["job raysubmit_1: could not read its status (ConnectionError: job server restarting); following "
+                    "its logs"]  # not a traceback that ends the command
 
 
 def test_a_quiet_sweep_prints_a_progress_line_when_more_candidates_were_scored(tmp_path):

@@ -38,20 +38,20 @@ __all__ = ["PairedTiming", "paired_columns"]
 
 #: how many of a process's recent base timings :meth:`PairedTiming.measure` compares a new one with
 RECENT = 16
-#: a base timing this far above or below the median of the recent ones (with at least 4 of them) takes one more turn
+#: a base timing this far above the median of the recent ones (with at least 4 of them) takes one more turn
 OUTLIER_FACTOR = 1.4
 
 
 def _off(timed: float, recent: Sequence[float]) -> bool:
-    """Whether ``timed`` is off the median of ``recent`` by more than :data:`OUTLIER_FACTOR` (never with fewer than 4).
+    """Whether ``timed`` is above the median of ``recent`` by more than :data:`OUTLIER_FACTOR` (never with fewer
+    than 4); a low one is not: the lowest of the turns is kept, so another turn could not replace it.
 
     >>> _off(4.5, [2.0, 1.9, 2.1, 2.0]), _off(2.3, [2.0, 1.9, 2.1, 2.0]), _off(1.2, [2.0, 1.9, 2.1, 2.0]), _off(9, [2])
-    (True, False, True, False)
+    (True, False, False, False)
     """
     if len(recent) < 4:
         return False
-    middle = sorted(recent)[len(recent) // 2]
-    return timed > OUTLIER_FACTOR * middle or timed * OUTLIER_FACTOR < middle
+    return timed > OUTLIER_FACTOR * sorted(recent)[len(recent) // 2]
 
 
 def paired_columns(name: str) -> tuple[str, str]:
@@ -100,7 +100,7 @@ class PairedTiming:
         it has when nothing else interferes, as the run's reference base timing is taken), so that a
         burst of other work during one timing does not move the ratio (one base timing caught in such
         a burst reported a candidate at 0.47 of the base where its size reads 0.8-0.9). One more turn
-        is taken when the base's first timing is off this process's recent ones by more than
+        is taken when the base's first timing is above this process's recent ones by more than
         :data:`OUTLIER_FACTOR` (a search's one-round timings: a base caught at 4.5 ms among 1.9-2.1 ms made a
         candidate at 90 % of the MACs read 0.45 of the base and count as within a latency budget). A cost
         function that raises is reported by name (:func:`~rayprune.costs.registry.measure_costs`);

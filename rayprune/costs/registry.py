@@ -38,7 +38,8 @@ BASE_TIMING_ROUNDS = 5
 
 #: Turns a candidate and the base take when a candidate's timed costs are measured with the evaluators
 #: otherwise idle (the shortlists' quiet check and the final models': ``measure_sequentially``); the lowest
-#: of each is kept (:meth:`~rayprune.costs.paired.PairedTiming.measure`). Search rows take one.
+#: of each is kept (:meth:`~rayprune.costs.paired.PairedTiming.measure`). Search rows take one (a second when the base's
+#: timing is an outlier, :data:`~rayprune.costs.paired.OUTLIER_FACTOR`).
 QUIET_TIMING_ROUNDS = 3
 
 

@@ -437,7 +437,8 @@ def _load_tabular(
 ) -> Dataset:
     if path is None:
         raise UserError("'path' is required for dataset 'tabular' (a .csv or .parquet file).")
-    table = read_table(path, label or "label", split_column=split_column, classes=classes, task=task, drop=drop)
+    table = read_table(path, "label" if label is None else label, split_column=split_column, classes=classes, task=task,
+                       drop=drop)
     return _tabular_dataset("tabular", table, spec, scale=scale, user_file=True)
 
 

@@ -52,8 +52,9 @@ def _planned(agent: str, evaluations: int, space: Any) -> str:
         return f"{evaluations} candidates"
     aimed = sum(space.macs_aim(level) is not None for level in range(space.num_levels))
     most = min(evaluations, space.num_levels - aimed + aimed * UniformAgent.MAX_AIMS)
-    return (f"up to {most} of {evaluations} candidates (it stops once each level is met: one per level, at most "
-            f"{UniformAgent.MAX_AIMS} on a measured budget)") if most < evaluations else f"{evaluations} candidates"
+    return (f"about {most} of {evaluations} candidates (it stops once each level is met: one per level, up to "
+            f"{UniformAgent.MAX_AIMS} aims on a measured budget, a failed one asked twice)") if most < evaluations \
+        else f"{evaluations} candidates"
 
 
 def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = None, *,
@@ -87,8 +88,13 @@ def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = Non
                 f"smallest model keeps them whole: what cannot be pruned there may be what the budget needs."
                 ) if whole else ""
         fixed, beyond = _fixed_params_text(problem, levels, smallest)
+        from ..costs.registry import TIMED_COSTS
+
         timed = _timed_floor_text(problem, levels, smallest)
-        advice = "Raise the budget" if beyond or timed else "Lower pruning.min_keep or raise the budget"
+        only_timed = all(k in TIMED_COSTS for lvl in levels for k, lim in lvl.limits.items()
+                         if not within(smallest[k], lim) and not within(base.get(k, float("inf")), lim))
+        advice = ("Raise the budget" if beyond or (timed and only_timed)
+                  else "Lower pruning.min_keep or raise the budget")
         fixed += timed
         raise BudgetUnreachable(
             "Budget cannot be met: " + "; ".join(missed)
@@ -108,16 +114,19 @@ def _timed_floor_text(problem: PruningProblem, levels: list[Level], smallest: di
                      and not within(smallest[k], lim) and not within(problem.base_costs.get(k, float("inf")), lim)})
     if not missed:
         return ""
-    model = problem.space.build([c / g.channels for c, g in zip(problem.min_keep_counts, problem.space.groups)])
-    macs = count_macs(model, problem.context) / max(count_macs(problem.base_model, problem.context), 1.0)
+    try:
+        model = problem.space.build([c / g.channels for c, g in zip(problem.min_keep_counts, problem.space.groups)])
+        macs = count_macs(model, problem.context) / max(count_macs(problem.base_model, problem.context), 1.0)
+    except Exception:  # noqa: BLE001 - a note on the refusal, never a reason to replace it
+        return ""
     kept = {k: smallest[k] / problem.base_costs[k] for k in missed}
     if all(share <= 2 * macs + 0.05 for share in kept.values()):
         return ""  # the time shrinks with the work: fewer channels (min_keep) would take it further
     lat = problem.config.costs.latency
     shares = ", ".join(f"{100 * share:.0f} % of the base's {k}" for k, share in kept.items())
     return (f" The smallest model keeps {shares} with {100 * macs:.0f} % of its MACs: the rest is time pruning does "
-            f"not remove (the runtime's fixed cost per call, small layers), so a lower pruning.min_keep would not "
-            f"reach it. It is timed with runtime {lat.runtime}, batch size {lat.batch_size}, on {lat.device}: time "
+            f"not remove (the runtime's fixed cost per call, small layers), so a lower pruning.min_keep would hardly "
+            f"move it. It is timed with runtime {lat.runtime}, batch size {lat.batch_size}, on {lat.device}: time "
             "it as the model will be deployed (costs.latency).")
 
 

@@ -700,6 +700,9 @@ def _remeasure_timed(finals: list[dict[str, Any]], pool, cost_names: Sequence[st
                 update_summary(f["export_path"], {k: v for k, v in f.items() if k != "row" and v != before.get(k)})
             except FileNotFoundError:  # an export without spec.json (a test double's)
                 pass
+            except (OSError, ValueError) as exc:  # the finals trained: a note, never the end of the selection
+                log(f"warning: {f['export_path']}/spec.json keeps the {', '.join(timed)} measured during the parallel "
+                    f"final fine-tunes ({type(exc).__name__}: {exc}); summary.json and the front have the re-timing")
     log(f"Measured {', '.join(timed)} of {len(finals)} final model(s) one at a time")
 
 
