@@ -504,7 +504,7 @@ def sweep(
     from .pruning import load_pruned
     from .results import exported_rows, read_candidates
     from .search.prune import check_out_dir, given_back_if_empty
-    from .sweeps.driver import SWEEP_FILE, load_state, run_sweep
+    from .sweeps.driver import SWEEP_FILE, load_state, run_sweep, sweep_agents, without_unswept_neon
 
     model, data, sections = _model_and_data(model, data, sections)
     log_fn: Log = log if log is not None else (lambda m: None)
@@ -521,6 +521,7 @@ def sweep(
             over["sweep"] = {**over.get("sweep", {}), "seeds": seeds}
         cfg = build_config(config, model=model, data=data, budgets=budgets, levels=levels, agents=agents,
                            evaluations=evaluations, seed=seed, device=device, task=task, sections=over)
+        cfg = without_unswept_neon(cfg, sweep_agents(cfg), log_fn)  # neon's checks are prune's, not the sweep's
     # a resumed sweep of a named model on in-memory data: its base was kept in out when the sweep stopped
     kept = resume and all((out_dir / f"base_model.{ext}").is_file() for ext in ("pt", "json"))
     # a new sweep that fails before it starts (bad data, no cluster) gives back the folders it created

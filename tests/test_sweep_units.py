@@ -48,7 +48,7 @@ def test_a_config_whose_prune_agent_is_neon_sweeps_its_budgeted_agents_on_a_cnn(
 
     from rayprune.models import build_model
     from rayprune.problem import check_neon_model, neon_requested
-    from rayprune.sweeps.driver import _without_unswept_neon
+    from rayprune.sweeps.driver import without_unswept_neon
 
     cfg = parse_config({"model": {"name": "small_cnn"}, "data": {"name": "digits"},
                         "search": {"agent": "neon"}, "sweep": {"budgets": {"params": [0.5]}, "agents": ["random", "tpe"]}})
@@ -57,13 +57,13 @@ def test_a_config_whose_prune_agent_is_neon_sweeps_its_budgeted_agents_on_a_cnn(
     with pytest.raises(UserError, match="The neon agent prunes dense networks only"):
         check_neon_model(cfg, cnn, data)  # what `rayprune prune` on this config does, rightly
     said = []
-    swept = _without_unswept_neon(cfg, sweep_agents(cfg), said.append)
+    swept = without_unswept_neon(cfg, sweep_agents(cfg), said.append)
     assert swept.search.agent == "random" and not neon_requested(swept) and swept.sweep.agents == ["random", "tpe"]
     check_neon_model(swept, cnn, data)  # the sweep's model is not refused
     assert said == ["search.agent is neon, the agent of `rayprune prune` on this config; the sweep runs "
                     "sweep.agents (random, tpe) and stores search.agent: random."]
     plain = parse_config({"search": {"agent": "evolution"}})
-    assert _without_unswept_neon(plain, ["evolution"], said.append) is plain and len(said) == 1
+    assert without_unswept_neon(plain, ["evolution"], said.append) is plain and len(said) == 1
 
 
 def test_a_sweep_that_stopped_while_starting_is_named_as_such(tmp_path):

@@ -45,7 +45,8 @@ from ..results import exported_rows, merge_candidates, read_candidates, write_pa
 from .pareto import front_history, pareto_front, with_served_levels
 from .trainable import SweepSetup, placement_bundles, sweep_trial, trial_name
 
-__all__ = ["run_sweep", "finish_sweep", "load_state", "parse_levels", "sweep_agents", "TUNE_DIR", "SWEEP_FILE"]
+__all__ = ["run_sweep", "finish_sweep", "load_state", "parse_levels", "sweep_agents", "without_unswept_neon", "TUNE_DIR",
+           "SWEEP_FILE"]
 
 TUNE_DIR = "tune"
 SWEEP_FILE = "sweep.json"
@@ -105,7 +106,7 @@ def sweep_agents(cfg: Config) -> list[str]:
     return agents
 
 
-def _without_unswept_neon(cfg: Config, agents: list[str], log: Log) -> Config:
+def without_unswept_neon(cfg: Config, agents: list[str], log: Log) -> Config:
     """``cfg`` with ``search.agent`` set to the sweep's first agent when it names neon: the config's agent for
     ``rayprune prune``, which a sweep of ``agents`` (budgeted, :func:`sweep_agents`) never runs, so neon's checks
     (a dense model, data as tensors) must not refuse the sweep's model."""
@@ -522,7 +523,7 @@ def _run_sweep(cfg: Optional[Config], out: Path, *, address: Optional[str], resu
         from ..search.prune import given_back_if_empty
 
         agents = sweep_agents(cfg)
-        cfg = _without_unswept_neon(cfg, agents, log)
+        cfg = without_unswept_neon(cfg, agents, log)
         # until the state is written, a failure (no cluster, a bad model) gives back the directory, and every
         # parent folder the claim created with it
         with given_back_if_empty(out):
