@@ -512,7 +512,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         use_cluster_token()  # before anything imports ray
     from .errors import NoModelError, UserError
+    from .ray_session import sigterm_interrupts
 
+    sigterm_interrupts()  # a scheduler's stop is an interruption: what was kept is said, exit 130
     try:
         return int(args.func(args) or 0)
     # (a model directory naming code it may not run raises UntrustedArchitectureError, a PermissionError)

@@ -23,6 +23,8 @@ Example::
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable, Mapping
 
 from rayprune._auth import token_available, use_cluster_token
@@ -31,6 +33,24 @@ from rayprune.errors import UserError
 __all__ = ["connect"]
 
 _STARTUP_TIMEOUT = "timed out during startup"  # Ray raises a bare Exception with this text
+_sigterm_interrupts = False  # set by the command line (sigterm_interrupts): connect() keeps it after ray.init
+
+
+def _interrupted_by_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt("stopped by SIGTERM")
+
+
+def sigterm_interrupts() -> None:
+    """From now on SIGTERM (what a CI scheduler or `kill` sends) interrupts this process as Ctrl-C does, so the
+    command says what was kept and exits 130: Ray's ``ray.init`` makes it ``sys.exit(15)`` (exit 15, nothing said),
+    before it the default ended the process (143), and mid-search the core worker aborted with a C++ stack dump
+    (134). The command line calls it; :func:`connect` puts it back after ``ray.init``. A Python API user's own
+    process keeps Ray's behaviour. Off the main thread, nothing changes."""
+    global _sigterm_interrupts
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _sigterm_interrupts = True
+    signal.signal(signal.SIGTERM, _interrupted_by_sigterm)
 
 
 def connect(
@@ -78,6 +98,8 @@ def connect(
                 log(f"Ray did not start in time ({exc}); trying once more")
                 ray.shutdown()
         log(f"Started a local Ray instance: {ray.cluster_resources()}")
+    if _sigterm_interrupts:
+        sigterm_interrupts()
 
 
 #: seconds a HOST:PORT address has to accept a TCP connection before the join is refused (Ray retried for minutes)

@@ -430,3 +430,31 @@ def test_a_sweep_that_cannot_join_the_cluster_says_why_in_one_line_and_gives_its
     assert res.returncode == 2, res.stderr[-3000:]
     assert "Could not connect to the Ray cluster" in res.stderr and "No token was at hand" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_prune_stopped_by_sigterm_says_what_it_kept_and_exits_130(tmp_path, env):
+    """A CI scheduler stops a job with SIGTERM: `rayprune prune` mid-search exited 134 with a C++ stack dump of Ray's
+    core worker (and a sweep starting up exited 15 and said nothing): now as Ctrl-C, 130 with what was kept."""
+    cfg = write_config(tmp_path, evaluations=400, agents=("random",))
+    out = tmp_path / "p"
+    err_file = tmp_path / "stderr.txt"
+    with open(err_file, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "prune", str(cfg), "--budget", "params=0.5",
+                                 "--out", str(out), "-q"], env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not list((out / "candidates").glob("*.parquet")) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        assert list((out / "candidates").glob("*.parquet")), err_file.read_text()[-3000:]
+        proc.send_signal(signal.SIGTERM)  # the driver alone, as `kill PID` does
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stderr = err_file.read_text()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "rayprune prune: interrupted: stopped by SIGTERM" in stderr or "every scored candidate is kept" in stderr
+    assert "SIGTERM received" not in stderr and "Traceback" not in stderr, stderr[-3000:]
