@@ -511,7 +511,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from ._auth import use_cluster_token
 
         use_cluster_token()  # before anything imports ray
-    from .errors import NoModelError, UserError
+    from .errors import BudgetUnreachable, NoModelError, UserError
     from .ray_session import sigterm_interrupts
 
     sigterm_interrupts()  # a scheduler's stop is an interruption: what was kept is said, exit 130
@@ -523,7 +523,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # bad input (or no model, with its cause): one line naming the field or file; anything else
         # is a bug and keeps its traceback
         print(f"rayprune {args.command}: error: {exc}", file=sys.stderr)
-        return 4 if isinstance(exc, NoModelError) else 2  # 4: ran, but no model meets the budget (as sweep's levels)
+        # 4: ran, but no model meets the budget (as sweep's levels); 3: no model in the space can (before any search)
+        return 4 if isinstance(exc, NoModelError) else 3 if isinstance(exc, BudgetUnreachable) else 2
     except KeyboardInterrupt as exc:
         print(f"rayprune {args.command}: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130

@@ -10,7 +10,7 @@ rayprune (or in user code it calls) and keeps its traceback. ``UserError`` is a 
 
 from __future__ import annotations
 
-__all__ = ["Interrupted", "NoModelError", "UserError", "UserTypeError"]
+__all__ = ["BudgetUnreachable", "Interrupted", "NoModelError", "UserError", "UserTypeError"]
 
 
 class UserError(ValueError):
@@ -22,10 +22,15 @@ class UserTypeError(UserError, TypeError):
     """Input of the wrong type (a string where a number belongs, a factory that is not callable ...)."""
 
 
+class BudgetUnreachable(UserError):
+    """Even the smallest model in the pruning space misses a budget: found before any search. The CLI prints it as
+    one line and exits 3 (``validate``, ``prune`` and ``sweep`` alike), so a pipeline tells it from bad input (2)."""
+
+
 class NoModelError(RuntimeError):
     """A search ran but no model could be exported for a level (every final fine-tune tried failed,
     or no candidate fits); the message gives the cause and where the scored candidates are kept.
-    The CLI prints it as one line and exits 2, like a :class:`UserError`."""
+    The CLI prints it as one line and exits 4."""
 
 
 class Interrupted(KeyboardInterrupt):

@@ -165,10 +165,13 @@ def test_validate_checks_every_sweep_level(tmp_path, env):
     assert "params=0.4" in res.stdout and "params=0.3" in res.stdout and "params=0.001" not in res.stdout
 
 
-def test_validate_catches_an_impossible_budget(tiny_config, env):
+def test_validate_catches_an_impossible_budget(tiny_config, env, tmp_path):
     res = rayprune("validate", tiny_config, "-q", "--budget", "params=0.001", env=env)
     assert res.returncode == 3
     assert "Budget cannot be met" in res.stderr and "min_keep" in res.stderr
+    # prune says it the same way: 3, not the 2 of bad input (a pipeline told the two apart only by the text)
+    res = rayprune("prune", tiny_config, "-q", "--budget", "params=0.001", "--out", tmp_path / "p", env=env)
+    assert res.returncode == 3 and "Budget cannot be met" in res.stderr and not (tmp_path / "p").exists()
 
 
 def test_one_cost_budgeted_twice_is_refused_naming_both_values(tiny_config, tmp_path, capsys):

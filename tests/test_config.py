@@ -337,3 +337,17 @@ def test_a_function_of_main_is_refused_up_front(section):
 def test_sweep_levels_as_the_python_api_names_them_points_at_sweep_budgets():
     with pytest.raises(ConfigError, match=r"sweep.levels: unknown key \(did you mean budgets\?\)"):
         parse_config({"sweep": {"levels": {"params": [0.5, 0.25]}}}, source="test")
+
+
+def test_the_cache_folder_expands_a_tilde_and_ignores_an_empty_value(monkeypatch):
+    """RAYPRUNE_CACHE="" put the cache in the working directory, and "~/rp" made a folder called "~" there."""
+    from pathlib import Path
+
+    from rayprune.config import default_cache_dir
+
+    monkeypatch.setenv("RAYPRUNE_CACHE", "")
+    assert default_cache_dir() == Path.home() / ".cache" / "rayprune"
+    monkeypatch.setenv("RAYPRUNE_CACHE", "~/rp")
+    assert default_cache_dir() == Path.home() / "rp"
+    monkeypatch.setenv("RAYPRUNE_CACHE", "/tmp/rp-cache")
+    assert default_cache_dir() == Path("/tmp/rp-cache")

@@ -17,8 +17,10 @@ class ConfigError(UserError):
 
 
 def default_cache_dir() -> Path:
-    """``$RAYPRUNE_CACHE`` or ``~/.cache/rayprune``: where trained base models are cached."""
-    return Path(os.environ.get("RAYPRUNE_CACHE", Path.home() / ".cache" / "rayprune"))
+    """``$RAYPRUNE_CACHE`` (``~`` expanded) or, unset or empty, ``~/.cache/rayprune``: where trained base models are
+    cached (an empty value put the cache in the working directory, a literal ``~`` made a folder of that name)."""
+    value = os.environ.get("RAYPRUNE_CACHE", "").strip()
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "rayprune"
 
 
 class Section(BaseModel):

@@ -25,7 +25,7 @@ from ..config import Config
 from ..costs import measure_latency_ms
 from ..costs.budget import within
 from ..costs.levels import Level
-from ..errors import Interrupted, NoModelError, UserError
+from ..errors import BudgetUnreachable, Interrupted, NoModelError, UserError
 from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT, is_in_memory
 from ..problem import PruningProblem
 from ..report import format_metric
@@ -36,10 +36,6 @@ __all__ = ["run_prune", "check_reachable", "loose_budget_lines", "check_out_dir"
            "summary_table"]
 
 Log = Callable[[str], None]
-
-
-class BudgetUnreachable(UserError):
-    """Even the smallest model in the pruning space misses a budget."""
 
 
 def _planned(agent: str, evaluations: int, space: Any) -> str:
