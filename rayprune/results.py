@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 from ._io import atomic_path
 
 __all__ = ["exported_rows", "CandidateWriter", "write_parquet_atomic", "read_candidates", "merge_candidates", "drop_rows_after", "ROW_KEY",
-           "ROW_TYPES", "failed_candidates"]
+           "ROW_TYPES", "failed_candidates", "frame_table"]
 
 #: Columns that identify a row; readers drop duplicates on them.
 ROW_KEY = ("row_id",)
@@ -76,6 +77,29 @@ def _column(name: str, values: list[Any]) -> pa.Array:
     if pa.types.is_integer(array.type):
         return array.cast(pa.float64()) if name.startswith(("budget_", "limit_")) else array
     return array
+
+
+def frame_table(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` (rows read back, a front) as an Arrow table with :data:`ROW_TYPES`' types and every one of those
+    columns, null where the frame has none: a run without an exported model lacked ``found_for``, ``export_path`` ...
+    (a documented query failed on the case that matters most), ``seed`` was int64 in one file and double in another,
+    and an all-null ``error`` was written as double."""
+    columns = {name: _column(name, [None if _missing(v) else v for v in frame[name].tolist()])
+               for name in frame.columns}
+    for name, kind in ROW_TYPES.items():
+        if name not in columns:
+            columns[name] = pa.nulls(len(frame), type=kind)
+    return pa.table(columns)
+
+
+def _missing(value: Any) -> bool:
+    """A pandas missing value (NaN, None, NaT, pd.NA) of a scalar cell; lists and arrays are never missing."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return False
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _to_table(rows: list[Mapping[str, Any]]) -> pa.Table:
@@ -226,7 +250,7 @@ def merge_candidates(directory: str | os.PathLike) -> Optional[Path]:
     frame = read_candidates(directory)
     if frame.empty:
         return None
-    return write_parquet_atomic(pa.Table.from_pandas(frame, preserve_index=False), Path(directory) / "candidates.parquet")
+    return write_parquet_atomic(frame_table(frame), Path(directory) / "candidates.parquet")
 
 
 def failed_candidates(search_rows: pd.DataFrame) -> Optional[dict[str, Any]]:

@@ -126,3 +126,24 @@ def test_merge_keeps_the_shards(tmp_path):
     w.flush()
     merge_candidates(tmp_path)
     assert list((tmp_path / "candidates").glob("*.parquet"))  # the merged file is a convenience, shards stay
+
+
+def test_a_merged_or_front_file_has_every_typed_column_whatever_the_run_exported():
+    """A run without an exported model lacked found_for, export_path, source_trial and accuracy_final (the DuckDB query
+    of docs/inspecting.md failed on it), seed was int64 in prune's file and double in a sweep's, and an all-null
+    error column was written as double."""
+    import numpy as np
+    import pandas as pd
+
+    from rayprune.results import ROW_TYPES, frame_table
+
+    frame = pd.DataFrame({"candidate_id": ["a", "b"], "seed": [0.0, np.nan], "error": [np.nan, np.nan],
+                          "accuracy": [0.5, 0.6], "params": [10.0, 20.0], "keep_ratios": [[0.5, 0.5], [1.0, 0.2]]})
+    table = frame_table(frame)
+    assert set(ROW_TYPES) <= set(table.column_names) and table.num_rows == 2
+    for name, kind in ROW_TYPES.items():
+        assert table.schema.field(name).type == kind, name
+    assert table.column("seed").to_pylist() == [0, None] and table.column("error").to_pylist() == [None, None]
+    assert table.column("found_for").null_count == 2 and table.column("keep_ratios").to_pylist()[1] == [1.0, 0.2]
+    assert str(table.schema.field("params").type) == "double"  # a cost: inferred, as before
+    assert frame_table(frame.iloc[:0]).num_rows == 0  # an empty front keeps the columns

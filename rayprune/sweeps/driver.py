@@ -41,7 +41,7 @@ from ..costs.budget import Budget, parse_level_spec
 from ..costs.levels import Level, levels_from_config, unswept_budget_lines
 from ..errors import Interrupted, UserError
 from ..names import SELECTION_TRIAL, STAGE_SEARCH, STAGE_SELECT
-from ..results import exported_rows, merge_candidates, read_candidates, write_parquet_atomic
+from ..results import exported_rows, frame_table, merge_candidates, read_candidates, write_parquet_atomic
 from .pareto import front_history, pareto_front, with_served_levels
 from .trainable import SweepSetup, placement_bundles, sweep_trial, trial_name
 
@@ -825,7 +825,7 @@ def finish_sweep(out_dir: str | Path, *, log: Log = print, problem=None, shared_
     if not rows.empty:
         finals = exported_rows(rows)
         front = with_served_levels(pareto_front(finals, costs), finals, levels)
-        write_parquet_atomic(pa.Table.from_pandas(front, preserve_index=False), out / "pareto.parquet")
+        write_parquet_atomic(frame_table(front), out / "pareto.parquet")
         history = front_history(rows[rows["stage"] == STAGE_SEARCH], costs)
         if not history.empty:
             write_parquet_atomic(pa.Table.from_pandas(history, preserve_index=False), out / "front_history.parquet")
