@@ -242,13 +242,20 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if ignored:
         print(f"note: {'; '.join(ignored)} does not apply to agent {agent!r} and is ignored.", file=sys.stderr)
     summary = run_prune(cfg, args.out, agent=args.agent, progress=not quiet, address=args.address,
-                        log=(lambda m: None) if quiet else (lambda m: print(m, flush=True)))
+                        log=_warnings_only if quiet else (lambda m: print(m, flush=True)))
     if quiet:
         from .search.prune import summary_table
 
         print(summary_table(summary))
     print(f"\nwrote {Path(args.out) / 'candidates.parquet'} and {Path(args.out) / 'best'}/")
     return 0 if summary["feasible"] else 4
+
+
+def _warnings_only(message: str) -> None:
+    """``-q``'s log: the run's warnings, to stderr (`prune -q` dropped them all: a pipeline never saw that its
+    latency budget was timed on misaligned channels, or that groups were left unpruned)."""
+    if message.lstrip().startswith("warning:"):
+        print(message.strip(), file=sys.stderr, flush=True)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -316,7 +323,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise UserError(f"sweep --resume continues the sweep in {args.out} with the config stored there; "
                             f"it takes no config or sweep options (given: {', '.join(given)}). Drop them, or start a new sweep in "
                             "another --out.")
-        summary = run_sweep(None, args.out, address=args.address, resume=True)  # type: ignore[arg-type]
+        summary = run_sweep(None, args.out, address=args.address, resume=True,  # type: ignore[arg-type]
+                            verbose=0 if args.quiet else 1)
         return _sweep_status(summary)
     if args.config is None:
         raise UserError("sweep needs a YAML config (rayprune sweep CONFIG --out DIR), or --resume to continue the "

@@ -563,3 +563,14 @@ def test_validate_says_how_inputs_are_prepared_and_which_layers_each_group_edits
     mean = load_dataset("digits", seed=0).mean  # digits is normalised like an image folder: its numbers are shown
     assert " train / " in line and "population std" in line and f"mean [{round(float(mean[0]), 4)}]" in line, line
     assert "layers it edits" in res.stdout and "features.0" in res.stdout
+
+
+def test_prune_quiet_keeps_the_runs_warnings_on_stderr(capsys):
+    """`prune -q` dropped every line of the run's log, its warnings too."""
+    from rayprune.cli import _warnings_only
+
+    _warnings_only("warning: latency is timed with ONNX Runtime and pruning.round_to is 1: ...")
+    _warnings_only("random batch 1: 16/48 scored")
+    _warnings_only("note: parameter(s) used outside a layer ...")
+    out, err = capsys.readouterr()
+    assert out == "" and err == "warning: latency is timed with ONNX Runtime and pruning.round_to is 1: ...\n"
