@@ -40,9 +40,9 @@ def tiny_config(tmp_path_factory):
     return path
 
 
-def rayprune(*args, env):
+def rayprune(*args, env, cwd=None):
     return subprocess.run([sys.executable, "-m", "rayprune.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=600)
+                          env=env, timeout=600, cwd=cwd)
 
 
 @pytest.mark.slow
@@ -187,12 +187,14 @@ def test_one_cost_budgeted_twice_is_refused_naming_both_values(tiny_config, tmp_
 @pytest.mark.slow
 @pytest.mark.parametrize("agent", ["uniform", "global"])
 def test_prune_uniform_writes_rows_and_a_loadable_model_within_budget(tiny_config, env, tmp_path, agent):
-    out = tmp_path / "run"
-    res = rayprune("prune", tiny_config, "--agent", agent, "--budget", "params=0.4", "--out", out, "-q", env=env)
+    out = tmp_path / "run"  # given relative, from its folder, as a pipeline's step does
+    res = rayprune("prune", tiny_config, "--agent", agent, "--budget", "params=0.4", "--out", "run", "-q", env=env,
+                   cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "accuracy_test" in res.stdout and "pruned/base" in res.stdout
     rows = pd.read_parquet(out / "candidates.parquet")
     assert sorted(rows["stage"]) == ["final", "rerank", "search"]  # one candidate, re-ranked, fine-tuned
+    assert rows["export_path"].dropna().tolist() == [str(out / "best")]  # absolute: it was relative to the cwd
     assert set(rows["agent"]) == {agent}
     summary = json.loads((out / "best" / "summary.json").read_text())
     assert summary["feasible"] and summary["pruned"]["params"] <= 0.4 * summary["base"]["params"]

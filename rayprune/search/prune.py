@@ -239,7 +239,8 @@ def run_prune(
         raise UserError("No budget given: set 'budgets' in the config, pass budgets={NAME: VALUE} in Python "
                         "or --budget NAME=VALUE on the command line.")
     seed = cfg.seed if seed is None else seed
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # rows and summaries name absolute paths, as a sweep's do (a relative export_path
+    # broke when the files were read from another directory)
     started = time.time()
     if agent != cfg.search.agent:  # so that building the problem checks what this run's agent reads (neon or not)
         cfg = cfg.model_copy(update={"search": cfg.search.model_copy(update={"agent": agent})})
