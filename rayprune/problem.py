@@ -638,12 +638,16 @@ class PruningProblem:
                 whole.append((name or "(the model's own)", type(module).__name__, sum(p.numel() for p in own)))
         return sorted(whole, key=lambda item: -item[2])
 
+    def smallest_model(self) -> nn.Module:
+        """The smallest model in the space: every group at ``pruning.min_keep``."""
+        return self.space.build([c / g.channels for c, g in zip(self.min_keep_counts, self.space.groups)])
+
     def reachable(self) -> dict[str, float]:
         """Costs of the smallest model in the space: what each budget can get down to at best. A timed cost takes
         turns with the base as the quiet checks do (one noisy round refused a reachable latency budget: exit 2)."""
         from .costs.registry import QUIET_TIMING_ROUNDS, CostFunctionError
 
-        model = self.space.build([c / g.channels for c, g in zip(self.min_keep_counts, self.space.groups)])
+        model = self.smallest_model()
         try:
             return self.measure_with_raw(model, rounds=QUIET_TIMING_ROUNDS)[0]
         except CostFunctionError as err:  # the first pruned model a cost function sees: say which one it was

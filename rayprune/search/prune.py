@@ -25,6 +25,7 @@ from ..config import Config
 from ..costs import measure_latency_ms
 from ..costs.budget import within
 from ..costs.levels import Level
+from ..costs.registry import TIMED_COSTS
 from ..errors import BudgetUnreachable, Interrupted, NoModelError, UserError
 from ..names import SELECTION_TRIAL, STAGE_FINAL, STAGE_SEARCH, STAGE_SELECT, is_in_memory
 from ..problem import PruningProblem
@@ -84,8 +85,6 @@ def check_reachable(problem: PruningProblem, levels: Optional[list[Level]] = Non
                 f"smallest model keeps them whole: what cannot be pruned there may be what the budget needs."
                 ) if whole else ""
         fixed, beyond = _fixed_params_text(problem, levels, smallest)
-        from ..costs.registry import TIMED_COSTS
-
         timed = _timed_floor_text(problem, levels, smallest)
         only_timed = all(k in TIMED_COSTS for lvl in levels for k, lim in lvl.limits.items()
                          if not within(smallest[k], lim) and not within(base.get(k, float("inf")), lim))
@@ -104,14 +103,13 @@ def _timed_floor_text(problem: PruningProblem, levels: list[Level], smallest: di
     of the MACs — time that pruning does not remove (the runtime's fixed cost, small layers), so lowering
     pruning.min_keep would not help; empty when no timed budget is missed."""
     from ..costs.metrics import count_macs
-    from ..costs.registry import TIMED_COSTS
 
     missed = sorted({k for lvl in levels for k, lim in lvl.limits.items() if k in TIMED_COSTS
                      and not within(smallest[k], lim) and not within(problem.base_costs.get(k, float("inf")), lim)})
     if not missed:
         return ""
     try:
-        model = problem.space.build([c / g.channels for c, g in zip(problem.min_keep_counts, problem.space.groups)])
+        model = problem.smallest_model()
         macs = count_macs(model, problem.context) / max(count_macs(problem.base_model, problem.context), 1.0)
     except Exception:  # noqa: BLE001 - a note on the refusal, never a reason to replace it
         return ""
