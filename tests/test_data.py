@@ -949,3 +949,18 @@ def test_sklearn_diabetes_is_a_regression_and_says_so_without_the_task() -> None
         load_dataset("sklearn:diabetes", seed=0)
     with pytest.raises(UserError, match="'sklearn:iris' holds class labels"):
         load_dataset("sklearn:iris", task="regression", seed=0)
+
+
+def test_text_columns_whose_one_hot_names_collide_are_refused_naming_both(tmp_path: Path) -> None:
+    """`zone` = "type_x" and `zone_type` = "x" both became the feature `zone_type_x`: spec.json listed it twice and
+    a raw row could not be prepared from it (new-user pass, session 32)."""
+    frame = _frame(40).assign(zone=["type_x", "b"] * 20, zone_type=["x", "y"] * 20)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(UserError, match=r"gives the feature name 'zone_type_x' to 'zone' = 'type_x' and 'zone_type' = "
+                                        r"'x'.*Rename a column"):
+        load_dataset("tabular", path=tmp_path / "t.csv", label="species")
+    frame.drop(columns=["zone_type"]).assign(zone_type_x=1.5).to_csv(tmp_path / "n.csv", index=False)
+    with pytest.raises(UserError, match=r"'zone_type_x' to 'zone' = 'type_x' and the column 'zone_type_x'"):
+        load_dataset("tabular", path=tmp_path / "n.csv", label="species")
+    ok = load_dataset("tabular", path=tmp_path / "t.csv", label="species", drop=["zone_type"])
+    assert len(set(ok.feature_names)) == len(ok.feature_names)

@@ -443,7 +443,17 @@ def _one_hot(features: pd.DataFrame, where: str) -> pd.DataFrame:
     if not categorical:
         return features
     _warn_wide(features, categorical, where)
-    return pd.get_dummies(features, columns=categorical, dtype=np.float64)
+    encoded = pd.get_dummies(features, columns=categorical, dtype=np.float64)
+    names = [str(c) for c in encoded.columns]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # column `zone` = "type_x" and column `zone_type` = "x" both become `zone_type_x`
+        sources = {n: [f"{c!r} = {v!r}" for c in categorical for v in pd.unique(features[c].dropna())
+                       if f"{c}_{v}" == n] + ([f"the column {n!r}"] if n in features.columns else []) for n in twice}
+        raise UserError(f"{_sentence(where)}: one-hot encoding its text columns gives the feature name "
+                        + "; ".join(f"{n!r} to {' and '.join(src)}" for n, src in sources.items())
+                        + " — a raw row could not be told apart in spec.json's feature_names. Rename a column (or a "
+                        "value) so that every '<column>_<value>' name is unique.")
+    return encoded
 
 
 def _warn_wide(features: pd.DataFrame, categorical: list, where: str) -> None:
