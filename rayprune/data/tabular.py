@@ -15,6 +15,7 @@ than :data:`WIDE_ONE_HOT` features is encoded, with a :class:`UserWarning` namin
 
 from __future__ import annotations
 
+import collections
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -444,8 +445,8 @@ def _one_hot(features: pd.DataFrame, where: str) -> pd.DataFrame:
         return features
     _warn_wide(features, categorical, where)
     encoded = pd.get_dummies(features, columns=categorical, dtype=np.float64)
-    names = [str(c) for c in encoded.columns]
-    twice = sorted({n for n in names if names.count(n) > 1})
+    counts = collections.Counter(str(c) for c in encoded.columns)  # (list.count per name: quadratic in a wide table)
+    twice = sorted(n for n, k in counts.items() if k > 1)
     if twice:  # column `zone` = "type_x" and column `zone_type` = "x" both become `zone_type_x`
         sources = {n: [f"{c!r} = {v!r}" for c in categorical for v in pd.unique(features[c].dropna())
                        if f"{c}_{v}" == n] + ([f"the column {n!r}"] if n in features.columns else []) for n in twice}
