@@ -40,6 +40,7 @@ from .inputs import probe_inputs
 from .models import check_model_for_data
 from .names import is_in_memory
 from .pruning import PruningSpace
+from .pruning.onnx_export import check_onnx_opset
 
 __all__ = ["PruningProblem", "resolve_device", "configured_dataset", "config_in_memory"]
 
@@ -438,6 +439,8 @@ class PruningProblem:
         check_streaming_agent(cfg, data)
         model, info = obtain_base_model(cfg, data, device=dev, progress=progress, log=log, train=train_base)
         problem = cls.from_parts(cfg, data, model, info, device=dev, base_costs=base_costs, base_accuracy=base_accuracy)
+        check_onnx_opset(problem.space.base, problem.data.input_shape, problem.data.input_dtype,
+                         cfg.export.onnx_opset)  # before any search: a run asked for opset 99 stops here
         warn_if_groups_skipped(problem, log)  # once, in the driver (evaluators assemble theirs with from_parts)
         warn_if_unaligned_for_runtime(cfg, log)
         if base_accuracy is None:  # measured here (not handed over by the driver): say so once if it is chance

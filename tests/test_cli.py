@@ -92,6 +92,25 @@ def test_validate_never_trains_the_base_model(tiny_config, env, tmp_path):
     assert res.returncode == 3 and "Budget cannot be met" in res.stderr  # the answer still comes, untrained
 
 
+def test_an_onnx_opset_the_base_cannot_be_written_in_is_refused_before_the_search(tiny_config, env, tmp_path):
+    """`export.onnx_opset: 99` ran the whole search, exported no model.onnx and exited 0 (a new user's pass, s32)."""
+    pytest.importorskip("onnx")
+    fresh = {**env, "RAYPRUNE_CACHE": str(tmp_path / "cache")}
+    for opset in (99, 13):
+        cfg = tmp_path / f"opset{opset}.yaml"
+        cfg.write_text(TINY + f"export: {{onnx_opset: {opset}}}\n")
+        res = rayprune("validate", cfg, "-q", env=fresh)
+        if opset == 99:
+            assert res.returncode == 2 and "export.onnx_opset is 99" in res.stderr, res.stderr
+            assert "Traceback" not in res.stderr and "up to" in res.stderr
+            res = rayprune("prune", cfg, "-q", "--agent", "random", "--evaluations", "2", "--out", tmp_path / "p",
+                           env=fresh)
+            assert res.returncode == 2 and "export.onnx_opset is 99" in res.stderr, res.stderr
+            assert not (tmp_path / "p" / "candidates.parquet").exists()  # refused before any candidate
+        else:
+            assert res.returncode == 0, res.stderr
+
+
 def test_the_neon_agent_on_a_cnn_is_refused_by_validate_and_prune_before_the_base_trains(tiny_config, env, tmp_path,
                                                                                            monkeypatch):
     """It was a ValueError traceback (exit 1) from inside the prune, after `validate` had said nothing, and it sent

@@ -283,6 +283,10 @@ def test_export_onnx_opset_sets_the_opset_of_the_file_and_of_the_timed_model(con
         assert declared == [opset] and read_spec(directory)["onnx_opset"] == opset
         _assert_same_outputs(directory / "model.onnx", concat_net, ConcatResidualNet.input_shape)
     assert parse_config({"export": {"onnx_opset": 13}}).export.onnx_opset == 13
+    onnx_export.check_onnx_opset(concat_net, ConcatResidualNet.input_shape, "float32", 13)  # writable: nothing said
+    onnx_export.check_onnx_opset(concat_net, ConcatResidualNet.input_shape, "float32", None)
+    with pytest.raises(UserError, match=r"export.onnx_opset is 99, .* up to \d+"):
+        onnx_export.check_onnx_opset(concat_net, ConcatResidualNet.input_shape, "float32", 99)
     with pytest.raises(ValueError, match="onnx_opset"):
         parse_config({"export": {"onnx_opset": 3}})
     pytest.importorskip("onnxscript")  # the torch.export-based exporter writes opset 18 when asked for 13: refused

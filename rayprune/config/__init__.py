@@ -311,8 +311,7 @@ class ExportConfig(_Section):
 
     #: the ONNX opset of model.onnx (and of the model timed by costs.latency.runtime: onnxruntime): None, the
     #: exporter's default (20 with PyTorch 2.13's TorchScript-based exporter); an older runtime on a device may need
-    #: e.g. 13-17 (a model the exporters cannot write in that opset leaves model.onnx out, said in spec.json's
-    #: onnx_error)
+    #: e.g. 13-17 (an opset the base model cannot be written in is refused before the search: validate says so)
     onnx_opset: Optional[int] = Field(None, ge=7)
 
 
