@@ -55,6 +55,16 @@ def test_train_base_trains_once_then_uses_the_cache(tiny_config, env):
     assert json.loads(second.stdout)["source"] == "cache"
 
 
+def test_base_training_progress_into_a_log_file_is_a_line_per_tenth_not_a_redrawn_bar(tiny_config, env, tmp_path):
+    """stderr redirected to a file (CI, a job's log) got tqdm's bar redrawn with carriage returns a few times a
+    second: one line of thousands of characters (a new user's pass, s32)."""
+    res = rayprune("train-base", tiny_config, "--out", tmp_path / "base.pt", env={**env, "RAYPRUNE_CACHE": str(tmp_path)})
+    assert res.returncode == 0, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.startswith("train base model: ")]
+    assert "\r" not in res.stderr and 1 <= len(lines) <= 10, res.stderr
+    assert lines[-1].split(": ")[1].startswith(lines[-1].split(": ")[1].split("/")[1].split(" ")[0] + "/")  # n/n
+
+
 def test_validate_prints_base_costs_and_smallest_reachable(tiny_config, env):
     res = rayprune("validate", tiny_config, "-q", "--groups", env=env)
     assert res.returncode == 0, res.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -236,6 +237,8 @@ def _seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
 def _reporter(progress: bool | str | ProgressCallback, total: int) -> Iterator[ProgressCallback | None]:
     if progress is False or progress is None:
         yield None
+    elif (progress is True or isinstance(progress, str)) and not _stderr_is_terminal():
+        yield _progress_lines(progress if isinstance(progress, str) else "fine-tune", total)
     elif progress is True or isinstance(progress, str):  # a string: the bar's label
         from tqdm.auto import tqdm
 
@@ -256,6 +259,37 @@ def _reporter(progress: bool | str | ProgressCallback, total: int) -> Iterator[P
             "'progress' must be a bool or a callable (step, total, loss); "
             f"got {type(progress).__name__}."
         )
+
+
+def _stderr_is_terminal() -> bool:
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _progress_lines(label: str, total: int, *, parts: int = 10,
+                    write: Callable[[str], None] | None = None) -> ProgressCallback:
+    """A progress callback for a log file or a pipe, where a tqdm bar is one line redrawn with carriage returns a
+    few times a second (a base model's training filled a CI log with thousands of them): one line per tenth of the
+    steps, and one at the end.
+
+    >>> lines = []
+    >>> update = _progress_lines("train base model", 100, write=lines.append)
+    >>> for step in range(1, 101):
+    ...     update(step, 100, 1.0 / step)
+    >>> len(lines), lines[0], lines[-1]
+    (10, 'train base model: 10/100 it (10 %), loss 0.1000', 'train base model: 100/100 it (100 %), loss 0.0100')
+    """
+    out = write or (lambda line: print(line, file=sys.stderr, flush=True))
+    shown = [0]
+
+    def update(step: int, total_now: int, loss: float) -> None:
+        whole = max(int(total_now or total), 1)
+        part = min(parts, step * parts // whole)
+        if part > shown[0]:
+            shown[0] = part
+            out(f"{label}: {step}/{whole} it ({100 * step // whole} %), loss {loss:.4f}")
+
+    return update
 
 
 def _check_choice(name: str, value: str, choices: dict) -> None:

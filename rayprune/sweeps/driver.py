@@ -507,7 +507,7 @@ def _run_sweep(cfg: Optional[Config], out: Path, *, address: Optional[str], resu
             raise FileNotFoundError(f"--resume: no restorable Tune experiment in {tune_path}.")
         if problem is None:
             problem = PruningProblem.from_config(cfg, log=log, base_costs=setup.base_costs,
-                                                 base_accuracy=setup.base_accuracy)
+                                                 base_accuracy=setup.base_accuracy, progress=bool(verbose))
         check_same_space(state, problem.space, out)
         if (cfg.model.checkpoint is not None and state.get("base_fingerprint") is not None
                 and state["base_fingerprint"] != weights_fingerprint(problem.base_model)):
@@ -533,7 +533,8 @@ def _run_sweep(cfg: Optional[Config], out: Path, *, address: Optional[str], resu
                 connect(address, log=log, metadata=_job_metadata(cfg, out))
                 cfg = _check_resources(cfg, log)
                 if problem is None:
-                    problem = PruningProblem.from_config(cfg, log=log)  # trains and caches the base model once
+                    # trains and caches the base model once (-q: without its progress)
+                    problem = PruningProblem.from_config(cfg, log=log, progress=bool(verbose))
                 levels = levels_from_config(cfg, problem.base_costs, sweep=True)
                 for line in unswept_budget_lines(cfg):
                     log(line)
