@@ -242,13 +242,22 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if ignored:
         print(f"note: {'; '.join(ignored)} does not apply to agent {agent!r} and is ignored.", file=sys.stderr)
     summary = run_prune(cfg, args.out, agent=args.agent, progress=not quiet, address=args.address,
-                        log=_warnings_only if quiet else (lambda m: print(m, flush=True)))
+                        log=_warnings_only if quiet else _console)
     if quiet:
         from .search.prune import summary_table
 
         print(summary_table(summary))
     print(f"\nwrote {Path(args.out) / 'candidates.parquet'} and {Path(args.out) / 'best'}/")
     return 0 if summary["feasible"] else 4
+
+
+def _console(message: str) -> None:
+    """The log of a command that is not quiet: its progress to stdout, its warnings to stderr (as docs/reliability.md
+    says; they went to stdout, so `rayprune prune ... 2> warnings.txt` caught none of them)."""
+    if message.lstrip().startswith("warning:"):
+        print(message.strip(), file=sys.stderr, flush=True)
+    else:
+        print(message, flush=True)
 
 
 def _warnings_only(message: str) -> None:
@@ -324,13 +333,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             f"it takes no config or sweep options (given: {', '.join(given)}). Drop them, or start a new sweep in "
                             "another --out.")
         summary = run_sweep(None, args.out, address=args.address, resume=True,  # type: ignore[arg-type]
-                            verbose=0 if args.quiet else 1)
+                            verbose=0 if args.quiet else 1, log=_console)
         return _sweep_status(summary)
     if args.config is None:
         raise UserError("sweep needs a YAML config (rayprune sweep CONFIG --out DIR), or --resume to continue the "
                         f"sweep in {args.out}.")
     cfg = _with_sweep_options(_load(args), args)
-    summary = run_sweep(cfg, args.out, address=args.address, verbose=0 if args.quiet else 1)
+    summary = run_sweep(cfg, args.out, address=args.address, verbose=0 if args.quiet else 1, log=_console)
     return _sweep_status(summary)
 
 

@@ -605,3 +605,14 @@ def test_prune_quiet_keeps_the_runs_warnings_on_stderr(capsys):
     _warnings_only("note: parameter(s) used outside a layer ...")
     out, err = capsys.readouterr()
     assert out == "" and err == "warning: latency is timed with ONNX Runtime and pruning.round_to is 1: ...\n"
+
+
+def test_prune_and_sweep_write_warnings_to_stderr_and_progress_to_stdout(capsys):
+    """Without -q the run's warnings went to stdout with its progress: `2> warnings.txt` caught none of them, though
+    docs/reliability.md says errors and warnings go to stderr."""
+    from rayprune.cli import _console
+
+    _console("warning: 2 group(s) are left whole ...")
+    _console("random batch 1: 16/48 scored")
+    out, err = capsys.readouterr()
+    assert out == "random batch 1: 16/48 scored\n" and err == "warning: 2 group(s) are left whole ...\n"
