@@ -750,3 +750,23 @@ def test_streamed_2d_samples_keep_their_channel_axis_and_the_error_says_so():
     with pytest.raises(UserError, match=r"does not accept inputs of shape \(1, 6, 20\).*one-channel images.*fed as "
                                         r"given only when they are held in memory, not streamed.*`x = x.squeeze\(1\)`"):
         PruningProblem.from_parts(cfg, data, audio_net_class()(), {"source": "in-memory"}, device=torch.device("cpu"))
+
+
+@pytest.mark.slow
+def test_a_regression_handed_over_in_python_names_its_targets_in_the_exported_model(ray_session, tmp_path):
+    """Python could not name a regression's targets: the exported spec.json and model.onnx did not say which output
+    predicts what. A pandas y's columns name them (or data={'train': ..., 'target_names': [...]})."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5)).astype(np.float32)
+    targets = pd.DataFrame({"cool": x[:, 0] * 2, "heat": x[:, 1] - x[:, 2]})
+    net = torch.nn.Sequential(torch.nn.Linear(5, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+    result = rayprune.prune(net, (x, targets), task="regression", budgets={"params": 0.6}, evaluations=8,
+                            out=tmp_path / "run", log=None, progress=False, **SMALL)
+    spec = json.loads((result.out / "best" / "spec.json").read_text())
+    assert spec["preprocessing"]["target_names"] == ["cool", "heat"]
+    onnx = pytest.importorskip("onnx")
+    props = {p.key: p.value for p in onnx.load(str(result.out / "best" / "model.onnx")).metadata_props}
+    assert "cool" in json.dumps(props)

@@ -447,6 +447,37 @@ def test_real_valued_2d_targets_without_task_regression_are_told_about_the_task(
         dataset_from_splits((x, np.eye(3)[np.arange(40) % 3]))
 
 
+def test_a_regressions_targets_are_named_from_python_or_from_a_pandas_y(tmp_path, monkeypatch):
+    """From Python a regression's outputs could not be named (the CSV path could): spec.json and model.onnx said
+    nothing of which output predicts what (a new user's pass, s32)."""
+    import pandas as pd
+
+    from rayprune.data.factory import load_factory
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 4)), rng.normal(size=(60, 2))
+    assert dataset_from_splits((x, y), task="regression").target_names is None
+    named = dataset_from_splits((x, y), task="regression", target_names=["cool", "heat"])
+    assert named.target_names == ("cool", "heat") and named.num_classes == 2
+    frame = pd.DataFrame(y, columns=["cool", "heat"])
+    assert dataset_from_splits((x, frame), task="regression").target_names == ("cool", "heat")
+    assert dataset_from_splits((x, frame["heat"]), task="regression").target_names == ("heat",)
+    with pytest.raises(UserError, match=r"names 1 target\(s\) \['cool'\], but y has 2 value\(s\) per sample"):
+        dataset_from_splits((x, y), task="regression", target_names=["cool"])
+    with pytest.raises(UserError, match="must be distinct"):
+        dataset_from_splits((x, y), task="regression", target_names=["a", "a"])
+    with pytest.raises(UserError, match="a classifier's classes are named by 'class_names'"):
+        dataset_from_splits((x, np.arange(60) % 3), target_names=["a"])
+    module = tmp_path / "rp_named_factory.py"
+    module.write_text("import numpy as np\n"
+                      "def data():\n"
+                      "    g = np.random.default_rng(0)\n"
+                      "    return {'train': (g.normal(size=(60, 4)), g.normal(size=(60, 2))), 'task': 'regression',\n"
+                      "            'target_names': ['cool', 'heat']}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_factory("rp_named_factory:data", task="regression").target_names == ("cool", "heat")
+
+
 def test_an_npz_of_real_valued_targets_is_a_regression(tmp_path):
     """`data: {name: npz, task: regression}` was refused ('npz holds class labels'): sensor arrays and their
     targets are commonly kept in one .npz."""

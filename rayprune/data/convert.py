@@ -78,6 +78,7 @@ def dataset_from_splits(
     streaming: str | bool = "auto",
     max_resident_mb: float = DEFAULT_MAX_RESIDENT_MB,
     num_workers: int = 0,
+    target_names: Iterable[str] | None = None,
 ) -> Dataset | StreamedDataset:
     """A :class:`~rayprune.data.Dataset` from splits a user holds in memory.
 
@@ -101,7 +102,9 @@ def dataset_from_splits(
 
     ``task="regression"``: ``y`` holds real-valued targets, shape ``(N,)`` or ``(N, k)``, kept as
     float32; missing splits are carved by a seeded random permutation (nothing to stratify on) and
-    ``num_classes`` is the number of outputs.
+    ``num_classes`` is the number of outputs. ``target_names`` names them (output j predicts ``target_names[j]``;
+    recorded in spec.json and model.onnx); None takes them from the train split's ``y`` when it is a pandas
+    DataFrame (its columns) or a named Series.
 
     ``streaming`` (``"auto"``, True, False), ``max_resident_mb`` and ``num_workers``: torch
     Datasets stream instead of being read (a :class:`~rayprune.data.streaming.StreamedDataset`) when
@@ -117,6 +120,7 @@ def dataset_from_splits(
     given = {"train": train, "val": val, "test": test}
     if task not in ("classification", "regression"):
         raise UserError(f"'task' must be 'classification' or 'regression'; got {task!r}.")
+    names = regression_target_names(task, target_names, train)
     policy = StreamingPolicy(streaming, max_resident_mb, num_workers)
     streams, first = _stream_choice(given, policy, name=name)
     if streams:
@@ -124,12 +128,17 @@ def dataset_from_splits(
             raise UserError(f"normalise=True needs statistics of the whole train split, which streamed data "
                             f"({name!r}) never reads at once: apply the normalisation in your Dataset's "
                             f"__getitem__, or pass streaming=False.")
+        if target_names is not None:
+            raise UserError("target_names is recorded for data held in memory; streamed data (a torch Dataset "
+                            f"larger than max_resident_mb, or streaming=True: {name!r}) cannot name its targets yet. "
+                            "Pass streaming=False, or leave target_names out.")
         spec = _split_spec(val_fraction, test_fraction, seed, max_samples, carves_val=val is None)
         return _streamed_from_splits(given, spec, policy, first, name=name, kind=kind, num_classes=num_classes,
                                      class_names=class_names, augment=augment, task=task)
     if task == "regression":
         return _regression_from_splits(given, name=name, kind=kind, normalise=normalise, val_fraction=val_fraction,
-                                       test_fraction=test_fraction, seed=seed, max_samples=max_samples, first=first)
+                                       test_fraction=test_fraction, seed=seed, max_samples=max_samples, first=first,
+                                       target_names=names)
     spec = _split_spec(val_fraction, test_fraction, seed, max_samples, carves_val=val is None)
     return _from_splits(
         given, spec, name=name, kind=kind, num_classes=num_classes, class_names=class_names,
@@ -183,7 +192,8 @@ def _from_splits(
 
 def _regression_from_splits(given: Mapping[str, Split | None], *, name: str, kind: str | None, normalise: bool,
                             val_fraction: float, test_fraction: float, seed: int,
-                            max_samples: int | None, first: Mapping[str, Any] | None = None) -> Dataset:
+                            max_samples: int | None, first: Mapping[str, Any] | None = None,
+                            target_names: tuple[str, ...] | None = None) -> Dataset:
     """:func:`dataset_from_splits` for real-valued targets."""
     if given.get("train") is None:
         raise UserError(f"Dataset {name!r} needs a 'train' split; got none.")
@@ -193,6 +203,12 @@ def _regression_from_splits(given: Mapping[str, Split | None], *, name: str, kin
     widths = {s: (1 if y.ndim == 1 else y.shape[1]) for s, (_, y) in arrays.items()}
     if len(set(widths.values())) != 1:
         raise UserError(f"Every split's y must have the same number of targets; got {widths}.")
+    width = next(iter(widths.values()))
+    if target_names is not None and len(target_names) != width:
+        raise UserError(f"target_names names {len(target_names)} target(s) {list(target_names)}, but y has {width} "
+                        f"value(s) per sample; give one name per column of y, in its order.")
+    if target_names is not None and len(set(target_names)) != len(target_names):
+        raise UserError(f"target_names must be distinct (output j predicts target_names[j]); got {list(target_names)}.")
     sample_shape = _common_sample_shape(arrays)
     kind, input_shape = _infer_kind(kind, sample_shape)
     arrays = {split: (x.reshape(len(x), *input_shape), y) for split, (x, y) in arrays.items()}
@@ -213,8 +229,40 @@ def _regression_from_splits(given: Mapping[str, Split | None], *, name: str, kin
     tensors, mean, std = _tensors(parts, kind, normalise, given_x=[x for x, _ in arrays.values()])
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = tensors
     return Dataset(name=name, kind=kind, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test,
-                   y_test=y_test, num_classes=next(iter(widths.values())), input_shape=input_shape, augment=None,
-                   mean=mean, std=std, task="regression", **_feature_fields(parts, kind, normalise))
+                   y_test=y_test, num_classes=width, input_shape=input_shape, augment=None,
+                   mean=mean, std=std, task="regression", target_names=target_names,
+                   **_feature_fields(parts, kind, normalise))
+
+
+def regression_target_names(task: str, given: Iterable[str] | None, train: Any) -> tuple[str, ...] | None:
+    """The names of a regression's targets: ``given``, else :func:`_pandas_target_names` of the train split; a
+    ``UserError`` when names are given for a classifier (its classes are ``class_names``)."""
+    if given is not None and task != "regression":
+        raise UserError("'target_names' names a regression's outputs (task='regression'); a classifier's classes "
+                        f"are named by 'class_names'. Got target_names={list(given)!r} with task={task!r}.")
+    if task != "regression":
+        return None
+    return _pandas_target_names(train) if given is None else tuple(str(t) for t in given)
+
+
+def _pandas_target_names(train: Any) -> tuple[str, ...] | None:
+    """The names of a regression's targets when the train split's ``y`` is a pandas DataFrame (its columns) or a
+    named Series; None otherwise.
+
+    >>> import pandas as pd
+    >>> _pandas_target_names((np.zeros((2, 3)), pd.DataFrame({"temp": [1.0, 2.0], "load": [0.0, 1.0]})))
+    ('temp', 'load')
+    >>> _pandas_target_names((np.zeros((2, 3)), pd.Series([1.0, 2.0], name="price"))), _pandas_target_names(None)
+    (('price',), None)
+    """
+    if not (isinstance(train, (tuple, list)) and len(train) == 2):
+        return None
+    y = train[1]
+    columns = getattr(y, "columns", None)
+    if columns is not None and getattr(y, "ndim", 0) == 2:
+        return tuple(str(c) for c in columns)
+    name = getattr(y, "name", None) if type(y).__name__ == "Series" else None
+    return (str(name),) if name is not None else None
 
 
 def _tensors(parts, kind: str, normalise: bool, *, given_x: list[np.ndarray]):

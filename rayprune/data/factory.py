@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .._imports import import_object
 from ..errors import UserError, UserTypeError
-from .convert import _from_splits, _regression_from_splits
+from .convert import _from_splits, _regression_from_splits, regression_target_names
 from .datasets import Dataset, _split_spec, _SplitSpec
 from .streamed_splits import _stream_choice, _streamed_from_splits
 from .streaming import StreamedDataset, StreamingPolicy
@@ -64,14 +64,20 @@ def load_factory(factory: str, *, spec: _SplitSpec | None = None, task: str = "c
         return result
     splits, options = split_objects(result, source=f"The data factory {factory!r} must return")
     task = options.pop("task", task)
+    given_names = options.pop("target_names", None)
     try:
+        target_names = regression_target_names(task, given_names, splits["train"])
         streams, first = _stream_choice(splits, policy, name=factory)
         if streams:
+            if given_names is not None:
+                raise UserError("target_names is recorded for data held in memory; streamed data cannot name its "
+                                "targets yet: return arrays, or leave target_names out.")
             return _streamed_from_splits(splits, spec, policy, first, name=factory, task=task, **options)
         if task == "regression":
             return _regression_from_splits(splits, name=factory, kind=None, normalise=False,
                                            val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
-                                           seed=spec.seed, max_samples=spec.max_samples, first=first)
+                                           seed=spec.seed, max_samples=spec.max_samples, first=first,
+                                           target_names=target_names)
         return _from_splits(splits, spec, name=factory, normalise=False, first=first, **options)
     except UserError as err:
         raise type(err)(f"The data of factory {factory!r}: {err}") from err
@@ -99,16 +105,17 @@ def split_objects(result: Any, *, source: str) -> tuple[dict[str, Any], dict[str
     factory returned or the Python API was given; ``source`` starts the error message
     (``"The data factory 'pkg.mod:f' must return"``, ``"data= must be"``)."""
     expected = (
-        "a dict with 'train' (and optionally 'val', 'test', 'class_names', 'num_classes'), a tuple "
+        "a dict with 'train' (and optionally 'val', 'test', 'class_names', 'num_classes', a regression's "
+        "'target_names'), a tuple "
         "(train, val[, test]), or one (x, y) pair or torch Dataset"
     )
     if isinstance(result, Mapping):
-        extra = sorted(set(map(str, result)) - {*SPLITS, "class_names", "num_classes", "task"})
+        extra = sorted(set(map(str, result)) - {*SPLITS, "class_names", "num_classes", "task", "target_names"})
         if extra or "train" not in result:
             problem = f"unknown key(s) {extra}" if extra else "no 'train' key"
             raise UserError(f"{source} {expected}; got a dict with {problem} (keys: {sorted(map(str, result))}).")
         splits = {split: result.get(split) for split in SPLITS}
-        options = {k: result[k] for k in ("class_names", "num_classes", "task") if k in result}
+        options = {k: result[k] for k in ("class_names", "num_classes", "task", "target_names") if k in result}
         return splits, options
     if isinstance(result, torch.utils.data.Dataset) or (
         isinstance(result, (tuple, list)) and result and _array_like(result[0])
