@@ -964,3 +964,29 @@ def test_text_columns_whose_one_hot_names_collide_are_refused_naming_both(tmp_pa
         load_dataset("tabular", path=tmp_path / "n.csv", label="species")
     ok = load_dataset("tabular", path=tmp_path / "t.csv", label="species", drop=["zone_type"])
     assert len(set(ok.feature_names)) == len(ok.feature_names)
+
+
+@pytest.mark.parametrize("scale", ["minmax", "none"])
+def test_spec_json_says_which_column_and_value_each_one_hot_feature_encodes(tmp_path: Path, scale: str) -> None:
+    """feature_names listed 'colour_red' alone: a device preparing a raw row had to guess that it is column 'colour'
+    equal to 'red' (and a column or value holding '_' made the name ambiguous). spec.json's preprocessing now maps
+    each one-hot feature to its (column, value), and a raw row encoded from it alone gives the loader's features."""
+    from rayprune.data.datasets import preprocessing_of
+
+    frame = _frame(60).assign(colour=np.array(["dark_red", "green", "blue"])[np.arange(60) % 3])
+    path = tmp_path / "plants.csv"
+    frame.to_csv(path, index=False)
+    data = load_dataset("tabular", path=path, label="species", seed=0, scale=scale)
+    spec = preprocessing_of(data)
+    assert spec["one_hot"] == {"colour_blue": {"column": "colour", "value": "blue"},
+                               "colour_dark_red": {"column": "colour", "value": "dark_red"},
+                               "colour_green": {"column": "colour", "value": "green"}}
+    row = frame.iloc[0]  # encode one raw row with spec.json alone
+    raw = [float(row[spec["one_hot"][f]["column"]] == spec["one_hot"][f]["value"]) if f in spec["one_hot"]
+           else float(row[f]) for f in spec["feature_names"]]
+    if scale == "minmax":
+        raw = [(v - lo) / sp for v, lo, sp in zip(raw, spec["low"], spec["span"])]
+    every = torch.cat([data.x_train, data.x_val, data.x_test]).numpy()
+    assert np.isclose(every, np.asarray(raw, dtype=np.float32), atol=1e-5).all(axis=1).any()  # the loader's row
+    numeric = load_dataset("tabular", path=path, label="species", seed=0, drop=["colour"])
+    assert "one_hot" not in preprocessing_of(numeric)

@@ -94,6 +94,8 @@ class Dataset:
     out: a model trained elsewhere on that file may have trained on them (:func:`rayprune.problem.warn_if_carved`)."""
     target_names: tuple[str, ...] | None = None
     """Regression from a table: its label columns; output j predicts ``target_names[j]`` (recorded with exports)."""
+    one_hot: tuple[tuple[str, str, str], ...] = ()
+    """A user's table: the features one-hot encoded from a text column, ``(feature name, column, value)``."""
 
     streamed: ClassVar[bool] = False
     """Device-resident tensors (a :class:`~rayprune.data.streaming.StreamedDataset` streams)."""
@@ -599,6 +601,7 @@ def _tabular_dataset(name: str, table: Table, spec: _SplitSpec, *, scale: str | 
         if low is None else (),
         carved=carved if user_file else (),
         target_names=table.target_names if regression and user_file else None,
+        one_hot=table.one_hot if user_file else (),
     )
 
 
@@ -701,11 +704,19 @@ def preprocessing_of(data) -> dict:
             data, "feature_names", None) and not str(getattr(data, "name", "")).startswith("sklearn:") else []
         return {"kind": kind, "input_shape": shape, "layout": "N x features, float32", **outputs,
                 "steps": [*source, *one_hot, "per feature j: (x - low[j]) / span[j] (the train split's min and range)"],
-                "feature_names": list(getattr(data, "feature_names", None) or []), "low": list(low),
-                "span": list(getattr(data, "feature_span", None) or [])}
+                "feature_names": list(getattr(data, "feature_names", None) or []), **_one_hot_of(data),
+                "low": list(low), "span": list(getattr(data, "feature_span", None) or [])}
     features = list(getattr(data, "feature_names", None) or [])
     return {"kind": kind, "input_shape": shape, **outputs, **({"feature_names": features} if features else {}),
-            "steps": source or ["as given (cast to float32): rayprune did not transform these inputs"]}
+            **_one_hot_of(data), "steps": source or ["as given (cast to float32): rayprune did not transform these inputs"]}
+
+
+def _one_hot_of(data) -> dict:
+    """``{"one_hot": {feature: {"column": c, "value": v}}}`` for a table's one-hot features (1.0 where the raw row's
+    column ``c`` holds ``v``, else 0.0: a value not seen in the file, or an empty cell, is all zeros); ``{}``
+    without them."""
+    pairs = getattr(data, "one_hot", ()) or ()
+    return {"one_hot": {f: {"column": c, "value": v} for f, c, v in pairs}} if pairs else {}
 
 
 def _split(

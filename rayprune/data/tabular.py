@@ -52,6 +52,9 @@ class Table(NamedTuple):
     splits: np.ndarray | None = None
     #: a regression's label columns, in the order of ``labels``' columns (output j predicts target_names[j])
     target_names: tuple[str, ...] | None = None
+    #: the features one-hot encoded from a text column: ``(feature name, column, value)``, 1.0 where the row's
+    #: ``column`` holds ``value``
+    one_hot: tuple[tuple[str, str, str], ...] = ()
 
 
 #: the values a ``split_column`` may hold
@@ -197,6 +200,7 @@ def table_from_frame(
         class_names=class_names,
         feature_names=tuple(str(c) for c in encoded.columns),
         splits=splits,
+        one_hot=_one_hot_sources(features, encoded),
     )
 
 
@@ -228,7 +232,8 @@ def _regression_table(frame: pd.DataFrame, features: pd.DataFrame, label: str | 
     _reject_infinite(encoded, where)
     return Table(features=encoded.to_numpy(dtype=np.float64), labels=target, class_names=None,  # type: ignore[arg-type]
                  feature_names=tuple(str(c) for c in encoded.columns), splits=splits,
-                 target_names=(str(label),) if isinstance(label, str) else tuple(map(str, label)))
+                 target_names=(str(label),) if isinstance(label, str) else tuple(map(str, label)),
+                 one_hot=_one_hot_sources(features, encoded))
 
 
 def _label_columns(label: str | Sequence[str], task: str) -> list[str]:
@@ -455,6 +460,20 @@ def _one_hot(features: pd.DataFrame, where: str) -> pd.DataFrame:
                         + " — a raw row could not be told apart in spec.json's feature_names. Rename a column (or a "
                         "value) so that every '<column>_<value>' name is unique.")
     return encoded
+
+
+def _one_hot_sources(features: pd.DataFrame, encoded: pd.DataFrame) -> tuple[tuple[str, str, str], ...]:
+    """``(feature name, column, value)`` of every feature :func:`_one_hot` made from a text column, in the order of
+    ``encoded``'s columns: what a raw row needs to be encoded on a device (``spec.json``'s ``one_hot``).
+
+    >>> frame = pd.DataFrame({"size": [1.0, 2.0], "town": ["north", "south"]})
+    >>> _one_hot_sources(frame, _one_hot(frame, "t"))
+    (('town_north', 'town', 'north'), ('town_south', 'town', 'south'))
+    """
+    made = {f"{column}_{value}": (str(column), str(value)) for column in _text_columns(features)
+            for value in pd.unique(features[column].dropna())}
+    return tuple((str(name), *made[str(name)]) for name in encoded.columns if str(name) in made
+                 and str(name) not in set(map(str, features.columns)))
 
 
 def _warn_wide(features: pd.DataFrame, categorical: list, where: str) -> None:
