@@ -105,7 +105,38 @@ def _data_line(cfg, data) -> str:
                       if prep.get(key))
     return (f"# data: {cfg.data.name}: {facts['n_train']} train / {facts['n_val']} val / {facts['n_test']} test "
             f"samples of shape {tuple(facts['input_shape'])}; each input as the model sees it: "
-            f"{'; '.join(prep['steps'])}{numbers}")
+            f"{'; '.join(prep['steps'])}{numbers}{_features_and_outputs(data, prep)}")
+
+
+def _features_and_outputs(data, prep: dict, shown: int = 12) -> str:
+    """``; features: ...; outputs: ...`` for the data line: a table's input columns (which text column each one-hot
+    feature comes from) and what each model output is (a regression's target columns, a classifier's classes), so a
+    user can check their model's input and output order before a run.
+
+    >>> from types import SimpleNamespace
+    >>> prep = {"feature_names": ["a", "zone_n", "zone_s"], "one_hot": {"zone_n": {"column": "zone", "value": "n"},
+    ...         "zone_s": {"column": "zone", "value": "s"}}, "target_names": ["heat", "cool"]}
+    >>> _features_and_outputs(SimpleNamespace(task="regression", num_classes=2), prep)
+    '; features: a, zone_n, zone_s (zone_*: column zone one-hot); outputs: 2 targets: heat, cool'
+    """
+    def listed(names: list) -> str:
+        return ", ".join(map(str, names[:shown])) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
+
+    parts = []
+    features = list(prep.get("feature_names") or [])
+    if features:
+        columns = list(dict.fromkeys(v["column"] for v in (prep.get("one_hot") or {}).values()))
+        encoded = f" ({', '.join(f'{c}_*' for c in columns)}: column{'s' if len(columns) > 1 else ''} " \
+                  f"{', '.join(columns)} one-hot)" if columns else ""
+        parts.append(f"features: {listed(features)}{encoded}")
+    n = int(getattr(data, "num_classes", 0) or 0)
+    if getattr(data, "task", "classification") == "regression":
+        targets = list(prep.get("target_names") or [])
+        parts.append(f"outputs: {n} target{'s' if n != 1 else ''}" + (f": {listed(targets)}" if targets else ""))
+    elif n:
+        classes = list(prep.get("class_names") or [])
+        parts.append(f"outputs: {n} classes" + (f": {listed(classes)}" if classes else ""))
+    return "".join(f"; {p}" for p in parts)
 
 
 def _neon_line(cfg, problem) -> str:

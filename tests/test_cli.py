@@ -165,6 +165,8 @@ def test_validate_a_csv_regression_checkpoint_names_its_metric_and_warns_about_c
     assert res.returncode == 0, res.stderr
     assert "val neg_mse -" in res.stdout and "%" not in res.stdout.split("# base model")[1].splitlines()[0]
     assert "split the val and test rows off" in res.stderr and "data.split_column" in res.stderr
+    [line] = [ln for ln in res.stdout.splitlines() if ln.startswith("# data:")]
+    assert line.endswith("; features: f0, f1, f2, f3; outputs: 1 target: price"), line  # the order to check a model by
     merged = subprocess.run([sys.executable, "-m", "rayprune.cli", "validate", str(config), "-q"], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600).stdout
     assert merged.index("smallest reachable") < merged.index("split the val and test rows off")  # said last, not
@@ -593,6 +595,7 @@ def test_validate_says_how_inputs_are_prepared_and_which_layers_each_group_edits
 
     mean = load_dataset("digits", seed=0).mean  # digits is normalised like an image folder: its numbers are shown
     assert " train / " in line and "population std" in line and f"mean [{round(float(mean[0]), 4)}]" in line, line
+    assert line.endswith("; outputs: 10 classes: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9"), line
     assert "layers it edits" in res.stdout and "features.0" in res.stdout
 
 
