@@ -30,6 +30,7 @@ decides on validation only; test accuracy is reported, never used to choose.
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -530,6 +531,23 @@ def _final_fields(final: Mapping[str, Any], cost_names: Sequence[str]) -> dict[s
             **{c: final[c] for n in cost_names for c in paired_columns(n) if c in final}}
 
 
+def _found_by(row: pd.Series) -> dict[str, Any]:
+    """Which search found a candidate (its row's ``agent`` and ``seed``), for the exported model's summary: a sweep's
+    ``models/<level>/spec.json`` did not say which of its agents found the model.
+
+    >>> _found_by(pd.Series({"agent": "evolution", "seed": 3, "accuracy": 0.9}))
+    {'agent': 'evolution', 'seed': 3}
+    >>> _found_by(pd.Series({"agent": None, "seed": float("nan")}))
+    {}
+    """
+    found = {}
+    for key in ("agent", "seed"):
+        value = row.get(key)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            found[key] = int(value) if key == "seed" else str(value)
+    return found
+
+
 def _run_finals(jobs: dict[str, tuple[int, pd.Series]], results, finals: dict[str, dict[str, Any]], *, pool,
                 out: Path, seed: int, extra, writer: CandidateWriter, log: Log, cost_names: Sequence[str]) -> None:
     """One parallel round of final fine-tunes (``jobs``: candidate id -> (level index, its row)), largest
@@ -539,7 +557,7 @@ def _run_finals(jobs: dict[str, tuple[int, pd.Series]], results, finals: dict[st
     summaries = pool.finalize_many([
         dict(keep_ratios=[float(r) for r in best["keep_ratios"]], seed=seed,
              export_dir=str(out / "models" / FINALS_DIR / cid),
-             extra={**dict(extra or {}), "found_for": results[li].level.name})
+             extra={**dict(extra or {}), "found_for": results[li].level.name, **_found_by(best)})
         for cid, (li, best) in jobs.items()])
     done = [{**summary, "candidate_id": cid, "row": best, "found_for": results[li].level.name}
             for (cid, (li, best)), summary in zip(jobs.items(), summaries)]
