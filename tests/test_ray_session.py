@@ -169,3 +169,34 @@ def test_a_submitted_pretrain_job_runs_on_the_cluster(tmp_path, ray_head):
                            capture_output=True, text=True, timeout=180, env=ray_head["env"])
     assert tasks.returncode == 0, tasks.stderr[-3000:]
     assert json.loads(tasks.stdout.strip().splitlines()[-1]) == ["FINISHED", "FINISHED"]
+
+
+def test_ray_start_lines_of_a_private_instance_are_dropped_and_every_other_line_kept():
+    """Every command's stderr began with Ray's token notice and its coloured "Started a local Ray instance. View the
+    dashboard at ..." line, though the command says itself that it started Ray (a new user's pass, s32)."""
+    import logging
+
+    from rayprune.ray_session import _LOCAL_START_LINES, _without_local_start_lines
+
+    seen = []
+
+    class Kept(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    loggers = [logging.getLogger(name) for name, _ in _LOCAL_START_LINES]
+    handler, levels = Kept(), [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        with _without_local_start_lines():
+            loggers[0].warning("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=...")
+            loggers[1].info("Started a local Ray instance. View the dashboard at http://127.0.0.1:8265")
+            loggers[1].warning("Something else Ray says")
+        loggers[1].info("Started a local Ray instance.")  # outside the start: kept
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+    assert seen == ["Something else Ray says", "Started a local Ray instance."]
