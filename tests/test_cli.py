@@ -255,12 +255,19 @@ def test_prune_random_evaluates_the_requested_number_of_candidates(tiny_config, 
     assert res.returncode == 0, res.stderr
     # no error-level line from Ray about the evaluators' restarts (ray-project/ray#53727): nothing went wrong
     assert "constructor arguments in the object store" not in res.stderr
+    # nor Ray's start-up lines for a private instance (the token notice; "View the dashboard" in colour codes)
+    assert "Token authentication is enabled" not in res.stderr and "Started a local Ray instance." not in res.stderr
     rows = pd.read_parquet(out / "candidates.parquet")
     search = rows[rows["stage"] == "search"]
     assert len(search) == 3 and search["feasible"].all()
     assert (search["params"] <= search["limit_params"]).all()
     # random directions scaled to the boundary: each candidate uses most of the budget
     assert (search["params"] >= 0.6 * search["limit_params"]).all()
+    # the exported spec.json carries the latency re-timed alone after the finals, as summary.json does (it kept the
+    # timing taken beside the other finals until session 32)
+    summary = json.loads((out / "best" / "summary.json").read_text())
+    spec = json.loads((out / "best" / "spec.json").read_text())["summary"]
+    assert spec["latency_ms"] == summary["pruned"]["latency_ms"] and "latency_ms_during_finals" in spec
     again = rayprune("prune", tiny_config, "--agent", "random", "--out", out, "-q", env=env)  # never mix two runs
     assert again.returncode == 2 and "not empty" in again.stderr
     assert len(pd.read_parquet(out / "candidates.parquet")) == len(rows)

@@ -3,6 +3,7 @@
 Every test runs the CLI in a subprocess, as a user would; each sweep starts (or joins) its own Ray.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -51,6 +52,20 @@ def _sigint_default() -> None:
     ignored (a background job of a shell script: Python then never raises KeyboardInterrupt, and the tests that
     send SIGINT saw the sweep run to the end)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def cli_process(*args, **popen):
+    """A rayprune command started in a session of its own; on leaving (a failed assertion too), killed with its
+    process group — the driver and the local Ray it started — if it still runs."""
+    proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", *map(str, args)], start_new_session=True, **popen)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
 
 def write_config(folder: Path, evaluations=16, finetune=3, score="two_stage", agents=("random", "crl"),
                  checkpoint_seconds=0) -> Path:
@@ -149,6 +164,8 @@ def test_two_agents_sweep_two_levels_end_to_end(tmp_path, env):
                            env=env, timeout=120)
         assert n.returncode == 0, n.stderr
         assert int(n.stdout) == member["params"] <= limits[member["level"]] * base
+        summary = json.loads((Path(member["export_path"]) / "spec.json").read_text())["summary"]
+        assert (summary["agent"], summary["seed"]) == (member["agent"], 4)  # which of the agents found it
     report = rayprune("report", out, env=env, timeout=120)
     assert report.returncode == 0 and "params=0.3" in report.stdout and "crl" in report.stdout
     again = rayprune("sweep", write_config(tmp_path), "--out", out, env=env, timeout=120)
@@ -159,6 +176,15 @@ def test_two_agents_sweep_two_levels_end_to_end(tmp_path, env):
     assert resumed.returncode == 0 and "finished already" in resumed.stdout + resumed.stderr, resumed.stderr[-2000:]
     assert weights and {p: p.stat().st_mtime_ns for p in (out / "models").rglob("weights.pt")} == weights
     assert json.loads((out / "sweep.json").read_text())["status"] == "finished"
+    # moved elsewhere (a shared drive, another machine): the report names the models where they are now
+    moved = tmp_path / "elsewhere" / "sweep"
+    moved.parent.mkdir()
+    out.rename(moved)
+    from rayprune.report import _load
+
+    _, moved_rows, moved_front = _load(moved)
+    assert len(moved_front) and all(Path(p).is_dir() and Path(p).is_relative_to(moved) for p in moved_front["export_path"])
+    assert all(Path(p).is_relative_to(moved) for p in exported_rows(moved_rows)["export_path"])
 
 
 @pytest.mark.slow
@@ -174,11 +200,9 @@ def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds, ho
     evaluations = 24 if how == "kill" else 64
     cfg = write_config(tmp_path, evaluations=evaluations, finetune=60, score="finetune", agents=("random",),
                        checkpoint_seconds=checkpoint_seconds)
-    proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out), "-q"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=_sigint_default)
     stderr = ""
-    try:
+    with cli_process("sweep", cfg, "--out", out, "-q", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                     text=True, preexec_fn=_sigint_default) as proc:
         deadline = time.time() + 400
         while time.time() < deadline:
             shards = list((out / "candidates").glob("*.parquet"))
@@ -192,10 +216,6 @@ def test_resume_after_the_driver_is_killed(tmp_path, env, checkpoint_seconds, ho
         if how != "kill":  # the driver only, as `kill -INT` / `kill` (a job scheduler's stop) would
             proc.send_signal(signal.SIGINT if how == "ctrl-c" else signal.SIGTERM)
             stderr = proc.communicate(timeout=120)[1]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
-            proc.wait()
     if how != "kill":  # stopped gracefully: said so, nothing selected, resumable
         assert proc.returncode == 130, stderr[-3000:]
         assert "interrupted" in stderr and "trial(s) had not finished" in stderr and "--resume --out" in stderr
@@ -223,11 +243,10 @@ def test_ctrl_c_in_the_selection_keeps_every_search_row_and_resume_redoes_only_t
     out = tmp_path / "out"
     cfg = write_config(tmp_path, evaluations=16, finetune=300, agents=("random",))  # long re-ranks: time to land
     err_file = tmp_path / "stderr.txt"
-    with open(err_file, "w") as err:  # a file, not a pipe: a pipe nobody reads can fill and block the driver
-        proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out)],
-                                env=env, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True, preexec_fn=_sigint_default)
     stdout = []
-    try:
+    # stderr to a file, not a pipe: a pipe nobody reads can fill and block the driver
+    with open(err_file, "w") as err, cli_process("sweep", cfg, "--out", out, env=env, stdout=subprocess.PIPE, stderr=err,
+                                                 text=True, preexec_fn=_sigint_default) as proc:
         deadline = time.time() + 400
         for line in proc.stdout:  # the driver's progress lines, unbuffered (env)
             stdout.append(line)
@@ -237,10 +256,6 @@ def test_ctrl_c_in_the_selection_keeps_every_search_row_and_resume_redoes_only_t
         time.sleep(1.0)  # into the first re-rank fine-tune
         proc.send_signal(signal.SIGINT)
         stdout.append(proc.communicate(timeout=180)[0])
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     stderr = err_file.read_text()
     assert proc.returncode == 130, stderr[-3000:]
     assert "during the selection" in stderr and f"--resume --out {out}" in stderr, stderr[-3000:]
@@ -262,11 +277,9 @@ def test_a_crashed_trial_process_is_restarted_by_tune_from_its_checkpoint_withou
     # six batches: on a fast day three finished within the second the test waits after the first
     # checkpoint, and the sweep ended before its trial could be killed (session 15)
     cfg = write_config(tmp_path, evaluations=48, finetune=60, score="finetune", agents=("random",))
-    proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "sweep", str(cfg), "--out", str(out), "-q"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=_sigint_default)
     killed = []
-    try:
+    with cli_process("sweep", cfg, "--out", out, "-q", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                     text=True, preexec_fn=_sigint_default) as proc:
         deadline = time.time() + 400
         while time.time() < deadline and not killed:
             if list((out / "tune").glob("*/checkpoint_*")) and list((out / "candidates").glob("*.parquet")):
@@ -278,9 +291,6 @@ def test_a_crashed_trial_process_is_restarted_by_tune_from_its_checkpoint_withou
             time.sleep(0.3)
         assert killed, "no trial process to kill"
         _, stderr = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, stderr[-3000:]
     assert json.loads((out / "sweep.json").read_text())["status"] == "finished"
     rows = check_sweep_outputs(out, agents=("random",))
@@ -439,21 +449,14 @@ def test_a_prune_stopped_by_sigterm_says_what_it_kept_and_exits_130(tmp_path, en
     cfg = write_config(tmp_path, evaluations=400, agents=("random",))
     out = tmp_path / "p"
     err_file = tmp_path / "stderr.txt"
-    with open(err_file, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "rayprune.cli", "prune", str(cfg), "--budget", "params=0.5",
-                                 "--out", str(out), "-q"], env=env, stdout=subprocess.DEVNULL, stderr=err,
-                                start_new_session=True)
-    try:
+    with open(err_file, "w") as err, cli_process("prune", cfg, "--budget", "params=0.5", "--out", out, "-q", env=env,
+                                                 stdout=subprocess.DEVNULL, stderr=err) as proc:
         deadline = time.time() + 300
         while not list((out / "candidates").glob("*.parquet")) and time.time() < deadline and proc.poll() is None:
             time.sleep(0.5)
         assert list((out / "candidates").glob("*.parquet")), err_file.read_text()[-3000:]
         proc.send_signal(signal.SIGTERM)  # the driver alone, as `kill PID` does
         proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     stderr = err_file.read_text()
     assert proc.returncode == 130, stderr[-3000:]
     assert "rayprune prune: interrupted: stopped by SIGTERM" in stderr or "every scored candidate is kept" in stderr
