@@ -503,7 +503,7 @@ def sweep(
 
     from .config import parse_config
     from .pruning import load_pruned
-    from .results import exported_rows, read_candidates
+    from .results import exported_rows, read_candidates, with_current_paths
     from .search.prune import check_out_dir, given_back_if_empty
     from .sweeps.driver import SWEEP_FILE, load_state, run_sweep, sweep_agents, without_unswept_neon
 
@@ -533,7 +533,7 @@ def sweep(
         problem = _problem(model, data, cfg, out_dir if kept else staging, progress=False, log=log_fn, reuse=kept)
         summary = run_sweep(None if resume else cfg, out_dir, address=address, resume=resume, log=log_fn,
                             verbose=verbose, problem=problem, from_python=True)
-    rows = read_candidates(out_dir)
+    rows = with_current_paths(read_candidates(out_dir), out_dir)  # a finished sweep moved, then resumed
     finals = exported_rows(rows) if not rows.empty else rows
     factory = _unpruned_factory(model) if is_in_memory(cfg.model.name) else None
     models = {}
@@ -542,7 +542,7 @@ def sweep(
         if isinstance(path, str) and Path(path).is_dir():
             models[str(row["level"])] = load_pruned(path, factory=factory)
     front_path = out_dir / "pareto.parquet"
-    front = pd.read_parquet(front_path) if front_path.is_file() else pd.DataFrame()
+    front = with_current_paths(pd.read_parquet(front_path) if front_path.is_file() else pd.DataFrame(), out_dir)
     state = json.loads((out_dir / SWEEP_FILE).read_text())
     return SweepResult(front=front, models=models, candidates=rows, summary=summary, out=out_dir,
                        levels=state.get("levels", []))

@@ -23,13 +23,13 @@ __all__ = ["make_report", "summary_text", "front_table", "agent_table", "trial_t
 
 
 def _load(out: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    from .results import read_candidates
+    from .results import read_candidates, with_current_paths
     from .sweeps.driver import load_state
 
     state = load_state(out)
     rows = read_candidates(out)  # the shards: complete even when candidates.parquet was not merged yet
     front = pd.read_parquet(out / "pareto.parquet") if (out / "pareto.parquet").is_file() else pd.DataFrame()
-    return state, rows, front
+    return state, with_current_paths(rows, out), with_current_paths(front, out)  # a sweep moved or copied
 
 
 def _costs(state: dict[str, Any], rows: pd.DataFrame) -> list[str]:

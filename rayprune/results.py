@@ -209,6 +209,37 @@ def read_candidates(directory: str | os.PathLike) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def relocated(path: Optional[str], directory: str | os.PathLike) -> Optional[str]:
+    """Where an ``export_path`` a run recorded (absolute) is in ``directory``, the run's directory as it is now
+    (moved or copied: a copy's report names the copy's models): its part from the last ``models/`` on, under
+    ``directory``, when that is there; else as recorded (None stays None).
+
+    >>> import tempfile
+    >>> moved = Path(tempfile.mkdtemp())
+    >>> (moved / "models" / "params=0.5").mkdir(parents=True)
+    >>> relocated("/old/place/sweep/models/params=0.5", moved) == str(moved / "models" / "params=0.5")
+    True
+    >>> relocated("/old/place/sweep/models/gone", moved), relocated(None, moved), relocated("/x/best", moved)
+    ('/old/place/sweep/models/gone', None, '/x/best')
+    """
+    if not isinstance(path, str):
+        return path
+    parts = Path(path).parts
+    if "models" not in parts:
+        return path
+    here = Path(directory).joinpath(*parts[len(parts) - 1 - parts[::-1].index("models"):])
+    return str(here) if here.exists() else path
+
+
+def with_current_paths(frame: pd.DataFrame, directory: str | os.PathLike) -> pd.DataFrame:
+    """``frame`` with its ``export_path`` column :func:`relocated` to ``directory`` (a sweep read after it was
+    moved or copied named its models where they were; ``rayprune report`` and the Python API showed or loaded
+    nothing there)."""
+    if frame.empty or "export_path" not in frame.columns:
+        return frame
+    return frame.assign(export_path=[relocated(p, directory) for p in frame["export_path"]])
+
+
 def drop_rows_after(directory: str | os.PathLike, trial_id: str, iteration: int, *, stage: Optional[str] = None) -> int:
     """Remove ``trial_id``'s rows with ``iteration > iteration`` (of ``stage``, if given); returns how many.
 
