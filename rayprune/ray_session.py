@@ -22,14 +22,13 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import signal
 import threading
 from collections.abc import Callable, Mapping
 
 from rayprune._auth import token_available, use_cluster_token
+from rayprune._logs import without_log_lines
 from rayprune.errors import UserError
 
 __all__ = ["connect"]
@@ -92,7 +91,7 @@ def connect(
                                    ("include_dashboard", include_dashboard)) if v is not None}
         for attempt in (1, 2):  # on a loaded machine the raylet can miss its start-up deadline once
             try:
-                with _without_local_start_lines():
+                with without_log_lines(_LOCAL_START_LINES):
                     ray.init(address="local", log_to_driver=False, job_config=job, **local)
                 break
             except Exception as exc:
@@ -107,33 +106,9 @@ def connect(
 
 #: Ray's own lines when it starts a private local instance, said again (without colour codes) by the line
 #: "Started a local Ray instance: {resources}"; the token notice concerns a cluster that others join, not a private
-#: instance of one command: (logger, the start of its message)
-_LOCAL_START_LINES = (("ray._private.authentication.authentication_token_setup", "Token authentication is enabled"),
-                      ("ray._private.worker", "Started a local Ray instance"))
-
-
-class _DropLines(logging.Filter):
-    def __init__(self, start: str) -> None:
-        super().__init__()
-        self.start = start
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.start)
-
-
-@contextlib.contextmanager
-def _without_local_start_lines():
-    """While a private local Ray starts: without Ray's token notice and its "Started a local Ray instance. View the
-    dashboard at ..." line (ANSI colour codes in a log file; the command says it started Ray in its own line). Any
-    other line of Ray's is kept."""
-    filters = [(logging.getLogger(name), _DropLines(start)) for name, start in _LOCAL_START_LINES]
-    for logger, dropped in filters:
-        logger.addFilter(dropped)
-    try:
-        yield
-    finally:
-        for logger, dropped in filters:
-            logger.removeFilter(dropped)
+#: instance of one command: logger name -> message fragment
+_LOCAL_START_LINES = {"ray._private.authentication.authentication_token_setup": "Token authentication is enabled",
+                      "ray._private.worker": "Started a local Ray instance."}
 
 
 #: seconds a HOST:PORT address has to accept a TCP connection before the join is refused (Ray retried for minutes)

@@ -843,7 +843,7 @@ def test_an_error_without_a_message_is_named_and_another_process_drops_the_same_
                                   "rayprune.engine.objective", "rayprune.results", "rayprune.cli",
                                   "rayprune.ray_session", "rayprune.report", "rayprune.submit", "rayprune.neon.selection",
                                   "rayprune.data.tabular", "rayprune.costs.paired", "rayprune.engine.train",
-                                  "rayprune.data.convert"])
+                                  "rayprune.data.convert", "rayprune._logs"])
 def test_the_examples_in_the_docstrings_hold(name):
     """The README's test command does not collect doctests: the examples of these modules (block rankings,
     per-group rounding, the tie-break of the monotone choice, attention MACs, level specs, a dataset's token ids and

@@ -176,7 +176,8 @@ def test_ray_start_lines_of_a_private_instance_are_dropped_and_every_other_line_
     dashboard at ..." line, though the command says itself that it started Ray (a new user's pass, s32)."""
     import logging
 
-    from rayprune.ray_session import _LOCAL_START_LINES, _without_local_start_lines
+    from rayprune._logs import without_log_lines
+    from rayprune.ray_session import _LOCAL_START_LINES
 
     seen = []
 
@@ -184,13 +185,13 @@ def test_ray_start_lines_of_a_private_instance_are_dropped_and_every_other_line_
         def emit(self, record):
             seen.append(record.getMessage())
 
-    loggers = [logging.getLogger(name) for name, _ in _LOCAL_START_LINES]
+    loggers = [logging.getLogger(name) for name in _LOCAL_START_LINES]
     handler, levels = Kept(), [logger.level for logger in loggers]
     for logger in loggers:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     try:
-        with _without_local_start_lines():
+        with without_log_lines(_LOCAL_START_LINES):
             loggers[0].warning("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=...")
             loggers[1].info("Started a local Ray instance. View the dashboard at http://127.0.0.1:8265")
             loggers[1].warning("Something else Ray says")

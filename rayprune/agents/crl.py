@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import logging
 import pickle
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -45,6 +44,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from .._logs import without_log_lines
 from ..config import CRLConfig
 from ..names import LAMBDA, VIOLATION_RATE, progress_key
 from .base import Outcome, Proposal, SearchAgent
@@ -283,20 +283,6 @@ _RLLIB_NOTICES = {
 
 
 @contextlib.contextmanager
-def _without_rllib_notices():
-    """Drop :data:`_RLLIB_NOTICES` while an algorithm is built; every other record still shows."""
-    installed = [(logging.getLogger(name), lambda record, f=fragment: f not in record.getMessage())
-                 for name, fragment in _RLLIB_NOTICES.items()]
-    for logger, flt in installed:
-        logger.addFilter(flt)
-    try:
-        yield
-    finally:
-        for logger, flt in installed:
-            logger.removeFilter(flt)
-
-
-@contextlib.contextmanager
 def _one_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the policy is tiny; the evaluators get the cores
@@ -377,7 +363,7 @@ class _Policy:
             # log_sys_usage off: no CPU/GPU polling thread in the driver (and no 'install gputil' line)
             .debugging(seed=seed, log_level="ERROR", log_sys_usage=False)
         )
-        with _preserve_global_torch_state(), _one_thread(), _without_rllib_notices():
+        with _preserve_global_torch_state(), _one_thread(), without_log_lines(_RLLIB_NOTICES):
             self.algo = algo_config.build_algo()
         self.streams = RandomStreams(seed)
 
