@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -78,6 +79,28 @@ def connect(
     if ray.is_initialized():
         return
     job = JobConfig(metadata={str(k): str(v) for k, v in (metadata or {}).items()})
+    with _sigterm_in_ray_init_interrupts():
+        _init(ray, job, address if joining else None, joining, log,
+              num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=include_dashboard)
+    if _sigterm_interrupts:
+        sigterm_interrupts()
+
+
+@contextlib.contextmanager
+def _sigterm_in_ray_init_interrupts():
+    """Where the command line turned SIGTERM into an interrupt (:func:`sigterm_interrupts`): a SIGTERM while Ray
+    starts is one too. ``ray.init`` installs its own handler, ``sys.exit(15)``: the command ended with exit 15 and
+    said nothing; now it says it was stopped and exits 130 as at any other moment."""
+    try:
+        yield
+    except SystemExit as exc:
+        if _sigterm_interrupts and exc.code == signal.SIGTERM:
+            raise KeyboardInterrupt("stopped by SIGTERM while Ray started") from None
+        raise
+
+
+def _init(ray, job, address, joining: bool, log, **local_options) -> None:
+    """``ray.init``: join a cluster (``address``, or ``RAY_ADDRESS``) or start a private local instance."""
     if joining:
         where = address or os.environ["RAY_ADDRESS"]
         _probe(where)
@@ -87,8 +110,7 @@ def connect(
             raise UserError(_connect_advice(where, exc)) from None
         log(f"Connected to Ray at {where}: {ray.cluster_resources()}")
     else:
-        local = {k: v for k, v in (("num_cpus", num_cpus), ("object_store_memory", object_store_memory),
-                                   ("include_dashboard", include_dashboard)) if v is not None}
+        local = {k: v for k, v in local_options.items() if v is not None}
         for attempt in (1, 2):  # on a loaded machine the raylet can miss its start-up deadline once
             try:
                 with without_log_lines(_LOCAL_START_LINES):
@@ -100,8 +122,6 @@ def connect(
                 log(f"Ray did not start in time ({exc}); trying once more")
                 ray.shutdown()
         log(f"Started a local Ray instance: {ray.cluster_resources()}")
-    if _sigterm_interrupts:
-        sigterm_interrupts()
 
 
 #: Ray's own lines when it starts a private local instance, said again (without colour codes) by the line

@@ -201,3 +201,21 @@ def test_ray_start_lines_of_a_private_instance_are_dropped_and_every_other_line_
             logger.removeHandler(handler)
             logger.setLevel(level)
     assert seen == ["Something else Ray says", "Started a local Ray instance."]
+
+
+def test_a_sigterm_while_ray_starts_is_an_interrupt_where_the_command_line_asked(monkeypatch):
+    """ray.init installs a SIGTERM handler of its own (sys.exit(15)): a scheduler's stop in those seconds ended the
+    command with exit 15 and nothing said, where any other moment says what was kept and exits 130."""
+    from rayprune import ray_session
+
+    monkeypatch.setattr(ray_session, "_sigterm_interrupts", True)
+    with pytest.raises(KeyboardInterrupt, match="stopped by SIGTERM while Ray started"):
+        with ray_session._sigterm_in_ray_init_interrupts():
+            raise SystemExit(15)
+    with pytest.raises(SystemExit):  # another exit status is not a SIGTERM
+        with ray_session._sigterm_in_ray_init_interrupts():
+            raise SystemExit(2)
+    monkeypatch.setattr(ray_session, "_sigterm_interrupts", False)  # a Python API user's process keeps Ray's way
+    with pytest.raises(SystemExit):
+        with ray_session._sigterm_in_ray_init_interrupts():
+            raise SystemExit(15)
