@@ -325,3 +325,53 @@ def test_weights_from_another_export_and_a_spec_without_a_plan_are_named_as_such
     (directory / "spec.json").write_text(json.dumps({**spec, "plan": [{"not": "an entry"}]}))
     with pytest.raises(UserError, match=r"spec\.json: "):  # a malformed entry names the file
         load_pruned(directory)
+
+
+class TwoLayerNet(nn.Module):
+    def __init__(self, hidden: int = 8) -> None:
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 3)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def test_load_pruned_takes_the_unpruned_model_itself_and_a_failing_factory_is_named(tmp_path, monkeypatch):
+    """A notebook user passed factory=ConvNet() (the model, not what builds it): the error was forward()'s
+    "missing 'x'" and advice to load the pickled model.pt with allow_pickle=True — which the run had not written
+    (its class lived in __main__), so that failed too, with a bare FileNotFoundError (a new user's pass, s33)."""
+    torch.manual_seed(0)
+    net = TwoLayerNet()
+    space = PruningSpace(net, torch.randn(1, 4))
+    pruned = space.build([0.5])
+    monkeypatch.setattr(torch, "save", _failing_save(torch.save))  # as in a Ray actor: the class cannot be pickled
+    directory = save_pruned(pruned, tmp_path / "m", architecture={"name": "<in-memory> TwoLayerNet"},
+                            plan=space.plan([0.5]), input_shape=(4,))
+    monkeypatch.undo()
+    spec = read_spec(directory)
+    assert spec["files"]["module"] is None and "PicklingError" in spec["module_error"]
+    x = torch.randn(5, 4)
+    fresh = TwoLayerNet()
+    for factory in (TwoLayerNet, fresh):  # the class, or the unpruned model itself (left as it is)
+        torch.testing.assert_close(forward(load_pruned(directory, factory=factory), x), forward(pruned, x))
+    assert fresh.fc1.out_features == 8  # not pruned in place
+    with pytest.raises(RuntimeError, match=r"factory=.* raised TypeError: .*factory must build the unpruned model") as info:
+        load_pruned(directory, factory=lambda width: TwoLayerNet(width))
+    assert "allow_pickle" not in str(info.value)
+    spec["architecture"] = {"name": "not.a.module:thing"}
+    (directory / "spec.json").write_text(json.dumps(spec))
+    with pytest.raises(UntrustedArchitectureError):
+        load_pruned(directory)
+    with pytest.raises(RuntimeError, match=r"There is no model.pt to fall back to \(not written: PicklingError"):
+        load_pruned(directory, allow_factories=["not.a.module:thing"])
+
+
+def _failing_save(real):
+    import pickle
+
+    def save(obj, *args, **kwargs):
+        if isinstance(obj, nn.Module):
+            raise pickle.PicklingError("Can't pickle <class '__main__.TwoLayerNet'>: it's not found as __main__.TwoLayerNet")
+        return real(obj, *args, **kwargs)
+
+    return save

@@ -137,11 +137,12 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
     cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_torch_save(cpu_state, out / WEIGHTS_FILE)
     module_copy = copy.deepcopy(model).to("cpu").eval()  # the caller's model keeps its mode
+    module_error = None
     try:  # best effort, like TorchScript: spec.json + weights.pt are what load_pruned needs
         atomic_torch_save(module_copy, out / MODULE_FILE)
-        module_ok = True
-    except Exception:  # lambdas, local classes: not picklable
-        module_ok = False
+    except Exception as exc:  # lambdas, local classes, a script's (__main__) class in a Ray actor: not picklable
+        module_error = _module_error_text(module_copy, exc)
+    module_ok = module_error is None
     ts_ok = False
     if torchscript:
         try:
@@ -172,6 +173,7 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
             "torchscript": TORCHSCRIPT_FILE if ts_ok else None,
             "onnx": ONNX_FILE if onnx_error is None else None,
         },
+        "module_error": module_error,  # why model.pt was not written (None: written)
         "onnx_error": onnx_error,
         "onnx_exporter": onnx_exporter,  # PyTorch's exporter that wrote model.onnx (None: not written)
         "onnx_opset": _onnx_opset(out / ONNX_FILE) if onnx_error is None else None,  # what a runtime must support
@@ -179,6 +181,28 @@ def _write_model_files(model: nn.Module, out: Path, *, architecture, plan: Pruni
         **(dict(extra) if extra else {}),
     }
     atomic_write_text(out / SPEC_FILE, json.dumps(spec, indent=1))
+
+
+def _module_error_text(model: nn.Module, exc: Exception) -> str:
+    """Why the pickled module could not be written, in one line, with what to do instead.
+
+    >>> class Local(nn.Module): pass
+    >>> Local.__module__ = "__main__"
+    >>> _module_error_text(Local(), TypeError("cannot pickle"))[:80]
+    'TypeError: cannot pickle; the model class Local is defined in the script that ra'
+    """
+    text = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or ['(no message)'])[0][:200]}"
+    cls = type(model)
+    if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
+        where = "the script that ran rayprune (__main__)" if cls.__module__ == "__main__" else "a function"
+        text += (f"; the model class {cls.__qualname__} is defined in {where}, which another process cannot import: "
+                 "load with rayprune.load_pruned(path, factory=" + cls.__name__ + "), or define the class in a module")
+    return text
+
+
+def _module_note(spec: Mapping[str, Any]) -> str:
+    """Why a directory has no model.pt, for an error message."""
+    return f"not written: {spec['module_error']}" if spec.get("module_error") else "not written"
 
 
 def update_summary(directory: str | Path, values: Mapping[str, Any]) -> None:
@@ -228,7 +252,7 @@ def read_spec(directory: str | os.PathLike) -> dict:
                 "rename one of them to it." if stale and not Path(directory).exists() else "")
         raise FileNotFoundError(
             f"{path} not found: {directory} is not a rayprune pruned-model directory "
-            f"(expected {SPEC_FILE}, {WEIGHTS_FILE} and {MODULE_FILE})." + hint
+            f"(expected {SPEC_FILE} and {WEIGHTS_FILE})." + hint
         )
     try:
         spec = json.loads(path.read_text())
@@ -355,9 +379,16 @@ def load_pruned(
 
         model = load_pruned("runs/q/models/params=0.25")                      # zoo model
         model = load_pruned("runs/mine/best", factory=my_project.nets.make_net)  # your factory
+        model = load_pruned("runs/nb/best", factory=MyNet)                      # a class: MyNet() builds it
+
+    ``factory`` may also be the unpruned model itself (``factory=my_net``, an ``nn.Module``): a copy of it is pruned
+    by the plan and takes the saved weights; ``my_net`` is left as it is.
     """
     directory = Path(directory)
     spec = read_spec(directory)
+    if isinstance(factory, nn.Module):  # calling an instance ran its forward() with no input: "missing 'x'"
+        unpruned = factory
+        factory = lambda *args, **kwargs: copy.deepcopy(unpruned)  # noqa: E731 - one line, used once
     arch = spec.get("architecture")
     rebuild_error: Optional[Exception] = None
     if arch is not None:
@@ -394,7 +425,13 @@ def load_pruned(
         module = torch.load(directory / MODULE_FILE, map_location=map_location, weights_only=False)
         return module.eval()
     reason = f"rebuilding {arch!r} failed: {rebuild_error}" if arch is not None else "spec.json has no architecture"
-    raise RuntimeError(
-        f"Cannot load {directory} safely: {reason}. Pass allow_pickle=True to load the pickled module "
-        f"{MODULE_FILE} instead (this runs code from the file; only do it for files you trust)."
-    )
+    if factory is not None and rebuild_error is not None:  # the caller's own code failed: that is what to fix
+        raise RuntimeError(f"Cannot load {directory}: factory={getattr(factory, '__name__', factory)!r} raised "
+                           f"{type(rebuild_error).__name__}: {rebuild_error}. factory must build the unpruned model "
+                           "with no arguments (a class, or e.g. lambda: MyNet(width=32)), or be that model itself."
+                           ) from rebuild_error
+    pickled = (f"Pass allow_pickle=True to load the pickled module {MODULE_FILE} instead (this runs code from the "
+               "file; only do it for files you trust)" if (directory / MODULE_FILE).is_file() else
+               f"There is no {MODULE_FILE} to fall back to ({_module_note(spec)}); load model.onnx or "
+               "model.torchscript.pt, which need no code")
+    raise RuntimeError(f"Cannot load {directory} safely: {reason}. {pickled}.")
