@@ -124,7 +124,11 @@ def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]
         if problem.base_info.get("source") != "untrained":
             _warn_if_regressor_below_the_mean(problem, log)
         return
-    message = base_at_chance(problem)
+    message, permuted = _chance_verdict(problem)
+    if permuted:  # the search's fine-tunes would retrain it into rayprune's order: an exported model answering in
+        raise UserError(f"{message}. Stopped before the search: fine-tuning would re-learn the classes in "  # another
+                        "rayprune's order, and the pruned model would answer in another order than yours. From "
+                        "Python, give the order in the data: {'train': (x, y), 'class_names': [...]}.")
     if message:
         log(f"warning: {message}")
 
@@ -136,28 +140,36 @@ def base_at_chance(problem: "PruningProblem", *, imbalance: bool = True) -> Opti
     chance, classes numbered in another order than rayprune's (a good model whose outputs are permuted is wrong on
     nearly every sample); for one trained here, a failed training; above chance on imbalanced data, accuracy
     itself (``imbalance=False``: not judged against the most common class, only against 1 / classes)."""
+    return _chance_verdict(problem, imbalance=imbalance)[0]
+
+
+def _chance_verdict(problem: "PruningProblem", *, imbalance: bool = True) -> tuple[Optional[str], bool]:
+    """:func:`base_at_chance`'s message, and whether it is the far-below-chance case of a model trained elsewhere on
+    named classes (its outputs number them in another order: :func:`warn_if_base_at_chance` stops there)."""
     from .search.score_signal import chance_and_base
 
     if problem.base_info.get("source") == "untrained":  # `validate` before any training: nothing to judge
-        return None
+        return None, False
     if getattr(problem.data, "task", "classification") == "regression":
-        return None
+        return None, False
     chance, base = chance_and_base(problem)
     y = getattr(problem.data, "y_val", None)
     if chance is None or base is None or y is None or len(y) == 0:
-        return None
+        return None, False
     n = len(y)
     majority = float(torch.bincount(torch.as_tensor(y).reshape(-1).long().cpu()).max()) / n
     floor = max(chance, majority) if imbalance else chance
     if base > floor + 2.0 * math.sqrt(floor * (1.0 - floor) / n):
-        return None
+        return None, False
     spread = 2.0 * math.sqrt(chance * (1.0 - chance) / n)
     at_chance = base <= chance + spread
     names = getattr(problem.data, "class_names", None)
+    permuted = False
     if problem.base_info.get("source") in ("trained", "cache"):
         why = ("its training did not learn (base_training: more epochs, another lr, or check the labels); "
                "pruning it is pointless")
     elif base < chance - spread and names:
+        permuted = True
         why = (f"far below chance ({100 * chance:.1f} %), as a model scores whose outputs number the classes in "
                f"another order than rayprune's: rayprune numbers them {list(names)} (text labels in sorted order, "
                f"unless data.classes gives the order); set data.classes to the order your model was trained on")
@@ -179,7 +191,7 @@ def base_at_chance(problem: "PruningProblem", *, imbalance: bool = True) -> Opti
                    f" (rayprune numbers the classes {list(names)})" if names else ""))
     return (f"the base model scores {100 * base:.1f} % on the validation split ({n} samples), no better "
             + (f"than always answering the most common class ({100 * floor:.1f} %)" if imbalance else
-               f"than chance (one class in {round(1 / chance)}: {100 * chance:.1f} %)") + f": {why}.")
+               f"than chance (one class in {round(1 / chance)}: {100 * chance:.1f} %)") + f": {why}.", permuted)
 
 
 def _warn_if_regressor_below_the_mean(problem: "PruningProblem", log: Callable[[str], None]) -> None:
