@@ -55,8 +55,8 @@ ROW_TYPES: dict[str, pa.DataType] = {
     "host": pa.string(), "node_id": pa.string(), "export_path": pa.string(), "source_trial": pa.string(),
     "found_for": pa.string(),
     "seed": pa.int64(), "iteration": pa.int64(), "finetune_iterations": pa.int64(), "evaluator": pa.int64(),
-    "pid": pa.int64(), "rank": pa.int64(),
-    "accuracy": pa.float64(), "accuracy_final": pa.float64(), "accuracy_test": pa.float64(),
+    "pid": pa.int64(),
+    "accuracy": pa.float64(), "accuracy_final": pa.float64(),
     "timestamp": pa.float64(), "wall_start": pa.float64(), "wall_end": pa.float64(),
     "t_build_s": pa.float64(), "t_costs_s": pa.float64(), "t_bn_s": pa.float64(), "t_finetune_s": pa.float64(),
     "t_eval_s": pa.float64(), "t_total_s": pa.float64(),
@@ -195,7 +195,8 @@ def exported_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_candidates(directory: str | os.PathLike) -> pd.DataFrame:
-    """All candidate rows under ``directory/candidates/`` (deduplicated on :data:`ROW_KEY`)."""
+    """All candidate rows under ``directory/candidates/`` (deduplicated on :data:`ROW_KEY`), with every
+    :data:`ROW_TYPES` column, as ``candidates.parquet`` has them (null where the run has no such value)."""
     shards = Path(directory) / "candidates"
     if not shards.is_dir() or not any(shards.glob("*.parquet")):
         return pd.DataFrame()
@@ -206,6 +207,8 @@ def read_candidates(directory: str | os.PathLike) -> pd.DataFrame:
     key = [k for k in ROW_KEY if k in frame.columns]
     if key:
         frame = frame.drop_duplicates(subset=key, keep="first")
+    missing = [name for name in ROW_TYPES if name not in frame.columns]  # as candidates.parquet has them: every
+    frame = frame.assign(**{name: None for name in missing}) if missing else frame  # ROW_TYPES column, null if unset
     return frame.reset_index(drop=True)
 
 

@@ -46,6 +46,18 @@ def test_every_row_gets_a_unique_id_and_the_constants(tmp_path):
     assert len(list((tmp_path / "candidates").glob("*.parquet"))) == 3  # flush_every=2: 2 + 2 + 1
 
 
+def test_read_candidates_has_the_columns_of_candidates_parquet(tmp_path):
+    """rayprune.prune's result.candidates (read from the shards) had 40 columns where candidates.parquet had 43: a
+    column the docs list (export_path, found_for ...) was missing from the frame a Python user got (s33)."""
+    w = CandidateWriter(tmp_path, constants={"trial_id": "t", "seed": 3}, name="t")
+    w.extend([ok_row(i) for i in range(3)])
+    w.flush()
+    merge_candidates(tmp_path)
+    frame = read_candidates(tmp_path)
+    assert set(frame.columns) == set(pd.read_parquet(tmp_path / "candidates.parquet").columns)
+    assert frame["export_path"].isna().all() and frame["found_for"].isna().all()
+
+
 def test_a_batch_added_at_once_is_one_shard(tmp_path):
     w = CandidateWriter(tmp_path, name="t", flush_every=2)
     w.extend([ok_row(i) for i in range(5)])  # one search batch: one file, one fsync
