@@ -294,7 +294,7 @@ def test_a_budget_the_sweep_levels_lack_is_warned_about_and_a_one_value_list_cap
     base = {"params": 1000.0, "macs": 1e6}
     cfg = parse_config({"budgets": {"params": 0.4, "macs": 0.3}, "sweep": {"budgets": {"params": [0.5, 0.25]}}})
     [line] = unswept_budget_lines(cfg)
-    assert line.startswith("warning: budgets.macs (0.3) is not a limit of the sweep's levels") and "macs: [0.3]" in line
+    assert line.startswith("warning: budgets.macs (0.3) is not a limit of the sweep's levels") and "macs: [0.3]" in line and "levels={..., 'macs': [0.3]}" in line
     assert all("macs" not in lvl.limits for lvl in levels_from_config(cfg, base, sweep=True))
     capped = parse_config({"sweep": {"budgets": {"params": [0.5, 0.25], "macs": [0.3]}}})  # the advice
     assert unswept_budget_lines(capped) == []

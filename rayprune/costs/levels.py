@@ -96,7 +96,8 @@ def unswept_budget_lines(cfg) -> list[str]:
         return []
     return [f"warning: budgets.{name} ({budget.value:g}) is not a limit of the sweep's levels: sweep.budgets sets them, "
             f"and budgets is what `rayprune prune` meets. For a cap every level meets, add it to sweep.budgets as one "
-            f"value ({name}: [{budget.value:g}]: the levels are the product of sweep.budgets' lists)."
+            f"value ({name}: [{budget.value:g}]: the levels are the product of sweep.budgets' lists; from Python, "
+            f"rayprune.sweep(..., levels={{..., {name!r}: [{budget.value:g}]}}) and no budgets=)."
             for name, budget in ((b.metric, b) for b in cfg.budget_list()) if name not in cfg.sweep.budgets]
 
 
