@@ -173,7 +173,9 @@ def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
         for agent in sorted(a for a in set(final["agent"].dropna()) if str(a).endswith(prior_agent(""))):
             won = final[final["agent"] == agent]["level"].tolist()
             table.append([agent, *["-" for _ in levels], ", ".join(won)])
-    return format_table(["agent", *[f"best {lvl.name} (n)" for lvl in levels], "exported"], table)
+    seeds = _seeds_of(search)
+    head = "best {} (n)" if seeds <= 1 else "best {} per trial, mean ± sd (n: all " + str(seeds) + " seeds)"
+    return format_table(["agent", *[head.format(lvl.name) for lvl in levels], "exported"], table)
 
 
 def trial_table(state: dict[str, Any], rows: pd.DataFrame) -> str:

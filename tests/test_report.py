@@ -40,11 +40,13 @@ def test_with_several_seeds_the_agent_table_gives_each_trials_best_as_mean_and_s
     assert "75.00 ± 7.07% (2)" in crl and "92.50 ± 3.54% (2)" in crl  # 80/70 at 0.1; 95/90 at 0.5
     assert "61.00 ± 1.41% (3)" in random  # its 99 % candidate is over the tight level
     assert "80.50 ± 26.16% (0)" in random  # none proposed for the loose level, but every candidate under it fits it
+    assert "per trial, mean ± sd (n: all 2 seeds)" in table.splitlines()[0]  # the header says n counts every seed
     lost = _rows()[lambda r: ~((r["agent"] == "crl") & (r["seed"] == 1))]  # crl seed 1: nothing fits 0.1
     lost = pd.concat([lost, pd.DataFrame([_row("crl", 1, 0.9, 45.0, LOOSE.name)])], ignore_index=True)
     assert "80.00% [1/2 trials] (1)" in next(x for x in agent_table(STATE, lost).splitlines() if x.startswith("crl"))
     one_seed = _rows()[lambda r: r["seed"] == 0]
     assert "80.00% (1)" in next(x for x in agent_table(STATE, one_seed).splitlines() if x.startswith("crl"))
+    assert "(n)" in agent_table(STATE, one_seed).splitlines()[0]
 
 
 def test_the_trial_table_has_one_line_per_agent_and_seed_and_is_empty_with_one_seed_each():
