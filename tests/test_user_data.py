@@ -449,7 +449,7 @@ def test_real_valued_2d_targets_without_task_regression_are_told_about_the_task(
 
 def test_a_regressions_targets_are_named_from_python_or_from_a_pandas_y(tmp_path, monkeypatch):
     """From Python a regression's outputs could not be named (the CSV path could): spec.json and model.onnx said
-    nothing of which output predicts what (a new user's pass, s32)."""
+    nothing of which output predicts what (a new user's pass, s32); nor the inputs of a DataFrame x (s33)."""
     import pandas as pd
 
     from rayprune.data.factory import load_factory
@@ -462,6 +462,15 @@ def test_a_regressions_targets_are_named_from_python_or_from_a_pandas_y(tmp_path
     frame = pd.DataFrame(y, columns=["cool", "heat"])
     assert dataset_from_splits((x, frame), task="regression").target_names == ("cool", "heat")
     assert dataset_from_splits((x, frame["heat"]), task="regression").target_names == ("heat",)
+    from rayprune.data.datasets import preprocessing_of  # a DataFrame x names the inputs the same way (s33)
+
+    columns = pd.DataFrame(x, columns=["t_in", "t_out", "rh", "wind"])
+    for task, target in (("regression", frame), ("classification", np.arange(60) % 3)):
+        data = dataset_from_splits((columns, target), task=task)
+        assert data.feature_names == ("t_in", "t_out", "rh", "wind"), task
+        assert preprocessing_of(data)["feature_names"] == ["t_in", "t_out", "rh", "wind"]
+        assert "one-hot" not in " ".join(preprocessing_of(data)["steps"])
+    assert dataset_from_splits((x, y), task="regression").feature_names is None
     with pytest.raises(UserError, match=r"names 1 target\(s\) \['cool'\], but y has 2 value\(s\) per sample"):
         dataset_from_splits((x, y), task="regression", target_names=["cool"])
     with pytest.raises(UserError, match="must be distinct"):

@@ -22,7 +22,7 @@ on such files should get its data from a factory that applies that model's own p
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -121,6 +121,7 @@ def dataset_from_splits(
     if task not in ("classification", "regression"):
         raise UserError(f"'task' must be 'classification' or 'regression'; got {task!r}.")
     names = regression_target_names(task, target_names, train)
+    columns = _pandas_feature_names(train)
     policy = StreamingPolicy(streaming, max_resident_mb, num_workers)
     streams, first = _stream_choice(given, policy, name=name)
     if streams:
@@ -138,11 +139,11 @@ def dataset_from_splits(
     if task == "regression":
         return _regression_from_splits(given, name=name, kind=kind, normalise=normalise, val_fraction=val_fraction,
                                        test_fraction=test_fraction, seed=seed, max_samples=max_samples, first=first,
-                                       target_names=names)
+                                       target_names=names, feature_names=columns)
     spec = _split_spec(val_fraction, test_fraction, seed, max_samples, carves_val=val is None)
     return _from_splits(
         given, spec, name=name, kind=kind, num_classes=num_classes, class_names=class_names,
-        normalise=normalise, augment=augment, first=first,
+        normalise=normalise, augment=augment, first=first, feature_names=columns,
     )  # fmt: skip
 
 
@@ -158,6 +159,7 @@ def _from_splits(
     augment: str | None = None,
     skipped_files: tuple[str, ...] = (),
     first: Mapping[str, Any] | None = None,
+    feature_names: tuple[str, ...] | None = None,
 ) -> Dataset:
     """:func:`dataset_from_splits` with a checked split spec; the file and factory sources call this.
     ``first``: sample 0 of torch Dataset splits, already read (for the size estimate)."""
@@ -187,13 +189,15 @@ def _from_splits(
         x_test=x_test, y_test=y_test, num_classes=num_classes, input_shape=input_shape,
         augment=augment if kind == "image" else None, class_names=names, mean=mean, std=std,
         skipped_files=skipped_files, source_steps=steps, **_feature_fields(parts, kind, normalise),
+        feature_names=_named_columns(feature_names, kind, input_shape),
     )  # fmt: skip
 
 
 def _regression_from_splits(given: Mapping[str, Split | None], *, name: str, kind: str | None, normalise: bool,
                             val_fraction: float, test_fraction: float, seed: int,
                             max_samples: int | None, first: Mapping[str, Any] | None = None,
-                            target_names: tuple[str, ...] | None = None) -> Dataset:
+                            target_names: tuple[str, ...] | None = None,
+                            feature_names: tuple[str, ...] | None = None) -> Dataset:
     """:func:`dataset_from_splits` for real-valued targets."""
     if given.get("train") is None:
         raise UserError(f"Dataset {name!r} needs a 'train' split; got none.")
@@ -231,7 +235,7 @@ def _regression_from_splits(given: Mapping[str, Split | None], *, name: str, kin
     return Dataset(name=name, kind=kind, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test,
                    y_test=y_test, num_classes=width, input_shape=input_shape, augment=None,
                    mean=mean, std=std, task="regression", target_names=target_names,
-                   **_feature_fields(parts, kind, normalise))
+                   feature_names=_named_columns(feature_names, kind, input_shape), **_feature_fields(parts, kind, normalise))
 
 
 def regression_target_names(task: str, given: Iterable[str] | None, train: Any) -> tuple[str, ...] | None:
@@ -243,6 +247,20 @@ def regression_target_names(task: str, given: Iterable[str] | None, train: Any) 
     if task != "regression":
         return None
     return _pandas_target_names(train) if given is None else tuple(str(t) for t in given)
+
+
+def _pandas_feature_names(train: Any) -> tuple[str, ...] | None:
+    """The column names of the train split's ``x`` when it is a pandas DataFrame (kept in spec.json's preprocessing
+    as ``feature_names``: a device feeding the exported model needs the columns' order); None otherwise."""
+    if not (isinstance(train, (tuple, list)) and len(train) == 2):
+        return None
+    columns = getattr(train[0], "columns", None)
+    return tuple(str(c) for c in columns) if columns is not None and getattr(train[0], "ndim", 0) == 2 else None
+
+
+def _named_columns(names: tuple[str, ...] | None, kind: str, input_shape: Sequence[int]) -> tuple[str, ...] | None:
+    """``names`` for a table whose features they name one to one; None for images or a count that differs."""
+    return names if names and kind == "tabular" and tuple(input_shape) == (len(names),) else None
 
 
 def _pandas_target_names(train: Any) -> tuple[str, ...] | None:

@@ -701,7 +701,7 @@ def preprocessing_of(data) -> dict:
     if low is not None:
         # a user's table's columns (scikit-learn's bundled sets are numeric; an .npz file's arrays have no names)
         one_hot = ["text columns one-hot encoded, in the order of feature_names"] if getattr(
-            data, "feature_names", None) and not str(getattr(data, "name", "")).startswith("sklearn:") else []
+            data, "one_hot", ()) else []  # (not for a table without text columns, or columns handed over in memory)
         return {"kind": kind, "input_shape": shape, "layout": "N x features, float32", **outputs,
                 "steps": [*source, *one_hot, "per feature j: (x - low[j]) / span[j] (the train split's min and range)"],
                 "feature_names": list(getattr(data, "feature_names", None) or []), **_one_hot_of(data),
