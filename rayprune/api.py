@@ -287,6 +287,7 @@ def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool,
     from .base_model import obtain_base_model
     from .problem import (
         PruningProblem,
+        check_export_opset,
         configured_dataset,
         resolve_device,
         warn_if_base_at_chance,
@@ -323,6 +324,7 @@ def _problem(model: Any, data: Any, cfg: "Config", out: Path, *, progress: bool,
     problem = PruningProblem.from_parts(cfg, dataset, base, info, device=device)
     warn_if_groups_skipped(problem, log)
     warn_if_unaligned_for_runtime(cfg, log)
+    check_export_opset(problem)  # (rayprune.prune(..., export={"onnx_opset": 99}) ran the whole search)
     warn_if_base_at_chance(problem, log)
     return problem
 

@@ -34,6 +34,7 @@ from .costs import (
 from .costs.budget import fits
 from .data import Dataset, StreamedDataset, load_dataset
 from .data.datasets import input_hint
+from .engine.evaluate import training_mode
 from .engine.objective import DataSplit, MetricError, Objective, resolve_objective
 from .errors import UserError
 from .inputs import probe_inputs
@@ -116,6 +117,13 @@ def warn_if_unaligned_for_runtime(cfg: Config, log: Callable[[str], None]) -> No
             "(BENCHMARKS.md, \"ONNX Runtime and channel counts\").")
 
 
+def check_export_opset(problem: "PruningProblem") -> None:
+    """Refuse an ``export.onnx_opset`` the base model cannot be written in (or without onnx installed), before the
+    search (:func:`rayprune.pruning.onnx_export.check_onnx_opset`: one export of the base; nothing when unset)."""
+    check_onnx_opset(problem.space.base, problem.data.input_shape, problem.data.input_dtype,
+                     problem.config.export.onnx_opset)
+
+
 def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]) -> None:
     """Log a warning when the base model's validation accuracy is no better than always answering the most
     common class (within two standard errors): :func:`base_at_chance`'s message. Regression: a base no better than
@@ -126,7 +134,7 @@ def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]
         return
     message, permuted = _chance_verdict(problem)
     if permuted:  # the search's fine-tunes would retrain it into rayprune's order: an exported model answering in
-        raise UserError(f"{message}. Stopped before the search: fine-tuning would re-learn the classes in "  # another
+        raise UserError(f"{message.rstrip('.')}. Stopped before the search: fine-tuning would re-learn the classes in "  # another
                         "rayprune's order, and the pruned model would answer in another order than yours. From "
                         "Python, give the order in the data: {'train': (x, y), 'class_names': [...]}.")
     if message:
@@ -168,10 +176,12 @@ def _chance_verdict(problem: "PruningProblem", *, imbalance: bool = True) -> tup
     if problem.base_info.get("source") in ("trained", "cache"):
         why = ("its training did not learn (base_training: more epochs, another lr, or check the labels); "
                "pruning it is pointless")
-    elif base < chance - spread and names:
-        permuted = True
+    elif base < chance - spread and names and (relabelled := _relabelled_accuracy(problem)) is not None \
+            and relabelled > floor + 2.0 * math.sqrt(floor * (1.0 - floor) / n):
+        permuted = True  # (a model answering one class for every input is below chance too: not this case)
         why = (f"far below chance ({100 * chance:.1f} %), as a model scores whose outputs number the classes in "
-               f"another order than rayprune's: rayprune numbers them {list(names)} (text labels in sorted order, "
+               f"another order than rayprune's (with its outputs matched to the classes they answer most, it scores "
+               f"{100 * relabelled:.1f} %): rayprune numbers them {list(names)} (text labels in sorted order, "
                f"unless data.classes gives the order); set data.classes to the order your model was trained on")
     elif not at_chance:
         why = (f"on data this imbalanced accuracy says little (the most common class alone scores "
@@ -192,6 +202,37 @@ def _chance_verdict(problem: "PruningProblem", *, imbalance: bool = True) -> tup
     return (f"the base model scores {100 * base:.1f} % on the validation split ({n} samples), no better "
             + (f"than always answering the most common class ({100 * floor:.1f} %)" if imbalance else
                f"than chance (one class in {round(1 / chance)}: {100 * chance:.1f} %)") + f": {why}.", permuted)
+
+
+def _relabelled_accuracy(problem: "PruningProblem") -> Optional[float]:
+    """The base classifier's validation accuracy with each of its outputs read as the class it answers most (a
+    greedy matching of the confusion matrix: a lower bound on the best renumbering); None for streamed data.
+
+    A model whose outputs number the classes in another order scores far below chance and high here; a model that
+    answers one class for everything (a preprocessing mismatch) stays low."""
+    data = problem.data
+    if getattr(data, "streamed", False) or getattr(data, "x_val", None) is None:
+        return None
+    k = int(problem.data.num_classes)
+    model = problem.base_model
+    predicted = []
+    with training_mode(model, False), torch.inference_mode():
+        for start in range(0, len(data.x_val), 512):
+            out = model(data.x_val[start:start + 512].to(problem.device))
+            predicted.append(out.reshape(len(out), -1).argmax(dim=1).cpu())
+    truth = torch.as_tensor(data.y_val).reshape(-1).long().cpu()
+    pred = torch.cat(predicted).clamp(0, max(k - 1, 0))
+    confusion = torch.bincount(truth * k + pred, minlength=k * k).reshape(k, k).double()  # [class, output]
+    matched = 0.0
+    for _ in range(k):  # greedily pair the largest remaining (class, output) cell
+        value, flat = confusion.reshape(-1).max(dim=0)
+        if value <= 0:
+            break
+        matched += float(value)
+        row, col = divmod(int(flat), k)
+        confusion[row, :] = -1.0
+        confusion[:, col] = -1.0
+    return matched / max(len(truth), 1)
 
 
 def _warn_if_regressor_below_the_mean(problem: "PruningProblem", log: Callable[[str], None]) -> None:
@@ -451,11 +492,10 @@ class PruningProblem:
         check_streaming_agent(cfg, data)
         model, info = obtain_base_model(cfg, data, device=dev, progress=progress, log=log, train=train_base)
         problem = cls.from_parts(cfg, data, model, info, device=dev, base_costs=base_costs, base_accuracy=base_accuracy)
-        check_onnx_opset(problem.space.base, problem.data.input_shape, problem.data.input_dtype,
-                         cfg.export.onnx_opset)  # before any search: a run asked for opset 99 stops here
         warn_if_groups_skipped(problem, log)  # once, in the driver (evaluators assemble theirs with from_parts)
         warn_if_unaligned_for_runtime(cfg, log)
         if base_accuracy is None:  # measured here (not handed over by the driver): say so once if it is chance
+            check_export_opset(problem)  # before any search: a run asked for opset 99 stops here
             warn_if_carved(cfg, problem.data, log)
             warn_if_base_at_chance(problem, log)
         return problem

@@ -79,11 +79,13 @@ def connect(
     if ray.is_initialized():
         return
     job = JobConfig(metadata={str(k): str(v) for k, v in (metadata or {}).items()})
-    with _sigterm_in_ray_init_interrupts():
-        _init(ray, job, address if joining else None, joining, log,
-              num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=include_dashboard)
-    if _sigterm_interrupts:
-        sigterm_interrupts()
+    try:
+        with _sigterm_in_ray_init_interrupts():
+            _init(ray, job, address if joining else None, joining, log,
+                  num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=include_dashboard)
+    finally:  # Ray's own handler (exit 15) never outlives ray.init, an interrupted one too (a scheduler repeats TERM)
+        if _sigterm_interrupts:
+            sigterm_interrupts()
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from ._io import atomic_path
 
 __all__ = ["exported_rows", "CandidateWriter", "write_parquet_atomic", "read_candidates", "merge_candidates", "drop_rows_after", "ROW_KEY",
-           "ROW_TYPES", "failed_candidates", "frame_table"]
+           "ROW_TYPES", "failed_candidates", "frame_table", "relocated", "with_current_paths"]
 
 #: Columns that identify a row; readers drop duplicates on them.
 ROW_KEY = ("row_id",)
@@ -220,7 +220,7 @@ def relocated(path: Optional[str], directory: str | os.PathLike) -> Optional[str
     >>> import tempfile
     >>> moved = Path(tempfile.mkdtemp())
     >>> (moved / "models" / "params=0.5").mkdir(parents=True)
-    >>> relocated("/old/place/sweep/models/params=0.5", moved) == str(moved / "models" / "params=0.5")
+    >>> relocated("/old/place/sweep/models/params=0.5", moved) == str(moved.resolve() / "models" / "params=0.5")
     True
     >>> relocated("/old/place/sweep/models/gone", moved), relocated(None, moved), relocated("/x/best", moved)
     ('/old/place/sweep/models/gone', None, '/x/best')
@@ -230,7 +230,7 @@ def relocated(path: Optional[str], directory: str | os.PathLike) -> Optional[str
     parts = Path(path).parts
     if "models" not in parts:
         return path
-    here = Path(directory).joinpath(*parts[len(parts) - 1 - parts[::-1].index("models"):])
+    here = Path(directory).resolve().joinpath(*parts[len(parts) - 1 - parts[::-1].index("models"):])  # absolute
     return str(here) if here.exists() else path
 
 

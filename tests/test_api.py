@@ -770,3 +770,17 @@ def test_a_regression_handed_over_in_python_names_its_targets_in_the_exported_mo
     onnx = pytest.importorskip("onnx")
     props = {p.key: p.value for p in onnx.load(str(result.out / "best" / "model.onnx")).metadata_props}
     assert "cool" in json.dumps(props)
+
+
+def test_an_onnx_opset_the_model_cannot_be_written_in_is_refused_from_python_before_the_search(tmp_path):
+    """`rayprune.prune(..., export={"onnx_opset": 99})` ran the whole search and ended without model.onnx (review,
+    s33: the command line's check was not on the Python API's path)."""
+    pytest.importorskip("onnx")
+    from rayprune.errors import UserError
+
+    x, y = torch.randn(120, 6), torch.arange(120) % 3
+    net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    with pytest.raises(UserError, match=r"export.onnx_opset is 99, but the installed onnx knows opsets up to"):
+        rayprune.prune(net, (x, y), budgets={"params": 0.5}, export={"onnx_opset": 99}, out=tmp_path / "run",
+                       log=None, progress=False)
+    assert not (tmp_path / "run" / "candidates").exists()  # refused before any candidate

@@ -994,3 +994,44 @@ def test_spec_json_says_which_column_and_value_each_one_hot_feature_encodes(tmp_
     assert np.isclose(every, np.asarray(raw, dtype=np.float32), atol=1e-5).all(axis=1).any()  # the loader's row
     numeric = load_dataset("tabular", path=path, label="species", seed=0, drop=["colour"])
     assert "one_hot" not in preprocessing_of(numeric)
+
+
+def test_a_model_that_answers_one_rare_class_is_warned_about_not_stopped_as_a_renumbering() -> None:
+    """Far below chance on named classes stops the run only when renumbering the outputs would explain it: a model
+    that answers one rare class for every input (a preprocessing mismatch) was stopped with advice to reorder the
+    classes, which cannot help it (review, s33)."""
+    from rayprune.config import parse_config
+    from rayprune.data import dataset_from_splits
+    from rayprune.errors import UserError
+    from rayprune.problem import PruningProblem, warn_if_base_at_chance
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(900, 4)).astype(np.float32)
+    y = np.where(x[:, 0] > 1.7, "rare", np.where(x[:, 0] > 0, "high", "low"))  # about 4 / 46 / 50 %
+    data = dataset_from_splits((x, y), seed=0)
+    cfg = parse_config({"model": {"name": "<in-memory> Sequential"}, "data": {"name": "<in-memory> data"}}, source="t")
+    rare = list(data.class_names).index("rare")
+
+    def net(hidden_weight, out_weight, out_bias):
+        model = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.ReLU(), torch.nn.Linear(2, 3))
+        with torch.no_grad():
+            model[0].weight.copy_(torch.tensor(hidden_weight))
+            model[0].bias.zero_()
+            model[2].weight.copy_(torch.tensor(out_weight))
+            model[2].bias.copy_(torch.tensor(out_bias))
+        return model
+
+    bias = [0.0, 0.0, 0.0]
+    bias[rare] = 5.0
+    constant = net([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]], [[0.0, 0.0]] * 3, bias)  # answers "rare" for every input
+    lines: list[str] = []
+    warn_if_base_at_chance(PruningProblem.from_parts(cfg, data, constant, {"source": "in-memory"},
+                                                     device=torch.device("cpu")), lines.append)
+    assert len(lines) == 1 and "set data.classes" not in lines[0], lines  # warned: other preprocessing or labels
+    # a model that learnt the rule, its outputs numbered low, high, rare (h0 = relu(x0), h1 = relu(-x0)): stopped
+    good = net([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]], [[0.0, 10.0], [5.0, 0.0], [10.0, 0.0]], [0.0, 0.0, -8.5])
+    order = {name: i for i, name in enumerate(data.class_names)}
+    assert [order[n] for n in ["low", "high", "rare"]] != [0, 1, 2]  # rayprune sorts them otherwise
+    with pytest.raises(UserError, match=r"far below chance.*it scores (9\d|100)\.\d %.*trained on\. Stopped before the search"):
+        warn_if_base_at_chance(PruningProblem.from_parts(cfg, data, good, {"source": "in-memory"},
+                                                         device=torch.device("cpu")), lines.append)

@@ -358,6 +358,13 @@ def test_load_pruned_takes_the_unpruned_model_itself_and_a_failing_factory_is_na
     with pytest.raises(RuntimeError, match=r"factory=.* raised TypeError: .*factory must build the unpruned model") as info:
         load_pruned(directory, factory=lambda width: TwoLayerNet(width))
     assert "allow_pickle" not in str(info.value)
+    spec["architecture"] = {"name": "my_project.nets:make_net", "kwargs": {"hidden": 8}}  # a named factory gets its kwargs
+    (directory / "spec.json").write_text(json.dumps(spec))
+    with pytest.raises(RuntimeError, match=r"called as spec.json's 'my_project.nets:make_net' was: with its kwargs "
+                                           r"\{'hidden': 8\}") as info:
+        load_pruned(directory, factory=lambda: TwoLayerNet(8))
+    assert "no arguments" not in str(info.value)
+    torch.testing.assert_close(forward(load_pruned(directory, factory=TwoLayerNet), x), forward(pruned, x))
     spec["architecture"] = {"name": "not.a.module:thing"}
     (directory / "spec.json").write_text(json.dumps(spec))
     with pytest.raises(UntrustedArchitectureError):

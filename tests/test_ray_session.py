@@ -219,3 +219,29 @@ def test_a_sigterm_while_ray_starts_is_an_interrupt_where_the_command_line_asked
     with pytest.raises(SystemExit):
         with ray_session._sigterm_in_ray_init_interrupts():
             raise SystemExit(15)
+
+
+def test_after_a_sigterm_in_ray_init_the_commands_handler_is_back(monkeypatch):
+    """An interrupted ray.init left Ray's own handler (exit 15) in place: a scheduler's second SIGTERM during the
+    clean-up ended the command with exit 15 again (review, s33)."""
+    import signal
+
+    import ray
+
+    from rayprune import ray_session
+
+    before = signal.getsignal(signal.SIGTERM)
+
+    def interrupted_init(*args, **kwargs):
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)  # as ray.init installs its own
+        raise SystemExit(15)  # what that handler does on SIGTERM
+
+    monkeypatch.setattr(ray_session, "_sigterm_interrupts", True)
+    monkeypatch.setattr(ray_session, "_init", interrupted_init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="while Ray started"):
+            ray_session.connect(log=lambda m: None)
+        assert signal.getsignal(signal.SIGTERM) is ray_session._interrupted_by_sigterm
+    finally:
+        signal.signal(signal.SIGTERM, before)

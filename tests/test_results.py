@@ -159,3 +159,16 @@ def test_a_merged_or_front_file_has_every_typed_column_whatever_the_run_exported
     assert table.column("found_for").null_count == 2 and table.column("keep_ratios").to_pylist()[1] == [1.0, 0.2]
     assert str(table.schema.field("params").type) == "double"  # a cost: inferred, as before
     assert frame_table(frame.iloc[:0]).num_rows == 0  # an empty front keeps the columns
+
+
+def test_a_sweep_read_through_a_relative_directory_still_names_absolute_paths(tmp_path, monkeypatch):
+    """relocated() built the path from the directory as given: rayprune.sweep(out="runs/s1") gave relative
+    export_paths, which break once a notebook changes directory (review, s33)."""
+    from rayprune.results import relocated
+
+    (tmp_path / "s1" / "models" / "params=0.5").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    written = str(tmp_path / "s1" / "models" / "params=0.5")
+    assert relocated(written, "s1") == written  # not moved: absolute, as written
+    (tmp_path / "s1").rename(tmp_path / "s2")
+    assert relocated(written, "s2") == str(tmp_path / "s2" / "models" / "params=0.5")

@@ -473,6 +473,7 @@ def test_a_regressions_targets_are_named_from_python_or_from_a_pandas_y(tmp_path
     assert dataset_from_splits((x, y), task="regression").feature_names is None
     with pytest.raises(UserError, match=r"names 1 target\(s\) \['cool'\], but y has 2 value\(s\) per sample"):
         dataset_from_splits((x, y), task="regression", target_names=["cool"])
+    assert dataset_from_splits((x, y[:, :1]), task="regression", target_names="price").target_names == ("price",)
     with pytest.raises(UserError, match="must be distinct"):
         dataset_from_splits((x, y), task="regression", target_names=["a", "a"])
     with pytest.raises(UserError, match="a classifier's classes are named by 'class_names'"):
@@ -482,9 +483,14 @@ def test_a_regressions_targets_are_named_from_python_or_from_a_pandas_y(tmp_path
                       "def data():\n"
                       "    g = np.random.default_rng(0)\n"
                       "    return {'train': (g.normal(size=(60, 4)), g.normal(size=(60, 2))), 'task': 'regression',\n"
-                      "            'target_names': ['cool', 'heat']}\n")
+                      "            'target_names': ['cool', 'heat']}\n"
+                      "def frame():\n"
+                      "    import pandas as pd\n"
+                      "    g = np.random.default_rng(0)\n"
+                      "    return {'train': (pd.DataFrame(g.normal(size=(60, 2)), columns=['a', 'b']), np.arange(60) % 2)}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert load_factory("rp_named_factory:data", task="regression").target_names == ("cool", "heat")
+    assert load_factory("rp_named_factory:frame").feature_names == ("a", "b")  # a factory's DataFrame x too
 
 
 def test_an_npz_of_real_valued_targets_is_a_regression(tmp_path):

@@ -212,7 +212,8 @@ def _regression_from_splits(given: Mapping[str, Split | None], *, name: str, kin
         raise UserError(f"target_names names {len(target_names)} target(s) {list(target_names)}, but y has {width} "
                         f"value(s) per sample; give one name per column of y, in its order.")
     if target_names is not None and len(set(target_names)) != len(target_names):
-        raise UserError(f"target_names must be distinct (output j predicts target_names[j]); got {list(target_names)}.")
+        raise UserError(f"The targets' names must be distinct (output j predicts target_names[j]; a pandas y's columns "
+                        f"name them unless target_names does); got {list(target_names)}.")
     sample_shape = _common_sample_shape(arrays)
     kind, input_shape = _infer_kind(kind, sample_shape)
     arrays = {split: (x.reshape(len(x), *input_shape), y) for split, (x, y) in arrays.items()}
@@ -246,6 +247,8 @@ def regression_target_names(task: str, given: Iterable[str] | None, train: Any) 
                         f"are named by 'class_names'. Got target_names={list(given)!r} with task={task!r}.")
     if task != "regression":
         return None
+    if isinstance(given, str):  # one target's name, not its letters
+        given = [given]
     return _pandas_target_names(train) if given is None else tuple(str(t) for t in given)
 
 

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .._imports import import_object
 from ..errors import UserError, UserTypeError
-from .convert import _from_splits, _regression_from_splits, regression_target_names
+from .convert import _from_splits, _pandas_feature_names, _regression_from_splits, regression_target_names
 from .datasets import Dataset, _split_spec, _SplitSpec
 from .streamed_splits import _stream_choice, _streamed_from_splits
 from .streaming import StreamedDataset, StreamingPolicy
@@ -77,8 +77,9 @@ def load_factory(factory: str, *, spec: _SplitSpec | None = None, task: str = "c
             return _regression_from_splits(splits, name=factory, kind=None, normalise=False,
                                            val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
                                            seed=spec.seed, max_samples=spec.max_samples, first=first,
-                                           target_names=target_names)
-        return _from_splits(splits, spec, name=factory, normalise=False, first=first, **options)
+                                           target_names=target_names, feature_names=_pandas_feature_names(splits["train"]))
+        return _from_splits(splits, spec, name=factory, normalise=False, first=first,
+                            feature_names=_pandas_feature_names(splits["train"]), **options)
     except UserError as err:
         raise type(err)(f"The data of factory {factory!r}: {err}") from err
 

@@ -262,6 +262,9 @@ def _reporter(progress: bool | str | ProgressCallback, total: int) -> Iterator[P
 
 
 def _stderr_is_terminal() -> bool:
+    """A terminal, or a Jupyter kernel (whose streams are no tty, but tqdm.auto draws a widget there)."""
+    if "ipykernel" in sys.modules:
+        return True
     isatty = getattr(sys.stderr, "isatty", None)
     return bool(isatty and isatty())
 

@@ -386,6 +386,7 @@ def load_pruned(
     """
     directory = Path(directory)
     spec = read_spec(directory)
+    given = factory  # (named as the caller passed it in messages)
     if isinstance(factory, nn.Module):  # calling an instance ran its forward() with no input: "missing 'x'"
         unpruned = factory
         factory = lambda *args, **kwargs: copy.deepcopy(unpruned)  # noqa: E731 - one line, used once
@@ -425,11 +426,16 @@ def load_pruned(
         module = torch.load(directory / MODULE_FILE, map_location=map_location, weights_only=False)
         return module.eval()
     reason = f"rebuilding {arch!r} failed: {rebuild_error}" if arch is not None else "spec.json has no architecture"
-    if factory is not None and rebuild_error is not None:  # the caller's own code failed: that is what to fix
-        raise RuntimeError(f"Cannot load {directory}: factory={getattr(factory, '__name__', factory)!r} raised "
-                           f"{type(rebuild_error).__name__}: {rebuild_error}. factory must build the unpruned model "
-                           "with no arguments (a class, or e.g. lambda: MyNet(width=32)), or be that model itself."
-                           ) from rebuild_error
+    name = arch.get("name") if isinstance(arch, Mapping) else None
+    if factory is not None and rebuild_error is not None and (is_in_memory(name) or ":" in str(name)):
+        # the caller's own code failed (a zoo or torchvision name never calls it): that is what to fix
+        how = ("with no arguments (a class, or e.g. lambda: MyNet(width=32)), or be that model itself"
+               if is_in_memory(name) else
+               f"called as spec.json's {name!r} was: with its kwargs {arch.get('kwargs') or {}} and the context "
+               "arguments it names (num_classes, in_channels, in_features, input_size)")
+        shown = type(given).__name__ + "()" if isinstance(given, nn.Module) else getattr(given, "__name__", given)
+        raise RuntimeError(f"Cannot load {directory}: factory={shown} raised {type(rebuild_error).__name__}: "
+                           f"{rebuild_error}. factory must build the unpruned model {how}.") from rebuild_error
     pickled = (f"Pass allow_pickle=True to load the pickled module {MODULE_FILE} instead (this runs code from the "
                "file; only do it for files you trust)" if (directory / MODULE_FILE).is_file() else
                f"There is no {MODULE_FILE} to fall back to ({_module_note(spec)}); load model.onnx or "

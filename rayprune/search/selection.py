@@ -532,19 +532,21 @@ def _final_fields(final: Mapping[str, Any], cost_names: Sequence[str]) -> dict[s
 
 
 def _found_by(row: pd.Series) -> dict[str, Any]:
-    """Which search found a candidate (its row's ``agent`` and ``seed``), for the exported model's summary: a sweep's
-    ``models/<level>/spec.json`` did not say which of its agents found the model.
+    """Which search found a candidate (its row's ``agent`` and ``seed``), for the exported model's summary as
+    ``found_by`` and ``found_by_seed``: a sweep's ``models/<level>/spec.json`` did not say which of its agents found
+    the model (a run's own ``agent`` and ``seed`` keys are left as they are: a weak level's structured candidate is
+    found by ``uniform (weak level)`` in a run of another agent).
 
     >>> _found_by(pd.Series({"agent": "evolution", "seed": 3, "accuracy": 0.9}))
-    {'agent': 'evolution', 'seed': 3}
+    {'found_by': 'evolution', 'found_by_seed': 3}
     >>> _found_by(pd.Series({"agent": None, "seed": float("nan")}))
     {}
     """
     found = {}
-    for key in ("agent", "seed"):
+    for key, name in (("agent", "found_by"), ("seed", "found_by_seed")):
         value = row.get(key)
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
-            found[key] = int(value) if key == "seed" else str(value)
+            found[name] = int(value) if key == "seed" else str(value)
     return found
 
 
