@@ -90,8 +90,14 @@ class SweepResult:
     levels: list[dict[str, Any]] = field(default_factory=list)
 
     def __repr__(self) -> str:
-        return (f"SweepResult(out={str(self.out)!r}, levels={list(self.models)}, front={len(self.front)} model(s), "
+        head = (f"SweepResult(out={str(self.out)!r}, levels={list(self.models)}, front={len(self.front)} model(s), "
                 f"candidates={len(self.candidates)})")
+        try:  # the front as `rayprune report` prints it (a prune result prints its table too)
+            from .report import summary_text
+
+            return f"{head}\n{summary_text(self.out)}"
+        except (OSError, ValueError, KeyError):  # the directory moved or was removed since: the counts alone
+            return head
 
 
 # -- config ------------------------------------------------------------------------------------------

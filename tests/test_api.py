@@ -682,6 +682,7 @@ def test_sweep_an_in_memory_model_returns_the_front_and_one_model_per_level(ray_
     assert json.loads((res.out / "sweep.json").read_text())["config"]["evaluation"]["cpus"] == 0.85
     assert set(res.models) == {"params=0.6", "params=0.3"}
     assert not res.front.empty and {"level", "accuracy", "accuracy_final", "params"} <= set(res.front.columns)
+    assert "models exported" in repr(res) and "params=0.3" in repr(res).split("\n", 1)[1]  # the front, as report's
     base_params = sum(p.numel() for p in net.parameters())
     for level, model in res.models.items():
         assert sum(p.numel() for p in model.parameters()) <= float(level.split("=")[1]) * base_params
