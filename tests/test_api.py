@@ -688,7 +688,7 @@ def test_sweep_an_in_memory_model_returns_the_front_and_one_model_per_level(ray_
         assert sum(p.numel() for p in model.parameters()) <= float(level.split("=")[1]) * base_params
     # resuming it with another model is refused: its candidates were pruned from this one
     other = trained(user_net_class()(), data, steps=20)
-    with pytest.raises(UserError, match="not the one the sweep"):
+    with pytest.raises(UserError, match=r"^resume=True: the model handed over is not the one the sweep.*another out=\.$"):
         rayprune.sweep(other, data, levels={"params": [0.6, 0.3]}, evaluations=16, out=res.out, resume=True,
                        log=None, **SMALL)
     # the command line cannot resume it (the model is not in any file) and says what to do instead

@@ -478,42 +478,44 @@ def _run_sweep(cfg: Optional[Config], out: Path, *, address: Optional[str], resu
     from ..search.prune import check_reachable
 
     if resume:
-        state = load_state(out, what="--resume")
+        flag, other = ("resume=True", "another out=") if from_python else ("--resume", "another --out")  # the caller's words
+        state = load_state(out, what=flag)
         cfg = rebased_paths(parse_config(state["config"], source=str(out / SWEEP_FILE)), state.get("cwd"), log)
         setup = SweepSetup(**{**state["setup"], "config": cfg.model_dump(mode="json")})
         if (problem is None and state.get("base_key") and cfg.model.checkpoint is None
                 and base_cache_key(cfg) != state["base_key"]):
-            raise UserError(f"--resume: the model's source file or the data ({cfg.model.name}, {cfg.data.name}) "
+            raise UserError(f"{flag}: the model's source file or the data ({cfg.model.name}, {cfg.data.name}) "
                             f"changed since the sweep in {out} started, so its base model is not the one its "
                             "candidates were pruned from. Put them back as they were, or start a new sweep in "
-                            "another --out.")
+                            f"{other}.")
         if problem is None and config_in_memory(cfg):
-            raise UserError(f"--resume: the sweep in {out} prunes a model handed over in memory; resume it from "
+            raise UserError(f"{flag}: the sweep in {out} prunes a model handed over in memory; resume it from "
                             "Python with the same model and data: rayprune.sweep(model, data, out=..., resume=True).")
         handed_over = problem is not None and problem.base_info.get("source") == "in-memory"  # not a retrained name
         if handed_over and state.get("base_fingerprint") not in (None, weights_fingerprint(problem.base_model)):
-            raise UserError(f"--resume: the model handed over is not the one the sweep in {out} started with (its "
+            raise UserError(f"{flag}: the model handed over is not the one the sweep in {out} started with (its "
                             "weights differ), so the candidates already scored were pruned from another network. "
-                            "Resume with the same model, or start a new sweep in another out.")
+                            f"Resume with the same model, or start a new sweep in {other}.")
         failed = list((out / TUNE_DIR).rglob("error.txt"))  # Tune's mark of a failed trial: resume retries it
         if state.get("status") == "finished" and state.get("summary") is not None and not failed:
             # nothing to continue: re-selecting would re-run every final fine-tune and overwrite the exported models
-            log(f"The sweep in {out} has finished already; its models are in {out / 'models'} (rayprune report "
-                f"{out} shows them). Nothing was re-run. To sweep again, start a new sweep in another --out.")
+            shows = "the result's front and models show them" if from_python else f"rayprune report {out} shows them"
+            log(f"The sweep in {out} has finished already; its models are in {out / 'models'} ({shows}). Nothing "
+                f"was re-run. To sweep again, start a new sweep in {other}.")
             return state["summary"]
         connect(address, log=log, metadata=_job_metadata(cfg, out))
         tune_path = out / TUNE_DIR
         if not tune.Tuner.can_restore(str(tune_path)):
-            raise FileNotFoundError(f"--resume: no restorable Tune experiment in {tune_path}.")
+            raise FileNotFoundError(f"{flag}: no restorable Tune experiment in {tune_path}.")
         if problem is None:
             problem = PruningProblem.from_config(cfg, log=log, base_costs=setup.base_costs,
                                                  base_accuracy=setup.base_accuracy, progress=bool(verbose))
         check_same_space(state, problem.space, out)
         if (cfg.model.checkpoint is not None and state.get("base_fingerprint") is not None
                 and state["base_fingerprint"] != weights_fingerprint(problem.base_model)):
-            raise UserError(f"--resume: model.checkpoint {cfg.model.checkpoint} is not the network the sweep in {out} "
+            raise UserError(f"{flag}: model.checkpoint {cfg.model.checkpoint} is not the network the sweep in {out} "
                             "started from (its weights differ), so the candidates already scored were pruned from "
-                            "another one. Put the checkpoint back as it was, or start a new sweep in another --out.")
+                            f"another one. Put the checkpoint back as it was, or start a new sweep in {other}.")
         shared_ref = ray.put(problem.shareable())
         _mark(out, "running")  # an interrupted sweep runs again
         log(f"Resuming sweep {setup.sweep_id} from {tune_path}")
