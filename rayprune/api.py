@@ -276,8 +276,7 @@ def _as_dataset(data: Any, cfg: "Config", carved: Optional[list[str]] = None):
     d = cfg.data
     options.setdefault("task", d.task)
     if options["task"] == "regression":  # class names and counts mean nothing for real-valued targets
-        options = {"task": "regression", **({"target_names": options["target_names"]} if "target_names" in options
-                                            else {})}
+        options = {k: v for k, v in options.items() if k in ("task", "target_names")}
     return dataset_from_splits(splits["train"], splits.get("val"), splits.get("test"), **options,
                                val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
                                streaming=d.streaming, max_resident_mb=d.max_resident_mb, num_workers=d.num_workers)

@@ -133,8 +133,8 @@ def warn_if_base_at_chance(problem: "PruningProblem", log: Callable[[str], None]
             _warn_if_regressor_below_the_mean(problem, log)
         return
     message, permuted = _chance_verdict(problem)
-    if permuted:  # the search's fine-tunes would retrain it into rayprune's order: an exported model answering in
-        raise UserError(f"{message.rstrip('.')}. Stopped before the search: fine-tuning would re-learn the classes in "  # another
+    if permuted:  # the search's fine-tunes would retrain it into rayprune's order: the export would answer in another
+        raise UserError(f"{message.rstrip('.')}. Stopped before the search: fine-tuning would re-learn the classes in "
                         "rayprune's order, and the pruned model would answer in another order than yours. From "
                         "Python, give the order in the data: {'train': (x, y), 'class_names': [...]}.")
     if message:
@@ -167,7 +167,8 @@ def _chance_verdict(problem: "PruningProblem", *, imbalance: bool = True) -> tup
     n = len(y)
     majority = float(torch.bincount(torch.as_tensor(y).reshape(-1).long().cpu()).max()) / n
     floor = max(chance, majority) if imbalance else chance
-    if base > floor + 2.0 * math.sqrt(floor * (1.0 - floor) / n):
+    clearly_above = floor + 2.0 * math.sqrt(floor * (1.0 - floor) / n)  # two standard errors over the floor
+    if base > clearly_above:
         return None, False
     spread = 2.0 * math.sqrt(chance * (1.0 - chance) / n)
     at_chance = base <= chance + spread
@@ -177,7 +178,7 @@ def _chance_verdict(problem: "PruningProblem", *, imbalance: bool = True) -> tup
         why = ("its training did not learn (base_training: more epochs, another lr, or check the labels); "
                "pruning it is pointless")
     elif base < chance - spread and names and (relabelled := _relabelled_accuracy(problem)) is not None \
-            and relabelled > floor + 2.0 * math.sqrt(floor * (1.0 - floor) / n):
+            and relabelled > clearly_above:
         permuted = True  # (a model answering one class for every input is below chance too: not this case)
         why = (f"far below chance ({100 * chance:.1f} %), as a model scores whose outputs number the classes in "
                f"another order than rayprune's (with its outputs matched to the classes they answer most, it scores "

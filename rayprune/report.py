@@ -174,7 +174,7 @@ def agent_table(state: dict[str, Any], rows: pd.DataFrame) -> str:
             won = final[final["agent"] == agent]["level"].tolist()
             table.append([agent, *["-" for _ in levels], ", ".join(won)])
     seeds = _seeds_of(search)
-    head = "best {} (n)" if seeds <= 1 else "best {} per trial, mean ± sd (n: all " + str(seeds) + " seeds)"
+    head = "best {} (n)" if seeds <= 1 else f"best {{}} per trial, mean ± sd (n: all {seeds} seeds)"
     return format_table(["agent", *[head.format(lvl.name) for lvl in levels], "exported"], table)
 
 

@@ -255,10 +255,18 @@ def regression_target_names(task: str, given: Iterable[str] | None, train: Any) 
 def _pandas_feature_names(train: Any) -> tuple[str, ...] | None:
     """The column names of the train split's ``x`` when it is a pandas DataFrame (kept in spec.json's preprocessing
     as ``feature_names``: a device feeding the exported model needs the columns' order); None otherwise."""
-    if not (isinstance(train, (tuple, list)) and len(train) == 2):
-        return None
-    columns = getattr(train[0], "columns", None)
-    return tuple(str(c) for c in columns) if columns is not None and getattr(train[0], "ndim", 0) == 2 else None
+    return _frame_columns(_pair_member(train, 0))
+
+
+def _pair_member(split: Any, index: int) -> Any:
+    """``x`` (0) or ``y`` (1) of an ``(x, y)`` split; None for anything else (a torch Dataset, None)."""
+    return split[index] if isinstance(split, (tuple, list)) and len(split) == 2 else None
+
+
+def _frame_columns(value: Any) -> tuple[str, ...] | None:
+    """A pandas DataFrame's column names as strings; None for anything else."""
+    columns = getattr(value, "columns", None)
+    return tuple(str(c) for c in columns) if columns is not None and getattr(value, "ndim", 0) == 2 else None
 
 
 def _named_columns(names: tuple[str, ...] | None, kind: str, input_shape: Sequence[int]) -> tuple[str, ...] | None:
@@ -276,12 +284,10 @@ def _pandas_target_names(train: Any) -> tuple[str, ...] | None:
     >>> _pandas_target_names((np.zeros((2, 3)), pd.Series([1.0, 2.0], name="price"))), _pandas_target_names(None)
     (('price',), None)
     """
-    if not (isinstance(train, (tuple, list)) and len(train) == 2):
-        return None
-    y = train[1]
-    columns = getattr(y, "columns", None)
-    if columns is not None and getattr(y, "ndim", 0) == 2:
-        return tuple(str(c) for c in columns)
+    y = _pair_member(train, 1)
+    columns = _frame_columns(y)
+    if columns is not None:
+        return columns
     name = getattr(y, "name", None) if type(y).__name__ == "Series" else None
     return (str(name),) if name is not None else None
 

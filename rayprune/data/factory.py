@@ -67,6 +67,7 @@ def load_factory(factory: str, *, spec: _SplitSpec | None = None, task: str = "c
     given_names = options.pop("target_names", None)
     try:
         target_names = regression_target_names(task, given_names, splits["train"])
+        feature_names = _pandas_feature_names(splits["train"])
         streams, first = _stream_choice(splits, policy, name=factory)
         if streams:
             if given_names is not None:
@@ -77,9 +78,9 @@ def load_factory(factory: str, *, spec: _SplitSpec | None = None, task: str = "c
             return _regression_from_splits(splits, name=factory, kind=None, normalise=False,
                                            val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
                                            seed=spec.seed, max_samples=spec.max_samples, first=first,
-                                           target_names=target_names, feature_names=_pandas_feature_names(splits["train"]))
-        return _from_splits(splits, spec, name=factory, normalise=False, first=first,
-                            feature_names=_pandas_feature_names(splits["train"]), **options)
+                                           target_names=target_names, feature_names=feature_names)
+        return _from_splits(splits, spec, name=factory, normalise=False, first=first, feature_names=feature_names,
+                            **options)
     except UserError as err:
         raise type(err)(f"The data of factory {factory!r}: {err}") from err
 

@@ -472,8 +472,9 @@ def _one_hot_sources(features: pd.DataFrame, encoded: pd.DataFrame) -> tuple[tup
     """
     made = {f"{column}_{value}": (str(column), str(value)) for column in _text_columns(features)
             for value in pd.unique(features[column].dropna())}
+    kept = set(map(str, features.columns))  # (once: a set per encoded column was quadratic in a wide table)
     return tuple((str(name), *made[str(name)]) for name in encoded.columns if str(name) in made
-                 and str(name) not in set(map(str, features.columns)))
+                 and str(name) not in kept)
 
 
 def _warn_wide(features: pd.DataFrame, categorical: list, where: str) -> None:

@@ -158,27 +158,28 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
 
 
 def check_onnx_opset(model: nn.Module, input_shape: Sequence[int], input_dtype: str, opset: Optional[int]) -> None:
-    """Raise :class:`~rayprune.errors.UserError` (a ``ValueError``) naming ``export.onnx_opset`` when ``opset`` was asked for and ``model`` (the base: a
-    pruned model has the same operators) cannot be written in it, or onnx is not installed; nothing when ``opset``
-    is None (the exporter's default, and a failed export is then said in spec.json as before). Run once before the
-    search, so that a run asked for opset 99 stops at once instead of ending with no model.onnx after the search."""
+    """Raise :class:`~rayprune.errors.UserError` (a ``ValueError``) naming ``export.onnx_opset`` when ``opset`` was
+    asked for and ``model`` (the base: a pruned model has the same operators) cannot be written in it, or onnx is not
+    installed; nothing when ``opset`` is None (the exporter's default, and a failed export is then said in spec.json
+    as before). Run once before the search, so that a run asked for opset 99 stops at once instead of ending with no
+    model.onnx after the search."""
     if opset is None:
         return
     if onnx_missing():
         raise UserError(f"export.onnx_opset is {opset} but onnx is not installed ({ONNX_INSTALL_HINT}), so no "
-                         "model.onnx can be written; install it, or remove export.onnx_opset")
+                        "model.onnx can be written; install it, or remove export.onnx_opset")
     import onnx
 
     newest = int(onnx.defs.onnx_opset_version())
     if opset > newest:
         raise UserError(f"export.onnx_opset is {opset}, but the installed onnx knows opsets up to {newest}; give an "
-                         f"opset from 7 to {newest} that the target runtime supports, or remove it for the exporter's "
-                         "default")
+                        f"opset from 7 to {newest} that the target runtime supports, or remove it for the exporter's "
+                        "default")
     try:
         _exported(model, input_shape, input_dtype, opset)
     except RuntimeError as err:
         raise UserError(f"export.onnx_opset is {opset}, but the base model cannot be written in that opset "
-                         f"({_first_line(err)}); give another opset, or remove it for the exporter's default") from err
+                        f"({_first_line(err)}); give another opset, or remove it for the exporter's default") from err
 
 
 def declared_opset(data: bytes) -> Optional[int]:

@@ -30,7 +30,6 @@ decides on validation only; test accuracy is reported, never used to choose.
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -545,7 +544,7 @@ def _found_by(row: pd.Series) -> dict[str, Any]:
     found = {}
     for key, name in (("agent", "found_by"), ("seed", "found_by_seed")):
         value = row.get(key)
-        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+        if value is not None and not pd.isna(value):
             found[name] = int(value) if key == "seed" else str(value)
     return found
 
